@@ -1,0 +1,225 @@
+"""The array-module switch: the one module that knows about CuPy.
+
+Every compute module (layers, heads, model, optim, sampling) receives its array
+module ``xp`` from here and calls only ``xp.*`` on arrays, so the same lines run
+on NumPy (CPU) and CuPy (CUDA). Host copies happen only at the edges: loading
+data (:func:`to_device`), and saving or printing (:func:`to_host`).
+
+The device is chosen by the ``--device`` option of the CLI, else by the
+``MADE_NP_DEVICE`` environment variable, else ``cpu``. CuPy is imported lazily,
+only when ``cuda`` is asked for.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "float64")
+
+
+class BackendError(RuntimeError):
+    """A device or dtype that cannot be used; the message is one user-facing line."""
+
+
+def get_xp(device: str | None = None):
+    """Return the array module for a device.
+
+    Parameters
+    ----------
+    device : {"cpu", "cuda"} or None
+        ``None`` reads ``$MADE_NP_DEVICE`` and falls back to ``"cpu"``.
+
+    Returns
+    -------
+    module
+        :mod:`numpy` for ``"cpu"``, :mod:`cupy` for ``"cuda"``.
+
+    Raises
+    ------
+    BackendError
+        Unknown device name, CuPy not installed, or no usable CUDA GPU.
+    """
+    device = (device or os.environ.get("MADE_NP_DEVICE") or "cpu").lower()
+    if device == "cpu":
+        return np
+    if device != "cuda":
+        raise BackendError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    try:
+        import cupy
+    except ImportError:
+        raise BackendError(
+            "--device cuda needs CuPy, which is not installed: pip install 'made-np[cuda]'"
+        ) from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver missing or broken
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BackendError(f"--device cuda: no usable CUDA GPU ({first_line})") from None
+    if count < 1:
+        raise BackendError("--device cuda: CuPy found no CUDA GPU")
+    return cupy
+
+
+def device_of(xp) -> str:
+    """Name of the device an array module computes on: ``"cpu"`` or ``"cuda"``."""
+    return "cpu" if xp is np else "cuda"
+
+
+def resolve_dtype(dtype) -> np.dtype:
+    """Check and return a floating dtype.
+
+    Parameters
+    ----------
+    dtype : str or numpy dtype
+        ``"float32"`` (the default everywhere) or ``"float64"`` (gradient checks).
+
+    Raises
+    ------
+    BackendError
+        For any other dtype.
+    """
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in DTYPES:
+        raise BackendError(f"unsupported dtype {name!r}: choose one of {', '.join(DTYPES)}")
+    return np.dtype(name)
+
+
+def host_rng(*seed) -> np.random.Generator:
+    """A host random generator seeded by integers (weights and masks are drawn on the host,
+    so CPU and GPU runs with the same seed start from the same numbers)."""
+    return np.random.default_rng(list(seed))
+
+
+def to_host(a) -> np.ndarray:
+    """Copy an array (NumPy or CuPy) to a host :class:`numpy.ndarray` (no copy if already host)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "get"):
+        return a.get()
+    return np.asarray(a)
+
+
+def to_device(a, xp, dtype=None):
+    """Copy a host array to the device of ``xp`` (a no-op view for NumPy when dtypes agree)."""
+    return xp.asarray(a, dtype=dtype)
+
+
+def synchronize(xp) -> None:
+    """Wait for queued device work (for honest timings); nothing to do on the CPU."""
+    if xp is not np:
+        xp.cuda.get_current_stream().synchronize()
+
+
+# --------------------------------------------------------------------------- fused kernels
+#
+# Optional accelerators for the elementwise work of an optimiser step. The plain
+# array-module code in ``made_np.optim`` is the readable reference; these do the
+# same arithmetic in one pass over memory. ``fused_kernels`` returns None when no
+# accelerator applies, and the reference path is used.
+
+_FUSED_CACHE: dict = {}
+
+
+def fused_kernels(xp, enabled: bool | None = None):
+    """Return fused elementwise kernels for ``xp``, or None.
+
+    Parameters
+    ----------
+    xp : module
+        NumPy (uses :mod:`numexpr` when installed) or CuPy (uses ``cupy.ElementwiseKernel``).
+    enabled : bool or None
+        ``None`` reads ``$MADE_NP_FUSED`` (``0`` disables); ``False`` always returns None.
+
+    Returns
+    -------
+    object or None
+        An object with ``adam(p, g, m, v, beta1, beta2, step, eps, weight_decay)``,
+        ``adagrad(p, g, s, lr, eps, weight_decay)`` updating ``p``, ``m``, ``v``, ``s`` in place.
+    """
+    if enabled is None:
+        enabled = os.environ.get("MADE_NP_FUSED", "1") != "0"
+    if not enabled:
+        return None
+    key = device_of(xp)
+    if key not in _FUSED_CACHE:
+        _FUSED_CACHE[key] = _NumexprKernels.create() if xp is np else _CupyKernels.create(xp)
+    return _FUSED_CACHE[key]
+
+
+class _NumexprKernels:
+    """numexpr versions of the optimiser updates (multi-threaded, one pass each)."""
+
+    @classmethod
+    def create(cls):
+        try:
+            import numexpr
+        except ImportError:
+            return None
+        return cls(numexpr)
+
+    def __init__(self, ne):
+        self.ne = ne
+
+    def adam(self, p, g, m, v, beta1, beta2, step, eps, weight_decay):
+        ev = self.ne.evaluate
+        c1 = p.dtype.type(1.0 - beta1)
+        c2 = p.dtype.type(1.0 - beta2)
+        b1, b2, wd = p.dtype.type(beta1), p.dtype.type(beta2), p.dtype.type(weight_decay)
+        s, e = p.dtype.type(step), p.dtype.type(eps)
+        if weight_decay:
+            ev("b1 * m + c1 * (g + wd * p)", out=m, casting="same_kind")
+            ev("b2 * v + c2 * (g + wd * p) ** 2", out=v, casting="same_kind")
+        else:
+            ev("b1 * m + c1 * g", out=m, casting="same_kind")
+            ev("b2 * v + c2 * g * g", out=v, casting="same_kind")
+        ev("p - s * m / (sqrt(v) + e)", out=p, casting="same_kind")
+
+    def adagrad(self, p, g, s, lr, eps, weight_decay):
+        ev = self.ne.evaluate
+        t = p.dtype.type
+        lr, e, wd = t(lr), t(eps), t(weight_decay)
+        if weight_decay:
+            ev("g + wd * p", out=g, casting="same_kind")
+        ev("s + g * g", out=s, casting="same_kind")
+        ev("p - lr * g / (sqrt(s) + e)", out=p, casting="same_kind")
+
+
+class _CupyKernels:
+    """CuPy ``ElementwiseKernel`` versions of the optimiser updates."""
+
+    @classmethod
+    def create(cls, cp):
+        return cls(cp)
+
+    def __init__(self, cp):
+        self._adam = cp.ElementwiseKernel(
+            "T g, T b1, T b2, T s, T e, T wd",
+            "T p, T m, T v",
+            """
+            T gg = g + wd * p;
+            m = b1 * m + (1 - b1) * gg;
+            v = b2 * v + (1 - b2) * gg * gg;
+            p -= s * m / (sqrt(v) + e);
+            """,
+            "made_np_adam",
+        )
+        self._adagrad = cp.ElementwiseKernel(
+            "T g, T lr, T e, T wd",
+            "T p, T s",
+            """
+            T gg = g + wd * p;
+            s += gg * gg;
+            p -= lr * gg / (sqrt(s) + e);
+            """,
+            "made_np_adagrad",
+        )
+
+    def adam(self, p, g, m, v, beta1, beta2, step, eps, weight_decay):
+        t = p.dtype.type
+        self._adam(g, t(beta1), t(beta2), t(step), t(eps), t(weight_decay), p, m, v)
+
+    def adagrad(self, p, g, s, lr, eps, weight_decay):
+        t = p.dtype.type
+        self._adagrad(g, t(lr), t(eps), t(weight_decay), p, s)

@@ -1,0 +1,180 @@
+"""Output heads: the per-variable conditionals p(x_d | x_<d) and their losses.
+
+A head turns the network's logits into a negative log-likelihood in nats (summed
+over variables, one value per example), the gradient of that NLL with respect to
+the logits, and samples.
+
+* :class:`BernoulliHead`: one logit ``z_d`` per binary variable,
+  ``log p(x) = sum_d [x_d z_d - softplus(z_d)]`` (binary cross-entropy), gradient
+  ``sigmoid(z) - x``.
+* :class:`CategoricalHead`: ``C`` logits per variable, laid out variable-major,
+  ``z[:, d*C + c]`` (viewed as ``(batch, D, C)``), ``log p(x) = sum_d log softmax(z_d)[x_d]``
+  (cross-entropy), gradient ``softmax(z_d) - onehot(x_d)``.
+"""
+from __future__ import annotations
+
+
+class BernoulliHead:
+    """Independent Bernoulli conditionals with logits ``z`` (paper eq. 3).
+
+    Parameters
+    ----------
+    xp : module
+        Array module.
+    """
+
+    logits_per_variable = 1
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def _softplus_parts(self, z):
+        """``e = exp(-|z|)``, ``softplus(z) = max(z, 0) + log1p(e)``: stable for any z."""
+        xp = self.xp
+        e = xp.exp(-xp.abs(z))
+        return e, xp.maximum(z, 0) + xp.log1p(e)
+
+    def nll(self, z, x):
+        """Negative log-likelihood in nats.
+
+        Parameters
+        ----------
+        z : array, shape (batch, D), float
+            Logits.
+        x : array, shape (batch, D), float or int in {0, 1}
+            Targets.
+
+        Returns
+        -------
+        array, shape (batch,)
+            ``-log p(x) = sum_d [softplus(z_d) - x_d z_d]`` in nats.
+        """
+        _, sp = self._softplus_parts(z)
+        return (sp - x * z).sum(axis=1)
+
+    def nll_and_grad(self, z, x):
+        """NLL (batch,) in nats and its gradient ``dNLL/dz = sigmoid(z) - x``, shape (batch, D)."""
+        xp = self.xp
+        e, sp = self._softplus_parts(z)
+        nll = (sp - x * z).sum(axis=1)
+        return nll, self._sigmoid(z, e) - x
+
+    def _sigmoid(self, z, e=None):
+        """``sigmoid(z)`` without overflow, from ``e = exp(-|z|)``."""
+        if e is None:
+            e = self.xp.exp(-self.xp.abs(z))
+        r = 1.0 / (1.0 + e)
+        return self.xp.where(z >= 0, r, e * r)
+
+    def sample(self, z, u):
+        """Draw ``x_d = 1[u_d < sigmoid(z_d)]``.
+
+        Parameters
+        ----------
+        z : array, shape (n, k)
+            Logits of ``k`` variables (one column per variable).
+        u : array, shape (n, k)
+            Uniform noise in [0, 1).
+
+        Returns
+        -------
+        array of uint8, shape (n, k), values in {0, 1}.
+        """
+        return (u < self._sigmoid(z)).astype(self.xp.uint8)
+
+
+class CategoricalHead:
+    """Softmax conditionals over ``C`` classes per variable.
+
+    Parameters
+    ----------
+    xp : module
+        Array module.
+    classes : int
+        Number of classes ``C >= 2`` of every variable.
+    """
+
+    def __init__(self, xp, classes: int):
+        if classes < 2:
+            raise ValueError(f"a categorical head needs at least 2 classes, got {classes}")
+        self.xp = xp
+        self.C = int(classes)
+        self.logits_per_variable = self.C
+
+    def log_softmax(self, z):
+        """Stable ``log softmax`` over the last axis of ``z`` (any leading shape)."""
+        xp = self.xp
+        s = z - z.max(axis=-1, keepdims=True)
+        return s - xp.log(xp.exp(s).sum(axis=-1, keepdims=True))
+
+    def _flat_index(self, x):
+        """Positions of ``x_d`` among the flattened logits, shape (batch*D,)."""
+        xp = self.xp
+        n, D = x.shape
+        return xp.arange(n * D) * self.C + x.reshape(-1).astype(xp.int64)
+
+    def nll(self, z, x):
+        """Negative log-likelihood in nats.
+
+        Parameters
+        ----------
+        z : array, shape (batch, D*C), float
+            Logits, variable-major (``z[:, d*C + c]``).
+        x : array, shape (batch, D), int in 0..C-1
+            Targets.
+
+        Returns
+        -------
+        array, shape (batch,)
+            ``-sum_d log softmax(z_d)[x_d]`` in nats.
+        """
+        n, D = x.shape
+        lp = self.log_softmax(z.reshape(n, D, self.C))
+        return -lp.reshape(-1)[self._flat_index(x)].reshape(n, D).sum(axis=1)
+
+    def nll_and_grad(self, z, x):
+        """NLL (batch,) in nats and its gradient ``softmax(z_d) - onehot(x_d)``, shape (batch, D*C)."""
+        xp = self.xp
+        n, D = x.shape
+        lp = self.log_softmax(z.reshape(n, D, self.C)).reshape(-1)
+        idx = self._flat_index(x)
+        nll = -lp[idx].reshape(n, D).sum(axis=1)
+        grad = xp.exp(lp)
+        grad[idx] -= 1.0
+        return nll, grad.reshape(n, D * self.C)
+
+    def sample(self, z, u):
+        """Inverse-CDF draws from softmax conditionals.
+
+        Parameters
+        ----------
+        z : array, shape (n, k*C)
+            Logits of ``k`` variables, variable-major.
+        u : array, shape (n, k)
+            Uniform noise in [0, 1).
+
+        Returns
+        -------
+        array of int64, shape (n, k), values in 0..C-1: the first class whose
+        cumulative probability exceeds ``u``.
+        """
+        xp = self.xp
+        n, k = u.shape
+        p = xp.exp(self.log_softmax(z.reshape(n, k, self.C)))
+        below = xp.cumsum(p, axis=-1) <= u[..., None]
+        return xp.minimum(below.sum(axis=-1), self.C - 1).astype(xp.int64)
+
+
+def make_head(name: str, xp, classes: int = 2):
+    """Build a head by name: ``bernoulli`` or ``categorical`` (with ``classes``).
+
+    Raises
+    ------
+    ValueError
+        Unknown name or fewer than 2 classes.
+    """
+    if name == "bernoulli":
+        return BernoulliHead(xp)
+    if name == "categorical":
+        return CategoricalHead(xp, classes)
+    raise ValueError(f"unknown head {name!r}: choose bernoulli or categorical")

@@ -1,0 +1,174 @@
+"""Masked dense layers and ReLU-family activations, forward and backward side by side.
+
+Every array is a ``(batch, features)`` row batch on the array module ``xp``
+(NumPy or CuPy, see :mod:`made_np.backend`). Gradients are derived by hand:
+for ``y = x (W * M) + b`` and an upstream gradient ``delta = dL/dy``,
+
+* ``dL/dW = (x^T delta) * M``  (masked-out weights get exactly zero gradient),
+* ``dL/db = sum_batch delta``,
+* ``dL/dx = delta (W * M)^T``.
+"""
+from __future__ import annotations
+
+import math
+
+
+class MaskedDense:
+    """A dense layer whose weight matrix is multiplied by a fixed binary mask.
+
+    Parameters
+    ----------
+    fan_in, fan_out : int
+        Input and output widths.
+    xp : module
+        Array module (NumPy or CuPy).
+    rng : numpy.random.Generator
+        Host generator for the initial weights, so that CPU and GPU runs start identical.
+    dtype : numpy dtype
+        Floating dtype of the parameters (float32 by default).
+    bias : bool
+        Whether the layer has a bias ``b`` (the direct connections of paper eq. 11 do not).
+    need_input_grad : bool
+        Whether :meth:`backward` returns ``dL/dx`` (not needed for the first layer).
+
+    Attributes
+    ----------
+    W : array, shape (fan_in, fan_out)
+        Weights, initialised uniformly in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``.
+    b : array, shape (fan_out,) or None
+        Biases, initialised to zero.
+    M : array, shape (fan_in, fan_out)
+        The mask, 0/1 in ``dtype`` (see :mod:`made_np.masks`).
+    dW, db : arrays
+        Gradients of the last :meth:`backward`, same shapes as ``W`` and ``b``.
+    """
+
+    def __init__(self, fan_in, fan_out, xp, rng, dtype="float32", bias=True, need_input_grad=True):
+        bound = 1.0 / math.sqrt(fan_in)
+        self.xp = xp
+        self.W = xp.asarray(rng.uniform(-bound, bound, size=(fan_in, fan_out)).astype(dtype))
+        self.b = xp.zeros(fan_out, dtype=dtype) if bias else None
+        self.M = xp.ones((fan_in, fan_out), dtype=dtype)
+        self.dW = xp.zeros_like(self.W)
+        self.db = xp.zeros_like(self.b) if bias else None
+        self.need_input_grad = need_input_grad
+        self.fixed = False
+        self._WM = xp.empty_like(self.W)
+
+    @property
+    def params(self) -> list:
+        """Parameters ``[W, b]`` (or ``[W]``)."""
+        return [self.W, self.b] if self.b is not None else [self.W]
+
+    @property
+    def grads(self) -> list:
+        """Gradients ``[dW, db]`` matching :attr:`params`."""
+        return [self.dW, self.db] if self.b is not None else [self.dW]
+
+    def set_mask(self, M, fixed: bool = False) -> None:
+        """Use mask ``M`` (array of 0/1 in the layer's dtype, shape (fan_in, fan_out)).
+
+        With ``fixed=True`` the layer will only ever use this mask: ``W`` is masked
+        once, here, and stays masked (its masked entries get zero gradient and so
+        zero updates from every optimiser in :mod:`made_np.optim`), which saves
+        the ``W * M`` pass of every forward step.
+        """
+        self.M = M
+        self.fixed = fixed
+        if fixed:
+            self.W *= M
+
+    def masked_weight(self):
+        """``W * M``, shape (fan_in, fan_out) (``W`` itself for a fixed mask)."""
+        if self.fixed:
+            return self.W
+        return self.xp.multiply(self.W, self.M, out=self._WM)
+
+    def forward(self, x):
+        """``y = x (W * M) + b``.
+
+        Parameters
+        ----------
+        x : array, shape (batch, fan_in)
+
+        Returns
+        -------
+        array, shape (batch, fan_out)
+        """
+        self.x = x
+        self.WM = self.masked_weight()
+        y = x @ self.WM
+        if self.b is not None:
+            y += self.b
+        return y
+
+    def backward(self, delta):
+        """Store ``dW``, ``db`` and return ``dL/dx`` for ``delta = dL/dy``.
+
+        Parameters
+        ----------
+        delta : array, shape (batch, fan_out)
+
+        Returns
+        -------
+        array, shape (batch, fan_in), or None when ``need_input_grad`` is False.
+        """
+        xp = self.xp
+        xp.matmul(self.x.T, delta, out=self.dW)
+        self.dW *= self.M
+        if self.b is not None:
+            xp.sum(delta, axis=0, out=self.db)
+        if self.need_input_grad:
+            return delta @ self.WM.T
+        return None
+
+
+class ReLU:
+    """``h = max(a, 0)``; backward ``dL/da = dL/dh * 1[h > 0]``. Works in place on ``a``."""
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def forward(self, a):
+        """a : array (batch, H), overwritten. Returns h, same shape."""
+        self.h = self.xp.maximum(a, 0, out=a)
+        return self.h
+
+    def backward(self, dh):
+        """dh : array (batch, H), overwritten. Returns dL/da."""
+        dh *= self.h > 0
+        return dh
+
+
+class LeakyReLU:
+    """``h = a if a > 0 else slope * a`` (slope 0.01); backward multiplies by 1 or ``slope``."""
+
+    def __init__(self, xp, slope: float = 0.01):
+        self.xp, self.slope = xp, slope
+
+    def forward(self, a):
+        """a : array (batch, H). Returns h, same shape."""
+        self.positive = a > 0
+        self.h = self.xp.where(self.positive, a, a * self.slope)
+        return self.h
+
+    def backward(self, dh):
+        """dh : array (batch, H). Returns dL/da."""
+        return self.xp.where(self.positive, dh, dh * self.slope)
+
+
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU}
+
+
+def make_activation(name: str, xp):
+    """Build an activation by name (``relu`` or ``leaky_relu``).
+
+    Raises
+    ------
+    ValueError
+        Unknown name.
+    """
+    try:
+        return ACTIVATIONS[name](xp)
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}: choose one of {', '.join(ACTIVATIONS)}") from None

@@ -1,0 +1,282 @@
+"""Orderings, degrees and masks of MADE (Germain et al. 2015, Sec. 4 and Algorithm 1).
+
+Pure host-side functions of a seed. Notation follows the paper:
+
+* ``m^0(d)``, the *ordering*: the position (1..D) of input ``d`` in the
+  autoregressive factorisation p(x) = prod_d p(x_d | x_{m^0(j) < m^0(d)}).
+* ``m^l(k)``, the *degree* of hidden unit ``k`` of layer ``l``: the largest
+  ordering position that unit may see. Drawn from
+  [min_k' m^(l-1)(k'), D-1] (paper Sec. 4.2).
+* hidden masks ``M^W_l[j, k] = 1[m^l(k) >= m^(l-1)(j)]`` (paper eq. 12),
+  output mask ``M^V[k, d] = 1[m^0(d) > m^L(k)]`` (eq. 13), and the direct
+  input-to-output mask ``M^A[j, d] = 1[m^0(d) > m^0(j)]`` (eq. 11).
+
+All masks are stored as ``(fan_in, fan_out)`` so that a layer computes
+``x @ (W * M)``, matching the ``(batch, features)`` row layout of the engine.
+
+A *bank* of masks is indexed by an integer; mask ``index`` is rebuilt exactly
+from ``(seed, index)``, so a bank of any size costs no memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ORDERINGS = ("natural", "random")
+DEGREE_RULES = ("random", "equal")
+
+
+class MaskError(ValueError):
+    """An invalid ordering, degree rule or layer configuration."""
+
+
+def input_ordering(D: int, mode: str = "natural", rng=None, given=None) -> np.ndarray:
+    """Draw the input ordering m^0.
+
+    Parameters
+    ----------
+    D : int
+        Number of variables, ``D >= 1``.
+    mode : {"natural", "random"}
+        ``natural``: m^0(d) = d + 1; ``random``: a uniform random permutation of 1..D.
+    rng : numpy.random.Generator, optional
+        Source of randomness for ``random``.
+    given : sequence of int, optional
+        An explicit ordering: a permutation of 1..D (overrides ``mode``).
+
+    Returns
+    -------
+    ndarray of int64, shape (D,)
+        ``m^0(d)`` for each input ``d``: a permutation of 1..D.
+
+    Raises
+    ------
+    MaskError
+        ``D < 1``, unknown ``mode``, or ``given`` not a permutation of 1..D.
+    """
+    if D < 1:
+        raise MaskError(f"D must be >= 1, got {D}")
+    if given is not None:
+        order = np.asarray(given, dtype=np.int64).reshape(-1)
+        if order.shape != (D,) or not np.array_equal(np.sort(order), np.arange(1, D + 1)):
+            raise MaskError(f"the given ordering must be a permutation of 1..{D}, got {list(order)[:10]}")
+        return order
+    if mode == "natural":
+        return np.arange(1, D + 1, dtype=np.int64)
+    if mode == "random":
+        rng = np.random.default_rng() if rng is None else rng
+        return rng.permutation(D).astype(np.int64) + 1
+    raise MaskError(f"unknown ordering {mode!r}: choose one of {', '.join(ORDERINGS)}")
+
+
+def hidden_degrees(prev: np.ndarray, width: int, D: int, rule: str = "random", rng=None) -> np.ndarray:
+    """Draw the degrees m^l(k) of one hidden layer.
+
+    Parameters
+    ----------
+    prev : ndarray of int, shape (fan_in,)
+        Degrees of the layer below (the ordering m^0 for the first hidden layer).
+    width : int
+        Number of hidden units, ``>= 1``.
+    D : int
+        Number of variables.
+    rule : {"random", "equal"}
+        ``random`` (the paper, Sec. 4.2): uniform integers in [lo, D-1] with
+        ``lo = min(min(prev), D-1)``. ``equal`` (TensorFlow Probability's default):
+        ``m(k) = max(lo, ceil(k (D-1) / (width+1)))`` for k = 1..width, evenly
+        spread over [lo, D-1].
+    rng : numpy.random.Generator, optional
+        Source of randomness for ``random``.
+
+    Returns
+    -------
+    ndarray of int64, shape (width,)
+        Degrees in [lo, D-1]. For ``D == 1`` all degrees are 0: the units see no input.
+
+    Raises
+    ------
+    MaskError
+        ``width < 1`` or unknown ``rule``.
+    """
+    if width < 1:
+        raise MaskError(f"hidden layers need at least 1 unit, got {width}")
+    lo = min(int(np.min(prev)), D - 1)
+    if rule == "random":
+        rng = np.random.default_rng() if rng is None else rng
+        return rng.integers(lo, D, size=width, endpoint=False).astype(np.int64)
+    if rule == "equal":
+        k = np.arange(1, width + 1)
+        return np.maximum(lo, np.ceil(k * (D - 1) / (width + 1))).astype(np.int64)
+    raise MaskError(f"unknown degree rule {rule!r}: choose one of {', '.join(DEGREE_RULES)}")
+
+
+def hidden_mask(prev_degrees: np.ndarray, degrees: np.ndarray) -> np.ndarray:
+    """M^W[j, k] = 1[m^l(k) >= m^(l-1)(j)] (paper eq. 12), shape (fan_in, fan_out), bool."""
+    return np.asarray(degrees)[None, :] >= np.asarray(prev_degrees)[:, None]
+
+
+def output_mask(last_degrees: np.ndarray, ordering: np.ndarray) -> np.ndarray:
+    """M^V[k, d] = 1[m^0(d) > m^L(k)] (paper eq. 13), shape (H_L, D), bool.
+
+    With no hidden layer ``last_degrees`` is the ordering itself, which gives the
+    strict ordering relation (a fully visible sigmoid belief network).
+    """
+    return np.asarray(ordering)[None, :] > np.asarray(last_degrees)[:, None]
+
+
+def direct_mask(ordering: np.ndarray) -> np.ndarray:
+    """M^A[j, d] = 1[m^0(d) > m^0(j)] (paper eq. 11, direct connections), shape (D, D), bool."""
+    return output_mask(ordering, ordering)
+
+
+@dataclass(frozen=True)
+class MaskSet:
+    """One mask of a bank: the ordering, the degrees and every layer's mask.
+
+    Attributes
+    ----------
+    index : int
+        Position of this mask in the bank.
+    ordering : ndarray of int64, shape (D,)
+        m^0, a permutation of 1..D.
+    degrees : tuple of ndarray of int64
+        ``degrees[l]`` is m^(l+1), shape (H_{l+1},), for each hidden layer.
+    hidden : tuple of ndarray of bool
+        ``hidden[l]`` is M^W_(l+1), shape (fan_in, fan_out) (the first is (D, H_1)).
+    output : ndarray of bool, shape (H_L, D)
+        M^V ((D, D) when there is no hidden layer).
+    direct : ndarray of bool, shape (D, D)
+        M^A, the direct input-to-output mask (used only when the model has direct connections).
+    """
+
+    index: int
+    ordering: np.ndarray
+    degrees: tuple
+    hidden: tuple
+    output: np.ndarray
+    direct: np.ndarray
+
+    @property
+    def D(self) -> int:
+        return int(self.ordering.shape[0])
+
+    def layer_masks(self, in_repeat: int = 1, out_repeat: int = 1) -> list:
+        """Masks of every weight matrix at the level of columns, as float-ready bool arrays.
+
+        Categorical variables are one-hot encoded over ``in_repeat`` input columns
+        and predicted by ``out_repeat`` logits; every column of variable ``d`` carries
+        the degree m^0(d), so the first hidden mask repeats its rows and the output
+        mask (and direct mask) repeat their columns (block masks).
+
+        Returns
+        -------
+        list of ndarray of bool
+            ``[M^W_1 (D*in_repeat, H_1), ..., M^V (H_L, D*out_repeat)]``.
+        """
+        masks = list(self.hidden) + [self.output]
+        masks[0] = np.repeat(masks[0], in_repeat, axis=0)
+        masks[-1] = np.repeat(masks[-1], out_repeat, axis=1)
+        return masks
+
+    def direct_block(self, in_repeat: int = 1, out_repeat: int = 1) -> np.ndarray:
+        """M^A at the level of columns, shape (D*in_repeat, D*out_repeat), bool."""
+        return np.repeat(np.repeat(self.direct, in_repeat, axis=0), out_repeat, axis=1)
+
+
+def draw_masks(
+    D: int,
+    hidden=(),
+    *,
+    seed: int = 0,
+    index: int = 0,
+    ordering: str = "natural",
+    given_ordering=None,
+    degrees: str = "random",
+    order_agnostic: bool = False,
+    connectivity_agnostic: bool = False,
+) -> MaskSet:
+    """Build mask ``index`` of a bank, exactly, from ``(seed, index)`` (paper Algorithm 1).
+
+    Parameters
+    ----------
+    D : int
+        Number of variables, ``>= 1``.
+    hidden : sequence of int
+        Widths of the hidden layers (may be empty).
+    seed : int
+        Seed of the bank.
+    index : int
+        Mask index, ``>= 0``. Mask 0 always uses ``ordering``/``given_ordering``.
+    ordering : {"natural", "random"}
+        Ordering of mask 0 (and of every mask unless ``order_agnostic``).
+    given_ordering : sequence of int, optional
+        An explicit permutation of 1..D for mask 0.
+    degrees : {"random", "equal"}
+        Hidden degree rule, see :func:`hidden_degrees`.
+    order_agnostic : bool
+        Masks ``index >= 1`` draw a fresh random ordering from ``(seed, index)``
+        (order-agnostic training, paper Sec. 4.1).
+    connectivity_agnostic : bool
+        Masks ``index >= 1`` draw fresh hidden degrees from ``(seed, index)``
+        (connectivity-agnostic training, paper Sec. 4.2); otherwise every mask
+        shares the degrees of mask 0.
+
+    Returns
+    -------
+    MaskSet
+
+    Raises
+    ------
+    MaskError
+        Invalid ``D``, widths, ordering or rule, or ``index < 0``.
+    """
+    if index < 0:
+        raise MaskError(f"mask index must be >= 0, got {index}")
+    hidden = tuple(int(h) for h in hidden)
+    o_index = index if order_agnostic else 0
+    c_index = index if connectivity_agnostic else 0
+    o_rng = np.random.default_rng([seed, o_index, 0])
+    if o_index == 0:
+        m0 = input_ordering(D, ordering, o_rng, given_ordering)
+    else:
+        m0 = input_ordering(D, "random", o_rng)
+    c_rng = np.random.default_rng([seed, c_index, 1])
+    degs, masks, prev = [], [], m0
+    for width in hidden:
+        m = hidden_degrees(prev, width, D, degrees, c_rng)
+        masks.append(hidden_mask(prev, m))
+        degs.append(m)
+        prev = m
+    return MaskSet(
+        index=index,
+        ordering=m0,
+        degrees=tuple(degs),
+        hidden=tuple(masks),
+        output=output_mask(prev, m0),
+        direct=direct_mask(m0),
+    )
+
+
+def path_matrix(maskset: MaskSet, direct: bool = False) -> np.ndarray:
+    """Which inputs can reach which outputs through the masks.
+
+    Parameters
+    ----------
+    maskset : MaskSet
+    direct : bool
+        Include the direct input-to-output mask M^A.
+
+    Returns
+    -------
+    ndarray of bool, shape (D, D)
+        ``P[j, d]`` is True when some path of unmasked weights leads from input ``j``
+        to output ``d``. The autoregressive property is ``P[j, d] => m^0(j) < m^0(d)``.
+    """
+    reach = np.eye(maskset.D, dtype=np.int64)
+    for m in list(maskset.hidden) + [maskset.output]:
+        reach = (reach @ m.astype(np.int64) > 0).astype(np.int64)
+    reach = reach > 0
+    if direct:
+        reach = reach | maskset.direct
+    return reach

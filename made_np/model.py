@@ -1,0 +1,394 @@
+"""MADE: a masked autoencoder that is an autoregressive density model (Germain et al. 2015).
+
+The network maps an encoded input ``x`` of shape (batch, D * in_repeat) through
+masked hidden layers to logits of shape (batch, D * out_repeat)::
+
+    h^1 = act(x W^1*M^1 + b^1), ..., z = h^L (V * M^V) + c [+ x (A * M^A)]
+
+(paper eqs. 7, 10-13), and the head turns logits into per-example NLL in nats.
+The masks come from :mod:`made_np.masks`; a model holds a *bank* of ``num_masks``
+masks (``0``: no limit, a fresh mask at every resample) and uses one at a time
+(:meth:`MADE.set_mask`). Test-time averaging over masks is a mixture of
+*probabilities*: ``log p(x) = logsumexp_k log p_k(x) - log K`` (:meth:`MADE.ensemble_nll`).
+
+This module does not import NumPy: arrays live on the array module ``xp`` that
+:mod:`made_np.backend` hands it, so the same code runs on CuPy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from . import backend
+from .heads import make_head
+from .layers import ACTIVATIONS, MaskedDense, make_activation
+from .masks import DEGREE_RULES, ORDERINGS, draw_masks
+
+ENCODINGS = ("binary", "onehot", "raw", "scaled")
+HEADS = ("bernoulli", "categorical")
+MASK_CACHE_BYTES = 256 * 2**20
+
+
+@dataclass
+class MADEConfig:
+    """Everything that defines a MADE; stored as JSON inside checkpoints.
+
+    Attributes
+    ----------
+    D : int
+        Number of variables.
+    hidden : tuple of int
+        Hidden layer widths, e.g. ``(500,)`` or ``(500, 500)``; may be empty.
+    classes : int
+        Classes per variable: 2 for binary data.
+    head : {"bernoulli", "categorical"}
+        Sigmoid conditionals with BCE, or softmax conditionals with cross-entropy.
+    input_encoding : {"binary", "onehot", "raw", "scaled"}
+        How a variable enters the network: its 0/1 value, a one-hot block of
+        ``classes`` columns, its integer value, or its value scaled to [0, 1].
+    ordering : {"natural", "random"}
+        Ordering of mask 0. ``given_ordering`` (a permutation of 1..D) overrides it.
+    degrees : {"random", "equal"}
+        Hidden degree rule (:func:`made_np.masks.hidden_degrees`).
+    num_masks : int
+        Size of the mask bank; 1 is a single fixed mask; 0 means no limit.
+    order_agnostic, connectivity_agnostic : bool
+        Whether masks beyond mask 0 resample the ordering and the hidden degrees
+        (paper Secs. 4.1-4.2). Irrelevant when ``num_masks == 1``.
+    direct : bool
+        Direct input-to-output connections (paper eq. 11).
+    activation : {"relu", "leaky_relu"}
+    seed : int
+        Seed of the initial weights and of the mask bank.
+    dtype : {"float32", "float64"}
+    """
+
+    D: int
+    hidden: tuple = (500,)
+    classes: int = 2
+    head: str = "bernoulli"
+    input_encoding: str = "binary"
+    ordering: str = "natural"
+    given_ordering: tuple | None = None
+    degrees: str = "random"
+    num_masks: int = 1
+    order_agnostic: bool = True
+    connectivity_agnostic: bool = True
+    direct: bool = False
+    activation: str = "relu"
+    seed: int = 0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if self.given_ordering is not None:
+            self.given_ordering = tuple(int(o) for o in self.given_ordering)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first invalid field."""
+        checks = [
+            (self.D >= 1, f"D must be >= 1, got {self.D}"),
+            (all(h >= 1 for h in self.hidden), f"hidden widths must be >= 1, got {self.hidden}"),
+            (self.classes >= 2, f"classes must be >= 2, got {self.classes}"),
+            (self.head in HEADS, f"unknown head {self.head!r}: choose one of {', '.join(HEADS)}"),
+            (self.input_encoding in ENCODINGS,
+             f"unknown input encoding {self.input_encoding!r}: choose one of {', '.join(ENCODINGS)}"),
+            (self.input_encoding != "binary" or self.classes == 2,
+             f"input encoding 'binary' needs 2 classes, got {self.classes}: use onehot, raw or scaled"),
+            (self.head != "bernoulli" or self.classes == 2,
+             f"the bernoulli head needs 2 classes, got {self.classes}: use the categorical head"),
+            (self.ordering in ORDERINGS, f"unknown ordering {self.ordering!r}: choose one of {', '.join(ORDERINGS)}"),
+            (self.degrees in DEGREE_RULES, f"unknown degree rule {self.degrees!r}: choose one of {', '.join(DEGREE_RULES)}"),
+            (self.num_masks >= 0, f"num_masks must be >= 0 (0 = no limit), got {self.num_masks}"),
+            (self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        backend.resolve_dtype(self.dtype)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (tuples become lists)."""
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        d["given_ordering"] = None if self.given_ordering is None else list(self.given_ordering)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MADEConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+class MADE:
+    """A MADE on the array module ``xp``.
+
+    Parameters
+    ----------
+    config : MADEConfig
+    xp : module, optional
+        NumPy (default) or CuPy.
+
+    Attributes
+    ----------
+    layers : list of MaskedDense
+        ``[W^1, ..., W^L, V]``: the hidden layers then the output layer.
+    direct : MaskedDense or None
+        The direct connections ``A`` (no bias), when ``config.direct``.
+    head : BernoulliHead or CategoricalHead
+    mask_index : int
+        Index of the mask in use.
+    maskset : made_np.masks.MaskSet
+        The mask in use (host arrays): ordering, degrees, masks.
+    """
+
+    def __init__(self, config: MADEConfig, xp=None):
+        self.config = config
+        self.xp = backend.get_xp("cpu") if xp is None else xp
+        self.dtype = backend.resolve_dtype(config.dtype)
+        c = config
+        self.in_repeat = c.classes if c.input_encoding == "onehot" else 1
+        self.out_repeat = c.classes if c.head == "categorical" else 1
+        widths = [c.D * self.in_repeat, *c.hidden, c.D * self.out_repeat]
+        rng = backend.host_rng(c.seed)
+        self.layers = [
+            MaskedDense(widths[i], widths[i + 1], self.xp, rng, self.dtype, need_input_grad=i > 0)
+            for i in range(len(widths) - 1)
+        ]
+        self.activations = [make_activation(c.activation, self.xp) for _ in c.hidden]
+        self.direct = None
+        if c.direct:
+            self.direct = MaskedDense(widths[0], widths[-1], self.xp, rng, self.dtype,
+                                      bias=False, need_input_grad=False)
+        self.head = make_head(c.head, self.xp, c.classes)
+        self._eye = self.xp.eye(c.classes, dtype=self.dtype) if c.input_encoding == "onehot" else None
+        self._mask_cache = {}
+        self._cache_masks = c.num_masks >= 1 and c.num_masks * self._mask_bytes() <= MASK_CACHE_BYTES
+        self.mask_index = None
+        self.set_mask(0)
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def _all_layers(self) -> list:
+        return self.layers + ([self.direct] if self.direct is not None else [])
+
+    @property
+    def params(self) -> list:
+        """All parameter arrays: ``W^1, b^1, ..., V, c`` then ``A`` if direct."""
+        return [p for layer in self._all_layers for p in layer.params]
+
+    @property
+    def grads(self) -> list:
+        """Gradients of the last :meth:`loss_and_grad`, matching :attr:`params`."""
+        return [g for layer in self._all_layers for g in layer.grads]
+
+    @property
+    def param_names(self) -> list:
+        """Names of :attr:`params`: ``W0, b0, W1, b1, ..., A``."""
+        names = []
+        for i, layer in enumerate(self.layers):
+            names += [f"W{i}", f"b{i}"]
+        return names + (["A"] if self.direct is not None else [])
+
+    @property
+    def num_params(self) -> int:
+        """Number of scalar parameters (masked entries included)."""
+        return int(sum(p.size for p in self.params))
+
+    def state_dict(self) -> dict:
+        """Host copies of the parameters, keyed by :attr:`param_names`."""
+        return {n: backend.to_host(p).copy() for n, p in zip(self.param_names, self.params)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy parameters in place from host arrays.
+
+        Raises
+        ------
+        ValueError
+            A missing name or a shape that does not match.
+        """
+        for name, p in zip(self.param_names, self.params):
+            if name not in state:
+                raise ValueError(f"parameter {name!r} missing from the state")
+            if tuple(state[name].shape) != tuple(p.shape):
+                raise ValueError(f"parameter {name!r} has shape {tuple(state[name].shape)}, expected {tuple(p.shape)}")
+            p[...] = self.xp.asarray(state[name], dtype=self.dtype)
+        for layer in self._all_layers:
+            if layer.fixed:  # keep the invariant of a fixed mask: W is zero where M is
+                layer.W *= layer.M
+
+    # ------------------------------------------------------------------ masks
+    def _mask_bytes(self) -> int:
+        return sum(layer.W.nbytes for layer in self._all_layers)
+
+    def maskset_at(self, index: int):
+        """The host :class:`~made_np.masks.MaskSet` of mask ``index`` of the bank."""
+        c = self.config
+        return draw_masks(
+            c.D, c.hidden, seed=c.seed, index=index, ordering=c.ordering,
+            given_ordering=c.given_ordering, degrees=c.degrees,
+            order_agnostic=c.order_agnostic, connectivity_agnostic=c.connectivity_agnostic,
+        )
+
+    def set_mask(self, index: int) -> None:
+        """Use mask ``index`` of the bank (rebuilt from ``(seed, index)`` or taken from a cache).
+
+        Raises
+        ------
+        ValueError
+            ``index`` outside the bank (``0 <= index < num_masks`` unless the bank has no limit).
+        """
+        K = self.config.num_masks
+        if index < 0 or (K >= 1 and index >= K):
+            raise ValueError(f"mask index {index} is outside the bank of {K} mask(s)")
+        if index == self.mask_index:
+            return
+        if index in self._mask_cache:
+            maskset, device_masks = self._mask_cache[index]
+        else:
+            maskset = self.maskset_at(index)
+            host = maskset.layer_masks(self.in_repeat, self.out_repeat)
+            if self.direct is not None:
+                host.append(maskset.direct_block(self.in_repeat, self.out_repeat))
+            device_masks = [self.xp.asarray(m, dtype=self.dtype) for m in host]
+            if self._cache_masks:
+                self._mask_cache[index] = (maskset, device_masks)
+        fixed = K == 1
+        for layer, m in zip(self._all_layers, device_masks):
+            layer.set_mask(m, fixed=fixed)
+        self.maskset, self.mask_index = maskset, index
+
+    def eval_mask_indices(self, eval_masks: int | None = None) -> list:
+        """Mask indices an ensemble evaluation averages over.
+
+        The whole bank when it is finite (or its first ``eval_masks``); with no limit,
+        ``eval_masks`` masks (default 1000, paper Sec. 6.2).
+        """
+        K = self.config.num_masks
+        if K >= 1:
+            return list(range(min(K, eval_masks) if eval_masks else K))
+        return list(range(eval_masks or 1000))
+
+    # ------------------------------------------------------------------ data
+    def encode(self, x):
+        """Encode data for the network and the head.
+
+        Parameters
+        ----------
+        x : array, shape (batch, D), uint8 or int, values in 0..classes-1
+
+        Returns
+        -------
+        inputs : array, shape (batch, D * in_repeat), ``dtype``
+        targets : array, shape (batch, D): ``dtype`` for the Bernoulli head, int for categorical
+        """
+        c, xp, n = self.config, self.xp, x.shape[0]
+        if c.input_encoding == "onehot":
+            inputs = self._eye[x].reshape(n, c.D * c.classes)
+        else:
+            inputs = x.astype(self.dtype)
+            if c.input_encoding == "scaled":
+                inputs /= c.classes - 1
+        if c.head == "categorical":
+            return inputs, x
+        return inputs, (inputs if c.input_encoding == "binary" else x.astype(self.dtype))
+
+    # ------------------------------------------------------------------ passes
+    def _forward_pass(self, inputs):
+        """Logits, shape (batch, D * out_repeat), for encoded inputs (batch, D * in_repeat)."""
+        h = inputs
+        for layer, act in zip(self.layers[:-1], self.activations):
+            h = act.forward(layer.forward(h))
+        z = self.layers[-1].forward(h)
+        if self.direct is not None:
+            z += self.direct.forward(inputs)
+        return z
+
+    def _backprop(self, dz) -> None:
+        """Fill every layer's gradients from ``dz = dL/dz``, shape (batch, D * out_repeat)."""
+        if self.direct is not None:
+            self.direct.backward(dz)
+        delta = self.layers[-1].backward(dz)
+        for layer, act in zip(reversed(self.layers[:-1]), reversed(self.activations)):
+            delta = layer.backward(act.backward(delta))
+
+    def loss_and_grad(self, x):
+        """Mean NLL of a minibatch and its gradient in :attr:`grads`.
+
+        Parameters
+        ----------
+        x : array, shape (batch, D), uint8 or int
+
+        Returns
+        -------
+        0-d array
+            Mean NLL in nats over the batch, left on the device (no host sync).
+        """
+        inputs, targets = self.encode(x)
+        z = self._forward_pass(inputs)
+        nll, dz = self.head.nll_and_grad(z, targets)
+        dz *= 1.0 / x.shape[0]
+        self._backprop(dz)
+        return nll.mean()
+
+    def logits(self, x):
+        """Logits for data ``x`` (batch, D): shape (batch, D) (Bernoulli) or (batch, D, C) (categorical)."""
+        z = self._forward_pass(self.encode(x)[0])
+        return z.reshape(x.shape[0], self.config.D, self.out_repeat) if self.out_repeat > 1 else z
+
+    def nll(self, x, batch_size: int = 1000):
+        """Per-example NLL in nats under the current mask.
+
+        Parameters
+        ----------
+        x : array, shape (N, D), uint8 or int
+        batch_size : int
+            Rows per forward pass (bounds memory).
+
+        Returns
+        -------
+        array, shape (N,), ``dtype``, nats.
+        """
+        out = self.xp.empty(x.shape[0], dtype=self.dtype)
+        for s in range(0, x.shape[0], batch_size):
+            inputs, targets = self.encode(x[s:s + batch_size])
+            out[s:s + batch_size] = self.head.nll(self._forward_pass(inputs), targets)
+        return out
+
+    def log_prob(self, x, batch_size: int = 1000):
+        """``log p(x)`` in nats under the current mask, shape (N,)."""
+        return -self.nll(x, batch_size)
+
+    def ensemble_nll(self, x, mask_indices, batch_size: int = 1000):
+        """Per-example NLL of the mixture over masks (paper Sec. 4.2, test-time averaging).
+
+        ``-log p(x) = -(logsumexp_k log p_k(x) - log K)``: the average of the
+        masks' *probabilities*, accumulated one mask at a time with ``logaddexp``
+        (K forward passes, memory of one (N,) accumulator).
+
+        Parameters
+        ----------
+        x : array, shape (N, D), uint8 or int
+        mask_indices : sequence of int
+            Masks of the bank to average over (K = len(mask_indices) >= 1).
+        batch_size : int
+
+        Returns
+        -------
+        array, shape (N,), nats. The current mask is restored afterwards.
+        """
+        mask_indices = list(mask_indices)
+        if not mask_indices:
+            raise ValueError("ensemble_nll needs at least one mask index")
+        current, acc = self.mask_index, None
+        for k in mask_indices:
+            self.set_mask(k)
+            lp = -self.nll(x, batch_size)
+            acc = lp if acc is None else self.xp.logaddexp(acc, lp)
+        self.set_mask(current)
+        return math.log(len(mask_indices)) - acc

@@ -1,0 +1,342 @@
+"""Tests of made_np.data: every loader format, every bad input, the downloader."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from made_np.data import DataError, Dataset, cache_dir, fetch_binarized_mnist, load_dataset
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+KEYS = ("train_data", "valid_data", "test_data")
+
+
+@pytest.fixture
+def no_search_dirs(tmp_path, monkeypatch):
+    """Empty every default search location: no env dir, empty cache, cwd with no ../shared."""
+    monkeypatch.delenv("MADE_NP_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    return tmp_path
+
+
+def binary_splits(rows=(20, 5, 5), D=16, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    return {k: (rng.random((n, D)) < 0.3).astype(dtype) for k, n in zip(KEYS, rows)}
+
+
+def write_amat(folder: Path, splits: dict, fmt="%d"):
+    folder.mkdir(exist_ok=True)
+    for key, arr in splits.items():
+        split = key.split("_")[0]
+        np.savetxt(folder / f"binarized_mnist_{split}.amat", arr, fmt=fmt)
+    return folder
+
+
+# --------------------------------------------------------------------------- digits
+
+
+def test_digits_shapes_values_and_determinism():
+    ds = load_dataset("digits")
+    assert isinstance(ds, Dataset) and ds.name == "digits"
+    assert (ds.train.shape, ds.valid.shape, ds.test.shape) == ((1297, 64), (250, 64), (250, 64))
+    assert ds.train.dtype == np.uint8 and ds.classes == 2 and ds.is_binary and ds.D == 64
+    assert ds.image_shape == (8, 8) and ds.true_density is None
+    every = np.concatenate([ds.train, ds.valid, ds.test])
+    assert set(np.unique(every)) == {0, 1}
+
+    from sklearn.datasets import load_digits
+
+    expected = (load_digits().data >= 8).astype(np.uint8)
+    assert sorted(map(bytes, every)) == sorted(map(bytes, expected))  # a permutation of all rows
+
+    again, other = load_dataset("digits", seed=0), load_dataset("digits", seed=1)
+    assert np.array_equal(ds.train, again.train)
+    assert not np.array_equal(ds.train, other.train)
+
+
+# --------------------------------------------------------------------------- npz / npy / amat
+
+
+def test_npz_binary_float_becomes_uint8(tmp_path):
+    splits = binary_splits(dtype=np.float64)
+    np.savez(tmp_path / "toy.npz", **splits)
+    ds = load_dataset(str(tmp_path / "toy.npz"))
+    assert ds.name == "toy" and ds.classes == 2 and ds.is_binary
+    assert ds.train.dtype == np.uint8 and ds.train.shape == (20, 16)
+    assert ds.image_shape == (4, 4)
+    assert np.array_equal(ds.test, splits["test_data"])
+
+
+def test_npz_categorical_classes_over_all_splits(tmp_path):
+    rng = np.random.default_rng(0)
+    splits = {k: rng.integers(0, 4, size=(6, 3)) for k in KEYS}
+    splits["test_data"][0, 0] = 6  # the max sits in the test split only
+    np.savez(tmp_path / "cat.npz", **{k: v.astype(np.float32) for k, v in splits.items()})
+    ds = load_dataset(str(tmp_path / "cat.npz"))
+    assert ds.classes == 7 and not ds.is_binary
+    assert ds.train.dtype == np.uint8 and ds.image_shape is None
+    assert np.array_equal(ds.test, splits["test_data"])
+
+
+def test_npz_many_classes_use_int32(tmp_path):
+    splits = {k: np.array([[0, 300], [5, 1]], dtype=np.int64) for k in KEYS}
+    np.savez(tmp_path / "wide.npz", **splits)
+    ds = load_dataset(str(tmp_path / "wide.npz"))
+    assert ds.classes == 301 and ds.train.dtype == np.int32
+
+
+def test_npy_split_80_10_10(tmp_path):
+    arr = np.arange(50 * 3).reshape(50, 3) % 5
+    arr[:, 0] = np.arange(50)  # make rows unique so the split can be checked
+    np.save(tmp_path / "rows.npy", arr)
+    ds = load_dataset(str(tmp_path / "rows.npy"), seed=3)
+    assert (len(ds.train), len(ds.valid), len(ds.test)) == (40, 5, 5)
+    assert ds.classes == 50
+    every = np.concatenate([ds.train, ds.valid, ds.test])
+    assert sorted(every[:, 0]) == list(range(50))
+    assert np.array_equal(ds.valid, load_dataset(str(tmp_path / "rows.npy"), seed=3).valid)
+
+
+def test_amat_folder(tmp_path):
+    splits = binary_splits(D=9)
+    ds = load_dataset(str(write_amat(tmp_path / "amat", splits)))
+    assert ds.is_binary and ds.train.dtype == np.uint8 and ds.image_shape == (3, 3)
+    for key, arr in zip(KEYS, (ds.train, ds.valid, ds.test)):
+        assert np.array_equal(arr, splits[key])
+
+
+def test_amat_folder_with_float_tokens_uses_slow_path(tmp_path):
+    splits = binary_splits(D=5)
+    ds = load_dataset(str(write_amat(tmp_path / "amat", splits, fmt="%.1f")))
+    assert ds.is_binary and np.array_equal(ds.valid, splits["valid_data"])
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def save_npz(path, **overrides):
+    splits = binary_splits()
+    splits.update(overrides)
+    np.savez(path, **{k: v for k, v in splits.items() if v is not None})
+    return path
+
+
+BAD_NPZ = {
+    "missing key": (dict(valid_data=None), ["valid_data", "keys found: ", "test_data"]),
+    "not 2-D": (dict(train_data=np.zeros(5)), ["train_data", "not 2-D", "(5,)"]),
+    "zero rows": (dict(test_data=np.zeros((0, 16))), ["test_data", "zero rows"]),
+    "widths": (dict(valid_data=np.zeros((3, 15))), ["different widths", "valid_data' 15", "16"]),
+    "nan": (dict(train_data=np.array([[np.nan, 0, np.inf, 1.0]] * 2)), ["train_data", "2 NaN/inf"]),
+    "negative": (dict(test_data=np.array([[0, 1], [-3, 1]])), ["test_data", "negative value -3"]),
+    "non-integer": (dict(valid_data=np.array([[0, 0.5]])), ["valid_data", "non-integer", "0.5"]),
+    "dtype": (dict(train_data=np.array([["a", "b"]])), ["train_data", "dtype"]),
+    "object": (dict(train_data=np.array([[None]], dtype=object)), ["cannot read", "pickle"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_NPZ))
+def test_bad_npz_message_names_file_key_and_problem(tmp_path, case):
+    overrides, needles = BAD_NPZ[case]
+    path = save_npz(tmp_path / f"bad_{case.replace(' ', '_')}.npz", **overrides)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(path))
+    msg = str(info.value)
+    assert "\n" not in msg and path.name in msg
+    for needle in needles:
+        assert needle in msg, (needle, msg)
+
+
+def test_missing_file_and_unknown_format(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.npz: no such file.*digits"):
+        load_dataset(str(tmp_path / "nope.npz"))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match=r"notes\.txt: not an \.npz or \.npy"):
+        load_dataset(str(tmp_path / "notes.txt"))
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DataError, match=r"broken\.npz: cannot read as \.npz"):
+        load_dataset(str(tmp_path / "broken.npz"))
+
+
+def test_bad_npy(tmp_path):
+    np.save(tmp_path / "few.npy", np.zeros((9, 2)))
+    with pytest.raises(DataError, match=r"few\.npy: array has only 9 rows"):
+        load_dataset(str(tmp_path / "few.npy"))
+    np.save(tmp_path / "flat.npy", np.zeros(12))
+    with pytest.raises(DataError, match=r"flat\.npy: array is not 2-D"):
+        load_dataset(str(tmp_path / "flat.npy"))
+
+
+def test_bad_amat_folder(tmp_path):
+    folder = write_amat(tmp_path / "amat", binary_splits(D=4))
+    (folder / "binarized_mnist_test.amat").unlink()
+    with pytest.raises(DataError, match=r"amat: .*lacks binarized_mnist_test\.amat"):
+        load_dataset(str(folder))
+    (folder / "binarized_mnist_test.amat").write_text("0 1 0 1\n1 0\n")
+    with pytest.raises(DataError, match=r"binarized_mnist_test\.amat: cannot read"):
+        load_dataset(str(folder))
+
+
+# --------------------------------------------------------------------------- mnist search
+
+
+def test_mnist_not_found_says_how_to_fetch(no_search_dirs):
+    with pytest.raises(DataError, match=r"binarized_mnist\.npz not found.*made-np data fetch"):
+        load_dataset("mnist")
+    with pytest.raises(DataError, match="no such file"):
+        load_dataset("mnist", path=no_search_dirs / "elsewhere")
+
+
+def test_mnist_search_order(no_search_dirs, monkeypatch):
+    tmp = no_search_dirs
+    shared = tmp / "shared" / "data"  # ../shared/data relative to the cwd
+    shared.mkdir(parents=True)
+    save_npz(shared / "binarized_mnist.npz")
+    assert load_dataset("mnist").name == "binarized-mnist"
+
+    cached = tmp / "xdg" / "made-np"
+    cached.mkdir(parents=True)
+    save_npz(cached / "binarized_mnist.npz", train_data=np.ones((7, 16)))
+    assert cache_dir() == cached
+    assert len(load_dataset("binarized-mnist").train) == 7  # cache beats ../shared/data
+
+    env = tmp / "env"
+    env.mkdir()
+    save_npz(env / "binarized_mnist.npz", train_data=np.ones((8, 16)))
+    monkeypatch.setenv("MADE_NP_DATA", str(env))
+    assert len(load_dataset("mnist").train) == 8  # $MADE_NP_DATA beats the cache
+
+    mine = save_npz(tmp / "mine.npz", train_data=np.ones((9, 16)))
+    assert len(load_dataset("mnist", path=mine).train) == 9  # an explicit path beats all
+    amat = write_amat(tmp / "amat", binary_splits(rows=(4, 2, 2)))
+    assert len(load_dataset("mnist", path=amat).train) == 4
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+def test_fetch_npz_from_file_url(tmp_path):
+    splits = binary_splits(rows=(6, 2, 3), D=4, dtype=np.float64)
+    src = save_npz(tmp_path / "remote.npz", **splits)
+    out = fetch_binarized_mnist(
+        tmp_path / "cache", urls=[src.as_uri()], expected_shapes=((6, 4), (2, 4), (3, 4))
+    )
+    assert out == tmp_path / "cache" / "binarized_mnist.npz"
+    assert [p.name for p in out.parent.iterdir()] == ["binarized_mnist.npz"]  # no temp files
+    with np.load(out) as z:
+        for key in KEYS:
+            assert z[key].dtype == np.uint8 and np.array_equal(z[key], splits[key])
+    assert load_dataset("mnist", path=out.parent).is_binary
+
+
+def test_fetch_falls_back_to_amat(tmp_path):
+    splits = binary_splits(rows=(6, 2, 3), D=4)
+    folder = write_amat(tmp_path / "remote", splits)
+    amat_urls = tuple((folder / f"binarized_mnist_{s}.amat").as_uri() for s in ("train", "valid", "test"))
+    out = fetch_binarized_mnist(
+        tmp_path / "cache",
+        urls=[(tmp_path / "missing.npz").as_uri(), amat_urls],
+        expected_shapes=((6, 4), (2, 4), (3, 4)),
+    )
+    with np.load(out) as z:
+        assert np.array_equal(z["test_data"], splits["test_data"])
+
+
+def test_fetch_failures_name_url_and_reason(tmp_path):
+    src = save_npz(tmp_path / "remote.npz", **binary_splits(rows=(6, 2, 3), D=4))
+    nonbinary = save_npz(
+        tmp_path / "grey.npz", **binary_splits(rows=(6, 2, 3), D=4), test_data=np.full((3, 4), 0.5)
+    )
+    with pytest.raises(DataError) as info:
+        fetch_binarized_mnist(
+            tmp_path / "cache",
+            urls=[(tmp_path / "missing.npz").as_uri(), src.as_uri(), nonbinary.as_uri()],
+        )
+    msg = str(info.value)
+    assert "\n" not in msg and "missing.npz" in msg
+    assert "remote.npz: train_data has shape (6, 4), expected (50000, 784)" in msg
+    assert "grey.npz" in msg
+    assert not (tmp_path / "cache" / "binarized_mnist.npz").exists()
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- 2-D
+
+
+def write_table(path, table):
+    np.save(path, np.asarray(table, dtype=np.float32))
+    return path
+
+
+def test_2d_from_synthetic_table(tmp_path):
+    table = np.zeros((5, 5))
+    table[1, 2], table[4, 0], table[0, 4] = 0.5, 0.3, 0.2
+    path = write_table(tmp_path / "distribution.npy", table)
+    ds = load_dataset("2d", path=tmp_path)  # a folder holding distribution.npy
+    assert (ds.train.shape, ds.valid.shape, ds.test.shape) == ((72000, 2), (8000, 2), (20000, 2))
+    assert ds.classes == 5 and ds.D == 2 and ds.image_shape is None and ds.train.dtype == np.uint8
+    every = np.concatenate([ds.train, ds.valid, ds.test])
+    cells = {tuple(c) for c in np.unique(every, axis=0)}
+    assert cells == {(1, 2), (4, 0), (0, 4)}  # only cells with mass are drawn
+    assert np.mean((every[:, 0] == 1) & (every[:, 1] == 2)) == pytest.approx(0.5, abs=0.01)
+    np.testing.assert_allclose(ds.true_density, table, atol=1e-7)
+    assert np.array_equal(load_dataset("2d", path=path).test, ds.test)
+    assert not np.array_equal(load_dataset("2d", path=path, seed=1).test, ds.test)
+
+
+@pytest.mark.parametrize(
+    "table, needle",
+    [
+        (np.full((4, 4), 0.1), "sums to 1.6"),
+        (np.array([[0.6, -0.1], [0.3, 0.2]]), "negative value -0.1"),
+        (np.array([[np.nan, 0.5], [0.25, 0.25]]), "1 NaN/inf"),
+        (np.full((2, 2, 2), 0.125), "square 2-D"),
+        (np.full((2, 4), 0.125), "square 2-D"),
+    ],
+)
+def test_2d_table_validation(tmp_path, table, needle):
+    path = write_table(tmp_path / "table.npy", table)
+    with pytest.raises(DataError) as info:
+        load_dataset("2d", path=path)
+    assert "table.npy" in str(info.value) and needle in str(info.value)
+
+
+def test_2d_not_found(no_search_dirs):
+    with pytest.raises(DataError, match=r"distribution\.npy not found"):
+        load_dataset("2d")
+
+
+# --------------------------------------------------------------------------- real files
+
+needs_shared = pytest.mark.skipif(
+    not SHARED.is_dir(), reason=f"reference data folder {SHARED} is absent"
+)
+
+
+@needs_shared
+def test_2d_from_real_table():
+    if not (SHARED / "distribution.npy").is_file():
+        pytest.skip(f"{SHARED / 'distribution.npy'} is absent")
+    ds = load_dataset("2d", path=SHARED / "distribution.npy")
+    assert (len(ds.train), len(ds.valid), len(ds.test)) == (72000, 8000, 20000)
+    assert ds.classes == 200 and ds.true_density.shape == (200, 200)
+    assert ds.train.max() < 200 and ds.true_density.sum() == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def real_mnist():
+    path = SHARED / "binarized_mnist.npz"
+    if not path.is_file():
+        pytest.skip(f"reference data {path} is absent")
+    return load_dataset("mnist", path=path)
+
+
+def test_real_binarized_mnist(real_mnist):
+    ds = real_mnist
+    assert (ds.train.shape, ds.valid.shape, ds.test.shape) == (
+        (50000, 784), (10000, 784), (10000, 784)
+    )
+    assert ds.train.dtype == np.uint8 and ds.is_binary and ds.image_shape == (28, 28)
+    assert ds.train[:5000].max() == 1
+    assert ds.train.mean() == pytest.approx(0.1306, abs=1e-4)
+    assert ds.test.mean() == pytest.approx(0.1325, abs=1e-4)
