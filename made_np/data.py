@@ -166,7 +166,7 @@ def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
         if neg.any():
             r, c = np.unravel_index(np.argmax(neg), arr.shape)
             raise DataError(
-                f"{file}: {what} has negative value {arr[r, c]!r} at row {r}, column {c}; "
+                f"{file}: {what} has negative value {_fmt(arr[r, c])} at row {r}, column {c}; "
                 "expected integers >= 0"
             )
     if arr.dtype.kind == "f":
@@ -174,10 +174,15 @@ def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
         if frac.any():
             r, c = np.unravel_index(np.argmax(frac), arr.shape)
             raise DataError(
-                f"{file}: {what} has non-integer value {arr[r, c]!r} at row {r}, column {c}; "
+                f"{file}: {what} has non-integer value {_fmt(arr[r, c])} at row {r}, column {c}; "
                 "expected integers >= 0"
             )
     return arr
+
+
+def _fmt(value) -> str:
+    value = value.item() if hasattr(value, "item") else value
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _image_shape(D: int) -> tuple | None:
@@ -203,7 +208,7 @@ def _make_dataset(name: str, splits: dict, file) -> Dataset:
     top = max(float(a.max()) for a in arrays)
     classes = 2 if top <= 1 else int(top) + 1
     if classes > 2**62:
-        raise DataError(f"{file}: largest value {top!r} is too large for a category index")
+        raise DataError(f"{file}: largest value {_fmt(top)} is too large for a category index")
     dtype = _int_dtype(classes)
     train, valid, test = (a.astype(dtype, copy=False) for a in arrays)
     return Dataset(name, train, valid, test, classes, _image_shape(widths[0]))
@@ -325,7 +330,7 @@ def _load_table(file: Path) -> np.ndarray:
     if n_bad:
         raise DataError(f"{file}: table has {n_bad} NaN/inf values")
     if (table < 0).any():
-        raise DataError(f"{file}: table has negative value {table.min()!r}")
+        raise DataError(f"{file}: table has negative value {_fmt(table.min())}")
     total = table.sum()
     if abs(total - 1.0) > 1e-4:
         raise DataError(f"{file}: table sums to {total:.6g}, not 1 (tolerance 1e-4)")

@@ -22,7 +22,7 @@ VALID_KEYS = ("valid_nll", "val_nll", "valid_loss", "valid")
 
 
 def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -272,5 +272,5 @@ def plot_2d_panels(true_density, train_samples, model_samples, model_density, ou
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("x2")
         ax.set_ylabel("x1")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="probability")
+        fig.colorbar(im, ax=ax, shrink=0.8, label="probability")
     return _save(fig, out_path)

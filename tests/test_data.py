@@ -127,7 +127,7 @@ BAD_NPZ = {
     "not 2-D": (dict(train_data=np.zeros(5)), ["train_data", "not 2-D", "(5,)"]),
     "zero rows": (dict(test_data=np.zeros((0, 16))), ["test_data", "zero rows"]),
     "widths": (dict(valid_data=np.zeros((3, 15))), ["different widths", "valid_data' 15", "16"]),
-    "nan": (dict(train_data=np.array([[np.nan, 0, np.inf, 1.0]] * 2)), ["train_data", "2 NaN/inf"]),
+    "nan": (dict(train_data=np.array([[np.nan, 0, np.inf, 1.0]] * 2)), ["train_data", "4 NaN/inf"]),
     "negative": (dict(test_data=np.array([[0, 1], [-3, 1]])), ["test_data", "negative value -3"]),
     "non-integer": (dict(valid_data=np.array([[0, 0.5]])), ["valid_data", "non-integer", "0.5"]),
     "dtype": (dict(train_data=np.array([["a", "b"]])), ["train_data", "dtype"]),
@@ -232,7 +232,9 @@ def test_fetch_npz_from_file_url(tmp_path):
 def test_fetch_falls_back_to_amat(tmp_path):
     splits = binary_splits(rows=(6, 2, 3), D=4)
     folder = write_amat(tmp_path / "remote", splits)
-    amat_urls = tuple((folder / f"binarized_mnist_{s}.amat").as_uri() for s in ("train", "valid", "test"))
+    amat_urls = tuple(
+        (folder / f"binarized_mnist_{s}.amat").as_uri() for s in ("train", "valid", "test")
+    )
     out = fetch_binarized_mnist(
         tmp_path / "cache",
         urls=[(tmp_path / "missing.npz").as_uri(), amat_urls],
@@ -244,20 +246,20 @@ def test_fetch_falls_back_to_amat(tmp_path):
 
 def test_fetch_failures_name_url_and_reason(tmp_path):
     src = save_npz(tmp_path / "remote.npz", **binary_splits(rows=(6, 2, 3), D=4))
-    nonbinary = save_npz(
-        tmp_path / "grey.npz", **binary_splits(rows=(6, 2, 3), D=4), test_data=np.full((3, 4), 0.5)
-    )
+    grey = dict(binary_splits(rows=(6, 2, 3), D=4), test_data=np.full((3, 4), 0.5))
+    nonbinary = save_npz(tmp_path / "grey.npz", **grey)
     with pytest.raises(DataError) as info:
         fetch_binarized_mnist(
             tmp_path / "cache",
-            urls=[(tmp_path / "missing.npz").as_uri(), src.as_uri(), nonbinary.as_uri()],
+            urls=[(tmp_path / "missing.npz").as_uri(), nonbinary.as_uri()],
+            expected_shapes=((6, 4), (2, 4), (3, 4)),
         )
     msg = str(info.value)
-    assert "\n" not in msg and "missing.npz" in msg
-    assert "remote.npz: train_data has shape (6, 4), expected (50000, 784)" in msg
-    assert "grey.npz" in msg
-    assert not (tmp_path / "cache" / "binarized_mnist.npz").exists()
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert "\n" not in msg and "missing.npz: " in msg
+    assert "grey.npz: test_data has values other than 0 and 1" in msg
+    with pytest.raises(DataError, match=r"train_data has shape \(6, 4\), expected \(50000, 784\)"):
+        fetch_binarized_mnist(tmp_path / "cache", urls=[src.as_uri()])  # the real shapes
+    assert list((tmp_path / "cache").iterdir()) == []  # nothing written, no temp files left
 
 
 # --------------------------------------------------------------------------- 2-D
