@@ -1,0 +1,210 @@
+"""Shared test machinery: Hypothesis profiles, configuration strategies, weight helpers.
+
+Profiles (choose with ``HYPOTHESIS_PROFILE=quick|thorough``; ``quick`` is the default):
+
+* ``quick``: few examples per property, no deadline, ``derandomize=True`` so that CI
+  runs draw the same examples every time (a failure reproduces exactly).
+* ``thorough``: many examples (``THOROUGH_FACTOR`` times the quick count), random
+  draws, for a long local run before a release or after touching ``made_np/masks.py``.
+
+Tests pick their example count with :func:`examples` (a quick-profile count that the
+thorough profile multiplies), and draw configurations with the strategies below.
+Helpers live here rather than in a package so that ``from conftest import ...`` is all
+a test module needs (pytest puts ``tests/`` on ``sys.path``).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from made_np.model import MADE, MADEConfig
+
+# --------------------------------------------------------------------------- profiles
+
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "quick")
+THOROUGH_FACTOR = 25
+
+settings.register_profile(
+    "quick",
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=10 * THOROUGH_FACTOR,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+if PROFILE not in ("quick", "thorough"):
+    raise pytest.UsageError(f"HYPOTHESIS_PROFILE must be quick or thorough, got {PROFILE!r}")
+settings.load_profile(PROFILE)
+
+
+def examples(quick: int):
+    """``@settings`` with ``quick`` examples in the quick profile, ``THOROUGH_FACTOR`` times more otherwise."""
+    return settings(max_examples=quick if PROFILE == "quick" else quick * THOROUGH_FACTOR)
+
+
+# --------------------------------------------------------------------------- strategies
+
+ORDERINGS = ("natural", "random", "given")
+DEGREE_RULES = ("random", "equal")
+ENCODINGS = ("onehot", "raw", "scaled")  # "binary" is valid only with 2 classes
+SEEDS = st.integers(0, 2**32 - 1)
+MASK_INDICES = st.integers(0, 50)
+
+
+def dims(lo: int = 1, hi: int = 12):
+    """Numbers of variables D (exhaustive checks keep ``hi`` small; structural ones may use hundreds)."""
+    return st.integers(lo, hi)
+
+
+def hidden_widths(D: int, max_layers: int = 3, factor: int = 3, min_width: int = 1, min_layers: int = 0):
+    """0..max_layers hidden layers of widths ``min_width .. max(min_width, factor*D)``."""
+    top = max(min_width, factor * D, 1)
+    return st.lists(st.integers(max(min_width, 1), top), min_size=min_layers, max_size=max_layers).map(tuple)
+
+
+@st.composite
+def ordering_kwargs(draw, D: int):
+    """Keyword arguments of the ordering: natural, random, or a given permutation of 1..D."""
+    mode = draw(st.sampled_from(ORDERINGS))
+    if mode == "given":
+        perm = draw(st.permutations(list(range(1, D + 1))))
+        return {"ordering": "natural", "given_ordering": tuple(perm)}
+    return {"ordering": mode, "given_ordering": None}
+
+
+@st.composite
+def mask_configs(draw, min_D: int = 1, max_D: int = 12, max_layers: int = 3, factor: int = 3,
+                 degrees=None, min_layers: int = 0):
+    """Keyword arguments of :func:`made_np.masks.draw_masks` (``D`` and ``hidden`` included)."""
+    D = draw(dims(min_D, max_D))
+    kw = {
+        "D": D,
+        "hidden": draw(hidden_widths(D, max_layers, factor, min_layers=min_layers)),
+        "seed": draw(SEEDS),
+        "index": draw(MASK_INDICES),
+        "degrees": draw(st.sampled_from(DEGREE_RULES)) if degrees is None else degrees,
+        "order_agnostic": draw(st.booleans()),
+        "connectivity_agnostic": draw(st.booleans()),
+    }
+    kw.update(draw(ordering_kwargs(D)))
+    return kw
+
+
+@st.composite
+def model_configs(draw, min_D: int = 1, max_D: int = 8, max_layers: int = 3, factor: int = 3,
+                  head=None, encoding=None, max_classes: int = 5, num_masks=None, direct=None,
+                  activation=None, dtype: str = "float64", degrees=None, min_layers: int = 0):
+    """A :class:`made_np.model.MADEConfig` covering every option (each argument pins one).
+
+    ``head``: bernoulli (2 classes) or categorical (2..max_classes); ``encoding``: binary
+    (Bernoulli only) or onehot/raw/scaled; ``num_masks``: 1 (fixed mask), 2..4 or 0 (no limit).
+    """
+    D = draw(dims(min_D, max_D))
+    head = draw(st.sampled_from(("bernoulli", "categorical"))) if head is None else head
+    classes = 2 if head == "bernoulli" else draw(st.integers(2, max_classes))
+    if encoding is None:
+        choices = ENCODINGS + (("binary",) if classes == 2 else ())
+        encoding = draw(st.sampled_from(choices))
+    kw = {
+        "D": D,
+        "hidden": draw(hidden_widths(D, max_layers, factor, min_layers=min_layers)),
+        "classes": classes,
+        "head": head,
+        "input_encoding": encoding,
+        "degrees": draw(st.sampled_from(DEGREE_RULES)) if degrees is None else degrees,
+        "num_masks": draw(st.sampled_from((1, 2, 3, 4, 0))) if num_masks is None else num_masks,
+        "order_agnostic": draw(st.booleans()),
+        "connectivity_agnostic": draw(st.booleans()),
+        "direct": draw(st.booleans()) if direct is None else direct,
+        "activation": draw(st.sampled_from(("relu", "leaky_relu"))) if activation is None else activation,
+        "seed": draw(st.integers(0, 2**31 - 1)),
+        "dtype": dtype,
+    }
+    kw.update(draw(ordering_kwargs(D)))
+    return MADEConfig(**kw)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def randomize_weights(model: MADE, seed: int, scale: float = 1.0, bias_mean: float = 0.5) -> dict:
+    """Give ``model`` "trained-looking" weights through :meth:`MADE.load_state_dict`.
+
+    Weights ``W ~ N(0, scale^2 / fan_in)`` (so pre-activations are of order 1 whatever
+    the width) and biases ``b ~ N(bias_mean, 0.5^2)`` (positive-ish: most ReLUs live).
+    The zero-initialised biases and tiny uniform weights of a fresh model would hide
+    bugs that only show when every term is non-zero. Returns the host state loaded.
+    """
+    rng = np.random.default_rng([seed, 12345])
+    state = {}
+    for name, p in model.state_dict().items():
+        if p.ndim == 2:
+            state[name] = rng.normal(0.0, scale / np.sqrt(p.shape[0]), size=p.shape)
+        else:
+            state[name] = rng.normal(bias_mean, 0.5, size=p.shape)
+    model.load_state_dict(state)
+    return state
+
+
+@pytest.fixture
+def trained_weights():
+    """The :func:`randomize_weights` helper, as a fixture for non-Hypothesis tests."""
+    return randomize_weights
+
+
+def random_data(config: MADEConfig, n: int, seed: int) -> np.ndarray:
+    """``n`` random examples (n, D): uint8 in {0,1} for 2 classes, int64 in 0..C-1 otherwise."""
+    rng = np.random.default_rng([seed, 777])
+    x = rng.integers(0, config.classes, size=(n, config.D))
+    return x.astype(np.uint8 if config.classes == 2 else np.int64)
+
+
+def all_configurations(D: int, classes: int) -> np.ndarray:
+    """Every x in {0..C-1}^D, shape (C^D, D), in lexicographic order."""
+    grids = np.meshgrid(*([np.arange(classes)] * D), indexing="ij")
+    x = np.stack([g.reshape(-1) for g in grids], axis=1)
+    return x.astype(np.uint8 if classes == 2 else np.int64)
+
+
+def block_reach(model: MADE) -> np.ndarray:
+    """Variable-level reachability recomputed from the model's *actual* layer masks.
+
+    Walks ``model.layers[i].M`` (and ``model.direct.M``) as boolean matrices, from
+    input columns to output columns, then collapses the one-hot/logit blocks: ``P[j, d]``
+    is True when some column of variable ``j`` reaches some logit of variable ``d``.
+    Independent of :func:`made_np.masks.path_matrix`.
+    """
+    D, rin, rout = model.config.D, model.in_repeat, model.out_repeat
+    reach = np.eye(D * rin, dtype=bool)
+    for layer in model.layers:
+        M = np.asarray(layer.M) != 0
+        # reach[i, k] = any_j reach[i, j] and M[j, k], written as an explicit boolean product
+        reach = (reach[:, :, None] & M[None, :, :]).any(axis=1)
+    if model.direct is not None:
+        reach = reach | (np.asarray(model.direct.M) != 0)
+    return reach.reshape(D, rin, D, rout).any(axis=(1, 3))
+
+
+def strict_order(ordering) -> np.ndarray:
+    """``R[j, d] = m0[j] < m0[d]``, the relation every path must respect."""
+    m0 = np.asarray(ordering)
+    return m0[:, None] < m0[None, :]
+
+
+def set_random_mask(model: MADE, index: int) -> int:
+    """Switch to a valid mask of the bank derived from ``index``; returns the index used."""
+    K = model.config.num_masks
+    i = index % K if K >= 1 else index
+    model.set_mask(i)
+    return i
