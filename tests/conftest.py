@@ -104,15 +104,17 @@ def mask_configs(draw, min_D: int = 1, max_D: int = 12, max_layers: int = 3, fac
 @st.composite
 def model_configs(draw, min_D: int = 1, max_D: int = 8, max_layers: int = 3, factor: int = 3,
                   head=None, encoding=None, max_classes: int = 5, num_masks=None, direct=None,
-                  activation=None, dtype: str = "float64", degrees=None, min_layers: int = 0):
+                  activation=None, dtype: str = "float64", degrees=None, min_layers: int = 0,
+                  classes=None, order_agnostic=None, connectivity_agnostic=None):
     """A :class:`made_np.model.MADEConfig` covering every option (each argument pins one).
 
-    ``head``: bernoulli (2 classes) or categorical (2..max_classes); ``encoding``: binary
+    ``head``: bernoulli (2 classes) or categorical (``classes`` or 2..max_classes); ``encoding``: binary
     (Bernoulli only) or onehot/raw/scaled; ``num_masks``: 1 (fixed mask), 2..4 or 0 (no limit).
     """
     D = draw(dims(min_D, max_D))
     head = draw(st.sampled_from(("bernoulli", "categorical"))) if head is None else head
-    classes = 2 if head == "bernoulli" else draw(st.integers(2, max_classes))
+    if classes is None:
+        classes = 2 if head == "bernoulli" else draw(st.integers(2, max_classes))
     if encoding is None:
         choices = ENCODINGS + (("binary",) if classes == 2 else ())
         encoding = draw(st.sampled_from(choices))
@@ -124,8 +126,9 @@ def model_configs(draw, min_D: int = 1, max_D: int = 8, max_layers: int = 3, fac
         "input_encoding": encoding,
         "degrees": draw(st.sampled_from(DEGREE_RULES)) if degrees is None else degrees,
         "num_masks": draw(st.sampled_from((1, 2, 3, 4, 0))) if num_masks is None else num_masks,
-        "order_agnostic": draw(st.booleans()),
-        "connectivity_agnostic": draw(st.booleans()),
+        "order_agnostic": draw(st.booleans()) if order_agnostic is None else order_agnostic,
+        "connectivity_agnostic": (draw(st.booleans()) if connectivity_agnostic is None
+                                  else connectivity_agnostic),
         "direct": draw(st.booleans()) if direct is None else direct,
         "activation": draw(st.sampled_from(("relu", "leaky_relu"))) if activation is None else activation,
         "seed": draw(st.integers(0, 2**31 - 1)),
