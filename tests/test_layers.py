@@ -1,0 +1,107 @@
+"""Masked dense layers and activations, against values computed by hand (paper eqs. 10-13).
+
+``y = x (W * M) + b``; backward ``dW = (x^T delta) * M``, ``db = sum_batch delta``,
+``dx = delta (W * M)^T``; ReLU ``max(a, 0)`` with derivative ``1[a > 0]``; leaky ReLU
+with slope 0.01. The numbers in the 2x3 example below were worked out on paper.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from made_np.layers import LeakyReLU, MaskedDense, ReLU, make_activation
+
+X = np.array([[1.0, 2.0], [3.0, -1.0]])
+W = np.array([[1.0, -2.0, 0.5], [3.0, 1.0, -1.0]])
+M = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+B = np.array([0.1, 0.2, 0.3])
+DELTA = np.array([[1.0, 0.0, -1.0], [2.0, 1.0, 0.5]])
+# W * M = [[1, 0, 0.5], [3, 1, 0]]
+Y = np.array([[7.1, 2.2, 0.8], [0.1, -0.8, 1.8]])
+DW = np.array([[7.0, 0.0, 0.5], [0.0, -1.0, 0.0]])  # (x^T delta) = [[7, 3, .5], [0, -1, -2.5]], times M
+DB = np.array([3.0, 1.0, -0.5])
+DX = np.array([[0.5, 3.0], [2.25, 7.0]])
+
+
+def hand_layer(dtype="float64", fixed=False, need_input_grad=True):
+    layer = MaskedDense(2, 3, np, np.random.default_rng(0), dtype, need_input_grad=need_input_grad)
+    layer.W[...] = W
+    layer.b[...] = B
+    layer.set_mask(M.astype(dtype), fixed=fixed)
+    return layer
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_masked_dense_forward_backward_by_hand(fixed):
+    layer = hand_layer(fixed=fixed)
+    y = layer.forward(X)
+    np.testing.assert_allclose(y, Y, rtol=0, atol=1e-15)
+    dx = layer.backward(DELTA.copy())
+    np.testing.assert_allclose(layer.dW, DW, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(layer.db, DB, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(dx, DX, rtol=0, atol=1e-15)
+    assert np.all(layer.dW[M == 0] == 0.0)
+    if fixed:  # W itself is stored masked
+        np.testing.assert_array_equal(layer.W, W * M)
+    else:
+        np.testing.assert_array_equal(layer.W, W)
+
+
+def test_masked_dense_float32_and_no_input_grad():
+    layer = hand_layer("float32", need_input_grad=False)
+    y = layer.forward(X.astype(np.float32))
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, Y, rtol=1e-6)
+    assert layer.backward(DELTA.astype(np.float32)) is None
+    np.testing.assert_allclose(layer.dW, DW, rtol=1e-6)
+
+
+def test_masked_dense_changing_mask_changes_the_function():
+    layer = hand_layer()
+    layer.set_mask(np.ones((2, 3)))
+    np.testing.assert_allclose(layer.forward(X), X @ W + B, atol=1e-15)
+    layer.set_mask(np.zeros((2, 3)))
+    np.testing.assert_allclose(layer.forward(X), np.broadcast_to(B, (2, 3)), atol=0)
+    layer.backward(DELTA.copy())
+    assert not layer.dW.any()
+
+
+def test_masked_dense_init_and_parameter_lists():
+    rng = np.random.default_rng(1)
+    layer = MaskedDense(16, 5, np, rng, "float32")
+    assert layer.W.shape == (16, 5) and layer.W.dtype == np.float32
+    assert np.all(np.abs(layer.W) <= 1 / 4) and np.std(layer.W) > 0.05
+    assert np.array_equal(layer.b, np.zeros(5)) and np.array_equal(layer.M, np.ones((16, 5)))
+    assert [p is q for p, q in zip(layer.params, [layer.W, layer.b])] == [True, True]
+    assert [g is q for g, q in zip(layer.grads, [layer.dW, layer.db])] == [True, True]
+    nob = MaskedDense(3, 2, np, rng, "float64", bias=False)
+    assert nob.b is None and len(nob.params) == 1 and len(nob.grads) == 1
+    y = nob.forward(np.ones((1, 3)))
+    np.testing.assert_allclose(y, np.ones((1, 3)) @ nob.W)
+    # the same host seed gives the same initial weights
+    a = MaskedDense(4, 3, np, np.random.default_rng(7), "float64")
+    b = MaskedDense(4, 3, np, np.random.default_rng(7), "float64")
+    assert np.array_equal(a.W, b.W)
+
+
+def test_relu_by_hand():
+    relu = ReLU(np)
+    a = np.array([[-1.0, 0.0, 2.0, -0.5]])
+    h = relu.forward(a)
+    assert h.tolist() == [[0.0, 0.0, 2.0, 0.0]]
+    assert relu.backward(np.array([[1.0, 1.0, 3.0, 1.0]])).tolist() == [[0.0, 0.0, 3.0, 0.0]]
+
+
+def test_leaky_relu_by_hand():
+    act = LeakyReLU(np)
+    h = act.forward(np.array([[-1.0, 0.0, 2.0, -300.0]]))
+    np.testing.assert_allclose(h, [[-0.01, 0.0, 2.0, -3.0]], rtol=1e-15)
+    np.testing.assert_allclose(act.backward(np.array([[1.0, 2.0, 3.0, -1.0]])), [[0.01, 0.02, 3.0, -0.01]],
+                               rtol=1e-15)
+
+
+def test_make_activation():
+    assert isinstance(make_activation("relu", np), ReLU)
+    assert isinstance(make_activation("leaky_relu", np), LeakyReLU)
+    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+        make_activation("tanh", np)
