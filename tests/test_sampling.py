@@ -1,0 +1,175 @@
+"""Samplers: the degree-ordered fast sampler against the naive reference, and the
+sampled distributions against the exact probabilities of tiny models."""
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from made_np.model import MADE, MADEConfig
+from made_np.sampling import DEFAULT_METHOD, draw_noise, sample, sample_fast, sample_naive
+
+
+def _sharpen(model, scale=3.0, seed=0):
+    """Scale the weights and randomise the biases so conditionals are far from 1/2
+    and depend strongly on the past (masked entries stay exactly zero)."""
+    rng = np.random.default_rng(seed)
+    for layer in model._all_layers:
+        layer.W *= scale
+        if layer.b is not None:
+            layer.b += rng.normal(0.0, 1.0, size=layer.b.shape).astype(layer.b.dtype)
+    return model
+
+
+@st.composite
+def configs(draw):
+    head = draw(st.sampled_from(["bernoulli", "categorical"]))
+    classes = 2 if head == "bernoulli" else draw(st.integers(2, 4))
+    encodings = ["binary", "onehot", "raw", "scaled"] if classes == 2 else ["onehot", "raw", "scaled"]
+    return MADEConfig(
+        D=draw(st.integers(1, 7)),
+        hidden=tuple(draw(st.lists(st.integers(1, 9), min_size=0, max_size=3))),
+        classes=classes,
+        head=head,
+        input_encoding=draw(st.sampled_from(encodings)),
+        ordering=draw(st.sampled_from(["natural", "random"])),
+        degrees=draw(st.sampled_from(["random", "equal"])),
+        direct=draw(st.booleans()),
+        activation=draw(st.sampled_from(["relu", "leaky_relu"])),
+        num_masks=draw(st.sampled_from([1, 3])),
+        seed=draw(st.integers(0, 10_000)),
+        dtype="float64",
+    )
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs(), mask=st.integers(0, 2), noise_seed=st.integers(0, 1000))
+def test_fast_equals_naive_for_the_same_noise(cfg, mask, noise_seed):
+    model = _sharpen(MADE(cfg), seed=noise_seed)
+    model.set_mask(mask if cfg.num_masks > 1 else 0)
+    u = draw_noise(48, cfg.D, noise_seed, np)
+    naive = sample_naive(model, noise=u)
+    fast = sample_fast(model, noise=u)
+    assert fast.dtype == naive.dtype
+    assert fast.shape == (48, cfg.D)
+    np.testing.assert_array_equal(fast, naive)
+    assert fast.min() >= 0 and fast.max() <= cfg.classes - 1
+
+
+def test_fast_equals_naive_on_a_wide_model():
+    """Many units per degree group, empty groups, two layers, direct connections."""
+    cfg = MADEConfig(D=40, hidden=(64, 48), ordering="random", direct=True, dtype="float64", seed=5)
+    model = _sharpen(MADE(cfg), scale=2.0)
+    u = draw_noise(200, 40, 9, np)
+    np.testing.assert_array_equal(sample_fast(model, noise=u), sample_naive(model, noise=u))
+
+
+def test_same_seed_same_samples_with_either_method():
+    cfg = MADEConfig(D=12, hidden=(16,), ordering="random", dtype="float64", seed=2)
+    model = _sharpen(MADE(cfg))
+    a_fast = sample(model, 30, seed=7, method="fast")
+    a_naive = sample(model, 30, seed=7, method="naive")
+    np.testing.assert_array_equal(a_fast, sample(model, 30, seed=7, method="fast"))
+    np.testing.assert_array_equal(a_naive, sample(model, 30, seed=7, method="naive"))
+    np.testing.assert_array_equal(a_fast, a_naive)
+    assert not np.array_equal(a_fast, sample(model, 30, seed=8, method="fast"))
+
+
+def test_default_method_is_fast():
+    assert DEFAULT_METHOD == "fast"
+    model = _sharpen(MADE(MADEConfig(D=6, hidden=(8,), dtype="float64")))
+    np.testing.assert_array_equal(sample(model, 20, seed=1), sample_fast(model, 20, seed=1))
+
+
+def test_float32_model_agrees_almost_everywhere():
+    """float32 logits differ from the naive ones by rounding only: draws agree except
+    where u lies within float32 rounding of a conditional probability."""
+    cfg = MADEConfig(D=50, hidden=(40,), ordering="random", seed=4)
+    model = _sharpen(MADE(cfg), scale=1.5)
+    u = draw_noise(200, 50, 3, np)
+    fast, naive = sample_fast(model, noise=u), sample_naive(model, noise=u)
+    assert fast.dtype == np.uint8
+    assert (fast == naive).mean() >= 0.999
+
+
+def _all_configs(D, C):
+    return np.array(list(itertools.product(range(C), repeat=D)), dtype=np.uint8 if C == 2 else np.int64)
+
+
+def _chi2(samples, configs, probs):
+    """Pearson statistic of the sampled configurations against exact probabilities."""
+    index = {tuple(c): i for i, c in enumerate(configs.tolist())}
+    counts = np.bincount([index[tuple(s)] for s in samples.tolist()], minlength=len(configs))
+    expected = probs * len(samples)
+    return float(((counts - expected) ** 2 / expected).sum()), counts / len(samples)
+
+
+def _chi2_bound(df):
+    # far in the upper tail (about 5 standard deviations of a chi-square with df degrees)
+    return df + 5 * np.sqrt(2 * df)
+
+
+@pytest.mark.parametrize("method", ["fast", "naive"])
+def test_empirical_distribution_matches_exact_probabilities(method):
+    cfg = MADEConfig(D=3, hidden=(5,), ordering="random", dtype="float64", seed=11)
+    model = _sharpen(MADE(cfg), scale=4.0, seed=1)
+    configs_ = _all_configs(3, 2)
+    probs = np.exp(model.log_prob(configs_))
+    assert abs(probs.sum() - 1) < 1e-12
+    n = 6000 if method == "naive" else 40000
+    stat, freq = _chi2(sample(model, n, seed=123, method=method), configs_, probs)
+    assert stat < _chi2_bound(7), (stat, freq, probs)
+    # the test has power: the product of the marginals is far from the joint here
+    marg = np.array([(probs[configs_[:, d] == 1]).sum() for d in range(3)])
+    indep = np.prod(np.where(configs_ == 1, marg, 1 - marg), axis=1)
+    assert 0.5 * np.abs(indep - probs).sum() > 0.05
+
+
+@pytest.mark.parametrize("encoding", ["onehot", "raw", "scaled"])
+def test_categorical_direct_distribution(encoding):
+    cfg = MADEConfig(D=2, hidden=(6,), classes=3, head="categorical", input_encoding=encoding,
+                     direct=True, ordering="random", dtype="float64", seed=3)
+    model = _sharpen(MADE(cfg), scale=3.0, seed=2)
+    configs_ = _all_configs(2, 3)
+    probs = np.exp(model.log_prob(configs_))
+    assert abs(probs.sum() - 1) < 1e-12
+    samples = sample(model, 30000, seed=5)
+    assert samples.dtype == np.int64
+    stat, _ = _chi2(samples, configs_, probs)
+    assert stat < _chi2_bound(8)
+
+
+def test_mask_ensemble_samples_the_mixture():
+    cfg = MADEConfig(D=3, hidden=(6,), num_masks=4, order_agnostic=True, connectivity_agnostic=True,
+                     dtype="float64", seed=8)
+    model = _sharpen(MADE(cfg), scale=4.0, seed=3)
+    model.set_mask(2)
+    configs_ = _all_configs(3, 2)
+    masks = [0, 1, 2, 3]
+    mixture = np.exp(-model.ensemble_nll(configs_, masks))
+    assert abs(mixture.sum() - 1) < 1e-12
+    samples = sample(model, 40000, seed=21, masks=masks)
+    assert model.mask_index == 2  # restored
+    stat, freq = _chi2(samples, configs_, mixture)
+    assert stat < _chi2_bound(7), (stat, freq, mixture)
+    # power: the mixture differs from every single mask's distribution
+    for k in masks:
+        model.set_mask(k)
+        single = np.exp(model.log_prob(configs_))
+        assert 0.5 * np.abs(single - mixture).sum() > 0.03
+    # the same seed gives the same ensemble samples; fast and naive agree
+    u = draw_noise(500, 3, 4, np)
+    a = sample(model, noise=u, seed=4, masks=masks, method="fast")
+    np.testing.assert_array_equal(a, sample(model, noise=u, seed=4, masks=masks, method="naive"))
+
+
+def test_sample_errors():
+    model = MADE(MADEConfig(D=4, hidden=(5,)))
+    with pytest.raises(ValueError, match="unknown sampling method 'slow'"):
+        sample(model, 3, method="slow")
+    with pytest.raises(ValueError, match="at least one mask"):
+        sample(model, 3, masks=[])
+    with pytest.raises(ValueError, match="outside the bank"):
+        sample(model, 3, seed=0, masks=[0, 5])
+    assert model.mask_index == 0
