@@ -1,0 +1,126 @@
+"""The array-module switch (made_np/backend.py): device and dtype choice, one-line errors.
+
+Rules guarded: ``cpu`` gives NumPy; the device comes from the argument, else
+``$MADE_NP_DEVICE``, else ``cpu``; an unknown device, a missing CuPy, or CuPy without a
+usable GPU raise :class:`BackendError` with one user-facing line (CuPy named); only
+float32/float64 are accepted; host/device copies and host seeding behave.
+"""
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from made_np import backend
+from made_np.backend import BackendError, get_xp, resolve_dtype
+
+
+def one_line(exc_info) -> str:
+    msg = str(exc_info.value)
+    assert msg and "\n" not in msg, f"not one line: {msg!r}"
+    return msg
+
+
+def test_cpu_is_numpy(monkeypatch):
+    monkeypatch.delenv("MADE_NP_DEVICE", raising=False)
+    assert get_xp("cpu") is np
+    assert get_xp("CPU") is np
+    assert get_xp() is np and get_xp(None) is np
+    assert backend.device_of(np) == "cpu"
+
+
+def test_unknown_device_is_one_line(monkeypatch):
+    monkeypatch.delenv("MADE_NP_DEVICE", raising=False)
+    with pytest.raises(BackendError) as e:
+        get_xp("tpu")
+    msg = one_line(e)
+    assert "'tpu'" in msg and "cpu" in msg and "cuda" in msg
+
+
+def test_cuda_without_cupy_names_cupy(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` now raises ImportError
+    with pytest.raises(BackendError) as e:
+        get_xp("cuda")
+    msg = one_line(e)
+    assert "CuPy" in msg and "not installed" in msg
+
+
+def test_environment_variable_is_respected(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    monkeypatch.setenv("MADE_NP_DEVICE", "cuda")
+    with pytest.raises(BackendError, match="CuPy"):
+        get_xp()
+    assert get_xp("cpu") is np  # an explicit argument wins over the environment
+    monkeypatch.setenv("MADE_NP_DEVICE", "cpu")
+    assert get_xp() is np
+    monkeypatch.setenv("MADE_NP_DEVICE", "gpu0")
+    with pytest.raises(BackendError, match="unknown device 'gpu0'"):
+        get_xp()
+
+
+def _fake_cupy(count=None, error=None):
+    def get_device_count():
+        if error is not None:
+            raise error
+        return count
+
+    runtime = types.SimpleNamespace(getDeviceCount=get_device_count)
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime))
+
+
+def test_cupy_without_a_gpu_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(error=RuntimeError("cudaErrorNoDevice: no CUDA-capable device\nmore")))
+    with pytest.raises(BackendError) as e:
+        get_xp("cuda")
+    assert "no usable CUDA GPU" in one_line(e) and "cudaErrorNoDevice" in str(e.value)
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count=0))
+    with pytest.raises(BackendError) as e:
+        get_xp("cuda")
+    assert "no CUDA GPU" in one_line(e)
+    fake = _fake_cupy(count=1)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    assert get_xp("cuda") is fake
+
+
+@pytest.mark.parametrize("given,expected", [("float32", np.float32), ("float64", np.float64),
+                                            (np.float32, np.float32), (np.dtype("float64"), np.float64)])
+def test_resolve_dtype_accepts_float32_and_float64(given, expected):
+    assert resolve_dtype(given) == np.dtype(expected)
+    assert isinstance(resolve_dtype(given), np.dtype)
+
+
+@pytest.mark.parametrize("bad", ["float16", "int32", np.int64, np.float16, "complex128"])
+def test_resolve_dtype_errors(bad):
+    with pytest.raises(BackendError) as e:
+        resolve_dtype(bad)
+    msg = one_line(e)
+    assert "unsupported dtype" in msg and "float32" in msg and "float64" in msg
+
+
+def test_host_device_copies_and_seeding():
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert backend.to_host(a) is a
+    assert backend.to_host([1, 2]).tolist() == [1, 2]
+    d = backend.to_device(a, np)
+    assert d.dtype == np.float32 and np.array_equal(d, a)
+    assert backend.to_device(a, np, dtype=np.float64).dtype == np.float64
+    r1, r2, r3 = backend.host_rng(1, 2), backend.host_rng(1, 2), backend.host_rng(1, 3)
+    x1, x2, x3 = r1.random(4), r2.random(4), r3.random(4)
+    assert np.array_equal(x1, x2) and not np.array_equal(x1, x3)
+    backend.synchronize(np)  # a no-op on the CPU
+
+
+def test_fused_kernels_switch(monkeypatch):
+    assert backend.fused_kernels(np, enabled=False) is None
+    monkeypatch.setenv("MADE_NP_FUSED", "0")
+    assert backend.fused_kernels(np) is None
+    monkeypatch.setenv("MADE_NP_FUSED", "1")
+    k = backend.fused_kernels(np)
+    try:
+        import numexpr  # noqa: F401
+    except ImportError:
+        assert k is None
+    else:
+        assert k is not None and hasattr(k, "adam") and hasattr(k, "adagrad")
