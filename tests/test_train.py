@@ -1,0 +1,319 @@
+"""Tests of made_np.train: the training loop, early stopping, evaluation and checkpoints."""
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from made_np import train as train_mod
+from made_np.data import Dataset
+from made_np.model import MADE, MADEConfig
+from made_np.train import (
+    CheckpointError,
+    TrainConfig,
+    evaluate,
+    fit,
+    load_checkpoint,
+    mask_for_step,
+    save_checkpoint,
+)
+
+D = 8
+
+
+def markov_chain(n, seed, flip=0.1):
+    """Binary Markov chain: x_0 ~ Bern(0.5), x_d = x_{d-1} xor Bern(flip). Strong dependencies."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((n, D), dtype=np.uint8)
+    x[:, 0] = rng.random(n) < 0.5
+    for d in range(1, D):
+        x[:, d] = x[:, d - 1] ^ (rng.random(n) < flip)
+    return x
+
+
+def chain_entropy(flip=0.1):
+    """Exact entropy (nats) of the chain: log 2 + (D-1) H(flip)."""
+    h = -(flip * math.log(flip) + (1 - flip) * math.log(1 - flip))
+    return math.log(2) + (D - 1) * h
+
+
+@pytest.fixture(scope="module")
+def chain():
+    return Dataset("chain", markov_chain(600, 1), markov_chain(200, 2), markov_chain(200, 3), 2, None)
+
+
+def small_model(num_masks=1, seed=0, hidden=(32,)):
+    return MADE(MADEConfig(D=D, hidden=hidden, num_masks=num_masks, seed=seed))
+
+
+def independent_nll(train, x):
+    """Mean NLL (nats) of x under independent Bernoullis fitted to train: the no-dependency baseline."""
+    p = train.mean(axis=0).clip(1e-3, 1 - 1e-3)
+    return float(-(x * np.log(p) + (1 - x) * np.log(1 - p)).sum(axis=1).mean())
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_train_config_round_trip_and_validation():
+    cfg = TrainConfig(epochs=7, lr=0.01, lr_schedule="step", eval_masks=5)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    for bad in ({"epochs": 0}, {"batch_size": 0}, {"optimizer": "rmsprop"}, {"lr": -1.0},
+                {"patience": -1}, {"resample_every": 0}, {"lr_schedule": "linear"}, {"eval_masks": 0}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+    with pytest.raises(ValueError, match="unknown training configuration keys"):
+        TrainConfig.from_dict({"epochs": 3, "bogus": 1})
+
+
+def test_lr_schedules():
+    assert TrainConfig().lr_at(0.1, 77) == 0.1
+    step = TrainConfig(lr_schedule="step", lr_step=10)
+    assert [step.lr_at(1.0, e) for e in (1, 10, 11, 20, 21)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    cos = TrainConfig(lr_schedule="cosine", epochs=4)
+    assert cos.lr_at(1.0, 1) == 1.0
+    assert cos.lr_at(1.0, 3) == pytest.approx(0.5)
+    assert cos.lr_at(1.0, 4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 4)))
+
+
+def test_mask_for_step_cycles_the_bank():
+    assert [mask_for_step(i, 3, 2) for i in range(8)] == [0, 0, 1, 1, 2, 2, 0, 0]
+    assert [mask_for_step(i, 3, 1) for i in range(5)] == [0, 1, 2, 0, 1]
+    assert [mask_for_step(i, 0, 2) for i in range(7)] == [0, 0, 1, 1, 2, 2, 3]  # no limit: fresh masks
+    assert {mask_for_step(i, 1, 1) for i in range(5)} == {0}
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_fit_learns_the_dependencies(chain):
+    model = small_model()
+    hist = fit(model, chain, TrainConfig(epochs=40, lr=1e-2, patience=0))
+    rows = hist["rows"]
+    assert [r["epoch"] for r in rows] == list(range(1, 41)) and hist["stop_reason"] == "epochs"
+    assert rows[-1]["valid_nll"] < rows[0]["valid_nll"] - 1.0
+    baseline = independent_nll(chain.train, chain.valid)  # ~ 8 log 2 = 5.5 nats
+    assert hist["best_valid_nll"] < baseline - 1.5
+    assert hist["best_valid_nll"] < chain_entropy() + 0.3  # close to the true entropy (~2.9 nats)
+    assert all(np.isfinite(r["train_nll"]) and r["seconds"] >= 0 for r in rows)
+    # the reported train NLL is the mean minibatch NLL of the epoch: near the valid NLL here
+    assert abs(rows[-1]["train_nll"] - rows[-1]["valid_nll"]) < 0.5
+
+
+def test_early_stopping_restores_the_best_weights(chain):
+    tiny = Dataset("tiny", chain.train[:20], chain.valid, chain.test, 2, None)
+    model = small_model(hidden=(200,))
+    cfg = TrainConfig(epochs=300, lr=3e-2, patience=5, batch_size=10)
+    hist = fit(model, tiny, cfg)
+    rows = hist["rows"]
+    assert hist["stop_reason"] == "patience"
+    assert len(rows) == hist["best_epoch"] + cfg.patience < cfg.epochs
+    best = min(r["valid_nll"] for r in rows)
+    assert hist["best_valid_nll"] == best == rows[hist["best_epoch"] - 1]["valid_nll"]
+    assert rows[-1]["valid_nll"] > best  # it overfitted after the best epoch...
+    now = float(model.nll(chain.valid).astype(np.float64).mean())
+    assert now == pytest.approx(best, abs=1e-9)  # ...and the best weights are back
+
+
+def test_patience_zero_never_stops(chain):
+    hist = fit(small_model(), chain, TrainConfig(epochs=3, patience=0))
+    assert len(hist["rows"]) == 3 and hist["stop_reason"] == "epochs"
+
+
+def test_mask_bank_is_cycled_and_validated_as_an_ensemble(chain, monkeypatch):
+    model = small_model(num_masks=3)
+    used = []  # mask in use at every training step
+    original = MADE.loss_and_grad
+
+    def spy(self, x):
+        used.append(self.mask_index)
+        return original(self, x)
+
+    monkeypatch.setattr(MADE, "loss_and_grad", spy)
+    seen = []
+
+    def check(row):
+        ens = float(model.ensemble_nll(chain.valid, [0, 1, 2]).astype(np.float64).mean())
+        seen.append((row["valid_nll"], ens))
+
+    cfg = TrainConfig(epochs=2, batch_size=150, resample_every=2, patience=0)
+    hist = fit(model, chain, cfg, callback=check)
+    # 4 minibatches an epoch: the cycle carries on across the epoch boundary
+    assert used == [0, 0, 1, 1, 2, 2, 0, 0] == [mask_for_step(i, 3, 2) for i in range(8)]
+    assert hist["valid_masks"] == 3 and len(seen) == 2
+    for valid, ens in seen:
+        assert valid == pytest.approx(ens, abs=1e-9)
+    model.set_mask(0)
+    single = float(model.nll(chain.valid).astype(np.float64).mean())
+    assert abs(single - seen[-1][1]) > 1e-3  # the single-mask figure differs from the ensemble's
+
+
+def test_unlimited_bank_draws_fresh_masks(chain):
+    model = small_model(num_masks=0)
+    cfg = TrainConfig(epochs=1, valid_masks=4, patience=0)
+    hist = fit(model, chain, cfg)
+    assert hist["valid_masks"] == 4
+    assert model.mask_index == 0  # reset to mask 0 after training
+    assert np.isfinite(hist["rows"][0]["valid_nll"])
+
+
+def test_fit_rejects_data_of_the_wrong_width(chain):
+    wide = Dataset("wide", np.zeros((10, D + 1), np.uint8), np.zeros((5, D + 1), np.uint8),
+                   np.zeros((5, D + 1), np.uint8), 2, None)
+    with pytest.raises(ValueError, match="D = 8"):
+        fit(small_model(), wide, TrainConfig(epochs=1))
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_mean_and_standard_error(chain):
+    model = small_model(num_masks=3)
+    per_example = model.nll(chain.test).astype(np.float64)
+    r = evaluate(model, chain.test, ensemble=False)
+    assert r["nll"] == pytest.approx(per_example.mean(), rel=1e-12)
+    assert r["stderr"] == pytest.approx(per_example.std(ddof=1) / math.sqrt(200), rel=1e-12)
+    assert r["nll_per_dim"] == pytest.approx(r["nll"] / D) and r["n"] == 200 and r["masks"] == 1
+    e = evaluate(model, chain.test)  # ensemble by default when K > 1
+    assert e["ensemble"] and e["masks"] == 3
+    assert e["nll"] == pytest.approx(model.ensemble_nll(chain.test, [0, 1, 2]).astype(np.float64).mean())
+    assert evaluate(model, chain.test, eval_masks=2)["masks"] == 2
+    model.set_mask(1)
+    evaluate(model, chain.test, ensemble=False)
+    assert model.mask_index == 1  # the current mask is restored
+    single = small_model()
+    assert not evaluate(single, chain.test, ensemble=True)["ensemble"]  # one mask: nothing to average
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip_gives_the_same_test_nll(chain, tmp_path):
+    model = small_model(num_masks=3, seed=5)
+    cfg = TrainConfig(epochs=3, patience=0)
+    fit(model, chain, cfg, out_dir=tmp_path, dataset_spec={"spec": "chain", "path": None, "seed": 0})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv", "model.npz"]  # no temp files
+    loaded, info = load_checkpoint(tmp_path / "model.npz")
+    for name, p in model.state_dict().items():
+        assert np.array_equal(loaded.state_dict()[name], p), name
+    for ensemble in (False, True):
+        a, b = evaluate(model, chain.test, ensemble=ensemble), evaluate(loaded, chain.test, ensemble=ensemble)
+        assert a == b
+        assert f"{a['nll']:.3f} ± {a['stderr']:.3f}" == f"{b['nll']:.3f} ± {b['stderr']:.3f}"
+    for i in range(3):  # masks are rebuilt exactly from the stored configuration
+        assert np.array_equal(loaded.maskset_at(i).ordering, model.maskset_at(i).ordering)
+        assert all(np.array_equal(x, y) for x, y in zip(loaded.maskset_at(i).hidden, model.maskset_at(i).hidden))
+    assert info["train_config"] == cfg and info["model_config"] == model.config
+    assert info["dataset"]["spec"] == "chain" and info["state"]["finished"] is True
+    assert [r["epoch"] for r in info["history"]["rows"]] == [1, 2, 3]
+    assert info["optimizer"] is not None and int(info["optimizer"]["t"]) == 3 * 6
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_nll,valid_nll,seconds" and len(lines) == 4
+
+
+def test_folder_path_loads_its_model_npz(chain, tmp_path):
+    model = small_model()
+    save_checkpoint(tmp_path / "model.npz", model)
+    loaded, info = load_checkpoint(tmp_path)
+    assert info["train_config"] is None and info["path"].endswith("model.npz")
+    assert np.array_equal(loaded.state_dict()["W0"], model.state_dict()["W0"])
+
+
+def test_save_is_atomic(chain, tmp_path, monkeypatch):
+    model = small_model()
+    path = save_checkpoint(tmp_path / "model.npz", model)
+    before = path.read_bytes()
+
+    def broken_savez(f, **arrays):
+        f.write(b"PK half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train_mod.np, "savez", broken_savez)
+    model.layers[0].W += 1.0
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model)
+    assert path.read_bytes() == before  # the old checkpoint is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # and no temp file is left
+
+
+def test_resume_matches_an_uninterrupted_run(chain, tmp_path):
+    cfg = TrainConfig(epochs=6, patience=0, resample_every=2, lr_schedule="step", lr_step=2)
+    spec = {"spec": "chain", "path": None, "seed": 0}
+
+    straight = small_model(num_masks=3, seed=3)
+    h1 = fit(straight, chain, cfg, out_dir=tmp_path / "a", dataset_spec=spec)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_3(row):
+        if row["epoch"] == 3:
+            raise Interrupt
+
+    first = small_model(num_masks=3, seed=3)
+    with pytest.raises(Interrupt):
+        fit(first, chain, cfg, out_dir=tmp_path / "b", callback=stop_at_3, dataset_spec=spec)
+    resumed, info = load_checkpoint(tmp_path / "b")
+    assert info["state"]["epoch"] == 3 and not info["state"]["finished"]
+    assert info["best_params"] is not None
+    h2 = fit(resumed, chain, cfg, out_dir=tmp_path / "b", resume_state=info, dataset_spec=spec)
+
+    assert [r["epoch"] for r in h2["rows"]] == list(range(1, 7))
+    for r1, r2 in zip(h1["rows"], h2["rows"]):
+        assert r1["train_nll"] == pytest.approx(r2["train_nll"], abs=1e-5)
+        assert r1["valid_nll"] == pytest.approx(r2["valid_nll"], abs=1e-5)
+        assert r1["lr"] == r2["lr"]
+    t1 = evaluate(straight, chain.test)["nll"]
+    t2 = evaluate(resumed, chain.test)["nll"]
+    assert t1 == pytest.approx(t2, abs=1e-5)
+    for name, p in straight.state_dict().items():
+        np.testing.assert_allclose(resumed.state_dict()[name], p, atol=1e-6)
+    with pytest.raises(ValueError, match="finished"):
+        fit(*load_checkpoint(tmp_path / "b")[:1], chain, cfg, resume_state=load_checkpoint(tmp_path / "b")[1])
+
+
+def one_line_error(excinfo):
+    msg = str(excinfo.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_load_errors_are_one_line(tmp_path):
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "missing.npz")
+    assert "no such checkpoint" in one_line_error(e)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path)
+    assert "holds no model.npz" in one_line_error(e)
+
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "text.npz")
+    assert "not a made-np checkpoint" in one_line_error(e)
+
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "array.npy")
+    assert "single .npy array" in one_line_error(e)
+
+    np.savez(tmp_path / "data.npz", train_data=np.zeros((2, 2)))
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "data.npz")
+    assert "no 'config' entry" in one_line_error(e) and "train_data" in str(e.value)
+
+    np.savez(tmp_path / "other.npz", config=np.array('{"format": "something-else"}'))
+    with pytest.raises(CheckpointError, match="not a made-np checkpoint"):
+        load_checkpoint(tmp_path / "other.npz")
+
+    path = save_checkpoint(tmp_path / "model.npz", small_model())
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if k != "W1"}
+    np.savez(tmp_path / "partial.npz", **arrays)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "partial.npz")
+    assert "missing parameter 'W1'" in one_line_error(e)
+
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="not a made-np checkpoint"):
+        load_checkpoint(truncated)
