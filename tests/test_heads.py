@@ -158,6 +158,15 @@ def test_categorical_inverse_cdf_sampling_on_fixed_u():
     # two variables at once, variable-major logits
     z2 = np.log(np.array([[1.0, 2.0, 3.0, 3.0, 2.0, 1.0]]))  # second: cumulative (1/2, 5/6, 1)
     assert head.sample(z2, np.array([[0.6, 0.6]])).tolist() == [[2, 1]]
+    # exact boundaries (p = 1/2, 1/4 are exact in binary): the class whose cumulative
+    # probability *exceeds* u, so u equal to a cumulative sum moves to the next class
+    z3 = np.array([[0.0, 0.0, 0.0, 0.0, math.log(2.0), 0.0]])  # (1/2, 1/2) and (1/4, 1/2, 1/4)
+    head2 = CategoricalHead(np, 2)
+    assert head2.sample(z3[:, :2], np.array([[0.5]])).tolist() == [[1]]
+    assert head2.sample(z3[:, :2], np.array([[np.nextafter(0.5, 0)]])).tolist() == [[0]]
+    assert head.sample(z3[:, 3:], np.array([[0.25]])).tolist() == [[1]]
+    assert head.sample(z3[:, 3:], np.array([[0.75]])).tolist() == [[2]]
+    assert head.sample(z3[:, 3:], np.array([[0.0]])).tolist() == [[0]]
 
 
 def test_make_head_and_errors():

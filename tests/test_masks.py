@@ -309,50 +309,85 @@ def test_block_masks_hand_example():
 # --------------------------------------------------------------------------- 9. CLI round trip
 
 
-def _cli_masks_command():
+def _cli_group():
+    """The click group of made_np.cli holding a ``masks`` command, or skip (the CLI is written separately)."""
+    import click
+
     try:
         cli = importlib.import_module("made_np.cli")
     except ImportError as exc:
         pytest.skip(f"made_np.cli is not written yet ({exc})")
-    group = getattr(cli, "main", None) or getattr(cli, "cli", None)
-    commands = getattr(group, "commands", {})
-    if "masks" not in commands:
+    groups = [g for g in (getattr(cli, "cli", None), getattr(cli, "main", None)) if isinstance(g, click.Group)]
+    if not groups or "masks" not in groups[0].commands:
         pytest.skip("made_np.cli has no `masks` command yet")
-    return cli, group
+    return groups[0]
 
 
-def _checkpoint(tmp_path, cfg):
-    """A checkpoint of a model with ``cfg``, written by the project's own saver."""
+def _checkpoint(tmp_path, model):
+    """A checkpoint of ``model`` written by the project's own saver (made_np.train.save_checkpoint)."""
     try:
-        ckpt = importlib.import_module("made_np.checkpoint")
-    except ImportError:
-        pytest.skip("made_np.checkpoint is not written yet")
-    model = MADE(cfg)
-    path = tmp_path / "model.npz"
-    save = getattr(ckpt, "save_checkpoint", None) or getattr(ckpt, "save")
-    save(path, model)
-    return path
+        from made_np.train import save_checkpoint
+    except ImportError as exc:
+        pytest.skip(f"made_np.train.save_checkpoint is not available ({exc})")
+    return save_checkpoint(tmp_path / "model.npz", model)
+
+
+ROUND_TRIP_CONFIGS = {
+    "binary-direct": MADEConfig(D=6, hidden=(7, 5), num_masks=3, ordering="random", seed=11, direct=True),
+    "categorical-onehot": MADEConfig(D=4, hidden=(9,), classes=3, head="categorical", input_encoding="onehot",
+                                     num_masks=3, degrees="equal", seed=5, direct=True),
+    "no-hidden": MADEConfig(D=5, hidden=(), num_masks=3, seed=2),
+}
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])
-def test_cli_dumps_the_masks_the_model_uses(tmp_path, index):
+@pytest.mark.parametrize("name", sorted(ROUND_TRIP_CONFIGS))
+def test_cli_dumps_the_masks_the_model_uses(tmp_path, name, index):
+    """``made-np masks CKPT --out masks.npz --index i`` writes exactly the masks of ``model.set_mask(i)``.
+
+    The dump is at the level of variables ((D, H_1) ... (H_L, D)); the model's layers hold
+    the block (one-hot / logit) versions, so their repeated rows/columns are collapsed here.
+    """
     from click.testing import CliRunner
 
-    cli, group = _cli_masks_command()
-    cfg = MADEConfig(D=6, hidden=(7, 5), num_masks=3, ordering="random", seed=11, direct=True)
-    path = _checkpoint(tmp_path, cfg)
+    group = _cli_group()
+    cfg = ROUND_TRIP_CONFIGS[name]
+    model = MADE(cfg)
+    path = _checkpoint(tmp_path, model)
     out = tmp_path / f"masks{index}.npz"
     result = CliRunner().invoke(group, ["masks", str(path), "--out", str(out), "--index", str(index)])
     assert result.exit_code == 0, result.output
-    model = MADE(cfg)
     model.set_mask(index)
-    used = [np.asarray(layer.M) != 0 for layer in model.layers] + [np.asarray(model.direct.M) != 0]
+    rin, rout = model.in_repeat, model.out_repeat
+    used = [np.asarray(layer.M) != 0 for layer in model.layers]
+    used[0] = used[0][::rin]
+    used[-1] = used[-1][:, ::rout]
+    if model.direct is not None:
+        used.append((np.asarray(model.direct.M) != 0)[::rin, ::rout])
     with np.load(out, allow_pickle=False) as z:
         dumped = {k: z[k] for k in z.files}
+    L = len(cfg.hidden)
+    expected_keys = ({"ordering", "mask_V"} | {f"degrees_{l}" for l in range(1, L + 1)}
+                     | {f"mask_W{l}" for l in range(1, L + 1)} | ({"mask_A"} if cfg.direct else set()))
+    assert set(dumped) == expected_keys
     assert np.array_equal(dumped["ordering"], model.maskset.ordering)
-    mask_keys = sorted((k for k in dumped if k not in ("ordering",) and not k.startswith("degrees")),
-                       key=lambda k: (k == "direct", k))
-    got = [dumped[k].astype(bool) for k in mask_keys]
-    assert len(got) == len(used), f"dumped keys {sorted(dumped)}"
-    for k, a, b in zip(mask_keys, got, used):
-        assert np.array_equal(a, b), f"dumped {k!r} differs from the mask the model uses"
+    for l in range(1, L + 1):
+        assert np.array_equal(dumped[f"degrees_{l}"], model.maskset.degrees[l - 1])
+    keys = [f"mask_W{l}" for l in range(1, L + 1)] + ["mask_V"] + (["mask_A"] if cfg.direct else [])
+    for key, mask in zip(keys, used):
+        assert dumped[key].shape == mask.shape, key
+        assert np.array_equal(dumped[key].astype(bool), mask), f"dumped {key!r} differs from the mask the model uses"
+    if index > 0:  # the bank really holds different masks
+        model.set_mask(0)
+        assert not np.array_equal(dumped["ordering"], model.maskset.ordering) or not all(
+            np.array_equal(dumped[f"mask_W{l}"], model.maskset.hidden[l - 1]) for l in range(1, L + 1))
+
+
+def test_cli_masks_rejects_an_index_outside_the_bank(tmp_path):
+    from click.testing import CliRunner
+
+    group = _cli_group()
+    path = _checkpoint(tmp_path, MADE(ROUND_TRIP_CONFIGS["binary-direct"]))
+    result = CliRunner().invoke(group, ["masks", str(path), "--out", str(tmp_path / "m.npz"), "--index", "3"])
+    assert result.exit_code == 2
+    assert "outside the bank" in result.output and "Traceback" not in result.output
