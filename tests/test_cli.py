@@ -1,0 +1,210 @@
+"""Tests of the made-np command line (Click's CliRunner): outputs, numbers and one-line errors."""
+import csv
+import importlib.util
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from made_np import __version__
+from made_np.cli import cli, parse_hidden, parse_num_masks
+from made_np.data import load_dataset
+from made_np.train import evaluate, load_checkpoint
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_user_error(result, *fragments):
+    """Exit code 2 and exactly one line, 'Error: ...', naming the fragments; no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    """made-np train on digits, default model (500 hidden, one mask), 2 epochs."""
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    result = run("train", "--epochs", 2, "--out", out)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+@pytest.fixture(scope="module")
+def bank_run(tmp_path_factory):
+    """A bank of 3 order- and connectivity-agnostic masks, small hidden layer, 2 epochs."""
+    out = tmp_path_factory.mktemp("runs") / "bank"
+    result = run("train", "--epochs", 2, "--hidden", "64,64", "--num-masks", 3, "--out", out, "--seed", 4)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def png_ok(path):
+    return path.is_file() and path.stat().st_size > 1000 and path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_version_and_help():
+    assert run("--version").output.strip() == f"made-np {__version__}"
+    result = run("train", "--help")
+    assert result.exit_code == 0
+    for option in ("--dataset", "--hidden", "--num-masks", "--resample-every", "--eval-masks",
+                   "--input-encoding", "--lr-schedule", "--device", "--resume", "--out"):
+        assert option in result.output
+    assert result.output.count("default:") >= 25  # every option states its default
+
+
+def test_train_writes_every_output(single_run):
+    out, output = single_run
+    assert {"model.npz", "metrics.csv", "loss.png", "samples.png", "results.json"} <= {
+        p.name for p in out.iterdir()}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", "train_nll", "valid_nll", "seconds"]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[1]["valid_nll"]) < float(rows[0]["valid_nll"])  # it learns
+    assert all(0 < float(r["train_nll"]) < 64 * np.log(2) for r in rows)
+    assert png_ok(out / "loss.png") and png_ok(out / "samples.png")
+    assert re.search(r"epoch +1 +train NLL", output) and re.search(r"epoch +2 +train NLL", output)
+    assert "test NLL, mask 0" in output and "ensemble" not in output
+
+
+def test_evaluate_matches_training(single_run):
+    out, output = single_run
+    result = run("evaluate", out, "--json")
+    assert result.exit_code == 0, result.output
+    ev = json.loads(result.output)
+    saved = json.loads((out / "results.json").read_text())
+    assert ev["single"] == saved["single"] and ev["ensemble"] is None
+    assert ev["split"] == "test" and ev["n"] == 250 and ev["D"] == 64
+    # the figure printed at the end of training, to its last digit
+    printed = re.search(r"test NLL, mask 0 : ([\d.]+) ± ([\d.]+) nats", output)
+    assert printed.group(1) == f"{ev['single']['nll']:.3f}" and printed.group(2) == f"{ev['single']['stderr']:.3f}"
+    # ...and the same as evaluating the loaded checkpoint by hand
+    model, _ = load_checkpoint(out)
+    assert evaluate(model, load_dataset("digits").test)["nll"] == ev["single"]["nll"]
+    text = run("evaluate", out / "model.npz", "--split", "valid")
+    assert text.exit_code == 0 and "valid NLL, mask 0" in text.output
+
+
+def test_bank_run_reports_single_and_ensemble(bank_run):
+    out, output = bank_run
+    assert "test NLL, mask 0" in output and "test NLL, ensemble of 3 masks" in output
+    ev = json.loads(run("evaluate", out, "--json").output)
+    assert ev["ensemble"]["masks"] == 3 and ev["single"]["masks"] == 1
+    assert ev["ensemble"]["nll"] != ev["single"]["nll"]
+    assert ev["ensemble"] == json.loads((out / "results.json").read_text())["ensemble"]
+    assert json.loads(run("evaluate", out, "--json", "--eval-masks", 2).output)["ensemble"]["masks"] == 2
+
+
+def test_sample_npy_and_png(single_run, tmp_path):
+    out, _ = single_run
+    result = run("sample", out, "-n", 12, "--out", tmp_path / "s.npy", "--seed", 3)
+    assert result.exit_code == 0, result.output
+    x = np.load(tmp_path / "s.npy")
+    assert x.shape == (12, 64) and set(np.unique(x)) <= {0, 1} and 0 < x.mean() < 1
+    again = run("sample", out, "-n", 12, "--out", tmp_path / "t.npy", "--seed", 3)
+    assert again.exit_code == 0 and np.array_equal(np.load(tmp_path / "t.npy"), x)  # seeded
+    result = run("sample", out, "-n", 20, "--out", tmp_path / "s.png")
+    assert result.exit_code == 0 and png_ok(tmp_path / "s.png")
+
+
+def test_masks_dump_is_the_models(bank_run, tmp_path):
+    out, _ = bank_run
+    model, _ = load_checkpoint(out)
+    orderings = []
+    for i in range(3):
+        result = run("masks", out, "--index", i, "--out", tmp_path / f"m{i}.npz", "--png", tmp_path / f"m{i}.png")
+        assert result.exit_code == 0, result.output
+        ms = model.maskset_at(i)
+        with np.load(tmp_path / f"m{i}.npz", allow_pickle=False) as z:
+            assert sorted(z.files) == ["degrees_1", "degrees_2", "mask_V", "mask_W1", "mask_W2", "ordering"]
+            assert np.array_equal(z["ordering"], ms.ordering)
+            assert np.array_equal(z["degrees_1"], ms.degrees[0]) and np.array_equal(z["degrees_2"], ms.degrees[1])
+            assert np.array_equal(z["mask_W1"], ms.hidden[0]) and np.array_equal(z["mask_W2"], ms.hidden[1])
+            assert np.array_equal(z["mask_V"], ms.output)
+        assert png_ok(tmp_path / f"m{i}.png")
+        first = " ".join(str(int(v)) for v in ms.ordering[:16])
+        assert f"ordering m^0 = {first}" in result.output
+        orderings.append(tuple(ms.ordering))
+    assert orderings[0] == tuple(range(1, 65)) and len(set(orderings)) == 3  # order-agnostic bank
+    assert_user_error(run("masks", out, "--index", 3, "--out", tmp_path / "x.npz"), "outside the bank of 3")
+
+
+def test_data_info():
+    result = run("data", "info", "digits")
+    assert result.exit_code == 0
+    assert "D = 64" in result.output and "(1297, 64)" in result.output and "(250, 64)" in result.output
+
+
+def test_resume_refuses_a_finished_run_and_changed_options(single_run):
+    out, _ = single_run
+    assert_user_error(run("train", "--resume", out), "finished")
+    assert_user_error(run("train", "--resume", out, "--hidden", "3"), "--hidden", "cannot change")
+
+
+def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
+    from made_np import train as train_mod
+
+    out = tmp_path / "run"
+    real_fit = train_mod.fit
+
+    def interrupted_fit(*args, callback=None, **kwargs):
+        def cb(row):
+            callback(row)
+            if row["epoch"] == 2:
+                raise KeyboardInterrupt
+        return real_fit(*args, callback=cb, **kwargs)
+
+    monkeypatch.setattr("made_np.cli.fit", interrupted_fit)
+    first = run("train", "--epochs", 3, "--hidden", 32, "--out", out)
+    assert first.exit_code == 130 and "--resume" in first.output
+    monkeypatch.setattr("made_np.cli.fit", real_fit)
+    second = run("train", "--resume", out)
+    assert second.exit_code == 0, second.output
+    assert "resuming" in second.output and re.search(r"epoch +3 ", second.output)
+    assert not re.search(r"epoch +1 ", second.output)
+    with open(out / "metrics.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+
+
+# --------------------------------------------------------------------------- user errors
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, single_run):
+    assert_user_error(run("train", "--dataset", tmp_path / "missing.npz"), "missing.npz", "no such file")
+    np.savez(tmp_path / "partial.npz", train_data=np.zeros((10, 4)), valid_data=np.zeros((5, 4)))
+    assert_user_error(run("train", "--dataset", tmp_path / "partial.npz"), "partial.npz", "test_data")
+    assert_user_error(run("train", "--hidden", "5a0"), "--hidden", "5a0")
+    assert_user_error(run("train", "--num-masks", "-2"), "--num-masks")
+    assert_user_error(run("train", "--epochs", 0), "epochs")
+    assert_user_error(run("train", "--ordering", "sideways"), "--ordering")
+    assert_user_error(run("train", "--threads", "many", "--epochs", 1, "--out", tmp_path / "t"), "--threads")
+    assert_user_error(run("evaluate", tmp_path / "nope.npz"), "nope.npz", "no such checkpoint")
+    assert_user_error(run("evaluate", tmp_path / "partial.npz"), "partial.npz", "not a made-np checkpoint")
+    (tmp_path / "notes.txt").write_text("not an npz")
+    assert_user_error(run("sample", tmp_path / "notes.txt"), "not a made-np checkpoint")
+    out, _ = single_run
+    assert_user_error(run("sample", out, "--out", tmp_path / "x.jpg"), ".png or .npy")
+    assert_user_error(run("train", "--out", out), "already holds a run")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
+def test_cuda_without_cupy_is_a_one_line_error():
+    assert_user_error(run("train", "--device", "cuda"), "CuPy")
+
+
+def test_option_parsers():
+    assert parse_hidden("500") == (500,) and parse_hidden("500, 300") == (500, 300)
+    assert parse_hidden("") == () == parse_hidden("0")
+    assert parse_num_masks("inf") == 0 == parse_num_masks("0") and parse_num_masks("8") == 8
