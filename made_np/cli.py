@@ -323,6 +323,7 @@ def train(ctx, **o):
     last finished epoch; continue it with --resume.
     """
     quiet = o["quiet"]
+    parse_threads(o["threads"])
     if o["resume"]:
         given = [name for name in o if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
         fixed = sorted(set(given) - RESUME_OVERRIDABLE)
@@ -353,8 +354,7 @@ def train(ctx, **o):
         if not quiet:
             click.echo(f"resuming {ckpt} after epoch {state.get('epoch')} (best valid NLL "
                        f"{state.get('best_valid_nll', math.nan):.4f} at epoch {state.get('best_epoch')})")
-        with limited_threads(o["threads"], model, cfg):
-            _train_and_report(ctx, model, ds, cfg, run_dir, spec, quiet, resume_state=info)
+        _train_and_report(ctx, model, ds, cfg, run_dir, spec, quiet, o["threads"], resume_state=info)
         return
 
     xp = backend.get_xp(o["device"])
@@ -398,8 +398,21 @@ def train(ctx, **o):
         click.echo(f"MADE hidden {list(hidden)}, {model.num_params} parameters, masks {masks}, "
                    f"{mcfg.head} head, {encoding} inputs, {cfg.optimizer} lr {model_lr(cfg)}, "
                    f"device {backend.device_of(xp)}; writing {run_dir}")
-    with limited_threads(o["threads"], model, cfg):
-        _train_and_report(ctx, model, ds, cfg, run_dir, spec, quiet)
+    _train_and_report(ctx, model, ds, cfg, run_dir, spec, quiet, o["threads"])
+
+
+def parse_threads(text: str) -> int:
+    """``"auto"`` -> 0; a positive integer -> itself."""
+    t = text.strip().lower()
+    if t == "auto":
+        return 0
+    try:
+        n = int(t)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UserError(f"--threads: expected a positive integer or auto, got {text!r}")
+    return n
 
 
 @contextlib.contextmanager
@@ -410,19 +423,11 @@ def limited_threads(threads: str, model: MADE, cfg: TrainConfig):
     multiply-adds per minibatch (threads then cost more in synchronisation than they
     save, and collapse on a busy machine), else the libraries' defaults.
     """
-    t = threads.strip().lower()
-    n = None
-    if t == "auto":
+    n = parse_threads(threads)
+    if n == 0:
         macs = max(layer.W.size for layer in model.layers) * cfg.batch_size
-        if backend.device_of(model.xp) == "cpu" and macs < SMALL_MODEL_MACS:
-            n = 1
-    else:
-        try:
-            n = int(t)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise UserError(f"--threads: expected a positive integer or auto, got {threads!r}")
+        small = backend.device_of(model.xp) == "cpu" and macs < SMALL_MODEL_MACS
+        n = 1 if small else None
     if n is None:
         yield None
         return
@@ -459,8 +464,11 @@ def _progress(epoch: int, n_batches: int):
     )
 
 
-def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, resume_state=None):
-    """Run :func:`fit`, then evaluate on the test split, draw the figures and record the results."""
+def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, threads: str = "auto",
+                      resume_state=None):
+    """Run :func:`fit` (under ``--threads``), then evaluate on the test split, draw the figures and
+    record the results. The evaluation runs with the libraries' default threads, as ``made-np
+    evaluate`` does, so that the two give identical numbers."""
     show_bar = not quiet and sys.stderr.isatty()
 
     def on_epoch(row):
@@ -471,8 +479,9 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
 
     t0 = time.perf_counter()
     try:
-        history = fit(model, ds, cfg, out_dir=run_dir, callback=on_epoch, resume_state=resume_state,
-                      progress=_progress if show_bar else None, dataset_spec=spec)
+        with limited_threads(threads, model, cfg):
+            history = fit(model, ds, cfg, out_dir=run_dir, callback=on_epoch, resume_state=resume_state,
+                          progress=_progress if show_bar else None, dataset_spec=spec)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; the last finished epoch is saved in {run_dir / CHECKPOINT_NAME}: "
                    f"continue with  made-np train --resume {run_dir}", err=True)
