@@ -312,7 +312,7 @@ SMALL_MODEL_MACS = 10**7
               help="CPU threads of BLAS and numexpr: a number, or auto (1 for small models, where threads "
                    "cost more than they give, e.g. the digits default; else the libraries' own choice).")
 @click.option("--quiet", "-q", is_flag=True, default=False, show_default=True,
-              help="Print only the final results.")
+              help="Print only the final results (off by default).")
 @click.pass_context
 def train(ctx, **o):
     """Train a MADE and write a run folder.
@@ -521,7 +521,7 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
               help="Masks in the ensemble (when the bank has more than one mask).")
 @click.option("--mask-index", type=int, default=0, show_default=True, help="The mask of the single-mask figure.")
 @click.option("--json", "as_json", is_flag=True, default=False, show_default=True,
-              help="Print one JSON object instead of text.")
+              help="Print one JSON object instead of text (off by default).")
 @device_option
 @dataset_path_option
 def evaluate_cmd(checkpoint, split, eval_masks, mask_index, as_json, device, dataset_path):
