@@ -489,7 +489,7 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
     seconds = time.perf_counter() - t0
     if not quiet:
         reason = {"patience": f"no better validation NLL for {cfg.patience} epochs",
-                  "epochs": f"reached {cfg.epochs} epochs", "callback": "stopped"}[history["stop_reason"]]
+                  "epochs": f"reached {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}", "callback": "stopped"}[history["stop_reason"]]
         click.echo(f"done in {seconds:.1f} s ({reason}); best valid NLL {history['best_valid_nll']:.4f} "
                    f"at epoch {history['best_epoch']}, weights restored")
     res = evaluate_both(model, ds.test, cfg.eval_masks, cfg.eval_batch_size)
@@ -528,6 +528,7 @@ def evaluate_cmd(checkpoint, split, eval_masks, mask_index, as_json, device, dat
     """NLL (nats, and nats/dim) ± standard error of CHECKPOINT (a model.npz or its run folder).
 
     With more than one mask in the bank, prints the single-mask and the ensemble figures.
+    With an unfinished run, its best weights so far are evaluated.
     """
     model, info = load_model(checkpoint, device)
     _, x = load_split(info, split, dataset_path)
@@ -558,18 +559,27 @@ def evaluate_cmd(checkpoint, split, eval_masks, mask_index, as_json, device, dat
 @click.option("--method", type=click.Choice(sampling_methods()), default=DEFAULT_SAMPLING_METHOD,
               show_default=True, help="Sampler of made_np.sampling.")
 @click.option("--mask-index", type=int, default=0, show_default=True, help="Mask of the bank to sample with.")
+@click.option("--mixture", type=int, default=0, show_default="0: the single mask --mask-index",
+              help="Sample from the mixture of masks 0..K-1 (the ensemble that evaluate scores): "
+                   "each sample draws its mask uniformly.")
 @device_option
-def sample(checkpoint, num_samples, out, seed, method, mask_index, device):
-    """Draw samples from CHECKPOINT by ancestral sampling in the mask's ordering."""
+def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, device):
+    """Draw samples from CHECKPOINT by ancestral sampling in the mask's ordering.
+
+    With an unfinished run, its best weights so far are used.
+    """
     out = Path(out)
     if out.suffix.lower() not in (".png", ".npy"):
         raise UserError(f"--out {out}: expected a .png or .npy file name")
     if num_samples < 1:
         raise UserError(f"-n: expected a positive number of samples, got {num_samples}")
+    if mixture < 0:
+        raise UserError(f"--mixture: expected 0 (off) or a number of masks, got {mixture}")
     model, info = load_model(checkpoint, device)
     with user_values():
         model.set_mask(mask_index)
-    x = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=method))
+        masks = list(range(mixture)) if mixture else None
+        x = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=method, masks=masks))
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npy":
         np.save(out, x)
@@ -577,7 +587,8 @@ def sample(checkpoint, num_samples, out, seed, method, mask_index, device):
         from . import plots
 
         plots.plot_sample_grid(x, image_shape_of(info), out)
-    click.echo(f"wrote {num_samples} samples ({method}, mask {mask_index}, seed {seed}) to {out}")
+    which = f"mixture of masks 0..{mixture - 1}" if mixture else f"mask {mask_index}"
+    click.echo(f"wrote {num_samples} samples ({method}, {which}, seed {seed}) to {out}")
 
 
 # =========================================================================== masks

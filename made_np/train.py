@@ -250,7 +250,7 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
 
 
 def _mean_nll(model: MADE, x, indices: list, batch_size: int) -> float:
-    """Mean NLL (nats) on device data: single mask when ``indices == [0]`` and K == 1, else ensemble."""
+    """Mean NLL (nats) of device data: the fixed mask when ``num_masks == 1``, else the ensemble of ``indices``."""
     if model.config.num_masks == 1:
         nll = model.nll(x, batch_size)
     else:

@@ -119,6 +119,17 @@ def test_sample_npy_and_png(single_run, tmp_path):
     assert result.exit_code == 0 and png_ok(tmp_path / "s.png")
 
 
+def test_sample_from_the_mixture_of_masks(bank_run, tmp_path):
+    out, _ = bank_run
+    for args, name in ((["--mask-index", 2], "m2.npy"), (["--mixture", 3], "mix.npy")):
+        result = run("sample", out, "-n", 30, "--seed", 1, "--out", tmp_path / name, *args)
+        assert result.exit_code == 0, result.output
+    m2, mix = np.load(tmp_path / "m2.npy"), np.load(tmp_path / "mix.npy")
+    assert m2.shape == mix.shape == (30, 64) and not np.array_equal(m2, mix)
+    assert_user_error(run("sample", out, "--mixture", 4, "--out", tmp_path / "x.npy"), "outside the bank")
+    assert_user_error(run("sample", out, "--mask-index", 3, "--out", tmp_path / "x.npy"), "outside the bank")
+
+
 def test_masks_dump_is_the_models(bank_run, tmp_path):
     out, _ = bank_run
     model, _ = load_checkpoint(out)
