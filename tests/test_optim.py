@@ -163,11 +163,11 @@ def test_fused_kernels_agree_with_the_reference_in_float32(name, kwargs):
         fus.step([g.copy() for g in gs])
     for a, b, s in zip(ref_p, fus_p, start):
         assert a.dtype == b.dtype == np.float32
-        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
         assert np.abs(a - s).max() > 1e-3  # the parameters really moved
     for k in ref.state:
         for a, b in zip(ref.state[k], fus.state[k]):
-            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name,kwargs", [("adam", {}), ("sgd", {"momentum": 0.9}), ("adagrad", {})])
