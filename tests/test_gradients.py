@@ -171,10 +171,10 @@ def test_mean_loss_gradient_is_the_mean_of_per_example_gradients(cfg, index, see
         np.testing.assert_allclose(g, mean, rtol=1e-10, atol=1e-13, err_msg=name)
 
 
-def test_gradients_are_recomputed_not_accumulated():
+def test_gradients_are_recomputed_not_accumulated(trained_weights):
     cfg = MADEConfig(D=5, hidden=(7,), seed=0, dtype="float64", num_masks=1)
     model = MADE(cfg)
-    randomize_weights(model, 0)
+    trained_weights(model, 0)
     x = random_data(cfg, 4, 0)
     model.loss_and_grad(x)
     first = [np.array(g, copy=True) for g in model.grads]
