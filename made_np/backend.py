@@ -12,6 +12,8 @@ only when ``cuda`` is asked for.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 
 import numpy as np
 
@@ -112,6 +114,106 @@ def synchronize(xp) -> None:
         xp.cuda.get_current_stream().synchronize()
 
 
+# --------------------------------------------------------------------------- CPU threads
+#
+# NumPy releases the GIL inside its elementwise loops, so elementwise work on
+# large arrays (the optimiser updates) can be split over CPU cores with plain
+# threads. BLAS already uses every core for the matrix products; this pool only
+# runs between them.
+
+_POOLS: dict = {}
+
+
+class WorkPool:
+    """A persistent pool of worker threads that run thunks side by side.
+
+    ``run([f0, f1, ...])`` runs ``f0`` on the calling thread and the others on the
+    workers, and returns when all are done (re-raising the first exception).
+
+    Parameters
+    ----------
+    threads : int
+        Total number of threads, the caller's included (``>= 2``).
+    """
+
+    def __init__(self, threads: int):
+        self.threads = int(threads)
+        self._inboxes = [queue.SimpleQueue() for _ in range(self.threads - 1)]
+        self._done = queue.SimpleQueue()
+        for inbox in self._inboxes:
+            threading.Thread(target=self._work, args=(inbox,), daemon=True,
+                             name="made-np-worker").start()
+
+    def _work(self, inbox) -> None:
+        while True:
+            fn = inbox.get()
+            try:
+                fn()
+            except BaseException as exc:  # handed back to the caller of run()
+                self._done.put(exc)
+            else:
+                self._done.put(None)
+
+    def run(self, fns) -> None:
+        """Run the thunks ``fns`` (at most :attr:`threads`) concurrently; wait for all."""
+        fns = list(fns)
+        if len(fns) > self.threads:
+            raise ValueError(f"{len(fns)} tasks for a pool of {self.threads} threads")
+        for inbox, fn in zip(self._inboxes, fns[1:]):
+            inbox.put(fn)
+        error = None
+        try:
+            if fns:
+                fns[0]()
+        except BaseException as exc:
+            error = exc
+        for _ in fns[1:]:
+            exc = self._done.get()
+            error = error or exc
+        if error is not None:
+            raise error
+
+
+#: Threads for elementwise CPU work when ``$MADE_NP_THREADS`` is unset (see docs/performance.md).
+DEFAULT_CPU_THREADS = 1
+
+
+def cpu_threads() -> int:
+    """Threads for elementwise CPU work: ``$MADE_NP_THREADS``, else :data:`DEFAULT_CPU_THREADS`.
+
+    Raises
+    ------
+    BackendError
+        ``$MADE_NP_THREADS`` is not a positive integer.
+    """
+    value = os.environ.get("MADE_NP_THREADS")
+    if value:
+        try:
+            threads = int(value)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise BackendError(f"MADE_NP_THREADS must be a positive integer, got {value!r}")
+        return threads
+    return DEFAULT_CPU_THREADS
+
+
+def work_pool(xp, threads: int | None = None):
+    """A shared :class:`WorkPool` for splitting elementwise work on ``xp``, or None.
+
+    None on CuPy (the GPU runs elementwise work in parallel already) and when
+    ``threads`` (default :func:`cpu_threads`) is 1.
+    """
+    if xp is not np:
+        return None
+    threads = cpu_threads() if threads is None else int(threads)
+    if threads < 2:
+        return None
+    if threads not in _POOLS:
+        _POOLS[threads] = WorkPool(threads)
+    return _POOLS[threads]
+
+
 # --------------------------------------------------------------------------- fused kernels
 #
 # Optional accelerators for the elementwise work of an optimiser step. The plain
@@ -130,7 +232,12 @@ def fused_kernels(xp, enabled: bool | None = None):
     xp : module
         NumPy (uses :mod:`numexpr` when installed) or CuPy (uses ``cupy.ElementwiseKernel``).
     enabled : bool or None
-        ``None`` reads ``$MADE_NP_FUSED`` (``0`` disables); ``False`` always returns None.
+        ``None`` reads ``$MADE_NP_FUSED``: on CuPy the kernels are used unless it is
+        ``0``; on NumPy only when it is ``1``, because on the CPU numexpr measured
+        slower than NumPy's own SIMD loops for these cache-sized arrays (an Adam
+        update of a 784x500 float32 matrix: about 2.5 ms with one numexpr thread
+        against 0.55 ms for :class:`made_np.optim.Adam`'s reference path; see
+        ``docs/performance.md``). ``False`` always returns None, ``True`` asks for them.
 
     Returns
     -------
@@ -139,7 +246,8 @@ def fused_kernels(xp, enabled: bool | None = None):
         ``adagrad(p, g, s, lr, eps, weight_decay)`` updating ``p``, ``m``, ``v``, ``s`` in place.
     """
     if enabled is None:
-        enabled = os.environ.get("MADE_NP_FUSED", "1") != "0"
+        default = "0" if xp is np else "1"
+        enabled = os.environ.get("MADE_NP_FUSED", default) != "0"
     if not enabled:
         return None
     key = device_of(xp)

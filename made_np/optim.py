@@ -5,15 +5,19 @@ gradients (on any array module). ``weight_decay`` adds the L2 term
 ``weight_decay * p`` to every gradient (coupled decay, as in the original papers).
 
 The code below is the readable reference. When :func:`made_np.backend.fused_kernels`
-offers a fused kernel (numexpr on the CPU, an ``ElementwiseKernel`` on CuPy) the
-same arithmetic runs in one pass over memory instead of about ten; a test checks
-that the two agree.
+offers a fused kernel (an ``ElementwiseKernel`` on CuPy; numexpr on the CPU only
+when asked for, as it measured slower than NumPy there) the same arithmetic runs in
+one pass over memory instead of about ten; a test checks that the two agree.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 from . import backend
+
+#: Parameters with at least this many entries are split over the CPU work pool.
+SPLIT_MIN_SIZE = 1 << 16
 
 
 class Optimizer:
@@ -30,7 +34,16 @@ class Optimizer:
     weight_decay : float
         L2 coefficient, ``>= 0``.
     fused : bool or None
-        Use a fused kernel when one is available (None: unless ``$MADE_NP_FUSED=0``).
+        Use a fused kernel when one is available (None: see
+        :func:`made_np.backend.fused_kernels`; off on the CPU unless ``$MADE_NP_FUSED=1``).
+
+    Notes
+    -----
+    On the CPU, without fused kernels, large parameters (``>= SPLIT_MIN_SIZE``
+    entries) are cut into row blocks that the threads of
+    :func:`made_np.backend.work_pool` update side by side (``$MADE_NP_THREADS``
+    threads, see :func:`made_np.backend.cpu_threads`). The arithmetic is the same on disjoint
+    views, so the result is identical to the one-thread update.
     """
 
     state_names: tuple = ()
@@ -45,17 +58,40 @@ class Optimizer:
         self.kernels = backend.fused_kernels(xp, fused)
         self.state = {name: [xp.zeros_like(p) for p in self.params] for name in self.state_names}
         self._tmp = [xp.empty_like(p) for p in self.params]
+        self.pool = backend.work_pool(xp) if self.kernels is None else None
+        self._parts = self._split(self.pool.threads) if self.pool is not None else None
+
+    def _split(self, n):
+        """Per thread, the ``(index, rows)`` blocks of the parameters it updates (None: nothing to split)."""
+        parts, split = [[] for _ in range(n)], False
+        for i, p in enumerate(self.params):
+            if p.ndim >= 1 and p.size >= SPLIT_MIN_SIZE and p.shape[0] >= n:
+                bounds = [p.shape[0] * k // n for k in range(n + 1)]
+                for k in range(n):
+                    parts[k].append((i, slice(bounds[k], bounds[k + 1])))
+                split = True
+            else:  # small parameters go to the last thread, which has no dispatching to do
+                parts[-1].append((i, Ellipsis))
+        return parts if split else None
 
     def step(self, grads) -> None:
         """Apply one update from ``grads`` (list matching ``params``; may be overwritten)."""
         self.t += 1
-        for i, (p, g) in enumerate(zip(self.params, grads)):
-            self._update(i, p, g)
+        if self._parts is None:
+            for i, (p, g) in enumerate(zip(self.params, grads)):
+                self._update(i, p, g)
+            return
+        grads = list(grads)
+        self.pool.run([functools.partial(self._update_part, part, grads) for part in self._parts])
 
-    def _decay(self, i, p, g):
+    def _update_part(self, part, grads) -> None:
+        for i, rows in part:
+            self._update(i, self.params[i][rows], grads[i][rows], rows)
+
+    def _decay(self, i, p, g, rows=Ellipsis):
         """``g += weight_decay * p`` in place."""
         if self.weight_decay:
-            tmp = self.xp.multiply(p, self.weight_decay, out=self._tmp[i])
+            tmp = self.xp.multiply(p, self.weight_decay, out=self._tmp[i][rows])
             g += tmp
         return g
 
@@ -87,14 +123,14 @@ class SGD(Optimizer):
         super().__init__(params, xp, lr, weight_decay, fused)
         self.momentum = float(momentum)
 
-    def _update(self, i, p, g):
-        g = self._decay(i, p, g)
+    def _update(self, i, p, g, rows=Ellipsis):
+        g = self._decay(i, p, g, rows)
         if self.momentum:
-            v = self.state["velocity"][i]
+            v = self.state["velocity"][i][rows]
             v *= self.momentum
             v += g
             g = v
-        tmp = self.xp.multiply(g, self.lr, out=self._tmp[i])
+        tmp = self.xp.multiply(g, self.lr, out=self._tmp[i][rows])
         p -= tmp
 
 
@@ -123,13 +159,13 @@ class Adam(Optimizer):
         self._eps_t = self.eps * c2
         super().step(grads)
 
-    def _update(self, i, p, g):
-        m, v = self.state["m"][i], self.state["v"][i]
+    def _update(self, i, p, g, rows=Ellipsis):
+        m, v = self.state["m"][i][rows], self.state["v"][i][rows]
         if self.kernels is not None:
             self.kernels.adam(p, g, m, v, self.beta1, self.beta2, self._lr_t, self._eps_t, self.weight_decay)
             return
-        xp, tmp = self.xp, self._tmp[i]
-        g = self._decay(i, p, g)
+        xp, tmp = self.xp, self._tmp[i][rows]
+        g = self._decay(i, p, g, rows)
         m *= self.beta1
         m += xp.multiply(g, 1.0 - self.beta1, out=tmp)
         v *= self.beta2
@@ -155,13 +191,13 @@ class Adagrad(Optimizer):
         super().__init__(params, xp, lr, weight_decay, fused)
         self.eps = float(eps)
 
-    def _update(self, i, p, g):
-        s = self.state["sum_sq"][i]
+    def _update(self, i, p, g, rows=Ellipsis):
+        s = self.state["sum_sq"][i][rows]
         if self.kernels is not None:
             self.kernels.adagrad(p, g, s, self.lr, self.eps, self.weight_decay)
             return
-        xp, tmp = self.xp, self._tmp[i]
-        g = self._decay(i, p, g)
+        xp, tmp = self.xp, self._tmp[i][rows]
+        g = self._decay(i, p, g, rows)
         s += xp.multiply(g, g, out=tmp)
         xp.sqrt(s, out=tmp)
         tmp += self.eps

@@ -1,0 +1,357 @@
+"""Performance benchmarks of made-np, measured side by side in one run.
+
+Usage::
+
+    python benchmarks/run.py            # full run (about 1-2 minutes on 2 cores)
+    python benchmarks/run.py --quick    # fewer repeats, smaller sampling/eval sizes
+
+Prints, and saves as JSON (``benchmarks/results/cpu.json`` by default):
+
+* training seconds per binarized-MNIST epoch (500 minibatches of 100, Adam) for
+  1x500 and 2x500 MADEs, the GEMM-only lower bound of the same shapes measured
+  in the same run (the matrix products of a step alone), and their ratio;
+* the share of a training step spent in the optimiser, the mask multiply and
+  the elementwise work (head, activations, biases, input cast);
+* sampling 100 MNIST images with the naive and the fast (degree-ordered) sampler;
+* evaluation of the 10,000 test images: single mask, and an ensemble of K = 8 masks;
+* peak resident memory (RSS) of a short training run in a subprocess;
+* the same on a CUDA GPU through CuPy when one is available (with the
+  paper-size 1x8000 network), else ``skipped: no CUDA GPU``.
+
+Timings are the minimum over repeats (the least disturbed run); the load
+average is printed with them, since other processes share the CPU. Without
+``../shared/data/binarized_mnist.npz`` (or ``--data``) the benchmarks run on
+random binary data of the same shape, and say so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from made_np import backend  # noqa: E402
+from made_np.model import MADE, MADEConfig  # noqa: E402
+from made_np.optim import make_optimizer  # noqa: E402
+from made_np.sampling import draw_noise, sample_fast, sample_naive  # noqa: E402
+
+STEPS_PER_EPOCH = 500  # 50,000 training images / minibatches of 100
+BATCH = 100
+D = 784
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def best_of(fn, repeats: int, number: int = 1, sync=lambda: None) -> float:
+    """Minimum over ``repeats`` of the mean wall time (seconds) of ``number`` calls."""
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        t = time.perf_counter()
+        for _ in range(number):
+            fn()
+        sync()
+        best = min(best, (time.perf_counter() - t) / number)
+    return best
+
+
+def load_mnist(path: Path | None):
+    """(train, test, source): the real binarized MNIST, or random binary data of the same shape."""
+    candidates = [path] if path else [ROOT.parent / "shared" / "data" / "binarized_mnist.npz"]
+    for p in candidates:
+        if p is not None and Path(p).is_file():
+            with np.load(p, allow_pickle=False) as f:
+                return f["train_data"].astype(np.uint8), f["test_data"].astype(np.uint8), str(p)
+    rng = np.random.default_rng(0)
+    train = (rng.random((50_000, D)) < 0.13).astype(np.uint8)
+    test = (rng.random((10_000, D)) < 0.13).astype(np.uint8)
+    return train, test, "random binary data of the binarized-MNIST shape (real data not found)"
+
+
+def loadavg() -> list:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def blas_info() -> str:
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # older NumPy
+        return "unknown"
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def training_step_bench(xp, hidden, train, *, steps: int, repeats: int, sync) -> dict:
+    """Seconds per Adam step of a fixed-mask MADE on minibatches of 100, its GEMM-only
+    bound and the shares of optimiser, mask multiply and elementwise work."""
+    model = MADE(MADEConfig(D=D, hidden=hidden, seed=0), xp)
+    opt = make_optimizer("adam", model.params, xp, lr=1e-3)
+    x_train = backend.to_device(train, xp)
+    n = x_train.shape[0]
+    perm = backend.to_device(backend.host_rng(0).permutation(n), xp)
+    batches = [x_train[perm[i * BATCH:(i + 1) * BATCH]] for i in range(min(steps, n // BATCH))]
+
+    def run_steps():
+        for xb in batches:
+            model.loss_and_grad(xb)
+            opt.step(model.grads)
+
+    run_steps()  # warm up (allocations, BLAS threads, caches)
+    step = best_of(run_steps, repeats, sync=sync) / len(batches)
+    cpu0 = time.process_time()
+    run_steps()
+    sync()
+    cpu_step = (time.process_time() - cpu0) / len(batches)
+
+    # ---- the same step taken apart (every piece timed alone, minimum over repeats)
+    xb = batches[0]
+    reps = max(repeats, 3)
+    loss_grad = best_of(lambda: model.loss_and_grad(xb), reps, number=20, sync=sync)
+    optim = best_of(lambda: opt.step(model.grads), reps, number=20, sync=sync)
+    layers = model._all_layers
+
+    def mask_multiply():
+        for layer in layers:
+            layer.dW *= layer.M
+
+    mask = best_of(mask_multiply, reps, number=20, sync=sync)
+
+    # ---- GEMM-only lower bound: the matrix products of one step, alone, into preallocated outputs
+    dtype = model.dtype
+    widths = [D, *hidden, D]
+    rng = np.random.default_rng(0)
+    acts = [xp.asarray(rng.random((BATCH, w)).astype(dtype)) for w in widths]
+    Ws = [layer.W for layer in model.layers]
+    fwd_out = [xp.empty((BATCH, w), dtype=dtype) for w in widths[1:]]
+    dW_out = [xp.empty_like(W) for W in Ws]
+    dx_out = [xp.empty((BATCH, w), dtype=dtype) for w in widths[:-1]]
+    matmul = xp.matmul
+
+    def gemms():
+        for i, W in enumerate(Ws):  # forward: a_i @ W_i
+            matmul(acts[i], W, out=fwd_out[i])
+        for i in reversed(range(len(Ws))):  # backward: a_i^T delta, delta W_i^T (not for the input)
+            matmul(acts[i].T, acts[i + 1], out=dW_out[i])
+            if i > 0:
+                matmul(acts[i + 1], Ws[i].T, out=dx_out[i])
+
+    gemm = best_of(gemms, reps, number=20, sync=sync)
+    elementwise = max(loss_grad - gemm - mask, 0.0)
+    return {
+        "hidden": list(hidden),
+        "step_ms": step * 1e3,
+        "cpu_ms_per_step": cpu_step * 1e3,
+        "epoch_s": step * STEPS_PER_EPOCH,
+        "gemm_ms": gemm * 1e3,
+        "gemm_epoch_s": gemm * STEPS_PER_EPOCH,
+        "ratio_to_gemm": step / gemm,
+        "loss_and_grad_ms": loss_grad * 1e3,
+        "optimizer_ms": optim * 1e3,
+        "mask_multiply_ms": mask * 1e3,
+        "elementwise_ms": elementwise * 1e3,
+        "share_gemm": gemm / step,
+        "share_optimizer": optim / step,
+        "share_mask_multiply": mask / step,
+        "share_elementwise": elementwise / step,
+        "steps_timed": len(batches),
+        "repeats": repeats,
+    }
+
+
+def print_training(rows: list) -> None:
+    say(f"{'network':>8} {'s/epoch':>8} {'ms/step':>8} {'GEMM s/ep':>9} {'ratio':>6} "
+        f"{'optim':>6} {'mask':>6} {'elemw':>6} {'GEMM':>6}  (shares of a step)")
+    for r in rows:
+        name = "x".join(str(h) for h in r["hidden"]) if len(set(r["hidden"])) > 1 else \
+            f"{len(r['hidden'])}x{r['hidden'][0]}"
+        say(f"{name:>8} {r['epoch_s']:8.3f} {r['step_ms']:8.3f} {r['gemm_epoch_s']:9.3f} "
+            f"{r['ratio_to_gemm']:6.2f} {r['share_optimizer']:6.1%} {r['share_mask_multiply']:6.1%} "
+            f"{r['share_elementwise']:6.1%} {r['share_gemm']:6.1%}")
+
+
+# --------------------------------------------------------------------------- sampling, evaluation
+
+
+def sampling_bench(xp, *, n: int, naive_repeats: int, fast_repeats: int, sync, hidden=(500,)) -> dict:
+    model = MADE(MADEConfig(D=D, hidden=hidden, seed=0), xp)
+    u = draw_noise(n, D, 0, xp)
+    sample_fast(model, noise=u)  # warm up
+    fast = best_of(lambda: sample_fast(model, noise=u), fast_repeats, sync=sync)
+    naive = best_of(lambda: sample_naive(model, noise=u), naive_repeats, sync=sync)
+    same = bool((backend.to_host(sample_fast(model, noise=u)) == backend.to_host(sample_naive(model, noise=u))).all()) \
+        if naive_repeats else None
+    return {"n": n, "hidden": list(hidden), "naive_s": naive, "fast_s": fast, "ratio": naive / fast,
+            "float32_samples_identical": same}
+
+
+def evaluation_bench(xp, test, *, repeats: int, sync, K: int = 8) -> dict:
+    x = backend.to_device(test, xp)
+    single = MADE(MADEConfig(D=D, hidden=(500,), seed=0), xp)
+    bank = MADE(MADEConfig(D=D, hidden=(500,), num_masks=K, order_agnostic=True,
+                           connectivity_agnostic=True, seed=0), xp)
+    single.nll(x[:1000])
+    t1 = best_of(lambda: single.nll(x), repeats, sync=sync)
+    idx = list(range(K))
+    bank.ensemble_nll(x[:1000], idx)  # fills the mask cache
+    tk = best_of(lambda: bank.ensemble_nll(x, idx), repeats, sync=sync)
+    return {"n": int(x.shape[0]), "single_mask_s": t1, "ensemble_K": K, "ensemble_s": tk,
+            "ensemble_s_per_mask": tk / K}
+
+
+# --------------------------------------------------------------------------- memory
+
+
+RSS_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    import numpy as np
+    from made_np.data import Dataset
+    from made_np.model import MADE, MADEConfig
+    from made_np.train import TrainConfig, fit
+    with np.load({path!r}, allow_pickle=False) as f:
+        train, valid = f["train_data"], f["valid_data"]
+    if {steps} < 500:
+        train = train[:{steps} * 100]
+    class Data:  # the duck-typed dataset fit() needs
+        pass
+    data = Data(); data.train, data.valid = train, valid
+    model = MADE(MADEConfig(D=784, hidden=(500,), seed=0))
+    t = time.perf_counter()
+    fit(model, data, TrainConfig(epochs=1, patience=0))
+    print(time.perf_counter() - t)
+""")
+
+
+def rss_bench(data_path: str | None, steps: int) -> dict:
+    """Peak RSS (MB) of a child process that trains a 1x500 MADE on binarized MNIST with
+    :func:`made_np.train.fit` (one epoch of ``steps`` minibatches plus validation)."""
+    tmp = None
+    if data_path is None or not Path(data_path).is_file():
+        rng = np.random.default_rng(0)
+        tmp = ROOT / "benchmarks" / "results" / "_random_mnist.npz"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, train_data=(rng.random((50_000, D)) < 0.13).astype(np.uint8),
+                 valid_data=(rng.random((10_000, D)) < 0.13).astype(np.uint8))
+        data_path = str(tmp)
+    code = RSS_SCRIPT.format(root=str(ROOT), path=data_path, steps=steps)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if tmp is not None:
+        tmp.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+    return {"peak_rss_mb": max(peak_kb, before) / 1024, "train_steps": steps,
+            "wall_s": float(proc.stdout.strip().splitlines()[-1])}
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run_device(xp, name: str, train, test, args, sync) -> dict:
+    quick = args.quick
+    out = {}
+    say(f"\n== training ({name}; binarized MNIST, batch {BATCH}, Adam, {STEPS_PER_EPOCH} steps/epoch)")
+    rows = []
+    for hidden in [(500,), (500, 500)]:
+        rows.append(training_step_bench(xp, hidden, train, steps=30 if quick else 100,
+                                        repeats=3 if quick else 7, sync=sync))
+    if name == "cuda":
+        rows.append(training_step_bench(xp, (8000,), train, steps=30 if quick else 100,
+                                        repeats=3 if quick else 5, sync=sync))
+    print_training(rows)
+    for r in rows:
+        say(f"   {r['hidden']}: optimizer {r['optimizer_ms']:.3f} ms, mask multiply "
+            f"{r['mask_multiply_ms']:.3f} ms, elementwise {r['elementwise_ms']:.3f} ms, GEMMs "
+            f"{r['gemm_ms']:.3f} ms; CPU time {r['cpu_ms_per_step']:.3f} ms/step")
+    out["training"] = rows
+
+    say(f"\n== sampling (100 samples, 1x500, D = {D})")
+    s = sampling_bench(xp, n=100, naive_repeats=1 if quick else 2, fast_repeats=5 if quick else 20, sync=sync)
+    say(f"naive {s['naive_s']:.3f} s   fast {s['fast_s'] * 1e3:.1f} ms   ratio {s['ratio']:.0f}x   "
+        f"(same samples: {s['float32_samples_identical']})")
+    out["sampling"] = s
+
+    say(f"\n== evaluation (NLL of the {test.shape[0]} test images, 1x500)")
+    e = evaluation_bench(xp, test, repeats=2 if quick else 3, sync=sync)
+    say(f"single mask {e['single_mask_s']:.3f} s   ensemble of K = {e['ensemble_K']} "
+        f"{e['ensemble_s']:.3f} s ({e['ensemble_s_per_mask']:.3f} s per mask)")
+    out["evaluation"] = e
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (noisier numbers)")
+    ap.add_argument("--data", type=Path, default=None, help="binarized_mnist.npz (default ../shared/data)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cpu.json",
+                    help="JSON results file")
+    ap.add_argument("--no-rss", action="store_true", help="skip the memory benchmark")
+    args = ap.parse_args(argv)
+
+    train, test, source = load_mnist(args.data)
+    real = not source.startswith("random")
+    info = {
+        "python": platform.python_version(), "numpy": np.__version__, "blas": blas_info(),
+        "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+        "threads_env": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                    "MKL_NUM_THREADS", "MADE_NP_FUSED") if k in os.environ},
+        "data": source, "quick": args.quick, "loadavg_start": loadavg(),
+    }
+    say(f"made-np benchmarks  numpy {info['numpy']} ({info['blas']}), {info['cpus']} CPUs, "
+        f"load average {info['loadavg_start']}")
+    say(f"data: {source}")
+    results = {"info": info, "cpu": run_device(np, "cpu", train, test, args, sync=lambda: None)}
+
+    if not args.no_rss:
+        say("\n== memory (peak RSS of a 1-epoch 1x500 training run in a subprocess)")
+        steps = 100 if args.quick else STEPS_PER_EPOCH
+        r = rss_bench(source if real else None, steps)
+        if "error" in r:
+            say(f"failed: {r['error']}")
+        else:
+            say(f"peak RSS {r['peak_rss_mb']:.0f} MB ({r['train_steps']} steps + validation, "
+                f"{r['wall_s']:.1f} s wall)   target <= 600 MB")
+        results["memory"] = r
+
+    say("\n== CUDA (CuPy)")
+    try:
+        cp = backend.get_xp("cuda")
+    except backend.BackendError as exc:
+        say(f"skipped: no CUDA GPU ({exc})")
+        results["cuda"] = {"skipped": str(exc)}
+    else:
+        results["cuda"] = run_device(cp, "cuda", train, test, args, sync=lambda: backend.synchronize(cp))
+
+    info["loadavg_end"] = loadavg()
+    say(f"\nload average at the end {info['loadavg_end']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    say(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

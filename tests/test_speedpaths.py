@@ -1,0 +1,121 @@
+"""The CPU speed paths give the same numbers as the plain reference code.
+
+* :class:`made_np.backend.WorkPool` runs every task and re-raises errors;
+* optimisers that split large parameters over the pool's threads give results
+  identical (bitwise) to the one-thread update, for every optimiser;
+* NumPy's fused (numexpr) kernels are off by default on the CPU (slower there).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from made_np import backend
+from made_np.model import MADE, MADEConfig
+from made_np.optim import SPLIT_MIN_SIZE, make_optimizer
+
+
+def test_work_pool_runs_all_tasks_and_reraises():
+    pool = backend.WorkPool(3)
+    out = [0, 0, 0]
+
+    def put(i):
+        def f():
+            out[i] = i + 10
+        return f
+
+    pool.run([put(0), put(1), put(2)])
+    assert out == [10, 11, 12]
+
+    def boom():
+        raise RuntimeError("worker failed")
+
+    with pytest.raises(RuntimeError, match="worker failed"):
+        pool.run([put(0), boom])
+    pool.run([put(1)])  # still usable afterwards
+    with pytest.raises(ValueError, match="4 tasks for a pool of 3 threads"):
+        pool.run([put(0)] * 4)
+
+
+def test_work_pool_switch(monkeypatch):
+    monkeypatch.setenv("MADE_NP_THREADS", "1")
+    assert backend.work_pool(np) is None
+    monkeypatch.setenv("MADE_NP_THREADS", "2")
+    pool = backend.work_pool(np)
+    assert pool is not None and pool.threads == 2 and backend.work_pool(np) is pool
+    monkeypatch.setenv("MADE_NP_THREADS", "two")
+    with pytest.raises(backend.BackendError, match="MADE_NP_THREADS must be a positive integer"):
+        backend.cpu_threads()
+
+
+def test_fused_kernels_are_off_by_default_on_the_cpu(monkeypatch):
+    monkeypatch.delenv("MADE_NP_FUSED", raising=False)
+    assert backend.fused_kernels(np) is None
+    opt = make_optimizer("adam", [np.zeros(3)], np)
+    assert opt.kernels is None
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("adam", {"lr": 1e-2}), ("adam", {"lr": 1e-2, "weight_decay": 1e-3}),
+    ("sgd", {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3}), ("adagrad", {"lr": 0.05}),
+])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_split_updates_equal_one_thread_updates(monkeypatch, name, kwargs, threads):
+    rng = np.random.default_rng(0)
+    shapes = [(300, 250), (250,), (257, 301), (1, SPLIT_MIN_SIZE + 5)]
+    start = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    one_p = [p.copy() for p in start]
+    many_p = [p.copy() for p in start]
+    monkeypatch.setenv("MADE_NP_THREADS", "1")
+    one = make_optimizer(name, one_p, np, fused=False, **kwargs)
+    monkeypatch.setenv("MADE_NP_THREADS", str(threads))
+    many = make_optimizer(name, many_p, np, fused=False, **kwargs)
+    assert one._parts is None and many._parts is not None
+    assert len(many._parts) == threads
+    for _ in range(4):
+        grads = [rng.normal(size=s).astype(np.float32) for s in shapes]
+        one.step([g.copy() for g in grads])
+        many.step([g.copy() for g in grads])
+    for a, b, s in zip(one_p, many_p, start):
+        assert np.array_equal(a, b)
+        assert np.abs(a - s).max() > 1e-3
+    for key in one.state:
+        for a, b in zip(one.state[key], many.state[key]):
+            assert np.array_equal(a, b)
+
+
+def test_training_steps_identical_with_and_without_threads(monkeypatch):
+    """A few Adam steps of a MADE whose weight matrices are split over threads."""
+    cfg = MADEConfig(D=300, hidden=(256,), seed=1)
+    x = (np.random.default_rng(0).random((50, 300)) < 0.3).astype(np.uint8)
+    params = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("MADE_NP_THREADS", threads)
+        model = MADE(cfg)
+        opt = make_optimizer("adam", model.params, np, lr=1e-2)
+        assert (opt._parts is not None) == (threads == "2")
+        for _ in range(3):
+            model.loss_and_grad(x)
+            opt.step(model.grads)
+        params.append(model.params)
+    for a, b in zip(*params):
+        assert np.array_equal(a, b)
+
+
+def test_bernoulli_head_split_over_threads_is_identical(monkeypatch):
+    from made_np.heads import SPLIT_MIN_SIZE, BernoulliHead
+
+    rng = np.random.default_rng(3)
+    n = 2 * SPLIT_MIN_SIZE // 300 + 7  # enough entries to split, an odd number of rows
+    z = (rng.normal(size=(n, 300)) * 5).astype(np.float32)
+    x = (rng.random((n, 300)) < 0.4).astype(np.float32)
+    monkeypatch.setenv("MADE_NP_THREADS", "1")
+    one = BernoulliHead(np)
+    monkeypatch.setenv("MADE_NP_THREADS", "3")
+    many = BernoulliHead(np)
+    assert one.pool is None and many.pool is not None
+    nll1, g1 = one.nll_and_grad(z, x)
+    nll3, g3 = many.nll_and_grad(z, x)
+    assert nll3.shape == (n,) and g3.shape == z.shape and nll3.dtype == g3.dtype == np.float32
+    assert np.array_equal(nll1, nll3) and np.array_equal(g1, g3)
+    np.testing.assert_allclose(nll1, one.nll(z, x), rtol=1e-6)
