@@ -128,10 +128,16 @@ class ReLU:
 
     def __init__(self, xp):
         self.xp = xp
+        self._zeros = None
 
     def forward(self, a):
         """a : array (batch, H), overwritten. Returns h, same shape."""
-        self.h = self.xp.maximum(a, 0, out=a)
+        # a broadcast row of zeros: NumPy's maximum against an array is 2-3x faster
+        # than against the scalar 0 (whose loop is not vectorised)
+        zeros = self._zeros
+        if zeros is None or zeros.shape[-1] != a.shape[-1] or zeros.dtype != a.dtype:
+            zeros = self._zeros = self.xp.zeros(a.shape[-1:], dtype=a.dtype)
+        self.h = self.xp.maximum(a, zeros, out=a)
         return self.h
 
     def backward(self, dh):
