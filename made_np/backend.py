@@ -104,8 +104,18 @@ def to_host(a) -> np.ndarray:
 
 
 def to_device(a, xp, dtype=None):
-    """Copy a host array to the device of ``xp`` (a no-op view for NumPy when dtypes agree)."""
-    return xp.asarray(a, dtype=dtype)
+    """Copy a host array to the device of ``xp``, C-contiguous (row-major).
+
+    A no-op for a NumPy array that is already C-contiguous with that dtype. Data
+    stored column-major (the ``.npz`` of binarized MNIST is) are copied to row
+    order once here: every minibatch is a gather of rows, which costs about
+    0.44 ms per minibatch of 100 from a column-major (50000, 784) uint8 array
+    against 0.02 ms from a row-major one, and the elementwise work on a batch
+    is only SIMD-fast when the batch is row-major like the logits.
+    """
+    if getattr(a, "ndim", 1) == 0:
+        return xp.asarray(a, dtype=dtype)
+    return xp.ascontiguousarray(a, dtype=dtype)
 
 
 def synchronize(xp) -> None:
