@@ -103,11 +103,24 @@ def say(msg: str = "") -> None:
 # --------------------------------------------------------------------------- training
 
 
-def training_step_bench(xp, hidden, train, *, steps: int, repeats: int, sync) -> dict:
+def training_step_bench(xp, hidden, train, *, steps: int, repeats: int, sync, threads=None) -> dict:
     """Seconds per Adam step of a fixed-mask MADE on minibatches of 100, its GEMM-only
-    bound and the shares of optimiser, mask multiply and elementwise work."""
-    model = MADE(MADEConfig(D=D, hidden=hidden, seed=0), xp)
-    opt = make_optimizer("adam", model.params, xp, lr=1e-3)
+    bound and the shares of optimiser, mask multiply and elementwise work.
+
+    ``threads`` sets ``$MADE_NP_THREADS`` while the model and optimiser are built
+    (the CPU work pool that splits the optimiser update and the Bernoulli head)."""
+    saved = os.environ.get("MADE_NP_THREADS")
+    if threads is not None:
+        os.environ["MADE_NP_THREADS"] = str(threads)
+    try:
+        model = MADE(MADEConfig(D=D, hidden=hidden, seed=0), xp)
+        opt = make_optimizer("adam", model.params, xp, lr=1e-3)
+    finally:
+        if saved is None:
+            os.environ.pop("MADE_NP_THREADS", None)
+        else:
+            os.environ["MADE_NP_THREADS"] = saved
+    pool = getattr(opt, "pool", None)
     x_train = backend.to_device(train, xp)
     n = x_train.shape[0]
     perm = backend.to_device(backend.host_rng(0).permutation(n), xp)
@@ -161,6 +174,7 @@ def training_step_bench(xp, hidden, train, *, steps: int, repeats: int, sync) ->
     elementwise = max(loss_grad - gemm - mask, 0.0)
     return {
         "hidden": list(hidden),
+        "threads": pool.threads if pool is not None else 1,
         "step_ms": step * 1e3,
         "cpu_ms_per_step": cpu_step * 1e3,
         "epoch_s": step * STEPS_PER_EPOCH,
@@ -181,12 +195,12 @@ def training_step_bench(xp, hidden, train, *, steps: int, repeats: int, sync) ->
 
 
 def print_training(rows: list) -> None:
-    say(f"{'network':>8} {'s/epoch':>8} {'ms/step':>8} {'GEMM s/ep':>9} {'ratio':>6} "
+    say(f"{'network':>8} {'threads':>7} {'s/epoch':>8} {'ms/step':>8} {'GEMM s/ep':>9} {'ratio':>6} "
         f"{'optim':>6} {'mask':>6} {'elemw':>6} {'GEMM':>6}  (shares of a step)")
     for r in rows:
         name = "x".join(str(h) for h in r["hidden"]) if len(set(r["hidden"])) > 1 else \
             f"{len(r['hidden'])}x{r['hidden'][0]}"
-        say(f"{name:>8} {r['epoch_s']:8.3f} {r['step_ms']:8.3f} {r['gemm_epoch_s']:9.3f} "
+        say(f"{name:>8} {r['threads']:7d} {r['epoch_s']:8.3f} {r['step_ms']:8.3f} {r['gemm_epoch_s']:9.3f} "
             f"{r['ratio_to_gemm']:6.2f} {r['share_optimizer']:6.1%} {r['share_mask_multiply']:6.1%} "
             f"{r['share_elementwise']:6.1%} {r['share_gemm']:6.1%}")
 
@@ -275,15 +289,17 @@ def run_device(xp, name: str, train, test, args, sync) -> dict:
     out = {}
     say(f"\n== training ({name}; binarized MNIST, batch {BATCH}, Adam, {STEPS_PER_EPOCH} steps/epoch)")
     rows = []
+    thread_options = [1, 2] if name == "cpu" and (os.cpu_count() or 1) >= 2 else [None]
     for hidden in [(500,), (500, 500)]:
-        rows.append(training_step_bench(xp, hidden, train, steps=30 if quick else 100,
-                                        repeats=3 if quick else 7, sync=sync))
+        for threads in thread_options:
+            rows.append(training_step_bench(xp, hidden, train, steps=30 if quick else 100,
+                                            repeats=3 if quick else 7, sync=sync, threads=threads))
     if name == "cuda":
         rows.append(training_step_bench(xp, (8000,), train, steps=30 if quick else 100,
                                         repeats=3 if quick else 5, sync=sync))
     print_training(rows)
     for r in rows:
-        say(f"   {r['hidden']}: optimizer {r['optimizer_ms']:.3f} ms, mask multiply "
+        say(f"   {r['hidden']}, {r['threads']} thread(s): optimizer {r['optimizer_ms']:.3f} ms, mask multiply "
             f"{r['mask_multiply_ms']:.3f} ms, elementwise {r['elementwise_ms']:.3f} ms, GEMMs "
             f"{r['gemm_ms']:.3f} ms; CPU time {r['cpu_ms_per_step']:.3f} ms/step")
     out["training"] = rows
