@@ -1,6 +1,7 @@
 """Tests of made_np.density: exact tables of small MADEs, KL divergence, entropy."""
 import itertools
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,58 @@ def test_real_table_entropy_and_untrained_model_table():
     assert table.shape == (200, 200)
     assert abs(np.exp(table).sum() - 1.0) < 1e-9
     assert kl_divergence(p, table) > 0.0
+
+
+# --------------------------------------------------------------------------- the density command
+
+
+def _train_cli(args, monkeypatch, cwd):
+    from click.testing import CliRunner
+
+    from made_np.cli import cli
+
+    monkeypatch.chdir(cwd)
+    res = CliRunner().invoke(cli, ["train", "--hidden", "8", "--epochs", "1", "--batch-size", "500",
+                                   "-q", *args])
+    assert res.exit_code == 0, res.output
+    return cli, CliRunner()
+
+
+def test_density_command_on_a_2d_npy_without_true_table(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "pairs.npy", rng.integers(0, 6, size=(600, 2)).astype(np.uint8))
+    cli, runner = _train_cli(["--dataset", str(tmp_path / "pairs.npy"), "--out", str(tmp_path / "run")],
+                             monkeypatch, tmp_path)
+    res = runner.invoke(cli, ["density", str(tmp_path / "run"), "--out", str(tmp_path / "d.png"), "-n", "500"])
+    assert res.exit_code == 0, res.output
+    assert "exact table of 36 cells" in res.output
+    nll = float(re.search(r"test NLL \(exact table\)\s*: ([0-9.]+) nats", res.output).group(1))
+    assert 0.5 * math.log(36) < nll < 1.5 * math.log(36)
+    assert "KL and entropy skipped" in res.output
+    assert (tmp_path / "d.png").stat().st_size > 1000
+
+
+def test_density_command_refuses_a_model_that_is_not_2d(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "triples.npy", rng.integers(0, 4, size=(300, 3)).astype(np.uint8))
+    cli, runner = _train_cli(["--dataset", str(tmp_path / "triples.npy"), "--out", str(tmp_path / "run")],
+                             monkeypatch, tmp_path)
+    res = runner.invoke(cli, ["density", str(tmp_path / "run")])
+    assert res.exit_code == 2
+    assert "needs a model of D = 2" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.skipif(not DIST.exists(), reason=f"real 2-D table not found at {DIST}")
+def test_density_command_on_the_real_2d_data(tmp_path, monkeypatch):
+    cli, runner = _train_cli(["--dataset", "2d", "--dataset-path", str(DIST), "--out", str(tmp_path / "run")],
+                             monkeypatch, tmp_path)
+    res = runner.invoke(cli, ["density", str(tmp_path / "run"), "--out", str(tmp_path / "d.png"),
+                              "-n", "2000"])
+    assert res.exit_code == 0, res.output
+    H = float(re.search(r"entropy of the true table : ([0-9.]+)", res.output).group(1))
+    kl = float(re.search(r"KL\(p_true \|\| p_model\)\s*: ([0-9.]+)", res.output).group(1))
+    nll = float(re.search(r"test NLL \(exact table\)\s*: ([0-9.]+)", res.output).group(1))
+    assert H == pytest.approx(10.5198, abs=1e-3)
+    assert 0.0 < kl < 0.2
+    assert nll == pytest.approx(H + kl, abs=0.02)  # E[-log q] = H + KL, up to the test set's noise
+    assert (tmp_path / "d.png").exists()
