@@ -13,9 +13,24 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 
-import numpy as np
+# OpenBLAS's idle worker threads spin (busy-wait) for about 2^28 cycles, a tenth
+# of a second, after every matrix product before they go to sleep. Training calls
+# a product every few hundred microseconds, so the spinning thread never sleeps
+# and holds a core through the elementwise work in between, where the CPU work
+# pool below wants it. 2^10 cycles makes the pool pay off (1x500 MNIST step:
+# 4.4 ms with 2 threads against 5.1 ms, see docs/performance.md) and cost nothing
+# measurable elsewhere. OpenBLAS reads the variable when NumPy is first imported,
+# so it is set (unless the user set it) only if NumPy is not loaded yet.
+BLAS_ENV_DEFAULTS = {"OPENBLAS_THREAD_TIMEOUT": "10"}
+_NUMPY_PRELOADED = "numpy" in sys.modules
+if not _NUMPY_PRELOADED:
+    for _name, _value in BLAS_ENV_DEFAULTS.items():
+        os.environ.setdefault(_name, _value)
+
+import numpy as np  # noqa: E402
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
@@ -184,12 +199,44 @@ class WorkPool:
             raise error
 
 
-#: Threads for elementwise CPU work when ``$MADE_NP_THREADS`` is unset (see docs/performance.md).
-DEFAULT_CPU_THREADS = 1
+def _uses_openblas() -> bool:
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return "openblas" in str(blas.get("name", "")).lower()
+    except Exception:  # an old NumPy without mode="dicts", or another layout
+        return False
+
+
+def blas_leaves_cores_idle() -> bool:
+    """Whether BLAS leaves the other cores free between matrix products.
+
+    True when BLAS is single-threaded (``OPENBLAS_NUM_THREADS=1`` or
+    ``OMP_NUM_THREADS=1``), or when it is OpenBLAS with a short spin-wait
+    (``OPENBLAS_THREAD_TIMEOUT <= 16``, in effect when NumPy was loaded; see
+    :data:`BLAS_ENV_DEFAULTS`).
+    """
+    env = os.environ
+    if "1" in (env.get("OPENBLAS_NUM_THREADS"), env.get("OMP_NUM_THREADS")):
+        return True
+    try:
+        timeout = int(env.get("OPENBLAS_THREAD_TIMEOUT", ""))
+    except ValueError:
+        return False
+    return timeout <= 16 and _uses_openblas()
+
+
+def default_cpu_threads() -> int:
+    """Threads for elementwise CPU work when ``$MADE_NP_THREADS`` is unset.
+
+    2 on a machine with at least two cores whose BLAS threads leave them idle
+    between products (:func:`blas_leaves_cores_idle`), else 1: two threads only
+    pay off when the second core is free (measured in docs/performance.md).
+    """
+    return 2 if (os.cpu_count() or 1) >= 2 and blas_leaves_cores_idle() else 1
 
 
 def cpu_threads() -> int:
-    """Threads for elementwise CPU work: ``$MADE_NP_THREADS``, else :data:`DEFAULT_CPU_THREADS`.
+    """Threads for elementwise CPU work: ``$MADE_NP_THREADS``, else :func:`default_cpu_threads`.
 
     Raises
     ------
@@ -205,7 +252,7 @@ def cpu_threads() -> int:
         if threads < 1:
             raise BackendError(f"MADE_NP_THREADS must be a positive integer, got {value!r}")
         return threads
-    return DEFAULT_CPU_THREADS
+    return default_cpu_threads()
 
 
 def work_pool(xp, threads: int | None = None):

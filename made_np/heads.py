@@ -16,7 +16,7 @@ from __future__ import annotations
 from . import backend
 
 #: Logit arrays with at least this many entries are split by rows over the CPU work pool.
-SPLIT_MIN_SIZE = 1 << 15
+SPLIT_MIN_SIZE = 1 << 18
 
 
 class BernoulliHead:

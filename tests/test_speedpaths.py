@@ -119,3 +119,29 @@ def test_bernoulli_head_split_over_threads_is_identical(monkeypatch):
     assert nll3.shape == (n,) and g3.shape == z.shape and nll3.dtype == g3.dtype == np.float32
     assert np.array_equal(nll1, nll3) and np.array_equal(g1, g3)
     np.testing.assert_allclose(nll1, one.nll(z, x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("env,cpus,expected", [
+    ({"OPENBLAS_NUM_THREADS": "1"}, 2, 2),                 # single-threaded BLAS: the second core is free
+    ({"OMP_NUM_THREADS": "1"}, 4, 2),
+    ({"OPENBLAS_THREAD_TIMEOUT": "28"}, 2, 1),            # OpenBLAS threads spin ~0.1 s: no free core
+    ({}, 2, 1),
+    ({"OPENBLAS_NUM_THREADS": "1"}, 1, 1),                 # one core
+    ({"OPENBLAS_THREAD_TIMEOUT": "zz"}, 2, 1),
+])
+def test_default_threads_follow_blas_settings(monkeypatch, env, cpus, expected):
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "MADE_NP_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(backend.os, "cpu_count", lambda: cpus)
+    assert backend.default_cpu_threads() == expected
+    assert backend.cpu_threads() == expected
+
+
+def test_short_openblas_spin_enables_two_threads(monkeypatch):
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MADE_NP_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "10")
+    monkeypatch.setattr(backend.os, "cpu_count", lambda: 2)
+    assert backend.default_cpu_threads() == (2 if backend._uses_openblas() else 1)
