@@ -36,12 +36,13 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# made_np.backend first: it sets OpenBLAS's defaults before NumPy loads OpenBLAS
 from made_np import backend  # noqa: E402
+
+import numpy as np  # noqa: E402
 from made_np.model import MADE, MADEConfig  # noqa: E402
 from made_np.optim import make_optimizer  # noqa: E402
 from made_np.sampling import draw_noise, sample_fast, sample_naive  # noqa: E402
@@ -103,106 +104,144 @@ def say(msg: str = "") -> None:
 # --------------------------------------------------------------------------- training
 
 
-def training_step_bench(xp, hidden, train, *, steps: int, repeats: int, sync, threads=None) -> dict:
-    """Seconds per Adam step of a fixed-mask MADE on minibatches of 100, its GEMM-only
+class TrainCase:
+    """One training configuration (hidden widths, elementwise threads) and its minibatches.
+
+    ``threads`` sets ``$MADE_NP_THREADS`` while the model and optimiser are built (the
+    CPU work pool that splits the optimiser update)."""
+
+    def __init__(self, xp, hidden, batches, threads=None):
+        saved = os.environ.get("MADE_NP_THREADS")
+        if threads is not None:
+            os.environ["MADE_NP_THREADS"] = str(threads)
+        try:
+            self.model = MADE(MADEConfig(D=D, hidden=hidden, seed=0), xp)
+            self.opt = make_optimizer("adam", self.model.params, xp, lr=1e-3)
+        finally:
+            if saved is None:
+                os.environ.pop("MADE_NP_THREADS", None)
+            else:
+                os.environ["MADE_NP_THREADS"] = saved
+        pool = getattr(self.opt, "pool", None)
+        self.xp, self.hidden, self.batches = xp, tuple(hidden), batches
+        self.threads = pool.threads if pool is not None else 1
+        self.best = float("inf")
+
+    def run_steps(self):
+        model, opt = self.model, self.opt
+        for xb in self.batches:
+            model.loss_and_grad(xb)
+            opt.step(model.grads)
+
+
+class GemmBound:
+    """The matrix products of one training step of a MADE with these hidden widths, alone,
+    into preallocated outputs: forward ``a_i W_i``, backward ``a_i^T delta_i`` and
+    ``delta_i W_i^T`` (not for the input layer)."""
+
+    def __init__(self, xp, model):
+        dtype = model.dtype
+        widths = [D, *model.config.hidden, D]
+        rng = np.random.default_rng(0)
+        self.acts = [xp.asarray(rng.random((BATCH, w)).astype(dtype)) for w in widths]
+        self.Ws = [layer.W for layer in model.layers]
+        self.fwd = [xp.empty((BATCH, w), dtype=dtype) for w in widths[1:]]
+        self.dW = [xp.empty_like(W) for W in self.Ws]
+        self.dx = [xp.empty((BATCH, w), dtype=dtype) for w in widths[:-1]]
+        self.matmul = xp.matmul
+        self.best = float("inf")
+
+    def run(self, number=20):
+        matmul, acts, Ws = self.matmul, self.acts, self.Ws
+        for _ in range(number):
+            for i, W in enumerate(Ws):
+                matmul(acts[i], W, out=self.fwd[i])
+            for i in reversed(range(len(Ws))):
+                matmul(acts[i].T, acts[i + 1], out=self.dW[i])
+                if i > 0:
+                    matmul(acts[i + 1], Ws[i].T, out=self.dx[i])
+
+
+def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: int, sync) -> list:
+    """Seconds per Adam step of fixed-mask MADEs on minibatches of 100, with the GEMM-only
     bound and the shares of optimiser, mask multiply and elementwise work.
 
-    ``threads`` sets ``$MADE_NP_THREADS`` while the model and optimiser are built
-    (the CPU work pool that splits the optimiser update and the Bernoulli head)."""
-    saved = os.environ.get("MADE_NP_THREADS")
-    if threads is not None:
-        os.environ["MADE_NP_THREADS"] = str(threads)
-    try:
-        model = MADE(MADEConfig(D=D, hidden=hidden, seed=0), xp)
-        opt = make_optimizer("adam", model.params, xp, lr=1e-3)
-    finally:
-        if saved is None:
-            os.environ.pop("MADE_NP_THREADS", None)
-        else:
-            os.environ["MADE_NP_THREADS"] = saved
-    pool = getattr(opt, "pool", None)
+    The configurations are timed in turns, one run of ``steps`` steps each per round
+    (``repeats`` rounds, the minimum kept), so that a change in the machine's load
+    affects them alike."""
     x_train = backend.to_device(train, xp)
     n = x_train.shape[0]
     perm = backend.to_device(backend.host_rng(0).permutation(n), xp)
     batches = [x_train[perm[i * BATCH:(i + 1) * BATCH]] for i in range(min(steps, n // BATCH))]
+    cases = [TrainCase(xp, h, batches, t) for h in hiddens for t in thread_options]
+    bounds = {c.hidden: GemmBound(xp, c.model) for c in cases}
+    for c in cases:
+        c.run_steps()  # warm up (allocations, BLAS threads, caches)
+    for _ in range(repeats):
+        for c in cases:
+            c.best = min(c.best, best_of(c.run_steps, 1, sync=sync) / len(batches))
+        for g in bounds.values():
+            g.best = min(g.best, best_of(g.run, 1, sync=sync) / 20)
 
-    def run_steps():
-        for xb in batches:
-            model.loss_and_grad(xb)
-            opt.step(model.grads)
-
-    run_steps()  # warm up (allocations, BLAS threads, caches)
-    step = best_of(run_steps, repeats, sync=sync) / len(batches)
-    cpu0 = time.process_time()
-    run_steps()
-    sync()
-    cpu_step = (time.process_time() - cpu0) / len(batches)
-
-    # ---- the same step taken apart (every piece timed alone, minimum over repeats)
-    xb = batches[0]
+    rows = []
     reps = max(repeats, 3)
-    loss_grad = best_of(lambda: model.loss_and_grad(xb), reps, number=20, sync=sync)
-    optim = best_of(lambda: opt.step(model.grads), reps, number=20, sync=sync)
-    layers = model._all_layers
+    for c in cases:
+        model, opt, xb = c.model, c.opt, batches[0]
+        cpu0 = time.process_time()
+        c.run_steps()
+        sync()
+        cpu_step = (time.process_time() - cpu0) / len(batches)
+        # the same step taken apart (every piece timed alone, minimum over repeats)
+        loss_grad = best_of(lambda: model.loss_and_grad(xb), reps, number=20, sync=sync)
+        optim = best_of(lambda: opt.step(model.grads), reps, number=20, sync=sync)
+        layers = model._all_layers
 
-    def mask_multiply():
-        for layer in layers:
-            layer.dW *= layer.M
+        def mask_multiply():
+            for layer in layers:
+                layer.dW *= layer.M
 
-    mask = best_of(mask_multiply, reps, number=20, sync=sync)
-
-    # ---- GEMM-only lower bound: the matrix products of one step, alone, into preallocated outputs
-    dtype = model.dtype
-    widths = [D, *hidden, D]
-    rng = np.random.default_rng(0)
-    acts = [xp.asarray(rng.random((BATCH, w)).astype(dtype)) for w in widths]
-    Ws = [layer.W for layer in model.layers]
-    fwd_out = [xp.empty((BATCH, w), dtype=dtype) for w in widths[1:]]
-    dW_out = [xp.empty_like(W) for W in Ws]
-    dx_out = [xp.empty((BATCH, w), dtype=dtype) for w in widths[:-1]]
-    matmul = xp.matmul
-
-    def gemms():
-        for i, W in enumerate(Ws):  # forward: a_i @ W_i
-            matmul(acts[i], W, out=fwd_out[i])
-        for i in reversed(range(len(Ws))):  # backward: a_i^T delta, delta W_i^T (not for the input)
-            matmul(acts[i].T, acts[i + 1], out=dW_out[i])
-            if i > 0:
-                matmul(acts[i + 1], Ws[i].T, out=dx_out[i])
-
-    gemm = best_of(gemms, reps, number=20, sync=sync)
-    elementwise = max(loss_grad - gemm - mask, 0.0)
-    return {
-        "hidden": list(hidden),
-        "threads": pool.threads if pool is not None else 1,
-        "step_ms": step * 1e3,
-        "cpu_ms_per_step": cpu_step * 1e3,
-        "epoch_s": step * STEPS_PER_EPOCH,
-        "gemm_ms": gemm * 1e3,
-        "gemm_epoch_s": gemm * STEPS_PER_EPOCH,
-        "ratio_to_gemm": step / gemm,
-        "loss_and_grad_ms": loss_grad * 1e3,
-        "optimizer_ms": optim * 1e3,
-        "mask_multiply_ms": mask * 1e3,
-        "elementwise_ms": elementwise * 1e3,
-        "share_gemm": gemm / step,
-        "share_optimizer": optim / step,
-        "share_mask_multiply": mask / step,
-        "share_elementwise": elementwise / step,
-        "steps_timed": len(batches),
-        "repeats": repeats,
-    }
+        mask = best_of(mask_multiply, reps, number=20, sync=sync)
+        inputs, targets = model.encode(xb)
+        z = model._forward_pass(inputs)
+        head = best_of(lambda: model.head.nll_and_grad(z, targets), reps, number=20, sync=sync)
+        step, gemm = c.best, bounds[c.hidden].best
+        elementwise = max(loss_grad - gemm - mask, 0.0)
+        rows.append({
+            "hidden": list(c.hidden),
+            "threads": c.threads,
+            "step_ms": step * 1e3,
+            "cpu_ms_per_step": cpu_step * 1e3,
+            "epoch_s": step * STEPS_PER_EPOCH,
+            "gemm_ms": gemm * 1e3,
+            "gemm_epoch_s": gemm * STEPS_PER_EPOCH,
+            "ratio_to_gemm": step / gemm,
+            "loss_and_grad_ms": loss_grad * 1e3,
+            "optimizer_ms": optim * 1e3,
+            "mask_multiply_ms": mask * 1e3,
+            "elementwise_ms": elementwise * 1e3,
+            "head_ms": head * 1e3,
+            "share_gemm": gemm / step,
+            "share_optimizer": optim / step,
+            "share_mask_multiply": mask / step,
+            "share_elementwise": elementwise / step,
+            # what the pieces timed alone do not account for (colder caches inside a step, the
+            # thread pool's hand-offs, Python overhead)
+            "share_other": max(1.0 - (gemm + optim + mask + elementwise) / step, 0.0),
+            "steps_timed": len(batches),
+            "repeats": repeats,
+        })
+    return rows
 
 
 def print_training(rows: list) -> None:
     say(f"{'network':>8} {'threads':>7} {'s/epoch':>8} {'ms/step':>8} {'GEMM s/ep':>9} {'ratio':>6} "
-        f"{'optim':>6} {'mask':>6} {'elemw':>6} {'GEMM':>6}  (shares of a step)")
+        f"{'optim':>6} {'mask':>6} {'elemw':>6} {'GEMM':>6} {'other':>6}  (shares of a step)")
     for r in rows:
         name = "x".join(str(h) for h in r["hidden"]) if len(set(r["hidden"])) > 1 else \
             f"{len(r['hidden'])}x{r['hidden'][0]}"
         say(f"{name:>8} {r['threads']:7d} {r['epoch_s']:8.3f} {r['step_ms']:8.3f} {r['gemm_epoch_s']:9.3f} "
             f"{r['ratio_to_gemm']:6.2f} {r['share_optimizer']:6.1%} {r['share_mask_multiply']:6.1%} "
-            f"{r['share_elementwise']:6.1%} {r['share_gemm']:6.1%}")
+            f"{r['share_elementwise']:6.1%} {r['share_gemm']:6.1%} {r['share_other']:6.1%}")
 
 
 # --------------------------------------------------------------------------- sampling, evaluation
@@ -240,8 +279,8 @@ def evaluation_bench(xp, test, *, repeats: int, sync, K: int = 8) -> dict:
 RSS_SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
+    from made_np import backend  # before NumPy, as in the benchmark itself
     import numpy as np
-    from made_np.data import Dataset
     from made_np.model import MADE, MADEConfig
     from made_np.train import TrainConfig, fit
     with np.load({path!r}, allow_pickle=False) as f:
@@ -288,19 +327,15 @@ def run_device(xp, name: str, train, test, args, sync) -> dict:
     quick = args.quick
     out = {}
     say(f"\n== training ({name}; binarized MNIST, batch {BATCH}, Adam, {STEPS_PER_EPOCH} steps/epoch)")
-    rows = []
     thread_options = [1, 2] if name == "cpu" and (os.cpu_count() or 1) >= 2 else [None]
-    for hidden in [(500,), (500, 500)]:
-        for threads in thread_options:
-            rows.append(training_step_bench(xp, hidden, train, steps=30 if quick else 100,
-                                            repeats=3 if quick else 7, sync=sync, threads=threads))
-    if name == "cuda":
-        rows.append(training_step_bench(xp, (8000,), train, steps=30 if quick else 100,
-                                        repeats=3 if quick else 5, sync=sync))
+    hiddens = [(500,), (500, 500)] + ([(8000,)] if name == "cuda" else [])
+    rows = training_bench(xp, train, hiddens, thread_options, steps=30 if quick else 100,
+                          repeats=3 if quick else 7, sync=sync)
     print_training(rows)
     for r in rows:
         say(f"   {r['hidden']}, {r['threads']} thread(s): optimizer {r['optimizer_ms']:.3f} ms, mask multiply "
-            f"{r['mask_multiply_ms']:.3f} ms, elementwise {r['elementwise_ms']:.3f} ms, GEMMs "
+            f"{r['mask_multiply_ms']:.3f} ms, elementwise {r['elementwise_ms']:.3f} ms (head "
+            f"{r['head_ms']:.3f} ms), GEMMs "
             f"{r['gemm_ms']:.3f} ms; CPU time {r['cpu_ms_per_step']:.3f} ms/step")
     out["training"] = rows
 
@@ -332,12 +367,19 @@ def main(argv=None) -> int:
     info = {
         "python": platform.python_version(), "numpy": np.__version__, "blas": blas_info(),
         "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-        "threads_env": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                                    "MKL_NUM_THREADS", "MADE_NP_FUSED") if k in os.environ},
+        "threads_env": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                    "OPENBLAS_THREAD_TIMEOUT", "MADE_NP_THREADS",
+                                                    "MADE_NP_FUSED") if k in os.environ},
+        "default_cpu_threads": backend.default_cpu_threads(),
         "data": source, "quick": args.quick, "loadavg_start": loadavg(),
     }
     say(f"made-np benchmarks  numpy {info['numpy']} ({info['blas']}), {info['cpus']} CPUs, "
         f"load average {info['loadavg_start']}")
+    say(f"environment {info['threads_env']}; elementwise threads by default: {info['default_cpu_threads']}")
+    busy = info["loadavg_start"] and info["loadavg_start"][0] > 0.5 * (info["cpus"] or 1)
+    if busy:
+        say("warning: the machine is busy (load average above half the CPUs): timings are pessimistic "
+            "and noisy, two-thread BLAS most of all")
     say(f"data: {source}")
     results = {"info": info, "cpu": run_device(np, "cpu", train, test, args, sync=lambda: None)}
 
