@@ -163,6 +163,10 @@ class WorkPool:
 
     def __init__(self, threads: int):
         self.threads = int(threads)
+        self._start()
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
         self._inboxes = [queue.SimpleQueue() for _ in range(self.threads - 1)]
         self._done = queue.SimpleQueue()
         for inbox in self._inboxes:
@@ -184,6 +188,8 @@ class WorkPool:
         fns = list(fns)
         if len(fns) > self.threads:
             raise ValueError(f"{len(fns)} tasks for a pool of {self.threads} threads")
+        if os.getpid() != self._pid:  # a forked child inherits the pool but not its threads
+            self._start()
         for inbox, fn in zip(self._inboxes, fns[1:]):
             inbox.put(fn)
         error = None

@@ -145,3 +145,24 @@ def test_short_openblas_spin_enables_two_threads(monkeypatch):
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "10")
     monkeypatch.setattr(backend.os, "cpu_count", lambda: 2)
     assert backend.default_cpu_threads() == (2 if backend._uses_openblas() else 1)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_work_pool_survives_fork():
+    import os
+
+    pool = backend.WorkPool(2)
+    pool.run([lambda: None, lambda: None])  # threads started in the parent
+    pid = os.fork()
+    if pid == 0:  # child: the pool must restart its threads instead of hanging
+        import signal
+
+        signal.alarm(10)  # a hang kills the child (and fails the test) instead of the run
+        out = []
+        try:
+            pool.run([lambda: out.append(1), lambda: out.append(2)])
+            os._exit(0 if sorted(out) == [1, 2] else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
