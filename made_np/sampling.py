@@ -221,8 +221,8 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     matmul = xp.matmul
     if c.head == "bernoulli":
         # thresholds logit(u), position-major (D, n); u = 0 is clipped to the smallest
-        # normal double, whose logit (-708) every finite float32/float64 logit exceeds
-        # in practice, as sigmoid(z) > 0 does
+        # normal double (logit -708), which differs from the naive draw 1[0 < sigmoid(z)]
+        # only if u is exactly 0 (probability 2^-53) and z lies in (-745, -708]
         up = xp.maximum(u.T[xp.asarray(var_at)], 2.2250738585072014e-308)
         TT = (xp.log(up) - xp.log1p(-up)).astype(dtype)
         greater, subtract = xp.greater, xp.subtract
