@@ -104,8 +104,30 @@ class BernoulliHead:
         array, shape (batch,)
             ``-log p(x) = sum_d [softplus(z_d) - x_d z_d]`` in nats.
         """
+        return self._by_rows(z, lambda a, b: self._nll_rows(z[a:b], x[a:b]))
+
+    def _nll_rows(self, z, x):
         e = self._exp_neg_abs(z)
         return self._nll_from(z, x, e, self.xp.empty_like(e))
+
+    def _by_rows(self, z, rows_fn):
+        """``rows_fn(a, b)`` (the NLL of rows a..b) over all rows of ``z``: in blocks of
+        rows on the threads of the CPU work pool for large arrays, else in one call."""
+        pool = self.pool
+        n = z.shape[0]
+        if pool is None or z.size < SPLIT_MIN_SIZE or n < pool.threads:
+            return rows_fn(0, n)
+        k = pool.threads
+        bounds = [n * i // k for i in range(k + 1)]
+        parts = [None] * k
+
+        def block(i):
+            def run():
+                parts[i] = rows_fn(bounds[i], bounds[i + 1])
+            return run
+
+        pool.run([block(i) for i in range(k)])
+        return self.xp.concatenate(parts)
 
     def nll_and_grad(self, z, x):
         """NLL (batch,) in nats and its gradient ``dNLL/dz = sigmoid(z) - x``, shape (batch, D).
@@ -114,23 +136,8 @@ class BernoulliHead:
         ``z >= 0``, ``n = e`` otherwise, taken as ``max(e, 1[z >= 0])`` (``e <= 1``).
         """
         g = self.xp.empty_like(z)
-        pool = self.pool
-        n = z.shape[0]
-        if pool is None or z.size < SPLIT_MIN_SIZE or n < pool.threads:
-            return self._nll_and_grad_into(z, x, g), g
-        # rows are independent: blocks of rows go to the threads of the CPU work pool
-        k = pool.threads
-        bounds = [n * i // k for i in range(k + 1)]
-        parts = [None] * k
-
-        def block(i):
-            def run():
-                a, b = bounds[i], bounds[i + 1]
-                parts[i] = self._nll_and_grad_into(z[a:b], x[a:b], g[a:b])
-            return run
-
-        pool.run([block(i) for i in range(k)])
-        return self.xp.concatenate(parts), g
+        nll = self._by_rows(z, lambda a, b: self._nll_and_grad_into(z[a:b], x[a:b], g[a:b]))
+        return nll, g
 
     def _nll_and_grad_into(self, z, x, g):
         """NLL of the rows of ``z``; writes ``sigmoid(z) - x`` into ``g`` (same shape)."""

@@ -119,6 +119,7 @@ def test_bernoulli_head_split_over_threads_is_identical(monkeypatch):
     assert nll3.shape == (n,) and g3.shape == z.shape and nll3.dtype == g3.dtype == np.float32
     assert np.array_equal(nll1, nll3) and np.array_equal(g1, g3)
     np.testing.assert_allclose(nll1, one.nll(z, x), rtol=1e-6)
+    assert np.array_equal(one.nll(z, x), many.nll(z, x))
 
 
 @pytest.mark.parametrize("env,cpus,expected", [
