@@ -67,7 +67,9 @@ def run_one(dataset, hidden, K, args):
     return {
         "K": K, "hidden": list(hidden), "test_nll": ens["nll"], "test_stderr": ens["stderr"],
         "test_nll_mask0": single["nll"], "epochs": len(rows), "train_seconds": round(train_seconds, 1),
-        "cut_by_budget": cut["by_budget"],
+        "cut_by_budget": cut["by_budget"], "order_agnostic": model.config.order_agnostic,
+        "connectivity_agnostic": model.config.connectivity_agnostic, "lr_schedule": cfg.lr_schedule,
+        "optimizer": cfg.optimizer, "base_lr": history["base_lr"],
     }
 
 
