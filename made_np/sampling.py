@@ -219,6 +219,18 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
         out_ops.append((v, bufs[-1][:q], a, XT[:qx]))
 
     matmul = xp.matmul
+
+    def logits_at(p):
+        """Compute the hidden units that become final at position ``p``, then its logits (Rout, n)."""
+        for w, s, o, act in hidden_ops[p]:
+            matmul(w, s, out=o)
+            act(o)
+        v, s, a, sx = out_ops[p]
+        z = matmul(v, s)
+        if a is not None:
+            z += matmul(a, sx)
+        return z
+
     if c.head == "bernoulli":
         # thresholds logit(u), position-major (D, n); u = 0 is clipped to the smallest
         # normal double (logit -708), which differs from the naive draw 1[0 < sigmoid(z)]
@@ -228,13 +240,7 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
         greater, subtract = xp.greater, xp.subtract
         onehot = Rin == 2
         for p in range(D):
-            for w, s, o, act in hidden_ops[p]:
-                matmul(w, s, out=o)
-                act(o)
-            v, s, a, sx = out_ops[p]
-            z = matmul(v, s)
-            if a is not None:
-                z += matmul(a, sx)
+            z = logits_at(p)
             if onehot:  # rows (1 - x, x) of the one-hot block
                 one = XT[2 + 2 * p]
                 greater(z, TT[p], out=one)
@@ -249,13 +255,7 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
         eye = xp.eye(C, dtype=dtype)
         x_pos = xp.empty((D, n), dtype=xp.int64)
         for p in range(D):
-            for w, s, o, act in hidden_ops[p]:
-                matmul(w, s, out=o)
-                act(o)
-            v, s, a, sx = out_ops[p]
-            z = matmul(v, s)
-            if a is not None:
-                z += matmul(a, sx)
+            z = logits_at(p)
             d = var_at[p]
             cls = head.sample(z.T, u[:, d:d + 1])[:, 0]
             x_pos[p] = cls
