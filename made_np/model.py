@@ -29,8 +29,33 @@ HEADS = ("bernoulli", "categorical")
 MASK_CACHE_BYTES = 256 * 2**20
 
 
+class StrictConfig:
+    """What the configuration dataclasses share: first-failure validation and a strict ``from_dict``.
+
+    Subclasses are dataclasses that set ``_kind`` (used in error messages) and build
+    their list of ``(ok, message)`` checks in ``validate``.
+    """
+
+    _kind = "configuration"
+
+    @staticmethod
+    def _raise_first(checks) -> None:
+        """Raise ValueError with the message of the first failed ``(ok, message)`` check."""
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Inverse of ``to_dict``; unknown keys are an error (ValueError)."""
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls._kind} configuration keys: {sorted(unknown)}")
+        return cls(**d)
+
+
 @dataclass
-class MADEConfig:
+class MADEConfig(StrictConfig):
     """Everything that defines a MADE; stored as JSON inside checkpoints.
 
     Attributes
@@ -79,6 +104,8 @@ class MADEConfig:
     seed: int = 0
     dtype: str = "float32"
 
+    _kind = "model"
+
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.given_ordering is not None:
@@ -103,9 +130,7 @@ class MADEConfig:
             (self.num_masks >= 0, f"num_masks must be >= 0 (0 = no limit), got {self.num_masks}"),
             (self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        self._raise_first(checks)
         backend.resolve_dtype(self.dtype)
 
     def to_dict(self) -> dict:
@@ -114,15 +139,6 @@ class MADEConfig:
         d["hidden"] = list(self.hidden)
         d["given_ordering"] = None if self.given_ordering is None else list(self.given_ordering)
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MADEConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 class MADE:

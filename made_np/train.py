@@ -32,13 +32,13 @@ import os
 import tempfile
 import time
 import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__, backend
-from .model import MADE, MADEConfig
+from .model import MADE, MADEConfig, StrictConfig
 from .optim import OPTIMIZERS, make_optimizer
 
 CHECKPOINT_FORMAT = "made-np-checkpoint"
@@ -59,7 +59,7 @@ class CheckpointError(ValueError):
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(StrictConfig):
     """How to train; stored as JSON inside checkpoints.
 
     Attributes
@@ -120,6 +120,8 @@ class TrainConfig:
     log_every: int = 20
     eval_batch_size: int = 1000
 
+    _kind = "training"
+
     def __post_init__(self):
         self.validate()
 
@@ -144,22 +146,11 @@ class TrainConfig:
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        self._raise_first(checks)
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown training configuration keys: {sorted(unknown)}")
-        return cls(**d)
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
         """Learning rate of ``epoch`` (1-based) under :attr:`lr_schedule`."""
