@@ -8,10 +8,13 @@ Usage::
 Prints, and saves as JSON (``benchmarks/results/cpu.json`` by default):
 
 * training seconds per binarized-MNIST epoch (500 minibatches of 100, Adam) for
-  1x500 and 2x500 MADEs, the GEMM-only lower bound of the same shapes measured
-  in the same run (the matrix products of a step alone), and their ratio;
-* the share of a training step spent in the optimiser, the mask multiply and
-  the elementwise work (head, activations, biases, input cast);
+  1x500 and 2x500 MADEs, in the form :func:`made_np.train.fit` trains them
+  (``blocked``: :class:`made_np.model.BlockedMADE`, sorted units and packed
+  blocks of live weights) and as a plain :class:`made_np.model.MADE`; the
+  GEMM-only bound of the dense shapes measured in the same run (the five
+  matrix products of a plain step alone), and the ratio of each to it;
+* the share of a training step spent in its own matrix products, the optimiser,
+  the mask multiply and the elementwise work (head, activations, biases, input cast);
 * sampling 100 MNIST images with the naive and the fast (degree-ordered) sampler;
 * evaluation of the 10,000 test images: single mask, and an ensemble of K = 8 masks;
 * peak resident memory (RSS) of a short training run in a subprocess;
@@ -43,7 +46,8 @@ sys.path.insert(0, str(ROOT))
 from made_np import backend  # noqa: E402
 
 import numpy as np  # noqa: E402
-from made_np.model import MADE, MADEConfig  # noqa: E402
+from made_np.layers import BlockedDense  # noqa: E402
+from made_np.model import MADE, BlockedMADE, MADEConfig  # noqa: E402
 from made_np.optim import make_optimizer  # noqa: E402
 from made_np.sampling import draw_noise, sample_fast, sample_naive  # noqa: E402
 
@@ -105,17 +109,22 @@ def say(msg: str = "") -> None:
 
 
 class TrainCase:
-    """One training configuration (hidden widths, elementwise threads) and its minibatches.
+    """One training configuration (hidden widths, form, elementwise threads) and its minibatches.
 
-    ``threads`` sets ``$MADE_NP_THREADS`` while the model and optimiser are built (the
-    CPU work pool that splits the optimiser update)."""
+    ``form`` is ``blocked`` (the :class:`BlockedMADE` that ``fit`` trains, on
+    column-permuted minibatches) or ``plain`` (the :class:`MADE` itself). ``threads``
+    sets ``$MADE_NP_THREADS`` while the model and optimiser are built (the CPU work
+    pool that splits the optimiser update)."""
 
-    def __init__(self, xp, hidden, batches, threads=None):
+    def __init__(self, xp, hidden, batches, form="plain", threads=None):
         saved = os.environ.get("MADE_NP_THREADS")
         if threads is not None:
             os.environ["MADE_NP_THREADS"] = str(threads)
         try:
             self.model = MADE(MADEConfig(D=D, hidden=hidden, seed=0), xp)
+            if form == "blocked":
+                self.model = BlockedMADE(self.model)
+                batches = [self.model.permute_data(b) for b in batches]
             self.opt = make_optimizer("adam", self.model.params, xp, lr=1e-3)
         finally:
             if saved is None:
@@ -123,7 +132,7 @@ class TrainCase:
             else:
                 os.environ["MADE_NP_THREADS"] = saved
         pool = getattr(self.opt, "pool", None)
-        self.xp, self.hidden, self.batches = xp, tuple(hidden), batches
+        self.xp, self.hidden, self.batches, self.form = xp, tuple(hidden), batches, form
         self.threads = pool.threads if pool is not None else 1
         self.best = float("inf")
 
@@ -162,9 +171,33 @@ class GemmBound:
                     matmul(acts[i + 1], Ws[i].T, out=self.dx[i])
 
 
-def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: int, sync) -> list:
+def own_products(model):
+    """A thunk running the matrix products of one training step of ``model`` alone, as its
+    layers do them (block by block for :class:`BlockedDense`), on the inputs its last
+    step left in the layers (the outputs stand in for the upstream gradients)."""
+    xp, layers = model.xp, model._all_layers
+
+    def run():
+        for layer in layers:
+            x = layer.x
+            if isinstance(layer, BlockedDense):
+                y = layer._product(x, transpose=False, width=layer.shape[1])
+                for (rows, cols), dw in zip(layer.index, layer._dW):
+                    xp.matmul(x[:, rows].T, y[:, cols], out=dw)
+                if layer.need_input_grad:
+                    layer._product(y, transpose=True, width=layer.shape[0])
+            else:
+                y = x @ layer.W
+                xp.matmul(x.T, y, out=layer.dW)
+                if layer.need_input_grad:
+                    y @ layer.W.T
+    return run
+
+
+def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: int, sync,
+                   forms=("blocked", "plain")) -> list:
     """Seconds per Adam step of fixed-mask MADEs on minibatches of 100, with the GEMM-only
-    bound and the shares of optimiser, mask multiply and elementwise work.
+    bound and the shares of products, optimiser, mask multiply and elementwise work.
 
     The configurations are timed in turns, one run of ``steps`` steps each per round
     (``repeats`` rounds, the minimum kept), so that a change in the machine's load
@@ -173,7 +206,7 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
     n = x_train.shape[0]
     perm = backend.to_device(backend.host_rng(0).permutation(n), xp)
     batches = [x_train[perm[i * BATCH:(i + 1) * BATCH]] for i in range(min(steps, n // BATCH))]
-    cases = [TrainCase(xp, h, batches, t) for h in hiddens for t in thread_options]
+    cases = [TrainCase(xp, h, batches, f, t) for h in hiddens for f in forms for t in thread_options]
     bounds = {c.hidden: GemmBound(xp, c.model) for c in cases}
     for c in cases:
         c.run_steps()  # warm up (allocations, BLAS threads, caches)
@@ -204,10 +237,12 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
         inputs, targets = model.encode(xb)
         z = model._forward_pass(inputs)
         head = best_of(lambda: model.head.nll_and_grad(z, targets), reps, number=20, sync=sync)
+        products = best_of(own_products(model), reps, number=20, sync=sync)
         step, gemm = c.best, bounds[c.hidden].best
-        elementwise = max(loss_grad - gemm - mask, 0.0)
+        elementwise = max(loss_grad - products - mask, 0.0)
         rows.append({
             "hidden": list(c.hidden),
+            "form": c.form,
             "threads": c.threads,
             "step_ms": step * 1e3,
             "cpu_ms_per_step": cpu_step * 1e3,
@@ -215,18 +250,19 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
             "gemm_ms": gemm * 1e3,
             "gemm_epoch_s": gemm * STEPS_PER_EPOCH,
             "ratio_to_gemm": step / gemm,
+            "products_ms": products * 1e3,
             "loss_and_grad_ms": loss_grad * 1e3,
             "optimizer_ms": optim * 1e3,
             "mask_multiply_ms": mask * 1e3,
             "elementwise_ms": elementwise * 1e3,
             "head_ms": head * 1e3,
-            "share_gemm": gemm / step,
+            "share_products": products / step,
             "share_optimizer": optim / step,
             "share_mask_multiply": mask / step,
             "share_elementwise": elementwise / step,
             # what the pieces timed alone do not account for (colder caches inside a step, the
             # thread pool's hand-offs, Python overhead)
-            "share_other": max(1.0 - (gemm + optim + mask + elementwise) / step, 0.0),
+            "share_other": max(1.0 - (products + optim + mask + elementwise) / step, 0.0),
             "steps_timed": len(batches),
             "repeats": repeats,
         })
@@ -234,14 +270,17 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
 
 
 def print_training(rows: list) -> None:
-    say(f"{'network':>8} {'threads':>7} {'s/epoch':>8} {'ms/step':>8} {'GEMM s/ep':>9} {'ratio':>6} "
-        f"{'optim':>6} {'mask':>6} {'elemw':>6} {'GEMM':>6} {'other':>6}  (shares of a step)")
+    say(f"{'network':>8} {'form':>7} {'threads':>7} {'s/epoch':>8} {'ms/step':>8} {'GEMM s/ep':>9} {'ratio':>6} "
+        f"{'prods':>6} {'optim':>6} {'mask':>6} {'elemw':>6} {'other':>6}  (shares of a step)")
     for r in rows:
         name = "x".join(str(h) for h in r["hidden"]) if len(set(r["hidden"])) > 1 else \
             f"{len(r['hidden'])}x{r['hidden'][0]}"
-        say(f"{name:>8} {r['threads']:7d} {r['epoch_s']:8.3f} {r['step_ms']:8.3f} {r['gemm_epoch_s']:9.3f} "
-            f"{r['ratio_to_gemm']:6.2f} {r['share_optimizer']:6.1%} {r['share_mask_multiply']:6.1%} "
-            f"{r['share_elementwise']:6.1%} {r['share_gemm']:6.1%} {r['share_other']:6.1%}")
+        say(f"{name:>8} {r['form']:>7} {r['threads']:7d} {r['epoch_s']:8.3f} {r['step_ms']:8.3f} "
+            f"{r['gemm_epoch_s']:9.3f} {r['ratio_to_gemm']:6.2f} {r['share_products']:6.1%} "
+            f"{r['share_optimizer']:6.1%} {r['share_mask_multiply']:6.1%} "
+            f"{r['share_elementwise']:6.1%} {r['share_other']:6.1%}")
+    say("GEMM s/ep: the five dense products of a plain step alone; ratio: s/epoch over it (below 1 when "
+        "the blocked form skips the zero blocks); prods: the step's own products")
 
 
 # --------------------------------------------------------------------------- sampling, evaluation
@@ -329,14 +368,15 @@ def run_device(xp, name: str, train, test, args, sync) -> dict:
     say(f"\n== training ({name}; binarized MNIST, batch {BATCH}, Adam, {STEPS_PER_EPOCH} steps/epoch)")
     thread_options = [1, 2] if name == "cpu" and (os.cpu_count() or 1) >= 2 else [None]
     hiddens = [(500,), (500, 500)] + ([(8000,)] if name == "cuda" else [])
-    rows = training_bench(xp, train, hiddens, thread_options, steps=30 if quick else 100,
+    forms = ("blocked", "plain") if backend.blocked_products(xp) else ("plain",)  # as fit() trains
+    rows = training_bench(xp, train, hiddens, thread_options, forms=forms, steps=30 if quick else 100,
                           repeats=3 if quick else 7, sync=sync)
     print_training(rows)
     for r in rows:
-        say(f"   {r['hidden']}, {r['threads']} thread(s): optimizer {r['optimizer_ms']:.3f} ms, mask multiply "
+        say(f"   {r['hidden']} {r['form']}, {r['threads']} thread(s): products {r['products_ms']:.3f} ms "
+            f"(dense bound {r['gemm_ms']:.3f} ms), optimizer {r['optimizer_ms']:.3f} ms, mask multiply "
             f"{r['mask_multiply_ms']:.3f} ms, elementwise {r['elementwise_ms']:.3f} ms (head "
-            f"{r['head_ms']:.3f} ms), GEMMs "
-            f"{r['gemm_ms']:.3f} ms; CPU time {r['cpu_ms_per_step']:.3f} ms/step")
+            f"{r['head_ms']:.3f} ms); CPU time {r['cpu_ms_per_step']:.3f} ms/step")
     out["training"] = rows
 
     say(f"\n== sampling (100 samples, 1x500, D = {D})")

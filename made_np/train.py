@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, backend
-from .model import MADE, MADEConfig, StrictConfig
+from .model import MADE, BlockedMADE, MADEConfig, StrictConfig
 from .optim import OPTIMIZERS, make_optimizer
 
 CHECKPOINT_FORMAT = "made-np-checkpoint"
@@ -268,6 +268,13 @@ def fit(model: MADE, dataset, cfg: TrainConfig, *, out_dir=None, callback=None, 
     loss is accumulated on the device and read back only at the end of an epoch
     (and every ``cfg.log_every`` minibatches when ``progress`` is given).
 
+    A single-mask model on the CPU trains in its fast form,
+    :class:`~made_np.model.BlockedMADE` (sorted units, packed blocks of live
+    weights; :func:`made_np.backend.blocked_products`), on data with permuted
+    columns; ``model`` receives its weights at the end of every epoch, so the
+    validation, the checkpoints, the callback and the result see the usual MADE.
+    The optimiser state is converted to and from the usual layout in checkpoints.
+
     Parameters
     ----------
     model : MADE
@@ -318,8 +325,11 @@ def fit(model: MADE, dataset, cfg: TrainConfig, *, out_dir=None, callback=None, 
     x_valid = backend.to_device(dataset.valid, xp)
     n_train = int(x_train.shape[0])
     n_batches = -(-n_train // cfg.batch_size)
+    net = BlockedMADE(model) if K == 1 and backend.blocked_products(xp) else model
+    if net is not model:
+        x_train = net.permute_data(x_train)
 
-    opt = make_optimizer(cfg.optimizer, model.params, xp, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(cfg.optimizer, net.params, xp, lr=cfg.lr, weight_decay=cfg.weight_decay)
     base_lr = opt.lr
     v_indices = valid_mask_indices(model, cfg)
     spec = dict(dataset_spec) if dataset_spec else _default_spec(dataset)
@@ -334,7 +344,7 @@ def fit(model: MADE, dataset, cfg: TrainConfig, *, out_dir=None, callback=None, 
             raise ValueError("this checkpoint is of a finished run; there is nothing to resume")
         state.update({k: old[k] for k in ("epoch", "step", "best_epoch", "best_valid_nll") if k in old})
         if resume_state.get("optimizer"):
-            opt.load_state_dict(resume_state["optimizer"])
+            opt.load_state_dict(_optimizer_state(resume_state["optimizer"], opt, net, to_natural=False))
         if resume_state.get("best_params"):
             best = [xp.asarray(resume_state["best_params"][n], dtype=model.dtype) for n in model.param_names]
         if resume_state.get("history"):
@@ -351,7 +361,8 @@ def fit(model: MADE, dataset, cfg: TrainConfig, *, out_dir=None, callback=None, 
             return
         state["finished"] = finished
         save_checkpoint(out / CHECKPOINT_NAME, model, train_config=cfg, dataset_spec=spec,
-                        optimizer=opt, best_params=None if finished else best,
+                        optimizer=opt, optimizer_state=_optimizer_state(opt.state_dict(), opt, net),
+                        best_params=None if finished else best,
                         history=history, train_state=state)
         write_metrics(out / METRICS_NAME, history["rows"])
 
@@ -373,8 +384,8 @@ def fit(model: MADE, dataset, cfg: TrainConfig, *, out_dir=None, callback=None, 
                 if K != 1:
                     model.set_mask(mask_for_step(step, K, cfg.resample_every))
                 xb = x_train[perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-                loss = model.loss_and_grad(xb)
-                opt.step(model.grads)
+                loss = net.loss_and_grad(xb)
+                opt.step(net.grads)
                 running += loss * xb.shape[0]
                 step += 1
                 if bar is not None and ((b + 1) % cfg.log_every == 0 or b + 1 == n_batches):
@@ -383,6 +394,8 @@ def fit(model: MADE, dataset, cfg: TrainConfig, *, out_dir=None, callback=None, 
                     reported = b + 1
         state["step"] = step
         train_nll = float(running) / n_train
+        if net is not model:
+            net.write_to(model)  # validated as saved: the numbers match a later `evaluate`
         valid_nll = _mean_nll(model, x_valid, v_indices, cfg.eval_batch_size)
         improved = valid_nll < state["best_valid_nll"]
         if improved:
@@ -412,6 +425,20 @@ def fit(model: MADE, dataset, cfg: TrainConfig, *, out_dir=None, callback=None, 
     history["stop_reason"] = stop_reason
     save(True)
     return history
+
+
+def _optimizer_state(state: dict, opt, net, to_natural: bool = True) -> dict:
+    """An optimiser's host state dict with its per-parameter buffers moved between the
+    compute form of a :class:`BlockedMADE` ``net`` and the usual layout (unchanged for a MADE)."""
+    if not isinstance(net, BlockedMADE):
+        return state
+    state, n = dict(state), len(opt.params)
+    for name in opt.state_names:
+        keys = [f"{name}{i}" for i in range(n)]
+        arrays = [opt.xp.asarray(state[k]) for k in keys]
+        moved = net.to_natural(arrays) if to_natural else net.to_compute(arrays)
+        state.update({k: backend.to_host(a) for k, a in zip(keys, moved)})
+    return state
 
 
 class _Null:
@@ -461,7 +488,8 @@ def _json_default(o):
 
 
 def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = None,
-                    dataset_spec: dict | None = None, optimizer=None, best_params=None,
+                    dataset_spec: dict | None = None, optimizer=None, optimizer_state: dict | None = None,
+                    best_params=None,
                     history: dict | None = None, train_state: dict | None = None,
                     results: dict | None = None) -> Path:
     """Write a checkpoint ``.npz`` atomically (temporary file in the same folder, then ``os.replace``).
@@ -477,6 +505,9 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
         How to reload the data: ``{"spec", "path", "seed", ...}``.
     optimizer : made_np.optim.Optimizer, optional
         Its state is saved as ``opt_*`` entries.
+    optimizer_state : dict, optional
+        The state to save instead of ``optimizer.state_dict()`` (the layout of
+        ``model``'s parameters when the optimiser ran on a :class:`BlockedMADE`).
     best_params : list of arrays, optional
         Best weights so far (matching :attr:`MADE.params`), saved as ``best_*``.
     history, train_state, results : dict, optional
@@ -489,7 +520,7 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
     path = Path(path)
     arrays = dict(model.state_dict())
     if optimizer is not None:
-        for k, v in optimizer.state_dict().items():
+        for k, v in (optimizer_state if optimizer_state is not None else optimizer.state_dict()).items():
             arrays[f"opt_{k}"] = np.asarray(v)
     if best_params is not None:
         for name, p in zip(model.param_names, best_params):

@@ -211,3 +211,16 @@ def set_random_mask(model: MADE, index: int) -> int:
     i = index % K if K >= 1 else index
     model.set_mask(i)
     return i
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch):
+    """Make :class:`made_np.model.BlockedMADE` pack every weight matrix, however small, in blocks
+    of 3 columns (rows), so that tests on tiny models run the block-sparse code."""
+    import functools
+
+    from made_np import masks, model
+
+    monkeypatch.setattr(model, "BLOCK_MIN_SIZE", 0)
+    monkeypatch.setattr(model, "BLOCK_MAX_COVERAGE", 1.0)
+    monkeypatch.setattr(model, "block_plan", functools.partial(masks.block_plan, width=3))

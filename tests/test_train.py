@@ -236,11 +236,12 @@ def test_save_is_atomic(chain, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # and no temp file is left
 
 
-def test_resume_matches_an_uninterrupted_run(chain, tmp_path):
+@pytest.mark.parametrize("num_masks", [3, 1])  # 1: trained in the blocked form (tiny_blocks)
+def test_resume_matches_an_uninterrupted_run(chain, tmp_path, tiny_blocks, num_masks):
     cfg = TrainConfig(epochs=6, patience=0, resample_every=2, lr_schedule="step", lr_step=2)
     spec = {"spec": "chain", "path": None, "seed": 0}
 
-    straight = small_model(num_masks=3, seed=3)
+    straight = small_model(num_masks=num_masks, seed=3)
     h1 = fit(straight, chain, cfg, out_dir=tmp_path / "a", dataset_spec=spec)
 
     class Interrupt(Exception):
@@ -250,7 +251,7 @@ def test_resume_matches_an_uninterrupted_run(chain, tmp_path):
         if row["epoch"] == 3:
             raise Interrupt
 
-    first = small_model(num_masks=3, seed=3)
+    first = small_model(num_masks=num_masks, seed=3)
     with pytest.raises(Interrupt):
         fit(first, chain, cfg, out_dir=tmp_path / "b", callback=stop_at_3, dataset_spec=spec)
     resumed, info = load_checkpoint(tmp_path / "b")
@@ -270,6 +271,43 @@ def test_resume_matches_an_uninterrupted_run(chain, tmp_path):
         np.testing.assert_allclose(resumed.state_dict()[name], p, atol=1e-6)
     with pytest.raises(ValueError, match="finished"):
         fit(*load_checkpoint(tmp_path / "b")[:1], chain, cfg, resume_state=load_checkpoint(tmp_path / "b")[1])
+
+
+def test_blocked_training_is_the_plain_training(chain, tmp_path, tiny_blocks, monkeypatch):
+    """fit() trains a single-mask model in its blocked form; the same run without it (as on
+    CuPy) gives the same numbers, weights and optimiser state (float64, up to rounding)."""
+    from made_np import backend
+    from made_np.layers import BlockedDense
+    from made_np.model import BlockedMADE
+
+    config = MADEConfig(D=D, hidden=(24, 16), ordering="random", direct=True, seed=2, dtype="float64")
+    cfg = TrainConfig(epochs=4, patience=0, lr=1e-2, batch_size=50)
+    seen = []
+    original = BlockedMADE.loss_and_grad
+
+    def spy(self, x):
+        seen.append(all(isinstance(layer, BlockedDense) for layer in self._all_layers))
+        return original(self, x)
+
+    monkeypatch.setattr(BlockedMADE, "loss_and_grad", spy)
+    blocked = MADE(config)
+    h1 = fit(blocked, chain, cfg, out_dir=tmp_path / "blocked")
+    assert seen and all(seen)
+    monkeypatch.setattr(backend, "blocked_products", lambda xp: False)
+    seen.clear()
+    plain = MADE(config)
+    h2 = fit(plain, chain, cfg, out_dir=tmp_path / "plain")
+    assert not seen
+    for r1, r2 in zip(h1["rows"], h2["rows"]):
+        assert r1["train_nll"] == pytest.approx(r2["train_nll"], abs=1e-10)
+        assert r1["valid_nll"] == pytest.approx(r2["valid_nll"], abs=1e-10)
+    for a, b in zip(blocked.params, plain.params):
+        np.testing.assert_allclose(a, b, atol=1e-10)
+    with np.load(tmp_path / "blocked" / "model.npz") as fa, np.load(tmp_path / "plain" / "model.npz") as fb:
+        opt_keys = sorted(k for k in fb.files if k.startswith("opt_"))
+        assert sorted(k for k in fa.files if k.startswith("opt_")) == opt_keys and "opt_m0" in opt_keys
+        for k in opt_keys:
+            np.testing.assert_allclose(fa[k], fb[k], atol=1e-10, err_msg=k)
 
 
 def one_line_error(excinfo):

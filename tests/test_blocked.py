@@ -1,0 +1,210 @@
+"""The block-sparse training form of a single-mask MADE is the same model.
+
+* :func:`made_np.masks.block_plan` blocks hold every live entry of any mask, and
+  partition its columns (rows);
+* :func:`made_np.masks.sorting_permutations` turns every mask into a staircase
+  (the live rows of each column are a prefix, growing with the column), and
+  :meth:`MaskSet.relabel` permutes masks consistently with orderings and degrees;
+* :class:`made_np.layers.BlockedDense` gives the forward and backward values of
+  :class:`made_np.layers.MaskedDense` for the same mask;
+* :class:`made_np.model.BlockedMADE` gives the NLLs and gradients of its MADE on
+  column-permuted data, for every head, encoding, depth and direct connections.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from conftest import examples, mask_configs, model_configs, random_data, randomize_weights
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from made_np import masks as masks_mod
+from made_np import model as model_mod
+from made_np.layers import BlockedDense, MaskedDense
+from made_np.masks import (
+    MaskError,
+    block_plan,
+    draw_masks,
+    hidden_mask,
+    invert_permutation,
+    output_mask,
+    sorting_permutations,
+)
+from made_np.model import MADE, BlockedMADE
+
+
+@st.composite
+def masks_and_widths(draw, max_side: int = 24):
+    """A 0/1 mask (random, or a sorted staircase with some dead columns) and a block width."""
+    n_in, n_out = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    if draw(st.booleans()):
+        M = draw(arrays(np.bool_, (n_in, n_out)))
+    else:  # staircase: column j lives on rows [0, r_j), r_j non-decreasing (0 allowed)
+        r = np.sort(draw(arrays(np.int64, n_out, elements=st.integers(0, n_in))))
+        M = np.arange(n_in)[:, None] < r[None, :]
+    return M, draw(st.integers(1, max_side + 2))
+
+
+# --------------------------------------------------------------------------- plans and relabelling
+
+
+@examples(40)
+@given(masks_and_widths())
+def test_block_plan_holds_every_live_entry_and_partitions(mw):
+    M, width = mw
+    plan = block_plan(M, width)
+    n_in, n_out = M.shape
+    assert plan.shape == (n_in, n_out)
+    cols = [(c0, c1) for _, _, c0, c1 in plan.columns]
+    rows = [(r0, r1) for r0, r1, _, _ in plan.rows]
+    for parts, n in ((cols, n_out), (rows, n_in)):
+        assert parts[0][0] == 0 and parts[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+        assert all(z - a <= width for a, z in parts)
+    covered_c = np.zeros_like(M)
+    for r0, r1, c0, c1 in plan.columns:
+        covered_c[r0:r1, c0:c1] = True
+        live_rows = np.flatnonzero(M[:, c0:c1].any(axis=1))
+        assert (r0, r1) == ((live_rows[0], live_rows[-1] + 1) if live_rows.size else (0, 0))  # tight
+    covered_r = np.zeros_like(M)
+    for r0, r1, c0, c1 in plan.rows:
+        covered_r[r0:r1, c0:c1] = True
+    assert not (M & ~covered_c).any() and not (M & ~covered_r).any()
+    assert plan.coverage == pytest.approx(covered_c.sum() / M.size)
+
+
+def test_block_plan_skips_about_forty_percent_of_a_sorted_mnist_mask():
+    ms = draw_masks(784, (500,), seed=0, ordering="random")
+    natural = [block_plan(m).coverage for m in ms.layer_masks()]
+    sorted_ = [block_plan(m).coverage for m in ms.relabel(*sorting_permutations(ms)).layer_masks()]
+    assert min(natural) > 0.99  # unsorted: nothing to skip
+    assert sorted_ == pytest.approx([0.626, 0.564], abs=0.01)  # 1/2 + 1/(2 * groups), random degrees
+
+
+def test_block_plan_rejects_bad_arguments():
+    with pytest.raises(MaskError, match="2-D mask"):
+        block_plan(np.ones(3), 2)
+    with pytest.raises(MaskError, match="width >= 1"):
+        block_plan(np.ones((3, 3)), 0)
+
+
+@examples(30)
+@given(mask_configs(max_D=10, max_layers=3))
+def test_sorting_relabel_gives_staircases_consistent_with_the_degrees(kw):
+    ms = draw_masks(**kw)
+    pi, hps = sorting_permutations(ms)
+    r = ms.relabel(pi, hps)
+    assert r.ordering.tolist() == list(range(1, r.D + 1))
+    assert all((np.diff(m) >= 0).all() for m in r.degrees)
+    # the permuted masks are the masks of the permuted ordering and degrees (paper eqs. 11-13)
+    prev = r.ordering
+    for m, deg in zip(r.hidden, r.degrees):
+        np.testing.assert_array_equal(m, hidden_mask(prev, deg))
+        prev = deg
+    np.testing.assert_array_equal(r.output, output_mask(prev, r.ordering))
+    np.testing.assert_array_equal(r.direct, output_mask(r.ordering, r.ordering))
+    # staircases: each column's live rows are a prefix, non-decreasing with the column
+    for m in list(r.hidden) + [r.output, r.direct]:
+        lengths = m.sum(axis=0)
+        np.testing.assert_array_equal(m, np.arange(m.shape[0])[:, None] < lengths[None, :])
+        assert (np.diff(lengths) >= 0).all()
+    # relabelling back restores every mask
+    back = r.relabel(invert_permutation(pi), [invert_permutation(p) for p in hps])
+    np.testing.assert_array_equal(back.ordering, ms.ordering)
+    for a, b in zip(back.layer_masks() + [back.direct], ms.layer_masks() + [ms.direct]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_relabel_and_invert_reject_non_permutations():
+    ms = draw_masks(4, (5,), seed=0)
+    with pytest.raises(MaskError, match="not a permutation of 0..3"):
+        ms.relabel([0, 1, 1, 2], [np.arange(5)])
+    with pytest.raises(MaskError, match="expected 1 hidden permutations, got 0"):
+        ms.relabel(np.arange(4), [])
+    np.testing.assert_array_equal(invert_permutation([2, 0, 1]), [1, 2, 0])
+
+
+# --------------------------------------------------------------------------- the layer
+
+
+@examples(40)
+@given(masks_and_widths(), st.sampled_from(["rows", "columns"]), st.integers(0, 2**31 - 1))
+def test_blocked_dense_matches_masked_dense(mw, by, seed):
+    M, width = mw
+    n_in, n_out = M.shape
+    rng = np.random.default_rng(seed)
+    Mf = M.astype(np.float64)
+    ref = MaskedDense(n_in, n_out, np, rng, "float64")
+    ref.W[...] = rng.normal(size=ref.W.shape)
+    ref.b[...] = rng.normal(size=n_out)
+    ref.set_mask(Mf, fixed=True)
+    blk = BlockedDense(block_plan(M, width), Mf, np, "float64", by=by)
+    blk.W[...] = blk.pack(ref.W)
+    blk.b[...] = ref.b
+    np.testing.assert_array_equal(blk.unpack(blk.W), ref.W)  # packing loses no live weight
+    x = rng.normal(size=(5, n_in))
+    delta = rng.normal(size=(5, n_out))
+    np.testing.assert_allclose(blk.forward(x), ref.forward(x), rtol=1e-12, atol=1e-12)
+    dx_blk, dx_ref = blk.backward(delta.copy()), ref.backward(delta.copy())
+    np.testing.assert_allclose(dx_blk, dx_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blk.unpack(blk.dW), ref.dW, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(blk.db, ref.db)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@examples(25)
+@given(model_configs(num_masks=1, max_D=7, max_layers=2), st.integers(0, 2**31 - 1))
+def test_blocked_made_gives_the_nll_and_gradients_of_its_made(config, seed):
+    with pytest.MonkeyPatch.context() as mp:  # pack every matrix, in blocks of 3 (tiny_blocks)
+        mp.setattr(model_mod, "BLOCK_MIN_SIZE", 0)
+        mp.setattr(model_mod, "BLOCK_MAX_COVERAGE", 1.0)
+        mp.setattr(model_mod, "block_plan", functools.partial(masks_mod.block_plan, width=3))
+        model = MADE(config)
+        randomize_weights(model, seed)
+        fast = BlockedMADE(model)
+    assert all(isinstance(layer, BlockedDense) for layer in fast._all_layers)
+    x = random_data(config, 16, seed)
+    xp_ = fast.permute_data(x)
+    np.testing.assert_array_equal(xp_, x[:, fast.input_perm])
+    np.testing.assert_allclose(fast.nll(xp_), model.nll(x), rtol=1e-12, atol=1e-10)
+    loss_ref = float(model.loss_and_grad(x))
+    loss = float(fast.loss_and_grad(xp_))
+    assert loss == pytest.approx(loss_ref, rel=1e-12, abs=1e-10)
+    for name, g, g_ref in zip(model.param_names, fast.to_natural(fast.grads), model.grads):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-12, err_msg=name)
+    # the natural form round-trips exactly, and is what state_dict shows
+    for a, b in zip(fast.to_natural(fast.to_compute(model.params)), model.params):
+        np.testing.assert_array_equal(a, b)
+    for name, p in model.state_dict().items():
+        np.testing.assert_array_equal(fast.state_dict()[name], p)
+
+
+def test_blocked_made_moves_weights_both_ways(tiny_blocks):
+    model = MADE(model_mod.MADEConfig(D=6, hidden=(9, 7), ordering="random", direct=True, seed=4))
+    randomize_weights(model, 1)
+    fast = BlockedMADE(model)
+    other = MADE(model.config)  # fresh weights
+    fast.write_to(other)
+    for a, b in zip(other.params, model.params):
+        np.testing.assert_array_equal(a, b)
+    fast.load_state_dict(MADE(model.config).state_dict())
+    fast.read_from(model)
+    assert all(np.array_equal(a, b) for a, b in zip(fast.to_natural(fast.params), model.params))
+    with pytest.raises(ValueError, match="single mask"):
+        fast.set_mask(1)
+    with pytest.raises(ValueError, match="bank of 3"):
+        BlockedMADE(MADE(model_mod.MADEConfig(D=6, hidden=(9,), num_masks=3)))
+    with pytest.raises(ValueError, match="'W0' missing"):
+        fast.load_state_dict({})
+
+
+def test_blocked_training_happens_on_the_cpu_only(monkeypatch):
+    from made_np import backend
+
+    assert backend.blocked_products(np)
+    assert not backend.blocked_products(object())  # any other array module (CuPy)
