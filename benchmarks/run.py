@@ -29,6 +29,7 @@ random binary data of the same shape, and say so.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -136,11 +137,16 @@ class TrainCase:
         self.threads = pool.threads if pool is not None else 1
         self.best = float("inf")
 
+    def context(self):
+        """What fit() runs the training steps in: the blocked form's parallel block products."""
+        return self.model.parallel(self.threads) if self.form == "blocked" else contextlib.nullcontext()
+
     def run_steps(self):
         model, opt = self.model, self.opt
-        for xb in self.batches:
-            model.loss_and_grad(xb)
-            opt.step(model.grads)
+        with self.context():
+            for xb in self.batches:
+                model.loss_and_grad(xb)
+                opt.step(model.grads)
 
 
 class GemmBound:
@@ -171,6 +177,13 @@ class GemmBound:
                     matmul(acts[i + 1], Ws[i].T, out=self.dx[i])
 
 
+def weight_products(layer, x, delta, part):
+    """The ``dW`` products of the blocks ``part`` of a :class:`BlockedDense` (no mask multiply)."""
+    for i in part:
+        rows, cols = layer.index[i]
+        layer.xp.matmul(x[:, rows].T, delta[:, cols], out=layer._dW[i])
+
+
 def own_products(model):
     """A thunk running the matrix products of one training step of ``model`` alone, as its
     layers do them (block by block for :class:`BlockedDense`), on the inputs its last
@@ -180,10 +193,9 @@ def own_products(model):
     def run():
         for layer in layers:
             x = layer.x
-            if isinstance(layer, BlockedDense):
+            if isinstance(layer, BlockedDense):  # as the layer runs them (on its pool in fit)
                 y = layer._product(x, transpose=False, width=layer.shape[1])
-                for (rows, cols), dw in zip(layer.index, layer._dW):
-                    xp.matmul(x[:, rows].T, y[:, cols], out=dw)
+                layer._run([(weight_products, layer, x, y, part) for part in layer._parts])
                 if layer.need_input_grad:
                     layer._product(y, transpose=True, width=layer.shape[0])
             else:
@@ -219,25 +231,26 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
     rows = []
     reps = max(repeats, 3)
     for c in cases:
-        model, opt, xb = c.model, c.opt, batches[0]
+        model, opt, xb = c.model, c.opt, c.batches[0]
         cpu0 = time.process_time()
         c.run_steps()
         sync()
         cpu_step = (time.process_time() - cpu0) / len(batches)
-        # the same step taken apart (every piece timed alone, minimum over repeats)
-        loss_grad = best_of(lambda: model.loss_and_grad(xb), reps, number=20, sync=sync)
-        optim = best_of(lambda: opt.step(model.grads), reps, number=20, sync=sync)
         layers = model._all_layers
 
         def mask_multiply():
             for layer in layers:
                 layer.dW *= layer.M
 
-        mask = best_of(mask_multiply, reps, number=20, sync=sync)
-        inputs, targets = model.encode(xb)
-        z = model._forward_pass(inputs)
-        head = best_of(lambda: model.head.nll_and_grad(z, targets), reps, number=20, sync=sync)
-        products = best_of(own_products(model), reps, number=20, sync=sync)
+        # the same step taken apart (every piece timed alone, minimum over repeats)
+        with c.context():
+            loss_grad = best_of(lambda: model.loss_and_grad(xb), reps, number=20, sync=sync)
+            optim = best_of(lambda: opt.step(model.grads), reps, number=20, sync=sync)
+            mask = best_of(mask_multiply, reps, number=20, sync=sync)
+            inputs, targets = model.encode(xb)
+            z = model._forward_pass(inputs)
+            head = best_of(lambda: model.head.nll_and_grad(z, targets), reps, number=20, sync=sync)
+            products = best_of(own_products(model), reps, number=20, sync=sync)
         step, gemm = c.best, bounds[c.hidden].best
         elementwise = max(loss_grad - products - mask, 0.0)
         rows.append({

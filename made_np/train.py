@@ -379,7 +379,8 @@ def fit(model: MADE, dataset, cfg: TrainConfig, *, out_dir=None, callback=None, 
         step = state["step"]
         bar = progress(epoch, n_batches) if progress is not None else None
         reported = 0
-        with bar if bar is not None else _Null() as pbar:
+        parallel = net.parallel() if net is not model else _Null()
+        with bar if bar is not None else _Null() as pbar, parallel:
             for b in range(n_batches):
                 if K != 1:
                     model.set_mask(mask_for_step(step, K, cfg.resample_every))
