@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from made_np import backend
 from made_np import masks as masks_mod
 from made_np import model as model_mod
 from made_np.layers import BlockedDense, MaskedDense
@@ -131,8 +132,10 @@ def test_relabel_and_invert_reject_non_permutations():
 
 
 @examples(40)
-@given(masks_and_widths(), st.sampled_from(["rows", "columns"]), st.integers(0, 2**31 - 1))
-def test_blocked_dense_matches_masked_dense(mw, by, seed):
+@given(masks_and_widths(), st.sampled_from(["rows", "columns"]), st.integers(0, 2**31 - 1),
+       st.sampled_from([None, 2, 3]))
+def test_blocked_dense_matches_masked_dense(mw, by, seed, threads):
+    """Sequential, or split over a pool of 2 or 3 threads (by blocks, summed per thread)."""
     M, width = mw
     n_in, n_out = M.shape
     rng = np.random.default_rng(seed)
@@ -142,6 +145,7 @@ def test_blocked_dense_matches_masked_dense(mw, by, seed):
     ref.b[...] = rng.normal(size=n_out)
     ref.set_mask(Mf, fixed=True)
     blk = BlockedDense(block_plan(M, width), Mf, np, "float64", by=by)
+    blk.set_pool(None if threads is None else backend.WorkPool(threads))
     blk.W[...] = blk.pack(ref.W)
     blk.b[...] = ref.b
     np.testing.assert_array_equal(blk.unpack(blk.W), ref.W)  # packing loses no live weight
@@ -203,8 +207,41 @@ def test_blocked_made_moves_weights_both_ways(tiny_blocks):
         fast.load_state_dict({})
 
 
-def test_blocked_training_happens_on_the_cpu_only(monkeypatch):
-    from made_np import backend
-
+def test_blocked_training_happens_on_the_cpu_only():
     assert backend.blocked_products(np)
     assert not backend.blocked_products(object())  # any other array module (CuPy)
+
+
+def test_parallel_products_give_the_same_step_and_hold_blas_to_one_thread(tiny_blocks, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.setenv("MADE_NP_THREADS", "2")
+    config = model_mod.MADEConfig(D=7, hidden=(20, 11), direct=True, ordering="random", seed=3, dtype="float64")
+    model = MADE(config)
+    randomize_weights(model, 2)
+    fast = BlockedMADE(model)
+    x = fast.permute_data(random_data(config, 12, 0))
+    loss = float(fast.loss_and_grad(x))
+    grads = [g.copy() for g in fast.grads]
+    blas_before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    with fast.parallel():
+        assert all(layer.pool is not None for layer in fast._all_layers)
+        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+        assert float(fast.loss_and_grad(x)) == pytest.approx(loss, rel=1e-13)
+        for g, ref in zip(fast.grads, grads):
+            np.testing.assert_allclose(g, ref, rtol=1e-12, atol=1e-14)
+    assert all(layer.pool is None for layer in fast._all_layers)
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == blas_before
+    monkeypatch.setenv("MADE_NP_THREADS", "1")
+    with fast.parallel():  # no pool: nothing changes
+        assert all(layer.pool is None for layer in fast._all_layers)
+
+
+def test_blocks_are_shared_out_evenly_between_threads():
+    ms = draw_masks(784, (500,), seed=0, ordering="random")
+    host = ms.relabel(*sorting_permutations(ms)).layer_masks()[1]
+    layer = BlockedDense(block_plan(host), host.astype(np.float32), np, "float32")
+    layer.set_pool(backend.WorkPool(2))
+    loads = [sum(layer._W[i].size for i in part) for part in layer._parts]
+    assert sorted(i for part in layer._parts for i in part) == list(range(len(layer.index)))
+    assert max(loads) <= 1.25 * min(loads)
