@@ -22,6 +22,7 @@ import contextlib
 import inspect
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -320,8 +321,9 @@ SMALL_MODEL_MACS = 10**7
               help="Continue the unfinished run in this folder (its options come from its checkpoint; "
                    "--epochs and --patience may be changed).")
 @click.option("--threads", default="auto", show_default=True,
-              help="CPU threads of BLAS and numexpr: a number, or auto (1 for small models, where threads "
-                   "cost more than they give, e.g. the digits default; else the libraries' own choice).")
+              help="CPU threads of BLAS, numexpr and made-np's work pool: a number, or auto (1 for small "
+                   "models, where threads cost more than they give, e.g. the digits default; else the "
+                   "libraries' own choice and $MADE_NP_THREADS).")
 @click.option("--quiet", "-q", is_flag=True, default=False, show_default=True,
               help="Print only the final results (off by default).")
 @click.pass_context
@@ -433,7 +435,9 @@ def parse_threads(text: str) -> int:
 
 @contextlib.contextmanager
 def limited_threads(threads: str, model: MADE, cfg: TrainConfig):
-    """Limit the CPU threads of BLAS (via threadpoolctl) and numexpr while the block runs.
+    """Limit the CPU threads of BLAS (via threadpoolctl), numexpr and made-np's work pool
+    (``$MADE_NP_THREADS``, read when ``fit`` builds its optimiser and enters the
+    blocked form's parallel products) while the block runs.
 
     ``"auto"``: one thread when every layer does fewer than :data:`SMALL_MODEL_MACS`
     multiply-adds per minibatch (threads then cost more in synchronisation than they
@@ -458,12 +462,18 @@ def limited_threads(threads: str, model: MADE, cfg: TrainConfig):
     except ImportError:
         numexpr = None
     before = numexpr.set_num_threads(n) if numexpr is not None else None
+    pool_before = os.environ.get("MADE_NP_THREADS")
+    os.environ["MADE_NP_THREADS"] = str(n)
     try:
         with blas:
             yield n
     finally:
         if numexpr is not None:
             numexpr.set_num_threads(before)
+        if pool_before is None:
+            os.environ.pop("MADE_NP_THREADS", None)
+        else:
+            os.environ["MADE_NP_THREADS"] = pool_before
 
 
 def model_lr(cfg: TrainConfig) -> str:

@@ -2,6 +2,7 @@
 import csv
 import importlib.util
 import json
+import os
 import re
 
 import numpy as np
@@ -219,3 +220,22 @@ def test_option_parsers():
     assert parse_hidden("500") == (500,) and parse_hidden("500, 300") == (500, 300)
     assert parse_hidden("") == () == parse_hidden("0")
     assert parse_num_masks("inf") == 0 == parse_num_masks("0") and parse_num_masks("8") == 8
+
+
+def test_threads_option_also_sizes_the_work_pool(monkeypatch):
+    from made_np import backend
+    from made_np.cli import limited_threads
+    from made_np.model import MADE, MADEConfig
+    from made_np.train import TrainConfig
+
+    monkeypatch.delenv("MADE_NP_THREADS", raising=False)
+    big = MADE(MADEConfig(D=784, hidden=(500,)))
+    with limited_threads("1", big, TrainConfig()) as n:
+        assert n == 1 and backend.work_pool(np) is None  # no pool: one thread in all
+    assert "MADE_NP_THREADS" not in os.environ
+    monkeypatch.setenv("MADE_NP_THREADS", "2")
+    with limited_threads("3", big, TrainConfig()):
+        assert backend.cpu_threads() == 3
+    assert os.environ["MADE_NP_THREADS"] == "2"
+    with limited_threads("auto", big, TrainConfig()) as n:  # a large model: the defaults
+        assert n is None and backend.cpu_threads() == 2
