@@ -14,7 +14,21 @@ import functools
 import math
 
 
-class MaskedDense:
+class _Dense:
+    """What the dense layers share: their parameter and gradient lists."""
+
+    @property
+    def params(self) -> list:
+        """Parameters ``[W, b]`` (or ``[W]``)."""
+        return [self.W, self.b] if self.b is not None else [self.W]
+
+    @property
+    def grads(self) -> list:
+        """Gradients ``[dW, db]`` matching :attr:`params`."""
+        return [self.dW, self.db] if self.b is not None else [self.dW]
+
+
+class MaskedDense(_Dense):
     """A dense layer whose weight matrix is multiplied by a fixed binary mask.
 
     Parameters
@@ -55,16 +69,6 @@ class MaskedDense:
         self.need_input_grad = need_input_grad
         self.fixed = False
         self._WM = xp.empty_like(self.W)
-
-    @property
-    def params(self) -> list:
-        """Parameters ``[W, b]`` (or ``[W]``)."""
-        return [self.W, self.b] if self.b is not None else [self.W]
-
-    @property
-    def grads(self) -> list:
-        """Gradients ``[dW, db]`` matching :attr:`params`."""
-        return [self.dW, self.db] if self.b is not None else [self.dW]
 
     def set_mask(self, M, fixed: bool = False) -> None:
         """Use mask ``M`` (array of 0/1 in the layer's dtype, shape (fan_in, fan_out)).
@@ -124,7 +128,7 @@ class MaskedDense:
         return None
 
 
-class BlockedDense:
+class BlockedDense(_Dense):
     """A fixed-mask dense layer that stores and multiplies only the blocks of its mask with live entries.
 
     Built from a :class:`made_np.masks.BlockPlan` of the mask. The weight matrix
@@ -193,16 +197,6 @@ class BlockedDense:
     def _views(self, flat) -> list:
         return [flat[a:z].reshape(r.stop - r.start, c.stop - c.start)
                 for (r, c), a, z in zip(self.index, self.offsets, self.offsets[1:])]
-
-    @property
-    def params(self) -> list:
-        """Parameters ``[W, b]`` (or ``[W]``), ``W`` packed."""
-        return [self.W, self.b] if self.b is not None else [self.W]
-
-    @property
-    def grads(self) -> list:
-        """Gradients ``[dW, db]`` matching :attr:`params`."""
-        return [self.dW, self.db] if self.b is not None else [self.dW]
 
     def pack(self, full):
         """The blocks of a (fan_in, fan_out) array, packed: shape (n_packed,)."""
