@@ -618,3 +618,5 @@ class BlockedMADE(MADE):
         arrays = [self.xp.asarray(state[n], dtype=self.dtype) for n in self.param_names]
         for dst, src in zip(self.params, self.to_compute(arrays)):
             dst[...] = src
+        for layer in self._all_layers:  # the fixed-mask invariant: W is zero where M is
+            layer.W *= layer.M
