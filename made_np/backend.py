@@ -296,10 +296,10 @@ def blas_threads(limit: int, xp=np):
 
 
 def blocked_products(xp) -> bool:
-    """Whether fixed-mask layers on ``xp`` multiply block by block (:class:`made_np.masks.BlockPlan`).
+    """Whether ``fit`` trains a single-mask model in its block-sparse form (:class:`made_np.model.BlockedMADE`).
 
-    True on NumPy, where skipping the zero blocks of a sorted staircase mask makes a
-    1x500 MNIST step's products 25% faster (docs/performance.md). False on CuPy
+    True on NumPy, where skipping the zero blocks of the sorted staircase masks takes
+    a 1x500 MNIST step's products from 2.5 to 1.7 ms (docs/performance.md). False on CuPy
     until it is measured there: many small GEMMs can be slower on a GPU than one
     large one.
     """

@@ -527,7 +527,7 @@ class BlockedMADE(MADE):
 
         BLAS is held to one thread meanwhile (:func:`made_np.backend.blas_threads`):
         two single-threaded products at once do more than one product on two
-        threads when the blocks are this small (1x500 MNIST step: 2.1 -> 1.5 ms of
+        threads when the blocks are this small (1x500 MNIST step: 2.0 -> 1.7 ms of
         products, docs/performance.md). Without a pool (CuPy, ``MADE_NP_THREADS=1``)
         nothing changes. Wrap whole epochs, not single steps.
 
