@@ -168,8 +168,12 @@ class BlockedDense(_Dense):
     Attributes
     ----------
     W, dW, M : arrays, shape (n_packed,)
-        Packed blocks; ``blocks[k]`` views them as 2-D arrays.
+        Packed blocks, in the order of :attr:`index`.
+    index : list of (slice, slice)
+        The rows and columns of each block with live entries in the full matrix.
     b, db : arrays, shape (fan_out,) or None
+    pool : made_np.backend.WorkPool or None
+        Threads the products are split over (:meth:`set_pool`).
     """
 
     def __init__(self, plan, M, xp, dtype="float32", bias=True, need_input_grad=True, by="columns"):
