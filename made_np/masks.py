@@ -189,7 +189,7 @@ class MaskSet:
         Unit ``k`` of the result is unit ``perm[k]`` of ``self``, so every mask is
         indexed with the permutations of its two sides, e.g.
         ``hidden[0][input_perm][:, hidden_perms[0]]``. A MADE whose parameters are
-        permuted the same way (:meth:`made_np.model.MADE.relabel`) computes the same
+        permuted the same way (:class:`made_np.model.BlockedMADE`) computes the same
         conditionals on data whose columns are permuted by ``input_perm``.
 
         Parameters
