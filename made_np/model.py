@@ -274,7 +274,8 @@ class MADE:
             maskset, device_masks = self._mask_cache[index]
         else:
             maskset = self.maskset_at(index)
-            device_masks = [self.xp.asarray(m, dtype=self.dtype) for m in self._host_masks(maskset)]
+            device_masks = [self.xp.asarray(m, dtype=self.dtype)
+                            for m in self._host_masks(maskset, self.direct is not None)]
             if self._cache_masks:
                 self._mask_cache[index] = (maskset, device_masks)
         fixed = K == 1
@@ -282,10 +283,10 @@ class MADE:
             layer.set_mask(m, fixed=fixed)
         self.maskset, self.mask_index = maskset, index
 
-    def _host_masks(self, maskset) -> list:
+    def _host_masks(self, maskset, direct: bool) -> list:
         """The masks of :attr:`_all_layers` at the level of columns (host bool arrays)."""
         host = maskset.layer_masks(self.in_repeat, self.out_repeat)
-        if self.direct is not None:
+        if direct:
             host.append(maskset.direct_block(self.in_repeat, self.out_repeat))
         return host
 
@@ -496,9 +497,8 @@ class BlockedMADE(MADE):
         self.input_perm, self.hidden_perms = sorting_permutations(model.maskset)
         self.maskset = model.maskset.relabel(self.input_perm, self.hidden_perms)
         self.mask_index, self._mask_cache, self._cache_masks = 0, {}, False
-        self.direct = model.direct  # replaced below; _host_masks asks whether there is one
         layers, rng = [], backend.host_rng(0)  # fresh layers' weights are overwritten by read_from
-        for src, host in zip(model._all_layers, self._host_masks(self.maskset)):
+        for src, host in zip(model._all_layers, self._host_masks(self.maskset, model.direct is not None)):
             mask = self.xp.asarray(host, dtype=self.dtype)
             plan = block_plan(host) if host.size >= BLOCK_MIN_SIZE else None
             bias = src.b is not None
