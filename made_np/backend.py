@@ -252,14 +252,20 @@ def cpu_threads() -> int:
     """
     value = os.environ.get("MADE_NP_THREADS")
     if value:
-        try:
-            threads = int(value)
-        except ValueError:
-            threads = 0
+        threads = positive_int(value)
         if threads < 1:
             raise BackendError(f"MADE_NP_THREADS must be a positive integer, got {value!r}")
         return threads
     return default_cpu_threads()
+
+
+def positive_int(text: str) -> int:
+    """``text`` as a positive integer, or 0 when it is not one (callers word the error)."""
+    try:
+        n = int(str(text).strip())
+    except ValueError:
+        return 0
+    return max(n, 0)
 
 
 def work_pool(xp, threads: int | None = None):

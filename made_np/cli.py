@@ -421,13 +421,9 @@ def train(ctx, **o):
 
 def parse_threads(text: str) -> int:
     """``"auto"`` -> 0; a positive integer -> itself."""
-    t = text.strip().lower()
-    if t == "auto":
+    if text.strip().lower() == "auto":
         return 0
-    try:
-        n = int(t)
-    except ValueError:
-        n = 0
+    n = backend.positive_int(text)
     if n < 1:
         raise UserError(f"--threads: expected a positive integer or auto, got {text!r}")
     return n
