@@ -43,14 +43,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# made_np.backend first: it sets OpenBLAS's defaults before NumPy loads OpenBLAS
-from made_np import backend  # noqa: E402
+# the command line's OpenBLAS setting, before NumPy loads OpenBLAS (this script is an entry point too)
+from made_np.fast import prefer_short_blas_spin  # noqa: E402
+
+prefer_short_blas_spin()
 
 import numpy as np  # noqa: E402
-from made_np.layers import BlockedDense  # noqa: E402
-from made_np.model import MADE, BlockedMADE, MADEConfig  # noqa: E402
+from made_np import backend  # noqa: E402
+from made_np.fast import threads  # noqa: E402
+from made_np.fast.blocked import BlockedDense, BlockedMADE  # noqa: E402
+from made_np.fast.engine import blocked_products  # noqa: E402
+from made_np.fast.kernels import fast_head  # noqa: E402
+from made_np.fast.optim import make_fast_optimizer  # noqa: E402
+from made_np.fast.sampler import sample_fast  # noqa: E402
+from made_np.model import MADE, MADEConfig  # noqa: E402
 from made_np.optim import make_optimizer  # noqa: E402
-from made_np.sampling import draw_noise, sample_fast, sample_naive  # noqa: E402
+from made_np.sampling import draw_noise, sample_naive  # noqa: E402
 
 STEPS_PER_EPOCH = 500  # 50,000 training images / minibatches of 100
 BATCH = 100
@@ -112,8 +120,10 @@ def say(msg: str = "") -> None:
 class TrainCase:
     """One training configuration (hidden widths, form, elementwise threads) and its minibatches.
 
-    ``form`` is ``blocked`` (the :class:`BlockedMADE` that ``fit`` trains, on
-    column-permuted minibatches) or ``plain`` (the :class:`MADE` itself). ``threads``
+    ``form`` is ``blocked`` (the :class:`BlockedMADE` that ``fit``'s fast engine trains, on
+    column-permuted minibatches), ``plain`` (the :class:`MADE` itself with the fast engine's
+    fused head and in-place optimiser, as a mask bank trains) or ``reference`` (the MADE
+    with its reference head and textbook optimiser: ``--engine reference``). ``threads``
     sets ``$MADE_NP_THREADS`` while the model and optimiser are built (the CPU work
     pool that splits the optimiser update)."""
 
@@ -123,10 +133,12 @@ class TrainCase:
             os.environ["MADE_NP_THREADS"] = str(threads)
         try:
             self.model = MADE(MADEConfig(D=D, hidden=hidden, seed=0), xp)
+            self.head = self.model.head if form == "reference" else fast_head(self.model.head)
             if form == "blocked":
                 self.model = BlockedMADE(self.model)
                 batches = [self.model.permute_data(b) for b in batches]
-            self.opt = make_optimizer("adam", self.model.params, xp, lr=1e-3)
+            make = make_optimizer if form == "reference" else make_fast_optimizer
+            self.opt = make("adam", self.model.params, xp, lr=1e-3)
         finally:
             if saved is None:
                 os.environ.pop("MADE_NP_THREADS", None)
@@ -145,8 +157,12 @@ class TrainCase:
         model, opt = self.model, self.opt
         with self.context():
             for xb in self.batches:
-                model.loss_and_grad(xb)
+                self.loss(xb)
                 opt.step(model.grads)
+
+    def loss(self, xb):
+        """The loss and gradients of a minibatch, with this form's head."""
+        return self.model.loss_and_grad(xb, self.head)
 
 
 class GemmBound:
@@ -244,12 +260,12 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
 
         # the same step taken apart (every piece timed alone, minimum over repeats)
         with c.context():
-            loss_grad = best_of(lambda: model.loss_and_grad(xb), reps, number=20, sync=sync)
+            loss_grad = best_of(lambda: c.loss(xb), reps, number=20, sync=sync)
             optim = best_of(lambda: opt.step(model.grads), reps, number=20, sync=sync)
             mask = best_of(mask_multiply, reps, number=20, sync=sync)
             inputs, targets = model.encode(xb)
             z = model._forward_pass(inputs)
-            head = best_of(lambda: model.head.nll_and_grad(z, targets), reps, number=20, sync=sync)
+            head = best_of(lambda: c.head.nll_and_grad(z, targets), reps, number=20, sync=sync)
             products = best_of(own_products(model), reps, number=20, sync=sync)
         step, gemm = c.best, bounds[c.hidden].best
         elementwise = max(loss_grad - products - mask, 0.0)
@@ -331,7 +347,8 @@ def evaluation_bench(xp, test, *, repeats: int, sync, K: int = 8) -> dict:
 RSS_SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
-    from made_np import backend  # before NumPy, as in the benchmark itself
+    from made_np.fast import prefer_short_blas_spin  # before NumPy, as in the benchmark itself
+    prefer_short_blas_spin()
     import numpy as np
     from made_np.model import MADE, MADEConfig
     from made_np.train import TrainConfig, fit
@@ -381,7 +398,7 @@ def run_device(xp, name: str, train, test, args, sync) -> dict:
     say(f"\n== training ({name}; binarized MNIST, batch {BATCH}, Adam, {STEPS_PER_EPOCH} steps/epoch)")
     thread_options = [1, 2] if name == "cpu" and (os.cpu_count() or 1) >= 2 else [None]
     hiddens = [(500,), (500, 500)] + ([(8000,)] if name == "cuda" else [])
-    forms = ("blocked", "plain") if backend.blocked_products(xp) else ("plain",)  # as fit() trains
+    forms = ("blocked", "plain", "reference") if blocked_products(xp) else ("plain", "reference")
     rows = training_bench(xp, train, hiddens, thread_options, forms=forms, steps=30 if quick else 100,
                           repeats=3 if quick else 7, sync=sync)
     print_training(rows)
@@ -423,7 +440,7 @@ def main(argv=None) -> int:
         "threads_env": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                                     "OPENBLAS_THREAD_TIMEOUT", "MADE_NP_THREADS",
                                                     "MADE_NP_FUSED") if k in os.environ},
-        "default_cpu_threads": backend.default_cpu_threads(),
+        "default_cpu_threads": threads.default_cpu_threads(),
         "data": source, "quick": args.quick, "loadavg_start": loadavg(),
     }
     say(f"made-np benchmarks  numpy {info['numpy']} ({info['blas']}), {info['cpus']} CPUs, "

@@ -37,14 +37,11 @@ def _log_softmax64(xp, z):
 def _conditional_logits(model, x):
     """Logits of every variable's conditional as (batch, D, C) for inputs x (batch, D).
 
-    The Bernoulli head's single logit ``z`` becomes the pair ``(0, z)``, whose softmax
-    is ``(1 - sigmoid(z), sigmoid(z))``, so both heads share one code path.
+    Every head states its conditionals as softmax logits (:meth:`made_np.heads.Head.class_logits`;
+    the Bernoulli head's single logit ``z`` becomes the pair ``(0, z)``), so all heads share one
+    code path.
     """
-    xp = model.xp
-    z = model.logits(x)
-    if model.config.head == "bernoulli":
-        z = xp.stack([xp.zeros_like(z), z], axis=-1)
-    return z
+    return model.head.class_logits(model._forward_pass(model.encode(x)[0]))
 
 
 def _single_mask_table(model, batch_size: int):

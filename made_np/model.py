@@ -16,135 +16,15 @@ This module does not import NumPy: arrays live on the array module ``xp`` that
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from dataclasses import asdict, dataclass, fields
 
 from . import backend
-from .heads import make_head
-from .layers import ACTIVATIONS, BlockedDense, MaskedDense, make_activation
-from .masks import (DEGREE_RULES, ORDERINGS, block_plan, draw_masks, expand_columns, invert_permutation,
-                    sorting_permutations)
+from .config import MADEConfig  # noqa: F401  (part of this module's API)
+from .heads import head_class, make_head
+from .layers import MaskedDense, make_activation
+from .masks import draw_masks
 
-ENCODINGS = ("binary", "onehot", "raw", "scaled")
-HEADS = ("bernoulli", "categorical")
 MASK_CACHE_BYTES = 256 * 2**20
-#: In a :class:`BlockedMADE`, a weight matrix of at least ``BLOCK_MIN_SIZE`` entries is kept
-#: in packed blocks when they cover at most this fraction of it (:class:`made_np.masks.BlockPlan`).
-BLOCK_MAX_COVERAGE = 0.85
-BLOCK_MIN_SIZE = 1 << 15
-
-
-class StrictConfig:
-    """What the configuration dataclasses share: first-failure validation and a strict ``from_dict``.
-
-    Subclasses are dataclasses that set ``_kind`` (used in error messages) and build
-    their list of ``(ok, message)`` checks in ``validate``.
-    """
-
-    _kind = "configuration"
-
-    @staticmethod
-    def _raise_first(checks) -> None:
-        """Raise ValueError with the message of the first failed ``(ok, message)`` check."""
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        """Inverse of ``to_dict``; unknown keys are an error (ValueError)."""
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown {cls._kind} configuration keys: {sorted(unknown)}")
-        return cls(**d)
-
-
-@dataclass
-class MADEConfig(StrictConfig):
-    """Everything that defines a MADE; stored as JSON inside checkpoints.
-
-    Attributes
-    ----------
-    D : int
-        Number of variables.
-    hidden : tuple of int
-        Hidden layer widths, e.g. ``(500,)`` or ``(500, 500)``; may be empty.
-    classes : int
-        Classes per variable: 2 for binary data.
-    head : {"bernoulli", "categorical"}
-        Sigmoid conditionals with BCE, or softmax conditionals with cross-entropy.
-    input_encoding : {"binary", "onehot", "raw", "scaled"}
-        How a variable enters the network: its 0/1 value, a one-hot block of
-        ``classes`` columns, its integer value, or its value scaled to [0, 1].
-    ordering : {"natural", "random"}
-        Ordering of mask 0. ``given_ordering`` (a permutation of 1..D) overrides it.
-    degrees : {"random", "equal"}
-        Hidden degree rule (:func:`made_np.masks.hidden_degrees`).
-    num_masks : int
-        Size of the mask bank; 1 is a single fixed mask; 0 means no limit.
-    order_agnostic, connectivity_agnostic : bool
-        Whether masks beyond mask 0 resample the ordering and the hidden degrees
-        (paper Secs. 4.1-4.2). Irrelevant when ``num_masks == 1``.
-    direct : bool
-        Direct input-to-output connections (paper eq. 11).
-    activation : {"relu", "leaky_relu"}
-    seed : int
-        Seed of the initial weights and of the mask bank.
-    dtype : {"float32", "float64"}
-    """
-
-    D: int
-    hidden: tuple = (500,)
-    classes: int = 2
-    head: str = "bernoulli"
-    input_encoding: str = "binary"
-    ordering: str = "natural"
-    given_ordering: tuple | None = None
-    degrees: str = "random"
-    num_masks: int = 1
-    order_agnostic: bool = True
-    connectivity_agnostic: bool = True
-    direct: bool = False
-    activation: str = "relu"
-    seed: int = 0
-    dtype: str = "float32"
-
-    _kind = "model"
-
-    def __post_init__(self):
-        self.hidden = tuple(int(h) for h in self.hidden)
-        if self.given_ordering is not None:
-            self.given_ordering = tuple(int(o) for o in self.given_ordering)
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first invalid field."""
-        checks = [
-            (self.D >= 1, f"D must be >= 1, got {self.D}"),
-            (all(h >= 1 for h in self.hidden), f"hidden widths must be >= 1, got {self.hidden}"),
-            (self.classes >= 2, f"classes must be >= 2, got {self.classes}"),
-            (self.head in HEADS, f"unknown head {self.head!r}: choose one of {', '.join(HEADS)}"),
-            (self.input_encoding in ENCODINGS,
-             f"unknown input encoding {self.input_encoding!r}: choose one of {', '.join(ENCODINGS)}"),
-            (self.input_encoding != "binary" or self.classes == 2,
-             f"input encoding 'binary' needs 2 classes, got {self.classes}: use onehot, raw or scaled"),
-            (self.head != "bernoulli" or self.classes == 2,
-             f"the bernoulli head needs 2 classes, got {self.classes}: use the categorical head"),
-            (self.ordering in ORDERINGS, f"unknown ordering {self.ordering!r}: choose one of {', '.join(ORDERINGS)}"),
-            (self.degrees in DEGREE_RULES, f"unknown degree rule {self.degrees!r}: choose one of {', '.join(DEGREE_RULES)}"),
-            (self.num_masks >= 0, f"num_masks must be >= 0 (0 = no limit), got {self.num_masks}"),
-            (self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}"),
-        ]
-        self._raise_first(checks)
-        backend.resolve_dtype(self.dtype)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (tuples become lists)."""
-        d = asdict(self)
-        d["hidden"] = list(self.hidden)
-        d["given_ordering"] = None if self.given_ordering is None else list(self.given_ordering)
-        return d
 
 
 class MADE:
@@ -175,7 +55,7 @@ class MADE:
         self.dtype = backend.resolve_dtype(config.dtype)
         c = config
         self.in_repeat = c.classes if c.input_encoding == "onehot" else 1
-        self.out_repeat = c.classes if c.head == "categorical" else 1
+        self.out_repeat = head_class(c.head).outputs_per_variable(c.classes)
         widths = [c.D * self.in_repeat, *c.hidden, c.D * self.out_repeat]
         rng = backend.host_rng(c.seed)
         self.layers = [
@@ -290,34 +170,6 @@ class MADE:
             host.append(maskset.direct_block(self.in_repeat, self.out_repeat))
         return host
 
-    def param_permutations(self, input_perm, hidden_perms) -> list:
-        """How each parameter's rows and columns move under a relabelling of the units.
-
-        Parameters
-        ----------
-        input_perm : ndarray of int, shape (D,)
-            New variable ``d`` is old variable ``input_perm[d]``.
-        hidden_perms : sequence of ndarray of int, shapes (H_l,)
-            New unit ``k`` of hidden layer ``l`` is old unit ``hidden_perms[l][k]``.
-
-        Returns
-        -------
-        list of (rows, cols)
-            One pair of host int arrays per entry of :attr:`params` (``rows`` is
-            None for a bias), at the level of columns (one-hot inputs and
-            categorical logits move in blocks of ``classes``).
-        """
-        sides = [expand_columns(input_perm, self.in_repeat), *hidden_perms,
-                 expand_columns(input_perm, self.out_repeat)]
-        perms = []
-        for i, layer in enumerate(self.layers):
-            perms.append((sides[i], sides[i + 1]))
-            if layer.b is not None:
-                perms.append((None, sides[i + 1]))
-        if self.direct is not None:
-            perms.append((sides[0], sides[-1]))
-        return perms
-
     def eval_mask_indices(self, eval_masks: int | None = None) -> list:
         """Mask indices an ensemble evaluation averages over.
 
@@ -340,18 +192,16 @@ class MADE:
         Returns
         -------
         inputs : array, shape (batch, D * in_repeat), ``dtype``
-        targets : array, shape (batch, D): ``dtype`` for the Bernoulli head, int for categorical
+        targets : array, shape (batch, D): the head's targets (:meth:`made_np.heads.Head.targets`)
         """
-        c, xp, n = self.config, self.xp, x.shape[0]
+        c, n = self.config, x.shape[0]
         if c.input_encoding == "onehot":
             inputs = self._eye[x].reshape(n, c.D * c.classes)
         else:
             inputs = x.astype(self.dtype)
             if c.input_encoding == "scaled":
                 inputs /= c.classes - 1
-        if c.head == "categorical":
-            return inputs, x
-        return inputs, (inputs if c.input_encoding == "binary" else x.astype(self.dtype))
+        return inputs, self.head.targets(x, inputs)
 
     # ------------------------------------------------------------------ passes
     def _forward_pass(self, inputs):
@@ -372,12 +222,15 @@ class MADE:
         for layer, act in zip(reversed(self.layers[:-1]), reversed(self.activations)):
             delta = layer.backward(act.backward(delta))
 
-    def loss_and_grad(self, x):
+    def loss_and_grad(self, x, head=None):
         """Mean NLL of a minibatch and its gradient in :attr:`grads`.
 
         Parameters
         ----------
         x : array, shape (batch, D), uint8 or int
+        head : head, optional
+            The head that computes the NLL and ``dNLL/dz`` (default :attr:`head`; the fast
+            engine passes a faster form of it, :func:`made_np.fast.kernels.fast_head`).
 
         Returns
         -------
@@ -386,7 +239,7 @@ class MADE:
         """
         inputs, targets = self.encode(x)
         z = self._forward_pass(inputs)
-        nll, dz = self.head.nll_and_grad(z, targets)
+        nll, dz = (head or self.head).nll_and_grad(z, targets)
         dz *= 1.0 / x.shape[0]
         self._backprop(dz)
         return nll.mean()
@@ -447,176 +300,3 @@ class MADE:
             acc = lp if acc is None else self.xp.logaddexp(acc, lp)
         self.set_mask(current)
         return math.log(len(mask_indices)) - acc
-
-
-class BlockedMADE(MADE):
-    """The fast training form of a single-mask MADE: sorted units, packed blocks of live weights.
-
-    Inputs are relabelled in the order of the ordering and hidden units in the
-    order of their degrees (:func:`made_np.masks.sorting_permutations`). Every mask
-    then is a staircase with about half of its entries in whole blocks of zeros,
-    and each large weight matrix is stored as the packed blocks of its live entries
-    (:class:`made_np.layers.BlockedDense`): the products and the optimiser touch
-    about 60% of a 784x500 matrix. The passes are :class:`MADE`'s own.
-
-    It is the same model: on data with permuted columns, ``x[:, input_perm]``
-    (:meth:`permute_data`), it gives the NLLs and gradients of ``model`` on ``x``
-    up to the order of float additions. Parameters move between the two forms
-    with :meth:`read_from`, :meth:`write_to`, :meth:`to_compute` and
-    :meth:`to_natural`; :meth:`state_dict` and :meth:`load_state_dict` use the
-    natural form, so checkpoints do not depend on it.
-
-    Parameters
-    ----------
-    model : MADE
-        A MADE with a single fixed mask (``num_masks == 1``); its parameters are copied.
-
-    Attributes
-    ----------
-    input_perm : ndarray of int64, shape (D,)
-        Column ``d`` of the data this model sees is column ``input_perm[d]`` of the original.
-    hidden_perms : tuple of ndarray of int64
-        Hidden unit ``k`` of layer ``l`` here is unit ``hidden_perms[l][k]`` of ``model``.
-    params, grads : lists of arrays
-        In the compute form: relabelled, and packed (1-D) for blocked layers.
-
-    Raises
-    ------
-    ValueError
-        ``model`` has a bank of masks.
-    """
-
-    def __init__(self, model: MADE):
-        c = model.config
-        if c.num_masks != 1:
-            raise ValueError(f"BlockedMADE needs a single fixed mask, the model has a bank of {c.num_masks}")
-        self.config, self.xp, self.dtype = c, model.xp, model.dtype
-        self.in_repeat, self.out_repeat = model.in_repeat, model.out_repeat
-        self.head, self._eye = model.head, model._eye
-        self.activations = [make_activation(c.activation, self.xp) for _ in c.hidden]
-        self.input_perm, self.hidden_perms = sorting_permutations(model.maskset)
-        self.maskset = model.maskset.relabel(self.input_perm, self.hidden_perms)
-        self.mask_index, self._mask_cache, self._cache_masks = 0, {}, False
-        layers, rng = [], backend.host_rng(0)  # fresh layers' weights are overwritten by read_from
-        for src, host in zip(model._all_layers, self._host_masks(self.maskset, model.direct is not None)):
-            mask = self.xp.asarray(host, dtype=self.dtype)
-            plan = block_plan(host) if host.size >= BLOCK_MIN_SIZE else None
-            bias = src.b is not None
-            if plan is not None and plan.coverage <= BLOCK_MAX_COVERAGE:
-                layer = BlockedDense(plan, mask, self.xp, self.dtype, bias=bias, need_input_grad=src.need_input_grad)
-            else:
-                layer = MaskedDense(*src.W.shape, self.xp, rng, self.dtype, bias=bias,
-                                    need_input_grad=src.need_input_grad)
-                layer.set_mask(mask, fixed=True)
-            layers.append(layer)
-        self.layers = layers[:len(model.layers)]
-        self.direct = layers[-1] if model.direct is not None else None
-        perms = model.param_permutations(self.input_perm, self.hidden_perms)
-        xp = self.xp
-        self._forward_perms = [(None if r is None else xp.asarray(r), xp.asarray(c_)) for r, c_ in perms]
-        self._inverse_perms = [(None if r is None else xp.asarray(invert_permutation(r)),
-                                xp.asarray(invert_permutation(c_))) for r, c_ in perms]
-        self._packers = [layer if (isinstance(layer, BlockedDense) and j == 0) else None
-                         for layer in self._all_layers for j in range(len(layer.params))]
-        self._input_perm_device = xp.asarray(self.input_perm)
-        self.read_from(model)
-
-    @contextlib.contextmanager
-    def parallel(self, threads: int | None = None):
-        """Within the block, the block products run side by side on the CPU work pool.
-
-        BLAS is held to one thread meanwhile (:func:`made_np.backend.blas_threads`):
-        two single-threaded products at once do more than one product on two
-        threads when the blocks are this small (1x500 MNIST step: 2.0 -> 1.7 ms of
-        products, docs/performance.md). Without a pool (CuPy, ``MADE_NP_THREADS=1``)
-        nothing changes. Wrap whole epochs, not single steps.
-
-        Parameters
-        ----------
-        threads : int, optional
-            Size of the pool (default :func:`made_np.backend.cpu_threads`).
-        """
-        pool = backend.work_pool(self.xp, threads)
-        blocked = [layer for layer in self._all_layers if isinstance(layer, BlockedDense)]
-        if pool is None or not blocked:
-            yield
-            return
-        with backend.blas_threads(1, self.xp):
-            for layer in blocked:
-                layer.set_pool(pool)
-            try:
-                yield
-            finally:
-                for layer in blocked:
-                    layer.set_pool(None)
-
-    def set_mask(self, index: int) -> None:
-        """Only mask 0 exists here.
-
-        Raises
-        ------
-        ValueError
-            ``index != 0``.
-        """
-        if index != 0:
-            raise ValueError(f"a BlockedMADE has a single mask, got mask index {index}")
-
-    def permute_data(self, x):
-        """``x[:, input_perm]``: data (N, D) as this model sees it (a row-major copy).
-
-        (``take``: indexing ``x[:, perm]`` returns a column-major array, whose
-        minibatch gathers and products are several times slower.)
-        """
-        return self.xp.take(x, self._input_perm_device, axis=1)
-
-    @staticmethod
-    def _permute(xp, a, rows, cols):
-        moved = xp.take(a, cols, axis=-1)
-        return moved if rows is None else xp.take(moved, rows, axis=0)
-
-    def to_compute(self, arrays) -> list:
-        """Parameter-shaped device arrays of ``model`` (natural form) in the compute form of :attr:`params`."""
-        out = []
-        for a, (rows, cols), packer in zip(arrays, self._forward_perms, self._packers):
-            moved = self._permute(self.xp, a, rows, cols)
-            out.append(packer.pack(moved) if packer is not None else moved)
-        return out
-
-    def to_natural(self, arrays) -> list:
-        """Inverse of :meth:`to_compute`: arrays shaped like :attr:`params` as ``model``'s (new arrays)."""
-        out = []
-        for a, (rows, cols), packer in zip(arrays, self._inverse_perms, self._packers):
-            full = packer.unpack(a) if packer is not None else a
-            out.append(self._permute(self.xp, full, rows, cols))
-        return out
-
-    def read_from(self, model: MADE) -> None:
-        """Copy ``model``'s parameters in (it must be the model this one was built from)."""
-        for dst, src in zip(self.params, self.to_compute(model.params)):
-            dst[...] = src
-
-    def write_to(self, model: MADE) -> None:
-        """Copy the parameters out into ``model`` (natural form), in place."""
-        for dst, src in zip(model.params, self.to_natural(self.params)):
-            dst[...] = src
-
-    def state_dict(self) -> dict:
-        """Host copies of the parameters in the natural form, keyed by :attr:`param_names`."""
-        return {n: backend.to_host(p) for n, p in zip(self.param_names, self.to_natural(self.params))}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Load natural-form host arrays (as written by :meth:`MADE.state_dict`).
-
-        Raises
-        ------
-        ValueError
-            A missing parameter name.
-        """
-        missing = [n for n in self.param_names if n not in state]
-        if missing:
-            raise ValueError(f"parameter {missing[0]!r} missing from the state")
-        arrays = [self.xp.asarray(state[n], dtype=self.dtype) for n in self.param_names]
-        for dst, src in zip(self.params, self.to_compute(arrays)):
-            dst[...] = src
-        for layer in self._all_layers:  # the fixed-mask invariant: W is zero where M is
-            layer.W *= layer.M

@@ -1,27 +1,20 @@
-"""Optimisers, written for speed: every update happens in place on preallocated buffers.
+"""Optimisers, in their textbook form (docs/math.md, "Optimisers").
 
-Each optimiser updates a list of parameter arrays from a matching list of
-gradients (on any array module). ``weight_decay`` adds the L2 term
-``weight_decay * p`` to every gradient (coupled decay, as in the original papers).
+Each optimiser updates a list of parameter arrays (on any array module) from a
+matching list of gradients. ``weight_decay`` adds the L2 term ``weight_decay * p``
+to every gradient (coupled decay, as in the original papers).
 
-The code below is the readable reference. When :func:`made_np.backend.fused_kernels`
-offers a fused kernel (an ``ElementwiseKernel`` on CuPy; numexpr on the CPU only
-when asked for, as it measured slower than NumPy there) the same arithmetic runs in
-one pass over memory instead of about ten; a test checks that the two agree.
+This is the readable reference. :mod:`made_np.fast.optim` computes the same
+updates in place, split over CPU threads, and Adam in its efficient
+bias-corrected form; tests/test_optim.py checks that the two agree.
 """
 from __future__ import annotations
 
-import functools
-import math
-
 from . import backend
-
-#: Parameters with at least this many entries are split over the CPU work pool.
-SPLIT_MIN_SIZE = 1 << 16
 
 
 class Optimizer:
-    """Base class: holds the parameters, the step count ``t`` and per-parameter state.
+    """Base class: the parameters, the step count ``t`` and per-parameter state buffers.
 
     Parameters
     ----------
@@ -33,70 +26,35 @@ class Optimizer:
         Learning rate (a schedule may change :attr:`lr` between steps).
     weight_decay : float
         L2 coefficient, ``>= 0``.
-    fused : bool or None
-        Use a fused kernel when one is available (None: see
-        :func:`made_np.backend.fused_kernels`; off on the CPU unless ``$MADE_NP_FUSED=1``).
 
-    Notes
-    -----
-    On the CPU, without fused kernels, large parameters (``>= SPLIT_MIN_SIZE``
-    entries) are cut into row blocks that the threads of
-    :func:`made_np.backend.work_pool` update side by side (``$MADE_NP_THREADS``
-    threads, see :func:`made_np.backend.cpu_threads`). The arithmetic is the same on disjoint
-    views, so the result is identical to the one-thread update.
+    Raises
+    ------
+    ValueError
+        ``lr <= 0`` or ``weight_decay < 0``.
     """
 
+    #: Names of the per-parameter state buffers (saved in checkpoints as ``<name><i>``).
     state_names: tuple = ()
 
-    def __init__(self, params, xp, lr, weight_decay=0.0, fused=None):
-        if lr <= 0:
+    def __init__(self, params, xp, lr, weight_decay=0.0):
+        if not lr > 0:
             raise ValueError(f"learning rate must be > 0, got {lr}")
-        if weight_decay < 0:
+        if not weight_decay >= 0:
             raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
         self.params, self.xp = list(params), xp
         self.lr, self.weight_decay, self.t = float(lr), float(weight_decay), 0
-        self.kernels = backend.fused_kernels(xp, fused)
         self.state = {name: [xp.zeros_like(p) for p in self.params] for name in self.state_names}
-        self._tmp = [xp.empty_like(p) for p in self.params]
-        self.pool = backend.work_pool(xp) if self.kernels is None else None
-        self._parts = self._split(self.pool.threads) if self.pool is not None else None
-
-    def _split(self, n):
-        """Per thread, the ``(index, rows)`` blocks of the parameters it updates (None: nothing to split)."""
-        parts, split = [[] for _ in range(n)], False
-        for i, p in enumerate(self.params):
-            if p.ndim >= 1 and p.size >= SPLIT_MIN_SIZE and p.shape[0] >= n:
-                bounds = [p.shape[0] * k // n for k in range(n + 1)]
-                for k in range(n):
-                    parts[k].append((i, slice(bounds[k], bounds[k + 1])))
-                split = True
-            else:  # small parameters go to the last thread, which has no dispatching to do
-                parts[-1].append((i, Ellipsis))
-        return parts if split else None
 
     def step(self, grads) -> None:
-        """Apply one update from ``grads`` (list matching ``params``; may be overwritten)."""
+        """Apply one update from ``grads`` (a list matching ``params``)."""
         self.t += 1
-        if self._parts is None:
-            for i, (p, g) in enumerate(zip(self.params, grads)):
-                self._update(i, p, g)
-            return
-        grads = list(grads)
-        self.pool.run([functools.partial(self._update_part, part, grads) for part in self._parts])
-
-    def _update_part(self, part, grads) -> None:
-        for i, rows in part:
-            self._update(i, self.params[i][rows], grads[i][rows], rows)
-
-    def _decay(self, i, p, g, rows=Ellipsis):
-        """``g += weight_decay * p`` in place."""
-        if self.weight_decay:
-            tmp = self.xp.multiply(p, self.weight_decay, out=self._tmp[i][rows])
-            g += tmp
-        return g
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            self._update(i, p, g)
 
     def state_dict(self) -> dict:
-        """Host copies of the step count and state buffers (for checkpoints)."""
+        """Host copies of the step count, learning rate and state buffers (for checkpoints)."""
         out = {"t": self.t, "lr": self.lr}
         for name, bufs in self.state.items():
             for i, b in enumerate(bufs):
@@ -119,68 +77,38 @@ class SGD(Optimizer):
 
     state_names = ("velocity",)
 
-    def __init__(self, params, xp, lr=0.01, momentum=0.0, weight_decay=0.0, fused=None):
-        super().__init__(params, xp, lr, weight_decay, fused)
+    def __init__(self, params, xp, lr=0.01, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, xp, lr, weight_decay)
         self.momentum = float(momentum)
 
-    def _update(self, i, p, g, rows=Ellipsis):
-        g = self._decay(i, p, g, rows)
-        if self.momentum:
-            v = self.state["velocity"][i][rows]
-            v *= self.momentum
-            v += g
-            g = v
-        tmp = self.xp.multiply(g, self.lr, out=self._tmp[i][rows])
-        p -= tmp
+    def _update(self, i, p, g):
+        v = self.state["velocity"][i]
+        v[...] = self.momentum * v + g
+        p -= self.lr * v
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015, Algorithm 1) with bias correction.
+    """Adam (Kingma & Ba 2015, Algorithm 1), with bias correction.
 
-    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
-    ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1-b1^t)``,
-    ``v_hat = v / (1-b2^t)``. Computed in the paper's efficient form (end of its
-    Sec. 2): ``p -= lr_t m / (sqrt(v) + eps_t)`` with
-    ``lr_t = lr sqrt(1-b2^t) / (1-b1^t)`` and ``eps_t = eps sqrt(1-b2^t)``, which is
-    algebraically identical and saves two passes.
+    At step ``t``::
+
+        m = b1 m + (1 - b1) g
+        v = b2 v + (1 - b2) g^2
+        p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
     """
 
     state_names = ("m", "v")
 
-    def __init__(self, params, xp, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=None):
-        super().__init__(params, xp, lr, weight_decay, fused)
+    def __init__(self, params, xp, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, xp, lr, weight_decay)
         self.beta1, self.beta2 = (float(b) for b in betas)
         self.eps = float(eps)
 
-    def step(self, grads) -> None:
-        t = self.t + 1
-        c2 = math.sqrt(1.0 - self.beta2 ** t)
-        self._lr_t = self.lr * c2 / (1.0 - self.beta1 ** t)
-        self._eps_t = self.eps * c2
-        super().step(grads)
-
-    def _update(self, i, p, g, rows=Ellipsis):
-        m, v = self.state["m"][i][rows], self.state["v"][i][rows]
-        if self.kernels is not None:
-            self.kernels.adam(p, g, m, v, self.beta1, self.beta2, self._lr_t, self._eps_t, self.weight_decay)
-            return
-        xp = self.xp
-        g = self._decay(i, p, g, rows)
-        # the gradient buffer is the scratch space (one array less to stream through
-        # the cache than with a separate temporary: 13% faster on a 784x500 matrix)
-        b1, b2 = self.beta1, self.beta2
-        m *= b1
-        g *= 1.0 - b1
-        m += g  # m = b1 m + (1 - b1) g
-        v *= b2
-        g *= g
-        g *= (1.0 - b2) / (1.0 - b1) ** 2
-        v += g  # v = b2 v + (1 - b2) g^2
-        xp.sqrt(v, out=g)
-        g += self._eps_t
-        xp.divide(m, g, out=g)
-        g *= self._lr_t
-        p -= g
+    def _update(self, i, p, g):
+        m, v, b1, b2, t = self.state["m"][i], self.state["v"][i], self.beta1, self.beta2, self.t
+        m[...] = b1 * m + (1 - b1) * g
+        v[...] = b2 * v + (1 - b2) * g * g
+        p -= self.lr * (m / (1 - b1 ** t)) / (self.xp.sqrt(v / (1 - b2 ** t)) + self.eps)
 
 
 class Adagrad(Optimizer):
@@ -191,26 +119,38 @@ class Adagrad(Optimizer):
 
     state_names = ("sum_sq",)
 
-    def __init__(self, params, xp, lr=0.01, eps=1e-6, weight_decay=0.0, fused=None):
-        super().__init__(params, xp, lr, weight_decay, fused)
+    def __init__(self, params, xp, lr=0.01, eps=1e-6, weight_decay=0.0):
+        super().__init__(params, xp, lr, weight_decay)
         self.eps = float(eps)
 
-    def _update(self, i, p, g, rows=Ellipsis):
-        s = self.state["sum_sq"][i][rows]
-        if self.kernels is not None:
-            self.kernels.adagrad(p, g, s, self.lr, self.eps, self.weight_decay)
-            return
-        xp, tmp = self.xp, self._tmp[i][rows]
-        g = self._decay(i, p, g, rows)
-        s += xp.multiply(g, g, out=tmp)
-        xp.sqrt(s, out=tmp)
-        tmp += self.eps
-        xp.divide(g, tmp, out=tmp)
-        tmp *= self.lr
-        p -= tmp
+    def _update(self, i, p, g):
+        s = self.state["sum_sq"][i]
+        s += g * g
+        p -= self.lr * g / (self.xp.sqrt(s) + self.eps)
 
 
 OPTIMIZERS = {"adam": Adam, "sgd": SGD, "adagrad": Adagrad}
+
+
+def optimizer_class(name: str):
+    """The optimiser class registered as ``name``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name.
+    """
+    try:
+        return OPTIMIZERS[name]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}") from None
+
+
+def default_lr(name: str) -> float:
+    """The default learning rate of optimiser ``name`` (its constructor's)."""
+    import inspect
+
+    return float(inspect.signature(optimizer_class(name)).parameters["lr"].default)
 
 
 def make_optimizer(name: str, params, xp, lr: float | None = None, weight_decay: float = 0.0, **kwargs):
@@ -221,10 +161,7 @@ def make_optimizer(name: str, params, xp, lr: float | None = None, weight_decay:
     ValueError
         Unknown name, ``lr <= 0`` or negative weight decay.
     """
-    try:
-        cls = OPTIMIZERS[name]
-    except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}") from None
+    cls = optimizer_class(name)
     if lr is not None:
         kwargs["lr"] = lr
     return cls(params, xp, weight_decay=weight_decay, **kwargs)

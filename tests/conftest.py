@@ -215,12 +215,12 @@ def set_random_mask(model: MADE, index: int) -> int:
 
 @pytest.fixture
 def tiny_blocks(monkeypatch):
-    """Make :class:`made_np.model.BlockedMADE` pack every weight matrix, however small, in blocks
+    """Make :class:`made_np.fast.blocked.BlockedMADE` pack every weight matrix, however small, in blocks
     of 3 columns (rows), so that tests on tiny models run the block-sparse code."""
     import functools
 
-    from made_np import masks, model
+    from made_np.fast import blocked
 
-    monkeypatch.setattr(model, "BLOCK_MIN_SIZE", 0)
-    monkeypatch.setattr(model, "BLOCK_MAX_COVERAGE", 1.0)
-    monkeypatch.setattr(model, "block_plan", functools.partial(masks.block_plan, width=3))
+    monkeypatch.setattr(blocked, "BLOCK_MIN_SIZE", 0)
+    monkeypatch.setattr(blocked, "BLOCK_MAX_COVERAGE", 1.0)
+    monkeypatch.setattr(blocked, "block_plan", functools.partial(blocked.block_plan, width=3))

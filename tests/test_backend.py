@@ -110,17 +110,3 @@ def test_host_device_copies_and_seeding():
     x1, x2, x3 = r1.random(4), r2.random(4), r3.random(4)
     assert np.array_equal(x1, x2) and not np.array_equal(x1, x3)
     backend.synchronize(np)  # a no-op on the CPU
-
-
-def test_fused_kernels_switch(monkeypatch):
-    assert backend.fused_kernels(np, enabled=False) is None
-    monkeypatch.setenv("MADE_NP_FUSED", "0")
-    assert backend.fused_kernels(np) is None
-    monkeypatch.setenv("MADE_NP_FUSED", "1")
-    k = backend.fused_kernels(np)
-    try:
-        import numexpr  # noqa: F401
-    except ImportError:
-        assert k is None
-    else:
-        assert k is not None and hasattr(k, "adam") and hasattr(k, "adagrad")

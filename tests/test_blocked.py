@@ -1,13 +1,13 @@
 """The block-sparse training form of a single-mask MADE is the same model.
 
-* :func:`made_np.masks.block_plan` blocks hold every live entry of any mask, and
+* :func:`made_np.fast.blocked.block_plan` blocks hold every live entry of any mask, and
   partition its columns (rows);
-* :func:`made_np.masks.sorting_permutations` turns every mask into a staircase
+* :func:`made_np.fast.blocked.sorting_permutations` turns every mask into a staircase
   (the live rows of each column are a prefix, growing with the column), and
-  :meth:`MaskSet.relabel` permutes masks consistently with orderings and degrees;
-* :class:`made_np.layers.BlockedDense` gives the forward and backward values of
+  :func:`made_np.fast.blocked.relabel` permutes masks consistently with orderings and degrees;
+* :class:`made_np.fast.blocked.BlockedDense` gives the forward and backward values of
   :class:`made_np.layers.MaskedDense` for the same mask;
-* :class:`made_np.model.BlockedMADE` gives the NLLs and gradients of its MADE on
+* :class:`made_np.fast.blocked.BlockedMADE` gives the NLLs and gradients of its MADE on
   column-permuted data, for every head, encoding, depth and direct connections.
 """
 from __future__ import annotations
@@ -21,20 +21,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from made_np import backend
-from made_np import masks as masks_mod
 from made_np import model as model_mod
-from made_np.layers import BlockedDense, MaskedDense
-from made_np.masks import (
-    MaskError,
+from made_np.fast import blocked as blocked_mod
+from made_np.fast import threads as fast_threads
+from made_np.fast.blocked import (
+    BlockedDense,
+    BlockedMADE,
     block_plan,
-    draw_masks,
-    hidden_mask,
     invert_permutation,
-    output_mask,
+    relabel,
     sorting_permutations,
 )
-from made_np.model import MADE, BlockedMADE
+from made_np.fast.engine import blocked_products
+from made_np.layers import MaskedDense
+from made_np.masks import MaskError, draw_masks, hidden_mask, output_mask
+from made_np.model import MADE
 
 
 @st.composite
@@ -80,7 +81,7 @@ def test_block_plan_holds_every_live_entry_and_partitions(mw):
 def test_block_plan_skips_about_forty_percent_of_a_sorted_mnist_mask():
     ms = draw_masks(784, (500,), seed=0, ordering="random")
     natural = [block_plan(m).coverage for m in ms.layer_masks()]
-    sorted_ = [block_plan(m).coverage for m in ms.relabel(*sorting_permutations(ms)).layer_masks()]
+    sorted_ = [block_plan(m).coverage for m in relabel(ms, *sorting_permutations(ms)).layer_masks()]
     assert min(natural) > 0.99  # unsorted: nothing to skip
     assert sorted_ == pytest.approx([0.626, 0.564], abs=0.01)  # 1/2 + 1/(2 * groups), random degrees
 
@@ -97,7 +98,7 @@ def test_block_plan_rejects_bad_arguments():
 def test_sorting_relabel_gives_staircases_consistent_with_the_degrees(kw):
     ms = draw_masks(**kw)
     pi, hps = sorting_permutations(ms)
-    r = ms.relabel(pi, hps)
+    r = relabel(ms, pi, hps)
     assert r.ordering.tolist() == list(range(1, r.D + 1))
     assert all((np.diff(m) >= 0).all() for m in r.degrees)
     # the permuted masks are the masks of the permuted ordering and degrees (paper eqs. 11-13)
@@ -113,7 +114,7 @@ def test_sorting_relabel_gives_staircases_consistent_with_the_degrees(kw):
         np.testing.assert_array_equal(m, np.arange(m.shape[0])[:, None] < lengths[None, :])
         assert (np.diff(lengths) >= 0).all()
     # relabelling back restores every mask
-    back = r.relabel(invert_permutation(pi), [invert_permutation(p) for p in hps])
+    back = relabel(r, invert_permutation(pi), [invert_permutation(p) for p in hps])
     np.testing.assert_array_equal(back.ordering, ms.ordering)
     for a, b in zip(back.layer_masks() + [back.direct], ms.layer_masks() + [ms.direct]):
         np.testing.assert_array_equal(a, b)
@@ -122,9 +123,9 @@ def test_sorting_relabel_gives_staircases_consistent_with_the_degrees(kw):
 def test_relabel_and_invert_reject_non_permutations():
     ms = draw_masks(4, (5,), seed=0)
     with pytest.raises(MaskError, match="not a permutation of 0..3"):
-        ms.relabel([0, 1, 1, 2], [np.arange(5)])
+        relabel(ms, [0, 1, 1, 2], [np.arange(5)])
     with pytest.raises(MaskError, match="expected 1 hidden permutations, got 0"):
-        ms.relabel(np.arange(4), [])
+        relabel(ms, np.arange(4), [])
     np.testing.assert_array_equal(invert_permutation([2, 0, 1]), [1, 2, 0])
 
 
@@ -145,7 +146,7 @@ def test_blocked_dense_matches_masked_dense(mw, by, seed, threads):
     ref.b[...] = rng.normal(size=n_out)
     ref.set_mask(Mf, fixed=True)
     blk = BlockedDense(block_plan(M, width), Mf, np, "float64", by=by)
-    blk.set_pool(None if threads is None else backend.WorkPool(threads))
+    blk.set_pool(None if threads is None else fast_threads.WorkPool(threads))
     blk.W[...] = blk.pack(ref.W)
     blk.b[...] = ref.b
     np.testing.assert_array_equal(blk.unpack(blk.W), ref.W)  # packing loses no live weight
@@ -165,9 +166,9 @@ def test_blocked_dense_matches_masked_dense(mw, by, seed, threads):
 @given(model_configs(num_masks=1, max_D=7, max_layers=2), st.integers(0, 2**31 - 1))
 def test_blocked_made_gives_the_nll_and_gradients_of_its_made(config, seed):
     with pytest.MonkeyPatch.context() as mp:  # pack every matrix, in blocks of 3 (tiny_blocks)
-        mp.setattr(model_mod, "BLOCK_MIN_SIZE", 0)
-        mp.setattr(model_mod, "BLOCK_MAX_COVERAGE", 1.0)
-        mp.setattr(model_mod, "block_plan", functools.partial(masks_mod.block_plan, width=3))
+        mp.setattr(blocked_mod, "BLOCK_MIN_SIZE", 0)
+        mp.setattr(blocked_mod, "BLOCK_MAX_COVERAGE", 1.0)
+        mp.setattr(blocked_mod, "block_plan", functools.partial(block_plan, width=3))
         model = MADE(config)
         randomize_weights(model, seed)
         fast = BlockedMADE(model)
@@ -214,8 +215,8 @@ def test_blocked_made_moves_weights_both_ways(tiny_blocks):
 
 
 def test_blocked_training_happens_on_the_cpu_only():
-    assert backend.blocked_products(np)
-    assert not backend.blocked_products(object())  # any other array module (CuPy)
+    assert blocked_products(np)
+    assert not blocked_products(object())  # any other array module (CuPy)
 
 
 def test_parallel_products_give_the_same_step_and_hold_blas_to_one_thread(tiny_blocks, monkeypatch):
@@ -245,9 +246,9 @@ def test_parallel_products_give_the_same_step_and_hold_blas_to_one_thread(tiny_b
 
 def test_blocks_are_shared_out_evenly_between_threads():
     ms = draw_masks(784, (500,), seed=0, ordering="random")
-    host = ms.relabel(*sorting_permutations(ms)).layer_masks()[1]
+    host = relabel(ms, *sorting_permutations(ms)).layer_masks()[1]
     layer = BlockedDense(block_plan(host), host.astype(np.float32), np, "float32")
-    layer.set_pool(backend.WorkPool(2))
+    layer.set_pool(fast_threads.WorkPool(2))
     loads = [sum(layer._W[i].size for i in part) for part in layer._parts]
     assert sorted(i for part in layer._parts for i in part) == list(range(len(layer.index)))
     assert max(loads) <= 1.25 * min(loads)

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from made_np import __version__
 from made_np.cli import cli, parse_hidden, parse_num_masks
 from made_np.data import load_dataset
-from made_np.train import evaluate, load_checkpoint
+from made_np.checkpoint import load_checkpoint
+from made_np.train import evaluate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -178,10 +179,10 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
         return real_fit(*args, callback=cb, **kwargs)
 
-    monkeypatch.setattr("made_np.cli.fit", interrupted_fit)
+    monkeypatch.setattr("made_np.cli.train.fit", interrupted_fit)
     first = run("train", "--epochs", 3, "--hidden", 32, "--out", out)
     assert first.exit_code == 130 and "--resume" in first.output
-    monkeypatch.setattr("made_np.cli.fit", real_fit)
+    monkeypatch.setattr("made_np.cli.train.fit", real_fit)
     second = run("train", "--resume", out)
     assert second.exit_code == 0, second.output
     assert "resuming" in second.output and re.search(r"epoch +3 ", second.output)
@@ -219,23 +220,33 @@ def test_cuda_without_cupy_is_a_one_line_error():
 def test_option_parsers():
     assert parse_hidden("500") == (500,) and parse_hidden("500, 300") == (500, 300)
     assert parse_hidden("") == () == parse_hidden("0")
-    assert parse_num_masks("inf") == 0 == parse_num_masks("0") and parse_num_masks("8") == 8
+    assert parse_num_masks("inf") == 0 and parse_num_masks("8") == 8
+    for bad in ("0", "-2", "x"):  # 0 is not a silent "inf"
+        with pytest.raises(Exception, match="--num-masks"):
+            parse_num_masks(bad)
 
 
-def test_threads_option_also_sizes_the_work_pool(monkeypatch):
-    from made_np import backend
-    from made_np.cli import limited_threads
+def test_thread_policy_sizes_the_work_pool_without_touching_the_environment(monkeypatch):
+    from made_np.fast import threads
     from made_np.model import MADE, MADEConfig
-    from made_np.train import TrainConfig
 
     monkeypatch.delenv("MADE_NP_THREADS", raising=False)
     big = MADE(MADEConfig(D=784, hidden=(500,)))
-    with limited_threads("1", big, TrainConfig()) as n:
-        assert n == 1 and backend.work_pool(np) is None  # no pool: one thread in all
+    with threads.thread_policy("1", big) as n:
+        assert n == 1 and threads.work_pool(np) is None  # no pool: one thread in all
     assert "MADE_NP_THREADS" not in os.environ
+    monkeypatch.setenv("MADE_NP_THREADS", "1")
+    with threads.thread_policy("2", big):
+        assert threads.cpu_threads() == 2
+    assert os.environ["MADE_NP_THREADS"] == "1" and threads.cpu_threads() == 1
     monkeypatch.setenv("MADE_NP_THREADS", "2")
-    with limited_threads("3", big, TrainConfig()):
-        assert backend.cpu_threads() == 3
-    assert os.environ["MADE_NP_THREADS"] == "2"
-    with limited_threads("auto", big, TrainConfig()) as n:  # a large model: the defaults
-        assert n is None and backend.cpu_threads() == 2
+    with threads.thread_policy("auto", big) as n:  # a large model: the defaults
+        assert n is None and threads.cpu_threads() == 2
+    small = MADE(MADEConfig(D=64, hidden=(50,)))
+    with threads.thread_policy("auto", small) as n:  # a small model: one thread
+        assert n == 1 and threads.cpu_threads() == 1
+
+
+def test_threads_beyond_the_cores_are_a_one_line_error():
+    line = assert_user_error(run("train", "--threads", 1000000, "--epochs", 1), "--threads")
+    assert "CPU cores" in line

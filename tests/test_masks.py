@@ -326,7 +326,7 @@ def _cli_group():
 def _checkpoint(tmp_path, model):
     """A checkpoint of ``model`` written by the project's own saver (made_np.train.save_checkpoint)."""
     try:
-        from made_np.train import save_checkpoint
+        from made_np.checkpoint import save_checkpoint
     except ImportError as exc:
         pytest.skip(f"made_np.train.save_checkpoint is not available ({exc})")
     return save_checkpoint(tmp_path / "model.npz", model)

@@ -6,8 +6,10 @@
 * SGD, with and without heavy-ball momentum (``v = mu v + g``, ``p -= lr v``) and coupled
   L2 weight decay (``g += wd p``).
 * Adagrad (Duchi et al. 2011; MADE paper Sec. 6.1): ``s += g^2``, ``p -= lr g / (sqrt(s) + eps)``.
-* The fused kernels of :func:`made_np.backend.fused_kernels` agree with the reference
-  path to ~1e-6 in float32 over 10 steps; ``state_dict`` round trips resume exactly.
+Each is checked in three forms: the reference (:mod:`made_np.optim`), the in-place fast form
+(:mod:`made_np.fast.optim`) and, where numexpr is installed, its fused kernels
+(:func:`made_np.fast.kernels.fused_kernels`), which agree with the reference to ~1e-6 in
+float32 over 10 steps; ``state_dict`` round trips resume exactly.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import math
 import numpy as np
 import pytest
 
-from made_np.backend import fused_kernels
+from made_np.fast.kernels import fused_kernels
+from made_np.fast.optim import FAST_OPTIMIZERS, make_fast_optimizer
 from made_np.optim import SGD, Adagrad, Adam, make_optimizer
 
 P0 = [np.array([0.5, -1.0, 2.0, 0.0]), np.array([[0.3, -0.7], [1.5, 0.01]])]
@@ -25,7 +28,22 @@ GRADS = [  # three steps of fixed gradients for each of the two parameters
     [np.array([-0.5, 0.4, 0.01, 1e-3]), np.array([[0.2, 0.0], [-3.0, 0.5]])],
     [np.array([1.0, 1.0, -2.0, 0.0]), np.array([[-0.4, 0.3], [0.6, 0.0]])],
 ]
-FUSED_OPTIONS = [False] + ([True] if fused_kernels(np, True) is not None else [])
+#: "reference": made_np.optim; False: made_np.fast.optim without fused kernels; True: with them.
+FUSED_OPTIONS = ["reference", False] + ([True] if fused_kernels(np, True) is not None else [])
+CLASS_NAMES = {Adam: "adam", SGD: "sgd", Adagrad: "adagrad"}
+
+
+def build(cls, params, fused, **kwargs):
+    """The optimiser ``cls`` in the form ``fused`` (see :data:`FUSED_OPTIONS`)."""
+    if fused == "reference":
+        return cls(params, np, **kwargs)
+    return FAST_OPTIMIZERS[CLASS_NAMES[cls]](params, np, fused=fused, **kwargs)
+
+
+def build_named(name, params, fused, **kwargs):
+    if fused == "reference":
+        return make_optimizer(name, params, np, **kwargs)
+    return make_fast_optimizer(name, params, np, fused=fused, **kwargs)
 
 
 def fresh_params(dtype=np.float64):
@@ -67,8 +85,8 @@ def adam_textbook(lr, b1, b2, eps, wd):
 ])
 def test_adam_first_three_steps_match_algorithm_1(fused, lr, betas, eps, wd):
     params = fresh_params()
-    opt = Adam(params, np, lr=lr, betas=betas, eps=eps, weight_decay=wd, fused=fused)
-    assert (opt.kernels is not None) == fused
+    opt = build(Adam, params, fused, lr=lr, betas=betas, eps=eps, weight_decay=wd)
+    assert (getattr(opt, "kernels", None) is not None) == (fused is True)
     expected = adam_textbook(lr, *betas, eps, wd)
     for t, (got, want) in enumerate(zip(run(opt, params), expected), start=1):
         for g, w in zip(got, want):
@@ -79,7 +97,7 @@ def test_adam_first_three_steps_match_algorithm_1(fused, lr, betas, eps, wd):
 def test_adam_first_step_is_lr_times_sign():
     """With bias correction the first Adam step is ``lr * g / (|g| + eps)``, about ``lr * sign(g)``."""
     p = [np.array([1.0, 1.0, 1.0])]
-    Adam(p, np, lr=0.1, fused=False).step([np.array([3.0, -1e-3, 0.0])])
+    build(Adam, p, False, lr=0.1).step([np.array([3.0, -1e-3, 0.0])])
     np.testing.assert_allclose(p[0], [0.9, 1.1, 1.0], atol=1e-6)
 
 
@@ -121,7 +139,7 @@ def test_sgd_hand_values_and_settable_lr():
 def test_adagrad_matches_the_textbook(fused, wd):
     lr, eps = 0.1, 1e-6
     params = fresh_params()
-    opt = Adagrad(params, np, lr=lr, weight_decay=wd, fused=fused)
+    opt = build(Adagrad, params, fused, lr=lr, weight_decay=wd)
     assert opt.eps == 1e-6  # the MADE paper's value is the default
     p = fresh_params()
     s = [np.zeros_like(x) for x in p]
@@ -154,8 +172,8 @@ def test_fused_kernels_agree_with_the_reference_in_float32(name, kwargs):
     start = [rng.normal(size=s).astype(np.float32) for s in shapes]
     ref_p = [x.copy() for x in start]
     fus_p = [x.copy() for x in start]
-    ref = make_optimizer(name, ref_p, np, fused=False, **kwargs)
-    fus = make_optimizer(name, fus_p, np, fused=True, **kwargs)
+    ref = build_named(name, ref_p, False, **kwargs)
+    fus = build_named(name, fus_p, True, **kwargs)
     assert ref.kernels is None and fus.kernels is not None
     for _ in range(10):
         gs = [rng.normal(size=s).astype(np.float32) for s in shapes]
@@ -174,12 +192,12 @@ def test_fused_kernels_agree_with_the_reference_in_float32(name, kwargs):
 @pytest.mark.parametrize("fused", FUSED_OPTIONS)
 def test_state_dict_round_trip_resumes_exactly(name, kwargs, fused):
     params = fresh_params()
-    opt = make_optimizer(name, params, np, lr=0.05, fused=fused, **kwargs)
+    opt = build_named(name, params, fused, lr=0.05, **kwargs)
     list(run(opt, params))
     state = opt.state_dict()
     assert state["t"] == 3 and state["lr"] == 0.05
     copy = [p.copy() for p in params]
-    opt2 = make_optimizer(name, copy, np, lr=1.0, fused=fused, **kwargs)  # lr comes from the state
+    opt2 = build_named(name, copy, fused, lr=1.0, **kwargs)  # lr comes from the state
     opt2.load_state_dict(state)
     assert opt2.t == 3 and opt2.lr == 0.05
     for k in opt.state:
@@ -207,3 +225,19 @@ def test_make_optimizer_defaults_and_errors():
     with pytest.raises(ValueError, match="weight decay must be >= 0"):
         make_optimizer("adam", p, np, weight_decay=-1e-4)
     assert math.isclose(Adam(p, np).eps, 1e-8)
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("adam", {"lr": 0.05, "weight_decay": 1e-2}), ("sgd", {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-2}),
+    ("adagrad", {"lr": 0.3, "weight_decay": 1e-2}),
+])
+def test_fast_optimizers_equal_the_reference_in_float64(name, kwargs):
+    """The in-place forms of made_np.fast.optim (Adam in its efficient bias-corrected form) take the
+    reference's steps to 1e-12 in float64."""
+    ref_p, fast_p = fresh_params(), fresh_params()
+    ref = make_optimizer(name, ref_p, np, **kwargs)
+    fast = make_fast_optimizer(name, fast_p, np, fused=False, **kwargs)
+    for a, b in zip(run(ref, ref_p, GRADS * 3), run(fast, fast_p, GRADS * 3)):
+        for pa, pb in zip(a, b):
+            np.testing.assert_allclose(pb, pa, rtol=1e-12, atol=1e-14)
+    assert max(np.abs(p - p0).max() for p, p0 in zip(ref_p, P0)) > 0.1  # it moved

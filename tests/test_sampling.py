@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from made_np.model import MADE, MADEConfig
-from made_np.sampling import DEFAULT_METHOD, draw_noise, sample, sample_fast, sample_naive
+from made_np.fast.sampler import sample_fast
+from made_np.sampling import DEFAULT_METHOD, draw_noise, sample, sample_naive
 
 
 def _sharpen(model, scale=3.0, seed=0):

@@ -1,6 +1,6 @@
 """The CPU speed paths give the same numbers as the plain reference code.
 
-* :class:`made_np.backend.WorkPool` runs every task and re-raises errors;
+* :class:`made_np.threads.WorkPool` runs every task and re-raises errors;
 * optimisers that split large parameters over the pool's threads give results
   identical (bitwise) to the one-thread update, for every optimiser;
 * NumPy's fused (numexpr) kernels are off by default on the CPU (slower there).
@@ -10,13 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from made_np import backend
+from made_np.fast import kernels, threads
+from made_np.fast.kernels import FusedBernoulliHead, fused_kernels
 from made_np.model import MADE, MADEConfig
-from made_np.optim import SPLIT_MIN_SIZE, make_optimizer
+from made_np.fast.optim import SPLIT_MIN_SIZE
+from made_np.fast.optim import make_fast_optimizer as make_optimizer
 
 
 def test_work_pool_runs_all_tasks_and_reraises():
-    pool = backend.WorkPool(3)
+    pool = threads.WorkPool(3)
     out = [0, 0, 0]
 
     def put(i):
@@ -39,18 +41,18 @@ def test_work_pool_runs_all_tasks_and_reraises():
 
 def test_work_pool_switch(monkeypatch):
     monkeypatch.setenv("MADE_NP_THREADS", "1")
-    assert backend.work_pool(np) is None
+    assert threads.work_pool(np) is None
     monkeypatch.setenv("MADE_NP_THREADS", "2")
-    pool = backend.work_pool(np)
-    assert pool is not None and pool.threads == 2 and backend.work_pool(np) is pool
+    pool = threads.work_pool(np)
+    assert pool is not None and pool.threads == 2 and threads.work_pool(np) is pool
     monkeypatch.setenv("MADE_NP_THREADS", "two")
-    with pytest.raises(backend.BackendError, match="MADE_NP_THREADS must be a positive integer"):
-        backend.cpu_threads()
+    with pytest.raises(threads.ThreadError, match="MADE_NP_THREADS: expected a positive integer"):
+        threads.cpu_threads()
 
 
 def test_fused_kernels_are_off_by_default_on_the_cpu(monkeypatch):
     monkeypatch.delenv("MADE_NP_FUSED", raising=False)
-    assert backend.fused_kernels(np) is None
+    assert kernels.fused_kernels(np) is None
     opt = make_optimizer("adam", [np.zeros(3)], np)
     assert opt.kernels is None
 
@@ -103,16 +105,16 @@ def test_training_steps_identical_with_and_without_threads(monkeypatch):
 
 
 def test_bernoulli_head_split_over_threads_is_identical(monkeypatch):
-    from made_np.heads import SPLIT_MIN_SIZE, BernoulliHead
+    from made_np.fast.kernels import SPLIT_MIN_SIZE
 
     rng = np.random.default_rng(3)
     n = 2 * SPLIT_MIN_SIZE // 300 + 7  # enough entries to split, an odd number of rows
     z = (rng.normal(size=(n, 300)) * 5).astype(np.float32)
     x = (rng.random((n, 300)) < 0.4).astype(np.float32)
     monkeypatch.setenv("MADE_NP_THREADS", "1")
-    one = BernoulliHead(np)
+    one = FusedBernoulliHead(np)
     monkeypatch.setenv("MADE_NP_THREADS", "3")
-    many = BernoulliHead(np)
+    many = FusedBernoulliHead(np)
     assert one.pool is None and many.pool is not None
     nll1, g1 = one.nll_and_grad(z, x)
     nll3, g3 = many.nll_and_grad(z, x)
@@ -135,24 +137,24 @@ def test_default_threads_follow_blas_settings(monkeypatch, env, cpus, expected):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(backend.os, "cpu_count", lambda: cpus)
-    assert backend.default_cpu_threads() == expected
-    assert backend.cpu_threads() == expected
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: cpus)
+    assert threads.default_cpu_threads() == expected
+    assert threads.cpu_threads() == expected
 
 
 def test_short_openblas_spin_enables_two_threads(monkeypatch):
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MADE_NP_THREADS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "10")
-    monkeypatch.setattr(backend.os, "cpu_count", lambda: 2)
-    assert backend.default_cpu_threads() == (2 if backend._uses_openblas() else 1)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    assert threads.default_cpu_threads() == (2 if threads._uses_openblas() else 1)
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 def test_work_pool_survives_fork():
     import os
 
-    pool = backend.WorkPool(2)
+    pool = threads.WorkPool(2)
     pool.run([lambda: None, lambda: None])  # threads started in the parent
     pid = os.fork()
     if pid == 0:  # child: the pool must restart its threads instead of hanging
@@ -167,3 +169,17 @@ def test_work_pool_survives_fork():
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_fused_kernels_switch(monkeypatch):
+    assert fused_kernels(np, enabled=False) is None
+    monkeypatch.setenv("MADE_NP_FUSED", "0")
+    assert fused_kernels(np) is None
+    monkeypatch.setenv("MADE_NP_FUSED", "1")
+    k = fused_kernels(np)
+    try:
+        import numexpr  # noqa: F401
+    except ImportError:
+        assert k is None
+    else:
+        assert k is not None and hasattr(k, "adam") and hasattr(k, "adagrad")

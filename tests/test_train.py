@@ -1,22 +1,14 @@
 """Tests of made_np.train: the training loop, early stopping, evaluation and checkpoints."""
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from made_np import train as train_mod
 from made_np.data import Dataset
 from made_np.model import MADE, MADEConfig
-from made_np.train import (
-    CheckpointError,
-    TrainConfig,
-    evaluate,
-    fit,
-    load_checkpoint,
-    mask_for_step,
-    save_checkpoint,
-)
+from made_np import checkpoint as checkpoint_mod
+from made_np.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from made_np.train import TrainConfig, evaluate, fit, mask_for_step
 
 D = 8
 
@@ -67,7 +59,7 @@ def test_train_config_round_trip_and_validation():
 
 
 def test_lr_schedules():
-    assert TrainConfig().lr_at(0.1, 77) == 0.1
+    assert TrainConfig(lr_schedule="constant").lr_at(0.1, 77) == 0.1
     step = TrainConfig(lr_schedule="step", lr_step=10)
     assert [step.lr_at(1.0, e) for e in (1, 10, 11, 20, 21)] == [1.0, 1.0, 0.5, 0.5, 0.25]
     cos = TrainConfig(lr_schedule="cosine", epochs=4)
@@ -125,9 +117,9 @@ def test_mask_bank_is_cycled_and_validated_as_an_ensemble(chain, monkeypatch):
     used = []  # mask in use at every training step
     original = MADE.loss_and_grad
 
-    def spy(self, x):
+    def spy(self, x, head=None):
         used.append(self.mask_index)
-        return original(self, x)
+        return original(self, x, head)
 
     monkeypatch.setattr(MADE, "loss_and_grad", spy)
     seen = []
@@ -203,7 +195,8 @@ def test_checkpoint_round_trip_gives_the_same_test_nll(chain, tmp_path):
     for i in range(3):  # masks are rebuilt exactly from the stored configuration
         assert np.array_equal(loaded.maskset_at(i).ordering, model.maskset_at(i).ordering)
         assert all(np.array_equal(x, y) for x, y in zip(loaded.maskset_at(i).hidden, model.maskset_at(i).hidden))
-    assert info["train_config"] == cfg and info["model_config"] == model.config
+    assert info["train_config"] == cfg.resolved(chain) and info["model_config"] == model.config
+    assert info["train_config"].lr == 2e-3 and info["train_config"].lr_schedule == "cosine"  # the recipe
     assert info["dataset"]["spec"] == "chain" and info["state"]["finished"] is True
     assert [r["epoch"] for r in info["history"]["rows"]] == [1, 2, 3]
     assert info["optimizer"] is not None and int(info["optimizer"]["t"]) == 3 * 6
@@ -228,7 +221,7 @@ def test_save_is_atomic(chain, tmp_path, monkeypatch):
         f.write(b"PK half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(train_mod.np, "savez", broken_savez)
+    monkeypatch.setattr(checkpoint_mod.np, "savez", broken_savez)
     model.layers[0].W += 1.0
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, model)
@@ -276,24 +269,23 @@ def test_resume_matches_an_uninterrupted_run(chain, tmp_path, tiny_blocks, num_m
 def test_blocked_training_is_the_plain_training(chain, tmp_path, tiny_blocks, monkeypatch):
     """fit() trains a single-mask model in its blocked form; the same run without it (as on
     CuPy) gives the same numbers, weights and optimiser state (float64, up to rounding)."""
-    from made_np import backend
-    from made_np.layers import BlockedDense
-    from made_np.model import BlockedMADE
+    from made_np.fast import engine as fast_engine
+    from made_np.fast.blocked import BlockedDense, BlockedMADE
 
     config = MADEConfig(D=D, hidden=(24, 16), ordering="random", direct=True, seed=2, dtype="float64")
     cfg = TrainConfig(epochs=4, patience=0, lr=1e-2, batch_size=50)
     seen = []
     original = BlockedMADE.loss_and_grad
 
-    def spy(self, x):
+    def spy(self, x, head=None):
         seen.append(all(isinstance(layer, BlockedDense) for layer in self._all_layers))
-        return original(self, x)
+        return original(self, x, head)
 
     monkeypatch.setattr(BlockedMADE, "loss_and_grad", spy)
     blocked = MADE(config)
     h1 = fit(blocked, chain, cfg, out_dir=tmp_path / "blocked")
     assert seen and all(seen)
-    monkeypatch.setattr(backend, "blocked_products", lambda xp: False)
+    monkeypatch.setattr(fast_engine, "blocked_products", lambda xp: False)
     seen.clear()
     plain = MADE(config)
     h2 = fit(plain, chain, cfg, out_dir=tmp_path / "plain")

@@ -1,0 +1,162 @@
+"""What the commands share: one-line errors, the group class, common options and loaders.
+
+Every user error (a missing or malformed file, a bad option value, an unusable
+device) prints one line ``Error: ...`` and exits with status 2, never a traceback.
+This package holds no math and no training recipe: those are the library's.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+
+import click
+
+from made_np import backend, sampling
+from made_np import data as data_mod
+from made_np.checkpoint import CheckpointError, load_checkpoint
+from made_np.fast.threads import ThreadError
+from made_np.masks import MaskError
+from made_np.train import evaluate
+
+#: Exceptions that are the user's doing: shown as one line, exit status 2.
+USER_ERRORS = (data_mod.DataError, backend.BackendError, CheckpointError, MaskError, ThreadError)
+
+
+class UserError(click.ClickException):
+    """A one-line user error (exit status 2)."""
+
+    exit_code = 2
+
+
+def one_line(message) -> str:
+    return " ".join(str(message).split())
+
+
+@contextlib.contextmanager
+def user_values():
+    """Turn a ``ValueError`` (e.g. from configuration validation) into a :class:`UserError`."""
+    try:
+        yield
+    except USER_ERRORS:
+        raise
+    except ValueError as exc:
+        raise UserError(one_line(exc)) from None
+
+
+class Group(click.Group):
+    """A group whose errors are always one line ``Error: ...`` (exit 2 for user errors), and
+    which prints its help (exit 0) when called without a command."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            raise UserError(one_line(exc)) from None
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a group with no command: its help
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
+        except click.UsageError as exc:  # bad option, missing argument, invalid choice
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"Error: {one_line(exc.format_message())}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"Error: {one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)  # an int here is the code of ctx.exit()
+
+
+def device_option(f):
+    """``--device cpu|cuda`` (default ``$MADE_NP_DEVICE``, else cpu)."""
+    return click.option(
+        "--device", type=click.Choice(backend.DEVICES), default=None,
+        show_default="$MADE_NP_DEVICE, else cpu",
+        help="Where to compute: cpu (NumPy) or cuda (CuPy, needs pip install -e '.[cuda]').",
+    )(f)
+
+
+def dataset_path_option(f):
+    """``--dataset-path``: where the data file of a named data set lies."""
+    return click.option(
+        "--dataset-path", type=click.Path(), default=None,
+        show_default="search $MADE_NP_DATA, the cache, ../shared/data",
+        help="The data file (or a folder holding it) for binarized-mnist or 2d.",
+    )(f)
+
+
+def load_model(checkpoint, device=None, *, best: bool = True):
+    """Load a checkpoint (file or run folder) as ``(model, info)``; errors become one line."""
+    with user_values():
+        return load_checkpoint(checkpoint, device, best=best)
+
+
+def load_split(info: dict, split: str, dataset_path=None):
+    """Reload the data set a checkpoint was trained on and return ``(dataset, split array)``.
+
+    Raises
+    ------
+    UserError
+        The checkpoint names no data set, or its width differs from the model's.
+    """
+    spec = info.get("dataset") or {}
+    if not spec.get("spec"):
+        raise UserError(f"{info['path']}: the checkpoint names no data set to evaluate on")
+    ds = data_mod.load_dataset(spec["spec"], path=dataset_path or spec.get("path"),
+                               seed=int(spec.get("seed") or 0))
+    D = info["model_config"].D
+    if ds.D != D:
+        raise UserError(f"data set {spec['spec']!r} has D = {ds.D}, but the checkpoint's model has D = {D}")
+    return ds, getattr(ds, split)
+
+
+def image_shape_of(info: dict):
+    """The image shape stored with a checkpoint's data set, else a square one when D is a square."""
+    stored = (info.get("dataset") or {}).get("image_shape")
+    if stored:
+        return tuple(stored)
+    D = info["model_config"].D
+    k = math.isqrt(D)
+    return (k, k) if k * k == D else None
+
+
+def format_result(r: dict) -> str:
+    """``nll ± stderr nats (per-dim nats/dim)`` of an :func:`evaluate` result."""
+    return (f"{r['nll']:.3f} ± {r['stderr']:.3f} nats "
+            f"({r['nll_per_dim']:.5f} ± {r['stderr_per_dim']:.5f} nats/dim)")
+
+
+def evaluate_both(model, x, eval_masks=None, batch_size: int = 1000, mask_index: int = 0) -> dict:
+    """Single-mask and (when the bank has more than one mask) ensemble results.
+
+    Returns ``{"single": result, "ensemble": result or None}`` (see :func:`made_np.train.evaluate`).
+    """
+    single = evaluate(model, x, ensemble=False, batch_size=batch_size, mask_index=mask_index)
+    ens = None
+    if model.config.num_masks != 1:
+        ens = evaluate(model, x, ensemble=True, eval_masks=eval_masks, batch_size=batch_size)
+    return {"single": single, "ensemble": ens}
+
+
+def echo_results(res: dict, split: str) -> None:
+    """Print single-mask and ensemble figures one above the other, aligned."""
+    s, e = res["single"], res["ensemble"]
+    labels = [f"{split} NLL, mask {s['mask_index']}"]
+    if e is not None:
+        labels.append(f"{split} NLL, ensemble of {e['masks']} masks")
+    width = max(len(label) for label in labels)
+    click.echo(f"{labels[0]:<{width}} : {format_result(s)}")
+    if e is not None:
+        click.echo(f"{labels[1]:<{width}} : {format_result(e)}")
+
+
+SAMPLING_METHODS = tuple(sampling.METHODS)
+DEFAULT_SAMPLING_METHOD = sampling.DEFAULT_METHOD

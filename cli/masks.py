@@ -1,0 +1,59 @@
+"""``made-np masks``: the ordering, degrees and masks of a checkpoint's bank."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .common import UserError, load_model
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), default="masks.npz", show_default=True,
+              help="The .npz to write: ordering, degrees_1.., mask_W1.., mask_V (and mask_A with direct connections).")
+@click.option("--index", type=int, default=0, show_default=True, help="Which mask of the bank.")
+@click.option("--png", type=click.Path(dir_okay=False), default=None, show_default="no drawing",
+              help="Also draw the masks into this PNG.")
+def masks(checkpoint, out, index, png):
+    """Dump the ordering m^0, the degrees m^l and every mask of mask INDEX of CHECKPOINT's bank.
+
+    The masks are rebuilt from the checkpoint's configuration exactly as training used them
+    (variable level: (D, H_1), ..., (H_L, D); no one-hot repetition).
+    """
+    model, info = load_model(checkpoint, "cpu")
+    K = model.config.num_masks
+    if index < 0 or (K >= 1 and index >= K):
+        raise UserError(f"--index {index} is outside the bank of {K} mask(s) (0..{K - 1})")
+    ms = model.maskset_at(index)
+    arrays = {"ordering": ms.ordering}
+    names = []
+    for l, (deg, m) in enumerate(zip(ms.degrees, ms.hidden), start=1):
+        arrays[f"degrees_{l}"] = deg
+        arrays[f"mask_W{l}"] = m
+        names.append(f"mask_W{l}")
+    arrays["mask_V"] = ms.output
+    names.append("mask_V")
+    if model.config.direct:
+        arrays["mask_A"] = ms.direct
+        names.append("mask_A")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **arrays)
+    bank = "no limit" if K == 0 else str(K)
+    shown = 16
+    first = " ".join(str(int(v)) for v in ms.ordering[:shown])
+    more = f" ... (first {shown} of {ms.D})" if ms.D > shown else ""
+    click.echo(f"mask {index} (bank: {bank}): ordering m^0 = {first}{more}")
+    for l, deg in enumerate(ms.degrees, start=1):
+        click.echo(f"  layer {l}: {deg.size} units, degrees {int(deg.min())}..{int(deg.max())}, "
+                   f"{int(ms.hidden[l - 1].sum())} of {ms.hidden[l - 1].size} connections kept")
+    click.echo(f"wrote {', '.join(['ordering'] + [f'degrees_{l}' for l in range(1, len(ms.degrees) + 1)] + names)} "
+               f"to {out}")
+    if png:
+        from made_np import plots
+
+        titles = [f"{n[5:]} ({arrays[n].shape[0]} x {arrays[n].shape[1]})" for n in names]
+        plots.plot_masks([arrays[n] for n in names], png, titles=titles)
+        click.echo(f"drew the masks in {png}")

@@ -1,0 +1,281 @@
+"""Checkpoints and run files: atomic writes, reading back, and what a resume needs.
+
+A checkpoint is one ``.npz`` file, written atomically (temporary file in the same
+folder, then :func:`os.replace`) and read with ``allow_pickle=False``:
+
+* ``W0, b0, W1, b1, ..., A``: the parameters (:attr:`made_np.model.MADE.param_names`);
+* ``opt_<state><i>``, ``opt_t``, ``opt_lr``: the optimiser state;
+* ``best_W0, ...``: the best weights so far (only while a run is unfinished;
+  a finished run's parameters *are* its best weights);
+* ``config``: a 0-d unicode array holding JSON: the model configuration, the
+  training configuration, the data set spec, the training state (epoch, step,
+  best epoch, ...), the history and the made-np version.
+
+Masks are not stored: mask ``i`` of the bank is rebuilt exactly from the stored
+configuration (seed, index), see :func:`made_np.masks.draw_masks`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, backend
+from .config import MADEConfig, TrainConfig
+from .model import MADE
+
+CHECKPOINT_FORMAT = "made-np-checkpoint"
+CHECKPOINT_VERSION = 1
+CHECKPOINT_NAME = "model.npz"
+METRICS_NAME = "metrics.csv"
+METRICS_COLUMNS = ("epoch", "train_nll", "valid_nll", "seconds")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or not a made-np checkpoint (one-line message)."""
+
+
+def write_metrics(path, rows: list) -> Path:
+    """Write ``metrics.csv`` (columns epoch, train_nll, valid_nll, seconds) atomically."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(METRICS_COLUMNS)
+            for r in rows:
+                writer.writerow([r["epoch"], f"{r['train_nll']:.6f}", f"{r['valid_nll']:.6f}",
+                                 f"{r['seconds']:.3f}"])
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (np.ndarray, tuple)):
+        return list(o.tolist() if isinstance(o, np.ndarray) else o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = None,
+                    dataset_spec: dict | None = None, optimizer=None, optimizer_state: dict | None = None,
+                    best_params=None,
+                    history: dict | None = None, train_state: dict | None = None,
+                    results: dict | None = None) -> Path:
+    """Write a checkpoint ``.npz`` atomically (temporary file in the same folder, then ``os.replace``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Target file (its folder must exist).
+    model : MADE
+        Its parameters are saved under :attr:`MADE.param_names`.
+    train_config : TrainConfig, optional
+    dataset_spec : dict, optional
+        How to reload the data: ``{"spec", "path", "seed", ...}``.
+    optimizer : made_np.optim.Optimizer, optional
+        Its state is saved as ``opt_*`` entries.
+    optimizer_state : dict, optional
+        The state to save instead of ``optimizer.state_dict()`` (the layout of
+        ``model``'s parameters when the optimiser ran on another form of the model).
+    best_params : list of arrays, optional
+        Best weights so far (matching :attr:`MADE.params`), saved as ``best_*``.
+    history, train_state, results : dict, optional
+        Stored in the JSON ``config`` entry.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    path = Path(path)
+    arrays = dict(model.state_dict())
+    if optimizer is not None:
+        for k, v in (optimizer_state if optimizer_state is not None else optimizer.state_dict()).items():
+            arrays[f"opt_{k}"] = np.asarray(v)
+    if best_params is not None:
+        for name, p in zip(model.param_names, best_params):
+            arrays[f"best_{name}"] = backend.to_host(p)
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "made_np_version": __version__,
+        "model": model.config.to_dict(),
+        "train": train_config.to_dict() if train_config is not None else None,
+        "dataset": dataset_spec,
+        "optimizer": None if optimizer is None else type(optimizer).__name__.lower(),
+        "state": train_state,
+        "history": history,
+        "results": results,
+    }
+    arrays["config"] = np.array(json.dumps(meta, default=_json_default, allow_nan=True))
+    return _write_npz_atomic(path, arrays)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_npz_atomic(path: Path, arrays: dict) -> Path:
+    """``np.savez`` into a temporary file of the same folder, then ``os.replace`` it onto ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def update_checkpoint_meta(path, **changes) -> Path:
+    """Replace top-level entries of a checkpoint's JSON ``config`` (e.g. ``results=...``), atomically.
+
+    Raises
+    ------
+    CheckpointError
+        Not a made-np checkpoint.
+    """
+    p = resolve_checkpoint_path(path)
+    arrays, meta = _read_checkpoint(p)
+    meta.update(changes)
+    arrays["config"] = np.array(json.dumps(meta, default=_json_default, allow_nan=True))
+    return _write_npz_atomic(p, arrays)
+
+
+def resolve_checkpoint_path(path) -> Path:
+    """A checkpoint file, or a run folder holding ``model.npz``.
+
+    Raises
+    ------
+    CheckpointError
+        Nothing there.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if (p / CHECKPOINT_NAME).is_file():
+            return p / CHECKPOINT_NAME
+        raise CheckpointError(f"{p}: folder holds no {CHECKPOINT_NAME} checkpoint")
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint file or run folder")
+    return p
+
+
+def _read_checkpoint(p: Path):
+    """All arrays of a checkpoint file and its parsed JSON config (checked to be made-np's)."""
+    try:
+        with open(p, "rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise CheckpointError(f"{p}: cannot read ({' '.join(str(exc).split())})") from None
+    if magic == b"\x93NUMPY":
+        raise CheckpointError(f"{p}: not a made-np checkpoint (a single .npy array, not an .npz)")
+    if not magic.startswith(b"PK"):
+        raise CheckpointError(f"{p}: not a made-np checkpoint (not an .npz file)")
+    try:
+        z = np.load(p, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise CheckpointError(f"{p}: not a made-np checkpoint (a single .npy array, not an .npz)")
+        with z:
+            arrays = {k: z[k] for k in z.files}
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(f"{p}: not a made-np checkpoint (cannot read as .npz: {reason})") from None
+    if "config" not in arrays:
+        found = ", ".join(sorted(arrays)[:8]) or "none"
+        raise CheckpointError(f"{p}: not a made-np checkpoint (no 'config' entry; keys found: {found})")
+    try:
+        meta = json.loads(str(arrays["config"]))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{p}: not a made-np checkpoint (config is not JSON: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{p}: not a made-np checkpoint (config has no format '{CHECKPOINT_FORMAT}')")
+    if meta.get("format_version", 0) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{p}: checkpoint format {meta['format_version']} is newer than this "
+                              f"made-np ({__version__}) understands")
+    return arrays, meta
+
+
+def load_checkpoint(path, device: str | None = None, *, best: bool = False):
+    """Read a checkpoint written by :func:`save_checkpoint` (or a run folder holding ``model.npz``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    device : {"cpu", "cuda"} or None
+        Where to build the model (``None``: ``$MADE_NP_DEVICE`` or cpu).
+    best : bool, default False
+        Load the best weights of an unfinished run instead of its latest ones
+        (a finished run's parameters are already its best).
+
+    Returns
+    -------
+    model : MADE
+        With the stored parameters and mask 0 selected.
+    info : dict
+        ``path``, ``config`` (the whole JSON), ``model_config`` (MADEConfig),
+        ``train_config`` (TrainConfig or None), ``dataset`` (spec dict or None),
+        ``history``, ``state``, ``results``, ``version``, ``optimizer`` (host
+        state dict or None), ``best_params`` (dict of host arrays or None).
+
+    Raises
+    ------
+    CheckpointError
+        Missing or unreadable file, not a made-np checkpoint, or inconsistent
+        contents (one-line message naming the file).
+    made_np.backend.BackendError
+        Unusable device.
+    """
+    p = resolve_checkpoint_path(path)
+    arrays, meta = _read_checkpoint(p)
+    arrays.pop("config")
+    try:
+        model_config = MADEConfig.from_dict(meta["model"])
+        train_config = TrainConfig.from_dict(meta["train"]) if meta.get("train") else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{p}: invalid configuration in checkpoint ({exc})") from None
+    xp = backend.get_xp(device)
+    model = MADE(model_config, xp)
+    params = {n: arrays[n] for n in model.param_names if n in arrays}
+    missing = [n for n in model.param_names if n not in params]
+    if missing:
+        raise CheckpointError(f"{p}: checkpoint is missing parameter '{missing[0]}'")
+    best_params = None
+    if all(f"best_{n}" in arrays for n in model.param_names):
+        best_params = {n: arrays[f"best_{n}"] for n in model.param_names}
+    try:
+        model.load_state_dict(best_params if (best and best_params is not None) else params)
+    except ValueError as exc:
+        raise CheckpointError(f"{p}: {exc}") from None
+    opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")} or None
+    info = {
+        "path": str(p),
+        "config": meta,
+        "model_config": model_config,
+        "train_config": train_config,
+        "dataset": meta.get("dataset"),
+        "history": meta.get("history"),
+        "state": meta.get("state"),
+        "results": meta.get("results"),
+        "version": meta.get("made_np_version"),
+        "optimizer": opt_state,
+        "best_params": best_params,
+    }
+    return model, info

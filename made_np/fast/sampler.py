@@ -1,0 +1,217 @@
+"""The degree-ordered ancestral sampler: about one forward pass for a batch of samples.
+
+The reference is :func:`made_np.sampling.sample_naive` (D forward passes); for the same
+noise the two return the same samples (tests/test_sampling.py), and docs/math.md
+("Sampling") derives why this one is exact.
+"""
+from __future__ import annotations
+
+from .. import backend
+from ..layers import ReLU
+from ..sampling import draw_noise
+
+
+
+def _masked_weight(layer):
+    """A fresh ``W * M`` (``layer.masked_weight`` may return a shared buffer)."""
+    return layer.W * layer.M
+
+
+def _augmented_transpose(xp, W, bias, rows, cols, dtype):
+    """``[bias | (W[rows][:, cols]).T]``: shape (len(cols), 1 + len(rows)), C-contiguous.
+
+    Column 0 holds the bias (zero when ``bias`` is None), so that a product with a
+    buffer whose row 0 is all ones adds the bias for free.
+    """
+    out = xp.empty((len(cols), 1 + len(rows)), dtype=dtype)
+    out[:, 0] = 0 if bias is None else bias[cols]
+    out[:, 1:] = W[rows][:, cols].T
+    return out
+
+
+def _inplace_activation(act, xp):
+    """A function applying ``act`` in place on a view (the hidden buffer)."""
+    if isinstance(act, ReLU):
+        maximum = xp.maximum
+        return lambda a: maximum(a, 0, out=a)
+
+    def apply(a):
+        h = act.forward(a)
+        if h is not a:
+            a[...] = h
+    return apply
+
+
+def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = None):
+    """Degree-ordered ancestral sampling: about one forward pass in total.
+
+    A hidden unit of degree ``m^l(k) = j`` depends only on the inputs at ordering
+    positions ``<= j``, so its value is final as soon as those inputs have been
+    sampled. Everything is therefore permuted once into ordering/degree order:
+    the input columns by position ``m^0``, the units of every hidden layer by
+    degree (stable sort) and the output columns by position. In that order the
+    units known before position ``k`` is sampled form a *prefix* of every layer,
+    and the masked weight matrices only ever need a prefix of their rows.
+
+    For ``k = 1..D``:
+
+    1. for every hidden layer ``l``, the units of degree exactly ``k - 1`` (a
+       contiguous slice, skipped when empty) are computed from the prefix of
+       layer ``l - 1`` with degree ``<= k - 1`` (the inputs at positions
+       ``< k`` for ``l = 1``): one small matrix product and the activation;
+    2. the logits of the variable at position ``k`` are computed from the prefix
+       of the last hidden layer with degree ``< k`` (paper eq. 13), plus the
+       direct connections from the inputs at positions ``< k`` (eq. 11);
+    3. the variable is drawn with the same noise column ``u[:, d]`` as
+       :func:`sample_naive` and written, encoded (0/1, one-hot block, raw or
+       scaled value), into the position-ordered input buffer.
+
+    Each hidden unit is computed exactly once, from a prefix no longer than its
+    fan-in, and each output column once: the arithmetic is at most one masked
+    forward pass (about half of a dense one), in ``D`` rounds of a few small
+    BLAS calls. Buffers are stored feature-major, ``(features, n)``, with a row
+    of ones prepended so that biases ride along in the products, which makes
+    every slice above a contiguous block of rows. Bernoulli draws compare the
+    logit with the precomputed ``logit(u) = log u - log1p(-u)``:
+    ``u < sigmoid(z)  <=>  z > logit(u)``, one comparison per position, written
+    straight into the input buffer.
+
+    The conditionals are those of the naive sampler up to floating-point
+    rounding (sums taken in another order), so for the same noise the two
+    return the same samples except in the event, of probability about the
+    machine epsilon per draw, that ``u`` falls within rounding of a conditional
+    probability.
+
+    Parameters
+    ----------
+    model : made_np.model.MADE
+        Sampled under its current mask (any head, input encoding, ordering,
+        depth, activation, with or without direct connections).
+    n : int
+        Number of samples (ignored when ``noise`` is given).
+    noise : array, shape (n, D), optional
+        Uniform noise in [0, 1), indexed by variable; drawn from ``seed`` when absent.
+    seed : int, optional
+
+    Returns
+    -------
+    array, shape (n, D): uint8 in {0, 1} (Bernoulli head) or int64 in 0..C-1 (categorical).
+    """
+    xp, c = model.xp, model.config
+    D, dtype = c.D, model.dtype
+    u = draw_noise(n, D, seed, xp) if noise is None else noise
+    n = u.shape[0]
+    Rin, Rout = model.in_repeat, model.out_repeat
+    ms = model.maskset
+
+    # ---- permutations (host lists -> device index arrays)
+    var_at = [int(v) for v in backend.to_host(ms.ordering).argsort()]  # variable at position p (0-based)
+    in_cols = xp.asarray([v * Rin + r for v in var_at for r in range(Rin)])
+    out_cols = xp.asarray([v * Rout + r for v in var_at for r in range(Rout)])
+    degs = [backend.to_host(m) for m in ms.degrees]
+    sorts = [m.argsort(kind="stable") for m in degs]
+    sorted_degs = [m[s] for m, s in zip(degs, sorts)]
+    perms = [in_cols] + [xp.asarray(s) for s in sorts]
+
+    # ---- sorted, masked, transposed and bias-augmented weights
+    WT = [
+        _augmented_transpose(xp, _masked_weight(layer), layer.b, perms[i], perms[i + 1], dtype)
+        for i, layer in enumerate(model.layers[:-1])
+    ]
+    out_layer = model.layers[-1]
+    VT = _augmented_transpose(xp, _masked_weight(out_layer), out_layer.b, perms[-1], out_cols, dtype)
+    AT = None
+    if model.direct is not None:
+        AT = _augmented_transpose(xp, _masked_weight(model.direct), None, in_cols, out_cols, dtype)
+
+    # ---- buffers, feature-major with a leading row of ones
+    XT = xp.zeros((1 + D * Rin, n), dtype=dtype)
+    XT[0] = 1
+    HT = []
+    for width in c.hidden:
+        h = xp.empty((1 + width, n), dtype=dtype)
+        h[0] = 1
+        HT.append(h)
+    bufs = [XT] + HT
+    acts = [_inplace_activation(a, xp) for a in model.activations]
+
+    # per layer and position p: first unit of degree >= p, and first of degree > p
+    positions = list(range(D))
+    lo = [[int(i) for i in sd.searchsorted(positions, side="left")] for sd in sorted_degs]
+    hi = [[int(i) for i in sd.searchsorted(positions, side="right")] for sd in sorted_degs]
+
+    def known(level, p):
+        """Rows (ones row included) of ``bufs[level]`` with degree <= p."""
+        return 1 + (p * Rin if level == 0 else hi[level - 1][p])
+
+    # ---- the program: per position, the hidden slices to compute and the output views
+    hidden_ops, out_ops = [], []
+    for p in range(D):  # position k = p + 1; units of degree p become computable
+        ops = []
+        for l in range(len(HT)):
+            a, b = lo[l][p], hi[l][p]
+            if b > a:
+                q = known(l, p)
+                ops.append((WT[l][a:b, :q], bufs[l][:q], HT[l][1 + a:1 + b], acts[l]))
+        hidden_ops.append(ops)
+        q = known(len(HT), p)
+        qx = 1 + p * Rin
+        rows = slice(p * Rout, (p + 1) * Rout)
+        v = VT[p, :q] if Rout == 1 else VT[rows, :q]
+        a = None
+        if AT is not None:
+            a = AT[p, :qx] if Rout == 1 else AT[rows, :qx]
+        out_ops.append((v, bufs[-1][:q], a, XT[:qx]))
+
+    matmul = xp.matmul
+
+    def logits_at(p):
+        """Compute the hidden units that become final at position ``p``, then its logits (Rout, n)."""
+        for w, s, o, act in hidden_ops[p]:
+            matmul(w, s, out=o)
+            act(o)
+        v, s, a, sx = out_ops[p]
+        z = matmul(v, s)
+        if a is not None:
+            z += matmul(a, sx)
+        return z
+
+    if model.head.binary:
+        # thresholds logit(u), position-major (D, n); u = 0 is clipped to the smallest
+        # normal double (logit -708), which differs from the naive draw 1[0 < sigmoid(z)]
+        # only if u is exactly 0 (probability 2^-53) and z lies in (-745, -708]
+        up = xp.maximum(u.T[xp.asarray(var_at)], 2.2250738585072014e-308)
+        TT = (xp.log(up) - xp.log1p(-up)).astype(dtype)
+        greater, subtract = xp.greater, xp.subtract
+        onehot = Rin == 2
+        for p in range(D):
+            z = logits_at(p)
+            if onehot:  # rows (1 - x, x) of the one-hot block
+                one = XT[2 + 2 * p]
+                greater(z, TT[p], out=one)
+                subtract(1, one, out=XT[1 + 2 * p])
+            else:  # binary, raw and scaled (C = 2) all encode x as itself
+                greater(z, TT[p], out=XT[1 + p])
+        x_pos = XT[2::2] if onehot else XT[1:]
+        out = x_pos.astype(xp.uint8)
+    else:
+        C, head = model.out_repeat, model.head
+        enc = c.input_encoding
+        eye = xp.eye(C, dtype=dtype)
+        x_pos = xp.empty((D, n), dtype=xp.int64)
+        for p in range(D):
+            z = logits_at(p)
+            d = var_at[p]
+            cls = head.sample(z.T, u[:, d:d + 1])[:, 0]
+            x_pos[p] = cls
+            if enc == "onehot":
+                XT[1 + p * C:1 + (p + 1) * C] = eye[:, cls]
+            else:
+                row = XT[1 + p]
+                row[...] = cls
+                if enc == "scaled":
+                    row /= C - 1
+        out = x_pos
+    # back to variable order: variable d sits at position m^0(d) - 1
+    pos_of = xp.asarray(backend.to_host(ms.ordering) - 1)
+    return xp.ascontiguousarray(out[pos_of].T)

@@ -1,0 +1,258 @@
+"""CPU threads: a persistent work pool, BLAS thread limits and the thread policy of a run.
+
+NumPy releases the GIL inside its elementwise loops and BLAS calls, so work on
+large arrays (optimiser updates, block products) can be split over CPU cores
+with plain threads. These are speed tools only: every result is the same with
+one thread (tests/test_speedpaths.py, tests/test_blocked.py).
+
+The thread count of the pool is, in order: the innermost :func:`thread_policy`
+of the running code, ``$MADE_NP_THREADS``, else :func:`default_cpu_threads`.
+Nothing here writes environment variables.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+
+import numpy as np
+
+#: Below this many multiply-adds per layer and minibatch, the ``auto`` policy uses one thread.
+SMALL_MODEL_MACS = 10**7
+
+_POOLS: dict = {}
+_LIMIT: list = []  # stack of thread counts set by thread_policy
+
+
+class ThreadError(ValueError):
+    """A thread count that cannot be used (one-line message)."""
+
+
+class WorkPool:
+    """A persistent pool of worker threads that run thunks side by side.
+
+    ``run([f0, f1, ...])`` runs ``f0`` on the calling thread and the others on the
+    workers, and returns when all are done (re-raising the first exception).
+
+    Parameters
+    ----------
+    threads : int
+        Total number of threads, the caller's included (``>= 2``).
+    """
+
+    def __init__(self, threads: int):
+        self.threads = int(threads)
+        self._start()
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
+        self._inboxes = [queue.SimpleQueue() for _ in range(self.threads - 1)]
+        self._done = queue.SimpleQueue()
+        for inbox in self._inboxes:
+            threading.Thread(target=self._work, args=(inbox,), daemon=True,
+                             name="made-np-worker").start()
+
+    def _work(self, inbox) -> None:
+        while True:
+            fn = inbox.get()
+            try:
+                fn()
+            except BaseException as exc:  # handed back to the caller of run()
+                self._done.put(exc)
+            else:
+                self._done.put(None)
+
+    def run(self, fns) -> None:
+        """Run the thunks ``fns`` (at most :attr:`threads`) concurrently; wait for all."""
+        fns = list(fns)
+        if len(fns) > self.threads:
+            raise ValueError(f"{len(fns)} tasks for a pool of {self.threads} threads")
+        if os.getpid() != self._pid:  # a forked child inherits the pool but not its threads
+            self._start()
+        for inbox, fn in zip(self._inboxes, fns[1:]):
+            inbox.put(fn)
+        error = None
+        try:
+            if fns:
+                fns[0]()
+        except BaseException as exc:
+            error = exc
+        for _ in fns[1:]:
+            exc = self._done.get()
+            error = error or exc
+        if error is not None:
+            raise error
+
+
+def _uses_openblas() -> bool:
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return "openblas" in str(blas.get("name", "")).lower()
+    except Exception:  # an old NumPy without mode="dicts", or another layout
+        return False
+
+
+def blas_leaves_cores_idle() -> bool:
+    """Whether BLAS leaves the other cores free between matrix products.
+
+    True when BLAS is single-threaded (``OPENBLAS_NUM_THREADS=1`` or
+    ``OMP_NUM_THREADS=1``), or when it is OpenBLAS with a short spin-wait
+    (``OPENBLAS_THREAD_TIMEOUT <= 16``, in effect when NumPy was loaded; see
+    :data:`made_np.fast.BLAS_ENV_DEFAULTS`).
+    """
+    env = os.environ
+    if "1" in (env.get("OPENBLAS_NUM_THREADS"), env.get("OMP_NUM_THREADS")):
+        return True
+    try:
+        timeout = int(env.get("OPENBLAS_THREAD_TIMEOUT", ""))
+    except ValueError:
+        return False
+    return timeout <= 16 and _uses_openblas()
+
+
+def default_cpu_threads() -> int:
+    """Threads for elementwise CPU work when nothing else decides.
+
+    2 on a machine with at least two cores whose BLAS threads leave them idle
+    between products (:func:`blas_leaves_cores_idle`), else 1: two threads only
+    pay off when the second core is free (measured in docs/performance.md).
+    """
+    return 2 if (os.cpu_count() or 1) >= 2 and blas_leaves_cores_idle() else 1
+
+
+def positive_int(text) -> int:
+    """``text`` as a positive integer, or 0 when it is not one (callers word the error)."""
+    try:
+        n = int(str(text).strip())
+    except ValueError:
+        return 0
+    return max(n, 0)
+
+
+def max_threads() -> int:
+    """The most threads a thread count may ask for: the number of CPU cores."""
+    return max(1, os.cpu_count() or 1)
+
+
+def parse_threads(text, what: str = "--threads", bounded: bool = True) -> int:
+    """``"auto"`` -> 0; a positive integer (at most :func:`max_threads` when ``bounded``) -> itself.
+
+    Raises
+    ------
+    ThreadError
+        Anything else; the message names ``what``.
+    """
+    if str(text).strip().lower() == "auto":
+        return 0
+    n = positive_int(text)
+    if n < 1:
+        raise ThreadError(f"{what}: expected a positive integer or auto, got {text!r}")
+    if bounded and n > max_threads():
+        raise ThreadError(f"{what}: {n} threads asked for, but this machine has {max_threads()} "
+                          f"CPU cores; give at most {max_threads()} (or auto)")
+    return n
+
+
+def cpu_threads() -> int:
+    """Threads for elementwise CPU work: the active :func:`thread_policy`, ``$MADE_NP_THREADS``,
+    else :func:`default_cpu_threads`.
+
+    Raises
+    ------
+    ThreadError
+        ``$MADE_NP_THREADS`` is not a positive integer (or more than the cores).
+    """
+    if _LIMIT and _LIMIT[-1]:
+        return _LIMIT[-1]
+    value = os.environ.get("MADE_NP_THREADS")
+    if value:
+        return parse_threads(value, "MADE_NP_THREADS", bounded=False) or default_cpu_threads()
+    return default_cpu_threads()
+
+
+def work_pool(xp, threads: int | None = None):
+    """A shared :class:`WorkPool` for splitting CPU work on ``xp``, or None.
+
+    None on CuPy (the GPU runs elementwise work in parallel already) and when
+    ``threads`` (default :func:`cpu_threads`) is 1.
+    """
+    if xp is not np:
+        return None
+    threads = cpu_threads() if threads is None else int(threads)
+    if threads < 2:
+        return None
+    if threads not in _POOLS:
+        _POOLS[threads] = WorkPool(threads)
+    return _POOLS[threads]
+
+
+@contextlib.contextmanager
+def blas_threads(limit: int, xp=np):
+    """Within the block, BLAS runs on at most ``limit`` threads (NumPy only; via threadpoolctl).
+
+    For code that runs small matrix products side by side on the threads of a
+    :class:`WorkPool`, where BLAS's own threads only get in the way. Entering and
+    leaving cost about 0.5 ms: wrap many steps, not one.
+    """
+    if xp is not np:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=limit, user_api="blas"):
+        yield
+
+
+def auto_threads(model, batch_size: int) -> int | None:
+    """The ``auto`` thread count for training ``model``: 1 for a small model on the CPU, else None
+    (the libraries' defaults).
+
+    One thread when every layer does fewer than :data:`SMALL_MODEL_MACS` multiply-adds
+    per minibatch: threads then cost more in synchronisation than they save, and
+    collapse on a busy machine (digits default: 22 s against 5.6 s on a busy 2-core machine).
+    """
+    if model.xp is not np:
+        return None
+    macs = max(layer.W.size for layer in model.layers) * batch_size
+    return 1 if macs < SMALL_MODEL_MACS else None
+
+
+@contextlib.contextmanager
+def thread_policy(threads="auto", model=None, batch_size: int = 100):
+    """Within the block, BLAS, numexpr and the work pool use ``threads`` CPU threads.
+
+    Parameters
+    ----------
+    threads : int or "auto"
+        A count (at most the number of cores), or ``"auto"``: :func:`auto_threads`
+        of ``model`` (the libraries' defaults when it gives None or no model is given).
+    model : made_np.model.MADE, optional
+    batch_size : int
+
+    Raises
+    ------
+    ThreadError
+        An invalid count.
+    """
+    n = parse_threads(threads)
+    if n == 0:
+        n = auto_threads(model, batch_size) if model is not None else None
+    if n is None:
+        yield None
+        return
+    from threadpoolctl import threadpool_limits
+
+    try:
+        import numexpr
+    except ImportError:
+        numexpr = None
+    before = numexpr.set_num_threads(n) if numexpr is not None else None
+    _LIMIT.append(n)
+    try:
+        with threadpool_limits(n):
+            yield n
+    finally:
+        _LIMIT.pop()
+        if numexpr is not None:
+            numexpr.set_num_threads(before)
