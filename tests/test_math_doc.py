@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from made_np.heads import BernoulliHead
+from made_np.heads import make_head
 from made_np.masks import draw_masks, hidden_mask, output_mask
 from made_np.model import MADE, MADEConfig
 from made_np.optim import SGD, Adagrad, Adam
@@ -358,6 +358,6 @@ def test_threshold_draw_is_the_sigmoid_draw():
     logit_u = np.log(u) - np.log1p(-u)
     z = logit_u + rng.choice([-1, 1], size=u.shape) * rng.uniform(1e-6, 5, size=u.shape)
     z[:, :5] = rng.normal(scale=40, size=(400, 5))  # far tails too
-    by_sigmoid = BernoulliHead(np).sample(z, u)
+    by_sigmoid = make_head("bernoulli", np).sample(z, u)  # 1[u < sigmoid(z)]
     np.testing.assert_array_equal(by_sigmoid, (z > logit_u).astype(np.uint8))
     assert 0.2 < by_sigmoid.mean() < 0.8
