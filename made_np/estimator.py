@@ -142,6 +142,39 @@ class MADEDensity(BaseEstimator):
         self.eval_masks = eval_masks
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        """Declare the input: categorical (whole numbers) and non-negative.
+
+        scikit-learn's estimator checks then feed ``round(X - X.min())`` as int32
+        instead of Gaussian floats, data this model can take.
+        """
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.positive_only = True
+        return tags
+
+    def __getstate__(self):
+        """Pickle the fitted model as its configuration and host parameters.
+
+        A :class:`~made_np.model.MADE` holds its array module (NumPy), which does not
+        pickle; it is rebuilt by :meth:`__setstate__`.
+        """
+        state = super().__getstate__()
+        model = state.get("model_")
+        if isinstance(model, MADE):
+            state = dict(state)
+            state["model_"] = {"config": model.config.to_dict(), "params": model.state_dict()}
+        return state
+
+    def __setstate__(self, state):
+        model = state.get("model_")
+        if isinstance(model, dict):
+            state = dict(state)
+            rebuilt = MADE(MADEConfig.from_dict(model["config"]), backend.get_xp("cpu"))
+            rebuilt.load_state_dict(model["params"])
+            state["model_"] = rebuilt
+        super().__setstate__(state)
+
     # ------------------------------------------------------------------ data
     def _check_X(self, X, reset: bool) -> np.ndarray:
         """Validate ``X`` and return it as a C-contiguous integer array (uint8, int32 or int64)."""
@@ -151,8 +184,8 @@ class MADEDensity(BaseEstimator):
                 raise ValueError("MADEDensity needs integer-valued data (classes 0..C-1 in every column); "
                                  "X has non-integer values")
         if X.size and X.min() < 0:
-            raise ValueError(f"MADEDensity needs non-negative integer data (classes 0..C-1); "
-                             f"X has the negative value {X.min()}")
+            raise ValueError(f"Negative values in data passed to MADEDensity: it needs classes 0..C-1, "
+                             f"X has the value {X.min()}")
         top = int(X.max()) if X.size else 0
         dtype = np.uint8 if top < 256 else (np.int32 if top < 2**31 else np.int64)
         return np.ascontiguousarray(X, dtype=dtype)
