@@ -12,11 +12,10 @@ feed Gaussian float data, which a model of discrete data cannot take;
 ``MADEDensity`` therefore declares its input tags ``categorical=True`` and
 ``positive_only=True`` (true statements about it), and the checks then feed
 ``round(X - X.min())`` as int32, which it can. With those tags none of the
-checks is an expected failure. Without them these 21 checks would fail, every
-one because ``fit`` rejects non-integer data with a ValueError (by design, see
-:func:`test_gaussian_float_data_is_rejected`; the first only on wording):
-check_positive_only_tag_during_fit (expects the message "Negative values in
-data", now used), check_fit_score_takes_y, check_estimators_overwrite_params,
+checks is an expected failure. Without them (:func:`test_checks_fail_without_tags_only_on_data`)
+these 21 checks fail, every one only because ``fit`` rejects Gaussian float data
+(non-integer or negative values) with a ValueError, by design:
+check_positive_only_tag_during_fit, check_fit_score_takes_y, check_estimators_overwrite_params,
 check_dont_overwrite_parameters, check_estimators_fit_returns_self,
 check_readonly_memmap_input, check_n_features_in_after_fitting,
 check_estimators_dtypes, check_dtype_object, check_pipeline_consistency,
@@ -320,6 +319,31 @@ def test_grid_search_picks_by_held_out_log_likelihood(digits):
 
 
 # --------------------------------------------------------------------------- estimator checks
+
+
+class _UntaggedMADEDensity(MADEDensity):
+    """MADEDensity claiming to take any real input, as scikit-learn assumes by default."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = False
+        tags.input_tags.positive_only = False
+        return tags
+
+
+def test_checks_fail_without_tags_only_on_data():
+    """Keeps the module docstring honest: without the input tags, the failing checks
+    fail only on the refusal of float (or negative) data, nothing else."""
+    from sklearn.utils.estimator_checks import check_estimator
+
+    results = check_estimator(_UntaggedMADEDensity(hidden=(8,), epochs=2, batch_size=20),
+                              on_fail=None, on_skip=None)
+    failed = {r["check_name"]: r["exception"] for r in results if r["status"] == "failed"}
+    assert "check_fit_idempotent" in failed and "check_estimators_dtypes" in failed
+    for name, exc in failed.items():
+        text = str(exc)
+        ours = "integer-valued" in text or "Negative values" in text
+        assert ours or "passing negative input values" in text, (name, text)
 
 
 @parametrize_with_checks([MADEDensity(hidden=(8,), epochs=2, batch_size=20)],
