@@ -19,7 +19,13 @@ import types
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
+
+try:
+    from sklearn.utils.validation import validate_data  # scikit-learn >= 1.6, as are __sklearn_tags__
+except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
+    raise ImportError("made_np.estimator needs scikit-learn >= 1.6 (validate_data, __sklearn_tags__); "
+                      "upgrade with: pip install -U scikit-learn") from exc
 
 from . import backend
 from .model import MADE, MADEConfig
@@ -288,6 +294,12 @@ class MADEDensity(BaseEstimator):
         ValueError
             Wrong number of columns, NaN/inf, non-integer or negative values, or a
             value ``>= n_classes_`` (a class not seen in training).
+
+        Notes
+        -----
+        ``n_classes_`` comes from the training data: in cross-validation of
+        categorical data, a held-out fold holding a value above every value of its
+        training folds raises here (GridSearchCV then records ``error_score``).
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
