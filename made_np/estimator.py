@@ -1,0 +1,372 @@
+"""A scikit-learn density estimator around MADE: :class:`MADEDensity`.
+
+It follows the conventions of :class:`sklearn.neighbors.KernelDensity` and
+:class:`sklearn.mixture.GaussianMixture`: ``fit(X)`` learns a density of the rows
+of ``X``, ``score_samples(X)`` returns ``log p(x)`` per row (nats), ``score(X)``
+their mean (so :class:`sklearn.model_selection.GridSearchCV` selects by held-out
+log-likelihood) and ``sample(n)`` draws new rows.
+
+The data are discrete: every column holds integers ``0..C-1``. Binary data
+(``C == 2``) get the Bernoulli head with 0/1 inputs; other data the categorical
+head with one-hot inputs, as the ``made-np train`` command does. The model is
+trained on the CPU with :func:`made_np.train.fit` (early stopping on a seeded
+validation split), and nothing is printed.
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+try:
+    from sklearn.utils.validation import validate_data  # scikit-learn >= 1.6, as are __sklearn_tags__
+except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
+    raise ImportError("made_np.estimator needs scikit-learn >= 1.6 (validate_data, __sklearn_tags__); "
+                      "upgrade with: pip install -U scikit-learn") from exc
+
+from . import backend
+from .model import MADE, MADEConfig
+from .sampling import sample as _sample
+from .train import TrainConfig, fit as _fit
+
+#: Epochs when ``epochs=None``: the ``made-np train`` default for data other than digits.
+DEFAULT_EPOCHS = 50
+#: Learning rates when ``lr=None``: the ``made-np train`` defaults (``made_np.cli.DEFAULT_LR``).
+DEFAULT_LR = {"adam": 2e-3, "adagrad": 1e-2, "sgd": 1e-2}
+#: Learning-rate schedule: the ``made-np train`` default (annealed to 0 over ``epochs``).
+LR_SCHEDULE = "cosine"
+_SEED_HIGH = 2**31 - 1
+
+
+def _seeds(random_state, n: int) -> list:
+    """``n`` integer seeds in ``[0, 2**31 - 1)`` drawn from ``random_state``.
+
+    ``None``, an int or a :class:`numpy.random.RandomState` go through
+    :func:`sklearn.utils.check_random_state` (which does not take a
+    :class:`numpy.random.Generator` in scikit-learn 1.9); a Generator is drawn from directly.
+    A RandomState or Generator passed in advances, as scikit-learn estimators do.
+    """
+    if isinstance(random_state, np.random.Generator):
+        return [int(s) for s in random_state.integers(0, _SEED_HIGH, size=n)]
+    return [int(s) for s in check_random_state(random_state).randint(0, _SEED_HIGH, size=n)]
+
+
+class MADEDensity(BaseEstimator):
+    """Density estimation of discrete vectors with MADE (Germain et al. 2015).
+
+    Parameters
+    ----------
+    hidden : tuple of int, default=(500,)
+        Widths of the hidden layers, e.g. ``(500,)`` or ``(500, 500)``.
+    num_masks : int, default=1
+        Size of the bank of masks cycled through in training (paper Algorithm 1):
+        1 is a single fixed mask, 0 means no limit (a fresh mask per update).
+        With more than one mask, :meth:`score_samples` and :meth:`sample` use the
+        mixture over ``eval_masks`` masks (paper Sec. 4.2).
+    order_agnostic : bool, default=True
+        Masks beyond mask 0 draw a new ordering of the variables (paper Sec. 4.1).
+    connectivity_agnostic : bool, default=True
+        Masks beyond mask 0 draw new hidden degrees (paper Sec. 4.2).
+    direct : bool, default=True
+        Direct input-to-output connections (paper eq. 11). Note that the
+        ``made-np train`` command defaults to none.
+    ordering : {"natural", "random"}, default="natural"
+        Ordering of the variables in mask 0.
+    epochs : int or None, default=None
+        Most passes over the training set; ``None``: 50 (``made-np train``'s
+        default). The learning rate follows a cosine schedule down to 0 over them.
+    batch_size : int, default=100
+        Examples per minibatch.
+    lr : float or None, default=None
+        Base learning rate; ``None``: 2e-3 for adam, 1e-2 for adagrad and sgd.
+    optimizer : {"adam", "adagrad", "sgd"}, default="adam"
+    patience : int, default=30
+        Early stopping: stop after this many epochs without a better validation
+        log-likelihood; 0 never stops early. In every case the weights of the best
+        validation epoch are kept.
+    validation_fraction : float, default=0.1
+        Fraction of the rows of ``X`` held out (seeded by ``random_state``) for
+        early stopping, in ``[0, 1)``; at least one row when positive. With 0,
+        all rows train and the training rows also serve as validation rows.
+    eval_masks : int or None, default=None
+        Masks in the mixture of :meth:`score_samples` and :meth:`sample` (and in
+        the validation ensemble) when the bank has more than one mask;
+        ``None``: the whole bank, or 1000 masks when it has no limit.
+    random_state : int, numpy.random.RandomState, numpy.random.Generator or None, default=None
+        Seeds the weights, the masks, the validation split and the shuffling
+        (three integers drawn with :func:`sklearn.utils.check_random_state`, or
+        from the Generator itself).
+        Pass an int for reproducible fits.
+
+    Attributes
+    ----------
+    model_ : made_np.model.MADE
+        The trained model (float32, on the CPU), mask 0 selected.
+    n_features_in_ : int
+        Number of variables ``D`` seen in :meth:`fit`.
+    feature_names_in_ : ndarray of str, shape (n_features_in_,)
+        Column names, when ``X`` in :meth:`fit` is a DataFrame with string column names.
+    n_classes_ : int
+        Classes per variable ``C``: ``max(X) + 1`` over the training data, at least 2.
+        2 means binary data (Bernoulli head), more the categorical head.
+    history_ : dict
+        What :func:`made_np.train.fit` returned: ``rows`` (one dict per epoch with
+        ``train_nll`` and ``valid_nll`` in nats), ``best_epoch``,
+        ``best_valid_nll``, ``stop_reason``, ...
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from made_np.estimator import MADEDensity
+    >>> X = (np.random.default_rng(0).random((200, 8)) < 0.3).astype(int)
+    >>> est = MADEDensity(hidden=(16,), epochs=3, random_state=0).fit(X)
+    >>> est.score_samples(X[:3]).shape
+    (3,)
+    >>> est.sample(5, random_state=0).shape
+    (5, 8)
+    """
+
+    def __init__(self, hidden=(500,), num_masks=1, order_agnostic=True, connectivity_agnostic=True,
+                 direct=True, ordering="natural", epochs=None, batch_size=100, lr=None,
+                 optimizer="adam", patience=30, validation_fraction=0.1, eval_masks=None,
+                 random_state=None):
+        self.hidden = hidden
+        self.num_masks = num_masks
+        self.order_agnostic = order_agnostic
+        self.connectivity_agnostic = connectivity_agnostic
+        self.direct = direct
+        self.ordering = ordering
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.eval_masks = eval_masks
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        """Declare the input: categorical (whole numbers) and non-negative.
+
+        scikit-learn's estimator checks then feed ``round(X - X.min())`` as int32
+        instead of Gaussian floats, data this model can take.
+        """
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.positive_only = True
+        return tags
+
+    def __getstate__(self):
+        """Pickle the fitted model as its configuration and host parameters.
+
+        A :class:`~made_np.model.MADE` holds its array module (NumPy), which does not
+        pickle; it is rebuilt by :meth:`__setstate__`.
+        """
+        state = super().__getstate__()
+        model = state.get("model_")
+        if isinstance(model, MADE):
+            state = dict(state)
+            state["model_"] = {"config": model.config.to_dict(), "params": model.state_dict()}
+        return state
+
+    def __setstate__(self, state):
+        model = state.get("model_")
+        if isinstance(model, dict):
+            state = dict(state)
+            rebuilt = MADE(MADEConfig.from_dict(model["config"]), backend.get_xp("cpu"))
+            rebuilt.load_state_dict(model["params"])
+            state["model_"] = rebuilt
+        super().__setstate__(state)
+
+    # ------------------------------------------------------------------ data
+    def _check_X(self, X, reset: bool) -> np.ndarray:
+        """Validate ``X`` and return it as a C-contiguous integer array (uint8, int32 or int64)."""
+        X = validate_data(self, X, reset=reset, dtype="numeric", ensure_min_samples=2 if reset else 1)
+        if X.dtype.kind == "f" or X.dtype.kind == "c":
+            if X.dtype.kind == "c" or not np.all(X == np.floor(X)):
+                raise ValueError("MADEDensity needs integer-valued data (classes 0..C-1 in every column); "
+                                 "X has non-integer values")
+        if X.size and X.min() < 0:
+            raise ValueError(f"Negative values in data passed to MADEDensity: it needs classes 0..C-1, "
+                             f"X has the value {X.min()}")
+        top = int(X.max()) if X.size else 0
+        dtype = np.uint8 if top < 256 else (np.int32 if top < 2**31 else np.int64)
+        return np.ascontiguousarray(X, dtype=dtype)
+
+    def _split(self, X, seed: int):
+        """Seeded train / validation rows of ``X``."""
+        f = self.validation_fraction
+        if not (isinstance(f, (int, float, np.integer, np.floating)) and 0 <= f < 1):
+            raise ValueError(f"validation_fraction must be in [0, 1), got {f!r}")
+        n = X.shape[0]
+        n_valid = min(max(1, int(round(f * n))), n - 1) if f > 0 else 0
+        if n_valid == 0:
+            return X, X
+        perm = np.random.default_rng(seed).permutation(n)
+        return X[perm[n_valid:]], X[perm[:n_valid]]
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Train a MADE on the rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Integer-valued data (any integer, bool or float dtype holding whole
+            numbers): class ``0..C-1`` in every column, with ``C = max(X) + 1``
+            (at least 2). ``n_samples >= 2``.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : MADEDensity
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            ``X`` is not 2-D, has fewer than 2 rows, has NaN/inf, non-integer or
+            negative values, or a parameter is invalid (e.g. ``hidden`` widths < 1,
+            an unknown ``optimizer``, ``validation_fraction`` outside [0, 1)).
+        """
+        X = self._check_X(X, reset=True)
+        model_seed, train_seed, split_seed = _seeds(self.random_state, 3)
+        classes = max(2, int(X.max()) + 1)
+        binary = classes == 2
+        hidden = (self.hidden,) if isinstance(self.hidden, (int, np.integer)) else tuple(self.hidden)
+        mcfg = MADEConfig(
+            D=X.shape[1], hidden=hidden, classes=classes,
+            head="bernoulli" if binary else "categorical",
+            input_encoding="binary" if binary else "onehot",
+            ordering=self.ordering, num_masks=int(self.num_masks),
+            order_agnostic=bool(self.order_agnostic), connectivity_agnostic=bool(self.connectivity_agnostic),
+            direct=bool(self.direct), seed=model_seed,
+        )
+        if self.optimizer not in DEFAULT_LR:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(DEFAULT_LR)}")
+        epochs = DEFAULT_EPOCHS if self.epochs is None else int(self.epochs)
+        cfg = TrainConfig(
+            epochs=epochs, batch_size=int(self.batch_size), optimizer=self.optimizer,
+            lr=DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr),
+            patience=int(self.patience), valid_masks=self.eval_masks, eval_masks=self.eval_masks,
+            lr_schedule=LR_SCHEDULE, seed=train_seed,
+        )
+        train, valid = self._split(X, split_seed)
+        model = MADE(mcfg, backend.get_xp("cpu"))
+        history = _fit(model, types.SimpleNamespace(train=train, valid=valid, name=None), cfg)
+        self.n_classes_ = classes
+        self.model_ = model
+        self.history_ = history
+        return self
+
+    # ------------------------------------------------------------------ scoring
+    def _mask_indices(self) -> list | None:
+        """Masks of the mixture, or None for a single fixed mask."""
+        if self.model_.config.num_masks == 1:
+            return None
+        return self.model_.eval_mask_indices(self.eval_masks)
+
+    def score_samples(self, X):
+        """Log-density of each row under the model.
+
+        With a bank of masks this is the mixture over :attr:`eval_masks` masks,
+        ``log p(x) = logsumexp_k log p_k(x) - log K`` (paper Sec. 4.2); with a
+        single mask, ``log p(x)`` under it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+            Integer-valued data with values in ``0..n_classes_-1``.
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,), float64
+            ``log p(x)`` in nats (computed in float32).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Called before :meth:`fit`.
+        ValueError
+            Wrong number of columns, NaN/inf, non-integer or negative values, or a
+            value ``>= n_classes_`` (a class not seen in training).
+
+        Notes
+        -----
+        ``n_classes_`` comes from the training data: in cross-validation of
+        categorical data, a held-out fold holding a value above every value of its
+        training folds raises here (GridSearchCV then records ``error_score``).
+        """
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        if X.size and int(X.max()) >= self.n_classes_:
+            raise ValueError(f"X has the value {int(X.max())}, outside the classes 0..{self.n_classes_ - 1} "
+                             f"seen in fit")
+        model, indices = self.model_, self._mask_indices()
+        x = backend.to_device(X, model.xp)
+        nll = model.nll(x) if indices is None else model.ensemble_nll(x, indices)
+        return -backend.to_host(nll).astype(np.float64)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood of the rows of ``X`` (nats per row).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+            Integer-valued data with values in ``0..n_classes_-1``.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        log_likelihood : float
+            ``mean(score_samples(X))``: higher is better, as model selection expects.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError, ValueError
+            As :meth:`score_samples`.
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, n_samples=1, random_state=None):
+        """Draw rows from the model (ancestral sampling).
+
+        With a bank of masks, every row is drawn from a mask picked uniformly
+        among the :attr:`eval_masks` masks of the mixture that
+        :meth:`score_samples` evaluates.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of rows, >= 1.
+        random_state : int, numpy.random.RandomState, numpy.random.Generator or None, default=None
+            Seeds the draw (an integer seed is drawn from it, as in :meth:`fit`).
+            ``None``: NumPy's global RandomState, a different draw every call.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features_in_), int64
+            Values in ``0..n_classes_-1``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Called before :meth:`fit`.
+        ValueError
+            ``n_samples`` is not a positive integer.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, (int, np.integer)) or isinstance(n_samples, bool) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        (seed,) = _seeds(random_state, 1)
+        out = _sample(self.model_, int(n_samples), seed=seed, masks=self._mask_indices())
+        return backend.to_host(out).astype(np.int64)
+
+
+__all__ = ["MADEDensity"]
