@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from made_np.data import DataError, Dataset, cache_dir, fetch_binarized_mnist, load_dataset
+from made_np import data
+from made_np.data import MAX_CLASSES, DataError, Dataset, cache_dir, load_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KEYS = ("train_data", "valid_data", "test_data")
@@ -79,11 +80,11 @@ def test_npz_categorical_classes_over_all_splits(tmp_path):
     assert np.array_equal(ds.test, splits["test_data"])
 
 
-def test_npz_many_classes_use_int32(tmp_path):
-    splits = {k: np.array([[0, 300], [5, 1]], dtype=np.int64) for k in KEYS}
+def test_npz_up_to_max_classes(tmp_path):
+    splits = {k: np.array([[0, MAX_CLASSES - 1], [5, 1]], dtype=np.int64) for k in KEYS}
     np.savez(tmp_path / "wide.npz", **splits)
     ds = load_dataset(str(tmp_path / "wide.npz"))
-    assert ds.classes == 301 and ds.train.dtype == np.int32
+    assert ds.classes == MAX_CLASSES == 256 and ds.train.dtype == np.uint8
 
 
 def test_npy_split_80_10_10(tmp_path):
@@ -154,7 +155,7 @@ def test_missing_file_and_unknown_format(tmp_path):
     with pytest.raises(DataError, match=r"notes\.txt: not an \.npz or \.npy"):
         load_dataset(str(tmp_path / "notes.txt"))
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(DataError, match=r"broken\.npz: cannot read as \.npz"):
+    with pytest.raises(DataError, match=r"broken\.npz: not a valid \.npz archive"):
         load_dataset(str(tmp_path / "broken.npz"))
 
 
@@ -187,79 +188,67 @@ def test_mnist_not_found_says_how_to_fetch(no_search_dirs):
         load_dataset("mnist", path=no_search_dirs / "elsewhere")
 
 
+def mnist_like(rows, seed=0):
+    """Small binarized-MNIST look-alike: 784 binary columns, ``rows`` rows per split."""
+    return binary_splits(rows=rows, D=784, dtype=np.uint8, seed=seed)
+
+
+def register_mnist(monkeypatch, splits):
+    """Make SOURCES['binarized-mnist'] describe ``splits`` (shapes and content sha256)."""
+    import hashlib
+    from dataclasses import replace
+
+    src = replace(
+        data.SOURCES["binarized-mnist"],
+        shapes=tuple(splits[k].shape for k in KEYS),
+        sha256={k: hashlib.sha256(np.ascontiguousarray(splits[k], dtype=np.uint8)).hexdigest() for k in KEYS},
+    )
+    monkeypatch.setitem(data.SOURCES, "binarized-mnist", src)
+    return src
+
+
 def test_mnist_search_order(no_search_dirs, monkeypatch):
     tmp = no_search_dirs
     shared = tmp / "shared" / "data"  # ../shared/data relative to the cwd
     shared.mkdir(parents=True)
-    save_npz(shared / "binarized_mnist.npz")
+    np.savez(shared / "binarized_mnist.npz", **mnist_like((6, 2, 2)))
     assert load_dataset("mnist").name == "binarized-mnist"
 
     cached = tmp / "xdg" / "made-np"
     cached.mkdir(parents=True)
-    save_npz(cached / "binarized_mnist.npz", train_data=np.ones((7, 16)))
+    in_cache = mnist_like((7, 2, 2), seed=1)
+    np.savez(cached / "binarized_mnist.npz", **in_cache)
     assert cache_dir() == cached
+    with pytest.raises(DataError, match=r"binarized_mnist\.npz: key 'train_data' has shape .*data fetch"):
+        load_dataset("mnist")  # the cache is checked against the published checksums
+    register_mnist(monkeypatch, in_cache)
     assert len(load_dataset("binarized-mnist").train) == 7  # cache beats ../shared/data
 
     env = tmp / "env"
     env.mkdir()
-    save_npz(env / "binarized_mnist.npz", train_data=np.ones((8, 16)))
+    np.savez(env / "binarized_mnist.npz", **mnist_like((8, 2, 2)))
     monkeypatch.setenv("MADE_NP_DATA", str(env))
     assert len(load_dataset("mnist").train) == 8  # $MADE_NP_DATA beats the cache
 
-    mine = save_npz(tmp / "mine.npz", train_data=np.ones((9, 16)))
+    mine = tmp / "mine.npz"
+    np.savez(mine, **mnist_like((9, 2, 2)))
     assert len(load_dataset("mnist", path=mine).train) == 9  # an explicit path beats all
-    amat = write_amat(tmp / "amat", binary_splits(rows=(4, 2, 2)))
+    amat = write_amat(tmp / "amat", mnist_like((4, 2, 2)))
     assert len(load_dataset("mnist", path=amat).train) == 4
 
 
-# --------------------------------------------------------------------------- fetch
-
-
-def test_fetch_npz_from_file_url(tmp_path):
-    splits = binary_splits(rows=(6, 2, 3), D=4, dtype=np.float64)
-    src = save_npz(tmp_path / "remote.npz", **splits)
-    out = fetch_binarized_mnist(
-        tmp_path / "cache", urls=[src.as_uri()], expected_shapes=((6, 4), (2, 4), (3, 4))
-    )
-    assert out == tmp_path / "cache" / "binarized_mnist.npz"
-    assert [p.name for p in out.parent.iterdir()] == ["binarized_mnist.npz"]  # no temp files
-    with np.load(out) as z:
-        for key in KEYS:
-            assert z[key].dtype == np.uint8 and np.array_equal(z[key], splits[key])
-    assert load_dataset("mnist", path=out.parent).is_binary
-
-
-def test_fetch_falls_back_to_amat(tmp_path):
-    splits = binary_splits(rows=(6, 2, 3), D=4)
-    folder = write_amat(tmp_path / "remote", splits)
-    amat_urls = tuple(
-        (folder / f"binarized_mnist_{s}.amat").as_uri() for s in ("train", "valid", "test")
-    )
-    out = fetch_binarized_mnist(
-        tmp_path / "cache",
-        urls=[(tmp_path / "missing.npz").as_uri(), amat_urls],
-        expected_shapes=((6, 4), (2, 4), (3, 4)),
-    )
-    with np.load(out) as z:
-        assert np.array_equal(z["test_data"], splits["test_data"])
-
-
-def test_fetch_failures_name_url_and_reason(tmp_path):
-    src = save_npz(tmp_path / "remote.npz", **binary_splits(rows=(6, 2, 3), D=4))
-    grey = dict(binary_splits(rows=(6, 2, 3), D=4), test_data=np.full((3, 4), 0.5))
-    nonbinary = save_npz(tmp_path / "grey.npz", **grey)
+def test_cached_mnist_that_fails_checksums_is_refused(no_search_dirs, monkeypatch):
+    cached = no_search_dirs / "xdg" / "made-np"
+    cached.mkdir(parents=True)
+    good = mnist_like((5, 2, 2))
+    register_mnist(monkeypatch, good)
+    zeros = {k: np.zeros_like(v) for k, v in good.items()}  # right shapes, wrong content
+    np.savez(cached / "binarized_mnist.npz", **zeros)
     with pytest.raises(DataError) as info:
-        fetch_binarized_mnist(
-            tmp_path / "cache",
-            urls=[(tmp_path / "missing.npz").as_uri(), nonbinary.as_uri()],
-            expected_shapes=((6, 4), (2, 4), (3, 4)),
-        )
+        load_dataset("mnist")
     msg = str(info.value)
-    assert "\n" not in msg and "missing.npz: " in msg
-    assert "grey.npz: test_data has values other than 0 and 1" in msg
-    with pytest.raises(DataError, match=r"train_data has shape \(6, 4\), expected \(50000, 784\)"):
-        fetch_binarized_mnist(tmp_path / "cache", urls=[src.as_uri()])  # the real shapes
-    assert list((tmp_path / "cache").iterdir()) == []  # nothing written, no temp files left
+    assert "\n" not in msg and "binarized_mnist.npz: key 'train_data' fails its checksum" in msg
+    assert "made-np data fetch binarized-mnist" in msg
 
 
 # --------------------------------------------------------------------------- 2-D
