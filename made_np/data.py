@@ -469,7 +469,7 @@ def _parse_amat(file: Path) -> np.ndarray:
 
 
 def _load_amat_dir(folder: Path) -> dict:
-    missing = [n for n in AMAT_FILES if not (folder / n).is_file()]
+    missing = [n for n in AMAT_FILES if not (folder / n).exists()]  # others: _require_regular
     if missing:
         raise DataError(
             f"{folder}: not a data file, and the folder lacks {', '.join(missing)} "

@@ -1,8 +1,16 @@
 """Tests of made_np.data: every loader format, every bad input, the downloader."""
+import os
+import threading
+import time
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import examples
+from hypothesis import given
+from hypothesis import strategies as st
 
 from made_np import data
 from made_np.data import MAX_CLASSES, DataError, Dataset, cache_dir, load_dataset
@@ -176,6 +184,195 @@ def test_bad_amat_folder(tmp_path):
     (folder / "binarized_mnist_test.amat").write_text("0 1 0 1\n1 0\n")
     with pytest.raises(DataError, match=r"binarized_mnist_test\.amat: cannot read"):
         load_dataset(str(folder))
+
+
+# --------------------------------------------------------------------------- hostile inputs
+
+
+def npy_header(shape, descr="<f8", py2=False) -> bytes:
+    """A version 1.0 .npy header; ``py2`` writes the shape as Python 2 did (``20L``)."""
+    dims = ", ".join(f"{n}L" if py2 else str(n) for n in shape)
+    dims = f"({dims},)" if len(shape) == 1 else f"({dims})"
+    text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}"
+    pad = 64 - (10 + len(text) + 1) % 64
+    text = text + " " * pad + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1")
+
+
+def test_lying_npy_header_is_refused_without_allocating(tmp_path):
+    path = tmp_path / "liar.npy"
+    path.write_bytes(npy_header((2**20, 2**30)) + bytes(100))  # claims 8 PiB of float64
+    assert path.stat().st_size == 228
+    start = time.perf_counter()
+    with pytest.raises(DataError) as info:
+        load_dataset(str(path))
+    assert time.perf_counter() - start < 1.0
+    msg = str(info.value)
+    assert "\n" not in msg and "liar.npy: header declares shape (1048576, 1073741824)" in msg
+    assert "8.0 PiB" in msg and "truncated or corrupt" in msg
+    with pytest.raises(DataError, match="header declares"):
+        load_dataset("2d", path=path)
+
+
+def test_lying_header_inside_npz_is_refused(tmp_path):
+    path = tmp_path / "liar.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for key in KEYS:
+            zf.writestr(f"{key}.npy", npy_header((2**20, 2**30)) + bytes(16))
+    with pytest.raises(DataError, match=r"liar\.npz: key 'train_data': header declares shape"):
+        load_dataset(str(path))
+
+
+def test_truncated_npz_member_is_refused(tmp_path):
+    good = save_npz(tmp_path / "good.npz")
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"cut\.npz: not a valid \.npz archive"):
+        load_dataset(str(cut))
+
+
+def run_with_watchdog(fn, fifo, seconds=5.0):
+    """Run ``fn`` in a thread; if it blocks on ``fifo``, unblock it and fail."""
+    result = {}
+
+    def target():
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            result["exc"] = exc
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"blocked on the FIFO {fifo}")
+    return result.get("exc")
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        lambda f: load_dataset(str(f)),
+        lambda f: load_dataset("2d", path=f),
+        lambda f: load_dataset("mnist", path=f),
+    ],
+    ids=["path", "2d", "mnist"],
+)
+def test_fifo_is_refused_without_hanging(tmp_path, load):
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    exc = run_with_watchdog(lambda: load(fifo), fifo)
+    assert isinstance(exc, DataError), exc
+    msg = str(exc)
+    assert "\n" not in msg and "pipe.npz: is a FIFO (named pipe), not a regular file" in msg
+
+
+def test_fifo_amat_file_is_refused(tmp_path):
+    folder = write_amat(tmp_path / "amat", binary_splits(D=4))
+    (folder / "binarized_mnist_test.amat").unlink()
+    os.mkfifo(folder / "binarized_mnist_test.amat")
+    exc = run_with_watchdog(lambda: load_dataset(str(folder)), folder / "binarized_mnist_test.amat")
+    assert isinstance(exc, DataError), exc
+    assert "binarized_mnist_test.amat: is a FIFO (named pipe), not a regular file" in str(exc)
+
+
+@examples(10)
+@given(tail=st.binary(max_size=300))
+def test_pk_garbage_is_not_a_valid_npz_and_never_mentions_pickles(tmp_path_factory, tail):
+    path = tmp_path_factory.mktemp("pk") / "garbage.npz"
+    path.write_bytes(b"PK" + tail)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(path))
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: not a valid .npz archive (")
+    assert "pickle" not in msg.lower()
+
+
+def test_pk_garbage_examples(tmp_path):
+    for i, blob in enumerate([b"PK", b"PK\x03\x04", b"PK\x05\x06" + bytes(10), b"PKzzzz" * 40]):
+        path = tmp_path / f"g{i}.npz"
+        path.write_bytes(blob)
+        with pytest.raises(DataError, match=r"not a valid \.npz archive") as info:
+            load_dataset(str(path))
+        assert "pickle" not in str(info.value).lower()
+    (tmp_path / "empty.npz").write_bytes(b"PK\x05\x06" + bytes(18))  # a valid, empty zip
+    with pytest.raises(DataError, match=r"empty\.npz: missing key 'train_data' \(keys found: none\)"):
+        load_dataset(str(tmp_path / "empty.npz"))
+
+
+def test_zero_columns_are_refused(tmp_path):
+    path = save_npz(tmp_path / "empty.npz", **{k: np.zeros((3, 0)) for k in KEYS})
+    with pytest.raises(DataError, match=r"empty\.npz: key 'train_data' has zero columns \(shape \(3, 0\)\)"):
+        load_dataset(str(path))
+    np.save(tmp_path / "empty.npy", np.zeros((20, 0), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"empty\.npy: array has zero columns"):
+        load_dataset(str(tmp_path / "empty.npy"))
+
+
+def write_py2_npz(path, splits):
+    """An .npz as NumPy wrote it under Python 2 (shape ``(20L, 16L)``), like the MADE authors' files."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for key, arr in splits.items():
+            arr = np.ascontiguousarray(arr, dtype="<f8")
+            zf.writestr(f"{key}.npy", npy_header(arr.shape, "<f8", py2=True) + arr.tobytes())
+    return path
+
+
+def test_python2_npz_loads_without_warning(tmp_path):
+    splits = binary_splits(dtype=np.float64)
+    path = write_py2_npz(tmp_path / "py2.npz", splits)
+    with pytest.warns(UserWarning, match="created on Python 2"):
+        with np.load(path) as z:  # NumPy itself warns on these files ...
+            z["train_data"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ... the loader must not
+        ds = load_dataset(str(path))
+    assert np.array_equal(ds.valid, splits["valid_data"])
+
+
+def test_wrong_file_for_binarized_mnist(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "cat.npy", rng.integers(0, 200, size=(200, 8)))
+    with pytest.raises(DataError) as info:
+        load_dataset("binarized-mnist", path=tmp_path / "cat.npy")
+    msg = str(info.value)
+    assert "\n" not in msg and "cat.npy: not binarized MNIST: expected 784 binary columns" in msg
+    assert "found 8 columns" in msg
+    save_npz(tmp_path / "narrow.npz")  # binary but 16 columns
+    with pytest.raises(DataError, match=r"narrow\.npz: not binarized MNIST: expected 784"):
+        load_dataset("mnist", path=tmp_path / "narrow.npz")
+
+
+@pytest.mark.parametrize("spec", ["digits", "2d", "mnist", "some.npz"])
+def test_negative_seed_names_the_data_seed(spec):
+    with pytest.raises(DataError, match=r"data seed -1 .*--data-seed must be >= 0"):
+        load_dataset(spec, seed=-1)
+
+
+@pytest.mark.parametrize("value", [256, 1e5, 1e9, 2**40])
+def test_too_many_classes_are_refused(tmp_path, value):
+    arr = np.zeros((20, 3), dtype=np.float64 if isinstance(value, float) else np.int64)
+    arr[4, 2] = value
+    np.save(tmp_path / "counts.npy", arr)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(tmp_path / "counts.npy"))
+    msg = str(info.value)
+    assert "\n" not in msg and "counts.npy: array" in msg
+    assert f"MAX_CLASSES = {MAX_CLASSES}" in msg and "values 0..255" in msg
+
+
+def test_huge_2d_table_is_refused(tmp_path):
+    np.save(tmp_path / "big.npy", np.full((300, 300), 1 / 90000, dtype=np.float32))
+    with pytest.raises(DataError, match=r"big\.npy: table is 300 x 300; at most MAX_CLASSES = 256"):
+        load_dataset("2d", path=tmp_path / "big.npy")
+
+
+def test_device_is_refused(tmp_path):
+    if not Path("/dev/null").exists():
+        pytest.skip("no /dev/null")
+    with pytest.raises(DataError, match=r"/dev/null: is a character device, not a regular file"):
+        load_dataset("/dev/null")
 
 
 # --------------------------------------------------------------------------- mnist search
