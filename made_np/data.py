@@ -328,6 +328,30 @@ def _fmt_bytes(n: int) -> str:
     return f"{n:.1f} PiB"  # pragma: no cover
 
 
+def _read_header_3_0(fp, max_header_size: int = 10000):
+    """Parse a version 3.0 ``.npy`` header like ``read_array_header_2_0`` does."""
+    import ast
+
+    raw = fp.read(4)
+    if len(raw) != 4:
+        raise EOFError("truncated array header length")
+    length = int.from_bytes(raw, "little")
+    if length > max_header_size:
+        raise ValueError(f"header of {length} bytes is too large to read safely")
+    text = fp.read(length)
+    if len(text) != length:
+        raise EOFError("truncated array header")
+    d = ast.literal_eval(text.decode("utf-8"))
+    if not isinstance(d, dict) or sorted(d) != ["descr", "fortran_order", "shape"]:
+        raise ValueError(f"header is not a dict with keys descr, fortran_order, shape: {d!r}")
+    shape, fortran = d["shape"], d["fortran_order"]
+    if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
+        raise ValueError(f"shape is not a tuple of non-negative ints: {shape!r}")
+    if not isinstance(fortran, bool):
+        raise ValueError(f"fortran_order is not a bool: {fortran!r}")
+    return shape, fortran, np.lib.format.descr_to_dtype(d["descr"])
+
+
 def _read_npy_stream(fp, where: str, available: int) -> np.ndarray:
     """Read one ``.npy`` array from ``fp`` (positioned at its start), header first.
 
@@ -344,8 +368,10 @@ def _read_npy_stream(fp, where: str, available: int) -> np.ndarray:
                 shape, fortran, dtype = fmt.read_array_header_1_0(fp)
             elif version == (2, 0):
                 shape, fortran, dtype = fmt.read_array_header_2_0(fp)
-            else:  # (3, 0): utf-8 header, no public reader
-                shape, fortran, dtype = fmt._read_array_header(fp, version)
+            elif version == (3, 0):  # 2.0 with a utf-8 header; NumPy has no public reader
+                shape, fortran, dtype = _read_header_3_0(fp)
+            else:
+                raise ValueError(f"unknown .npy format version {version}")
         except (ValueError, EOFError, OSError, SyntaxError, zipfile.BadZipFile, zlib.error) as exc:
             raise DataError(
                 f"{where}: not a valid .npy array ({_one_line(exc)}); re-create or re-download the file"

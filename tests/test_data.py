@@ -214,6 +214,39 @@ def test_lying_npy_header_is_refused_without_allocating(tmp_path):
         load_dataset("2d", path=path)
 
 
+def test_npy_format_versions(tmp_path):
+    arr = np.arange(60).reshape(20, 3) % 7
+    for version in ((1, 0), (2, 0), (3, 0)):
+        path = tmp_path / f"v{version[0]}.npy"
+        with open(path, "wb") as f:
+            np.lib.format.write_array(f, arr, version=version)
+        ds = load_dataset(str(path))
+        assert ds.classes == 7 and sorted(np.concatenate([ds.train, ds.valid, ds.test])[:, 0]) == sorted(arr[:, 0])
+    lie = tmp_path / "v3lie.npy"
+    text = "{'descr': '<i8', 'fortran_order': False, 'shape': (99999, 3), }".ljust(117) + "\n"
+    lie.write_bytes(b"\x93NUMPY\x03\x00" + len(text).to_bytes(4, "little") + text.encode() + bytes(64))
+    with pytest.raises(DataError, match=r"v3lie\.npy: header declares shape \(99999, 3\)"):
+        load_dataset(str(lie))
+
+
+def test_deflate_bomb_bound(tmp_path, monkeypatch):
+    path = tmp_path / "zeros.npz"
+    np.savez_compressed(path, **{k: np.zeros((200, 16)) for k in KEYS})
+    assert load_dataset(str(path)).classes == 2
+    monkeypatch.setattr(data, "_MAX_DEFLATE_RATIO", 1)  # zeros compress far better than 1:1
+    with pytest.raises(DataError, match=r"zeros\.npz: key 'train_data': not a valid \.npz archive \(member declares"):
+        load_dataset(str(path))
+
+
+def test_cached_2d_table_that_fails_its_checksum_is_refused(no_search_dirs):
+    cached = no_search_dirs / "xdg" / "made-np"
+    cached.mkdir(parents=True)
+    write_table(cached / "distribution.npy", np.full((2, 2), 0.25))
+    with pytest.raises(DataError, match=r"distribution\.npy: cached file fails its checksum.*made-np data fetch 2d"):
+        load_dataset("2d")
+    assert load_dataset("2d", path=cached).classes == 2  # an explicit path is the user's choice
+
+
 def test_lying_header_inside_npz_is_refused(tmp_path):
     path = tmp_path / "liar.npz"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
