@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import math
 import os
@@ -546,8 +547,11 @@ def _load_digits(seed: int) -> Dataset:
 def _load_table(file: Path) -> np.ndarray:
     """Read and validate a 2-D probability table; returns it as float64, normalised."""
     _require_regular(file)
-    with open(file, "rb") as f:
-        magic = f.read(6)
+    try:
+        with open(file, "rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise DataError(f"{file}: cannot read ({_one_line(exc)})") from None
     if magic != b"\x93NUMPY":
         raise DataError(f"{file}: not an .npy file; expected the (C, C) table distribution.npy")
     table = _read_npy(file)
@@ -730,9 +734,12 @@ _MIRROR_FIX = "the source is not the published data; check the URL or use anothe
 def _sha256_file(file: Path) -> str:
     _require_regular(file)
     h = hashlib.sha256()
-    with open(file, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise DataError(f"{file}: cannot read ({_one_line(exc)})") from None
     return h.hexdigest()
 
 
@@ -835,9 +842,7 @@ def _download(url: str, folder: Path, fname: str, known_hash, progress: bool, ti
     if _check_url(url) == "file":
         downloader = _file_downloader
     else:
-        try:
-            import tqdm  # noqa: F401  (pooch's progress bar)
-        except ImportError:
+        if importlib.util.find_spec("tqdm") is None:  # pooch's progress bar needs tqdm
             progress = False
         downloader = pooch.HTTPDownloader(progressbar=bool(progress), timeout=timeout)
     try:
