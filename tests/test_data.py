@@ -1,10 +1,19 @@
 """Tests of made_np.data: every loader format, every bad input, the downloader."""
+import os
+import threading
+import time
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import examples
+from hypothesis import given
+from hypothesis import strategies as st
 
-from made_np.data import DataError, Dataset, cache_dir, fetch_binarized_mnist, load_dataset
+from made_np import data
+from made_np.data import MAX_CLASSES, DataError, Dataset, cache_dir, load_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KEYS = ("train_data", "valid_data", "test_data")
@@ -79,11 +88,11 @@ def test_npz_categorical_classes_over_all_splits(tmp_path):
     assert np.array_equal(ds.test, splits["test_data"])
 
 
-def test_npz_many_classes_use_int32(tmp_path):
-    splits = {k: np.array([[0, 300], [5, 1]], dtype=np.int64) for k in KEYS}
+def test_npz_up_to_max_classes(tmp_path):
+    splits = {k: np.array([[0, MAX_CLASSES - 1], [5, 1]], dtype=np.int64) for k in KEYS}
     np.savez(tmp_path / "wide.npz", **splits)
     ds = load_dataset(str(tmp_path / "wide.npz"))
-    assert ds.classes == 301 and ds.train.dtype == np.int32
+    assert ds.classes == MAX_CLASSES == 256 and ds.train.dtype == np.uint8
 
 
 def test_npy_split_80_10_10(tmp_path):
@@ -154,7 +163,7 @@ def test_missing_file_and_unknown_format(tmp_path):
     with pytest.raises(DataError, match=r"notes\.txt: not an \.npz or \.npy"):
         load_dataset(str(tmp_path / "notes.txt"))
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(DataError, match=r"broken\.npz: cannot read as \.npz"):
+    with pytest.raises(DataError, match=r"broken\.npz: not a valid \.npz archive"):
         load_dataset(str(tmp_path / "broken.npz"))
 
 
@@ -177,6 +186,228 @@ def test_bad_amat_folder(tmp_path):
         load_dataset(str(folder))
 
 
+# --------------------------------------------------------------------------- hostile inputs
+
+
+def npy_header(shape, descr="<f8", py2=False) -> bytes:
+    """A version 1.0 .npy header; ``py2`` writes the shape as Python 2 did (``20L``)."""
+    dims = ", ".join(f"{n}L" if py2 else str(n) for n in shape)
+    dims = f"({dims},)" if len(shape) == 1 else f"({dims})"
+    text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}"
+    pad = 64 - (10 + len(text) + 1) % 64
+    text = text + " " * pad + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1")
+
+
+def test_lying_npy_header_is_refused_without_allocating(tmp_path):
+    path = tmp_path / "liar.npy"
+    path.write_bytes(npy_header((2**20, 2**30)) + bytes(100))  # claims 8 PiB of float64
+    assert path.stat().st_size == 228
+    start = time.perf_counter()
+    with pytest.raises(DataError) as info:
+        load_dataset(str(path))
+    assert time.perf_counter() - start < 1.0
+    msg = str(info.value)
+    assert "\n" not in msg and "liar.npy: header declares shape (1048576, 1073741824)" in msg
+    assert "8.0 PiB" in msg and "truncated or corrupt" in msg
+    with pytest.raises(DataError, match="header declares"):
+        load_dataset("2d", path=path)
+
+
+def test_npy_format_versions(tmp_path):
+    arr = np.arange(60).reshape(20, 3) % 7
+    for version in ((1, 0), (2, 0), (3, 0)):
+        path = tmp_path / f"v{version[0]}.npy"
+        with open(path, "wb") as f:
+            np.lib.format.write_array(f, arr, version=version)
+        ds = load_dataset(str(path))
+        assert ds.classes == 7 and sorted(np.concatenate([ds.train, ds.valid, ds.test])[:, 0]) == sorted(arr[:, 0])
+    lie = tmp_path / "v3lie.npy"
+    text = "{'descr': '<i8', 'fortran_order': False, 'shape': (99999, 3), }".ljust(117) + "\n"
+    lie.write_bytes(b"\x93NUMPY\x03\x00" + len(text).to_bytes(4, "little") + text.encode() + bytes(64))
+    with pytest.raises(DataError, match=r"v3lie\.npy: header declares shape \(99999, 3\)"):
+        load_dataset(str(lie))
+
+
+def test_deflate_bomb_bound(tmp_path, monkeypatch):
+    path = tmp_path / "zeros.npz"
+    np.savez_compressed(path, **{k: np.zeros((200, 16)) for k in KEYS})
+    assert load_dataset(str(path)).classes == 2
+    monkeypatch.setattr(data, "_MAX_DEFLATE_RATIO", 1)  # zeros compress far better than 1:1
+    with pytest.raises(DataError, match=r"zeros\.npz: key 'train_data': not a valid \.npz archive \(member declares"):
+        load_dataset(str(path))
+
+
+def test_cached_2d_table_that_fails_its_checksum_is_refused(no_search_dirs):
+    cached = no_search_dirs / "xdg" / "made-np"
+    cached.mkdir(parents=True)
+    write_table(cached / "distribution.npy", np.full((2, 2), 0.25))
+    with pytest.raises(DataError, match=r"distribution\.npy: cached file fails its checksum.*made-np data fetch 2d"):
+        load_dataset("2d")
+    assert load_dataset("2d", path=cached).classes == 2  # an explicit path is the user's choice
+
+
+def test_lying_header_inside_npz_is_refused(tmp_path):
+    path = tmp_path / "liar.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for key in KEYS:
+            zf.writestr(f"{key}.npy", npy_header((2**20, 2**30)) + bytes(16))
+    with pytest.raises(DataError, match=r"liar\.npz: key 'train_data': header declares shape"):
+        load_dataset(str(path))
+
+
+def test_truncated_npz_member_is_refused(tmp_path):
+    good = save_npz(tmp_path / "good.npz")
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"cut\.npz: not a valid \.npz archive"):
+        load_dataset(str(cut))
+
+
+def run_with_watchdog(fn, fifo, seconds=5.0):
+    """Run ``fn`` in a thread; if it blocks on ``fifo``, unblock it and fail."""
+    result = {}
+
+    def target():
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            result["exc"] = exc
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"blocked on the FIFO {fifo}")
+    return result.get("exc")
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        lambda f: load_dataset(str(f)),
+        lambda f: load_dataset("2d", path=f),
+        lambda f: load_dataset("mnist", path=f),
+    ],
+    ids=["path", "2d", "mnist"],
+)
+def test_fifo_is_refused_without_hanging(tmp_path, load):
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    exc = run_with_watchdog(lambda: load(fifo), fifo)
+    assert isinstance(exc, DataError), exc
+    msg = str(exc)
+    assert "\n" not in msg and "pipe.npz: is a FIFO (named pipe), not a regular file" in msg
+
+
+def test_fifo_amat_file_is_refused(tmp_path):
+    folder = write_amat(tmp_path / "amat", binary_splits(D=4))
+    (folder / "binarized_mnist_test.amat").unlink()
+    os.mkfifo(folder / "binarized_mnist_test.amat")
+    exc = run_with_watchdog(lambda: load_dataset(str(folder)), folder / "binarized_mnist_test.amat")
+    assert isinstance(exc, DataError), exc
+    assert "binarized_mnist_test.amat: is a FIFO (named pipe), not a regular file" in str(exc)
+
+
+@examples(10)
+@given(tail=st.binary(max_size=300))
+def test_pk_garbage_is_not_a_valid_npz_and_never_mentions_pickles(tmp_path_factory, tail):
+    path = tmp_path_factory.mktemp("pk") / "garbage.npz"
+    path.write_bytes(b"PK" + tail)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(path))
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: not a valid .npz archive (")
+    assert "pickle" not in msg.lower()
+
+
+def test_pk_garbage_examples(tmp_path):
+    for i, blob in enumerate([b"PK", b"PK\x03\x04", b"PK\x05\x06" + bytes(10), b"PKzzzz" * 40]):
+        path = tmp_path / f"g{i}.npz"
+        path.write_bytes(blob)
+        with pytest.raises(DataError, match=r"not a valid \.npz archive") as info:
+            load_dataset(str(path))
+        assert "pickle" not in str(info.value).lower()
+    (tmp_path / "empty.npz").write_bytes(b"PK\x05\x06" + bytes(18))  # a valid, empty zip
+    with pytest.raises(DataError, match=r"empty\.npz: missing key 'train_data' \(keys found: none\)"):
+        load_dataset(str(tmp_path / "empty.npz"))
+
+
+def test_zero_columns_are_refused(tmp_path):
+    path = save_npz(tmp_path / "empty.npz", **{k: np.zeros((3, 0)) for k in KEYS})
+    with pytest.raises(DataError, match=r"empty\.npz: key 'train_data' has zero columns \(shape \(3, 0\)\)"):
+        load_dataset(str(path))
+    np.save(tmp_path / "empty.npy", np.zeros((20, 0), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"empty\.npy: array has zero columns"):
+        load_dataset(str(tmp_path / "empty.npy"))
+
+
+def write_py2_npz(path, splits):
+    """An .npz as NumPy wrote it under Python 2 (shape ``(20L, 16L)``), like the MADE authors' files."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for key, arr in splits.items():
+            arr = np.ascontiguousarray(arr, dtype="<f8")
+            zf.writestr(f"{key}.npy", npy_header(arr.shape, "<f8", py2=True) + arr.tobytes())
+    return path
+
+
+def test_python2_npz_loads_without_warning(tmp_path):
+    splits = binary_splits(dtype=np.float64)
+    path = write_py2_npz(tmp_path / "py2.npz", splits)
+    with pytest.warns(UserWarning, match="created on Python 2"):
+        with np.load(path) as z:  # NumPy itself warns on these files ...
+            z["train_data"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ... the loader must not
+        ds = load_dataset(str(path))
+    assert np.array_equal(ds.valid, splits["valid_data"])
+
+
+def test_wrong_file_for_binarized_mnist(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "cat.npy", rng.integers(0, 200, size=(200, 8)))
+    with pytest.raises(DataError) as info:
+        load_dataset("binarized-mnist", path=tmp_path / "cat.npy")
+    msg = str(info.value)
+    assert "\n" not in msg and "cat.npy: not binarized MNIST: expected 784 binary columns" in msg
+    assert "found 8 columns" in msg
+    save_npz(tmp_path / "narrow.npz")  # binary but 16 columns
+    with pytest.raises(DataError, match=r"narrow\.npz: not binarized MNIST: expected 784"):
+        load_dataset("mnist", path=tmp_path / "narrow.npz")
+
+
+@pytest.mark.parametrize("spec", ["digits", "2d", "mnist", "some.npz"])
+def test_negative_seed_names_the_data_seed(spec):
+    with pytest.raises(DataError, match=r"data seed -1 .*--data-seed must be >= 0"):
+        load_dataset(spec, seed=-1)
+
+
+@pytest.mark.parametrize("value", [256, 1e5, 1e9, 2**40])
+def test_too_many_classes_are_refused(tmp_path, value):
+    arr = np.zeros((20, 3), dtype=np.float64 if isinstance(value, float) else np.int64)
+    arr[4, 2] = value
+    np.save(tmp_path / "counts.npy", arr)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(tmp_path / "counts.npy"))
+    msg = str(info.value)
+    assert "\n" not in msg and "counts.npy: array" in msg
+    assert f"MAX_CLASSES = {MAX_CLASSES}" in msg and "values 0..255" in msg
+
+
+def test_huge_2d_table_is_refused(tmp_path):
+    np.save(tmp_path / "big.npy", np.full((300, 300), 1 / 90000, dtype=np.float32))
+    with pytest.raises(DataError, match=r"big\.npy: table is 300 x 300; at most MAX_CLASSES = 256"):
+        load_dataset("2d", path=tmp_path / "big.npy")
+
+
+def test_device_is_refused(tmp_path):
+    if not Path("/dev/null").exists():
+        pytest.skip("no /dev/null")
+    with pytest.raises(DataError, match=r"/dev/null: is a character device, not a regular file"):
+        load_dataset("/dev/null")
+
+
 # --------------------------------------------------------------------------- mnist search
 
 
@@ -187,79 +418,67 @@ def test_mnist_not_found_says_how_to_fetch(no_search_dirs):
         load_dataset("mnist", path=no_search_dirs / "elsewhere")
 
 
+def mnist_like(rows, seed=0):
+    """Small binarized-MNIST look-alike: 784 binary columns, ``rows`` rows per split."""
+    return binary_splits(rows=rows, D=784, dtype=np.uint8, seed=seed)
+
+
+def register_mnist(monkeypatch, splits):
+    """Make SOURCES['binarized-mnist'] describe ``splits`` (shapes and content sha256)."""
+    import hashlib
+    from dataclasses import replace
+
+    src = replace(
+        data.SOURCES["binarized-mnist"],
+        shapes=tuple(splits[k].shape for k in KEYS),
+        sha256={k: hashlib.sha256(np.ascontiguousarray(splits[k], dtype=np.uint8)).hexdigest() for k in KEYS},
+    )
+    monkeypatch.setitem(data.SOURCES, "binarized-mnist", src)
+    return src
+
+
 def test_mnist_search_order(no_search_dirs, monkeypatch):
     tmp = no_search_dirs
     shared = tmp / "shared" / "data"  # ../shared/data relative to the cwd
     shared.mkdir(parents=True)
-    save_npz(shared / "binarized_mnist.npz")
+    np.savez(shared / "binarized_mnist.npz", **mnist_like((6, 2, 2)))
     assert load_dataset("mnist").name == "binarized-mnist"
 
     cached = tmp / "xdg" / "made-np"
     cached.mkdir(parents=True)
-    save_npz(cached / "binarized_mnist.npz", train_data=np.ones((7, 16)))
+    in_cache = mnist_like((7, 2, 2), seed=1)
+    np.savez(cached / "binarized_mnist.npz", **in_cache)
     assert cache_dir() == cached
+    with pytest.raises(DataError, match=r"binarized_mnist\.npz: key 'train_data' has shape .*data fetch"):
+        load_dataset("mnist")  # the cache is checked against the published checksums
+    register_mnist(monkeypatch, in_cache)
     assert len(load_dataset("binarized-mnist").train) == 7  # cache beats ../shared/data
 
     env = tmp / "env"
     env.mkdir()
-    save_npz(env / "binarized_mnist.npz", train_data=np.ones((8, 16)))
+    np.savez(env / "binarized_mnist.npz", **mnist_like((8, 2, 2)))
     monkeypatch.setenv("MADE_NP_DATA", str(env))
     assert len(load_dataset("mnist").train) == 8  # $MADE_NP_DATA beats the cache
 
-    mine = save_npz(tmp / "mine.npz", train_data=np.ones((9, 16)))
+    mine = tmp / "mine.npz"
+    np.savez(mine, **mnist_like((9, 2, 2)))
     assert len(load_dataset("mnist", path=mine).train) == 9  # an explicit path beats all
-    amat = write_amat(tmp / "amat", binary_splits(rows=(4, 2, 2)))
+    amat = write_amat(tmp / "amat", mnist_like((4, 2, 2)))
     assert len(load_dataset("mnist", path=amat).train) == 4
 
 
-# --------------------------------------------------------------------------- fetch
-
-
-def test_fetch_npz_from_file_url(tmp_path):
-    splits = binary_splits(rows=(6, 2, 3), D=4, dtype=np.float64)
-    src = save_npz(tmp_path / "remote.npz", **splits)
-    out = fetch_binarized_mnist(
-        tmp_path / "cache", urls=[src.as_uri()], expected_shapes=((6, 4), (2, 4), (3, 4))
-    )
-    assert out == tmp_path / "cache" / "binarized_mnist.npz"
-    assert [p.name for p in out.parent.iterdir()] == ["binarized_mnist.npz"]  # no temp files
-    with np.load(out) as z:
-        for key in KEYS:
-            assert z[key].dtype == np.uint8 and np.array_equal(z[key], splits[key])
-    assert load_dataset("mnist", path=out.parent).is_binary
-
-
-def test_fetch_falls_back_to_amat(tmp_path):
-    splits = binary_splits(rows=(6, 2, 3), D=4)
-    folder = write_amat(tmp_path / "remote", splits)
-    amat_urls = tuple(
-        (folder / f"binarized_mnist_{s}.amat").as_uri() for s in ("train", "valid", "test")
-    )
-    out = fetch_binarized_mnist(
-        tmp_path / "cache",
-        urls=[(tmp_path / "missing.npz").as_uri(), amat_urls],
-        expected_shapes=((6, 4), (2, 4), (3, 4)),
-    )
-    with np.load(out) as z:
-        assert np.array_equal(z["test_data"], splits["test_data"])
-
-
-def test_fetch_failures_name_url_and_reason(tmp_path):
-    src = save_npz(tmp_path / "remote.npz", **binary_splits(rows=(6, 2, 3), D=4))
-    grey = dict(binary_splits(rows=(6, 2, 3), D=4), test_data=np.full((3, 4), 0.5))
-    nonbinary = save_npz(tmp_path / "grey.npz", **grey)
+def test_cached_mnist_that_fails_checksums_is_refused(no_search_dirs, monkeypatch):
+    cached = no_search_dirs / "xdg" / "made-np"
+    cached.mkdir(parents=True)
+    good = mnist_like((5, 2, 2))
+    register_mnist(monkeypatch, good)
+    zeros = {k: np.zeros_like(v) for k, v in good.items()}  # right shapes, wrong content
+    np.savez(cached / "binarized_mnist.npz", **zeros)
     with pytest.raises(DataError) as info:
-        fetch_binarized_mnist(
-            tmp_path / "cache",
-            urls=[(tmp_path / "missing.npz").as_uri(), nonbinary.as_uri()],
-            expected_shapes=((6, 4), (2, 4), (3, 4)),
-        )
+        load_dataset("mnist")
     msg = str(info.value)
-    assert "\n" not in msg and "missing.npz: " in msg
-    assert "grey.npz: test_data has values other than 0 and 1" in msg
-    with pytest.raises(DataError, match=r"train_data has shape \(6, 4\), expected \(50000, 784\)"):
-        fetch_binarized_mnist(tmp_path / "cache", urls=[src.as_uri()])  # the real shapes
-    assert list((tmp_path / "cache").iterdir()) == []  # nothing written, no temp files left
+    assert "\n" not in msg and "binarized_mnist.npz: key 'train_data' fails its checksum" in msg
+    assert "made-np data fetch binarized-mnist" in msg
 
 
 # --------------------------------------------------------------------------- 2-D
