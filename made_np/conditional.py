@@ -217,14 +217,34 @@ def _inputs(model, x, observed):
     """``x`` on the device in the sampler's dtype, the host observed mask, and the groups of equal rows of it."""
     xp, c = model.xp, model.config
     obs = np.asarray(backend.to_host(observed), dtype=bool)
-    if obs.ndim != 2 or obs.shape[1] != c.D or x.shape != obs.shape:
+    x = xp.asarray(x)
+    if obs.ndim != 2 or obs.shape[1] != c.D or tuple(x.shape) != obs.shape:
         raise ValueError(f"x and observed must both have shape (N, {c.D}), got {tuple(x.shape)} and {obs.shape}")
     dtype = xp.uint8 if c.head == "bernoulli" else xp.int64
-    xd = xp.asarray(x).astype(dtype)
+    xd = x.astype(dtype)
     if obs.shape[0] == 0:
         return xd, obs, obs[:0], np.zeros(0, dtype=np.int64)
     patterns, inverse = np.unique(obs, axis=0, return_inverse=True)
     return xd, obs, patterns, inverse.reshape(-1)
+
+
+def _group_log_probs(model, xd, obs, patterns, inverse, handles, batch_size):
+    """(N, K) device arrays ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` for rows grouped by pattern."""
+    xp = model.xp
+    K = len(handles[0]) if handles else 1
+    log_po = xp.zeros((obs.shape[0], K), dtype=xp.float64)
+    log_pm = xp.zeros((obs.shape[0], K), dtype=xp.float64)
+    with _KeepMask(model):
+        for g, row in enumerate(patterns):
+            rows = xp.asarray(np.flatnonzero(inverse == g))
+            o = xp.asarray(row)
+            xg = xd[rows]
+            for k, h in enumerate(handles[g]):
+                _activate(model, h)
+                lp = variable_log_probs(model, xg, batch_size)
+                log_po[rows, k] = xp.where(o, lp, 0.0).sum(axis=1)
+                log_pm[rows, k] = xp.where(o, 0.0, lp).sum(axis=1)
+    return log_po, log_pm
 
 
 def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000):
@@ -241,6 +261,7 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
         K (see :func:`completion_masksets`).
     seed : int
     batch_size : int
+        Rows per forward pass.
 
     Returns
     -------
@@ -248,31 +269,16 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
         ``log p_k(x_o)``, nats: the sum of the observed variables' conditionals.
     log_pm : array on ``model.xp``, float64, shape (N, K)
         ``log p_k(x_m | x_o)``, nats: the sum of the missing ones'. ``log_po + log_pm``
-        is ``log p_k(x)`` (the chain rule).
+        is ``log p_k(x)`` (the chain rule). K is 1 when N is 0.
 
     Raises
     ------
     ValueError
         Shapes differ, or a single-ordering model and a non-prefix observed set.
     """
-    xp = model.xp
     xd, obs, patterns, inverse = _inputs(model, x, observed)
     handles = [_mask_handles(model, row, masks, seed) for row in patterns]
-    K = len(handles[0]) if handles else (masks if is_order_agnostic(model) else len(_mask_handles(
-        model, np.ones(model.config.D, bool), masks, seed)))
-    log_po = xp.zeros((obs.shape[0], K), dtype=xp.float64)
-    log_pm = xp.zeros((obs.shape[0], K), dtype=xp.float64)
-    with _KeepMask(model):
-        for g, row in enumerate(patterns):
-            rows = xp.asarray(np.flatnonzero(inverse == g))
-            o = xp.asarray(row)
-            xg = xd[rows]
-            for k, h in enumerate(handles[g]):
-                _activate(model, h)
-                lp = variable_log_probs(model, xg, batch_size)
-                log_po[rows, k] = xp.where(o, lp, 0.0).sum(axis=1)
-                log_pm[rows, k] = xp.where(o, 0.0, lp).sum(axis=1)
-    return log_po, log_pm
+    return _group_log_probs(model, xd, obs, patterns, inverse, handles, batch_size)
 
 
 def _logsumexp(xp, a):
@@ -381,7 +387,8 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     xp, D = model.xp, model.config.D
     xd, obs, patterns, inverse = _inputs(model, x, observed)
     N = obs.shape[0]
-    log_po, _ = mask_log_probs(model, xd, obs, masks, seed, batch_size)
+    handles = [_mask_handles(model, row, masks, seed) for row in patterns]
+    log_po, _ = _group_log_probs(model, xd, obs, patterns, inverse, handles, batch_size)
     K = log_po.shape[1]
     log_px_o = _logsumexp(xp, log_po) - math.log(K)
     # choice of mask per (row, completion) on the host: inverse CDF of w
@@ -389,20 +396,16 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     rng = backend.host_rng(seed, 1)
     u_mask = rng.random((N, n))
     noise = rng.random((N, n, D))
-    if K > 0:
-        w = np.exp(lp - lp.max(axis=1, keepdims=True))
-        cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
-        choice = np.minimum((cdf[:, None, :] <= u_mask[:, :, None]).sum(axis=2), K - 1)
-    else:
-        choice = np.zeros((N, n), dtype=np.int64)
+    w = np.exp(lp - lp.max(axis=1, keepdims=True))
+    cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+    choice = np.minimum((cdf[:, None, :] <= u_mask[:, :, None]).sum(axis=2), K - 1)
     out = xp.repeat(xd[:, None, :], n, axis=1)  # (N, n, D)
     R = model.out_repeat
     with _KeepMask(model):
         for g, row in enumerate(patterns):
-            handles = _mask_handles(model, row, masks, seed)
             rows = np.flatnonzero(inverse == g)
             n_obs = int(row.sum())
-            for k, h in enumerate(handles):
+            for k, h in enumerate(handles[g]):
                 i, j = np.nonzero(choice[rows] == k)
                 if i.size == 0 or n_obs == D:
                     continue

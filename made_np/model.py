@@ -298,10 +298,12 @@ class MADE:
         """
         c = self.config
         if c.num_masks == 1:
-            raise ValueError("use_maskset needs a bank of masks: a num_masks == 1 model has its weights masked in place")
+            raise ValueError("use_maskset needs a bank of masks: "
+                             "a num_masks == 1 model has its weights masked in place")
         widths = tuple(len(m) for m in maskset.degrees)
         if maskset.D != c.D or widths != c.hidden:
-            raise ValueError(f"the MaskSet has D={maskset.D}, hidden={widths}; the model has D={c.D}, hidden={c.hidden}")
+            raise ValueError(f"the MaskSet has D={maskset.D}, hidden={widths}; "
+                             f"the model has D={c.D}, hidden={c.hidden}")
         for layer, m in zip(self._all_layers, self._host_masks(maskset, self.direct is not None)):
             layer.set_mask(self.xp.asarray(m, dtype=self.dtype), fixed=False)
         self.maskset, self.mask_index = maskset, None
