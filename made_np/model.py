@@ -163,6 +163,31 @@ class MADE:
             layer.set_mask(m, fixed=fixed)
         self.maskset, self.mask_index = maskset, index
 
+    def use_maskset(self, maskset) -> None:
+        """Run under ``maskset``, a host MaskSet that need not come from the bank, until the next :meth:`set_mask`.
+
+        Used by :mod:`made_np.conditional` for observed-first orderings. :attr:`mask_index`
+        becomes None, so a later ``set_mask(i)`` always rebuilds mask ``i``.
+
+        Raises
+        ------
+        ValueError
+            ``num_masks == 1`` (the weights of a fixed mask are masked in place, so another
+            mask would not give the trained conditionals), or a MaskSet whose D or hidden
+            widths differ from the model's.
+        """
+        c = self.config
+        if c.num_masks == 1:
+            raise ValueError("use_maskset needs a bank of masks: "
+                             "a num_masks == 1 model has its weights masked in place")
+        widths = tuple(len(m) for m in maskset.degrees)
+        if maskset.D != c.D or widths != c.hidden:
+            raise ValueError(f"the MaskSet has D={maskset.D}, hidden={widths}; "
+                             f"the model has D={c.D}, hidden={c.hidden}")
+        for layer, m in zip(self._all_layers, self._host_masks(maskset, self.direct is not None)):
+            layer.set_mask(self.xp.asarray(m, dtype=self.dtype), fixed=False)
+        self.maskset, self.mask_index = maskset, None
+
     def _host_masks(self, maskset, direct: bool) -> list:
         """The masks of :attr:`_all_layers` at the level of columns (host bool arrays)."""
         host = maskset.layer_masks(self.in_repeat, self.out_repeat)

@@ -1,0 +1,485 @@
+"""Exact marginals and completions of partly observed data with an order-agnostic MADE.
+
+Order-agnostic training (Germain et al. 2015, Sec. 4.1; Uria et al. 2014, "A deep and
+tractable density estimator", the order-agnostic NADE) makes inference over any
+observed set ``o`` exact. Under a mask ``k`` whose ordering m^0 puts the observed
+variables first (positions 1..|o|, in random order among themselves; the missing ones
+after them, also in random order):
+
+* ``log p_k(x_o) = sum_{d in o} log p_k(x_d | x_<d)``: the first |o| conditionals, all
+  read from one forward pass (the autoregressive property, paper eq. 1);
+* ``p_k(x_m | x_o)`` is ancestral sampling of the missing variables in that ordering,
+  with the observed ones fixed first.
+
+Over K such masks the model is the mixture ``p(x) = 1/K sum_k p_k(x)`` (test-time
+averaging, paper Sec. 4.2), for which, exactly,
+
+* ``log p(x_o) = logsumexp_k log p_k(x_o) - log K``,
+* ``p(x_m | x_o) = sum_k w_k p_k(x_m | x_o)`` with ``w_k = p_k(x_o) / sum_j p_j(x_o)``:
+  a completion first draws ``k`` from ``w``, then completes under mask ``k``.
+
+The masks of an observed pattern are a function of ``(seed, k, pattern)`` only, so a
+row's results do not depend on the other rows of the batch, and :func:`log_marginal`,
+:func:`log_conditional`, :func:`mask_log_probs` and :func:`complete` with the same
+``seed`` and ``masks`` use the same mixture.
+
+Hidden degrees: a connectivity-agnostic model draws fresh degrees with its degree
+rule (:func:`made_np.masks.hidden_degrees`), as in training; otherwise every mask reuses
+the degrees of the model's mask 0. Those stay a valid draw for any ordering, because
+the range [min m^(l-1), D-1] of each layer depends on the ordering only through
+min m^0 = 1; this is also what the bank does (:func:`made_np.masks.draw_masks`).
+
+A single-ordering model (``num_masks == 1`` or ``order_agnostic`` False) is exact only
+when the observed variables are a prefix of its ordering; then its own mask (or the
+mixture over its bank, :meth:`made_np.model.MADE.eval_mask_indices`) is used.
+
+Masks are built on the host (NumPy, as in :mod:`made_np.masks`); data, logits and
+results live on the model's array module ``model.xp``. Log-probabilities are float64, in
+nats. The model's current mask is restored afterwards.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import backend
+from .masks import MaskSet, direct_mask, hidden_degrees, hidden_mask, input_ordering, output_mask
+
+OCCLUSIONS = ("top", "bottom", "left", "right", "random:P")
+FIX_HINT = "train order-agnostic: --num-masks inf or a bank with --order-agnostic"
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def is_order_agnostic(model) -> bool:
+    """Whether ``model`` was trained over many orderings (a bank with ``order_agnostic``)."""
+    c = model.config
+    return bool(c.order_agnostic) and c.num_masks != 1
+
+
+def observed_first_maskset(model, observed_row, rng) -> MaskSet:
+    """A mask whose ordering puts the observed variables first.
+
+    Parameters
+    ----------
+    model : made_np.model.MADE
+        Gives D, the hidden widths, the degree rule and (connectivity-agnostic or not)
+        where the hidden degrees come from.
+    observed_row : array of bool, shape (D,)
+        True where the variable is observed.
+    rng : numpy.random.Generator
+        Draws, in this order, the order of the observed variables, the order of the
+        missing ones and (connectivity-agnostic models) the hidden degrees.
+
+    Returns
+    -------
+    made_np.masks.MaskSet
+        ``ordering[d] <= |o|`` exactly for the observed ``d``; ``index`` is -1 (not a
+        mask of the bank). Masks from :func:`made_np.masks.hidden_mask`,
+        :func:`~made_np.masks.output_mask` and :func:`~made_np.masks.direct_mask`.
+
+    Raises
+    ------
+    ValueError
+        ``observed_row`` not of shape (D,).
+    """
+    c = model.config
+    row = np.asarray(backend.to_host(observed_row), dtype=bool).reshape(-1)
+    if row.shape != (c.D,):
+        raise ValueError(f"observed_row must have shape ({c.D},), got {row.shape}")
+    seq = np.concatenate([rng.permutation(np.flatnonzero(row)), rng.permutation(np.flatnonzero(~row))])
+    m0 = np.empty(c.D, dtype=np.int64)
+    m0[seq] = np.arange(1, c.D + 1)
+    m0 = input_ordering(c.D, given=m0)
+    base = None if c.connectivity_agnostic else model.maskset_at(0).degrees
+    degs, masks, prev = [], [], m0
+    for i, width in enumerate(c.hidden):
+        m = hidden_degrees(prev, width, c.D, c.degrees, rng) if base is None else base[i]
+        masks.append(hidden_mask(prev, m))
+        degs.append(m)
+        prev = m
+    return MaskSet(index=-1, ordering=m0, degrees=tuple(degs), hidden=tuple(masks),
+                   output=output_mask(prev, m0), direct=direct_mask(m0))
+
+
+def _is_prefix(ordering, row) -> bool:
+    """Whether the observed variables are those at positions 1..|o| of ``ordering``."""
+    return bool(np.array_equal(ordering <= row.sum(), row))
+
+
+def _mask_handles(model, row, masks: int, seed: int) -> list:
+    """The masks of one observed pattern: bank indices (int) or MaskSets.
+
+    Raises ValueError for a single-ordering model and a non-prefix pattern.
+    """
+    if is_order_agnostic(model):
+        if masks < 1:
+            raise ValueError(f"masks must be >= 1, got {masks}")
+        return [observed_first_maskset(model, row, backend.host_rng(seed, k)) for k in range(masks)]
+    if not _is_prefix(model.maskset_at(0).ordering, row):
+        raise ValueError("this single-ordering model gives exact marginals only when the observed variables are "
+                         f"a prefix of its ordering; {FIX_HINT}")
+    return [0] if model.config.num_masks == 1 else model.eval_mask_indices(masks)
+
+
+def completion_masksets(model, observed_row, masks: int = 16, seed: int = 0) -> list:
+    """The K masks whose mixture :func:`log_marginal` and :func:`complete` use for one observed pattern.
+
+    Parameters
+    ----------
+    model : made_np.model.MADE
+    observed_row : array of bool, shape (D,)
+    masks : int
+        K for an order-agnostic model (ignored for a fixed single mask; at most the bank
+        for a finite single-ordering bank).
+    seed : int
+
+    Returns
+    -------
+    list of made_np.masks.MaskSet
+        Mask ``k`` of an order-agnostic model is ``observed_first_maskset(model, row,
+        host_rng(seed, k))``; a single-ordering model's are masks of its own bank.
+
+    Raises
+    ------
+    ValueError
+        A single-ordering model and an observed set that is not a prefix of its ordering.
+    """
+    row = np.asarray(backend.to_host(observed_row), dtype=bool).reshape(-1)
+    return [model.maskset_at(h) if isinstance(h, int) else h for h in _mask_handles(model, row, masks, seed)]
+
+
+def _activate(model, handle) -> None:
+    if isinstance(handle, int):
+        model.set_mask(handle)
+    else:
+        model.use_maskset(handle)
+
+
+class _KeepMask:
+    """Context manager that puts the model's mask back as it was."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.index, self.maskset = self.model.mask_index, self.model.maskset
+        return self
+
+    def __exit__(self, *exc):
+        if self.index is not None:
+            self.model.set_mask(self.index)
+        else:
+            self.model.use_maskset(self.maskset)
+        return False
+
+
+# --------------------------------------------------------------------------- per-variable terms
+
+
+def variable_log_probs(model, x, batch_size: int = 1000):
+    """``log p(x_d | x_<d)`` of every variable under the current mask, in float64.
+
+    Bernoulli head: ``x z - softplus(z)`` (``softplus`` as ``logaddexp(0, z)``); categorical:
+    the stable ``log softmax`` of the variable's logits at ``x_d``.
+
+    Parameters
+    ----------
+    model : made_np.model.MADE
+    x : array on ``model.xp``, shape (N, D), int in 0..C-1
+    batch_size : int
+        Rows per forward pass.
+
+    Returns
+    -------
+    array on ``model.xp``, float64, shape (N, D), nats (``<= 0``).
+    """
+    xp = model.xp
+    out = xp.empty(x.shape, dtype=xp.float64)
+    for s in range(0, x.shape[0], batch_size):
+        xb = x[s:s + batch_size]
+        z = model.logits(xb).astype(xp.float64)
+        if model.config.head == "bernoulli":
+            out[s:s + batch_size] = xb.astype(xp.float64) * z - xp.logaddexp(0.0, z)
+        else:
+            t = z - z.max(axis=-1, keepdims=True)
+            lp = t - xp.log(xp.exp(t).sum(axis=-1, keepdims=True))
+            out[s:s + batch_size] = xp.take_along_axis(lp, xb.astype(xp.int64)[..., None], axis=-1)[..., 0]
+    return out
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _inputs(model, x, observed):
+    """``x`` on the device in the sampler's dtype, the host observed mask, and the groups of equal rows of it."""
+    xp, c = model.xp, model.config
+    obs = np.asarray(backend.to_host(observed), dtype=bool)
+    x = xp.asarray(x)
+    if obs.ndim != 2 or obs.shape[1] != c.D or tuple(x.shape) != obs.shape:
+        raise ValueError(f"x and observed must both have shape (N, {c.D}), got {tuple(x.shape)} and {obs.shape}")
+    dtype = xp.uint8 if c.head == "bernoulli" else xp.int64
+    xd = x.astype(dtype)
+    if obs.shape[0] == 0:
+        return xd, obs, obs[:0], np.zeros(0, dtype=np.int64)
+    patterns, inverse = np.unique(obs, axis=0, return_inverse=True)
+    return xd, obs, patterns, inverse.reshape(-1)
+
+
+def _group_log_probs(model, xd, obs, patterns, inverse, handles, batch_size):
+    """(N, K) device arrays ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` for rows grouped by pattern."""
+    xp = model.xp
+    K = len(handles[0]) if handles else 1
+    log_po = xp.zeros((obs.shape[0], K), dtype=xp.float64)
+    log_pm = xp.zeros((obs.shape[0], K), dtype=xp.float64)
+    with _KeepMask(model):
+        for g, row in enumerate(patterns):
+            rows = xp.asarray(np.flatnonzero(inverse == g))
+            o = xp.asarray(row)
+            xg = xd[rows]
+            for k, h in enumerate(handles[g]):
+                _activate(model, h)
+                lp = variable_log_probs(model, xg, batch_size)
+                log_po[rows, k] = xp.where(o, lp, 0.0).sum(axis=1)
+                log_pm[rows, k] = xp.where(o, 0.0, lp).sum(axis=1)
+    return log_po, log_pm
+
+
+def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000):
+    """Per-mask ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` under the observed-first masks.
+
+    Parameters
+    ----------
+    model : made_np.model.MADE
+    x : array, shape (N, D), int in 0..C-1
+        Values of every variable (the missing ones too: they enter ``log p_k(x_m | x_o)``).
+    observed : array of bool, shape (N, D)
+        True where observed.
+    masks : int
+        K (see :func:`completion_masksets`).
+    seed : int
+    batch_size : int
+        Rows per forward pass.
+
+    Returns
+    -------
+    log_po : array on ``model.xp``, float64, shape (N, K)
+        ``log p_k(x_o)``, nats: the sum of the observed variables' conditionals.
+    log_pm : array on ``model.xp``, float64, shape (N, K)
+        ``log p_k(x_m | x_o)``, nats: the sum of the missing ones'. ``log_po + log_pm``
+        is ``log p_k(x)`` (the chain rule). K is 1 when N is 0.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, or a single-ordering model and a non-prefix observed set.
+    """
+    xd, obs, patterns, inverse = _inputs(model, x, observed)
+    handles = [_mask_handles(model, row, masks, seed) for row in patterns]
+    return _group_log_probs(model, xd, obs, patterns, inverse, handles, batch_size)
+
+
+def _logsumexp(xp, a):
+    """``log sum exp`` over the last axis, float64."""
+    m = a.max(axis=-1, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    return (m + xp.log(xp.exp(a - m).sum(axis=-1, keepdims=True)))[..., 0]
+
+
+def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000):
+    """``log p(x_o)``: the exact marginal of the observed entries under the mixture of K masks.
+
+    ``log p(x_o) = logsumexp_k log p_k(x_o) - log K`` with observed-first masks
+    (:func:`completion_masksets`; Germain et al. 2015, Secs. 4.1-4.2; Uria et al. 2014).
+
+    Parameters
+    ----------
+    model : made_np.model.MADE
+    x : array, shape (N, D), int in 0..C-1
+        Only the observed entries matter.
+    observed : array of bool, shape (N, D)
+    masks : int
+        K observed-first masks (order-agnostic models); a single-ordering model with a
+        prefix observed set uses its own mask(s).
+    seed : int
+    batch_size : int
+
+    Returns
+    -------
+    array on ``model.xp``, float64, shape (N,), nats (0 for an empty observed set).
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, or a single-ordering model and an observed set that is not a
+        prefix of its ordering (the message names the fix: train order-agnostic).
+    """
+    log_po, _ = mask_log_probs(model, x, observed, masks, seed, batch_size)
+    return _logsumexp(model.xp, log_po) - math.log(log_po.shape[1])
+
+
+def log_conditional(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000):
+    """``log p(x_m | x_o)``: the exact probability that :func:`complete` returns the completion ``x``.
+
+    ``p(x_m | x_o) = sum_k w_k p_k(x_m | x_o) = sum_k p_k(x) / sum_k p_k(x_o)``.
+
+    Parameters
+    ----------
+    model, x, observed, masks, seed, batch_size
+        As in :func:`log_marginal`; here the missing entries of ``x`` are the completion.
+
+    Returns
+    -------
+    array on ``model.xp``, float64, shape (N,), nats.
+
+    Raises
+    ------
+    ValueError
+        As :func:`log_marginal`.
+    """
+    xp = model.xp
+    log_po, log_pm = mask_log_probs(model, x, observed, masks, seed, batch_size)
+    return _logsumexp(xp, log_po + log_pm) - _logsumexp(xp, log_po)
+
+
+def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_size: int = 1000):
+    """Draw ``n`` exact completions ``x_m ~ p(x_m | x_o)`` of every row.
+
+    For each completion a mask ``k`` is drawn with probability ``w_k = p_k(x_o) / sum_j
+    p_j(x_o)``, then the missing variables are drawn one at a time in mask ``k``'s
+    observed-first ordering, each from its conditional given the observed values and
+    the variables drawn before it (one forward pass per missing position, rows that
+    share a pattern and a mask in one batch; draws by the head's inverse CDF,
+    :meth:`made_np.heads.BernoulliHead.sample`). Observed entries are copied and never
+    changed. Germain et al. 2015, Secs. 4.1-4.2; Uria et al. 2014.
+
+    Parameters
+    ----------
+    model : made_np.model.MADE
+    x : array, shape (N, D), int in 0..C-1
+        Only the observed entries are read.
+    observed : array of bool, shape (N, D)
+    n : int
+        Completions per row, ``>= 1``.
+    masks : int
+        K (see :func:`completion_masksets`).
+    seed : int
+        Seeds the masks (as :func:`log_marginal`), the choice of mask and the noise
+        (``host_rng(seed, 1)``, drawn on the host so CPU and GPU agree).
+    batch_size : int
+
+    Returns
+    -------
+    completions : array on ``model.xp``, shape (N, n, D)
+        uint8 (Bernoulli head) or int64 (categorical), values in 0..C-1.
+    log_px_o : array on ``model.xp``, float64, shape (N,)
+        ``log p(x_o)`` in nats, as :func:`log_marginal` with the same ``masks`` and ``seed``.
+
+    Raises
+    ------
+    ValueError
+        ``n < 1``, shapes differ, or a single-ordering model and a non-prefix observed set.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    xp, D = model.xp, model.config.D
+    xd, obs, patterns, inverse = _inputs(model, x, observed)
+    N = obs.shape[0]
+    handles = [_mask_handles(model, row, masks, seed) for row in patterns]
+    log_po, _ = _group_log_probs(model, xd, obs, patterns, inverse, handles, batch_size)
+    K = log_po.shape[1]
+    log_px_o = _logsumexp(xp, log_po) - math.log(K)
+    # choice of mask per (row, completion) on the host: inverse CDF of w
+    lp = backend.to_host(log_po)
+    rng = backend.host_rng(seed, 1)
+    u_mask = rng.random((N, n))
+    noise = rng.random((N, n, D))
+    w = np.exp(lp - lp.max(axis=1, keepdims=True))
+    cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+    choice = np.minimum((cdf[:, None, :] <= u_mask[:, :, None]).sum(axis=2), K - 1)
+    out = xp.repeat(xd[:, None, :], n, axis=1)  # (N, n, D)
+    R = model.out_repeat
+    with _KeepMask(model):
+        for g, row in enumerate(patterns):
+            rows = np.flatnonzero(inverse == g)
+            n_obs = int(row.sum())
+            for k, h in enumerate(handles[g]):
+                i, j = np.nonzero(choice[rows] == k)
+                if i.size == 0 or n_obs == D:
+                    continue
+                _activate(model, h)
+                var_at = np.argsort(backend.to_host(model.maskset.ordering))
+                ri, rj = xp.asarray(rows[i]), xp.asarray(j)
+                X = out[ri, rj]  # (m, D) copy, observed entries set
+                u = xp.asarray(noise[rows[i], j])  # (m, D), indexed by variable
+                for d in var_at[n_obs:]:
+                    d = int(d)
+                    z = model.logits(X)
+                    zd = z[:, d:d + 1] if R == 1 else z[:, d]
+                    X[:, d] = model.head.sample(zd, u[:, d:d + 1])[:, 0].astype(X.dtype)
+                out[ri, rj] = X
+    return out, log_px_o
+
+
+# --------------------------------------------------------------------------- occlusions
+
+
+def occlusion_mask(kind: str, D: int, image_shape=None, N: int = 1, rng=None) -> np.ndarray:
+    """Observed masks for completion experiments.
+
+    Parameters
+    ----------
+    kind : {"top", "bottom", "left", "right", "random:P"}
+        ``top`` *hides* the top ``H // 2`` rows (observes the rest); ``bottom`` hides the
+        bottom ``H // 2`` rows; ``left``/``right`` hide ``W // 2`` columns likewise;
+        ``random:P`` hides each variable independently with probability P in [0, 1].
+    D : int
+        Number of variables.
+    image_shape : (H, W), optional
+        Row-major image layout with ``H * W == D``; default: square when D is a square.
+    N : int
+        Number of rows.
+    rng : numpy.random.Generator or int, optional
+        For ``random:P``.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (N, D)
+        True = observed.
+
+    Raises
+    ------
+    ValueError
+        Unknown kind, P outside [0, 1], or no image shape matching D for a spatial kind.
+    """
+    if kind.startswith("random:"):
+        try:
+            p = float(kind.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"occlusion {kind!r}: P must be a number, e.g. random:0.5") from None
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"occlusion {kind!r}: P must be in [0, 1]")
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        return ~(rng.random((N, D)) < p)
+    if kind not in ("top", "bottom", "left", "right"):
+        raise ValueError(f"unknown occlusion {kind!r}: choose one of {', '.join(OCCLUSIONS)}")
+    if image_shape is None:
+        s = math.isqrt(D)
+        if s * s != D:
+            raise ValueError(f"occlusion {kind!r} needs image_shape for D={D} (not a square)")
+        image_shape = (s, s)
+    H, W = (int(v) for v in image_shape)
+    if H * W != D:
+        raise ValueError(f"image_shape {tuple(image_shape)} does not hold D={D} variables")
+    hide = np.zeros((H, W), dtype=bool)
+    if kind == "top":
+        hide[:H // 2] = True
+    elif kind == "bottom":
+        hide[H - H // 2:] = True
+    elif kind == "left":
+        hide[:, :W // 2] = True
+    else:
+        hide[:, W - W // 2:] = True
+    return np.repeat(~hide.reshape(1, D), N, axis=0)
