@@ -409,4 +409,12 @@ class _Run:
 
 
 def _default_spec(dataset) -> dict:
-    return {"spec": getattr(dataset, "name", None), "path": None, "seed": 0}
+    """How to reload ``dataset`` (:attr:`made_np.data.Dataset.spec`), with its shape for the record."""
+    spec = dict(getattr(dataset, "spec", None) or {"spec": getattr(dataset, "name", None), "path": None, "seed": 0})
+    image_shape = getattr(dataset, "image_shape", None)
+    spec.update({"name": getattr(dataset, "name", None), "D": int(dataset.train.shape[1]),
+                 "classes": getattr(dataset, "classes", None),
+                 "image_shape": list(image_shape) if image_shape else None,
+                 "sizes": [int(getattr(dataset, s).shape[0]) for s in ("train", "valid", "test")
+                           if getattr(dataset, s, None) is not None]})
+    return spec
