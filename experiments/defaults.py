@@ -42,7 +42,15 @@ SETTINGS = {
     "inf-direct-cos-e500": ({"direct": True, "num_masks": 0}, {"epochs": 500, "eval_masks": 128}),
     "k16-direct-cos-e500": ({"direct": True, "num_masks": 16}, {"epochs": 500}),
     "k32-direct-cos-e500": ({"direct": True, "num_masks": 32}, {"epochs": 500}),
+    # candidate recipes: a budget of about 25,000 updates (50..1000 epochs), early stopping
+    "R-k32": ({"direct": True, "num_masks": 32}, {"epochs": "budget"}),
+    "R-1mask": ({"direct": True, "num_masks": 1}, {"epochs": "budget"}),
+    "R-inf": ({"direct": True, "num_masks": 0}, {"epochs": "budget", "eval_masks": 128}),
 }
+
+
+def budget_epochs(n_train: int, batch_size: int = 100, updates: int = 25_000, lo: int = 50, hi: int = 1000) -> int:
+    return int(min(hi, max(lo, -(-updates // -(-n_train // batch_size)))))
 
 
 def load(name: str):
@@ -59,6 +67,8 @@ def run(data_name: str, setting: str, seed: int = 0) -> dict:
     train_over = dict(train_over)
     if train_over.get("epochs") == "old":
         train_over["epochs"] = 200 if data_name == "digits" else 50
+    if train_over.get("epochs") == "budget":
+        train_over["epochs"] = budget_epochs(int(ds.train.shape[0]))
     model = MADE(MADEConfig.for_data(ds, seed=seed, **model_over))
     cfg = TrainConfig.for_data(ds, seed=seed, **train_over)
     t0 = time.perf_counter()
