@@ -279,7 +279,8 @@ def run_lock(folder):
     ``<folder>/.lock`` (``fcntl.flock``, released by the system when the process
     dies, so the lock of a killed run is free and simply taken over), writes its pid
     and host there, and removes the temporary files of killed writers
-    (:func:`clean_temporary_files`). On leaving, the lock file is removed, and so is
+    (:func:`clean_temporary_files`). On leaving, temporary files are removed again
+    (a write interrupted at the wrong moment may leave one), then the lock file, and
     the folder when it was created here and nothing was written in it.
 
     The lock is re-entrant within one thread (``made-np train`` holds it around
@@ -300,7 +301,7 @@ def run_lock(folder):
     folder = Path(folder).expanduser()
     created = _create_folder(folder)
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise RunFolderError(f"{folder}: cannot write in the run folder (permission denied)")
+        raise RunFolderError(f"{folder}: cannot write in the run folder (Permission denied)")
     key = os.path.realpath(folder)
     me = threading.get_ident()
     with _HELD_GUARD:
@@ -326,6 +327,8 @@ def run_lock(folder):
         with _HELD_GUARD:
             if _HELD.get(key) == me:
                 del _HELD[key]
+        # a write cut short by Ctrl-C at the wrong moment (inside mkstemp) may have left its file
+        clean_temporary_files(folder)
         with contextlib.suppress(OSError):
             os.unlink(path)  # while still holding the lock: a run waiting on it sees a new inode
         os.close(fd)
