@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
 import signal
 import sys
 import time
