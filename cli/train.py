@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import signal
 import sys
 import time
@@ -398,6 +399,10 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
     ckpt = run_dir / CHECKPOINT_NAME
     try:
         res = evaluate_both(model, ds.test, cfg.eval_masks, cfg.eval_batch_size)
+        bad = [r["nll"] for r in res.values() if r is not None and not math.isfinite(r["nll"])]
+        if bad:  # NaN never reaches results.json
+            raise Diverged(f"the test NLL of {ckpt} is {bad[0]}: its weights are not finite; no results written; "
+                           "start a new run with a smaller --lr")
         echo_results(res, "test")
         results = {"split": "test", **res, "train_seconds": seconds,
                    "best_epoch": history["best_epoch"], "best_valid_nll": history["best_valid_nll"]}

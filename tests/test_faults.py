@@ -419,6 +419,19 @@ def test_cli_divergence_exits_3_and_writes_no_nan(tmp_path, monkeypatch, small_n
     assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "model.npz"]
 
 
+def test_a_non_finite_test_nll_writes_no_results(tmp_path, monkeypatch, small_npy):
+    def nan_results(*args, **kwargs):
+        r = {"nll": float("nan"), "stderr": float("nan")}
+        return {"single": r, "ensemble": None}
+
+    monkeypatch.setattr("made_np.cli.train.evaluate_both", nan_results)
+    out = tmp_path / "run"
+    result = run("train", "--dataset", small_npy, "--out", out, "--hidden", 8, "--epochs", 1, "-q")
+    assert result.exit_code == 3, result.output
+    one_error_line(result.stderr, "test NLL", "nan", "no results written")
+    assert not (out / "results.json").exists() and read_checkpoint_meta(out)["results"] is None
+
+
 # =========================================================================== full disk
 
 
