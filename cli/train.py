@@ -308,7 +308,7 @@ def _resume(ctx, o, where) -> None:
         if state["finished"]:
             why = finished_run_blocker(state, cfg)
             if more and why is not None:
-                raise UserError(_cannot_train_on(ckpt, state, cfg, why))
+                raise UserError(_cannot_train_on(ckpt, state, cfg))
             if not more and info["results"] is not None:
                 raise UserError(f"{ckpt}: this run finished at epoch {state['epoch']} and its results are written; "
                                 f"nothing to resume (train it on with --epochs more than {state['epoch']}, "
@@ -319,7 +319,7 @@ def _resume(ctx, o, where) -> None:
         if results_only:
             if not o["quiet"]:
                 click.echo(f"the training of {ckpt} finished at epoch {state['epoch']}; writing its results")
-            history = info["history"]
+            history = {**info["history"], "best_epoch": state["best_epoch"], "best_valid_nll": state["best_valid_nll"]}
             seconds = float(sum(r["seconds"] for r in history["rows"]))
             _write_results(model, ds, cfg, run_dir, history, seconds, o["quiet"])
             return
@@ -330,7 +330,7 @@ def _resume(ctx, o, where) -> None:
         _train_and_report(ctx, model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
 
 
-def _cannot_train_on(ckpt: Path, state: dict, cfg: TrainConfig, why: str) -> str:
+def _cannot_train_on(ckpt: Path, state: dict, cfg: TrainConfig) -> str:
     """The one line refusing to train a finished run on: names the option to change."""
     epoch, best = state["epoch"], state["best_epoch"]
     if cfg.epochs <= epoch:

@@ -316,14 +316,19 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
 
 
 def _show(value) -> str:
-    """A stored value as a message shows it: ``'3'``, ``null``, ``1.5``, ``an array of shape (2,)``."""
+    """A stored value as a one-line message shows it: ``'3'``, ``null``, ``1.5``, ``an array of shape (2,)``."""
     if isinstance(value, np.ndarray):
         if value.ndim:
             return f"an array of shape {tuple(value.shape)}"
         value = value.item()
     if value is None:
         return "null"
-    return repr(value)
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} items"
+    if isinstance(value, dict):
+        return "an object"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _is_int(value) -> bool:
