@@ -220,11 +220,14 @@ def _take_flock(path: Path, folder: Path) -> int:
     """Open ``path`` and hold an exclusive ``flock`` on it; the open descriptor.
 
     A lock file that another run unlinked while we waited is not the lock any more:
-    try again on the new one.
+    try again on the new one (and on a new folder, if that run removed it).
     """
     for _ in range(100):
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the run that made the folder removed it, empty, as it left
+            _create_folder(folder)
+            continue
         except OSError as exc:
             raise RunFolderError(f"{folder}: cannot write in the run folder "
                                  f"({exc.strerror or exc})") from None

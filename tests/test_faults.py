@@ -193,7 +193,14 @@ def test_two_trainings_into_one_folder_and_a_real_ctrl_c(tmp_path, small_npy):
         env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
-        while not (out / ".lock").exists() and child.poll() is None and time.monotonic() < deadline:
+
+        def holder_pid():  # written once the lock is taken (the file exists a moment before)
+            try:
+                return json.loads((out / ".lock").read_text())["pid"]
+            except (OSError, ValueError):
+                return None
+
+        while holder_pid() != child.pid and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert child.poll() is None, child.communicate()
         second = run("train", "--dataset", small_npy, "--out", out, "--hidden", 8, "--epochs", 1)
