@@ -15,7 +15,8 @@ from made_np import backend, sampling
 from made_np import data as data_mod
 from made_np.checkpoint import (CHECKPOINT_NAME, RESULTS_NAME, CheckpointError, RunFolderError, read_checkpoint_meta,
                                 resolve_checkpoint_path, run_lock, update_checkpoint_meta, write_json)
-from made_np.config import ENCODINGS, ENGINES, LR_SCHEDULES, MADEConfig, TrainConfig
+from made_np.config import (DEFAULT_DIRECT, ENCODINGS, ENGINES, EPOCHS_RANGE, LR_SCHEDULES, SMALL_DATA_MASKS,
+                            SMALL_DATA_ROWS, UPDATES_BUDGET, MADEConfig, TrainConfig)
 from made_np.fast.threads import parse_threads
 from made_np.layers import ACTIVATIONS
 from made_np.masks import DEGREE_RULES, ORDERINGS
@@ -106,7 +107,8 @@ def _progress(epoch: int, n_batches: int):
               help="Input ordering of mask 0.")
 @click.option("--degrees", type=click.Choice(DEGREE_RULES), default="random", show_default=True,
               help="How hidden degrees m^l(k) are drawn (random: the paper's rule).")
-@click.option("--num-masks", default=None, show_default="1; 32 for 2d",
+@click.option("--num-masks", default=None,
+              show_default=f"{SMALL_DATA_MASKS} for training sets under {SMALL_DATA_ROWS:,} rows and 2d, else 1",
               help="Size of the mask bank: 1 (fixed mask), K, or inf (a fresh mask at every resample).")
 @click.option("--order-agnostic/--no-order-agnostic", default=True, show_default=True,
               help="Masks beyond mask 0 draw a fresh ordering (paper Sec. 4.1); matters when --num-masks != 1.")
@@ -118,15 +120,18 @@ def _progress(epoch: int, n_batches: int):
               help="Masks in the validation ensemble during training (when --num-masks != 1).")
 @click.option("--eval-masks", type=int, default=None, show_default="the bank; 1000 when inf",
               help="Masks in the final test ensemble (when --num-masks != 1).")
-@click.option("--direct-connections/--no-direct-connections", default=MADEConfig.direct, show_default=True,
+@click.option("--direct-connections/--no-direct-connections", default=None,
+              show_default="on" if DEFAULT_DIRECT else "off",
               help="Direct input-to-output connections (paper eq. 11).")
 @click.option("--input-encoding", type=click.Choice(ENCODINGS), default=None,
               show_default="binary for 0/1 data, scaled for 2d, onehot for other categorical data",
               help="How a variable enters the network.")
 @click.option("--activation", type=click.Choice(tuple(ACTIVATIONS)), default=MADEConfig.activation,
               show_default=True, help="Hidden activation.")
-@click.option("--epochs", type=int, default=None, show_default="200 for digits, 50 otherwise",
-              help="Most epochs; the cosine schedule anneals the learning rate to 0 over them.")
+@click.option("--epochs", type=int, default=None,
+              show_default=f"about {UPDATES_BUDGET:,} updates, {EPOCHS_RANGE[0]}..{EPOCHS_RANGE[1]} epochs",
+              help="Most epochs (early stopping usually ends sooner); the cosine schedule anneals the "
+                   "learning rate to 0 over them.")
 @click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True,
               help="Examples per minibatch.")
 @click.option("--optimizer", type=click.Choice(tuple(OPTIMIZERS)), default=TrainConfig.optimizer,

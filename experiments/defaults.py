@@ -46,6 +46,7 @@ SETTINGS = {
     "R-k32": ({"direct": True, "num_masks": 32}, {"epochs": "budget"}),
     "R-1mask": ({"direct": True, "num_masks": 1}, {"epochs": "budget"}),
     "R-inf": ({"direct": True, "num_masks": 0}, {"epochs": "budget", "eval_masks": 128}),
+    "R-k32-2d": ({"direct": True}, {"epochs": "budget"}),   # the 2d model defaults (2x100, scaled, 32 masks) + direct
 }
 
 
@@ -54,6 +55,8 @@ def budget_epochs(n_train: int, batch_size: int = 100, updates: int = 25_000, lo
 
 
 def load(name: str):
+    if name == "mnist":
+        return load_dataset("binarized-mnist")
     if name.startswith("mnist-"):
         n = int(name.split("-")[1])
         ds = load_dataset("binarized-mnist")
