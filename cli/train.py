@@ -261,9 +261,9 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
         json.dump(results, f, indent=2)
     from made_np import plots  # matplotlib: imported only when drawing
 
-    plots.plot_loss_curves(history["rows"], run_dir / "loss.png")
-    n = 100 if ds.image_shape else 1000
+    plots.plot_loss_curves(history["rows"], run_dir / "loss.png", valid_masks=history.get("valid_masks", 1))
+    n = 100 if ds.image_shape else (100_000 if ds.D == 2 else 1000)  # 2-D: a histogram on the C x C grid
     samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, method=DEFAULT_SAMPLING_METHOD))
-    plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png")
+    plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes)
     if not quiet:
         click.echo(f"wrote {ckpt}, metrics.csv, loss.png, samples.png, results.json in {run_dir}")
