@@ -64,7 +64,7 @@ def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, devi
 @device_option
 @dataset_path_option
 def density(checkpoint, out, num_samples, seed, device, dataset_path):
-    """Exact density table of a 2-D categorical CHECKPOINT (e.g. --dataset 2d) against the true table.
+    """Exact density table of a 2-D categorical CHECKPOINT (such as --dataset 2d) against the true table.
 
     Prints KL(p_true || p_model) in nats, the entropy of the true table (the lower bound of
     the expected test NLL) and the test NLL of the table; draws the panels into --out. With
