@@ -380,7 +380,8 @@ def maskset_panels(ordering, degrees, hidden, output, direct=None) -> dict:
         names.append((layer_names[l - 1], layer_names[l]))
     out = np.asarray(output)
     masks.append(out)
-    titles.append(f"V: layer {len(degrees)} -> outputs ({out.shape[0]} x {out.shape[1]})")
+    source = f"layer {len(degrees)}" if degrees else "inputs"
+    titles.append(f"V: {source} -> outputs ({out.shape[0]} x {out.shape[1]})")
     pairs.append((layer_degrees[-1], ordering))
     names.append((layer_names[-1], "outputs (m^0)"))
     if direct is not None:

@@ -23,7 +23,6 @@ def run(*args):
 
 
 def _summary(fig) -> list:
-    fig.canvas.draw()  # ticks and legends as written
     axes = []
     for ax in fig.axes:
         legend = ax.get_legend()
