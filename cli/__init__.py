@@ -9,6 +9,16 @@ Commands::
     made-np masks       dump (and draw) the ordering, degrees and masks of a checkpoint
     made-np data        download and inspect data sets
 
+Exit status (``made-np train --help`` repeats it)::
+
+    0    success
+    2    a user error, printed as one line ``Error: ...`` naming the option or file and the
+         fix, never a traceback: a bad option or input file, a run folder that cannot be
+         written or that another run is writing to, a write that failed (a full disk: the
+         last checkpoint is kept), a checkpoint that cannot be resumed
+    3    ``train`` stopped by a diverging (non-finite) loss; the last good checkpoint is kept
+    130  interrupted with Ctrl-C; ``train`` says what is saved, and ``--resume`` continues it
+
 One module per command group; :mod:`made_np.cli.common` holds the one-line errors and
 the shared options. To add a command, write a ``click.command`` in a module of its own
 and add it to :func:`cli` below. The math and the training recipe are the library's.

@@ -14,15 +14,23 @@ def data():
 
 
 @data.command("fetch")
-@click.argument("name", type=click.Choice(["binarized-mnist"]))
+@click.argument("name", type=click.Choice(tuple(data_mod.SOURCES)))
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               show_default="$XDG_CACHE_HOME/made-np or ~/.cache/made-np",
               help="Folder to download into.")
-def data_fetch(name, cache_dir):
-    """Download a data set (binarized MNIST, 50000/10000/10000 x 784) into the cache."""
-    click.echo(f"downloading {name} ...")
-    path = data_mod.fetch_binarized_mnist(cache_dir)
-    click.echo(f"wrote {path}")
+@click.option("--url", default=None, show_default="the public https sources",
+              help="A mirror: an https:// or file:// URL of the file (for binarized MNIST an .npz, or "
+                   "an .amat URL with {split} in it).")
+def data_fetch(name, cache_dir, url):
+    """Download a data set into the cache and verify it: binarized-mnist (50000/10000/10000 x 784,
+    checked by the sha256 of each split) or 2d (the 200 x 200 table, checked by its file sha256).
+
+    A file already in the cache and verified is not downloaded again; a failed or mismatched
+    download never replaces it.
+    """
+    click.echo(f"fetching {name} ...")
+    path = data_mod.fetch(name, cache_dir=cache_dir, url=url, progress=True)
+    click.echo(f"verified {path}")
 
 
 @data.command("info")

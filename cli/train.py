@@ -1,8 +1,10 @@
 """``made-np train``: train a MADE and write a run folder."""
 from __future__ import annotations
 
-import json
+import contextlib
+import errno
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,20 +13,44 @@ import click
 
 from made_np import backend, sampling
 from made_np import data as data_mod
-from made_np.checkpoint import CHECKPOINT_NAME, resolve_checkpoint_path, update_checkpoint_meta
+from made_np.checkpoint import (CHECKPOINT_NAME, RESULTS_NAME, CheckpointError, RunFolderError, read_checkpoint_meta,
+                                resolve_checkpoint_path, run_lock, update_checkpoint_meta, write_json)
 from made_np.config import ENCODINGS, ENGINES, LR_SCHEDULES, MADEConfig, TrainConfig
 from made_np.fast.threads import parse_threads
 from made_np.layers import ACTIVATIONS
 from made_np.masks import DEGREE_RULES, ORDERINGS
 from made_np.model import MADE
 from made_np.optim import OPTIMIZERS
-from made_np.train import fit
+from made_np.train import DivergenceError, check_resume_state, finished_run_blocker, fit
 
 from .common import (DEFAULT_SAMPLING_METHOD, UserError, dataset_path_option, device_option, echo_results,
-                     evaluate_both, load_model, load_split, user_values)
+                     evaluate_both, load_model, load_split, one_line, user_values)
 
 # Options that a resumed run may change; every other option comes from the checkpoint.
 RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads"}
+
+#: Exit status of a run stopped by a non-finite loss.
+EXIT_DIVERGED = 3
+#: Exit status of a run interrupted with Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """\b
+Exit status:
+  0    the run is complete (model.npz, metrics.csv, loss.png, samples.png, results.json)
+  2    a user error, as one line naming the option or file: a bad option or data file, a
+       run folder that cannot be written or that another run is writing to, a full disk
+       (the last checkpoint is kept), a checkpoint that cannot be resumed
+  3    training diverged (a non-finite loss): the last good checkpoint is kept; try a
+       smaller --lr
+  130  interrupted (Ctrl-C): says what is saved; --resume continues the training, or
+       writes the results of a run whose training had finished
+"""
+
+
+class Diverged(click.ClickException):
+    """Training stopped at a non-finite loss (exit status 3)."""
+
+    exit_code = EXIT_DIVERGED
 
 
 def parse_hidden(text):
@@ -67,7 +93,7 @@ def _progress(epoch: int, n_batches: int):
     )
 
 
-@click.command()
+@click.command(epilog=EXIT_CODES_HELP)
 @click.option("--dataset", default="digits", show_default=True,
               help="digits, binarized-mnist, 2d, or a path to an .npz (train_data/valid_data/test_data), "
                    "an .npy (N, D) array or a folder of .amat files.")
@@ -127,8 +153,9 @@ def _progress(epoch: int, n_batches: int):
               show_default="runs/<dataset>-<YYYYmmdd-HHMMSS>",
               help="Run folder for model.npz, metrics.csv, loss.png, samples.png, results.json.")
 @click.option("--resume", type=click.Path(), default=None, show_default="start a new run",
-              help="Continue the unfinished run in this folder (its options come from its checkpoint; "
-                   "--epochs and --patience may be changed).")
+              help="Continue the run in this folder (its options come from its checkpoint; "
+                   "--epochs and --patience may be changed): an unfinished run trains on, a finished "
+                   "one whose results are missing gets them, a larger --epochs trains a finished one on.")
 @click.option("--threads", default="auto", show_default=True,
               help="CPU threads of BLAS, numexpr and made-np's work pool: a number (at most the CPU cores), "
                    "or auto (1 for small models, where threads cost more than they give, e.g. the digits "
@@ -141,92 +168,195 @@ def train(ctx, **o):
 
     Prints a line per epoch (train NLL, valid NLL, seconds; * marks a new best),
     then the test NLL ± standard error in nats of the best weights: with mask 0,
-    and averaged over masks when the bank has more than one. Ctrl-C keeps the
-    last finished epoch; continue it with --resume.
+    and averaged over masks when the bank has more than one. One run at a time
+    writes to a run folder. Ctrl-C keeps the last finished epoch; continue it with
+    --resume.
     """
+    _ignore_sigxfsz()
+    where = {"run_dir": None}  # the run folder once it is held: what an interruption reports on
+    try:
+        with user_values():
+            parse_threads(o["threads"])
+        if o["resume"]:
+            _resume(ctx, o, where)
+        else:
+            _new_run(ctx, o, where)
+    except KeyboardInterrupt:
+        click.echo(f"\n{_interrupted(where['run_dir'])}", err=True)
+        ctx.exit(EXIT_INTERRUPTED)
+
+
+def _ignore_sigxfsz() -> None:
+    """A write beyond ``ulimit -f`` fails with EFBIG (reported in one line) instead of killing the process."""
+    sig = getattr(signal, "SIGXFSZ", None)
+    if sig is not None:
+        with contextlib.suppress(ValueError, OSError):  # not the main thread: leave it
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _hold(stack: contextlib.ExitStack, run_dir: Path, option: str, where: dict) -> None:
+    """Take the run folder's lock (creating it) for the rest of the command; one-line errors name ``option``."""
+    try:
+        stack.enter_context(run_lock(run_dir))
+    except RunFolderError as exc:
+        raise UserError(f"{option}: {one_line(exc)}") from None
+    where["run_dir"] = run_dir
+
+
+def _interrupted(run_dir) -> str:
+    """What an interruption leaves: the line printed for Ctrl-C."""
+    ckpt = None if run_dir is None else run_dir / CHECKPOINT_NAME
+    if ckpt is None or not ckpt.is_file():
+        return "interrupted before the first epoch finished: nothing was saved"
+    try:
+        meta = read_checkpoint_meta(ckpt)
+    except CheckpointError as exc:
+        return f"interrupted; {one_line(exc)}"
+    state = meta.get("state") or {}
+    if not state.get("finished"):
+        return (f"interrupted; epoch {state.get('epoch')} is saved in {ckpt}: continue with  "
+                f"made-np train --resume {run_dir}")
+    if meta.get("results") is None:
+        return (f"interrupted while writing the results; the trained model is saved in {ckpt}: write them "
+                f"with  made-np train --resume {run_dir}")
+    return f"interrupted; {ckpt} holds the finished run (epoch {state.get('epoch')}) and its results"
+
+
+def _new_run(ctx, o, where) -> None:
+    """A new run: the folder given with --out is held (so checked for writing) before the data are loaded."""
     quiet = o["quiet"]
-    with user_values():
-        parse_threads(o["threads"])
-    if o["resume"]:
-        _resume(ctx, o)
-        return
-    xp = backend.get_xp(o["device"])
-    ds = data_mod.load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"])
-    with user_values():
-        mcfg = MADEConfig.for_data(
-            ds, hidden=parse_hidden(o["hidden"]), input_encoding=o["input_encoding"], ordering=o["ordering"],
-            degrees=o["degrees"], num_masks=parse_num_masks(o["num_masks"]), order_agnostic=o["order_agnostic"],
-            connectivity_agnostic=o["connectivity_agnostic"], direct=o["direct_connections"],
-            activation=o["activation"], seed=o["seed"], dtype=o["dtype"])
-        cfg = TrainConfig.for_data(
-            ds, epochs=o["epochs"], batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"],
-            weight_decay=o["weight_decay"], patience=o["patience"], resample_every=o["resample_every"],
-            valid_masks=o["valid_masks"], eval_masks=o["eval_masks"], lr_schedule=o["lr_schedule"],
-            lr_step=o["lr_step"], seed=o["seed"], engine=o["engine"])
-    spec_name = o["dataset"]
-    named = spec_name.lower() in data_mod.NAMES + ("binarized_mnist",)
-    spec = {
-        "spec": spec_name if named else str(Path(spec_name).expanduser().resolve()),
-        "path": str(Path(o["dataset_path"]).expanduser().resolve()) if o["dataset_path"] else None,
-        "seed": o["data_seed"], "name": ds.name, "D": ds.D, "classes": ds.classes,
-        "image_shape": list(ds.image_shape) if ds.image_shape else None,
-        "sizes": [int(ds.train.shape[0]), int(ds.valid.shape[0]), int(ds.test.shape[0])],
-    }
-    run_dir = Path(o["out"]) if o["out"] else Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with contextlib.ExitStack() as stack:
+        run_dir = Path(o["out"]).expanduser() if o["out"] else None
+        if run_dir is not None:
+            _hold(stack, run_dir, "--out", where)
+            _refuse_existing_run(run_dir)
+        xp = backend.get_xp(o["device"])
+        ds = data_mod.load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"])
+        with user_values():
+            mcfg = MADEConfig.for_data(
+                ds, hidden=parse_hidden(o["hidden"]), input_encoding=o["input_encoding"], ordering=o["ordering"],
+                degrees=o["degrees"], num_masks=parse_num_masks(o["num_masks"]),
+                order_agnostic=o["order_agnostic"], connectivity_agnostic=o["connectivity_agnostic"],
+                direct=o["direct_connections"], activation=o["activation"], seed=o["seed"], dtype=o["dtype"])
+            cfg = TrainConfig.for_data(
+                ds, epochs=o["epochs"], batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"],
+                weight_decay=o["weight_decay"], patience=o["patience"], resample_every=o["resample_every"],
+                valid_masks=o["valid_masks"], eval_masks=o["eval_masks"], lr_schedule=o["lr_schedule"],
+                lr_step=o["lr_step"], seed=o["seed"], engine=o["engine"])
+        spec_name = o["dataset"]
+        named = spec_name.lower() in data_mod.NAMES + ("binarized_mnist",)
+        spec = {
+            "spec": spec_name if named else str(Path(spec_name).expanduser().resolve()),
+            "path": str(Path(o["dataset_path"]).expanduser().resolve()) if o["dataset_path"] else None,
+            "seed": o["data_seed"], "name": ds.name, "D": ds.D, "classes": ds.classes,
+            "image_shape": list(ds.image_shape) if ds.image_shape else None,
+            "sizes": [int(ds.train.shape[0]), int(ds.valid.shape[0]), int(ds.test.shape[0])],
+        }
+        if run_dir is None:
+            run_dir = Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            _hold(stack, run_dir, "--out", where)
+            _refuse_existing_run(run_dir)
+        with user_values():
+            model = MADE(mcfg, xp)
+        if not quiet:
+            masks = {0: "no limit", 1: "1 (fixed)"}.get(mcfg.num_masks, str(mcfg.num_masks))
+            click.echo(f"data {ds.name}: D = {ds.D}, {ds.classes} classes, train/valid/test "
+                       f"{ds.train.shape[0]}/{ds.valid.shape[0]}/{ds.test.shape[0]}")
+            click.echo(f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
+                       f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g}, "
+                       f"{cfg.engine} engine, device {backend.device_of(xp)}; writing {run_dir}")
+        _train_and_report(ctx, model, ds, cfg, run_dir, spec, quiet, o["threads"])
+
+
+def _refuse_existing_run(run_dir: Path) -> None:
     if (run_dir / CHECKPOINT_NAME).exists():
         raise UserError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): continue it with "
                         f"--resume {run_dir} or choose another --out")
-    with user_values():
-        model = MADE(mcfg, xp)
-    if not quiet:
-        masks = {0: "no limit", 1: "1 (fixed)"}.get(mcfg.num_masks, str(mcfg.num_masks))
-        click.echo(f"data {ds.name}: D = {ds.D}, {ds.classes} classes, train/valid/test "
-                   f"{ds.train.shape[0]}/{ds.valid.shape[0]}/{ds.test.shape[0]}")
-        click.echo(f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
-                   f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g}, "
-                   f"{cfg.engine} engine, device {backend.device_of(xp)}; writing {run_dir}")
-    _train_and_report(ctx, model, ds, cfg, run_dir, spec, quiet, o["threads"])
 
 
-def _resume(ctx, o) -> None:
-    """``--resume DIR``: continue an unfinished run with the options of its checkpoint."""
+def _resume(ctx, o, where) -> None:
+    """``--resume DIR``: continue a run with the options of its checkpoint.
+
+    An unfinished run trains on; a finished one trains on when --epochs (--patience)
+    gives it room, else gets its missing results written; one with its results has
+    nothing to resume. The state is checked before the data are loaded.
+    """
     given = [name for name in o if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
     fixed = sorted(set(given) - RESUME_OVERRIDABLE)
     if fixed:
         opts = ", ".join("--" + n.replace("_", "-") for n in fixed)
         raise UserError(f"{opts}: cannot change a resumed run (its configuration is in its checkpoint); "
                         "only --epochs, --patience, --device, --dataset-path, --threads and --quiet may be given")
-    run_dir = Path(o["resume"])
-    if o["out"] and Path(o["out"]).resolve() != run_dir.resolve():
-        raise UserError("--out: a resumed run writes into its own folder; leave --out out")
-    ckpt = resolve_checkpoint_path(run_dir)
+    ckpt = resolve_checkpoint_path(o["resume"])
     run_dir = ckpt.parent
-    model, info = load_model(ckpt, o["device"], best=False)
-    state = info.get("state") or {}
-    if info["train_config"] is None or not state:
-        raise UserError(f"{ckpt}: the checkpoint holds no training state to resume")
-    if state.get("finished"):
-        raise UserError(f"{ckpt}: this run finished at epoch {state.get('epoch')}; nothing to resume "
-                        "(start a new run with --out)")
-    cfg_dict = info["train_config"].to_dict()
-    for name in ("epochs", "patience"):
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+    if o["out"] and Path(o["out"]).expanduser().resolve() != run_dir.resolve():
+        raise UserError("--out: a resumed run writes into its own folder; leave --out out")
+    with contextlib.ExitStack() as stack:
+        _hold(stack, run_dir, "--resume", where)
+        model, info = load_model(ckpt, o["device"], best=False)
+        state = info.get("state") or {}
+        if info["train_config"] is None or not state:
+            raise UserError(f"{ckpt}: the checkpoint holds no training state to resume")
+        cfg_dict = info["train_config"].to_dict()
+        more = [name for name in ("epochs", "patience") if name in given]
+        for name in more:
             cfg_dict[name] = o[name]
-    with user_values():
-        cfg = TrainConfig.from_dict(cfg_dict)
-    spec = dict(info["dataset"] or {})
-    ds, _ = load_split(info, "train", o["dataset_path"])
-    if not o["quiet"]:
-        click.echo(f"resuming {ckpt} after epoch {state.get('epoch')} (best valid NLL "
-                   f"{state.get('best_valid_nll', math.nan):.4f} at epoch {state.get('best_epoch')})")
-    _train_and_report(ctx, model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
+        with user_values():
+            cfg = TrainConfig.from_dict(cfg_dict)
+        check_resume_state(model, cfg, info)
+        results_only = False
+        if state["finished"]:
+            why = finished_run_blocker(state, cfg)
+            if more and why is not None:
+                raise UserError(_cannot_train_on(ckpt, state, cfg))
+            if not more and info["results"] is not None:
+                raise UserError(f"{ckpt}: this run finished at epoch {state['epoch']} and its results are written; "
+                                f"nothing to resume (train it on with --epochs more than {state['epoch']}, "
+                                "or start a new run with --out)")
+            results_only = not more
+        spec = dict(info["dataset"] or {})
+        ds, _ = load_split(info, "train", o["dataset_path"])
+        if results_only:
+            if not o["quiet"]:
+                click.echo(f"the training of {ckpt} finished at epoch {state['epoch']}; writing its results")
+            history = {**info["history"], "best_epoch": state["best_epoch"], "best_valid_nll": state["best_valid_nll"]}
+            seconds = float(sum(r["seconds"] for r in history["rows"]))
+            _write_results(model, ds, cfg, run_dir, history, seconds, o["quiet"])
+            return
+        if not o["quiet"]:
+            verb = "training on" if state["finished"] else "resuming"
+            click.echo(f"{verb} {ckpt} after epoch {state['epoch']} (best valid NLL "
+                       f"{state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
+        _train_and_report(ctx, model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
+
+
+def _cannot_train_on(ckpt: Path, state: dict, cfg: TrainConfig) -> str:
+    """The one line refusing to train a finished run on: names the option to change."""
+    epoch, best = state["epoch"], state["best_epoch"]
+    if cfg.epochs <= epoch:
+        return (f"--epochs {cfg.epochs}: the run of {ckpt} has already trained {epoch} epochs; "
+                f"give more than {epoch} to train it on")
+    return (f"--patience {cfg.patience}: the run of {ckpt} stopped early at epoch {epoch}, {epoch - best} epochs "
+            f"after its best epoch {best}; give --patience more than {epoch - best} (or 0) to train it on")
+
+
+def _write_failed(exc: OSError, run_dir: Path) -> str:
+    """The one line for a write that failed (a full disk, ``ulimit -f``): the file, the OS error, what is kept."""
+    name = exc.filename or run_dir
+    reason = exc.strerror or one_line(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        reason += " (free some space, or raise the file size limit)"
+    if (run_dir / CHECKPOINT_NAME).is_file():
+        kept = (f"the last checkpoint is kept in {run_dir / CHECKPOINT_NAME}: continue with  "
+                f"made-np train --resume {run_dir}")
+    else:
+        kept = "nothing was saved"
+    return f"cannot write {name}: {reason}; {kept}"
 
 
 def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, threads: str = "auto",
                       resume_state=None):
-    """Run :func:`fit` (under ``--threads``), then evaluate on the test split, draw the figures and
-    record the results. The evaluation runs with the libraries' default threads, as ``made-np
-    evaluate`` does, so that the two give identical numbers."""
+    """Run :func:`fit` (under ``--threads``), then write the results (:func:`_write_results`)."""
     show_bar = not quiet and sys.stderr.isatty()
 
     def on_epoch(row):
@@ -238,12 +368,16 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
     t0 = time.perf_counter()
     try:
         with user_values():
-            history = fit(model, ds, cfg, out_dir=run_dir, callback=on_epoch, resume_state=resume_state,
-                          progress=_progress if show_bar else None, dataset_spec=spec, threads=threads)
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; the last finished epoch is saved in {run_dir / CHECKPOINT_NAME}: "
-                   f"continue with  made-np train --resume {run_dir}", err=True)
-        ctx.exit(130)
+            try:
+                history = fit(model, ds, cfg, out_dir=run_dir, callback=on_epoch, resume_state=resume_state,
+                              progress=_progress if show_bar else None, dataset_spec=spec, threads=threads)
+            except DivergenceError as exc:
+                kept = (f"{run_dir / CHECKPOINT_NAME} keeps epoch {exc.saved_epoch}" if exc.saved_epoch
+                        else "nothing was saved")
+                raise Diverged(f"training diverged in epoch {exc.epoch}: the {exc.what} is {exc.value}; {kept}; "
+                               f"start a new run with a smaller --lr (this one: {cfg.lr:g})") from None
+    except OSError as exc:
+        raise UserError(_write_failed(exc, run_dir)) from None
     seconds = time.perf_counter() - t0
     if not quiet:
         reason = {"patience": f"no better validation NLL for {cfg.patience} epochs",
@@ -251,19 +385,36 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
                   "callback": "stopped"}[history["stop_reason"]]
         click.echo(f"done in {seconds:.1f} s ({reason}); best valid NLL {history['best_valid_nll']:.4f} "
                    f"at epoch {history['best_epoch']}, weights restored")
-    res = evaluate_both(model, ds.test, cfg.eval_masks, cfg.eval_batch_size)
-    echo_results(res, "test")
-    results = {"split": "test", **res, "train_seconds": seconds,
-               "best_epoch": history["best_epoch"], "best_valid_nll": history["best_valid_nll"]}
-    ckpt = run_dir / CHECKPOINT_NAME
-    update_checkpoint_meta(ckpt, results=results)
-    with open(run_dir / "results.json", "w") as f:
-        json.dump(results, f, indent=2)
-    from made_np import plots  # matplotlib: imported only when drawing
+    _write_results(model, ds, cfg, run_dir, history, seconds, quiet)
 
-    plots.plot_loss_curves(history["rows"], run_dir / "loss.png", valid_masks=history.get("valid_masks", 1))
-    n = 100 if ds.image_shape else (100_000 if ds.D == 2 else 1000)  # 2-D: a histogram on the C x C grid
-    samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, method=DEFAULT_SAMPLING_METHOD))
-    plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes)
+
+def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float, quiet: bool) -> None:
+    """Evaluate the finished model on the test split, draw the figures and record the results.
+
+    The evaluation runs with the libraries' default threads, as ``made-np evaluate``
+    does, so that the two give identical numbers. The results go into the checkpoint
+    last: there they mean that every output is written (an interrupted run without
+    them gets them from ``--resume``).
+    """
+    ckpt = run_dir / CHECKPOINT_NAME
+    try:
+        res = evaluate_both(model, ds.test, cfg.eval_masks, cfg.eval_batch_size)
+        bad = [r["nll"] for r in res.values() if r is not None and not math.isfinite(r["nll"])]
+        if bad:  # NaN never reaches results.json
+            raise Diverged(f"the test NLL of {ckpt} is {bad[0]}: its weights are not finite; no results written; "
+                           "start a new run with a smaller --lr")
+        echo_results(res, "test")
+        results = {"split": "test", **res, "train_seconds": seconds,
+                   "best_epoch": history["best_epoch"], "best_valid_nll": history["best_valid_nll"]}
+        write_json(run_dir / RESULTS_NAME, results)
+        from made_np import plots  # matplotlib: imported only when drawing
+
+        plots.plot_loss_curves(history["rows"], run_dir / "loss.png", valid_masks=history.get("valid_masks", 1))
+        n = 100 if ds.image_shape else (100_000 if ds.D == 2 else 1000)  # 2-D: a histogram on the C x C grid
+        samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, method=DEFAULT_SAMPLING_METHOD))
+        plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes)
+        update_checkpoint_meta(ckpt, results=results)
+    except OSError as exc:
+        raise UserError(_write_failed(exc, run_dir)) from None
     if not quiet:
         click.echo(f"wrote {ckpt}, metrics.csv, loss.png, samples.png, results.json in {run_dir}")

@@ -9,17 +9,28 @@ folder, then :func:`os.replace`) and read with ``allow_pickle=False``:
   a finished run's parameters *are* its best weights);
 * ``config``: a 0-d unicode array holding JSON: the model configuration, the
   training configuration, the data set spec, the training state (epoch, step,
-  best epoch, ...), the history and the made-np version.
+  best epoch, ``finished``: training is over), the history, the made-np version
+  and ``results`` (the test figures, written last: their presence means that
+  every output of the run has been written).
+
+A run folder has one writer at a time: :func:`run_lock` holds an exclusive lock on
+``<folder>/.lock`` while a run writes there (:func:`made_np.train.fit` with
+``out_dir`` takes it), and removes the temporary files that a killed writer left.
 
 Masks are not stored: mask ``i`` of the bank is rebuilt exactly from the stored
 configuration (seed, index), see :func:`made_np.masks.draw_masks`.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import glob
 import json
 import os
+import socket
 import tempfile
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -33,29 +44,66 @@ CHECKPOINT_FORMAT = "made-np-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "model.npz"
 METRICS_NAME = "metrics.csv"
+RESULTS_NAME = "results.json"
 METRICS_COLUMNS = ("epoch", "train_nll", "valid_nll", "seconds")
+LOCK_NAME = ".lock"
+#: Files of a run folder written through a temporary file ``.<name>-XXXXXXXX.tmp``.
+ATOMIC_FILES = (CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME)
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or not a made-np checkpoint (one-line message)."""
 
 
+class RunFolderError(CheckpointError):
+    """A run folder that cannot be created or written (one-line message naming it)."""
+
+
+class RunLockedError(RunFolderError):
+    """Another run holds the run folder's lock: ``folder``, ``pid`` and ``host`` name it."""
+
+    def __init__(self, message: str, folder=None, pid=None, host=None):
+        super().__init__(message)
+        self.folder, self.pid, self.host = folder, pid, host
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path, mode: str, **kwargs):
+    """An open temporary file in ``path``'s folder that replaces ``path`` when the block ends
+    without an exception (and is removed when it raises). An ``OSError`` (a full disk:
+    ``ENOSPC``; ``ulimit -f``: ``EFBIG``) names ``path``, not the temporary file."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, tmp):
+            exc.filename = str(path)
+        raise
+
+
 def write_metrics(path, rows: list) -> Path:
     """Write ``metrics.csv`` (columns epoch, train_nll, valid_nll, seconds) atomically."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(METRICS_COLUMNS)
-            for r in rows:
-                writer.writerow([r["epoch"], f"{r['train_nll']:.6f}", f"{r['valid_nll']:.6f}",
-                                 f"{r['seconds']:.3f}"])
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic_file(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(METRICS_COLUMNS)
+        for r in rows:
+            writer.writerow([r["epoch"], f"{r['train_nll']:.6f}", f"{r['valid_nll']:.6f}",
+                             f"{r['seconds']:.3f}"])
+    return path
+
+
+def write_json(path, obj) -> Path:
+    """Write ``obj`` as indented JSON (e.g. ``results.json``) atomically."""
+    path = Path(path)
+    with _atomic_file(path, "w") as f:
+        json.dump(obj, f, indent=2, default=_json_default)
     return path
 
 
@@ -131,16 +179,184 @@ def _umask() -> int:
 
 def _write_npz_atomic(path: Path, arrays: dict) -> Path:
     """``np.savez`` into a temporary file of the same folder, then ``os.replace`` it onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic_file(path, "wb") as f:
+        np.savez(f, **arrays)
     return path
+
+
+# =========================================================================== run folder lock
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
+_HELD = {}  # realpath of a folder locked by this process -> ident of the thread holding it
+_HELD_GUARD = threading.Lock()
+
+
+def _lock_owner(text: str):
+    """``(pid, host)`` written in a lock file (None where unreadable)."""
+    try:
+        owner = json.loads(text)
+        return owner.get("pid"), owner.get("host")
+    except (ValueError, AttributeError):
+        return None, None
+
+
+def _create_folder(folder: Path) -> bool:
+    """Create ``folder`` (and its parents); True when it did not exist. One-line errors."""
+    existed = folder.is_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((a for a in (folder, *folder.parents) if a.exists() and not a.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
+        raise RunFolderError(f"{folder}: cannot create the run folder ({why})") from None
+    return not existed
+
+
+def _take_flock(path: Path, folder: Path) -> int:
+    """Open ``path`` and hold an exclusive ``flock`` on it; the open descriptor.
+
+    A lock file that another run unlinked while we waited is not the lock any more:
+    try again on the new one (and on a new folder, if that run removed it).
+    """
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the run that made the folder removed it, empty, as it left
+            _create_folder(folder)
+            continue
+        except OSError as exc:
+            raise RunFolderError(f"{folder}: cannot write in the run folder "
+                                 f"({exc.strerror or exc})") from None
+        if fcntl is None:  # pragma: no cover - no flock: the lock file is the lock
+            return fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            text = os.read(fd, 4096).decode("utf-8", "replace")
+            os.close(fd)
+            pid, host = _lock_owner(text)
+            if pid is None:  # the holder has not written its pid yet
+                time.sleep(0.01)
+                try:
+                    pid, host = _lock_owner(path.read_text())
+                except OSError:
+                    pass
+            who = f"pid {pid}" + (f" on {host}" if host and host != socket.gethostname() else "")
+            raise RunLockedError(f"{folder}: another made-np run ({who}) is writing to this folder; "
+                                 "wait for it to end, or stop it, or use another folder",
+                                 folder=folder, pid=pid, host=host) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+    raise RunFolderError(f"{folder}: cannot take the lock {path}")  # pragma: no cover
+
+
+def clean_temporary_files(folder) -> list:
+    """Remove the temporary files (``.model.npz-*.tmp``, ...) that a killed writer left in ``folder``.
+
+    Only the holder of the folder's lock (:func:`run_lock`) may call this: it removes
+    the temporary files of every writer. Returns the paths removed.
+    """
+    removed = []
+    for name in ATOMIC_FILES:
+        for tmp in glob.glob(os.path.join(glob.escape(str(folder)), f".{glob.escape(name)}-*.tmp")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+                removed.append(Path(tmp))
+    return removed
+
+
+@contextlib.contextmanager
+def run_lock(folder):
+    """Hold the run folder ``folder`` as its one writer while the block runs.
+
+    Creates the folder (and its parents) when needed, takes an exclusive lock on
+    ``<folder>/.lock`` (``fcntl.flock``, released by the system when the process
+    dies, so the lock of a killed run is free and simply taken over), writes its pid
+    and host there, and removes the temporary files of killed writers
+    (:func:`clean_temporary_files`). On leaving, temporary files are removed again
+    (a write interrupted at the wrong moment may leave one), then the lock file, and
+    the folder when it was created here and nothing was written in it.
+
+    The lock is re-entrant within one thread (``made-np train`` holds it around
+    :func:`made_np.train.fit`, which takes it too); another thread or process is refused.
+
+    Yields
+    ------
+    pathlib.Path
+        The folder.
+
+    Raises
+    ------
+    RunLockedError
+        Another run holds the lock (the message names the folder and its pid).
+    RunFolderError
+        The folder cannot be created (a path under a file) or written (read-only).
+    """
+    folder = Path(folder).expanduser()
+    created = _create_folder(folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RunFolderError(f"{folder}: cannot write in the run folder (Permission denied)")
+    key = os.path.realpath(folder)
+    me = threading.get_ident()
+    with _HELD_GUARD:
+        reentrant = _HELD.get(key) == me
+    if reentrant:  # this thread holds it already (made-np train around fit)
+        yield folder
+        return
+    path = folder / LOCK_NAME
+    fd = _take_flock(path, folder)
+    try:
+        owner = {"pid": os.getpid(), "host": socket.gethostname(),
+                 "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(owner).encode())
+        except OSError as exc:
+            raise RunFolderError(f"{path}: cannot write the lock file ({exc.strerror or exc})") from None
+        clean_temporary_files(folder)
+        with _HELD_GUARD:
+            _HELD[key] = me
+        yield folder
+    finally:
+        with _HELD_GUARD:
+            if _HELD.get(key) == me:
+                del _HELD[key]
+        # a write cut short by Ctrl-C at the wrong moment (inside mkstemp) may have left its file
+        clean_temporary_files(folder)
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # while still holding the lock: a run waiting on it sees a new inode
+        os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: a run that saved nothing leaves nothing
+
+
+def read_checkpoint_meta(path) -> dict:
+    """The JSON ``config`` of a checkpoint (file or run folder) without reading its arrays.
+
+    Raises
+    ------
+    CheckpointError
+        Missing, unreadable or not a made-np checkpoint.
+    """
+    p = resolve_checkpoint_path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            meta = json.loads(str(z["config"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError, TypeError) as exc:
+        raise CheckpointError(f"{p}: not a readable made-np checkpoint ({type(exc).__name__})") from None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{p}: not a made-np checkpoint (config has no format '{CHECKPOINT_FORMAT}')")
+    return meta
 
 
 def update_checkpoint_meta(path, **changes) -> Path:
@@ -258,7 +474,14 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False):
     if missing:
         raise CheckpointError(f"{p}: checkpoint is missing parameter '{missing[0]}'")
     best_params = None
-    if all(f"best_{n}" in arrays for n in model.param_names):
+    if any(f"best_{n}" in arrays for n in model.param_names):
+        shapes = {n: tuple(p.shape) for n, p in zip(model.param_names, model.params)}
+        for n in model.param_names:
+            if f"best_{n}" not in arrays:
+                raise CheckpointError(f"{p}: entry 'best_{n}' is missing (the best weights are incomplete)")
+            if tuple(arrays[f"best_{n}"].shape) != shapes[n]:
+                raise CheckpointError(f"{p}: entry 'best_{n}' has shape {tuple(arrays[f'best_{n}'].shape)}, "
+                                      f"expected {shapes[n]}")
         best_params = {n: arrays[f"best_{n}"] for n in model.param_names}
     try:
         model.load_state_dict(best_params if (best and best_params is not None) else params)

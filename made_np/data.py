@@ -120,6 +120,10 @@ class Dataset:
     true_density : numpy.ndarray or None
         For ``"2d"``: the ``(C, C)`` float64 table the samples were drawn from,
         normalised to sum to 1; ``None`` otherwise.
+    spec : dict or None
+        How to load it again (stored in checkpoints, read by ``made-np evaluate``):
+        ``{"spec": name or absolute path, "path": data file or None, "seed": int}``;
+        set by :func:`load_dataset`.
     """
 
     name: str
@@ -129,6 +133,7 @@ class Dataset:
     classes: int
     image_shape: tuple | None
     true_density: np.ndarray | None = field(default=None, repr=False)
+    spec: dict | None = field(default=None, repr=False)
 
     @property
     def D(self) -> int:
@@ -672,6 +677,15 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0) -> Dataset:
             f"data seed {seed!r} is not allowed: --data-seed must be >= 0 (an integer seed of "
             "numpy.random.default_rng for the shuffles, splits and 2-D samples)"
         )
+    ds = _load(spec, path, seed)
+    named = spec.lower() in NAMES + ("binarized_mnist",)
+    where = {"spec": spec if named else str(Path(spec).expanduser().resolve()),
+             "path": str(Path(path).expanduser().resolve()) if path else None, "seed": int(seed)}
+    return replace(ds, spec=where)
+
+
+def _load(spec: str, path, seed: int) -> Dataset:
+    """:func:`load_dataset` without the checks of its arguments and the ``spec`` record."""
     name = spec.lower()
     if name == "digits":
         return _load_digits(seed)

@@ -4,7 +4,9 @@
 the NLL in nats (paper Sec. 6.1), cycling through the model's bank of masks
 (paper Algorithm 1: one mask per update), with early stopping on the validation
 NLL (the paper's look-ahead of 30 epochs) and a checkpoint after every epoch
-(:mod:`made_np.checkpoint`) so that an interrupted run can be resumed exactly.
+(:mod:`made_np.checkpoint`) so that an interrupted run can be resumed exactly. A
+non-finite loss stops the run with :class:`DivergenceError`, the last good checkpoint
+kept; the state of a run to resume is checked first (:func:`check_resume_state`).
 
 :func:`evaluate` reports the mean NLL with its standard error, for one mask or for
 the test-time ensemble over masks (paper Sec. 4.2).
@@ -19,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .checkpoint import CHECKPOINT_NAME, METRICS_NAME, save_checkpoint, write_metrics
+from .checkpoint import CHECKPOINT_NAME, METRICS_NAME, CheckpointError, run_lock, save_checkpoint, write_metrics
 from .config import TrainConfig
 from .model import MADE
-from .optim import make_optimizer
+from .optim import make_optimizer, optimizer_class
 
 DEFAULT_VALID_MASKS = 16
 DEFAULT_EVAL_MASKS = 1000
@@ -47,6 +49,33 @@ def mask_for_step(step: int, num_masks: int, resample_every: int) -> int:
         return 0
     index = step // resample_every
     return index % num_masks if num_masks else index
+
+
+class DivergenceError(ValueError):
+    """Training produced a non-finite training loss or validation NLL.
+
+    The run stops at the end of that epoch without saving it: the checkpoint on disk
+    stays the one of the epoch before, and the model gets its best weights back.
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch whose loss is not finite.
+    what : str
+        ``"training loss"`` or ``"validation NLL"``.
+    value : float
+        The non-finite value.
+    lr : float
+        The learning rate of that epoch.
+    saved_epoch : int or None
+        The epoch of the checkpoint kept in the output folder (None: none was written).
+    """
+
+    def __init__(self, epoch: int, what: str, value: float, lr: float, saved_epoch=None):
+        self.epoch, self.what, self.value, self.lr, self.saved_epoch = epoch, what, value, lr, saved_epoch
+        kept = (f"the checkpoint of epoch {saved_epoch} is kept" if saved_epoch else "no checkpoint was written")
+        super().__init__(f"training diverged in epoch {epoch}: the {what} is {value} (learning rate {lr:g}); "
+                         f"{kept}; try a smaller learning rate")
 
 
 # =========================================================================== evaluation
@@ -227,7 +256,8 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         Default ``TrainConfig()``; defaults it leaves open come from the recipe
         (:meth:`TrainConfig.resolved`), as for ``made-np train``.
     out_dir : str or os.PathLike, optional
-        Folder for ``model.npz`` and ``metrics.csv`` (created).
+        Folder for ``model.npz`` and ``metrics.csv`` (created), held as its one writer
+        while training (:func:`made_np.checkpoint.run_lock`).
     callback : callable, optional
         ``callback(row)`` after each epoch (after the checkpoint) with
         ``row = {"epoch", "train_nll", "valid_nll", "seconds", "lr", "best"}``;
@@ -236,7 +266,10 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         The ``info`` of :func:`made_np.checkpoint.load_checkpoint` for a model loaded
         from an unfinished checkpoint: training continues after its epoch with its
         optimiser state, best weights, history and counters, and gives the same
-        result as an uninterrupted run.
+        result as an uninterrupted run. A finished run continues when ``cfg`` gives
+        it more epochs (and a patience that does not stop it at once, see
+        :func:`finished_run_blocker`), from its saved (best) weights and last
+        optimiser state. The state is checked first (:func:`check_resume_state`).
     progress : callable, optional
         ``progress(epoch, n_batches)`` returning a context manager with
         ``update(n_steps, current_item)`` (e.g. :func:`click.progressbar`);
@@ -260,13 +293,156 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     Raises
     ------
     ValueError
-        Data whose width is not the model's D, or a finished ``resume_state``.
+        Data whose width is not the model's D, or a finished ``resume_state`` that
+        ``cfg`` does not extend.
+    made_np.checkpoint.CheckpointError
+        A ``resume_state`` with an invalid entry (see :func:`check_resume_state`).
+    made_np.checkpoint.RunLockedError, made_np.checkpoint.RunFolderError
+        Another run writes to ``out_dir``, or it cannot be created or written.
+    DivergenceError
+        A non-finite training loss or validation NLL (checked once per epoch).
+    OSError
+        A checkpoint that cannot be written (a full disk); the previous one is intact.
     """
     from .fast.threads import thread_policy
 
     cfg = (cfg or TrainConfig()).resolved(dataset)
-    with thread_policy(threads, model, cfg.batch_size):
+    lock = run_lock(out_dir) if out_dir is not None else contextlib.nullcontext()
+    with lock, thread_policy(threads, model, cfg.batch_size):
         return _Run(model, dataset, cfg, out_dir, dataset_spec, resume_state).train(callback, progress)
+
+
+# =========================================================================== resuming
+
+
+def _show(value) -> str:
+    """A stored value as a one-line message shows it: ``'3'``, ``null``, ``1.5``, ``an array of shape (2,)``."""
+    if isinstance(value, np.ndarray):
+        if value.ndim:
+            return f"an array of shape {tuple(value.shape)}"
+        value = value.item()
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} items"
+    if isinstance(value, dict):
+        return "an object"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value) -> bool:
+    return _is_int(value) or isinstance(value, (float, np.floating))
+
+
+def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
+    """Check what a resume reads from a checkpoint, before any training.
+
+    ``info`` is the second result of :func:`made_np.checkpoint.load_checkpoint`. Checked:
+    the training state (``state.epoch``, ``state.step``, ``state.best_epoch``: integers
+    ``>= 0``; ``state.best_valid_nll``: a number; ``state.finished``: a boolean), the
+    optimiser (the one ``cfg`` names; its ``opt_t`` a non-negative integer, ``opt_lr`` a
+    positive number, every state buffer present, of its parameter's shape and finite,
+    none of another optimiser), the best weights (``best_*``: the parameters' shapes,
+    finite) and the history (``history.rows``: one row per epoch ``1 .. state.epoch``).
+
+    Raises
+    ------
+    made_np.checkpoint.CheckpointError
+        One line naming the file and the entry, e.g. ``model.npz: entry 'best_W0' has
+        shape (3, 4), expected (64, 500)``.
+    """
+    where = info.get("path") or "checkpoint"
+
+    def bad(entry, message):
+        raise CheckpointError(f"{where}: entry '{entry}' {message}")
+
+    state = info.get("state")
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"{where}: the checkpoint holds no training state to resume (entry 'state')")
+    for key in ("epoch", "step", "best_epoch"):
+        if not _is_int(state.get(key)) or state[key] < 0:
+            bad(f"state.{key}", f"is {_show(state.get(key))}, expected an integer >= 0")
+    epoch = int(state["epoch"])
+    if state["best_epoch"] > epoch:
+        bad("state.best_epoch", f"is {state['best_epoch']}, after the run's epoch {epoch}")
+    best_nll = state.get("best_valid_nll")
+    if not _is_number(best_nll) or math.isnan(best_nll) or (state["best_epoch"] and not math.isfinite(best_nll)):
+        bad("state.best_valid_nll", f"is {_show(best_nll)}, expected a finite number")
+    if not isinstance(state.get("finished"), bool):
+        bad("state.finished", f"is {_show(state.get('finished'))}, expected true or false")
+
+    recorded = (info.get("config") or {}).get("optimizer")
+    trained = info.get("train_config").optimizer if info.get("train_config") is not None else None
+    for name in (recorded.lower().removeprefix("fast") if isinstance(recorded, str) else None, trained):
+        if name is not None and name != cfg.optimizer:
+            bad("optimizer", f"is {name!r}, but the run resumes with optimizer {cfg.optimizer!r} "
+                             "(resume with the optimizer it was trained with)")
+    opt = info.get("optimizer") or {}
+    if epoch > 0 and not opt:
+        bad("opt_t", "is missing (the checkpoint holds no optimizer state)")
+    if opt:
+        shapes = [tuple(p.shape) for p in model.params]
+        buffers = {f"{n}{i}": shape for n in optimizer_class(cfg.optimizer).state_names
+                   for i, shape in enumerate(shapes)}
+        for key in sorted(set(opt) - set(buffers) - {"t", "lr"}):
+            bad(f"opt_{key}", f"is not part of the state of optimizer {cfg.optimizer!r}")
+        t, lr = (np.asarray(opt.get(k)) for k in ("t", "lr"))
+        if "t" not in opt or t.ndim or t.dtype.kind not in "iu" or t < 0:
+            bad("opt_t", f"is {_show(opt.get('t'))}, expected an integer >= 0")
+        if "lr" not in opt or lr.ndim or lr.dtype.kind not in "iuf" or not 0 < float(lr) < math.inf:
+            bad("opt_lr", f"is {_show(opt.get('lr'))}, expected a finite number > 0")
+        for key, shape in buffers.items():
+            _check_array(bad, f"opt_{key}", opt.get(key), shape)
+    best = info.get("best_params")
+    if best is not None:
+        for name, shape in zip(model.param_names, (tuple(p.shape) for p in model.params)):
+            _check_array(bad, f"best_{name}", best.get(name), shape)
+
+    history = info.get("history")
+    if epoch > 0 and not isinstance(history, dict):
+        bad("history", f"is {_show(history)}, expected the run's history")
+    if isinstance(history, dict):
+        rows = history.get("rows")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            bad("history.rows", f"is {_show(rows)}, expected a list of epochs")
+        for i, row in enumerate(rows):
+            for key in ("epoch", "train_nll", "valid_nll", "seconds"):
+                if not _is_number(row.get(key)):
+                    bad(f"history.rows[{i}].{key}", f"is {_show(row.get(key))}, expected a number")
+        if [r["epoch"] for r in rows] != list(range(1, epoch + 1)):
+            bad("history.rows", f"holds epochs {[r['epoch'] for r in rows][:6]}, expected 1 to {epoch}")
+
+
+def _check_array(bad, entry: str, value, shape: tuple) -> None:
+    if value is None:
+        bad(entry, "is missing")
+    value = np.asarray(value)
+    if tuple(value.shape) != shape:
+        bad(entry, f"has shape {tuple(value.shape)}, expected {shape}")
+    if value.dtype.kind not in "iuf":
+        bad(entry, f"has dtype {value.dtype}, expected floating point numbers")
+    if not np.isfinite(value).all():
+        bad(entry, "holds values that are not finite (NaN or infinity)")
+
+
+def finished_run_blocker(state: dict, cfg: TrainConfig):
+    """Why the finished run of training state ``state`` does not train on under ``cfg``; None when it does.
+
+    It does when ``cfg.epochs`` exceeds the epochs it trained and its patience would
+    not stop it at once.
+    """
+    epoch, best_epoch = int(state["epoch"]), int(state["best_epoch"])
+    if cfg.epochs <= epoch:
+        return f"it trained {epoch} epochs, and {cfg.epochs} are asked for"
+    if cfg.patience and epoch - best_epoch >= cfg.patience:
+        return (f"it stopped early at epoch {epoch}, {epoch - best_epoch} epochs after its best epoch "
+                f"{best_epoch}, and the patience is {cfg.patience}")
+    return None
 
 
 class _Run:
@@ -294,16 +470,18 @@ class _Run:
         self.best = None
         if resume_state is not None:
             self._resume(resume_state)
-        self.out = Path(out_dir) if out_dir is not None else None
-        if self.out is not None:
-            self.out.mkdir(parents=True, exist_ok=True)
+        self.out = Path(out_dir).expanduser() if out_dir is not None else None  # created by run_lock
 
     def _resume(self, info: dict) -> None:
-        """Take over the counters, optimiser state, best weights and history of an unfinished run."""
-        old = info.get("state") or {}
-        if old.get("finished"):
-            raise ValueError("this checkpoint is of a finished run; there is nothing to resume")
-        self.state.update({k: old[k] for k in ("epoch", "step", "best_epoch", "best_valid_nll") if k in old})
+        """Take over the counters, optimiser state, best weights and history of an unfinished run
+        (or of a finished one that ``cfg`` gives more epochs: its weights are its best ones)."""
+        check_resume_state(self.model, self.cfg, info)
+        old = info["state"]
+        if old["finished"]:
+            why = finished_run_blocker(old, self.cfg)
+            if why is not None:
+                raise ValueError(f"this checkpoint is of a finished run; there is nothing to resume ({why})")
+        self.state.update({k: old[k] for k in ("epoch", "step", "best_epoch", "best_valid_nll")})
         if info.get("optimizer"):
             self.opt.load_state_dict(self._optimizer_state(info["optimizer"], to_natural=False))
         if info.get("best_params"):
@@ -346,8 +524,13 @@ class _Run:
         while stop_reason == "epochs" and state["epoch"] < cfg.epochs:
             t0 = time.perf_counter()
             epoch = state["epoch"] + 1
-            train_nll = self.steps(epoch, progress)
-            valid_nll, improved = self.validate(epoch)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is checked below
+                train_nll = self.steps(epoch, progress)
+                if not math.isfinite(train_nll):
+                    self._diverged(epoch, "training loss", train_nll)
+                valid_nll, improved = self.validate(epoch)
+                if not math.isfinite(valid_nll):
+                    self._diverged(epoch, "validation NLL", valid_nll)
             row = {"epoch": epoch, "train_nll": train_nll, "valid_nll": valid_nll,
                    "seconds": time.perf_counter() - t0, "lr": self.opt.lr, "best": improved}
             self.history["rows"].append(row)
@@ -365,6 +548,17 @@ class _Run:
         self.history["stop_reason"] = stop_reason
         self.save(True)
         return self.history
+
+    def _diverged(self, epoch: int, what: str, value: float) -> None:
+        """Stop at a non-finite loss: nothing saved (the last checkpoint is the previous epoch's),
+        the best weights back in the model, :class:`DivergenceError` raised."""
+        if self.best is not None:
+            for p, b in zip(self.model.params, self.best):
+                p[...] = b
+        if self.model.config.num_masks != 1:
+            self.model.set_mask(0)
+        saved = epoch - 1 if self.out is not None and epoch > 1 else None
+        raise DivergenceError(epoch, what, value, self.opt.lr, saved)
 
     def steps(self, epoch: int, progress) -> float:
         """One pass over the shuffled training set; returns its mean minibatch NLL (nats)."""
@@ -409,4 +603,12 @@ class _Run:
 
 
 def _default_spec(dataset) -> dict:
-    return {"spec": getattr(dataset, "name", None), "path": None, "seed": 0}
+    """How to reload ``dataset`` (:attr:`made_np.data.Dataset.spec`), with its shape for the record."""
+    spec = dict(getattr(dataset, "spec", None) or {"spec": getattr(dataset, "name", None), "path": None, "seed": 0})
+    image_shape = getattr(dataset, "image_shape", None)
+    spec.update({"name": getattr(dataset, "name", None), "D": int(dataset.train.shape[1]),
+                 "classes": getattr(dataset, "classes", None),
+                 "image_shape": list(image_shape) if image_shape else None,
+                 "sizes": [int(getattr(dataset, s).shape[0]) for s in ("train", "valid", "test")
+                           if getattr(dataset, s, None) is not None]})
+    return spec

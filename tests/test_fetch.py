@@ -294,3 +294,21 @@ def test_real_files_through_file_urls_with_real_checksums(tmp_path):
             assert hashlib.sha256(np.ascontiguousarray(z[key])).hexdigest() == data.MNIST_SHA256[key]
     assert sorted(os.listdir(cache)) == ["binarized_mnist.npz", "distribution.npy"]
     assert load_dataset("mnist", path=cache).train.shape == (50000, 784)
+
+
+@pytest.mark.skipif(not (SHARED / "distribution.npy").is_file(), reason=f"{SHARED}/distribution.npy is absent")
+def test_cli_data_fetch_2d_through_a_mirror(tmp_path):
+    from click.testing import CliRunner
+
+    from made_np.cli import cli
+
+    url = (SHARED / "distribution.npy").as_uri()
+    args = ["data", "fetch", "2d", "--cache-dir", str(tmp_path), "--url", url]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "distribution.npy").read_bytes() == (SHARED / "distribution.npy").read_bytes()
+    stamp = (tmp_path / "distribution.npy").stat().st_mtime_ns
+    again = CliRunner().invoke(cli, args)  # verified and cached: not downloaded again
+    assert again.exit_code == 0 and (tmp_path / "distribution.npy").stat().st_mtime_ns == stamp
+    refused = CliRunner().invoke(cli, ["data", "fetch", "2d", "--cache-dir", str(tmp_path), "--url", "http://x/t.npy"])
+    assert refused.exit_code == 2 and "http://" in refused.output and "Traceback" not in refused.output

@@ -1,0 +1,567 @@
+"""Faults lose nothing (issue 12): one writer per run folder, interruptions at any moment,
+divergence, full disks, unwritable outputs and corrupt resume state.
+
+Every user-facing failure is one line ``Error: ...`` naming the option or file, with the
+documented exit status (2 user error, 3 divergence, 130 interrupted), and what was saved
+before it stays readable and resumable.
+"""
+import errno
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from made_np import checkpoint as checkpoint_mod
+from made_np.checkpoint import (CheckpointError, RunFolderError, RunLockedError, load_checkpoint,
+                                read_checkpoint_meta, run_lock)
+from made_np.cli import cli
+from made_np.config import TrainConfig
+from made_np.data import Dataset
+from made_np.model import MADE, MADEConfig
+from made_np.train import DivergenceError, check_resume_state, evaluate, finished_run_blocker, fit, mask_for_step
+
+ROOT = Path(__file__).resolve().parents[1]
+D = 8
+
+
+def markov_chain(n, seed, flip=0.1):
+    rng = np.random.default_rng(seed)
+    x = np.empty((n, D), dtype=np.uint8)
+    x[:, 0] = rng.random(n) < 0.5
+    for d in range(1, D):
+        x[:, d] = x[:, d - 1] ^ (rng.random(n) < flip)
+    return x
+
+
+@pytest.fixture(scope="module")
+def chain():
+    return Dataset("chain", markov_chain(600, 1), markov_chain(200, 2), markov_chain(200, 3), 2, None)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_error_line(text: str, *fragments) -> str:
+    """``text`` is exactly one line ``Error: ...`` holding every fragment; no traceback."""
+    assert "Traceback" not in text
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), text
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def user_error(result, *fragments) -> str:
+    """Exit status 2 and nothing but one error line (the error came before any other output)."""
+    assert result.exit_code == 2, result.output
+    return one_error_line(result.output, *fragments)
+
+
+def subprocess_env():
+    """The environment of a child ``python``: this checkout's made_np (and its CLI) first, and
+    no bytecode written (a file size limit would kill the child writing a .pyc)."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+@pytest.fixture(scope="module")
+def small_npy(tmp_path_factory):
+    """A small binary data set as an .npy file (300 x 6): a child process trains on it without
+    importing scikit-learn for the digits."""
+    path = tmp_path_factory.mktemp("data") / "small.npy"
+    np.save(path, (np.random.default_rng(0).random((300, 6)) < 0.5).astype(np.uint8))
+    return path
+
+
+def no_temporary_files(folder: Path) -> bool:
+    return not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+# =========================================================================== resume exactness
+
+
+def test_resume_keeps_the_minibatch_counter(chain, tmp_path):
+    """The mask of minibatch i is mask_for_step(i): the counter is saved and taken over, so that
+    the cycle through the bank carries on after a resume. 4 minibatches an epoch against a cycle
+    of K * resample_every = 6: a resume that restarted the counter would use other masks."""
+    cfg = TrainConfig(epochs=3, batch_size=150, resample_every=2, patience=0, lr=1e-2, engine="reference")
+    config = MADEConfig(D=D, hidden=(16,), num_masks=3, seed=1, dtype="float64")
+    assert (600 // cfg.batch_size) % (config.num_masks * cfg.resample_every) != 0
+
+    straight = MADE(config)
+    fit(straight, chain, cfg)
+
+    def stop_after_1(row):
+        if row["epoch"] == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(MADE(config), chain, cfg, out_dir=tmp_path, callback=stop_after_1)
+    resumed, info = load_checkpoint(tmp_path)
+    assert info["state"]["step"] == 4 and mask_for_step(4, 3, 2) == 2
+    fit(resumed, chain, cfg, out_dir=tmp_path, resume_state=info)
+    for name, p in straight.state_dict().items():
+        np.testing.assert_allclose(resumed.state_dict()[name], p, rtol=0, atol=1e-12, err_msg=name)
+    assert load_checkpoint(tmp_path)[1]["state"]["step"] == 12
+
+
+def test_load_checkpoint_best_gives_the_best_weights(chain, tmp_path):
+    """An overfitting run interrupted after its best epoch: best=True loads the best weights,
+    whose validation NLL is the recorded best; the latest weights are worse."""
+    tiny = Dataset("tiny", chain.train[:20], chain.valid, chain.test, 2, None)
+    cfg = TrainConfig(epochs=200, lr=3e-2, patience=0, batch_size=10, engine="reference")
+
+    def stop_when_overfitting(row):
+        if row["epoch"] >= 5 and not row["best"]:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(MADE(MADEConfig(D=D, hidden=(200,), seed=0)), tiny, cfg, out_dir=tmp_path,
+            callback=stop_when_overfitting)
+    best_model, info = load_checkpoint(tmp_path, best=True)
+    state, rows = info["state"], info["history"]["rows"]
+    assert state["best_epoch"] < state["epoch"] == rows[-1]["epoch"]
+    for name, p in best_model.state_dict().items():
+        assert np.array_equal(p, info["best_params"][name]), name
+    best_nll = evaluate(best_model, chain.valid)["nll"]
+    assert best_nll == pytest.approx(state["best_valid_nll"], rel=1e-12)
+    latest_nll = evaluate(load_checkpoint(tmp_path)[0], chain.valid)["nll"]
+    assert latest_nll == pytest.approx(rows[-1]["valid_nll"], rel=1e-12)
+    assert latest_nll > best_nll
+
+
+# =========================================================================== one writer per folder
+
+
+def test_a_held_folder_refuses_a_second_writer(chain, tmp_path, monkeypatch):
+    """fit(out_dir) and made-np train refuse a folder that another thread holds, naming it and
+    the holder's pid, before anything is loaded; once it is free, both may write there."""
+    folder = tmp_path / "run"
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with run_lock(folder):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        assert json.loads((folder / ".lock").read_text())["pid"] == os.getpid()
+        with pytest.raises(RunLockedError) as e:
+            fit(MADE(MADEConfig(D=D, hidden=(8,))), chain, TrainConfig(epochs=1), out_dir=folder)
+        assert e.value.pid == os.getpid() and str(folder) in str(e.value)
+
+        def no_data(*args, **kwargs):
+            raise AssertionError("the data were loaded before the run folder was held")
+
+        monkeypatch.setattr("made_np.cli.train.data_mod.load_dataset", no_data)
+        user_error(run("train", "--out", folder), "--out", str(folder), f"pid {os.getpid()}")
+        assert sorted(p.name for p in folder.iterdir()) == [".lock"]
+    finally:
+        release.set()
+        thread.join()
+    assert not folder.exists()  # made by the lock, left empty: removed
+    fit(MADE(MADEConfig(D=D, hidden=(8,))), chain, TrainConfig(epochs=1), out_dir=folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["metrics.csv", "model.npz"]
+
+
+def test_two_trainings_into_one_folder_and_a_real_ctrl_c(tmp_path, small_npy):
+    """The bug of issue 12: a second `made-np train --out` into the folder of a running one
+    overwrote it (the 'already holds a run' check ran before the first save). Now it fails at
+    once naming the other run's pid; Ctrl-C (SIGINT) then stops the first with exit 130."""
+    out = tmp_path / "run"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "made_np", "train", "--dataset", str(small_npy), "--out", str(out), "--hidden", "8",
+         "--epochs", "100000", "--patience", "0", "-q"],
+        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+
+        def holder_pid():  # written once the lock is taken (the file exists a moment before)
+            try:
+                return json.loads((out / ".lock").read_text())["pid"]
+            except (OSError, ValueError):
+                return None
+
+        while holder_pid() != child.pid and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert child.poll() is None, child.communicate()
+        second = run("train", "--dataset", small_npy, "--out", out, "--hidden", 8, "--epochs", 1)
+        user_error(second, "--out", str(out), f"pid {child.pid}")
+        while not (out / "model.npz").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and f"made-np train --resume {out}" in err
+    state = read_checkpoint_meta(out)["state"]
+    assert f"epoch {state['epoch']} is saved in {out / 'model.npz'}" in err and not state["finished"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "model.npz"]  # lock released
+
+
+KILLED_WRITER = r"""
+import os, signal, sys
+import numpy as np
+from made_np import checkpoint
+from made_np.model import MADE, MADEConfig
+
+folder = sys.argv[1]
+model = MADE(MADEConfig(D=4, hidden=(6,)))
+with checkpoint.run_lock(folder):
+    checkpoint.save_checkpoint(os.path.join(folder, "model.npz"), model)
+    real_savez = np.savez
+
+    def savez_then_die(f, **arrays):
+        real_savez(f, **arrays)
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)  # killed half-way through the atomic write
+
+    checkpoint.np.savez = savez_then_die
+    model.layers[0].W += 1.0
+    checkpoint.save_checkpoint(os.path.join(folder, "model.npz"), model)
+"""
+
+
+def test_a_writer_killed_mid_write_loses_nothing(tmp_path):
+    """A process killed while writing its checkpoint leaves the previous one readable, a
+    temporary file and its lock file; the next run takes the stale lock over and removes it."""
+    folder = tmp_path / "run"
+    child = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(folder)], env=subprocess_env(),
+                           capture_output=True, text=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    names = sorted(p.name for p in folder.iterdir())
+    assert ".lock" in names and "model.npz" in names
+    assert [n for n in names if re.fullmatch(r"\.model\.npz-\w+\.tmp", n)], names
+    model, _ = load_checkpoint(folder)  # the previous checkpoint, intact
+    assert np.array_equal(model.state_dict()["W0"], MADE(MADEConfig(D=4, hidden=(6,))).state_dict()["W0"])
+    with run_lock(folder):  # the killed run's lock is free: taken over, its temporary file removed
+        assert json.loads((folder / ".lock").read_text())["pid"] == os.getpid()
+        assert sorted(p.name for p in folder.iterdir()) == [".lock", "model.npz"]
+    assert sorted(p.name for p in folder.iterdir()) == ["model.npz"]
+
+
+# =========================================================================== outputs checked first
+
+
+def test_unwritable_out_is_refused_before_the_data_are_loaded(tmp_path, monkeypatch):
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data were loaded before --out was checked")
+
+    monkeypatch.setattr("made_np.cli.train.data_mod.load_dataset", no_data)
+    (tmp_path / "file").write_text("not a folder")
+    user_error(run("train", "--out", tmp_path / "file" / "run"), "--out", str(tmp_path / "file"), "not a folder")
+    user_error(run("train", "--out", tmp_path / "file"), "--out", "is a file")
+
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        if os.geteuid() == 0:  # root writes anywhere: make the folder look read-only
+            real_access = os.access
+            monkeypatch.setattr(checkpoint_mod.os, "access", lambda p, mode: real_access(p, mode) and not (
+                Path(p) == read_only / "run" and mode & os.W_OK))
+            (read_only / "run").mkdir()
+        user_error(run("train", "--out", read_only / "run"), "--out", str(read_only / "run"), "Permission denied")
+    finally:
+        read_only.chmod(0o755)
+    with pytest.raises(RunFolderError, match="not a folder"):
+        fit(MADE(MADEConfig(D=D)), None, TrainConfig(epochs=1), out_dir=tmp_path / "file" / "x")
+
+
+@pytest.mark.parametrize("where", ["loading the data", "before the first epoch"])
+def test_ctrl_c_before_anything_is_saved_promises_nothing(tmp_path, monkeypatch, where, small_npy):
+    """Ctrl-C before a checkpoint exists: exit 130, 'nothing was saved', no --resume advice,
+    and no empty run folder left. The path printed is the path written (~ expanded)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    seen = []
+
+    def interrupt(*args, out_dir=None, **kwargs):
+        seen.append(out_dir)
+        assert (tmp_path / "run" / ".lock").is_file()  # held from before the data are loaded
+        raise KeyboardInterrupt
+
+    target = "made_np.cli.train.data_mod.load_dataset" if where == "loading the data" else "made_np.cli.train.fit"
+    monkeypatch.setattr(target, interrupt)
+    result = run("train", "--dataset", small_npy, "--out", "~/run", "--hidden", 8)
+    assert result.exit_code == 130, result.output
+    assert "nothing was saved" in result.stderr and "--resume" not in result.output
+    assert "Traceback" not in result.output
+    if where != "loading the data":
+        assert seen == [tmp_path / "run"] and f"writing {tmp_path / 'run'}\n" in result.stdout
+    assert not (tmp_path / "run").exists() and not (tmp_path / "~").exists()
+
+
+# =========================================================================== Ctrl-C while finishing
+
+
+@pytest.mark.parametrize("stage", ["evaluation", "plotting"])
+def test_ctrl_c_while_writing_the_results_then_resume_writes_them(tmp_path, monkeypatch, stage, small_npy):
+    """Training finished, Ctrl-C during the test evaluation (or the figures): exit 130, the
+    checkpoint is finished but has no results; --resume writes them without training."""
+    out = tmp_path / "run"
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    target = "made_np.cli.train.evaluate_both" if stage == "evaluation" else "made_np.plots.plot_sample_grid"
+    with monkeypatch.context() as m:
+        m.setattr(target, interrupt)
+        first = run("train", "--dataset", small_npy, "--out", out, "--hidden", 8, "--epochs", 2)
+    assert first.exit_code == 130, first.output
+    assert "while writing the results" in first.stderr and f"made-np train --resume {out}" in first.stderr
+    meta = read_checkpoint_meta(out)
+    assert meta["state"]["finished"] and meta["results"] is None
+    assert (out / "results.json").exists() == (stage == "plotting")
+    weights = load_checkpoint(out)[0].state_dict()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("--resume trained a finished run again")
+
+    monkeypatch.setattr("made_np.cli.train.fit", no_training)
+    second = run("train", "--resume", out)
+    assert second.exit_code == 0, second.output
+    assert "writing its results" in second.output and not re.search(r"^epoch ", second.output, re.M)
+    assert {"results.json", "loss.png", "samples.png"} <= {p.name for p in out.iterdir()}
+    results = json.loads((out / "results.json").read_text())
+    assert read_checkpoint_meta(out)["results"] == results and np.isfinite(results["single"]["nll"])
+    for name, p in load_checkpoint(out)[0].state_dict().items():
+        assert np.array_equal(p, weights[name]), name
+    user_error(run("train", "--resume", out), str(out / "model.npz"), "nothing to resume")
+    assert no_temporary_files(out)
+
+
+def test_resume_trains_a_finished_run_on_with_more_epochs(tmp_path, small_npy):
+    """Issue 11: --resume DIR --epochs N with N above the epochs trained continues a finished
+    run from its weights and optimiser state; N not above says so in one line."""
+    out = tmp_path / "run"
+    assert run("train", "--dataset", small_npy, "--out", out, "--hidden", 8, "--epochs", 2, "-q").exit_code == 0
+    user_error(run("train", "--resume", out, "--epochs", 2), "--epochs 2", "already trained 2 epochs")
+    before = load_checkpoint(out)[1]
+    more = run("train", "--resume", out, "--epochs", 3)
+    assert more.exit_code == 0, more.output
+    assert re.search(r"^epoch +3 ", more.output, re.M) and not re.search(r"^epoch +[12] ", more.output, re.M)
+    _, info = load_checkpoint(out)
+    assert [r["epoch"] for r in info["history"]["rows"]] == [1, 2, 3]
+    assert info["state"]["finished"] and info["results"] is not None
+    assert int(info["optimizer"]["t"]) == int(before["optimizer"]["t"]) + 3  # 240 rows: 3 minibatches an epoch
+    assert (out / "metrics.csv").read_text().count("\n") == 4
+
+
+def test_finished_run_blocker():
+    state = {"epoch": 10, "best_epoch": 4}
+    assert finished_run_blocker(state, TrainConfig(epochs=12, patience=0)) is None
+    assert finished_run_blocker(state, TrainConfig(epochs=12, patience=7)) is None
+    assert "trained 10 epochs" in finished_run_blocker(state, TrainConfig(epochs=10, patience=0))
+    assert "stopped early" in finished_run_blocker(state, TrainConfig(epochs=20, patience=6))
+
+
+# =========================================================================== divergence
+
+
+def test_divergence_keeps_the_last_good_checkpoint(chain, tmp_path):
+    """A NaN loss in epoch 3 stops fit with DivergenceError: the checkpoint of epoch 2 is not
+    overwritten, and the model holds its (finite) best weights again."""
+    model = MADE(MADEConfig(D=D, hidden=(16,), seed=2))
+
+    def poison_after_2(row):
+        if row["epoch"] == 2:
+            model.params[0][...] = np.nan
+
+    cfg = TrainConfig(epochs=5, patience=0, engine="reference")
+    with pytest.raises(DivergenceError) as e:
+        fit(model, chain, cfg, out_dir=tmp_path, callback=poison_after_2)
+    assert (e.value.epoch, e.value.saved_epoch, e.value.what) == (3, 2, "training loss")
+    assert "epoch 3" in str(e.value) and "smaller learning rate" in str(e.value)
+    assert all(np.isfinite(p).all() for p in model.params)
+    saved, info = load_checkpoint(tmp_path)
+    assert info["state"]["epoch"] == 2 and not info["state"]["finished"]
+    assert all(np.isfinite(p).all() for p in saved.state_dict().values())
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 3 and no_temporary_files(tmp_path)
+
+
+def test_cli_divergence_exits_3_and_writes_no_nan(tmp_path, monkeypatch, small_npy):
+    diverged = run("train", "--dataset", small_npy, "--out", tmp_path / "a", "--hidden", 8, "--epochs", 3,
+                   "--lr", "1e30")
+    assert diverged.exit_code == 3, diverged.output
+    one_error_line(diverged.stderr, "diverged in epoch 1", "nothing was saved", "smaller --lr")
+    assert not (tmp_path / "a").exists()  # no NaN checkpoint, no results.json
+    user_error(run("train", "--dataset", small_npy, "--out", tmp_path / "b", "--lr", "inf"), "--lr", "finite")
+
+    from made_np import train as train_mod
+
+    real_fit = train_mod.fit
+
+    def fit_poisoned_after_epoch_1(model, *args, callback=None, **kwargs):
+        def cb(row):
+            callback(row)
+            if row["epoch"] == 1:
+                model.params[0][...] = np.inf
+        return real_fit(model, *args, callback=cb, **kwargs)
+
+    monkeypatch.setattr("made_np.cli.train.fit", fit_poisoned_after_epoch_1)
+    out = tmp_path / "c"
+    later = run("train", "--dataset", small_npy, "--out", out, "--hidden", 8, "--epochs", 3, "--engine", "reference")
+    assert later.exit_code == 3, later.output
+    one_error_line(later.stderr, "diverged in epoch 2", f"{out / 'model.npz'} keeps epoch 1", "--lr")
+    saved, info = load_checkpoint(out)
+    assert info["state"]["epoch"] == 1 and all(np.isfinite(p).all() for p in saved.state_dict().values())
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "model.npz"]
+
+
+def test_a_non_finite_test_nll_writes_no_results(tmp_path, monkeypatch, small_npy):
+    def nan_results(*args, **kwargs):
+        r = {"nll": float("nan"), "stderr": float("nan")}
+        return {"single": r, "ensemble": None}
+
+    monkeypatch.setattr("made_np.cli.train.evaluate_both", nan_results)
+    out = tmp_path / "run"
+    result = run("train", "--dataset", small_npy, "--out", out, "--hidden", 8, "--epochs", 1, "-q")
+    assert result.exit_code == 3, result.output
+    one_error_line(result.stderr, "test NLL", "nan", "no results written")
+    assert not (out / "results.json").exists() and read_checkpoint_meta(out)["results"] is None
+
+
+# =========================================================================== full disk
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, small_npy):
+    out = tmp_path / "run"
+    real_savez, calls = np.savez, []
+
+    def savez_disk_full(f, **arrays):
+        calls.append(1)
+        if len(calls) >= 2:
+            f.write(b"PK part of a file")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_savez(f, **arrays)
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint_mod.np, "savez", savez_disk_full)
+        full = run("train", "--dataset", small_npy, "--out", out, "--hidden", 8, "--epochs", 3)
+    assert full.exit_code == 2, full.output
+    one_error_line(full.stderr, f"cannot write {out / 'model.npz'}", os.strerror(errno.ENOSPC),
+                   "last checkpoint is kept", f"--resume {out}")
+    _, info = load_checkpoint(out)
+    assert info["state"]["epoch"] == 1 and sorted(p.name for p in out.iterdir()) == ["metrics.csv", "model.npz"]
+    again = run("train", "--resume", out, "-q")  # space is back: nothing was lost
+    assert again.exit_code == 0, again.output
+    assert [r["epoch"] for r in load_checkpoint(out)[1]["history"]["rows"]] == [1, 2, 3]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="no file size limits here")
+def test_a_file_size_limit_is_one_line(tmp_path, small_npy):
+    """`ulimit -f`: writing past it raises SIGXFSZ, which kills a process by default; made-np
+    train ignores it, so the write fails with EFBIG and is reported in one line."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))  # below a checkpoint's size
+
+    out = tmp_path / "run"
+    child = subprocess.run([sys.executable, "-m", "made_np", "train", "--dataset", str(small_npy), "--out", str(out),
+                            "--hidden", "8", "--epochs", "2", "-q"], env=subprocess_env(), preexec_fn=limit,
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 2, child.stderr
+    one_error_line(child.stderr, f"cannot write {out / 'model.npz'}", os.strerror(errno.EFBIG))
+    assert not out.exists()  # nothing was saved
+
+
+# =========================================================================== resume state
+
+
+@pytest.fixture(scope="module")
+def unfinished(tmp_path_factory, small_npy):
+    """An unfinished run (D = 6, 8 hidden units, Adam), interrupted after epoch 2 of 3."""
+    from made_np import train as train_mod
+
+    out = tmp_path_factory.mktemp("faults") / "run"
+    real_fit = train_mod.fit
+
+    def interrupted(*args, callback=None, **kwargs):
+        def cb(row):
+            callback(row)
+            if row["epoch"] == 2:
+                raise KeyboardInterrupt
+        return real_fit(*args, callback=cb, **kwargs)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("made_np.cli.train.fit", interrupted)
+        assert run("train", "--dataset", small_npy, "--out", out, "--hidden", 8, "--epochs", 3).exit_code == 130
+    return out
+
+
+def rewrite(src: Path, dst: Path, arrays=None, meta=None, drop=()) -> Path:
+    """A copy of checkpoint ``src`` in folder ``dst`` with arrays replaced or dropped and the
+    JSON config changed by ``meta(config)``."""
+    with np.load(src / "model.npz") as z:
+        entries = {k: z[k] for k in z.files if k not in drop}
+    config = json.loads(str(entries["config"]))
+    if meta is not None:
+        meta(config)
+    entries["config"] = np.array(json.dumps(config))
+    entries.update(arrays or {})
+    dst.mkdir()
+    np.savez(dst / "model.npz", **entries)
+    return dst
+
+
+CORRUPTIONS = {
+    "changed optimiser": (dict(meta=lambda c: c["train"].update(optimizer="sgd")), "'optimizer'"),
+    "string epoch": (dict(meta=lambda c: c["state"].update(epoch="2")), "'state.epoch' is '2'"),
+    "null best NLL": (dict(meta=lambda c: c["state"].update(best_valid_nll=None)), "'state.best_valid_nll' is null"),
+    "string finished": (dict(meta=lambda c: c["state"].update(finished="no")), "'state.finished'"),
+    "wrong-shaped buffer": (dict(arrays={"opt_m0": np.zeros((3, 4), np.float32)}),
+                            "'opt_m0' has shape (3, 4), expected (6, 8)"),
+    "missing buffer": (dict(drop=("opt_v1",)), "'opt_v1' is missing"),
+    "string opt_t": (dict(arrays={"opt_t": np.array("6")}), "'opt_t' is '6'"),
+    "NaN buffer": (dict(arrays={"opt_v0": np.full((6, 8), np.nan, np.float32)}), "'opt_v0' holds values"),
+    "wrong-shaped best": (dict(arrays={"best_W0": np.zeros((3, 4), np.float32)}),
+                          "'best_W0' has shape (3, 4), expected (6, 8)"),
+    "history cut": (dict(meta=lambda c: c["history"].update(rows=c["history"]["rows"][:1])), "'history.rows'"),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_corrupt_resume_state_is_refused_before_training(unfinished, tmp_path, monkeypatch, name):
+    """Each bad entry: one line naming the file and the entry, before the data or any step."""
+    changes, fragment = CORRUPTIONS[name]
+    bad = rewrite(unfinished, tmp_path / "bad", **changes)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the resume got past its checks")
+
+    monkeypatch.setattr("made_np.cli.train.load_split", never)
+    monkeypatch.setattr("made_np.train._Run.steps", never)
+    user_error(run("train", "--resume", bad), str(bad / "model.npz"), f"entry {fragment}")
+    assert sorted(p.name for p in bad.iterdir()) == ["model.npz"]  # nothing written, lock released
+
+
+def test_check_resume_state_in_python(unfinished, tmp_path):
+    model, info = load_checkpoint(unfinished)
+    cfg = info["train_config"]
+    check_resume_state(model, cfg, info)  # the genuine state passes
+    with pytest.raises(CheckpointError, match="entry 'optimizer' is 'adam'.*'sgd'"):
+        check_resume_state(model, TrainConfig.from_dict({**cfg.to_dict(), "optimizer": "sgd"}), info)
+    partial = rewrite(unfinished, tmp_path / "partial", drop=("best_b0",))
+    with pytest.raises(CheckpointError, match="entry 'best_b0' is missing"):
+        load_checkpoint(partial)
+    with pytest.raises(CheckpointError, match="no training state"):
+        check_resume_state(model, cfg, {**info, "state": None})
