@@ -44,6 +44,11 @@ def user_values():
         raise UserError(one_line(exc)) from None
 
 
+#: Raised by Click >= 8.2 for a group called without its command; Click 8.1 prints the help and
+#: exits 0 by itself, and has no such class (an ``except`` naming it would fail on every error).
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class Group(click.Group):
     """A group whose errors are always one line ``Error: ...`` (exit 2 for user errors), and
     which prints its help (exit 0) when called without a command."""
@@ -59,7 +64,7 @@ class Group(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:  # a group with no command: its help
+        except _NO_ARGS_IS_HELP as exc:  # a group with no command: its help
             click.echo(exc.ctx.get_help())
             sys.exit(0)
         except click.UsageError as exc:  # bad option, missing argument, invalid choice

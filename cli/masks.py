@@ -15,7 +15,7 @@ from .common import UserError, load_model
               help="The .npz to write: ordering, degrees_1.., mask_W1.., mask_V (and mask_A with direct connections).")
 @click.option("--index", type=int, default=0, show_default=True, help="Which mask of the bank.")
 @click.option("--png", type=click.Path(dir_okay=False), default=None, show_default="no drawing",
-              help="Also draw the masks into this PNG.")
+              help="Also draw the masks into this PNG (units sorted by degree, so each mask is a staircase).")
 def masks(checkpoint, out, index, png):
     """Dump the ordering m^0, the degrees m^l and every mask of mask INDEX of CHECKPOINT's bank.
 
@@ -54,6 +54,7 @@ def masks(checkpoint, out, index, png):
     if png:
         from made_np import plots
 
-        titles = [f"{n[5:]} ({arrays[n].shape[0]} x {arrays[n].shape[1]})" for n in names]
-        plots.plot_masks([arrays[n] for n in names], png, titles=titles)
+        # drawn with units sorted by degree (a staircase); the .npz keeps the natural order
+        plots.plot_masks(out_path=png, **plots.maskset_panels(
+            ms.ordering, ms.degrees, ms.hidden, ms.output, ms.direct if model.config.direct else None))
         click.echo(f"drew the masks in {png}")

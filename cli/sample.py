@@ -16,7 +16,8 @@ from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, UserError, datas
 @click.argument("checkpoint", type=click.Path())
 @click.option("-n", "--num-samples", type=int, default=100, show_default=True, help="Number of samples.")
 @click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True,
-              help="A .png (grid of images, or a scatter for 2-D data) or a .npy (n, D) integer array.")
+              help="A .png (grid of images, or a histogram on the C x C grid for 2-D data) or a .npy (n, D) "
+                   "integer array.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling noise.")
 @click.option("--method", type=click.Choice(SAMPLING_METHODS), default=DEFAULT_SAMPLING_METHOD,
               show_default=True, help="Sampler of made_np.sampling.")
@@ -48,7 +49,7 @@ def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, devi
     else:
         from made_np import plots
 
-        plots.plot_sample_grid(x, image_shape_of(info), out)
+        plots.plot_sample_grid(x, image_shape_of(info), out, classes=model.config.classes)
     which = f"mixture of masks 0..{mixture - 1}" if mixture else f"mask {mask_index}"
     click.echo(f"wrote {num_samples} samples ({method}, {which}, seed {seed}) to {out}")
 
@@ -63,7 +64,7 @@ def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, devi
 @device_option
 @dataset_path_option
 def density(checkpoint, out, num_samples, seed, device, dataset_path):
-    """Exact density table of a 2-D categorical CHECKPOINT (e.g. --dataset 2d) against the true table.
+    """Exact density table of a 2-D categorical CHECKPOINT (such as --dataset 2d) against the true table.
 
     Prints KL(p_true || p_model) in nats, the entropy of the true table (the lower bound of
     the expected test NLL) and the test NLL of the table; draws the panels into --out. With

@@ -414,10 +414,10 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
         write_json(run_dir / RESULTS_NAME, results)
         from made_np import plots  # matplotlib: imported only when drawing
 
-        plots.plot_loss_curves(history["rows"], run_dir / "loss.png")
-        n = 100 if ds.image_shape else 1000
+        plots.plot_loss_curves(history["rows"], run_dir / "loss.png", valid_masks=history.get("valid_masks", 1))
+        n = 100 if ds.image_shape else (100_000 if ds.D == 2 else 1000)  # 2-D: a histogram on the C x C grid
         samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, method=DEFAULT_SAMPLING_METHOD))
-        plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png")
+        plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes)
         update_checkpoint_meta(ckpt, results=results)
     except OSError as exc:
         raise UserError(_write_failed(exc, run_dir)) from None

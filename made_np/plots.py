@@ -3,8 +3,14 @@
 Figures are built as :class:`matplotlib.figure.Figure` objects rendered by the
 Agg canvas, never through :mod:`matplotlib.pyplot`: nothing needs a display,
 the process-wide backend is left alone, and no figure stays registered after
-a function returns. Every function takes host (NumPy) arrays, writes a PNG
-(creating the parent folder) and returns its path.
+a function returns. Every ``plot_*`` function takes host (NumPy) arrays, writes
+a PNG (creating the parent folder) and returns its path; the matching
+``*_figure`` function builds and returns the :class:`~matplotlib.figure.Figure`
+without writing anything (what the tests inspect).
+
+2-D tables ``p[i, j] = p(x1 = i, x2 = j)`` and histograms of samples ``(x1, x2)``
+are all drawn the same way (:func:`draw_table`): row ``i`` = ``x1`` from the top
+down, column ``j`` = ``x2`` from left to right, as ``imshow`` shows a matrix.
 """
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 TRAIN_KEYS = ("train_nll", "train_loss", "train")
 VALID_KEYS = ("valid_nll", "val_nll", "valid_loss", "valid")
@@ -49,8 +57,58 @@ def _to_float(value) -> float:
         return math.nan
 
 
-def plot_loss_curves(metrics, out_path) -> Path:
+def _read_rows(metrics) -> list[dict]:
+    if isinstance(metrics, (str, Path)):
+        with open(metrics, newline="") as f:
+            return list(csv.DictReader(f))
+    return list(metrics)
+
+
+def loss_curves_figure(metrics, valid_masks: int = 1) -> Figure:
+    """The figure of :func:`plot_loss_curves` (same parameters, no file written)."""
+    rows = _read_rows(metrics)
+    if not rows:
+        raise ValueError("plot_loss_curves: no metrics rows")
+    epoch = _column(rows, ("epoch",))
+    if epoch is None:
+        epoch = np.arange(1, len(rows) + 1, dtype=float)
+    valid_label = f"valid (ensemble of {valid_masks} masks)" if valid_masks > 1 else "valid"
+    curves = {"train": _column(rows, TRAIN_KEYS), valid_label: _column(rows, VALID_KEYS)}
+    if all(c is None for c in curves.values()):
+        raise ValueError(
+            f"plot_loss_curves: no NLL column; expected one of {TRAIN_KEYS + VALID_KEYS}"
+        )
+    fig = _figure(6, 4)
+    ax = fig.add_subplot()
+    for label, y in curves.items():
+        if y is not None:
+            ok = np.isfinite(y) & np.isfinite(epoch)
+            ax.plot(epoch[ok], y[ok], marker="." if ok.sum() < 30 else None, label=label)
+    valid = curves[valid_label]
+    if valid is not None:
+        ok = np.isfinite(valid) & np.isfinite(epoch)
+        if ok.any():
+            # the first lowest valid NLL: the epoch whose weights training restores
+            k = np.flatnonzero(ok)[np.argmin(valid[ok])]
+            best = epoch[k]
+            ax.axvline(best, color="0.5", linestyle="--", linewidth=1,
+                       label=f"best epoch {best:g}")
+            ax.plot([best], [valid[k]], marker="*", markersize=12, color="C3", linestyle="none",
+                    label=f"best valid NLL {valid[k]:.4g}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("negative log-likelihood (nats per example)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_loss_curves(metrics, out_path, valid_masks: int = 1) -> Path:
     """Plot train and valid negative log-likelihood against epoch.
+
+    The x axis has whole-number epoch ticks; the epoch of the lowest valid
+    NLL (the first one, as training keeps) is marked by a dashed vertical
+    line labelled ``best epoch N`` and a star on the valid curve.
 
     Parameters
     ----------
@@ -63,6 +121,10 @@ def plot_loss_curves(metrics, out_path) -> Path:
         epochs still draws a line.
     out_path : str or os.PathLike
         PNG file to write.
+    valid_masks : int, default 1
+        Masks in the validation ensemble (``history["valid_masks"]`` of
+        :func:`made_np.train.fit`); above 1 the valid curve is labelled
+        ``valid (ensemble of K masks)``.
 
     Returns
     -------
@@ -74,78 +136,75 @@ def plot_loss_curves(metrics, out_path) -> Path:
     ValueError
         No rows, or neither a train nor a valid NLL column.
     """
-    if isinstance(metrics, (str, Path)):
-        with open(metrics, newline="") as f:
-            rows = list(csv.DictReader(f))
-    else:
-        rows = list(metrics)
-    if not rows:
-        raise ValueError("plot_loss_curves: no metrics rows")
-    epoch = _column(rows, ("epoch",))
-    if epoch is None:
-        epoch = np.arange(1, len(rows) + 1, dtype=float)
-    curves = {"train": _column(rows, TRAIN_KEYS), "valid": _column(rows, VALID_KEYS)}
-    if all(c is None for c in curves.values()):
-        raise ValueError(
-            f"plot_loss_curves: no NLL column; expected one of {TRAIN_KEYS + VALID_KEYS}"
-        )
-    fig = _figure(6, 4)
-    ax = fig.add_subplot()
-    for label, y in curves.items():
-        if y is not None:
-            ok = np.isfinite(y) & np.isfinite(epoch)
-            ax.plot(epoch[ok], y[ok], marker="." if ok.sum() < 30 else None, label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("negative log-likelihood (nats per example)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _save(fig, out_path)
+    return _save(loss_curves_figure(metrics, valid_masks), out_path)
 
 
-def plot_sample_grid(samples, image_shape, out_path, ncols: int = 10) -> Path:
-    """Draw samples as a grid of images (or a scatter / heat-map when not images).
+def histogram2d(samples, classes: int) -> np.ndarray:
+    """Counts ``h[i, j]`` of the samples with ``(x1, x2) = (i, j)``: the orientation of the tables.
 
     Parameters
     ----------
-    samples : numpy.ndarray, shape (n, D)
-        Samples of any numeric dtype: binary pixels, grey levels or
-        category indices (shown on a grey scale from 0 to the largest value).
-    image_shape : tuple of int or None
-        ``(h, w)`` with ``h * w == D``, e.g. ``(28, 28)``. ``None``: a scatter
-        plot of the two columns when ``D == 2``, else a heat-map with one row
-        per sample.
-    out_path : str or os.PathLike
-        PNG file to write.
-    ncols : int, default 10
-        Images per grid row.
+    samples : numpy.ndarray, shape (N, 2)
+        Integer samples in ``0..classes-1``.
+    classes : int
+        Values per variable C; the histogram is ``(C, C)``.
 
     Returns
     -------
-    pathlib.Path
-        ``out_path``.
+    numpy.ndarray of int64, shape (C, C)
+        Sums to N.
 
     Raises
     ------
     ValueError
-        ``samples`` not 2-D or empty, or ``image_shape`` not matching D.
+        Samples not ``(N, 2)``, or out of range.
     """
+    x = np.asarray(samples)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"samples must be (N, 2), got {x.shape}")
+    x = x.astype(np.int64)
+    C = int(classes)
+    if x.size and (x.min() < 0 or x.max() >= C):
+        raise ValueError(f"sample values must lie in 0..{C - 1}")
+    return np.bincount(x[:, 0] * C + x[:, 1], minlength=C * C).reshape(C, C)
+
+
+def draw_table(fig: Figure, ax, table, title: str, colorbar_label: str = "probability"):
+    """Draw a ``(C, C)`` table of ``(x1, x2)`` on ``ax``: entry ``[i, j]`` in the cell of row
+    ``x1 = i`` (top down) and column ``x2 = j``, with a colour bar. Every 2-D panel of this
+    module is drawn by this function, so they all share one orientation. Returns the image."""
+    im = ax.imshow(np.asarray(table), origin="upper", interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("x2")
+    ax.set_ylabel("x1")
+    fig.colorbar(im, ax=ax, shrink=0.8, label=colorbar_label)
+    return im
+
+
+def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | None = None) -> Figure:
+    """The figure of :func:`plot_sample_grid` (same parameters, no file written)."""
     x = np.asarray(samples)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"plot_sample_grid: samples must be (n, D) with n > 0, got {x.shape}")
     n, D = x.shape
     if image_shape is None:
-        fig = _figure(5, 5 if D == 2 else 4)
-        ax = fig.add_subplot()
         if D == 2:
-            ax.scatter(x[:, 0], x[:, 1], s=4, alpha=0.5, linewidths=0)
-            ax.set_xlabel("x1")
-            ax.set_ylabel("x2")
-        else:
-            im = ax.imshow(x, aspect="auto", interpolation="nearest", cmap="gray")
-            ax.set_xlabel("dimension")
-            ax.set_ylabel("sample")
-            fig.colorbar(im, ax=ax)
-        return _save(fig, out_path)
+            C = int(classes) if classes is not None else int(x.max()) + 1
+            try:
+                counts = histogram2d(x, C)
+            except ValueError as exc:
+                raise ValueError(f"plot_sample_grid: {exc}") from None
+            fig = _figure(5.5, 4.5)
+            draw_table(fig, fig.add_subplot(), counts, f"{n} samples on the {C} x {C} grid",
+                       "samples per cell")
+            return fig
+        fig = _figure(5, 4)
+        ax = fig.add_subplot()
+        im = ax.imshow(x, aspect="auto", interpolation="nearest", cmap="gray")
+        ax.set_xlabel("dimension")
+        ax.set_ylabel("sample")
+        fig.colorbar(im, ax=ax)
+        return fig
     h, w = image_shape
     if h * w != D:
         raise ValueError(f"plot_sample_grid: image_shape {image_shape} does not match D = {D}")
@@ -163,21 +222,30 @@ def plot_sample_grid(samples, image_shape, out_path, ncols: int = 10) -> Path:
     ax.imshow(grid, cmap=cmap, vmin=0, vmax=max(1.0, float(np.nanmax(grid))),
               interpolation="nearest")
     ax.set_axis_off()
-    return _save(fig, out_path)
+    return fig
 
 
-def plot_masks(masks, out_path, titles=None) -> Path:
-    """Draw MADE connectivity masks, one panel per mask.
+def plot_sample_grid(samples, image_shape, out_path, ncols: int = 10, classes: int | None = None) -> Path:
+    """Draw samples as a grid of images (or a 2-D histogram / heat-map when not images).
 
     Parameters
     ----------
-    masks : sequence of numpy.ndarray, each shape (fan_in, fan_out)
-        0/1 (or boolean) masks; entry ``[i, j]`` is 1 when input unit ``i``
-        may feed output unit ``j``. Shown with ``fan_in`` as rows, 1 as black.
+    samples : numpy.ndarray, shape (n, D)
+        Samples of any numeric dtype: binary pixels, grey levels or
+        category indices (shown on a grey scale from 0 to the largest value).
+    image_shape : tuple of int or None
+        ``(h, w)`` with ``h * w == D``, e.g. ``(28, 28)``. ``None``: when
+        ``D == 2``, the histogram of the samples on the ``classes x classes``
+        grid, drawn as :func:`plot_2d_panels` draws its tables (row ``x1``,
+        column ``x2``), in samples per cell; else a heat-map with one row per
+        sample.
     out_path : str or os.PathLike
         PNG file to write.
-    titles : sequence of str, optional
-        One per mask; default ``"mask k (fan_in x fan_out)"``.
+    ncols : int, default 10
+        Images per grid row.
+    classes : int, optional
+        Values per variable of 2-D data (the grid is ``classes x classes``);
+        default: the largest sample value + 1.
 
     Returns
     -------
@@ -187,45 +255,181 @@ def plot_masks(masks, out_path, titles=None) -> Path:
     Raises
     ------
     ValueError
-        No masks, a mask that is not 2-D, or ``len(titles) != len(masks)``.
+        ``samples`` not 2-D or empty, ``image_shape`` not matching D, or 2-D
+        samples outside ``0..classes-1``.
     """
+    return _save(sample_grid_figure(samples, image_shape, ncols, classes), out_path)
+
+
+def _sort_order(degrees, size: int, what: str) -> np.ndarray:
+    if degrees is None:
+        return np.arange(size)
+    d = np.asarray(degrees).reshape(-1)
+    if d.shape[0] != size:
+        raise ValueError(f"plot_masks: {what} has {d.shape[0]} degrees for {size} units")
+    return np.argsort(d, kind="stable")
+
+
+def masks_figure(masks, titles=None, degrees=None, axis_names=None) -> Figure:
+    """The figure of :func:`plot_masks` (same parameters, no file written)."""
     masks = [np.asarray(m, dtype=float) for m in masks]
     if not masks:
         raise ValueError("plot_masks: no masks")
-    if titles is None:
-        titles = [f"mask {k} ({m.shape[0]} x {m.shape[1]})" for k, m in enumerate(masks)]
-    if len(titles) != len(masks):
+    if titles is not None and len(titles) != len(masks):
         raise ValueError(f"plot_masks: {len(titles)} titles for {len(masks)} masks")
-    fig = _figure(3.2 * len(masks), 3.4)
-    for k, (m, title) in enumerate(zip(masks, titles)):
+    if degrees is not None and len(degrees) != len(masks):
+        raise ValueError(f"plot_masks: {len(degrees)} degree pairs for {len(masks)} masks")
+    if axis_names is not None and len(axis_names) != len(masks):
+        raise ValueError(f"plot_masks: {len(axis_names)} axis name pairs for {len(masks)} masks")
+    fig = _figure(3.2 * len(masks) + 1.4, 3.6)
+    for k, m in enumerate(masks):
         if m.ndim != 2:
             raise ValueError(f"plot_masks: mask {k} is not 2-D (shape {m.shape})")
+        title = titles[k] if titles is not None else f"mask {k} ({m.shape[0]} x {m.shape[1]})"
+        rows, cols = axis_names[k] if axis_names is not None else ("input unit", "output unit")
+        if degrees is not None and degrees[k] is not None:
+            row_deg, col_deg = degrees[k]
+            r = _sort_order(row_deg, m.shape[0], f"the rows of mask {k}")
+            c = _sort_order(col_deg, m.shape[1], f"the columns of mask {k}")
+            m = m[np.ix_(r, c)]
+            rows, cols = f"{rows}, sorted by degree", f"{cols}, sorted by degree"
         ax = fig.add_subplot(1, len(masks), k + 1)
         ax.imshow(m, cmap="Greys", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # unit positions, not coordinates
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("output unit")
-        ax.set_ylabel("input unit")
-    return _save(fig, out_path)
+        ax.set_xlabel(cols, fontsize=8)
+        ax.set_ylabel(rows, fontsize=8)
+    handles = [Patch(facecolor="black", edgecolor="black", label="connected (1)"),
+               Patch(facecolor="white", edgecolor="black", label="masked (0)")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.03, 1.0), fontsize=8, frameon=False)
+    return fig
 
 
-def _histogram(samples, C: int) -> np.ndarray:
-    x = np.asarray(samples).astype(np.int64)
-    if x.ndim != 2 or x.shape[1] != 2:
-        raise ValueError(f"plot_2d_panels: samples must be (N, 2), got {x.shape}")
-    if x.size and (x.min() < 0 or x.max() >= C):
-        raise ValueError(f"plot_2d_panels: sample values must lie in 0..{C - 1}")
-    counts = np.bincount(x[:, 0] * C + x[:, 1], minlength=C * C).reshape(C, C)
-    return counts / max(1, x.shape[0])
+def plot_masks(masks, out_path, titles=None, degrees=None, axis_names=None) -> Path:
+    """Draw MADE connectivity masks, one panel per mask, with a connected / masked legend.
+
+    Parameters
+    ----------
+    masks : sequence of numpy.ndarray, each shape (fan_in, fan_out)
+        0/1 (or boolean) masks; entry ``[i, j]`` is 1 when input unit ``i``
+        may feed output unit ``j``. Shown with ``fan_in`` as rows, 1 (connected)
+        as black, 0 (masked) as white.
+    out_path : str or os.PathLike
+        PNG file to write.
+    titles : sequence of str, optional
+        One per mask; default ``"mask k (fan_in x fan_out)"``.
+    degrees : sequence of (row_degrees, col_degrees), optional
+        One pair per mask (or ``None`` for a mask left as it is): the degrees
+        of its input units (rows) and output units (columns), e.g. ``m^0`` and
+        ``m^1`` for the first hidden mask. Rows and columns are drawn sorted by
+        degree (stable), which turns every MADE mask into a staircase; the
+        arrays themselves are not changed.
+    axis_names : sequence of (str, str), optional
+        One ``(rows, columns)`` pair of names per mask, e.g. ``("inputs",
+        "hidden layer 1")``; default ``("input unit", "output unit")``.
+        Sorted axes get ``", sorted by degree"`` appended.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+
+    Raises
+    ------
+    ValueError
+        No masks, a mask that is not 2-D, a list of titles, degrees or axis
+        names not one per mask, or degrees not one per unit.
+    """
+    return _save(masks_figure(masks, titles, degrees, axis_names), out_path)
+
+
+def maskset_panels(ordering, degrees, hidden, output, direct=None) -> dict:
+    """Arguments of :func:`plot_masks` for one MADE mask (a :class:`made_np.masks.MaskSet`'s parts).
+
+    Parameters
+    ----------
+    ordering : array of int, shape (D,)
+        m^0, the degree of input (and output) ``d``.
+    degrees : sequence of arrays
+        m^1, ..., m^L, the degrees of the hidden layers.
+    hidden : sequence of arrays
+        M^W1 (D, H_1), ..., M^WL (H_{L-1}, H_L).
+    output : array, shape (H_L, D)
+        M^V ((D, D) with no hidden layer).
+    direct : array, shape (D, D), optional
+        M^A, drawn as a last panel when given.
+
+    Returns
+    -------
+    dict
+        ``masks``, ``titles``, ``degrees``, ``axis_names``: pass as ``plot_masks(**panels, out_path=...)``.
+    """
+    ordering = np.asarray(ordering)
+    degrees = [np.asarray(d) for d in degrees]
+    if len(degrees) != len(hidden):
+        raise ValueError(f"maskset_panels: {len(degrees)} degree arrays for {len(hidden)} hidden masks")
+    layer_degrees = [ordering] + degrees
+    layer_names = ["inputs (m^0)"] + [f"hidden layer {l} (m^{l})" for l in range(1, len(degrees) + 1)]
+    masks, titles, pairs, names = [], [], [], []
+    for l, m in enumerate(hidden, start=1):
+        m = np.asarray(m)
+        masks.append(m)
+        titles.append(f"W{l}: layer {l - 1} -> {l} ({m.shape[0]} x {m.shape[1]})")
+        pairs.append((layer_degrees[l - 1], layer_degrees[l]))
+        names.append((layer_names[l - 1], layer_names[l]))
+    out = np.asarray(output)
+    masks.append(out)
+    source = f"layer {len(degrees)}" if degrees else "inputs"
+    titles.append(f"V: {source} -> outputs ({out.shape[0]} x {out.shape[1]})")
+    pairs.append((layer_degrees[-1], ordering))
+    names.append((layer_names[-1], "outputs (m^0)"))
+    if direct is not None:
+        a = np.asarray(direct)
+        masks.append(a)
+        titles.append(f"A: inputs -> outputs ({a.shape[0]} x {a.shape[1]})")
+        pairs.append((ordering, ordering))
+        names.append(("inputs (m^0)", "outputs (m^0)"))
+    return {"masks": masks, "titles": titles, "degrees": pairs, "axis_names": names}
+
+
+def panels_2d_figure(true_density, train_samples, model_samples, model_density) -> Figure:
+    """The figure of :func:`plot_2d_panels` (same parameters, no file written)."""
+    model_density = np.asarray(model_density, dtype=float)
+    if model_density.ndim != 2 or model_density.shape[0] != model_density.shape[1]:
+        raise ValueError(f"plot_2d_panels: model_density must be (C, C), got {model_density.shape}")
+    C = model_density.shape[0]
+    panels = []
+    if true_density is not None:
+        true_density = np.asarray(true_density, dtype=float)
+        if true_density.shape != (C, C):
+            raise ValueError(
+                f"plot_2d_panels: true_density shape {true_density.shape} != ({C}, {C})"
+            )
+        panels.append(("true distribution", true_density))
+    for title, samples in (("training samples (N = {})", train_samples),
+                           ("model samples (M = {})", model_samples)):
+        try:
+            counts = histogram2d(samples, C)
+        except ValueError as exc:
+            raise ValueError(f"plot_2d_panels: {exc}") from None
+        panels.append((title.format(len(samples)), counts / max(1, len(samples))))
+    panels.append(("model density", model_density))
+    fig = _figure(4 * len(panels), 4)
+    for k, (title, table) in enumerate(panels):
+        draw_table(fig, fig.add_subplot(1, len(panels), k + 1), table, title)
+    return fig
 
 
 def plot_2d_panels(true_density, train_samples, model_samples, model_density, out_path) -> Path:
     """Side-by-side panels for the 2-D categorical experiment.
 
     Panels, left to right: true distribution (skipped when ``None``),
-    histogram of the training samples, histogram of the model's samples, and
-    the model's exact density. Entry ``[i, j]`` is drawn at row ``x1 = i``,
-    column ``x2 = j``, as ``imshow`` draws the table; each panel has its own
-    colour scale.
+    histogram of the training samples, histogram of the model's samples (both
+    as frequencies), and the model's exact density. Every panel is drawn by
+    :func:`draw_table`: entry ``[i, j]`` at row ``x1 = i`` (top down), column
+    ``x2 = j``, so a sample ``(x1, x2) = (i, j)`` falls in the cell of
+    ``p[i, j]``; each panel has its own colour scale.
 
     Parameters
     ----------
@@ -250,27 +454,4 @@ def plot_2d_panels(true_density, train_samples, model_samples, model_density, ou
     ValueError
         Tables not ``(C, C)``, samples not ``(N, 2)`` or out of range.
     """
-    model_density = np.asarray(model_density, dtype=float)
-    if model_density.ndim != 2 or model_density.shape[0] != model_density.shape[1]:
-        raise ValueError(f"plot_2d_panels: model_density must be (C, C), got {model_density.shape}")
-    C = model_density.shape[0]
-    panels = []
-    if true_density is not None:
-        true_density = np.asarray(true_density, dtype=float)
-        if true_density.shape != (C, C):
-            raise ValueError(
-                f"plot_2d_panels: true_density shape {true_density.shape} != ({C}, {C})"
-            )
-        panels.append(("true distribution", true_density))
-    panels.append((f"training samples (N = {len(train_samples)})", _histogram(train_samples, C)))
-    panels.append((f"model samples (M = {len(model_samples)})", _histogram(model_samples, C)))
-    panels.append(("model density", model_density))
-    fig = _figure(4 * len(panels), 4)
-    for k, (title, table) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), k + 1)
-        im = ax.imshow(table, interpolation="nearest")
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("x2")
-        ax.set_ylabel("x1")
-        fig.colorbar(im, ax=ax, shrink=0.8, label="probability")
-    return _save(fig, out_path)
+    return _save(panels_2d_figure(true_density, train_samples, model_samples, model_density), out_path)

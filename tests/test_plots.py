@@ -72,3 +72,116 @@ def test_2d_panels(tmp_path, with_truth):
     assert_png(out)
     with pytest.raises(ValueError, match="0..19"):
         plots.plot_2d_panels(None, train + C, model, density, tmp_path / "x.png")
+
+
+# --------------------------------------------------------------------------- what the figures show
+
+
+def legend_texts(ax):
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend is not None else []
+
+
+LONG_ROWS = [{"epoch": e, "train_nll": 100.0 - e, "valid_nll": v}
+             for e, v in zip(range(1, 8), (99.0, 97.0, 96.5, 95.0, 95.8, 95.0, 96.1))]
+
+
+def test_loss_curves_have_integer_epochs_and_mark_the_best_epoch():
+    fig = plots.loss_curves_figure(LONG_ROWS, valid_masks=8)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
+    texts = legend_texts(ax)
+    # epoch 4 and 6 tie at 95.0: the first is the one training keeps
+    assert "valid (ensemble of 8 masks)" in texts and "best epoch 4" in texts, texts
+    vline = [ln for ln in ax.get_lines() if ln.get_label() == "best epoch 4"]
+    assert len(vline) == 1 and set(np.asarray(vline[0].get_xdata(), dtype=float)) == {4.0}
+    star = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
+    assert len(star) == 1 and list(star[0].get_xdata()) == [4] and list(star[0].get_ydata()) == [95.0]
+    # a single-mask run: plain "valid"; no valid column: no best-epoch mark
+    assert "valid" in legend_texts(plots.loss_curves_figure(LONG_ROWS).axes[0])
+    train_only = plots.loss_curves_figure([{"epoch": 1, "train_nll": 3.0}, {"epoch": 2, "train_nll": 2.0}])
+    assert not any(t.startswith("best") for t in legend_texts(train_only.axes[0]))
+    assert plt.get_fignums() == []
+
+
+def is_staircase(image) -> bool:
+    """0/1 image whose rows go 0...0 1...1 left to right and whose columns go 1...1 0...0 top down."""
+    a = np.asarray(image)
+    return bool((np.diff(a, axis=1) >= 0).all() and (np.diff(a, axis=0) <= 0).all())
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_masks_are_drawn_sorted_by_degree_as_staircases(direct):
+    from made_np.masks import draw_masks
+
+    ms = draw_masks(12, (20, 15), seed=3, index=2, ordering="random", order_agnostic=True,
+                    connectivity_agnostic=True)
+    assert not is_staircase(ms.hidden[0]) and not is_staircase(ms.output)  # unsorted: no staircase
+    panels = plots.maskset_panels(ms.ordering, ms.degrees, ms.hidden, ms.output,
+                                  ms.direct if direct else None)
+    fig = plots.masks_figure(**panels)
+    axes = fig.axes
+    assert len(axes) == (4 if direct else 3)
+    drawn = [np.asarray(ax.images[0].get_array()) for ax in axes]
+    assert all(is_staircase(img) for img in drawn)
+    levels = [ms.ordering, *ms.degrees]
+    for l, (img, mask) in enumerate(zip(drawn, [*ms.hidden, ms.output])):
+        r = np.argsort(levels[l], kind="stable")
+        c = np.argsort(levels[l + 1] if l + 1 < len(levels) else ms.ordering, kind="stable")
+        assert np.array_equal(img, mask[np.ix_(r, c)])
+    assert drawn[0].sum() == ms.hidden[0].sum()  # a permutation: nothing added or lost
+    assert axes[0].get_ylabel() == "inputs (m^0), sorted by degree"
+    assert axes[0].get_xlabel() == "hidden layer 1 (m^1), sorted by degree"
+    assert axes[1].get_ylabel().startswith("hidden layer 1") and axes[1].get_xlabel().startswith("hidden layer 2")
+    assert axes[2].get_xlabel() == "outputs (m^0), sorted by degree"
+    assert legend_texts(axes[-1]) == ["connected (1)", "masked (0)"]
+    if direct:  # A is strictly upper triangular once sorted
+        assert np.array_equal(drawn[3], np.triu(np.ones((12, 12)), k=1))
+    # without degrees the masks are drawn as they are
+    plain = plots.masks_figure(panels["masks"])
+    assert np.array_equal(np.asarray(plain.axes[0].images[0].get_array()), ms.hidden[0])
+    with pytest.raises(ValueError, match="degrees for"):
+        plots.masks_figure(panels["masks"][:1], degrees=[(ms.ordering[:5], ms.degrees[0])])
+
+
+def assert_same_table_orientation(images):
+    """Every image is drawn with one extent and origin, so cell [i, j] sits at one place on each."""
+    extents = {tuple(im.get_extent()) for im in images}
+    origins = {im.origin for im in images}
+    assert len(extents) == 1 and len(origins) == 1, (extents, origins)
+
+
+def test_2d_samples_are_a_histogram_in_the_tables_orientation(tmp_path):
+    C, n = 200, 1000
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, C, size=(n, 2))
+    x[:7] = (5, 150)  # x1 = 5, x2 = 150
+    fig = plots.sample_grid_figure(x, None, classes=C)
+    ax = fig.axes[0]
+    counts = np.asarray(ax.images[0].get_array())
+    assert counts.shape == (C, C) and counts.sum() == n
+    assert counts[5, 150] == np.sum((x[:, 0] == 5) & (x[:, 1] == 150)) >= 7
+    assert np.array_equal(counts, plots.histogram2d(x, C))
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x2", "x1")
+    # the density panels: a table peaked at p[5, 150] and samples at (5, 150) land in one cell
+    p = np.full((C, C), 1.0)
+    p[5, 150] = 1000.0
+    p /= p.sum()
+    panels = plots.panels_2d_figure(p, x, x[:50], p)
+    images = [a.images[0] for a in panels.axes if a.images]
+    assert len(images) == 4
+    for im in images:
+        assert np.unravel_index(np.argmax(np.asarray(im.get_array())), (C, C)) == (5, 150)
+    assert_same_table_orientation(images + [ax.images[0]])
+    assert all((a.get_xlabel(), a.get_ylabel()) == ("x2", "x1") for a in panels.axes if a.images)
+    # the sample histograms are frequencies summing to 1
+    assert np.isclose(np.asarray(images[1].get_array()).sum(), 1.0)
+    # the cell of (x1=5, x2=150) in data coordinates: column 150 along x, row 5 along y
+    left, right, bottom, top = images[0].get_extent()
+    assert (left, top) == (-0.5, -0.5) and (right, bottom) == (C - 0.5, C - 0.5)
+    with pytest.raises(ValueError, match="0..9"):
+        plots.plot_sample_grid(x, None, tmp_path / "x.png", classes=10)
+    assert plt.get_fignums() == []
