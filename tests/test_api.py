@@ -31,8 +31,13 @@ def test_for_data_fills_what_the_data_implies():
     ds = made_np.load_dataset("digits")
     cfg = made_np.MADEConfig.for_data(ds, hidden=(32,))
     assert (cfg.D, cfg.classes, cfg.head, cfg.input_encoding, cfg.hidden) == (64, 2, "bernoulli", "binary", (32,))
+    assert cfg.direct and cfg.num_masks == 32  # 1297 rows: a small data set gets a bank
+    assert made_np.MADEConfig.for_data(ds, num_masks=1, direct=False).num_masks == 1  # overrides win
     tcfg = made_np.TrainConfig.for_data(ds)
-    assert (tcfg.lr, tcfg.lr_schedule, tcfg.epochs, tcfg.optimizer) == (2e-3, "cosine", 200, "adam")
+    # about 25,000 updates: 13 minibatches an epoch -> the 1000-epoch cap (early stopping ends sooner)
+    assert (tcfg.lr, tcfg.lr_schedule, tcfg.epochs, tcfg.optimizer) == (2e-3, "cosine", 1000, "adam")
+    big = type("Big", (), {"train": np.zeros((50000, 4)), "D": 4, "classes": 2, "name": "big"})()
+    assert made_np.TrainConfig.for_data(big).epochs == 50 and made_np.MADEConfig.for_data(big).num_masks == 1
     two = made_np.MADEConfig.for_data(type("T", (), {"D": 2, "classes": 200, "name": "2d"})())
     assert (two.head, two.input_encoding, two.hidden, two.num_masks) == ("categorical", "scaled", (100, 100), 32)
 
@@ -45,7 +50,8 @@ def test_cli_and_python_give_the_same_run(tmp_path):
     ds = made_np.load_dataset("digits")
     model = made_np.MADE(made_np.MADEConfig.for_data(ds, hidden=(40,)))
     made_np.fit(model, ds, made_np.TrainConfig(epochs=3), out_dir=tmp_path / "py")
-    assert made_np.evaluate(model, ds.test)["nll"] == cli_nll
+    assert model.config.num_masks == 32 and model.config.direct  # the recipe, as the CLI chose it
+    assert made_np.evaluate(model, ds.test, ensemble=False)["nll"] == cli_nll
     # a checkpoint written from Python is one the command line reads
     result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "py"), "--json"])
     assert result.exit_code == 0, result.output

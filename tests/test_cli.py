@@ -35,9 +35,9 @@ def assert_user_error(result, *fragments):
 
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory):
-    """made-np train on digits, default model (500 hidden, one mask), 2 epochs."""
+    """made-np train on digits, default model (500 hidden) with one mask, 2 epochs."""
     out = tmp_path_factory.mktemp("runs") / "digits"
-    result = run("train", "--epochs", 2, "--out", out)
+    result = run("train", "--epochs", 2, "--num-masks", 1, "--out", out)
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -46,7 +46,8 @@ def single_run(tmp_path_factory):
 def bank_run(tmp_path_factory):
     """A bank of 3 order- and connectivity-agnostic masks, small hidden layer, 2 epochs."""
     out = tmp_path_factory.mktemp("runs") / "bank"
-    result = run("train", "--epochs", 2, "--hidden", "64,64", "--num-masks", 3, "--out", out, "--seed", 4)
+    result = run("train", "--epochs", 2, "--hidden", "64,64", "--num-masks", 3, "--no-direct-connections",
+                 "--out", out, "--seed", 4)
     assert result.exit_code == 0, result.output
     return out, result.output
 

@@ -56,7 +56,8 @@ def is_staircase(a) -> bool:
 
 def test_bank_run_figures_loss_and_masks(tmp_path, figures):
     out = tmp_path / "bank"
-    run("train", "--epochs", 3, "--hidden", "20,12", "--num-masks", 3, "--seed", 1, "--out", out, "-q")
+    run("train", "--epochs", 3, "--hidden", "20,12", "--num-masks", 3, "--no-direct-connections", "--seed", 1,
+        "--out", out, "-q")
     (loss,) = figures["loss.png"]
     best = json.loads((out / "results.json").read_text())["best_epoch"]
     assert "valid (ensemble of 3 masks)" in loss["legend"] and f"best epoch {best}" in loss["legend"]
