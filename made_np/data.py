@@ -353,6 +353,37 @@ def _read_header_3_0(fp, max_header_size: int = 10000):
     return shape, fortran, np.lib.format.descr_to_dtype(d["descr"])
 
 
+#: What reading a corrupt ``.npy`` header (or its zip member) can raise.
+NPY_HEADER_ERRORS = (ValueError, EOFError, OSError, SyntaxError, MemoryError, RecursionError,
+                     zipfile.BadZipFile, zlib.error)
+
+
+def read_npy_header(fp):
+    """Read the magic and header of an ``.npy`` stream positioned at its start.
+
+    Returns
+    -------
+    shape : tuple of int
+    fortran_order : bool
+    dtype : numpy.dtype
+        Nothing of the array is read: the caller checks the declared size first.
+
+    Raises
+    ------
+    ValueError, EOFError, SyntaxError, OSError, ...
+        See :data:`NPY_HEADER_ERRORS`: not an ``.npy`` stream, a truncated or malformed header.
+    """
+    fmt = np.lib.format
+    version = fmt.read_magic(fp)
+    if version == (1, 0):
+        return fmt.read_array_header_1_0(fp)
+    if version == (2, 0):
+        return fmt.read_array_header_2_0(fp)
+    if version == (3, 0):  # 2.0 with a utf-8 header; NumPy has no public reader
+        return _read_header_3_0(fp)
+    raise ValueError(f"unknown .npy format version {version}")
+
+
 def _read_npy_stream(fp, where: str, available: int) -> np.ndarray:
     """Read one ``.npy`` array from ``fp`` (positioned at its start), header first.
 
@@ -364,16 +395,8 @@ def _read_npy_stream(fp, where: str, available: int) -> np.ndarray:
     fmt = np.lib.format
     with _quiet_py2_headers():
         try:
-            version = fmt.read_magic(fp)
-            if version == (1, 0):
-                shape, fortran, dtype = fmt.read_array_header_1_0(fp)
-            elif version == (2, 0):
-                shape, fortran, dtype = fmt.read_array_header_2_0(fp)
-            elif version == (3, 0):  # 2.0 with a utf-8 header; NumPy has no public reader
-                shape, fortran, dtype = _read_header_3_0(fp)
-            else:
-                raise ValueError(f"unknown .npy format version {version}")
-        except (ValueError, EOFError, OSError, SyntaxError, zipfile.BadZipFile, zlib.error) as exc:
+            shape, fortran, dtype = read_npy_header(fp)
+        except NPY_HEADER_ERRORS as exc:
             raise DataError(
                 f"{where}: not a valid .npy array ({_one_line(exc)}); re-create or re-download the file"
             ) from None
