@@ -193,8 +193,8 @@ def train(ctx, **o):
     spec_name = o["dataset"]
     named = spec_name.lower() in data_mod.NAMES + ("binarized_mnist",)
     spec = {
-        "spec": spec_name if named else str(Path(spec_name).expanduser().resolve()),
-        "path": str(Path(o["dataset_path"]).expanduser().resolve()) if o["dataset_path"] else None,
+        "spec": spec_name if named else str(data_mod.expand_path(spec_name).resolve()),
+        "path": str(data_mod.expand_path(o["dataset_path"]).resolve()) if o["dataset_path"] else None,
         "seed": o["data_seed"], "name": ds.name, "D": ds.D, "classes": ds.classes,
         "image_shape": list(ds.image_shape) if ds.image_shape else None,
         "sizes": [int(ds.train.shape[0]), int(ds.valid.shape[0]), int(ds.test.shape[0])],

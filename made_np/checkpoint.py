@@ -33,7 +33,7 @@ import numpy as np
 
 from . import __version__, backend
 from .config import MAX_SEED, MADEConfig, TrainConfig, _describe, _is_int
-from .data import _MAX_DEFLATE_RATIO, read_npy_header
+from .data import _MAX_DEFLATE_RATIO, expand_path, read_npy_header
 from .limits import LimitError, check, fmt_bytes, layer_widths, model_parts
 from .model import MADE
 
@@ -174,7 +174,7 @@ def resolve_checkpoint_path(path) -> Path:
     CheckpointError
         Nothing there.
     """
-    p = Path(path).expanduser()
+    p = expand_path(path)
     if p.is_dir():
         if (p / CHECKPOINT_NAME).is_file():
             return p / CHECKPOINT_NAME

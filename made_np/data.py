@@ -144,6 +144,16 @@ class Dataset:
 # --------------------------------------------------------------------------- paths
 
 
+def expand_path(path) -> Path:
+    """``Path(path).expanduser()``, leaving a ``~user`` whose user does not exist as it is
+    (pathlib raises RuntimeError there: a path to report as missing, not a crash)."""
+    p = Path(path)
+    try:
+        return p.expanduser()
+    except RuntimeError:
+        return p
+
+
 def _user_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME")
     return (Path(base) if base else Path.home() / ".cache") / "made-np"
@@ -164,7 +174,7 @@ def cache_dir() -> Path:
 def _search_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("MADE_NP_DATA"):
-        dirs.append(Path(os.environ["MADE_NP_DATA"]).expanduser())
+        dirs.append(expand_path(os.environ["MADE_NP_DATA"]))
     dirs.append(_user_cache_dir())
     dirs.append(Path.cwd().parent / "shared" / "data")
     return dirs
@@ -173,7 +183,7 @@ def _search_dirs() -> list[Path]:
 def _find(filename: str, path) -> Path | None:
     """Locate ``filename``: an explicit ``path`` wins (file or folder), else the search dirs."""
     if path is not None:
-        p = Path(path).expanduser()
+        p = expand_path(path)
         if p.is_dir() and (p / filename).is_file():
             return p / filename
         if not p.exists():
@@ -702,7 +712,7 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0) -> Dataset:
         return _load_mnist(path, seed)
     if name == "2d":
         return _load_2d(path, seed)
-    p = Path(spec).expanduser()
+    p = expand_path(spec)
     if not p.exists():
         raise DataError(
             f"{spec}: no such file or directory (expected one of digits, binarized-mnist, 2d, "
@@ -820,7 +830,7 @@ def _check_url(url: str) -> str:
             f"{url}: plain http:// downloads are refused (nothing protects them in transit); "
             "use the https:// address or a file:// mirror"
         )
-    local = "file://" + str(Path(url).expanduser().absolute()) if not scheme else "file:///path/to/file"
+    local = "file://" + str(expand_path(url).absolute()) if not scheme else "file:///path/to/file"
     raise DataError(
         f"{url}: unsupported URL (scheme {scheme or 'none'}); give an https:// URL or a file:// "
         f"mirror such as {local}"
@@ -959,7 +969,7 @@ def fetch(name: str, *, cache_dir=None, url=None, progress: bool = False, timeou
     urls = tuple(src.urls) if url is None else (str(url),)
     for u in urls:
         _check_url(u)
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else _user_cache_dir()
+    folder = expand_path(cache_dir) if cache_dir is not None else _user_cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
