@@ -13,7 +13,10 @@ import math
 import numbers
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 
+import numpy as np
+
 from . import backend
+from .data import MAX_CLASSES  # noqa: F401  (most classes per variable: each value is a one-hot input)
 from .heads import HEADS, default_head
 from .layers import ACTIVATIONS
 from .masks import DEGREE_RULES, ORDERINGS
@@ -36,8 +39,6 @@ MAX_D = 10**7
 MAX_WIDTH = 10**7
 #: Most hidden layers.
 MAX_LAYERS = 100
-#: Most classes per variable (made_np.data.MAX_CLASSES: each value is a one-hot input).
-MAX_CLASSES = 256
 #: Size of the largest mask bank (masks are rebuilt from (seed, index) on demand).
 MAX_NUM_MASKS = 10**6
 #: Most masks in an evaluation or validation ensemble (each one is a pass over the data).
@@ -69,11 +70,11 @@ _OK = object()
 
 def _is_int(v) -> bool:
     """An integer (Python or NumPy), not a bool and not a float that happens to be whole."""
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and type(v).__name__ != "bool_"
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
 def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and type(v).__name__ != "bool_"
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
 def _short(v, limit: int = 60) -> str:
@@ -152,7 +153,7 @@ class StrictConfig:
                 if not math.isfinite(value):
                     raise ValueError(f"{name} must be finite, got {value}")
             elif kind == "bool":
-                if not isinstance(value, bool) and type(value).__name__ != "bool_":
+                if not isinstance(value, (bool, np.bool_)):
                     raise ValueError(f"{name} must be true or false, got {_describe(value)}")
                 setattr(self, name, bool(value))
             elif kind == "str":

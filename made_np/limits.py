@@ -28,13 +28,13 @@ import os
 import re
 from dataclasses import dataclass
 
+# Bounds of counts that do not depend on memory (defined with the configuration):
+# masks in an evaluation or validation ensemble, and the size of a mask bank.
+from .config import MAX_EVAL_MASKS, MAX_NUM_MASKS  # noqa: F401
+
 ENV = "MADE_NP_MAX_MEMORY"
 #: The limit where the machine's RAM cannot be read.
 FALLBACK_LIMIT = 16 * 2**30
-#: Masks in an evaluation or validation ensemble (each is a pass over the data).
-MAX_EVAL_MASKS = 100_000
-#: Size of a mask bank (masks are rebuilt from (seed, index), so this bounds indices, not memory).
-MAX_NUM_MASKS = 10**6
 #: Images in a ``.png`` grid of samples (the figure's height grows with them; Agg draws at most
 #: 2^16 pixels a side). More samples belong in an ``.npy``.
 MAX_PNG_IMAGES = 5000
