@@ -139,7 +139,8 @@ def check_mask_index(model, index: int, option: str = "--mask-index") -> None:
 
 def output_path(path, option: str, suffixes: tuple) -> Path:
     """Check an output file before any work: its extension (any case), that it is not a folder,
-    and that its folder can be created and written to. Returns the path, to be written as given.
+    and that its folder exists or can be created, and can be written to. Returns the path, to be
+    written under exactly that name (its folder is created only when writing).
 
     Raises
     ------
@@ -152,29 +153,46 @@ def output_path(path, option: str, suffixes: tuple) -> Path:
         raise UserError(f"{option} {out}: expected a {names} file name")
     if out.is_dir():
         raise UserError(f"{option} {out}: is a folder; give a file name")
-    writable_folder(out.parent if str(out.parent) else Path("."), option, shown=out)
+    writable_folder(out.parent, option, shown=out)
     return out
 
 
 def writable_folder(folder, option: str, shown=None) -> Path:
-    """Create ``folder`` (and its parents) and check that a file can be written into it."""
-    folder, shown = Path(folder), shown if shown is not None else folder
+    """Check that ``folder`` can be written into, or created: the nearest folder that exists on the
+    way up must be a folder (not a file) where a file can be created. Nothing is left behind."""
+    folder = Path(folder)
+    shown = folder if shown is None else shown
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {shown}: {existing} is a file, not a folder; choose another path")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UserError(f"{option} {shown}: {folder} is a file, not a folder") from None
-    except OSError as exc:
-        raise UserError(f"{option} {shown}: cannot create the folder {folder} ({one_line(exc)})") from None
-    if not folder.is_dir():
-        raise UserError(f"{option} {shown}: {folder} is not a folder")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".made-np-write-test-")
+        fd, tmp = tempfile.mkstemp(dir=existing, prefix=".made-np-write-test-")
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise UserError(f"{option} {shown}: cannot write into {folder} ({one_line(exc.strerror or exc)}); "
+        raise UserError(f"{option} {shown}: cannot write into {existing} ({one_line(exc.strerror or exc)}); "
                         "choose another path") from None
     return folder
+
+
+@contextlib.contextmanager
+def writing(path, option: str):
+    """Turn an OSError while writing ``path`` (disk full, a read-only file) into one line naming ``option``."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot write ({one_line(exc.strerror or exc)})") from None
+
+
+def make_parent(path: Path) -> Path:
+    """Create the folder of an output file checked by :func:`output_path` (one line on failure)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot create its folder ({one_line(exc)})") from None
+    return path
 
 
 def load_split(info: dict, split: str, dataset_path=None):
@@ -188,8 +206,13 @@ def load_split(info: dict, split: str, dataset_path=None):
     spec = info.get("dataset") or {}
     if not spec.get("spec"):
         raise UserError(f"{info['path']}: the checkpoint names no data set to evaluate on")
-    ds = data_mod.load_dataset(spec["spec"], path=dataset_path or spec.get("path"),
-                               seed=int(spec.get("seed") or 0))
+    try:
+        ds = data_mod.load_dataset(spec["spec"], path=dataset_path or spec.get("path"),
+                                   seed=int(spec.get("seed") or 0))
+    except data_mod.DataError as exc:
+        named = str(spec["spec"]).lower() in data_mod.NAMES + ("binarized_mnist",)
+        hint = "; pass its file with --dataset-path" if named else ""
+        raise UserError(f"{info['path']}: cannot load the data set it was trained on: {one_line(exc)}{hint}") from None
     D, C = info["model_config"].D, info["model_config"].classes
     if ds.D != D:
         raise UserError(f"data set {spec['spec']!r} has D = {ds.D}, but the checkpoint's model has D = {D}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from .common import check_mask_index, load_model, max_memory_option, output_path
+from .common import check_mask_index, load_model, make_parent, max_memory_option, output_path, writing
 
 
 @click.command()
@@ -40,7 +40,7 @@ def masks(checkpoint, out, index, png, max_memory):
     if model.config.direct:
         arrays["mask_A"] = ms.direct
         names.append("mask_A")
-    with open(out, "wb") as f:  # np.savez(name) would append .npz to a name not ending in .npz
+    with writing(out, "--out"), open(make_parent(out), "wb") as f:  # np.savez(name) would append .npz
         np.savez(f, **arrays)
     bank = "no limit" if K == 0 else str(K)
     shown = 16
@@ -56,5 +56,6 @@ def masks(checkpoint, out, index, png, max_memory):
         from made_np import plots
 
         titles = [f"{n[5:]} ({arrays[n].shape[0]} x {arrays[n].shape[1]})" for n in names]
-        plots.plot_masks([arrays[n] for n in names], png, titles=titles)
+        with writing(png, "--png"):
+            plots.plot_masks([arrays[n] for n in names], png, titles=titles)
         click.echo(f"drew the masks in {png}")

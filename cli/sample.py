@@ -8,7 +8,7 @@ from made_np import backend, limits, sampling
 
 from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, UserError, check_mask_index,
                      dataset_path_option, device_option, image_shape_of, load_model, load_split,
-                     max_memory_option, memory_limit, output_path, user_values)
+                     make_parent, max_memory_option, memory_limit, output_path, user_values, writing)
 
 
 @click.command()
@@ -60,13 +60,14 @@ def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, devi
         model.set_mask(0 if mixture else mask_index)
         masks = list(range(mixture)) if mixture else None
         x = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=method, masks=masks))
-    if png:
-        from made_np import plots
+    with writing(out, "--out"):
+        if png:
+            from made_np import plots
 
-        plots.plot_sample_grid(x, image_shape, out)
-    else:
-        with open(out, "wb") as f:  # np.save(name) would append .npy to a name ending in .NPY
-            np.save(f, x)
+            plots.plot_sample_grid(x, image_shape, out)
+        else:
+            with open(make_parent(out), "wb") as f:  # np.save(name) would append .npy to a name ending in .NPY
+                np.save(f, x)
     which = f"mixture of masks 0..{mixture - 1}" if mixture else f"mask {mask_index}"
     click.echo(f"wrote {num_samples} samples ({method}, {which}, seed {seed}) to {out}")
 
@@ -116,5 +117,6 @@ def density(checkpoint, out, num_samples, seed, device, dataset_path, max_memory
         click.echo("no true table for this data set: KL and entropy skipped")
     xs = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=DEFAULT_SAMPLING_METHOD,
                                          masks=masks))
-    plots.plot_2d_panels(ds.true_density, ds.train, xs, np.exp(log_q), out)
+    with writing(out, "--out"):
+        plots.plot_2d_panels(ds.true_density, ds.train, xs, np.exp(log_q), out)
     click.echo(f"wrote {out}")
