@@ -627,3 +627,38 @@ def test_messages_name_the_option(work, run_dir, tiny_data):
         assert outcome(result) == "error", args
         for fragment in fragments:
             assert fragment in result.output, (args, result.output)
+
+
+def test_outputs_are_checked_before_any_work(work, run_dir, tiny_data):
+    """A bad output is reported before the checkpoint is even opened, and nothing is left behind."""
+    missing = work / "no-such-run"
+    for args, fragment in [
+        (("sample", missing, "--out", fresh(work, "s.jpg")), "expected a .png or .npy file name"),
+        (("sample", missing, "--out", tiny_data / "s.npy"), "is a file, not a folder"),
+        (("masks", missing, "--out", fresh(work, "m.txt")), "expected a .npz file name"),
+        (("masks", missing, "--out", fresh(work, "m.npz"), "--png", fresh(work, "m.xyz")), "--png"),
+        (("density", missing, "--out", fresh(work, "d.npy")), "expected a .png file name"),
+    ]:
+        result = invoke(*args)
+        assert outcome(result) == "error" and fragment in result.output and "no-such-run" not in result.output
+    folder = fresh(work, "new") / "deeper"
+    assert outcome(invoke("sample", missing, "--out", folder / "s.npy")) == "error"  # the checkpoint is missing
+    assert not folder.parent.exists()  # checked, not created
+    out = folder / "s.NPY"
+    result = invoke("sample", run_dir, "-n", 3, "--out", out)
+    assert outcome(result) == "ok" and [p.name for p in folder.iterdir()] == ["s.NPY"]  # exactly that name
+    check_sample_ok(result, out, 3)
+
+
+def test_a_read_only_folder_is_refused_before_any_work(work, run_dir, monkeypatch):
+    """As root a chmod 555 folder is writable, so the refusal of the write probe is simulated."""
+    from made_np.cli import common
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(common.tempfile, "mkstemp", refuse)
+    folder = fresh(work, "ro")
+    folder.mkdir()
+    result = invoke("sample", work / "no-such-run", "--out", folder / "s.npy")
+    assert outcome(result) == "error"
+    assert f"--out {folder / 's.npy'}: cannot write into {folder} (Permission denied)" in result.output
