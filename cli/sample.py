@@ -64,7 +64,8 @@ def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, devi
         if png:
             from made_np import plots
 
-            plots.plot_sample_grid(x, image_shape, out)
+            with user_values():
+                plots.plot_sample_grid(x, image_shape, out)
         else:
             with open(make_parent(out), "wb") as f:  # np.save(name) would append .npy to a name ending in .NPY
                 np.save(f, x)

@@ -35,9 +35,12 @@ from .config import MAX_EVAL_MASKS, MAX_NUM_MASKS  # noqa: F401
 ENV = "MADE_NP_MAX_MEMORY"
 #: The limit where the machine's RAM cannot be read.
 FALLBACK_LIMIT = 16 * 2**30
-#: Images in a ``.png`` grid of samples (the figure's height grows with them; Agg draws at most
-#: 2^16 pixels a side). More samples belong in an ``.npy``.
-MAX_PNG_IMAGES = 5000
+#: Images in a ``.png`` grid of samples. The figure's height grows with them (Agg draws at most
+#: 2^16 pixels a side), and matplotlib resamples it in float64 RGBA: 5000 MNIST images take
+#: 3 GB and 25 s to draw. More samples belong in an ``.npy``.
+MAX_PNG_IMAGES = 2500
+#: Bytes per pixel of a rendered figure: matplotlib's float64 RGBA resampling buffers and copies.
+FIGURE_BYTES_PER_PIXEL = 80
 #: Points of a ``.png`` scatter or rows of a heat-map of samples (data that are not images).
 MAX_PNG_POINTS = 200_000
 #: Parameter copies of a loaded model: weights, masks, gradients and the masked-product buffer
@@ -227,29 +230,35 @@ def sample_parts(cfg, n: int, option: str = "-n", *, png: bool = False, image_sh
     return parts
 
 
+def png_grid_pixels(n: int, image_shape, ncols: int = 10) -> tuple:
+    """``(width, height)`` in pixels of :func:`made_np.plots.plot_sample_grid`'s figure of ``n`` images."""
+    h, w = image_shape
+    ncols = max(1, min(ncols, n))
+    grid_h, grid_w = -(-n // ncols) * (h + 1) - 1, ncols * (w + 1) - 1
+    width_px = 100 * min(12.0, max(2.0, 0.8 * ncols))  # plots: width in inches at 100 dpi
+    return int(width_px), int(width_px * grid_h / grid_w)
+
+
 def png_parts(n: int, D: int, image_shape, option: str = "-n") -> list:
-    """A ``.png`` of ``n`` samples: the mosaic (float64) and the rendered figure (RGBA, with copies)."""
+    """A ``.png`` of ``n`` samples: the mosaic (float64) and the rendered figure (:data:`FIGURE_BYTES_PER_PIXEL`)."""
     if image_shape:
         h, w = image_shape
-        mosaic = n * (h + 1) * (w + 1) * 8
-        ncols = max(1, min(10, n))
-        height_px = min(2**16, 1200 * (-(-n // ncols) * (h + 1)) // max(1, ncols * (w + 1)))
-        return [Part(f"{option} {n}", "the .png grid", mosaic + 1200 * height_px * 4 * 4)]
+        width_px, height_px = png_grid_pixels(n, image_shape)
+        return [Part(f"{option} {n}", "the .png grid",
+                     n * (h + 1) * (w + 1) * 8 + width_px * min(height_px, 2**16) * FIGURE_BYTES_PER_PIXEL)]
     return [Part(f"{option} {n}", "the .png figure", n * D * 8 * 4)]
 
 
 def check_png_count(n: int, image_shape, option: str = "-n") -> None:
-    """Refuse a ``.png`` of more samples than a figure can show (:data:`MAX_PNG_IMAGES`)."""
+    """Refuse a ``.png`` of more samples than a figure can show: more than :data:`MAX_PNG_IMAGES`
+    images (:data:`MAX_PNG_POINTS` points of a scatter or heat-map), or a grid taller than the
+    2^16 pixels Agg can draw (tall, narrow images)."""
     top = MAX_PNG_IMAGES if image_shape else MAX_PNG_POINTS
     kind = "images in a .png grid" if image_shape else "samples in a .png figure"
+    fix = "write them to an .npy file instead (--out samples.npy)"
     if n > top:
-        raise LimitError(f"{option} {n}: at most {top} {kind}; write them to an .npy file instead "
-                         f"(--out samples.npy)")
-
-
-def check_count(value, option: str, top: int, low: int = 1) -> None:
-    """Refuse a count outside ``low..top`` with one line naming ``option``."""
-    if value is None:
-        return
-    if not (low <= value <= top):
-        raise LimitError(f"{option}: expected {low}..{top}, got {value}")
+        raise LimitError(f"{option} {n}: at most {top} {kind}; {fix}")
+    if image_shape and png_grid_pixels(n, image_shape)[1] > 60_000:
+        h, w = image_shape
+        raise LimitError(f"{option} {n}: a .png grid of {n} images of {h} x {w} pixels would be too tall to "
+                         f"draw; ask for fewer, or {fix}")

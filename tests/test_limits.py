@@ -73,9 +73,13 @@ def test_refusal_names_the_option_the_estimate_and_the_fix():
 
 
 def test_png_count_and_sample_estimates():
-    limits.check_png_count(limits.MAX_PNG_IMAGES, (8, 8))
-    with pytest.raises(limits.LimitError, match=r"-n 5001: at most 5000 images .* \.npy"):
-        limits.check_png_count(5001, (8, 8))
+    limits.check_png_count(limits.MAX_PNG_IMAGES, (28, 28))
+    with pytest.raises(limits.LimitError, match=r"-n 2501: at most 2500 images .* \.npy"):
+        limits.check_png_count(2501, (8, 8))
+    with pytest.raises(limits.LimitError, match=r"-n 1000: .* 64 x 1 pixels would be too tall"):
+        limits.check_png_count(1000, (64, 1))  # a stored image shape may be tall and narrow
+    limits.check_png_count(100, (64, 1))
+    limits.check_png_count(10**5, None)  # a scatter
     cfg = MADEConfig(D=784, hidden=(500,))
     with pytest.raises(limits.LimitError, match="^-n 1000000000 needs about"):
         limits.check(limits.sample_parts(cfg, 10**9), 16 * 2**30)
