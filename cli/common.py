@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
-from made_np import backend, sampling
+from made_np import backend, limits, sampling
 from made_np import data as data_mod
 from made_np.checkpoint import CheckpointError, load_checkpoint
+from made_np.config import MAX_SEED
 from made_np.fast.threads import ThreadError
+from made_np.limits import LimitError
 from made_np.masks import MaskError
 from made_np.train import evaluate
 
 #: Exceptions that are the user's doing: shown as one line, exit status 2.
-USER_ERRORS = (data_mod.DataError, backend.BackendError, CheckpointError, MaskError, ThreadError)
+USER_ERRORS = (data_mod.DataError, backend.BackendError, CheckpointError, MaskError, ThreadError, LimitError)
+#: ``--seed`` and ``--data-seed``: non-negative integers below 2**63.
+SEED = click.IntRange(0, MAX_SEED)
 
 
 class UserError(click.ClickException):
@@ -58,6 +65,10 @@ class Group(click.Group):
             return super().invoke(ctx)
         except USER_ERRORS as exc:
             raise UserError(one_line(exc)) from None
+        except MemoryError as exc:  # past the estimates of made_np.limits: still one line
+            detail = f" ({one_line(exc)})" if str(exc) else ""
+            raise UserError(f"out of memory{detail}; try a smaller --hidden, --batch-size or -n, or free "
+                            "memory on this machine") from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -98,10 +109,95 @@ def dataset_path_option(f):
     )(f)
 
 
-def load_model(checkpoint, device=None, *, best: bool = True):
-    """Load a checkpoint (file or run folder) as ``(model, info)``; errors become one line."""
+def max_memory_option(f):
+    """``--max-memory SIZE``: the memory limit of :mod:`made_np.limits`."""
+    return click.option(
+        "--max-memory", default=None, metavar="SIZE", show_default=f"${limits.ENV}, else half the RAM",
+        help="Refuse work estimated to need more memory than this: 2G, 500M, or bytes.",
+    )(f)
+
+
+def memory_limit(max_memory) -> int:
+    """The limit in bytes of ``--max-memory`` (or ``$MADE_NP_MAX_MEMORY``, or half the RAM)."""
+    return limits.memory_limit(max_memory)
+
+
+def load_model(checkpoint, device=None, *, best: bool = True, max_memory=None):
+    """Load a checkpoint (file or run folder) as ``(model, info)``, refusing a model beyond the memory
+    limit before reading its weights; errors become one line."""
+    limit = memory_limit(max_memory)
     with user_values():
-        return load_checkpoint(checkpoint, device, best=best)
+        return load_checkpoint(checkpoint, device, best=best, memory_limit=limit)
+
+
+def check_mask_index(model, index: int, option: str = "--mask-index") -> None:
+    """Refuse a mask index outside the model's bank, naming ``option``."""
+    K = model.config.num_masks
+    if K == 1 and index != 0:
+        raise UserError(f"{option} {index}: this model has a single mask (num_masks = 1), mask 0; "
+                        f"leave {option} out")
+    top = K - 1 if K >= 1 else MAX_SEED
+    if not 0 <= index <= top:
+        bank = f"the bank of {K} masks" if K >= 1 else "the bank (no limit)"
+        raise UserError(f"{option} {index} is outside {bank}: give 0..{top}")
+
+
+def output_path(path, option: str, suffixes: tuple) -> Path:
+    """Check an output file before any work: its extension (any case), that it is not a folder,
+    and that its folder exists or can be created, and can be written to. Returns the path, to be
+    written under exactly that name (its folder is created only when writing).
+
+    Raises
+    ------
+    UserError
+        Naming ``option`` and the fix.
+    """
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        names = " or ".join(suffixes)
+        raise UserError(f"{option} {out}: expected a {names} file name")
+    if out.is_dir():
+        raise UserError(f"{option} {out}: is a folder; give a file name")
+    writable_folder(out.parent, option, shown=out)
+    return out
+
+
+def writable_folder(folder, option: str, shown=None) -> Path:
+    """Check that ``folder`` can be written into, or created: the nearest folder that exists on the
+    way up must be a folder (not a file) where a file can be created. Nothing is left behind."""
+    folder = Path(folder)
+    shown = folder if shown is None else shown
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {shown}: {existing} is a file, not a folder; choose another path")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=existing, prefix=".made-np-write-test-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise UserError(f"{option} {shown}: cannot write into {existing} ({one_line(exc.strerror or exc)}); "
+                        "choose another path") from None
+    return folder
+
+
+@contextlib.contextmanager
+def writing(path, option: str):
+    """Turn an OSError while writing ``path`` (disk full, a read-only file) into one line naming ``option``."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot write ({one_line(exc.strerror or exc)})") from None
+
+
+def make_parent(path: Path) -> Path:
+    """Create the folder of an output file checked by :func:`output_path` (one line on failure)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot create its folder ({one_line(exc)})") from None
+    return path
 
 
 def load_split(info: dict, split: str, dataset_path=None):
@@ -115,11 +211,19 @@ def load_split(info: dict, split: str, dataset_path=None):
     spec = info.get("dataset") or {}
     if not spec.get("spec"):
         raise UserError(f"{info['path']}: the checkpoint names no data set to evaluate on")
-    ds = data_mod.load_dataset(spec["spec"], path=dataset_path or spec.get("path"),
-                               seed=int(spec.get("seed") or 0))
-    D = info["model_config"].D
+    try:
+        ds = data_mod.load_dataset(spec["spec"], path=dataset_path or spec.get("path"),
+                                   seed=int(spec.get("seed") or 0))
+    except data_mod.DataError as exc:
+        named = str(spec["spec"]).lower() in data_mod.NAMES + ("binarized_mnist",)
+        hint = "; pass its file with --dataset-path" if named else ""
+        raise UserError(f"{info['path']}: cannot load the data set it was trained on: {one_line(exc)}{hint}") from None
+    D, C = info["model_config"].D, info["model_config"].classes
     if ds.D != D:
         raise UserError(f"data set {spec['spec']!r} has D = {ds.D}, but the checkpoint's model has D = {D}")
+    if ds.classes > C:
+        raise UserError(f"data set {spec['spec']!r} has {ds.classes} classes, but the checkpoint's model has "
+                        f"{C}; it was trained on other data")
     return ds, getattr(ds, split)
 
 

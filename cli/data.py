@@ -5,7 +5,7 @@ import click
 
 from made_np import data as data_mod
 
-from .common import Group, dataset_path_option
+from .common import SEED, Group, dataset_path_option
 
 
 @click.group(cls=Group)
@@ -36,7 +36,7 @@ def data_fetch(name, cache_dir, url):
 @data.command("info")
 @click.argument("spec")
 @dataset_path_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of shuffles and splits.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of shuffles and splits.")
 def data_info(spec, dataset_path, seed):
     """Print the splits' shapes of SPEC (digits, binarized-mnist, 2d, or a path)."""
     ds = data_mod.load_dataset(spec, path=dataset_path, seed=seed)

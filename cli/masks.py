@@ -1,31 +1,33 @@
 """``made-np masks``: the ordering, degrees and masks of a checkpoint's bank."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 import numpy as np
 
-from .common import UserError, load_model
+from .common import check_mask_index, load_model, make_parent, max_memory_option, output_path, writing
 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path())
 @click.option("--out", type=click.Path(dir_okay=False), default="masks.npz", show_default=True,
-              help="The .npz to write: ordering, degrees_1.., mask_W1.., mask_V (and mask_A with direct connections).")
+              help="The .npz to write (under exactly this name): ordering, degrees_1.., mask_W1.., mask_V "
+                   "(and mask_A with direct connections).")
 @click.option("--index", type=int, default=0, show_default=True, help="Which mask of the bank.")
 @click.option("--png", type=click.Path(dir_okay=False), default=None, show_default="no drawing",
               help="Also draw the masks into this PNG (units sorted by degree, so each mask is a staircase).")
-def masks(checkpoint, out, index, png):
+@max_memory_option
+def masks(checkpoint, out, index, png, max_memory):
     """Dump the ordering m^0, the degrees m^l and every mask of mask INDEX of CHECKPOINT's bank.
 
     The masks are rebuilt from the checkpoint's configuration exactly as training used them
     (variable level: (D, H_1), ..., (H_L, D); no one-hot repetition).
     """
-    model, info = load_model(checkpoint, "cpu")
+    out = output_path(out, "--out", (".npz",))
+    if png:
+        png = output_path(png, "--png", (".png",))
+    model, info = load_model(checkpoint, "cpu", max_memory=max_memory)
     K = model.config.num_masks
-    if index < 0 or (K >= 1 and index >= K):
-        raise UserError(f"--index {index} is outside the bank of {K} mask(s) (0..{K - 1})")
+    check_mask_index(model, index, "--index")
     ms = model.maskset_at(index)
     arrays = {"ordering": ms.ordering}
     names = []
@@ -38,9 +40,8 @@ def masks(checkpoint, out, index, png):
     if model.config.direct:
         arrays["mask_A"] = ms.direct
         names.append("mask_A")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **arrays)
+    with writing(out, "--out"), open(make_parent(out), "wb") as f:  # np.savez(name) would append .npz
+        np.savez(f, **arrays)
     bank = "no limit" if K == 0 else str(K)
     shown = 16
     first = " ".join(str(int(v)) for v in ms.ordering[:shown])
@@ -55,6 +56,7 @@ def masks(checkpoint, out, index, png):
         from made_np import plots
 
         # drawn with units sorted by degree (a staircase); the .npz keeps the natural order
-        plots.plot_masks(out_path=png, **plots.maskset_panels(
-            ms.ordering, ms.degrees, ms.hidden, ms.output, ms.direct if model.config.direct else None))
+        with writing(png, "--png"):
+            plots.plot_masks(out_path=png, **plots.maskset_panels(
+                ms.ordering, ms.degrees, ms.hidden, ms.output, ms.direct if model.config.direct else None))
         click.echo(f"drew the masks in {png}")

@@ -1,24 +1,24 @@
 """``made-np sample`` and ``made-np density``: draw from a checkpoint, and its exact 2-D table."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 import numpy as np
 
-from made_np import backend, sampling
+from made_np import backend, limits, sampling
 
-from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, UserError, dataset_path_option, device_option,
-                     image_shape_of, load_model, load_split, user_values)
+from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, UserError, check_mask_index,
+                     dataset_path_option, device_option, image_shape_of, load_model, load_split,
+                     make_parent, max_memory_option, memory_limit, output_path, user_values, writing)
 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path())
 @click.option("-n", "--num-samples", type=int, default=100, show_default=True, help="Number of samples.")
 @click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True,
-              help="A .png (grid of images, or a histogram on the C x C grid for 2-D data) or a .npy (n, D) "
-                   "integer array.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling noise.")
+              help="A .png (grid of images, or a histogram on the C x C grid for 2-D data; at most "
+                   f"{limits.MAX_PNG_IMAGES} images) or a .npy (n, D) integer array, written under exactly "
+                   "this name.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the sampling noise.")
 @click.option("--method", type=click.Choice(SAMPLING_METHODS), default=DEFAULT_SAMPLING_METHOD,
               show_default=True, help="Sampler of made_np.sampling.")
 @click.option("--mask-index", type=int, default=0, show_default=True, help="Mask of the bank to sample with.")
@@ -26,30 +26,49 @@ from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, UserError, datas
               help="Sample from the mixture of masks 0..K-1 (the ensemble that evaluate scores): "
                    "each sample draws its mask uniformly.")
 @device_option
-def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, device):
+@max_memory_option
+def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, device, max_memory):
     """Draw samples from CHECKPOINT by ancestral sampling in the mask's ordering.
 
     With an unfinished run, its best weights so far are used.
     """
-    out = Path(out)
-    if out.suffix.lower() not in (".png", ".npy"):
-        raise UserError(f"--out {out}: expected a .png or .npy file name")
+    out = output_path(out, "--out", (".png", ".npy"))
+    png = out.suffix.lower() == ".png"
     if num_samples < 1:
         raise UserError(f"-n: expected a positive number of samples, got {num_samples}")
     if mixture < 0:
         raise UserError(f"--mixture: expected 0 (off) or a number of masks, got {mixture}")
-    model, info = load_model(checkpoint, device)
+    limit = memory_limit(max_memory)
+    model, info = load_model(checkpoint, device, max_memory=max_memory)
+    K = model.config.num_masks
+    if mixture:
+        if K == 1:
+            raise UserError(f"--mixture {mixture}: this model has a single mask (num_masks = 1), so there is "
+                            "no mixture of masks to sample from; leave --mixture out")
+        top = K if K >= 1 else limits.MAX_EVAL_MASKS
+        if mixture > top:
+            bank = f"outside the bank of {K} masks" if K >= 1 else f"more than {top}"
+            raise UserError(f"--mixture {mixture}: masks 0..{mixture - 1} are {bank}; give at most {top}")
+    else:
+        check_mask_index(model, mask_index)
+    image_shape = image_shape_of(info)
+    if png:
+        limits.check_png_count(num_samples, image_shape)
+    limits.check(limits.model_parts(model.config) + limits.sample_parts(
+        model.config, num_samples, png=png, image_shape=image_shape), limit)
     with user_values():
-        model.set_mask(mask_index)
+        model.set_mask(0 if mixture else mask_index)
         masks = list(range(mixture)) if mixture else None
         x = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=method, masks=masks))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".npy":
-        np.save(out, x)
-    else:
-        from made_np import plots
+    with writing(out, "--out"):
+        if png:
+            from made_np import plots
 
-        plots.plot_sample_grid(x, image_shape_of(info), out, classes=model.config.classes)
+            with user_values():
+                plots.plot_sample_grid(x, image_shape, out, classes=model.config.classes)
+        else:
+            with open(make_parent(out), "wb") as f:  # np.save(name) would append .npy to a name ending in .NPY
+                np.save(f, x)
     which = f"mixture of masks 0..{mixture - 1}" if mixture else f"mask {mask_index}"
     click.echo(f"wrote {num_samples} samples ({method}, {which}, seed {seed}) to {out}")
 
@@ -60,10 +79,11 @@ def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, devi
               help="PNG of the panels: true table, training histogram, model samples, model density.")
 @click.option("-n", "--num-samples", type=int, default=100_000, show_default=True,
               help="Model samples for the histogram panel.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling noise.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the sampling noise.")
 @device_option
 @dataset_path_option
-def density(checkpoint, out, num_samples, seed, device, dataset_path):
+@max_memory_option
+def density(checkpoint, out, num_samples, seed, device, dataset_path, max_memory):
     """Exact density table of a 2-D categorical CHECKPOINT (such as --dataset 2d) against the true table.
 
     Prints KL(p_true || p_model) in nats, the entropy of the true table (the lower bound of
@@ -72,12 +92,15 @@ def density(checkpoint, out, num_samples, seed, device, dataset_path):
     """
     from made_np import density as dens, plots
 
+    out = output_path(out, "--out", (".png",))
     if num_samples < 1:
         raise UserError(f"-n: expected a positive number of samples, got {num_samples}")
-    model, info = load_model(checkpoint, device)
+    limit = memory_limit(max_memory)
+    model, info = load_model(checkpoint, device, max_memory=max_memory)
     if model.config.D != 2:
         raise UserError(f"{info['path']}: density needs a model of D = 2 variables, "
                         f"this one has D = {model.config.D}")
+    limits.check(limits.model_parts(model.config) + limits.sample_parts(model.config, num_samples), limit)
     ds, test = load_split(info, "test", dataset_path)
     cfg = info["train_config"]
     K = model.config.num_masks
@@ -95,6 +118,6 @@ def density(checkpoint, out, num_samples, seed, device, dataset_path):
         click.echo("no true table for this data set: KL and entropy skipped")
     xs = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=DEFAULT_SAMPLING_METHOD,
                                          masks=masks))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    plots.plot_2d_panels(ds.true_density, ds.train, xs, np.exp(log_q), out)
+    with writing(out, "--out"):
+        plots.plot_2d_panels(ds.true_density, ds.train, xs, np.exp(log_q), out)
     click.echo(f"wrote {out}")

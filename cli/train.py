@@ -11,12 +11,13 @@ from pathlib import Path
 
 import click
 
-from made_np import backend, sampling
+from made_np import backend, limits, sampling
 from made_np import data as data_mod
 from made_np.checkpoint import (CHECKPOINT_NAME, RESULTS_NAME, CheckpointError, RunFolderError, read_checkpoint_meta,
                                 resolve_checkpoint_path, run_lock, update_checkpoint_meta, write_json)
-from made_np.config import (DEFAULT_DIRECT, ENCODINGS, ENGINES, EPOCHS_RANGE, LR_SCHEDULES, SMALL_DATA_MASKS,
-                            SMALL_DATA_ROWS, UPDATES_BUDGET, MADEConfig, TrainConfig)
+from made_np.config import (DEFAULT_DIRECT, ENCODINGS, ENGINES, EPOCHS_RANGE, LR_SCHEDULES, MAX_COUNT, MAX_EPOCHS,
+                            MAX_EVAL_MASKS, MAX_LAYERS, MAX_NUM_MASKS, MAX_WIDTH, SMALL_DATA_MASKS, SMALL_DATA_ROWS,
+                            UPDATES_BUDGET, MADEConfig, TrainConfig)
 from made_np.fast.threads import parse_threads
 from made_np.layers import ACTIVATIONS
 from made_np.masks import DEGREE_RULES, ORDERINGS
@@ -24,11 +25,12 @@ from made_np.model import MADE
 from made_np.optim import OPTIMIZERS
 from made_np.train import DivergenceError, check_resume_state, finished_run_blocker, fit
 
-from .common import (DEFAULT_SAMPLING_METHOD, UserError, dataset_path_option, device_option, echo_results,
-                     evaluate_both, load_model, load_split, one_line, user_values)
+from .common import (DEFAULT_SAMPLING_METHOD, SEED, UserError, dataset_path_option, device_option, echo_results,
+                     evaluate_both, load_model, load_split, max_memory_option, memory_limit, one_line, user_values)
 
 # Options that a resumed run may change; every other option comes from the checkpoint.
-RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads"}
+RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads",
+                      "max_memory"}
 
 #: Exit status of a run stopped by a non-finite loss.
 EXIT_DIVERGED = 3
@@ -67,7 +69,10 @@ def parse_hidden(text):
         widths = ()
     if not widths or any(w < 1 for w in widths):
         raise UserError(f"--hidden: expected comma-separated positive widths like 500 or 500,500 "
-                        f"(or 0 for no hidden layer), got {text!r}")
+                        f"(or 0 for no hidden layer), got {text[:60]!r}")
+    if len(widths) > MAX_LAYERS or max(widths) > MAX_WIDTH:
+        raise UserError(f"--hidden: at most {MAX_LAYERS} layers of at most {MAX_WIDTH} units each, "
+                        f"got {len(widths)} layer(s) of up to {max(widths)} units")
     return widths
 
 
@@ -83,8 +88,19 @@ def parse_num_masks(text):
     except ValueError:
         k = -1
     if k < 1:
-        raise UserError(f"--num-masks: expected a positive integer or 'inf' (no limit), got {text!r}")
+        raise UserError(f"--num-masks: expected a positive integer or 'inf' (no limit), got {text[:60]!r}")
+    if k > MAX_NUM_MASKS:
+        raise UserError(f"--num-masks: at most {MAX_NUM_MASKS} masks (or inf), got {k}")
     return k
+
+
+def check_real_options(o) -> None:
+    """``--lr`` must be a positive finite number, ``--weight-decay`` a non-negative finite one."""
+    lr, wd = o.get("lr"), o.get("weight_decay")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise UserError(f"--lr: expected a positive finite learning rate, got {lr}")
+    if wd is not None and not (math.isfinite(wd) and wd >= 0):
+        raise UserError(f"--weight-decay: expected a finite number >= 0, got {wd}")
 
 
 def _progress(epoch: int, n_batches: int):
@@ -99,7 +115,7 @@ def _progress(epoch: int, n_batches: int):
               help="digits, binarized-mnist, 2d, or a path to an .npz (train_data/valid_data/test_data), "
                    "an .npy (N, D) array or a folder of .amat files.")
 @dataset_path_option
-@click.option("--data-seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--data-seed", type=SEED, default=0, show_default=True,
               help="Seed of the digits shuffle, the .npy split and the 2d samples (fixes the test set).")
 @click.option("--hidden", default=None, show_default="500; 100,100 for 2d",
               help="Hidden widths, comma-separated (500,500 for two layers; 0 or '' for none).")
@@ -114,11 +130,14 @@ def _progress(epoch: int, n_batches: int):
               help="Masks beyond mask 0 draw a fresh ordering (paper Sec. 4.1); matters when --num-masks != 1.")
 @click.option("--connectivity-agnostic/--no-connectivity-agnostic", default=True, show_default=True,
               help="Masks beyond mask 0 draw fresh hidden degrees (paper Sec. 4.2).")
-@click.option("--resample-every", type=int, default=TrainConfig.resample_every, show_default=True,
+@click.option("--resample-every", type=click.IntRange(1, MAX_COUNT), default=TrainConfig.resample_every,
+              show_default=True,
               help="Minibatches between mask changes (the paper changes mask at every update).")
-@click.option("--valid-masks", type=int, default=None, show_default="the bank, at most 16",
+@click.option("--valid-masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=None,
+              show_default="the bank, at most 16",
               help="Masks in the validation ensemble during training (when --num-masks != 1).")
-@click.option("--eval-masks", type=int, default=None, show_default="the bank; 1000 when inf",
+@click.option("--eval-masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=None,
+              show_default="the bank; 1000 when inf",
               help="Masks in the final test ensemble (when --num-masks != 1).")
 @click.option("--direct-connections/--no-direct-connections", default=None,
               show_default="on" if DEFAULT_DIRECT else "off",
@@ -128,11 +147,12 @@ def _progress(epoch: int, n_batches: int):
               help="How a variable enters the network.")
 @click.option("--activation", type=click.Choice(tuple(ACTIVATIONS)), default=MADEConfig.activation,
               show_default=True, help="Hidden activation.")
-@click.option("--epochs", type=int, default=None,
+@click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS), default=None,
               show_default=f"about {UPDATES_BUDGET:,} updates, {EPOCHS_RANGE[0]}..{EPOCHS_RANGE[1]} epochs",
               help="Most epochs (early stopping usually ends sooner); the cosine schedule anneals the "
                    "learning rate to 0 over them.")
-@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, MAX_COUNT), default=TrainConfig.batch_size,
+              show_default=True,
               help="Examples per minibatch.")
 @click.option("--optimizer", type=click.Choice(tuple(OPTIMIZERS)), default=TrainConfig.optimizer,
               show_default=True, help="Optimiser (the paper used adagrad).")
@@ -140,16 +160,18 @@ def _progress(epoch: int, n_batches: int):
               help="Base learning rate.")
 @click.option("--weight-decay", type=float, default=TrainConfig.weight_decay, show_default=True,
               help="L2 coefficient.")
-@click.option("--patience", type=int, default=TrainConfig.patience, show_default=True,
+@click.option("--patience", type=click.IntRange(0, MAX_EPOCHS), default=TrainConfig.patience,
+              show_default=True,
               help="Stop after this many epochs without a better validation NLL (0: never).")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=TrainConfig.lr_schedule,
               show_default=True, help="constant; step (halve every --lr-step epochs); cosine (to 0 over --epochs).")
-@click.option("--lr-step", type=int, default=TrainConfig.lr_step, show_default=True,
+@click.option("--lr-step", type=click.IntRange(1, MAX_EPOCHS), default=TrainConfig.lr_step,
+              show_default=True,
               help="Epochs between halvings of the step schedule.")
 @click.option("--engine", type=click.Choice(ENGINES), default=TrainConfig.engine, show_default=True,
               help="fast (block-sparse single-mask form, fused kernels, thread pool) or reference "
                    "(the plain MADE and textbook optimisers); the same numbers up to rounding.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the weights, the mask bank, the shuffling and the samples.")
 @device_option
 @click.option("--dtype", type=click.Choice(backend.DTYPES), default="float32", show_default=True,
@@ -165,6 +187,7 @@ def _progress(epoch: int, n_batches: int):
               help="CPU threads of BLAS, numexpr and made-np's work pool: a number (at most the CPU cores), "
                    "or auto (1 for small models, where threads cost more than they give, e.g. the digits "
                    "default; else the libraries' own choice and $MADE_NP_THREADS).")
+@max_memory_option
 @click.option("--quiet", "-q", is_flag=True, default=False, show_default=True,
               help="Print only the final results (off by default).")
 @click.pass_context
@@ -230,6 +253,8 @@ def _interrupted(run_dir) -> str:
 def _new_run(ctx, o, where) -> None:
     """A new run: the folder given with --out is held (so checked for writing) before the data are loaded."""
     quiet = o["quiet"]
+    limit = memory_limit(o["max_memory"])
+    check_real_options(o)
     with contextlib.ExitStack() as stack:
         run_dir = Path(o["out"]).expanduser() if o["out"] else None
         if run_dir is not None:
@@ -251,8 +276,8 @@ def _new_run(ctx, o, where) -> None:
         spec_name = o["dataset"]
         named = spec_name.lower() in data_mod.NAMES + ("binarized_mnist",)
         spec = {
-            "spec": spec_name if named else str(Path(spec_name).expanduser().resolve()),
-            "path": str(Path(o["dataset_path"]).expanduser().resolve()) if o["dataset_path"] else None,
+            "spec": spec_name if named else str(data_mod.expand_path(spec_name).resolve()),
+            "path": str(data_mod.expand_path(o["dataset_path"]).resolve()) if o["dataset_path"] else None,
             "seed": o["data_seed"], "name": ds.name, "D": ds.D, "classes": ds.classes,
             "image_shape": list(ds.image_shape) if ds.image_shape else None,
             "sizes": [int(ds.train.shape[0]), int(ds.valid.shape[0]), int(ds.test.shape[0])],
@@ -261,6 +286,7 @@ def _new_run(ctx, o, where) -> None:
             run_dir = Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             _hold(stack, run_dir, "--out", where)
             _refuse_existing_run(run_dir)
+        limits.check(training_parts(mcfg, cfg, ds, o["dataset"]), limit)
         with user_values():
             model = MADE(mcfg, xp)
         if not quiet:
@@ -291,14 +317,15 @@ def _resume(ctx, o, where) -> None:
     if fixed:
         opts = ", ".join("--" + n.replace("_", "-") for n in fixed)
         raise UserError(f"{opts}: cannot change a resumed run (its configuration is in its checkpoint); "
-                        "only --epochs, --patience, --device, --dataset-path, --threads and --quiet may be given")
+                        "only --epochs, --patience, --device, --dataset-path, --threads, --max-memory and --quiet "
+                        "may be given")
     ckpt = resolve_checkpoint_path(o["resume"])
     run_dir = ckpt.parent
     if o["out"] and Path(o["out"]).expanduser().resolve() != run_dir.resolve():
         raise UserError("--out: a resumed run writes into its own folder; leave --out out")
     with contextlib.ExitStack() as stack:
         _hold(stack, run_dir, "--resume", where)
-        model, info = load_model(ckpt, o["device"], best=False)
+        model, info = load_model(ckpt, o["device"], best=False, max_memory=o["max_memory"])
         state = info.get("state") or {}
         if info["train_config"] is None or not state:
             raise UserError(f"{ckpt}: the checkpoint holds no training state to resume")
@@ -357,6 +384,21 @@ def _write_failed(exc: OSError, run_dir: Path) -> str:
     else:
         kept = "nothing was saved"
     return f"cannot write {name}: {reason}; {kept}"
+
+
+def training_parts(mcfg: MADEConfig, cfg: TrainConfig, ds, dataset_option: str) -> list:
+    """What a training run allocates (:mod:`made_np.limits`): the model with its optimiser state and
+    copies, a minibatch's activations, the evaluation batches, the data and the samples figure."""
+    n_train = int(ds.train.shape[0])
+    n_eval = max(int(ds.valid.shape[0]), int(ds.test.shape[0]))
+    n_samples = 100 if ds.image_shape else 1000
+    return (limits.model_parts(mcfg, optimizer=cfg.optimizer)
+            + limits.rows_parts(mcfg, min(cfg.batch_size, n_train), f"--batch-size {cfg.batch_size}",
+                                "the activations of a minibatch", factor=5)
+            + limits.rows_parts(mcfg, min(cfg.eval_batch_size, n_eval), f"--dataset {dataset_option}",
+                                "the evaluation batches")
+            + limits.data_parts(n_train, ds.D, f"--dataset {dataset_option}")
+            + limits.sample_parts(mcfg, n_samples, "samples.png with", png=True, image_shape=ds.image_shape))
 
 
 def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, threads: str = "auto",

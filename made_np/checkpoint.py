@@ -26,18 +26,27 @@ import contextlib
 import csv
 import glob
 import json
+import math
 import os
+import re
 import socket
+import stat
+import struct
 import tempfile
 import threading
 import time
+import tokenize
+import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__, backend
-from .config import MADEConfig, TrainConfig
+from .config import MAX_SEED, MADEConfig, TrainConfig, _describe, _is_int
+from .data import _MAX_DEFLATE_RATIO, expand_path, read_npy_header
+from .limits import LimitError, check, fmt_bytes, layer_widths, model_parts
 from .model import MADE
 
 CHECKPOINT_FORMAT = "made-np-checkpoint"
@@ -352,7 +361,8 @@ def read_checkpoint_meta(path) -> dict:
     try:
         with np.load(p, allow_pickle=False) as z:
             meta = json.loads(str(z["config"]))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError, TypeError,
+            SyntaxError, RecursionError, MemoryError, tokenize.TokenError) as exc:
         raise CheckpointError(f"{p}: not a readable made-np checkpoint ({type(exc).__name__})") from None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{p}: not a made-np checkpoint (config has no format '{CHECKPOINT_FORMAT}')")
@@ -368,7 +378,7 @@ def update_checkpoint_meta(path, **changes) -> Path:
         Not a made-np checkpoint.
     """
     p = resolve_checkpoint_path(path)
-    arrays, meta = _read_checkpoint(p)
+    arrays, meta, _, _ = _read_checkpoint(p)
     meta.update(changes)
     arrays["config"] = np.array(json.dumps(meta, default=_json_default, allow_nan=True))
     return _write_npz_atomic(p, arrays)
@@ -382,7 +392,7 @@ def resolve_checkpoint_path(path) -> Path:
     CheckpointError
         Nothing there.
     """
-    p = Path(path).expanduser()
+    p = expand_path(path)
     if p.is_dir():
         if (p / CHECKPOINT_NAME).is_file():
             return p / CHECKPOINT_NAME
@@ -392,44 +402,311 @@ def resolve_checkpoint_path(path) -> Path:
     return p
 
 
-def _read_checkpoint(p: Path):
-    """All arrays of a checkpoint file and its parsed JSON config (checked to be made-np's)."""
+#: Longest JSON ``config`` entry, in characters (the history of a long run is a few MB).
+MAX_CONFIG_CHARS = 2**24
+#: Keys of the ``dataset`` spec and the types they must have (``None`` is allowed for each).
+_DATASET_KEYS = {"spec": str, "path": str, "seed": int, "name": str, "D": int, "classes": int,
+                 "image_shape": list, "sizes": list}
+_OPT_ENTRY = re.compile(r"^opt_[A-Za-z_]+[0-9]*$")
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
+               RuntimeError, NotImplementedError, MemoryError, RecursionError, SyntaxError, KeyError,
+               OverflowError, struct.error, tokenize.TokenError)  # NumPy tokenizes damaged old headers
+
+
+class _Archive:
+    """A checkpoint's ``.npz`` opened lazily: entry headers are read and checked first, an
+    array only when asked for, and only after its declared size has been checked against
+    what its zip member holds (a lying header is refused without allocating).
+
+    Parameters
+    ----------
+    p : Path
+        A regular file starting with ``PK``.
+    """
+
+    def __init__(self, p: Path):
+        self.p = p
+        self.size = os.stat(p).st_size
+        self.zf = zipfile.ZipFile(p)
+        self.members = {}
+        for info in self.zf.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if name in self.members:
+                raise CheckpointError(f"{p}: not a made-np checkpoint (entry '{name}' appears twice)")
+            self.members[name] = info
+        self.headers = {}
+
+    def close(self) -> None:
+        self.zf.close()
+
+    def _where(self, name: str) -> str:
+        return f"{self.p}: entry '{name}'"
+
+    def _member(self, name: str):
+        info = self.members[name]
+        if info.flag_bits & 0x1:
+            raise CheckpointError(f"{self._where(name)} is encrypted; made-np writes plain .npz files")
+        if info.compress_type == zipfile.ZIP_STORED:
+            bound = info.compress_size
+        elif info.compress_type == zipfile.ZIP_DEFLATED:
+            bound = info.compress_size * _MAX_DEFLATE_RATIO + 1024
+        else:
+            raise CheckpointError(f"{self._where(name)} uses zip compression method {info.compress_type}, "
+                                  "which NumPy does not write; the checkpoint is corrupt")
+        if info.compress_size > self.size or info.file_size > bound:
+            raise CheckpointError(f"{self._where(name)} declares {fmt_bytes(info.file_size)} from "
+                                  f"{fmt_bytes(info.compress_size)} of a {fmt_bytes(self.size)} file: not a valid "
+                                  ".npz archive; the checkpoint is corrupt")
+        return info
+
+    def header(self, name: str):
+        """``(shape, dtype)`` of entry ``name``, from its ``.npy`` header (nothing else is read).
+
+        Raises
+        ------
+        CheckpointError
+            A malformed header, Python objects, or a declared size larger than the member.
+        """
+        if name in self.headers:
+            return self.headers[name]
+        info = self._member(name)
+        try:
+            with self.zf.open(info) as fp:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    shape, fortran, dtype = read_npy_header(fp)
+                offset = fp.tell()
+        except CheckpointError:
+            raise
+        except _ZIP_ERRORS as exc:
+            raise CheckpointError(f"{self._where(name)} is not a valid .npy array ({_one_line(exc)}); "
+                                  "the checkpoint is corrupt") from None
+        if dtype.hasobject:
+            raise CheckpointError(f"{self._where(name)} holds Python objects (dtype {dtype}), which are "
+                                  "never loaded; the checkpoint is corrupt")
+        declared = math.prod(shape) * dtype.itemsize
+        if declared > info.file_size - offset:
+            raise CheckpointError(f"{self._where(name)} declares shape {tuple(shape)} of {dtype} "
+                                  f"({fmt_bytes(declared)}) but holds {fmt_bytes(max(info.file_size - offset, 0))}; "
+                                  "the checkpoint is truncated or corrupt")
+        self.headers[name] = (tuple(shape), dtype)
+        return self.headers[name]
+
+    def read(self, name: str) -> np.ndarray:
+        """Entry ``name`` as an array (its header checked first, see :meth:`header`)."""
+        self.header(name)
+        try:
+            with self.zf.open(self.members[name]) as fp:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return np.lib.format.read_array(fp, allow_pickle=False)
+        except _ZIP_ERRORS as exc:
+            raise CheckpointError(f"{self._where(name)} cannot be read ({_one_line(exc)}); "
+                                  "the checkpoint is truncated or corrupt") from None
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _open_archive(p: Path) -> _Archive:
+    """Open ``p`` as an ``.npz`` (regular files only); anything else is a one-line CheckpointError."""
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        raise CheckpointError(f"{p}: cannot read ({_one_line(exc)})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{p}: not a regular file; give a checkpoint file (model.npz) or its run folder")
     try:
         with open(p, "rb") as f:
             magic = f.read(6)
     except OSError as exc:
-        raise CheckpointError(f"{p}: cannot read ({' '.join(str(exc).split())})") from None
+        raise CheckpointError(f"{p}: cannot read ({_one_line(exc)})") from None
     if magic == b"\x93NUMPY":
         raise CheckpointError(f"{p}: not a made-np checkpoint (a single .npy array, not an .npz)")
     if not magic.startswith(b"PK"):
         raise CheckpointError(f"{p}: not a made-np checkpoint (not an .npz file)")
     try:
-        z = np.load(p, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise CheckpointError(f"{p}: not a made-np checkpoint (a single .npy array, not an .npz)")
-        with z:
-            arrays = {k: z[k] for k in z.files}
+        return _Archive(p)
     except CheckpointError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise CheckpointError(f"{p}: not a made-np checkpoint (cannot read as .npz: {reason})") from None
-    if "config" not in arrays:
-        found = ", ".join(sorted(arrays)[:8]) or "none"
+    except _ZIP_ERRORS as exc:
+        raise CheckpointError(f"{p}: not a made-np checkpoint (not a valid .npz archive: {_one_line(exc)})") from None
+
+
+def _read_meta(archive: _Archive) -> dict:
+    """The parsed JSON ``config`` entry, checked to be a made-np checkpoint's of a known version."""
+    p = archive.p
+    if "config" not in archive.members:
+        found = ", ".join(sorted(archive.members)[:8]) or "none"
         raise CheckpointError(f"{p}: not a made-np checkpoint (no 'config' entry; keys found: {found})")
+    shape, dtype = archive.header("config")
+    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_CONFIG_CHARS:
+        raise CheckpointError(f"{p}: not a made-np checkpoint (entry 'config' is {dtype} of shape {shape}, "
+                              f"not a JSON string of at most {MAX_CONFIG_CHARS} characters)")
+    text = str(archive.read("config")[()])
     try:
-        meta = json.loads(str(arrays["config"]))
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{p}: not a made-np checkpoint (config is not JSON: {exc})") from None
+        meta = json.loads(text)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise CheckpointError(f"{p}: not a made-np checkpoint (config is not JSON: {_one_line(exc)})") from None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{p}: not a made-np checkpoint (config has no format '{CHECKPOINT_FORMAT}')")
-    if meta.get("format_version", 0) > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{p}: checkpoint format {meta['format_version']} is newer than this "
+    version = meta.get("format_version")
+    if not _is_int(version) or version < 1:
+        raise CheckpointError(f"{p}: entry 'config': format_version must be a positive integer, "
+                              f"got {_describe(version)}")
+    if version > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{p}: checkpoint format {version} is newer than this "
                               f"made-np ({__version__}) understands")
-    return arrays, meta
+    return meta
 
 
-def load_checkpoint(path, device: str | None = None, *, best: bool = False):
+def _check_meta(p: Path, meta: dict):
+    """Validate the configuration of a checkpoint as strictly as user input.
+
+    Returns ``(model_config, train_config or None)``; raises CheckpointError naming the
+    file and the entry (``config: model.D ...``).
+    """
+    where = f"{p}: entry 'config'"
+    if not isinstance(meta.get("model"), dict):
+        raise CheckpointError(f"{where}: 'model' must be an object, got {_describe(meta.get('model'))}")
+    try:
+        model_config = MADEConfig.from_dict(meta["model"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: invalid model configuration ({_one_line(exc)})") from None
+    train_config = None
+    if meta.get("train") is not None:
+        if not isinstance(meta["train"], dict):
+            raise CheckpointError(f"{where}: 'train' must be an object or null, got {_describe(meta['train'])}")
+        try:
+            train_config = TrainConfig.from_dict(meta["train"])
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{where}: invalid training configuration ({_one_line(exc)})") from None
+    for key in ("state", "history", "results", "dataset"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise CheckpointError(f"{where}: '{key}' must be an object or null, got {_describe(meta[key])}")
+    for key in ("optimizer", "made_np_version"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise CheckpointError(f"{where}: '{key}' must be a string or null, got {_describe(meta[key])}")
+    _check_dataset_spec(where, meta.get("dataset"), model_config)
+    return model_config, train_config
+
+
+def _check_dataset_spec(where: str, spec, cfg: MADEConfig) -> None:
+    """Types of the ``dataset`` spec, and its D, classes and image shape against the model's."""
+    if spec is None:
+        return
+    for key, kind in _DATASET_KEYS.items():
+        value = spec.get(key)
+        if value is None:
+            continue
+        ok = _is_int(value) if kind is int else isinstance(value, kind)
+        if not ok:
+            raise CheckpointError(f"{where}: dataset.{key} must be {kind.__name__} or null, got {_describe(value)}")
+    if spec.get("seed") is not None and not 0 <= spec["seed"] <= MAX_SEED:
+        raise CheckpointError(f"{where}: dataset.seed must be in 0..{MAX_SEED}, got {spec['seed']}")
+    if spec.get("D") is not None and spec["D"] != cfg.D:
+        raise CheckpointError(f"{where}: dataset.D = {spec['D']} but the model has D = {cfg.D}")
+    if spec.get("classes") is not None and spec["classes"] != cfg.classes:
+        raise CheckpointError(f"{where}: dataset.classes = {spec['classes']} but the model has "
+                              f"{cfg.classes} classes")
+    shape = spec.get("image_shape")
+    if shape is not None:
+        if len(shape) != 2 or not all(_is_int(v) and v >= 1 for v in shape) or shape[0] * shape[1] != cfg.D:
+            raise CheckpointError(f"{where}: dataset.image_shape {_describe(shape)} is not two positive "
+                                  f"integers whose product is D = {cfg.D}")
+    sizes = spec.get("sizes")
+    if sizes is not None and (len(sizes) != 3 or not all(_is_int(v) and v >= 0 for v in sizes)):
+        raise CheckpointError(f"{where}: dataset.sizes {_describe(sizes)} is not three non-negative integers")
+
+
+def param_shapes(cfg: MADEConfig) -> dict:
+    """``{name: shape}`` of the parameters of the MADE of ``cfg`` (:attr:`MADE.param_names` order),
+    computed without building it."""
+    widths = layer_widths(cfg)
+    shapes = {}
+    for i in range(len(widths) - 1):
+        shapes[f"W{i}"] = (widths[i], widths[i + 1])
+        shapes[f"b{i}"] = (widths[i + 1],)
+    if cfg.direct:
+        shapes["A"] = (widths[0], widths[-1])
+    return shapes
+
+
+def _check_entries(archive: _Archive, cfg: MADEConfig) -> dict:
+    """Check every entry's name and declared shape and dtype against the model of ``cfg``, reading
+    headers only. Returns ``{name: shape}`` of the parameters."""
+    p, shapes = archive.p, param_shapes(cfg)
+    known = set(shapes) | {f"best_{n}" for n in shapes} | {"config"}
+    unknown = [n for n in archive.members if n not in known and not _OPT_ENTRY.match(n)]
+    if unknown:
+        raise CheckpointError(f"{p}: unknown entry '{unknown[0]}' (not read): a checkpoint of this model holds "
+                              f"{', '.join(shapes)}, best_*, opt_* and config; the checkpoint is corrupt or "
+                              "not made-np's")
+    missing = [n for n in shapes if n not in archive.members]
+    if missing:
+        raise CheckpointError(f"{p}: checkpoint is missing parameter '{missing[0]}'")
+    best = [n for n in shapes if f"best_{n}" in archive.members]
+    if best and len(best) != len(shapes):
+        lacking = next(n for n in shapes if f"best_{n}" not in archive.members)
+        raise CheckpointError(f"{p}: checkpoint holds best weights but lacks entry 'best_{lacking}'")
+    largest = max(math.prod(s) for s in shapes.values())
+    for name in archive.members:
+        if name == "config":
+            continue
+        shape, dtype = archive.header(name)
+        where = f"{p}: entry '{name}'"
+        if name.startswith("opt_"):
+            if dtype.kind not in "biuf" or len(shape) > 2 or math.prod(shape) > largest:
+                raise CheckpointError(f"{where} is {dtype} of shape {shape}: an optimiser entry is a real array "
+                                      f"no larger than the largest parameter ({largest} values)")
+            continue
+        expected = shapes[name[5:] if name.startswith("best_") else name]
+        if dtype.kind != "f":
+            raise CheckpointError(f"{where} has dtype {dtype}; expected float32 or float64 weights")
+        if shape != expected:
+            raise CheckpointError(f"{where} has shape {shape}, but the model's configuration (D = {cfg.D}, "
+                                  f"hidden {list(cfg.hidden)}, {cfg.classes} classes) needs {expected}")
+    return shapes
+
+
+def _read_entry(archive: _Archive, name: str) -> np.ndarray:
+    """Read an entry whose header :func:`_check_entries` accepted; floats must be finite."""
+    a = archive.read(name)
+    if a.dtype.kind == "f":
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise CheckpointError(f"{archive.p}: entry '{name}' has {bad} NaN/inf value{'s' if bad > 1 else ''}; "
+                                  "the checkpoint is corrupt")
+    return a
+
+
+def _read_checkpoint(p: Path, *, memory_limit: int | None = None):
+    """Open, validate and read a checkpoint file.
+
+    Returns ``(arrays, meta, model_config, train_config)``: every entry but ``config`` as an
+    array, the parsed JSON config and the two configurations. Raises CheckpointError (or :class:`made_np.limits.LimitError` when the
+    model needs more than ``memory_limit`` bytes) before any array but the config is read.
+    """
+    archive = _open_archive(p)
+    try:
+        meta = _read_meta(archive)
+        model_config, train_config = _check_meta(p, meta)
+        _check_entries(archive, model_config)
+        if memory_limit is not None:
+            try:
+                check(model_parts(model_config, label=f"{p} (D = {model_config.D}, hidden "
+                                  f"{list(model_config.hidden)}, {model_config.classes} classes)"), memory_limit)
+            except LimitError as exc:
+                raise LimitError(str(exc).replace(" needs about", ": the model needs about", 1)) from None
+        arrays = {name: _read_entry(archive, name) for name in archive.members if name != "config"}
+    finally:
+        archive.close()
+    return arrays, meta, model_config, train_config
+
+
+def load_checkpoint(path, device: str | None = None, *, best: bool = False, memory_limit: int | None = None):
     """Read a checkpoint written by :func:`save_checkpoint` (or a run folder holding ``model.npz``).
 
     Parameters
@@ -440,6 +717,9 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False):
     best : bool, default False
         Load the best weights of an unfinished run instead of its latest ones
         (a finished run's parameters are already its best).
+    memory_limit : int, optional
+        Refuse (:class:`made_np.limits.LimitError`) a model that needs more bytes than
+        this (:func:`made_np.limits.model_parts`), before reading its weights.
 
     Returns
     -------
@@ -455,24 +735,22 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False):
     ------
     CheckpointError
         Missing or unreadable file, not a made-np checkpoint, or inconsistent
-        contents (one-line message naming the file).
+        contents (one-line message naming the file and the entry): the JSON config
+        is validated as strictly as user input (types, bounds, names; the data set's
+        D, classes and image shape against the model's), every entry's ``.npy``
+        header is checked before anything is read (unknown entries, object dtypes,
+        sizes larger than the zip member, shapes and dtypes that do not match the
+        model), and the weights must be finite.
+    made_np.limits.LimitError
+        The model needs more memory than ``memory_limit``.
     made_np.backend.BackendError
         Unusable device.
     """
     p = resolve_checkpoint_path(path)
-    arrays, meta = _read_checkpoint(p)
-    arrays.pop("config")
-    try:
-        model_config = MADEConfig.from_dict(meta["model"])
-        train_config = TrainConfig.from_dict(meta["train"]) if meta.get("train") else None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{p}: invalid configuration in checkpoint ({exc})") from None
+    arrays, meta, model_config, train_config = _read_checkpoint(p, memory_limit=memory_limit)
     xp = backend.get_xp(device)
     model = MADE(model_config, xp)
-    params = {n: arrays[n] for n in model.param_names if n in arrays}
-    missing = [n for n in model.param_names if n not in params]
-    if missing:
-        raise CheckpointError(f"{p}: checkpoint is missing parameter '{missing[0]}'")
+    params = {n: arrays[n] for n in model.param_names}
     best_params = None
     if any(f"best_{n}" in arrays for n in model.param_names):
         shapes = {n: tuple(p.shape) for n, p in zip(model.param_names, model.params)}
@@ -483,8 +761,9 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False):
                 raise CheckpointError(f"{p}: entry 'best_{n}' has shape {tuple(arrays[f'best_{n}'].shape)}, "
                                       f"expected {shapes[n]}")
         best_params = {n: arrays[f"best_{n}"] for n in model.param_names}
+    use_best = best and best_params is not None
     try:
-        model.load_state_dict(best_params if (best and best_params is not None) else params)
+        model.load_state_dict(best_params if use_best else params, prefix="best_" if use_best else "")
     except ValueError as exc:
         raise CheckpointError(f"{p}: {exc}") from None
     opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")} or None

@@ -10,9 +10,13 @@ set implies, and :meth:`TrainConfig.resolved` the defaults left open.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+import numbers
+from dataclasses import MISSING, asdict, dataclass, fields, replace
+
+import numpy as np
 
 from . import backend
+from .data import MAX_CLASSES  # noqa: F401  (most classes per variable: each value is a one-hot input)
 from .heads import HEADS, default_head
 from .layers import ACTIVATIONS
 from .masks import DEGREE_RULES, ORDERINGS
@@ -23,6 +27,28 @@ LR_SCHEDULES = ("constant", "step", "cosine")
 #: Training engines: ``fast`` (made_np.fast: block-sparse single-mask form, fused head,
 #: in-place optimisers, thread pool) and ``reference`` (the plain MADE and textbook optimisers).
 ENGINES = ("fast", "reference")
+
+# --------------------------------------------------------------------------- bounds
+# Absolute bounds of the configuration fields: far beyond any sensible run, they keep
+# a corrupt checkpoint or a typo from reaching the allocator. Whether a model fits in
+# memory is the business of made_np.limits, which the commands ask before building it.
+
+#: Most variables (D) of a model.
+MAX_D = 10**7
+#: Most units of a hidden layer.
+MAX_WIDTH = 10**7
+#: Most hidden layers.
+MAX_LAYERS = 100
+#: Size of the largest mask bank (masks are rebuilt from (seed, index) on demand).
+MAX_NUM_MASKS = 10**6
+#: Most masks in an evaluation or validation ensemble (each one is a pass over the data).
+MAX_EVAL_MASKS = 100_000
+#: Seeds are non-negative integers below 2**63.
+MAX_SEED = 2**63 - 1
+#: Most epochs, patience and lr_step.
+MAX_EPOCHS = 10**7
+#: Most rows of a minibatch or evaluation batch, and minibatches between mask changes or logs.
+MAX_COUNT = 10**9
 
 # --------------------------------------------------------------------------- the recipe
 
@@ -73,6 +99,35 @@ def _train_rows(dataset) -> int:
     return int(train.shape[0]) if getattr(train, "ndim", 0) == 2 else 0
 
 
+_OK = object()
+
+
+def _is_int(v) -> bool:
+    """An integer (Python or NumPy), not a bool and not a float that happens to be whole."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def _short(v, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(v) -> str:
+    """``64.5 (float)``, ``'digits' (str)``: a value and its type, for error messages."""
+    kind = {dict: "object", list: "list", str: "string", bool: "bool", type(None): "null"}.get(type(v))
+    return f"{_short(v)} ({kind or type(v).__name__})"
+
+
+def _range_message(name: str, value, lo, hi) -> str:
+    if lo is not None and value < lo:
+        return f"{name} must be >= {lo}, got {value}"
+    return f"{name} must be at most {hi}, got {_short(value)}"
+
+
 def default_encoding(classes: int) -> str:
     """How a variable of ``classes`` classes enters the network by default: binary for 0/1
     data, onehot otherwise."""
@@ -97,11 +152,62 @@ class StrictConfig:
 
     @classmethod
     def from_dict(cls, d: dict):
-        """Inverse of ``to_dict``; unknown keys are an error (ValueError)."""
+        """Inverse of ``to_dict``; unknown keys, missing required keys and values of the wrong
+        type are an error (ValueError naming the key)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"the {cls._kind} configuration must be a JSON object (dict), "
+                             f"got {_describe(d)}")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown {cls._kind} configuration keys: {sorted(unknown)}")
+            raise ValueError(f"unknown {cls._kind} configuration keys: {sorted(map(str, unknown))}")
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in d]
+        if missing:
+            raise ValueError(f"the {cls._kind} configuration lacks {missing[0]!r}")
         return cls(**d)
+
+    def _check_types(self) -> None:
+        """Raise ValueError naming the first field whose value has the wrong type or lies
+        outside its absolute bounds (see ``_fields``); NumPy integers and bools become
+        Python ones."""
+        for name, kind, lo, hi in self._fields():
+            value = getattr(self, name)
+            if value is None and kind.endswith("?"):
+                continue
+            kind = kind.rstrip("?")
+            if kind == "int":
+                if not _is_int(value):
+                    raise ValueError(f"{name} must be an integer, got {_describe(value)}")
+                if lo is not None and value < lo or hi is not None and value > hi:
+                    raise ValueError(_range_message(name, value, lo, hi))
+                setattr(self, name, int(value))
+            elif kind == "real":
+                if not _is_real(value):
+                    raise ValueError(f"{name} must be a number, got {_describe(value)}")
+                if not math.isfinite(value):
+                    raise ValueError(f"{name} must be finite, got {value}")
+            elif kind == "bool":
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ValueError(f"{name} must be true or false, got {_describe(value)}")
+                setattr(self, name, bool(value))
+            elif kind == "str":
+                if not isinstance(value, str):
+                    raise ValueError(f"{name} must be a string, got {_describe(value)}")
+            elif kind == "ints":  # a list or tuple of integers in lo..hi
+                if not isinstance(value, (list, tuple)):
+                    raise ValueError(f"{name} must be a list of integers, got {_describe(value)}")
+                bad = next((v for v in value if not _is_int(v)), _OK)
+                if bad is not _OK:
+                    raise ValueError(f"{name} must hold integers, got {_describe(bad)} in {_short(value)}")
+                out = next((v for v in value if v < lo or hi is not None and v > hi), _OK)
+                if out is not _OK:
+                    raise ValueError(_range_message(f"{name} entries", out, lo, hi))
+
+    @classmethod
+    def _fields(cls):
+        """``(name, kind, low, high)`` of every field; kind is int, real, bool, str or ints
+        (a list of ints), with ``?`` when None is allowed."""
+        return ()
 
 
 @dataclass
@@ -156,15 +262,33 @@ class MADEConfig(StrictConfig):
 
     _kind = "model"
 
+    @classmethod
+    def _fields(cls):
+        return (("D", "int", 1, MAX_D), ("hidden", "ints", 1, MAX_WIDTH), ("classes", "int", 2, MAX_CLASSES),
+                ("head", "str", None, None), ("input_encoding", "str", None, None),
+                ("ordering", "str", None, None), ("given_ordering", "ints?", 1, MAX_D),
+                ("degrees", "str", None, None), ("num_masks", "int", 0, MAX_NUM_MASKS),
+                ("order_agnostic", "bool", None, None), ("connectivity_agnostic", "bool", None, None),
+                ("direct", "bool", None, None), ("activation", "str", None, None),
+                ("seed", "int", 0, MAX_SEED), ("dtype", "str", None, None))
+
     def __post_init__(self):
+        self._check_types()
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.given_ordering is not None:
             self.given_ordering = tuple(int(o) for o in self.given_ordering)
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the first invalid field."""
+        """Raise ValueError naming the first invalid field: a value of the wrong type (an integer
+        field given 64.5, "64" or true), outside its bounds (:data:`MAX_D`, :data:`MAX_WIDTH`,
+        :data:`MAX_LAYERS`, :data:`MAX_CLASSES`, :data:`MAX_NUM_MASKS`, :data:`MAX_SEED`), or
+        an unknown name."""
+        self._check_types()
         checks = [
+            (len(self.hidden) <= MAX_LAYERS, f"hidden has {len(self.hidden)} layers; at most {MAX_LAYERS}"),
+            (self.given_ordering is None or sorted(self.given_ordering) == list(range(1, self.D + 1)),
+             f"given_ordering must be a permutation of 1..{self.D}, got {_short(self.given_ordering)}"),
             (self.D >= 1, f"D must be >= 1, got {self.D}"),
             (all(h >= 1 for h in self.hidden), f"hidden widths must be >= 1, got {self.hidden}"),
             (self.classes >= 2, f"classes must be >= 2, got {self.classes}"),
@@ -182,7 +306,8 @@ class MADEConfig(StrictConfig):
              f"unknown activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}"),
         ]
         self._raise_first(checks)
-        backend.resolve_dtype(self.dtype)
+        if self.dtype not in backend.DTYPES:
+            raise ValueError(f"unsupported dtype {self.dtype!r}: choose one of {', '.join(backend.DTYPES)}")
 
     @classmethod
     def for_data(cls, dataset, **overrides) -> "MADEConfig":
@@ -284,11 +409,26 @@ class TrainConfig(StrictConfig):
 
     _kind = "training"
 
+    @classmethod
+    def _fields(cls):
+        return (("epochs", "int?", None, MAX_EPOCHS), ("batch_size", "int", None, MAX_COUNT),
+                ("optimizer", "str", None, None), ("lr", "real?", None, None),
+                ("weight_decay", "real", None, None), ("patience", "int", None, MAX_EPOCHS),
+                ("resample_every", "int", None, MAX_COUNT), ("valid_masks", "int?", None, MAX_EVAL_MASKS),
+                ("eval_masks", "int?", None, MAX_EVAL_MASKS), ("lr_schedule", "str", None, None),
+                ("lr_step", "int", None, MAX_EPOCHS), ("seed", "int", 0, MAX_SEED),
+                ("log_every", "int", None, MAX_COUNT), ("eval_batch_size", "int", None, MAX_COUNT),
+                ("engine", "str", None, None))
+
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the first invalid field."""
+        """Raise ValueError naming the first invalid field: a value of the wrong type (an integer
+        field given 2.5, "2" or true; a learning rate that is not a finite number), outside its
+        bounds (:data:`MAX_EPOCHS`, :data:`MAX_COUNT`, :data:`MAX_EVAL_MASKS`, :data:`MAX_SEED`),
+        or an unknown name."""
+        self._check_types()
         checks = [
             (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),

@@ -53,6 +53,7 @@ import os
 import shutil
 import stat
 import tempfile
+import tokenize
 import urllib.parse
 import urllib.request
 import warnings
@@ -149,6 +150,16 @@ class Dataset:
 # --------------------------------------------------------------------------- paths
 
 
+def expand_path(path) -> Path:
+    """``Path(path).expanduser()``, leaving a ``~user`` whose user does not exist as it is
+    (pathlib raises RuntimeError there: a path to report as missing, not a crash)."""
+    p = Path(path)
+    try:
+        return p.expanduser()
+    except RuntimeError:
+        return p
+
+
 def _user_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME")
     return (Path(base) if base else Path.home() / ".cache") / "made-np"
@@ -169,7 +180,7 @@ def cache_dir() -> Path:
 def _search_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("MADE_NP_DATA"):
-        dirs.append(Path(os.environ["MADE_NP_DATA"]).expanduser())
+        dirs.append(expand_path(os.environ["MADE_NP_DATA"]))
     dirs.append(_user_cache_dir())
     dirs.append(Path.cwd().parent / "shared" / "data")
     return dirs
@@ -178,7 +189,7 @@ def _search_dirs() -> list[Path]:
 def _find(filename: str, path) -> Path | None:
     """Locate ``filename``: an explicit ``path`` wins (file or folder), else the search dirs."""
     if path is not None:
-        p = Path(path).expanduser()
+        p = expand_path(path)
         if p.is_dir() and (p / filename).is_file():
             return p / filename
         if not p.exists():
@@ -358,6 +369,37 @@ def _read_header_3_0(fp, max_header_size: int = 10000):
     return shape, fortran, np.lib.format.descr_to_dtype(d["descr"])
 
 
+#: What reading a corrupt ``.npy`` header (or its zip member) can raise.
+NPY_HEADER_ERRORS = (ValueError, EOFError, OSError, SyntaxError, MemoryError, RecursionError,
+                     zipfile.BadZipFile, zlib.error, tokenize.TokenError)  # NumPy tokenizes old headers
+
+
+def read_npy_header(fp):
+    """Read the magic and header of an ``.npy`` stream positioned at its start.
+
+    Returns
+    -------
+    shape : tuple of int
+    fortran_order : bool
+    dtype : numpy.dtype
+        Nothing of the array is read: the caller checks the declared size first.
+
+    Raises
+    ------
+    ValueError, EOFError, SyntaxError, OSError, ...
+        See :data:`NPY_HEADER_ERRORS`: not an ``.npy`` stream, a truncated or malformed header.
+    """
+    fmt = np.lib.format
+    version = fmt.read_magic(fp)
+    if version == (1, 0):
+        return fmt.read_array_header_1_0(fp)
+    if version == (2, 0):
+        return fmt.read_array_header_2_0(fp)
+    if version == (3, 0):  # 2.0 with a utf-8 header; NumPy has no public reader
+        return _read_header_3_0(fp)
+    raise ValueError(f"unknown .npy format version {version}")
+
+
 def _read_npy_stream(fp, where: str, available: int) -> np.ndarray:
     """Read one ``.npy`` array from ``fp`` (positioned at its start), header first.
 
@@ -369,16 +411,8 @@ def _read_npy_stream(fp, where: str, available: int) -> np.ndarray:
     fmt = np.lib.format
     with _quiet_py2_headers():
         try:
-            version = fmt.read_magic(fp)
-            if version == (1, 0):
-                shape, fortran, dtype = fmt.read_array_header_1_0(fp)
-            elif version == (2, 0):
-                shape, fortran, dtype = fmt.read_array_header_2_0(fp)
-            elif version == (3, 0):  # 2.0 with a utf-8 header; NumPy has no public reader
-                shape, fortran, dtype = _read_header_3_0(fp)
-            else:
-                raise ValueError(f"unknown .npy format version {version}")
-        except (ValueError, EOFError, OSError, SyntaxError, zipfile.BadZipFile, zlib.error) as exc:
+            shape, fortran, dtype = read_npy_header(fp)
+        except NPY_HEADER_ERRORS as exc:
             raise DataError(
                 f"{where}: not a valid .npy array ({_one_line(exc)}); re-create or re-download the file"
             ) from None
@@ -693,7 +727,7 @@ def _load(spec: str, path, seed: int) -> Dataset:
         return _load_mnist(path, seed)
     if name == "2d":
         return _load_2d(path, seed)
-    p = Path(spec).expanduser()
+    p = expand_path(spec)
     if not p.exists():
         raise DataError(
             f"{spec}: no such file or directory (expected one of digits, binarized-mnist, 2d, "
@@ -811,7 +845,7 @@ def _check_url(url: str) -> str:
             f"{url}: plain http:// downloads are refused (nothing protects them in transit); "
             "use the https:// address or a file:// mirror"
         )
-    local = "file://" + str(Path(url).expanduser().absolute()) if not scheme else "file:///path/to/file"
+    local = "file://" + str(expand_path(url).absolute()) if not scheme else "file:///path/to/file"
     raise DataError(
         f"{url}: unsupported URL (scheme {scheme or 'none'}); give an https:// URL or a file:// "
         f"mirror such as {local}"
@@ -950,7 +984,7 @@ def fetch(name: str, *, cache_dir=None, url=None, progress: bool = False, timeou
     urls = tuple(src.urls) if url is None else (str(url),)
     for u in urls:
         _check_url(u)
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else _user_cache_dir()
+    folder = expand_path(cache_dir) if cache_dir is not None else _user_cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

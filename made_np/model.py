@@ -106,19 +106,28 @@ class MADE:
         """Host copies of the parameters, keyed by :attr:`param_names`."""
         return {n: backend.to_host(p).copy() for n, p in zip(self.param_names, self.params)}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, prefix: str = "") -> None:
         """Copy parameters in place from host arrays.
+
+        Parameters
+        ----------
+        state : dict
+            ``{name: array}`` keyed by :attr:`param_names`.
+        prefix : str, default ""
+            How the caller's entries are named, for error messages: with ``"best_"`` a
+            wrong ``W0`` is reported as ``'best_W0'``.
 
         Raises
         ------
         ValueError
-            A missing name or a shape that does not match.
+            A missing name or a shape that does not match (naming ``prefix + name``).
         """
         for name, p in zip(self.param_names, self.params):
             if name not in state:
-                raise ValueError(f"parameter {name!r} missing from the state")
+                raise ValueError(f"parameter {prefix + name!r} missing from the state")
             if tuple(state[name].shape) != tuple(p.shape):
-                raise ValueError(f"parameter {name!r} has shape {tuple(state[name].shape)}, expected {tuple(p.shape)}")
+                raise ValueError(f"parameter {prefix + name!r} has shape {tuple(state[name].shape)}, "
+                                 f"expected {tuple(p.shape)}")
             p[...] = self.xp.asarray(state[name], dtype=self.dtype)
         for layer in self._all_layers:
             if layer.fixed:  # keep the invariant of a fixed mask: W is zero where M is
@@ -147,7 +156,10 @@ class MADE:
         """
         K = self.config.num_masks
         if index < 0 or (K >= 1 and index >= K):
-            raise ValueError(f"mask index {index} is outside the bank of {K} mask(s)")
+            if K == 1:
+                raise ValueError(f"mask index {index} is outside the bank: this model has a single mask "
+                                 "(num_masks = 1), mask 0")
+            raise ValueError(f"mask index {index} is outside the bank of {K} mask(s) (0..{K - 1})")
         if index == self.mask_index:
             return
         if index in self._mask_cache:

@@ -531,10 +531,10 @@ CORRUPTIONS = {
     "wrong-shaped buffer": (dict(arrays={"opt_m0": np.zeros((3, 4), np.float32)}),
                             "'opt_m0' has shape (3, 4), expected (6, 8)"),
     "missing buffer": (dict(drop=("opt_v1",)), "'opt_v1' is missing"),
-    "string opt_t": (dict(arrays={"opt_t": np.array("6")}), "'opt_t' is '6'"),
-    "NaN buffer": (dict(arrays={"opt_v0": np.full((6, 8), np.nan, np.float32)}), "'opt_v0' holds values"),
+    "string opt_t": (dict(arrays={"opt_t": np.array("6")}), "'opt_t' is <U1"),
+    "NaN buffer": (dict(arrays={"opt_v0": np.full((6, 8), np.nan, np.float32)}), "'opt_v0' has 48 NaN/inf values"),
     "wrong-shaped best": (dict(arrays={"best_W0": np.zeros((3, 4), np.float32)}),
-                          "'best_W0' has shape (3, 4), expected (6, 8)"),
+                          "'best_W0' has shape (3, 4)"),
     "history cut": (dict(meta=lambda c: c["history"].update(rows=c["history"]["rows"][:1])), "'history.rows'"),
 }
 
@@ -561,7 +561,7 @@ def test_check_resume_state_in_python(unfinished, tmp_path):
     with pytest.raises(CheckpointError, match="entry 'optimizer' is 'adam'.*'sgd'"):
         check_resume_state(model, TrainConfig.from_dict({**cfg.to_dict(), "optimizer": "sgd"}), info)
     partial = rewrite(unfinished, tmp_path / "partial", drop=("best_b0",))
-    with pytest.raises(CheckpointError, match="entry 'best_b0' is missing"):
+    with pytest.raises(CheckpointError, match="entry 'best_b0'"):
         load_checkpoint(partial)
     with pytest.raises(CheckpointError, match="no training state"):
         check_resume_state(model, cfg, {**info, "state": None})

@@ -1,0 +1,264 @@
+"""Sizes checked before allocating: the memory a command will need, against a limit.
+
+Every command that builds arrays whose size the user chooses (``--hidden``, ``-n``,
+``--batch-size``, a data set's ``D`` and classes, a checkpoint's configuration)
+first adds up what it is about to allocate and refuses with one line naming the
+option and the estimate when the sum exceeds the limit::
+
+    --hidden 1000000,1000000 (D = 64, 2 classes) needs about 14.6 TiB of memory, mostly
+    for parameters, gradients and Adam's state (14.6 TiB); the limit is 12.0 GiB
+    (--max-memory or $MADE_NP_MAX_MEMORY raises it)
+
+The limit is ``--max-memory`` (``2G``, ``500M``, ``1.5GiB`` or a number of bytes),
+else ``$MADE_NP_MAX_MEMORY``, else half of the machine's RAM (:func:`default_limit`),
+or :data:`FALLBACK_LIMIT` where the RAM cannot be read.
+
+The estimates are deliberately coarse (a factor of two either way): they count the
+arrays that grow with the user's choices and ignore the fixed costs (Python, NumPy,
+matplotlib). They are there to turn "Unable to allocate 7.3 TiB" minutes into a run,
+or a machine swapping to death, into an immediate, actionable error.
+
+Count bounds that do not depend on memory live here too: :data:`MAX_EVAL_MASKS`
+(``--eval-masks``, ``--valid-masks``), :data:`MAX_NUM_MASKS` (``--num-masks``) and
+:data:`MAX_PNG_IMAGES` (a ``.png`` grid of samples).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+# Bounds of counts that do not depend on memory (defined with the configuration):
+# masks in an evaluation or validation ensemble, and the size of a mask bank.
+from .config import MAX_EVAL_MASKS, MAX_NUM_MASKS  # noqa: F401
+
+ENV = "MADE_NP_MAX_MEMORY"
+#: The limit where the machine's RAM cannot be read.
+FALLBACK_LIMIT = 16 * 2**30
+#: Images in a ``.png`` grid of samples. The figure's height grows with them (Agg draws at most
+#: 2^16 pixels a side), and matplotlib resamples it in float64 RGBA: 5000 MNIST images take
+#: 3 GB and 25 s to draw. More samples belong in an ``.npy``.
+MAX_PNG_IMAGES = 2500
+#: Bytes per pixel of a rendered figure: matplotlib's float64 RGBA resampling buffers and copies.
+FIGURE_BYTES_PER_PIXEL = 80
+#: Points of a ``.png`` scatter or rows of a heat-map of samples (data that are not images).
+MAX_PNG_POINTS = 200_000
+#: Parameter copies of a loaded model: weights, masks, gradients and the masked-product buffer
+#: (:class:`made_np.layers.MaskedDense`), plus the arrays read from the checkpoint.
+MODEL_COPIES = 6
+#: Extra parameter copies while training, by optimiser: its state buffers, the in-place
+#: optimiser's scratch buffer, the block-sparse form, the best weights and the checkpoint's copies.
+TRAIN_EXTRA_COPIES = {"adam": 2 + 1 + 2 + 1 + 4, "adagrad": 1 + 1 + 2 + 1 + 3, "sgd": 1 + 2 + 1 + 2}
+OPTIMIZER_WORDS = {"adam": "Adam's state", "adagrad": "Adagrad's state", "sgd": "copies"}
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:e(\d+))?\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+class LimitError(ValueError):
+    """A request beyond a size limit; the message is one line naming the option and the fix."""
+
+
+def fmt_bytes(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``; binary units up to EiB."""
+    n = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024:
+            return f"{int(n)} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} EiB"
+
+
+def parse_size(text, what: str = "--max-memory") -> int:
+    """``"2G"`` -> 2 GiB, ``"500M"``, ``"1.5GiB"``, ``"64k"``, ``"1000000"`` (bytes) -> bytes.
+
+    Units are binary (``K`` = 1024) and case-insensitive; ``B``/``iB`` may follow.
+
+    Raises
+    ------
+    LimitError
+        Anything else, or a size below 1 MiB or above 1 EiB; the message names ``what``.
+    """
+    m = _SIZE.match(str(text))
+    if m is None or len(str(text)) > 40:
+        raise LimitError(f"{what}: expected a size like 2G, 500M or a number of bytes, got {str(text)[:40]!r}")
+    value = float(m.group(1)) * 10 ** int(m.group(2) or 0) * _UNITS[m.group(3).lower()]
+    if not (2**20 <= value <= 2**60):
+        raise LimitError(f"{what}: {str(text).strip()!r} is {fmt_bytes(value)}; give a size between 1M and 1E")
+    return int(value)
+
+
+def default_limit() -> int:
+    """Half of the machine's RAM (``os.sysconf``), else :data:`FALLBACK_LIMIT`."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_LIMIT
+    if pages > 0 and size > 0:
+        return pages * size // 2
+    return FALLBACK_LIMIT
+
+
+def memory_limit(option=None) -> int:
+    """The limit in bytes: ``option`` (the ``--max-memory`` text or bytes), else ``$MADE_NP_MAX_MEMORY``,
+    else :func:`default_limit`.
+
+    Raises
+    ------
+    LimitError
+        A malformed ``option`` or environment variable (named in the message).
+    """
+    if option is not None:
+        return parse_size(option, "--max-memory")
+    env = os.environ.get(ENV)
+    if env is not None and env.strip():
+        return parse_size(env, f"${ENV}")
+    return default_limit()
+
+
+def limit_hint() -> str:
+    return f"(--max-memory or ${ENV} raises it)"
+
+
+# --------------------------------------------------------------------------- estimates
+
+
+@dataclass(frozen=True)
+class Part:
+    """One term of an estimate: the option that sizes it, what it is, and its bytes."""
+
+    option: str
+    what: str
+    nbytes: int
+
+
+def check(parts, limit: int) -> int:
+    """Sum the parts; refuse with one line naming the largest part's option when over ``limit``.
+
+    Returns
+    -------
+    int
+        The estimate in bytes.
+
+    Raises
+    ------
+    LimitError
+    """
+    parts = [p for p in parts if p.nbytes > 0]
+    total = sum(p.nbytes for p in parts)
+    if total > limit:
+        big = max(parts, key=lambda p: p.nbytes)
+        mostly = f"mostly for {big.what}" if len(parts) > 1 else f"for {big.what}"
+        share = f" ({fmt_bytes(big.nbytes)})" if len(parts) > 1 else ""
+        raise LimitError(f"{big.option} needs about {fmt_bytes(total)} of memory, {mostly}{share}; the limit "
+                         f"is {fmt_bytes(limit)} {limit_hint()}")
+    return total
+
+
+def layer_widths(cfg) -> list:
+    """``[D * in_repeat, *hidden, D * out_repeat]`` of a :class:`made_np.config.MADEConfig`."""
+    from .heads import head_class
+
+    in_repeat = cfg.classes if cfg.input_encoding == "onehot" else 1
+    out_repeat = head_class(cfg.head).outputs_per_variable(cfg.classes)
+    return [cfg.D * in_repeat, *cfg.hidden, cfg.D * out_repeat]
+
+
+def num_weights(cfg) -> int:
+    """Entries of the weight matrices (the masked ones included), direct connections too."""
+    w = layer_widths(cfg)
+    n = sum(a * b for a, b in zip(w[:-1], w[1:]))
+    return n + (w[0] * w[-1] if cfg.direct else 0)
+
+
+def num_params(cfg) -> int:
+    """Scalar parameters of the MADE of ``cfg``: weights and biases (exact, Python ints)."""
+    return num_weights(cfg) + sum(layer_widths(cfg)[1:])
+
+
+def itemsize(cfg) -> int:
+    return 8 if cfg.dtype == "float64" else 4
+
+
+def model_label(cfg, hidden_option: str = "--hidden") -> str:
+    """``--hidden 500,500 (D = 784, 2 classes)``: the option a model's size comes from."""
+    hidden = ",".join(str(h) for h in cfg.hidden) or "0"
+    return f"{hidden_option} {hidden} (D = {cfg.D}, {cfg.classes} classes)"
+
+
+def model_parts(cfg, *, label: str | None = None, optimizer: str | None = None) -> list:
+    """The parameters of a model and their copies: loaded (``optimizer=None``) or being trained."""
+    from .model import MASK_CACHE_BYTES
+
+    size = itemsize(cfg)
+    label = label or model_label(cfg)
+    P, W = num_params(cfg), num_weights(cfg)
+    if optimizer is None:
+        parts = [Part(label, "parameters, masks and gradients", P * size * MODEL_COPIES)]
+    else:
+        copies = MODEL_COPIES + TRAIN_EXTRA_COPIES.get(optimizer, 10)
+        words = OPTIMIZER_WORDS.get(optimizer, "optimiser state")
+        parts = [Part(label, f"parameters, gradients and {words}", P * size * copies)]
+    widths = layer_widths(cfg)
+    biggest = max(a * b for a, b in zip(widths[:-1], widths[1:]))
+    parts.append(Part(label, "the initial weights", biggest * 8))  # drawn in float64, then cast
+    if cfg.num_masks >= 1 and cfg.num_masks * W * size <= MASK_CACHE_BYTES:
+        parts.append(Part(label, "the mask cache", cfg.num_masks * W * size))
+    if cfg.input_encoding == "onehot":
+        parts.append(Part(label, "the one-hot table", cfg.classes**2 * size))
+    return parts
+
+
+def rows_parts(cfg, rows: int, option: str, what: str, factor: int = 3) -> list:
+    """Activations of ``rows`` examples through the network (forward, and backward when training)."""
+    widths = layer_widths(cfg)
+    per_row = sum(widths) * itemsize(cfg) * factor + cfg.D * (cfg.classes * itemsize(cfg) + 16)
+    return [Part(option, what, rows * per_row)]
+
+
+def data_parts(n_rows: int, D: int, option: str) -> list:
+    """A data split moved to the device and shuffled (uint8, two copies)."""
+    return [Part(option, "the training data", 2 * n_rows * D)]
+
+
+def sample_parts(cfg, n: int, option: str = "-n", *, png: bool = False, image_shape=None) -> list:
+    """Drawing ``n`` samples (noise, outputs, the sampler's activations), and a ``.png`` of them."""
+    D, widths = cfg.D, layer_widths(cfg)
+    parts = [Part(f"{option} {n}", "the samples, their noise and the sampler's activations",
+                  n * (D * 32 + sum(widths) * itemsize(cfg) * 2))]
+    if png:
+        parts += png_parts(n, D, image_shape, option)
+    return parts
+
+
+def png_grid_pixels(n: int, image_shape, ncols: int = 10) -> tuple:
+    """``(width, height)`` in pixels of :func:`made_np.plots.plot_sample_grid`'s figure of ``n`` images."""
+    h, w = image_shape
+    ncols = max(1, min(ncols, n))
+    grid_h, grid_w = -(-n // ncols) * (h + 1) - 1, ncols * (w + 1) - 1
+    width_px = 100 * min(12.0, max(2.0, 0.8 * ncols))  # plots: width in inches at 100 dpi
+    return int(width_px), int(width_px * grid_h / grid_w)
+
+
+def png_parts(n: int, D: int, image_shape, option: str = "-n") -> list:
+    """A ``.png`` of ``n`` samples: the mosaic (float64) and the rendered figure (:data:`FIGURE_BYTES_PER_PIXEL`)."""
+    if image_shape:
+        h, w = image_shape
+        width_px, height_px = png_grid_pixels(n, image_shape)
+        return [Part(f"{option} {n}", "the .png grid",
+                     n * (h + 1) * (w + 1) * 8 + width_px * min(height_px, 2**16) * FIGURE_BYTES_PER_PIXEL)]
+    return [Part(f"{option} {n}", "the .png figure", n * D * 8 * 4)]
+
+
+def check_png_count(n: int, image_shape, option: str = "-n") -> None:
+    """Refuse a ``.png`` of more samples than a figure can show: more than :data:`MAX_PNG_IMAGES`
+    images (:data:`MAX_PNG_POINTS` points of a scatter or heat-map), or a grid taller than the
+    2^16 pixels Agg can draw (tall, narrow images)."""
+    top = MAX_PNG_IMAGES if image_shape else MAX_PNG_POINTS
+    kind = "images in a .png grid" if image_shape else "samples in a .png figure"
+    fix = "write them to an .npy file instead (--out samples.npy)"
+    if n > top:
+        raise LimitError(f"{option} {n}: at most {top} {kind}; {fix}")
+    if image_shape and png_grid_pixels(n, image_shape)[1] > 60_000:
+        h, w = image_shape
+        raise LimitError(f"{option} {n}: a .png grid of {n} images of {h} x {w} pixels would be too tall to "
+                         f"draw; ask for fewer, or {fix}")
