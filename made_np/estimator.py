@@ -28,16 +28,11 @@ except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
                       "upgrade with: pip install -U scikit-learn") from exc
 
 from . import backend
-from .model import MADE, MADEConfig
+from .config import MADEConfig, TrainConfig
+from .model import MADE
+from .optim import OPTIMIZERS
 from .sampling import sample as _sample
-from .train import TrainConfig, fit as _fit
-
-#: Epochs when ``epochs=None``: the ``made-np train`` default for data other than digits.
-DEFAULT_EPOCHS = 50
-#: Learning rates when ``lr=None``: the ``made-np train`` defaults (``made_np.cli.DEFAULT_LR``).
-DEFAULT_LR = {"adam": 2e-3, "adagrad": 1e-2, "sgd": 1e-2}
-#: Learning-rate schedule: the ``made-np train`` default (annealed to 0 over ``epochs``).
-LR_SCHEDULE = "cosine"
+from .train import fit as _fit
 _SEED_HIGH = 2**31 - 1
 
 
@@ -61,27 +56,30 @@ class MADEDensity(BaseEstimator):
     ----------
     hidden : tuple of int, default=(500,)
         Widths of the hidden layers, e.g. ``(500,)`` or ``(500, 500)``.
-    num_masks : int, default=1
+    num_masks : int or None, default=None
         Size of the bank of masks cycled through in training (paper Algorithm 1):
-        1 is a single fixed mask, 0 means no limit (a fresh mask per update).
+        1 is a single fixed mask, 0 means no limit (a fresh mask per update);
+        ``None``: the library's recipe (:func:`made_np.config.default_num_masks`: a bank
+        of 32 for fewer than 10,000 training rows, else 1), as ``made-np train``.
         With more than one mask, :meth:`score_samples` and :meth:`sample` use the
         mixture over ``eval_masks`` masks (paper Sec. 4.2).
     order_agnostic : bool, default=True
         Masks beyond mask 0 draw a new ordering of the variables (paper Sec. 4.1).
     connectivity_agnostic : bool, default=True
         Masks beyond mask 0 draw new hidden degrees (paper Sec. 4.2).
-    direct : bool, default=True
-        Direct input-to-output connections (paper eq. 11). Note that the
-        ``made-np train`` command defaults to none.
+    direct : bool or None, default=None
+        Direct input-to-output connections (paper eq. 11); ``None``: the recipe's (on).
     ordering : {"natural", "random"}, default="natural"
         Ordering of the variables in mask 0.
     epochs : int or None, default=None
-        Most passes over the training set; ``None``: 50 (``made-np train``'s
-        default). The learning rate follows a cosine schedule down to 0 over them.
+        Most passes over the training set; ``None``: the recipe's budget of about
+        25,000 updates (:func:`made_np.config.budget_epochs`), as ``made-np train``.
+        The learning rate follows a cosine schedule down to 0 over them, and early
+        stopping usually ends training sooner.
     batch_size : int, default=100
         Examples per minibatch.
     lr : float or None, default=None
-        Base learning rate; ``None``: 2e-3 for adam, 1e-2 for adagrad and sgd.
+        Base learning rate; ``None``: the recipe's (2e-3 for adam, 1e-2 for adagrad and sgd).
     optimizer : {"adam", "adagrad", "sgd"}, default="adam"
     patience : int, default=30
         Early stopping: stop after this many epochs without a better validation
@@ -129,8 +127,8 @@ class MADEDensity(BaseEstimator):
     (5, 8)
     """
 
-    def __init__(self, hidden=(500,), num_masks=1, order_agnostic=True, connectivity_agnostic=True,
-                 direct=True, ordering="natural", epochs=None, batch_size=100, lr=None,
+    def __init__(self, hidden=(500,), num_masks=None, order_agnostic=True, connectivity_agnostic=True,
+                 direct=None, ordering="natural", epochs=None, batch_size=100, lr=None,
                  optimizer="adam", patience=30, validation_fraction=0.1, eval_masks=None,
                  random_state=None):
         self.hidden = hidden
@@ -236,28 +234,25 @@ class MADEDensity(BaseEstimator):
         X = self._check_X(X, reset=True)
         model_seed, train_seed, split_seed = _seeds(self.random_state, 3)
         classes = max(2, int(X.max()) + 1)
-        binary = classes == 2
         hidden = (self.hidden,) if isinstance(self.hidden, (int, np.integer)) else tuple(self.hidden)
-        mcfg = MADEConfig(
-            D=X.shape[1], hidden=hidden, classes=classes,
-            head="bernoulli" if binary else "categorical",
-            input_encoding="binary" if binary else "onehot",
-            ordering=self.ordering, num_masks=int(self.num_masks),
-            order_agnostic=bool(self.order_agnostic), connectivity_agnostic=bool(self.connectivity_agnostic),
-            direct=bool(self.direct), seed=model_seed,
-        )
-        if self.optimizer not in DEFAULT_LR:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(DEFAULT_LR)}")
-        epochs = DEFAULT_EPOCHS if self.epochs is None else int(self.epochs)
-        cfg = TrainConfig(
-            epochs=epochs, batch_size=int(self.batch_size), optimizer=self.optimizer,
-            lr=DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr),
-            patience=int(self.patience), valid_masks=self.eval_masks, eval_masks=self.eval_masks,
-            lr_schedule=LR_SCHEDULE, seed=train_seed,
-        )
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         train, valid = self._split(X, split_seed)
+        data = types.SimpleNamespace(train=train, valid=valid, name=None, D=X.shape[1], classes=classes)
+        # the library's recipe, as made-np train applies it; None leaves a choice to the recipe
+        mcfg = MADEConfig.for_data(
+            data, hidden=hidden, ordering=self.ordering,
+            num_masks=None if self.num_masks is None else int(self.num_masks),
+            order_agnostic=bool(self.order_agnostic), connectivity_agnostic=bool(self.connectivity_agnostic),
+            direct=None if self.direct is None else bool(self.direct), seed=model_seed,
+        )
+        cfg = TrainConfig.for_data(
+            data, epochs=None if self.epochs is None else int(self.epochs), batch_size=int(self.batch_size),
+            optimizer=self.optimizer, lr=None if self.lr is None else float(self.lr),
+            patience=int(self.patience), valid_masks=self.eval_masks, eval_masks=self.eval_masks, seed=train_seed,
+        )
         model = MADE(mcfg, backend.get_xp("cpu"))
-        history = _fit(model, types.SimpleNamespace(train=train, valid=valid, name=None), cfg)
+        history = _fit(model, data, cfg)
         self.n_classes_ = classes
         self.model_ = model
         self.history_ = history

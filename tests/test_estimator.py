@@ -45,7 +45,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from made_np.estimator import DEFAULT_EPOCHS, MADEDensity
+from made_np.estimator import MADEDensity
 from made_np.model import MADE
 
 #: Checks of ``parametrize_with_checks`` expected to fail, with the reason (none: see the module docstring).
@@ -71,7 +71,7 @@ def categorical():
 
 @pytest.fixture(scope="module")
 def fitted(digits):
-    return MADEDensity(**SMALL, random_state=0).fit(digits)
+    return MADEDensity(**SMALL, num_masks=1, random_state=0).fit(digits)
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +118,12 @@ def test_fit_is_quiet(digits, capsys):
     assert out.out == "" and out.err == ""
 
 
-def test_default_epochs_and_lr():
+def test_defaults_come_from_the_library_recipe(digits):
     est = MADEDensity()
-    assert est.epochs is None and est.lr is None  # __init__ stores, fit resolves
-    assert DEFAULT_EPOCHS == 50
+    assert est.epochs is None and est.lr is None and est.num_masks is None and est.direct is None  # fit resolves
+    fitted = MADEDensity(hidden=(8,), random_state=0, epochs=1).fit(digits[:300])
+    cfg = fitted.model_.config
+    assert cfg.num_masks == 32 and cfg.direct  # the recipe's choice for a small data set, as made-np train
 
 
 def test_validation_fraction_zero_and_invalid(digits):
