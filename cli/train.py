@@ -17,7 +17,7 @@ from made_np.checkpoint import (CHECKPOINT_NAME, RESULTS_NAME, CheckpointError, 
                                 resolve_checkpoint_path, run_lock, update_checkpoint_meta, write_json)
 from made_np.config import (DEFAULT_DIRECT, ENCODINGS, ENGINES, EPOCHS_RANGE, LR_SCHEDULES, MAX_COUNT, MAX_EPOCHS,
                             MAX_EVAL_MASKS, MAX_LAYERS, MAX_NUM_MASKS, MAX_WIDTH, SMALL_DATA_MASKS, SMALL_DATA_ROWS,
-                            UPDATES_BUDGET, MADEConfig, TrainConfig)
+                            UPDATES_BUDGET, PRESETS, MADEConfig, TrainConfig)
 from made_np.fast.threads import parse_threads
 from made_np.layers import ACTIVATIONS
 from made_np.masks import DEGREE_RULES, ORDERINGS
@@ -168,6 +168,9 @@ def _progress(epoch: int, n_batches: int):
 @click.option("--lr-step", type=click.IntRange(1, MAX_EPOCHS), default=TrainConfig.lr_step,
               show_default=True,
               help="Epochs between halvings of the step schedule.")
+@click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None, show_default="the recipe alone",
+              help="A named protocol under the options given: paper = the MADE paper's (Adagrad at a constant "
+                   "lr 0.01, batch 100, look-ahead 30 epochs, at most 1000 epochs, direct connections).")
 @click.option("--engine", type=click.Choice(ENGINES), default=TrainConfig.engine, show_default=True,
               help="fast (block-sparse single-mask form, fused kernels, thread pool) or reference "
                    "(the plain MADE and textbook optimisers); the same numbers up to rounding.")
@@ -262,14 +265,16 @@ def _new_run(ctx, o, where) -> None:
             _refuse_existing_run(run_dir)
         xp = backend.get_xp(o["device"])
         ds = data_mod.load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"])
+        _leave_to_preset(ctx, o)
         with user_values():
             mcfg = MADEConfig.for_data(
                 ds, hidden=parse_hidden(o["hidden"]), input_encoding=o["input_encoding"], ordering=o["ordering"],
                 degrees=o["degrees"], num_masks=parse_num_masks(o["num_masks"]),
                 order_agnostic=o["order_agnostic"], connectivity_agnostic=o["connectivity_agnostic"],
-                direct=o["direct_connections"], activation=o["activation"], seed=o["seed"], dtype=o["dtype"])
+                direct=o["direct_connections"], activation=o["activation"], seed=o["seed"], dtype=o["dtype"],
+                preset=o["preset"])
             cfg = TrainConfig.for_data(
-                ds, epochs=o["epochs"], batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"],
+                ds, preset=o["preset"], epochs=o["epochs"], batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"],
                 weight_decay=o["weight_decay"], patience=o["patience"], resample_every=o["resample_every"],
                 valid_masks=o["valid_masks"], eval_masks=o["eval_masks"], lr_schedule=o["lr_schedule"],
                 lr_step=o["lr_step"], seed=o["seed"], engine=o["engine"])
@@ -303,6 +308,17 @@ def _refuse_existing_run(run_dir: Path) -> None:
     if (run_dir / CHECKPOINT_NAME).exists():
         raise UserError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): continue it with "
                         f"--resume {run_dir} or choose another --out")
+
+
+def _leave_to_preset(ctx, o) -> None:
+    """Options a preset sets take the preset's value unless they were given on the command line."""
+    if not o["preset"]:
+        return
+    model_keys, train_keys = PRESETS[o["preset"]]
+    for key in [*model_keys, *train_keys]:
+        name = {"direct": "direct_connections"}.get(key, key)
+        if ctx.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
+            o[name] = None
 
 
 def _resume(ctx, o, where) -> None:

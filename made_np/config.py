@@ -70,8 +70,27 @@ DEFAULT_EPOCHS_OTHER = 50
 #: on a large one a single mask trains faster to a better NLL (docs/experiments.md, "Defaults").
 SMALL_DATA_ROWS = 10_000
 SMALL_DATA_MASKS = 32
-#: Direct input-to-output connections (paper eq. 11): on by default, as in every run of the paper.
+#: Direct input-to-output connections (paper eq. 11): on by default, as in every run of the paper
+#: (binarized MNIST 1x500, 50 epochs: 91.66 test nats with them, 94.07 without).
 DEFAULT_DIRECT = True
+#: Named protocols: ``(model settings, training settings)`` applied over the recipe, under the
+#: settings given explicitly. ``paper``: the MADE paper's protocol (Sec. 6.1): Adagrad at a
+#: constant learning rate 0.01 (eps 1e-6), minibatches of 100, early stopping with a look-ahead of
+#: 30 epochs (at most 1000 epochs), direct connections; the mask settings are the ones given (else
+#: the recipe's).
+PRESETS = {
+    "paper": ({"direct": True},
+              {"optimizer": "adagrad", "lr": 1e-2, "lr_schedule": "constant", "batch_size": 100,
+               "patience": 30, "epochs": 1000}),
+}
+
+
+def _preset(name, part: int) -> dict:
+    if name is None:
+        return {}
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return dict(PRESETS[name][part])
 #: Model defaults by data set name. On the 2-D table a bank of 32 masks over scaled
 #: inputs smooths the conditionals enough to reach KL(p_true || p_model) = 0.016 nats;
 #: one-hot inputs reach 0.021 at best (docs/two_d.md).
@@ -310,7 +329,7 @@ class MADEConfig(StrictConfig):
             raise ValueError(f"unsupported dtype {self.dtype!r}: choose one of {', '.join(backend.DTYPES)}")
 
     @classmethod
-    def for_data(cls, dataset, **overrides) -> "MADEConfig":
+    def for_data(cls, dataset, preset: str | None = None, **overrides) -> "MADEConfig":
         """The configuration a data set implies, with ``overrides`` on top.
 
         Fills ``D``, ``classes``, ``head`` (:func:`made_np.heads.default_head`),
@@ -318,18 +337,20 @@ class MADEConfig(StrictConfig):
         (:data:`DEFAULT_DIRECT`) and the size of the mask bank (:func:`default_num_masks`)
         from ``dataset`` (anything with ``D``, ``classes``, ``name`` and ``train``, e.g.
         :class:`made_np.data.Dataset`), then the data set's entry of
-        :data:`DATASET_DEFAULTS`, then ``overrides`` (``None`` values are left to the recipe).
+        :data:`DATASET_DEFAULTS`, then the ``preset`` (:data:`PRESETS`), then ``overrides``
+        (``None`` values are left to the recipe).
 
         Raises
         ------
         ValueError
-            An invalid field or an unknown override.
+            An invalid field, an unknown override or an unknown preset.
         """
         values = {"D": int(dataset.D), "classes": int(dataset.classes),
                   "head": default_head(int(dataset.classes)),
                   "input_encoding": default_encoding(int(dataset.classes)),
                   "direct": DEFAULT_DIRECT, "num_masks": default_num_masks(dataset)}
         values.update(DATASET_DEFAULTS.get(getattr(dataset, "name", None), {}))
+        values.update(_preset(preset, 0))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values)
 
@@ -457,16 +478,18 @@ class TrainConfig(StrictConfig):
         return asdict(self)
 
     @classmethod
-    def for_data(cls, dataset, **overrides) -> "TrainConfig":
-        """The recipe's training configuration for ``dataset``, with ``overrides`` on top
-        (``None`` values are left to the recipe); see :meth:`resolved`.
+    def for_data(cls, dataset, preset: str | None = None, **overrides) -> "TrainConfig":
+        """The recipe's training configuration for ``dataset``: the ``preset`` (:data:`PRESETS`)
+        if any, then ``overrides`` on top (``None`` values are left to the recipe); see :meth:`resolved`.
 
         Raises
         ------
         ValueError
-            An invalid field or an unknown override.
+            An invalid field, an unknown override or an unknown preset.
         """
-        return cls.from_dict({k: v for k, v in overrides.items() if v is not None}).resolved(dataset)
+        values = _preset(preset, 1)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(values).resolved(dataset)
 
     def resolved(self, dataset=None) -> "TrainConfig":
         """A copy with the defaults left open filled in from the recipe.

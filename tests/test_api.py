@@ -60,3 +60,21 @@ def test_cli_and_python_give_the_same_run(tmp_path):
     assert info["dataset"]["spec"] == "digits" and info["dataset"]["image_shape"] == [8, 8]
     samples = made_np.sample(loaded, 5, seed=1)
     assert samples.shape == (5, 64) and samples.dtype == np.uint8
+
+
+def test_paper_preset_under_the_options_given(tmp_path):
+    ds = made_np.load_dataset("digits")
+    cfg = made_np.TrainConfig.for_data(ds, preset="paper")
+    assert (cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.batch_size, cfg.patience, cfg.epochs) == \
+        ("adagrad", 1e-2, "constant", 100, 30, 1000)
+    assert made_np.MADEConfig.for_data(ds, preset="paper", num_masks=1).direct
+    assert made_np.TrainConfig.for_data(ds, preset="paper", patience=5).patience == 5  # given settings win
+    result = CliRunner().invoke(cli, ["train", "--preset", "paper", "--hidden", "20", "--epochs", "2", "-q",
+                                      "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    model, info = made_np.load_checkpoint(tmp_path / "p")
+    tc = info["train_config"]
+    assert (tc.optimizer, tc.lr, tc.lr_schedule, tc.patience, tc.epochs) == ("adagrad", 1e-2, "constant", 30, 2)
+    assert model.config.direct
+    bad = CliRunner().invoke(cli, ["train", "--preset", "nope"])
+    assert bad.exit_code == 2 and "--preset" in bad.output
