@@ -47,6 +47,9 @@ SETTINGS = {
     "R-1mask": ({"direct": True, "num_masks": 1}, {"epochs": "budget"}),
     "R-inf": ({"direct": True, "num_masks": 0}, {"epochs": "budget", "eval_masks": 128}),
     "R-k32-2d": ({"direct": True}, {"epochs": "budget"}),   # the 2d model defaults (2x100, scaled, 32 masks) + direct
+    # the paper's protocol (--preset paper), one mask and the recipe's bank
+    "paper-1mask": ({"num_masks": 1, "preset": "paper"}, {"preset": "paper"}),
+    "paper": ({"preset": "paper"}, {"preset": "paper"}),
 }
 
 
