@@ -45,6 +45,7 @@ SETTINGS = {
     # candidate recipes: a budget of about 25,000 updates (50..1000 epochs), early stopping
     "R-k32": ({"direct": True, "num_masks": 32}, {"epochs": "budget"}),
     "R-1mask": ({"direct": True, "num_masks": 1}, {"epochs": "budget"}),
+    "R-k16": ({"direct": True, "num_masks": 16}, {"epochs": "budget"}),
     "R-inf": ({"direct": True, "num_masks": 0}, {"epochs": "budget", "eval_masks": 128}),
     "R-k32-2d": ({"direct": True}, {"epochs": "budget"}),   # the 2d model defaults (2x100, scaled, 32 masks) + direct
     # the paper's protocol (--preset paper), one mask and the recipe's bank

@@ -60,7 +60,7 @@ class MADEDensity(BaseEstimator):
         Size of the bank of masks cycled through in training (paper Algorithm 1):
         1 is a single fixed mask, 0 means no limit (a fresh mask per update);
         ``None``: the library's recipe (:func:`made_np.config.default_num_masks`: a bank
-        of 32 for fewer than 10,000 training rows, else 1), as ``made-np train``.
+        of 16 for fewer than 10,000 training rows, else 1), as ``made-np train``.
         With more than one mask, :meth:`score_samples` and :meth:`sample` use the
         mixture over ``eval_masks`` masks (paper Sec. 4.2).
     order_agnostic : bool, default=True

@@ -31,7 +31,7 @@ def test_for_data_fills_what_the_data_implies():
     ds = made_np.load_dataset("digits")
     cfg = made_np.MADEConfig.for_data(ds, hidden=(32,))
     assert (cfg.D, cfg.classes, cfg.head, cfg.input_encoding, cfg.hidden) == (64, 2, "bernoulli", "binary", (32,))
-    assert cfg.direct and cfg.num_masks == 32  # 1297 rows: a small data set gets a bank
+    assert cfg.direct and cfg.num_masks == 16  # 1297 rows: a small data set gets a bank
     assert made_np.MADEConfig.for_data(ds, num_masks=1, direct=False).num_masks == 1  # overrides win
     tcfg = made_np.TrainConfig.for_data(ds)
     # about 25,000 updates: 13 minibatches an epoch -> the 1000-epoch cap (early stopping ends sooner)
@@ -50,7 +50,7 @@ def test_cli_and_python_give_the_same_run(tmp_path):
     ds = made_np.load_dataset("digits")
     model = made_np.MADE(made_np.MADEConfig.for_data(ds, hidden=(40,)))
     made_np.fit(model, ds, made_np.TrainConfig(epochs=3), out_dir=tmp_path / "py")
-    assert model.config.num_masks == 32 and model.config.direct  # the recipe, as the CLI chose it
+    assert model.config.num_masks == 16 and model.config.direct  # the recipe, as the CLI chose it
     assert made_np.evaluate(model, ds.test, ensemble=False)["nll"] == cli_nll
     # a checkpoint written from Python is one the command line reads
     result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "py"), "--json"])

@@ -123,7 +123,7 @@ def test_defaults_come_from_the_library_recipe(digits):
     assert est.epochs is None and est.lr is None and est.num_masks is None and est.direct is None  # fit resolves
     fitted = MADEDensity(hidden=(8,), random_state=0, epochs=1).fit(digits[:300])
     cfg = fitted.model_.config
-    assert cfg.num_masks == 32 and cfg.direct  # the recipe's choice for a small data set, as made-np train
+    assert cfg.num_masks == 16 and cfg.direct  # the recipe's choice for a small data set, as made-np train
 
 
 def test_validation_fraction_zero_and_invalid(digits):
