@@ -19,6 +19,8 @@ from .masks import DEGREE_RULES, ORDERINGS
 from .optim import OPTIMIZERS
 
 ENCODINGS = ("binary", "onehot", "raw", "scaled")
+#: How a context (conditioning) vector enters: ``onehot`` class labels 0..context-1, or ``raw`` features.
+CONTEXT_ENCODINGS = ("onehot", "raw")
 LR_SCHEDULES = ("constant", "step", "cosine")
 #: Training engines: ``fast`` (made_np.fast: block-sparse single-mask form, fused head,
 #: in-place optimisers, thread pool) and ``reference`` (the plain MADE and textbook optimisers).
@@ -102,6 +104,13 @@ class MADEConfig(StrictConfig):
     seed : int
         Seed of the initial weights and of the mask bank.
     dtype : {"float32", "float64"}
+    context : int, default 0
+        Width of the context (conditioning) vector ``y`` of ``p(x | y)``; 0: an unconditional
+        model. It enters as inputs of degree 0 (docs/math.md, "Context inputs"): an unmasked
+        block ``U1`` into the first hidden layer and an unmasked block ``UV`` into the logits.
+    context_encoding : {"onehot", "raw"}, default "onehot"
+        ``onehot``: the context is a class label in 0..context-1, one-hot encoded (``context``
+        is the number of classes); ``raw``: a float vector of width ``context``, used as it is.
     """
 
     D: int
@@ -119,6 +128,8 @@ class MADEConfig(StrictConfig):
     activation: str = "relu"
     seed: int = 0
     dtype: str = "float32"
+    context: int = 0
+    context_encoding: str = "onehot"
 
     _kind = "model"
 
@@ -146,6 +157,9 @@ class MADEConfig(StrictConfig):
             (self.num_masks >= 0, f"num_masks must be >= 0 (0 = no limit), got {self.num_masks}"),
             (self.activation in ACTIVATIONS,
              f"unknown activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}"),
+            (self.context >= 0, f"context width must be >= 0 (0: no context), got {self.context}"),
+            (self.context_encoding in CONTEXT_ENCODINGS,
+             f"unknown context encoding {self.context_encoding!r}: choose one of {', '.join(CONTEXT_ENCODINGS)}"),
         ]
         self._raise_first(checks)
         backend.resolve_dtype(self.dtype)
@@ -156,8 +170,9 @@ class MADEConfig(StrictConfig):
 
         Fills ``D``, ``classes``, ``head`` (:func:`made_np.heads.default_head`) and
         ``input_encoding`` (:func:`default_encoding`) from ``dataset`` (anything with
-        ``D``, ``classes`` and ``name``, e.g. :class:`made_np.data.Dataset`), then the
-        data set's entry of :data:`DATASET_DEFAULTS`, then ``overrides``.
+        ``D``, ``classes`` and ``name``, e.g. :class:`made_np.data.Dataset`), and
+        ``context``/``context_encoding`` when it carries a context (``context_width > 0``),
+        then the data set's entry of :data:`DATASET_DEFAULTS`, then ``overrides``.
 
         Raises
         ------
@@ -167,6 +182,9 @@ class MADEConfig(StrictConfig):
         values = {"D": int(dataset.D), "classes": int(dataset.classes),
                   "head": default_head(int(dataset.classes)),
                   "input_encoding": default_encoding(int(dataset.classes))}
+        if int(getattr(dataset, "context_width", 0) or 0) > 0:
+            values["context"] = int(dataset.context_width)
+            values["context_encoding"] = dataset.context_encoding
         values.update(DATASET_DEFAULTS.get(getattr(dataset, "name", None), {}))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values)
