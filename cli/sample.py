@@ -9,7 +9,7 @@ import numpy as np
 from made_np import backend, sampling
 
 from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, UserError, dataset_path_option, device_option,
-                     image_shape_of, load_model, load_split, user_values)
+                     image_shape_of, load_model, load_split, parse_context, user_values)
 
 
 @click.command()
@@ -24,11 +24,17 @@ from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, UserError, datas
 @click.option("--mixture", type=int, default=0, show_default="0: the single mask --mask-index",
               help="Sample from the mixture of masks 0..K-1 (the ensemble that evaluate scores): "
                    "each sample draws its mask uniformly.")
+@click.option("--context", "context", default=None,
+              show_default="a class-conditional model: labels spread over the classes, a row per class",
+              help="For a model trained with --context: a class label (e.g. 3) for every sample, or a .npy "
+                   "of labels (n,) or rows (n, C), one per sample (then -n defaults to n).")
 @device_option
-def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, device):
+@click.pass_context
+def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture, context, device):
     """Draw samples from CHECKPOINT by ancestral sampling in the mask's ordering.
 
-    With an unfinished run, its best weights so far are used.
+    With an unfinished run, its best weights so far are used. A conditional model
+    draws from p(x | y) for the --context given.
     """
     out = Path(out)
     if out.suffix.lower() not in (".png", ".npy"):
@@ -38,10 +44,12 @@ def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, devi
     if mixture < 0:
         raise UserError(f"--mixture: expected 0 (off) or a number of masks, got {mixture}")
     model, info = load_model(checkpoint, device)
+    given_n = ctx.get_parameter_source("num_samples") == click.core.ParameterSource.COMMANDLINE
+    y, num_samples = parse_context(model, context, num_samples, given_n)
     with user_values():
         model.set_mask(mask_index)
         masks = list(range(mixture)) if mixture else None
-        x = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=method, masks=masks))
+        x = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=method, masks=masks, context=y))
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npy":
         np.save(out, x)
@@ -50,7 +58,9 @@ def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, devi
 
         plots.plot_sample_grid(x, image_shape_of(info), out)
     which = f"mixture of masks 0..{mixture - 1}" if mixture else f"mask {mask_index}"
-    click.echo(f"wrote {num_samples} samples ({method}, {which}, seed {seed}) to {out}")
+    given = f", context {context}" if context is not None else (", labels spread over the classes"
+                                                              if model.config.context else "")
+    click.echo(f"wrote {num_samples} samples ({method}, {which}, seed {seed}{given}) to {out}")
 
 
 @click.command()

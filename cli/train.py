@@ -74,6 +74,10 @@ def _progress(epoch: int, n_batches: int):
 @dataset_path_option
 @click.option("--data-seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the digits shuffle, the .npy split and the 2d samples (fixes the test set).")
+@click.option("--context", type=click.Choice(data_mod.CONTEXT_SOURCES), default="none", show_default=True,
+              help="Condition on a context per example, p(x | y): labels (the digit classes, one-hot) or "
+                   "file (the train_context/valid_context/test_context keys of an .npz: (N,) labels or "
+                   "(N, C) float rows).")
 @click.option("--hidden", default=None, show_default="500; 100,100 for 2d",
               help="Hidden widths, comma-separated (500,500 for two layers; 0 or '' for none).")
 @click.option("--ordering", type=click.Choice(ORDERINGS), default="natural", show_default=True,
@@ -151,7 +155,7 @@ def train(ctx, **o):
         _resume(ctx, o)
         return
     xp = backend.get_xp(o["device"])
-    ds = data_mod.load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"])
+    ds = data_mod.load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"])
     with user_values():
         mcfg = MADEConfig.for_data(
             ds, hidden=parse_hidden(o["hidden"]), input_encoding=o["input_encoding"], ordering=o["ordering"],
@@ -171,6 +175,7 @@ def train(ctx, **o):
         "seed": o["data_seed"], "name": ds.name, "D": ds.D, "classes": ds.classes,
         "image_shape": list(ds.image_shape) if ds.image_shape else None,
         "sizes": [int(ds.train.shape[0]), int(ds.valid.shape[0]), int(ds.test.shape[0])],
+        "context": o["context"],
     }
     run_dir = Path(o["out"]) if o["out"] else Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (run_dir / CHECKPOINT_NAME).exists():
@@ -181,7 +186,8 @@ def train(ctx, **o):
     if not quiet:
         masks = {0: "no limit", 1: "1 (fixed)"}.get(mcfg.num_masks, str(mcfg.num_masks))
         click.echo(f"data {ds.name}: D = {ds.D}, {ds.classes} classes, train/valid/test "
-                   f"{ds.train.shape[0]}/{ds.valid.shape[0]}/{ds.test.shape[0]}")
+                   f"{ds.train.shape[0]}/{ds.valid.shape[0]}/{ds.test.shape[0]}"
+                   + (f", context {o['context']} ({ds.context_width}, {ds.context_encoding})" if ds.context_width else ""))
         click.echo(f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
                    f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g}, "
                    f"{cfg.engine} engine, device {backend.device_of(xp)}; writing {run_dir}")
@@ -251,7 +257,7 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
                   "callback": "stopped"}[history["stop_reason"]]
         click.echo(f"done in {seconds:.1f} s ({reason}); best valid NLL {history['best_valid_nll']:.4f} "
                    f"at epoch {history['best_epoch']}, weights restored")
-    res = evaluate_both(model, ds.test, cfg.eval_masks, cfg.eval_batch_size)
+    res = evaluate_both(model, ds.test, cfg.eval_masks, cfg.eval_batch_size, context=ds.context_of("test"))
     echo_results(res, "test")
     results = {"split": "test", **res, "train_seconds": seconds,
                "best_epoch": history["best_epoch"], "best_valid_nll": history["best_valid_nll"]}
@@ -263,7 +269,11 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
 
     plots.plot_loss_curves(history["rows"], run_dir / "loss.png")
     n = 100 if ds.image_shape else 1000
-    samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, method=DEFAULT_SAMPLING_METHOD))
+    y = None  # a conditional model: labels spread over the classes (a row per class), or test contexts
+    if model.config.context:
+        y = (sampling.balanced_labels(n, model.config.context) if model.config.context_encoding == "onehot"
+             else ds.test_context[[i % len(ds.test_context) for i in range(n)]])
+    samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, method=DEFAULT_SAMPLING_METHOD, context=y))
     plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png")
     if not quiet:
         click.echo(f"wrote {ckpt}, metrics.csv, loss.png, samples.png, results.json in {run_dir}")

@@ -421,6 +421,35 @@ def _read_npy_stream(fp, where: str, available: int) -> np.ndarray:
             ) from None
 
 
+def read_array(path, what: str = "array") -> np.ndarray:
+    """Read one array from a ``.npy`` file with the checks of :func:`load_dataset`.
+
+    Only regular files are opened, the header is checked before any data is read, and
+    pickled objects are refused. ``what`` names the array in error messages (e.g. an option).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    DataError
+        Missing file, not a regular file, not an .npy, or unreadable (one line).
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"{what} {p}: no such file")
+    _require_regular(p)
+    try:
+        with open(p, "rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise DataError(f"{what} {p}: cannot read ({_one_line(exc)})") from None
+    if magic != b"\x93NUMPY":
+        raise DataError(f"{what} {p}: not an .npy file (save it with numpy.save)")
+    return _read_npy(p)
+
+
 def _read_npy(file: Path) -> np.ndarray:
     """Read a standalone ``.npy`` file (regular files only, header checked first)."""
     st = _require_regular(file)
