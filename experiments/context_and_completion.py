@@ -125,14 +125,14 @@ def mnist(args) -> dict:
 
     run = Path(args.run) if args.run else Path(args.out) / "mnist-oa-1x500"
     path = ["--dataset-path", args.dataset_path] if args.dataset_path else []
-    if not finished(run):
+    if not finished(run) and not args.no_train:
         resume = (run / "model.npz").is_file()
         if resume:
             made_np("train", "--resume", run, *path)
         else:
             made_np("train", "--dataset", "binarized-mnist", *path, "--num-masks", "inf", "--hidden", 500,
                     "--epochs", args.epochs, "--eval-masks", 16, "--out", run, "-q")
-    model, info = load_checkpoint(run, "cpu")
+    model, info = load_checkpoint(run, "cpu", best=True)
     ds = load_dataset("binarized-mnist", path=args.dataset_path)
     x = ds.test[:args.n_test] if args.n_test else ds.test
     N, K = x.shape[0], args.masks
@@ -204,6 +204,8 @@ def main(argv=None):
     p.add_argument("--masks", type=int, default=16, help="mnist: observed-first masks.")
     p.add_argument("--n-test", type=int, default=0, help="mnist: first test images only (0: all 10,000).")
     p.add_argument("--dataset-path", default=None, help="mnist: binarized_mnist.npz (or its folder).")
+    p.add_argument("--no-train", action="store_true",
+                   help="mnist: score the run's checkpoint as it is (its best weights so far), even unfinished.")
     args = p.parse_args(argv)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     FIGURES.mkdir(parents=True, exist_ok=True)
