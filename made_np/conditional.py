@@ -240,23 +240,42 @@ def _inputs(model, x, observed):
     return xd, obs, patterns, inverse.reshape(-1)
 
 
-def _group_log_probs(model, xd, obs, patterns, inverse, handles, batch_size, y=None):
+def _groups(model, patterns, inverse, masks: int, seed: int):
+    """``(row, rows, handles)`` per observed pattern: the pattern, its rows (host indices) and its
+    masks, built when the pattern is reached (one pattern's K masks in memory at a time, however
+    many patterns there are). Raises ValueError as :func:`_mask_handles`."""
+    for g, row in enumerate(patterns):
+        yield row, np.flatnonzero(inverse == g), _mask_handles(model, row, masks, seed)
+
+
+def _pattern_log_probs(model, xg, row, handles, batch_size, yg=None):
+    """(m, K) device arrays ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` of the rows ``xg`` of one pattern."""
+    xp = model.xp
+    o = xp.asarray(row)
+    log_po = xp.zeros((xg.shape[0], len(handles)), dtype=xp.float64)
+    log_pm = xp.zeros_like(log_po)
+    for k, h in enumerate(handles):
+        _activate(model, h)
+        lp = variable_log_probs(model, xg, batch_size, yg)
+        log_po[:, k] = xp.where(o, lp, 0.0).sum(axis=1)
+        log_pm[:, k] = xp.where(o, 0.0, lp).sum(axis=1)
+    return log_po, log_pm
+
+
+def _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y=None):
     """(N, K) device arrays ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` for rows grouped by pattern."""
     xp = model.xp
-    K = len(handles[0]) if handles else 1
-    log_po = xp.zeros((obs.shape[0], K), dtype=xp.float64)
-    log_pm = xp.zeros((obs.shape[0], K), dtype=xp.float64)
+    log_po = log_pm = None
     with _KeepMask(model):
-        for g, row in enumerate(patterns):
-            rows = xp.asarray(np.flatnonzero(inverse == g))
-            o = xp.asarray(row)
-            xg = xd[rows]
-            yg = None if y is None else y[rows]
-            for k, h in enumerate(handles[g]):
-                _activate(model, h)
-                lp = variable_log_probs(model, xg, batch_size, yg)
-                log_po[rows, k] = xp.where(o, lp, 0.0).sum(axis=1)
-                log_pm[rows, k] = xp.where(o, 0.0, lp).sum(axis=1)
+        for row, rows, handles in _groups(model, patterns, inverse, masks, seed):
+            if log_po is None:  # every pattern has the same number of masks
+                log_po = xp.zeros((obs.shape[0], len(handles)), dtype=xp.float64)
+                log_pm = xp.zeros_like(log_po)
+            r = xp.asarray(rows)
+            po, pm = _pattern_log_probs(model, xd[r], row, handles, batch_size, None if y is None else y[r])
+            log_po[r], log_pm[r] = po, pm
+    if log_po is None:
+        log_po = log_pm = xp.zeros((0, 1), dtype=xp.float64)
     return log_po, log_pm
 
 
@@ -293,8 +312,7 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
     """
     xd, obs, patterns, inverse = _inputs(model, x, observed)
     y = model.encode_context(context, obs.shape[0])
-    handles = [_mask_handles(model, row, masks, seed) for row in patterns]
-    return _group_log_probs(model, xd, obs, patterns, inverse, handles, batch_size, y)
+    return _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y)
 
 
 def _logsumexp(xp, a):
@@ -427,25 +445,26 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     xd, obs, patterns, inverse = _inputs(model, x, observed)
     N = obs.shape[0]
     y = model.encode_context(context, N)
-    handles = [_mask_handles(model, row, masks, seed) for row in patterns]
-    log_po, _ = _group_log_probs(model, xd, obs, patterns, inverse, handles, batch_size, y)
-    K = log_po.shape[1]
-    log_px_o = _logsumexp(xp, log_po) - math.log(K)
-    # choice of mask per (row, completion) on the host: inverse CDF of w
-    lp = backend.to_host(log_po)
-    rng = backend.host_rng(seed, 1)
+    rng = backend.host_rng(seed, 1)  # drawn on the host, for every row, before any pattern
     u_mask = rng.random((N, n))
     noise = rng.random((N, n, D))
-    w = np.exp(lp - lp.max(axis=1, keepdims=True))
-    cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
-    choice = np.minimum((cdf[:, None, :] <= u_mask[:, :, None]).sum(axis=2), K - 1)
     out = xp.repeat(xd[:, None, :], n, axis=1)  # (N, n, D)
+    log_px_o = xp.zeros(N, dtype=xp.float64)
     with _KeepMask(model):
-        for g, row in enumerate(patterns):
-            rows = np.flatnonzero(inverse == g)
+        for row, rows, handles in _groups(model, patterns, inverse, masks, seed):
+            r = xp.asarray(rows)
+            yr = None if y is None else y[r]
+            log_po, _ = _pattern_log_probs(model, xd[r], row, handles, batch_size, yr)
+            K = log_po.shape[1]
+            log_px_o[r] = _logsumexp(xp, log_po) - math.log(K)
+            # choice of mask per (row, completion) on the host: inverse CDF of w
+            lp = backend.to_host(log_po)
+            w = np.exp(lp - lp.max(axis=1, keepdims=True))
+            cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+            choice = np.minimum((cdf[:, None, :] <= u_mask[rows][:, :, None]).sum(axis=2), K - 1)
             n_obs = int(row.sum())
-            for k, h in enumerate(handles[g]):
-                i, j = np.nonzero(choice[rows] == k)
+            for k, h in enumerate(handles):
+                i, j = np.nonzero(choice == k)
                 if i.size == 0 or n_obs == D:
                     continue
                 _activate(model, h)  # observed-first: the observed variables are positions 1..n_obs

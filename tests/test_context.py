@@ -305,3 +305,28 @@ def test_training_gathers_the_context_rows_and_both_engines_agree(tmp_path):
     assert right < wrong
     with pytest.raises(ValueError, match="no train context"):
         fit(MADE(cfg), data_mod.load_dataset("digits"), TrainConfig(epochs=1))
+
+
+def test_masks_of_one_pattern_at_a_time(monkeypatch):
+    """Rows with many distinct observed patterns: each pattern's K masks (about 1.4 MB each at
+    784x500) are built when its rows are reached and dropped after, not all at once."""
+    import weakref
+
+    alive, peak = [0], [0]
+    build = conditional.observed_first_maskset
+
+    def counted(*args, **kw):
+        ms = build(*args, **kw)
+        alive[0] += 1
+        peak[0] = max(peak[0], alive[0])
+        weakref.finalize(ms, lambda: alive.__setitem__(0, alive[0] - 1))
+        return ms
+
+    monkeypatch.setattr(conditional, "observed_first_maskset", counted)
+    cfg = MADEConfig(D=8, hidden=(10,), num_masks=0, seed=1, dtype="float64")
+    model = MADE(cfg)
+    x = random_data(cfg, 40, 0)
+    obs = np.random.default_rng(0).random((40, 8)) < 0.5  # about 40 distinct patterns
+    conditional.log_marginal(model, x, obs, masks=2, seed=0)
+    conditional.complete(model, x, obs, 2, masks=2, seed=0)
+    assert len(np.unique(obs, axis=0)) > 20 and peak[0] <= 2 * 2
