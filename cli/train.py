@@ -15,7 +15,7 @@ from made_np.checkpoint import CHECKPOINT_NAME, resolve_checkpoint_path, update_
 from made_np.config import ENCODINGS, ENGINES, LR_SCHEDULES, MADEConfig, TrainConfig
 from made_np.fast.threads import parse_threads
 from made_np.layers import ACTIVATIONS
-from made_np.masks import DEGREE_RULES, ORDERINGS
+from made_np.masks import BANK_ORDERINGS, DEGREE_RULES, ORDERINGS
 from made_np.model import MADE
 from made_np.optim import OPTIMIZERS
 from made_np.train import fit
@@ -90,6 +90,10 @@ def _progress(epoch: int, n_batches: int):
               help="Masks beyond mask 0 draw a fresh ordering (paper Sec. 4.1); matters when --num-masks != 1.")
 @click.option("--connectivity-agnostic/--no-connectivity-agnostic", default=True, show_default=True,
               help="Masks beyond mask 0 draw fresh hidden degrees (paper Sec. 4.2).")
+@click.option("--orderings", type=click.Choice(BANK_ORDERINGS), default=MADEConfig.orderings, show_default=True,
+              help="Orderings of an order-agnostic bank: uniform permutations (the paper), or segments (half "
+                   "of them put a contiguous run of variables first, e.g. the top or bottom rows of an image: "
+                   "trains the conditionals that completing one half from the other needs).")
 @click.option("--resample-every", type=int, default=TrainConfig.resample_every, show_default=True,
               help="Minibatches between mask changes (the paper changes mask at every update).")
 @click.option("--valid-masks", type=int, default=None, show_default="the bank, at most 16",
@@ -160,7 +164,8 @@ def train(ctx, **o):
         mcfg = MADEConfig.for_data(
             ds, hidden=parse_hidden(o["hidden"]), input_encoding=o["input_encoding"], ordering=o["ordering"],
             degrees=o["degrees"], num_masks=parse_num_masks(o["num_masks"]), order_agnostic=o["order_agnostic"],
-            connectivity_agnostic=o["connectivity_agnostic"], direct=o["direct_connections"],
+            connectivity_agnostic=o["connectivity_agnostic"], orderings=o["orderings"],
+            direct=o["direct_connections"],
             activation=o["activation"], seed=o["seed"], dtype=o["dtype"])
         cfg = TrainConfig.for_data(
             ds, epochs=o["epochs"], batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"],

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from . import backend
 from .heads import HEADS, default_head
 from .layers import ACTIVATIONS
-from .masks import DEGREE_RULES, ORDERINGS
+from .masks import BANK_ORDERINGS, DEGREE_RULES, ORDERINGS
 from .optim import OPTIMIZERS
 
 ENCODINGS = ("binary", "onehot", "raw", "scaled")
@@ -111,6 +111,10 @@ class MADEConfig(StrictConfig):
     context_encoding : {"onehot", "raw"}, default "onehot"
         ``onehot``: the context is a class label in 0..context-1, one-hot encoded (``context``
         is the number of classes); ``raw``: a float vector of width ``context``, used as it is.
+    orderings : {"uniform", "segments"}, default "uniform"
+        The orderings of an order-agnostic bank (masks beyond mask 0): uniform permutations
+        (the paper), or half of them segment-first (:func:`made_np.masks.segment_ordering`),
+        which trains the one-half-given-the-other conditionals of top/bottom completions.
     """
 
     D: int
@@ -130,6 +134,7 @@ class MADEConfig(StrictConfig):
     dtype: str = "float32"
     context: int = 0
     context_encoding: str = "onehot"
+    orderings: str = "uniform"
 
     _kind = "model"
 
@@ -160,6 +165,8 @@ class MADEConfig(StrictConfig):
             (self.context >= 0, f"context width must be >= 0 (0: no context), got {self.context}"),
             (self.context_encoding in CONTEXT_ENCODINGS,
              f"unknown context encoding {self.context_encoding!r}: choose one of {', '.join(CONTEXT_ENCODINGS)}"),
+            (self.orderings in BANK_ORDERINGS,
+             f"unknown bank orderings {self.orderings!r}: choose one of {', '.join(BANK_ORDERINGS)}"),
         ]
         self._raise_first(checks)
         backend.resolve_dtype(self.dtype)

@@ -154,6 +154,7 @@ class MADE:
             c.D, c.hidden, seed=c.seed, index=index, ordering=c.ordering,
             given_ordering=c.given_ordering, degrees=c.degrees,
             order_agnostic=c.order_agnostic, connectivity_agnostic=c.connectivity_agnostic,
+            orderings=c.orderings,
         )
 
     def set_mask(self, index: int) -> None:
