@@ -9,7 +9,8 @@ the samples (target >= 90%), per class, and the test NLLs ``-log p(x | y)`` and
 ``-log p(x)``. Draws ``docs/figures/context_digits.png`` (one class per row).
 
 ``mnist``: an order-agnostic 1x500 MADE on binarized MNIST (``--num-masks inf``, trained
-with ``made-np train`` unless the run folder holds a finished run), and its exact
+with ``made-np train`` unless the run folder holds a finished run; ``--orderings uniform``,
+the paper's, or ``segments``, half the masks top- or bottom-rows-first), and its exact
 completions of the bottom half given the top half, under a mixture of 16 fresh
 observed-first masks (``made_np.conditional``). On the 10,000 test images:
 
@@ -18,14 +19,17 @@ observed-first masks (``made_np.conditional``). On the 10,000 test images:
 * ``-log p(x_top)`` and ``-log p(x)`` (top-first masks),
 
 each as mean ± standard error in nats, and the paired difference (what conditioning on the
-top half pays). Times the completion of 100 test images with 16 masks, fast (the
+top half pays); the same for a random half of the pixels observed (each with probability
+1/2, on the first ``--n-random`` test images: every image has its own pattern and masks). Times the completion of 100 test images with 16 masks, fast (the
 degree-ordered sampler from the observed prefix) and naive (one forward pass per missing
 pixel), and draws ``docs/figures/completion_mnist_bottom.png`` with ``made-np complete``.
 
 Usage (from the repository root; results also go to ``OUT/*.json``)::
 
     python experiments/context_and_completion.py digits
-    python experiments/context_and_completion.py mnist --epochs 30 \\
+    python experiments/context_and_completion.py mnist --epochs 30 --orderings uniform \\
+        --dataset-path /work/shared/data/binarized_mnist.npz
+    python experiments/context_and_completion.py mnist --epochs 30 --orderings segments \\
         --dataset-path /work/shared/data/binarized_mnist.npz
 """
 from __future__ import annotations
@@ -123,7 +127,8 @@ def mnist(args) -> dict:
     from made_np.checkpoint import load_checkpoint
     from made_np.data import load_dataset
 
-    run = Path(args.run) if args.run else Path(args.out) / "mnist-oa-1x500"
+    name = "mnist-oa-1x500" if args.orderings == "uniform" else f"mnist-oa-{args.orderings}-1x500"
+    run = Path(args.run) if args.run else Path(args.out) / name
     path = ["--dataset-path", args.dataset_path] if args.dataset_path else []
     if not finished(run) and not args.no_train:
         resume = (run / "model.npz").is_file()
@@ -131,7 +136,7 @@ def mnist(args) -> dict:
             made_np("train", "--resume", run, *path)
         else:
             made_np("train", "--dataset", "binarized-mnist", *path, "--num-masks", "inf", "--hidden", 500,
-                    "--epochs", args.epochs, "--eval-masks", 16, "--out", run, "-q")
+                    "--orderings", args.orderings, "--epochs", args.epochs, "--eval-masks", 16, "--out", run, "-q")
     model, info = load_checkpoint(run, "cpu", best=True)
     ds = load_dataset("binarized-mnist", path=args.dataset_path)
     x = ds.test[:args.n_test] if args.n_test else ds.test
@@ -153,8 +158,18 @@ def mnist(args) -> dict:
     t_scores = time.perf_counter() - t0
     gain = -log_bottom - (-cond_b)  # what knowing the top half saves on the bottom half, per image
 
-    # completion of 100 test images with 16 masks, both methods, the same seed
-    xs, os_ = x[:100], top[:100]
+    # a random half observed: every image its own pattern (and its own 16 masks)
+    xr = x[:args.n_random]
+    rand = conditional.occlusion_mask("random:0.5", 784, None, xr.shape[0], args.seed)
+    t0 = time.perf_counter()
+    r_po, r_pm = (backend.to_host(a) for a in conditional.mask_log_probs(model, xr, rand, masks=K, seed=args.seed))
+    r_cond = lse(r_po + r_pm) - lse(r_po)  # log p(x_m | x_o)
+    r_marg = backend.to_host(conditional.log_marginal(model, xr, ~rand, masks=K, seed=args.seed))  # log p(x_m)
+    t_random = time.perf_counter() - t0
+
+    # completion of 100 test images with 16 masks, both methods, the same seed (every 100th image:
+    # the test split is grouped by digit)
+    xs, os_ = x[::100][:100], top[:100]
     timings = {}
     results = {}
     for method, n in (("fast", 1), ("fast", 10), ("naive", 1)):
@@ -164,14 +179,16 @@ def mnist(args) -> dict:
         results[(method, n)] = backend.to_host(comps)
     same = bool(np.array_equal(results[("fast", 1)], results[("naive", 1)]))
     agree = float((results[("fast", 1)] == results[("naive", 1)]).mean())
-    figure = FIGURES / "completion_mnist_bottom.png"
-    cli = json.loads(made_np("complete", run, "--occlude", "bottom", "--first", 10, "-n", 8, "--masks", K,
-                             "--seed", args.seed, *path, "--out", Path(args.out) / "completion_mnist.npz",
+    figure = FIGURES / f"completion_mnist_bottom_{args.orderings}.png"
+    shown = Path(args.out) / "mnist_test_every_1000th.npy"
+    np.save(shown, ds.test[::1000])  # one image of each stretch of the digit-grouped test split
+    cli = json.loads(made_np("complete", run, "--input", shown, "--occlude", "bottom", "-n", 8, "--masks", K,
+                             "--seed", args.seed, "--out", Path(args.out) / f"completion_mnist_{args.orderings}.npz",
                              "--png", figure, "--json"))
     res = {
         "run": str(run),
         "train_command": f"made-np train --dataset binarized-mnist --num-masks inf --hidden 500 "
-                         f"--epochs {args.epochs} --eval-masks 16 --out {run}",
+                         f"--orderings {model.config.orderings} --epochs {args.epochs} --eval-masks 16 --out {run}",
         "epochs_trained": (info.get("state") or {}).get("epoch"),
         "best_epoch": (info.get("state") or {}).get("best_epoch"),
         "test_nll_bank_ensemble_16": (info.get("results") or {}).get("ensemble", {}).get("nll")
@@ -183,6 +200,11 @@ def mnist(args) -> dict:
         "neg_log_p_x_topfirst_masks": mean_se(-log_x),
         "conditioning_gain_nats": mean_se(gain),
         "fraction_of_images_where_conditioning_pays": float((gain > 0).mean()),
+        "random_half_n_test": int(xr.shape[0]),
+        "random_half_neg_log_p_missing_given_observed": mean_se(-r_cond),
+        "random_half_neg_log_p_missing": mean_se(-r_marg),
+        "random_half_conditioning_gain_nats": mean_se(-r_marg + r_cond),
+        "seconds_random_half_scores": t_random,
         "seconds_scores": t_scores,
         "seconds_complete_100_images_16_masks": timings,
         "fast_equals_naive_for_the_same_seed": same,
@@ -203,6 +225,9 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=30, help="mnist: epochs of a new run.")
     p.add_argument("--masks", type=int, default=16, help="mnist: observed-first masks.")
     p.add_argument("--n-test", type=int, default=0, help="mnist: first test images only (0: all 10,000).")
+    p.add_argument("--n-random", type=int, default=500, help="mnist: test images of the random-half check.")
+    p.add_argument("--orderings", choices=("uniform", "segments"), default="uniform",
+                   help="mnist: the bank orderings of a new run (made-np train --orderings).")
     p.add_argument("--dataset-path", default=None, help="mnist: binarized_mnist.npz (or its folder).")
     p.add_argument("--no-train", action="store_true",
                    help="mnist: score the run's checkpoint as it is (its best weights so far), even unfinished.")
@@ -210,7 +235,8 @@ def main(argv=None):
     Path(args.out).mkdir(parents=True, exist_ok=True)
     FIGURES.mkdir(parents=True, exist_ok=True)
     res = digits(args) if args.which == "digits" else mnist(args)
-    (Path(args.out) / f"context_{args.which}.json").write_text(json.dumps(res, indent=2))
+    tag = args.which if args.which == "digits" else f"{args.which}_{args.orderings}"
+    (Path(args.out) / f"context_{tag}.json").write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
 
 
