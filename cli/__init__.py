@@ -5,6 +5,7 @@ Commands::
     made-np train       train a MADE (digits by default) and write a run folder
     made-np evaluate    NLL of a checkpoint on a split, single mask and ensemble
     made-np sample      draw samples from a checkpoint (.png grid or .npy array)
+    made-np complete    exact completions of partly observed examples, and their marginal likelihood
     made-np density     the exact density table of a 2-D model against the true table
     made-np masks       dump (and draw) the ordering, degrees and masks of a checkpoint
     made-np data        download and inspect data sets
@@ -36,6 +37,7 @@ from made_np import __version__  # noqa: E402
 
 from .common import Group  # noqa: E402
 # commands are imported under other names, so that made_np.cli.<module> stays the module
+from .complete import complete as complete_cmd  # noqa: E402
 from .data import data as data_group  # noqa: E402
 from .evaluate import evaluate_cmd  # noqa: E402
 from .masks import masks as masks_cmd  # noqa: E402
@@ -52,7 +54,7 @@ def cli():
     """
 
 
-for _command in (train_cmd, evaluate_cmd, sample_cmd, masks_cmd, density_cmd, data_group):
+for _command in (train_cmd, evaluate_cmd, sample_cmd, complete_cmd, masks_cmd, density_cmd, data_group):
     cli.add_command(_command)
 
 

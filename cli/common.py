@@ -203,6 +203,9 @@ def make_parent(path: Path) -> Path:
 def load_split(info: dict, split: str, dataset_path=None):
     """Reload the data set a checkpoint was trained on and return ``(dataset, split array)``.
 
+    The data set comes with the context it was trained with (``spec["context"]``), so that
+    ``dataset.context_of(split)`` is the split's context for a conditional model.
+
     Raises
     ------
     UserError
@@ -213,7 +216,7 @@ def load_split(info: dict, split: str, dataset_path=None):
         raise UserError(f"{info['path']}: the checkpoint names no data set to evaluate on")
     try:
         ds = data_mod.load_dataset(spec["spec"], path=dataset_path or spec.get("path"),
-                                   seed=int(spec.get("seed") or 0))
+                                   seed=int(spec.get("seed") or 0), context=spec.get("context"))
     except data_mod.DataError as exc:
         named = str(spec["spec"]).lower() in data_mod.NAMES + ("binarized_mnist",)
         hint = "; pass its file with --dataset-path" if named else ""
@@ -243,16 +246,62 @@ def format_result(r: dict) -> str:
             f"({r['nll_per_dim']:.5f} ± {r['stderr_per_dim']:.5f} nats/dim)")
 
 
-def evaluate_both(model, x, eval_masks=None, batch_size: int = 1000, mask_index: int = 0) -> dict:
+def evaluate_both(model, x, eval_masks=None, batch_size: int = 1000, mask_index: int = 0, context=None) -> dict:
     """Single-mask and (when the bank has more than one mask) ensemble results.
 
-    Returns ``{"single": result, "ensemble": result or None}`` (see :func:`made_np.train.evaluate`).
+    ``context``: the rows' context for a conditional model. Returns ``{"single": result,
+    "ensemble": result or None}`` (see :func:`made_np.train.evaluate`).
     """
-    single = evaluate(model, x, ensemble=False, batch_size=batch_size, mask_index=mask_index)
+    single = evaluate(model, x, ensemble=False, batch_size=batch_size, mask_index=mask_index, context=context)
     ens = None
     if model.config.num_masks != 1:
-        ens = evaluate(model, x, ensemble=True, eval_masks=eval_masks, batch_size=batch_size)
+        ens = evaluate(model, x, ensemble=True, eval_masks=eval_masks, batch_size=batch_size, context=context)
     return {"single": single, "ensemble": ens}
+
+
+def parse_context(model, text, n: int, n_given: bool = True):
+    """The ``--context`` of ``sample`` and ``complete``: ``(context, n)`` for ``model``.
+
+    ``text`` is a class label (an integer, for a onehot context) or a ``.npy`` file of
+    labels (m,) or rows (m, C). One label or row is repeated to ``n`` rows; m > 1 rows give one
+    row per sample: ``n`` becomes m unless it was given (``n_given``), when the two must agree.
+    Without ``--context`` a class-conditional model gets :func:`made_np.sampling.balanced_labels`
+    (``n`` of them, spread over the classes); a raw-context model needs one. The context is
+    returned encoded, (n, C) on the host, or None for an unconditional model.
+
+    Raises
+    ------
+    UserError
+        A context for an unconditional model, none for a raw one, an unreadable file, a label
+        outside the classes, or a number of rows that does not fit.
+    """
+    c = model.config
+    if text is None:
+        if not c.context:
+            return None, n
+        if c.context_encoding == "onehot":
+            return backend.to_host(model.encode_context(sampling.balanced_labels(n, c.context), n)), n
+        raise UserError(f"this model is conditioned on a context of {c.context} raw features: "
+                        "pass --context PATH.npy with (n, C) rows")
+    if not c.context:
+        raise UserError("--context: this model has no context (it was trained without --context)")
+    t = str(text).strip()
+    if t.lstrip("-").isdigit():
+        if c.context_encoding != "onehot":
+            raise UserError(f"--context {t}: a class label needs a class-conditional model; "
+                            "this one takes raw features: pass a .npy of (n, C) rows")
+        label = int(t)
+        if not 0 <= label < c.context:
+            raise UserError(f"--context {t}: the model has {c.context} classes (0..{c.context - 1})")
+        return backend.to_host(model.encode_context(label, n)), n
+    y = data_mod.read_array(t, "--context")
+    rows = 1 if y.ndim == 0 or (c.context_encoding == "raw" and y.ndim == 1) else y.shape[0]
+    if rows != 1:
+        if n_given and rows != n:
+            raise UserError(f"--context {t}: {rows} rows for {n} samples (give one row, or one per sample)")
+        n = rows
+    with user_values():
+        return backend.to_host(model.encode_context(y, n)), n
 
 
 def echo_results(res: dict, split: str) -> None:

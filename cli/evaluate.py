@@ -1,9 +1,13 @@
-"""``made-np evaluate``: the NLL of a checkpoint on a split."""
+"""``made-np evaluate``: the NLL of a checkpoint on a split, or the marginal NLL of partial observations."""
 from __future__ import annotations
 
 import json
+import math
 
 import click
+import numpy as np
+
+from made_np import backend, conditional
 
 from made_np import limits
 
@@ -19,21 +23,37 @@ from .common import (check_mask_index, dataset_path_option, device_option, echo_
               show_default="the run's setting: the bank; 1000 when inf",
               help="Masks in the ensemble (when the bank has more than one mask).")
 @click.option("--mask-index", type=int, default=0, show_default=True, help="The mask of the single-mask figure.")
+@click.option("--observed", type=click.Path(dir_okay=False), default=None, show_default="every variable observed",
+              help="A .npy (N, D) (or (D,) for every row) of 0/1, 1 = observed: report the marginal "
+                   "-log p(x_o) of the observed entries instead (exact, made_np.conditional).")
+@click.option("--occlude", default=None, show_default="none",
+              help="Like --observed, built from an occlusion: top, bottom, left, right or random:P.")
+@click.option("--masks", type=click.IntRange(min=1), default=16, show_default=True,
+              help="With --observed/--occlude: observed-first masks of an order-agnostic model.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="With --observed/--occlude: seed of the masks and of random:P.")
 @click.option("--json", "as_json", is_flag=True, default=False, show_default=True,
               help="Print one JSON object instead of text (off by default).")
 @device_option
 @dataset_path_option
 @max_memory_option
-def evaluate_cmd(checkpoint, split, eval_masks, mask_index, as_json, device, dataset_path, max_memory):
+def evaluate_cmd(checkpoint, split, eval_masks, mask_index, observed, occlude, masks, seed, as_json, device,
+                 dataset_path, max_memory):
     """NLL (nats, and nats/dim) ± standard error of CHECKPOINT (a model.npz or its run folder).
 
     With more than one mask in the bank, prints the single-mask and the ensemble figures.
-    With an unfinished run, its best weights so far are evaluated.
+    With an unfinished run, its best weights so far are evaluated. A conditional model is
+    scored given each example's context. With --observed or --occlude, the mean marginal
+    -log p(x_o) of the observed entries ± standard error (the likelihood of partial observations).
     """
     limit = memory_limit(max_memory)
     model, info = load_model(checkpoint, device, max_memory=max_memory)
     check_mask_index(model, mask_index)
-    _, x = load_split(info, split, dataset_path)
+    ds, x = load_split(info, split, dataset_path)
+    y = ds.context_of(split) if model.config.context else None
+    if observed is not None or occlude is not None:
+        _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed, as_json)
+        return
     cfg = info["train_config"]
     if eval_masks is None and cfg is not None:
         eval_masks = cfg.eval_masks
@@ -43,10 +63,32 @@ def evaluate_cmd(checkpoint, split, eval_masks, mask_index, as_json, device, dat
                                      "evaluation activations")
                  + [limits.Part(f"--split {split}", "the NLL of every example", x.shape[0] * 8 * 4)], limit)
     with user_values():
-        res = evaluate_both(model, x, eval_masks, batch_size, mask_index)
+        res = evaluate_both(model, x, eval_masks, batch_size, mask_index, context=y)
     if as_json:
         click.echo(json.dumps({"checkpoint": info["path"], "split": split, "n": res["single"]["n"],
                                "D": res["single"]["D"], **res}))
         return
     click.echo(f"{info['path']}: {split} split, {res['single']['n']} examples, D = {res['single']['D']}")
     echo_results(res, split)
+
+
+def _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed, as_json) -> None:
+    """Mean ``-log p(x_o)`` ± standard error over the split (:func:`made_np.conditional.log_marginal`)."""
+    from .complete import mixture_size, observed_mask
+
+    obs, what = observed_mask(model, info, x.shape[0], observed, occlude, seed)
+    with user_values():
+        lp = backend.to_host(conditional.log_marginal(model, x, obs, masks=masks, seed=seed, context=y))
+    nll = -np.asarray(lp, dtype=np.float64)
+    n = int(nll.size)
+    mean = float(nll.mean())
+    stderr = float(nll.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+    K = mixture_size(model, masks)
+    res = {"checkpoint": info["path"], "split": split, "n": n, "D": model.config.D, "observed": what,
+           "mean_observed": float(obs.sum(axis=1).mean()), "masks": K, "neg_log_px_o": mean, "stderr": stderr}
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    click.echo(f"{info['path']}: {split} split, {n} examples, D = {model.config.D}, {what} "
+               f"({res['mean_observed']:.1f} observed on average)")
+    click.echo(f"{split} -log p(x_o), mixture of {K} mask(s) : {mean:.3f} ± {stderr:.3f} nats")

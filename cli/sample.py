@@ -8,7 +8,8 @@ from made_np import backend, limits, sampling
 
 from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, UserError, check_mask_index,
                      dataset_path_option, device_option, image_shape_of, load_model, load_split,
-                     make_parent, max_memory_option, memory_limit, output_path, user_values, writing)
+                     make_parent, max_memory_option, memory_limit, output_path, parse_context, user_values,
+                     writing)
 
 
 @click.command()
@@ -25,12 +26,18 @@ from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, UserError,
 @click.option("--mixture", type=int, default=0, show_default="0: the single mask --mask-index",
               help="Sample from the mixture of masks 0..K-1 (the ensemble that evaluate scores): "
                    "each sample draws its mask uniformly.")
+@click.option("--context", "context", default=None,
+              show_default="a class-conditional model: labels spread over the classes, a row per class",
+              help="For a model trained with --context: a class label (e.g. 3) for every sample, or a .npy "
+                   "of labels (n,) or rows (n, C), one per sample (then -n defaults to n).")
 @device_option
 @max_memory_option
-def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, device, max_memory):
+@click.pass_context
+def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture, context, device, max_memory):
     """Draw samples from CHECKPOINT by ancestral sampling in the mask's ordering.
 
-    With an unfinished run, its best weights so far are used.
+    With an unfinished run, its best weights so far are used. A conditional model
+    draws from p(x | y) for the --context given.
     """
     out = output_path(out, "--out", (".png", ".npy"))
     png = out.suffix.lower() == ".png"
@@ -40,6 +47,8 @@ def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, devi
         raise UserError(f"--mixture: expected 0 (off) or a number of masks, got {mixture}")
     limit = memory_limit(max_memory)
     model, info = load_model(checkpoint, device, max_memory=max_memory)
+    given_n = ctx.get_parameter_source("num_samples") == click.core.ParameterSource.COMMANDLINE
+    y, num_samples = parse_context(model, context, num_samples, given_n)
     K = model.config.num_masks
     if mixture:
         if K == 1:
@@ -59,7 +68,7 @@ def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, devi
     with user_values():
         model.set_mask(0 if mixture else mask_index)
         masks = list(range(mixture)) if mixture else None
-        x = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=method, masks=masks))
+        x = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=method, masks=masks, context=y))
     with writing(out, "--out"):
         if png:
             from made_np import plots
@@ -70,7 +79,9 @@ def sample(checkpoint, num_samples, out, seed, method, mask_index, mixture, devi
             with open(make_parent(out), "wb") as f:  # np.save(name) would append .npy to a name ending in .NPY
                 np.save(f, x)
     which = f"mixture of masks 0..{mixture - 1}" if mixture else f"mask {mask_index}"
-    click.echo(f"wrote {num_samples} samples ({method}, {which}, seed {seed}) to {out}")
+    given = f", context {context}" if context is not None else (", labels spread over the classes"
+                                                              if model.config.context else "")
+    click.echo(f"wrote {num_samples} samples ({method}, {which}, seed {seed}{given}) to {out}")
 
 
 @click.command()

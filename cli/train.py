@@ -20,7 +20,7 @@ from made_np.config import (DEFAULT_DIRECT, ENCODINGS, ENGINES, EPOCHS_RANGE, LR
                             UPDATES_BUDGET, PRESETS, MADEConfig, TrainConfig)
 from made_np.fast.threads import parse_threads
 from made_np.layers import ACTIVATIONS
-from made_np.masks import DEGREE_RULES, ORDERINGS
+from made_np.masks import BANK_ORDERINGS, DEGREE_RULES, ORDERINGS
 from made_np.model import MADE
 from made_np.optim import OPTIMIZERS
 from made_np.train import DivergenceError, check_resume_state, finished_run_blocker, fit
@@ -117,6 +117,10 @@ def _progress(epoch: int, n_batches: int):
 @dataset_path_option
 @click.option("--data-seed", type=SEED, default=0, show_default=True,
               help="Seed of the digits shuffle, the .npy split and the 2d samples (fixes the test set).")
+@click.option("--context", type=click.Choice(data_mod.CONTEXT_SOURCES), default="none", show_default=True,
+              help="Condition on a context per example, p(x | y): labels (the digit classes, one-hot) or "
+                   "file (the train_context/valid_context/test_context keys of an .npz: (N,) labels or "
+                   "(N, C) float rows).")
 @click.option("--hidden", default=None, show_default="500; 100,100 for 2d",
               help="Hidden widths, comma-separated (500,500 for two layers; 0 or '' for none).")
 @click.option("--ordering", type=click.Choice(ORDERINGS), default="natural", show_default=True,
@@ -130,6 +134,10 @@ def _progress(epoch: int, n_batches: int):
               help="Masks beyond mask 0 draw a fresh ordering (paper Sec. 4.1); matters when --num-masks != 1.")
 @click.option("--connectivity-agnostic/--no-connectivity-agnostic", default=True, show_default=True,
               help="Masks beyond mask 0 draw fresh hidden degrees (paper Sec. 4.2).")
+@click.option("--orderings", type=click.Choice(BANK_ORDERINGS), default=MADEConfig.orderings, show_default=True,
+              help="Orderings of an order-agnostic bank: uniform permutations (the paper), or segments (half "
+                   "of them put a contiguous run of variables first, e.g. the top or bottom rows of an image: "
+                   "trains the conditionals that completing one half from the other needs).")
 @click.option("--resample-every", type=click.IntRange(1, MAX_COUNT), default=TrainConfig.resample_every,
               show_default=True,
               help="Minibatches between mask changes (the paper changes mask at every update).")
@@ -264,14 +272,14 @@ def _new_run(ctx, o, where) -> None:
             _hold(stack, run_dir, "--out", where)
             _refuse_existing_run(run_dir)
         xp = backend.get_xp(o["device"])
-        ds = data_mod.load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"])
+        ds = data_mod.load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"])
         _leave_to_preset(ctx, o)
         with user_values():
             mcfg = MADEConfig.for_data(
                 ds, hidden=parse_hidden(o["hidden"]), input_encoding=o["input_encoding"], ordering=o["ordering"],
                 degrees=o["degrees"], num_masks=parse_num_masks(o["num_masks"]),
                 order_agnostic=o["order_agnostic"], connectivity_agnostic=o["connectivity_agnostic"],
-                direct=o["direct_connections"], activation=o["activation"], seed=o["seed"], dtype=o["dtype"],
+                orderings=o["orderings"], direct=o["direct_connections"], activation=o["activation"], seed=o["seed"], dtype=o["dtype"],
                 preset=o["preset"])
             cfg = TrainConfig.for_data(
                 ds, preset=o["preset"], epochs=o["epochs"], batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"],
@@ -286,6 +294,7 @@ def _new_run(ctx, o, where) -> None:
             "seed": o["data_seed"], "name": ds.name, "D": ds.D, "classes": ds.classes,
             "image_shape": list(ds.image_shape) if ds.image_shape else None,
             "sizes": [int(ds.train.shape[0]), int(ds.valid.shape[0]), int(ds.test.shape[0])],
+            "context": o["context"],
         }
         if run_dir is None:
             run_dir = Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -297,7 +306,9 @@ def _new_run(ctx, o, where) -> None:
         if not quiet:
             masks = {0: "no limit", 1: "1 (fixed)"}.get(mcfg.num_masks, str(mcfg.num_masks))
             click.echo(f"data {ds.name}: D = {ds.D}, {ds.classes} classes, train/valid/test "
-                       f"{ds.train.shape[0]}/{ds.valid.shape[0]}/{ds.test.shape[0]}")
+                       f"{ds.train.shape[0]}/{ds.valid.shape[0]}/{ds.test.shape[0]}"
+                       + (f", context {o['context']} ({ds.context_width}, {ds.context_encoding})"
+                          if ds.context_width else ""))
             click.echo(f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
                        f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g}, "
                        f"{cfg.engine} engine, device {backend.device_of(xp)}; writing {run_dir}")
@@ -461,7 +472,7 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
     """
     ckpt = run_dir / CHECKPOINT_NAME
     try:
-        res = evaluate_both(model, ds.test, cfg.eval_masks, cfg.eval_batch_size)
+        res = evaluate_both(model, ds.test, cfg.eval_masks, cfg.eval_batch_size, context=ds.context_of("test"))
         bad = [r["nll"] for r in res.values() if r is not None and not math.isfinite(r["nll"])]
         if bad:  # NaN never reaches results.json
             raise Diverged(f"the test NLL of {ckpt} is {bad[0]}: its weights are not finite; no results written; "
@@ -474,7 +485,12 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
 
         plots.plot_loss_curves(history["rows"], run_dir / "loss.png", valid_masks=history.get("valid_masks", 1))
         n = 100 if ds.image_shape else (100_000 if ds.D == 2 else 1000)  # 2-D: a histogram on the C x C grid
-        samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, method=DEFAULT_SAMPLING_METHOD))
+        y = None  # a conditional model: labels spread over the classes (a row per class), or test contexts
+        if model.config.context:
+            y = (sampling.balanced_labels(n, model.config.context) if model.config.context_encoding == "onehot"
+                 else ds.test_context[[i % len(ds.test_context) for i in range(n)]])
+        samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, method=DEFAULT_SAMPLING_METHOD,
+                                                  context=y))
         plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes)
         update_checkpoint_meta(ckpt, results=results)
     except OSError as exc:

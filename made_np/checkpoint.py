@@ -631,6 +631,10 @@ def param_shapes(cfg: MADEConfig) -> dict:
         shapes[f"b{i}"] = (widths[i + 1],)
     if cfg.direct:
         shapes["A"] = (widths[0], widths[-1])
+    if cfg.context and cfg.hidden:
+        shapes["U1"] = (cfg.context, widths[1])
+    if cfg.context:
+        shapes["UV"] = (cfg.context, widths[-1])
     return shapes
 
 

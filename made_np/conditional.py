@@ -33,6 +33,15 @@ A single-ordering model (``num_masks == 1`` or ``order_agnostic`` False) is exac
 when the observed variables are a prefix of its ordering; then its own mask (or the
 mixture over its bank, :meth:`made_np.model.MADE.eval_mask_indices`) is used.
 
+A conditional model (``config.context > 0``) takes the ``context`` of every row, and all
+of the above holds given it: ``p(x_o | y)``, ``p(x_m | x_o, y)``, with weights
+``w_k ∝ p_k(x_o | y)``. The context has degree 0, so it does not change the masks.
+
+Completions are drawn by the degree-ordered sampler started from the observed prefix
+(:func:`made_np.fast.sampler.sample_fast` with ``n_given = |o|``, about one forward pass
+per group of rows) by default, or by the reference (``method="naive"``, one forward pass
+per missing position); for the same seed the two return the same completions.
+
 Masks are built on the host (NumPy, as in :mod:`made_np.masks`); data, logits and
 results live on the model's array module ``model.xp``. Log-probabilities are float64, in
 nats. The model's current mask is restored afterwards.
@@ -43,7 +52,7 @@ import math
 
 import numpy as np
 
-from . import backend
+from . import backend, sampling
 from .masks import MaskSet, direct_mask, hidden_degrees, hidden_mask, input_ordering, output_mask
 
 OCCLUSIONS = ("top", "bottom", "left", "right", "random:P")
@@ -179,7 +188,7 @@ class _KeepMask:
 # --------------------------------------------------------------------------- per-variable terms
 
 
-def variable_log_probs(model, x, batch_size: int = 1000):
+def variable_log_probs(model, x, batch_size: int = 1000, context=None):
     """``log p(x_d | x_<d)`` of every variable under the current mask, in float64.
 
     Bernoulli head: ``x z - softplus(z)`` (``softplus`` as ``logaddexp(0, z)``); categorical:
@@ -191,6 +200,8 @@ def variable_log_probs(model, x, batch_size: int = 1000):
     x : array on ``model.xp``, shape (N, D), int in 0..C-1
     batch_size : int
         Rows per forward pass.
+    context : array, optional
+        A conditional model's context (:meth:`~made_np.model.MADE.encode_context`).
 
     Returns
     -------
@@ -198,9 +209,10 @@ def variable_log_probs(model, x, batch_size: int = 1000):
     """
     xp = model.xp
     out = xp.empty(x.shape, dtype=xp.float64)
+    y = model.encode_context(context, x.shape[0])
     for s in range(0, x.shape[0], batch_size):
         xb = x[s:s + batch_size]
-        z = model.logits(xb).astype(xp.float64)
+        z = model.logits(xb, None if y is None else y[s:s + batch_size]).astype(xp.float64)
         if model.config.head == "bernoulli":
             out[s:s + batch_size] = xb.astype(xp.float64) * z - xp.logaddexp(0.0, z)
         else:
@@ -228,26 +240,46 @@ def _inputs(model, x, observed):
     return xd, obs, patterns, inverse.reshape(-1)
 
 
-def _group_log_probs(model, xd, obs, patterns, inverse, handles, batch_size):
-    """(N, K) device arrays ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` for rows grouped by pattern."""
+def _groups(model, patterns, inverse, masks: int, seed: int):
+    """``(row, rows, handles)`` per observed pattern: the pattern, its rows (host indices) and its
+    masks, built when the pattern is reached (one pattern's K masks in memory at a time, however
+    many patterns there are). Raises ValueError as :func:`_mask_handles`."""
+    for g, row in enumerate(patterns):
+        yield row, np.flatnonzero(inverse == g), _mask_handles(model, row, masks, seed)
+
+
+def _pattern_log_probs(model, xg, row, handles, batch_size, yg=None):
+    """(m, K) device arrays ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` of the rows ``xg`` of one pattern."""
     xp = model.xp
-    K = len(handles[0]) if handles else 1
-    log_po = xp.zeros((obs.shape[0], K), dtype=xp.float64)
-    log_pm = xp.zeros((obs.shape[0], K), dtype=xp.float64)
-    with _KeepMask(model):
-        for g, row in enumerate(patterns):
-            rows = xp.asarray(np.flatnonzero(inverse == g))
-            o = xp.asarray(row)
-            xg = xd[rows]
-            for k, h in enumerate(handles[g]):
-                _activate(model, h)
-                lp = variable_log_probs(model, xg, batch_size)
-                log_po[rows, k] = xp.where(o, lp, 0.0).sum(axis=1)
-                log_pm[rows, k] = xp.where(o, 0.0, lp).sum(axis=1)
+    o = xp.asarray(row)
+    log_po = xp.zeros((xg.shape[0], len(handles)), dtype=xp.float64)
+    log_pm = xp.zeros_like(log_po)
+    for k, h in enumerate(handles):
+        _activate(model, h)
+        lp = variable_log_probs(model, xg, batch_size, yg)
+        log_po[:, k] = xp.where(o, lp, 0.0).sum(axis=1)
+        log_pm[:, k] = xp.where(o, 0.0, lp).sum(axis=1)
     return log_po, log_pm
 
 
-def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000):
+def _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y=None):
+    """(N, K) device arrays ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` for rows grouped by pattern."""
+    xp = model.xp
+    log_po = log_pm = None
+    with _KeepMask(model):
+        for row, rows, handles in _groups(model, patterns, inverse, masks, seed):
+            if log_po is None:  # every pattern has the same number of masks
+                log_po = xp.zeros((obs.shape[0], len(handles)), dtype=xp.float64)
+                log_pm = xp.zeros_like(log_po)
+            r = xp.asarray(rows)
+            po, pm = _pattern_log_probs(model, xd[r], row, handles, batch_size, None if y is None else y[r])
+            log_po[r], log_pm[r] = po, pm
+    if log_po is None:
+        log_po = log_pm = xp.zeros((0, 1), dtype=xp.float64)
+    return log_po, log_pm
+
+
+def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None):
     """Per-mask ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` under the observed-first masks.
 
     Parameters
@@ -262,6 +294,8 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
     seed : int
     batch_size : int
         Rows per forward pass.
+    context : array, optional
+        A conditional model's context of each row (:meth:`~made_np.model.MADE.encode_context`).
 
     Returns
     -------
@@ -277,8 +311,8 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
         Shapes differ, or a single-ordering model and a non-prefix observed set.
     """
     xd, obs, patterns, inverse = _inputs(model, x, observed)
-    handles = [_mask_handles(model, row, masks, seed) for row in patterns]
-    return _group_log_probs(model, xd, obs, patterns, inverse, handles, batch_size)
+    y = model.encode_context(context, obs.shape[0])
+    return _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y)
 
 
 def _logsumexp(xp, a):
@@ -288,7 +322,7 @@ def _logsumexp(xp, a):
     return (m + xp.log(xp.exp(a - m).sum(axis=-1, keepdims=True)))[..., 0]
 
 
-def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000):
+def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None):
     """``log p(x_o)``: the exact marginal of the observed entries under the mixture of K masks.
 
     ``log p(x_o) = logsumexp_k log p_k(x_o) - log K`` with observed-first masks
@@ -305,6 +339,8 @@ def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size:
         prefix observed set uses its own mask(s).
     seed : int
     batch_size : int
+    context : array, optional
+        A conditional model's context of each row: then ``log p(x_o | y)``.
 
     Returns
     -------
@@ -316,18 +352,18 @@ def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size:
         Shapes differ, or a single-ordering model and an observed set that is not a
         prefix of its ordering (the message names the fix: train order-agnostic).
     """
-    log_po, _ = mask_log_probs(model, x, observed, masks, seed, batch_size)
+    log_po, _ = mask_log_probs(model, x, observed, masks, seed, batch_size, context)
     return _logsumexp(model.xp, log_po) - math.log(log_po.shape[1])
 
 
-def log_conditional(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000):
+def log_conditional(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None):
     """``log p(x_m | x_o)``: the exact probability that :func:`complete` returns the completion ``x``.
 
     ``p(x_m | x_o) = sum_k w_k p_k(x_m | x_o) = sum_k p_k(x) / sum_k p_k(x_o)``.
 
     Parameters
     ----------
-    model, x, observed, masks, seed, batch_size
+    model, x, observed, masks, seed, batch_size, context
         As in :func:`log_marginal`; here the missing entries of ``x`` are the completion.
 
     Returns
@@ -340,18 +376,24 @@ def log_conditional(model, x, observed, masks: int = 16, seed: int = 0, batch_si
         As :func:`log_marginal`.
     """
     xp = model.xp
-    log_po, log_pm = mask_log_probs(model, x, observed, masks, seed, batch_size)
+    log_po, log_pm = mask_log_probs(model, x, observed, masks, seed, batch_size, context)
     return _logsumexp(xp, log_po + log_pm) - _logsumexp(xp, log_po)
 
 
-def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_size: int = 1000):
+#: How :func:`complete` draws: ``fast`` the degree-ordered sampler from the observed prefix, ``naive`` the reference.
+COMPLETION_METHODS = ("fast", "naive")
+
+
+def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_size: int = 1000,
+             context=None, method: str = "fast"):
     """Draw ``n`` exact completions ``x_m ~ p(x_m | x_o)`` of every row.
 
     For each completion a mask ``k`` is drawn with probability ``w_k = p_k(x_o) / sum_j
     p_j(x_o)``, then the missing variables are drawn one at a time in mask ``k``'s
     observed-first ordering, each from its conditional given the observed values and
-    the variables drawn before it (one forward pass per missing position, rows that
-    share a pattern and a mask in one batch; draws by the head's inverse CDF,
+    the variables drawn before it: ancestral sampling from the given prefix of the
+    |o| observed positions (:func:`made_np.sampling.sample_naive` with ``n_given``;
+    rows that share a pattern and a mask in one batch; draws by the head's inverse CDF,
     :meth:`made_np.heads.BernoulliHead.sample`). Observed entries are copied and never
     changed. Germain et al. 2015, Secs. 4.1-4.2; Uria et al. 2014.
 
@@ -377,49 +419,60 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     log_px_o : array on ``model.xp``, float64, shape (N,)
         ``log p(x_o)`` in nats, as :func:`log_marginal` with the same ``masks`` and ``seed``.
 
+    Other parameters
+    ----------------
+    context : array, optional
+        A conditional model's context of each row: completions of ``p(x_m | x_o, y)``.
+    method : {"fast", "naive"}, default "fast"
+        ``fast``: the degree-ordered sampler from the observed prefix
+        (:func:`made_np.fast.sampler.sample_fast`, about one forward pass per group of rows
+        sharing a pattern and a mask); ``naive``: one forward pass per missing position. The
+        same seed gives the same completions (up to a draw within rounding of a
+        conditional probability).
+
     Raises
     ------
     ValueError
-        ``n < 1``, shapes differ, or a single-ordering model and a non-prefix observed set.
+        ``n < 1``, an unknown method, shapes differ, or a single-ordering model and a
+        non-prefix observed set.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if method not in COMPLETION_METHODS:
+        raise ValueError(f"unknown completion method {method!r}: choose one of {', '.join(COMPLETION_METHODS)}")
+    draw = sampling.METHODS[method]
     xp, D = model.xp, model.config.D
     xd, obs, patterns, inverse = _inputs(model, x, observed)
     N = obs.shape[0]
-    handles = [_mask_handles(model, row, masks, seed) for row in patterns]
-    log_po, _ = _group_log_probs(model, xd, obs, patterns, inverse, handles, batch_size)
-    K = log_po.shape[1]
-    log_px_o = _logsumexp(xp, log_po) - math.log(K)
-    # choice of mask per (row, completion) on the host: inverse CDF of w
-    lp = backend.to_host(log_po)
-    rng = backend.host_rng(seed, 1)
+    y = model.encode_context(context, N)
+    rng = backend.host_rng(seed, 1)  # drawn on the host, for every row, before any pattern
     u_mask = rng.random((N, n))
     noise = rng.random((N, n, D))
-    w = np.exp(lp - lp.max(axis=1, keepdims=True))
-    cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
-    choice = np.minimum((cdf[:, None, :] <= u_mask[:, :, None]).sum(axis=2), K - 1)
     out = xp.repeat(xd[:, None, :], n, axis=1)  # (N, n, D)
-    R = model.out_repeat
+    log_px_o = xp.zeros(N, dtype=xp.float64)
     with _KeepMask(model):
-        for g, row in enumerate(patterns):
-            rows = np.flatnonzero(inverse == g)
+        for row, rows, handles in _groups(model, patterns, inverse, masks, seed):
+            r = xp.asarray(rows)
+            yr = None if y is None else y[r]
+            log_po, _ = _pattern_log_probs(model, xd[r], row, handles, batch_size, yr)
+            K = log_po.shape[1]
+            log_px_o[r] = _logsumexp(xp, log_po) - math.log(K)
+            # choice of mask per (row, completion) on the host: inverse CDF of w
+            lp = backend.to_host(log_po)
+            w = np.exp(lp - lp.max(axis=1, keepdims=True))
+            cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+            choice = np.minimum((cdf[:, None, :] <= u_mask[rows][:, :, None]).sum(axis=2), K - 1)
             n_obs = int(row.sum())
-            for k, h in enumerate(handles[g]):
-                i, j = np.nonzero(choice[rows] == k)
+            for k, h in enumerate(handles):
+                i, j = np.nonzero(choice == k)
                 if i.size == 0 or n_obs == D:
                     continue
-                _activate(model, h)
-                var_at = np.argsort(backend.to_host(model.maskset.ordering))
+                _activate(model, h)  # observed-first: the observed variables are positions 1..n_obs
                 ri, rj = xp.asarray(rows[i]), xp.asarray(j)
                 X = out[ri, rj]  # (m, D) copy, observed entries set
                 u = xp.asarray(noise[rows[i], j])  # (m, D), indexed by variable
-                for d in var_at[n_obs:]:
-                    d = int(d)
-                    z = model.logits(X)
-                    zd = z[:, d:d + 1] if R == 1 else z[:, d]
-                    X[:, d] = model.head.sample(zd, u[:, d:d + 1])[:, 0].astype(X.dtype)
-                out[ri, rj] = X
+                yk = None if y is None else y[ri]
+                out[ri, rj] = draw(model, noise=u, context=yk, given=X, n_given=n_obs).astype(X.dtype)
     return out, log_px_o
 
 

@@ -19,10 +19,12 @@ from . import backend
 from .data import MAX_CLASSES  # noqa: F401  (most classes per variable: each value is a one-hot input)
 from .heads import HEADS, default_head
 from .layers import ACTIVATIONS
-from .masks import DEGREE_RULES, ORDERINGS
+from .masks import BANK_ORDERINGS, DEGREE_RULES, ORDERINGS
 from .optim import OPTIMIZERS
 
 ENCODINGS = ("binary", "onehot", "raw", "scaled")
+#: How a context (conditioning) vector enters: ``onehot`` class labels 0..context-1, or ``raw`` features.
+CONTEXT_ENCODINGS = ("onehot", "raw")
 LR_SCHEDULES = ("constant", "step", "cosine")
 #: Training engines: ``fast`` (made_np.fast: block-sparse single-mask form, fused head,
 #: in-place optimisers, thread pool) and ``reference`` (the plain MADE and textbook optimisers).
@@ -262,6 +264,17 @@ class MADEConfig(StrictConfig):
     seed : int
         Seed of the initial weights and of the mask bank.
     dtype : {"float32", "float64"}
+    context : int, default 0
+        Width of the context (conditioning) vector ``y`` of ``p(x | y)``; 0: an unconditional
+        model. It enters as inputs of degree 0 (docs/math.md, "Context inputs"): an unmasked
+        block ``U1`` into the first hidden layer and an unmasked block ``UV`` into the logits.
+    context_encoding : {"onehot", "raw"}, default "onehot"
+        ``onehot``: the context is a class label in 0..context-1, one-hot encoded (``context``
+        is the number of classes); ``raw``: a float vector of width ``context``, used as it is.
+    orderings : {"uniform", "segments"}, default "uniform"
+        The orderings of an order-agnostic bank (masks beyond mask 0): uniform permutations
+        (the paper), or half of them segment-first (:func:`made_np.masks.segment_ordering`),
+        which trains the one-half-given-the-other conditionals of top/bottom completions.
     """
 
     D: int
@@ -279,6 +292,9 @@ class MADEConfig(StrictConfig):
     activation: str = "relu"
     seed: int = 0
     dtype: str = "float32"
+    context: int = 0
+    context_encoding: str = "onehot"
+    orderings: str = "uniform"
 
     _kind = "model"
 
@@ -290,7 +306,9 @@ class MADEConfig(StrictConfig):
                 ("degrees", "str", None, None), ("num_masks", "int", 0, MAX_NUM_MASKS),
                 ("order_agnostic", "bool", None, None), ("connectivity_agnostic", "bool", None, None),
                 ("direct", "bool", None, None), ("activation", "str", None, None),
-                ("seed", "int", 0, MAX_SEED), ("dtype", "str", None, None))
+                ("seed", "int", 0, MAX_SEED), ("dtype", "str", None, None),
+                ("context", "int", 0, MAX_WIDTH), ("context_encoding", "str", None, None),
+                ("orderings", "str", None, None))
 
     def __post_init__(self):
         self._check_types()
@@ -324,6 +342,11 @@ class MADEConfig(StrictConfig):
             (self.num_masks >= 0, f"num_masks must be >= 0 (0 = no limit), got {self.num_masks}"),
             (self.activation in ACTIVATIONS,
              f"unknown activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}"),
+            (self.context >= 0, f"context width must be >= 0 (0: no context), got {self.context}"),
+            (self.context_encoding in CONTEXT_ENCODINGS,
+             f"unknown context encoding {self.context_encoding!r}: choose one of {', '.join(CONTEXT_ENCODINGS)}"),
+            (self.orderings in BANK_ORDERINGS,
+             f"unknown bank orderings {self.orderings!r}: choose one of {', '.join(BANK_ORDERINGS)}"),
         ]
         self._raise_first(checks)
         if self.dtype not in backend.DTYPES:
@@ -335,7 +358,8 @@ class MADEConfig(StrictConfig):
 
         Fills ``D``, ``classes``, ``head`` (:func:`made_np.heads.default_head`),
         ``input_encoding`` (:func:`default_encoding`), direct connections
-        (:data:`DEFAULT_DIRECT`) and the size of the mask bank (:func:`default_num_masks`)
+        (:data:`DEFAULT_DIRECT`), the size of the mask bank (:func:`default_num_masks`) and
+        ``context``/``context_encoding`` when it carries a context (``context_width > 0``)
         from ``dataset`` (anything with ``D``, ``classes``, ``name`` and ``train``, e.g.
         :class:`made_np.data.Dataset`), then the data set's entry of
         :data:`DATASET_DEFAULTS`, then the ``preset`` (:data:`PRESETS`), then ``overrides``
@@ -350,6 +374,9 @@ class MADEConfig(StrictConfig):
                   "head": default_head(int(dataset.classes)),
                   "input_encoding": default_encoding(int(dataset.classes)),
                   "direct": DEFAULT_DIRECT, "num_masks": default_num_masks(dataset)}
+        if int(getattr(dataset, "context_width", 0) or 0) > 0:
+            values["context"] = int(dataset.context_width)
+            values["context_encoding"] = dataset.context_encoding
         values.update(DATASET_DEFAULTS.get(getattr(dataset, "name", None), {}))
         values.update(_preset(preset, 0))
         values.update({k: v for k, v in overrides.items() if v is not None})

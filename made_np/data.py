@@ -21,7 +21,8 @@ Data sets
     (CS294-158, 2019, homework 1), split 72,000 / 8,000 / 20,000.
     ``fetch("2d")`` downloads the table.
 a path
-    an ``.npz`` with the three keys above, an ``.npy`` holding one ``(N, D)``
+    an ``.npz`` with the three keys above (and, for ``context="file"``, the keys
+    ``train_context``, ``valid_context``, ``test_context``), an ``.npy`` holding one ``(N, D)``
     array (split 80/10/10 with the seeded generator), or a directory holding
     Larochelle's ``binarized_mnist_{train,valid,test}.amat`` text files.
 
@@ -65,6 +66,10 @@ from pathlib import Path
 import numpy as np
 
 SPLIT_KEYS = ("train_data", "valid_data", "test_data")
+CONTEXT_KEYS = ("train_context", "valid_context", "test_context")
+#: What a data set's context may be (``load_dataset(context=...)``, ``made-np train --context``):
+#: none; the digit ``labels``; the ``*_context`` keys of an .npz ``file``.
+CONTEXT_SOURCES = ("none", "labels", "file")
 MNIST_FILE = "binarized_mnist.npz"
 DIST_FILE = "distribution.npy"
 AMAT_FILES = tuple(f"binarized_mnist_{s}.amat" for s in ("train", "valid", "test"))
@@ -123,8 +128,16 @@ class Dataset:
         normalised to sum to 1; ``None`` otherwise.
     spec : dict or None
         How to load it again (stored in checkpoints, read by ``made-np evaluate``):
-        ``{"spec": name or absolute path, "path": data file or None, "seed": int}``;
+        ``{"spec": name or absolute path, "path": data file or None, "seed": int, "context": str}``;
         set by :func:`load_dataset`.
+    train_context, valid_context, test_context : numpy.ndarray or None
+        The context (conditioning) of each row, aligned with the split: ``(N,)`` int64 class
+        labels (one-hot encoded by the model) or ``(N, C)`` float64 rows (used as they are);
+        ``None`` without a context.
+    context_width : int
+        0 without a context; the number of classes (labels) or C (rows).
+    context_encoding : {"onehot", "raw"} or None
+        How the model takes the context (:attr:`made_np.config.MADEConfig.context_encoding`).
     """
 
     name: str
@@ -135,6 +148,15 @@ class Dataset:
     image_shape: tuple | None
     true_density: np.ndarray | None = field(default=None, repr=False)
     spec: dict | None = field(default=None, repr=False)
+    train_context: np.ndarray | None = field(default=None, repr=False)
+    valid_context: np.ndarray | None = field(default=None, repr=False)
+    test_context: np.ndarray | None = field(default=None, repr=False)
+    context_width: int = 0
+    context_encoding: str | None = None
+
+    def context_of(self, split: str):
+        """The context of ``split`` ("train", "valid" or "test"), or None."""
+        return getattr(self, f"{split}_context")
 
     @property
     def D(self) -> int:
@@ -438,6 +460,35 @@ def _read_npy_stream(fp, where: str, available: int) -> np.ndarray:
             ) from None
 
 
+def read_array(path, what: str = "array") -> np.ndarray:
+    """Read one array from a ``.npy`` file with the checks of :func:`load_dataset`.
+
+    Only regular files are opened, the header is checked before any data is read, and
+    pickled objects are refused. ``what`` names the array in error messages (e.g. an option).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    DataError
+        Missing file, not a regular file, not an .npy, or unreadable (one line).
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"{what} {p}: no such file")
+    _require_regular(p)
+    try:
+        with open(p, "rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise DataError(f"{what} {p}: cannot read ({_one_line(exc)})") from None
+    if magic != b"\x93NUMPY":
+        raise DataError(f"{what} {p}: not an .npy file (save it with numpy.save)")
+    return _read_npy(p)
+
+
 def _read_npy(file: Path) -> np.ndarray:
     """Read a standalone ``.npy`` file (regular files only, header checked first)."""
     st = _require_regular(file)
@@ -568,19 +619,99 @@ def _load_path(p: Path, seed: int) -> Dataset:
     )
 
 
+# --------------------------------------------------------------------------- contexts
+
+
+def with_context(ds: Dataset, train, valid, test, where: str = "context") -> Dataset:
+    """``ds`` with a context per row of each split, checked.
+
+    Parameters
+    ----------
+    ds : Dataset
+    train, valid, test : array-like
+        Either all 1-D integer class labels ``(N_split,)`` (values >= 0; the context is
+        one-hot over ``max + 1`` classes, at most :data:`MAX_CLASSES`) or all 2-D finite
+        float rows ``(N_split, C)`` (used as they are). Integer-valued floats count as labels
+        when 1-D.
+    where : str
+        Names the source in error messages.
+
+    Returns
+    -------
+    Dataset
+        With ``*_context`` (int64 labels or float64 rows), ``context_width`` and
+        ``context_encoding`` ("onehot" or "raw").
+
+    Raises
+    ------
+    DataError
+        Rows that do not match the splits, mixed or wrong shapes, non-finite, negative,
+        non-integer labels, or too many classes.
+    """
+    arrays = {}
+    for split, a in zip(("train", "valid", "test"), (train, valid, test)):
+        a = np.asarray(a)
+        what = f"{where}: {split} context"
+        if a.dtype.kind not in "biuf":
+            raise DataError(f"{what} has dtype {a.dtype}; expected integers (class labels) or floats")
+        if a.ndim not in (1, 2):
+            raise DataError(f"{what} must be (N,) class labels or (N, C) rows, got shape {a.shape}")
+        n = getattr(ds, split).shape[0]
+        if a.shape[0] != n:
+            raise DataError(f"{what} has {a.shape[0]} rows, but the {split} data has {n}")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise DataError(f"{what} has NaN/inf values")
+        arrays[split] = a
+    dims = {a.ndim for a in arrays.values()}
+    if len(dims) != 1:
+        raise DataError(f"{where}: the splits mix (N,) labels and (N, C) rows")
+    if dims == {1}:
+        for split, a in arrays.items():
+            if (a < 0).any() or (a != np.round(a)).any():
+                raise DataError(f"{where}: {split} context labels must be integers >= 0")
+        classes = int(max(int(a.max()) for a in arrays.values() if a.size)) + 1
+        if classes > MAX_CLASSES:
+            raise DataError(f"{where}: {classes} context classes; at most {MAX_CLASSES} (one-hot encoded); "
+                            "give (N, C) float rows instead")
+        ctx = {k: a.astype(np.int64) for k, a in arrays.items()}
+        width, encoding = classes, "onehot"
+    else:
+        widths = {a.shape[1] for a in arrays.values()}
+        if len(widths) != 1 or 0 in widths:
+            raise DataError(f"{where}: context rows must have the same width > 0 in every split, got {sorted(widths)}")
+        ctx = {k: a.astype(np.float64) for k, a in arrays.items()}
+        width, encoding = widths.pop(), "raw"
+    return replace(ds, train_context=ctx["train"], valid_context=ctx["valid"], test_context=ctx["test"],
+                   context_width=width, context_encoding=encoding)
+
+
+def _file_context(ds: Dataset, spec: str) -> Dataset:
+    """The ``*_context`` keys of the .npz ``spec`` attached to ``ds``."""
+    p = Path(spec).expanduser()
+    if p.is_dir() and (p / MNIST_FILE).is_file():
+        p = p / MNIST_FILE
+    if not p.is_file() or not zipfile.is_zipfile(p):
+        raise DataError(f"{spec}: context 'file' needs an .npz data file holding the keys {', '.join(CONTEXT_KEYS)}")
+    arrays = _read_npz(p, CONTEXT_KEYS)
+    return with_context(ds, *(arrays[k] for k in CONTEXT_KEYS), where=str(p))
+
+
 # --------------------------------------------------------------------------- named sets
 
 
-def _load_digits(seed: int) -> Dataset:
+def _load_digits(seed: int, labels: bool = False) -> Dataset:
     from sklearn.datasets import load_digits
 
-    x = (load_digits().data >= 8).astype(np.uint8)  # (1797, 64), pixels 0..16
+    bunch = load_digits()
+    x = (bunch.data >= 8).astype(np.uint8)  # (1797, 64), pixels 0..16
     perm = np.random.default_rng(seed).permutation(x.shape[0])
     n_train, n_valid, _ = DIGITS_SPLIT
-    train = x[perm[:n_train]]
-    valid = x[perm[n_train : n_train + n_valid]]
-    test = x[perm[n_train + n_valid :]]
-    return Dataset("digits", train, valid, test, 2, (8, 8))
+    cuts = (perm[:n_train], perm[n_train : n_train + n_valid], perm[n_train + n_valid :])
+    ds = Dataset("digits", *(x[c] for c in cuts), 2, (8, 8))
+    if labels:  # the same rows of the labels: aligned with the shuffle and the split
+        y = bunch.target.astype(np.int64)
+        ds = with_context(ds, *(y[c] for c in cuts), where="digits labels")
+    return ds
 
 
 def _load_table(file: Path) -> np.ndarray:
@@ -657,7 +788,7 @@ def _load_mnist(path, seed: int) -> Dataset:
     return replace(ds, name="binarized-mnist")
 
 
-def load_dataset(spec: str = "digits", *, path=None, seed: int = 0) -> Dataset:
+def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str | None = None) -> Dataset:
     """Load a data set by name or from a file.
 
     Parameters
@@ -679,6 +810,11 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0) -> Dataset:
     seed : int, default 0
         Seed (``>= 0``) of ``np.random.default_rng`` for the digits shuffle,
         the ``.npy`` split and the ``"2d"`` samples.
+    context : {None, "none", "labels", "file"}
+        A context (conditioning) per row (:func:`with_context`): ``"labels"`` the digit
+        classes 0..9 of ``"digits"`` (shuffled and split with the images); ``"file"`` the
+        keys ``train_context``, ``valid_context``, ``test_context`` of an ``.npz`` ``spec``
+        ((N,) integer labels or (N, C) float rows). None or ``"none"``: no context.
 
     Returns
     -------
@@ -704,25 +840,35 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0) -> Dataset:
         non-integer values, values ``>= MAX_CLASSES``, a binarized-mnist file
         without 784 binary columns, a cached file that fails its checksums, or
         a ``"2d"`` table that is not square, finite, non-negative and summing
-        to 1 within 1e-4.
+        to 1 within 1e-4; an unknown ``context``, ``"labels"`` for another data set than
+        digits, ``"file"`` without an .npz holding the context keys, or an invalid context.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(
             f"data seed {seed!r} is not allowed: --data-seed must be >= 0 (an integer seed of "
             "numpy.random.default_rng for the shuffles, splits and 2-D samples)"
         )
-    ds = _load(spec, path, seed)
+    context = "none" if context is None else str(context).lower()
+    if context not in CONTEXT_SOURCES:
+        raise DataError(f"unknown context {context!r}: choose one of {', '.join(CONTEXT_SOURCES)}")
+    ds = _load(spec, path, seed, context)
     named = spec.lower() in NAMES + ("binarized_mnist",)
-    where = {"spec": spec if named else str(Path(spec).expanduser().resolve()),
-             "path": str(Path(path).expanduser().resolve()) if path else None, "seed": int(seed)}
+    where = {"spec": spec if named else str(expand_path(spec).resolve()),
+             "path": str(expand_path(path).resolve()) if path else None, "seed": int(seed),
+             "context": context}
     return replace(ds, spec=where)
 
 
-def _load(spec: str, path, seed: int) -> Dataset:
+def _load(spec: str, path, seed: int, context: str) -> Dataset:
     """:func:`load_dataset` without the checks of its arguments and the ``spec`` record."""
     name = spec.lower()
+    if context == "labels" and name != "digits":
+        raise DataError(f"{spec}: context 'labels' is known for digits only; for a data file put "
+                        f"{', '.join(CONTEXT_KEYS)} in its .npz and use context 'file'")
+    if context == "file" and name in NAMES + ("binarized_mnist",):
+        raise DataError(f"{spec}: context 'file' needs a path to an .npz holding {', '.join(CONTEXT_KEYS)}")
     if name == "digits":
-        return _load_digits(seed)
+        return _load_digits(seed, labels=context == "labels")
     if name in ("binarized-mnist", "binarized_mnist", "mnist"):
         return _load_mnist(path, seed)
     if name == "2d":
@@ -733,7 +879,8 @@ def _load(spec: str, path, seed: int) -> Dataset:
             f"{spec}: no such file or directory (expected one of digits, binarized-mnist, 2d, "
             "or a path to an .npz / .npy file or a folder of .amat files)"
         )
-    return _load_path(p, seed)
+    ds = _load_path(p, seed)
+    return _file_context(ds, spec) if context == "file" else ds
 
 
 # --------------------------------------------------------------------------- download

@@ -127,6 +127,50 @@ class MaskedDense(_Dense):
         return None
 
 
+class Dense(_Dense):
+    """An unmasked dense layer without bias, ``y = x W``: the context blocks of a conditional MADE.
+
+    The context enters as inputs of degree 0 (docs/math.md, "Context inputs"): every mask
+    entry from a degree-0 input is 1, so the block needs no mask. Backward, for
+    ``delta = dL/dy``: ``dL/dW = x^T delta``; no ``dL/dx`` (the context is data).
+
+    Parameters
+    ----------
+    fan_in, fan_out : int
+        Context width and the width it feeds.
+    xp : module
+    rng : numpy.random.Generator
+        Host generator of the initial weights, uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``.
+    dtype : numpy dtype
+
+    Attributes
+    ----------
+    W, dW : arrays, shape (fan_in, fan_out)
+    b : None
+    fixed : bool
+        Always False (no mask to keep).
+    """
+
+    fixed = False
+
+    def __init__(self, fan_in, fan_out, xp, rng, dtype="float32"):
+        bound = 1.0 / math.sqrt(fan_in)
+        self.xp = xp
+        self.W = xp.asarray(rng.uniform(-bound, bound, size=(fan_in, fan_out)).astype(dtype))
+        self.b = self.db = None
+        self.dW = xp.zeros_like(self.W)
+
+    def forward(self, x):
+        """``y = x W``; x : (batch, fan_in) -> (batch, fan_out)."""
+        self.x = x
+        return x @ self.W
+
+    def backward(self, delta):
+        """Store ``dW = x^T delta`` for ``delta`` (batch, fan_out); returns None."""
+        self.xp.matmul(self.x.T, delta, out=self.dW)
+        return None
+
+
 class ReLU:
     """``h = max(a, 0)``; backward ``dL/da = dL/dh * 1[h > 0]``. Works in place on ``a``."""
 

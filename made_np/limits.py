@@ -164,9 +164,12 @@ def layer_widths(cfg) -> list:
 
 
 def num_weights(cfg) -> int:
-    """Entries of the weight matrices (the masked ones included), direct connections too."""
+    """Entries of the weight matrices (the masked ones included), direct connections and context
+    blocks too."""
     w = layer_widths(cfg)
     n = sum(a * b for a, b in zip(w[:-1], w[1:]))
+    context = getattr(cfg, "context", 0)
+    n += (context * w[1] if context and cfg.hidden else 0) + context * w[-1]
     return n + (w[0] * w[-1] if cfg.direct else 0)
 
 

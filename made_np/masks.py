@@ -24,6 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 ORDERINGS = ("natural", "random")
+#: Distributions of the orderings of an order-agnostic bank (masks index >= 1): ``uniform``
+#: permutations (the paper), or ``segments`` (half of them segment-first, :func:`segment_ordering`).
+BANK_ORDERINGS = ("uniform", "segments")
 DEGREE_RULES = ("random", "equal")
 
 
@@ -68,6 +71,39 @@ def input_ordering(D: int, mode: str = "natural", rng=None, given=None) -> np.nd
         rng = np.random.default_rng() if rng is None else rng
         return rng.permutation(D).astype(np.int64) + 1
     raise MaskError(f"unknown ordering {mode!r}: choose one of {', '.join(ORDERINGS)}")
+
+
+def segment_ordering(D: int, rng) -> np.ndarray:
+    """An ordering that puts a contiguous segment of the variable indices first.
+
+    A cut ``c`` is drawn uniformly from 1..D-1 and, by a fair coin, the variables
+    ``0..c-1`` or the variables ``c..D-1`` take the positions 1..|segment| (in uniform
+    random order among themselves); the other side follows, also in random order. For
+    raster images the segments are the top or bottom rows (up to a partial row): the
+    observed-first orderings of top/bottom occlusions (:mod:`made_np.conditional`), whose
+    long-range conditionals (one half given the other) uniform orderings almost never train.
+
+    Parameters
+    ----------
+    D : int
+        Number of variables (``D == 1`` gives the ordering [1]).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray of int64, shape (D,)
+        ``m^0(d)``, a permutation of 1..D.
+    """
+    if D < 2:
+        return np.ones(D, dtype=np.int64)
+    c = int(rng.integers(1, D))
+    first, second = np.arange(c), np.arange(c, D)
+    if rng.random() < 0.5:
+        first, second = second, first
+    seq = np.concatenate([rng.permutation(first), rng.permutation(second)])
+    m0 = np.empty(D, dtype=np.int64)
+    m0[seq] = np.arange(1, D + 1)
+    return m0
 
 
 def hidden_degrees(prev: np.ndarray, width: int, D: int, rule: str = "random", rng=None) -> np.ndarray:
@@ -195,6 +231,7 @@ def draw_masks(
     degrees: str = "random",
     order_agnostic: bool = False,
     connectivity_agnostic: bool = False,
+    orderings: str = "uniform",
 ) -> MaskSet:
     """Build mask ``index`` of a bank, exactly, from ``(seed, index)`` (paper Algorithm 1).
 
@@ -221,6 +258,10 @@ def draw_masks(
         Masks ``index >= 1`` draw fresh hidden degrees from ``(seed, index)``
         (connectivity-agnostic training, paper Sec. 4.2); otherwise every mask
         shares the degrees of mask 0.
+    orderings : {"uniform", "segments"}
+        The distribution of the fresh orderings of an order-agnostic bank: ``uniform``
+        random permutations (the paper), or ``segments``: by a fair coin of
+        ``(seed, index)`` a uniform permutation or a :func:`segment_ordering`.
 
     Returns
     -------
@@ -239,8 +280,12 @@ def draw_masks(
     o_rng = np.random.default_rng([seed, o_index, 0])
     if o_index == 0:
         m0 = input_ordering(D, ordering, o_rng, given_ordering)
-    else:
+    elif orderings == "uniform":
         m0 = input_ordering(D, "random", o_rng)
+    elif orderings == "segments":
+        m0 = segment_ordering(D, o_rng) if o_rng.random() < 0.5 else input_ordering(D, "random", o_rng)
+    else:
+        raise MaskError(f"unknown bank orderings {orderings!r}: choose one of {', '.join(BANK_ORDERINGS)}")
     c_rng = np.random.default_rng([seed, c_index, 1])
     degs, masks, prev = [], [], m0
     for width in hidden:

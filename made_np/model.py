@@ -6,6 +6,9 @@ masked hidden layers to logits of shape (batch, D * out_repeat)::
     h^1 = act(x W^1*M^1 + b^1), ..., z = h^L (V * M^V) + c [+ x (A * M^A)]
 
 (paper eqs. 7, 10-13), and the head turns logits into per-example NLL in nats.
+A conditional MADE (``config.context > 0``) models ``p(x | y)``: the encoded context
+``y`` (batch, context) enters as inputs of degree 0, ``h^1 = act(x W^1*M^1 + y U^1 + b^1)``
+and ``z = ... + y U^V``, with unmasked blocks (docs/math.md, "Context inputs").
 The masks come from :mod:`made_np.masks`; a model holds a *bank* of ``num_masks``
 masks (``0``: no limit, a fresh mask at every resample) and uses one at a time
 (:meth:`MADE.set_mask`). Test-time averaging over masks is a mixture of
@@ -21,7 +24,7 @@ import math
 from . import backend
 from .config import MADEConfig  # noqa: F401  (part of this module's API)
 from .heads import head_class, make_head
-from .layers import MaskedDense, make_activation
+from .layers import Dense, MaskedDense, make_activation
 from .masks import draw_masks
 
 MASK_CACHE_BYTES = 256 * 2**20
@@ -42,6 +45,11 @@ class MADE:
         ``[W^1, ..., W^L, V]``: the hidden layers then the output layer.
     direct : MaskedDense or None
         The direct connections ``A`` (no bias), when ``config.direct``.
+    context_hidden : Dense or None
+        ``U^1`` (context, H_1): the context into the first hidden layer, when
+        ``config.context > 0`` and there is a hidden layer.
+    context_output : Dense or None
+        ``U^V`` (context, D * out_repeat): the context into the logits, when ``config.context > 0``.
     head : BernoulliHead or CategoricalHead
     mask_index : int
         Index of the mask in use.
@@ -67,6 +75,11 @@ class MADE:
         if c.direct:
             self.direct = MaskedDense(widths[0], widths[-1], self.xp, rng, self.dtype,
                                       bias=False, need_input_grad=False)
+        self.context_hidden = self.context_output = None
+        if c.context:  # drawn after every other layer: an unconditional model's weights do not change
+            if c.hidden:
+                self.context_hidden = Dense(c.context, c.hidden[0], self.xp, rng, self.dtype)
+            self.context_output = Dense(c.context, widths[-1], self.xp, rng, self.dtype)
         self.head = make_head(c.head, self.xp, c.classes)
         self._eye = self.xp.eye(c.classes, dtype=self.dtype) if c.input_encoding == "onehot" else None
         self._mask_cache = {}
@@ -77,11 +90,14 @@ class MADE:
     # ------------------------------------------------------------------ parameters
     @property
     def _all_layers(self) -> list:
-        return self.layers + ([self.direct] if self.direct is not None else [])
+        """``layers``, then ``direct``, then the context blocks (the masked ones first, as
+        :meth:`set_mask` pairs them with their masks)."""
+        return (self.layers + ([self.direct] if self.direct is not None else [])
+                + [d for d in (self.context_hidden, self.context_output) if d is not None])
 
     @property
     def params(self) -> list:
-        """All parameter arrays: ``W^1, b^1, ..., V, c`` then ``A`` if direct."""
+        """All parameter arrays: ``W^1, b^1, ..., V, c``, then ``A`` if direct, then ``U^1, U^V`` with a context."""
         return [p for layer in self._all_layers for p in layer.params]
 
     @property
@@ -91,11 +107,14 @@ class MADE:
 
     @property
     def param_names(self) -> list:
-        """Names of :attr:`params`: ``W0, b0, W1, b1, ..., A``."""
+        """Names of :attr:`params`: ``W0, b0, W1, b1, ..., A``, then ``U1`` (context into the
+        first hidden layer) and ``UV`` (context into the logits)."""
         names = []
         for i, layer in enumerate(self.layers):
             names += [f"W{i}", f"b{i}"]
-        return names + (["A"] if self.direct is not None else [])
+        names += ["A"] if self.direct is not None else []
+        names += ["U1"] if self.context_hidden is not None else []
+        return names + (["UV"] if self.context_output is not None else [])
 
     @property
     def num_params(self) -> int:
@@ -144,6 +163,7 @@ class MADE:
             c.D, c.hidden, seed=c.seed, index=index, ordering=c.ordering,
             given_ordering=c.given_ordering, degrees=c.degrees,
             order_agnostic=c.order_agnostic, connectivity_agnostic=c.connectivity_agnostic,
+            orderings=c.orderings,
         )
 
     def set_mask(self, index: int) -> None:
@@ -240,26 +260,93 @@ class MADE:
                 inputs /= c.classes - 1
         return inputs, self.head.targets(x, inputs)
 
+    def encode_context(self, context, n: int | None = None):
+        """The context as the network takes it: shape (n, config.context), ``dtype``, on ``xp``.
+
+        Parameters
+        ----------
+        context : array-like or None
+            ``onehot`` models: class labels, an int or shape (m,), in 0..context-1 (one-hot
+            encoded here), or rows (m, context) used as they are. ``raw`` models: rows
+            (m, context) or one row (context,). One row (``m == 1``) is repeated to ``n`` rows.
+            Must be None for a model without context.
+        n : int, optional
+            Rows wanted (the batch size); default m.
+
+        Returns
+        -------
+        array of shape (n, context), or None for a model without context.
+
+        Raises
+        ------
+        ValueError
+            A context for an unconditional model, none for a conditional one, a label out
+            of range, or a shape that does not fit.
+        """
+        c, xp = self.config, self.xp
+        if not c.context:
+            if context is not None:
+                raise ValueError("this model has no context inputs (config.context == 0): pass no context")
+            return None
+        if context is None:
+            kind = "class labels" if c.context_encoding == "onehot" else "rows"
+            raise ValueError(f"this model is conditional (context of width {c.context}, {c.context_encoding}): "
+                             f"pass context ({kind})")
+        y = xp.asarray(context)
+        if c.context_encoding == "onehot" and y.ndim <= 1:
+            labels = backend.to_host(y).reshape(-1)
+            if labels.dtype.kind not in "iub" and not (labels == labels.round()).all():
+                raise ValueError(f"context labels must be integers, got dtype {labels.dtype}")
+            labels = labels.astype("int64")
+            if labels.size and (labels.min() < 0 or labels.max() >= c.context):
+                raise ValueError(f"context labels must lie in 0..{c.context - 1}, got "
+                                 f"{int(labels.min())}..{int(labels.max())}")
+            y = xp.eye(c.context, dtype=self.dtype)[xp.asarray(labels)]
+        elif y.ndim == 1:
+            y = y.reshape(1, -1)
+        if y.ndim != 2 or y.shape[1] != c.context:
+            raise ValueError(f"context must have shape (n, {c.context}), got {tuple(y.shape)}")
+        y = y.astype(self.dtype, copy=False)
+        if n is not None and y.shape[0] != n:
+            if y.shape[0] != 1:
+                raise ValueError(f"context has {y.shape[0]} rows for {n} examples")
+            y = xp.repeat(y, n, axis=0)
+        return y
+
     # ------------------------------------------------------------------ passes
-    def _forward_pass(self, inputs):
-        """Logits, shape (batch, D * out_repeat), for encoded inputs (batch, D * in_repeat)."""
+    def _forward_pass(self, inputs, context=None):
+        """Logits, shape (batch, D * out_repeat), for encoded inputs (batch, D * in_repeat)
+        and, with a context, the encoded context (batch, config.context) (:meth:`encode_context`)."""
+        if (context is None) != (self.context_output is None):
+            raise ValueError("a conditional model needs its encoded context, an unconditional one none")
         h = inputs
-        for layer, act in zip(self.layers[:-1], self.activations):
-            h = act.forward(layer.forward(h))
+        for i, (layer, act) in enumerate(zip(self.layers[:-1], self.activations)):
+            a = layer.forward(h)
+            if i == 0 and self.context_hidden is not None:
+                a += self.context_hidden.forward(context)
+            h = act.forward(a)
         z = self.layers[-1].forward(h)
         if self.direct is not None:
             z += self.direct.forward(inputs)
+        if self.context_output is not None:
+            z += self.context_output.forward(context)
         return z
 
     def _backprop(self, dz) -> None:
         """Fill every layer's gradients from ``dz = dL/dz``, shape (batch, D * out_repeat)."""
         if self.direct is not None:
             self.direct.backward(dz)
+        if self.context_output is not None:
+            self.context_output.backward(dz)
         delta = self.layers[-1].backward(dz)
+        first = self.layers[0]
         for layer, act in zip(reversed(self.layers[:-1]), reversed(self.activations)):
-            delta = layer.backward(act.backward(delta))
+            delta = act.backward(delta)
+            if layer is first and self.context_hidden is not None:
+                self.context_hidden.backward(delta)
+            delta = layer.backward(delta)
 
-    def loss_and_grad(self, x, head=None):
+    def loss_and_grad(self, x, head=None, context=None):
         """Mean NLL of a minibatch and its gradient in :attr:`grads`.
 
         Parameters
@@ -268,6 +355,8 @@ class MADE:
         head : head, optional
             The head that computes the NLL and ``dNLL/dz`` (default :attr:`head`; the fast
             engine passes a faster form of it, :func:`made_np.fast.kernels.fast_head`).
+        context : array, optional
+            The context of each row (:meth:`encode_context`); needed exactly when the model has one.
 
         Returns
         -------
@@ -275,18 +364,19 @@ class MADE:
             Mean NLL in nats over the batch, left on the device (no host sync).
         """
         inputs, targets = self.encode(x)
-        z = self._forward_pass(inputs)
+        z = self._forward_pass(inputs, self.encode_context(context, x.shape[0]))
         nll, dz = (head or self.head).nll_and_grad(z, targets)
         dz *= 1.0 / x.shape[0]
         self._backprop(dz)
         return nll.mean()
 
-    def logits(self, x):
-        """Logits for data ``x`` (batch, D): shape (batch, D) (Bernoulli) or (batch, D, C) (categorical)."""
-        z = self._forward_pass(self.encode(x)[0])
+    def logits(self, x, context=None):
+        """Logits for data ``x`` (batch, D) (and its ``context``, :meth:`encode_context`):
+        shape (batch, D) (Bernoulli) or (batch, D, C) (categorical)."""
+        z = self._forward_pass(self.encode(x)[0], self.encode_context(context, x.shape[0]))
         return z.reshape(x.shape[0], self.config.D, self.out_repeat) if self.out_repeat > 1 else z
 
-    def nll(self, x, batch_size: int = 1000):
+    def nll(self, x, batch_size: int = 1000, context=None):
         """Per-example NLL in nats under the current mask.
 
         Parameters
@@ -294,22 +384,26 @@ class MADE:
         x : array, shape (N, D), uint8 or int
         batch_size : int
             Rows per forward pass (bounds memory).
+        context : array, optional
+            The rows' context (:meth:`encode_context`): ``-log p(x | y)``.
 
         Returns
         -------
         array, shape (N,), ``dtype``, nats.
         """
         out = self.xp.empty(x.shape[0], dtype=self.dtype)
+        y = self.encode_context(context, x.shape[0])
         for s in range(0, x.shape[0], batch_size):
             inputs, targets = self.encode(x[s:s + batch_size])
-            out[s:s + batch_size] = self.head.nll(self._forward_pass(inputs), targets)
+            ys = None if y is None else y[s:s + batch_size]
+            out[s:s + batch_size] = self.head.nll(self._forward_pass(inputs, ys), targets)
         return out
 
-    def log_prob(self, x, batch_size: int = 1000):
-        """``log p(x)`` in nats under the current mask, shape (N,)."""
-        return -self.nll(x, batch_size)
+    def log_prob(self, x, batch_size: int = 1000, context=None):
+        """``log p(x)`` (``log p(x | y)`` with a context) in nats under the current mask, shape (N,)."""
+        return -self.nll(x, batch_size, context)
 
-    def ensemble_nll(self, x, mask_indices, batch_size: int = 1000):
+    def ensemble_nll(self, x, mask_indices, batch_size: int = 1000, context=None):
         """Per-example NLL of the mixture over masks (paper Sec. 4.2, test-time averaging).
 
         ``-log p(x) = -(logsumexp_k log p_k(x) - log K)``: the average of the
@@ -322,6 +416,8 @@ class MADE:
         mask_indices : sequence of int
             Masks of the bank to average over (K = len(mask_indices) >= 1).
         batch_size : int
+        context : array, optional
+            The rows' context (:meth:`encode_context`).
 
         Returns
         -------
@@ -331,9 +427,10 @@ class MADE:
         if not mask_indices:
             raise ValueError("ensemble_nll needs at least one mask index")
         current, acc = self.mask_index, None
+        y = self.encode_context(context, x.shape[0])
         for k in mask_indices:
             self.set_mask(k)
-            lp = -self.nll(x, batch_size)
+            lp = -self.nll(x, batch_size, y)
             acc = lp if acc is None else self.xp.logaddexp(acc, lp)
         self.set_mask(current)
         return math.log(len(mask_indices)) - acc

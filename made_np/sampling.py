@@ -5,6 +5,13 @@ the variable with ordering position ``m^0 = k``. Every sampler takes its uniform
 noise ``u`` of shape (n, D) indexed by *variable* (not by position), so the same
 noise gives the same samples whichever method computes the conditionals.
 
+Every sampler also takes, for a conditional model, the ``context`` of each sample
+(:meth:`made_np.model.MADE.encode_context`; one row is repeated), and can start from a
+*given prefix*: with ``given`` (n, D) and ``n_given = k``, the variables at positions
+1..k keep their values from ``given`` and only positions k+1..D are drawn, from
+``p(x_{o_>k} | x_{o_<=k})``. That is the completion step of :mod:`made_np.conditional`
+under an observed-first mask.
+
 Two methods compute the conditionals:
 
 * ``"naive"`` (:func:`sample_naive`): one full forward pass per variable, D passes
@@ -35,7 +42,26 @@ def sample_dtype(model, xp):
     return getattr(xp, model.head.sample_dtype)
 
 
-def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = None):
+def check_given(model, n: int, given, n_given: int):
+    """Validate a given prefix (see the module docstring); returns ``n_given`` as an int.
+
+    Raises
+    ------
+    ValueError
+        ``n_given`` outside 0..D, or ``n_given > 0`` without ``given`` of shape (n, D).
+    """
+    D = model.config.D
+    n_given = int(n_given)
+    if not 0 <= n_given <= D:
+        raise ValueError(f"n_given must lie in 0..{D}, got {n_given}")
+    if n_given and (given is None or tuple(given.shape) != (n, D)):
+        raise ValueError(f"given must have shape ({n}, {D}) when n_given > 0, got "
+                         f"{None if given is None else tuple(given.shape)}")
+    return n_given
+
+
+def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = None, context=None,
+                 given=None, n_given: int = 0):
     """Ancestral sampling with one full forward pass per variable (D passes in all).
 
     Parameters
@@ -47,30 +73,52 @@ def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = 
     noise : array, shape (n, D), optional
         Uniform noise in [0, 1); drawn from ``seed`` when absent.
     seed : int, optional
+    context : array, optional
+        A conditional model's context (:meth:`~made_np.model.MADE.encode_context`): labels (n,),
+        rows (n, context), or one of either, repeated; draws from ``p(x | y)``.
+    given : array, shape (n, D), optional
+        Values of the variables at positions 1..``n_given`` of the current ordering.
+    n_given : int, default 0
+        How many leading positions are given (not drawn); the others are drawn from
+        their conditionals given them. D - n_given forward passes.
 
     Returns
     -------
-    array, shape (n, D): uint8 in {0, 1} (Bernoulli head) or int64 in 0..C-1 (categorical).
+    array, shape (n, D): uint8 in {0, 1} (Bernoulli head) or int64 in 0..C-1 (categorical);
+    the given variables hold their given values.
     """
     xp, D = model.xp, model.config.D
     u = draw_noise(n, D, seed, xp) if noise is None else noise
     n = u.shape[0]
+    n_given = check_given(model, n, given, n_given)
+    y = model.encode_context(context, n)
     x = xp.zeros((n, D), dtype=sample_dtype(model, xp))
     order = backend.to_host(model.maskset.ordering)
+    var_at = order.argsort()  # variables by increasing position m^0(d)
+    if n_given:
+        cols = xp.asarray(var_at[:n_given])
+        x[:, cols] = xp.asarray(given)[:, cols].astype(x.dtype)
     R = model.out_repeat
-    for d in order.argsort():  # variables by increasing position m^0(d)
-        z = model._forward_pass(model.encode(x)[0])
+    for d in var_at[n_given:]:
+        z = model._forward_pass(model.encode(x)[0], y)
         x[:, d] = model.head.sample(z[:, d * R:(d + 1) * R], u[:, d:d + 1])[:, 0]
     return x
 
 
 # --------------------------------------------------------------------------- dispatch
 
-def _sample_fast(model, n=None, *, noise=None, seed=None):
+def _sample_fast(model, n=None, *, noise=None, seed=None, context=None, given=None, n_given=0):
     """The seam to the speed form: :func:`made_np.fast.sampler.sample_fast` (tested equal to :func:`sample_naive`)."""
     from .fast.sampler import sample_fast
 
-    return sample_fast(model, n, noise=noise, seed=seed)
+    return sample_fast(model, n, noise=noise, seed=seed, context=context, given=given, n_given=n_given)
+
+
+def balanced_labels(n: int, classes: int):
+    """``n`` class labels in increasing order, as evenly spread over ``classes`` as can be:
+    label ``i * classes // n`` for sample ``i`` (host int64, shape (n,)). With n = 100 and 10
+    classes, a grid of 10 columns shows one class per row."""
+    return backend.to_host([i * classes // max(n, 1) for i in range(n)]).astype("int64")
 
 
 #: Sampling methods by name: ``naive`` is the reference, ``fast`` the degree-ordered sampler.
@@ -78,7 +126,7 @@ METHODS = {"naive": sample_naive, "fast": _sample_fast}
 
 
 def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
-           method: str = DEFAULT_METHOD, masks=None):
+           method: str = DEFAULT_METHOD, masks=None, context=None):
     """Draw samples with the chosen method (see :func:`sample_naive`, :func:`made_np.fast.sampler.sample_fast`).
 
     Parameters
@@ -98,6 +146,8 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
         host), then each group of samples sharing a mask is drawn in one batch
         under that mask. The model's current mask is restored afterwards.
         Without ``masks``, the current mask is used.
+    context : array, optional
+        A conditional model's context per sample (or one, repeated): see :func:`sample_naive`.
 
     Returns
     -------
@@ -112,7 +162,7 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
         raise ValueError(f"unknown sampling method {method!r}: choose one of {', '.join(METHODS)}")
     fn = METHODS[method]
     if masks is None:
-        return fn(model, n, noise=noise, seed=seed)
+        return fn(model, n, noise=noise, seed=seed, context=context)
     masks = [int(k) for k in masks]
     if not masks:
         raise ValueError("sample: masks must name at least one mask index")
@@ -123,6 +173,7 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
     xp, D = model.xp, model.config.D
     u = draw_noise(n, D, seed, xp) if noise is None else noise
     n = u.shape[0]
+    y = model.encode_context(context, n)
     choice = backend.host_rng(*(() if seed is None else (seed, 1))).integers(len(masks), size=n)
     out = xp.zeros((n, D), dtype=sample_dtype(model, xp))
     current = model.mask_index
@@ -133,7 +184,7 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
                 continue
             model.set_mask(k)
             rows = xp.asarray(idx)
-            out[rows] = fn(model, noise=u[rows])
+            out[rows] = fn(model, noise=u[rows], context=None if y is None else y[rows])
     finally:
         model.set_mask(current)
     return out

@@ -82,7 +82,7 @@ class DivergenceError(ValueError):
 
 
 def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | None = None,
-             batch_size: int = 1000, mask_index: int = 0) -> dict:
+             batch_size: int = 1000, mask_index: int = 0, context=None) -> dict:
     """Mean NLL of data under one mask or under the ensemble of masks.
 
     Parameters
@@ -100,6 +100,9 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         Rows per forward pass.
     mask_index : int, default 0
         The mask used when not ensembling. The model's current mask is restored.
+    context : array, optional
+        The rows' context for a conditional model (:meth:`MADE.encode_context`): the NLL is
+        then ``-log p(x | y)``.
 
     Returns
     -------
@@ -111,6 +114,7 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     """
     xp = model.xp
     x = backend.to_device(x, xp)
+    y = model.encode_context(context, x.shape[0])
     K = model.config.num_masks
     if ensemble is None:
         ensemble = K != 1
@@ -118,12 +122,12 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         ensemble = False
     if ensemble:
         indices = model.eval_mask_indices(eval_masks)
-        nll = model.ensemble_nll(x, indices, batch_size)
+        nll = model.ensemble_nll(x, indices, batch_size, y)
         masks, single = len(indices), None
     else:
         current = model.mask_index
         model.set_mask(mask_index)
-        nll = model.nll(x, batch_size)
+        nll = model.nll(x, batch_size, y)
         model.set_mask(current)
         masks, single = 1, mask_index
     values = backend.to_host(nll).astype(np.float64)
@@ -136,12 +140,12 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     }
 
 
-def _mean_nll(model: MADE, x, indices: list, batch_size: int) -> float:
+def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None) -> float:
     """Mean NLL (nats) of device data: the fixed mask when ``num_masks == 1``, else the ensemble of ``indices``."""
     if model.config.num_masks == 1:
-        nll = model.nll(x, batch_size)
+        nll = model.nll(x, batch_size, context)
     else:
-        nll = model.ensemble_nll(x, indices, batch_size)
+        nll = model.ensemble_nll(x, indices, batch_size, context)
     return float(nll.astype(model.xp.float64).mean())
 
 
@@ -185,9 +189,10 @@ class ReferenceEngine:
         """Training data (N, D) as :meth:`loss_and_grad` takes it."""
         return x
 
-    def loss_and_grad(self, xb):
-        """Mean NLL (nats) of a minibatch; gradients into :attr:`grads`."""
-        return self.model.loss_and_grad(xb)
+    def loss_and_grad(self, xb, context=None):
+        """Mean NLL (nats) of a minibatch (with its encoded ``context``, for a conditional
+        model); gradients into :attr:`grads`."""
+        return self.model.loss_and_grad(xb) if context is None else self.model.loss_and_grad(xb, context=context)
 
     def epoch(self):
         """A context around the steps of one epoch."""
@@ -251,7 +256,9 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     model : MADE
         Trained in place.
     dataset : made_np.data.Dataset
-        Anything with ``train`` and ``valid`` arrays of shape (N, D) (and ``name``).
+        Anything with ``train`` and ``valid`` arrays of shape (N, D) (and ``name``); for a
+        conditional model (``config.context > 0``) also ``train_context`` and
+        ``valid_context``, whose rows minibatches gather with the data's.
     cfg : TrainConfig, optional
         Default ``TrainConfig()``; defaults it leaves open come from the recipe
         (:meth:`TrainConfig.resolved`), as for ``made-np train``.
@@ -459,6 +466,8 @@ class _Run:
         self.opt = self.engine.make_optimizer(cfg)
         self.x_train = self.engine.prepare(backend.to_device(dataset.train, xp))
         self.x_valid = backend.to_device(dataset.valid, xp)
+        # a conditional model's contexts, encoded once: (N, context) rows gathered with the data's
+        self.c_train, self.c_valid = (_split_context(model, dataset, split) for split in ("train", "valid"))
         self.n_train = int(self.x_train.shape[0])
         self.n_batches = -(-self.n_train // cfg.batch_size)
         self.v_indices = valid_mask_indices(model, cfg)
@@ -572,8 +581,9 @@ class _Run:
             for b in range(self.n_batches):
                 if K != 1:
                     model.set_mask(mask_for_step(step, K, cfg.resample_every))
-                xb = self.x_train[perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-                loss = engine.loss_and_grad(xb)
+                rows = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                xb = self.x_train[rows]
+                loss = engine.loss_and_grad(xb, None if self.c_train is None else self.c_train[rows])
                 self.opt.step(engine.grads)
                 running += loss * xb.shape[0]
                 step += 1
@@ -588,7 +598,7 @@ class _Run:
     def validate(self, epoch: int) -> tuple:
         """Validation NLL (nats) of the MADE, and whether it is the best so far (then kept)."""
         state = self.state
-        valid_nll = _mean_nll(self.model, self.x_valid, self.v_indices, self.cfg.eval_batch_size)
+        valid_nll = _mean_nll(self.model, self.x_valid, self.v_indices, self.cfg.eval_batch_size, self.c_valid)
         improved = valid_nll < state["best_valid_nll"]
         if improved:
             state["best_valid_nll"], state["best_epoch"] = valid_nll, epoch
@@ -600,6 +610,26 @@ class _Run:
         state["epoch"] = epoch
         backend.synchronize(self.xp)
         return valid_nll, improved
+
+
+def _split_context(model: MADE, dataset, split: str):
+    """The encoded context (N, context) of a split for a conditional model, else None.
+
+    Raises
+    ------
+    ValueError
+        A conditional model and a data set without that split's context, or rows that differ.
+    """
+    if not model.config.context:
+        return None
+    ctx = getattr(dataset, f"{split}_context", None)
+    if ctx is None:
+        raise ValueError(f"the model is conditioned on a context of width {model.config.context}, but the data "
+                         f"set has no {split} context (load it with context='labels' or 'file')")
+    n = getattr(dataset, split).shape[0]
+    if len(ctx) != n:
+        raise ValueError(f"{split} context has {len(ctx)} rows for {n} examples")
+    return model.encode_context(ctx, n)
 
 
 def _default_spec(dataset) -> dict:

@@ -14,6 +14,8 @@
    pre-masked, so only unmasked entries are perturbed; with a bank, perturbing a masked
    entry must leave the loss bitwise unchanged and its gradient exactly 0.
    The gradient of the batch-mean loss equals the mean of the per-example gradients.
+   A conditional model's unmasked context blocks ``U1`` (into the first hidden layer) and
+   ``UV`` (into the logits) pass the same check, ``dU = y^T delta``.
 """
 from __future__ import annotations
 
@@ -36,35 +38,37 @@ def layer_of(model, name):
     return model.direct if name == "A" else model.layers[int(name[1:])]
 
 
-def preactivations(model, x) -> list:
-    """Hidden pre-activations recomputed here from W, M and b (for the kink check)."""
+def preactivations(model, x, context=None) -> list:
+    """Hidden pre-activations recomputed here from W, M and b (and U1 with a context; for the kink check)."""
     h = np.asarray(model.encode(x)[0], dtype=np.float64)
     out = []
-    for layer in model.layers[:-1]:
+    for i, layer in enumerate(model.layers[:-1]):
         a = h @ (np.asarray(layer.W) * np.asarray(layer.M)) + np.asarray(layer.b)
+        if i == 0 and model.context_hidden is not None:
+            a = a + np.asarray(model.encode_context(context, x.shape[0])) @ np.asarray(model.context_hidden.W)
         out.append(a)
         h = np.maximum(a, 0) if model.config.activation == "relu" else np.where(a > 0, a, 0.01 * a)
     return out
 
 
-def kink_free_weights(model, x, seed) -> bool:
+def kink_free_weights(model, x, seed, context=None) -> bool:
     """Load trained-looking weights whose pre-activations keep clear of 0; False if none found."""
     for attempt in range(40):
         randomize_weights(model, seed + 7919 * attempt)
-        pres = preactivations(model, x)
+        pres = preactivations(model, x, context)
         if all(np.min(np.abs(a)) >= KINK for a in pres if a.size):
             return True
     return False
 
 
-def mean_nll(model, x) -> float:
-    return float(np.mean(model.nll(x)))
+def mean_nll(model, x, context=None) -> float:
+    return float(np.mean(model.nll(x, context=context)))
 
 
-def check_gradients(model, x, seed):
+def check_gradients(model, x, seed, context=None):
     """Analytic gradients of the mean NLL vs central differences, entry by entry."""
-    loss = model.loss_and_grad(x)
-    assert abs(float(loss) - mean_nll(model, x)) <= 1e-12 * max(1.0, abs(float(loss)))
+    loss = model.loss_and_grad(x, context=context)
+    assert abs(float(loss) - mean_nll(model, x, context)) <= 1e-12 * max(1.0, abs(float(loss)))
     grads = {n: np.array(g, copy=True) for n, g in zip(model.param_names, model.grads)}
     fixed = model.config.num_masks == 1
     rng = np.random.default_rng([seed, 5])
@@ -85,9 +89,9 @@ def check_gradients(model, x, seed):
         for i in candidates:
             old = flat[i]
             flat[i] = old + H
-            up = mean_nll(model, x)
+            up = mean_nll(model, x, context)
             flat[i] = old - H
-            down = mean_nll(model, x)
+            down = mean_nll(model, x, context)
             flat[i] = old
             fd = (up - down) / (2 * H)
             a = g.reshape(-1)[i]
@@ -129,6 +133,26 @@ def test_gradients_fixed_cases(direct, num_masks):
     x = random_data(cfg, 4, 0)
     assert kink_free_weights(model, x, 0)
     assert check_gradients(model, x, 0) < RTOL
+
+
+@pytest.mark.parametrize("hidden", [(), (6,), (6, 5)])
+@pytest.mark.parametrize("encoding", ["onehot", "raw"])
+@pytest.mark.parametrize("direct", [False, True])
+def test_gradients_with_a_context(hidden, encoding, direct):
+    """The context blocks U1 and UV (dU = y^T delta), and every other parameter of a
+    conditional model, against central differences in float64."""
+    width = 3
+    cfg = MADEConfig(D=4, hidden=hidden, classes=3, head="categorical", input_encoding="onehot",
+                     num_masks=2, ordering="random", direct=direct, context=width,
+                     context_encoding=encoding, seed=2, dtype="float64")
+    model = MADE(cfg)
+    model.set_mask(1)
+    x = random_data(cfg, 5, 0)
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, width, size=5) if encoding == "onehot" else rng.normal(size=(5, width))
+    assert kink_free_weights(model, x, 0, y)
+    assert [n for n in model.param_names if n.startswith("U")] == (["U1"] if hidden else []) + ["UV"]
+    assert check_gradients(model, x, 0, y) < RTOL
 
 
 def test_finite_difference_check_catches_a_wrong_gradient():

@@ -12,7 +12,8 @@
   weights stay exactly 0.0 under SGD, Adam and Adagrad (section 3); averaging the logits
   of two orderings is not normalised while the mixture is (section 5); the efficient
   bias-corrected Adam is the textbook Adam (section 6); the threshold draw
-  ``z > logit(u)`` is the draw ``u < sigmoid(z)`` (section 7).
+  ``z > logit(u)`` is the draw ``u < sigmoid(z)`` (section 7); the completion weights
+  ``w_k ∝ p_k(x_o)`` give the mixture's conditional and uniform weights do not (section 10).
 
 Fast (well under a second), no network, no GPU.
 """
@@ -44,6 +45,8 @@ REQUIRED_SECTIONS = (
     "6. Optimisers",
     "7. Ancestral sampling",
     "8. Sorted relabelling: every fixed mask is a staircase of blocks",
+    "9. Context inputs: a conditional MADE",
+    "10. Exact marginals and completions: observed-first masks",
 )
 IMPLEMENTED = "Implemented in:"
 CHECKED = "Checked by:"
@@ -361,3 +364,32 @@ def test_threshold_draw_is_the_sigmoid_draw():
     by_sigmoid = make_head("bernoulli", np).sample(z, u)  # 1[u < sigmoid(z)]
     np.testing.assert_array_equal(by_sigmoid, (z > logit_u).astype(np.uint8))
     assert 0.2 < by_sigmoid.mean() < 0.8
+
+
+def test_completion_weights_are_the_posterior_not_uniform():
+    """Section 10: sum_k w_k p_k(x_m | x_o) with w_k ∝ p_k(x_o) is p(x_m | x_o) of the mixture
+    (enumerated); equal weights give another distribution."""
+    from made_np.conditional import completion_masksets
+    from made_np.density import log_density_table
+
+    cfg = MADEConfig(D=4, hidden=(8,), num_masks=0, seed=4, dtype="float64")
+    model = MADE(cfg)
+    rng = np.random.default_rng(0)
+    model.load_state_dict({n: rng.normal(0.0, 2.0, size=p.shape) for n, p in model.state_dict().items()})
+    observed = np.array([True, False, True, False])  # x_0, x_2 observed; x_1, x_3 missing
+    tables = []
+    for ms in completion_masksets(model, observed, masks=3, seed=1):
+        model.use_maskset(ms)
+        tables.append(np.exp(log_density_table(model)))  # (2, 2, 2, 2): p_k(x)
+    p_k = np.stack(tables)
+    mixture = p_k.mean(axis=0)
+    at = (slice(None), 1, slice(None), 0)  # x_0 = 1, x_2 = 0; x_1 and x_3 free
+    exact = mixture[at[1:]] / mixture[at[1:]].sum()  # p(x_1, x_3 | x_0, x_2) of the mixture
+    joint_k = p_k[(slice(None), 1, slice(None), 0, slice(None))]  # (K, 2, 2): p_k(x_o, x_1, x_3)
+    po = joint_k.sum(axis=(1, 2))  # p_k(x_o)
+    cond_k = joint_k / po[:, None, None]
+    w = po / po.sum()
+    np.testing.assert_allclose(np.tensordot(w, cond_k, axes=1), exact, rtol=1e-12, atol=1e-15)
+    assert w.max() - w.min() > 0.05  # the masks disagree about x_o ...
+    uniform = cond_k.mean(axis=0)
+    assert np.abs(uniform - exact).sum() > 0.01  # ... and equal weights miss the mixture's conditional

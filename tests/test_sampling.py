@@ -28,7 +28,10 @@ def configs(draw):
     head = draw(st.sampled_from(["bernoulli", "categorical"]))
     classes = 2 if head == "bernoulli" else draw(st.integers(2, 4))
     encodings = ["binary", "onehot", "raw", "scaled"] if classes == 2 else ["onehot", "raw", "scaled"]
+    context = draw(st.sampled_from([0, 0, 1, 3]))
     return MADEConfig(
+        context=context,
+        context_encoding=draw(st.sampled_from(["onehot", "raw"])),
         D=draw(st.integers(1, 7)),
         hidden=tuple(draw(st.lists(st.integers(1, 9), min_size=0, max_size=3))),
         classes=classes,
@@ -44,18 +47,38 @@ def configs(draw):
     )
 
 
+def _context(cfg, n, seed):
+    """A context for ``n`` samples of a conditional model (labels or rows), else None."""
+    if not cfg.context:
+        return None
+    rng = np.random.default_rng([seed, 4])
+    if cfg.context_encoding == "onehot":
+        return rng.integers(0, cfg.context, size=n)
+    return rng.normal(0.0, 2.0, size=(n, cfg.context))
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cfg=configs(), mask=st.integers(0, 2), noise_seed=st.integers(0, 1000))
-def test_fast_equals_naive_for_the_same_noise(cfg, mask, noise_seed):
+@given(cfg=configs(), mask=st.integers(0, 2), noise_seed=st.integers(0, 1000), data=st.data())
+def test_fast_equals_naive_for_the_same_noise(cfg, mask, noise_seed, data):
+    """Also for a conditional model (a context per sample) and from a given prefix of the ordering."""
     model = _sharpen(MADE(cfg), seed=noise_seed)
     model.set_mask(mask if cfg.num_masks > 1 else 0)
     u = draw_noise(48, cfg.D, noise_seed, np)
-    naive = sample_naive(model, noise=u)
-    fast = sample_fast(model, noise=u)
+    y = _context(cfg, 48, noise_seed)
+    naive = sample_naive(model, noise=u, context=y)
+    fast = sample_fast(model, noise=u, context=y)
     assert fast.dtype == naive.dtype
     assert fast.shape == (48, cfg.D)
     np.testing.assert_array_equal(fast, naive)
     assert fast.min() >= 0 and fast.max() <= cfg.classes - 1
+    # from a given prefix: positions 1..k keep the given values, the rest agree between methods
+    k = data.draw(st.integers(0, cfg.D), label="n_given")
+    given = np.random.default_rng(noise_seed).integers(0, cfg.classes, size=(48, cfg.D)).astype(naive.dtype)
+    naive = sample_naive(model, noise=u, context=y, given=given, n_given=k)
+    fast = sample_fast(model, noise=u, context=y, given=given, n_given=k)
+    np.testing.assert_array_equal(fast, naive)
+    first = np.asarray(model.maskset.ordering) <= k
+    np.testing.assert_array_equal(fast[:, first], given[:, first])
 
 
 def test_fast_equals_naive_on_a_wide_model():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import backend
-from ..layers import MaskedDense, ReLU, _Dense
+from ..layers import Dense, MaskedDense, ReLU, _Dense
 from ..masks import MaskError, MaskSet
 from ..model import MADE
 from . import threads
@@ -400,7 +400,8 @@ def param_permutations(model: MADE, input_perm, hidden_perms) -> list:
     -------
     list of (rows, cols)
         One pair of host int arrays per entry of :attr:`params` (``rows`` is
-        None for a bias), at the level of columns (one-hot inputs and
+        None for a bias and for the context blocks, whose rows are the context's
+        own columns and do not move), at the level of columns (one-hot inputs and
         categorical logits move in blocks of ``classes``).
     """
     sides = [expand_columns(input_perm, model.in_repeat), *hidden_perms,
@@ -412,6 +413,10 @@ def param_permutations(model: MADE, input_perm, hidden_perms) -> list:
             perms.append((None, sides[i + 1]))
     if model.direct is not None:
         perms.append((sides[0], sides[-1]))
+    if model.context_hidden is not None:
+        perms.append((None, sides[1]))
+    if model.context_output is not None:
+        perms.append((None, sides[-1]))
     return perms
 
 
@@ -424,7 +429,8 @@ class BlockedMADE:
     every mask is a staircase with about half of its entries in whole blocks of zeros,
     and each large weight matrix is stored as the packed blocks of its live entries
     (:class:`BlockedDense`): the products and the optimiser touch about 60% of a
-    784x500 matrix. The forward and backward passes are :class:`~made_np.model.MADE`'s
+    784x500 matrix. The context blocks of a conditional MADE (unmasked) stay dense; only
+    their columns move with the units they feed. The forward and backward passes are :class:`~made_np.model.MADE`'s
     own functions, run on these layers.
 
     It is the same model: on data with permuted columns, ``x[:, input_perm]``
@@ -491,6 +497,9 @@ class BlockedMADE:
             layers.append(layer)
         self.layers = layers[:len(model.layers)]
         self.direct = layers[-1] if model.direct is not None else None
+        self.context_hidden, self.context_output = (
+            None if src is None else Dense(*src.W.shape, xp, rng, self.dtype)
+            for src in (model.context_hidden, model.context_output))
         perms = param_permutations(model, self.input_perm, self.hidden_perms)
         self._forward_perms = [(None if r is None else xp.asarray(r), xp.asarray(c_)) for r, c_ in perms]
         self._inverse_perms = [(None if r is None else xp.asarray(invert_permutation(r)),
@@ -508,6 +517,10 @@ class BlockedMADE:
     def encode(self, x):
         """The MADE's encoding (it acts on each column alone, so it commutes with the relabelling)."""
         return self.model.encode(x)
+
+    def encode_context(self, context, n=None):
+        """The MADE's context encoding (the context is not relabelled)."""
+        return self.model.encode_context(context, n)
 
     @contextlib.contextmanager
     def parallel(self, threads_: int | None = None):
@@ -607,4 +620,5 @@ class BlockedMADE:
         for dst, src in zip(self.params, self.to_compute(arrays)):
             dst[...] = src
         for layer in self._all_layers:  # the fixed-mask invariant: W is zero where M is
-            layer.W *= layer.M
+            if not isinstance(layer, Dense):  # the context blocks have no mask
+                layer.W *= layer.M

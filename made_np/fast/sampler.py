@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..layers import ReLU
-from ..sampling import draw_noise
-
+from ..sampling import check_given, draw_noise
 
 
 def _masked_weight(layer):
@@ -17,15 +16,23 @@ def _masked_weight(layer):
     return layer.W * layer.M
 
 
-def _augmented_transpose(xp, W, bias, rows, cols, dtype):
-    """``[bias | (W[rows][:, cols]).T]``: shape (len(cols), 1 + len(rows)), C-contiguous.
+def _augmented_transpose(xp, W, bias, rows, cols, dtype, context=None, width: int = 0):
+    """``[bias | (U[:, cols]).T | (W[rows][:, cols]).T]``: shape (len(cols), 1 + width + len(rows)), C-contiguous.
 
     Column 0 holds the bias (zero when ``bias`` is None), so that a product with a
-    buffer whose row 0 is all ones adds the bias for free.
+    buffer whose row 0 is all ones adds the bias for free. Columns 1..width hold the
+    context block ``U`` (width, fan_out) (zeros when None) for a product with the input
+    buffer, whose rows 1..width hold the context: the context is an input of degree 0.
+    ``W`` may be None (no input columns).
     """
-    out = xp.empty((len(cols), 1 + len(rows)), dtype=dtype)
-    out[:, 0] = 0 if bias is None else bias[cols]
-    out[:, 1:] = W[rows][:, cols].T
+    n_rows = 0 if W is None else len(rows)
+    out = xp.zeros((len(cols), 1 + width + n_rows), dtype=dtype)
+    if bias is not None:
+        out[:, 0] = bias[cols]
+    if context is not None:
+        out[:, 1:1 + width] = context[:, cols].T
+    if W is not None:
+        out[:, 1 + width:] = W[rows][:, cols].T
     return out
 
 
@@ -42,7 +49,8 @@ def _inplace_activation(act, xp):
     return apply
 
 
-def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = None):
+def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = None, context=None,
+                given=None, n_given: int = 0):
     """Degree-ordered ancestral sampling: about one forward pass in total.
 
     A hidden unit of degree ``m^l(k) = j`` depends only on the inputs at ordering
@@ -76,6 +84,17 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     ``u < sigmoid(z)  <=>  z > logit(u)``, one comparison per position, written
     straight into the input buffer.
 
+    A conditional model's context is an input of degree 0 (docs/math.md, "Context
+    inputs"): its rows sit in the input buffer right after the row of ones, before
+    position 1, so the first hidden layer's products take ``U^1`` with the bias,
+    and the logits of every position get ``y U^V`` with the direct connections.
+
+    With a given prefix (``n_given = k > 0``), the variables at positions 1..k are
+    written into the input buffer first, every hidden unit of degree < k is computed
+    in one product per layer (all of them depend on the given variables only), and
+    the rounds run for positions k+1..D: the completion of an observed-first mask
+    (:func:`made_np.conditional.complete`) in about one forward pass.
+
     The conditionals are those of the naive sampler up to floating-point
     rounding (sums taken in another order), so for the same noise the two
     return the same samples except in the event, of probability about the
@@ -86,21 +105,31 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     ----------
     model : made_np.model.MADE
         Sampled under its current mask (any head, input encoding, ordering,
-        depth, activation, with or without direct connections).
+        depth, activation, with or without direct connections or a context).
     n : int
         Number of samples (ignored when ``noise`` is given).
     noise : array, shape (n, D), optional
         Uniform noise in [0, 1), indexed by variable; drawn from ``seed`` when absent.
     seed : int, optional
+    context : array, optional
+        A conditional model's context (see :func:`made_np.sampling.sample_naive`).
+    given : array, shape (n, D), optional
+        Values of the variables at positions 1..``n_given`` of the current ordering.
+    n_given : int, default 0
+        How many leading positions are given rather than drawn.
 
     Returns
     -------
-    array, shape (n, D): uint8 in {0, 1} (Bernoulli head) or int64 in 0..C-1 (categorical).
+    array, shape (n, D): uint8 in {0, 1} (Bernoulli head) or int64 in 0..C-1 (categorical);
+    the given variables hold their given values.
     """
     xp, c = model.xp, model.config
     D, dtype = c.D, model.dtype
     u = draw_noise(n, D, seed, xp) if noise is None else noise
     n = u.shape[0]
+    start = check_given(model, n, given, n_given)
+    y = model.encode_context(context, n)
+    Cw = c.context  # context rows of the input buffer (degree 0)
     Rin, Rout = model.in_repeat, model.out_repeat
     ms = model.maskset
 
@@ -113,20 +142,31 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     sorted_degs = [m[s] for m, s in zip(degs, sorts)]
     perms = [in_cols] + [xp.asarray(s) for s in sorts]
 
-    # ---- sorted, masked, transposed and bias-augmented weights
+    # ---- sorted, masked, transposed and bias-augmented weights; the input buffer's
+    # ---- products (first hidden layer, or the output layer without one) skip the context rows
+    def context_block(i):
+        return model.context_hidden.W if i == 0 and model.context_hidden is not None else None
+
     WT = [
-        _augmented_transpose(xp, _masked_weight(layer), layer.b, perms[i], perms[i + 1], dtype)
+        _augmented_transpose(xp, _masked_weight(layer), layer.b, perms[i], perms[i + 1], dtype,
+                             context_block(i), Cw if i == 0 else 0)
         for i, layer in enumerate(model.layers[:-1])
     ]
     out_layer = model.layers[-1]
-    VT = _augmented_transpose(xp, _masked_weight(out_layer), out_layer.b, perms[-1], out_cols, dtype)
-    AT = None
-    if model.direct is not None:
-        AT = _augmented_transpose(xp, _masked_weight(model.direct), None, in_cols, out_cols, dtype)
+    VT = _augmented_transpose(xp, _masked_weight(out_layer), out_layer.b, perms[-1], out_cols, dtype,
+                              None, Cw if not c.hidden else 0)
+    AT = None  # direct connections from the input buffer: the context's U^V and, if direct, A
+    if model.direct is not None or Cw:
+        A = None if model.direct is None else _masked_weight(model.direct)
+        UV = None if model.context_output is None else model.context_output.W
+        AT = _augmented_transpose(xp, A, None, in_cols, out_cols, dtype, UV, Cw)
 
-    # ---- buffers, feature-major with a leading row of ones
-    XT = xp.zeros((1 + D * Rin, n), dtype=dtype)
+    # ---- buffers, feature-major with a leading row of ones (then the context, then the inputs)
+    XT = xp.zeros((1 + Cw + D * Rin, n), dtype=dtype)
     XT[0] = 1
+    if Cw:
+        XT[1:1 + Cw] = y.T
+    X_at = 1 + Cw  # row of the first input column
     HT = []
     for width in c.hidden:
         h = xp.empty((1 + width, n), dtype=dtype)
@@ -141,8 +181,8 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     hi = [[int(i) for i in sd.searchsorted(positions, side="right")] for sd in sorted_degs]
 
     def known(level, p):
-        """Rows (ones row included) of ``bufs[level]`` with degree <= p."""
-        return 1 + (p * Rin if level == 0 else hi[level - 1][p])
+        """Rows (ones row and context included) of ``bufs[level]`` with degree <= p."""
+        return X_at + p * Rin if level == 0 else 1 + hi[level - 1][p]
 
     # ---- the program: per position, the hidden slices to compute and the output views
     hidden_ops, out_ops = [], []
@@ -155,7 +195,7 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
                 ops.append((WT[l][a:b, :q], bufs[l][:q], HT[l][1 + a:1 + b], acts[l]))
         hidden_ops.append(ops)
         q = known(len(HT), p)
-        qx = 1 + p * Rin
+        qx = (X_at + p * Rin) if model.direct is not None else X_at
         rows = slice(p * Rout, (p + 1) * Rout)
         v = VT[p, :q] if Rout == 1 else VT[rows, :q]
         a = None
@@ -164,6 +204,17 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
         out_ops.append((v, bufs[-1][:q], a, XT[:qx]))
 
     matmul = xp.matmul
+
+    if start:  # the given prefix: its input rows, then every hidden unit of degree < start at once
+        g = xp.asarray(given)
+        XT[X_at:X_at + start * Rin] = model.encode(g)[0][:, in_cols[:start * Rin]].T
+        for l in range(len(HT)):
+            b = hi[l][start - 1]
+            if b:
+                q = known(l, start - 1)
+                out = HT[l][1:1 + b]
+                matmul(WT[l][:b, :q], bufs[l][:q], out=out)
+                acts[l](out)
 
     def logits_at(p):
         """Compute the hidden units that become final at position ``p``, then its logits (Rout, n)."""
@@ -184,30 +235,32 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
         TT = (xp.log(up) - xp.log1p(-up)).astype(dtype)
         greater, subtract = xp.greater, xp.subtract
         onehot = Rin == 2
-        for p in range(D):
+        for p in range(start, D):
             z = logits_at(p)
             if onehot:  # rows (1 - x, x) of the one-hot block
-                one = XT[2 + 2 * p]
+                one = XT[X_at + 1 + 2 * p]
                 greater(z, TT[p], out=one)
-                subtract(1, one, out=XT[1 + 2 * p])
+                subtract(1, one, out=XT[X_at + 2 * p])
             else:  # binary, raw and scaled (C = 2) all encode x as itself
-                greater(z, TT[p], out=XT[1 + p])
-        x_pos = XT[2::2] if onehot else XT[1:]
+                greater(z, TT[p], out=XT[X_at + p])
+        x_pos = XT[X_at + 1::2] if onehot else XT[X_at:]
         out = x_pos.astype(xp.uint8)
     else:
         C, head = model.out_repeat, model.head
         enc = c.input_encoding
         eye = xp.eye(C, dtype=dtype)
         x_pos = xp.empty((D, n), dtype=xp.int64)
-        for p in range(D):
+        if start:
+            x_pos[:start] = g[:, xp.asarray(var_at[:start])].T
+        for p in range(start, D):
             z = logits_at(p)
             d = var_at[p]
             cls = head.sample(z.T, u[:, d:d + 1])[:, 0]
             x_pos[p] = cls
             if enc == "onehot":
-                XT[1 + p * C:1 + (p + 1) * C] = eye[:, cls]
+                XT[X_at + p * C:X_at + (p + 1) * C] = eye[:, cls]
             else:
-                row = XT[1 + p]
+                row = XT[X_at + p]
                 row[...] = cls
                 if enc == "scaled":
                     row /= C - 1

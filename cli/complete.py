@@ -1,0 +1,186 @@
+"""``made-np complete``: exact completions of partly observed examples (made_np.conditional).
+
+The math is the library's: observed-first masks, the mixture weights ``w_k ∝ p_k(x_o)`` and
+ancestral sampling from the observed prefix (docs/math.md, "Exact marginals and completions").
+This module only reads the inputs, builds the observed mask and writes the outputs.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from made_np import backend, conditional
+from made_np import data as data_mod
+
+from .common import (UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
+                     parse_context, user_values)
+
+SPLITS = ("test", "valid", "train")
+
+
+def occlude_option(f):
+    """``--occlude KIND``: build the observed mask from an occlusion."""
+    return click.option(
+        "--occlude", default=None, show_default="none: give --observed",
+        help="Hide part of every example instead of --observed: top, bottom, left, right (half of an "
+             "image) or random:P (each variable with probability P, seeded by --seed).")(f)
+
+
+def masks_option(f):
+    """``--masks K``: observed-first masks of an order-agnostic model."""
+    return click.option(
+        "--masks", type=click.IntRange(min=1), default=16, show_default=True,
+        help="Observed-first masks in the mixture (order-agnostic models: a bank with --order-agnostic or "
+             "--num-masks inf); a single-ordering model uses its own mask(s).")(f)
+
+
+def read_data(path, model) -> np.ndarray:
+    """``--input X.npy``: (N, D) (or one (D,) example) integer values in 0..classes-1, as the model's dtype."""
+    c = model.config
+    x = data_mod.read_array(path, "--input")
+    x = x.reshape(1, -1) if x.ndim == 1 else x
+    if x.ndim != 2 or x.shape[1] != c.D:
+        raise UserError(f"--input {path}: expected shape (N, {c.D}), got {x.shape}")
+    if x.dtype.kind not in "biuf" or x.size and (
+            not np.isfinite(x).all() or (x != np.round(x)).any() or x.min() < 0 or x.max() >= c.classes):
+        raise UserError(f"--input {path}: values must be integers in 0..{c.classes - 1}")
+    return x.astype(np.uint8 if c.head == "bernoulli" else np.int64)
+
+
+def observed_mask(model, info, n_rows: int, observed, occlude, seed: int) -> tuple:
+    """The (N, D) bool observed mask from ``--observed`` or ``--occlude``, and a description of it."""
+    D = model.config.D
+    if (observed is None) == (occlude is None):
+        raise UserError("give exactly one of --observed O.npy (1 = observed) and --occlude "
+                        "top|bottom|left|right|random:P")
+    if occlude is not None:
+        with user_values():
+            obs = conditional.occlusion_mask(occlude, D, image_shape_of(info), n_rows, seed)
+        return obs, f"{occlude} occluded"
+    o = data_mod.read_array(observed, "--observed")
+    if o.ndim == 1:
+        o = np.broadcast_to(o, (n_rows, o.shape[0]))
+    if o.shape != (n_rows, D):
+        raise UserError(f"--observed {observed}: expected shape ({n_rows}, {D}) (or ({D},) for every row), "
+                        f"got {o.shape}")
+    if o.dtype.kind not in "biuf" or not np.isin(o, (0, 1)).all():
+        raise UserError(f"--observed {observed}: values must be 0 (missing) or 1 (observed)")
+    return o.astype(bool), f"observed as in {observed}"
+
+
+def mixture_size(model, masks: int) -> int:
+    """K: the masks :func:`made_np.conditional.complete` mixes for ``--masks``."""
+    if conditional.is_order_agnostic(model):
+        return masks
+    return 1 if model.config.num_masks == 1 else len(model.eval_mask_indices(masks))
+
+
+def examples_and_context(model, info, input_path, split, first, context, dataset_path):
+    """``(x, y)``: the examples (``--input`` or the first rows of a split of the run's data set) and,
+    for a conditional model, their context (``--context``, else the split's own)."""
+    if input_path is not None:
+        x = read_data(input_path, model)
+        if model.config.context and context is None:
+            raise UserError("this model is conditional: with --input give its --context (a label or a .npy)")
+        return x, parse_context(model, context, x.shape[0])[0]
+    ds, split_x = load_split(info, split, dataset_path)
+    if first < 1:
+        raise UserError(f"--first: expected a positive number of examples, got {first}")
+    x = split_x[:first]
+    if not model.config.context:
+        if context is not None:
+            raise UserError("--context: this model has no context (it was trained without --context)")
+        return x, None
+    if context is not None:
+        return x, parse_context(model, context, x.shape[0])[0]
+    return x, backend.to_host(model.encode_context(ds.context_of(split)[:first], x.shape[0]))
+
+
+def completion_grid(x, obs, comps) -> np.ndarray:
+    """Rows ``original | occluded | completions`` as float images, missing pixels NaN (drawn grey)."""
+    N, n, D = comps.shape
+    rows = np.empty((N, n + 2, D))
+    rows[:, 0] = x
+    rows[:, 1] = np.where(obs, x, np.nan)
+    rows[:, 2:] = comps
+    return rows.reshape(N * (n + 2), D)
+
+
+@click.command("complete")
+@click.argument("checkpoint", type=click.Path())
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
+              show_default="the run's data set: --split, --first",
+              help="A .npy of examples (N, D), integers in 0..classes-1 (only the observed entries are read).")
+@click.option("--observed", type=click.Path(dir_okay=False), default=None, show_default="none: give --occlude",
+              help="A .npy (N, D) (or (D,) for every row) of 0/1: 1 = observed, 0 = to complete.")
+@occlude_option
+@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True,
+              help="Without --input: the split of the run's data set to take examples from.")
+@click.option("--first", type=int, default=16, show_default=True, help="Without --input: how many examples.")
+@click.option("-n", "--num-completions", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Completions per example.")
+@masks_option
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the masks, the mixture draws, the noise and random:P occlusions.")
+@click.option("--method", type=click.Choice(conditional.COMPLETION_METHODS), default="fast", show_default=True,
+              help="fast: the degree-ordered sampler from the observed prefix; naive: one forward pass per "
+                   "missing variable (the reference; the same completions).")
+@click.option("--context", default=None, show_default="the split's own context",
+              help="For a model trained with --context: a class label or a .npy of labels (N,) or rows (N, C).")
+@click.option("--out", type=click.Path(dir_okay=False), default="completions.npz", show_default=True,
+              help="The .npz to write: completions (N, n, D), log_px_o (N,) in nats, x (N, D), observed (N, D).")
+@click.option("--png", type=click.Path(dir_okay=False), default=None, show_default="no drawing",
+              help="Also draw a grid, one example a row: original | occluded (missing grey) | completions.")
+@click.option("--json", "as_json", is_flag=True, default=False, show_default=True,
+              help="Print one JSON object instead of text (off by default).")
+@device_option
+@dataset_path_option
+def complete(checkpoint, input_path, observed, occlude, split, first, num_completions, masks, seed, method,
+             context, out, png, as_json, device, dataset_path):
+    """Exact completions x_m ~ p(x_m | x_o) of partly observed examples, and log p(x_o), from CHECKPOINT.
+
+    An order-agnostic model mixes --masks fresh observed-first masks (weights
+    proportional to p_k(x_o)); a single-ordering model is exact only when the observed
+    variables come first in its ordering, and refuses other patterns. Observed entries
+    are copied into the completions unchanged.
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".npz":
+        raise UserError(f"--out {out}: expected a .npz file name")
+    if png is not None and Path(png).suffix.lower() != ".png":
+        raise UserError(f"--png {png}: expected a .png file name")
+    model, info = load_model(checkpoint, device)
+    x, y = examples_and_context(model, info, input_path, split, first, context, dataset_path)
+    obs, what = observed_mask(model, info, x.shape[0], observed, occlude, seed)
+    t0 = time.perf_counter()
+    with user_values():
+        comps, log_po = conditional.complete(model, x, obs, num_completions, masks=masks, seed=seed,
+                                             context=y, method=method)
+        comps = backend.to_host(comps)
+    seconds = time.perf_counter() - t0
+    lp = backend.to_host(log_po).astype(np.float64)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, completions=comps, log_px_o=lp, x=x, observed=obs)
+    if png is not None:
+        from made_np import plots
+
+        Path(png).parent.mkdir(parents=True, exist_ok=True)
+        plots.plot_sample_grid(completion_grid(x, obs, comps), image_shape_of(info), png, ncols=num_completions + 2)
+    N, K = x.shape[0], mixture_size(model, masks)
+    mean = float(-lp.mean())
+    stderr = float(lp.std(ddof=1) / math.sqrt(N)) if N > 1 else 0.0
+    result = {"checkpoint": info["path"], "n": N, "completions": num_completions, "observed": what,
+              "masks": K, "method": method, "seconds": seconds, "neg_log_px_o": mean, "stderr": stderr,
+              "out": str(out), "png": png}
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"completed {N} examples x {num_completions} ({what}; {method}, mixture of {K} mask(s)) "
+               f"in {seconds:.2f} s")
+    click.echo(f"-log p(x_o): {mean:.3f} ± {stderr:.3f} nats")
+    click.echo(f"wrote {out}" + (f" and {png}" if png else ""))
