@@ -112,8 +112,8 @@ def digits(args) -> dict:
         "accuracy_per_class": per_class,
         "classifier": "LogisticRegression(max_iter=5000) on the real train+valid binarized digits",
         "classifier_accuracy_on_real_test": real_acc,
-        "test_nll_given_label": json.loads((cond / "results.json").read_text())["single"]["nll"],
-        "test_nll_unconditional": json.loads((plain / "results.json").read_text())["single"]["nll"],
+        "test_nll_given_label": _model_nll(cond),
+        "test_nll_unconditional": _model_nll(plain),
         "figure": str(FIGURES / "context_digits.png"),
     }
     return res
@@ -213,6 +213,12 @@ def mnist(args) -> dict:
         "figure": str(figure),
     }
     return res
+
+
+def _model_nll(run) -> float:
+    """The test NLL of a run's model: the ensemble of its bank when it has one, else its mask."""
+    results = json.loads((run / "results.json").read_text())
+    return (results.get("ensemble") or results["single"])["nll"]
 
 
 def main(argv=None):
