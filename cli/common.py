@@ -142,10 +142,11 @@ def check_mask_index(model, index: int, option: str = "--mask-index") -> None:
         raise UserError(f"{option} {index} is outside {bank}: give 0..{top}")
 
 
-def output_path(path, option: str, suffixes: tuple) -> Path:
+def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
     """Check an output file before any work: its extension (any case), that it is not a folder,
-    and that its folder exists or can be created, and can be written to. Returns the path, to be
-    written under exactly that name (its folder is created only when writing).
+    that it is none of the command's ``inputs`` (the checkpoint, data files: writing over one would
+    lose it), and that its folder exists or can be created, and can be written to. Returns the path,
+    to be written under exactly that name (its folder is created only when writing).
 
     Raises
     ------
@@ -158,8 +159,23 @@ def output_path(path, option: str, suffixes: tuple) -> Path:
         raise UserError(f"{option} {out}: expected a {names} file name")
     if out.is_dir():
         raise UserError(f"{option} {out}: is a folder; give a file name")
+    for given in inputs:
+        if given is not None and _same_file(out, given):
+            raise UserError(f"{option} {out}: is an input of this command ({given}); writing it would "
+                            "overwrite it: choose another file name")
     writable_folder(out.parent, option, shown=out)
     return out
+
+
+def _same_file(out: Path, given) -> bool:
+    """Whether ``out`` names the file ``given`` (a file, or a run folder: its ``model.npz``)."""
+    given = Path(given)
+    if given.is_dir():
+        given = given / "model.npz"
+    try:
+        return out.exists() and given.exists() and os.path.samefile(out, given)
+    except OSError:
+        return False
 
 
 def writable_folder(folder, option: str, shown=None) -> Path:

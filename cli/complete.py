@@ -17,8 +17,10 @@ import numpy as np
 from made_np import backend, conditional
 from made_np import data as data_mod
 
-from .common import (UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
-                     parse_context, user_values)
+from made_np.limits import MAX_EVAL_MASKS
+
+from .common import (SEED, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
+                     make_parent, output_path, parse_context, user_values, writing)
 
 SPLITS = ("test", "valid", "train")
 
@@ -34,7 +36,7 @@ def occlude_option(f):
 def masks_option(f):
     """``--masks K``: observed-first masks of an order-agnostic model."""
     return click.option(
-        "--masks", type=click.IntRange(min=1), default=16, show_default=True,
+        "--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16, show_default=True,
         help="Observed-first masks in the mixture (order-agnostic models: a bank with --order-agnostic or "
              "--num-masks inf); a single-ordering model uses its own mask(s).")(f)
 
@@ -125,7 +127,7 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @click.option("-n", "--num-completions", type=click.IntRange(min=1), default=8, show_default=True,
               help="Completions per example.")
 @masks_option
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the masks, the mixture draws, the noise and random:P occlusions.")
 @click.option("--method", type=click.Choice(conditional.COMPLETION_METHODS), default="fast", show_default=True,
               help="fast: the degree-ordered sampler from the observed prefix; naive: one forward pass per "
@@ -149,11 +151,12 @@ def complete(checkpoint, input_path, observed, occlude, split, first, num_comple
     variables come first in its ordering, and refuses other patterns. Observed entries
     are copied into the completions unchanged.
     """
-    out = Path(out)
-    if out.suffix.lower() != ".npz":
-        raise UserError(f"--out {out}: expected a .npz file name")
-    if png is not None and Path(png).suffix.lower() != ".png":
-        raise UserError(f"--png {png}: expected a .png file name")
+    inputs = (checkpoint, input_path, observed, context)
+    out = output_path(out, "--out", (".npz",), inputs)
+    if png is not None:
+        png = output_path(png, "--png", (".png",), inputs + (out,))
+        if png.resolve() == out.resolve():
+            raise UserError(f"--png {png}: the same file as --out; give another name")
     model, info = load_model(checkpoint, device)
     x, y = examples_and_context(model, info, input_path, split, first, context, dataset_path)
     obs, what = observed_mask(model, info, x.shape[0], observed, occlude, seed)
@@ -164,13 +167,14 @@ def complete(checkpoint, input_path, observed, occlude, split, first, num_comple
         comps = backend.to_host(comps)
     seconds = time.perf_counter() - t0
     lp = backend.to_host(log_po).astype(np.float64)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, completions=comps, log_px_o=lp, x=x, observed=obs)
+    with writing(out, "--out"), open(make_parent(out), "wb") as f:  # np.savez(name) would append .npz
+        np.savez(f, completions=comps, log_px_o=lp, x=x, observed=obs)
     if png is not None:
         from made_np import plots
 
-        Path(png).parent.mkdir(parents=True, exist_ok=True)
-        plots.plot_sample_grid(completion_grid(x, obs, comps), image_shape_of(info), png, ncols=num_completions + 2)
+        with writing(png, "--png"):
+            plots.plot_sample_grid(completion_grid(x, obs, comps), image_shape_of(info), make_parent(png),
+                                   ncols=num_completions + 2)
     N, K = x.shape[0], mixture_size(model, masks)
     mean = float(-lp.mean())
     stderr = float(lp.std(ddof=1) / math.sqrt(N)) if N > 1 else 0.0

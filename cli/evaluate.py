@@ -11,7 +11,7 @@ from made_np import backend, conditional
 
 from made_np import limits
 
-from .common import (check_mask_index, dataset_path_option, device_option, echo_results, evaluate_both,
+from .common import (SEED, check_mask_index, dataset_path_option, device_option, echo_results, evaluate_both,
                      load_model, load_split, max_memory_option, memory_limit, user_values)
 
 
@@ -28,9 +28,9 @@ from .common import (check_mask_index, dataset_path_option, device_option, echo_
                    "-log p(x_o) of the observed entries instead (exact, made_np.conditional).")
 @click.option("--occlude", default=None, show_default="none",
               help="Like --observed, built from an occlusion: top, bottom, left, right or random:P.")
-@click.option("--masks", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--masks", type=click.IntRange(1, limits.MAX_EVAL_MASKS), default=16, show_default=True,
               help="With --observed/--occlude: observed-first masks of an order-agnostic model.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="With --observed/--occlude: seed of the masks and of random:P.")
 @click.option("--json", "as_json", is_flag=True, default=False, show_default=True,
               help="Print one JSON object instead of text (off by default).")

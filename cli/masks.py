@@ -22,9 +22,9 @@ def masks(checkpoint, out, index, png, max_memory):
     The masks are rebuilt from the checkpoint's configuration exactly as training used them
     (variable level: (D, H_1), ..., (H_L, D); no one-hot repetition).
     """
-    out = output_path(out, "--out", (".npz",))
+    out = output_path(out, "--out", (".npz",), (checkpoint,))
     if png:
-        png = output_path(png, "--png", (".png",))
+        png = output_path(png, "--png", (".png",), (checkpoint,))
     model, info = load_model(checkpoint, "cpu", max_memory=max_memory)
     K = model.config.num_masks
     check_mask_index(model, index, "--index")

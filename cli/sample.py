@@ -39,7 +39,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
     With an unfinished run, its best weights so far are used. A conditional model
     draws from p(x | y) for the --context given.
     """
-    out = output_path(out, "--out", (".png", ".npy"))
+    out = output_path(out, "--out", (".png", ".npy"), (checkpoint, context))
     png = out.suffix.lower() == ".png"
     if num_samples < 1:
         raise UserError(f"-n: expected a positive number of samples, got {num_samples}")
@@ -103,7 +103,7 @@ def density(checkpoint, out, num_samples, seed, device, dataset_path, max_memory
     """
     from made_np import density as dens, plots
 
-    out = output_path(out, "--out", (".png",))
+    out = output_path(out, "--out", (".png",), (checkpoint,))
     if num_samples < 1:
         raise UserError(f"-n: expected a positive number of samples, got {num_samples}")
     limit = memory_limit(max_memory)
