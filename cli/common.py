@@ -310,14 +310,19 @@ def parse_context(model, text, n: int, n_given: bool = True):
         if not 0 <= label < c.context:
             raise UserError(f"--context {t}: the model has {c.context} classes (0..{c.context - 1})")
         return backend.to_host(model.encode_context(label, n)), n
+    if not t or not Path(t).exists():
+        kind = "a class label (an integer) or " if c.context_encoding == "onehot" else ""
+        raise UserError(f"--context {t!r}: expected {kind}an existing .npy file")
     y = data_mod.read_array(t, "--context")
     rows = 1 if y.ndim == 0 or (c.context_encoding == "raw" and y.ndim == 1) else y.shape[0]
     if rows != 1:
         if n_given and rows != n:
             raise UserError(f"--context {t}: {rows} rows for {n} samples (give one row, or one per sample)")
         n = rows
-    with user_values():
+    try:
         return backend.to_host(model.encode_context(y, n)), n
+    except ValueError as exc:
+        raise UserError(f"--context {t}: {one_line(exc)}") from None
 
 
 def echo_results(res: dict, split: str) -> None:

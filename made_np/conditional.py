@@ -228,10 +228,14 @@ def variable_log_probs(model, x, batch_size: int = 1000, context=None):
 def _inputs(model, x, observed):
     """``x`` on the device in the sampler's dtype, the host observed mask, and the groups of equal rows of it."""
     xp, c = model.xp, model.config
-    obs = np.asarray(backend.to_host(observed), dtype=bool)
+    obs = np.asarray(backend.to_host(observed))
     x = xp.asarray(x)
     if obs.ndim != 2 or obs.shape[1] != c.D or tuple(x.shape) != obs.shape:
         raise ValueError(f"x and observed must both have shape (N, {c.D}), got {tuple(x.shape)} and {obs.shape}")
+    if obs.dtype.kind not in "biuf" or not np.isin(obs, (0, 1)).all():
+        raise ValueError("observed must hold 0 (missing) or 1 (observed) only")
+    obs = obs.astype(bool)
+    x = model.check_data(x, "x", where=obs)  # only the observed entries are read
     dtype = xp.uint8 if c.head == "bernoulli" else xp.int64
     xd = x.astype(dtype)
     if obs.shape[0] == 0:

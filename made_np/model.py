@@ -376,6 +376,35 @@ class MADE:
         z = self._forward_pass(self.encode(x)[0], self.encode_context(context, x.shape[0]))
         return z.reshape(x.shape[0], self.config.D, self.out_repeat) if self.out_repeat > 1 else z
 
+    def check_data(self, x, name: str = "x", where=None):
+        """``x`` as an integer array on the model's device, after checking that it is (N, D) data of
+        this model: finite integers in ``0..classes-1`` (only where ``where`` is True, when given).
+
+        Raises
+        ------
+        ValueError
+            Naming ``name``, the shape or the first kind of bad value. Without this check a value
+            outside the classes silently gives a wrong likelihood (or an IndexError).
+        """
+        xp, c = self.xp, self.config
+        x = xp.asarray(x)
+        if x.ndim != 2 or x.shape[1] != c.D:
+            raise ValueError(f"{name} must have shape (N, {c.D}) for this model of D = {c.D}, got {tuple(x.shape)}")
+        if x.dtype.kind not in "biuf":
+            raise ValueError(f"{name} has dtype {x.dtype}; expected integers in 0..{c.classes - 1}")
+        v = x if where is None else x[xp.asarray(where, dtype=bool)]
+        if v.size:
+            bad = ~xp.isfinite(v) | (v != xp.floor(v)) if v.dtype.kind == "f" else xp.zeros(v.shape, dtype=bool)
+            if bool(bad.any()):
+                raise ValueError(f"{name} must hold integers in 0..{c.classes - 1} (the model's {c.classes} "
+                                 f"classes), got NaN, inf or fractions")
+            if float(v.min()) < 0 or float(v.max()) > c.classes - 1:
+                raise ValueError(f"{name} must hold integers in 0..{c.classes - 1} (the model's {c.classes} "
+                                 f"classes), got values in {float(v.min()):g}..{float(v.max()):g}")
+        if x.dtype.kind in "bf":
+            x = x.astype(xp.int64)
+        return x
+
     def nll(self, x, batch_size: int = 1000, context=None):
         """Per-example NLL in nats under the current mask.
 
@@ -391,6 +420,7 @@ class MADE:
         -------
         array, shape (N,), ``dtype``, nats.
         """
+        x = self.check_data(x)
         out = self.xp.empty(x.shape[0], dtype=self.dtype)
         y = self.encode_context(context, x.shape[0])
         for s in range(0, x.shape[0], batch_size):
@@ -426,6 +456,7 @@ class MADE:
         mask_indices = list(mask_indices)
         if not mask_indices:
             raise ValueError("ensemble_nll needs at least one mask index")
+        x = self.check_data(x)
         current, acc = self.mask_index, None
         y = self.encode_context(context, x.shape[0])
         for k in mask_indices:

@@ -26,6 +26,8 @@ several masks of the bank (``masks=``, the test-time ensemble of paper Sec. 4.2)
 """
 from __future__ import annotations
 
+import numbers
+
 from . import backend
 
 DEFAULT_METHOD = "fast"
@@ -160,6 +162,8 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
     """
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}: choose one of {', '.join(METHODS)}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
+        raise ValueError(f"sample: n must be an integer >= 0, got {n!r}")
     fn = METHODS[method]
     if masks is None:
         return fn(model, n, noise=noise, seed=seed, context=context)

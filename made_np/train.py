@@ -113,7 +113,9 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         ``ensemble`` (bool) and ``mask_index`` (the single mask, or None).
     """
     xp = model.xp
-    x = backend.to_device(x, xp)
+    x = model.check_data(backend.to_device(x, xp))
+    if x.shape[0] == 0:
+        raise ValueError("evaluate: x has no rows (a mean NLL needs at least one example)")
     y = model.encode_context(context, x.shape[0])
     K = model.config.num_masks
     if ensemble is None:

@@ -62,3 +62,46 @@ def test_complete_checks_and_names_its_outputs(binrun, tmp_path):
 def test_seed_and_masks_are_bounded(binrun, cmd):
     one_line_error(run(cmd, binrun / "run", "--occlude", "random:0.5", "--seed", -1), "--seed")
     one_line_error(run(cmd, binrun / "run", "--occlude", "random:0.5", "--masks", 10**8), "--masks")
+
+
+def test_api_refuses_data_outside_the_model(binrun):
+    """evaluate / log_marginal / complete / sample used to return a finite (wrong) NLL for values
+    outside the classes (a categorical -1 scored NLL 0), raise NumPy's errors for a wrong shape,
+    or return NaN for an empty array."""
+    from made_np import complete, evaluate, load_checkpoint, log_marginal, sample
+
+    model, _ = load_checkpoint(binrun / "run")
+    for x, fragment in [(np.full((3, 6), 2), "0..1"), (np.full((3, 6), -1), "0..1"), (np.zeros(6), "shape"),
+                        (np.zeros((3, 5)), "shape"), (np.full((2, 6), np.nan), "NaN"), (np.zeros((0, 6)), "no rows")]:
+        with pytest.raises(ValueError, match=fragment):
+            evaluate(model, x)
+    ok = np.zeros((2, 6), dtype=np.uint8)
+    assert evaluate(model, ok.astype(bool))["nll"] == pytest.approx(evaluate(model, ok)["nll"])
+    with pytest.raises(ValueError, match="0 \\(missing\\) or 1"):
+        log_marginal(model, ok, np.full((2, 6), 2))
+    with pytest.raises(ValueError, match="0..1"):
+        log_marginal(model, np.full((2, 6), 5), np.ones((2, 6)))
+    hidden_junk = np.full((2, 6), 5)  # only the observed entries are read
+    assert np.all(log_marginal(model, hidden_junk, np.zeros((2, 6))) == 0)
+    with pytest.raises(ValueError, match="0..1"):
+        complete(model, np.full((2, 6), 5), np.ones((2, 6)), 2)
+    with pytest.raises(ValueError, match="n must be"):
+        sample(model, -1)
+    assert sample(model, 0).shape == (0, 6)
+
+
+def test_context_values_name_the_option(tmp_path):
+    rng = np.random.default_rng(0)
+    b = lambda n: (rng.random((n, 4)) < 0.5).astype(np.uint8)  # noqa: E731
+    np.savez(tmp_path / "ctx.npz", train_data=b(30), valid_data=b(10), test_data=b(10),
+             train_context=rng.integers(0, 3, 30), valid_context=rng.integers(0, 3, 10),
+             test_context=rng.integers(0, 3, 10))
+    r = run("train", "--dataset", tmp_path / "ctx.npz", "--context", "file", "--hidden", 8, "--epochs", 1,
+            "--num-masks", 1, "--out", tmp_path / "run", "-q")
+    assert r.exit_code == 0, r.output
+    np.save(tmp_path / "three_d.npy", np.zeros((2, 2, 2)))
+    for bad in ["", "nan", "1.5"]:
+        one_line_error(run("sample", tmp_path / "run", "--context", bad, "--out", tmp_path / "s.npy"),
+                       "--context", "class label")
+    one_line_error(run("sample", tmp_path / "run", "--context", tmp_path / "three_d.npy", "--out", tmp_path / "s.npy"),
+                   "--context", "shape")
