@@ -180,7 +180,7 @@ def complete(checkpoint, input_path, observed, occlude, split, first, num_comple
     stderr = float(lp.std(ddof=1) / math.sqrt(N)) if N > 1 else 0.0
     result = {"checkpoint": info["path"], "n": N, "completions": num_completions, "observed": what,
               "masks": K, "method": method, "seconds": seconds, "neg_log_px_o": mean, "stderr": stderr,
-              "out": str(out), "png": png}
+              "out": str(out), "png": None if png is None else str(png)}
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -469,6 +469,7 @@ class BlockedMADE:
     _backprop = MADE._backprop
     loss_and_grad = MADE.loss_and_grad
     nll = MADE.nll
+    check_data = MADE.check_data
     _all_layers = MADE._all_layers
     params = MADE.params
     grads = MADE.grads
