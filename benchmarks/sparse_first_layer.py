@@ -18,6 +18,10 @@ of 100 (float32), at their real density, in these forms:
 * ``scipy``: ``scipy.sparse.csr_matrix(x) @ W`` and ``csr(x).T @ delta``, the
   conversion included (it happens every step).
 
+Then whole training steps of the fast engine's form (``BlockedMADE``, products on the work
+pool, Adam) at 1x500 and 1x8000 with direct connections, with the union products of the data
+layers on (``SPARSE_MAX_LIVE`` as shipped) and off (0), in turns in one process.
+
 Each form's result is checked equal to the dense one (float64 copies, 1e-10). Timings are
 the minimum over repeats of the mean over the minibatches, BLAS on one thread by default
 (``--blas-threads``: the fast engine runs its block products so), all forms in turns in one
@@ -123,6 +127,29 @@ def measure(batches, H, repeats, forms):
     return best
 
 
+def steps_section(train, hidden, steps, repeats):
+    """ms per Adam step of the fast engine's form, union products on and off, in turns."""
+    from benchmarks.run import TrainCase  # the benchmark's training case (fit's form and optimiser)
+    from made_np.fast import blocked
+
+    shipped = blocked.SPARSE_MAX_LIVE
+    idx = np.random.default_rng(1).permutation(train.shape[0])[:steps * BATCH]
+    batches = [np.ascontiguousarray(train[idx[i * BATCH:(i + 1) * BATCH]]) for i in range(steps)]
+    case = TrainCase(np, hidden, batches, "blocked", None, direct=True)
+    best = {"on": float("inf"), "off": float("inf")}
+    try:
+        for r in range(repeats + 1):
+            for k, limit in (("on", shipped), ("off", 0.0)):
+                blocked.SPARSE_MAX_LIVE = limit
+                t = time.perf_counter()
+                case.run_steps()
+                if r:  # the first round warms up
+                    best[k] = min(best[k], (time.perf_counter() - t) / steps)
+    finally:
+        blocked.SPARSE_MAX_LIVE = shipped
+    return best
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -139,7 +166,7 @@ def main(argv=None) -> int:
     ones = np.mean([b.mean() for b in batches])
     union = np.mean([b.any(axis=0).mean() for b in batches])
     from threadpoolctl import threadpool_limits
-    threadpool_limits(limits=args.blas_threads, user_api="blas")
+    limits = threadpool_limits(limits=args.blas_threads, user_api="blas")
     print(f"numpy {np.__version__}, {os.cpu_count()} CPUs, BLAS threads {args.blas_threads}, "
           f"load average {loadavg()}")
     print(f"binarized MNIST minibatches of {BATCH}: {ones:.1%} of the pixels are 1; "
@@ -155,6 +182,11 @@ def main(argv=None) -> int:
         for f in forms:
             print(f"  {f:>6}  forward {best[f, 'fwd'] * 1e3:8.3f} ({best[f, 'fwd'] / best['dense', 'fwd']:5.2f}x dense)"
                   f"   dW {best[f, 'dW'] * 1e3:8.3f} ({best[f, 'dW'] / best['dense', 'dW']:5.2f}x dense)")
+    limits.restore_original_limits()  # the training steps set their own (one BLAS thread inside the pool)
+    for hidden, steps in (((500,), 20 if args.quick else 100), ((8000,), 5 if args.quick else 10)):
+        best = steps_section(train.astype(np.uint8), hidden, steps, 2 if args.quick else 4)
+        print(f"\nfast-engine step 1x{hidden[0]} + direct (load average {loadavg()}): union products on "
+              f"{best['on'] * 1e3:.2f} ms, off {best['off'] * 1e3:.2f} ms, on/off {best['on'] / best['off']:.3f}")
     return 0
 
 
