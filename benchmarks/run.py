@@ -3,12 +3,14 @@
 Usage::
 
     python benchmarks/run.py            # full run (about 1-2 minutes on 2 cores)
-    python benchmarks/run.py --quick    # fewer repeats, smaller sampling/eval sizes
+    python benchmarks/run.py --quick    # fewer repeats, smaller sampling/eval sizes, no 1x8000
+    python benchmarks/run.py --only-8000  # just the 1x8000 (direct connections) training row
 
 Prints, and saves as JSON (``benchmarks/results/cpu.json`` by default):
 
 * training seconds per binarized-MNIST epoch (500 minibatches of 100, Adam) for
-  1x500 and 2x500 MADEs, in the form :func:`made_np.train.fit` trains them
+  1x500 and 2x500 MADEs (and the paper-size 1x8000 with direct connections, in the fast
+  engine's form only, with a PyTorch CPU peer when ``import torch`` works), in the form :func:`made_np.train.fit` trains them
   (``blocked``: :class:`made_np.model.BlockedMADE`, sorted units and packed
   blocks of live weights) and as a plain :class:`made_np.model.MADE`; the
   GEMM-only bound of the dense shapes measured in the same run (the five
@@ -127,12 +129,12 @@ class TrainCase:
     sets ``$MADE_NP_THREADS`` while the model and optimiser are built (the CPU work
     pool that splits the optimiser update)."""
 
-    def __init__(self, xp, hidden, batches, form="plain", threads=None):
+    def __init__(self, xp, hidden, batches, form="plain", threads=None, direct=False):
         saved = os.environ.get("MADE_NP_THREADS")
         if threads is not None:
             os.environ["MADE_NP_THREADS"] = str(threads)
         try:
-            self.model = MADE(MADEConfig(D=D, hidden=hidden, seed=0), xp)
+            self.model = MADE(MADEConfig(D=D, hidden=hidden, seed=0, direct=direct), xp)
             self.head = self.model.head if form == "reference" else fast_head(self.model.head)
             if form == "blocked":
                 self.model = BlockedMADE(self.model)
@@ -146,6 +148,7 @@ class TrainCase:
                 os.environ["MADE_NP_THREADS"] = saved
         pool = getattr(self.opt, "pool", None)
         self.xp, self.hidden, self.batches, self.form = xp, tuple(hidden), batches, form
+        self.direct = direct
         self.threads = pool.threads if pool is not None else 1
         self.best = float("inf")
 
@@ -168,9 +171,11 @@ class TrainCase:
 class GemmBound:
     """The matrix products of one training step of a MADE with these hidden widths, alone,
     into preallocated outputs: forward ``a_i W_i``, backward ``a_i^T delta_i`` and
-    ``delta_i W_i^T`` (not for the input layer)."""
+    ``delta_i W_i^T`` (not for the input layer); with direct connections also ``x A`` and
+    ``x^T delta`` (784x784)."""
 
     def __init__(self, xp, model):
+        model = getattr(model, "model", model)  # a BlockedMADE's wrapped MADE: the dense shapes
         dtype = model.dtype
         widths = [D, *model.config.hidden, D]
         rng = np.random.default_rng(0)
@@ -180,11 +185,17 @@ class GemmBound:
         self.dW = [xp.empty_like(W) for W in self.Ws]
         self.dx = [xp.empty((BATCH, w), dtype=dtype) for w in widths[:-1]]
         self.matmul = xp.matmul
+        self.A = model.direct.W if model.direct is not None else None
+        if self.A is not None:
+            self.fwd_A, self.dA = xp.empty((BATCH, D), dtype=dtype), xp.empty_like(self.A)
         self.best = float("inf")
 
     def run(self, number=20):
         matmul, acts, Ws = self.matmul, self.acts, self.Ws
         for _ in range(number):
+            if self.A is not None:
+                matmul(acts[0], self.A, out=self.fwd_A)
+                matmul(acts[0].T, acts[-1], out=self.dA)
             for i, W in enumerate(Ws):
                 matmul(acts[i], W, out=self.fwd[i])
             for i in reversed(range(len(Ws))):
@@ -223,7 +234,7 @@ def own_products(model):
 
 
 def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: int, sync,
-                   forms=("blocked", "plain")) -> list:
+                   forms=("blocked", "plain"), direct=False) -> list:
     """Seconds per Adam step of fixed-mask MADEs on minibatches of 100, with the GEMM-only
     bound and the shares of products, optimiser, mask multiply and elementwise work.
 
@@ -234,7 +245,7 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
     n = x_train.shape[0]
     perm = backend.to_device(backend.host_rng(0).permutation(n), xp)
     batches = [x_train[perm[i * BATCH:(i + 1) * BATCH]] for i in range(min(steps, n // BATCH))]
-    cases = [TrainCase(xp, h, batches, f, t) for h in hiddens for f in forms for t in thread_options]
+    cases = [TrainCase(xp, h, batches, f, t, direct) for h in hiddens for f in forms for t in thread_options]
     bounds = {c.hidden: GemmBound(xp, c.model) for c in cases}
     for c in cases:
         c.run_steps()  # warm up (allocations, BLAS threads, caches)
@@ -243,6 +254,8 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
             c.best = min(c.best, best_of(c.run_steps, 1, sync=sync) / len(batches))
         for g in bounds.values():
             g.best = min(g.best, best_of(g.run, 1, sync=sync) / 20)
+            with threads.blas_threads(1, xp):  # on a loaded machine one BLAS thread can be faster
+                g.best_1 = min(getattr(g, "best_1", float("inf")), best_of(g.run, 1, sync=sync) / 20)
 
     rows = []
     reps = max(repeats, 3)
@@ -267,10 +280,12 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
             z = model._forward_pass(inputs)
             head = best_of(lambda: c.head.nll_and_grad(z, targets), reps, number=20, sync=sync)
             products = best_of(own_products(model), reps, number=20, sync=sync)
-        step, gemm = c.best, bounds[c.hidden].best
+        step, gemm_blas, gemm_1 = c.best, bounds[c.hidden].best, bounds[c.hidden].best_1
+        gemm = min(gemm_blas, gemm_1)
         elementwise = max(loss_grad - products - mask, 0.0)
         rows.append({
             "hidden": list(c.hidden),
+            "direct": c.direct,
             "form": c.form,
             "threads": c.threads,
             "step_ms": step * 1e3,
@@ -278,6 +293,8 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
             "epoch_s": step * STEPS_PER_EPOCH,
             "gemm_ms": gemm * 1e3,
             "gemm_epoch_s": gemm * STEPS_PER_EPOCH,
+            "gemm_epoch_s_blas_threads": gemm_blas * STEPS_PER_EPOCH,
+            "gemm_epoch_s_one_blas_thread": gemm_1 * STEPS_PER_EPOCH,
             "ratio_to_gemm": step / gemm,
             "products_ms": products * 1e3,
             "loss_and_grad_ms": loss_grad * 1e3,
@@ -304,12 +321,56 @@ def print_training(rows: list) -> None:
     for r in rows:
         name = "x".join(str(h) for h in r["hidden"]) if len(set(r["hidden"])) > 1 else \
             f"{len(r['hidden'])}x{r['hidden'][0]}"
+        name += "+A" if r.get("direct") else ""
         say(f"{name:>8} {r['form']:>7} {r['threads']:7d} {r['epoch_s']:8.3f} {r['step_ms']:8.3f} "
             f"{r['gemm_epoch_s']:9.3f} {r['ratio_to_gemm']:6.2f} {r['share_products']:6.1%} "
             f"{r['share_optimizer']:6.1%} {r['share_mask_multiply']:6.1%} "
             f"{r['share_elementwise']:6.1%} {r['share_other']:6.1%}")
-    say("GEMM s/ep: the five dense products of a plain step alone; ratio: s/epoch over it (below 1 when "
-        "the blocked form skips the zero blocks); prods: the step's own products")
+    say("GEMM s/ep: the five dense products of a plain step alone (the faster of BLAS's own threads and one); ratio: s/epoch over it (below 1 when "
+        "the blocked form skips the zero blocks); prods: the step's own products; +A: direct connections")
+
+
+def torch_peer(train, hidden, *, direct: bool, steps: int, repeats: int) -> dict:
+    """Seconds per epoch of the same masked MADE step (masked products, Bernoulli NLL, Adam)
+    in PyTorch on the CPU, when ``import torch`` works; else ``{"skipped": reason}``.
+
+    torch is not a dependency of made-np: this row only places the NumPy numbers beside a peer's.
+    """
+    try:
+        import torch
+    except Exception as exc:  # ImportError, or a broken install
+        return {"skipped": f"torch not importable ({type(exc).__name__}: {exc})"}
+    made = MADE(MADEConfig(D=D, hidden=hidden, seed=0, direct=direct))
+    Ws = [torch.tensor(layer.W, requires_grad=True) for layer in made._all_layers]
+    bs = [torch.tensor(layer.b, requires_grad=True) for layer in made.layers]
+    Ms = [torch.tensor(np.asarray(layer.M)) for layer in made._all_layers]
+    opt = torch.optim.Adam(Ws + bs, lr=1e-3)
+    rng = backend.host_rng(0)
+    idx = rng.permutation(train.shape[0])
+    batches = [torch.tensor(train[idx[i * BATCH:(i + 1) * BATCH]].astype(np.float32)) for i in range(steps)]
+    n_layers = len(made.layers)
+
+    def step(xb):
+        h = xb
+        for i in range(n_layers):
+            h = h @ (Ws[i] * Ms[i]) + bs[i]
+            if i < n_layers - 1:
+                h = torch.relu(h)
+        if direct:
+            h = h + xb @ (Ws[-1] * Ms[-1])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(h, xb, reduction="sum") / xb.shape[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def epoch_part():
+        for xb in batches:
+            step(xb)
+
+    epoch_part()  # warm up
+    best = best_of(epoch_part, repeats) / steps
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "step_ms": best * 1e3,
+            "epoch_s": best * STEPS_PER_EPOCH, "steps_timed": steps, "repeats": repeats}
 
 
 # --------------------------------------------------------------------------- sampling, evaluation
@@ -392,12 +453,43 @@ def rss_bench(data_path: str | None, steps: int) -> dict:
 # --------------------------------------------------------------------------- main
 
 
+def run_8000(xp, name: str, train, args, sync) -> list:
+    """The paper-size row: 1x8000 with direct connections, in the fast engine's form (its
+    default threads), the dense GEMM bound of the same run and their ratio; then a
+    PyTorch CPU peer, or the reason it is skipped."""
+    say(f"\n== training 1x8000 with direct connections ({name}; the fast engine's form, "
+        f"load average {loadavg()})")
+    forms = ("blocked",) if blocked_products(xp) else ("plain",)
+    rows = training_bench(xp, train, [(8000,)], [None], forms=forms, direct=True,
+                          steps=10 if args.quick else 20, repeats=2 if args.quick else 3, sync=sync)
+    print_training(rows)
+    for r in rows:
+        say(f"   GEMM bound {r['gemm_epoch_s_blas_threads']:.3f} s/epoch with BLAS's threads, "
+            f"{r['gemm_epoch_s_one_blas_thread']:.3f} with one; fast engine / bound = {r['ratio_to_gemm']:.2f}; "
+            f"products {r['products_ms']:.1f} ms, optimizer {r['optimizer_ms']:.1f} ms per step")
+    if name == "cpu":
+        peer = torch_peer(train, (8000,), direct=True, steps=10 if args.quick else 20,
+                          repeats=2 if args.quick else 3)
+        if "skipped" in peer:
+            say(f"PyTorch CPU peer: skipped: {peer['skipped']}")
+        else:
+            say(f"PyTorch CPU peer (torch {peer['torch']}, {peer['threads']} threads): "
+                f"{peer['epoch_s']:.3f} s/epoch ({peer['step_ms']:.2f} ms/step); "
+                f"made-np / torch = {rows[0]['epoch_s'] / peer['epoch_s']:.2f}")
+        for r in rows:
+            r["torch_peer"] = peer
+    return rows
+
+
 def run_device(xp, name: str, train, test, args, sync) -> dict:
     quick = args.quick
     out = {}
+    if args.only_8000:
+        out["training"] = run_8000(xp, name, train, args, sync)
+        return out
     say(f"\n== training ({name}; binarized MNIST, batch {BATCH}, Adam, {STEPS_PER_EPOCH} steps/epoch)")
     thread_options = [1, 2] if name == "cpu" and (os.cpu_count() or 1) >= 2 else [None]
-    hiddens = [(500,), (500, 500)] + ([(8000,)] if name == "cuda" else [])
+    hiddens = [(500,), (500, 500)]
     forms = ("blocked", "plain", "reference") if blocked_products(xp) else ("plain", "reference")
     rows = training_bench(xp, train, hiddens, thread_options, forms=forms, steps=30 if quick else 100,
                           repeats=3 if quick else 7, sync=sync)
@@ -408,6 +500,8 @@ def run_device(xp, name: str, train, test, args, sync) -> dict:
             f"{r['mask_multiply_ms']:.3f} ms, elementwise {r['elementwise_ms']:.3f} ms (head "
             f"{r['head_ms']:.3f} ms); CPU time {r['cpu_ms_per_step']:.3f} ms/step")
     out["training"] = rows
+    if not quick:
+        out["training"] = rows + run_8000(xp, name, train, args, sync)
 
     say(f"\n== sampling (100 samples, 1x500, D = {D})")
     s = sampling_bench(xp, n=100, naive_repeats=1 if quick else 2, fast_repeats=5 if quick else 20, sync=sync)
@@ -430,6 +524,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cpu.json",
                     help="JSON results file")
     ap.add_argument("--no-rss", action="store_true", help="skip the memory benchmark")
+    ap.add_argument("--only-8000", action="store_true",
+                    help="run only the 1x8000 (direct connections) training row and its PyTorch peer")
     args = ap.parse_args(argv)
 
     train, test, source = load_mnist(args.data)
@@ -453,7 +549,7 @@ def main(argv=None) -> int:
     say(f"data: {source}")
     results = {"info": info, "cpu": run_device(np, "cpu", train, test, args, sync=lambda: None)}
 
-    if not args.no_rss:
+    if not args.no_rss and not args.only_8000:
         say("\n== memory (peak RSS of a 1-epoch 1x500 training run in a subprocess)")
         steps = 100 if args.quick else STEPS_PER_EPOCH
         r = rss_bench(source if real else None, steps)

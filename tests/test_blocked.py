@@ -252,3 +252,72 @@ def test_blocks_are_shared_out_evenly_between_threads():
     loads = [sum(layer._W[i].size for i in part) for part in layer._parts]
     assert sorted(i for part in layer._parts for i in part) == list(range(len(layer.index)))
     assert max(loads) <= 1.25 * min(loads)
+
+
+# --------------------------------------------------------------------------- union products (sparse data)
+
+
+@examples(40)
+@given(masks_and_widths(), st.integers(0, 2**31 - 1), st.sampled_from([None, 2]),
+       st.sampled_from([0.0, 0.5, 0.9, 1.0]))
+def test_union_products_match_masked_dense(mw, seed, threads, zero_share):
+    """A data layer multiplies only the live columns of its input: the forward product and
+    dW equal MaskedDense's (float64, 1e-12), with any share of all-zero columns."""
+    M, width = mw
+    n_in, n_out = M.shape
+    rng = np.random.default_rng(seed)
+    Mf = M.astype(np.float64)
+    ref = MaskedDense(n_in, n_out, np, rng, "float64", need_input_grad=False)
+    ref.W[...] = rng.normal(size=ref.W.shape)
+    ref.b[...] = rng.normal(size=n_out)
+    ref.set_mask(Mf, fixed=True)
+    blk = BlockedDense(block_plan(M, width), Mf, np, "float64", need_input_grad=False, sparse_input=True)
+    blk.set_pool(None if threads is None else fast_threads.WorkPool(threads))
+    blk.W[...] = blk.pack(ref.W)
+    blk.b[...] = ref.b
+    x = (rng.random((6, n_in)) < 0.3).astype(np.float64)
+    x[:, rng.random(n_in) < zero_share] = 0  # all-zero columns (the border pixels of MNIST)
+    delta = rng.normal(size=(6, n_out))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blocked_mod, "SPARSE_MAX_LIVE", 1.0)  # always take the union path
+        y = blk.forward(x)
+    assert blk._live is not None
+    np.testing.assert_allclose(y, ref.forward(x), rtol=1e-12, atol=1e-12)
+    assert blk.backward(delta.copy()) is None and ref.backward(delta.copy()) is None
+    np.testing.assert_allclose(blk.unpack(blk.dW), ref.dW, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(blk.db, ref.db)
+
+
+def test_union_products_only_for_sparse_data_layers(tiny_blocks):
+    """The first layer and the direct connections take the union path when at most
+    SPARSE_MAX_LIVE of the minibatch's columns are live; the other layers never do."""
+    model = MADE(model_mod.MADEConfig(D=10, hidden=(12, 8), direct=True, dtype="float64", seed=1))
+    fast = BlockedMADE(model)
+    first, second, out, direct = fast._all_layers
+    assert first.sparse_input and direct.sparse_input and not second.sparse_input and not out.sparse_input
+    x = np.zeros((4, 10))
+    x[:, :3] = 1  # 3 of 10 columns live
+    fast.loss_and_grad(x)
+    assert first._live is not None and direct._live is not None
+    x[:, :9] = 1  # 9 of 10 > SPARSE_MAX_LIVE: dense products
+    fast.loss_and_grad(x)
+    assert first._live is None and direct._live is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_blocked_made_with_union_products_gives_the_made_gradients(seed, tiny_blocks, monkeypatch):
+    """A whole model (two layers, direct connections) on data with all-zero columns."""
+    monkeypatch.setattr(blocked_mod, "SPARSE_MAX_LIVE", 1.0)
+    config = model_mod.MADEConfig(D=12, hidden=(16, 10), direct=True, ordering="random",
+                                  dtype="float64", seed=seed)
+    model = MADE(config)
+    randomize_weights(model, seed)
+    fast = BlockedMADE(model)
+    x = random_data(config, 20, seed)
+    x[:, np.random.default_rng(seed).random(12) < 0.4] = 0
+    xb = fast.permute_data(x)
+    loss = float(fast.loss_and_grad(xb))
+    assert fast.layers[0]._live is not None
+    assert loss == pytest.approx(float(model.loss_and_grad(x)), rel=1e-12, abs=1e-10)
+    for name, g, g_ref in zip(model.param_names, fast.to_natural(fast.grads), model.grads):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-12, err_msg=name)

@@ -1,4 +1,5 @@
 """Tests of made_np.train: the training loop, early stopping, evaluation and checkpoints."""
+import dataclasses
 import math
 
 import numpy as np
@@ -376,3 +377,37 @@ def test_reference_and_fast_engines_reach_the_same_digits_test_nll():
 def test_reference_and_fast_engines_agree_on_the_default_digits_run():
     nll = _digits_engines(epochs=200, hidden=(500,))
     assert abs(nll["fast"] - nll["reference"]) < 1e-4, nll
+
+
+def test_union_products_train_as_the_reference_engine(chain, tmp_path, tiny_blocks, monkeypatch):
+    """fit(engine="fast") with the union products of the data layers (data with all-zero
+    columns, the path forced on) gives the reference engine's run (float64, 1e-10)."""
+    from made_np.fast import blocked as blocked_mod
+
+    monkeypatch.setattr(blocked_mod, "SPARSE_MAX_LIVE", 1.0)
+    calls = []
+    original = blocked_mod.BlockedDense._write_live
+
+    def spy(self, out, part):
+        calls.append(1)
+        return original(self, out, part)
+
+    monkeypatch.setattr(blocked_mod.BlockedDense, "_write_live", spy)
+
+    def sparse(x):
+        x = np.array(x)
+        x[:, ::3] = 0  # a third of the columns never on (the borders of MNIST)
+        return x
+
+    data = Dataset("sparse chain", sparse(chain.train), sparse(chain.valid), sparse(chain.test), 2, None)
+    config = MADEConfig(D=D, hidden=(24, 16), ordering="random", direct=True, seed=2, dtype="float64")
+    cfg = TrainConfig(epochs=3, patience=0, lr=1e-2, batch_size=50)
+    fast_model, ref_model = MADE(config), MADE(config)
+    h1 = fit(fast_model, data, dataclasses.replace(cfg, engine="fast"), out_dir=tmp_path / "fast")
+    assert calls
+    h2 = fit(ref_model, data, dataclasses.replace(cfg, engine="reference"), out_dir=tmp_path / "ref")
+    for r1, r2 in zip(h1["rows"], h2["rows"]):
+        assert r1["train_nll"] == pytest.approx(r2["train_nll"], abs=1e-10)
+        assert r1["valid_nll"] == pytest.approx(r2["valid_nll"], abs=1e-10)
+    for a, b in zip(fast_model.params, ref_model.params):
+        np.testing.assert_allclose(a, b, atol=1e-10)
