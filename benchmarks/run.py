@@ -245,7 +245,8 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
     n = x_train.shape[0]
     perm = backend.to_device(backend.host_rng(0).permutation(n), xp)
     batches = [x_train[perm[i * BATCH:(i + 1) * BATCH]] for i in range(min(steps, n // BATCH))]
-    cases = [TrainCase(xp, h, batches, f, t, direct) for h in hiddens for f in forms for t in thread_options]
+    cases = [TrainCase(xp, h, batches, f, t, direct) for h in hiddens for f in forms for t in thread_options
+             if f != "reference" or t == thread_options[0]]  # the reference engine uses no work pool
     bounds = {c.hidden: GemmBound(xp, c.model) for c in cases}
     for c in cases:
         c.run_steps()  # warm up (allocations, BLAS threads, caches)
