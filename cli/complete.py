@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 
 import click
 import numpy as np
@@ -48,10 +47,9 @@ def read_data(path, model) -> np.ndarray:
     x = x.reshape(1, -1) if x.ndim == 1 else x
     if x.ndim != 2 or x.shape[1] != c.D:
         raise UserError(f"--input {path}: expected shape (N, {c.D}), got {x.shape}")
-    if x.dtype.kind not in "biuf" or x.size and (
-            not np.isfinite(x).all() or (x != np.round(x)).any() or x.min() < 0 or x.max() >= c.classes):
+    if x.dtype.kind not in "biuf":
         raise UserError(f"--input {path}: values must be integers in 0..{c.classes - 1}")
-    return x.astype(np.uint8 if c.head == "bernoulli" else np.int64)
+    return x  # the observed entries are checked with the observed mask (made_np.conditional)
 
 
 def observed_mask(model, info, n_rows: int, observed, occlude, seed: int) -> tuple:
@@ -117,7 +115,8 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @click.argument("checkpoint", type=click.Path())
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
               show_default="the run's data set: --split, --first",
-              help="A .npy of examples (N, D), integers in 0..classes-1 (only the observed entries are read).")
+              help="A .npy of examples (N, D): integers in 0..classes-1 where observed; the missing entries "
+                   "are never read (any value, -1 or NaN included).")
 @click.option("--observed", type=click.Path(dir_okay=False), default=None, show_default="none: give --occlude",
               help="A .npy (N, D) (or (D,) for every row) of 0/1: 1 = observed, 0 = to complete.")
 @occlude_option
@@ -160,6 +159,9 @@ def complete(checkpoint, input_path, observed, occlude, split, first, num_comple
     model, info = load_model(checkpoint, device)
     x, y = examples_and_context(model, info, input_path, split, first, context, dataset_path)
     obs, what = observed_mask(model, info, x.shape[0], observed, occlude, seed)
+    with user_values():  # the observed entries must be values of the model; the missing ones are never read
+        x = backend.to_host(model.check_data(np.where(obs, x, 0), "--input", where=obs))
+    x = x.astype(model.head.sample_dtype)
     t0 = time.perf_counter()
     with user_values():
         comps, log_po = conditional.complete(model, x, obs, num_completions, masks=masks, seed=seed,

@@ -128,7 +128,7 @@ def _progress(epoch: int, n_batches: int):
 @click.option("--degrees", type=click.Choice(DEGREE_RULES), default="random", show_default=True,
               help="How hidden degrees m^l(k) are drawn (random: the paper's rule).")
 @click.option("--num-masks", default=None,
-              show_default=f"{SMALL_DATA_MASKS} for training sets under {SMALL_DATA_ROWS:,} rows and 2d, else 1",
+              show_default=f"{SMALL_DATA_MASKS} for training sets under {SMALL_DATA_ROWS:,} rows, 32 for 2d, else 1",
               help="Size of the mask bank: 1 (fixed mask), K, or inf (a fresh mask at every resample).")
 @click.option("--order-agnostic/--no-order-agnostic", default=True, show_default=True,
               help="Masks beyond mask 0 draw a fresh ordering (paper Sec. 4.1); matters when --num-masks != 1.")

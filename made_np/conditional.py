@@ -167,24 +167,6 @@ def _activate(model, handle) -> None:
         model.use_maskset(handle)
 
 
-class _KeepMask:
-    """Context manager that puts the model's mask back as it was."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.index, self.maskset = self.model.mask_index, self.model.maskset
-        return self
-
-    def __exit__(self, *exc):
-        if self.index is not None:
-            self.model.set_mask(self.index)
-        else:
-            self.model.use_maskset(self.maskset)
-        return False
-
-
 # --------------------------------------------------------------------------- per-variable terms
 
 
@@ -212,21 +194,22 @@ def variable_log_probs(model, x, batch_size: int = 1000, context=None):
     y = model.encode_context(context, x.shape[0])
     for s in range(0, x.shape[0], batch_size):
         xb = x[s:s + batch_size]
-        z = model.logits(xb, None if y is None else y[s:s + batch_size]).astype(xp.float64)
-        if model.config.head == "bernoulli":
-            out[s:s + batch_size] = xb.astype(xp.float64) * z - xp.logaddexp(0.0, z)
-        else:
-            t = z - z.max(axis=-1, keepdims=True)
-            lp = t - xp.log(xp.exp(t).sum(axis=-1, keepdims=True))
-            out[s:s + batch_size] = xp.take_along_axis(lp, xb.astype(xp.int64)[..., None], axis=-1)[..., 0]
+        inputs = model.encode(xb)[0]
+        z = model._forward_pass(inputs, None if y is None else y[s:s + batch_size]).astype(xp.float64)
+        # the head's own per-variable NLL, in float64 (no branch on the head's name)
+        out[s:s + batch_size] = -model.head.nll_per_variable(z, model.head.targets(xb, z))
     return out
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def _inputs(model, x, observed):
-    """``x`` on the device in the sampler's dtype, the host observed mask, and the groups of equal rows of it."""
+def _inputs(model, x, observed, read_missing: bool = True):
+    """``x`` on the device in the sampler's dtype, the host observed mask, and the groups of equal rows of it.
+
+    With ``read_missing=False`` (marginals and completions) the missing entries may hold anything
+    (-1, 255, NaN): they are set to class 0, which observed-first masks never read for
+    ``p_k(x_o)`` and the sampler overwrites; otherwise every entry must be a value of the model."""
     xp, c = model.xp, model.config
     obs = np.asarray(backend.to_host(observed))
     x = xp.asarray(x)
@@ -235,9 +218,10 @@ def _inputs(model, x, observed):
     if obs.dtype.kind not in "biuf" or not np.isin(obs, (0, 1)).all():
         raise ValueError("observed must hold 0 (missing) or 1 (observed) only")
     obs = obs.astype(bool)
-    x = model.check_data(x, "x", where=obs)  # only the observed entries are read
-    dtype = xp.uint8 if c.head == "bernoulli" else xp.int64
-    xd = x.astype(dtype)
+    if not read_missing:
+        x = xp.where(xp.asarray(obs), x, 0)
+    x = model.check_data(x, "x", where=None if read_missing else obs)
+    xd = x.astype(getattr(xp, model.head.sample_dtype))
     if obs.shape[0] == 0:
         return xd, obs, obs[:0], np.zeros(0, dtype=np.int64)
     patterns, inverse = np.unique(obs, axis=0, return_inverse=True)
@@ -270,7 +254,7 @@ def _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size,
     """(N, K) device arrays ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` for rows grouped by pattern."""
     xp = model.xp
     log_po = log_pm = None
-    with _KeepMask(model):
+    with model.keeping_mask():
         for row, rows, handles in _groups(model, patterns, inverse, masks, seed):
             if log_po is None:  # every pattern has the same number of masks
                 log_po = xp.zeros((obs.shape[0], len(handles)), dtype=xp.float64)
@@ -283,7 +267,8 @@ def _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size,
     return log_po, log_pm
 
 
-def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None):
+def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None,
+                   read_missing: bool = True):
     """Per-mask ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` under the observed-first masks.
 
     Parameters
@@ -300,6 +285,9 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
         Rows per forward pass.
     context : array, optional
         A conditional model's context of each row (:meth:`~made_np.model.MADE.encode_context`).
+    read_missing : bool, default True
+        False when only ``log_po`` is wanted: the missing entries are then never read (any
+        value, -1 or NaN included), and ``log_pm`` is meaningless.
 
     Returns
     -------
@@ -314,7 +302,7 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
     ValueError
         Shapes differ, or a single-ordering model and a non-prefix observed set.
     """
-    xd, obs, patterns, inverse = _inputs(model, x, observed)
+    xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing)
     y = model.encode_context(context, obs.shape[0])
     return _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y)
 
@@ -356,7 +344,7 @@ def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size:
         Shapes differ, or a single-ordering model and an observed set that is not a
         prefix of its ordering (the message names the fix: train order-agnostic).
     """
-    log_po, _ = mask_log_probs(model, x, observed, masks, seed, batch_size, context)
+    log_po, _ = mask_log_probs(model, x, observed, masks, seed, batch_size, context, read_missing=False)
     return _logsumexp(model.xp, log_po) - math.log(log_po.shape[1])
 
 
@@ -446,7 +434,7 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
         raise ValueError(f"unknown completion method {method!r}: choose one of {', '.join(COMPLETION_METHODS)}")
     draw = sampling.METHODS[method]
     xp, D = model.xp, model.config.D
-    xd, obs, patterns, inverse = _inputs(model, x, observed)
+    xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing=False)
     N = obs.shape[0]
     y = model.encode_context(context, N)
     rng = backend.host_rng(seed, 1)  # drawn on the host, for every row, before any pattern
@@ -454,7 +442,7 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     noise = rng.random((N, n, D))
     out = xp.repeat(xd[:, None, :], n, axis=1)  # (N, n, D)
     log_px_o = xp.zeros(N, dtype=xp.float64)
-    with _KeepMask(model):
+    with model.keeping_mask():
         for row, rows, handles in _groups(model, patterns, inverse, masks, seed):
             r = xp.asarray(rows)
             yr = None if y is None else y[r]

@@ -236,6 +236,10 @@ class StrictConfig:
 class MADEConfig(StrictConfig):
     """Everything that defines a MADE; stored as JSON inside checkpoints.
 
+    The constructor is a literal description (its defaults are the plainest model: one mask,
+    no direct connections); the recipe that ``made-np train`` applies lives in
+    :meth:`for_data` (direct connections, a bank for small data, the data set's defaults).
+
     Attributes
     ----------
     D : int

@@ -19,6 +19,7 @@ This module does not import NumPy: arrays live on the array module ``xp`` that
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 from . import backend
@@ -457,11 +458,24 @@ class MADE:
         if not mask_indices:
             raise ValueError("ensemble_nll needs at least one mask index")
         x = self.check_data(x)
-        current, acc = self.mask_index, None
+        acc = None
         y = self.encode_context(context, x.shape[0])
-        for k in mask_indices:
-            self.set_mask(k)
-            lp = -self.nll(x, batch_size, y)
-            acc = lp if acc is None else self.xp.logaddexp(acc, lp)
-        self.set_mask(current)
+        with self.keeping_mask():
+            for k in mask_indices:
+                self.set_mask(k)
+                lp = -self.nll(x, batch_size, y)
+                acc = lp if acc is None else self.xp.logaddexp(acc, lp)
         return math.log(len(mask_indices)) - acc
+
+    @contextlib.contextmanager
+    def keeping_mask(self):
+        """Within the block the model may switch masks; afterwards (errors included) it has the mask
+        it had before: a mask of the bank, or a mask set with :meth:`use_maskset`."""
+        index, maskset = self.mask_index, self.maskset
+        try:
+            yield self
+        finally:
+            if index is not None:
+                self.set_mask(index)
+            else:
+                self.use_maskset(maskset)

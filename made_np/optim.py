@@ -146,13 +146,6 @@ def optimizer_class(name: str):
         raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}") from None
 
 
-def default_lr(name: str) -> float:
-    """The default learning rate of optimiser ``name`` (its constructor's)."""
-    import inspect
-
-    return float(inspect.signature(optimizer_class(name)).parameters["lr"].default)
-
-
 def make_optimizer(name: str, params, xp, lr: float | None = None, weight_decay: float = 0.0, **kwargs):
     """Build an optimiser by name (``adam``, ``sgd``, ``adagrad``); ``lr=None`` takes its default.
 

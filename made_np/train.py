@@ -127,10 +127,9 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         nll = model.ensemble_nll(x, indices, batch_size, y)
         masks, single = len(indices), None
     else:
-        current = model.mask_index
-        model.set_mask(mask_index)
-        nll = model.nll(x, batch_size, y)
-        model.set_mask(current)
+        with model.keeping_mask():
+            model.set_mask(mask_index)
+            nll = model.nll(x, batch_size, y)
         masks, single = 1, mask_index
     values = backend.to_host(nll).astype(np.float64)
     n, D = int(values.shape[0]), model.config.D

@@ -120,3 +120,24 @@ def test_complete_with_a_context_and_its_errors(runs, tmp_path):
     one_line_error(run("complete", runs / "oa", "--first", 3, "--observed", tmp_path / "o.npy",
                        "--out", tmp_path / "c.npz"), "0 (missing) or 1 (observed)")
     one_line_error(run("complete", runs / "oa", "--occlude", "top", "--out", tmp_path / "c.png"), ".npz")
+
+
+def test_complete_never_reads_the_missing_entries_of_its_input(runs, tmp_path):
+    """--input may mark missing entries with anything (-1 here): only the observed ones are read."""
+    x = np.zeros((3, 64), np.int64)
+    x[:, ::3] = 1
+    obs = np.zeros_like(x)
+    obs[:, :32] = 1
+    np.save(tmp_path / "x.npy", np.where(obs == 1, x, -1))
+    np.save(tmp_path / "o.npy", obs)
+    r = run("complete", runs / "oa", "--input", tmp_path / "x.npy", "--observed", tmp_path / "o.npy", "-n", 2,
+            "--masks", 2, "--out", tmp_path / "c.npz")
+    assert r.exit_code == 0, r.output
+    with np.load(tmp_path / "c.npz") as z:
+        assert z["completions"].shape == (3, 2, 64)
+        np.testing.assert_array_equal(z["completions"][:, :, :32], np.repeat(x[:, None, :32], 2, axis=1))
+    bad = np.where(obs == 1, x, -1)
+    bad[0, 0] = 7  # an observed entry outside the classes is still refused, in one line
+    np.save(tmp_path / "bad.npy", bad)
+    one_line_error(run("complete", runs / "oa", "--input", tmp_path / "bad.npy", "--observed", tmp_path / "o.npy",
+                       "--out", tmp_path / "c2.npz"), "--input")

@@ -306,3 +306,28 @@ def test_occlusion_masks():
                            ("top", 15, None), ("top", 15, (4, 4))]:
         with pytest.raises(ValueError):
             occlusion_mask(kind, D, shape, 1)
+
+
+def test_missing_entries_are_never_read_and_the_mask_is_kept():
+    """The missing entries may hold anything (-1, 99, NaN): marginals and completions do not read
+    them; ensemble_nll and evaluate put back a mask set with use_maskset."""
+    from made_np.train import evaluate
+
+    cfg = MADEConfig(D=6, hidden=(8,), classes=3, head="categorical", input_encoding="onehot", num_masks=0,
+                     dtype="float64")
+    model = MADE(cfg)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, (4, 6))
+    obs = rng.random((4, 6)) < 0.5
+    ref = log_marginal(model, x, obs, masks=4)
+    for fill in (99, -1, np.nan):
+        np.testing.assert_allclose(log_marginal(model, np.where(obs, x, fill), obs, masks=4), ref)
+    c1, l1 = complete(model, x, obs, 3, masks=4, seed=1)
+    c2, l2 = complete(model, np.where(obs, x, -1), obs, 3, masks=4, seed=1)
+    np.testing.assert_array_equal(c1, c2)
+    np.testing.assert_allclose(l1, l2)
+    ms = model.maskset_at(5)
+    model.use_maskset(ms)
+    model.ensemble_nll(x, [0, 1])
+    evaluate(model, x, ensemble=False, mask_index=2)
+    assert model.mask_index is None and np.array_equal(model.maskset.ordering, ms.ordering)
