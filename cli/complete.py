@@ -7,7 +7,6 @@ This module only reads the inputs, builds the observed mask and writes the outpu
 from __future__ import annotations
 
 import json
-import math
 import time
 
 import click
@@ -17,6 +16,7 @@ from made_np import backend, conditional
 from made_np import data as data_mod
 
 from made_np.limits import MAX_EVAL_MASKS
+from made_np.train import mean_and_stderr
 
 from .common import (SEED, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
                      make_parent, output_path, parse_context, user_values, writing)
@@ -178,8 +178,7 @@ def complete(checkpoint, input_path, observed, occlude, split, first, num_comple
             plots.plot_sample_grid(completion_grid(x, obs, comps), image_shape_of(info), make_parent(png),
                                    ncols=num_completions + 2)
     N, K = x.shape[0], mixture_size(model, masks)
-    mean = float(-lp.mean())
-    stderr = float(lp.std(ddof=1) / math.sqrt(N)) if N > 1 else 0.0
+    mean, stderr = mean_and_stderr(-lp)
     result = {"checkpoint": info["path"], "n": N, "completions": num_completions, "observed": what,
               "masks": K, "method": method, "seconds": seconds, "neg_log_px_o": mean, "stderr": stderr,
               "out": str(out), "png": None if png is None else str(png)}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import click
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from made_np import backend, conditional
 
 from made_np import limits
+from made_np.train import mean_and_stderr
 
 from .common import (SEED, check_mask_index, dataset_path_option, device_option, echo_results, evaluate_both,
                      load_model, load_split, max_memory_option, memory_limit, user_values)
@@ -81,8 +81,7 @@ def _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed,
         lp = backend.to_host(conditional.log_marginal(model, x, obs, masks=masks, seed=seed, context=y))
     nll = -np.asarray(lp, dtype=np.float64)
     n = int(nll.size)
-    mean = float(nll.mean())
-    stderr = float(nll.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+    mean, stderr = mean_and_stderr(nll)
     K = mixture_size(model, masks)
     res = {"checkpoint": info["path"], "split": split, "n": n, "D": model.config.D, "observed": what,
            "mean_observed": float(obs.sum(axis=1).mean()), "masks": K, "neg_log_px_o": mean, "stderr": stderr}

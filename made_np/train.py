@@ -133,12 +133,19 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         masks, single = 1, mask_index
     values = backend.to_host(nll).astype(np.float64)
     n, D = int(values.shape[0]), model.config.D
-    mean = float(values.mean())
-    stderr = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+    mean, stderr = mean_and_stderr(values)
     return {
         "nll": mean, "stderr": stderr, "nll_per_dim": mean / D, "stderr_per_dim": stderr / D,
         "n": n, "D": D, "masks": masks, "ensemble": bool(ensemble), "mask_index": single,
     }
+
+
+def mean_and_stderr(values) -> tuple:
+    """The mean of per-example values (host array, shape (N,)) and its standard error
+    ``std / sqrt(N)`` (``ddof=1``; 0 for one example), as floats."""
+    values = np.asarray(values, dtype=np.float64)
+    n = int(values.size)
+    return float(values.mean()), (float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0)
 
 
 def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None) -> float:

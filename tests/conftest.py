@@ -224,3 +224,24 @@ def tiny_blocks(monkeypatch):
     monkeypatch.setattr(blocked, "BLOCK_MIN_SIZE", 0)
     monkeypatch.setattr(blocked, "BLOCK_MAX_COVERAGE", 1.0)
     monkeypatch.setattr(blocked, "block_plan", functools.partial(blocked.block_plan, width=3))
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def run_cli(*args):
+    """``made-np ARGS`` in-process (Click's test runner); arguments may be paths or numbers."""
+    from click.testing import CliRunner
+
+    from made_np.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line_error(result, *fragments):
+    """Exit code 2 and exactly one line ``Error: ...`` holding every fragment; no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for f in fragments:
+        assert f in lines[0], lines[0]

@@ -2,21 +2,8 @@
 wrote something other than what was printed (CliRunner, tiny runs on small generated data)."""
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import one_line_error, run_cli as run
 
-from made_np.cli import cli
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

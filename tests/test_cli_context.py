@@ -4,26 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import one_line_error, run_cli as run
 
 from made_np import conditional
 from made_np.checkpoint import load_checkpoint
-from made_np.cli import cli
 from made_np.data import load_dataset
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
