@@ -245,3 +245,24 @@ def one_line_error(result, *fragments):
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     for f in fragments:
         assert f in lines[0], lines[0]
+
+
+# --------------------------------------------------------------------------- a small data set with known structure
+
+
+def markov_chain(n: int, seed: int, D: int = 8, flip: float = 0.1) -> np.ndarray:
+    """Binary Markov chain, shape (n, D) uint8: x_0 ~ Bern(0.5), x_d = x_{d-1} xor Bern(flip).
+    Strong dependencies; entropy log 2 + (D-1) H(flip) nats."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((n, D), dtype=np.uint8)
+    x[:, 0] = rng.random(n) < 0.5
+    for d in range(1, D):
+        x[:, d] = x[:, d - 1] ^ (rng.random(n) < flip)
+    return x
+
+
+def chain_dataset():
+    """600 / 200 / 200 rows of :func:`markov_chain` (D = 8) as a :class:`made_np.data.Dataset` named "chain"."""
+    from made_np.data import Dataset
+
+    return Dataset("chain", markov_chain(600, 1), markov_chain(200, 2), markov_chain(200, 3), 2, None)

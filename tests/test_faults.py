@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import chain_dataset
 from click.testing import CliRunner
 
 from made_np import checkpoint as checkpoint_mod
@@ -33,18 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 D = 8
 
 
-def markov_chain(n, seed, flip=0.1):
-    rng = np.random.default_rng(seed)
-    x = np.empty((n, D), dtype=np.uint8)
-    x[:, 0] = rng.random(n) < 0.5
-    for d in range(1, D):
-        x[:, d] = x[:, d - 1] ^ (rng.random(n) < flip)
-    return x
-
-
 @pytest.fixture(scope="module")
 def chain():
-    return Dataset("chain", markov_chain(600, 1), markov_chain(200, 2), markov_chain(200, 3), 2, None)
+    return chain_dataset()
 
 
 class Interrupt(Exception):

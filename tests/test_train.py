@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import chain_dataset
 
 from made_np.data import Dataset
 from made_np.model import MADE, MADEConfig
@@ -14,16 +15,6 @@ from made_np.train import TrainConfig, evaluate, fit, mask_for_step
 D = 8
 
 
-def markov_chain(n, seed, flip=0.1):
-    """Binary Markov chain: x_0 ~ Bern(0.5), x_d = x_{d-1} xor Bern(flip). Strong dependencies."""
-    rng = np.random.default_rng(seed)
-    x = np.empty((n, D), dtype=np.uint8)
-    x[:, 0] = rng.random(n) < 0.5
-    for d in range(1, D):
-        x[:, d] = x[:, d - 1] ^ (rng.random(n) < flip)
-    return x
-
-
 def chain_entropy(flip=0.1):
     """Exact entropy (nats) of the chain: log 2 + (D-1) H(flip)."""
     h = -(flip * math.log(flip) + (1 - flip) * math.log(1 - flip))
@@ -32,7 +23,7 @@ def chain_entropy(flip=0.1):
 
 @pytest.fixture(scope="module")
 def chain():
-    return Dataset("chain", markov_chain(600, 1), markov_chain(200, 2), markov_chain(200, 3), 2, None)
+    return chain_dataset()
 
 
 def small_model(num_masks=1, seed=0, hidden=(32,)):
