@@ -245,6 +245,16 @@ _KINDS = (
 )
 
 
+def _magic(file: Path, label: str) -> bytes:
+    """The first 6 bytes of a regular ``file`` (``.npy``: ``\\x93NUMPY``; zip: ``PK``); errors name ``label``."""
+    _require_regular(file)
+    try:
+        with open(file, "rb") as f:
+            return f.read(6)
+    except OSError as exc:
+        raise DataError(f"{label}: cannot read ({_one_line(exc)})") from None
+
+
 def _require_regular(file: Path) -> os.stat_result:
     """``os.stat`` ``file`` (following links) and refuse anything but a regular file.
 
@@ -478,13 +488,7 @@ def read_array(path, what: str = "array") -> np.ndarray:
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"{what} {p}: no such file")
-    _require_regular(p)
-    try:
-        with open(p, "rb") as f:
-            magic = f.read(6)
-    except OSError as exc:
-        raise DataError(f"{what} {p}: cannot read ({_one_line(exc)})") from None
-    if magic != b"\x93NUMPY":
+    if _magic(p, f"{what} {p}") != b"\x93NUMPY":
         raise DataError(f"{what} {p}: not an .npy file (save it with numpy.save)")
     return _read_npy(p)
 
@@ -603,12 +607,7 @@ def _load_path(p: Path, seed: int) -> Dataset:
         if (p / MNIST_FILE).is_file():
             return _load_path(p / MNIST_FILE, seed)
         return _make_dataset(p.name, _load_amat_dir(p), p)
-    _require_regular(p)
-    try:
-        with open(p, "rb") as f:
-            magic = f.read(6)
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read ({_one_line(exc)})") from None
+    magic = _magic(p, str(p))
     if magic.startswith(b"PK"):
         return _make_dataset(p.stem, _load_npz(p), p)
     if magic == b"\x93NUMPY":
@@ -716,13 +715,7 @@ def _load_digits(seed: int, labels: bool = False) -> Dataset:
 
 def _load_table(file: Path) -> np.ndarray:
     """Read and validate a 2-D probability table; returns it as float64, normalised."""
-    _require_regular(file)
-    try:
-        with open(file, "rb") as f:
-            magic = f.read(6)
-    except OSError as exc:
-        raise DataError(f"{file}: cannot read ({_one_line(exc)})") from None
-    if magic != b"\x93NUMPY":
+    if _magic(file, str(file)) != b"\x93NUMPY":
         raise DataError(f"{file}: not an .npy file; expected the (C, C) table distribution.npy")
     table = _read_npy(file)
     if table.dtype.kind not in "iuf":
