@@ -54,7 +54,7 @@ import numpy as np  # noqa: E402
 from made_np import backend  # noqa: E402
 from made_np.fast import threads  # noqa: E402
 from made_np.fast.blocked import BlockedDense, BlockedMADE  # noqa: E402
-from made_np.fast.engine import blocked_products  # noqa: E402
+from made_np.fast.engine import FastEngine, blocked_products  # noqa: E402
 from made_np.fast.kernels import fast_head  # noqa: E402
 from made_np.fast.optim import make_fast_optimizer  # noqa: E402
 from made_np.fast.sampler import sample_fast  # noqa: E402
@@ -63,6 +63,7 @@ from made_np.optim import make_optimizer  # noqa: E402
 from made_np.sampling import draw_noise, sample_naive  # noqa: E402
 
 STEPS_PER_EPOCH = 500  # 50,000 training images / minibatches of 100
+BANK = 8  # masks in the bank of the "bank" rows
 BATCH = 100
 D = 784
 
@@ -124,8 +125,10 @@ class TrainCase:
 
     ``form`` is ``blocked`` (the :class:`BlockedMADE` that ``fit``'s fast engine trains, on
     column-permuted minibatches), ``plain`` (the :class:`MADE` itself with the fast engine's
-    fused head and in-place optimiser, as a mask bank trains) or ``reference`` (the MADE
-    with its reference head and textbook optimiser: ``--engine reference``). ``threads``
+    fused head and in-place optimiser), ``bank`` (a bank of :data:`BANK` order- and
+    connectivity-agnostic masks, a different mask at every step, trained by the fast
+    engine as ``fit`` trains it) or ``reference`` (the MADE with its reference head and
+    textbook optimiser: ``--engine reference``). ``threads``
     sets ``$MADE_NP_THREADS`` while the model and optimiser are built (the CPU work
     pool that splits the optimiser update)."""
 
@@ -134,8 +137,11 @@ class TrainCase:
         if threads is not None:
             os.environ["MADE_NP_THREADS"] = str(threads)
         try:
-            self.model = MADE(MADEConfig(D=D, hidden=hidden, seed=0, direct=direct), xp)
+            masks = BANK if form == "bank" else 1
+            self.model = MADE(MADEConfig(D=D, hidden=hidden, seed=0, direct=direct, num_masks=masks), xp)
             self.head = self.model.head if form == "reference" else fast_head(self.model.head)
+            if form == "bank":
+                self.engine = FastEngine(self.model)
             if form == "blocked":
                 self.model = BlockedMADE(self.model)
                 batches = [self.model.permute_data(b) for b in batches]
@@ -154,17 +160,23 @@ class TrainCase:
 
     def context(self):
         """What fit() runs the training steps in: the blocked form's parallel block products."""
-        return self.model.parallel(self.threads) if self.form == "blocked" else contextlib.nullcontext()
+        if self.form == "blocked":
+            return self.model.parallel(self.threads)
+        return contextlib.nullcontext()
 
     def run_steps(self):
         model, opt = self.model, self.opt
         with self.context():
-            for xb in self.batches:
+            for i, xb in enumerate(self.batches):
+                if self.form == "bank":
+                    model.set_mask(i % BANK)
                 self.loss(xb)
                 opt.step(model.grads)
 
     def loss(self, xb):
         """The loss and gradients of a minibatch, with this form's head."""
+        if self.form == "bank":
+            return self.engine.loss_and_grad(xb)
         return self.model.loss_and_grad(xb, self.head)
 
 
@@ -270,7 +282,11 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
 
         def mask_multiply():
             for layer in layers:
-                layer.dW *= layer.M
+                if isinstance(layer, BlockedDense):  # as the layer does it: on the staircase's band
+                    for i in range(len(layer.index)):
+                        layer._mask_grad(i)
+                else:
+                    layer.dW *= layer.M
 
         # the same step taken apart (every piece timed alone, minimum over repeats)
         with c.context():
@@ -491,7 +507,7 @@ def run_device(xp, name: str, train, test, args, sync) -> dict:
     say(f"\n== training ({name}; binarized MNIST, batch {BATCH}, Adam, {STEPS_PER_EPOCH} steps/epoch)")
     thread_options = [1, 2] if name == "cpu" and (os.cpu_count() or 1) >= 2 else [None]
     hiddens = [(500,), (500, 500)]
-    forms = ("blocked", "plain", "reference") if blocked_products(xp) else ("plain", "reference")
+    forms = ("blocked", "plain", "bank", "reference") if blocked_products(xp) else ("plain", "bank", "reference")
     rows = training_bench(xp, train, hiddens, thread_options, forms=forms, steps=30 if quick else 100,
                           repeats=3 if quick else 7, sync=sync)
     print_training(rows)
@@ -500,6 +516,13 @@ def run_device(xp, name: str, train, test, args, sync) -> dict:
             f"(dense bound {r['gemm_ms']:.3f} ms), optimizer {r['optimizer_ms']:.3f} ms, mask multiply "
             f"{r['mask_multiply_ms']:.3f} ms, elementwise {r['elementwise_ms']:.3f} ms (head "
             f"{r['head_ms']:.3f} ms); CPU time {r['cpu_ms_per_step']:.3f} ms/step")
+    single = {(tuple(r["hidden"]), r["threads"]): r for r in rows if r["form"] == forms[0]}
+    for r in rows:
+        one = single.get((tuple(r["hidden"]), r["threads"]))
+        if r["form"] == "bank" and one is not None:
+            r["bank_over_single_mask"] = r["epoch_s"] / one["epoch_s"]
+            say(f"   {r['hidden']} bank of {BANK} masks / single mask ({one['form']}), {r['threads']} thread(s): "
+                f"{r['bank_over_single_mask']:.2f}x   (target <= 1.15x)")
     out["training"] = rows
     if not quick:
         out["training"] = rows + run_8000(xp, name, train, args, sync)

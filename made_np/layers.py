@@ -52,7 +52,7 @@ class MaskedDense(_Dense):
     b : array, shape (fan_out,) or None
         Biases, initialised to zero.
     M : array, shape (fan_in, fan_out)
-        The mask, 0/1 in ``dtype`` (see :mod:`made_np.masks`).
+        The mask, 0/1 in ``dtype``, or bool (a bank's masks; see :mod:`made_np.masks`).
     dW, db : arrays
         Gradients of the last :meth:`backward`, same shapes as ``W`` and ``b``.
     """
@@ -70,7 +70,7 @@ class MaskedDense(_Dense):
         self._WM = xp.empty_like(self.W)
 
     def set_mask(self, M, fixed: bool = False) -> None:
-        """Use mask ``M`` (array of 0/1 in the layer's dtype, shape (fan_in, fan_out)).
+        """Use mask ``M`` (array of 0/1 in the layer's dtype, or bool; shape (fan_in, fan_out)).
 
         With ``fixed=True`` the layer will only ever use this mask: ``W`` is masked
         once, here, and stays masked (its masked entries get zero gradient and so

@@ -204,8 +204,9 @@ def model_parts(cfg, *, label: str | None = None, optimizer: str | None = None) 
     widths = layer_widths(cfg)
     biggest = max(a * b for a, b in zip(widths[:-1], widths[1:]))
     parts.append(Part(label, "the initial weights", biggest * 8))  # drawn in float64, then cast
-    if cfg.num_masks >= 1 and cfg.num_masks * W * size <= MASK_CACHE_BYTES:
-        parts.append(Part(label, "the mask cache", cfg.num_masks * W * size))
+    mask_bytes = cfg.num_masks * W * (1 if cfg.num_masks != 1 else size)  # a bank's masks are bool
+    if cfg.num_masks >= 1 and mask_bytes <= MASK_CACHE_BYTES:
+        parts.append(Part(label, "the mask cache", mask_bytes))
     if cfg.input_encoding == "onehot":
         parts.append(Part(label, "the one-hot table", cfg.classes**2 * size))
     return parts

@@ -28,7 +28,11 @@ from .heads import head_class, make_head
 from .layers import Dense, MaskedDense, make_activation
 from .masks import draw_masks
 
-MASK_CACHE_BYTES = 256 * 2**20
+#: The masks of a bank are kept on the device while they take at most this many bytes
+#: (else each :meth:`MADE.set_mask` rebuilds its mask): a bank's masks are bool, one byte an
+#: entry (32 masks of a 1x8000 MNIST MADE with direct connections: 421 MB), a single
+#: fixed mask is in the weights' dtype.
+MASK_CACHE_BYTES = 512 * 2**20
 
 
 class MADE:
@@ -155,7 +159,9 @@ class MADE:
 
     # ------------------------------------------------------------------ masks
     def _mask_bytes(self) -> int:
-        return sum(layer.W.nbytes for layer in self._all_layers)
+        """Bytes of one set of masks: bool (1 byte an entry) for a bank, the dtype's for a fixed mask."""
+        per_entry = 1 if self.config.num_masks != 1 else self.dtype.itemsize
+        return sum(layer.W.size for layer in self._all_layers) * per_entry
 
     def maskset_at(self, index: int):
         """The host :class:`~made_np.masks.MaskSet` of mask ``index`` of the bank."""
@@ -187,8 +193,10 @@ class MADE:
             maskset, device_masks = self._mask_cache[index]
         else:
             maskset = self.maskset_at(index)
-            device_masks = [self.xp.asarray(m, dtype=self.dtype)
-                            for m in self._host_masks(maskset, self.direct is not None)]
+            # a bank's masks stay bool (W * M and dW *= M take them as they are: a quarter of
+            # the memory and of the traffic when the masks change at every step)
+            dtype = self.dtype if K == 1 else bool
+            device_masks = [self.xp.asarray(m, dtype=dtype) for m in self._host_masks(maskset, self.direct is not None)]
             if self._cache_masks:
                 self._mask_cache[index] = (maskset, device_masks)
         fixed = K == 1

@@ -11,6 +11,7 @@ from made_np.model import MADE, MADEConfig
 from made_np import checkpoint as checkpoint_mod
 from made_np.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from made_np.train import TrainConfig, evaluate, fit, mask_for_step
+from made_np.fast.engine import FastEngine
 
 D = 8
 
@@ -107,13 +108,13 @@ def test_patience_zero_never_stops(chain):
 def test_mask_bank_is_cycled_and_validated_as_an_ensemble(chain, monkeypatch):
     model = small_model(num_masks=3)
     used = []  # mask in use at every training step
-    original = MADE.loss_and_grad
+    original = FastEngine.loss_and_grad
 
-    def spy(self, x, head=None):
-        used.append(self.mask_index)
-        return original(self, x, head)
+    def spy(self, xb, context=None):
+        used.append(self.model.mask_index)
+        return original(self, xb, context)
 
-    monkeypatch.setattr(MADE, "loss_and_grad", spy)
+    monkeypatch.setattr(FastEngine, "loss_and_grad", spy)
     seen = []
 
     def check(row):

@@ -264,6 +264,11 @@ class BlockedDense(_Dense):
         self.b = xp.zeros(self.shape[1], dtype=dtype) if bias else None
         self.db = xp.zeros_like(self.b) if bias else None
         self._W, self._dW, self._M = self._views(self.W), self._views(self.dW), self._views(self.M)
+        # per block, the rows where its mask has a zero (a staircase's band): dW *= M there only
+        self._bands = []
+        for m in self._M:
+            band = slice(*_live_range(backend.to_host(m).min(axis=1) == 0))
+            self._bands.append((band, m[band]))
         self.set_pool(None)
         # union products for inputs with many all-zero columns (data layers, column blocks, NumPy)
         self.sparse_input = bool(sparse_input) and self.by == "columns" and xp is np
@@ -377,7 +382,7 @@ class BlockedDense(_Dense):
             out[:, dst] += a[:, src] @ w
 
     def _weight_grads(self, x, delta, part) -> None:
-        """``dW_blk = (x[:, rows]^T delta[:, cols]) * M_blk`` for the blocks ``part``.
+        """``dW_blk = (x[:, rows]^T delta[:, cols]) * M_blk`` for the blocks ``part`` (:meth:`_mask_grad`).
 
         With union products only the live rows are computed; the others are zero.
         """
@@ -388,13 +393,21 @@ class BlockedDense(_Dense):
                 dw[...] = 0
                 if hi > lo:
                     r = live[lo:hi] - rows.start
-                    dw[r] = (xl[:, lo:hi].T @ delta[:, cols]) * self._M[i][r]
+                    dw[r] = xl[:, lo:hi].T @ delta[:, cols]
+                self._mask_grad(i)
             return
         for i in part:
             rows, cols = self.index[i]
-            dw = self._dW[i]
-            self.xp.matmul(x[:, rows].T, delta[:, cols], out=dw)
-            dw *= self._M[i]
+            self.xp.matmul(x[:, rows].T, delta[:, cols], out=self._dW[i])
+            self._mask_grad(i)
+
+    def _mask_grad(self, i) -> None:
+        """``dW_blk *= M_blk`` for block ``i``, on the rows where the mask has zeros (exact:
+        elsewhere the factor is 1). In a staircase that band is a few rows of each block
+        (1x8000: 2.7 ms of a 38 ms step for the whole-block multiply)."""
+        band, m = self._bands[i]
+        if band.stop > band.start:
+            self._dW[i][band] *= m
 
     def _run(self, tasks) -> None:
         """Run ``(fn, *args)`` tasks: side by side on :attr:`pool`, or one after the other."""
