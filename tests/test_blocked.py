@@ -254,6 +254,19 @@ def test_blocks_are_shared_out_evenly_between_threads():
     assert max(loads) <= 1.25 * min(loads)
 
 
+def test_the_mask_multiply_of_dw_covers_only_the_staircase_band():
+    ms = draw_masks(784, (500,), seed=0, ordering="random")
+    for host in relabel(ms, *sorting_permutations(ms)).layer_masks():
+        layer = BlockedDense(block_plan(host), host.astype(np.float32), np, "float32")
+        banded = sum(band.stop - band.start for band, _ in layer._bands)
+        rows = sum(r.stop - r.start for r, _ in layer.index)
+        assert 0 < banded < 0.5 * rows  # the rows of a block that carry zeros; the rest are all live
+        for (band, _), m in zip(layer._bands, layer._M):
+            outside = np.ones(m.shape[0], dtype=bool)
+            outside[band] = False
+            assert np.all(m[outside] == 1)  # skipping them multiplies by exactly 1
+
+
 # --------------------------------------------------------------------------- union products (sparse data)
 
 
