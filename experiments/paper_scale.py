@@ -10,8 +10,9 @@ and in all (the epochs' own times, resumed runs included). Hours of CPU
     python experiments/paper_scale.py --rows k1-default          # about 5 minutes on 2 cores
     python experiments/paper_scale.py --rows k1-paper,k32 --out runs/paper-scale
 
-A run already finished in its folder is reported, not rerun; an interrupted one
-(Ctrl-C) continues with ``made-np train --resume FOLDER``.
+A run already finished in its folder is reported, not rerun; an interrupted one (Ctrl-C)
+is resumed (``made-np train --resume FOLDER``, which also takes ``--epochs`` and
+``--patience`` after ``--``).
 """
 from __future__ import annotations
 
@@ -38,9 +39,12 @@ ROWS = {
 
 def run_row(name: str, out: Path, extra: list) -> dict:
     folder = out / f"mnist-1x8000-{name}"
-    cmd = [sys.executable, "-m", "made_np", "train", *COMMON, *ROWS[name], "--out", str(folder), *extra]
+    if (folder / "model.npz").exists():  # interrupted (or finished without results): resume it
+        cmd = [sys.executable, "-m", "made_np", "train", "--resume", str(folder), *extra]
+    else:
+        cmd = [sys.executable, "-m", "made_np", "train", *COMMON, *ROWS[name], "--out", str(folder), *extra]
     if not (folder / "results.json").exists():
-        print("$", " ".join(cmd[2:]), flush=True)
+        print("$ made-np", " ".join(cmd[3:]), flush=True)
         t0 = time.time()
         rc = subprocess.run(cmd).returncode
         if rc != 0:  # made-np has said why, in one line

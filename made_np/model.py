@@ -161,7 +161,8 @@ class MADE:
     def _mask_bytes(self) -> int:
         """Bytes of one set of masks: bool (1 byte an entry) for a bank, the dtype's for a fixed mask."""
         per_entry = 1 if self.config.num_masks != 1 else self.dtype.itemsize
-        return sum(layer.W.size for layer in self._all_layers) * per_entry
+        masked = self.layers + ([self.direct] if self.direct is not None else [])  # the context blocks have none
+        return sum(layer.W.size for layer in masked) * per_entry
 
     def maskset_at(self, index: int):
         """The host :class:`~made_np.masks.MaskSet` of mask ``index`` of the bank."""
@@ -226,7 +227,7 @@ class MADE:
             raise ValueError(f"the MaskSet has D={maskset.D}, hidden={widths}; "
                              f"the model has D={c.D}, hidden={c.hidden}")
         for layer, m in zip(self._all_layers, self._host_masks(maskset, self.direct is not None)):
-            layer.set_mask(self.xp.asarray(m, dtype=self.dtype), fixed=False)
+            layer.set_mask(self.xp.asarray(m, dtype=bool), fixed=False)  # as a bank's (set_mask)
         self.maskset, self.mask_index = maskset, None
 
     def _host_masks(self, maskset, direct: bool) -> list:

@@ -241,3 +241,33 @@ def test_fast_optimizers_equal_the_reference_in_float64(name, kwargs):
         for pa, pb in zip(a, b):
             np.testing.assert_allclose(pb, pa, rtol=1e-12, atol=1e-14)
     assert max(np.abs(p - p0).max() for p, p0 in zip(ref_p, P0)) > 0.1  # it moved
+
+
+@pytest.mark.parametrize("name,kwargs", [("adam", {"lr": 0.05}), ("adam", {"lr": 0.05, "weight_decay": 1e-2}),
+                                         ("adagrad", {"lr": 0.3, "weight_decay": 1e-2})])
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_chunked_updates_equal_the_reference(name, kwargs, threads, monkeypatch):
+    """Large parameters are updated in cache-sized chunks (made_np.fast.optim.CHUNK, here 3 entries
+    so that small arrays are cut too); a Fortran-order array has no flat view and is updated whole."""
+    from made_np.fast import optim as fast_optim
+
+    monkeypatch.setenv("MADE_NP_THREADS", threads)
+    monkeypatch.setattr(fast_optim, "CHUNK", 3)
+    monkeypatch.setattr(fast_optim, "SPLIT_MIN_SIZE", 8)  # and split over the threads
+    rng = np.random.default_rng(5)
+    shapes = [(6, 7), (40,), (5, 3)]
+
+    def params():
+        ps = [np.random.default_rng(1).normal(size=s) for s in shapes]
+        ps[2] = np.asfortranarray(ps[2])
+        return ps
+
+    grads = [[rng.normal(size=s) for s in shapes] for _ in range(3)]
+    ref_p, fast_p = params(), params()
+    ref = make_optimizer(name, ref_p, np, **kwargs)
+    fast = make_fast_optimizer(name, fast_p, np, fused=False, **kwargs)
+    assert len(list(fast_optim.chunks(*fast_p[:1]))) == 14  # 42 entries in chunks of 3
+    assert len(list(fast_optim.chunks(fast_p[2], fast_p[2]))) == 1  # no flat view of a Fortran array
+    for a, b in zip(run(ref, ref_p, grads), run(fast, fast_p, grads)):
+        for pa, pb in zip(a, b):
+            np.testing.assert_allclose(pb, pa, rtol=1e-12, atol=1e-14)

@@ -4,7 +4,7 @@ A bank changes mask at every step, and every mask numbers the inputs and hidden 
 differently, so the block-sparse form of a single mask (:mod:`made_np.fast.blocked`)
 would have to gather the live weights into blocks and scatter their gradients back at
 every step; at a minibatch of 100 that costs about what the skipped products save
-(docs/performance.md, "Mask banks"). The bank keeps the MADE's dense weights and its
+(docs/performance.md, "Paper scale and mask banks", tried and not kept). The bank keeps the MADE's dense weights and its
 per-step masks, and saves where the data allow: the layers fed by binary data (the
 first layer and the direct connections) multiply only the columns of the minibatch
 that are nonzero somewhere (union products, as :class:`made_np.fast.blocked.BlockedDense`
@@ -60,6 +60,14 @@ class UnionMaskedDense:
     def grads(self) -> list:
         return self.layer.grads
 
+    def _buffers(self, k: int) -> tuple:
+        """Views of ``k`` rows of this layer's scratch arrays for the live rows of ``W``, ``M`` and ``dW``
+        (allocated once: fresh arrays of this size every step cost page faults at 1x8000)."""
+        L = self.layer
+        if getattr(self, "_w", None) is None or self._m.dtype != L.M.dtype:
+            self._w, self._m, self._g = np.empty_like(L.W), np.empty_like(L.M), np.empty_like(L.W)
+        return self._w[:k], self._m[:k], self._g[:k]
+
     def forward(self, x):
         """``y = x (W * M) + b``; x : (batch, fan_in) -> (batch, fan_out)."""
         live = np.flatnonzero(x.any(axis=0))
@@ -67,12 +75,13 @@ class UnionMaskedDense:
             self._live = None
             return self.layer.forward(x)
         L = self.layer
-        w = np.take(L.W, live, axis=0)
-        m = np.take(L.M, live, axis=0)
+        w, m, g = self._buffers(live.size)
+        np.take(L.W, live, axis=0, out=w)
+        np.take(L.M, live, axis=0, out=m)
         if not L.fixed:
             w *= m
         xl = np.take(x, live, axis=1)
-        self._live = (live, xl, m)
+        self._live = (live, xl, m, g)
         y = xl @ w
         if L.b is not None:
             y += L.b
@@ -83,8 +92,8 @@ class UnionMaskedDense:
         if self._live is None:
             return self.layer.backward(delta)
         L = self.layer
-        live, xl, m = self._live
-        g = xl.T @ delta
+        live, xl, m, g = self._live
+        np.matmul(xl.T, delta, out=g)
         g *= m
         L.dW[...] = 0
         L.dW[live] = g
@@ -100,8 +109,9 @@ class BankMADE:
     to copy in or out: the optimiser updates the MADE's own arrays, and
     :meth:`MADE.set_mask` switches the mask of both. The first layer and the direct
     connections are :class:`UnionMaskedDense` views of the MADE's when the inputs are
-    binary (for one-hot or real-valued encodings they are the MADE's own layers); its
-    ReLUs are :class:`made_np.fast.kernels.FastReLU`.
+    binary and the arrays NumPy's (for one-hot or real-valued encodings, or on CuPy, they
+    are the MADE's own layers; :class:`made_np.fast.engine.FastEngine` uses this form on
+    NumPy only); its ReLUs are :class:`made_np.fast.kernels.FastReLU`.
 
     Parameters
     ----------

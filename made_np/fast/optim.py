@@ -18,6 +18,8 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
+
 from .. import optim
 from . import kernels, threads
 
@@ -32,12 +34,14 @@ CHUNK = 1 << 17
 
 
 def chunks(*arrays):
-    """Matching flat chunks of at most :data:`CHUNK` entries of same-shaped arrays.
+    """Matching flat chunks of at most :data:`CHUNK` entries of same-shaped NumPy arrays.
 
     Yields tuples of views: 1-D chunks of C-contiguous arrays, or the arrays themselves
-    when they are small or not all C-contiguous (then there is nothing to gain or no flat view)."""
+    when they are small, not all C-contiguous (no flat view) or not NumPy's (a GPU gains
+    nothing from cache-sized pieces and would launch a dozen kernels per chunk)."""
     first = arrays[0]
-    if first.size <= 2 * CHUNK or not all(a.flags.c_contiguous for a in arrays):
+    if (first.size <= 2 * CHUNK or not isinstance(first, np.ndarray)
+            or not all(a.flags.c_contiguous for a in arrays)):
         yield arrays
         return
     flat = [a.reshape(-1) for a in arrays]
