@@ -319,9 +319,6 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
             "mask_multiply_ms": mask * 1e3,
             "elementwise_ms": elementwise * 1e3,
             "head_ms": head * 1e3,
-            # a bank's pieces are timed on its MADE: dense products and the whole-matrix mask
-            # multiply, more than its union products do (its "elementwise" share is then understated)
-            "pieces_of": "the MADE (dense)" if c.form == "bank" else c.form,
             "share_products": products / step,
             "share_optimizer": optim / step,
             "share_mask_multiply": mask / step,
@@ -348,9 +345,6 @@ def print_training(rows: list) -> None:
             f"{r['share_elementwise']:6.1%} {r['share_other']:6.1%}")
     say("GEMM s/ep: the five dense products of a plain step alone (the faster of BLAS's own threads and one); ratio: s/epoch over it (below 1 when "
         "the blocked form skips the zero blocks); prods: the step's own products; +A: direct connections")
-    if any(r["form"] == "bank" for r in rows):
-        say("bank rows: the shares are those of the bank's MADE run densely (the bank's union products do less), "
-            "so its elementwise share is understated")
 
 
 def torch_peer(train, hidden, *, direct: bool, steps: int, repeats: int) -> dict:

@@ -361,7 +361,7 @@ def test_reference_and_fast_engines_reach_the_same_digits_test_nll():
     200-epoch run differs by 4e-4 to 2e-3 nats, docs/performance.md.)"""
     nll = _digits_engines(epochs=15, hidden=(100,))
     assert abs(nll["fast"] - nll["reference"]) < 1e-8, nll
-    bank = _digits_engines(epochs=3, hidden=(50,), num_masks=3)  # a bank: BankMADE (union products, fused head)
+    bank = _digits_engines(epochs=3, hidden=(50,), num_masks=3)  # a bank: the plain form with the fused head
     assert abs(bank["fast"] - bank["reference"]) < 1e-8, bank
 
 

@@ -2,10 +2,10 @@
 
 * a single-mask model on the CPU trains in its block-sparse form
   (:class:`made_np.fast.blocked.BlockedMADE`, products side by side on the work pool);
-* a mask bank on the CPU trains in its bank form (:class:`made_np.fast.bank.BankMADE`:
-  the MADE's dense masked layers, with union products for the layers fed by binary data);
-* on CuPy a model trains as itself, with the fused head
-  (:func:`made_np.fast.kernels.fast_head`);
+* any other model (a mask bank, CuPy) trains as itself, with the fused head
+  (:func:`made_np.fast.kernels.fast_head`): a bank changes mask at every step, and every
+  speed form measured for it did no better (docs/performance.md, "Paper scale and mask
+  banks");
 * the optimisers are the in-place, thread-split ones of :mod:`made_np.fast.optim`.
 
 It computes what :class:`made_np.train.ReferenceEngine` computes, up to rounding
@@ -18,14 +18,13 @@ import contextlib
 import numpy as np
 
 from ..train import ReferenceEngine
-from .bank import BankMADE
 from .blocked import BlockedMADE
 from .kernels import fast_head
 from .optim import make_fast_optimizer
 
 
 def blocked_products(xp) -> bool:
-    """Whether a model trains in a CPU form on ``xp``: a single mask block-sparse, a bank with union products.
+    """Whether a single-mask model trains in its block-sparse form on ``xp``.
 
     True on NumPy, where skipping the zero blocks of the sorted staircase masks takes
     a 1x500 MNIST step's products from 2.5 to 1.7 ms (docs/performance.md). False on
@@ -45,12 +44,8 @@ class FastEngine(ReferenceEngine):
 
     def __init__(self, model):
         super().__init__(model)
-        self.net, self.bank = None, None
-        if blocked_products(model.xp):
-            if model.config.num_masks == 1:
-                self.net = BlockedMADE(model)
-            else:  # shares the MADE's arrays: nothing to copy in or out
-                self.bank = BankMADE(model)
+        blocked = model.config.num_masks == 1 and blocked_products(model.xp)
+        self.net = BlockedMADE(model) if blocked else None
         self.head = fast_head(model.head)
 
     @property
@@ -72,8 +67,6 @@ class FastEngine(ReferenceEngine):
         kw = {} if context is None else {"context": context}  # an unconditional model's call is unchanged
         if self.net is not None:
             return self.net.loss_and_grad(xb, **kw)
-        if self.bank is not None:
-            return self.bank.loss_and_grad(xb, **kw)
         return self.model.loss_and_grad(xb, head=self.head, **kw)
 
     def epoch(self):
