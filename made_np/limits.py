@@ -204,8 +204,7 @@ def model_parts(cfg, *, label: str | None = None, optimizer: str | None = None) 
     widths = layer_widths(cfg)
     biggest = max(a * b for a, b in zip(widths[:-1], widths[1:]))
     parts.append(Part(label, "the initial weights", biggest * 8))  # drawn in float64, then cast
-    context = getattr(cfg, "context", 0)
-    widths = layer_widths(cfg)
+    context = getattr(cfg, "context", 0)  # the context blocks carry no mask
     masked = W - ((context * widths[1] if context and cfg.hidden else 0) + context * widths[-1])
     mask_bytes = cfg.num_masks * masked * (1 if cfg.num_masks != 1 else size)  # a bank's masks are bool
     if cfg.num_masks >= 1 and mask_bytes <= MASK_CACHE_BYTES:
