@@ -94,23 +94,26 @@ def test_context_blocks_are_unmasked_and_leave_the_masks_of_x_alone(cfg, index):
 # --------------------------------------------------------------------------- behaviour
 
 
-@examples(25)
-@given(conditional_configs(max_D=7, dtype="float64"), st.integers(0, 50), st.integers(0, 2**31 - 1))
-def test_logits_keep_the_autoregressive_property_given_a_context(cfg, index, seed):
+def randomized_model(cfg, index, seed):
+    """The MADE of ``cfg`` under mask ``index`` of its bank (taken modulo its size), with random weights."""
     model = MADE(cfg)
     K = cfg.num_masks
     model.set_mask(index % K if K else index)
     randomize_weights(model, seed)
+    return model
+
+
+@examples(25)
+@given(conditional_configs(max_D=7, dtype="float64"), st.integers(0, 50), st.integers(0, 2**31 - 1))
+def test_logits_keep_the_autoregressive_property_given_a_context(cfg, index, seed):
+    model = randomized_model(cfg, index, seed)
     check_prefix_invariance(WithContext(model, contexts(cfg, 4, seed)), seed)
 
 
 @examples(25)
 @given(conditional_configs(max_D=7, dtype="float64"), st.integers(0, 50), st.integers(0, 2**31 - 1))
 def test_every_output_the_first_included_changes_with_the_context(cfg, index, seed):
-    model = MADE(cfg)
-    K = cfg.num_masks
-    model.set_mask(index % K if K else index)
-    randomize_weights(model, seed)
+    model = randomized_model(cfg, index, seed)
     x = np.repeat(random_data(cfg, 1, seed), 2, axis=0)  # the same x twice
     if cfg.context_encoding == "onehot":
         if cfg.context < 2:

@@ -100,15 +100,22 @@ def npz_members(path: Path) -> dict:
 
 
 def write_npz(path: Path, members: dict) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name + ".npy", data)
+    path.write_bytes(npz_bytes(members))
     return path
 
 
 def npy_bytes(a, allow_pickle: bool = True) -> bytes:
     buf = io.BytesIO()
     np.save(buf, a, allow_pickle=allow_pickle)
+    return buf.getvalue()
+
+
+def npz_bytes(members: dict) -> bytes:
+    """A zip archive of raw ``.npy`` members, ``{name: bytes}`` (stored as ``name.npy``)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k, v in members.items():
+            zf.writestr(k + ".npy", v)
     return buf.getvalue()
 
 
@@ -241,11 +248,7 @@ def bad_data_files(draw):
         keys = draw(st.lists(st.sampled_from(list(good) + ["extra"]), unique=True, max_size=4))
         replace = draw(st.sampled_from(keys)) if keys else None
         members = {k: npy_bytes(draw(bad_arrays()) if k == replace else good.get(k, np.zeros(2))) for k in keys}
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as zf:
-            for k, v in members.items():
-                zf.writestr(k + ".npy", v)
-        return "d.npz", buf.getvalue()
+        return "d.npz", npz_bytes(members)
     if form == "npy":
         return "d.npy", npy_bytes(draw(bad_arrays()))
     if form == "random":
@@ -259,11 +262,7 @@ def bad_data_files(draw):
     if form == "lying_npz":
         members = {k: npy_bytes(v) for k, v in good.items()}
         members[draw(st.sampled_from(list(good)))] = lying_npy((2**40, 3), "|u1")
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as zf:
-            for k, v in members.items():
-                zf.writestr(k + ".npy", v)
-        return "d.npz", buf.getvalue()
+        return "d.npz", npz_bytes(members)
     if form == "lying_npy":
         return "d.npy", lying_npy((2**40, 3), draw(st.sampled_from(["|u1", "<f8", "<i8"])))
     return "d.npz", draw(st.binary(max_size=50)).replace(b"PK", b"pk")
