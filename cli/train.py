@@ -19,7 +19,7 @@ from made_np.config import (DEFAULT_DIRECT, ENCODINGS, ENGINES, EPOCHS_RANGE, LR
                             MAX_EVAL_MASKS, MAX_LAYERS, MAX_NUM_MASKS, MAX_WIDTH, SMALL_DATA_MASKS, SMALL_DATA_ROWS,
                             UPDATES_BUDGET, PRESETS, MADEConfig, TrainConfig)
 from made_np.fast.threads import parse_threads
-from made_np.layers import ACTIVATIONS
+from made_np.layers import ACTIVATIONS, INITS
 from made_np.masks import BANK_ORDERINGS, DEGREE_RULES, ORDERINGS
 from made_np.model import MADE
 from made_np.optim import OPTIMIZERS
@@ -155,6 +155,10 @@ def _progress(epoch: int, n_batches: int):
               help="How a variable enters the network.")
 @click.option("--activation", type=click.Choice(tuple(ACTIVATIONS)), default=MADEConfig.activation,
               show_default=True, help="Hidden activation.")
+@click.option("--init", type=click.Choice(tuple(INITS)), default=None,
+              show_default=f"{MADEConfig.init}; orthogonal with --preset paper",
+              help="Initial weights: uniform in +-1/sqrt(fan in), or semi-orthogonal (orthonormal rows or "
+                   "columns), as the paper's code initialised its MNIST networks.")
 @click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS), default=None,
               show_default=f"about {UPDATES_BUDGET:,} updates, {EPOCHS_RANGE[0]}..{EPOCHS_RANGE[1]} epochs",
               help="Most epochs (early stopping usually ends sooner); the cosine schedule anneals the "
@@ -279,7 +283,8 @@ def _new_run(ctx, o, where) -> None:
                 ds, hidden=parse_hidden(o["hidden"]), input_encoding=o["input_encoding"], ordering=o["ordering"],
                 degrees=o["degrees"], num_masks=parse_num_masks(o["num_masks"]),
                 order_agnostic=o["order_agnostic"], connectivity_agnostic=o["connectivity_agnostic"],
-                orderings=o["orderings"], direct=o["direct_connections"], activation=o["activation"], seed=o["seed"], dtype=o["dtype"],
+                orderings=o["orderings"], direct=o["direct_connections"], activation=o["activation"], init=o["init"],
+                seed=o["seed"], dtype=o["dtype"],
                 preset=o["preset"])
             cfg = TrainConfig.for_data(
                 ds, preset=o["preset"], epochs=o["epochs"], batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"],

@@ -753,7 +753,7 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
     p = resolve_checkpoint_path(path)
     arrays, meta, model_config, train_config = _read_checkpoint(p, memory_limit=memory_limit)
     xp = backend.get_xp(device)
-    model = MADE(model_config, xp)
+    model = MADE(model_config, xp, draw_weights=False)
     params = {n: arrays[n] for n in model.param_names}
     best_params = None
     if any(f"best_{n}" in arrays for n in model.param_names):

@@ -18,7 +18,7 @@ import numpy as np
 from . import backend
 from .data import MAX_CLASSES  # noqa: F401  (most classes per variable: each value is a one-hot input)
 from .heads import HEADS, default_head
-from .layers import ACTIVATIONS
+from .layers import ACTIVATIONS, INITS
 from .masks import BANK_ORDERINGS, DEGREE_RULES, ORDERINGS
 from .optim import OPTIMIZERS
 
@@ -82,7 +82,7 @@ DEFAULT_DIRECT = True
 #: 30 epochs (at most 1000 epochs), direct connections; the mask settings are the ones given (else
 #: the recipe's).
 PRESETS = {
-    "paper": ({"direct": True},
+    "paper": ({"direct": True, "init": "orthogonal"},
               {"optimizer": "adagrad", "lr": 1e-2, "lr_schedule": "constant", "batch_size": 100,
                "patience": 30, "epochs": 1000}),
 }
@@ -265,6 +265,9 @@ class MADEConfig(StrictConfig):
     direct : bool
         Direct input-to-output connections (paper eq. 11).
     activation : {"relu", "leaky_relu"}
+    init : {"uniform", "orthogonal"}, default "uniform"
+        Initial weights (:data:`made_np.layers.INITS`): uniform in ``+-1/sqrt(fan_in)``, or
+        semi-orthogonal, as the paper's code initialised its binarized-MNIST networks.
     seed : int
         Seed of the initial weights and of the mask bank.
     dtype : {"float32", "float64"}
@@ -294,6 +297,7 @@ class MADEConfig(StrictConfig):
     connectivity_agnostic: bool = True
     direct: bool = False
     activation: str = "relu"
+    init: str = "uniform"
     seed: int = 0
     dtype: str = "float32"
     context: int = 0
@@ -310,7 +314,7 @@ class MADEConfig(StrictConfig):
                 ("degrees", "str", None, None), ("num_masks", "int", 0, MAX_NUM_MASKS),
                 ("order_agnostic", "bool", None, None), ("connectivity_agnostic", "bool", None, None),
                 ("direct", "bool", None, None), ("activation", "str", None, None),
-                ("seed", "int", 0, MAX_SEED), ("dtype", "str", None, None),
+                ("init", "str", None, None), ("seed", "int", 0, MAX_SEED), ("dtype", "str", None, None),
                 ("context", "int", 0, MAX_WIDTH), ("context_encoding", "str", None, None),
                 ("orderings", "str", None, None))
 
@@ -346,6 +350,7 @@ class MADEConfig(StrictConfig):
             (self.num_masks >= 0, f"num_masks must be >= 0 (0 = no limit), got {self.num_masks}"),
             (self.activation in ACTIVATIONS,
              f"unknown activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}"),
+            (self.init in INITS, f"unknown init {self.init!r}: choose one of {', '.join(INITS)}"),
             (self.context >= 0, f"context width must be >= 0 (0: no context), got {self.context}"),
             (self.context_encoding in CONTEXT_ENCODINGS,
              f"unknown context encoding {self.context_encoding!r}: choose one of {', '.join(CONTEXT_ENCODINGS)}"),

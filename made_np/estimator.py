@@ -174,7 +174,7 @@ class MADEDensity(BaseEstimator):
         model = state.get("model_")
         if isinstance(model, dict):
             state = dict(state)
-            rebuilt = MADE(MADEConfig.from_dict(model["config"]), backend.get_xp("cpu"))
+            rebuilt = MADE(MADEConfig.from_dict(model["config"]), backend.get_xp("cpu"), draw_weights=False)
             rebuilt.load_state_dict(model["params"])
             state["model_"] = rebuilt
         super().__setstate__(state)

@@ -12,6 +12,73 @@ from __future__ import annotations
 
 import math
 
+from . import backend
+
+
+# ---------------------------------------------------------------------- initial weights
+def uniform_init(fan_in: int, fan_out: int, rng):
+    """Initial weights uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]`` (the project's default).
+
+    Parameters
+    ----------
+    fan_in, fan_out : int
+    rng : numpy.random.Generator
+        Host generator (CPU and GPU runs start from the same weights).
+
+    Returns
+    -------
+    numpy.ndarray, shape (fan_in, fan_out), float64
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=(fan_in, fan_out))
+
+
+def orthogonal_init(fan_in: int, fan_out: int, rng):
+    """A random semi-orthogonal matrix (Saxe, McClelland & Ganguli 2014): orthonormal rows
+    when ``fan_in <= fan_out``, else orthonormal columns.
+
+    The MADE paper's initialisation for binarized MNIST (its code's ``Orthogonal``, which took
+    the SVD of a uniform ``max x max`` matrix). Here: the Q factor of a Gaussian
+    ``max x min`` matrix, its columns' signs fixed by ``diag(R) > 0`` so that Q is uniformly
+    (Haar) distributed: the same kind of matrix at ``O(max min^2)`` cost instead of
+    ``O(max^3)``. Every entry is about ``1/sqrt(max(fan_in, fan_out))`` in size.
+
+    Parameters
+    ----------
+    fan_in, fan_out : int
+    rng : numpy.random.Generator
+        Host generator.
+
+    Returns
+    -------
+    numpy.ndarray, shape (fan_in, fan_out), float64
+    """
+    host = backend.get_xp("cpu")
+    a = rng.standard_normal((max(fan_in, fan_out), min(fan_in, fan_out)))
+    q, r = host.linalg.qr(a)
+    q *= host.where(host.diag(r) < 0, -1.0, 1.0)
+    return q if fan_in >= fan_out else q.T
+
+
+#: Initialisations by name (``MADEConfig.init``, ``made-np train --init``).
+INITS = {"uniform": uniform_init, "orthogonal": orthogonal_init}
+
+
+def initial_weights(name, fan_in: int, fan_out: int, rng):
+    """The initial weights :data:`INITS` ``[name]`` draws: (fan_in, fan_out), float64, on the host;
+    zeros for ``name=None`` (weights a caller will load).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name``.
+    """
+    if name is None:
+        return backend.get_xp("cpu").zeros((fan_in, fan_out))
+    if name not in INITS:
+        raise ValueError(f"unknown init {name!r}: choose one of {', '.join(INITS)}")
+    return INITS[name](fan_in, fan_out, rng)
+
 
 class _Dense:
     """What the dense layers share: their parameter and gradient lists."""
@@ -38,6 +105,8 @@ class MaskedDense(_Dense):
         Array module (NumPy or CuPy).
     rng : numpy.random.Generator
         Host generator for the initial weights, so that CPU and GPU runs start identical.
+    init : {"uniform", "orthogonal"} or None
+        How the weights are drawn (:data:`INITS`); None: zeros, for weights loaded afterwards.
     dtype : numpy dtype
         Floating dtype of the parameters (float32 by default).
     bias : bool
@@ -48,7 +117,7 @@ class MaskedDense(_Dense):
     Attributes
     ----------
     W : array, shape (fan_in, fan_out)
-        Weights, initialised uniformly in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``.
+        Weights, drawn by :data:`INITS` ``[init]``.
     b : array, shape (fan_out,) or None
         Biases, initialised to zero.
     M : array, shape (fan_in, fan_out)
@@ -57,10 +126,10 @@ class MaskedDense(_Dense):
         Gradients of the last :meth:`backward`, same shapes as ``W`` and ``b``.
     """
 
-    def __init__(self, fan_in, fan_out, xp, rng, dtype="float32", bias=True, need_input_grad=True):
-        bound = 1.0 / math.sqrt(fan_in)
+    def __init__(self, fan_in, fan_out, xp, rng, dtype="float32", bias=True, need_input_grad=True,
+                 init="uniform"):
         self.xp = xp
-        self.W = xp.asarray(rng.uniform(-bound, bound, size=(fan_in, fan_out)).astype(dtype))
+        self.W = xp.asarray(initial_weights(init, fan_in, fan_out, rng).astype(dtype))
         self.b = xp.zeros(fan_out, dtype=dtype) if bias else None
         self.M = xp.ones((fan_in, fan_out), dtype=dtype)
         self.dW = xp.zeros_like(self.W)
@@ -140,8 +209,10 @@ class Dense(_Dense):
         Context width and the width it feeds.
     xp : module
     rng : numpy.random.Generator
-        Host generator of the initial weights, uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``.
+        Host generator of the initial weights.
     dtype : numpy dtype
+    init : {"uniform", "orthogonal"} or None
+        How the weights are drawn (:data:`INITS`); None: zeros, for weights loaded afterwards.
 
     Attributes
     ----------
@@ -153,10 +224,9 @@ class Dense(_Dense):
 
     fixed = False
 
-    def __init__(self, fan_in, fan_out, xp, rng, dtype="float32"):
-        bound = 1.0 / math.sqrt(fan_in)
+    def __init__(self, fan_in, fan_out, xp, rng, dtype="float32", init="uniform"):
         self.xp = xp
-        self.W = xp.asarray(rng.uniform(-bound, bound, size=(fan_in, fan_out)).astype(dtype))
+        self.W = xp.asarray(initial_weights(init, fan_in, fan_out, rng).astype(dtype))
         self.b = self.db = None
         self.dW = xp.zeros_like(self.W)
 

@@ -43,6 +43,9 @@ class MADE:
     config : MADEConfig
     xp : module, optional
         NumPy (default) or CuPy.
+    draw_weights : bool, default True
+        Draw the initial weights (``config.init``, ``config.seed``); False leaves them at zero
+        for a caller that loads its own (a checkpoint: no orthogonal draw thrown away).
 
     Attributes
     ----------
@@ -62,7 +65,7 @@ class MADE:
         The mask in use (host arrays): ordering, degrees, masks.
     """
 
-    def __init__(self, config: MADEConfig, xp=None):
+    def __init__(self, config: MADEConfig, xp=None, draw_weights: bool = True):
         self.config = config
         self.xp = backend.get_xp("cpu") if xp is None else xp
         self.dtype = backend.resolve_dtype(config.dtype)
@@ -71,20 +74,21 @@ class MADE:
         self.out_repeat = head_class(c.head).outputs_per_variable(c.classes)
         widths = [c.D * self.in_repeat, *c.hidden, c.D * self.out_repeat]
         rng = backend.host_rng(c.seed)
+        init = c.init if draw_weights else None
         self.layers = [
-            MaskedDense(widths[i], widths[i + 1], self.xp, rng, self.dtype, need_input_grad=i > 0)
+            MaskedDense(widths[i], widths[i + 1], self.xp, rng, self.dtype, need_input_grad=i > 0, init=init)
             for i in range(len(widths) - 1)
         ]
         self.activations = [make_activation(c.activation, self.xp) for _ in c.hidden]
         self.direct = None
         if c.direct:
             self.direct = MaskedDense(widths[0], widths[-1], self.xp, rng, self.dtype,
-                                      bias=False, need_input_grad=False)
+                                      bias=False, need_input_grad=False, init=init)
         self.context_hidden = self.context_output = None
         if c.context:  # drawn after every other layer: an unconditional model's weights do not change
             if c.hidden:
-                self.context_hidden = Dense(c.context, c.hidden[0], self.xp, rng, self.dtype)
-            self.context_output = Dense(c.context, widths[-1], self.xp, rng, self.dtype)
+                self.context_hidden = Dense(c.context, c.hidden[0], self.xp, rng, self.dtype, init=init)
+            self.context_output = Dense(c.context, widths[-1], self.xp, rng, self.dtype, init=init)
         self.head = make_head(c.head, self.xp, c.classes)
         self._eye = self.xp.eye(c.classes, dtype=self.dtype) if c.input_encoding == "onehot" else None
         self._mask_cache = {}

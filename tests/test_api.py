@@ -62,12 +62,15 @@ def test_cli_and_python_give_the_same_run(tmp_path):
     assert samples.shape == (5, 64) and samples.dtype == np.uint8
 
 
-def test_paper_preset_under_the_options_given(tmp_path):
+def test_paper_preset_under_the_options_given(tmp_path, monkeypatch):
     ds = made_np.load_dataset("digits")
     cfg = made_np.TrainConfig.for_data(ds, preset="paper")
     assert (cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.batch_size, cfg.patience, cfg.epochs) == \
         ("adagrad", 1e-2, "constant", 100, 30, 1000)
-    assert made_np.MADEConfig.for_data(ds, preset="paper", num_masks=1).direct
+    paper = made_np.MADEConfig.for_data(ds, preset="paper", num_masks=1)
+    assert paper.direct and paper.init == "orthogonal"
+    assert made_np.MADEConfig.for_data(ds).init == "uniform"
+    assert made_np.MADEConfig.for_data(ds, preset="paper", init="uniform").init == "uniform"
     assert made_np.TrainConfig.for_data(ds, preset="paper", patience=5).patience == 5  # given settings win
     result = CliRunner().invoke(cli, ["train", "--preset", "paper", "--hidden", "20", "--epochs", "2", "-q",
                                       "--out", str(tmp_path / "p")])
@@ -75,6 +78,18 @@ def test_paper_preset_under_the_options_given(tmp_path):
     model, info = made_np.load_checkpoint(tmp_path / "p")
     tc = info["train_config"]
     assert (tc.optimizer, tc.lr, tc.lr_schedule, tc.patience, tc.epochs) == ("adagrad", 1e-2, "constant", 30, 2)
-    assert model.config.direct
+    assert model.config.direct and model.config.init == "orthogonal"
+
+    def no_draw(*args):
+        raise AssertionError("loading a checkpoint drew initial weights")
+    monkeypatch.setitem(made_np.layers.INITS, "orthogonal", no_draw)
+    again, _ = made_np.load_checkpoint(tmp_path / "p")  # loads without drawing what it would throw away
+    for name, a, b in zip(model.param_names, model.params, again.params):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    monkeypatch.undo()
+    given = CliRunner().invoke(cli, ["train", "--preset", "paper", "--init", "uniform", "--hidden", "20",
+                                     "--epochs", "1", "-q", "--out", str(tmp_path / "u")])
+    assert given.exit_code == 0, given.output
+    assert made_np.load_checkpoint(tmp_path / "u")[0].config.init == "uniform"  # the option given wins
     bad = CliRunner().invoke(cli, ["train", "--preset", "nope"])
     assert bad.exit_code == 2 and "--preset" in bad.output

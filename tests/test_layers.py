@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from made_np.layers import LeakyReLU, MaskedDense, ReLU, make_activation
+from made_np.layers import INITS, Dense, LeakyReLU, MaskedDense, ReLU, initial_weights, make_activation, uniform_init
 
 X = np.array([[1.0, 2.0], [3.0, -1.0]])
 W = np.array([[1.0, -2.0, 0.5], [3.0, 1.0, -1.0]])
@@ -82,6 +82,41 @@ def test_masked_dense_init_and_parameter_lists():
     a = MaskedDense(4, 3, np, np.random.default_rng(7), "float64")
     b = MaskedDense(4, 3, np, np.random.default_rng(7), "float64")
     assert np.array_equal(a.W, b.W)
+
+
+def test_uniform_init_draws_what_it_always_drew():
+    """Seeds keep their weights: the uniform init is the generator's uniform(-1/sqrt(fan_in), ...)."""
+    got = MaskedDense(9, 4, np, np.random.default_rng(3), "float64").W
+    np.testing.assert_array_equal(got, np.random.default_rng(3).uniform(-1 / 3, 1 / 3, size=(9, 4)))
+    np.testing.assert_array_equal(uniform_init(9, 4, np.random.default_rng(3)), got)
+
+
+@pytest.mark.parametrize("fan_in, fan_out", [(5, 12), (12, 5), (7, 7), (1, 3), (3, 1)])
+def test_orthogonal_init_has_orthonormal_rows_or_columns(fan_in, fan_out):
+    W = initial_weights("orthogonal", fan_in, fan_out, np.random.default_rng(0))
+    assert W.shape == (fan_in, fan_out)
+    if fan_in <= fan_out:  # rows orthonormal
+        np.testing.assert_allclose(W @ W.T, np.eye(fan_in), atol=1e-12)
+    if fan_in >= fan_out:  # columns orthonormal
+        np.testing.assert_allclose(W.T @ W, np.eye(fan_out), atol=1e-12)
+    # not a fixed matrix: another seed draws another one, the same seed the same one
+    assert not np.allclose(W, initial_weights("orthogonal", fan_in, fan_out, np.random.default_rng(1)))
+    np.testing.assert_array_equal(W, initial_weights("orthogonal", fan_in, fan_out, np.random.default_rng(0)))
+
+
+def test_orthogonal_init_entries_are_about_one_over_sqrt_of_the_larger_fan():
+    W = initial_weights("orthogonal", 100, 2500, np.random.default_rng(0))
+    assert abs(W.std() - 1 / 50) < 1e-3 and abs(W.mean()) < 1e-3
+
+
+def test_layers_take_the_init_by_name():
+    rng = np.random.default_rng(0)
+    for layer in (MaskedDense(6, 10, np, rng, "float64", init="orthogonal"),
+                  Dense(6, 10, np, rng, "float64", init="orthogonal")):
+        np.testing.assert_allclose(layer.W @ layer.W.T, np.eye(6), atol=1e-12)
+    with pytest.raises(ValueError, match="unknown init 'glorot': choose one of uniform, orthogonal"):
+        MaskedDense(2, 2, np, rng, init="glorot")
+    assert set(INITS) == {"uniform", "orthogonal"}
 
 
 def test_relu_by_hand():

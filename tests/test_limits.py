@@ -116,6 +116,8 @@ def test_the_environment_limit_reaches_every_command(tmp_path):
     ({"D": 4, "head": 3}, "head must be a string"),
     ({"D": 4, "head": "gaussian"}, "unknown head 'gaussian'"),
     ({"D": 4, "direct": 1}, "direct must be true or false"),
+    ({"D": 4, "init": "glorot"}, "unknown init 'glorot': choose one of uniform, orthogonal"),
+    ({"D": 4, "init": 0}, "init must be a string"),
     ({"D": 4, "given_ordering": [1, 2, 3, 3]}, "permutation of 1..4"),
     ({"D": 4, "dtype": "float16"}, "unsupported dtype"),
 ])
@@ -153,3 +155,23 @@ def test_numpy_scalars_are_accepted_and_become_python_ones():
         MADEConfig.from_dict({"hidden": [3]})
     with pytest.raises(ValueError, match="must be a JSON object"):
         MADEConfig.from_dict([4])
+
+
+def test_the_initial_weights_part_covers_the_orthogonal_draw():
+    """The estimate holds the measured peak of drawing the largest matrix: the Gaussian, QR's
+    factors and LAPACK's workspace, about 4x the matrix itself (the uniform draw: 1x)."""
+    import tracemalloc
+
+    from made_np.layers import initial_weights
+    from made_np.limits import model_parts
+    for shape in ((300, 900), (600, 600)):
+        cfg = MADEConfig(D=shape[0], hidden=(shape[1],), init="orthogonal")
+        part = [p for p in model_parts(cfg) if "initial weights" in p.what][0]
+        initial_weights("orthogonal", 4, 4, np.random.default_rng(0))  # LAPACK's first-call setup
+        tracemalloc.start()
+        initial_weights("orthogonal", *shape, np.random.default_rng(0))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak <= part.nbytes <= 1.5 * peak, (shape, peak, part.nbytes)
+        uniform = MADEConfig(D=shape[0], hidden=(shape[1],))
+        assert [p for p in model_parts(uniform) if "initial weights" in p.what][0].nbytes * 4 < part.nbytes
