@@ -181,8 +181,9 @@ def _progress(epoch: int, n_batches: int):
               show_default=True,
               help="Epochs between halvings of the step schedule.")
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None, show_default="the recipe alone",
-              help="A named protocol under the options given: paper = the MADE paper's (Adagrad at a constant "
-                   "lr 0.01, batch 100, look-ahead 30 epochs, at most 1000 epochs, direct connections).")
+              help="A named protocol under the options given: paper = the MADE paper's, as its code ran it "
+                   "(Adagrad at a constant lr 0.01, orthogonal initial weights, batch 100, look-ahead 30 "
+                   "epochs, at most 1000 epochs, direct connections).")
 @click.option("--engine", type=click.Choice(ENGINES), default=TrainConfig.engine, show_default=True,
               help="fast (block-sparse single-mask form, fused kernels, thread pool) or reference "
                    "(the plain MADE and textbook optimisers); the same numbers up to rounding.")

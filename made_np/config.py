@@ -77,10 +77,10 @@ SMALL_DATA_MASKS = 16
 #: (binarized MNIST 1x500, 50 epochs: 91.66 test nats with them, 94.07 without).
 DEFAULT_DIRECT = True
 #: Named protocols: ``(model settings, training settings)`` applied over the recipe, under the
-#: settings given explicitly. ``paper``: the MADE paper's protocol (Sec. 6.1): Adagrad at a
-#: constant learning rate 0.01 (eps 1e-6), minibatches of 100, early stopping with a look-ahead of
-#: 30 epochs (at most 1000 epochs), direct connections; the mask settings are the ones given (else
-#: the recipe's).
+#: settings given explicitly. ``paper``: the MADE paper's protocol (Sec. 6.1) as its code ran it:
+#: Adagrad at a constant learning rate 0.01 (eps 1e-6 inside the root), orthogonal initial
+#: weights, minibatches of 100, early stopping with a look-ahead of 30 epochs (at most 1000
+#: epochs), direct connections; the mask settings are the ones given (else the recipe's).
 PRESETS = {
     "paper": ({"direct": True, "init": "orthogonal"},
               {"optimizer": "adagrad", "lr": 1e-2, "lr_schedule": "constant", "batch_size": 100,

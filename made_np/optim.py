@@ -112,9 +112,13 @@ class Adam(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad (Duchi et al. 2011), the MADE paper's optimiser (Sec. 6.1, eps = 1e-6).
+    """Adagrad (Duchi et al. 2011), the MADE paper's optimiser (Sec. 6.1), in the form of the
+    paper's code: ``s += g^2``; ``p -= lr * g / sqrt(s + eps)``, eps = 1e-6.
 
-    ``s += g^2``; ``p -= lr * g / (sqrt(s) + eps)``.
+    eps sits inside the root, so the denominator is at least ``sqrt(eps) = 1e-3``: a weight
+    whose gradients have stayed far below 1e-3 (an input pixel that is rarely on) moves by
+    about ``lr g / 1e-3``, not by ``lr sign(g)`` as with ``sqrt(s) + eps`` (Duchi et al.'s and
+    PyTorch's placement), where eps only guards the division (docs/math.md, Sec. 6).
     """
 
     state_names = ("sum_sq",)
@@ -126,7 +130,7 @@ class Adagrad(Optimizer):
     def _update(self, i, p, g):
         s = self.state["sum_sq"][i]
         s += g * g
-        p -= self.lr * g / (self.xp.sqrt(s) + self.eps)
+        p -= self.lr * g / self.xp.sqrt(s + self.eps)
 
 
 OPTIMIZERS = {"adam": Adam, "sgd": SGD, "adagrad": Adagrad}

@@ -5,7 +5,8 @@
   Sec. 2), which must agree to 1e-12 in float64 over the first steps.
 * SGD, with and without heavy-ball momentum (``v = mu v + g``, ``p -= lr v``) and coupled
   L2 weight decay (``g += wd p``).
-* Adagrad (Duchi et al. 2011; MADE paper Sec. 6.1): ``s += g^2``, ``p -= lr g / (sqrt(s) + eps)``.
+* Adagrad (Duchi et al. 2011; MADE paper Sec. 6.1), as the paper's code has it:
+  ``s += g^2``, ``p -= lr g / sqrt(s + eps)``.
 Each is checked in three forms: the reference (:mod:`made_np.optim`), the in-place fast form
 (:mod:`made_np.fast.optim`) and, where numexpr is installed, its fused kernels
 (:func:`made_np.fast.kernels.fused_kernels`), which agree with the reference to ~1e-6 in
@@ -147,7 +148,7 @@ def test_adagrad_matches_the_textbook(fused, wd):
         for i, g0 in enumerate(gs):
             g = g0 + wd * p[i]
             s[i] = s[i] + g * g
-            p[i] = p[i] - lr * g / (np.sqrt(s[i]) + eps)
+            p[i] = p[i] - lr * g / np.sqrt(s[i] + eps)
         for a, b in zip(got, p):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
@@ -158,6 +159,16 @@ def test_adagrad_hand_values():
     opt.step([np.array([3.0])])  # s = 9: p -= 3 / 3
     opt.step([np.array([4.0])])  # s = 25: p -= 4 / 5
     assert p[0][0] == pytest.approx(1.0 - 1.0 - 0.8, abs=1e-15)
+
+
+def test_adagrad_eps_inside_the_root_damps_tiny_gradients():
+    """The paper's code: a gradient of 1e-5 on a fresh weight moves it by lr * 1e-5 / sqrt(1e-10 + 1e-6)
+    (about lr / 100), where ``sqrt(s) + eps`` would move it by lr / 1.1."""
+    p = [np.array([0.0, 0.0])]
+    Adagrad(p, np, lr=0.1).step([np.array([1e-5, 1.0])])
+    np.testing.assert_allclose(p[0], [-0.1 * 1e-5 / math.sqrt(1e-10 + 1e-6), -0.1 / math.sqrt(1.0 + 1e-6)],
+                               rtol=1e-12)
+    assert abs(p[0][0]) < 0.1 / 99
 
 
 # --------------------------------------------------------------------------- fused vs reference, state

@@ -83,7 +83,7 @@ class _NumexprKernels:
         if weight_decay:
             ev("g + wd * p", out=g, casting="same_kind")
         ev("s + g * g", out=s, casting="same_kind")
-        ev("p - lr * g / (sqrt(s) + e)", out=p, casting="same_kind")
+        ev("p - lr * g / sqrt(s + e)", out=p, casting="same_kind")
 
 
 class _CupyKernels:
@@ -111,7 +111,7 @@ class _CupyKernels:
             """
             T gg = g + wd * p;
             s += gg * gg;
-            p -= lr * gg / (sqrt(s) + e);
+            p -= lr * gg / sqrt(s + e);
             """,
             "made_np_adagrad",
         )

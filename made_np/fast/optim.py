@@ -177,8 +177,8 @@ class FastAdagrad(_InPlace, optim.Adagrad):
         """The update of one chunk; ``tmp`` is scratch."""
         xp = self.xp
         s += xp.multiply(g, g, out=tmp)
-        xp.sqrt(s, out=tmp)
-        tmp += self.eps
+        xp.add(s, self.eps, out=tmp)
+        xp.sqrt(tmp, out=tmp)
         xp.divide(g, tmp, out=tmp)
         tmp *= self.lr
         p -= tmp
