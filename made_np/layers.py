@@ -105,14 +105,14 @@ class MaskedDense(_Dense):
         Array module (NumPy or CuPy).
     rng : numpy.random.Generator
         Host generator for the initial weights, so that CPU and GPU runs start identical.
-    init : {"uniform", "orthogonal"} or None
-        How the weights are drawn (:data:`INITS`); None: zeros, for weights loaded afterwards.
     dtype : numpy dtype
         Floating dtype of the parameters (float32 by default).
     bias : bool
         Whether the layer has a bias ``b`` (the direct connections of paper eq. 11 do not).
     need_input_grad : bool
         Whether :meth:`backward` returns ``dL/dx`` (not needed for the first layer).
+    init : {"uniform", "orthogonal"} or None
+        How the weights are drawn (:data:`INITS`); None: zeros, for weights loaded afterwards.
 
     Attributes
     ----------

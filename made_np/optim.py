@@ -1,4 +1,4 @@
-"""Optimisers, in their textbook form (docs/math.md, "Optimisers").
+"""Optimisers, in their textbook form; Adagrad as the MADE paper's code has it (docs/math.md, "Optimisers").
 
 Each optimiser updates a list of parameter arrays (on any array module) from a
 matching list of gradients. ``weight_decay`` adds the L2 term ``weight_decay * p``

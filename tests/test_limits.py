@@ -159,19 +159,22 @@ def test_numpy_scalars_are_accepted_and_become_python_ones():
 
 def test_the_initial_weights_part_covers_the_orthogonal_draw():
     """The estimate holds the measured peak of drawing the largest matrix: the Gaussian, QR's
-    factors and LAPACK's workspace, about 4x the matrix itself (the uniform draw: 1x)."""
+    factors and LAPACK's workspace, about 5x the matrix itself in RSS (the uniform draw: 1x)."""
     import tracemalloc
 
     from made_np.layers import initial_weights
     from made_np.limits import model_parts
     for shape in ((300, 900), (600, 600)):
         cfg = MADEConfig(D=shape[0], hidden=(shape[1],), init="orthogonal")
-        part = [p for p in model_parts(cfg) if "initial weights" in p.what][0]
+        part = [p for p in model_parts(cfg, optimizer="adam") if "initial weights" in p.what][0]
         initial_weights("orthogonal", 4, 4, np.random.default_rng(0))  # LAPACK's first-call setup
         tracemalloc.start()
         initial_weights("orthogonal", *shape, np.random.default_rng(0))
-        peak = tracemalloc.get_traced_memory()[1]
+        peak = tracemalloc.get_traced_memory()[1]  # NumPy's arrays; LAPACK's workspace is not traced
         tracemalloc.stop()
-        assert peak <= part.nbytes <= 1.5 * peak, (shape, peak, part.nbytes)
+        assert peak <= part.nbytes <= 2 * peak, (shape, peak, part.nbytes)
+        matrix = shape[0] * shape[1] * 8
         uniform = MADEConfig(D=shape[0], hidden=(shape[1],))
-        assert [p for p in model_parts(uniform) if "initial weights" in p.what][0].nbytes * 4 < part.nbytes
+        assert [p for p in model_parts(uniform, optimizer="adam") if "initial weights" in p.what][0].nbytes == matrix
+        # a loaded model draws nothing (zeros, then its weights)
+        assert [p for p in model_parts(cfg) if "initial weights" in p.what][0].nbytes == matrix
