@@ -31,6 +31,9 @@ ROWS = {
     "k1-default": [],
     # the paper's protocol: Adagrad at a constant 0.01, look-ahead 30 epochs, at most 1000 epochs
     "k1-paper": ["--preset", "paper"],
+    # the same with a random ordering, as the paper's code drew one for its single mask
+    # ("so that the natural order does not give us an edge")
+    "k1-paper-random": ["--preset", "paper", "--ordering", "random"],
     # a bank of 32 order- and connectivity-agnostic masks, the recipe's optimiser, 40 epochs;
     # 4 masks in the validation ensemble (16, the default, would cost more than the training)
     "k32": ["--num-masks", "32", "--valid-masks", "4", "--epochs", "40"],
