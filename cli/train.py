@@ -123,8 +123,8 @@ def _progress(epoch: int, n_batches: int):
                    "(N, C) float rows).")
 @click.option("--hidden", default=None, show_default="500; 100,100 for 2d",
               help="Hidden widths, comma-separated (500,500 for two layers; 0 or '' for none).")
-@click.option("--ordering", type=click.Choice(ORDERINGS), default="natural", show_default=True,
-              help="Input ordering of mask 0.")
+@click.option("--ordering", type=click.Choice(ORDERINGS), default="natural",
+              show_default="natural; random with --preset paper", help="Input ordering of mask 0.")
 @click.option("--degrees", type=click.Choice(DEGREE_RULES), default="random", show_default=True,
               help="How hidden degrees m^l(k) are drawn (random: the paper's rule).")
 @click.option("--num-masks", default=None,
@@ -182,8 +182,8 @@ def _progress(epoch: int, n_batches: int):
               help="Epochs between halvings of the step schedule.")
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None, show_default="the recipe alone",
               help="A named protocol under the options given: paper = the MADE paper's, as its code ran it "
-                   "(Adagrad at a constant lr 0.01, orthogonal initial weights, batch 100, look-ahead 30 "
-                   "epochs, at most 1000 epochs, direct connections).")
+                   "(Adagrad at a constant lr 0.01, orthogonal initial weights, a random ordering, batch 100, "
+                   "look-ahead 30 epochs, at most 1000 epochs, direct connections).")
 @click.option("--engine", type=click.Choice(ENGINES), default=TrainConfig.engine, show_default=True,
               help="fast (block-sparse single-mask form, fused kernels, thread pool) or reference "
                    "(the plain MADE and textbook optimisers); the same numbers up to rounding.")

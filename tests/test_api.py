@@ -68,7 +68,8 @@ def test_paper_preset_under_the_options_given(tmp_path, monkeypatch):
     assert (cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.batch_size, cfg.patience, cfg.epochs) == \
         ("adagrad", 1e-2, "constant", 100, 30, 1000)
     paper = made_np.MADEConfig.for_data(ds, preset="paper", num_masks=1)
-    assert paper.direct and paper.init == "orthogonal"
+    assert paper.direct and paper.init == "orthogonal" and paper.ordering == "random"
+    assert made_np.MADEConfig.for_data(ds).ordering == "natural"
     assert made_np.MADEConfig.for_data(ds).init == "uniform"
     assert made_np.MADEConfig.for_data(ds, preset="paper", init="uniform").init == "uniform"
     assert made_np.TrainConfig.for_data(ds, preset="paper", patience=5).patience == 5  # given settings win
@@ -78,7 +79,7 @@ def test_paper_preset_under_the_options_given(tmp_path, monkeypatch):
     model, info = made_np.load_checkpoint(tmp_path / "p")
     tc = info["train_config"]
     assert (tc.optimizer, tc.lr, tc.lr_schedule, tc.patience, tc.epochs) == ("adagrad", 1e-2, "constant", 30, 2)
-    assert model.config.direct and model.config.init == "orthogonal"
+    assert model.config.direct and model.config.init == "orthogonal" and model.config.ordering == "random"
 
     def no_draw(*args):
         raise AssertionError("loading a checkpoint drew initial weights")
