@@ -80,8 +80,9 @@ DEFAULT_DIRECT = True
 #: settings given explicitly. ``paper``: the MADE paper's protocol (Sec. 6.1) as its code ran it:
 #: Adagrad at a constant learning rate 0.01 (eps 1e-6 inside the root), orthogonal initial
 #: weights, a random ordering for mask 0 (binarized MNIST 1x8000, one mask: 88.43 test nats
-#: against 89.21 in the natural order, docs/experiments.md), minibatches of 100, early stopping with a look-ahead of 30 epochs (at most 1000
-#: epochs), direct connections; the mask settings are the ones given (else the recipe's).
+#: against 89.21 in the natural order, docs/experiments.md), minibatches of 100, early stopping
+#: with a look-ahead of 30 epochs (at most 1000 epochs), direct connections; the mask settings
+#: are the ones given (else the recipe's).
 PRESETS = {
     "paper": ({"direct": True, "init": "orthogonal", "ordering": "random"},
               {"optimizer": "adagrad", "lr": 1e-2, "lr_schedule": "constant", "batch_size": 100,
