@@ -64,20 +64,25 @@ def orthogonal_init(fan_in: int, fan_out: int, rng):
 INITS = {"uniform": uniform_init, "orthogonal": orthogonal_init}
 
 
-def initial_weights(name, fan_in: int, fan_out: int, rng):
-    """The initial weights :data:`INITS` ``[name]`` draws: (fan_in, fan_out), float64, on the host;
-    zeros for ``name=None`` (weights a caller will load).
+def initial_weights(name: str, fan_in: int, fan_out: int, rng):
+    """The initial weights :data:`INITS` ``[name]`` draws: (fan_in, fan_out), float64, on the host.
 
     Raises
     ------
     ValueError
         Unknown ``name``.
     """
-    if name is None:
-        return backend.get_xp("cpu").zeros((fan_in, fan_out))
     if name not in INITS:
         raise ValueError(f"unknown init {name!r}: choose one of {', '.join(INITS)}")
     return INITS[name](fan_in, fan_out, rng)
+
+
+def _weights(init, fan_in: int, fan_out: int, xp, rng, dtype):
+    """A layer's weights on ``xp`` in ``dtype``: drawn by ``init``, or zeros when ``init`` is
+    None (weights the caller loads; nothing drawn, no float64 copy)."""
+    if init is None:
+        return xp.zeros((fan_in, fan_out), dtype=dtype)
+    return xp.asarray(initial_weights(init, fan_in, fan_out, rng).astype(dtype))
 
 
 class _Dense:
@@ -103,8 +108,9 @@ class MaskedDense(_Dense):
         Input and output widths.
     xp : module
         Array module (NumPy or CuPy).
-    rng : numpy.random.Generator
-        Host generator for the initial weights, so that CPU and GPU runs start identical.
+    rng : numpy.random.Generator or None
+        Host generator for the initial weights, so that CPU and GPU runs start identical
+        (unused when ``init`` is None).
     dtype : numpy dtype
         Floating dtype of the parameters (float32 by default).
     bias : bool
@@ -129,7 +135,7 @@ class MaskedDense(_Dense):
     def __init__(self, fan_in, fan_out, xp, rng, dtype="float32", bias=True, need_input_grad=True,
                  init="uniform"):
         self.xp = xp
-        self.W = xp.asarray(initial_weights(init, fan_in, fan_out, rng).astype(dtype))
+        self.W = _weights(init, fan_in, fan_out, xp, rng, dtype)
         self.b = xp.zeros(fan_out, dtype=dtype) if bias else None
         self.M = xp.ones((fan_in, fan_out), dtype=dtype)
         self.dW = xp.zeros_like(self.W)
@@ -226,7 +232,7 @@ class Dense(_Dense):
 
     def __init__(self, fan_in, fan_out, xp, rng, dtype="float32", init="uniform"):
         self.xp = xp
-        self.W = xp.asarray(initial_weights(init, fan_in, fan_out, rng).astype(dtype))
+        self.W = _weights(init, fan_in, fan_out, xp, rng, dtype)
         self.b = self.db = None
         self.dW = xp.zeros_like(self.W)
 

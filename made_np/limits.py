@@ -203,8 +203,9 @@ def model_parts(cfg, *, label: str | None = None, optimizer: str | None = None) 
         parts = [Part(label, f"parameters, gradients and {words}", P * size * copies)]
     widths = layer_widths(cfg)
     biggest = max(a * b for a, b in zip(widths[:-1], widths[1:]))
-    # drawn in float64, then cast (zeros when loaded); a new model's orthogonal draw also holds its
-    # Gaussian, QR's factors and LAPACK's workspace: peak RSS 5.0x the matrix's float64 bytes
+    # drawn in float64, then cast (a loaded model draws nothing: the term is a margin there); a new
+    # model's orthogonal draw also holds its Gaussian, QR's factors and LAPACK's workspace: peak
+    # RSS 5.0x the matrix's float64 bytes
     drawing = optimizer is not None and getattr(cfg, "init", "uniform") == "orthogonal"
     draws = 5.5 if drawing else 1
     parts.append(Part(label, "the initial weights", int(biggest * 8 * draws)))

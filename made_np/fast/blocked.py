@@ -553,7 +553,7 @@ class BlockedMADE:
         self.input_perm, self.hidden_perms = sorting_permutations(model.maskset)
         self.maskset = relabel(model.maskset, self.input_perm, self.hidden_perms)
         xp = self.xp
-        layers, rng = [], backend.host_rng(0)  # no weights drawn (init=None): read_from writes them
+        layers = []  # their weights are not drawn (init=None): read_from writes them
         for src, host in zip(model._all_layers, model._host_masks(self.maskset, model.direct is not None)):
             mask = xp.asarray(host, dtype=self.dtype)
             plan = block_plan(host) if host.size >= BLOCK_MIN_SIZE else None
@@ -563,14 +563,14 @@ class BlockedMADE:
                 layer = BlockedDense(plan, mask, xp, self.dtype, bias=bias, need_input_grad=src.need_input_grad,
                                      sparse_input=data_layer)
             else:
-                layer = MaskedDense(*src.W.shape, xp, rng, self.dtype, bias=bias,
+                layer = MaskedDense(*src.W.shape, xp, None, self.dtype, bias=bias,
                                     need_input_grad=src.need_input_grad, init=None)
                 layer.set_mask(mask, fixed=True)
             layers.append(layer)
         self.layers = layers[:len(model.layers)]
         self.direct = layers[-1] if model.direct is not None else None
         self.context_hidden, self.context_output = (
-            None if src is None else Dense(*src.W.shape, xp, rng, self.dtype, init=None)
+            None if src is None else Dense(*src.W.shape, xp, None, self.dtype, init=None)
             for src in (model.context_hidden, model.context_output))
         perms = param_permutations(model, self.input_perm, self.hidden_perms)
         self._forward_perms = [(None if r is None else xp.asarray(r), xp.asarray(c_)) for r, c_ in perms]
