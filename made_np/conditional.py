@@ -173,8 +173,9 @@ def _activate(model, handle) -> None:
 def variable_log_probs(model, x, batch_size: int = 1000, context=None):
     """``log p(x_d | x_<d)`` of every variable under the current mask, in float64.
 
-    Bernoulli head: ``x z - softplus(z)`` (``softplus`` as ``logaddexp(0, z)``); categorical:
-    the stable ``log softmax`` of the variable's logits at ``x_d``.
+    The negated per-variable NLL of the model's head (``Head.nll_per_variable``) on float64
+    logits: Bernoulli ``x z - softplus(z)`` (the stable softplus of docs/math.md Sec. 4);
+    categorical, the stable ``log softmax`` of the variable's logits at ``x_d``.
 
     Parameters
     ----------
@@ -384,9 +385,10 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     p_j(x_o)``, then the missing variables are drawn one at a time in mask ``k``'s
     observed-first ordering, each from its conditional given the observed values and
     the variables drawn before it: ancestral sampling from the given prefix of the
-    |o| observed positions (:func:`made_np.sampling.sample_naive` with ``n_given``;
-    rows that share a pattern and a mask in one batch; draws by the head's inverse CDF,
-    :meth:`made_np.heads.BernoulliHead.sample`). Observed entries are copied and never
+    |o| observed positions (rows that share a pattern and a mask in one batch), by the
+    degree-ordered sampler (``method="fast"``, the default) or the reference's one forward
+    pass per missing position (``method="naive"``); the two draw the same completions for
+    the same noise (docs/math.md Secs. 7 and 10). Observed entries are copied and never
     changed. Germain et al. 2015, Secs. 4.1-4.2; Uria et al. 2014.
 
     Parameters

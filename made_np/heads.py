@@ -9,7 +9,7 @@ class and one line in :data:`HEADS`.
 
 * :class:`BernoulliHead`: one logit ``z_d`` per binary variable,
   ``-log p(x) = sum_d [softplus(z_d) - x_d z_d]`` (binary cross-entropy), gradient
-  ``sigmoid(z) - x`` (paper eq. 3; docs/math.md, "Bernoulli NLL").
+  ``sigmoid(z) - x`` (paper eq. 3; docs/math.md, Sec. 4 "The losses").
 * :class:`CategoricalHead`: ``C`` logits per variable, laid out variable-major,
   ``z[:, d*C + c]`` (viewed as ``(batch, D, C)``), ``-log p(x) = -sum_d log softmax(z_d)[x_d]``
   (cross-entropy), gradient ``softmax(z_d) - onehot(x_d)``.

@@ -6,7 +6,7 @@
   ``getattr``-ing the rest; each test must be a function defined at module level, or in
   a module-level class, of that file (found with ``ast``: test modules are not imported).
   A failure lists every missing name at once.
-* The doc has its eight numbered sections.
+* The doc has its eleven numbered sections.
 * Facts derived in the doc: degrees outside ``[min of previous layer, D-1]`` give
   useless units (section 1); the forward pass is the formula of section 2; masked
   weights stay exactly 0.0 under SGD, Adam and Adagrad (section 3); averaging the logits
@@ -47,6 +47,7 @@ REQUIRED_SECTIONS = (
     "8. Sorted relabelling: every fixed mask is a staircase of blocks",
     "9. Context inputs: a conditional MADE",
     "10. Exact marginals and completions: observed-first masks",
+    "11. Initial weights",
 )
 IMPLEMENTED = "Implemented in:"
 CHECKED = "Checked by:"
@@ -245,6 +246,19 @@ def test_degree_range_ends_are_the_useful_ones():
         assert prev.min() <= deg.min() and deg.max() <= D - 1
         assert M.any(axis=0).all()  # every unit has an input
         prev = deg
+
+
+def test_last_layer_units_reach_an_output_and_lower_ones_may_not():
+    """Every unit of the last hidden layer feeds some output; a unit of a lower layer whose
+    degree beats every degree of the next layer is a dead end (Algorithm 1 allows it)."""
+    dead_ends = 0
+    for seed in range(50):
+        ms = draw_masks(6, (4, 4), seed=seed, ordering="random")
+        assert ms.output.any(axis=1).all()  # output mask (H_2, D): every last-layer unit feeds one
+        feeds = ms.hidden[1].any(axis=1)  # hidden[1] is (H_1, H_2): does unit k of layer 1 feed layer 2
+        assert np.array_equal(feeds, ms.degrees[0] <= ms.degrees[1].max())
+        dead_ends += int((~feeds).sum())
+    assert dead_ends > 0
 
 
 # --------------------------------------------------------------------------- section 2

@@ -1,4 +1,4 @@
-"""The block-sparse training form of a single-mask MADE (docs/math.md, "Relabelling").
+"""The block-sparse training form of a single-mask MADE (docs/math.md, Sec. 8 "Sorted relabelling").
 
 Relabel the inputs in the order of the ordering and the hidden units in the order
 of their degrees (:func:`sorting_permutations`, :func:`relabel`): every mask then is

@@ -139,7 +139,7 @@ class FusedBernoulliHead(BernoulliHead):
 
     * ``sum_d log1p(e_d) = log prod_d (1 + e_d)``: the factors ``1 + e`` in (1, 2] are
       multiplied pairwise along the row (the right half folded onto the left, six
-      rounds: products of at most 64 factors, < 2^64, cannot overflow), then the log
+      rounds: products of at most 64 factors, at most 2^64, cannot overflow), then the log
       of the ~D/64 partial products is taken in float64;
     * the sigmoid's branch is a ``maximum`` with the 0/1 indicator, not ``where``;
     * large arrays are split by rows over the CPU work pool.

@@ -2,13 +2,14 @@
 
 Every update happens on preallocated buffers (the gradient buffer doubles as scratch
 space), large parameters are cut into row blocks that the threads of
-:func:`made_np.fast.threads.work_pool` update side by side, and Adam runs in the
-efficient bias-corrected form of Kingma & Ba (end of their Sec. 2)::
+:func:`made_np.fast.threads.work_pool` update side by side, and Adam folds its bias
+corrections into two scalars per step::
 
     lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),   eps_t = eps sqrt(1 - b2^t)
     p -= lr_t m / (sqrt(v) + eps_t)
 
-which is algebraically the textbook update (docs/math.md, "Optimisers"). When
+which is algebraically the textbook update (docs/math.md, Sec. 6 "Optimisers"; Kingma &
+Ba's own efficient variant puts a constant eps there, which is not quite the same update). When
 :func:`made_np.fast.kernels.fused_kernels` offers a fused kernel (CuPy; numexpr on
 the CPU only when asked for) each update is one pass over memory. The results
 equal :mod:`made_np.optim`'s up to rounding (tests/test_optim.py).

@@ -2,7 +2,7 @@
 
 The reference is :func:`made_np.sampling.sample_naive` (D forward passes); for the same
 noise the two return the same samples (tests/test_sampling.py), and docs/math.md
-("Sampling") derives why this one is exact.
+(Sec. 7, "Ancestral sampling") derives why this one is exact.
 """
 from __future__ import annotations
 
