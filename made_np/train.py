@@ -578,7 +578,8 @@ class _Run:
         raise DivergenceError(epoch, what, value, self.opt.lr, saved)
 
     def steps(self, epoch: int, progress) -> float:
-        """One pass over the shuffled training set; returns its mean minibatch NLL (nats)."""
+        """One pass over the shuffled training set; returns its mean NLL per example (nats), each
+        minibatch's mean weighted by its rows, before each step's update (docs/math.md Sec. 12)."""
         cfg, xp, model, engine, K = self.cfg, self.xp, self.model, self.engine, self.model.config.num_masks
         self.opt.lr = cfg.lr_at(self.base_lr, epoch)
         perm = backend.to_device(backend.host_rng(cfg.seed, epoch).permutation(self.n_train), xp)

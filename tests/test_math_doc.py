@@ -6,7 +6,7 @@
   ``getattr``-ing the rest; each test must be a function defined at module level, or in
   a module-level class, of that file (found with ``ast``: test modules are not imported).
   A failure lists every missing name at once.
-* The doc has its eleven numbered sections.
+* The doc has its twelve numbered sections.
 * Facts derived in the doc: degrees outside ``[min of previous layer, D-1]`` give
   useless units (section 1); the forward pass is the formula of section 2; masked
   weights stay exactly 0.0 under SGD, Adam and Adagrad (section 3); averaging the logits
@@ -48,6 +48,7 @@ REQUIRED_SECTIONS = (
     "9. Context inputs: a conditional MADE",
     "10. Exact marginals and completions: observed-first masks",
     "11. Initial weights",
+    "12. Training and evaluation: which mask, which rate, which number",
 )
 IMPLEMENTED = "Implemented in:"
 CHECKED = "Checked by:"
