@@ -90,8 +90,10 @@ def resolve_dtype(dtype) -> np.dtype:
 
 def host_rng(*seed) -> np.random.Generator:
     """A host random generator seeded by integers (weights and masks are drawn on the host,
-    so CPU and GPU runs with the same seed start from the same numbers)."""
-    return np.random.default_rng(list(seed))
+    so CPU and GPU runs with the same seed start from the same numbers); with no integer,
+    fresh entropy from the operating system (NumPy would seed ``default_rng([])`` as a fixed
+    stream, the one of seed 0)."""
+    return np.random.default_rng(list(seed) if seed else None)
 
 
 def to_host(a) -> np.ndarray:

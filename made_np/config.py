@@ -543,7 +543,29 @@ class TrainConfig(StrictConfig):
         )
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
-        """Learning rate of ``epoch`` (1-based) under :attr:`lr_schedule`."""
+        """Learning rate of ``epoch`` under :attr:`lr_schedule` (docs/math.md Sec. 12).
+
+        ``constant``: ``base_lr``; ``step``: ``base_lr * 0.5 ** ((epoch - 1) // lr_step)``;
+        ``cosine``: ``base_lr * (1 + cos(pi (epoch - 1) / epochs)) / 2``, from ``base_lr`` at
+        epoch 1 down to ``base_lr (1 + cos(pi (E - 1) / E)) / 2 > 0`` at epoch ``E = epochs``.
+
+        Parameters
+        ----------
+        base_lr : float
+            The base learning rate (:attr:`lr`, resolved), ``> 0``.
+        epoch : int
+            1-based epoch, ``1 <= epoch <= epochs``; not checked (past ``epochs`` the cosine
+            rises again, exactly 0 at ``epochs + 1``; ``epoch = 0`` doubles the ``step`` rate).
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        TypeError
+            ``cosine`` with ``epochs`` None: call it on the :meth:`resolved` config.
+        """
         if self.lr_schedule == "step":
             return base_lr * 0.5 ** ((epoch - 1) // self.lr_step)
         if self.lr_schedule == "cosine":

@@ -21,12 +21,40 @@ from __future__ import annotations
 
 
 def softplus(xp, z):
-    """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))``."""
+    """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))`` (docs/math.md Sec. 4).
+
+    Parameters
+    ----------
+    xp : module
+        Array module of ``z``.
+    z : array, any shape, float32 or float64
+        Logits.
+
+    Returns
+    -------
+    array, shape and dtype of ``z``
+        ``softplus(z) >= 0``, finite for every finite ``z``.
+    """
     return xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
 
 
 def sigmoid(xp, z):
-    """``1 / (1 + exp(-z))`` without overflow: ``e / (1 + e)`` with ``e = exp(z)`` for ``z < 0``."""
+    """``1 / (1 + exp(-z))`` without overflow (docs/math.md Sec. 4, "Stable sigmoid").
+
+    With ``e = exp(-|z|)``: ``1 / (1 + e)`` for ``z >= 0`` and ``e / (1 + e)`` for ``z < 0``.
+
+    Parameters
+    ----------
+    xp : module
+        Array module of ``z``.
+    z : array, any shape, float32 or float64
+        Logits.
+
+    Returns
+    -------
+    array, shape and dtype of ``z``
+        Values in [0, 1].
+    """
     e = xp.exp(-xp.abs(z))
     return xp.where(z >= 0, 1.0, e) / (1.0 + e)
 
@@ -120,7 +148,24 @@ class BernoulliHead(Head):
         return softplus(self.xp, z) - x * z
 
     def nll_and_grad(self, z, x):
-        """NLL (batch,) in nats and its gradient ``dNLL/dz = sigmoid(z) - x``, shape (batch, D)."""
+        """Per-example NLL and its gradient ``dNLL/dz = sigmoid(z) - x`` (docs/math.md Sec. 4).
+
+        Parameters
+        ----------
+        z : array, shape (batch, D), float32 or float64
+            Logits.
+        x : array, shape (batch, D), values in {0, 1}
+            Targets, as :meth:`targets` gives them (floats of ``z``'s dtype).
+
+        Returns
+        -------
+        nll : array, shape (batch,)
+            ``sum_d [softplus(z_d) - x_d z_d]``, nats per example.
+        grad : array, shape (batch, D)
+            ``sigmoid(z) - x``, a fresh array (the caller may scale it in place). Not cast:
+            both outputs have the dtype NumPy gives ``z`` with ``x``, ``z``'s dtype for the
+            targets of :meth:`targets`.
+        """
         return self.nll(z, x), sigmoid(self.xp, z) - x
 
     def sample(self, z, u):
@@ -190,7 +235,29 @@ class CategoricalHead(Head):
         return -(lp * self._onehot(x)).sum(axis=-1)
 
     def nll_and_grad(self, z, x):
-        """NLL (batch,) in nats and its gradient ``softmax(z_d) - onehot(x_d)``, shape (batch, D*C)."""
+        """Per-example NLL and its gradient ``softmax(z_d) - onehot(x_d)`` (docs/math.md Sec. 4).
+
+        Parameters
+        ----------
+        z : array, shape (batch, D*C), float32 or float64
+            Logits, variable-major (``z[:, d*C + c]``).
+        x : array, shape (batch, D), int in 0..C-1
+            Class indices (:meth:`targets`). Not checked: a value outside 0..C-1 matches no
+            class and silently adds 0 to the NLL.
+
+        Returns
+        -------
+        nll : array, shape (batch,), ``z``'s dtype
+            ``-sum_d log softmax(z_d)[x_d]``, nats per example.
+        grad : array, shape (batch, D*C), cast to ``z``'s dtype
+            ``softmax(z_d) - onehot(x_d)``, variable-major like ``z``; a fresh array (the
+            caller may scale it in place).
+
+        Raises
+        ------
+        ValueError
+            ``z`` without ``D * C`` columns for the ``D`` columns of ``x`` (from ``reshape``).
+        """
         n, D = x.shape
         lp = self.log_softmax(z.reshape(n, D, self.C))
         onehot = self._onehot(x)

@@ -17,13 +17,15 @@ from . import backend
 
 # ---------------------------------------------------------------------- initial weights
 def uniform_init(fan_in: int, fan_out: int, rng):
-    """Initial weights uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]`` (the project's default).
+    """Initial weights uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]`` (the project's default;
+    docs/math.md Sec. 11): variance ``1 / (3 fan_in)``.
 
     Parameters
     ----------
     fan_in, fan_out : int
+        Input and output widths, ``fan_in >= 1`` (0 raises ZeroDivisionError).
     rng : numpy.random.Generator
-        Host generator (CPU and GPU runs start from the same weights).
+        Host generator (CPU and GPU runs start from the same weights); advanced by the draw.
 
     Returns
     -------
@@ -43,15 +45,20 @@ def orthogonal_init(fan_in: int, fan_out: int, rng):
     (Haar) distributed: the same kind of matrix at ``O(max min^2)`` cost instead of
     ``O(max^3)``. Every entry is about ``1/sqrt(max(fan_in, fan_out))`` in size.
 
+    See docs/math.md Sec. 11 for why the sign fix makes Q Haar-distributed.
+
     Parameters
     ----------
     fan_in, fan_out : int
+        Input and output widths.
     rng : numpy.random.Generator
-        Host generator.
+        Host generator; advanced by the draw.
 
     Returns
     -------
     numpy.ndarray, shape (fan_in, fan_out), float64
+        ``W W^T = I`` (fan_in <= fan_out) or ``W^T W = I``. When ``fan_in < fan_out`` it is
+        the transpose of the Q factor, a Fortran-ordered (not C-contiguous) view.
     """
     host = backend.get_xp("cpu")
     a = rng.standard_normal((max(fan_in, fan_out), min(fan_in, fan_out)))
@@ -65,7 +72,20 @@ INITS = {"uniform": uniform_init, "orthogonal": orthogonal_init}
 
 
 def initial_weights(name: str, fan_in: int, fan_out: int, rng):
-    """The initial weights :data:`INITS` ``[name]`` draws: (fan_in, fan_out), float64, on the host.
+    """The initial weights :data:`INITS` ``[name]`` draws (docs/math.md Sec. 11).
+
+    Parameters
+    ----------
+    name : {"uniform", "orthogonal"}
+        :func:`uniform_init` or :func:`orthogonal_init`.
+    fan_in, fan_out : int
+        Input and output widths.
+    rng : numpy.random.Generator
+        Host generator; advanced by the draw.
+
+    Returns
+    -------
+    numpy.ndarray, shape (fan_in, fan_out), float64, on the host
 
     Raises
     ------
@@ -82,7 +102,9 @@ def _weights(init, fan_in: int, fan_out: int, xp, rng, dtype):
     None (weights the caller loads; nothing drawn, no float64 copy)."""
     if init is None:
         return xp.zeros((fan_in, fan_out), dtype=dtype)
-    return xp.asarray(initial_weights(init, fan_in, fan_out, rng).astype(dtype))
+    # row-major whatever the draw's layout (orthogonal_init's wide case is a transpose): the
+    # fast optimisers update C-contiguous arrays in cache-sized chunks
+    return xp.asarray(initial_weights(init, fan_in, fan_out, rng).astype(dtype, order="C"))
 
 
 class _Dense:
@@ -248,36 +270,59 @@ class Dense(_Dense):
 
 
 class ReLU:
-    """``h = max(a, 0)``; backward ``dL/da = dL/dh * 1[h > 0]``. Works in place on ``a``."""
+    """``h = max(a, 0)``; backward ``dL/da = dL/dh * 1[h > 0]`` (docs/math.md Sec. 2, 3).
+
+    Works in place: :meth:`forward` overwrites ``a`` with ``h`` (and keeps it for
+    :meth:`backward`), :meth:`backward` overwrites ``dh``. Arrays keep their dtype.
+
+    Parameters
+    ----------
+    xp : module
+        Array module.
+    """
 
     def __init__(self, xp):
         self.xp = xp
 
     def forward(self, a):
-        """a : array (batch, H), overwritten. Returns h, same shape."""
+        """a : array (batch, H), float, overwritten. Returns h, the same array."""
         self.h = self.xp.maximum(a, 0, out=a)
         return self.h
 
     def backward(self, dh):
-        """dh : array (batch, H), overwritten. Returns dL/da."""
+        """dh : array (batch, H), float, overwritten. Returns dL/da, the same array
+        (0 at the kink ``a = 0``)."""
         dh *= self.h > 0
         return dh
 
 
 class LeakyReLU:
-    """``h = a if a > 0 else slope * a`` (slope 0.01); backward multiplies by 1 or ``slope``."""
+    """``h = a if a > 0 else slope * a``; backward multiplies by 1 or ``slope`` (docs/math.md Sec. 2, 3).
+
+    Not in place: :meth:`forward` and :meth:`backward` return new arrays of their input's
+    dtype and leave the input alone; :meth:`forward` keeps the boolean ``a > 0`` (the kink
+    ``a = 0`` takes the slope) for :meth:`backward`.
+
+    Parameters
+    ----------
+    xp : module
+        Array module.
+    slope : float, default 0.01
+        ``alpha``, the slope for ``a <= 0`` (not checked).
+    """
 
     def __init__(self, xp, slope: float = 0.01):
         self.xp, self.slope = xp, slope
 
     def forward(self, a):
-        """a : array (batch, H). Returns h, same shape."""
+        """a : array (batch, H), float, left unchanged. Returns h, a new array of its shape and dtype."""
         self.positive = a > 0
         self.h = self.xp.where(self.positive, a, a * self.slope)
         return self.h
 
     def backward(self, dh):
-        """dh : array (batch, H). Returns dL/da."""
+        """dh : array (batch, H), float, left unchanged. Returns dL/da, a new array of its shape
+        and dtype."""
         return self.xp.where(self.positive, dh, dh * self.slope)
 
 

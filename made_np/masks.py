@@ -148,21 +148,57 @@ def hidden_degrees(prev: np.ndarray, width: int, D: int, rule: str = "random", r
 
 
 def hidden_mask(prev_degrees: np.ndarray, degrees: np.ndarray) -> np.ndarray:
-    """M^W[j, k] = 1[m^l(k) >= m^(l-1)(j)] (paper eq. 12), shape (fan_in, fan_out), bool."""
+    """M^W[j, k] = 1[m^l(k) >= m^(l-1)(j)] (paper eq. 12; docs/math.md Sec. 1).
+
+    Parameters
+    ----------
+    prev_degrees : array-like of int, shape (fan_in,)
+        Degrees ``m^(l-1)`` of the layer below (the ordering m^0 for the first hidden layer).
+    degrees : array-like of int, shape (fan_out,)
+        Degrees ``m^l`` of the layer's units.
+
+    Returns
+    -------
+    ndarray of bool, shape (fan_in, fan_out)
+        Nothing is checked (the inputs are only broadcast against each other).
+    """
     return np.asarray(degrees)[None, :] >= np.asarray(prev_degrees)[:, None]
 
 
 def output_mask(last_degrees: np.ndarray, ordering: np.ndarray) -> np.ndarray:
-    """M^V[k, d] = 1[m^0(d) > m^L(k)] (paper eq. 13), shape (H_L, D), bool.
+    """M^V[k, d] = 1[m^0(d) > m^L(k)] (paper eq. 13; docs/math.md Sec. 1).
 
     With no hidden layer ``last_degrees`` is the ordering itself, which gives the
     strict ordering relation (a fully visible sigmoid belief network).
+
+    Parameters
+    ----------
+    last_degrees : array-like of int, shape (H_L,)
+        Degrees ``m^L`` of the last hidden layer (the ordering, shape (D,), without one).
+    ordering : array-like of int, shape (D,)
+        The ordering ``m^0``, values 1..D.
+
+    Returns
+    -------
+    ndarray of bool, shape (H_L, D)
+        Nothing is checked (the inputs are only broadcast against each other).
     """
     return np.asarray(ordering)[None, :] > np.asarray(last_degrees)[:, None]
 
 
 def direct_mask(ordering: np.ndarray) -> np.ndarray:
-    """M^A[j, d] = 1[m^0(d) > m^0(j)] (paper eq. 11, direct connections), shape (D, D), bool."""
+    """M^A[j, d] = 1[m^0(d) > m^0(j)] (paper eq. 11, direct connections; docs/math.md Sec. 1).
+
+    Parameters
+    ----------
+    ordering : array-like of int, shape (D,)
+        The ordering ``m^0``, values 1..D (not checked).
+
+    Returns
+    -------
+    ndarray of bool, shape (D, D)
+        Strictly upper triangular once rows and columns are sorted by position.
+    """
     return output_mask(ordering, ordering)
 
 
@@ -198,17 +234,29 @@ class MaskSet:
         return int(self.ordering.shape[0])
 
     def layer_masks(self, in_repeat: int = 1, out_repeat: int = 1) -> list:
-        """Masks of every weight matrix at the level of columns, as float-ready bool arrays.
+        """Masks of every weight matrix at the level of columns, as bool arrays (docs/math.md Sec. 2,
+        "Repeated mask rows").
 
         Categorical variables are one-hot encoded over ``in_repeat`` input columns
         and predicted by ``out_repeat`` logits; every column of variable ``d`` carries
         the degree m^0(d), so the first hidden mask repeats its rows and the output
-        mask (and direct mask) repeat their columns (block masks).
+        mask (and direct mask, :meth:`direct_block`) repeat their columns (block masks).
+
+        Parameters
+        ----------
+        in_repeat : int, default 1
+            Input columns per variable: ``C`` for one-hot inputs, else 1
+            (:attr:`made_np.model.MADE.in_repeat`).
+        out_repeat : int, default 1
+            Logits per variable: 1 for the Bernoulli head, ``C`` for the categorical one
+            (:attr:`made_np.model.MADE.out_repeat`).
 
         Returns
         -------
         list of ndarray of bool
-            ``[M^W_1 (D*in_repeat, H_1), ..., M^V (H_L, D*out_repeat)]``.
+            ``[M^W_1 (D*in_repeat, H_1), M^W_2 (H_1, H_2), ..., M^V (H_L, D*out_repeat)]``; with
+            no hidden layer the single mask ``M^V`` (D*in_repeat, D*out_repeat). The first and
+            last are new arrays; the ones between are this MaskSet's own (not copies).
         """
         masks = list(self.hidden) + [self.output]
         masks[0] = np.repeat(masks[0], in_repeat, axis=0)

@@ -329,8 +329,32 @@ class MADE:
 
     # ------------------------------------------------------------------ passes
     def _forward_pass(self, inputs, context=None):
-        """Logits, shape (batch, D * out_repeat), for encoded inputs (batch, D * in_repeat)
-        and, with a context, the encoded context (batch, config.context) (:meth:`encode_context`)."""
+        """Logits of the current mask for encoded inputs (docs/math.md Sec. 2; Sec. 9 with a context).
+
+        ``S^l = H^(l-1) (W^l * M^l) + b^l [+ y U^1 for l = 1]``, ``H^l = act(S^l)``,
+        ``z = H^L (V * M^V) + c [+ x (A * M^A)] [+ y U^V]``. Each pre-activation ``S^l`` is
+        a fresh array that the context term (l = 1) is added to in place and that ReLU then
+        overwrites with ``H^l`` (LeakyReLU writes a new array). Every layer keeps a reference
+        to its input, and every activation its output or sign pattern, for :meth:`_backprop`:
+        ``inputs`` and ``context`` must not change before it.
+
+        Parameters
+        ----------
+        inputs : array, shape (batch, D * in_repeat), ``dtype``
+            Encoded data (:meth:`encode`).
+        context : array, shape (batch, config.context), ``dtype``, optional
+            The encoded context (:meth:`encode_context`); given exactly when the model has one.
+
+        Returns
+        -------
+        array, shape (batch, D * out_repeat), ``dtype``
+            The logits, variable-major (``z[:, d * out_repeat + c]``).
+
+        Raises
+        ------
+        ValueError
+            A context for an unconditional model, or none for a conditional one.
+        """
         if (context is None) != (self.context_output is None):
             raise ValueError("a conditional model needs its encoded context, an unconditional one none")
         h = inputs
@@ -347,7 +371,20 @@ class MADE:
         return z
 
     def _backprop(self, dz) -> None:
-        """Fill every layer's gradients from ``dz = dL/dz``, shape (batch, D * out_repeat)."""
+        """Fill every layer's gradients from ``dz = dL/dz`` (docs/math.md Sec. 3; Sec. 9 for the
+        context blocks ``U^1``, ``U^V``).
+
+        Uses the arrays kept by the last :meth:`_forward_pass`, which must be of the same batch.
+        :attr:`grads` are overwritten, not accumulated; ``dz`` itself is left unchanged (the
+        deltas of the hidden layers are fresh arrays, which ReLU's backward overwrites).
+
+        Parameters
+        ----------
+        dz : array, shape (batch, D * out_repeat), ``dtype``
+            Gradient of the loss being differentiated with respect to the logits, already
+            scaled: for the minibatch mean NLL, ``dNLL_n/dz_n / batch`` (as :meth:`loss_and_grad`
+            passes it).
+        """
         if self.direct is not None:
             self.direct.backward(dz)
         if self.context_output is not None:
@@ -361,11 +398,18 @@ class MADE:
             delta = layer.backward(delta)
 
     def loss_and_grad(self, x, head=None, context=None):
-        """Mean NLL of a minibatch and its gradient in :attr:`grads`.
+        """Mean NLL of a minibatch and its gradient in :attr:`grads` (docs/math.md Sec. 3, 4).
+
+        The loss is ``L = (1/B) sum_n NLL_n`` over the ``B = batch`` rows: the head's
+        per-example gradient ``dNLL_n/dz_n`` is scaled by ``1/B`` in place before
+        :meth:`_backprop`, so :attr:`grads` (overwritten, not accumulated) are those of the
+        minibatch *mean*, under the current mask.
 
         Parameters
         ----------
-        x : array, shape (batch, D), uint8 or int
+        x : array, shape (batch, D), uint8 or int, values in 0..classes-1
+            Not validated (no :meth:`check_data`): a value outside the classes
+            gives a wrong loss silently, or an IndexError with one-hot inputs.
         head : head, optional
             The head that computes the NLL and ``dNLL/dz`` (default :attr:`head`; the fast
             engine passes a faster form of it, :func:`made_np.fast.kernels.fast_head`).
@@ -374,8 +418,17 @@ class MADE:
 
         Returns
         -------
-        0-d array
-            Mean NLL in nats over the batch, left on the device (no host sync).
+        scalar of ``dtype``
+            Mean NLL in nats per example over the batch (a NumPy scalar; a 0-d array on
+            CuPy, left on the device: no host sync).
+
+        Raises
+        ------
+        ValueError
+            From :meth:`encode_context`: a context for an unconditional model, none for a
+            conditional one, a label out of range, or a shape that does not fit.
+        ZeroDivisionError
+            An empty batch (``batch == 0``).
         """
         inputs, targets = self.encode(x)
         z = self._forward_pass(inputs, self.encode_context(context, x.shape[0]))
@@ -385,8 +438,26 @@ class MADE:
         return nll.mean()
 
     def logits(self, x, context=None):
-        """Logits for data ``x`` (batch, D) (and its ``context``, :meth:`encode_context`):
-        shape (batch, D) (Bernoulli) or (batch, D, C) (categorical)."""
+        """Logits of the conditionals under the current mask (docs/math.md Sec. 2).
+
+        Parameters
+        ----------
+        x : array, shape (batch, D), uint8 or int, values in 0..classes-1
+            Not validated (no :meth:`check_data`): a value outside the classes gives wrong
+            logits silently, or an IndexError with one-hot inputs.
+        context : array, optional
+            The rows' context (:meth:`encode_context`); needed exactly when the model has one.
+
+        Returns
+        -------
+        array of ``dtype``, shape (batch, D) (Bernoulli head) or (batch, D, C) (categorical)
+            Logit ``d`` depends only on the variables before ``d`` in the ordering (and the context).
+
+        Raises
+        ------
+        ValueError
+            From :meth:`encode_context` (a context that does not fit the model).
+        """
         z = self._forward_pass(self.encode(x)[0], self.encode_context(context, x.shape[0]))
         return z.reshape(x.shape[0], self.config.D, self.out_repeat) if self.out_repeat > 1 else z
 
@@ -420,20 +491,30 @@ class MADE:
         return x
 
     def nll(self, x, batch_size: int = 1000, context=None):
-        """Per-example NLL in nats under the current mask.
+        """Per-example NLL ``-log p(x)`` in nats (summed over the D variables) under the current mask.
 
         Parameters
         ----------
-        x : array, shape (N, D), uint8 or int
-        batch_size : int
-            Rows per forward pass (bounds memory).
+        x : array-like, shape (N, D), integer (bool, or floats holding integers, accepted)
+            Values in 0..classes-1; checked by :meth:`check_data`.
+        batch_size : int, default 1000
+            Rows per forward pass (bounds memory), ``>= 1``.
         context : array, optional
             The rows' context (:meth:`encode_context`): ``-log p(x | y)``.
 
         Returns
         -------
-        array, shape (N,), ``dtype``, nats.
+        array, shape (N,), ``dtype``
+            Nats per example.
+
+        Raises
+        ------
+        ValueError
+            ``x`` of the wrong shape, dtype or values (:meth:`check_data`), a context that
+            does not fit the model (:meth:`encode_context`), or ``batch_size < 1``.
         """
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         x = self.check_data(x)
         out = self.xp.empty(x.shape[0], dtype=self.dtype)
         y = self.encode_context(context, x.shape[0])
@@ -444,11 +525,28 @@ class MADE:
         return out
 
     def log_prob(self, x, batch_size: int = 1000, context=None):
-        """``log p(x)`` (``log p(x | y)`` with a context) in nats under the current mask, shape (N,)."""
+        """``log p(x)`` (``log p(x | y)`` with a context) in nats under the current mask: ``-nll``.
+
+        Parameters
+        ----------
+        x, batch_size, context
+            As for :meth:`nll`.
+
+        Returns
+        -------
+        array, shape (N,), ``dtype``
+            Nats per example.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`nll`.
+        """
         return -self.nll(x, batch_size, context)
 
     def ensemble_nll(self, x, mask_indices, batch_size: int = 1000, context=None):
-        """Per-example NLL of the mixture over masks (paper Sec. 4.2, test-time averaging).
+        """Per-example NLL of the mixture over masks (paper Sec. 4.2, test-time averaging;
+        docs/math.md Sec. 5).
 
         ``-log p(x) = -(logsumexp_k log p_k(x) - log K)``: the average of the
         masks' *probabilities*, accumulated one mask at a time with ``logaddexp``
@@ -456,16 +554,27 @@ class MADE:
 
         Parameters
         ----------
-        x : array, shape (N, D), uint8 or int
+        x : array-like, shape (N, D), integer (bool, or floats holding integers, accepted)
+            Values in 0..classes-1; checked by :meth:`check_data`.
         mask_indices : sequence of int
-            Masks of the bank to average over (K = len(mask_indices) >= 1).
-        batch_size : int
+            Masks of the bank to average over (K = len(mask_indices) >= 1); a repeated
+            index counts as often as it appears.
+        batch_size : int, default 1000
+            Rows per forward pass, as for :meth:`nll`.
         context : array, optional
             The rows' context (:meth:`encode_context`).
 
         Returns
         -------
-        array, shape (N,), nats. The current mask is restored afterwards.
+        array, shape (N,), ``dtype``
+            Nats per example. The current mask is restored afterwards (errors included).
+
+        Raises
+        ------
+        ValueError
+            An empty ``mask_indices``, an index outside the bank (:meth:`set_mask`), ``x`` of
+            the wrong shape, dtype or values (:meth:`check_data`), or a context that does not
+            fit the model (:meth:`encode_context`).
         """
         mask_indices = list(mask_indices)
         if not mask_indices:

@@ -13,6 +13,18 @@ from __future__ import annotations
 from . import backend
 
 
+def _in_unit_interval(name: str, value) -> float:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {value}")
+    return float(value)
+
+
+def _positive(name: str, value) -> float:
+    if not value > 0.0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return float(value)
+
+
 class Optimizer:
     """Base class: the parameters, the step count ``t`` and per-parameter state buffers.
 
@@ -46,12 +58,32 @@ class Optimizer:
         self.state = {name: [xp.zeros_like(p) for p in self.params] for name in self.state_names}
 
     def step(self, grads) -> None:
-        """Apply one update from ``grads`` (a list matching ``params``)."""
+        """Apply one update to :attr:`params`, in place (docs/math.md Sec. 6).
+
+        Increments the step count ``t`` first (the first step is ``t = 1``), then updates
+        each parameter from ``g = grad + weight_decay * p``.
+
+        Parameters
+        ----------
+        grads : list of arrays
+            One gradient per parameter, in the order of ``params``, each of its parameter's
+            shape and dtype (e.g. :attr:`made_np.model.MADE.grads`). Left unchanged.
+
+        Raises
+        ------
+        ValueError
+            ``grads`` and ``params`` differ in length (nothing is updated).
+        """
+        self._check_lengths(grads)
         self.t += 1
         for i, (p, g) in enumerate(zip(self.params, grads)):
             if self.weight_decay:
                 g = g + self.weight_decay * p
             self._update(i, p, g)
+
+    def _check_lengths(self, grads) -> None:
+        if len(grads) != len(self.params):
+            raise ValueError(f"{len(grads)} gradients for {len(self.params)} parameters")
 
     def state_dict(self) -> dict:
         """Host copies of the step count, learning rate and state buffers (for checkpoints)."""
@@ -70,16 +102,34 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional heavy-ball momentum.
+    """Stochastic gradient descent with optional heavy-ball momentum (docs/math.md Sec. 6).
 
     ``v = momentum * v + g``; ``p -= lr * v`` (``v = g`` without momentum).
+
+    Parameters
+    ----------
+    params : list of arrays
+        Parameters, updated in place.
+    xp : module
+        Their array module.
+    lr : float, default 0.01
+        Learning rate, ``> 0``.
+    momentum : float, default 0
+        Heavy-ball coefficient ``mu``, ``0 <= mu < 1`` (0 is plain SGD).
+    weight_decay : float, default 0
+        Coupled L2 coefficient, ``>= 0``: ``g = grad + weight_decay * p``.
+
+    Raises
+    ------
+    ValueError
+        ``lr <= 0``, ``weight_decay < 0``, or ``momentum`` outside [0, 1).
     """
 
     state_names = ("velocity",)
 
     def __init__(self, params, xp, lr=0.01, momentum=0.0, weight_decay=0.0):
         super().__init__(params, xp, lr, weight_decay)
-        self.momentum = float(momentum)
+        self.momentum = _in_unit_interval("momentum", momentum)
 
     def _update(self, i, p, g):
         v = self.state["velocity"][i]
@@ -88,21 +138,42 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015, Algorithm 1), with bias correction.
+    """Adam (Kingma & Ba 2015, Algorithm 1), with bias correction (docs/math.md Sec. 6).
 
     At step ``t``::
 
         m = b1 m + (1 - b1) g
         v = b2 v + (1 - b2) g^2
         p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+
+    Parameters
+    ----------
+    params : list of arrays
+        Parameters, updated in place.
+    xp : module
+        Their array module.
+    lr : float, default 1e-3
+        Learning rate, ``> 0``.
+    betas : (float, float), default (0.9, 0.999)
+        ``(b1, b2)``, the decay rates of ``m`` and ``v``, each in [0, 1).
+    eps : float, default 1e-8
+        Added to ``sqrt(v_hat)``, ``> 0`` (which keeps masked weights at exactly 0,
+        docs/math.md Sec. 3).
+    weight_decay : float, default 0
+        Coupled L2 coefficient, ``>= 0``: ``g = grad + weight_decay * p``.
+
+    Raises
+    ------
+    ValueError
+        ``lr <= 0``, ``weight_decay < 0``, a beta outside [0, 1), or ``eps <= 0``.
     """
 
     state_names = ("m", "v")
 
     def __init__(self, params, xp, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, xp, lr, weight_decay)
-        self.beta1, self.beta2 = (float(b) for b in betas)
-        self.eps = float(eps)
+        self.beta1, self.beta2 = (_in_unit_interval(n, b) for n, b in zip(("beta1", "beta2"), betas))
+        self.eps = _positive("eps", eps)
 
     def _update(self, i, p, g):
         m, v, b1, b2, t = self.state["m"][i], self.state["v"][i], self.beta1, self.beta2, self.t
@@ -119,13 +190,31 @@ class Adagrad(Optimizer):
     whose gradients have stayed far below 1e-3 (an input pixel that is rarely on) moves by
     about ``lr g / 1e-3``, not by ``lr sign(g)`` as with ``sqrt(s) + eps`` (Duchi et al.'s and
     PyTorch's placement), where eps only guards the division (docs/math.md, Sec. 6).
+
+    Parameters
+    ----------
+    params : list of arrays
+        Parameters, updated in place.
+    xp : module
+        Their array module.
+    lr : float, default 0.01
+        Learning rate, ``> 0``.
+    eps : float, default 1e-6
+        Added to ``s`` inside the root, ``> 0`` (it rules out ``0/0``).
+    weight_decay : float, default 0
+        Coupled L2 coefficient, ``>= 0``: ``g = grad + weight_decay * p``.
+
+    Raises
+    ------
+    ValueError
+        ``lr <= 0``, ``weight_decay < 0``, or ``eps <= 0``.
     """
 
     state_names = ("sum_sq",)
 
     def __init__(self, params, xp, lr=0.01, eps=1e-6, weight_decay=0.0):
         super().__init__(params, xp, lr, weight_decay)
-        self.eps = float(eps)
+        self.eps = _positive("eps", eps)
 
     def _update(self, i, p, g):
         s = self.state["sum_sq"][i]

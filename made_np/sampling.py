@@ -35,7 +35,8 @@ DEFAULT_METHOD = "fast"
 
 def draw_noise(n: int, D: int, seed: int | None, xp):
     """Uniform noise in [0, 1), shape (n, D), float64, drawn on the host from ``seed``
-    (so CPU and GPU give the same samples) and moved to ``xp``."""
+    (so CPU and GPU give the same samples) and moved to ``xp``. ``seed=None``: fresh
+    entropy, a different draw every call."""
     return xp.asarray(backend.host_rng(*(() if seed is None else (seed,))).random((n, D)))
 
 
@@ -64,22 +65,27 @@ def check_given(model, n: int, given, n_given: int):
 
 def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = None, context=None,
                  given=None, n_given: int = 0):
-    """Ancestral sampling with one full forward pass per variable (D passes in all).
+    """Ancestral sampling with one full forward pass per variable (D passes in all;
+    docs/math.md Sec. 7, and Sec. 10 for a given prefix).
 
     Parameters
     ----------
     model : made_np.model.MADE
         Sampled under its current mask.
     n : int
-        Number of samples (ignored when ``noise`` is given).
-    noise : array, shape (n, D), optional
-        Uniform noise in [0, 1); drawn from ``seed`` when absent.
+        Number of samples (ignored when ``noise`` is given; required otherwise).
+    noise : array on ``model.xp``, shape (n, D), float, optional
+        Uniform noise in [0, 1), indexed by variable: variable ``d`` is drawn from column
+        ``d``. Drawn from ``seed`` when absent (float64, :func:`draw_noise`).
     seed : int, optional
+        Seed of the noise when ``noise`` is absent; None draws fresh noise every call
+        (:func:`~made_np.sampling.draw_noise`).
     context : array, optional
         A conditional model's context (:meth:`~made_np.model.MADE.encode_context`): labels (n,),
         rows (n, context), or one of either, repeated; draws from ``p(x | y)``.
     given : array, shape (n, D), optional
-        Values of the variables at positions 1..``n_given`` of the current ordering.
+        Values of the variables at positions 1..``n_given`` of the current ordering; only
+        those entries are read, and they are not range-checked (cast to the sample dtype).
     n_given : int, default 0
         How many leading positions are given (not drawn); the others are drawn from
         their conditionals given them. D - n_given forward passes.
@@ -88,6 +94,15 @@ def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = 
     -------
     array, shape (n, D): uint8 in {0, 1} (Bernoulli head) or int64 in 0..C-1 (categorical);
     the given variables hold their given values.
+
+    Raises
+    ------
+    ValueError
+        ``n_given`` outside 0..D, or ``n_given > 0`` without ``given`` of shape (n, D)
+        (:func:`check_given`); a context that does not fit the model
+        (:meth:`~made_np.model.MADE.encode_context`).
+    TypeError
+        Neither ``n`` nor ``noise`` given.
     """
     xp, D = model.xp, model.config.D
     u = draw_noise(n, D, seed, xp) if noise is None else noise

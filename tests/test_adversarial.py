@@ -75,6 +75,11 @@ def test_api_refuses_data_outside_the_model(binrun):
     with pytest.raises(ValueError, match="n must be"):
         sample(model, -1)
     assert sample(model, 0).shape == (0, 6)
+    for bad in (0, -5):  # a negative batch size used to return the uninitialised output array
+        with pytest.raises(ValueError, match="batch_size must be at least 1"):
+            model.nll(ok, batch_size=bad)
+        with pytest.raises(ValueError, match="batch_size must be at least 1"):
+            model.ensemble_nll(ok, [0], batch_size=bad)
 
 
 def test_context_values_name_the_option(tmp_path):

@@ -114,6 +114,8 @@ def test_layers_take_the_init_by_name():
     for layer in (MaskedDense(6, 10, np, rng, "float64", init="orthogonal"),
                   Dense(6, 10, np, rng, "float64", init="orthogonal")):
         np.testing.assert_allclose(layer.W @ layer.W.T, np.eye(6), atol=1e-12)
+        # row-major although the wide draw is a transpose: the fast optimisers chunk C arrays
+        assert layer.W.flags.c_contiguous and layer.dW.flags.c_contiguous
     with pytest.raises(ValueError, match="unknown init 'glorot': choose one of uniform, orthogonal"):
         MaskedDense(2, 2, np, rng, init="glorot")
     assert set(INITS) == {"uniform", "orthogonal"}

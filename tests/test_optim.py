@@ -155,7 +155,7 @@ def test_adagrad_matches_the_textbook(fused, wd):
 
 def test_adagrad_hand_values():
     p = [np.array([1.0])]
-    opt = Adagrad(p, np, lr=1.0, eps=0.0)
+    opt = Adagrad(p, np, lr=1.0, eps=1e-30)  # eps > 0 is required; 9 + 1e-30 == 9 in float64
     opt.step([np.array([3.0])])  # s = 9: p -= 3 / 3
     opt.step([np.array([4.0])])  # s = 25: p -= 4 / 5
     assert p[0][0] == pytest.approx(1.0 - 1.0 - 0.8, abs=1e-15)
@@ -236,6 +236,24 @@ def test_make_optimizer_defaults_and_errors():
     with pytest.raises(ValueError, match="weight decay must be >= 0"):
         make_optimizer("adam", p, np, weight_decay=-1e-4)
     assert math.isclose(Adam(p, np).eps, 1e-8)
+    for name, kwargs, fragment in [("sgd", {"momentum": 1.0}, "momentum must lie in"),
+                                   ("adam", {"betas": (0.9, -0.1)}, "beta2 must lie in"),
+                                   ("adam", {"eps": 0.0}, "eps must be > 0"),
+                                   ("adagrad", {"eps": float("nan")}, "eps must be > 0")]:
+        for make in (make_optimizer, make_fast_optimizer):
+            with pytest.raises(ValueError, match=fragment):
+                make(name, p, np, **kwargs)
+
+
+@pytest.mark.parametrize("make", [make_optimizer, make_fast_optimizer])
+def test_a_short_gradient_list_updates_nothing(make):
+    """``zip`` would quietly leave the parameters without a gradient alone."""
+    p = fresh_params()
+    before = [a.copy() for a in p]
+    opt = make("adam", p, np)
+    with pytest.raises(ValueError, match=f"{len(p) - 1} gradients for {len(p)} parameters"):
+        opt.step([np.ones_like(a) for a in p[:-1]])
+    assert opt.t == 0 and all(np.array_equal(a, b) for a, b in zip(p, before))
 
 
 @pytest.mark.parametrize("name,kwargs", [

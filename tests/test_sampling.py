@@ -74,10 +74,11 @@ def test_fast_equals_naive_for_the_same_noise(cfg, mask, noise_seed, data):
     # from a given prefix: positions 1..k keep the given values, the rest agree between methods
     k = data.draw(st.integers(0, cfg.D), label="n_given")
     given = np.random.default_rng(noise_seed).integers(0, cfg.classes, size=(48, cfg.D)).astype(naive.dtype)
+    first = np.asarray(model.maskset.ordering) <= k
+    given[:, ~first] = cfg.classes + 3  # placeholders outside the classes: neither sampler reads them
     naive = sample_naive(model, noise=u, context=y, given=given, n_given=k)
     fast = sample_fast(model, noise=u, context=y, given=given, n_given=k)
     np.testing.assert_array_equal(fast, naive)
-    first = np.asarray(model.maskset.ordering) <= k
     np.testing.assert_array_equal(fast[:, first], given[:, first])
 
 
@@ -98,6 +99,13 @@ def test_same_seed_same_samples_with_either_method():
     np.testing.assert_array_equal(a_naive, sample(model, 30, seed=7, method="naive"))
     np.testing.assert_array_equal(a_fast, a_naive)
     assert not np.array_equal(a_fast, sample(model, 30, seed=8, method="fast"))
+
+
+def test_no_seed_draws_fresh_noise_every_call():
+    """``seed=None`` is fresh entropy, as in NumPy (``default_rng([])`` would be seed 0's stream)."""
+    a, b = draw_noise(4, 50, None, np), draw_noise(4, 50, None, np)
+    assert not np.array_equal(a, b) and not np.array_equal(a, draw_noise(4, 50, 0, np))
+    np.testing.assert_array_equal(draw_noise(4, 50, 0, np), draw_noise(4, 50, 0, np))
 
 
 def test_default_method_is_fast():

@@ -78,7 +78,22 @@ class _InPlace:
         return parts if split else None
 
     def step(self, grads) -> None:
-        """Apply one update from ``grads`` (a list matching ``params``; overwritten)."""
+        """Apply one update to ``params``, in place (docs/math.md Sec. 6): row blocks split over
+        the work pool, or (with fused kernels) one parameter at a time.
+
+        Parameters
+        ----------
+        grads : list of arrays
+            One gradient per parameter, each of its shape and dtype. Used as scratch space:
+            treat their contents as undefined afterwards (FastAdam's NumPy update always
+            overwrites them; with weight decay most paths add ``weight_decay * p`` into them).
+
+        Raises
+        ------
+        ValueError
+            ``grads`` and ``params`` differ in length (nothing is updated).
+        """
+        self._check_lengths(grads)
         self.t += 1
         self._prepare()
         if self._parts is None:
@@ -103,7 +118,10 @@ class _InPlace:
 
 
 class FastSGD(_InPlace, optim.SGD):
-    """:class:`made_np.optim.SGD`, in place."""
+    """:class:`made_np.optim.SGD` (same parameters and errors, plus ``fused``), updated in place
+    with preallocated scratch, split over CPU threads (it has no fused kernel; when fused kernels
+    are on it runs unsplit); equal to the reference up to rounding (docs/math.md Sec. 6).
+    ``grads`` serve as scratch (:meth:`step`)."""
 
     def __init__(self, params, xp, lr=0.01, momentum=0.0, weight_decay=0.0, fused=None):
         super().__init__(params, xp, lr, momentum, weight_decay)
@@ -120,7 +138,10 @@ class FastSGD(_InPlace, optim.SGD):
 
 
 class FastAdam(_InPlace, optim.Adam):
-    """:class:`made_np.optim.Adam` in its efficient bias-corrected form, in place."""
+    """:class:`made_np.optim.Adam` (same parameters and errors, plus ``fused``) in its efficient
+    bias-corrected form, ``p -= lr_t m / (sqrt(v) + eps_t)``, updated in place: one fused kernel
+    when available, else cache-sized chunks split over CPU threads. Algebraically the reference
+    update, equal to it up to rounding (docs/math.md Sec. 6). ``grads`` serve as scratch (:meth:`step`)."""
 
     def __init__(self, params, xp, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=None):
         super().__init__(params, xp, lr, betas, eps, weight_decay)
@@ -160,7 +181,10 @@ class FastAdam(_InPlace, optim.Adam):
 
 
 class FastAdagrad(_InPlace, optim.Adagrad):
-    """:class:`made_np.optim.Adagrad`, in place."""
+    """:class:`made_np.optim.Adagrad` (same parameters and errors, plus ``fused``; eps inside the
+    root), updated in place: one fused kernel when available, else cache-sized chunks split over
+    CPU threads. Equal to the reference up to rounding (docs/math.md Sec. 6). ``grads`` serve as
+    scratch (:meth:`step`)."""
 
     def __init__(self, params, xp, lr=0.01, eps=1e-6, weight_decay=0.0, fused=None):
         super().__init__(params, xp, lr, eps, weight_decay)

@@ -51,7 +51,8 @@ def _inplace_activation(act, xp):
 
 def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = None, context=None,
                 given=None, n_given: int = 0):
-    """Degree-ordered ancestral sampling: about one forward pass in total.
+    """Degree-ordered ancestral sampling: about one forward pass in total (docs/math.md Sec. 7;
+    Sec. 9 for a context, Sec. 10 for a given prefix).
 
     A hidden unit of degree ``m^l(k) = j`` depends only on the inputs at ordering
     positions ``<= j``, so its value is final as soon as those inputs have been
@@ -107,14 +108,19 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
         Sampled under its current mask (any head, input encoding, ordering,
         depth, activation, with or without direct connections or a context).
     n : int
-        Number of samples (ignored when ``noise`` is given).
-    noise : array, shape (n, D), optional
-        Uniform noise in [0, 1), indexed by variable; drawn from ``seed`` when absent.
+        Number of samples (ignored when ``noise`` is given; required otherwise).
+    noise : array on ``model.xp``, shape (n, D), float, optional
+        Uniform noise in [0, 1), indexed by variable; drawn from ``seed`` when absent
+        (float64, :func:`made_np.sampling.draw_noise`).
     seed : int, optional
+        Seed of the noise when ``noise`` is absent; None draws fresh noise every call
+        (:func:`~made_np.sampling.draw_noise`).
     context : array, optional
         A conditional model's context (see :func:`made_np.sampling.sample_naive`).
     given : array, shape (n, D), optional
-        Values of the variables at positions 1..``n_given`` of the current ordering.
+        Values of the variables at positions 1..``n_given`` of the current ordering; only
+        those entries are read (as by :func:`~made_np.sampling.sample_naive`), and they are
+        not range-checked.
     n_given : int, default 0
         How many leading positions are given rather than drawn.
 
@@ -122,6 +128,15 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     -------
     array, shape (n, D): uint8 in {0, 1} (Bernoulli head) or int64 in 0..C-1 (categorical);
     the given variables hold their given values.
+
+    Raises
+    ------
+    ValueError
+        ``n_given`` outside 0..D, or ``n_given > 0`` without ``given`` of shape (n, D)
+        (:func:`made_np.sampling.check_given`); a context that does not fit the model
+        (:meth:`~made_np.model.MADE.encode_context`).
+    TypeError
+        Neither ``n`` nor ``noise`` given.
     """
     xp, c = model.xp, model.config
     D, dtype = c.D, model.dtype
@@ -206,7 +221,9 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     matmul = xp.matmul
 
     if start:  # the given prefix: its input rows, then every hidden unit of degree < start at once
-        g = xp.asarray(given)
+        given_vars = xp.asarray(var_at[:start])
+        g = xp.zeros((n, D), dtype=xp.int64)  # only the given entries are read, as by the reference
+        g[:, given_vars] = xp.asarray(given)[:, given_vars]
         XT[X_at:X_at + start * Rin] = model.encode(g)[0][:, in_cols[:start * Rin]].T
         for l in range(len(HT)):
             b = hi[l][start - 1]
