@@ -200,11 +200,15 @@ def writable_folder(folder, option: str, shown=None) -> Path:
 
 @contextlib.contextmanager
 def writing(path, option: str):
-    """Turn an OSError while writing ``path`` (disk full, a read-only file) into one line naming ``option``."""
+    """Turn an OSError while writing ``path`` (disk full, a read-only file) into one line naming
+    ``option``. Outputs are written with :func:`made_np.checkpoint.atomic_file`, so an earlier
+    file of that name is still whole."""
     try:
         yield
     except OSError as exc:
-        raise UserError(f"{option} {path}: cannot write ({one_line(exc.strerror or exc)})") from None
+        kept = " (an earlier file of that name is kept)" if Path(path).exists() else ""
+        raise UserError(f"{option} {path}: cannot write ({one_line(exc.strerror or exc)}){kept}; free "
+                        "space or choose another path") from None
 
 
 def make_parent(path: Path) -> Path:

@@ -14,7 +14,7 @@ import numpy as np
 
 from made_np import backend, conditional
 from made_np import data as data_mod
-
+from made_np.checkpoint import atomic_file
 from made_np.limits import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
@@ -169,7 +169,7 @@ def complete(checkpoint, input_path, observed, occlude, split, first, num_comple
         comps = backend.to_host(comps)
     seconds = time.perf_counter() - t0
     lp = backend.to_host(log_po).astype(np.float64)
-    with writing(out, "--out"), open(make_parent(out), "wb") as f:  # np.savez(name) would append .npz
+    with writing(out, "--out"), atomic_file(make_parent(out), "wb") as f:  # np.savez(name) would append .npz
         np.savez(f, completions=comps, log_px_o=lp, x=x, observed=obs)
     if png is not None:
         from made_np import plots

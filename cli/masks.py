@@ -4,6 +4,8 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from made_np.checkpoint import atomic_file
+
 from .common import check_mask_index, load_model, make_parent, max_memory_option, output_path, writing
 
 
@@ -40,7 +42,7 @@ def masks(checkpoint, out, index, png, max_memory):
     if model.config.direct:
         arrays["mask_A"] = ms.direct
         names.append("mask_A")
-    with writing(out, "--out"), open(make_parent(out), "wb") as f:  # np.savez(name) would append .npz
+    with writing(out, "--out"), atomic_file(make_parent(out), "wb") as f:  # np.savez(name) would append .npz
         np.savez(f, **arrays)
     bank = "no limit" if K == 0 else str(K)
     shown = 16

@@ -5,6 +5,7 @@ import click
 import numpy as np
 
 from made_np import backend, limits, sampling
+from made_np.checkpoint import atomic_file
 
 from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, UserError, check_mask_index,
                      dataset_path_option, device_option, image_shape_of, load_model, load_split,
@@ -76,7 +77,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
             with user_values():
                 plots.plot_sample_grid(x, image_shape, out, classes=model.config.classes)
         else:
-            with open(make_parent(out), "wb") as f:  # np.save(name) would append .npy to a name ending in .NPY
+            with atomic_file(make_parent(out), "wb") as f:  # np.save(name) would append .npy to a name ending in .NPY
                 np.save(f, x)
     which = f"mixture of masks 0..{mixture - 1}" if mixture else f"mask {mask_index}"
     given = f", context {context}" if context is not None else (", labels spread over the classes"

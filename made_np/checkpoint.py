@@ -77,11 +77,12 @@ class RunLockedError(RunFolderError):
 
 
 @contextlib.contextmanager
-def _atomic_file(path: Path, mode: str, **kwargs):
+def atomic_file(path, mode: str, **kwargs):
     """An open temporary file in ``path``'s folder that replaces ``path`` when the block ends
-    without an exception (and is removed when it raises). An ``OSError`` (a full disk:
-    ``ENOSPC``; ``ulimit -f``: ``EFBIG``) names ``path``, not the temporary file."""
-    tmp = None
+    without an exception (and is removed when it raises): a write cut short (a full disk:
+    ``ENOSPC``; ``ulimit -f``: ``EFBIG``; Ctrl-C) leaves any earlier file of that name whole.
+    Such an ``OSError`` names ``path``, not the temporary file."""
+    path, tmp = Path(path), None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -99,7 +100,7 @@ def _atomic_file(path: Path, mode: str, **kwargs):
 def write_metrics(path, rows: list) -> Path:
     """Write ``metrics.csv`` (columns epoch, train_nll, valid_nll, seconds) atomically."""
     path = Path(path)
-    with _atomic_file(path, "w", newline="") as f:
+    with atomic_file(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(METRICS_COLUMNS)
         for r in rows:
@@ -111,7 +112,7 @@ def write_metrics(path, rows: list) -> Path:
 def write_json(path, obj) -> Path:
     """Write ``obj`` as indented JSON (e.g. ``results.json``) atomically."""
     path = Path(path)
-    with _atomic_file(path, "w") as f:
+    with atomic_file(path, "w") as f:
         json.dump(obj, f, indent=2, default=_json_default)
     return path
 
@@ -188,7 +189,7 @@ def _umask() -> int:
 
 def _write_npz_atomic(path: Path, arrays: dict) -> Path:
     """``np.savez`` into a temporary file of the same folder, then ``os.replace`` it onto ``path``."""
-    with _atomic_file(path, "wb") as f:
+    with atomic_file(path, "wb") as f:
         np.savez(f, **arrays)
     return path
 

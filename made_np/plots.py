@@ -36,9 +36,12 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(fig: Figure, out_path) -> Path:
+    from .checkpoint import atomic_file  # a failed write keeps any earlier figure of that name
+
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100, bbox_inches="tight")
+    with atomic_file(out, "wb") as f:
+        fig.savefig(f, format=out.suffix[1:].lower() or "png", dpi=100, bbox_inches="tight")
     fig.clear()
     return out
 

@@ -459,6 +459,41 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeyp
     assert [r["epoch"] for r in load_checkpoint(out)[1]["history"]["rows"]] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("args,out_name,module,writer", [
+    (("sample", "-n", 3), "s.npy", "made_np.cli.sample", "np.save"),
+    (("sample", "-n", 3), "s.png", "made_np.plots", "Figure.savefig"),
+    (("masks",), "m.npz", "made_np.cli.masks", "np.savez"),
+    (("complete", "--observed", "PREFIX", "-n", 2), "c.npz", "made_np.cli.complete", "np.savez"),
+])
+def test_a_failed_output_write_keeps_the_earlier_file(unfinished, tmp_path, monkeypatch, args, out_name, module,
+                                                      writer):
+    """The outputs of sample, masks and complete (and every figure) go through a temporary file:
+    a full disk half-way through leaves the previous file of that name as it was."""
+    out = tmp_path / out_name
+    command, *rest = args
+    if "PREFIX" in rest:  # the first half of the natural ordering observed
+        np.save(tmp_path.parent / "prefix.npy", np.array([1, 1, 1, 0, 0, 0]))
+        rest[rest.index("PREFIX")] = tmp_path.parent / "prefix.npy"
+    assert run(command, unfinished, *rest, "--out", out).exit_code == 0
+    before = out.read_bytes()
+
+    def disk_full(self_or_f, *a, **k):
+        f = a[0] if writer == "Figure.savefig" else self_or_f
+        f.write(b"part of a file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    owner, name = writer.split(".")
+    target = __import__(module, fromlist=["_"])
+    with monkeypatch.context() as m:
+        m.setattr(getattr(target, owner) if owner != "np" else target.np, name, disk_full)
+        failed = run(command, unfinished, *rest, "--seed", 1, "--out", out) if command != "masks" \
+            else run(command, unfinished, "--index", 0, "--out", out)
+    one_error_line(failed.stderr, f"--out {out}: cannot write", os.strerror(errno.ENOSPC),
+                   "earlier file of that name is kept")
+    assert failed.exit_code == 2 and out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out_name]  # no temporary file left
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="no file size limits here")
 def test_a_file_size_limit_is_one_line(tmp_path, small_npy):
     """`ulimit -f`: writing past it raises SIGXFSZ, which kills a process by default; made-np
