@@ -242,6 +242,8 @@ def load_split(info: dict, split: str, dataset_path=None):
         hint = "; pass its file with --dataset-path" if named else ""
         raise UserError(f"{info['path']}: cannot load the data set it was trained on: {one_line(exc)}{hint}") from None
     D, C = info["model_config"].D, info["model_config"].classes
+    with user_values():
+        data_mod.check_same_data(spec, ds, str(info["path"]))
     if ds.D != D:
         raise UserError(f"data set {spec['spec']!r} has D = {ds.D}, but the checkpoint's model has D = {D}")
     if ds.classes > C:

@@ -169,6 +169,67 @@ class Dataset:
         return self.classes == 2
 
 
+SPLITS = ("train", "valid", "test")
+
+
+def split_fingerprints(dataset) -> dict:
+    """The sha256 (hex) of each split's values and context, ``{"train": ..., "valid": ..., "test": ...}``.
+
+    Stored with a run (``dataset.sha256`` of its checkpoint) so that resuming or evaluating it
+    on a data file that has changed since is refused (:func:`check_same_data`) rather than done
+    silently on other data. Hashes the values as ``uint8`` in C order (every split is ``uint8``
+    after loading), the shape, and the context rows if any: about 0.1 s for binarized MNIST.
+    """
+    out = {}
+    for split in SPLITS:
+        x = getattr(dataset, split, None)
+        if x is None:
+            continue
+        h = hashlib.sha256(repr(tuple(x.shape)).encode())
+        h.update(np.ascontiguousarray(x, dtype=np.uint8).tobytes())
+        context = dataset.context_of(split) if hasattr(dataset, "context_of") else None
+        if context is not None:
+            h.update(np.ascontiguousarray(context, dtype=np.float64).tobytes())
+        out[split] = h.hexdigest()
+    return out
+
+
+def check_same_data(spec, dataset, where: str) -> None:
+    """Refuse ``dataset`` when it is not the data a run was trained on.
+
+    Parameters
+    ----------
+    spec : dict or None
+        The run's ``dataset`` record (:func:`made_np.checkpoint.load_checkpoint`): its ``sizes``
+        (rows of train, valid, test) and ``sha256`` (:func:`split_fingerprints`) are compared
+        when present (checkpoints written before the fingerprint have sizes only).
+    dataset : Dataset
+    where : str
+        What to name in the message (the checkpoint).
+
+    Raises
+    ------
+    DataError
+        The rows of a split, or its content, differ.
+    """
+    spec = spec or {}
+    what = spec.get("spec") or spec.get("name") or "the data set"
+    sizes = spec.get("sizes")
+    now = [int(getattr(dataset, s).shape[0]) if getattr(dataset, s, None) is not None else 0 for s in SPLITS]
+    fix = "; restore that data, or train a new run on this one"
+    if sizes is not None and list(sizes) != now:
+        raise DataError(f"{where}: was trained on {what} with train/valid/test {'/'.join(map(str, sizes))} rows, "
+                        f"but it now has {'/'.join(map(str, now))}{fix}")
+    stored = spec.get("sha256")
+    if stored:
+        current = split_fingerprints(dataset)
+        changed = [s for s in SPLITS if s in stored and stored[s] != current.get(s)]
+        if changed:
+            names = changed[0] if len(changed) == 1 else ", ".join(changed[:-1]) + " and " + changed[-1]
+            raise DataError(f"{where}: the {names} split{'s' if len(changed) > 1 else ''} of {what} "
+                            f"changed since it was trained (content sha256 differs){fix}")
+
+
 # --------------------------------------------------------------------------- paths
 
 

@@ -47,6 +47,9 @@ class Optimizer:
 
     #: Names of the per-parameter state buffers (saved in checkpoints as ``<name><i>``).
     state_names: tuple = ()
+    #: Those of :attr:`state_names` that can never be negative (sums of squares): a resumed
+    #: checkpoint with a negative entry is damaged (checked by ``train.check_resume_state``).
+    nonnegative_state: tuple = ()
 
     def __init__(self, params, xp, lr, weight_decay=0.0):
         if not lr > 0:
@@ -169,6 +172,7 @@ class Adam(Optimizer):
     """
 
     state_names = ("m", "v")
+    nonnegative_state = ("v",)
 
     def __init__(self, params, xp, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, xp, lr, weight_decay)
@@ -211,6 +215,7 @@ class Adagrad(Optimizer):
     """
 
     state_names = ("sum_sq",)
+    nonnegative_state = ("sum_sq",)
 
     def __init__(self, params, xp, lr=0.01, eps=1e-6, weight_decay=0.0):
         super().__init__(params, xp, lr, weight_decay)

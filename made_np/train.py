@@ -22,7 +22,8 @@ import numpy as np
 
 from . import backend
 from .checkpoint import CHECKPOINT_NAME, METRICS_NAME, CheckpointError, run_lock, save_checkpoint, write_metrics
-from .config import TrainConfig
+from .config import MAX_EPOCHS, TrainConfig
+from .data import check_same_data, split_fingerprints
 from .model import MADE
 from .optim import make_optimizer, optimizer_class
 
@@ -382,6 +383,8 @@ def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
     for key in ("epoch", "step", "best_epoch"):
         if not _is_int(state.get(key)) or state[key] < 0:
             bad(f"state.{key}", f"is {_show(state.get(key))}, expected an integer >= 0")
+    if state["epoch"] > MAX_EPOCHS:  # before anything sized by it (the history's epochs)
+        bad("state.epoch", f"is {_show(state['epoch'])}, more than the {MAX_EPOCHS} epochs a run may have")
     epoch = int(state["epoch"])
     if state["best_epoch"] > epoch:
         bad("state.best_epoch", f"is {state['best_epoch']}, after the run's epoch {epoch}")
@@ -411,8 +414,11 @@ def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
             bad("opt_t", f"is {_show(opt.get('t'))}, expected an integer >= 0")
         if "lr" not in opt or lr.ndim or lr.dtype.kind not in "iuf" or not 0 < float(lr) < math.inf:
             bad("opt_lr", f"is {_show(opt.get('lr'))}, expected a finite number > 0")
+        nonnegative = optimizer_class(cfg.optimizer).nonnegative_state
         for key, shape in buffers.items():
             _check_array(bad, f"opt_{key}", opt.get(key), shape)
+            if key.rstrip("0123456789") in nonnegative and (np.asarray(opt[key]) < 0).any():
+                bad(f"opt_{key}", "holds negative values, but it sums squared gradients (>= 0)")
     best = info.get("best_params")
     if best is not None:
         for name, shape in zip(model.param_names, (tuple(p.shape) for p in model.params)):
@@ -429,7 +435,7 @@ def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
             for key in ("epoch", "train_nll", "valid_nll", "seconds"):
                 if not _is_number(row.get(key)):
                     bad(f"history.rows[{i}].{key}", f"is {_show(row.get(key))}, expected a number")
-        if [r["epoch"] for r in rows] != list(range(1, epoch + 1)):
+        if len(rows) != epoch or [r["epoch"] for r in rows] != list(range(1, epoch + 1)):
             bad("history.rows", f"holds epochs {[r['epoch'] for r in rows][:6]}, expected 1 to {epoch}")
 
 
@@ -480,6 +486,9 @@ class _Run:
         self.n_batches = -(-self.n_train // cfg.batch_size)
         self.v_indices = valid_mask_indices(model, cfg)
         self.spec = dict(dataset_spec) if dataset_spec else _default_spec(dataset)
+        if resume_state is not None:  # the data it was trained on, not a file changed since
+            check_same_data(resume_state.get("dataset"), dataset, "the checkpoint")
+        self.spec["sha256"] = split_fingerprints(dataset)
         self.base_lr = self.opt.lr
         self.history = {"rows": [], "best_epoch": 0, "best_valid_nll": math.inf, "stop_reason": None,
                         "base_lr": self.base_lr, "valid_masks": len(self.v_indices)}

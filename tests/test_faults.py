@@ -564,6 +564,10 @@ CORRUPTIONS = {
     "wrong-shaped best": (dict(arrays={"best_W0": np.zeros((3, 4), np.float32)}),
                           "'best_W0' has shape (3, 4)"),
     "history cut": (dict(meta=lambda c: c["history"].update(rows=c["history"]["rows"][:1])), "'history.rows'"),
+    "epoch past the limit": (dict(meta=lambda c: c["state"].update(epoch=10**30)),
+                             "'state.epoch' is 1000000000000000000000000000000, more than the 10000000 epochs"),
+    "negative second moment": (dict(arrays={"opt_v0": -np.ones((6, 8), np.float32)}),
+                               "'opt_v0' holds negative values"),
 }
 
 
@@ -580,6 +584,50 @@ def test_corrupt_resume_state_is_refused_before_training(unfinished, tmp_path, m
     monkeypatch.setattr("made_np.train._Run.steps", never)
     user_error(run("train", "--resume", bad), str(bad / "model.npz"), f"entry {fragment}")
     assert sorted(p.name for p in bad.iterdir()) == ["model.npz"]  # nothing written, lock released
+
+
+@pytest.mark.parametrize("change", ["one value", "fewer rows"])
+def test_a_data_file_changed_since_training_is_refused(tmp_path, change):
+    """Resume and evaluate read the run's data file again: a file changed since (one value
+    flipped, or rows dropped) is refused in one line, not trained or scored on silently."""
+    data = tmp_path / "data.npy"
+    x = (np.random.default_rng(3).random((200, 6)) < 0.4).astype(np.uint8)
+    np.save(data, x)
+    out = tmp_path / "run"
+    with pytest.MonkeyPatch.context() as m:  # stopped after epoch 1 of 3
+        real_fit = __import__("made_np.train", fromlist=["fit"]).fit
+
+        def interrupted(*args, callback=None, **kwargs):
+            def cb(row):
+                callback(row)
+                raise KeyboardInterrupt
+            return real_fit(*args, callback=cb, **kwargs)
+
+        m.setattr("made_np.cli.train.fit", interrupted)
+        assert run("train", "--dataset", data, "--out", out, "--hidden", 8, "--epochs", 3).exit_code == 130
+    assert run("evaluate", out).exit_code == 0  # the same file: fine
+    if change == "one value":
+        x[:, 2] ^= 1
+        fragment = "changed since it was trained (content sha256 differs)"
+    else:
+        x = x[:150]
+        fragment = "with train/valid/test 160/20/20 rows, but it now has 120/15/15"
+    np.save(data, x)
+    before = (out / "model.npz").read_bytes()
+    for args in (("train", "--resume", out), ("evaluate", out)):
+        user_error(run(*args), str(out / "model.npz"), str(data), fragment, "restore that data")
+    assert (out / "model.npz").read_bytes() == before
+
+
+def test_fit_refuses_to_resume_on_other_data(unfinished):
+    """The Python API's resume checks the data too (the CLI's check is the same function)."""
+    from made_np.data import DataError, load_dataset
+
+    model, info = load_checkpoint(unfinished)
+    ds = load_dataset(info["dataset"]["spec"])
+    flipped = Dataset(ds.name, 1 - ds.train, ds.valid, ds.test, ds.classes, ds.image_shape)
+    with pytest.raises(DataError, match="the train split of .* changed since it was trained"):
+        fit(model, flipped, info["train_config"], resume_state=info)
 
 
 def test_check_resume_state_in_python(unfinished, tmp_path):
