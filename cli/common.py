@@ -65,6 +65,10 @@ class Group(click.Group):
             return super().invoke(ctx)
         except USER_ERRORS as exc:
             raise UserError(one_line(exc)) from None
+        except OSError as exc:  # a path the system refuses (too long, a loop, no access): still one line
+            where = f"{exc.filename}: " if exc.filename else ""
+            reason = one_line(exc.strerror or exc)
+            raise UserError(f"{where}{reason}; check the path (and its permissions) or choose another") from None
         except MemoryError as exc:  # past the estimates of made_np.limits: still one line
             detail = f" ({one_line(exc)})" if str(exc) else ""
             raise UserError(f"out of memory{detail}; try a smaller --hidden, --batch-size or -n, or free "

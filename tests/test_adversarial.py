@@ -97,3 +97,14 @@ def test_context_values_name_the_option(tmp_path):
                        "--context", "class label")
     one_line_error(run("sample", tmp_path / "run", "--context", tmp_path / "three_d.npy", "--out", tmp_path / "s.npy"),
                    "--context", "shape")
+
+
+@pytest.mark.parametrize("args", [("data", "info", "LONG"), ("train", "--dataset", "LONG"), ("evaluate", "LONG"),
+                                  ("train", "--resume", "LONG"), ("masks", "LONG"),
+                                  ("sample", "RUN", "--out", "LONG.png"), ("complete", "RUN", "--input", "LONG")])
+def test_a_path_the_system_refuses_is_one_line(binrun, tmp_path, args):
+    """A file name over the system's limit (255 bytes) made pathlib raise from exists() deep in
+    every command: now one line naming the path, exit 2."""
+    long = str(tmp_path / ("a" * 300 + ".npy"))
+    args = [a.replace("LONG", long) if a.startswith("LONG") else binrun / "run" if a == "RUN" else a for a in args]
+    one_line_error(run(*args), long[:60], "File name too long")
