@@ -20,7 +20,7 @@ from .common import (SEED, check_mask_index, dataset_path_option, device_option,
 @click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True,
               help="Which split of the checkpoint's data set.")
 @click.option("--eval-masks", type=click.IntRange(1, limits.MAX_EVAL_MASKS), default=None,
-              show_default="the run's setting: the bank; 1000 when inf",
+              show_default="the run's setting: the bank, at most 1000",
               help="Masks in the ensemble (when the bank has more than one mask).")
 @click.option("--mask-index", type=int, default=0, show_default=True, help="The mask of the single-mask figure.")
 @click.option("--observed", type=click.Path(dir_okay=False), default=None, show_default="every variable observed",

@@ -145,7 +145,7 @@ def _progress(epoch: int, n_batches: int):
               show_default="the bank, at most 16",
               help="Masks in the validation ensemble during training (when --num-masks != 1).")
 @click.option("--eval-masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=None,
-              show_default="the bank; 1000 when inf",
+              show_default="the bank, at most 1000",
               help="Masks in the final test ensemble (when --num-masks != 1).")
 @click.option("--direct-connections/--no-direct-connections", default=None,
               show_default="on" if DEFAULT_DIRECT else "off",

@@ -34,6 +34,10 @@ from .masks import draw_masks
 #: fixed mask is in the weights' dtype.
 MASK_CACHE_BYTES = 512 * 2**20
 
+#: Masks in a test ensemble by default: the whole bank up to this many (paper Sec. 6.2
+#: averaged up to 1000 masks of an unlimited bank).
+DEFAULT_EVAL_MASKS = 1000
+
 
 class MADE:
     """A MADE on the array module ``xp``.
@@ -244,13 +248,21 @@ class MADE:
     def eval_mask_indices(self, eval_masks: int | None = None) -> list:
         """Mask indices an ensemble evaluation averages over.
 
-        The whole bank when it is finite (or its first ``eval_masks``); with no limit,
-        ``eval_masks`` masks (default 1000, paper Sec. 6.2).
+        Parameters
+        ----------
+        eval_masks : int, optional
+            How many: the first ``eval_masks`` masks of the bank (all of a smaller bank).
+            Default: the whole bank, at most :data:`DEFAULT_EVAL_MASKS` (1000, paper Sec. 6.2),
+            which is also the default with no limit on the bank (``num_masks = 0``): a bank
+            of a million masks is evaluated on its first 1000, not on a million.
+
+        Returns
+        -------
+        list of int
         """
         K = self.config.num_masks
-        if K >= 1:
-            return list(range(min(K, eval_masks) if eval_masks else K))
-        return list(range(eval_masks or 1000))
+        n = eval_masks or DEFAULT_EVAL_MASKS
+        return list(range(min(K, n) if K >= 1 else n))
 
     # ------------------------------------------------------------------ data
     def encode(self, x):

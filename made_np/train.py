@@ -28,7 +28,6 @@ from .model import MADE
 from .optim import make_optimizer, optimizer_class
 
 DEFAULT_VALID_MASKS = 16
-DEFAULT_EVAL_MASKS = 1000
 
 
 def valid_mask_indices(model: MADE, cfg: TrainConfig) -> list:

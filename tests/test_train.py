@@ -71,6 +71,14 @@ def test_mask_for_step_cycles_the_bank():
 # --------------------------------------------------------------------------- training
 
 
+def test_the_default_test_ensemble_is_the_bank_up_to_1000_masks():
+    """A bank of a million masks is evaluated on 1000 of them by default, as an unlimited bank."""
+    for K, asked, n in [(32, None, 32), (10**6, None, 1000), (0, None, 1000), (32, 5, 5), (10**6, 2000, 2000),
+                        (7, 100, 7)]:
+        model = MADE(MADEConfig(D=3, hidden=(4,), num_masks=K, order_agnostic=True))
+        assert model.eval_mask_indices(asked) == list(range(n))
+
+
 def test_fit_learns_the_dependencies(chain):
     model = small_model()
     hist = fit(model, chain, TrainConfig(epochs=40, lr=1e-2, patience=0))
