@@ -12,14 +12,15 @@ import time
 import click
 import numpy as np
 
-from made_np import backend, conditional
+from made_np import backend, conditional, limits
 from made_np import data as data_mod
 from made_np.checkpoint import atomic_file
 from made_np.limits import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
 from .common import (SEED, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
-                     make_parent, output_path, parse_context, user_values, writing)
+                     make_parent, max_memory_option, memory_limit, output_path, parse_context, user_values,
+                     writing)
 
 SPLITS = ("test", "valid", "train")
 
@@ -47,6 +48,8 @@ def read_data(path, model) -> np.ndarray:
     x = x.reshape(1, -1) if x.ndim == 1 else x
     if x.ndim != 2 or x.shape[1] != c.D:
         raise UserError(f"--input {path}: expected shape (N, {c.D}), got {x.shape}")
+    if x.shape[0] == 0:
+        raise UserError(f"--input {path}: has no rows; give at least one example to complete")
     if x.dtype.kind not in "biuf":
         raise UserError(f"--input {path}: values must be integers in 0..{c.classes - 1}")
     return x  # the observed entries are checked with the observed mask (made_np.conditional)
@@ -141,8 +144,9 @@ def completion_grid(x, obs, comps) -> np.ndarray:
               help="Print one JSON object instead of text (off by default).")
 @device_option
 @dataset_path_option
+@max_memory_option
 def complete(checkpoint, input_path, observed, occlude, split, first, num_completions, masks, seed, method,
-             context, out, png, as_json, device, dataset_path):
+             context, out, png, as_json, device, dataset_path, max_memory):
     """Exact completions x_m ~ p(x_m | x_o) of partly observed examples, and log p(x_o), from CHECKPOINT.
 
     An order-agnostic model mixes --masks fresh observed-first masks (weights
@@ -156,9 +160,16 @@ def complete(checkpoint, input_path, observed, occlude, split, first, num_comple
         png = output_path(png, "--png", (".png",), inputs + (out,))
         if png.resolve() == out.resolve():
             raise UserError(f"--png {png}: the same file as --out; give another name")
-    model, info = load_model(checkpoint, device)
+    limit = memory_limit(max_memory)
+    model, info = load_model(checkpoint, device, max_memory=max_memory)
     x, y = examples_and_context(model, info, input_path, split, first, context, dataset_path)
-    obs, what = observed_mask(model, info, x.shape[0], observed, occlude, seed)
+    N, image_shape = x.shape[0], image_shape_of(info)
+    parts = limits.complete_parts(model.config, N, num_completions, mixture_size(model, masks))
+    if png is not None:
+        limits.check_png_count(N * (num_completions + 2), image_shape, "-n")
+        parts += limits.png_parts(N * (num_completions + 2), model.config.D, image_shape, "-n")
+    limits.check(limits.model_parts(model.config) + parts, limit)
+    obs, what = observed_mask(model, info, N, observed, occlude, seed)
     with user_values():  # the observed entries must be values of the model; the missing ones are never read
         x = backend.to_host(model.check_data(np.where(obs, x, 0), "--input", where=obs))
     x = x.astype(model.head.sample_dtype)

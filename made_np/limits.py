@@ -241,6 +241,17 @@ def sample_parts(cfg, n: int, option: str = "-n", *, png: bool = False, image_sh
     return parts
 
 
+def complete_parts(cfg, rows: int, n: int, masks: int) -> list:
+    """Completing ``rows`` examples ``n`` times each (``made-np complete``): the completions, their
+    noise and the sampler's activations (as :func:`sample_parts` for ``rows * n`` samples), and
+    the log-probabilities of every example under each of the ``masks`` masks of the mixture."""
+    D, widths = cfg.D, layer_widths(cfg)
+    return [Part(f"-n {n}", f"{rows} x {n} completions, their noise and the sampler's activations",
+                 rows * n * (D * 32 + sum(widths) * itemsize(cfg) * 2)),
+            Part(f"--masks {masks}", f"the log-probabilities of {rows} examples under {masks} masks",
+                 rows * masks * 8 * 4)]
+
+
 def png_grid_pixels(n: int, image_shape, ncols: int = 10) -> tuple:
     """``(width, height)`` in pixels of :func:`made_np.plots.plot_sample_grid`'s figure of ``n`` images."""
     h, w = image_shape

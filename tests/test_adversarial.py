@@ -108,3 +108,17 @@ def test_a_path_the_system_refuses_is_one_line(binrun, tmp_path, args):
     long = str(tmp_path / ("a" * 300 + ".npy"))
     args = [a.replace("LONG", long) if a.startswith("LONG") else binrun / "run" if a == "RUN" else a for a in args]
     one_line_error(run(*args), long[:60], "File name too long")
+
+
+def test_complete_checks_its_size_and_rows_first(binrun, tmp_path):
+    """-n had no bound (NumPy's 'Maximum allowed dimension exceeded', or gigabytes attempted)
+    and an --input of 0 rows printed a NaN result."""
+    for n in (10**20, 10**8):
+        one_line_error(run("complete", binrun / "run", "--occlude", "random:0.5", "-n", n, "--out", tmp_path / "c.npz"),
+                       f"-n {n} needs about", "of memory")
+    one_line_error(run("complete", binrun / "run", "--occlude", "random:0.5", "-n", 10**6, "--max-memory", "50M",
+                       "--out", tmp_path / "c.npz"), "-n 1000000 needs about", "the limit is 50.0 MiB")
+    np.save(tmp_path / "none.npy", np.zeros((0, 6), dtype=np.uint8))
+    one_line_error(run("complete", binrun / "run", "--occlude", "random:0.5", "--input", tmp_path / "none.npy",
+                       "--out", tmp_path / "c.npz"), "--input", "has no rows")
+    assert not (tmp_path / "c.npz").exists()
