@@ -721,6 +721,9 @@ def with_context(ds: Dataset, train, valid, test, where: str = "context") -> Dat
             raise DataError(f"{what} has {a.shape[0]} rows, but the {split} data has {n}")
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise DataError(f"{what} has NaN/inf values")
+        if a.size and np.abs(a).max() > np.finfo(np.float32).max:  # inf once a float32 model casts them
+            raise DataError(f"{what} has values beyond float32's range (|y| up to {np.abs(a).max():.3g}); "
+                            "rescale them")
         arrays[split] = a
     dims = {a.ndim for a in arrays.values()}
     if len(dims) != 1:

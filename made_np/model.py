@@ -307,7 +307,7 @@ class MADE:
         ------
         ValueError
             A context for an unconditional model, none for a conditional one, a label out
-            of range, or a shape that does not fit.
+            of range, a shape that does not fit, or rows that are not finite in ``dtype``.
         """
         c, xp = self.config, self.xp
         if not c.context:
@@ -332,6 +332,12 @@ class MADE:
             y = y.reshape(1, -1)
         if y.ndim != 2 or y.shape[1] != c.context:
             raise ValueError(f"context must have shape (n, {c.context}), got {tuple(y.shape)}")
+        if y.dtype != self.dtype or backend.device_of(xp) == "cpu":  # rows already in the model's dtype on
+            # a GPU were checked when they were encoded: no host sync in a training step
+            top = float(xp.finfo(self.dtype).max)
+            if not bool((xp.abs(y) <= top).all()):  # NaN fails the comparison too
+                raise ValueError(f"context rows must be finite numbers within {self.dtype.name}'s range "
+                                 f"(|y| <= {top:.3g}); got NaN, infinity or a larger value")
         y = y.astype(self.dtype, copy=False)
         if n is not None and y.shape[0] != n:
             if y.shape[0] != 1:

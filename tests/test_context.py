@@ -171,6 +171,11 @@ def test_encode_context_shapes_and_errors():
         m.encode_context(np.zeros((2, 4)))
     raw = MADE(MADEConfig(D=3, hidden=(4,), context=2, context_encoding="raw"))
     assert raw.encode_context([0.5, 1.0], 3).shape == (3, 2)
+    for bad in ([np.nan, 1.0], [0.0, np.inf], [1e300, 0.0]):  # NaN rows used to give samples of all zeros
+        with pytest.raises(ValueError, match="finite numbers within float32's range"):
+            raw.encode_context(np.array([bad]), 2)
+    assert MADE(MADEConfig(D=3, hidden=(4,), context=2, context_encoding="raw", dtype="float64")) \
+        .encode_context([1e300, 0.0]).max() == 1e300  # within float64's range
     with pytest.raises(ValueError, match="no context"):
         MADE(MADEConfig(D=3)).encode_context([1])
     with pytest.raises(ValueError, match="context must be >= 0"):
@@ -280,6 +285,10 @@ def test_npz_contexts_labels_and_rows(tmp_path):
     np.savez(tmp_path / "bad.npz", **splits, **bad)
     with pytest.raises(data_mod.DataError, match="valid context has 2 rows"):
         data_mod.load_dataset(str(tmp_path / "bad.npz"), context="file")
+    huge = dict(rows, train_context=rows["train_context"] * 1e300)  # finite, but inf in float32
+    np.savez(tmp_path / "huge.npz", **splits, **huge)
+    with pytest.raises(data_mod.DataError, match="huge.npz: train context has values beyond float32's range"):
+        data_mod.load_dataset(str(tmp_path / "huge.npz"), context="file")
     np.savez(tmp_path / "plain.npz", **splits)
     with pytest.raises(data_mod.DataError, match="missing key 'train_context'"):
         data_mod.load_dataset(str(tmp_path / "plain.npz"), context="file")
