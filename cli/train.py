@@ -405,6 +405,15 @@ def _cannot_train_on(ckpt: Path, state: dict, cfg: TrainConfig) -> str:
             f"after its best epoch {best}; give --patience more than {epoch - best} (or 0) to train it on")
 
 
+def _smaller_steps(cfg: TrainConfig) -> str:
+    """What to make smaller after a divergence: the learning rate, and the weight decay when
+    there is one (a large one overflows ``grad + wd * p`` or overshoots, whatever the rate)."""
+    fix = f"a smaller --lr (this one: {cfg.lr:g})"
+    if cfg.weight_decay:
+        fix += f" or --weight-decay (this one: {cfg.weight_decay:g})"
+    return fix
+
+
 def _write_failed(exc: OSError, run_dir: Path) -> str:
     """The one line for a write that failed (a full disk, ``ulimit -f``): the file, the OS error, what is kept."""
     name = exc.filename or run_dir
@@ -455,7 +464,7 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
                 kept = (f"{run_dir / CHECKPOINT_NAME} keeps epoch {exc.saved_epoch}" if exc.saved_epoch
                         else "nothing was saved")
                 raise Diverged(f"training diverged in epoch {exc.epoch}: the {exc.what} is {exc.value}; {kept}; "
-                               f"start a new run with a smaller --lr (this one: {cfg.lr:g})") from None
+                               f"start a new run with {_smaller_steps(cfg)}") from None
     except OSError as exc:
         raise UserError(_write_failed(exc, run_dir)) from None
     seconds = time.perf_counter() - t0
@@ -482,7 +491,7 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
         bad = [r["nll"] for r in res.values() if r is not None and not math.isfinite(r["nll"])]
         if bad:  # NaN never reaches results.json
             raise Diverged(f"the test NLL of {ckpt} is {bad[0]}: its weights are not finite; no results written; "
-                           "start a new run with a smaller --lr")
+                           f"start a new run with {_smaller_steps(cfg)}")
         echo_results(res, "test")
         results = {"split": "test", **res, "train_seconds": seconds,
                    "best_epoch": history["best_epoch"], "best_valid_nll": history["best_valid_nll"]}

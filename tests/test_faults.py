@@ -397,6 +397,10 @@ def test_cli_divergence_exits_3_and_writes_no_nan(tmp_path, monkeypatch, small_n
     one_error_line(diverged.stderr, "diverged in epoch 1", "nothing was saved", "smaller --lr")
     assert not (tmp_path / "a").exists()  # no NaN checkpoint, no results.json
     user_error(run("train", "--dataset", small_npy, "--out", tmp_path / "b", "--lr", "inf"), "--lr", "finite")
+    decayed = run("train", "--dataset", small_npy, "--out", tmp_path / "wd", "--hidden", 8, "--epochs", 2,
+                  "--weight-decay", "1e300")  # the rate is fine: the message names the decay too
+    assert decayed.exit_code == 3, decayed.output
+    one_error_line(decayed.stderr, "smaller --lr (this one: 0.002) or --weight-decay (this one: 1e+300)")
 
     from made_np import train as train_mod
 
