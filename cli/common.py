@@ -109,7 +109,8 @@ def dataset_path_option(f):
     return click.option(
         "--dataset-path", type=click.Path(), default=None,
         show_default="search $MADE_NP_DATA, the cache, ../shared/data",
-        help="The data file (or a folder holding it) for binarized-mnist or 2d.",
+        help="The data file (or a folder holding it) for binarized-mnist or 2d; for a run trained on a data "
+             "file, where that file lies now.",
     )(f)
 
 
@@ -224,26 +225,48 @@ def make_parent(path: Path) -> Path:
     return path
 
 
+def check_dataset_path(dataset: str, dataset_path) -> None:
+    """``--dataset-path`` locates the file of binarized-mnist or 2d; with another data set it
+    would be ignored, so it is refused."""
+    if dataset_path is not None and str(dataset).lower() not in PATH_NAMES:
+        raise UserError(f"--dataset-path {dataset_path}: only binarized-mnist and 2d are looked for there; "
+                        f"the data set {dataset!r} needs none (leave --dataset-path out)")
+
+
+#: The named data sets whose file ``--dataset-path`` gives.
+PATH_NAMES = ("binarized-mnist", "binarized_mnist", "mnist", "2d")
+
+
 def load_split(info: dict, split: str, dataset_path=None):
     """Reload the data set a checkpoint was trained on and return ``(dataset, split array)``.
 
     The data set comes with the context it was trained with (``spec["context"]``), so that
     ``dataset.context_of(split)`` is the split's context for a conditional model.
+    ``dataset_path`` (``--dataset-path``) is where binarized-mnist or 2d lies, or, for a run
+    trained on a data file, where that file lies now (it was moved); either way it must hold
+    the same data (:func:`made_np.data.check_same_data`).
 
     Raises
     ------
     UserError
-        The checkpoint names no data set, or its width differs from the model's.
+        The checkpoint names no data set, its width differs from the model's, or the data
+        changed since it was trained.
     """
     spec = info.get("dataset") or {}
     if not spec.get("spec"):
         raise UserError(f"{info['path']}: the checkpoint names no data set to evaluate on")
+    source, path = spec["spec"], dataset_path or spec.get("path")
+    named = str(source).lower() in data_mod.NAMES + ("binarized_mnist",)
+    if dataset_path is not None and not named:  # a run trained on a file: where that file is now
+        source, path = str(dataset_path), None
+    elif dataset_path is not None:
+        check_dataset_path(source, dataset_path)
     try:
-        ds = data_mod.load_dataset(spec["spec"], path=dataset_path or spec.get("path"),
+        ds = data_mod.load_dataset(source, path=path,
                                    seed=int(spec.get("seed") or 0), context=spec.get("context"))
     except data_mod.DataError as exc:
-        named = str(spec["spec"]).lower() in data_mod.NAMES + ("binarized_mnist",)
-        hint = "; pass its file with --dataset-path" if named else ""
+        hint = "" if dataset_path is not None else ("; pass its file with --dataset-path" if named else
+                                                   "; if the file has moved, give its new place with --dataset-path")
         raise UserError(f"{info['path']}: cannot load the data set it was trained on: {one_line(exc)}{hint}") from None
     D, C = info["model_config"].D, info["model_config"].classes
     with user_values():

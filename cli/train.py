@@ -25,8 +25,9 @@ from made_np.model import MADE
 from made_np.optim import OPTIMIZERS
 from made_np.train import DivergenceError, check_resume_state, finished_run_blocker, fit
 
-from .common import (DEFAULT_SAMPLING_METHOD, SEED, UserError, dataset_path_option, device_option, echo_results,
-                     evaluate_both, load_model, load_split, max_memory_option, memory_limit, one_line, user_values)
+from .common import (DEFAULT_SAMPLING_METHOD, PATH_NAMES, SEED, UserError, check_dataset_path, dataset_path_option,
+                     device_option, echo_results, evaluate_both, load_model, load_split, max_memory_option,
+                     memory_limit, one_line, user_values)
 
 # Options that a resumed run may change; every other option comes from the checkpoint.
 RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads",
@@ -277,6 +278,7 @@ def _new_run(ctx, o, where) -> None:
             _hold(stack, run_dir, "--out", where)
             _refuse_existing_run(run_dir)
         xp = backend.get_xp(o["device"])
+        check_dataset_path(o["dataset"], o["dataset_path"])
         ds = data_mod.load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"])
         _leave_to_preset(ctx, o)
         with user_values():
@@ -381,6 +383,8 @@ def _resume(ctx, o, where) -> None:
             results_only = not more
         spec = dict(info["dataset"] or {})
         ds, _ = load_split(info, "train", o["dataset_path"])
+        if o["dataset_path"] and str(spec.get("spec")).lower() not in PATH_NAMES + ("digits",):
+            spec["spec"] = str(data_mod.expand_path(o["dataset_path"]).resolve())  # the file moved: its new place
         if results_only:
             if not o["quiet"]:
                 click.echo(f"the training of {ckpt} finished at epoch {state['epoch']}; writing its results")

@@ -122,3 +122,20 @@ def test_complete_checks_its_size_and_rows_first(binrun, tmp_path):
     one_line_error(run("complete", binrun / "run", "--occlude", "random:0.5", "--input", tmp_path / "none.npy",
                        "--out", tmp_path / "c.npz"), "--input", "has no rows")
     assert not (tmp_path / "c.npz").exists()
+
+
+def test_dataset_path_is_never_silently_ignored(binrun, tmp_path):
+    """--dataset-path was ignored when the data set was a file: refused for a new run on a file
+    or digits, and for a run trained on a file it is where that file lies now (checked to hold
+    the same data)."""
+    one_line_error(run("train", "--dataset", binrun / "bin.npy", "--dataset-path", binrun / "bin.npy",
+                       "--out", tmp_path / "r"), "--dataset-path", "leave --dataset-path out")
+    one_line_error(run("train", "--dataset-path", binrun / "bin.npy", "--out", tmp_path / "r"),
+                   "--dataset-path", "'digits' needs none")
+    moved = tmp_path / "moved.npy"
+    moved.write_bytes((binrun / "bin.npy").read_bytes())
+    here = run("evaluate", binrun / "run", "--dataset-path", moved)
+    assert here.exit_code == 0 and here.output == run("evaluate", binrun / "run").output
+    np.save(tmp_path / "other.npy", 1 - np.load(moved))
+    one_line_error(run("evaluate", binrun / "run", "--dataset-path", tmp_path / "other.npy"),
+                   "changed since it was trained")
