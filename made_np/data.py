@@ -644,6 +644,8 @@ def _parse_amat(file: Path) -> np.ndarray:
         per_line = per_line[per_line > 0]
         if (per_line == per_line[0]).all():
             return (b[digit] - ord("0")).reshape(per_line.size, per_line[0])
+    if not (~blank).any():  # empty or only whitespace: loadtxt would warn, then return no rows
+        raise DataError(f"{file}: holds no numbers (an empty text matrix); every split needs examples")
     try:
         return np.loadtxt(file, dtype=np.float64, ndmin=2)
     except (ValueError, OSError) as exc:

@@ -184,6 +184,12 @@ def test_bad_amat_folder(tmp_path):
     (folder / "binarized_mnist_test.amat").write_text("0 1 0 1\n1 0\n")
     with pytest.raises(DataError, match=r"binarized_mnist_test\.amat: cannot read"):
         load_dataset(str(folder))
+    for empty in ("", "  \n\n\t"):  # loadtxt printed its UserWarning before the error
+        (folder / "binarized_mnist_test.amat").write_text(empty)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(DataError, match=r"binarized_mnist_test\.amat: holds no numbers"):
+                load_dataset(str(folder))
 
 
 # --------------------------------------------------------------------------- hostile inputs
