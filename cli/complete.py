@@ -19,8 +19,8 @@ from made_np.limits import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
 from .common import (SEED, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
-                     make_parent, max_memory_option, memory_limit, output_path, parse_context, user_values,
-                     writing)
+                     make_parent, max_memory_option, memory_limit, one_line, output_path, parse_context,
+                     user_values, writing)
 
 SPLITS = ("test", "valid", "train")
 
@@ -62,8 +62,10 @@ def observed_mask(model, info, n_rows: int, observed, occlude, seed: int) -> tup
         raise UserError("give exactly one of --observed O.npy (1 = observed) and --occlude "
                         "top|bottom|left|right|random:P")
     if occlude is not None:
-        with user_values():
+        try:
             obs = conditional.occlusion_mask(occlude, D, image_shape_of(info), n_rows, seed)
+        except ValueError as exc:
+            raise UserError(f"--occlude {occlude}: {one_line(exc)}") from None
         return obs, f"{occlude} occluded"
     o = data_mod.read_array(observed, "--observed")
     if o.ndim == 1:

@@ -273,11 +273,16 @@ def _new_run(ctx, o, where) -> None:
     limit = memory_limit(o["max_memory"])
     check_real_options(o)
     with contextlib.ExitStack() as stack:
+        if o["out"] is not None and not o["out"].strip():  # an empty $VAR in a script: not the default
+            raise UserError("--out: an empty folder name; give the run folder, or leave --out out for "
+                            "runs/<data>-<time>")
         run_dir = Path(o["out"]).expanduser() if o["out"] else None
         if run_dir is not None:
             _hold(stack, run_dir, "--out", where)
             _refuse_existing_run(run_dir)
         xp = backend.get_xp(o["device"])
+        if not o["dataset"].strip():
+            raise UserError("--dataset: empty; give digits, binarized-mnist, 2d or a data file")
         check_dataset_path(o["dataset"], o["dataset_path"])
         ds = data_mod.load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"])
         _leave_to_preset(ctx, o)

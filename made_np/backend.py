@@ -43,11 +43,12 @@ def get_xp(device: str | None = None):
     BackendError
         Unknown device name, CuPy not installed, or no usable CUDA GPU.
     """
+    source = "" if device else "$MADE_NP_DEVICE: " if os.environ.get("MADE_NP_DEVICE") else ""
     device = (device or os.environ.get("MADE_NP_DEVICE") or "cpu").lower()
     if device == "cpu":
         return np
     if device != "cuda":
-        raise BackendError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+        raise BackendError(f"{source}unknown device {device!r}: choose one of {', '.join(DEVICES)}")
     try:
         import cupy
     except ImportError:

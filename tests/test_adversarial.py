@@ -139,3 +139,12 @@ def test_dataset_path_is_never_silently_ignored(binrun, tmp_path):
     np.save(tmp_path / "other.npy", 1 - np.load(moved))
     one_line_error(run("evaluate", binrun / "run", "--dataset-path", tmp_path / "other.npy"),
                    "changed since it was trained")
+
+
+def test_empty_names_and_bad_kinds_name_their_option(binrun, tmp_path, monkeypatch):
+    one_line_error(run("train", "--out", ""), "--out: an empty folder name")
+    one_line_error(run("train", "--dataset", " ", "--out", tmp_path / "r"), "--dataset: empty")
+    one_line_error(run("complete", binrun / "run", "--occlude", "middle"), "--occlude middle", "top, bottom")
+    monkeypatch.setenv("MADE_NP_DEVICE", "gpu")
+    one_line_error(run("evaluate", binrun / "run"), "$MADE_NP_DEVICE: unknown device 'gpu'")
+    assert not (tmp_path / "r").exists()
