@@ -13,8 +13,9 @@ import click
 
 from made_np import backend, limits, sampling
 from made_np import data as data_mod
-from made_np.checkpoint import (CHECKPOINT_NAME, RESULTS_NAME, CheckpointError, RunFolderError, read_checkpoint_meta,
-                                resolve_checkpoint_path, run_lock, update_checkpoint_meta, write_json)
+from made_np.checkpoint import (CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME, CheckpointError, RunFolderError,
+                                read_checkpoint_meta, resolve_checkpoint_path, run_lock, update_checkpoint_meta,
+                                write_json)
 from made_np.config import (DEFAULT_DIRECT, ENCODINGS, ENGINES, EPOCHS_RANGE, LR_SCHEDULES, MAX_COUNT, MAX_EPOCHS,
                             MAX_EVAL_MASKS, MAX_LAYERS, MAX_NUM_MASKS, MAX_WIDTH, SMALL_DATA_MASKS, SMALL_DATA_ROWS,
                             UPDATES_BUDGET, PRESETS, MADEConfig, TrainConfig)
@@ -28,6 +29,9 @@ from made_np.train import DivergenceError, check_resume_state, finished_run_bloc
 from .common import (DEFAULT_SAMPLING_METHOD, PATH_NAMES, SEED, UserError, check_dataset_path, dataset_path_option,
                      device_option, echo_results, evaluate_both, load_model, load_split, max_memory_option,
                      memory_limit, one_line, user_values)
+
+#: What a run writes into its folder besides the checkpoint.
+RUN_OUTPUTS = (METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png")
 
 # Options that a resumed run may change; every other option comes from the checkpoint.
 RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads",
@@ -329,9 +333,15 @@ def _new_run(ctx, o, where) -> None:
 
 
 def _refuse_existing_run(run_dir: Path) -> None:
+    """A new run never writes over another run's files: its checkpoint, or (with the checkpoint
+    gone) the results, metrics and figures it left."""
     if (run_dir / CHECKPOINT_NAME).exists():
         raise UserError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): continue it with "
                         f"--resume {run_dir} or choose another --out")
+    left = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    if left:
+        raise UserError(f"{run_dir} already holds {', '.join(left)} of an earlier run (without its "
+                        f"{CHECKPOINT_NAME}); a new run would overwrite them: choose another --out")
 
 
 def _leave_to_preset(ctx, o) -> None:

@@ -148,3 +148,16 @@ def test_empty_names_and_bad_kinds_name_their_option(binrun, tmp_path, monkeypat
     monkeypatch.setenv("MADE_NP_DEVICE", "gpu")
     one_line_error(run("evaluate", binrun / "run"), "$MADE_NP_DEVICE: unknown device 'gpu'")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_new_run_never_overwrites_the_files_of_an_earlier_one(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "results.json").write_text('{"nll": 1}')
+    (folder / "notes.txt").write_text("mine")
+    one_line_error(run("train", "--epochs", 1, "--hidden", 4, "--out", folder), "already holds results.json",
+                   "choose another --out")
+    assert (folder / "results.json").read_text() == '{"nll": 1}'
+    (folder / "results.json").unlink()  # other files of the user's are no obstacle
+    assert run("train", "--epochs", 1, "--hidden", 4, "--out", folder, "-q").exit_code == 0
+    assert (folder / "notes.txt").read_text() == "mine"
