@@ -65,6 +65,8 @@ class Group(click.Group):
             return super().invoke(ctx)
         except USER_ERRORS as exc:
             raise UserError(one_line(exc)) from None
+        except BrokenPipeError:  # the reader of our output went away (| head): nothing to tell it
+            raise
         except OSError as exc:  # a path the system refuses (too long, a loop, no access): still one line
             where = f"{exc.filename}: " if exc.filename else ""
             reason = one_line(exc.strerror or exc)
@@ -270,7 +272,8 @@ def load_split(info: dict, split: str, dataset_path=None):
         raise UserError(f"{info['path']}: cannot load the data set it was trained on: {one_line(exc)}{hint}") from None
     D, C = info["model_config"].D, info["model_config"].classes
     with user_values():
-        data_mod.check_same_data(spec, ds, str(info["path"]))
+        data_mod.check_same_data(spec, ds, str(info["path"]),
+                                 source=None if dataset_path is None else f"--dataset-path {dataset_path}")
     if ds.D != D:
         raise UserError(f"data set {spec['spec']!r} has D = {ds.D}, but the checkpoint's model has D = {D}")
     if ds.classes > C:

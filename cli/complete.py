@@ -89,6 +89,9 @@ def examples_and_context(model, info, input_path, split, first, context, dataset
     """``(x, y)``: the examples (``--input`` or the first rows of a split of the run's data set) and,
     for a conditional model, their context (``--context``, else the split's own)."""
     if input_path is not None:
+        if dataset_path is not None:
+            raise UserError(f"--dataset-path {dataset_path}: the examples come from --input {input_path}; "
+                            "leave --dataset-path out (it locates the run's data set, read without --input)")
         x = read_data(input_path, model)
         if model.config.context and context is None:
             raise UserError("this model is conditional: with --input give its --context (a label or a .npy)")
@@ -168,8 +171,14 @@ def complete(checkpoint, input_path, observed, occlude, split, first, num_comple
     N, image_shape = x.shape[0], image_shape_of(info)
     parts = limits.complete_parts(model.config, N, num_completions, mixture_size(model, masks))
     if png is not None:
-        limits.check_png_count(N * (num_completions + 2), image_shape, "-n")
-        parts += limits.png_parts(N * (num_completions + 2), model.config.D, image_shape, "-n")
+        images = N * (num_completions + 2)  # a row per example: original, occluded, the completions
+        try:
+            limits.check_png_count(images, image_shape, "--png")
+        except limits.LimitError:
+            raise UserError(f"--png {png}: a grid of {N} examples x ({num_completions} completions + 2) = {images} "
+                            "images is more than a .png can show; give fewer --first or -n, or leave --png out "
+                            "(the .npz holds them all)") from None
+        parts += limits.png_parts(images, model.config.D, image_shape, "--png")
     limits.check(limits.model_parts(model.config) + parts, limit)
     obs, what = observed_mask(model, info, N, observed, occlude, seed)
     with user_values():  # the observed entries must be values of the model; the missing ones are never read

@@ -5,7 +5,7 @@ import click
 
 from made_np import data as data_mod
 
-from .common import SEED, Group, dataset_path_option
+from .common import SEED, Group, check_dataset_path
 
 
 @click.group(cls=Group)
@@ -35,10 +35,13 @@ def data_fetch(name, cache_dir, url):
 
 @data.command("info")
 @click.argument("spec")
-@dataset_path_option
+@click.option("--dataset-path", type=click.Path(), default=None,
+              show_default="search $MADE_NP_DATA, the cache, ../shared/data",
+              help="The data file (or a folder holding it) for binarized-mnist or 2d.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of shuffles and splits.")
 def data_info(spec, dataset_path, seed):
     """Print the splits' shapes of SPEC (digits, binarized-mnist, 2d, or a path)."""
+    check_dataset_path(spec, dataset_path)
     ds = data_mod.load_dataset(spec, path=dataset_path, seed=seed)
     kind = "binary" if ds.is_binary else f"categorical, {ds.classes} classes"
     click.echo(f"{ds.name}: D = {ds.D} ({kind}), image shape {ds.image_shape}")

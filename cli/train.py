@@ -398,11 +398,17 @@ def _resume(ctx, o, where) -> None:
             results_only = not more
         spec = dict(info["dataset"] or {})
         ds, _ = load_split(info, "train", o["dataset_path"])
-        if o["dataset_path"] and str(spec.get("spec")).lower() not in PATH_NAMES + ("digits",):
-            spec["spec"] = str(data_mod.expand_path(o["dataset_path"]).resolve())  # the file moved: its new place
+        if o["dataset_path"]:  # where the data lie now, for the checkpoints to come and later commands
+            moved = str(data_mod.expand_path(o["dataset_path"]).resolve())
+            spec["path" if str(spec.get("spec")).lower() in PATH_NAMES else "spec"] = moved
         if results_only:
             if not o["quiet"]:
                 click.echo(f"the training of {ckpt} finished at epoch {state['epoch']}; writing its results")
+            if spec != (info["dataset"] or {}):
+                try:
+                    update_checkpoint_meta(ckpt, dataset=spec)
+                except OSError as exc:
+                    raise UserError(_write_failed(exc, run_dir)) from None
             history = {**info["history"], "best_epoch": state["best_epoch"], "best_valid_nll": state["best_valid_nll"]}
             seconds = float(sum(r["seconds"] for r in history["rows"]))
             _write_results(model, ds, cfg, run_dir, history, seconds, o["quiet"])

@@ -407,7 +407,7 @@ def resolve_checkpoint_path(path) -> Path:
 MAX_CONFIG_CHARS = 2**24
 #: Keys of the ``dataset`` spec and the types they must have (``None`` is allowed for each).
 _DATASET_KEYS = {"spec": str, "path": str, "seed": int, "name": str, "D": int, "classes": int,
-                 "image_shape": list, "sizes": list, "sha256": dict}
+                 "image_shape": list, "sizes": list, "sha256": dict, "context_sha256": dict}
 _OPT_ENTRY = re.compile(r"^opt_[A-Za-z_]+[0-9]*$")
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
                RuntimeError, NotImplementedError, MemoryError, RecursionError, SyntaxError, KeyError,
@@ -620,10 +620,11 @@ def _check_dataset_spec(where: str, spec, cfg: MADEConfig) -> None:
     sizes = spec.get("sizes")
     if sizes is not None and (len(sizes) != 3 or not all(_is_int(v) and v >= 0 for v in sizes)):
         raise CheckpointError(f"{where}: dataset.sizes {_describe(sizes)} is not three non-negative integers")
-    sha = spec.get("sha256")
-    if sha is not None and not all(k in ("train", "valid", "test") and isinstance(v, str) and len(v) == 64
-                                   for k, v in sha.items()):
-        raise CheckpointError(f"{where}: dataset.sha256 {_describe(sha)} is not a 64-digit hex digest per split")
+    for key in ("sha256", "context_sha256"):
+        sha = spec.get(key)
+        if sha is not None and not all(k in ("train", "valid", "test") and isinstance(v, str) and len(v) == 64
+                                       for k, v in sha.items()):
+            raise CheckpointError(f"{where}: dataset.{key} {_describe(sha)} is not a 64-digit hex digest per split")
 
 
 def param_shapes(cfg: MADEConfig) -> dict:

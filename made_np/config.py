@@ -432,7 +432,7 @@ class TrainConfig(StrictConfig):
         than one mask. ``None``: the whole bank capped at 16 (16 with no limit).
     eval_masks : int or None
         Masks in the ensemble of a final (test) evaluation. ``None``: the whole
-        bank, or 1000 masks when the bank has no limit (paper Sec. 6.2).
+        bank, at most 1000 masks (1000 when the bank has no limit; paper Sec. 6.2).
     lr_schedule : {"constant", "step", "cosine"}, default "cosine"
         Learning rate of epoch ``e`` (1-based): ``constant``: ``lr``; ``step``:
         ``lr * 0.5 ** ((e - 1) // lr_step)`` (halved every ``lr_step`` epochs);

@@ -92,7 +92,7 @@ class MADEDensity(BaseEstimator):
     eval_masks : int or None, default=None
         Masks in the mixture of :meth:`score_samples` and :meth:`sample` (and in
         the validation ensemble) when the bank has more than one mask;
-        ``None``: the whole bank, or 1000 masks when it has no limit.
+        ``None``: the whole bank, at most 1000 masks.
     random_state : int, numpy.random.RandomState, numpy.random.Generator or None, default=None
         Seeds the weights, the masks, the validation split and the shuffling
         (three integers drawn with :func:`sklearn.utils.check_random_state`, or

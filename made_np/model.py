@@ -307,7 +307,8 @@ class MADE:
         ------
         ValueError
             A context for an unconditional model, none for a conditional one, a label out
-            of range, a shape that does not fit, or rows that are not finite in ``dtype``.
+            of range, a shape that does not fit, or rows that are not finite in ``dtype``
+            (not checked for rows already on a GPU in ``dtype``).
         """
         c, xp = self.config, self.xp
         if not c.context:
@@ -332,8 +333,10 @@ class MADE:
             y = y.reshape(1, -1)
         if y.ndim != 2 or y.shape[1] != c.context:
             raise ValueError(f"context must have shape (n, {c.context}), got {tuple(y.shape)}")
-        if y.dtype != self.dtype or backend.device_of(xp) == "cpu":  # rows already in the model's dtype on
-            # a GPU were checked when they were encoded: no host sync in a training step
+        # Checked on the CPU always, on a GPU only when the rows are not yet in the model's dtype:
+        # a training step's rows were encoded (and checked) once, and a check here would be a
+        # host sync per step. (Rows handed in on the GPU already in the dtype go unchecked.)
+        if y.dtype != self.dtype or backend.device_of(xp) == "cpu":
             top = float(xp.finfo(self.dtype).max)
             if not bool((xp.abs(y) <= top).all()):  # NaN fails the comparison too
                 raise ValueError(f"context rows must be finite numbers within {self.dtype.name}'s range "

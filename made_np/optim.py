@@ -250,7 +250,8 @@ def make_optimizer(name: str, params, xp, lr: float | None = None, weight_decay:
     Raises
     ------
     ValueError
-        Unknown name, ``lr <= 0`` or negative weight decay.
+        Unknown name, ``lr <= 0``, negative weight decay, or a ``momentum``, ``betas`` or
+        ``eps`` in ``kwargs`` outside its range (:class:`SGD`, :class:`Adam`, :class:`Adagrad`).
     """
     cls = optimizer_class(name)
     if lr is not None:

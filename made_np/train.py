@@ -23,7 +23,7 @@ import numpy as np
 from . import backend
 from .checkpoint import CHECKPOINT_NAME, METRICS_NAME, CheckpointError, run_lock, save_checkpoint, write_metrics
 from .config import MAX_EPOCHS, TrainConfig
-from .data import check_same_data, split_fingerprints
+from .data import check_same_data, split_fingerprints, split_sizes
 from .model import MADE
 from .optim import make_optimizer, optimizer_class
 
@@ -95,7 +95,7 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         ``-log((1/K) sum_k p_k(x))``. ``None``: ensemble when the bank has more
         than one mask. Ignored for a single-mask model.
     eval_masks : int or None
-        Ensemble size; ``None``: the whole bank, or 1000 masks with no limit.
+        Ensemble size; ``None``: the whole bank, at most 1000 masks.
     batch_size : int
         Rows per forward pass.
     mask_index : int, default 0
@@ -299,8 +299,8 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     Returns
     -------
     dict
-        The history: ``rows`` (one dict per epoch: epoch, train_nll (mean
-        minibatch NLL over the epoch, nats), valid_nll (nats), seconds, lr,
+        The history: ``rows`` (one dict per epoch: epoch, train_nll (the epoch's
+        mean NLL per example, nats; docs/math.md Sec. 12), valid_nll (nats), seconds, lr,
         best), ``best_epoch``, ``best_valid_nll``, ``stop_reason``
         (``"patience"``, ``"epochs"`` or ``"callback"``), ``base_lr``,
         ``valid_masks`` (size of the validation ensemble).
@@ -485,9 +485,13 @@ class _Run:
         self.n_batches = -(-self.n_train // cfg.batch_size)
         self.v_indices = valid_mask_indices(model, cfg)
         self.spec = dict(dataset_spec) if dataset_spec else _default_spec(dataset)
+        fingerprints = split_fingerprints(dataset)
         if resume_state is not None:  # the data it was trained on, not a file changed since
-            check_same_data(resume_state.get("dataset"), dataset, "the checkpoint")
-        self.spec["sha256"] = split_fingerprints(dataset)
+            check_same_data(resume_state.get("dataset"), dataset, "the checkpoint", fingerprints=fingerprints)
+        self.spec["sha256"] = fingerprints
+        contexts = split_fingerprints(dataset, context=True)
+        if contexts:
+            self.spec["context_sha256"] = contexts
         self.base_lr = self.opt.lr
         self.history = {"rows": [], "best_epoch": 0, "best_valid_nll": math.inf, "stop_reason": None,
                         "base_lr": self.base_lr, "valid_masks": len(self.v_indices)}
@@ -656,6 +660,5 @@ def _default_spec(dataset) -> dict:
     spec.update({"name": getattr(dataset, "name", None), "D": int(dataset.train.shape[1]),
                  "classes": getattr(dataset, "classes", None),
                  "image_shape": list(image_shape) if image_shape else None,
-                 "sizes": [int(getattr(dataset, s).shape[0]) for s in ("train", "valid", "test")
-                           if getattr(dataset, s, None) is not None]})
+                 "sizes": split_sizes(dataset)})
     return spec

@@ -138,7 +138,8 @@ def test_dataset_path_is_never_silently_ignored(binrun, tmp_path):
     assert here.exit_code == 0 and here.output == run("evaluate", binrun / "run").output
     np.save(tmp_path / "other.npy", 1 - np.load(moved))
     one_line_error(run("evaluate", binrun / "run", "--dataset-path", tmp_path / "other.npy"),
-                   "changed since it was trained")
+                   f"--dataset-path {tmp_path / 'other.npy'} differs from the data the run was trained on",
+                   f"give the file holding the data it was trained on ({binrun / 'bin.npy'})")
 
 
 def test_empty_names_and_bad_kinds_name_their_option(binrun, tmp_path, monkeypatch):
@@ -161,3 +162,26 @@ def test_a_new_run_never_overwrites_the_files_of_an_earlier_one(tmp_path):
     (folder / "results.json").unlink()  # other files of the user's are no obstacle
     assert run("train", "--epochs", 1, "--hidden", 4, "--out", folder, "-q").exit_code == 0
     assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_dataset_path_checks_in_data_info_and_complete_and_the_png_grid(binrun, tmp_path):
+    one_line_error(run("data", "info", "digits", "--dataset-path", tmp_path / "x.npy"), "'digits' needs none")
+    one_line_error(run("complete", binrun / "run", "--input", binrun / "bin.npy", "--dataset-path", binrun / "bin.npy",
+                       "--occlude", "random:0.5"), "--dataset-path", "examples come from --input")
+    one_line_error(run("complete", binrun / "run", "--occlude", "random:0.5", "-n", 10**5, "--png", tmp_path / "g.png",
+                       "--out", tmp_path / "c.npz"),
+                   "--png", "6 examples x (100000 completions + 2) = 600012 images", "fewer --first or -n")
+
+
+def test_a_resume_with_dataset_path_records_where_the_data_lie(tmp_path):
+    """A 2d run whose table moved: resumed with --dataset-path, later commands find it again."""
+    table = np.random.default_rng(0).random((10, 10))
+    np.save(tmp_path / "distribution.npy", (table / table.sum()).astype(np.float32))
+    out = tmp_path / "run"
+    assert run("train", "--dataset", "2d", "--dataset-path", tmp_path / "distribution.npy", "--hidden", 8,
+               "--epochs", 1, "--out", out, "-q").exit_code == 0
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "distribution.npy").rename(tmp_path / "moved" / "distribution.npy")
+    one_line_error(run("evaluate", out), "cannot load the data set")
+    assert run("train", "--resume", out, "--epochs", 2, "--dataset-path", tmp_path / "moved", "-q").exit_code == 0
+    assert run("evaluate", out).exit_code == 0

@@ -298,6 +298,23 @@ def test_npz_contexts_labels_and_rows(tmp_path):
         data_mod.load_dataset("digits", context="classes")
 
 
+def test_a_context_added_in_python_does_not_make_the_data_look_changed(tmp_path):
+    """An unconditional run trained through the API on data with a context attached
+    (``with_context``, the spec unchanged) evaluates from the command line: the values' and the
+    context's fingerprints are kept apart, and a context is compared only when both have one."""
+    from conftest import run_cli
+
+    ds = data_mod.load_dataset("digits")
+    labelled = data_mod.with_context(ds, *(np.arange(len(getattr(ds, s))) % 3 for s in ("train", "valid", "test")))
+    model = MADE(MADEConfig.for_data(ds, hidden=(8,)))
+    fit(model, labelled, TrainConfig(epochs=1, patience=0), out_dir=tmp_path / "run")
+    _, info = load_checkpoint(tmp_path / "run")
+    assert set(info["dataset"]["sha256"]) == set(info["dataset"]["context_sha256"]) == {"train", "valid", "test"}
+    assert info["dataset"]["sha256"] == data_mod.split_fingerprints(ds)
+    result = run_cli("evaluate", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+
+
 def test_training_gathers_the_context_rows_and_both_engines_agree(tmp_path):
     """A class-conditional model learns from the labels (its NLL given the true label beats
     the NLL given a wrong one), both engines give the same run, and the checkpoint keeps it."""

@@ -612,14 +612,15 @@ def test_a_data_file_changed_since_training_is_refused(tmp_path, change):
     assert run("evaluate", out).exit_code == 0  # the same file: fine
     if change == "one value":
         x[:, 2] ^= 1
-        fragment = "changed since it was trained (content sha256 differs)"
+        fragment = "differs from the data the run was trained on: the train, valid and test splits (content sha256)"
     else:
         x = x[:150]
-        fragment = "with train/valid/test 160/20/20 rows, but it now has 120/15/15"
+        fragment = "has train/valid/test 120/15/15 rows, but the run was trained on 160/20/20"
     np.save(data, x)
     before = (out / "model.npz").read_bytes()
     for args in (("train", "--resume", out), ("evaluate", out)):
-        user_error(run(*args), str(out / "model.npz"), str(data), fragment, "restore that data")
+        user_error(run(*args), str(out / "model.npz"), f"the data set {data}", fragment,
+                   "restore the data it was trained on")
     assert (out / "model.npz").read_bytes() == before
 
 
@@ -630,7 +631,7 @@ def test_fit_refuses_to_resume_on_other_data(unfinished):
     model, info = load_checkpoint(unfinished)
     ds = load_dataset(info["dataset"]["spec"])
     flipped = Dataset(ds.name, 1 - ds.train, ds.valid, ds.test, ds.classes, ds.image_shape)
-    with pytest.raises(DataError, match="the train split of .* changed since it was trained"):
+    with pytest.raises(DataError, match="differs from the data the run was trained on: the train split"):
         fit(model, flipped, info["train_config"], resume_state=info)
 
 
