@@ -75,6 +75,8 @@ class Group(click.Group):
             detail = f" ({one_line(exc)})" if str(exc) else ""
             raise UserError(f"out of memory{detail}; try a smaller --hidden, --batch-size or -n, or free "
                             "memory on this machine") from None
+        finally:
+            limits.use_limit(None)  # a --max-memory holds for its own command only
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -125,8 +127,13 @@ def max_memory_option(f):
 
 
 def memory_limit(max_memory) -> int:
-    """The limit in bytes of ``--max-memory`` (or ``$MADE_NP_MAX_MEMORY``, or half the RAM)."""
-    return limits.memory_limit(max_memory)
+    """The limit in bytes of ``--max-memory`` (or ``$MADE_NP_MAX_MEMORY``, or half the RAM).
+    A given ``--max-memory`` is also the limit of the library's own checks
+    (:func:`made_np.limits.check_api`) for the rest of the command."""
+    limit = limits.memory_limit(max_memory)
+    if max_memory is not None:
+        limits.use_limit(limit)
+    return limit
 
 
 def load_model(checkpoint, device=None, *, best: bool = True, max_memory=None):

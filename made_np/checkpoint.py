@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import glob
+import hashlib
 import json
 import math
 import os
@@ -716,6 +717,15 @@ def _read_checkpoint(p: Path, *, memory_limit: int | None = None):
     return arrays, meta, model_config, train_config
 
 
+def params_digest(params) -> str:
+    """sha256 (hex) of a model's parameters (:attr:`MADE.params`, in order): how a resume knows
+    that the model it continues holds the checkpoint's last weights."""
+    h = hashlib.sha256()
+    for p in params:
+        h.update(np.ascontiguousarray(backend.to_host(p)).data)
+    return h.hexdigest()
+
+
 def load_checkpoint(path, device: str | None = None, *, best: bool = False, memory_limit: int | None = None):
     """Read a checkpoint written by :func:`save_checkpoint` (or a run folder holding ``model.npz``).
 
@@ -789,5 +799,8 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
         "version": meta.get("made_np_version"),
         "optimizer": opt_state,
         "best_params": best_params,
+        # the weights the model was given: a resume continues only these (the last ones)
+        "loaded_best": use_best,
+        "params_sha256": None if use_best else params_digest(model.params),
     }
     return model, info

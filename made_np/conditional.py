@@ -52,7 +52,8 @@ import math
 
 import numpy as np
 
-from . import backend, sampling
+from . import backend, limits, sampling
+from .config import MAX_EVAL_MASKS, MAX_SEED, check_int
 from .masks import MaskSet, direct_mask, hidden_degrees, hidden_mask, input_ordering, output_mask
 
 OCCLUSIONS = ("top", "bottom", "left", "right", "random:P")
@@ -170,6 +171,13 @@ def _activate(model, handle) -> None:
 # --------------------------------------------------------------------------- per-variable terms
 
 
+def _counts(masks, seed, batch_size) -> tuple:
+    """The integer arguments of the functions below, checked (a negative ``batch_size`` used to
+    return an unwritten buffer)."""
+    return (check_int("masks", masks, 1, MAX_EVAL_MASKS), check_int("seed", seed, 0, MAX_SEED),
+            check_int("batch_size", batch_size, 1))
+
+
 def variable_log_probs(model, x, batch_size: int = 1000, context=None):
     """``log p(x_d | x_<d)`` of every variable under the current mask, in float64.
 
@@ -191,6 +199,7 @@ def variable_log_probs(model, x, batch_size: int = 1000, context=None):
     array on ``model.xp``, float64, shape (N, D), nats (``<= 0``).
     """
     xp = model.xp
+    batch_size = check_int("batch_size", batch_size, 1)
     out = xp.empty(x.shape, dtype=xp.float64)
     y = model.encode_context(context, x.shape[0])
     for s in range(0, x.shape[0], batch_size):
@@ -303,6 +312,7 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
     ValueError
         Shapes differ, or a single-ordering model and a non-prefix observed set.
     """
+    masks, seed, batch_size = _counts(masks, seed, batch_size)
     xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing)
     y = model.encode_context(context, obs.shape[0])
     return _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y)
@@ -430,14 +440,15 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
         ``n < 1``, an unknown method, shapes differ, or a single-ordering model and a
         non-prefix observed set.
     """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = check_int("n", n, 1)
+    masks, seed, batch_size = _counts(masks, seed, batch_size)
     if method not in COMPLETION_METHODS:
         raise ValueError(f"unknown completion method {method!r}: choose one of {', '.join(COMPLETION_METHODS)}")
     draw = sampling.METHODS[method]
     xp, D = model.xp, model.config.D
     xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing=False)
     N = obs.shape[0]
+    limits.check_api(limits.complete_parts(model.config, N, n, masks, "n =", "masks ="))
     y = model.encode_context(context, N)
     rng = backend.host_rng(seed, 1)  # drawn on the host, for every row, before any pattern
     u_mask = rng.random((N, n))

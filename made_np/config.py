@@ -152,6 +152,23 @@ def _range_message(name: str, value, lo, hi) -> str:
     return f"{name} must be at most {hi}, got {_short(value)}"
 
 
+def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
+    """``value`` as a Python int, for an integer argument of the API (a batch size, a count of
+    samples or masks, a mask index, a seed).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``: not an integer (a bool, a float such as 2.0, a string, None), or
+        outside ``lo..hi``.
+    """
+    if not _is_int(value):
+        raise ValueError(f"{name} must be an integer, got {_describe(value)}")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ValueError(_range_message(name, value, lo, hi))
+    return int(value)
+
+
 def default_encoding(classes: int) -> str:
     """How a variable of ``classes`` classes enters the network by default: binary for 0/1
     data, onehot otherwise."""

@@ -98,9 +98,19 @@ def default_limit() -> int:
     return FALLBACK_LIMIT
 
 
+_LIMIT_IN_USE = None
+
+
+def use_limit(limit) -> None:
+    """Make ``limit`` (bytes, or None to undo) what :func:`memory_limit` returns without an
+    option: the command line's ``--max-memory`` for the library's checks of its command."""
+    global _LIMIT_IN_USE
+    _LIMIT_IN_USE = None if limit is None else int(limit)
+
+
 def memory_limit(option=None) -> int:
-    """The limit in bytes: ``option`` (the ``--max-memory`` text or bytes), else ``$MADE_NP_MAX_MEMORY``,
-    else :func:`default_limit`.
+    """The limit in bytes: ``option`` (the ``--max-memory`` text or bytes), else the limit in use
+    (:func:`use_limit`), else ``$MADE_NP_MAX_MEMORY``, else :func:`default_limit`.
 
     Raises
     ------
@@ -109,6 +119,8 @@ def memory_limit(option=None) -> int:
     """
     if option is not None:
         return parse_size(option, "--max-memory")
+    if _LIMIT_IN_USE is not None:
+        return _LIMIT_IN_USE
     env = os.environ.get(ENV)
     if env is not None and env.strip():
         return parse_size(env, f"${ENV}")
@@ -117,6 +129,18 @@ def memory_limit(option=None) -> int:
 
 def limit_hint() -> str:
     return f"(--max-memory or ${ENV} raises it)"
+
+
+def check_api(parts) -> int:
+    """:func:`check` against :func:`memory_limit` (``$MADE_NP_MAX_MEMORY``, else half the RAM):
+    the Python API's guard before a large allocation (a new model, samples, completions).
+
+    Raises
+    ------
+    LimitError
+        A ValueError naming the argument, the estimate and the limit.
+    """
+    return check(parts, memory_limit())
 
 
 # --------------------------------------------------------------------------- estimates
@@ -241,14 +265,14 @@ def sample_parts(cfg, n: int, option: str = "-n", *, png: bool = False, image_sh
     return parts
 
 
-def complete_parts(cfg, rows: int, n: int, masks: int) -> list:
+def complete_parts(cfg, rows: int, n: int, masks: int, option: str = "-n", masks_option: str = "--masks") -> list:
     """Completing ``rows`` examples ``n`` times each (``made-np complete``): the completions, their
     noise and the sampler's activations (as :func:`sample_parts` for ``rows * n`` samples), and
     the log-probabilities of every example under each of the ``masks`` masks of the mixture."""
     D, widths = cfg.D, layer_widths(cfg)
-    return [Part(f"-n {n}", f"{rows} x {n} completions, their noise and the sampler's activations",
+    return [Part(f"{option} {n}", f"{rows} x {n} completions, their noise and the sampler's activations",
                  rows * n * (D * 32 + sum(widths) * itemsize(cfg) * 2)),
-            Part(f"--masks {masks}", f"the log-probabilities of {rows} examples under {masks} masks",
+            Part(f"{masks_option} {masks}", f"the log-probabilities of {rows} examples under {masks} masks",
                  rows * masks * 8 * 4)]
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 import contextlib
 import math
 
-from . import backend
-from .config import MADEConfig  # noqa: F401  (part of this module's API)
+from . import backend, limits
+from .config import MADEConfig, check_int  # noqa: F401  (MADEConfig: part of this module's API)
 from .heads import head_class, make_head
 from .layers import Dense, MaskedDense, make_activation
 from .masks import draw_masks
@@ -71,6 +71,8 @@ class MADE:
 
     def __init__(self, config: MADEConfig, xp=None, draw_weights: bool = True):
         self.config = config
+        if draw_weights:  # a loaded model was checked by load_checkpoint, before reading its weights
+            limits.check_api(limits.model_parts(config, label=f"MADEConfig(D={config.D}, hidden={config.hidden})"))
         self.xp = backend.get_xp("cpu") if xp is None else xp
         self.dtype = backend.resolve_dtype(config.dtype)
         c = config
@@ -191,6 +193,7 @@ class MADE:
             ``index`` outside the bank (``0 <= index < num_masks`` unless the bank has no limit).
         """
         K = self.config.num_masks
+        index = check_int("mask index", index)
         if index < 0 or (K >= 1 and index >= K):
             if K == 1:
                 raise ValueError(f"mask index {index} is outside the bank: this model has a single mask "
@@ -534,8 +537,7 @@ class MADE:
             ``x`` of the wrong shape, dtype or values (:meth:`check_data`), a context that
             does not fit the model (:meth:`encode_context`), or ``batch_size < 1``.
         """
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        batch_size = check_int("batch_size", batch_size, 1)
         x = self.check_data(x)
         out = self.xp.empty(x.shape[0], dtype=self.dtype)
         y = self.encode_context(context, x.shape[0])
@@ -597,9 +599,12 @@ class MADE:
             the wrong shape, dtype or values (:meth:`check_data`), or a context that does not
             fit the model (:meth:`encode_context`).
         """
-        mask_indices = list(mask_indices)
+        if isinstance(mask_indices, (str, bytes)) or not hasattr(mask_indices, "__iter__"):
+            raise ValueError(f"mask_indices must be a sequence of mask indices such as [0, 1, 2], got {mask_indices!r}")
+        mask_indices = [check_int("mask index", k) for k in mask_indices]
         if not mask_indices:
             raise ValueError("ensemble_nll needs at least one mask index")
+        batch_size = check_int("batch_size", batch_size, 1)
         x = self.check_data(x)
         acc = None
         y = self.encode_context(context, x.shape[0])

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import numbers
 
-from . import backend
+from . import backend, limits
+from .config import MAX_SEED, check_int
 
 DEFAULT_METHOD = "fast"
 
@@ -38,6 +39,48 @@ def draw_noise(n: int, D: int, seed: int | None, xp):
     (so CPU and GPU give the same samples) and moved to ``xp``. ``seed=None``: fresh
     entropy, a different draw every call."""
     return xp.asarray(backend.host_rng(*(() if seed is None else (seed,))).random((n, D)))
+
+
+def noise_for(model, n, noise, seed):
+    """The uniform noise of a draw: ``noise`` checked, or drawn from ``seed`` for ``n`` samples
+    (after a memory estimate, :func:`made_np.limits.check_api`).
+
+    Parameters
+    ----------
+    model : made_np.model.MADE
+    n : int or None
+        Number of samples, ``>= 0``; needed when ``noise`` is None.
+    noise : array, shape (n, D), optional
+        Values in [0, 1), indexed by variable.
+    seed : int or None
+        ``0 <= seed < 2**63``; None: fresh entropy.
+
+    Returns
+    -------
+    array on ``model.xp``, shape (n, D)
+
+    Raises
+    ------
+    ValueError
+        ``n`` or ``seed`` not an integer in range, neither ``n`` nor ``noise``, noise of
+        another shape or with values outside [0, 1) (NaN included), or more samples than the
+        memory limit allows.
+    """
+    xp, D = model.xp, model.config.D
+    if seed is not None:
+        seed = check_int("seed", seed, 0, MAX_SEED)
+    if noise is None:
+        if n is None:
+            raise ValueError("give n (the number of samples) or noise (n, D)")
+        n = check_int("n", n, 0)
+        limits.check_api(limits.sample_parts(model.config, n, "n ="))
+        return draw_noise(n, D, seed, xp)
+    u = xp.asarray(noise)
+    if u.ndim != 2 or u.shape[1] != D:
+        raise ValueError(f"noise must have shape (n, {D}), got {tuple(u.shape)}")
+    if u.size and not bool(((u >= 0) & (u < 1)).all()):
+        raise ValueError("noise must hold uniform values in [0, 1) (no NaN)")
+    return u
 
 
 def sample_dtype(model, xp):
@@ -105,7 +148,7 @@ def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = 
         Neither ``n`` nor ``noise`` given.
     """
     xp, D = model.xp, model.config.D
-    u = draw_noise(n, D, seed, xp) if noise is None else noise
+    u = noise_for(model, n, noise, seed)
     n = u.shape[0]
     n_given = check_given(model, n, given, n_given)
     y = model.encode_context(context, n)
@@ -182,7 +225,7 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
     fn = METHODS[method]
     if masks is None:
         return fn(model, n, noise=noise, seed=seed, context=context)
-    masks = [int(k) for k in masks]
+    masks = [check_int("mask index", k) for k in masks]
     if not masks:
         raise ValueError("sample: masks must name at least one mask index")
     K = model.config.num_masks
@@ -190,7 +233,7 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
         if k < 0 or (K >= 1 and k >= K):
             raise ValueError(f"mask index {k} is outside the bank of {K} mask(s)")
     xp, D = model.xp, model.config.D
-    u = draw_noise(n, D, seed, xp) if noise is None else noise
+    u = noise_for(model, n, noise, seed)
     n = u.shape[0]
     y = model.encode_context(context, n)
     choice = backend.host_rng(*(() if seed is None else (seed, 1))).integers(len(masks), size=n)

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .checkpoint import CHECKPOINT_NAME, METRICS_NAME, CheckpointError, run_lock, save_checkpoint, write_metrics
-from .config import MAX_EPOCHS, TrainConfig
+from .checkpoint import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, RunFolderError, params_digest, run_lock,
+                         save_checkpoint, write_metrics)
+from .config import MAX_EPOCHS, MAX_EVAL_MASKS, TrainConfig, check_int
 from .data import check_same_data, split_fingerprints, split_sizes
 from .model import MADE
 from .optim import make_optimizer, optimizer_class
@@ -111,8 +112,20 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         ``std / sqrt(N)`` with ``ddof=1``), ``nll_per_dim`` and ``stderr_per_dim``
         (divided by D), ``n`` (N), ``D``, ``masks`` (number of masks used),
         ``ensemble`` (bool) and ``mask_index`` (the single mask, or None).
+
+    Raises
+    ------
+    ValueError
+        ``x`` that is not data of the model (:meth:`MADE.check_data`) or has no rows,
+        ``ensemble`` not a bool or None, ``eval_masks`` outside 1..100,000, ``batch_size < 1``,
+        a ``mask_index`` outside the bank, or a context that does not fit.
     """
     xp = model.xp
+    if ensemble is not None and not isinstance(ensemble, bool):
+        raise ValueError(f"ensemble must be True, False or None, got {ensemble!r}")
+    if eval_masks is not None:
+        eval_masks = check_int("eval_masks", eval_masks, 1, MAX_EVAL_MASKS)
+    batch_size = check_int("batch_size", batch_size, 1)
     x = model.check_data(backend.to_device(x, xp))
     if x.shape[0] == 0:
         raise ValueError("evaluate: x has no rows (a mean NLL needs at least one example)")
@@ -321,10 +334,45 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     """
     from .fast.threads import thread_policy
 
-    cfg = (cfg or TrainConfig()).resolved(dataset)
+    _check_fit_arguments(model, cfg, out_dir, resume_state)
     lock = run_lock(out_dir) if out_dir is not None else contextlib.nullcontext()
-    with lock, thread_policy(threads, model, cfg.batch_size):
-        return _Run(model, dataset, cfg, out_dir, dataset_spec, resume_state).train(callback, progress)
+    with lock:  # the folder first (held, or refused in one line), then the data
+        _check_fit_data(model, dataset)
+        cfg = (cfg or TrainConfig()).resolved(dataset)
+        with thread_policy(threads, model, cfg.batch_size):
+            return _Run(model, dataset, cfg, out_dir, dataset_spec, resume_state).train(callback, progress)
+
+
+def _check_fit_arguments(model, cfg, out_dir, resume_state) -> None:
+    """What :func:`fit` is given, before anything is allocated or written: the kinds of its
+    arguments, and a run folder that is not another run's."""
+    if not isinstance(model, MADE):
+        raise ValueError(f"model must be a made_np.MADE, got {type(model).__name__}")
+    if cfg is not None and not isinstance(cfg, TrainConfig):
+        raise ValueError(f"cfg must be a made_np.TrainConfig (or None for the recipe), got {type(cfg).__name__}")
+    if out_dir is not None:
+        if not str(out_dir).strip():
+            raise ValueError("out_dir is an empty name; give the run folder, or None to write nothing")
+        if resume_state is None and (Path(out_dir).expanduser() / CHECKPOINT_NAME).exists():
+            raise RunFolderError(f"{out_dir} already holds a run ({CHECKPOINT_NAME}): resume it with "
+                                 f"resume_state=load_checkpoint({str(out_dir)!r})[1], or give another out_dir")
+
+
+def _check_fit_data(model, dataset) -> None:
+    """The training and validation data of :func:`fit`: arrays (N, D) with rows, of values in the
+    model's classes (a value outside them would train on a meaningless loss), checked in row
+    blocks (no copy of a whole split)."""
+    for split in ("train", "valid"):
+        x = getattr(dataset, split, None)
+        if x is None:
+            raise ValueError(f"dataset must have .train and .valid arrays (N, D), e.g. a made_np.data.Dataset; "
+                             f"it has no .{split}")
+        shape = getattr(x, "shape", None)
+        if shape is None or len(shape) != 2 or shape[0] == 0:
+            raise ValueError(f"dataset.{split} must be a non-empty array (N, D), got "
+                             f"{'shape ' + str(tuple(shape)) if shape is not None else type(x).__name__}")
+        for start in range(0, shape[0], 1 << 16):
+            model.check_data(x[start:start + (1 << 16)], f"dataset.{split}")
 
 
 # =========================================================================== resuming
@@ -371,10 +419,20 @@ def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
         One line naming the file and the entry, e.g. ``model.npz: entry 'best_W0' has
         shape (3, 4), expected (64, 500)``.
     """
+    if not isinstance(info, dict):
+        raise CheckpointError(f"resume_state must be the info dict that load_checkpoint returns, got "
+                              f"{type(info).__name__}")
     where = info.get("path") or "checkpoint"
 
     def bad(entry, message):
         raise CheckpointError(f"{where}: entry '{entry}' {message}")
+
+    if info.get("loaded_best"):
+        raise CheckpointError(f"{where}: the model was loaded with its best weights (best=True); a resume "
+                              "continues the last ones: load_checkpoint(path) and resume that model")
+    if info.get("params_sha256") and params_digest(model.params) != info["params_sha256"]:
+        raise CheckpointError(f"{where}: the model to resume does not hold this checkpoint's weights; resume the "
+                              "model that load_checkpoint(path) returned with this info")
 
     state = info.get("state")
     if not isinstance(state, dict) or not state:

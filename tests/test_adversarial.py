@@ -76,9 +76,9 @@ def test_api_refuses_data_outside_the_model(binrun):
         sample(model, -1)
     assert sample(model, 0).shape == (0, 6)
     for bad in (0, -5):  # a negative batch size used to return the uninitialised output array
-        with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        with pytest.raises(ValueError, match="batch_size must be >= 1"):
             model.nll(ok, batch_size=bad)
-        with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        with pytest.raises(ValueError, match="batch_size must be >= 1"):
             model.ensemble_nll(ok, [0], batch_size=bad)
 
 
@@ -185,3 +185,99 @@ def test_a_resume_with_dataset_path_records_where_the_data_lie(tmp_path):
     one_line_error(run("evaluate", out), "cannot load the data set")
     assert run("train", "--resume", out, "--epochs", 2, "--dataset-path", tmp_path / "moved", "-q").exit_code == 0
     assert run("evaluate", out).exit_code == 0
+
+
+# --------------------------------------------------------------------------- the Python API
+
+
+def test_api_integer_arguments_are_checked(binrun):
+    """A negative batch_size made log_marginal/log_conditional/complete return unwritten memory;
+    floats, strings and bools were truncated or failed deep inside NumPy."""
+    from made_np import complete, evaluate, load_checkpoint, log_marginal, sample
+    from made_np.conditional import log_conditional
+
+    model, _ = load_checkpoint(binrun / "run")
+    x, obs = np.zeros((3, 6), dtype=np.uint8), np.ones((3, 6), dtype=bool)
+    obs[:, 3:] = False
+    for fn in (log_marginal, log_conditional):
+        for bad, fragment in [(-1, "batch_size must be >= 1"), (1.5, "batch_size must be an integer")]:
+            with pytest.raises(ValueError, match=fragment):
+                fn(model, x, obs, batch_size=bad)
+        with pytest.raises(ValueError, match="masks must be >= 1"):
+            fn(model, x, obs, masks=0)
+        with pytest.raises(ValueError, match="seed must be an integer"):
+            fn(model, x, obs, seed="1")
+    for n, fragment in [(2.0, "n must be an integer"), (True, "n must be an integer"), (0, "n must be >= 1")]:
+        with pytest.raises(ValueError, match=fragment):
+            complete(model, x, obs, n)
+    with pytest.raises(ValueError, match="eval_masks must be >= 1"):
+        evaluate(model, x, eval_masks=0)
+    with pytest.raises(ValueError, match="ensemble must be True, False or None"):
+        evaluate(model, x, ensemble="no")
+    with pytest.raises(ValueError, match="mask index must be an integer"):
+        sample(model, 3, masks=[1.7])
+    with pytest.raises(ValueError, match="mask_indices must be a sequence"):
+        model.ensemble_nll(x, 2)
+    with pytest.raises(ValueError, match="mask index must be an integer"):
+        model.set_mask(1.5)
+
+
+def test_api_noise_and_sizes_are_checked(binrun):
+    from made_np import MADE, MADEConfig, complete, load_checkpoint, sample
+    from made_np.limits import LimitError
+
+    model, _ = load_checkpoint(binrun / "run")
+    for noise, fragment in [(np.zeros(6), r"noise must have shape \(n, 6\)"), (np.full((2, 6), np.nan), "no NaN"),
+                            (np.full((2, 6), 5.0), r"\[0, 1\)")]:
+        for method in ("fast", "naive"):
+            with pytest.raises(ValueError, match=fragment):
+                sample(model, noise=noise, method=method)
+    with pytest.raises(ValueError, match="give n"):
+        sample(model)
+    with pytest.raises(LimitError, match=r"n = 1000000000000 needs about"):
+        sample(model, 10**12)
+    with pytest.raises(LimitError, match=r"n = 1000000000000 needs about"):
+        complete(model, np.zeros((2, 6)), np.ones((2, 6)), 10**12)
+    with pytest.raises(LimitError, match=r"MADEConfig\(D=784, hidden=\(10000000,\)\) needs about .* GiB"):
+        MADE(MADEConfig(D=784, hidden=(10**7,)))
+
+
+def test_fit_checks_its_arguments_and_never_overwrites_a_run(binrun, tmp_path):
+    """fit trained on values outside the model's classes (a finite, meaningless loss), and
+    replaced another run's checkpoint in out_dir."""
+    from types import SimpleNamespace
+
+    from made_np import MADE, MADEConfig, TrainConfig, fit, load_checkpoint
+    from made_np.checkpoint import CheckpointError, RunFolderError
+
+    model = MADE(MADEConfig(D=6, hidden=(8,)))
+    good = np.zeros((20, 6), np.uint8)
+    cfg = TrainConfig(epochs=1, patience=0)
+    for train, fragment in [(np.full((20, 6), 7, np.uint8), r"dataset.train must hold integers in 0..1"),
+                            (np.zeros((0, 6)), r"dataset.train must be a non-empty array"),
+                            (np.full((20, 6), np.nan), "dataset.train must hold integers")]:
+        with pytest.raises(ValueError, match=fragment):
+            fit(model, SimpleNamespace(train=train, valid=good), cfg)
+    with pytest.raises(ValueError, match="has no .valid"):
+        fit(model, SimpleNamespace(train=good), cfg)
+    with pytest.raises(ValueError, match="cfg must be a made_np.TrainConfig"):
+        fit(model, SimpleNamespace(train=good, valid=good), {"epochs": 1})
+    with pytest.raises(ValueError, match="out_dir is an empty name"):
+        fit(model, SimpleNamespace(train=good, valid=good), cfg, out_dir="")
+    run_dir = binrun / "run"
+    before = (run_dir / "model.npz").read_bytes()
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        fit(MADE(MADEConfig(D=6, hidden=(8,))), SimpleNamespace(train=good, valid=good), cfg, out_dir=run_dir)
+    assert (run_dir / "model.npz").read_bytes() == before
+    bad_folder = tmp_path / "bad"
+    with pytest.raises(ValueError, match="dataset.valid must hold integers"):
+        fit(model, SimpleNamespace(train=good, valid=good + 3), cfg, out_dir=bad_folder)
+    assert not bad_folder.exists()  # refused before anything was written
+    from dataclasses import replace
+
+    from made_np.data import load_dataset
+
+    data = load_dataset(str(binrun / "bin.npy"))  # the run's own data: only the weights are wrong
+    _, info = load_checkpoint(run_dir)
+    with pytest.raises(CheckpointError, match="does not hold this checkpoint's weights"):
+        fit(MADE(replace(info["model_config"], seed=7)), data, info["train_config"], resume_state=info)

@@ -135,6 +135,8 @@ def test_load_checkpoint_best_gives_the_best_weights(chain, tmp_path):
     latest_nll = evaluate(load_checkpoint(tmp_path)[0], chain.valid)["nll"]
     assert latest_nll == pytest.approx(rows[-1]["valid_nll"], rel=1e-12)
     assert latest_nll > best_nll
+    with pytest.raises(CheckpointError, match="loaded with its best weights"):  # a resume needs the last ones
+        fit(best_model, tiny, cfg, out_dir=tmp_path, resume_state=info)
 
 
 # =========================================================================== one writer per folder

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..layers import ReLU
-from ..sampling import check_given, draw_noise
+from ..sampling import check_given, noise_for
 
 
 def _masked_weight(layer):
@@ -140,7 +140,7 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     """
     xp, c = model.xp, model.config
     D, dtype = c.D, model.dtype
-    u = draw_noise(n, D, seed, xp) if noise is None else noise
+    u = noise_for(model, n, noise, seed)
     n = u.shape[0]
     start = check_given(model, n, given, n_given)
     y = model.encode_context(context, n)
