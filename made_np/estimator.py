@@ -28,7 +28,7 @@ except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
                       "upgrade with: pip install -U scikit-learn") from exc
 
 from . import backend
-from .config import MADEConfig, TrainConfig
+from .config import MAX_EVAL_MASKS, MADEConfig, TrainConfig, check_int
 from .model import MADE
 from .optim import OPTIMIZERS
 from .sampling import sample as _sample
@@ -234,22 +234,27 @@ class MADEDensity(BaseEstimator):
         X = self._check_X(X, reset=True)
         model_seed, train_seed, split_seed = _seeds(self.random_state, 3)
         classes = max(2, int(X.max()) + 1)
-        hidden = (self.hidden,) if isinstance(self.hidden, (int, np.integer)) else tuple(self.hidden)
+        hidden = self.hidden
+        if isinstance(hidden, (str, bytes)) or not (isinstance(hidden, (int, np.integer)) or hasattr(hidden, "__iter__")):
+            raise ValueError(f"hidden must be an integer or a sequence of integers (layer widths), got {hidden!r}")
+        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        if self.eval_masks is not None:  # named here: it also sets the validation ensemble
+            check_int("eval_masks", self.eval_masks, 1, MAX_EVAL_MASKS)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         train, valid = self._split(X, split_seed)
         data = types.SimpleNamespace(train=train, valid=valid, name=None, D=X.shape[1], classes=classes)
-        # the library's recipe, as made-np train applies it; None leaves a choice to the recipe
+        # the library's recipe, as made-np train applies it; None leaves a choice to the recipe. The
+        # parameters go to the configurations as they are, whose checks refuse 2.9 epochs or "no"
+        # for a flag (int() and bool() would have made them 2 and True)
         mcfg = MADEConfig.for_data(
-            data, hidden=hidden, ordering=self.ordering,
-            num_masks=None if self.num_masks is None else int(self.num_masks),
-            order_agnostic=bool(self.order_agnostic), connectivity_agnostic=bool(self.connectivity_agnostic),
-            direct=None if self.direct is None else bool(self.direct), seed=model_seed,
+            data, hidden=hidden, ordering=self.ordering, num_masks=self.num_masks,
+            order_agnostic=self.order_agnostic, connectivity_agnostic=self.connectivity_agnostic,
+            direct=self.direct, seed=model_seed,
         )
         cfg = TrainConfig.for_data(
-            data, epochs=None if self.epochs is None else int(self.epochs), batch_size=int(self.batch_size),
-            optimizer=self.optimizer, lr=None if self.lr is None else float(self.lr),
-            patience=int(self.patience), valid_masks=self.eval_masks, eval_masks=self.eval_masks, seed=train_seed,
+            data, epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+            patience=self.patience, valid_masks=self.eval_masks, eval_masks=self.eval_masks, seed=train_seed,
         )
         model = MADE(mcfg, backend.get_xp("cpu"))
         history = _fit(model, data, cfg)

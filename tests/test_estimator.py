@@ -163,6 +163,16 @@ def test_invalid_parameters_raise_in_fit(digits):
         est.set_params(**params)  # stored unchanged; validated in fit
         with pytest.raises(ValueError):
             est.fit(digits[:20])
+    # int() and bool() used to make these 2 epochs, 1 mask and True: each is now refused by name
+    for params, fragment in [({"epochs": 2.9}, "epochs must be an integer, got 2.9"),
+                             ({"num_masks": "3"}, "num_masks must be an integer"),
+                             ({"order_agnostic": "no"}, "order_agnostic must be true or false"),
+                             ({"direct": "no"}, "direct must be true or false"),
+                             ({"lr": "0.01"}, "lr must be a number"),
+                             ({"hidden": "16"}, "hidden must be an integer or a sequence of integers"),
+                             ({"eval_masks": 0}, "eval_masks must be >= 1")]:
+        with pytest.raises(ValueError, match=fragment):
+            MADEDensity(hidden=(8,), epochs=1).set_params(**params).fit(digits[:20])
 
 
 # --------------------------------------------------------------------------- scores
