@@ -93,8 +93,8 @@ def atomic_file(path, mode: str, **kwargs):
     except BaseException as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, tmp):
-            exc.filename = str(path)
+        if isinstance(exc, OSError) and exc.errno is not None and (tmp is None or exc.filename in (None, tmp)):
+            exc.filename = str(path)  # the file asked for, not the temporary one (or mkstemp's pattern)
         raise
 
 
@@ -394,6 +394,8 @@ def resolve_checkpoint_path(path) -> Path:
     CheckpointError
         Nothing there.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"a checkpoint is a file or run folder path, got {path!r}")
     p = expand_path(path)
     if p.is_dir():
         if (p / CHECKPOINT_NAME).is_file():

@@ -229,7 +229,7 @@ def check_same_data(spec, dataset, where: str, source: str | None = None, finger
         The rows of a split, or its values or context, differ.
     """
     spec = spec or {}
-    what = spec.get("spec") or spec.get("name") or "the data set"
+    what = spec.get("spec") or spec.get("name") or "of the run"
     sizes, now = spec.get("sizes"), split_sizes(dataset)
     if source is None:
         lead, fix = f"{where}: the data set {what} ", "; restore the data it was trained on, or train a new run"
@@ -923,6 +923,10 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
         to 1 within 1e-4; an unknown ``context``, ``"labels"`` for another data set than
         digits, ``"file"`` without an .npz holding the context keys, or an invalid context.
     """
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        raise DataError(f"the data set must be a name (digits, binarized-mnist, 2d) or a path, got {spec!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(
             f"data seed {seed!r} is not allowed: --data-seed must be >= 0 (an integer seed of "

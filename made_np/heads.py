@@ -308,7 +308,10 @@ def head_class(name: str):
 def default_head(classes: int) -> str:
     """The head a data set of ``classes`` classes per variable gets by default:
     the first registered head that accepts it (bernoulli for binary data, else categorical)."""
-    return next(name for name, cls in HEADS.items() if cls.check_classes(classes) is None)
+    name = next((name for name, cls in HEADS.items() if cls.check_classes(classes) is None), None)
+    if name is None:
+        raise ValueError(f"no head models {classes!r} classes per variable: data need at least 2 classes")
+    return name
 
 
 def make_head(name: str, xp, classes: int = 2):

@@ -466,9 +466,8 @@ class MADE:
 
         Parameters
         ----------
-        x : array, shape (batch, D), uint8 or int, values in 0..classes-1
-            Not validated (no :meth:`check_data`): a value outside the classes gives wrong
-            logits silently, or an IndexError with one-hot inputs.
+        x : array-like, shape (batch, D), integer (bool, or floats holding integers, accepted)
+            Values in 0..classes-1; checked by :meth:`check_data`.
         context : array, optional
             The rows' context (:meth:`encode_context`); needed exactly when the model has one.
 
@@ -480,8 +479,10 @@ class MADE:
         Raises
         ------
         ValueError
-            From :meth:`encode_context` (a context that does not fit the model).
+            ``x`` of the wrong shape, dtype or values (:meth:`check_data`), or a context that
+            does not fit the model (:meth:`encode_context`).
         """
+        x = self.check_data(x)
         z = self._forward_pass(self.encode(x)[0], self.encode_context(context, x.shape[0]))
         return z.reshape(x.shape[0], self.config.D, self.out_repeat) if self.out_repeat > 1 else z
 

@@ -281,3 +281,23 @@ def test_fit_checks_its_arguments_and_never_overwrites_a_run(binrun, tmp_path):
     _, info = load_checkpoint(run_dir)
     with pytest.raises(CheckpointError, match="does not hold this checkpoint's weights"):
         fit(MADE(replace(info["model_config"], seed=7)), data, info["train_config"], resume_state=info)
+
+
+def test_api_paths_and_names_fail_in_one_line(tmp_path):
+    from made_np import load_checkpoint
+    from made_np.checkpoint import CheckpointError, write_json
+    from made_np.data import DataError, load_dataset
+
+    np.save(tmp_path / "a.npy", np.zeros((30, 4), np.uint8))
+    assert load_dataset(tmp_path / "a.npy").D == 4  # a pathlib.Path used to raise AttributeError
+    for bad in (None, 3):
+        with pytest.raises(DataError, match="must be a name .* or a path"):
+            load_dataset(bad)
+        with pytest.raises(CheckpointError, match="a checkpoint is a file or run folder path"):
+            load_checkpoint(bad)
+    with pytest.raises(FileNotFoundError) as e:  # named by the file asked for, not mkstemp's pattern
+        write_json(tmp_path / "missing" / "r.json", {})
+    assert e.value.filename == str(tmp_path / "missing" / "r.json")
+    from made_np.heads import default_head
+    with pytest.raises(ValueError, match="at least 2 classes"):  # was a StopIteration
+        default_head(1)
