@@ -157,9 +157,20 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    CheckpointError
+        Nothing is written when the checkpoint would not load (:func:`load_checkpoint`'s checks):
+        weights that are not finite, or an entry of the JSON ``config`` (e.g. ``dataset_spec``)
+        of the wrong kind.
     """
     path = Path(path)
     arrays = dict(model.state_dict())
+    bad = next((n for n, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: not written: parameter {bad!r} holds NaN or infinity, and a checkpoint "
+                              "must load (a diverged model keeps its last good checkpoint)")
     if optimizer is not None:
         for k, v in (optimizer_state if optimizer_state is not None else optimizer.state_dict()).items():
             arrays[f"opt_{k}"] = np.asarray(v)
@@ -178,7 +189,12 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
         "history": history,
         "results": results,
     }
-    arrays["config"] = np.array(json.dumps(meta, default=_json_default, allow_nan=True))
+    try:
+        text = json.dumps(meta, default=_json_default, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not written: the configuration is not JSON ({_one_line(exc)})") from None
+    _check_meta(path, json.loads(text))  # what load_checkpoint will check: never write what it refuses
+    arrays["config"] = np.array(text)
     return _write_npz_atomic(path, arrays)
 
 

@@ -301,3 +301,23 @@ def test_api_paths_and_names_fail_in_one_line(tmp_path):
     from made_np.heads import default_head
     with pytest.raises(ValueError, match="at least 2 classes"):  # was a StopIteration
         default_head(1)
+
+
+def test_save_checkpoint_never_writes_what_load_refuses(tmp_path):
+    """It used to write NaN weights or a dataset record of another D, and replace a good file
+    with one that load_checkpoint then refused."""
+    from made_np import MADE, MADEConfig, load_checkpoint
+    from made_np.checkpoint import CheckpointError, save_checkpoint
+
+    model = MADE(MADEConfig(D=6, hidden=(8,)))
+    good = save_checkpoint(tmp_path / "m.npz", model)
+    before = good.read_bytes()
+    for kwargs, fragment in [({"dataset_spec": {"D": 99}}, "dataset.D = 99 but the model has D = 6"),
+                             ({"history": "x"}, "'history' must be an object or null"),
+                             ({"dataset_spec": {"x": object()}}, "not written: the configuration is not JSON")]:
+        with pytest.raises(CheckpointError, match=fragment):
+            save_checkpoint(good, model, **kwargs)
+    model.params[0][0, 0] = np.nan
+    with pytest.raises(CheckpointError, match="parameter 'W0' holds NaN"):
+        save_checkpoint(good, model)
+    assert good.read_bytes() == before and load_checkpoint(good)[1]["path"] == str(good)
