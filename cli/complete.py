@@ -78,13 +78,6 @@ def observed_mask(model, info, n_rows: int, observed, occlude, seed: int) -> tup
     return o.astype(bool), f"observed as in {observed}"
 
 
-def mixture_size(model, masks: int) -> int:
-    """K: the masks :func:`made_np.conditional.complete` mixes for ``--masks``."""
-    if conditional.is_order_agnostic(model):
-        return masks
-    return 1 if model.config.num_masks == 1 else len(model.eval_mask_indices(masks))
-
-
 def examples_and_context(model, info, input_path, split, first, context, dataset_path):
     """``(x, y)``: the examples (``--input`` or the first rows of a split of the run's data set) and,
     for a conditional model, their context (``--context``, else the split's own)."""
@@ -169,7 +162,7 @@ def complete(checkpoint, input_path, observed, occlude, split, first, num_comple
     model, info = load_model(checkpoint, device, max_memory=max_memory)
     x, y = examples_and_context(model, info, input_path, split, first, context, dataset_path)
     N, image_shape = x.shape[0], image_shape_of(info)
-    parts = limits.complete_parts(model.config, N, num_completions, mixture_size(model, masks))
+    parts = limits.complete_parts(model.config, N, num_completions, conditional.mixture_size(model, masks))
     if png is not None:
         images = N * (num_completions + 2)  # a row per example: original, occluded, the completions
         try:
@@ -199,7 +192,7 @@ def complete(checkpoint, input_path, observed, occlude, split, first, num_comple
         with writing(png, "--png"):
             plots.plot_sample_grid(completion_grid(x, obs, comps), image_shape_of(info), make_parent(png),
                                    ncols=num_completions + 2)
-    N, K = x.shape[0], mixture_size(model, masks)
+    N, K = x.shape[0], conditional.mixture_size(model, masks)
     mean, stderr = mean_and_stderr(-lp)
     result = {"checkpoint": info["path"], "n": N, "completions": num_completions, "observed": what,
               "masks": K, "method": method, "seconds": seconds, "neg_log_px_o": mean, "stderr": stderr,

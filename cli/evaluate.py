@@ -74,7 +74,9 @@ def evaluate_cmd(checkpoint, split, eval_masks, mask_index, observed, occlude, m
 
 def _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed, as_json) -> None:
     """Mean ``-log p(x_o)`` ± standard error over the split (:func:`made_np.conditional.log_marginal`)."""
-    from .complete import mixture_size, observed_mask
+    from made_np.conditional import mixture_size
+
+    from .complete import observed_mask
 
     obs, what = observed_mask(model, info, x.shape[0], observed, occlude, seed)
     with user_values():

@@ -453,12 +453,18 @@ def _write_failed(exc: OSError, run_dir: Path) -> str:
     return f"cannot write {name}: {reason}; {kept}"
 
 
+def _figure_samples(ds) -> int:
+    """Samples drawn for a run's samples.png: a grid of 100 images, a histogram of 100,000 on the
+    C x C grid of 2-D data, else 1000 rows (the same count is charged by :func:`training_parts`)."""
+    return 100 if ds.image_shape else (100_000 if ds.D == 2 else 1000)
+
+
 def training_parts(mcfg: MADEConfig, cfg: TrainConfig, ds, dataset_option: str) -> list:
     """What a training run allocates (:mod:`made_np.limits`): the model with its optimiser state and
     copies, a minibatch's activations, the evaluation batches, the data and the samples figure."""
     n_train = int(ds.train.shape[0])
     n_eval = max(int(ds.valid.shape[0]), int(ds.test.shape[0]))
-    n_samples = 100 if ds.image_shape else 1000
+    n_samples = _figure_samples(ds)
     return (limits.model_parts(mcfg, optimizer=cfg.optimizer)
             + limits.rows_parts(mcfg, min(cfg.batch_size, n_train), f"--batch-size {cfg.batch_size}",
                                 "the activations of a minibatch", factor=5)
@@ -524,7 +530,7 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
         from made_np import plots  # matplotlib: imported only when drawing
 
         plots.plot_loss_curves(history["rows"], run_dir / "loss.png", valid_masks=history.get("valid_masks", 1))
-        n = 100 if ds.image_shape else (100_000 if ds.D == 2 else 1000)  # 2-D: a histogram on the C x C grid
+        n = _figure_samples(ds)
         y = None  # a conditional model: labels spread over the classes (a row per class), or test contexts
         if model.config.context:
             y = (sampling.balanced_labels(n, model.config.context) if model.config.context_encoding == "onehot"

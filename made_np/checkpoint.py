@@ -167,16 +167,16 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
     """
     path = Path(path)
     arrays = dict(model.state_dict())
-    bad = next((n for n, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()), None)
-    if bad is not None:
-        raise CheckpointError(f"{path}: not written: parameter {bad!r} holds NaN or infinity, and a checkpoint "
-                              "must load (a diverged model keeps its last good checkpoint)")
     if optimizer is not None:
         for k, v in (optimizer_state if optimizer_state is not None else optimizer.state_dict()).items():
             arrays[f"opt_{k}"] = np.asarray(v)
     if best_params is not None:
         for name, p in zip(model.param_names, best_params):
             arrays[f"best_{name}"] = backend.to_host(p)
+    bad = next((n for n, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()), None)
+    if bad is not None:  # weights, optimiser state (an overflowing Adagrad sum) and best weights alike
+        raise CheckpointError(f"{path}: not written: entry {bad!r} holds NaN or infinity, and a checkpoint "
+                              "must load (a diverged model keeps its last good checkpoint)")
     meta = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,

@@ -69,6 +69,14 @@ def is_order_agnostic(model) -> bool:
     return bool(c.order_agnostic) and c.num_masks != 1
 
 
+def mixture_size(model, masks: int) -> int:
+    """K, the masks the functions below mix for ``masks``: ``masks`` fresh observed-first masks
+    of an order-agnostic model, else the model's own (one, or its bank's first ``masks``)."""
+    if is_order_agnostic(model):
+        return masks
+    return 1 if model.config.num_masks == 1 else len(model.eval_mask_indices(masks))
+
+
 def observed_first_maskset(model, observed_row, rng) -> MaskSet:
     """A mask whose ordering puts the observed variables first.
 
@@ -448,7 +456,7 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     xp, D = model.xp, model.config.D
     xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing=False)
     N = obs.shape[0]
-    limits.check_api(limits.complete_parts(model.config, N, n, masks, "n =", "masks ="))
+    limits.check_api(limits.complete_parts(model.config, N, n, mixture_size(model, masks), "n =", "masks ="))
     y = model.encode_context(context, N)
     rng = backend.host_rng(seed, 1)  # drawn on the host, for every row, before any pattern
     u_mask = rng.random((N, n))

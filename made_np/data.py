@@ -229,7 +229,7 @@ def check_same_data(spec, dataset, where: str, source: str | None = None, finger
         The rows of a split, or its values or context, differ.
     """
     spec = spec or {}
-    what = spec.get("spec") or spec.get("name") or "of the run"
+    what = spec.get("spec") or spec.get("name") or "(unnamed)"
     sizes, now = spec.get("sizes"), split_sizes(dataset)
     if source is None:
         lead, fix = f"{where}: the data set {what} ", "; restore the data it was trained on, or train a new run"

@@ -140,7 +140,9 @@ def check_api(parts) -> int:
     LimitError
         A ValueError naming the argument, the estimate and the limit.
     """
-    return check(parts, memory_limit())
+    if _LIMIT_IN_USE is not None:  # within a command: its --max-memory
+        return check(parts, memory_limit())
+    return check(parts, memory_limit(), f"(${ENV} raises it, e.g. {ENV}=64G)")
 
 
 # --------------------------------------------------------------------------- estimates
@@ -155,7 +157,7 @@ class Part:
     nbytes: int
 
 
-def check(parts, limit: int) -> int:
+def check(parts, limit: int, hint: str | None = None) -> int:
     """Sum the parts; refuse with one line naming the largest part's option when over ``limit``.
 
     Returns
@@ -174,7 +176,7 @@ def check(parts, limit: int) -> int:
         mostly = f"mostly for {big.what}" if len(parts) > 1 else f"for {big.what}"
         share = f" ({fmt_bytes(big.nbytes)})" if len(parts) > 1 else ""
         raise LimitError(f"{big.option} needs about {fmt_bytes(total)} of memory, {mostly}{share}; the limit "
-                         f"is {fmt_bytes(limit)} {limit_hint()}")
+                         f"is {fmt_bytes(limit)} {hint or limit_hint()}")
     return total
 
 

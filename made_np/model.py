@@ -71,7 +71,7 @@ class MADE:
 
     def __init__(self, config: MADEConfig, xp=None, draw_weights: bool = True):
         self.config = config
-        if draw_weights:  # a loaded model was checked by load_checkpoint, before reading its weights
+        if draw_weights:  # loading (draw_weights=False) checks with load_checkpoint(memory_limit=...)
             limits.check_api(limits.model_parts(config, label=f"MADEConfig(D={config.D}, hidden={config.hidden})"))
         self.xp = backend.get_xp("cpu") if xp is None else xp
         self.dtype = backend.resolve_dtype(config.dtype)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from pathlib import Path
 
@@ -121,8 +122,10 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         a ``mask_index`` outside the bank, or a context that does not fit.
     """
     xp = model.xp
-    if ensemble is not None and not isinstance(ensemble, bool):
-        raise ValueError(f"ensemble must be True, False or None, got {ensemble!r}")
+    if ensemble is not None:
+        if not isinstance(ensemble, (bool, np.bool_)):
+            raise ValueError(f"ensemble must be True, False or None, got {ensemble!r}")
+        ensemble = bool(ensemble)
     if eval_masks is not None:
         eval_masks = check_int("eval_masks", eval_masks, 1, MAX_EVAL_MASKS)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -337,6 +340,7 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     _check_fit_arguments(model, cfg, out_dir, resume_state)
     lock = run_lock(out_dir) if out_dir is not None else contextlib.nullcontext()
     with lock:  # the folder first (held, or refused in one line), then the data
+        _check_run_folder(out_dir, resume_state)
         _check_fit_data(model, dataset)
         cfg = (cfg or TrainConfig()).resolved(dataset)
         with thread_policy(threads, model, cfg.batch_size):
@@ -350,12 +354,22 @@ def _check_fit_arguments(model, cfg, out_dir, resume_state) -> None:
         raise ValueError(f"model must be a made_np.MADE, got {type(model).__name__}")
     if cfg is not None and not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg must be a made_np.TrainConfig (or None for the recipe), got {type(cfg).__name__}")
-    if out_dir is not None:
-        if not str(out_dir).strip():
-            raise ValueError("out_dir is an empty name; give the run folder, or None to write nothing")
-        if resume_state is None and (Path(out_dir).expanduser() / CHECKPOINT_NAME).exists():
-            raise RunFolderError(f"{out_dir} already holds a run ({CHECKPOINT_NAME}): resume it with "
-                                 f"resume_state=load_checkpoint({str(out_dir)!r})[1], or give another out_dir")
+    if out_dir is not None and not str(out_dir).strip():
+        raise ValueError("out_dir is an empty name; give the run folder, or None to write nothing")
+
+
+def _check_run_folder(out_dir, resume_state) -> None:
+    """Inside the folder's lock: a folder holding a run's checkpoint is written only by the resume
+    of that very run."""
+    if out_dir is None:
+        return
+    existing = Path(out_dir).expanduser() / CHECKPOINT_NAME
+    if not existing.exists():
+        return
+    resumed = (resume_state or {}).get("path")
+    if resumed is None or not os.path.samefile(existing, resumed):
+        raise RunFolderError(f"{out_dir} already holds a run ({CHECKPOINT_NAME}): resume it with "
+                             f"resume_state=load_checkpoint({str(out_dir)!r})[1], or give another out_dir")
 
 
 def _check_fit_data(model, dataset) -> None:
@@ -371,8 +385,9 @@ def _check_fit_data(model, dataset) -> None:
         if shape is None or len(shape) != 2 or shape[0] == 0:
             raise ValueError(f"dataset.{split} must be a non-empty array (N, D), got "
                              f"{'shape ' + str(tuple(shape)) if shape is not None else type(x).__name__}")
-        for start in range(0, shape[0], 1 << 16):
-            model.check_data(x[start:start + (1 << 16)], f"dataset.{split}")
+        rows = max(1, (1 << 20) // max(1, shape[1]))  # blocks of about a million entries
+        for start in range(0, shape[0], rows):
+            model.check_data(x[start:start + rows], f"dataset.{split}")
 
 
 # =========================================================================== resuming
@@ -431,8 +446,9 @@ def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
         raise CheckpointError(f"{where}: the model was loaded with its best weights (best=True); a resume "
                               "continues the last ones: load_checkpoint(path) and resume that model")
     if info.get("params_sha256") and params_digest(model.params) != info["params_sha256"]:
-        raise CheckpointError(f"{where}: the model to resume does not hold this checkpoint's weights; resume the "
-                              "model that load_checkpoint(path) returned with this info")
+        raise CheckpointError(f"{where}: the model to resume does not hold this checkpoint's weights (another "
+                              "model, or one trained since it was loaded); resume the model that "
+                              "load_checkpoint(path) returns, with the info it returns")
 
     state = info.get("state")
     if not isinstance(state, dict) or not state:

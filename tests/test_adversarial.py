@@ -175,7 +175,7 @@ def test_dataset_path_checks_in_data_info_and_complete_and_the_png_grid(binrun, 
 
 def test_a_resume_with_dataset_path_records_where_the_data_lie(tmp_path):
     """A 2d run whose table moved: resumed with --dataset-path, later commands find it again."""
-    table = np.random.default_rng(0).random((10, 10))
+    table = np.random.default_rng(0).random((200, 200))  # the size of the real table
     np.save(tmp_path / "distribution.npy", (table / table.sum()).astype(np.float32))
     out = tmp_path / "run"
     assert run("train", "--dataset", "2d", "--dataset-path", tmp_path / "distribution.npy", "--hidden", 8,
@@ -238,8 +238,28 @@ def test_api_noise_and_sizes_are_checked(binrun):
         sample(model, 10**12)
     with pytest.raises(LimitError, match=r"n = 1000000000000 needs about"):
         complete(model, np.zeros((2, 6)), np.ones((2, 6)), 10**12)
-    with pytest.raises(LimitError, match=r"MADEConfig\(D=784, hidden=\(10000000,\)\) needs about .* GiB"):
-        MADE(MADEConfig(D=784, hidden=(10**7,)))
+
+
+def test_api_memory_checks_use_the_env_limit_and_the_commands_own(binrun, monkeypatch):
+    """The API's checks read $MADE_NP_MAX_MEMORY (not the machine's RAM alone: this test must
+    not depend on it), and within a command its --max-memory, reset when the command ends."""
+    from made_np import MADE, MADEConfig, limits, sample
+    from made_np.limits import LimitError
+
+    monkeypatch.setenv("MADE_NP_MAX_MEMORY", "64M")
+    with pytest.raises(LimitError, match=r"MADEConfig\(D=784, hidden=\(100000,\)\) needs about .* the limit is "
+                                         r"64.0 MiB \(\$MADE_NP_MAX_MEMORY raises it"):
+        MADE(MADEConfig(D=784, hidden=(10**5,)))
+    limits.use_limit(2**40)  # what a command's --max-memory does
+    try:
+        assert MADE(MADEConfig(D=784, hidden=(10**4,))).num_params > 10**7
+    finally:
+        limits.use_limit(None)
+    assert run("sample", binrun / "run", "-n", 3, "--max-memory", "1G", "--out", binrun / "s.npy").exit_code == 0
+    assert limits.memory_limit() == 64 * 2**20  # the command's limit did not outlive it
+    model = MADE(MADEConfig(D=6, hidden=(8,)))
+    with pytest.raises(LimitError, match="n = 10000000 needs about"):
+        sample(model, 10**7)
 
 
 def test_fit_checks_its_arguments_and_never_overwrites_a_run(binrun, tmp_path):
@@ -281,6 +301,14 @@ def test_fit_checks_its_arguments_and_never_overwrites_a_run(binrun, tmp_path):
     _, info = load_checkpoint(run_dir)
     with pytest.raises(CheckpointError, match="does not hold this checkpoint's weights"):
         fit(MADE(replace(info["model_config"], seed=7)), data, info["train_config"], resume_state=info)
+    other = tmp_path / "other"  # a resume never writes into another run's folder
+    assert run("train", "--dataset", binrun / "bin.npy", "--hidden", 8, "--epochs", 1, "--out", other, "-q").exit_code == 0
+    theirs = (other / "model.npz").read_bytes()
+    mine, info = load_checkpoint(run_dir)
+    more = replace(info["train_config"], epochs=3)
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        fit(mine, data, more, out_dir=other, resume_state=info)
+    assert (other / "model.npz").read_bytes() == theirs
 
 
 def test_api_paths_and_names_fail_in_one_line(tmp_path):
@@ -317,7 +345,35 @@ def test_save_checkpoint_never_writes_what_load_refuses(tmp_path):
                              ({"dataset_spec": {"x": object()}}, "not written: the configuration is not JSON")]:
         with pytest.raises(CheckpointError, match=fragment):
             save_checkpoint(good, model, **kwargs)
+    from made_np.optim import Adagrad
+
+    opt = Adagrad(model.params, np)
+    opt.state["sum_sq"][0][...] = np.inf  # a float32 sum of squares can overflow while the weights stay finite
+    with pytest.raises(CheckpointError, match="entry 'opt_sum_sq0' holds NaN or infinity"):
+        save_checkpoint(good, model, optimizer=opt)
+    with pytest.raises(CheckpointError, match="entry 'best_b0' holds NaN or infinity"):
+        save_checkpoint(good, model, best_params=[p if i != 1 else p * np.nan for i, p in enumerate(model.params)])
     model.params[0][0, 0] = np.nan
-    with pytest.raises(CheckpointError, match="parameter 'W0' holds NaN"):
+    with pytest.raises(CheckpointError, match="entry 'W0' holds NaN"):
         save_checkpoint(good, model)
     assert good.read_bytes() == before and load_checkpoint(good)[1]["path"] == str(good)
+
+
+def test_estimates_charge_what_is_drawn(tmp_path, binrun):
+    """A 2-D run draws 100,000 samples for its figure: charged before training (it used to train,
+    then fail in the figure); complete charges a single-ordering model one mask, not --masks."""
+    table = np.random.default_rng(0).random((200, 200))  # the size of the real table
+    np.save(tmp_path / "distribution.npy", (table / table.sum()).astype(np.float32))
+    out = tmp_path / "run2d"
+    one_line_error(run("train", "--dataset", "2d", "--dataset-path", tmp_path / "distribution.npy", "--hidden", 64,
+                       "--epochs", 1, "--max-memory", "100M", "--out", out), "samples.png with 100000 needs about")
+    assert not out.exists()
+    from made_np import load_checkpoint
+    from made_np.conditional import mixture_size
+
+    model, _ = load_checkpoint(binrun / "run")
+    assert mixture_size(model, 10**5) == 10**5  # order-agnostic: fresh masks
+    single = tmp_path / "single"
+    assert run("train", "--dataset", binrun / "bin.npy", "--hidden", 8, "--epochs", 1, "--num-masks", 1,
+               "--out", single, "-q").exit_code == 0
+    assert mixture_size(load_checkpoint(single)[0], 10**5) == 1
