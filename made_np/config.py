@@ -396,11 +396,18 @@ class MADEConfig(StrictConfig):
         Raises
         ------
         ValueError
-            An invalid field, an unknown override or an unknown preset.
+            A data set without integer ``D`` and ``classes`` (``classes >= 2``), or whose
+            ``D`` is not the width of its ``train``; an invalid field, an unknown override or
+            an unknown preset.
         """
-        values = {"D": int(dataset.D), "classes": int(dataset.classes),
-                  "head": default_head(int(dataset.classes)),
-                  "input_encoding": default_encoding(int(dataset.classes)),
+        D = check_int("dataset.D", getattr(dataset, "D", None), 1, MAX_D)
+        classes = check_int("dataset.classes", getattr(dataset, "classes", None), 2, MAX_CLASSES)
+        width = getattr(getattr(dataset, "train", None), "shape", (None, D))[-1]
+        if width != D:
+            raise ValueError(f"dataset.D = {D}, but its train data have {width} columns")
+        values = {"D": D, "classes": classes,
+                  "head": default_head(classes),
+                  "input_encoding": default_encoding(classes),
                   "direct": DEFAULT_DIRECT, "num_masks": default_num_masks(dataset)}
         if int(getattr(dataset, "context_width", 0) or 0) > 0:
             values["context"] = int(dataset.context_width)

@@ -337,7 +337,7 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     """
     from .fast.threads import thread_policy
 
-    _check_fit_arguments(model, cfg, out_dir, resume_state)
+    _check_fit_arguments(model, cfg, out_dir, resume_state, callback)
     lock = run_lock(out_dir) if out_dir is not None else contextlib.nullcontext()
     with lock:  # the folder first (held, or refused in one line), then the data
         _check_run_folder(out_dir, resume_state)
@@ -347,13 +347,15 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
             return _Run(model, dataset, cfg, out_dir, dataset_spec, resume_state).train(callback, progress)
 
 
-def _check_fit_arguments(model, cfg, out_dir, resume_state) -> None:
+def _check_fit_arguments(model, cfg, out_dir, resume_state, callback) -> None:
     """What :func:`fit` is given, before anything is allocated or written: the kinds of its
     arguments, and a run folder that is not another run's."""
     if not isinstance(model, MADE):
         raise ValueError(f"model must be a made_np.MADE, got {type(model).__name__}")
     if cfg is not None and not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg must be a made_np.TrainConfig (or None for the recipe), got {type(cfg).__name__}")
+    if callback is not None and not callable(callback):  # not after the first epoch
+        raise ValueError(f"callback must be a function of an epoch's row, got {callback!r}")
     if out_dir is not None and not str(out_dir).strip():
         raise ValueError("out_dir is an empty name; give the run folder, or None to write nothing")
 

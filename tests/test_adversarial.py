@@ -377,3 +377,22 @@ def test_estimates_charge_what_is_drawn(tmp_path, binrun):
     assert run("train", "--dataset", binrun / "bin.npy", "--hidden", 8, "--epochs", 1, "--num-masks", 1,
                "--out", single, "-q").exit_code == 0
     assert mixture_size(load_checkpoint(single)[0], 10**5) == 1
+
+
+def test_for_data_and_fit_check_the_objects_they_are_given():
+    """A data object with classes = 1 raised StopIteration, 2.5 classes became 2, a D other than the
+    data's width was taken; a callback that is not callable failed after an epoch of training."""
+    from types import SimpleNamespace
+
+    from made_np import MADE, MADEConfig, TrainConfig, fit
+
+    x = np.zeros((10, 3), np.uint8)
+    for data, fragment in [(SimpleNamespace(D=3, classes=1, train=x), "dataset.classes must be >= 2"),
+                           (SimpleNamespace(D=3, classes=2.5, train=x), "dataset.classes must be an integer"),
+                           (SimpleNamespace(D=4, classes=2, train=x), "dataset.D = 4, but its train data have 3"),
+                           (SimpleNamespace(classes=2, train=x), "dataset.D must be an integer, got None")]:
+        with pytest.raises(ValueError, match=fragment):
+            MADEConfig.for_data(data)
+    model = MADE(MADEConfig.for_data(SimpleNamespace(D=3, classes=2, train=x), hidden=(4,)))
+    with pytest.raises(ValueError, match="callback must be a function"):
+        fit(model, SimpleNamespace(train=x, valid=x), TrainConfig(epochs=1), callback=3)
