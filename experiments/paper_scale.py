@@ -32,8 +32,9 @@ ROWS = {
     # the paper's protocol as its code ran it: Adagrad at a constant 0.01 (eps inside the root),
     # orthogonal initial weights, a random ordering, look-ahead 30 epochs, at most 1000 epochs
     "k1-paper": ["--preset", "paper"],
-    # the same with seed 1 (weights, ordering, degrees, shuffling): the spread between seeds
+    # the same with seeds 1 and 2 (weights, ordering, degrees, shuffling): the spread between seeds
     "k1-paper-seed1": ["--preset", "paper", "--seed", "1"],
+    "k1-paper-seed2": ["--preset", "paper", "--seed", "2"],
     # the same in the natural (raster) ordering, which the paper's code avoided ("so that the
     # natural order does not give us an edge"); run with --epochs 100
     "k1-paper-natural": ["--preset", "paper", "--ordering", "natural"],
