@@ -143,9 +143,8 @@ def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = 
     ValueError
         ``n_given`` outside 0..D, or ``n_given > 0`` without ``given`` of shape (n, D)
         (:func:`check_given`); a context that does not fit the model
-        (:meth:`~made_np.model.MADE.encode_context`).
-    TypeError
-        Neither ``n`` nor ``noise`` given.
+        (:meth:`~made_np.model.MADE.encode_context`); neither ``n`` nor ``noise``, or
+        either of them, or ``seed``, not as :func:`~made_np.sampling.noise_for` takes them.
     """
     xp, D = model.xp, model.config.D
     u = noise_for(model, n, noise, seed)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from pathlib import Path
 
@@ -369,7 +368,7 @@ def _check_run_folder(out_dir, resume_state) -> None:
     if not existing.exists():
         return
     resumed = (resume_state or {}).get("path")
-    if resumed is None or not os.path.samefile(existing, resumed):
+    if resumed is None or Path(resumed).expanduser().resolve() != existing.resolve():
         raise RunFolderError(f"{out_dir} already holds a run ({CHECKPOINT_NAME}): resume it with "
                              f"resume_state=load_checkpoint({str(out_dir)!r})[1], or give another out_dir")
 

@@ -134,9 +134,8 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     ValueError
         ``n_given`` outside 0..D, or ``n_given > 0`` without ``given`` of shape (n, D)
         (:func:`made_np.sampling.check_given`); a context that does not fit the model
-        (:meth:`~made_np.model.MADE.encode_context`).
-    TypeError
-        Neither ``n`` nor ``noise`` given.
+        (:meth:`~made_np.model.MADE.encode_context`); neither ``n`` nor ``noise``, or
+        either of them, or ``seed``, not as :func:`~made_np.sampling.noise_for` takes them.
     """
     xp, c = model.xp, model.config
     D, dtype = c.D, model.dtype
