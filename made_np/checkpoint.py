@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import signal
 import socket
 import stat
 import struct
@@ -96,6 +97,32 @@ def atomic_file(path, mode: str, **kwargs):
         if isinstance(exc, OSError) and exc.errno is not None and (tmp is None or exc.filename in (None, tmp)):
             exc.filename = str(path)  # the file asked for, not the temporary one (or mkstemp's pattern)
         raise
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold back Ctrl-C (SIGINT) until the block ends, so writes that belong together land together.
+
+    A run's checkpoint and its ``metrics.csv`` are two files; an interrupt between
+    them left a checkpoint whose epoch the metrics did not show. Inside this block
+    a SIGINT is recorded, and the handler that was in place (Python's, which
+    raises :class:`KeyboardInterrupt`) runs once the block has finished. Outside
+    the main thread, where signal handlers cannot be set, the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, caught[0])
+            elif previous == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)
 
 
 def write_metrics(path, rows: list) -> Path:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .checkpoint import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, RunFolderError, params_digest, run_lock,
-                         save_checkpoint, write_metrics)
+from .checkpoint import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, RunFolderError, interrupts_deferred,
+                         params_digest, run_lock, save_checkpoint, write_metrics)
 from .config import MAX_EPOCHS, MAX_EVAL_MASKS, TrainConfig, check_int
 from .data import check_same_data, split_fingerprints, split_sizes
 from .model import MADE
@@ -613,11 +613,12 @@ class _Run:
         if self.out is None:
             return
         self.state["finished"] = finished
-        save_checkpoint(self.out / CHECKPOINT_NAME, self.model, train_config=self.cfg, dataset_spec=self.spec,
-                        optimizer=self.opt, optimizer_state=self._optimizer_state(self.opt.state_dict()),
-                        best_params=None if finished else self.best,
-                        history=self.history, train_state=self.state)
-        write_metrics(self.out / METRICS_NAME, self.history["rows"])
+        with interrupts_deferred():  # Ctrl-C waits for both files: the metrics show the checkpoint's epoch
+            save_checkpoint(self.out / CHECKPOINT_NAME, self.model, train_config=self.cfg, dataset_spec=self.spec,
+                            optimizer=self.opt, optimizer_state=self._optimizer_state(self.opt.state_dict()),
+                            best_params=None if finished else self.best,
+                            history=self.history, train_state=self.state)
+            write_metrics(self.out / METRICS_NAME, self.history["rows"])
 
     def train(self, callback, progress) -> dict:
         """Epochs until the budget, the patience or the callback stops them; then the best weights."""
