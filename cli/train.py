@@ -17,8 +17,8 @@ from made_np.checkpoint import (CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME, Che
                                 read_checkpoint_meta, resolve_checkpoint_path, run_lock, update_checkpoint_meta,
                                 write_json)
 from made_np.config import (DEFAULT_DIRECT, ENCODINGS, ENGINES, EPOCHS_RANGE, LR_SCHEDULES, MAX_COUNT, MAX_EPOCHS,
-                            MAX_EVAL_MASKS, MAX_LAYERS, MAX_NUM_MASKS, MAX_WIDTH, SMALL_DATA_MASKS, SMALL_DATA_ROWS,
-                            UPDATES_BUDGET, PRESETS, MADEConfig, TrainConfig)
+                            MAX_EVAL_MASKS, MAX_LAYERS, MAX_NUM_MASKS, MAX_WIDTH, OUTPUT_BIASES, SMALL_DATA_MASKS,
+                            SMALL_DATA_ROWS, UPDATES_BUDGET, PRESETS, MADEConfig, TrainConfig)
 from made_np.fast.threads import parse_threads
 from made_np.layers import ACTIVATIONS, INITS
 from made_np.masks import BANK_ORDERINGS, DEGREE_RULES, ORDERINGS
@@ -185,10 +185,14 @@ def _progress(epoch: int, n_batches: int):
 @click.option("--lr-step", type=click.IntRange(1, MAX_EPOCHS), default=TrainConfig.lr_step,
               show_default=True,
               help="Epochs between halvings of the step schedule.")
+@click.option("--output-bias", type=click.Choice(OUTPUT_BIASES), default=TrainConfig.output_bias,
+              show_default=True,
+              help="Start the output biases at the logits of the training data's marginals (each variable's "
+                   "class frequencies, with half a count added), or at 0 as the paper's code did.")
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None, show_default="the recipe alone",
               help="A named protocol under the options given: paper = the MADE paper's, as its code ran it "
                    "(Adagrad at a constant lr 0.01, orthogonal initial weights, a random ordering, batch 100, "
-                   "look-ahead 30 epochs, at most 1000 epochs, direct connections).")
+                   "look-ahead 30 epochs, at most 1000 epochs, direct connections, output biases at 0).")
 @click.option("--engine", type=click.Choice(ENGINES), default=TrainConfig.engine, show_default=True,
               help="fast (block-sparse single-mask form, fused kernels, thread pool) or reference "
                    "(the plain MADE and textbook optimisers); the same numbers up to rounding.")
@@ -302,7 +306,7 @@ def _new_run(ctx, o, where) -> None:
                 ds, preset=o["preset"], epochs=o["epochs"], batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"],
                 weight_decay=o["weight_decay"], patience=o["patience"], resample_every=o["resample_every"],
                 valid_masks=o["valid_masks"], eval_masks=o["eval_masks"], lr_schedule=o["lr_schedule"],
-                lr_step=o["lr_step"], seed=o["seed"], engine=o["engine"])
+                lr_step=o["lr_step"], seed=o["seed"], engine=o["engine"], output_bias=o["output_bias"])
         spec_name = o["dataset"]
         named = spec_name.lower() in data_mod.NAMES + ("binarized_mnist",)
         spec = {

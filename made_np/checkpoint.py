@@ -626,8 +626,8 @@ def _check_meta(p: Path, meta: dict):
     if meta.get("train") is not None:
         if not isinstance(meta["train"], dict):
             raise CheckpointError(f"{where}: 'train' must be an object or null, got {_describe(meta['train'])}")
-        try:
-            train_config = TrainConfig.from_dict(meta["train"])
+        try:  # runs from before output_bias existed started their output biases at 0
+            train_config = TrainConfig.from_dict({"output_bias": "zero", **meta["train"]})
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{where}: invalid training configuration ({_one_line(exc)})") from None
     for key in ("state", "history", "results", "dataset"):

@@ -29,6 +29,9 @@ LR_SCHEDULES = ("constant", "step", "cosine")
 #: Training engines: ``fast`` (made_np.fast: block-sparse single-mask form, fused head,
 #: in-place optimisers, thread pool) and ``reference`` (the plain MADE and textbook optimisers).
 ENGINES = ("fast", "reference")
+#: How a new run starts the output biases: at the logits of the training data's smoothed
+#: marginals (:func:`made_np.train.start_at_marginals`), or at 0 (the paper's code).
+OUTPUT_BIASES = ("marginals", "zero")
 
 # --------------------------------------------------------------------------- bounds
 # Absolute bounds of the configuration fields: far beyond any sensible run, they keep
@@ -86,7 +89,7 @@ DEFAULT_DIRECT = True
 PRESETS = {
     "paper": ({"direct": True, "init": "orthogonal", "ordering": "random"},
               {"optimizer": "adagrad", "lr": 1e-2, "lr_schedule": "constant", "batch_size": 100,
-               "patience": 30, "epochs": 1000}),
+               "patience": 30, "epochs": 1000, "output_bias": "zero"}),
 }
 
 
@@ -473,6 +476,11 @@ class TrainConfig(StrictConfig):
         Rows per forward pass when evaluating.
     engine : {"fast", "reference"}, default "fast"
         What trains the model (:data:`ENGINES`); both give the same numbers up to rounding.
+    output_bias : {"marginals", "zero"}, default "marginals"
+        How a new run starts the output biases (:data:`OUTPUT_BIASES`): at the logits of the
+        training data's smoothed marginals (:func:`made_np.train.start_at_marginals`), or at
+        0 as initialised (the paper's code; ``preset="paper"``). Checkpoints written before
+        this field existed read as ``"zero"``.
     """
 
     epochs: int | None = None
@@ -490,6 +498,7 @@ class TrainConfig(StrictConfig):
     log_every: int = 20
     eval_batch_size: int = 1000
     engine: str = "fast"
+    output_bias: str = "marginals"
 
     _kind = "training"
 
@@ -502,7 +511,7 @@ class TrainConfig(StrictConfig):
                 ("eval_masks", "int?", None, MAX_EVAL_MASKS), ("lr_schedule", "str", None, None),
                 ("lr_step", "int", None, MAX_EPOCHS), ("seed", "int", 0, MAX_SEED),
                 ("log_every", "int", None, MAX_COUNT), ("eval_batch_size", "int", None, MAX_COUNT),
-                ("engine", "str", None, None))
+                ("engine", "str", None, None), ("output_bias", "str", None, None))
 
     def __post_init__(self):
         self.validate()
@@ -533,6 +542,8 @@ class TrainConfig(StrictConfig):
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (self.engine in ENGINES, f"unknown engine {self.engine!r}: choose one of {', '.join(ENGINES)}"),
+            (self.output_bias in OUTPUT_BIASES,
+             f"unknown output_bias {self.output_bias!r}: choose one of {', '.join(OUTPUT_BIASES)}"),
         ]
         self._raise_first(checks)
 

@@ -65,6 +65,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .backend import to_host
+
 SPLIT_KEYS = ("train_data", "valid_data", "test_data")
 CONTEXT_KEYS = ("train_context", "valid_context", "test_context")
 #: What a data set's context may be (``load_dataset(context=...)``, ``made-np train --context``):
@@ -196,6 +198,31 @@ def split_fingerprints(dataset, context: bool = False) -> dict:
             h.update(np.ascontiguousarray(a[start:start + 4096], dtype=dtype).data)
         out[split] = h.hexdigest()
     return out
+
+
+def class_counts(x, classes: int) -> np.ndarray:
+    """How many rows of ``x`` have variable ``d`` in class ``c``: the marginal counts ``n_dc``.
+
+    Parameters
+    ----------
+    x : array, shape (N, D), integers in ``[0, classes)`` (host or device)
+        Data; read in blocks of about a million entries (one ``bincount`` each).
+    classes : int
+        ``C``, the classes per variable.
+
+    Returns
+    -------
+    numpy.ndarray, shape (D, classes), int64
+        ``n_dc``; each row sums to ``N``.
+    """
+    N, D = x.shape
+    offset = np.arange(D, dtype=np.int64) * classes
+    counts = np.zeros(D * classes, dtype=np.int64)
+    step = max(1, (1 << 20) // max(D, 1))
+    for start in range(0, N, step):
+        block = np.asarray(to_host(x[start:start + step]), dtype=np.int64)
+        counts += np.bincount((block + offset).ravel(), minlength=D * classes)
+    return counts.reshape(D, classes)
 
 
 def split_sizes(dataset) -> list:

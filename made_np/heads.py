@@ -108,6 +108,30 @@ class Head:
         the network's logits ``z`` (batch, D * outputs_per_variable)."""
         raise NotImplementedError
 
+    def smoothed_log_marginals(self, counts):
+        """``log p_d(c) = log (n_dc + 1/2) - log (N + C/2)``: each variable's class frequencies
+        with half a count added to every class (the Krichevsky-Trofimov estimate), so that a
+        class never seen keeps a finite logit (docs/math.md Sec. 11).
+
+        Parameters
+        ----------
+        counts : array, shape (D, C), int or float
+            ``n_dc``: how many training rows have variable ``d`` in class ``c``.
+
+        Returns
+        -------
+        array, shape (D, C), float64
+            Log-probabilities in nats; each row's exponentials sum to 1.
+        """
+        n = self.xp.asarray(counts, dtype=self.xp.float64) + 0.5
+        return self.xp.log(n) - self.xp.log(n.sum(axis=1, keepdims=True))
+
+    def marginal_logits(self, counts):
+        """The logits, shape (D * outputs_per_variable,) float64, whose conditionals are the
+        :meth:`smoothed_log_marginals` of ``counts`` (D, C): the output biases that start
+        training at the marginal model (:func:`made_np.train.start_at_marginals`)."""
+        raise NotImplementedError
+
 
 class BernoulliHead(Head):
     """Independent Bernoulli conditionals with logits ``z`` (paper eq. 3).
@@ -141,6 +165,11 @@ class BernoulliHead(Head):
     def class_logits(self, z):
         """``(0, z_d)`` per variable, shape (batch, D, 2): its softmax is ``(1 - sigmoid(z), sigmoid(z))``."""
         return self.xp.stack([self.xp.zeros_like(z), z], axis=-1)
+
+    def marginal_logits(self, counts):
+        """The log-odds ``log p_d(1) - log p_d(0)`` of :meth:`smoothed_log_marginals`, shape (D,)."""
+        log_p = self.smoothed_log_marginals(counts)
+        return log_p[:, 1] - log_p[:, 0]
 
     def nll_per_variable(self, z, x):
         """``softplus(z_d) - x_d z_d`` in nats, shape (batch, D), for logits ``z`` and targets ``x``
@@ -209,6 +238,11 @@ class CategoricalHead(Head):
     def class_logits(self, z):
         """``z`` viewed as (batch, D, C)."""
         return z.reshape(z.shape[0], -1, self.C)
+
+    def marginal_logits(self, counts):
+        """:meth:`smoothed_log_marginals` laid out variable-major, shape (D * C,) (softmax
+        is unchanged by a constant per variable, so log-probabilities are logits)."""
+        return self.smoothed_log_marginals(counts).reshape(-1)
 
     def log_softmax(self, z):
         """Stable ``log softmax`` over the last axis of ``z`` (any leading shape):

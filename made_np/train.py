@@ -24,7 +24,7 @@ from . import backend
 from .checkpoint import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, RunFolderError, interrupts_deferred,
                          params_digest, run_lock, save_checkpoint, write_metrics)
 from .config import MAX_EPOCHS, MAX_EVAL_MASKS, TrainConfig, check_int
-from .data import check_same_data, split_fingerprints, split_sizes
+from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
 from .optim import make_optimizer, optimizer_class
 
@@ -284,7 +284,10 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         ``valid_context``, whose rows minibatches gather with the data's.
     cfg : TrainConfig, optional
         Default ``TrainConfig()``; defaults it leaves open come from the recipe
-        (:meth:`TrainConfig.resolved`), as for ``made-np train``.
+        (:meth:`TrainConfig.resolved`), as for ``made-np train``. A new run (no
+        ``resume_state``) with ``cfg.output_bias == "marginals"`` (the default) first
+        sets the output biases to the training data's marginals when they are all 0, as a
+        new MADE's are (:func:`start_at_marginals`).
     out_dir : str or os.PathLike, optional
         Folder for ``model.npz`` and ``metrics.csv`` (created), held as its one writer
         while training (:func:`made_np.checkpoint.run_lock`).
@@ -342,8 +345,36 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         _check_run_folder(out_dir, resume_state)
         _check_fit_data(model, dataset)
         cfg = (cfg or TrainConfig()).resolved(dataset)
+        if resume_state is None and cfg.output_bias == "marginals":
+            start_at_marginals(model, dataset.train)
         with thread_policy(threads, model, cfg.batch_size):
             return _Run(model, dataset, cfg, out_dir, dataset_spec, resume_state).train(callback, progress)
+
+
+def start_at_marginals(model: MADE, x) -> bool:
+    """Set the output biases ``c`` to the logits of the training data's smoothed marginals,
+    unless some are not 0 (a model trained or set already): the network then starts from
+    the independent model of each variable's class frequencies plus its small random
+    hidden and direct terms, instead of from uniform conditionals (docs/math.md Sec. 11).
+
+    Parameters
+    ----------
+    model : MADE
+        Changed in place: the bias of its output layer, shape (D * logits per variable,).
+    x : array, shape (N, D), integers in ``[0, classes)`` (host or device)
+        Training data, counted with :func:`made_np.data.class_counts`.
+
+    Returns
+    -------
+    bool
+        Whether the biases were set (False when they were not all 0).
+    """
+    c = model.layers[-1].b
+    if bool((c != 0).any()):
+        return False
+    logits = model.head.marginal_logits(model.xp.asarray(class_counts(x, model.config.classes)))
+    c[...] = logits.astype(c.dtype)
+    return True
 
 
 def _check_fit_arguments(model, cfg, out_dir, resume_state, callback) -> None:
