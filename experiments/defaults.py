@@ -33,8 +33,10 @@ from made_np.train import evaluate, fit  # noqa: E402
 SETTINGS = {
     # the recipe as it stands (whatever TrainConfig()/MADEConfig() default to)
     "default": ({}, {}),
+    # the recipe before the output biases started at the data's marginals
+    "zero-bias": ({}, {"output_bias": "zero"}),
     # what the recipe of the first landing did: 50 epochs (200 digits), one mask, no direct connections
-    "old": ({"direct": False, "num_masks": 1}, {"epochs": "old"}),
+    "old": ({"direct": False, "num_masks": 1}, {"epochs": "old", "output_bias": "zero"}),
     "1mask-direct-e200": ({"direct": True, "num_masks": 1}, {"epochs": 200}),
     "1mask-direct-e500": ({"direct": True, "num_masks": 1}, {"epochs": 500}),
     "inf-direct-const1e-2": ({"direct": True, "num_masks": 0}, {"lr": 1e-2, "lr_schedule": "constant", "epochs": 1000,
