@@ -79,6 +79,7 @@ def test_paper_preset_under_the_options_given(tmp_path, monkeypatch):
     model, info = made_np.load_checkpoint(tmp_path / "p")
     tc = info["train_config"]
     assert (tc.optimizer, tc.lr, tc.lr_schedule, tc.patience, tc.epochs) == ("adagrad", 1e-2, "constant", 30, 2)
+    assert tc.output_bias == "zero" and made_np.TrainConfig.for_data(ds).output_bias == "marginals"
     assert model.config.direct and model.config.init == "orthogonal" and model.config.ordering == "random"
 
     def no_draw(*args):
@@ -92,5 +93,9 @@ def test_paper_preset_under_the_options_given(tmp_path, monkeypatch):
                                      "--epochs", "1", "-q", "--out", str(tmp_path / "u")])
     assert given.exit_code == 0, given.output
     assert made_np.load_checkpoint(tmp_path / "u")[0].config.init == "uniform"  # the option given wins
+    marginals = CliRunner().invoke(cli, ["train", "--preset", "paper", "--output-bias", "marginals", "--hidden", "20",
+                                         "--epochs", "1", "-q", "--out", str(tmp_path / "m")])
+    assert marginals.exit_code == 0, marginals.output
+    assert made_np.load_checkpoint(tmp_path / "m")[1]["train_config"].output_bias == "marginals"
     bad = CliRunner().invoke(cli, ["train", "--preset", "nope"])
     assert bad.exit_code == 2 and "--preset" in bad.output

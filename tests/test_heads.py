@@ -274,3 +274,28 @@ def test_encode_values(encoding, classes, expected):
     np.testing.assert_array_equal(inputs, np.array(expected, dtype=np.float32))
     assert inputs.dtype == np.float32
     np.testing.assert_array_equal(targets, [[0, classes - 1]])
+
+
+# --------------------------------------------------------------------------- marginal logits
+
+
+def test_marginal_logits_are_the_smoothed_frequencies_by_hand():
+    """Counts (D=2, C=2) [[3, 1], [0, 4]] of N = 4 rows: p_d(1) = (n_d1 + 1/2) / (N + 1) =
+    1.5 / 5 and 4.5 / 5, so the Bernoulli logits are log(1.5 / 3.5) and log(4.5 / 0.5)."""
+    head = BernoulliHead(np, 2)
+    z = head.marginal_logits(np.array([[3, 1], [0, 4]]))
+    assert z.shape == (2,) and z.dtype == np.float64
+    np.testing.assert_allclose(z, [math.log(1.5 / 3.5), math.log(9.0)], rtol=1e-15)
+    # the head's own NLL of a variable under these logits is -log of the smoothed frequency
+    x = np.array([[1, 0]])
+    np.testing.assert_allclose(head.nll_per_variable(z[None, :], x), [[-math.log(1.5 / 5), -math.log(0.5 / 5)]])
+
+
+def test_categorical_marginal_logits_give_the_smoothed_frequencies_variable_major():
+    counts = np.array([[5, 0, 1], [2, 2, 2]])  # N = 6 rows, C = 3
+    head = CategoricalHead(np, 3)
+    z = head.marginal_logits(counts)
+    assert z.shape == (6,)
+    p = np.exp(head.log_softmax(head.class_logits(z[None, :])))[0]  # (D, C)
+    np.testing.assert_allclose(p, (counts + 0.5) / (6 + 1.5), rtol=1e-14)
+    np.testing.assert_allclose(p[1], [1 / 3] * 3)
