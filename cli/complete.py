@@ -166,12 +166,12 @@ def complete(checkpoint, input_path, observed, occlude, split, first, num_comple
     if png is not None:
         images = N * (num_completions + 2)  # a row per example: original, occluded, the completions
         try:
-            limits.check_png_count(images, image_shape, "--png")
+            limits.check_png_count(images, image_shape, "--png", ncols=num_completions + 2)
         except limits.LimitError:
             raise UserError(f"--png {png}: a grid of {N} examples x ({num_completions} completions + 2) = {images} "
                             "images is more than a .png can show; give fewer --first or -n, or leave --png out "
                             "(the .npz holds them all)") from None
-        parts += limits.png_parts(images, model.config.D, image_shape, "--png")
+        parts += limits.png_parts(images, model.config.D, image_shape, "--png", ncols=num_completions + 2)
     limits.check(limits.model_parts(model.config) + parts, limit)
     obs, what = observed_mask(model, info, N, observed, occlude, seed)
     with user_values():  # the observed entries must be values of the model; the missing ones are never read

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import glob
 import hashlib
 import json
@@ -59,7 +60,7 @@ RESULTS_NAME = "results.json"
 METRICS_COLUMNS = ("epoch", "train_nll", "valid_nll", "seconds")
 LOCK_NAME = ".lock"
 #: Files of a run folder written through a temporary file ``.<name>-XXXXXXXX.tmp``.
-ATOMIC_FILES = (CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME)
+ATOMIC_FILES = (CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png")
 
 
 class CheckpointError(ValueError):
@@ -83,14 +84,23 @@ def atomic_file(path, mode: str, **kwargs):
     """An open temporary file in ``path``'s folder that replaces ``path`` when the block ends
     without an exception (and is removed when it raises): a write cut short (a full disk:
     ``ENOSPC``; ``ulimit -f``: ``EFBIG``; Ctrl-C) leaves any earlier file of that name whole.
-    Such an ``OSError`` names ``path``, not the temporary file."""
+    As a plain write would: a symbolic link's target is replaced (the link stays), an earlier
+    file keeps its permissions, and a file this process may not write is refused
+    (``PermissionError``) rather than replaced. Such an ``OSError`` names ``path``, not the
+    temporary file."""
     path, tmp = Path(path), None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+        target = Path(os.path.realpath(path))
+        permissions = 0o666 & ~_umask()  # mkstemp makes 0600 files; a new one gets the usual permissions
+        if os.path.exists(target):
+            if not os.access(target, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            permissions = stat.S_IMODE(os.stat(target).st_mode)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-", suffix=".tmp")
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
-        os.replace(tmp, path)
+        os.chmod(tmp, permissions)
+        os.replace(tmp, target)
     except BaseException as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -106,8 +116,9 @@ def interrupts_deferred():
     A run's checkpoint and its ``metrics.csv`` are two files; an interrupt between
     them left a checkpoint whose epoch the metrics did not show. Inside this block
     a SIGINT is recorded, and the handler that was in place (Python's, which
-    raises :class:`KeyboardInterrupt`) runs once the block has finished. Outside
-    the main thread, where signal handlers cannot be set, the block runs as is.
+    raises :class:`KeyboardInterrupt`) runs once the block has finished; when the
+    block raises, its error goes up instead. Outside the main thread, where signal
+    handlers cannot be set, the block runs as is.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -116,13 +127,13 @@ def interrupts_deferred():
     previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
     try:
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught:
-            if callable(previous):
-                previous(signal.SIGINT, caught[0])
-            elif previous == signal.SIG_DFL:
-                signal.raise_signal(signal.SIGINT)
+    finally:  # a handler not set from Python (None: an embedding program's) is put back as the default
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+    if caught:  # the block ended normally (an error it raised goes up as it is)
+        if callable(previous):
+            previous(signal.SIGINT, caught[0])
+        elif previous in (signal.SIG_DFL, None):
+            signal.raise_signal(signal.SIGINT)
 
 
 def write_metrics(path, rows: list) -> Path:

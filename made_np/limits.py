@@ -214,8 +214,9 @@ def model_label(cfg, hidden_option: str = "--hidden") -> str:
     return f"{hidden_option} {hidden} (D = {cfg.D}, {cfg.classes} classes)"
 
 
-def model_parts(cfg, *, label: str | None = None, optimizer: str | None = None) -> list:
-    """The parameters of a model and their copies: loaded (``optimizer=None``) or being trained."""
+def model_parts(cfg, *, label: str | None = None, optimizer: str | None = None, drawing: bool | None = None) -> list:
+    """The parameters of a model and their copies: loaded (``optimizer=None``) or being trained.
+    ``drawing``: whether its initial weights are drawn here (default: when it is trained)."""
     from .model import MASK_CACHE_BYTES
 
     size = itemsize(cfg)
@@ -232,8 +233,8 @@ def model_parts(cfg, *, label: str | None = None, optimizer: str | None = None) 
     # drawn in float64, then cast (a loaded model draws nothing: the term is a margin there); a new
     # model's orthogonal draw also holds its Gaussian, QR's factors and LAPACK's workspace: peak
     # RSS 5.0x the matrix's float64 bytes
-    drawing = optimizer is not None and getattr(cfg, "init", "uniform") == "orthogonal"
-    draws = 5.5 if drawing else 1
+    drawing = optimizer is not None if drawing is None else drawing
+    draws = 5.5 if drawing and getattr(cfg, "init", "uniform") == "orthogonal" else 1
     parts.append(Part(label, "the initial weights", int(biggest * 8 * draws)))
     context = getattr(cfg, "context", 0)  # the context blocks carry no mask
     masked = W - ((context * widths[1] if context and cfg.hidden else 0) + context * widths[-1])
@@ -287,26 +288,27 @@ def png_grid_pixels(n: int, image_shape, ncols: int = 10) -> tuple:
     return int(width_px), int(width_px * grid_h / grid_w)
 
 
-def png_parts(n: int, D: int, image_shape, option: str = "-n") -> list:
-    """A ``.png`` of ``n`` samples: the mosaic (float64) and the rendered figure (:data:`FIGURE_BYTES_PER_PIXEL`)."""
+def png_parts(n: int, D: int, image_shape, option: str = "-n", ncols: int = 10) -> list:
+    """A ``.png`` of ``n`` samples in ``ncols`` columns: the mosaic (float64) and the rendered
+    figure (:data:`FIGURE_BYTES_PER_PIXEL`)."""
     if image_shape:
         h, w = image_shape
-        width_px, height_px = png_grid_pixels(n, image_shape)
+        width_px, height_px = png_grid_pixels(n, image_shape, ncols)
         return [Part(f"{option} {n}", "the .png grid",
                      n * (h + 1) * (w + 1) * 8 + width_px * min(height_px, 2**16) * FIGURE_BYTES_PER_PIXEL)]
     return [Part(f"{option} {n}", "the .png figure", n * D * 8 * 4)]
 
 
-def check_png_count(n: int, image_shape, option: str = "-n") -> None:
+def check_png_count(n: int, image_shape, option: str = "-n", ncols: int = 10) -> None:
     """Refuse a ``.png`` of more samples than a figure can show: more than :data:`MAX_PNG_IMAGES`
-    images (:data:`MAX_PNG_POINTS` points of a scatter or heat-map), or a grid taller than the
-    2^16 pixels Agg can draw (tall, narrow images)."""
+    images (:data:`MAX_PNG_POINTS` points of a scatter or heat-map), or a grid of ``ncols``
+    columns taller than the 2^16 pixels Agg can draw (tall, narrow images)."""
     top = MAX_PNG_IMAGES if image_shape else MAX_PNG_POINTS
     kind = "images in a .png grid" if image_shape else "samples in a .png figure"
     fix = "write them to an .npy file instead (--out samples.npy)"
     if n > top:
         raise LimitError(f"{option} {n}: at most {top} {kind}; {fix}")
-    if image_shape and png_grid_pixels(n, image_shape)[1] > 60_000:
+    if image_shape and png_grid_pixels(n, image_shape, ncols)[1] > 60_000:
         h, w = image_shape
         raise LimitError(f"{option} {n}: a .png grid of {n} images of {h} x {w} pixels would be too tall to "
                          f"draw; ask for fewer, or {fix}")

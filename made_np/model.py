@@ -72,7 +72,8 @@ class MADE:
     def __init__(self, config: MADEConfig, xp=None, draw_weights: bool = True):
         self.config = config
         if draw_weights:  # loading (draw_weights=False) checks with load_checkpoint(memory_limit=...)
-            limits.check_api(limits.model_parts(config, label=f"MADEConfig(D={config.D}, hidden={config.hidden})"))
+            limits.check_api(limits.model_parts(config, label=f"MADEConfig(D={config.D}, hidden={config.hidden})",
+                                                 drawing=True))
         self.xp = backend.get_xp("cpu") if xp is None else xp
         self.dtype = backend.resolve_dtype(config.dtype)
         c = config
@@ -336,6 +337,8 @@ class MADE:
             y = y.reshape(1, -1)
         if y.ndim != 2 or y.shape[1] != c.context:
             raise ValueError(f"context must have shape (n, {c.context}), got {tuple(y.shape)}")
+        if y.dtype.kind not in "biuf":  # strings, objects, complex numbers: not a context row
+            raise ValueError(f"context rows must be real numbers, got dtype {y.dtype}")
         # Checked on the CPU always, on a GPU only when the rows are not yet in the model's dtype:
         # a training step's rows were encoded (and checked) once, and a check here would be a
         # host sync per step. (Rows handed in on the GPU already in the dtype go unchecked.)

@@ -345,8 +345,6 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         _check_run_folder(out_dir, resume_state)
         _check_fit_data(model, dataset)
         cfg = (cfg or TrainConfig()).resolved(dataset)
-        if resume_state is None and cfg.output_bias == "marginals":
-            start_at_marginals(model, dataset.train)
         with thread_policy(threads, model, cfg.batch_size):
             return _Run(model, dataset, cfg, out_dir, dataset_spec, resume_state).train(callback, progress)
 
@@ -386,6 +384,9 @@ def _check_fit_arguments(model, cfg, out_dir, resume_state, callback) -> None:
         raise ValueError(f"cfg must be a made_np.TrainConfig (or None for the recipe), got {type(cfg).__name__}")
     if callback is not None and not callable(callback):  # not after the first epoch
         raise ValueError(f"callback must be a function of an epoch's row, got {callback!r}")
+    if resume_state is not None and not isinstance(resume_state, dict):  # e.g. the (model, info) pair
+        raise CheckpointError(f"resume_state must be the info dict that load_checkpoint returns (its second "
+                              f"value), got {type(resume_state).__name__}")
     if out_dir is not None and not str(out_dir).strip():
         raise ValueError("out_dir is an empty name; give the run folder, or None to write nothing")
 
@@ -581,14 +582,8 @@ class _Run:
             if len(shape) != 2 or shape[1] != D:
                 raise ValueError(f"{split} data has shape {tuple(shape)}, but the model has D = {D}")
         self.model, self.cfg, self.xp = model, cfg, xp
-        self.engine = make_engine(model, cfg.engine)
-        self.opt = self.engine.make_optimizer(cfg)
-        self.x_train = self.engine.prepare(backend.to_device(dataset.train, xp))
-        self.x_valid = backend.to_device(dataset.valid, xp)
         # a conditional model's contexts, encoded once: (N, context) rows gathered with the data's
         self.c_train, self.c_valid = (_split_context(model, dataset, split) for split in ("train", "valid"))
-        self.n_train = int(self.x_train.shape[0])
-        self.n_batches = -(-self.n_train // cfg.batch_size)
         self.v_indices = valid_mask_indices(model, cfg)
         self.spec = dict(dataset_spec) if dataset_spec else _default_spec(dataset)
         fingerprints = split_fingerprints(dataset)
@@ -598,6 +593,14 @@ class _Run:
         contexts = split_fingerprints(dataset, context=True)
         if contexts:
             self.spec["context_sha256"] = contexts
+        if resume_state is None and cfg.output_bias == "marginals":  # every check passed: the model may change
+            start_at_marginals(model, dataset.train)
+        self.engine = make_engine(model, cfg.engine)
+        self.opt = self.engine.make_optimizer(cfg)
+        self.x_train = self.engine.prepare(backend.to_device(dataset.train, xp))
+        self.x_valid = backend.to_device(dataset.valid, xp)
+        self.n_train = int(self.x_train.shape[0])
+        self.n_batches = -(-self.n_train // cfg.batch_size)
         self.base_lr = self.opt.lr
         self.history = {"rows": [], "best_epoch": 0, "best_valid_nll": math.inf, "stop_reason": None,
                         "base_lr": self.base_lr, "valid_masks": len(self.v_indices)}

@@ -176,6 +176,9 @@ def test_encode_context_shapes_and_errors():
             raw.encode_context(np.array([bad]), 2)
     assert MADE(MADEConfig(D=3, hidden=(4,), context=2, context_encoding="raw", dtype="float64")) \
         .encode_context([1e300, 0.0]).max() == 1e300  # within float64's range
+    for bad in (np.array([["a", "b"]]), np.array([[object(), 1.0]], dtype=object), np.array([[1j, 0]])):
+        with pytest.raises(ValueError, match="context rows must be real numbers, got dtype"):
+            raw.encode_context(bad, 1)  # a string used to escape as numpy's UFuncTypeError
     with pytest.raises(ValueError, match="no context"):
         MADE(MADEConfig(D=3)).encode_context([1])
     with pytest.raises(ValueError, match="context must be >= 0"):

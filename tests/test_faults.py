@@ -268,6 +268,57 @@ def test_interrupts_deferred_outside_the_main_thread_runs_the_block_as_is():
     assert done == [signal.default_int_handler]
 
 
+def test_an_error_inside_interrupts_deferred_goes_up_as_it_is():
+    with pytest.raises(OSError, match="disk full"):
+        with checkpoint_mod.interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+            raise OSError(errno.ENOSPC, "disk full")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_atomic_outputs_write_through_links_and_keep_permissions(tmp_path, monkeypatch):
+    target, link = tmp_path / "target.npy", tmp_path / "link.npy"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o640)
+    link.symlink_to(target)
+    with checkpoint_mod.atomic_file(link, "wb") as f:
+        f.write(b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"  # the link kept, its target written
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npy", "target.npy"]
+    monkeypatch.setattr(checkpoint_mod.os, "access", lambda path, mode: False)  # not writable (root may write all)
+    with pytest.raises(PermissionError) as err:
+        with checkpoint_mod.atomic_file(link, "wb") as f:
+            f.write(b"newer")
+    assert err.value.filename == str(link) and target.read_bytes() == b"new"
+
+
+def test_figure_temporary_files_of_a_killed_run_are_removed(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in (".loss.png-abc.tmp", ".samples.png-def.tmp", ".model.npz-ghi.tmp"):
+        (folder / name).write_bytes(b"partial")
+    with run_lock(folder):
+        assert sorted(p.name for p in folder.iterdir()) == [".lock"]
+
+
+def test_fit_refuses_a_resume_state_that_is_not_the_info_dict(chain, tmp_path):
+    model = MADE(MADEConfig(D=D, hidden=(8,)))
+    fit(model, chain, TrainConfig(epochs=1), out_dir=tmp_path / "run")
+    with pytest.raises(CheckpointError, match="info dict that load_checkpoint returns .its second value., got tuple"):
+        fit(model, chain, TrainConfig(epochs=2), out_dir=tmp_path / "run",
+            resume_state=load_checkpoint(tmp_path / "run"))
+
+
+def test_a_fit_refused_on_its_data_leaves_the_model_as_it_was(chain):
+    model = MADE(MADEConfig(D=D, hidden=(8,), context=3))
+    before = model.state_dict()
+    with pytest.raises(ValueError, match="no train context"):
+        fit(model, chain, TrainConfig(epochs=1))  # the chain has no context
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
 def test_a_writer_killed_mid_write_loses_nothing(tmp_path):
     """A process killed while writing its checkpoint leaves the previous one readable, a
     temporary file and its lock file; the next run takes the stale lock over and removes it."""

@@ -79,6 +79,9 @@ def test_png_count_and_sample_estimates():
     with pytest.raises(limits.LimitError, match=r"-n 1000: .* 64 x 1 pixels would be too tall"):
         limits.check_png_count(1000, (64, 1))  # a stored image shape may be tall and narrow
     limits.check_png_count(100, (64, 1))
+    limits.check_png_count(2500, (8, 8), "--png")  # 250 rows of 10 columns
+    with pytest.raises(limits.LimitError, match="too tall"):  # 833 rows of 3 (complete -n 1): 66,000 pixels
+        limits.check_png_count(2499, (8, 8), "--png", ncols=3)
     limits.check_png_count(10**5, None)  # a scatter
     cfg = MADEConfig(D=784, hidden=(500,))
     with pytest.raises(limits.LimitError, match="^-n 1000000000 needs about"):
@@ -178,3 +181,5 @@ def test_the_initial_weights_part_covers_the_orthogonal_draw():
         assert [p for p in model_parts(uniform, optimizer="adam") if "initial weights" in p.what][0].nbytes == matrix
         # a loaded model draws nothing (zeros, then its weights)
         assert [p for p in model_parts(cfg) if "initial weights" in p.what][0].nbytes == matrix
+        # a new MADE draws: MADE.__init__ checks with drawing=True, optimiser or not
+        assert [p for p in model_parts(cfg, drawing=True) if "initial weights" in p.what][0] == part
