@@ -28,7 +28,7 @@ except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
                       "upgrade with: pip install -U scikit-learn") from exc
 
 from . import backend
-from .config import MAX_EVAL_MASKS, MADEConfig, TrainConfig, check_int
+from .config import MAX_CLASSES, MAX_EVAL_MASKS, MADEConfig, TrainConfig, check_int
 from .model import MADE
 from .optim import OPTIMIZERS
 from .sampling import sample as _sample
@@ -65,6 +65,7 @@ class MADEDensity(BaseEstimator):
         mixture over ``eval_masks`` masks (paper Sec. 4.2).
     order_agnostic : bool, default=True
         Masks beyond mask 0 draw a new ordering of the variables (paper Sec. 4.1).
+        ``None``, here and for ``connectivity_agnostic`` and ``ordering``: the recipe's.
     connectivity_agnostic : bool, default=True
         Masks beyond mask 0 draw new hidden degrees (paper Sec. 4.2).
     direct : bool or None, default=None
@@ -215,7 +216,7 @@ class MADEDensity(BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             Integer-valued data (any integer, bool or float dtype holding whole
             numbers): class ``0..C-1`` in every column, with ``C = max(X) + 1``
-            (at least 2). ``n_samples >= 2``.
+            (at least 2, at most 256). ``n_samples >= 2``.
         y : None
             Ignored; present for API consistency.
 
@@ -228,12 +229,15 @@ class MADEDensity(BaseEstimator):
         ------
         ValueError
             ``X`` is not 2-D, has fewer than 2 rows, has NaN/inf, non-integer or
-            negative values, or a parameter is invalid (e.g. ``hidden`` widths < 1,
+            negative values or values above 255, or a parameter is invalid (e.g. ``hidden`` widths < 1,
             an unknown ``optimizer``, ``validation_fraction`` outside [0, 1)).
         """
         X = self._check_X(X, reset=True)
         model_seed, train_seed, split_seed = _seeds(self.random_state, 3)
         classes = max(2, int(X.max()) + 1)
+        if classes > MAX_CLASSES:
+            raise ValueError(f"X has the value {int(X.max())}: MADEDensity models at most {MAX_CLASSES} classes "
+                             f"(values 0..{MAX_CLASSES - 1}) per column; recode or bin the data")
         hidden = self.hidden
         if isinstance(hidden, (str, bytes)) or not (isinstance(hidden, (int, np.integer)) or hasattr(hidden, "__iter__")):
             raise ValueError(f"hidden must be an integer or a sequence of integers (layer widths), got {hidden!r}")

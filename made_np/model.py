@@ -70,6 +70,9 @@ class MADE:
     """
 
     def __init__(self, config: MADEConfig, xp=None, draw_weights: bool = True):
+        if not isinstance(config, MADEConfig):
+            raise ValueError(f"config must be a made_np.MADEConfig, got {type(config).__name__}: build one with "
+                             "MADEConfig(D=..., ...), MADEConfig.from_dict(d) or MADEConfig.for_data(data)")
         self.config = config
         if draw_weights:  # loading (draw_weights=False) checks with load_checkpoint(memory_limit=...)
             limits.check_api(limits.model_parts(config, label=f"MADEConfig(D={config.D}, hidden={config.hidden})",

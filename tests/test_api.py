@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 import made_np
@@ -99,3 +100,9 @@ def test_paper_preset_under_the_options_given(tmp_path, monkeypatch):
     assert made_np.load_checkpoint(tmp_path / "m")[1]["train_config"].output_bias == "marginals"
     bad = CliRunner().invoke(cli, ["train", "--preset", "nope"])
     assert bad.exit_code == 2 and "--preset" in bad.output
+
+
+@pytest.mark.parametrize("config", [None, {"D": 5}, 5])
+def test_made_needs_a_config_object(config):
+    with pytest.raises(ValueError, match="config must be a made_np.MADEConfig, got .*MADEConfig.for_data"):
+        made_np.MADE(config)

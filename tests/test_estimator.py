@@ -144,6 +144,7 @@ def test_two_rows_is_enough(digits):
     (lambda X: np.where(X == 1, np.nan, X), "NaN"),
     (lambda X: X[:1], "minimum of 2"),
     (lambda X: X[:, 0], "2D array"),
+    (lambda X: X * 300, r"X has the value 300: MADEDensity models at most 256 classes \(values 0\.\.255\)"),
 ])
 def test_fit_rejects_bad_data(digits, bad, match):
     with pytest.raises(ValueError, match=match):
