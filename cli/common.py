@@ -56,6 +56,16 @@ def user_values():
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+class PathParam(click.Path):
+    """:class:`click.Path` that refuses an empty name (an unset ``$VAR`` in a script), which
+    it would read as the current folder: ``--resume ""`` started a new run."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty name; give a path (is a variable in the command unset?)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class Group(click.Group):
     """A group whose errors are always one line ``Error: ...`` (exit 2 for user errors), and
     which prints its help (exit 0) when called without a command."""
@@ -111,7 +121,7 @@ def device_option(f):
 def dataset_path_option(f):
     """``--dataset-path``: where the data file of a named data set lies."""
     return click.option(
-        "--dataset-path", type=click.Path(), default=None,
+        "--dataset-path", type=PathParam(), default=None,
         show_default="search $MADE_NP_DATA, the cache, ../shared/data",
         help="The data file (or a folder holding it) for binarized-mnist or 2d; for a run trained on a data "
              "file, where that file lies now.",

@@ -18,7 +18,7 @@ from made_np.checkpoint import atomic_file
 from made_np.limits import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
-from .common import (SEED, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
+from .common import (SEED, PathParam, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
                      make_parent, max_memory_option, memory_limit, one_line, output_path, parse_context,
                      user_values, writing)
 
@@ -113,12 +113,12 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 
 
 @click.command("complete")
-@click.argument("checkpoint", type=click.Path())
-@click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
+@click.argument("checkpoint", type=PathParam())
+@click.option("--input", "input_path", type=PathParam(dir_okay=False), default=None,
               show_default="the run's data set: --split, --first",
               help="A .npy of examples (N, D): integers in 0..classes-1 where observed; the missing entries "
                    "are never read (any value, -1 or NaN included).")
-@click.option("--observed", type=click.Path(dir_okay=False), default=None, show_default="none: give --occlude",
+@click.option("--observed", type=PathParam(dir_okay=False), default=None, show_default="none: give --occlude",
               help="A .npy (N, D) (or (D,) for every row) of 0/1: 1 = observed, 0 = to complete.")
 @occlude_option
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True,
@@ -134,9 +134,9 @@ def completion_grid(x, obs, comps) -> np.ndarray:
                    "missing variable (the reference; the same completions).")
 @click.option("--context", default=None, show_default="the split's own context",
               help="For a model trained with --context: a class label or a .npy of labels (N,) or rows (N, C).")
-@click.option("--out", type=click.Path(dir_okay=False), default="completions.npz", show_default=True,
+@click.option("--out", type=PathParam(dir_okay=False), default="completions.npz", show_default=True,
               help="The .npz to write: completions (N, n, D), log_px_o (N,) in nats, x (N, D), observed (N, D).")
-@click.option("--png", type=click.Path(dir_okay=False), default=None, show_default="no drawing",
+@click.option("--png", type=PathParam(dir_okay=False), default=None, show_default="no drawing",
               help="Also draw a grid, one example a row: original | occluded (missing grey) | completions.")
 @click.option("--json", "as_json", is_flag=True, default=False, show_default=True,
               help="Print one JSON object instead of text (off by default).")

@@ -5,7 +5,7 @@ import click
 
 from made_np import data as data_mod
 
-from .common import SEED, Group, check_dataset_path
+from .common import SEED, Group, PathParam, check_dataset_path
 
 
 @click.group(cls=Group)
@@ -15,7 +15,7 @@ def data():
 
 @data.command("fetch")
 @click.argument("name", type=click.Choice(tuple(data_mod.SOURCES)))
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--cache-dir", type=PathParam(file_okay=False), default=None,
               show_default="$XDG_CACHE_HOME/made-np or ~/.cache/made-np",
               help="Folder to download into.")
 @click.option("--url", default=None, show_default="the public https sources",
@@ -35,7 +35,7 @@ def data_fetch(name, cache_dir, url):
 
 @data.command("info")
 @click.argument("spec")
-@click.option("--dataset-path", type=click.Path(), default=None,
+@click.option("--dataset-path", type=PathParam(), default=None,
               show_default="search $MADE_NP_DATA, the cache, ../shared/data",
               help="The data file (or a folder holding it) for binarized-mnist or 2d.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of shuffles and splits.")

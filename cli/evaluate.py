@@ -11,19 +11,19 @@ from made_np import backend, conditional
 from made_np import limits
 from made_np.train import mean_and_stderr
 
-from .common import (SEED, check_mask_index, dataset_path_option, device_option, echo_results, evaluate_both,
+from .common import (SEED, PathParam, check_mask_index, dataset_path_option, device_option, echo_results, evaluate_both,
                      load_model, load_split, max_memory_option, memory_limit, user_values)
 
 
 @click.command("evaluate")
-@click.argument("checkpoint", type=click.Path())
+@click.argument("checkpoint", type=PathParam())
 @click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True,
               help="Which split of the checkpoint's data set.")
 @click.option("--eval-masks", type=click.IntRange(1, limits.MAX_EVAL_MASKS), default=None,
               show_default="the run's setting: the bank, at most 1000",
               help="Masks in the ensemble (when the bank has more than one mask).")
 @click.option("--mask-index", type=int, default=0, show_default=True, help="The mask of the single-mask figure.")
-@click.option("--observed", type=click.Path(dir_okay=False), default=None, show_default="every variable observed",
+@click.option("--observed", type=PathParam(dir_okay=False), default=None, show_default="every variable observed",
               help="A .npy (N, D) (or (D,) for every row) of 0/1, 1 = observed: report the marginal "
                    "-log p(x_o) of the observed entries instead (exact, made_np.conditional).")
 @click.option("--occlude", default=None, show_default="none",

@@ -6,16 +6,16 @@ import numpy as np
 
 from made_np.checkpoint import atomic_file
 
-from .common import check_mask_index, load_model, make_parent, max_memory_option, output_path, writing
+from .common import PathParam, check_mask_index, load_model, make_parent, max_memory_option, output_path, writing
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path())
-@click.option("--out", type=click.Path(dir_okay=False), default="masks.npz", show_default=True,
+@click.argument("checkpoint", type=PathParam())
+@click.option("--out", type=PathParam(dir_okay=False), default="masks.npz", show_default=True,
               help="The .npz to write (under exactly this name): ordering, degrees_1.., mask_W1.., mask_V "
                    "(and mask_A with direct connections).")
 @click.option("--index", type=int, default=0, show_default=True, help="Which mask of the bank.")
-@click.option("--png", type=click.Path(dir_okay=False), default=None, show_default="no drawing",
+@click.option("--png", type=PathParam(dir_okay=False), default=None, show_default="no drawing",
               help="Also draw the masks into this PNG (units sorted by degree, so each mask is a staircase).")
 @max_memory_option
 def masks(checkpoint, out, index, png, max_memory):

@@ -7,16 +7,16 @@ import numpy as np
 from made_np import backend, limits, sampling
 from made_np.checkpoint import atomic_file
 
-from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, UserError, check_mask_index,
+from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, PathParam, UserError, check_mask_index,
                      dataset_path_option, device_option, image_shape_of, load_model, load_split,
                      make_parent, max_memory_option, memory_limit, output_path, parse_context, user_values,
                      writing)
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path())
+@click.argument("checkpoint", type=PathParam())
 @click.option("-n", "--num-samples", type=int, default=100, show_default=True, help="Number of samples.")
-@click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True,
+@click.option("--out", type=PathParam(dir_okay=False), default="samples.png", show_default=True,
               help="A .png (grid of images, or a histogram on the C x C grid for 2-D data; at most "
                    f"{limits.MAX_PNG_IMAGES} images) or a .npy (n, D) integer array, written under exactly "
                    "this name.")
@@ -86,8 +86,8 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path())
-@click.option("--out", type=click.Path(dir_okay=False), default="density.png", show_default=True,
+@click.argument("checkpoint", type=PathParam())
+@click.option("--out", type=PathParam(dir_okay=False), default="density.png", show_default=True,
               help="PNG of the panels: true table, training histogram, model samples, model density.")
 @click.option("-n", "--num-samples", type=int, default=100_000, show_default=True,
               help="Model samples for the histogram panel.")

@@ -26,7 +26,7 @@ from made_np.model import MADE
 from made_np.optim import OPTIMIZERS
 from made_np.train import DivergenceError, check_resume_state, finished_run_blocker, fit
 
-from .common import (DEFAULT_SAMPLING_METHOD, PATH_NAMES, SEED, UserError, check_dataset_path, dataset_path_option,
+from .common import (DEFAULT_SAMPLING_METHOD, PATH_NAMES, SEED, PathParam, UserError, check_dataset_path, dataset_path_option,
                      device_option, echo_results, evaluate_both, load_model, load_split, max_memory_option,
                      memory_limit, one_line, user_values)
 
@@ -201,10 +201,10 @@ def _progress(epoch: int, n_batches: int):
 @device_option
 @click.option("--dtype", type=click.Choice(backend.DTYPES), default="float32", show_default=True,
               help="Floating point type of parameters and activations.")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.option("--out", type=PathParam(file_okay=False), default=None,
               show_default="runs/<dataset>-<YYYYmmdd-HHMMSS>",
               help="Run folder for model.npz, metrics.csv, loss.png, samples.png, results.json.")
-@click.option("--resume", type=click.Path(), default=None, show_default="start a new run",
+@click.option("--resume", type=PathParam(), default=None, show_default="start a new run",
               help="Continue the run in this folder (its options come from its checkpoint; "
                    "--epochs and --patience may be changed): an unfinished run trains on, a finished "
                    "one whose results are missing gets them, a larger --epochs trains a finished one on.")

@@ -53,7 +53,7 @@ def mask_for_step(step: int, num_masks: int, resample_every: int) -> int:
 
 
 class DivergenceError(ValueError):
-    """Training produced a non-finite training loss or validation NLL.
+    """Training produced a non-finite training loss, validation NLL, parameter or optimiser state.
 
     The run stops at the end of that epoch without saving it: the checkpoint on disk
     stays the one of the epoch before, and the model gets its best weights back.
@@ -63,7 +63,9 @@ class DivergenceError(ValueError):
     epoch : int
         The epoch whose loss is not finite.
     what : str
-        ``"training loss"`` or ``"validation NLL"``.
+        ``"training loss"``, ``"validation NLL"``, or, when a run with an output folder is
+        about to save, ``"parameter <name>"`` or ``"optimizer state <name>"`` (a loss can stay
+        finite while Adam's second moment overflows).
     value : float
         The non-finite value.
     lr : float
@@ -499,6 +501,10 @@ def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
         bad("state.best_valid_nll", f"is {_show(best_nll)}, expected a finite number")
     if not isinstance(state.get("finished"), bool):
         bad("state.finished", f"is {_show(state.get('finished'))}, expected true or false")
+    if not state["finished"] and cfg.epochs is not None and cfg.epochs < epoch:  # it would claim fewer than it ran
+        raise CheckpointError(f"{where}: epochs = {cfg.epochs} (--epochs) is fewer than the {epoch} epochs this run "
+                              f"has trained; give at least {epoch} ({epoch} ends it at its saved epoch), or leave "
+                              "it out")
 
     recorded = (info.get("config") or {}).get("optimizer")
     trained = info.get("train_config").optimizer if info.get("train_config") is not None else None
@@ -647,9 +653,16 @@ class _Run:
         if self.out is None:
             return
         self.state["finished"] = finished
+        opt_state = self._optimizer_state(self.opt.state_dict())
+        if not finished:  # a loss can stay finite while Adam's v overflows (a huge --weight-decay freezes it)
+            for name, value in [*zip(self.model.param_names, self.model.params), *opt_state.items()]:
+                value = backend.to_host(value)
+                if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+                    what = f"optimizer state {name}" if name in opt_state else f"parameter {name}"
+                    self._diverged(self.state["epoch"], what, value.flat[np.flatnonzero(~np.isfinite(value))[0]])
         with interrupts_deferred():  # Ctrl-C waits for both files: the metrics show the checkpoint's epoch
             save_checkpoint(self.out / CHECKPOINT_NAME, self.model, train_config=self.cfg, dataset_spec=self.spec,
-                            optimizer=self.opt, optimizer_state=self._optimizer_state(self.opt.state_dict()),
+                            optimizer=self.opt, optimizer_state=opt_state,
                             best_params=None if finished else self.best,
                             history=self.history, train_state=self.state)
             write_metrics(self.out / METRICS_NAME, self.history["rows"])

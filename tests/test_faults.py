@@ -487,6 +487,10 @@ def test_cli_divergence_exits_3_and_writes_no_nan(tmp_path, monkeypatch, small_n
                   "--weight-decay", "1e300")  # the rate is fine: the message names the decay too
     assert decayed.exit_code == 3, decayed.output
     one_error_line(decayed.stderr, "smaller --lr (this one: 0.002) or --weight-decay (this one: 1e+300)")
+    frozen = run("train", "--dataset", small_npy, "--out", tmp_path / "wd38", "--hidden", 8, "--epochs", 2,
+                 "--weight-decay", "1e38")  # a finite loss, but Adam's v overflows: it used to be exit 2
+    assert frozen.exit_code == 3, frozen.output
+    one_error_line(frozen.stderr, "diverged in epoch 1: the optimizer state v0 is inf", "--weight-decay")
 
     from made_np import train as train_mod
 
@@ -626,6 +630,21 @@ def unfinished(tmp_path_factory, small_npy):
     return out
 
 
+def test_an_unfinished_run_resumed_with_fewer_epochs_than_it_ran_is_refused(unfinished, tmp_path):
+    """--epochs 1 on a run saved at epoch 2 used to finish it, recording a 1-epoch run of 2 epochs;
+    --epochs 2 ends it at its saved epoch (its results written, no training)."""
+    import shutil
+
+    out = Path(shutil.copytree(unfinished, tmp_path / "run"))
+    user_error(run("train", "--resume", out, "--epochs", 1), "epochs = 1 (--epochs) is fewer than the 2 epochs",
+               "give at least 2")
+    assert not read_checkpoint_meta(out)["state"]["finished"]
+    ended = run("train", "--resume", out, "--epochs", 2)
+    assert ended.exit_code == 0, ended.output
+    meta = read_checkpoint_meta(out)
+    assert meta["state"]["finished"] and meta["state"]["epoch"] == 2 and meta["results"] is not None
+
+
 def rewrite(src: Path, dst: Path, arrays=None, meta=None, drop=()) -> Path:
     """A copy of checkpoint ``src`` in folder ``dst`` with arrays replaced or dropped and the
     JSON config changed by ``meta(config)``."""
@@ -732,3 +751,14 @@ def test_check_resume_state_in_python(unfinished, tmp_path):
         load_checkpoint(partial)
     with pytest.raises(CheckpointError, match="no training state"):
         check_resume_state(model, cfg, {**info, "state": None})
+
+
+@pytest.mark.parametrize("args", [("train", "--resume", ""), ("evaluate", " "), ("train", "--dataset", "2d",
+                                                                                 "--dataset-path", ""),
+                                  ("sample", "run", "--out", "")])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(args, tmp_path, monkeypatch):
+    """`--resume "$RUN"` with RUN unset started a whole new run in runs/."""
+    monkeypatch.chdir(tmp_path)
+    result = run(*args)
+    user_error(result, "an empty name; give a path")
+    assert not (tmp_path / "runs").exists()
