@@ -56,6 +56,27 @@ def user_values():
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+def say(text: str = "") -> None:
+    """Print a line to standard output, or, once it cannot be written (a reader that went away:
+    ``| head``; a full disk under ``> file``), say so once on standard error and print no more:
+    the command goes on, since what it makes is in its files (a run folder), not in its output."""
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    if meta.get("made_np.stdout_gone"):
+        return
+    try:
+        click.echo(text)
+    except OSError as exc:
+        meta["made_np.stdout_gone"] = True
+        with contextlib.suppress(OSError, ValueError):  # later writes, and Python's flush at exit, go nowhere
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        with contextlib.suppress(OSError):
+            click.echo(f"made-np: standard output cannot be written ({one_line(exc.strerror or exc)}); "
+                       "going on without printing", err=True)
+
+
 class PathParam(click.Path):
     """:class:`click.Path` that refuses an empty name (an unset ``$VAR`` in a script), which
     it would read as the current folder: ``--resume ""`` started a new run."""
@@ -385,9 +406,9 @@ def echo_results(res: dict, split: str) -> None:
     if e is not None:
         labels.append(f"{split} NLL, ensemble of {e['masks']} masks")
     width = max(len(label) for label in labels)
-    click.echo(f"{labels[0]:<{width}} : {format_result(s)}")
+    say(f"{labels[0]:<{width}} : {format_result(s)}")
     if e is not None:
-        click.echo(f"{labels[1]:<{width}} : {format_result(e)}")
+        say(f"{labels[1]:<{width}} : {format_result(e)}")
 
 
 SAMPLING_METHODS = tuple(sampling.METHODS)

@@ -26,7 +26,7 @@ from made_np.model import MADE
 from made_np.optim import OPTIMIZERS
 from made_np.train import DivergenceError, check_resume_state, finished_run_blocker, fit
 
-from .common import (DEFAULT_SAMPLING_METHOD, PATH_NAMES, SEED, PathParam, UserError, check_dataset_path, dataset_path_option,
+from .common import (DEFAULT_SAMPLING_METHOD, PATH_NAMES, SEED, PathParam, say, UserError, check_dataset_path, dataset_path_option,
                      device_option, echo_results, evaluate_both, load_model, load_split, max_memory_option,
                      memory_limit, one_line, user_values)
 
@@ -326,11 +326,11 @@ def _new_run(ctx, o, where) -> None:
             model = MADE(mcfg, xp)
         if not quiet:
             masks = {0: "no limit", 1: "1 (fixed)"}.get(mcfg.num_masks, str(mcfg.num_masks))
-            click.echo(f"data {ds.name}: D = {ds.D}, {ds.classes} classes, train/valid/test "
+            say(f"data {ds.name}: D = {ds.D}, {ds.classes} classes, train/valid/test "
                        f"{ds.train.shape[0]}/{ds.valid.shape[0]}/{ds.test.shape[0]}"
                        + (f", context {o['context']} ({ds.context_width}, {ds.context_encoding})"
                           if ds.context_width else ""))
-            click.echo(f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
+            say(f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
                        f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g}, "
                        f"{cfg.engine} engine, device {backend.device_of(xp)}; writing {run_dir}")
         _train_and_report(ctx, model, ds, cfg, run_dir, spec, quiet, o["threads"])
@@ -407,7 +407,7 @@ def _resume(ctx, o, where) -> None:
             spec["path" if str(spec.get("spec")).lower() in PATH_NAMES else "spec"] = moved
         if results_only:
             if not o["quiet"]:
-                click.echo(f"the training of {ckpt} finished at epoch {state['epoch']}; writing its results")
+                say(f"the training of {ckpt} finished at epoch {state['epoch']}; writing its results")
             if spec != (info["dataset"] or {}):
                 try:
                     update_checkpoint_meta(ckpt, dataset=spec)
@@ -419,7 +419,7 @@ def _resume(ctx, o, where) -> None:
             return
         if not o["quiet"]:
             verb = "training on" if state["finished"] else "resuming"
-            click.echo(f"{verb} {ckpt} after epoch {state['epoch']} (best valid NLL "
+            say(f"{verb} {ckpt} after epoch {state['epoch']} (best valid NLL "
                        f"{state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
         _train_and_report(ctx, model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
 
@@ -486,7 +486,7 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
     def on_epoch(row):
         if not quiet:
             mark = "*" if row["best"] else " "
-            click.echo(f"epoch {row['epoch']:4d}  train NLL {row['train_nll']:9.4f}  "
+            say(f"epoch {row['epoch']:4d}  train NLL {row['train_nll']:9.4f}  "
                        f"valid NLL {row['valid_nll']:9.4f} {mark} {row['seconds']:7.2f} s")
 
     t0 = time.perf_counter()
@@ -507,7 +507,7 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
         reason = {"patience": f"no better validation NLL for {cfg.patience} epochs",
                   "epochs": f"reached {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}",
                   "callback": "stopped"}[history["stop_reason"]]
-        click.echo(f"done in {seconds:.1f} s ({reason}); best valid NLL {history['best_valid_nll']:.4f} "
+        say(f"done in {seconds:.1f} s ({reason}); best valid NLL {history['best_valid_nll']:.4f} "
                    f"at epoch {history['best_epoch']}, weights restored")
     _write_results(model, ds, cfg, run_dir, history, seconds, quiet)
 
@@ -546,4 +546,4 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
     except OSError as exc:
         raise UserError(_write_failed(exc, run_dir)) from None
     if not quiet:
-        click.echo(f"wrote {ckpt}, metrics.csv, loss.png, samples.png, results.json in {run_dir}")
+        say(f"wrote {ckpt}, metrics.csv, loss.png, samples.png, results.json in {run_dir}")

@@ -762,3 +762,18 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(args, tmp_path,
     result = run(*args)
     user_error(result, "an empty name; give a path")
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_an_unwritable_standard_output_does_not_stop_a_training(tmp_path, small_npy):
+    """`made-np train ... > /dev/full` (or `| head`) used to end the run with exit 2 and the
+    error blamed on the run folder; the run now goes on silently and writes all its files."""
+    out = tmp_path / "run"
+    with open("/dev/full", "w") as full:
+        child = subprocess.run([sys.executable, "-m", "made_np", "train", "--dataset", str(small_npy), "--out",
+                                str(out), "--hidden", "8", "--epochs", "3"], env=subprocess_env(), stdout=full,
+                               stderr=subprocess.PIPE, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    assert child.stderr.strip() == ("made-np: standard output cannot be written (No space left on device); "
+                                    "going on without printing")
+    assert read_checkpoint_meta(out)["results"] is not None and (out / "samples.png").exists()
