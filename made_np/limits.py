@@ -258,11 +258,22 @@ def data_parts(n_rows: int, D: int, option: str) -> list:
     return [Part(option, "the training data", 2 * n_rows * D)]
 
 
+#: Bytes of a sampler's activations at a time: :func:`made_np.sampling.sample` draws in blocks of rows.
+SAMPLE_BLOCK_BYTES = 1 << 28
+
+
+def sample_block_rows(cfg) -> int:
+    """Rows that :func:`made_np.sampling.sample` draws at once: activations of about
+    :data:`SAMPLE_BLOCK_BYTES` (two copies of every layer's outputs)."""
+    return max(1, SAMPLE_BLOCK_BYTES // (sum(layer_widths(cfg)) * itemsize(cfg) * 2))
+
+
 def sample_parts(cfg, n: int, option: str = "-n", *, png: bool = False, image_shape=None) -> list:
-    """Drawing ``n`` samples (noise, outputs, the sampler's activations), and a ``.png`` of them."""
+    """Drawing ``n`` samples (noise, outputs, and the sampler's activations of a block of rows,
+    :func:`sample_block_rows`), and a ``.png`` of them."""
     D, widths = cfg.D, layer_widths(cfg)
     parts = [Part(f"{option} {n}", "the samples, their noise and the sampler's activations",
-                  n * (D * 32 + sum(widths) * itemsize(cfg) * 2))]
+                  n * D * 32 + min(n, sample_block_rows(cfg)) * sum(widths) * itemsize(cfg) * 2)]
     if png:
         parts += png_parts(n, D, image_shape, option)
     return parts

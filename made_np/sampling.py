@@ -223,7 +223,8 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
         raise ValueError(f"sample: n must be an integer >= 0, got {n!r}")
     fn = METHODS[method]
     if masks is None:
-        return fn(model, n, noise=noise, seed=seed, context=context)
+        u = noise_for(model, n, noise, seed)
+        return _in_blocks(fn, model, u, model.encode_context(context, u.shape[0]))
     masks = [check_int("mask index", k) for k in masks]
     if not masks:
         raise ValueError("sample: masks must name at least one mask index")
@@ -245,7 +246,19 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
                 continue
             model.set_mask(k)
             rows = xp.asarray(idx)
-            out[rows] = fn(model, noise=u[rows], context=None if y is None else y[rows])
+            out[rows] = _in_blocks(fn, model, u[rows], None if y is None or y.shape[0] == 1 else y[rows])
     finally:
         model.set_mask(current)
     return out
+
+
+def _in_blocks(fn, model, u, y):
+    """``fn(model, noise=u, context=y)`` over blocks of at most :func:`made_np.limits.sample_block_rows`
+    rows: the same samples, since each row's draw reads only its own noise and context, with
+    the activations of one block at a time (a figure's 100,000 samples of a wide network)."""
+    n, rows = u.shape[0], limits.sample_block_rows(model.config)
+    if n <= rows:
+        return fn(model, noise=u, context=y)
+    one = y is not None and y.shape[0] == 1  # one context row for every sample
+    return model.xp.concatenate([fn(model, noise=u[i:i + rows], context=y if y is None or one else y[i:i + rows])
+                                 for i in range(0, n, rows)])

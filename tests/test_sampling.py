@@ -223,3 +223,25 @@ def test_fast_sampler_frequencies_match_the_exact_table(head, classes, encoding)
     assert abs(probs.sum() - 1) < 1e-12
     stat, _ = _chi2(sample(model, 30000, seed=9, method="fast"), configs_, probs)
     assert stat < _chi2_bound(len(configs_) - 1)
+
+
+@pytest.mark.parametrize("masks", [None, [0, 3, 5]])
+def test_sample_in_blocks_draws_the_same_samples(monkeypatch, masks):
+    """sample() draws in blocks of rows (a 2-D run's 100,000 figure samples of a wide network used
+    to need all their activations at once): each row reads only its own noise, so the blocks
+    give the very samples of one batch."""
+    from made_np import limits
+
+    model = MADE(MADEConfig(D=7, hidden=(12, 9), num_masks=6, seed=3))
+    whole = sample(model, 50, seed=11, masks=masks)
+    monkeypatch.setattr(limits, "SAMPLE_BLOCK_BYTES", 4 * (7 + 12 + 9 + 7) * 2 * 4)  # 4 rows a block
+    assert limits.sample_block_rows(model.config) == 4
+    np.testing.assert_array_equal(sample(model, 50, seed=11, masks=masks), whole)
+    cond = MADE(MADEConfig(D=5, hidden=(8,), context=3, seed=1))
+    labels = np.arange(50) % 3
+    monkeypatch.undo()
+    expected = sample(cond, 50, seed=2, context=labels)
+    monkeypatch.setattr(limits, "SAMPLE_BLOCK_BYTES", 1)  # one row a block
+    np.testing.assert_array_equal(sample(cond, 50, seed=2, context=labels), expected)
+    one_hot = np.array([[0, 0, 1]], np.float32)  # one context row for every sample, label or encoded
+    np.testing.assert_array_equal(sample(cond, 4, seed=2, context=[2]), sample(cond, 4, seed=2, context=one_hot))
