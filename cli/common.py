@@ -389,6 +389,8 @@ def parse_context(model, text, n: int, n_given: bool = True):
         raise UserError(f"--context {t!r}: expected {kind}an existing .npy file")
     y = data_mod.read_array(t, "--context")
     rows = 1 if y.ndim == 0 or (c.context_encoding == "raw" and y.ndim == 1) else y.shape[0]
+    if rows == 0:  # it used to give 0 samples, or an error of the figure
+        raise UserError(f"--context {t}: no rows; give one label or row, or one per sample")
     if rows != 1:
         if n_given and rows != n:
             raise UserError(f"--context {t}: {rows} rows for {n} samples (give one row, or one per sample)")
@@ -404,7 +406,7 @@ def echo_results(res: dict, split: str) -> None:
     s, e = res["single"], res["ensemble"]
     labels = [f"{split} NLL, mask {s['mask_index']}"]
     if e is not None:
-        labels.append(f"{split} NLL, ensemble of {e['masks']} masks")
+        labels.append(f"{split} NLL, ensemble of {e['masks']} mask{'s' if e['masks'] != 1 else ''}")
     width = max(len(label) for label in labels)
     say(f"{labels[0]:<{width}} : {format_result(s)}")
     if e is not None:

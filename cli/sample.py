@@ -82,7 +82,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
     which = f"mixture of masks 0..{mixture - 1}" if mixture else f"mask {mask_index}"
     given = f", context {context}" if context is not None else (", labels spread over the classes"
                                                               if model.config.context else "")
-    click.echo(f"wrote {num_samples} samples ({method}, {which}, seed {seed}{given}) to {out}")
+    click.echo(f"wrote {num_samples} sample{'s' if num_samples != 1 else ''} ({method}, {which}, seed {seed}{given}) to {out}")
 
 
 @click.command()
@@ -121,7 +121,7 @@ def density(checkpoint, out, num_samples, seed, device, dataset_path, max_memory
         log_q = dens.log_density_table(model, mask_indices=masks)
     x = np.asarray(test, dtype=np.int64)
     click.echo(f"{info['path']}: exact table of {log_q.size} cells"
-               + (f", ensemble of {len(masks)} masks" if masks else ""))
+               + (f", ensemble of {len(masks)} mask{'s' if len(masks) != 1 else ''}" if masks else ""))
     click.echo(f"test NLL (exact table)    : {float(-log_q[x[:, 0], x[:, 1]].mean()):.4f} nats")
     if ds.true_density is not None:
         click.echo(f"entropy of the true table : {dens.entropy(ds.true_density):.4f} nats (test NLL lower bound)")

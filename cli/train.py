@@ -267,7 +267,7 @@ def _interrupted(run_dir) -> str:
         return f"interrupted; {one_line(exc)}"
     state = meta.get("state") or {}
     if not state.get("finished"):
-        return (f"interrupted; epoch {state.get('epoch')} is saved in {ckpt}: continue with  "
+        return (f"interrupted; epoch {state.get('epoch')} is saved in {ckpt}: continue with "
                 f"made-np train --resume {run_dir}")
     if meta.get("results") is None:
         return (f"interrupted while writing the results; the trained model is saved in {ckpt}: write them "
@@ -546,4 +546,4 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
     except OSError as exc:
         raise UserError(_write_failed(exc, run_dir)) from None
     if not quiet:
-        say(f"wrote {ckpt}, metrics.csv, loss.png, samples.png, results.json in {run_dir}")
+        say(f"wrote {ckpt.name}, metrics.csv, loss.png, samples.png, results.json in {run_dir}")

@@ -310,7 +310,8 @@ def _take_flock(path: Path, folder: Path) -> int:
                     pid, host = _lock_owner(path.read_text())
                 except OSError:
                     pass
-            who = f"pid {pid}" + (f" on {host}" if host and host != socket.gethostname() else "")
+            who = (f"pid {pid}" if pid is not None else "pid unknown") + (
+                f" on {host}" if host and host != socket.gethostname() else "")
             raise RunLockedError(f"{folder}: another made-np run ({who}) is writing to this folder; "
                                  "wait for it to end, or stop it, or use another folder",
                                  folder=folder, pid=pid, host=host) from None

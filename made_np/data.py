@@ -394,7 +394,9 @@ def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
     if arr.dtype.kind not in "iuf":
         raise DataError(f"{file}: {what} has dtype {arr.dtype}; expected integers or floats")
     if arr.ndim != 2:
-        raise DataError(f"{file}: {what} is not 2-D (shape {arr.shape})")
+        fix = ("; one row per example and one column per variable: reshape it to (N, D) (a single "
+               "variable: (N, 1))") if arr.ndim == 1 else "; expected (N, D): one row per example, one column per variable"
+        raise DataError(f"{file}: {what} is not 2-D (shape {arr.shape}){fix}")
     if arr.shape[0] == 0:
         raise DataError(f"{file}: {what} has zero rows (shape {arr.shape}); every split needs examples")
     if arr.shape[1] == 0:
@@ -402,9 +404,13 @@ def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
             f"{file}: {what} has zero columns (shape {arr.shape}); expected at least one variable per row"
         )
     if arr.dtype.kind == "f":
-        n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        finite = np.isfinite(arr)
+        n_bad = int(arr.size - np.count_nonzero(finite))
         if n_bad:
-            raise DataError(f"{file}: {what} has {n_bad} NaN/inf values")
+            r, c = np.unravel_index(np.argmin(finite), arr.shape)
+            raise DataError(f"{file}: {what} has {n_bad} NaN/inf value{'s' if n_bad != 1 else ''}, the first "
+                            f"{_fmt(arr[r, c])} at row {r}, column {c}; expected integers >= 0: drop or "
+                            "impute the missing entries")
     if arr.dtype.kind != "u":
         neg = arr < 0
         if neg.any():
@@ -670,7 +676,7 @@ def _load_npy(file: Path, seed: int) -> dict:
     arr = _check_array(_read_npy(file), file, "array")
     if arr.shape[0] < 10:
         raise DataError(
-            f"{file}: array has only {arr.shape[0]} rows; need at least 10 to split 80/10/10"
+            f"{file}: array has only {arr.shape[0]} row{'s' if arr.shape[0] != 1 else ''}; need at least 10 to split 80/10/10"
         )
     train, valid, test = _split_801010(arr, seed)
     return {"array (train part)": train, "array (valid part)": valid, "array (test part)": test}

@@ -45,6 +45,10 @@ def test_train_sample_and_evaluate_with_labels(runs, tmp_path):
     one_line_error(run("sample", runs / "cond", "-n", 3, "--context", tmp_path / "labels.npy",
                        "--out", tmp_path / "x.npy"), "5 rows for 3 samples")
     one_line_error(run("sample", runs / "oa", "--context", 1, "--out", tmp_path / "x.npy"), "no context")
+    np.save(tmp_path / "none.npy", np.array([], int))  # used to write 0 samples (.npy) or fail in the figure
+    for out in ("x.npy", "x.png"):
+        one_line_error(run("sample", runs / "cond", "--context", tmp_path / "none.npy", "--out", tmp_path / out),
+                       "none.npy: no rows; give one label or row, or one per sample")
     one_line_error(run("train", "--dataset", "2d", "--context", "labels"), "digits only")
 
 
