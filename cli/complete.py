@@ -143,7 +143,8 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @device_option
 @dataset_path_option
 @max_memory_option
-def complete(checkpoint, input_path, observed, occlude, split, first, num_completions, masks, seed, method,
+@click.pass_context
+def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_completions, masks, seed, method,
              context, out, png, as_json, device, dataset_path, max_memory):
     """Exact completions x_m ~ p(x_m | x_o) of partly observed examples, and log p(x_o), from CHECKPOINT.
 
@@ -152,6 +153,11 @@ def complete(checkpoint, input_path, observed, occlude, split, first, num_comple
     variables come first in its ordering, and refuses other patterns. Observed entries
     are copied into the completions unchanged.
     """
+    if input_path is not None:
+        for name in ("split", "first"):  # they choose examples from the run's data set, which --input replaces
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+                raise UserError(f"--{name}: not used with --input {input_path} (the examples are its rows); "
+                                f"give one of the two")
     inputs = (checkpoint, input_path, observed, context)
     out = output_path(out, "--out", (".npz",), inputs)
     if png is not None:

@@ -46,6 +46,9 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
         raise UserError(f"-n: expected a positive number of samples, got {num_samples}")
     if mixture < 0:
         raise UserError(f"--mixture: expected 0 (off) or a number of masks, got {mixture}")
+    if mixture and ctx.get_parameter_source("mask_index") == click.core.ParameterSource.COMMANDLINE:
+        raise UserError(f"--mask-index {mask_index}: not used with --mixture {mixture}, which samples the mixture "
+                        f"of masks 0..{mixture - 1}; give one of the two")
     limit = memory_limit(max_memory)
     model, info = load_model(checkpoint, device, max_memory=max_memory)
     given_n = ctx.get_parameter_source("num_samples") == click.core.ParameterSource.COMMANDLINE

@@ -45,6 +45,8 @@ def test_train_sample_and_evaluate_with_labels(runs, tmp_path):
     one_line_error(run("sample", runs / "cond", "-n", 3, "--context", tmp_path / "labels.npy",
                        "--out", tmp_path / "x.npy"), "5 rows for 3 samples")
     one_line_error(run("sample", runs / "oa", "--context", 1, "--out", tmp_path / "x.npy"), "no context")
+    one_line_error(run("sample", runs / "oa", "--mixture", 3, "--mask-index", 2, "--out", tmp_path / "x.npy"),
+                   "--mask-index 2: not used with --mixture 3")  # it used to be ignored
     np.save(tmp_path / "none.npy", np.array([], int))  # used to write 0 samples (.npy) or fail in the figure
     for out in ("x.npy", "x.png"):
         one_line_error(run("sample", runs / "cond", "--context", tmp_path / "none.npy", "--out", tmp_path / out),
@@ -83,6 +85,9 @@ def test_complete_writes_completions_and_the_marginals(runs, tmp_path):
             "--out", tmp_path / "i.npz")
     assert r.exit_code == 0, r.output
     assert np.array_equal(np.load(tmp_path / "i.npz")["observed"], np.tile(o, (4, 1)))
+    for option in (("--first", 2), ("--split", "valid")):  # used to be ignored
+        one_line_error(run("complete", runs / "oa", "--input", tmp_path / "x.npy", "--observed", tmp_path / "o.npy",
+                           *option, "--out", tmp_path / "j.npz"), f"{option[0]}: not used with --input")
     r = run("evaluate", runs / "oa", "--observed", tmp_path / "o.npy", "--masks", 4, "--json")
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
