@@ -349,12 +349,13 @@ def evaluate_both(model, x, eval_masks=None, batch_size: int = 1000, mask_index:
     return {"single": single, "ensemble": ens}
 
 
-def parse_context(model, text, n: int, n_given: bool = True):
+def parse_context(model, text, n: int, n_given: bool = True, unit: str = "samples"):
     """The ``--context`` of ``sample`` and ``complete``: ``(context, n)`` for ``model``.
 
     ``text`` is a class label (an integer, for a onehot context) or a ``.npy`` file of
     labels (m,) or rows (m, C). One label or row is repeated to ``n`` rows; m > 1 rows give one
-    row per sample: ``n`` becomes m unless it was given (``n_given``), when the two must agree.
+    row per sample: ``n`` becomes m unless it was given (``n_given``), when the two must agree
+    (``unit``: what the rows are, in messages).
     Without ``--context`` a class-conditional model gets :func:`made_np.sampling.balanced_labels`
     (``n`` of them, spread over the classes); a raw-context model needs one. The context is
     returned encoded, (n, C) on the host, or None for an unconditional model.
@@ -393,7 +394,7 @@ def parse_context(model, text, n: int, n_given: bool = True):
         raise UserError(f"--context {t}: no rows; give one label or row, or one per sample")
     if rows != 1:
         if n_given and rows != n:
-            raise UserError(f"--context {t}: {rows} rows for {n} samples (give one row, or one per sample)")
+            raise UserError(f"--context {t}: {rows} rows for {n} {unit} (give one row, or one per {unit[:-1]})")
         n = rows
     try:
         return backend.to_host(model.encode_context(y, n)), n

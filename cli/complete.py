@@ -88,7 +88,7 @@ def examples_and_context(model, info, input_path, split, first, context, dataset
         x = read_data(input_path, model)
         if model.config.context and context is None:
             raise UserError("this model is conditional: with --input give its --context (a label or a .npy)")
-        return x, parse_context(model, context, x.shape[0])[0]
+        return x, parse_context(model, context, x.shape[0], unit="examples")[0]
     ds, split_x = load_split(info, split, dataset_path)
     if first < 1:
         raise UserError(f"--first: expected a positive number of examples, got {first}")
@@ -98,7 +98,7 @@ def examples_and_context(model, info, input_path, split, first, context, dataset
             raise UserError("--context: this model has no context (it was trained without --context)")
         return x, None
     if context is not None:
-        return x, parse_context(model, context, x.shape[0])[0]
+        return x, parse_context(model, context, x.shape[0], unit="examples")[0]
     return x, backend.to_host(model.encode_context(ds.context_of(split)[:first], x.shape[0]))
 
 

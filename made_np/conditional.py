@@ -534,7 +534,8 @@ def occlusion_mask(kind: str, D: int, image_shape=None, N: int = 1, rng=None) ->
     if image_shape is None:
         s = math.isqrt(D)
         if s * s != D:
-            raise ValueError(f"occlusion {kind!r} needs image_shape for D={D} (not a square)")
+            raise ValueError(f"occlusion {kind!r} needs image_shape for D={D} (not a square): the data are not "
+                             "images; use random:P, or give the observed entries (--observed FILE)")
         image_shape = (s, s)
     H, W = (int(v) for v in image_shape)
     if H * W != D:

@@ -840,8 +840,8 @@ def _load_table(file: Path) -> np.ndarray:
     table = _read_npy(file)
     if table.dtype.kind not in "iuf":
         raise DataError(f"{file}: table has dtype {table.dtype}; expected numbers")
-    if table.ndim != 2 or table.shape[0] != table.shape[1] or table.size == 0:
-        raise DataError(f"{file}: table must be a square 2-D array (shape {table.shape})")
+    if table.ndim != 2 or table.shape[0] != table.shape[1] or table.shape[0] < 2:
+        raise DataError(f"{file}: table must be a square 2-D array of at least 2 x 2 (shape {table.shape})")
     if table.shape[0] > MAX_CLASSES:
         raise DataError(
             f"{file}: table is {table.shape[0]} x {table.shape[1]}; at most MAX_CLASSES = {MAX_CLASSES} "
@@ -1109,9 +1109,9 @@ def _check_url(url: str) -> str:
             f"{url}: plain http:// downloads are refused (nothing protects them in transit); "
             "use the https:// address or a file:// mirror"
         )
-    local = "file://" + str(expand_path(url).absolute()) if not scheme else "file:///path/to/file"
+    local = "file://" + str(expand_path(url).absolute()) if not scheme and url.strip() else "file:///path/to/file"
     raise DataError(
-        f"{url}: unsupported URL (scheme {scheme or 'none'}); give an https:// URL or a file:// "
+        f"{url or repr(url)}: unsupported URL (scheme {scheme or 'none'}); give an https:// URL or a file:// "
         f"mirror such as {local}"
     )
 
