@@ -281,9 +281,6 @@ def _new_run(ctx, o, where) -> None:
     limit = memory_limit(o["max_memory"])
     check_real_options(o)
     with contextlib.ExitStack() as stack:
-        if o["out"] is not None and not o["out"].strip():  # an empty $VAR in a script: not the default
-            raise UserError("--out: an empty folder name; give the run folder, or leave --out out for "
-                            "runs/<data>-<time>")
         run_dir = Path(o["out"]).expanduser() if o["out"] else None
         if run_dir is not None:
             _hold(stack, run_dir, "--out", where)

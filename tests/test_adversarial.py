@@ -143,7 +143,7 @@ def test_dataset_path_is_never_silently_ignored(binrun, tmp_path):
 
 
 def test_empty_names_and_bad_kinds_name_their_option(binrun, tmp_path, monkeypatch):
-    one_line_error(run("train", "--out", ""), "--out: an empty folder name")
+    one_line_error(run("train", "--out", ""), "'--out': an empty name; give a path")
     one_line_error(run("train", "--dataset", " ", "--out", tmp_path / "r"), "--dataset: empty")
     one_line_error(run("complete", binrun / "run", "--occlude", "middle"), "--occlude middle", "top, bottom")
     monkeypatch.setenv("MADE_NP_DEVICE", "gpu")
