@@ -331,7 +331,10 @@ def image_shape_of(info: dict):
 
 
 def format_result(r: dict) -> str:
-    """``nll ± stderr nats (per-dim nats/dim)`` of an :func:`evaluate` result."""
+    """``nll ± stderr nats (per-dim nats/dim)`` of an :func:`evaluate` result; of one example
+    there is no standard error to show (its ``stderr`` is 0)."""
+    if r.get("n", 2) < 2:
+        return f"{r['nll']:.3f} nats ({r['nll_per_dim']:.5f} nats/dim; one example: no standard error)"
     return (f"{r['nll']:.3f} ± {r['stderr']:.3f} nats "
             f"({r['nll_per_dim']:.5f} ± {r['stderr_per_dim']:.5f} nats/dim)")
 

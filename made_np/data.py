@@ -317,6 +317,13 @@ def _search_dirs() -> list[Path]:
     return dirs
 
 
+def _missing(p: Path) -> str:
+    """Why ``p`` cannot be read although a name was given: absent, or a link to nothing."""
+    if p.is_symlink():
+        return f"{p}: a symbolic link to a missing file (or a loop of links); give the file itself"
+    return f"{p}: no such file or directory"
+
+
 def _find(filename: str, path) -> Path | None:
     """Locate ``filename``: an explicit ``path`` wins (file or folder), else the search dirs."""
     if path is not None:
@@ -324,7 +331,7 @@ def _find(filename: str, path) -> Path | None:
         if p.is_dir() and (p / filename).is_file():
             return p / filename
         if not p.exists():
-            raise DataError(f"{p}: no such file or directory")
+            raise DataError(_missing(p))
         return p
     for d in _search_dirs():
         if (d / filename).is_file():
@@ -702,8 +709,10 @@ def _parse_amat(file: Path) -> np.ndarray:
         raise DataError(f"{file}: holds no numbers (an empty text matrix); every split needs examples")
     try:
         return np.loadtxt(file, dtype=np.float64, ndmin=2)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{file}: cannot read as a text matrix ({_one_line(exc)})") from None
+    except (ValueError, OSError) as exc:  # NumPy's advice to pass usecols is not ours to give
+        reason = _one_line(exc).split("; use `usecols`")[0]
+        raise DataError(f"{file}: cannot read as a text matrix ({reason}); every row needs the same number "
+                        "of values") from None
 
 
 def _load_amat_dir(folder: Path) -> dict:
@@ -719,7 +728,7 @@ def _load_amat_dir(folder: Path) -> dict:
 def _load_path(p: Path, seed: int) -> Dataset:
     """Load an .npz, an .npy or a folder of .amat files (format read from the content)."""
     if not p.exists():
-        raise DataError(f"{p}: no such file or directory")
+        raise DataError(_missing(p))
     if p.is_dir():
         if (p / MNIST_FILE).is_file():
             return _load_path(p / MNIST_FILE, seed)
@@ -991,6 +1000,8 @@ def _load(spec: str, path, seed: int, context: str) -> Dataset:
     if name == "2d":
         return _load_2d(path, seed)
     p = expand_path(spec)
+    if p.is_symlink() and not p.exists():
+        raise DataError(_missing(p))
     if not p.exists():
         raise DataError(
             f"{spec}: no such file or directory (expected one of digits, binarized-mnist, 2d, "

@@ -567,3 +567,20 @@ def test_real_binarized_mnist(real_mnist):
     assert ds.train[:5000].max() == 1
     assert ds.train.mean() == pytest.approx(0.1306, abs=1e-4)
     assert ds.test.mean() == pytest.approx(0.1325, abs=1e-4)
+
+
+def test_a_dangling_or_looping_link_is_named_as_such(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    (tmp_path / "gone").symlink_to(tmp_path / "nothing.npy")
+    for name in ("a", "gone"):
+        with pytest.raises(DataError, match="a symbolic link to a missing file .or a loop of links."):
+            load_dataset(str(tmp_path / name))
+
+
+def test_a_ragged_text_matrix_says_what_is_wrong_without_numpys_advice(tmp_path):
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"binarized_mnist_{split}.amat").write_text("0 1 0\n1 1\n")
+    with pytest.raises(DataError, match=r"changed from 3 to 2 at row 2\); every row needs the same number") as err:
+        load_dataset(str(tmp_path))
+    assert "usecols" not in str(err.value)
