@@ -426,10 +426,11 @@ def test_union_products_train_as_the_reference_engine(chain, tmp_path, tiny_bloc
 def test_class_counts_count_every_block():
     from made_np.data import class_counts
 
-    x = np.random.default_rng(0).integers(0, 3, (30000, 50))  # 1.5M entries: two blocks
-    counts = class_counts(x, 3)
-    assert counts.shape == (50, 3) and counts.dtype == np.int64
-    np.testing.assert_array_equal(counts, np.stack([(x == c).sum(axis=0) for c in range(3)], axis=1))
+    for classes in (2, 3):  # the binary shortcut and the general count
+        x = np.random.default_rng(0).integers(0, classes, (30000, 50)).astype(np.uint8)  # 1.5M entries: two blocks
+        counts = class_counts(x, classes)
+        assert counts.shape == (50, classes) and counts.dtype == np.int64
+        np.testing.assert_array_equal(counts, np.stack([(x == c).sum(axis=0) for c in range(classes)], axis=1))
 
 
 def test_a_new_run_starts_at_the_marginals_a_trained_model_keeps_its_biases(chain):
