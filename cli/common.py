@@ -330,6 +330,11 @@ def image_shape_of(info: dict):
     return (k, k) if k * k == D else None
 
 
+def format_nats(mean: float, stderr: float, n: int) -> str:
+    """``mean ± stderr nats``, or ``mean nats (one example: no standard error)`` for ``n < 2``."""
+    return f"{mean:.3f} ± {stderr:.3f} nats" if n >= 2 else f"{mean:.3f} nats (one example: no standard error)"
+
+
 def format_result(r: dict) -> str:
     """``nll ± stderr nats (per-dim nats/dim)`` of an :func:`evaluate` result; of one example
     there is no standard error to show (its ``stderr`` is 0)."""

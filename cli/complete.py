@@ -18,7 +18,7 @@ from made_np.checkpoint import atomic_file
 from made_np.limits import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
-from .common import (SEED, PathParam, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
+from .common import (SEED, PathParam, format_nats, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
                      make_parent, max_memory_option, memory_limit, one_line, output_path, parse_context,
                      user_values, writing)
 
@@ -208,5 +208,5 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
         return
     click.echo(f"completed {N} examples x {num_completions} ({what}; {method}, mixture of {K} mask(s)) "
                f"in {seconds:.2f} s")
-    click.echo(f"-log p(x_o): {mean:.3f} ± {stderr:.3f} nats")
+    click.echo(f"-log p(x_o): {format_nats(mean, stderr, N)}")
     click.echo(f"wrote {out}" + (f" and {png}" if png else ""))

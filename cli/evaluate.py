@@ -11,7 +11,7 @@ from made_np import backend, conditional
 from made_np import limits
 from made_np.train import mean_and_stderr
 
-from .common import (SEED, PathParam, check_mask_index, dataset_path_option, device_option, echo_results, evaluate_both,
+from .common import (SEED, PathParam, format_nats, check_mask_index, dataset_path_option, device_option, echo_results, evaluate_both,
                      load_model, load_split, max_memory_option, memory_limit, user_values)
 
 
@@ -92,4 +92,4 @@ def _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed,
         return
     click.echo(f"{info['path']}: {split} split, {n} examples, D = {model.config.D}, {what} "
                f"({res['mean_observed']:.1f} observed on average)")
-    click.echo(f"{split} -log p(x_o), mixture of {K} mask(s) : {mean:.3f} ± {stderr:.3f} nats")
+    click.echo(f"{split} -log p(x_o), mixture of {K} mask(s) : {format_nats(mean, stderr, n)}")

@@ -68,7 +68,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
     if png:
         limits.check_png_count(num_samples, image_shape)
     limits.check(limits.model_parts(model.config) + limits.sample_parts(
-        model.config, num_samples, png=png, image_shape=image_shape), limit)
+        model.config, num_samples, png=png, image_shape=image_shape, blocked=True), limit)
     with user_values():
         model.set_mask(0 if mixture else mask_index)
         masks = list(range(mixture)) if mixture else None
@@ -115,7 +115,8 @@ def density(checkpoint, out, num_samples, seed, device, dataset_path, max_memory
     if model.config.D != 2:
         raise UserError(f"{info['path']}: density needs a model of D = 2 variables, "
                         f"this one has D = {model.config.D}")
-    limits.check(limits.model_parts(model.config) + limits.sample_parts(model.config, num_samples), limit)
+    limits.check(limits.model_parts(model.config) + limits.sample_parts(model.config, num_samples, blocked=True),
+                 limit)
     ds, test = load_split(info, "test", dataset_path)
     cfg = info["train_config"]
     K = model.config.num_masks

@@ -472,7 +472,8 @@ def training_parts(mcfg: MADEConfig, cfg: TrainConfig, ds, dataset_option: str) 
             + limits.rows_parts(mcfg, min(cfg.eval_batch_size, n_eval), f"--dataset {dataset_option}",
                                 "the evaluation batches")
             + limits.data_parts(n_train, ds.D, f"--dataset {dataset_option}")
-            + limits.sample_parts(mcfg, n_samples, "samples.png with", png=True, image_shape=ds.image_shape))
+            + limits.sample_parts(mcfg, n_samples, "samples.png with", png=True, image_shape=ds.image_shape,
+                                  blocked=True))
 
 
 def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, threads: str = "auto",

@@ -79,6 +79,23 @@ class RunLockedError(RunFolderError):
         self.folder, self.pid, self.host = folder, pid, host
 
 
+def _write_target(path: Path) -> Path:
+    """The file a write to ``path`` replaces: ``path``, or the regular file (existing or not) that
+    the symbolic link ``path`` leads to. A loop of links, or a link to a folder, a device or a
+    pipe, is an ``OSError`` naming ``path`` (a rename would replace the device itself)."""
+    if not path.is_symlink():
+        return path
+    try:
+        target = Path(os.path.realpath(path, strict=True))
+    except FileNotFoundError:  # a link to a file not there yet: created, as a plain write would
+        return Path(os.path.realpath(path))
+    except OSError as exc:  # a loop
+        raise OSError(exc.errno or errno.ELOOP, "a loop of symbolic links", str(path)) from None
+    if not target.is_file():
+        raise OSError(errno.EINVAL, f"a link to {target}, which is not a regular file", str(path))
+    return target
+
+
 @contextlib.contextmanager
 def atomic_file(path, mode: str, **kwargs):
     """An open temporary file in ``path``'s folder that replaces ``path`` when the block ends
@@ -90,7 +107,7 @@ def atomic_file(path, mode: str, **kwargs):
     temporary file."""
     path, tmp = Path(path), None
     try:
-        target = Path(os.path.realpath(path))
+        target = _write_target(path)
         permissions = 0o666 & ~_umask()  # mkstemp makes 0600 files; a new one gets the usual permissions
         if os.path.exists(target):
             if not os.access(target, os.W_OK):

@@ -268,12 +268,15 @@ def sample_block_rows(cfg) -> int:
     return max(1, SAMPLE_BLOCK_BYTES // (sum(layer_widths(cfg)) * itemsize(cfg) * 2))
 
 
-def sample_parts(cfg, n: int, option: str = "-n", *, png: bool = False, image_shape=None) -> list:
-    """Drawing ``n`` samples (noise, outputs, and the sampler's activations of a block of rows,
-    :func:`sample_block_rows`), and a ``.png`` of them."""
+def sample_parts(cfg, n: int, option: str = "-n", *, png: bool = False, image_shape=None,
+                 blocked: bool = False) -> list:
+    """Drawing ``n`` samples (noise, outputs, and the sampler's activations: of all ``n`` rows,
+    or with ``blocked`` of one block of :func:`sample_block_rows` rows, as
+    :func:`made_np.sampling.sample` draws), and a ``.png`` of them."""
     D, widths = cfg.D, layer_widths(cfg)
+    rows = min(n, sample_block_rows(cfg)) if blocked else n
     parts = [Part(f"{option} {n}", "the samples, their noise and the sampler's activations",
-                  n * D * 32 + min(n, sample_block_rows(cfg)) * sum(widths) * itemsize(cfg) * 2)]
+                  n * D * 32 + rows * sum(widths) * itemsize(cfg) * 2)]
     if png:
         parts += png_parts(n, D, image_shape, option)
     return parts

@@ -41,9 +41,10 @@ def draw_noise(n: int, D: int, seed: int | None, xp):
     return xp.asarray(backend.host_rng(*(() if seed is None else (seed,))).random((n, D)))
 
 
-def noise_for(model, n, noise, seed):
+def noise_for(model, n, noise, seed, blocked: bool = False):
     """The uniform noise of a draw: ``noise`` checked, or drawn from ``seed`` for ``n`` samples
-    (after a memory estimate, :func:`made_np.limits.check_api`).
+    (after a memory estimate, :func:`made_np.limits.check_api`, of a draw of all ``n`` rows at
+    once, or of one block of rows with ``blocked``, as :func:`sample` draws).
 
     Parameters
     ----------
@@ -73,7 +74,7 @@ def noise_for(model, n, noise, seed):
         if n is None:
             raise ValueError("give n (the number of samples) or noise (n, D)")
         n = check_int("n", n, 0)
-        limits.check_api(limits.sample_parts(model.config, n, "n ="))
+        limits.check_api(limits.sample_parts(model.config, n, "n =", blocked=blocked))
         return draw_noise(n, D, seed, xp)
     u = xp.asarray(noise)
     if u.ndim != 2 or u.shape[1] != D:
@@ -147,7 +148,7 @@ def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = 
         either of them, or ``seed``, not as :func:`~made_np.sampling.noise_for` takes them.
     """
     xp, D = model.xp, model.config.D
-    u = noise_for(model, n, noise, seed)
+    u = noise_for(model, n, noise, seed, blocked=True)
     n = u.shape[0]
     n_given = check_given(model, n, given, n_given)
     y = model.encode_context(context, n)
@@ -223,7 +224,7 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
         raise ValueError(f"sample: n must be an integer >= 0, got {n!r}")
     fn = METHODS[method]
     if masks is None:
-        u = noise_for(model, n, noise, seed)
+        u = noise_for(model, n, noise, seed, blocked=True)
         return _in_blocks(fn, model, u, model.encode_context(context, u.shape[0]))
     masks = [check_int("mask index", k) for k in masks]
     if not masks:
@@ -246,7 +247,7 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
                 continue
             model.set_mask(k)
             rows = xp.asarray(idx)
-            out[rows] = _in_blocks(fn, model, u[rows], None if y is None or y.shape[0] == 1 else y[rows])
+            out[rows] = _in_blocks(fn, model, u[rows], None if y is None else y[rows])
     finally:
         model.set_mask(current)
     return out

@@ -63,9 +63,8 @@ class DivergenceError(ValueError):
     epoch : int
         The epoch whose loss is not finite.
     what : str
-        ``"training loss"``, ``"validation NLL"``, or, when a run with an output folder is
-        about to save, ``"parameter <name>"`` or ``"optimizer state <name>"`` (a loss can stay
-        finite while Adam's second moment overflows).
+        ``"training loss"``, ``"validation NLL"``, ``"parameter <name>"`` or ``"optimizer
+        state <name>"`` (a loss can stay finite while Adam's second moment overflows).
     value : float
         The non-finite value.
     lr : float
@@ -335,7 +334,8 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     made_np.checkpoint.RunLockedError, made_np.checkpoint.RunFolderError
         Another run writes to ``out_dir``, or it cannot be created or written.
     DivergenceError
-        A non-finite training loss or validation NLL (checked once per epoch).
+        A non-finite training loss, validation NLL, parameter or optimiser state (checked once per
+        epoch).
     OSError
         A checkpoint that cannot be written (a full disk); the previous one is intact.
     """
@@ -654,12 +654,6 @@ class _Run:
             return
         self.state["finished"] = finished
         opt_state = self._optimizer_state(self.opt.state_dict())
-        if not finished:  # a loss can stay finite while Adam's v overflows (a huge --weight-decay freezes it)
-            for name, value in [*zip(self.model.param_names, self.model.params), *opt_state.items()]:
-                value = backend.to_host(value)
-                if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
-                    what = f"optimizer state {name}" if name in opt_state else f"parameter {name}"
-                    self._diverged(self.state["epoch"], what, value.flat[np.flatnonzero(~np.isfinite(value))[0]])
         with interrupts_deferred():  # Ctrl-C waits for both files: the metrics show the checkpoint's epoch
             save_checkpoint(self.out / CHECKPOINT_NAME, self.model, train_config=self.cfg, dataset_spec=self.spec,
                             optimizer=self.opt, optimizer_state=opt_state,
@@ -683,6 +677,7 @@ class _Run:
                 valid_nll, improved = self.validate(epoch)
                 if not math.isfinite(valid_nll):
                     self._diverged(epoch, "validation NLL", valid_nll)
+                self._check_finite(epoch)
             row = {"epoch": epoch, "train_nll": train_nll, "valid_nll": valid_nll,
                    "seconds": time.perf_counter() - t0, "lr": self.opt.lr, "best": improved}
             self.history["rows"].append(row)
@@ -700,6 +695,18 @@ class _Run:
         self.history["stop_reason"] = stop_reason
         self.save(True)
         return self.history
+
+    def _check_finite(self, epoch: int) -> None:
+        """Every parameter and optimiser buffer is finite: a loss can stay finite while Adam's
+        second moment overflows (a huge weight decay makes the steps 0 and freezes the weights).
+        One pass over them an epoch, on the device."""
+        xp = self.xp
+        named = [(f"parameter {n}", a) for n, a in zip(self.model.param_names, self.model.params)]
+        named += [(f"optimizer state {k}{i}", b) for k, bufs in self.opt.state.items() for i, b in enumerate(bufs)]
+        for what, a in named:
+            if not bool(xp.isfinite(a).all()):
+                host = backend.to_host(a).ravel()
+                self._diverged(epoch, what, float(host[np.flatnonzero(~np.isfinite(host))[0]]))
 
     def _diverged(self, epoch: int, what: str, value: float) -> None:
         """Stop at a non-finite loss: nothing saved (the last checkpoint is the previous epoch's),

@@ -255,9 +255,11 @@ def test_threads_beyond_the_cores_are_a_one_line_error():
 
 def test_one_example_shows_no_standard_error():
     """A 10-row file splits 8/1/1: a test NLL of one example used to print "± 0.000"."""
-    from made_np.cli.common import format_result
+    from made_np.cli.common import format_nats, format_result
 
     one = {"nll": 4.2, "stderr": 0.0, "nll_per_dim": 0.7, "stderr_per_dim": 0.0, "n": 1}
     assert format_result(one) == "4.200 nats (0.70000 nats/dim; one example: no standard error)"
     assert format_result({**one, "n": 2, "stderr": 0.5, "stderr_per_dim": 0.1}) == \
         "4.200 ± 0.500 nats (0.70000 ± 0.10000 nats/dim)"
+    assert format_nats(1.0174, 0.0, 1) == "1.017 nats (one example: no standard error)"  # complete, evaluate --observed
+    assert format_nats(1.0174, 0.25, 3) == "1.017 ± 0.250 nats"

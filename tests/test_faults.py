@@ -291,6 +291,16 @@ def test_atomic_outputs_write_through_links_and_keep_permissions(tmp_path, monke
         with checkpoint_mod.atomic_file(link, "wb") as f:
             f.write(b"newer")
     assert err.value.filename == str(link) and target.read_bytes() == b"new"
+    monkeypatch.undo()
+    loop, fifo, to_fifo = tmp_path / "loop.npy", tmp_path / "fifo", tmp_path / "to_fifo.npy"
+    loop.symlink_to(loop)
+    os.mkfifo(fifo)
+    to_fifo.symlink_to(fifo)
+    for name, message in ((loop, "a loop of symbolic links"), (to_fifo, "which is not a regular file")):
+        with pytest.raises(OSError, match=message):  # a rename would replace the pipe (or /dev/null) itself
+            with checkpoint_mod.atomic_file(name, "wb") as f:
+                f.write(b"x")
+    assert fifo.exists() and not fifo.is_file() and loop.is_symlink()
 
 
 def test_figure_temporary_files_of_a_killed_run_are_removed(tmp_path):
@@ -491,6 +501,9 @@ def test_cli_divergence_exits_3_and_writes_no_nan(tmp_path, monkeypatch, small_n
                  "--weight-decay", "1e38")  # a finite loss, but Adam's v overflows: it used to be exit 2
     assert frozen.exit_code == 3, frozen.output
     one_error_line(frozen.stderr, "diverged in epoch 1: the optimizer state v0 is inf", "--weight-decay")
+    frozen_model = MADE(MADEConfig(D=D, hidden=(8,)))  # in Python without an output folder too
+    with pytest.raises(DivergenceError, match="the optimizer state v0 is inf"):
+        fit(frozen_model, chain_dataset(), TrainConfig(epochs=2, weight_decay=1e38))
 
     from made_np import train as train_mod
 

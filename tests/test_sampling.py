@@ -245,3 +245,11 @@ def test_sample_in_blocks_draws_the_same_samples(monkeypatch, masks):
     np.testing.assert_array_equal(sample(cond, 50, seed=2, context=labels), expected)
     one_hot = np.array([[0, 0, 1]], np.float32)  # one context row for every sample, label or encoded
     np.testing.assert_array_equal(sample(cond, 4, seed=2, context=[2]), sample(cond, 4, seed=2, context=one_hot))
+    bank = MADE(MADEConfig(D=5, hidden=(8,), context=3, num_masks=4, seed=1))
+    for n in (1, 2):  # one sample from the mixture keeps its context (a review caught it dropped)
+        assert sample(bank, n, seed=0, masks=[0, 1, 2], context=1).shape == (n, 5)
+    monkeypatch.undo()
+    # the samplers called directly draw all rows at once, and their estimate charges them all
+    cfg = MADEConfig(D=2, hidden=(4000,))
+    whole = limits.sample_parts(cfg, 100_000)[0].nbytes
+    assert whole > 3e9 > 3e8 > limits.sample_parts(cfg, 100_000, blocked=True)[0].nbytes
