@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -77,6 +78,19 @@ def say(text: str = "") -> None:
                        "going on without printing", err=True)
 
 
+#: Environment variables that libraries we load read as thread counts, and fail on (numexpr,
+#: imported by a plotting or scikit-learn module, raised a bare "invalid literal for int()").
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMEXPR_MAX_THREADS")
+
+
+def _check_thread_variables() -> None:
+    for name in THREAD_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None and value.strip() and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", value):
+            raise UserError(f"${name}={value!r}: expected a whole number of threads (OpenMP also takes a "
+                            f"list such as 4,2); set it to one, or unset it")
+
+
 class PathParam(click.Path):
     """:class:`click.Path` that refuses an empty name (an unset ``$VAR`` in a script), which
     it would read as the current folder: ``--resume ""`` started a new run."""
@@ -93,6 +107,7 @@ class Group(click.Group):
 
     def invoke(self, ctx):
         try:
+            _check_thread_variables()
             return super().invoke(ctx)
         except USER_ERRORS as exc:
             raise UserError(one_line(exc)) from None

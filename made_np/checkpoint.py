@@ -311,8 +311,9 @@ def _take_flock(path: Path, folder: Path) -> int:
             _create_folder(folder)
             continue
         except OSError as exc:
-            raise RunFolderError(f"{folder}: cannot write in the run folder "
-                                 f"({exc.strerror or exc})") from None
+            raise RunFolderError(f"{folder}: cannot write its lock file {path.name} ({exc.strerror or exc})"
+                                 + ("; remove that folder, or choose another run folder" if path.is_dir() else "")
+                                 ) from None
         if fcntl is None:  # pragma: no cover - no flock: the lock file is the lock
             return fd
         try:

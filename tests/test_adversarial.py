@@ -396,3 +396,14 @@ def test_for_data_and_fit_check_the_objects_they_are_given():
     model = MADE(MADEConfig.for_data(SimpleNamespace(D=3, classes=2, train=x), hidden=(4,)))
     with pytest.raises(ValueError, match="callback must be a function"):
         fit(model, SimpleNamespace(train=x, valid=x), TrainConfig(epochs=1), callback=3)
+
+
+@pytest.mark.parametrize("name", ["OMP_NUM_THREADS", "NUMEXPR_MAX_THREADS"])
+def test_a_thread_variable_that_is_not_a_number_is_named(name, monkeypatch, tmp_path):
+    """numexpr, imported by a module we load, failed on it with a bare "invalid literal for int()"."""
+    monkeypatch.setenv(name, "abc")
+    one_line_error(run("train", "--epochs", 1, "--hidden", 4, "--out", tmp_path / "r"), f"${name}='abc'",
+                   "a whole number of threads")
+    assert not (tmp_path / "r").exists()
+    monkeypatch.setenv(name, "4,2")  # OpenMP's list form
+    assert run("data", "info", "digits").exit_code == 0

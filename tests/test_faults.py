@@ -790,3 +790,10 @@ def test_an_unwritable_standard_output_does_not_stop_a_training(tmp_path, small_
     assert child.stderr.strip() == ("made-np: standard output cannot be written (No space left on device); "
                                     "going on without printing")
     assert read_checkpoint_meta(out)["results"] is not None and (out / "samples.png").exists()
+
+
+def test_a_lock_file_that_is_a_folder_is_named(tmp_path):
+    (tmp_path / "run" / ".lock").mkdir(parents=True)
+    with pytest.raises(RunFolderError, match=r"cannot write its lock file \.lock \(Is a directory\); remove that folder"):
+        with run_lock(tmp_path / "run"):
+            pass
