@@ -227,6 +227,31 @@ def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
     return out
 
 
+def check_not_run_data(out: Path, info: dict, option: str) -> None:
+    """``out`` is not the data file a checkpoint's run was trained on (its ``--dataset`` file, its
+    ``--dataset-path``, or the file a named data set is found in): writing it would leave the
+    run unable to resume or be evaluated.
+
+    Raises
+    ------
+    UserError
+        Naming ``option`` and the file.
+    """
+    spec = info.get("dataset") or {}
+    files = [spec.get("path")]
+    name = str(spec.get("spec") or "")
+    if name.lower() in data_mod.NAMES + ("binarized_mnist",):
+        wanted = data_mod.DIST_FILE if name.lower() == "2d" else data_mod.MNIST_FILE
+        with contextlib.suppress(data_mod.DataError, OSError):
+            files.append(data_mod._find(wanted, None))
+    else:
+        files.append(name)
+    for given in files:
+        if given and _same_file(out, given):
+            raise UserError(f"{option} {out}: is the data file the run was trained on; writing it would "
+                            "lose the data the run resumes and is evaluated on: choose another file name")
+
+
 def _same_file(out: Path, given) -> bool:
     """Whether ``out`` names the file ``given`` (a file, or a run folder: its ``model.npz``)."""
     given = Path(given)

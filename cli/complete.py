@@ -18,7 +18,7 @@ from made_np.checkpoint import atomic_file
 from made_np.limits import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
-from .common import (SEED, PathParam, format_nats, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
+from .common import (check_not_run_data, SEED, PathParam, format_nats, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
                      make_parent, max_memory_option, memory_limit, one_line, output_path, parse_context,
                      user_values, writing)
 
@@ -99,7 +99,11 @@ def examples_and_context(model, info, input_path, split, first, context, dataset
         return x, None
     if context is not None:
         return x, parse_context(model, context, x.shape[0], unit="examples")[0]
-    return x, backend.to_host(model.encode_context(ds.context_of(split)[:first], x.shape[0]))
+    y = ds.context_of(split)
+    if y is None:
+        raise UserError(f"this model is conditional, but its data set has no {split} context: give --context "
+                        "(a label or a .npy of rows)")
+    return x, backend.to_host(model.encode_context(y[:first], x.shape[0]))
 
 
 def completion_grid(x, obs, comps) -> np.ndarray:
@@ -166,6 +170,9 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
             raise UserError(f"--png {png}: the same file as --out; give another name")
     limit = memory_limit(max_memory)
     model, info = load_model(checkpoint, device, max_memory=max_memory)
+    check_not_run_data(out, info, "--out")
+    if png is not None:
+        check_not_run_data(png, info, "--png")
     x, y = examples_and_context(model, info, input_path, split, first, context, dataset_path)
     N, image_shape = x.shape[0], image_shape_of(info)
     parts = limits.complete_parts(model.config, N, num_completions, conditional.mixture_size(model, masks))

@@ -6,7 +6,7 @@ import numpy as np
 
 from made_np.checkpoint import atomic_file
 
-from .common import PathParam, check_mask_index, load_model, make_parent, max_memory_option, output_path, writing
+from .common import check_not_run_data, PathParam, check_mask_index, load_model, make_parent, max_memory_option, output_path, writing
 
 
 @click.command()
@@ -28,6 +28,9 @@ def masks(checkpoint, out, index, png, max_memory):
     if png:
         png = output_path(png, "--png", (".png",), (checkpoint,))
     model, info = load_model(checkpoint, "cpu", max_memory=max_memory)
+    check_not_run_data(out, info, "--out")
+    if png is not None:
+        check_not_run_data(png, info, "--png")
     K = model.config.num_masks
     check_mask_index(model, index, "--index")
     ms = model.maskset_at(index)

@@ -7,7 +7,7 @@ import numpy as np
 from made_np import backend, limits, sampling
 from made_np.checkpoint import atomic_file
 
-from .common import (DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, PathParam, UserError, check_mask_index,
+from .common import (check_not_run_data, DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, PathParam, UserError, check_mask_index,
                      dataset_path_option, device_option, image_shape_of, load_model, load_split,
                      make_parent, max_memory_option, memory_limit, output_path, parse_context, user_values,
                      writing)
@@ -51,6 +51,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
                         f"of masks 0..{mixture - 1}; give one of the two")
     limit = memory_limit(max_memory)
     model, info = load_model(checkpoint, device, max_memory=max_memory)
+    check_not_run_data(out, info, "--out")
     given_n = ctx.get_parameter_source("num_samples") == click.core.ParameterSource.COMMANDLINE
     y, num_samples = parse_context(model, context, num_samples, given_n)
     K = model.config.num_masks
@@ -115,6 +116,9 @@ def density(checkpoint, out, num_samples, seed, device, dataset_path, max_memory
     if model.config.D != 2:
         raise UserError(f"{info['path']}: density needs a model of D = 2 variables, "
                         f"this one has D = {model.config.D}")
+    if model.config.context:
+        raise UserError(f"{info['path']}: density draws the table of an unconditional model; this one is "
+                        "conditioned on a context (use sample --context for its conditionals)")
     limits.check(limits.model_parts(model.config) + limits.sample_parts(model.config, num_samples, blocked=True),
                  limit)
     ds, test = load_split(info, "test", dataset_path)

@@ -603,8 +603,8 @@ class _Run:
             start_at_marginals(model, dataset.train)
         self.engine = make_engine(model, cfg.engine)
         self.opt = self.engine.make_optimizer(cfg)
-        self.x_train = self.engine.prepare(backend.to_device(dataset.train, xp))
-        self.x_valid = backend.to_device(dataset.valid, xp)
+        self.x_train = self.engine.prepare(backend.to_device(_class_values(dataset.train), xp))
+        self.x_valid = backend.to_device(_class_values(dataset.valid), xp)
         self.n_train = int(self.x_train.shape[0])
         self.n_batches = -(-self.n_train // cfg.batch_size)
         self.base_lr = self.opt.lr
@@ -761,6 +761,13 @@ class _Run:
         state["epoch"] = epoch
         backend.synchronize(self.xp)
         return valid_nll, improved
+
+
+def _class_values(x):
+    """Data whose values were checked to be classes (:func:`_check_fit_data`), as integers: a
+    float array of 0.0/1.0/... is cast once (uint8: at most 256 classes), as one-hot inputs
+    index by value."""
+    return x.astype("uint8") if getattr(x, "dtype", None) is not None and x.dtype.kind == "f" else x
 
 
 def _split_context(model: MADE, dataset, split: str):

@@ -407,3 +407,35 @@ def test_a_thread_variable_that_is_not_a_number_is_named(name, monkeypatch, tmp_
     assert not (tmp_path / "r").exists()
     monkeypatch.setenv(name, "4,2")  # OpenMP's list form
     assert run("data", "info", "digits").exit_code == 0
+
+
+def test_no_output_overwrites_the_data_the_run_was_trained_on(tmp_path):
+    """`complete --out data.npz` replaced the run's own training file: it could never be
+    resumed or evaluated again. sample and masks could do the same."""
+    import numpy as np
+
+    data = tmp_path / "data.npy"
+    np.save(data, (np.random.default_rng(0).random((300, 6)) < 0.5).astype(np.uint8))
+    before = data.read_bytes()
+    assert run("train", "--dataset", data, "--hidden", 8, "--epochs", 1, "--out", tmp_path / "run", "-q").exit_code == 0
+    one_line_error(run("sample", tmp_path / "run", "-n", 3, "--out", data), "is the data file the run was trained on")
+    assert data.read_bytes() == before
+    assert run("evaluate", tmp_path / "run").exit_code == 0
+
+
+def test_fit_takes_float_class_values_for_a_categorical_model():
+    """0.0..4.0 passed the value check, then crashed indexing the one-hot table."""
+    import types
+
+    import numpy as np
+
+    from made_np.model import MADE, MADEConfig
+    from made_np.train import TrainConfig, fit
+
+    x = np.random.default_rng(0).integers(0, 5, (200, 4))
+    model = MADE(MADEConfig(D=4, classes=5, head="categorical", input_encoding="onehot", hidden=(8,)))
+    as_float = fit(model, types.SimpleNamespace(train=x[:150].astype(float), valid=x[150:].astype(float), name="x"),
+                   TrainConfig(epochs=2))
+    model = MADE(MADEConfig(D=4, classes=5, head="categorical", input_encoding="onehot", hidden=(8,)))
+    as_int = fit(model, types.SimpleNamespace(train=x[:150], valid=x[150:], name="x"), TrainConfig(epochs=2))
+    assert as_float["best_valid_nll"] == as_int["best_valid_nll"]
