@@ -53,7 +53,7 @@ import math
 import numpy as np
 
 from . import backend, limits, sampling
-from .config import MAX_EVAL_MASKS, MAX_SEED, check_int
+from .config import MAX_EVAL_MASKS, MAX_SEED, check_int, check_model
 from .masks import MaskSet, direct_mask, hidden_degrees, hidden_mask, input_ordering, output_mask
 
 OCCLUSIONS = ("top", "bottom", "left", "right", "random:P")
@@ -363,6 +363,7 @@ def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size:
         Shapes differ, or a single-ordering model and an observed set that is not a
         prefix of its ordering (the message names the fix: train order-agnostic).
     """
+    check_model(model)
     log_po, _ = mask_log_probs(model, x, observed, masks, seed, batch_size, context, read_missing=False)
     return _logsumexp(model.xp, log_po) - math.log(log_po.shape[1])
 
@@ -386,6 +387,7 @@ def log_conditional(model, x, observed, masks: int = 16, seed: int = 0, batch_si
     ValueError
         As :func:`log_marginal`.
     """
+    check_model(model)
     xp = model.xp
     log_po, log_pm = mask_log_probs(model, x, observed, masks, seed, batch_size, context)
     return _logsumexp(xp, log_po + log_pm) - _logsumexp(xp, log_po)
@@ -448,6 +450,7 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
         ``n < 1``, an unknown method, shapes differ, or a single-ordering model and a
         non-prefix observed set.
     """
+    check_model(model)
     n = check_int("n", n, 1)
     masks, seed, batch_size = _counts(masks, seed, batch_size)
     if method not in COMPLETION_METHODS:

@@ -606,3 +606,11 @@ class TrainConfig(StrictConfig):
         if self.lr_schedule == "cosine":
             return base_lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / self.epochs))
         return base_lr
+
+
+def check_model(model, name: str = "model") -> None:
+    """Raise ValueError unless ``model`` is a MADE (anything with a :class:`MADEConfig` ``config``
+    and an array module ``xp``); the ``(model, info)`` pair of ``load_checkpoint`` is named."""
+    if not isinstance(getattr(model, "config", None), MADEConfig) or not hasattr(model, "xp"):
+        hint = ": load_checkpoint returns (model, info), take its first value" if isinstance(model, tuple) else ""
+        raise ValueError(f"{name} must be a made_np.MADE, got {type(model).__name__}{hint}")

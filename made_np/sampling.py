@@ -29,7 +29,7 @@ from __future__ import annotations
 import numbers
 
 from . import backend, limits
-from .config import MAX_SEED, check_int
+from .config import MAX_SEED, check_int, check_model
 
 DEFAULT_METHOD = "fast"
 
@@ -218,6 +218,7 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
     ValueError
         Unknown method, an empty ``masks``, or a mask index outside the bank.
     """
+    check_model(model)
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}: choose one of {', '.join(METHODS)}")
     if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
@@ -226,6 +227,8 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
     if masks is None:
         u = noise_for(model, n, noise, seed, blocked=True)
         return _in_blocks(fn, model, u, model.encode_context(context, u.shape[0]))
+    if isinstance(masks, (numbers.Number, str, bytes)) or not hasattr(masks, "__iter__"):
+        raise ValueError(f"sample: masks must be a sequence of mask indices, e.g. range(K), got {masks!r}")
     masks = [check_int("mask index", k) for k in masks]
     if not masks:
         raise ValueError("sample: masks must name at least one mask index")

@@ -23,7 +23,7 @@ import numpy as np
 from . import backend
 from .checkpoint import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, RunFolderError, interrupts_deferred,
                          params_digest, run_lock, save_checkpoint, write_metrics)
-from .config import MAX_EPOCHS, MAX_EVAL_MASKS, TrainConfig, check_int
+from .config import MAX_EPOCHS, MAX_EVAL_MASKS, TrainConfig, check_int, check_model
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
 from .optim import make_optimizer, optimizer_class
@@ -121,6 +121,7 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         ``ensemble`` not a bool or None, ``eval_masks`` outside 1..100,000, ``batch_size < 1``,
         a ``mask_index`` outside the bank, or a context that does not fit.
     """
+    check_model(model)
     xp = model.xp
     if ensemble is not None:
         if not isinstance(ensemble, (bool, np.bool_)):

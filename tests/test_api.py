@@ -106,3 +106,19 @@ def test_paper_preset_under_the_options_given(tmp_path, monkeypatch):
 def test_made_needs_a_config_object(config):
     with pytest.raises(ValueError, match="config must be a made_np.MADEConfig, got .*MADEConfig.for_data"):
         made_np.MADE(config)
+
+
+def test_the_model_argument_of_the_functions_is_checked(tmp_path):
+    """The (model, info) pair of load_checkpoint used to fail deep inside with AttributeError."""
+    model = made_np.MADE(made_np.MADEConfig(D=4, hidden=(6,), num_masks=3, order_agnostic=True))
+    pair = (model, {})
+    x, obs = np.zeros((2, 4), np.uint8), np.ones((2, 4), bool)
+    from made_np import conditional, sampling
+    from made_np.train import evaluate
+    for call in (lambda m: sampling.sample(m, 2), lambda m: evaluate(m, x),
+                 lambda m: conditional.log_marginal(m, x, obs), lambda m: conditional.complete(m, x, obs, 1)):
+        with pytest.raises(ValueError, match="model must be a made_np.MADE, got tuple: load_checkpoint returns"):
+            call(pair)
+        call(model)  # the model itself is fine
+    with pytest.raises(ValueError, match="masks must be a sequence of mask indices"):
+        sampling.sample(model, 2, masks=3)
