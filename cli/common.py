@@ -240,7 +240,7 @@ def check_not_run_data(out: Path, info: dict, option: str) -> None:
     spec = info.get("dataset") or {}
     files = [spec.get("path")]
     name = str(spec.get("spec") or "")
-    if name.lower() in data_mod.NAMES + ("binarized_mnist",):
+    if data_mod.is_named(name):
         wanted = data_mod.DIST_FILE if name.lower() == "2d" else data_mod.MNIST_FILE
         with contextlib.suppress(data_mod.DataError, OSError):
             files.append(data_mod._find(wanted, None))
@@ -336,7 +336,7 @@ def load_split(info: dict, split: str, dataset_path=None):
     if not spec.get("spec"):
         raise UserError(f"{info['path']}: the checkpoint names no data set to evaluate on")
     source, path = spec["spec"], dataset_path or spec.get("path")
-    named = str(source).lower() in data_mod.NAMES + ("binarized_mnist",)
+    named = data_mod.is_named(source)
     if dataset_path is not None and not named:  # a run trained on a file: where that file is now
         source, path = str(dataset_path), None
     elif dataset_path is not None:

@@ -305,9 +305,8 @@ def _new_run(ctx, o, where) -> None:
                 valid_masks=o["valid_masks"], eval_masks=o["eval_masks"], lr_schedule=o["lr_schedule"],
                 lr_step=o["lr_step"], seed=o["seed"], engine=o["engine"], output_bias=o["output_bias"])
         spec_name = o["dataset"]
-        named = spec_name.lower() in data_mod.NAMES + ("binarized_mnist",)
         spec = {
-            "spec": spec_name if named else str(data_mod.expand_path(spec_name).resolve()),
+            "spec": spec_name if data_mod.is_named(spec_name) else str(data_mod.expand_path(spec_name).resolve()),
             "path": str(data_mod.expand_path(o["dataset_path"]).resolve()) if o["dataset_path"] else None,
             "seed": o["data_seed"], "name": ds.name, "D": ds.D, "classes": ds.classes,
             "image_shape": list(ds.image_shape) if ds.image_shape else None,

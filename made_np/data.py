@@ -96,6 +96,13 @@ DIST_SHA256 = "e28ee3fc16edea32bddb599025ece56081582fe5719e3bc210bf537688e66d97"
 DIGITS_SPLIT = (1297, 250, 250)
 N_2D_SAMPLES = 100_000
 NAMES = ("digits", "binarized-mnist", "mnist", "2d")
+
+
+def is_named(spec) -> bool:
+    """Whether ``spec`` names a built-in data set (any case; ``binarized_mnist`` too) rather than a file."""
+    return str(spec).lower() in NAMES + ("binarized_mnist",)
+
+
 #: Largest number of categories a data set may have (values 0 .. MAX_CLASSES - 1).
 #: Every value becomes a one-hot input and a softmax output of width
 #: ``D * classes``; 256 covers 8-bit pixels and the 200-class 2-D table, and
@@ -982,8 +989,7 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
     if context not in CONTEXT_SOURCES:
         raise DataError(f"unknown context {context!r}: choose one of {', '.join(CONTEXT_SOURCES)}")
     ds = _load(spec, path, seed, context)
-    named = spec.lower() in NAMES + ("binarized_mnist",)
-    where = {"spec": spec if named else str(expand_path(spec).resolve()),
+    where = {"spec": spec if is_named(spec) else str(expand_path(spec).resolve()),
              "path": str(expand_path(path).resolve()) if path else None, "seed": int(seed),
              "context": context}
     return replace(ds, spec=where)
@@ -995,7 +1001,7 @@ def _load(spec: str, path, seed: int, context: str) -> Dataset:
     if context == "labels" and name != "digits":
         raise DataError(f"{spec}: context 'labels' is known for digits only; for a data file put "
                         f"{', '.join(CONTEXT_KEYS)} in its .npz and use context 'file'")
-    if context == "file" and name in NAMES + ("binarized_mnist",):
+    if context == "file" and is_named(name):
         raise DataError(f"{spec}: context 'file' needs a path to an .npz holding {', '.join(CONTEXT_KEYS)}")
     if name == "digits":
         return _load_digits(seed, labels=context == "labels")

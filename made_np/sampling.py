@@ -259,10 +259,10 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
 def _in_blocks(fn, model, u, y):
     """``fn(model, noise=u, context=y)`` over blocks of at most :func:`made_np.limits.sample_block_rows`
     rows: the same samples, since each row's draw reads only its own noise and context, with
-    the activations of one block at a time (a figure's 100,000 samples of a wide network)."""
+    the activations of one block at a time (a figure's 100,000 samples of a wide network).
+    ``y``: the encoded context, a row per row of ``u`` (:meth:`MADE.encode_context`), or None."""
     n, rows = u.shape[0], limits.sample_block_rows(model.config)
     if n <= rows:
         return fn(model, noise=u, context=y)
-    one = y is not None and y.shape[0] == 1  # one context row for every sample
-    return model.xp.concatenate([fn(model, noise=u[i:i + rows], context=y if y is None or one else y[i:i + rows])
+    return model.xp.concatenate([fn(model, noise=u[i:i + rows], context=None if y is None else y[i:i + rows])
                                  for i in range(0, n, rows)])

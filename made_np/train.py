@@ -381,17 +381,23 @@ def start_at_marginals(model: MADE, x) -> bool:
 def _check_fit_arguments(model, cfg, out_dir, resume_state, callback) -> None:
     """What :func:`fit` is given, before anything is allocated or written: the kinds of its
     arguments, and a run folder that is not another run's."""
-    if not isinstance(model, MADE):
-        raise ValueError(f"model must be a made_np.MADE, got {type(model).__name__}")
+    check_model(model)
     if cfg is not None and not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg must be a made_np.TrainConfig (or None for the recipe), got {type(cfg).__name__}")
     if callback is not None and not callable(callback):  # not after the first epoch
         raise ValueError(f"callback must be a function of an epoch's row, got {callback!r}")
-    if resume_state is not None and not isinstance(resume_state, dict):  # e.g. the (model, info) pair
-        raise CheckpointError(f"resume_state must be the info dict that load_checkpoint returns (its second "
-                              f"value), got {type(resume_state).__name__}")
+    if resume_state is not None:  # before the folder check reads it
+        _check_info(resume_state)
     if out_dir is not None and not str(out_dir).strip():
         raise ValueError("out_dir is an empty name; give the run folder, or None to write nothing")
+
+
+def _check_info(info) -> None:
+    """A ``resume_state`` is the info dict of :func:`made_np.checkpoint.load_checkpoint` (not its
+    ``(model, info)`` pair)."""
+    if not isinstance(info, dict):
+        raise CheckpointError(f"resume_state must be the info dict that load_checkpoint returns (its second "
+                              f"value), got {type(info).__name__}")
 
 
 def _check_run_folder(out_dir, resume_state) -> None:
@@ -470,9 +476,7 @@ def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
         One line naming the file and the entry, e.g. ``model.npz: entry 'best_W0' has
         shape (3, 4), expected (64, 500)``.
     """
-    if not isinstance(info, dict):
-        raise CheckpointError(f"resume_state must be the info dict that load_checkpoint returns, got "
-                              f"{type(info).__name__}")
+    _check_info(info)
     where = info.get("path") or "checkpoint"
 
     def bad(entry, message):
