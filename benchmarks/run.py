@@ -168,16 +168,14 @@ class TrainCase:
         model, opt = self.model, self.opt
         with self.context():
             for i, xb in enumerate(self.batches):
-                if self.form == "bank":
-                    model.set_mask(i % BANK)
-                self.loss(xb)
+                self.loss(xb, i % BANK if self.form == "bank" else 0)
                 opt.step(model.grads)
 
-    def loss(self, xb):
-        """The loss and gradients of a minibatch, with this form's head."""
+    def loss(self, xb, mask=0):
+        """The loss and gradients of a minibatch under ``mask``, with this form's head."""
         if self.form == "bank":
-            return self.engine.loss_and_grad(xb)
-        return self.model.loss_and_grad(xb, self.head)
+            return self.engine.loss_and_grad(xb, mask)
+        return self.model.loss_and_grad(xb, mask, head=self.head)
 
 
 class GemmBound:
@@ -278,15 +276,15 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
         c.run_steps()
         sync()
         cpu_step = (time.process_time() - cpu0) / len(batches)
-        layers = model._all_layers
+        layers, masks = model._all_layers, model.mask(0)[1]
 
         def mask_multiply():
-            for layer in layers:
+            for layer, M in zip(layers, masks):
                 if isinstance(layer, BlockedDense):  # as the layer does it: on the staircase's band
                     for i in range(len(layer.index)):
                         layer._mask_grad(i)
                 else:
-                    layer.dW *= layer.M
+                    layer.dW *= M
 
         # the same step taken apart (every piece timed alone, minimum over repeats)
         with c.context():
@@ -360,7 +358,7 @@ def torch_peer(train, hidden, *, direct: bool, steps: int, repeats: int) -> dict
     made = MADE(MADEConfig(D=D, hidden=hidden, seed=0, direct=direct))
     Ws = [torch.tensor(layer.W, requires_grad=True) for layer in made._all_layers]
     bs = [torch.tensor(layer.b, requires_grad=True) for layer in made.layers]
-    Ms = [torch.tensor(np.asarray(layer.M)) for layer in made._all_layers]
+    Ms = [torch.tensor(np.asarray(M)) for M in made.mask(0)[1]]
     opt = torch.optim.Adam(Ws + bs, lr=1e-3)
     rng = backend.host_rng(0)
     idx = rng.permutation(train.shape[0])

@@ -44,7 +44,7 @@ per missing position); for the same seed the two return the same completions.
 
 Masks are built on the host (NumPy, as in :mod:`made_np.masks`); data, logits and
 results live on the model's array module ``model.xp``. Log-probabilities are float64, in
-nats. The model's current mask is restored afterwards.
+nats. Every pass takes its mask as an argument: the model is never changed.
 """
 from __future__ import annotations
 
@@ -169,13 +169,6 @@ def completion_masksets(model, observed_row, masks: int = 16, seed: int = 0) -> 
     return [model.maskset_at(h) if isinstance(h, int) else h for h in _mask_handles(model, row, masks, seed)]
 
 
-def _activate(model, handle) -> None:
-    if isinstance(handle, int):
-        model.set_mask(handle)
-    else:
-        model.use_maskset(handle)
-
-
 # --------------------------------------------------------------------------- per-variable terms
 
 
@@ -186,8 +179,8 @@ def _counts(masks, seed, batch_size) -> tuple:
             check_int("batch_size", batch_size, 1))
 
 
-def variable_log_probs(model, x, batch_size: int = 1000, context=None):
-    """``log p(x_d | x_<d)`` of every variable under the current mask, in float64.
+def variable_log_probs(model, x, batch_size: int = 1000, context=None, mask=0):
+    """``log p(x_d | x_<d)`` of every variable under ``mask``, in float64.
 
     The negated per-variable NLL of the model's head (``Head.nll_per_variable``) on float64
     logits: Bernoulli ``x z - softplus(z)`` (the stable softplus of docs/math.md Sec. 4);
@@ -201,6 +194,8 @@ def variable_log_probs(model, x, batch_size: int = 1000, context=None):
         Rows per forward pass.
     context : array, optional
         A conditional model's context (:meth:`~made_np.model.MADE.encode_context`).
+    mask : int or made_np.masks.MaskSet, default 0
+        The mask (:meth:`~made_np.model.MADE.mask`): an index of the bank or a MaskSet.
 
     Returns
     -------
@@ -208,12 +203,13 @@ def variable_log_probs(model, x, batch_size: int = 1000, context=None):
     """
     xp = model.xp
     batch_size = check_int("batch_size", batch_size, 1)
+    masks = model.mask(mask)[1]
     out = xp.empty(x.shape, dtype=xp.float64)
     y = model.encode_context(context, x.shape[0])
     for s in range(0, x.shape[0], batch_size):
         xb = x[s:s + batch_size]
         inputs = model.encode(xb)[0]
-        z = model._forward_pass(inputs, None if y is None else y[s:s + batch_size]).astype(xp.float64)
+        z = model._forward_pass(inputs, masks, None if y is None else y[s:s + batch_size]).astype(xp.float64)
         # the head's own per-variable NLL, in float64 (no branch on the head's name)
         out[s:s + batch_size] = -model.head.nll_per_variable(z, model.head.targets(xb, z))
     return out
@@ -261,8 +257,7 @@ def _pattern_log_probs(model, xg, row, handles, batch_size, yg=None):
     log_po = xp.zeros((xg.shape[0], len(handles)), dtype=xp.float64)
     log_pm = xp.zeros_like(log_po)
     for k, h in enumerate(handles):
-        _activate(model, h)
-        lp = variable_log_probs(model, xg, batch_size, yg)
+        lp = variable_log_probs(model, xg, batch_size, yg, mask=h)
         log_po[:, k] = xp.where(o, lp, 0.0).sum(axis=1)
         log_pm[:, k] = xp.where(o, 0.0, lp).sum(axis=1)
     return log_po, log_pm
@@ -272,14 +267,13 @@ def _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size,
     """(N, K) device arrays ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` for rows grouped by pattern."""
     xp = model.xp
     log_po = log_pm = None
-    with model.keeping_mask():
-        for row, rows, handles in _groups(model, patterns, inverse, masks, seed):
-            if log_po is None:  # every pattern has the same number of masks
-                log_po = xp.zeros((obs.shape[0], len(handles)), dtype=xp.float64)
-                log_pm = xp.zeros_like(log_po)
-            r = xp.asarray(rows)
-            po, pm = _pattern_log_probs(model, xd[r], row, handles, batch_size, None if y is None else y[r])
-            log_po[r], log_pm[r] = po, pm
+    for row, rows, handles in _groups(model, patterns, inverse, masks, seed):
+        if log_po is None:  # every pattern has the same number of masks
+            log_po = xp.zeros((obs.shape[0], len(handles)), dtype=xp.float64)
+            log_pm = xp.zeros_like(log_po)
+        r = xp.asarray(rows)
+        po, pm = _pattern_log_probs(model, xd[r], row, handles, batch_size, None if y is None else y[r])
+        log_po[r], log_pm[r] = po, pm
     if log_po is None:
         log_po = log_pm = xp.zeros((0, 1), dtype=xp.float64)
     return log_po, log_pm
@@ -466,29 +460,28 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     noise = rng.random((N, n, D))
     out = xp.repeat(xd[:, None, :], n, axis=1)  # (N, n, D)
     log_px_o = xp.zeros(N, dtype=xp.float64)
-    with model.keeping_mask():
-        for row, rows, handles in _groups(model, patterns, inverse, masks, seed):
-            r = xp.asarray(rows)
-            yr = None if y is None else y[r]
-            log_po, _ = _pattern_log_probs(model, xd[r], row, handles, batch_size, yr)
-            K = log_po.shape[1]
-            log_px_o[r] = _logsumexp(xp, log_po) - math.log(K)
-            # choice of mask per (row, completion) on the host: inverse CDF of w
-            lp = backend.to_host(log_po)
-            w = np.exp(lp - lp.max(axis=1, keepdims=True))
-            cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
-            choice = np.minimum((cdf[:, None, :] <= u_mask[rows][:, :, None]).sum(axis=2), K - 1)
-            n_obs = int(row.sum())
-            for k, h in enumerate(handles):
-                i, j = np.nonzero(choice == k)
-                if i.size == 0 or n_obs == D:
-                    continue
-                _activate(model, h)  # observed-first: the observed variables are positions 1..n_obs
-                ri, rj = xp.asarray(rows[i]), xp.asarray(j)
-                X = out[ri, rj]  # (m, D) copy, observed entries set
-                u = xp.asarray(noise[rows[i], j])  # (m, D), indexed by variable
-                yk = None if y is None else y[ri]
-                out[ri, rj] = draw(model, noise=u, context=yk, given=X, n_given=n_obs).astype(X.dtype)
+    for row, rows, handles in _groups(model, patterns, inverse, masks, seed):
+        r = xp.asarray(rows)
+        yr = None if y is None else y[r]
+        log_po, _ = _pattern_log_probs(model, xd[r], row, handles, batch_size, yr)
+        K = log_po.shape[1]
+        log_px_o[r] = _logsumexp(xp, log_po) - math.log(K)
+        # choice of mask per (row, completion) on the host: inverse CDF of w
+        lp = backend.to_host(log_po)
+        w = np.exp(lp - lp.max(axis=1, keepdims=True))
+        cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+        choice = np.minimum((cdf[:, None, :] <= u_mask[rows][:, :, None]).sum(axis=2), K - 1)
+        n_obs = int(row.sum())
+        for k, h in enumerate(handles):
+            i, j = np.nonzero(choice == k)
+            if i.size == 0 or n_obs == D:
+                continue
+            ri, rj = xp.asarray(rows[i]), xp.asarray(j)
+            X = out[ri, rj]  # (m, D) copy, observed entries set
+            u = xp.asarray(noise[rows[i], j])  # (m, D), indexed by variable
+            yk = None if y is None else y[ri]
+            # under mask h (observed-first: the observed variables are positions 1..n_obs)
+            out[ri, rj] = draw(model, noise=u, context=yk, given=X, n_given=n_obs, mask=h).astype(X.dtype)
     return out, log_px_o
 
 

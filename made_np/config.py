@@ -172,6 +172,23 @@ def check_int(name: str, value, lo: int | None = None, hi: int | None = None) ->
     return int(value)
 
 
+def check_mask_index(index, num_masks: int) -> int:
+    """``index`` as an int, after checking it names a mask of a bank of ``num_masks`` (0: no limit).
+
+    Raises
+    ------
+    ValueError
+        Not an integer, or outside ``0..num_masks - 1`` (``>= 0`` for a bank without limit).
+    """
+    index = check_int("mask index", index)
+    if index < 0 or (num_masks >= 1 and index >= num_masks):
+        if num_masks == 1:
+            raise ValueError(f"mask index {index} is outside the bank: this model has a single mask "
+                             "(num_masks = 1), mask 0")
+        raise ValueError(f"mask index {index} is outside the bank of {num_masks} mask(s) (0..{num_masks - 1})")
+    return index
+
+
 def default_encoding(classes: int) -> str:
     """How a variable of ``classes`` classes enters the network by default: binary for 0/1
     data, onehot otherwise."""

@@ -34,21 +34,22 @@ def _log_softmax64(xp, z):
     return s - xp.log(xp.exp(s).sum(axis=-1, keepdims=True))
 
 
-def _conditional_logits(model, x):
-    """Logits of every variable's conditional as (batch, D, C) for inputs x (batch, D).
+def _conditional_logits(model, x, masks):
+    """Logits of every variable's conditional as (batch, D, C) for inputs x (batch, D) under the arrays ``masks``.
 
     Every head states its conditionals as softmax logits (:meth:`made_np.heads.Head.class_logits`;
     the Bernoulli head's single logit ``z`` becomes the pair ``(0, z)``), so all heads share one
     code path.
     """
-    return model.head.class_logits(model._forward_pass(model.encode(x)[0]))
+    return model.head.class_logits(model._forward_pass(model.encode(x)[0], masks))
 
 
-def _single_mask_table(model, batch_size: int):
-    """Flat float64 device table (C^D,) of ``log p(x)`` under the current mask, C-order over variables."""
+def _single_mask_table(model, batch_size: int, mask=0):
+    """Flat float64 device table (C^D,) of ``log p(x)`` under ``mask``, C-order over variables."""
     xp, c = model.xp, model.config
     D, C = c.D, c.classes
-    ordering = backend.to_host(model.maskset.ordering)
+    maskset, masks = model.mask(mask)
+    ordering = backend.to_host(maskset.ordering)
     last = int(np.argmax(ordering))  # the variable with m^0 = D: no output depends on it
     others = [d for d in range(D) if d != last]
     n_prefix = C ** (D - 1)
@@ -64,7 +65,7 @@ def _single_mask_table(model, batch_size: int):
         x = xp.zeros((n, D), dtype=dtype)
         if others:
             x[:, others] = pre.astype(dtype)
-        lp = _log_softmax64(xp, _conditional_logits(model, x))  # (n, D, C)
+        lp = _log_softmax64(xp, _conditional_logits(model, x, masks))  # (n, D, C)
         acc = xp.zeros(n, dtype=xp.float64)
         for j, d in enumerate(others):  # a loop over variables, not examples
             acc += xp.take_along_axis(lp[:, d, :], pre[:, j:j + 1].astype(xp.int64), axis=1)[:, 0]
@@ -84,16 +85,15 @@ def log_density_table(model, batch_size: int = 4096, mask_indices=None) -> np.nd
         connections or not, any ordering.
     batch_size : int
         Rows per forward pass; the table costs ``C^(D-1)`` rows in all (per mask).
-    mask_indices : sequence of int, optional
-        Masks of the bank to average over: the table of the mixture
+    mask_indices : sequence of int or made_np.masks.MaskSet, optional
+        Masks to average over (:meth:`~made_np.model.MADE.mask`): the table of the mixture
         ``log p(x) = logsumexp_k log p_k(x) - log K`` (paper Sec. 4.2, test-time
-        averaging of probabilities). ``None``: the current mask only.
+        averaging of probabilities). ``None``: mask 0 only.
 
     Returns
     -------
     numpy.ndarray, float64, shape ``(C,) * D``
         ``table[x_1, ..., x_D] = log p_model(x)`` in nats; ``exp(table)`` sums to 1.
-        The model's current mask is left as it was.
 
     Raises
     ------
@@ -113,14 +113,10 @@ def log_density_table(model, batch_size: int = 4096, mask_indices=None) -> np.nd
         mask_indices = list(mask_indices)
         if not mask_indices:
             raise ValueError("log_density_table needs at least one mask index")
-        current, flat = model.mask_index, None
-        try:
-            for k in mask_indices:
-                model.set_mask(k)
-                t = _single_mask_table(model, batch_size)
-                flat = t if flat is None else xp.logaddexp(flat, t)
-        finally:
-            model.set_mask(current)
+        flat = None
+        for k in mask_indices:
+            t = _single_mask_table(model, batch_size, k)
+            flat = t if flat is None else xp.logaddexp(flat, t)
         flat -= math.log(len(mask_indices))
     return backend.to_host(flat).reshape((C,) * D)
 

@@ -122,7 +122,10 @@ class _Dense:
 
 
 class MaskedDense(_Dense):
-    """A dense layer whose weight matrix is multiplied by a fixed binary mask.
+    """A dense layer whose weight matrix is multiplied by a binary mask, ``y = x (W * M) + b``.
+
+    The mask is an argument of every pass, not state of the layer: the model hands each
+    pass the mask it computes with (:meth:`made_np.model.MADE.mask`).
 
     Parameters
     ----------
@@ -141,6 +144,11 @@ class MaskedDense(_Dense):
         Whether :meth:`backward` returns ``dL/dx`` (not needed for the first layer).
     init : {"uniform", "orthogonal"} or None
         How the weights are drawn (:data:`INITS`); None: zeros, for weights loaded afterwards.
+    fixed : bool, default False
+        The layer only ever uses one mask, and its owner keeps ``W`` zero where that mask is
+        (a single-mask MADE): the passes then use ``W`` itself and save the ``W * M`` pass of
+        every step. Masked entries get zero gradient (:meth:`backward`), so no optimiser of
+        :mod:`made_np.optim` moves them.
 
     Attributes
     ----------
@@ -148,67 +156,59 @@ class MaskedDense(_Dense):
         Weights, drawn by :data:`INITS` ``[init]``.
     b : array, shape (fan_out,) or None
         Biases, initialised to zero.
-    M : array, shape (fan_in, fan_out)
-        The mask, 0/1 in ``dtype``, or bool (a bank's masks; see :mod:`made_np.masks`).
     dW, db : arrays
         Gradients of the last :meth:`backward`, same shapes as ``W`` and ``b``.
     """
 
     def __init__(self, fan_in, fan_out, xp, rng, dtype="float32", bias=True, need_input_grad=True,
-                 init="uniform"):
+                 init="uniform", fixed=False):
         self.xp = xp
         self.W = _weights(init, fan_in, fan_out, xp, rng, dtype)
         self.b = xp.zeros(fan_out, dtype=dtype) if bias else None
-        self.M = xp.ones((fan_in, fan_out), dtype=dtype)
         self.dW = xp.zeros_like(self.W)
         self.db = xp.zeros_like(self.b) if bias else None
         self.need_input_grad = need_input_grad
-        self.fixed = False
-        self._WM = xp.empty_like(self.W)
-
-    def set_mask(self, M, fixed: bool = False) -> None:
-        """Use mask ``M`` (array of 0/1 in the layer's dtype, or bool; shape (fan_in, fan_out)).
-
-        With ``fixed=True`` the layer will only ever use this mask: ``W`` is masked
-        once, here, and stays masked (its masked entries get zero gradient and so
-        zero updates from every optimiser in :mod:`made_np.optim`), which saves
-        the ``W * M`` pass of every forward step.
-        """
-        self.M = M
         self.fixed = fixed
-        if fixed:
-            self.W *= M
+        self._WM = None if fixed else xp.empty_like(self.W)
 
-    def masked_weight(self):
-        """``W * M``, shape (fan_in, fan_out) (``W`` itself for a fixed mask)."""
+    def masked_weight(self, M, out=None):
+        """``W * M``, shape (fan_in, fan_out) (``W`` itself for a fixed mask); a new array unless ``out``."""
         if self.fixed:
             return self.W
-        return self.xp.multiply(self.W, self.M, out=self._WM)
+        return self.xp.multiply(self.W, M, out=out)
 
-    def forward(self, x):
+    def forward(self, x, M, keep: bool = False):
         """``y = x (W * M) + b``.
 
         Parameters
         ----------
         x : array, shape (batch, fan_in)
+        M : array, shape (fan_in, fan_out)
+            The mask, 0/1 in the layer's dtype or bool.
+        keep : bool, default False
+            Keep ``x`` and ``W * M`` for :meth:`backward` (training). Without it nothing is
+            written to the layer, so evaluations may run from several threads at once.
 
         Returns
         -------
         array, shape (batch, fan_out)
         """
-        self.x = x
-        self.WM = self.masked_weight()
-        y = x @ self.WM
+        WM = self.masked_weight(M, out=self._WM if keep else None)
+        if keep:
+            self.x, self.WM = x, WM
+        y = x @ WM
         if self.b is not None:
             y += self.b
         return y
 
-    def backward(self, delta):
-        """Store ``dW``, ``db`` and return ``dL/dx`` for ``delta = dL/dy``.
+    def backward(self, delta, M):
+        """Store ``dW = (x^T delta) * M``, ``db`` and return ``dL/dx`` for ``delta = dL/dy``.
 
         Parameters
         ----------
         delta : array, shape (batch, fan_out)
+        M : array, shape (fan_in, fan_out)
+            The mask of the last ``forward(..., keep=True)``.
 
         Returns
         -------
@@ -216,7 +216,7 @@ class MaskedDense(_Dense):
         """
         xp = self.xp
         xp.matmul(self.x.T, delta, out=self.dW)
-        self.dW *= self.M
+        self.dW *= M
         if self.b is not None:
             xp.sum(delta, axis=0, out=self.db)
         if self.need_input_grad:
@@ -246,11 +246,7 @@ class Dense(_Dense):
     ----------
     W, dW : arrays, shape (fan_in, fan_out)
     b : None
-    fixed : bool
-        Always False (no mask to keep).
     """
-
-    fixed = False
 
     def __init__(self, fan_in, fan_out, xp, rng, dtype="float32", init="uniform"):
         self.xp = xp
@@ -258,13 +254,14 @@ class Dense(_Dense):
         self.b = self.db = None
         self.dW = xp.zeros_like(self.W)
 
-    def forward(self, x):
-        """``y = x W``; x : (batch, fan_in) -> (batch, fan_out)."""
-        self.x = x
+    def forward(self, x, keep: bool = False):
+        """``y = x W``; x : (batch, fan_in) -> (batch, fan_out); ``keep`` keeps ``x`` for :meth:`backward`."""
+        if keep:
+            self.x = x
         return x @ self.W
 
     def backward(self, delta):
-        """Store ``dW = x^T delta`` for ``delta`` (batch, fan_out); returns None."""
+        """Store ``dW = x^T delta`` for ``delta`` (batch, fan_out) and the last kept ``x``; returns None."""
         self.xp.matmul(self.x.T, delta, out=self.dW)
         return None
 
@@ -284,10 +281,13 @@ class ReLU:
     def __init__(self, xp):
         self.xp = xp
 
-    def forward(self, a):
-        """a : array (batch, H), float, overwritten. Returns h, the same array."""
-        self.h = self.xp.maximum(a, 0, out=a)
-        return self.h
+    def forward(self, a, keep: bool = False):
+        """a : array (batch, H), float, overwritten. Returns h, the same array (kept for
+        :meth:`backward` with ``keep``)."""
+        h = self.xp.maximum(a, 0, out=a)
+        if keep:
+            self.h = h
+        return h
 
     def backward(self, dh):
         """dh : array (batch, H), float, overwritten. Returns dL/da, the same array
@@ -314,11 +314,13 @@ class LeakyReLU:
     def __init__(self, xp, slope: float = 0.01):
         self.xp, self.slope = xp, slope
 
-    def forward(self, a):
-        """a : array (batch, H), float, left unchanged. Returns h, a new array of its shape and dtype."""
-        self.positive = a > 0
-        self.h = self.xp.where(self.positive, a, a * self.slope)
-        return self.h
+    def forward(self, a, keep: bool = False):
+        """a : array (batch, H), float, left unchanged. Returns h, a new array of its shape and
+        dtype (``a > 0`` kept for :meth:`backward` with ``keep``)."""
+        positive = a > 0
+        if keep:
+            self.positive = positive
+        return self.xp.where(positive, a, a * self.slope)
 
     def backward(self, dh):
         """dh : array (batch, H), float, left unchanged. Returns dL/da, a new array of its shape

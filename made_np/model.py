@@ -10,8 +10,9 @@ A conditional MADE (``config.context > 0``) models ``p(x | y)``: the encoded con
 ``y`` (batch, context) enters as inputs of degree 0, ``h^1 = act(x W^1*M^1 + y U^1 + b^1)``
 and ``z = ... + y U^V``, with unmasked blocks (docs/math.md, "Context inputs").
 The masks come from :mod:`made_np.masks`; a model holds a *bank* of ``num_masks``
-masks (``0``: no limit, a fresh mask at every resample) and uses one at a time
-(:meth:`MADE.set_mask`). Test-time averaging over masks is a mixture of
+masks (``0``: no limit, a fresh mask at every resample), and every pass takes the mask it
+computes with as an argument (:meth:`MADE.mask`): evaluating or sampling never changes the
+model, so one fitted model may be used from several threads at once. Test-time averaging over masks is a mixture of
 *probabilities*: ``log p(x) = logsumexp_k log p_k(x) - log K`` (:meth:`MADE.ensemble_nll`).
 
 This module does not import NumPy: arrays live on the array module ``xp`` that
@@ -19,17 +20,16 @@ This module does not import NumPy: arrays live on the array module ``xp`` that
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 from . import backend, limits
-from .config import MADEConfig, check_int  # noqa: F401  (MADEConfig: part of this module's API)
+from .config import MADEConfig, check_int, check_mask_index  # noqa: F401  (MADEConfig: part of this module's API)
 from .heads import head_class, make_head
 from .layers import Dense, MaskedDense, make_activation
-from .masks import draw_masks
+from .masks import MaskSet, draw_masks
 
 #: The masks of a bank are kept on the device while they take at most this many bytes
-#: (else each :meth:`MADE.set_mask` rebuilds its mask): a bank's masks are bool, one byte an
+#: (else each :meth:`MADE.mask` rebuilds its mask): a bank's masks are bool, one byte an
 #: entry (32 masks of a 1x8000 MNIST MADE with direct connections: 421 MB), a single
 #: fixed mask is in the weights' dtype.
 MASK_CACHE_BYTES = 512 * 2**20
@@ -63,10 +63,6 @@ class MADE:
     context_output : Dense or None
         ``U^V`` (context, D * out_repeat): the context into the logits, when ``config.context > 0``.
     head : BernoulliHead or CategoricalHead
-    mask_index : int
-        Index of the mask in use.
-    maskset : made_np.masks.MaskSet
-        The mask in use (host arrays): ordering, degrees, masks.
     """
 
     def __init__(self, config: MADEConfig, xp=None, draw_weights: bool = True):
@@ -85,15 +81,17 @@ class MADE:
         widths = [c.D * self.in_repeat, *c.hidden, c.D * self.out_repeat]
         rng = backend.host_rng(c.seed)
         init = c.init if draw_weights else None
+        fixed = c.num_masks == 1  # one mask for ever: W is kept zero where it is (MaskedDense)
         self.layers = [
-            MaskedDense(widths[i], widths[i + 1], self.xp, rng, self.dtype, need_input_grad=i > 0, init=init)
+            MaskedDense(widths[i], widths[i + 1], self.xp, rng, self.dtype, need_input_grad=i > 0, init=init,
+                        fixed=fixed)
             for i in range(len(widths) - 1)
         ]
         self.activations = [make_activation(c.activation, self.xp) for _ in c.hidden]
         self.direct = None
         if c.direct:
             self.direct = MaskedDense(widths[0], widths[-1], self.xp, rng, self.dtype,
-                                      bias=False, need_input_grad=False, init=init)
+                                      bias=False, need_input_grad=False, init=init, fixed=fixed)
         self.context_hidden = self.context_output = None
         if c.context:  # drawn after every other layer: an unconditional model's weights do not change
             if c.hidden:
@@ -103,14 +101,13 @@ class MADE:
         self._eye = self.xp.eye(c.classes, dtype=self.dtype) if c.input_encoding == "onehot" else None
         self._mask_cache = {}
         self._cache_masks = c.num_masks >= 1 and c.num_masks * self._mask_bytes() <= MASK_CACHE_BYTES
-        self.mask_index = None
-        self.set_mask(0)
+        self._mask_fixed_weights()
 
     # ------------------------------------------------------------------ parameters
     @property
     def _all_layers(self) -> list:
-        """``layers``, then ``direct``, then the context blocks (the masked ones first, as
-        :meth:`set_mask` pairs them with their masks)."""
+        """``layers``, then ``direct``, then the context blocks (the masked ones first, in the
+        order of the arrays of :meth:`mask`)."""
         return (self.layers + ([self.direct] if self.direct is not None else [])
                 + [d for d in (self.context_hidden, self.context_output) if d is not None])
 
@@ -167,9 +164,14 @@ class MADE:
                 raise ValueError(f"parameter {prefix + name!r} has shape {tuple(state[name].shape)}, "
                                  f"expected {tuple(p.shape)}")
             p[...] = self.xp.asarray(state[name], dtype=self.dtype)
-        for layer in self._all_layers:
-            if layer.fixed:  # keep the invariant of a fixed mask: W is zero where M is
-                layer.W *= layer.M
+        self._mask_fixed_weights()
+
+    def _mask_fixed_weights(self) -> None:
+        """A single fixed mask (``num_masks == 1``): make ``W`` zero where the mask is (the
+        invariant the fixed layers rely on, :class:`~made_np.layers.MaskedDense`)."""
+        if self.config.num_masks == 1:
+            for layer, M in zip(self._all_layers, self.mask(0)[1]):
+                layer.W *= M
 
     # ------------------------------------------------------------------ masks
     def _mask_bytes(self) -> int:
@@ -188,62 +190,55 @@ class MADE:
             orderings=c.orderings,
         )
 
-    def set_mask(self, index: int) -> None:
-        """Use mask ``index`` of the bank (rebuilt from ``(seed, index)`` or taken from a cache).
+    def mask(self, which=0) -> tuple:
+        """The mask a pass computes with: ``(maskset, arrays)``.
+
+        Parameters
+        ----------
+        which : int or made_np.masks.MaskSet, default 0
+            An index of the bank (rebuilt from ``(seed, index)``, or taken from a cache), or a
+            MaskSet that need not come from the bank (the observed-first masks of
+            :mod:`made_np.conditional`; a bank's models only).
+
+        Returns
+        -------
+        maskset : made_np.masks.MaskSet
+            Host arrays: ordering, degrees, masks.
+        arrays : list of arrays on ``xp``
+            The masks of ``layers`` then ``direct``, shape of each ``W``: bool for a bank
+            (``W * M`` and ``dW *= M`` take them as they are: a quarter of the memory and of
+            the traffic when the masks change at every step), the weights' dtype for a fixed mask.
 
         Raises
         ------
         ValueError
-            ``index`` outside the bank (``0 <= index < num_masks`` unless the bank has no limit).
-        """
-        K = self.config.num_masks
-        index = check_int("mask index", index)
-        if index < 0 or (K >= 1 and index >= K):
-            if K == 1:
-                raise ValueError(f"mask index {index} is outside the bank: this model has a single mask "
-                                 "(num_masks = 1), mask 0")
-            raise ValueError(f"mask index {index} is outside the bank of {K} mask(s) (0..{K - 1})")
-        if index == self.mask_index:
-            return
-        if index in self._mask_cache:
-            maskset, device_masks = self._mask_cache[index]
-        else:
-            maskset = self.maskset_at(index)
-            # a bank's masks stay bool (W * M and dW *= M take them as they are: a quarter of
-            # the memory and of the traffic when the masks change at every step)
-            dtype = self.dtype if K == 1 else bool
-            device_masks = [self.xp.asarray(m, dtype=dtype) for m in self._host_masks(maskset, self.direct is not None)]
-            if self._cache_masks:
-                self._mask_cache[index] = (maskset, device_masks)
-        fixed = K == 1
-        for layer, m in zip(self._all_layers, device_masks):
-            layer.set_mask(m, fixed=fixed)
-        self.maskset, self.mask_index = maskset, index
-
-    def use_maskset(self, maskset) -> None:
-        """Run under ``maskset``, a host MaskSet that need not come from the bank, until the next :meth:`set_mask`.
-
-        Used by :mod:`made_np.conditional` for observed-first orderings. :attr:`mask_index`
-        becomes None, so a later ``set_mask(i)`` always rebuilds mask ``i``.
-
-        Raises
-        ------
-        ValueError
-            ``num_masks == 1`` (the weights of a fixed mask are masked in place, so another
-            mask would not give the trained conditionals), or a MaskSet whose D or hidden
-            widths differ from the model's.
+            An index outside the bank (``0 <= index < num_masks`` unless the bank has no
+            limit); a MaskSet for a single-mask model (its weights are masked in place, so
+            another mask would not give the trained conditionals) or of other widths.
         """
         c = self.config
-        if c.num_masks == 1:
-            raise ValueError("use_maskset needs a bank of masks: "
-                             "a num_masks == 1 model has its weights masked in place")
-        widths = tuple(len(m) for m in maskset.degrees)
-        if maskset.D != c.D or widths != c.hidden:
-            raise ValueError(f"the MaskSet has D={maskset.D}, hidden={widths}; "
-                             f"the model has D={c.D}, hidden={c.hidden}")
-        for layer, m in zip(self._all_layers, self._host_masks(maskset, self.direct is not None)):
-            layer.set_mask(self.xp.asarray(m, dtype=bool), fixed=False)  # as a bank's (set_mask)
-        self.maskset, self.mask_index = maskset, None
+        if isinstance(which, MaskSet):
+            if c.num_masks == 1:
+                raise ValueError("a MaskSet needs a bank of masks: "
+                                 "a num_masks == 1 model has its weights masked in place")
+            widths = tuple(len(m) for m in which.degrees)
+            if which.D != c.D or widths != c.hidden:
+                raise ValueError(f"the MaskSet has D={which.D}, hidden={widths}; "
+                                 f"the model has D={c.D}, hidden={c.hidden}")
+            return which, self._device_masks(which)
+        index = check_mask_index(which, c.num_masks)
+        hit = self._mask_cache.get(index)
+        if hit is None:
+            maskset = self.maskset_at(index)
+            hit = (maskset, self._device_masks(maskset))
+            if self._cache_masks or c.num_masks == 1:
+                self._mask_cache[index] = hit
+        return hit
+
+    def _device_masks(self, maskset) -> list:
+        """The masks of ``maskset`` as :meth:`mask` returns them."""
+        dtype = self.dtype if self.config.num_masks == 1 else bool
+        return [self.xp.asarray(m, dtype=dtype) for m in self._host_masks(maskset, self.direct is not None)]
 
     def _host_masks(self, maskset, direct: bool) -> list:
         """The masks of :attr:`_all_layers` at the level of columns (host bool arrays)."""
@@ -358,55 +353,53 @@ class MADE:
         return y
 
     # ------------------------------------------------------------------ passes
-    def _forward_pass(self, inputs, context=None):
-        """Logits of the current mask for encoded inputs (docs/math.md Sec. 2; Sec. 9 with a context).
+    def _forward_pass(self, inputs, masks, context=None, keep: bool = False):
+        """Logits of encoded inputs under ``masks`` (docs/math.md Sec. 2; Sec. 9 with a context).
 
         ``S^l = H^(l-1) (W^l * M^l) + b^l [+ y U^1 for l = 1]``, ``H^l = act(S^l)``,
         ``z = H^L (V * M^V) + c [+ x (A * M^A)] [+ y U^V]``. Each pre-activation ``S^l`` is
         a fresh array that the context term (l = 1) is added to in place and that ReLU then
-        overwrites with ``H^l`` (LeakyReLU writes a new array). Every layer keeps a reference
-        to its input, and every activation its output or sign pattern, for :meth:`_backprop`:
-        ``inputs`` and ``context`` must not change before it.
+        overwrites with ``H^l`` (LeakyReLU writes a new array).
 
         Parameters
         ----------
         inputs : array, shape (batch, D * in_repeat), ``dtype``
             Encoded data (:meth:`encode`).
+        masks : list of arrays
+            The arrays of :meth:`mask`: one per layer of ``layers``, then ``direct``.
         context : array, shape (batch, config.context), ``dtype``, optional
             The encoded context (:meth:`encode_context`); given exactly when the model has one.
+        keep : bool, default False
+            Training: every layer keeps its input, and every activation its output or sign
+            pattern, for :meth:`_backprop` (``inputs`` and ``context`` must not change before
+            it). Without it the pass writes nothing to the model (safe from several threads).
 
         Returns
         -------
         array, shape (batch, D * out_repeat), ``dtype``
             The logits, variable-major (``z[:, d * out_repeat + c]``).
-
-        Raises
-        ------
-        ValueError
-            A context for an unconditional model, or none for a conditional one.
         """
-        if (context is None) != (self.context_output is None):
-            raise ValueError("a conditional model needs its encoded context, an unconditional one none")
         h = inputs
         for i, (layer, act) in enumerate(zip(self.layers[:-1], self.activations)):
-            a = layer.forward(h)
+            a = layer.forward(h, masks[i], keep)
             if i == 0 and self.context_hidden is not None:
-                a += self.context_hidden.forward(context)
-            h = act.forward(a)
-        z = self.layers[-1].forward(h)
+                a += self.context_hidden.forward(context, keep)
+            h = act.forward(a, keep)
+        z = self.layers[-1].forward(h, masks[len(self.layers) - 1], keep)
         if self.direct is not None:
-            z += self.direct.forward(inputs)
+            z += self.direct.forward(inputs, masks[-1], keep)
         if self.context_output is not None:
-            z += self.context_output.forward(context)
+            z += self.context_output.forward(context, keep)
         return z
 
-    def _backprop(self, dz) -> None:
+    def _backprop(self, dz, masks) -> None:
         """Fill every layer's gradients from ``dz = dL/dz`` (docs/math.md Sec. 3; Sec. 9 for the
         context blocks ``U^1``, ``U^V``).
 
-        Uses the arrays kept by the last :meth:`_forward_pass`, which must be of the same batch.
-        :attr:`grads` are overwritten, not accumulated; ``dz`` itself is left unchanged (the
-        deltas of the hidden layers are fresh arrays, which ReLU's backward overwrites).
+        Uses the arrays kept by the last ``_forward_pass(..., keep=True)``, which must be of the
+        same batch and ``masks``. :attr:`grads` are overwritten, not accumulated; ``dz`` itself
+        is left unchanged (the deltas of the hidden layers are fresh arrays, which ReLU's
+        backward overwrites).
 
         Parameters
         ----------
@@ -414,32 +407,36 @@ class MADE:
             Gradient of the loss being differentiated with respect to the logits, already
             scaled: for the minibatch mean NLL, ``dNLL_n/dz_n / batch`` (as :meth:`loss_and_grad`
             passes it).
+        masks : list of arrays
+            Those of the forward pass.
         """
         if self.direct is not None:
-            self.direct.backward(dz)
+            self.direct.backward(dz, masks[-1])
         if self.context_output is not None:
             self.context_output.backward(dz)
-        delta = self.layers[-1].backward(dz)
-        first = self.layers[0]
-        for layer, act in zip(reversed(self.layers[:-1]), reversed(self.activations)):
-            delta = act.backward(delta)
-            if layer is first and self.context_hidden is not None:
+        L = len(self.layers)
+        delta = self.layers[-1].backward(dz, masks[L - 1])
+        for i in reversed(range(L - 1)):
+            delta = self.activations[i].backward(delta)
+            if i == 0 and self.context_hidden is not None:
                 self.context_hidden.backward(delta)
-            delta = layer.backward(delta)
+            delta = self.layers[i].backward(delta, masks[i])
 
-    def loss_and_grad(self, x, head=None, context=None):
+    def loss_and_grad(self, x, mask=0, head=None, context=None):
         """Mean NLL of a minibatch and its gradient in :attr:`grads` (docs/math.md Sec. 3, 4).
 
         The loss is ``L = (1/B) sum_n NLL_n`` over the ``B = batch`` rows: the head's
         per-example gradient ``dNLL_n/dz_n`` is scaled by ``1/B`` in place before
         :meth:`_backprop`, so :attr:`grads` (overwritten, not accumulated) are those of the
-        minibatch *mean*, under the current mask.
+        minibatch *mean*, under ``mask``.
 
         Parameters
         ----------
         x : array, shape (batch, D), uint8 or int, values in 0..classes-1
             Not validated (no :meth:`check_data`): a value outside the classes
             gives a wrong loss silently, or an IndexError with one-hot inputs.
+        mask : int or made_np.masks.MaskSet, default 0
+            The mask (:meth:`mask`).
         head : head, optional
             The head that computes the NLL and ``dNLL/dz`` (default :attr:`head`; the fast
             engine passes a faster form of it, :func:`made_np.fast.kernels.fast_head`).
@@ -460,15 +457,16 @@ class MADE:
         ZeroDivisionError
             An empty batch (``batch == 0``).
         """
+        masks = self.mask(mask)[1]
         inputs, targets = self.encode(x)
-        z = self._forward_pass(inputs, self.encode_context(context, x.shape[0]))
+        z = self._forward_pass(inputs, masks, self.encode_context(context, x.shape[0]), keep=True)
         nll, dz = (head or self.head).nll_and_grad(z, targets)
         dz *= 1.0 / x.shape[0]
-        self._backprop(dz)
+        self._backprop(dz, masks)
         return nll.mean()
 
-    def logits(self, x, context=None):
-        """Logits of the conditionals under the current mask (docs/math.md Sec. 2).
+    def logits(self, x, context=None, mask=0):
+        """Logits of the conditionals under ``mask`` (docs/math.md Sec. 2).
 
         Parameters
         ----------
@@ -476,6 +474,8 @@ class MADE:
             Values in 0..classes-1; checked by :meth:`check_data`.
         context : array, optional
             The rows' context (:meth:`encode_context`); needed exactly when the model has one.
+        mask : int or made_np.masks.MaskSet, default 0
+            The mask (:meth:`mask`).
 
         Returns
         -------
@@ -489,7 +489,7 @@ class MADE:
             does not fit the model (:meth:`encode_context`).
         """
         x = self.check_data(x)
-        z = self._forward_pass(self.encode(x)[0], self.encode_context(context, x.shape[0]))
+        z = self._forward_pass(self.encode(x)[0], self.mask(mask)[1], self.encode_context(context, x.shape[0]))
         return z.reshape(x.shape[0], self.config.D, self.out_repeat) if self.out_repeat > 1 else z
 
     def check_data(self, x, name: str = "x", where=None):
@@ -521,8 +521,8 @@ class MADE:
             x = x.astype(xp.int64)
         return x
 
-    def nll(self, x, batch_size: int = 1000, context=None):
-        """Per-example NLL ``-log p(x)`` in nats (summed over the D variables) under the current mask.
+    def nll(self, x, batch_size: int = 1000, context=None, mask=0):
+        """Per-example NLL ``-log p(x)`` in nats (summed over the D variables) under one mask.
 
         Parameters
         ----------
@@ -532,6 +532,8 @@ class MADE:
             Rows per forward pass (bounds memory), ``>= 1``.
         context : array, optional
             The rows' context (:meth:`encode_context`): ``-log p(x | y)``.
+        mask : int or made_np.masks.MaskSet, default 0
+            The mask (:meth:`mask`); :meth:`ensemble_nll` scores a mixture of masks.
 
         Returns
         -------
@@ -542,24 +544,28 @@ class MADE:
         ------
         ValueError
             ``x`` of the wrong shape, dtype or values (:meth:`check_data`), a context that
-            does not fit the model (:meth:`encode_context`), or ``batch_size < 1``.
+            does not fit the model (:meth:`encode_context`), ``batch_size < 1``, or a mask
+            outside the bank (:meth:`mask`).
         """
         batch_size = check_int("batch_size", batch_size, 1)
         x = self.check_data(x)
+        return self._nll(x, self.mask(mask)[1], batch_size, self.encode_context(context, x.shape[0]))
+
+    def _nll(self, x, masks, batch_size, y):
+        """:meth:`nll` of checked data ``x`` and encoded context ``y`` under the arrays ``masks``."""
         out = self.xp.empty(x.shape[0], dtype=self.dtype)
-        y = self.encode_context(context, x.shape[0])
         for s in range(0, x.shape[0], batch_size):
             inputs, targets = self.encode(x[s:s + batch_size])
             ys = None if y is None else y[s:s + batch_size]
-            out[s:s + batch_size] = self.head.nll(self._forward_pass(inputs, ys), targets)
+            out[s:s + batch_size] = self.head.nll(self._forward_pass(inputs, masks, ys), targets)
         return out
 
-    def log_prob(self, x, batch_size: int = 1000, context=None):
-        """``log p(x)`` (``log p(x | y)`` with a context) in nats under the current mask: ``-nll``.
+    def log_prob(self, x, batch_size: int = 1000, context=None, mask=0):
+        """``log p(x)`` (``log p(x | y)`` with a context) in nats under one mask: ``-nll``.
 
         Parameters
         ----------
-        x, batch_size, context
+        x, batch_size, context, mask
             As for :meth:`nll`.
 
         Returns
@@ -572,7 +578,7 @@ class MADE:
         ValueError
             As :meth:`nll`.
         """
-        return -self.nll(x, batch_size, context)
+        return -self.nll(x, batch_size, context, mask)
 
     def ensemble_nll(self, x, mask_indices, batch_size: int = 1000, context=None):
         """Per-example NLL of the mixture over masks (paper Sec. 4.2, test-time averaging;
@@ -597,40 +603,25 @@ class MADE:
         Returns
         -------
         array, shape (N,), ``dtype``
-            Nats per example. The current mask is restored afterwards (errors included).
+            Nats per example.
 
         Raises
         ------
         ValueError
-            An empty ``mask_indices``, an index outside the bank (:meth:`set_mask`), ``x`` of
+            An empty ``mask_indices``, an index outside the bank (:meth:`mask`), ``x`` of
             the wrong shape, dtype or values (:meth:`check_data`), or a context that does not
             fit the model (:meth:`encode_context`).
         """
         if isinstance(mask_indices, (str, bytes)) or not hasattr(mask_indices, "__iter__"):
             raise ValueError(f"mask_indices must be a sequence of mask indices such as [0, 1, 2], got {mask_indices!r}")
-        mask_indices = [check_int("mask index", k) for k in mask_indices]
+        mask_indices = [check_mask_index(k, self.config.num_masks) for k in mask_indices]
         if not mask_indices:
             raise ValueError("ensemble_nll needs at least one mask index")
         batch_size = check_int("batch_size", batch_size, 1)
         x = self.check_data(x)
         acc = None
         y = self.encode_context(context, x.shape[0])
-        with self.keeping_mask():
-            for k in mask_indices:
-                self.set_mask(k)
-                lp = -self.nll(x, batch_size, y)
-                acc = lp if acc is None else self.xp.logaddexp(acc, lp)
+        for k in mask_indices:
+            lp = -self._nll(x, self.mask(k)[1], batch_size, y)
+            acc = lp if acc is None else self.xp.logaddexp(acc, lp)
         return math.log(len(mask_indices)) - acc
-
-    @contextlib.contextmanager
-    def keeping_mask(self):
-        """Within the block the model may switch masks; afterwards (errors included) it has the mask
-        it had before: a mask of the bank, or a mask set with :meth:`use_maskset`."""
-        index, maskset = self.mask_index, self.maskset
-        try:
-            yield self
-        finally:
-            if index is not None:
-                self.set_mask(index)
-            else:
-                self.use_maskset(maskset)

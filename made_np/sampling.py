@@ -29,7 +29,7 @@ from __future__ import annotations
 import numbers
 
 from . import backend, limits
-from .config import MAX_SEED, check_int, check_model
+from .config import MAX_SEED, check_int, check_mask_index, check_model
 
 DEFAULT_METHOD = "fast"
 
@@ -108,14 +108,13 @@ def check_given(model, n: int, given, n_given: int):
 
 
 def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = None, context=None,
-                 given=None, n_given: int = 0):
+                 given=None, n_given: int = 0, mask=0):
     """Ancestral sampling with one full forward pass per variable (D passes in all;
     docs/math.md Sec. 7, and Sec. 10 for a given prefix).
 
     Parameters
     ----------
     model : made_np.model.MADE
-        Sampled under its current mask.
     n : int
         Number of samples (ignored when ``noise`` is given; required otherwise).
     noise : array on ``model.xp``, shape (n, D), float, optional
@@ -128,11 +127,13 @@ def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = 
         A conditional model's context (:meth:`~made_np.model.MADE.encode_context`): labels (n,),
         rows (n, context), or one of either, repeated; draws from ``p(x | y)``.
     given : array, shape (n, D), optional
-        Values of the variables at positions 1..``n_given`` of the current ordering; only
+        Values of the variables at positions 1..``n_given`` of the mask's ordering; only
         those entries are read, and they are not range-checked (cast to the sample dtype).
     n_given : int, default 0
         How many leading positions are given (not drawn); the others are drawn from
         their conditionals given them. D - n_given forward passes.
+    mask : int or made_np.masks.MaskSet, default 0
+        The mask sampled under (:meth:`~made_np.model.MADE.mask`).
 
     Returns
     -------
@@ -153,25 +154,25 @@ def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = 
     n_given = check_given(model, n, given, n_given)
     y = model.encode_context(context, n)
     x = xp.zeros((n, D), dtype=sample_dtype(model, xp))
-    order = backend.to_host(model.maskset.ordering)
-    var_at = order.argsort()  # variables by increasing position m^0(d)
+    maskset, masks = model.mask(mask)
+    var_at = backend.to_host(maskset.ordering).argsort()  # variables by increasing position m^0(d)
     if n_given:
         cols = xp.asarray(var_at[:n_given])
         x[:, cols] = xp.asarray(given)[:, cols].astype(x.dtype)
     R = model.out_repeat
     for d in var_at[n_given:]:
-        z = model._forward_pass(model.encode(x)[0], y)
+        z = model._forward_pass(model.encode(x)[0], masks, y)
         x[:, d] = model.head.sample(z[:, d * R:(d + 1) * R], u[:, d:d + 1])[:, 0]
     return x
 
 
 # --------------------------------------------------------------------------- dispatch
 
-def _sample_fast(model, n=None, *, noise=None, seed=None, context=None, given=None, n_given=0):
+def _sample_fast(model, n=None, *, noise=None, seed=None, context=None, given=None, n_given=0, mask=0):
     """The seam to the speed form: :func:`made_np.fast.sampler.sample_fast` (tested equal to :func:`sample_naive`)."""
     from .fast.sampler import sample_fast
 
-    return sample_fast(model, n, noise=noise, seed=seed, context=context, given=given, n_given=n_given)
+    return sample_fast(model, n, noise=noise, seed=seed, context=context, given=given, n_given=n_given, mask=mask)
 
 
 def balanced_labels(n: int, classes: int):
@@ -186,7 +187,7 @@ METHODS = {"naive": sample_naive, "fast": _sample_fast}
 
 
 def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
-           method: str = DEFAULT_METHOD, masks=None, context=None):
+           method: str = DEFAULT_METHOD, masks=None, context=None, mask=0):
     """Draw samples with the chosen method (see :func:`sample_naive`, :func:`made_np.fast.sampler.sample_fast`).
 
     Parameters
@@ -204,10 +205,11 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
         density :meth:`MADE.ensemble_nll` evaluates, paper Sec. 4.2): every sample
         gets a mask index drawn uniformly from ``masks`` (from ``seed``, on the
         host), then each group of samples sharing a mask is drawn in one batch
-        under that mask. The model's current mask is restored afterwards.
-        Without ``masks``, the current mask is used.
+        under that mask. Without ``masks``, the single mask ``mask``.
     context : array, optional
         A conditional model's context per sample (or one, repeated): see :func:`sample_naive`.
+    mask : int, default 0
+        The mask sampled under when ``masks`` is None.
 
     Returns
     -------
@@ -225,44 +227,35 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
         raise ValueError(f"sample: n must be an integer >= 0, got {n!r}")
     fn = METHODS[method]
     if masks is None:
+        mask = check_mask_index(mask, model.config.num_masks)
         u = noise_for(model, n, noise, seed, blocked=True)
-        return _in_blocks(fn, model, u, model.encode_context(context, u.shape[0]))
+        return _in_blocks(fn, model, u, model.encode_context(context, u.shape[0]), mask)
     if isinstance(masks, (numbers.Number, str, bytes)) or not hasattr(masks, "__iter__"):
         raise ValueError(f"sample: masks must be a sequence of mask indices, e.g. range(K), got {masks!r}")
-    masks = [check_int("mask index", k) for k in masks]
+    masks = [check_mask_index(k, model.config.num_masks) for k in masks]
     if not masks:
         raise ValueError("sample: masks must name at least one mask index")
-    K = model.config.num_masks
-    for k in masks:
-        if k < 0 or (K >= 1 and k >= K):
-            raise ValueError(f"mask index {k} is outside the bank of {K} mask(s)")
     xp, D = model.xp, model.config.D
     u = noise_for(model, n, noise, seed)
     n = u.shape[0]
     y = model.encode_context(context, n)
     choice = backend.host_rng(*(() if seed is None else (seed, 1))).integers(len(masks), size=n)
     out = xp.zeros((n, D), dtype=sample_dtype(model, xp))
-    current = model.mask_index
-    try:
-        for j, k in enumerate(masks):
-            idx = (choice == j).nonzero()[0]
-            if idx.size == 0:
-                continue
-            model.set_mask(k)
+    for j, k in enumerate(masks):
+        idx = (choice == j).nonzero()[0]
+        if idx.size:
             rows = xp.asarray(idx)
-            out[rows] = _in_blocks(fn, model, u[rows], None if y is None else y[rows])
-    finally:
-        model.set_mask(current)
+            out[rows] = _in_blocks(fn, model, u[rows], None if y is None else y[rows], k)
     return out
 
 
-def _in_blocks(fn, model, u, y):
-    """``fn(model, noise=u, context=y)`` over blocks of at most :func:`made_np.limits.sample_block_rows`
+def _in_blocks(fn, model, u, y, mask=0):
+    """``fn(model, noise=u, context=y, mask=mask)`` over blocks of at most :func:`made_np.limits.sample_block_rows`
     rows: the same samples, since each row's draw reads only its own noise and context, with
     the activations of one block at a time (a figure's 100,000 samples of a wide network).
     ``y``: the encoded context, a row per row of ``u`` (:meth:`MADE.encode_context`), or None."""
     n, rows = u.shape[0], limits.sample_block_rows(model.config)
     if n <= rows:
-        return fn(model, noise=u, context=y)
-    return model.xp.concatenate([fn(model, noise=u[i:i + rows], context=None if y is None else y[i:i + rows])
-                                 for i in range(0, n, rows)])
+        return fn(model, noise=u, context=y, mask=mask)
+    return model.xp.concatenate([fn(model, noise=u[i:i + rows], context=None if y is None else y[i:i + rows],
+                                    mask=mask) for i in range(0, n, rows)])

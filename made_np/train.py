@@ -101,7 +101,7 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     batch_size : int
         Rows per forward pass.
     mask_index : int, default 0
-        The mask used when not ensembling. The model's current mask is restored.
+        The mask used when not ensembling.
     context : array, optional
         The rows' context for a conditional model (:meth:`MADE.encode_context`): the NLL is
         then ``-log p(x | y)``.
@@ -144,9 +144,7 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         nll = model.ensemble_nll(x, indices, batch_size, y)
         masks, single = len(indices), None
     else:
-        with model.keeping_mask():
-            model.set_mask(mask_index)
-            nll = model.nll(x, batch_size, y)
+        nll = model.nll(x, batch_size, y, mask=mask_index)
         masks, single = 1, mask_index
     values = backend.to_host(nll).astype(np.float64)
     n, D = int(values.shape[0]), model.config.D
@@ -214,10 +212,10 @@ class ReferenceEngine:
         """Training data (N, D) as :meth:`loss_and_grad` takes it."""
         return x
 
-    def loss_and_grad(self, xb, context=None):
-        """Mean NLL (nats) of a minibatch (with its encoded ``context``, for a conditional
-        model); gradients into :attr:`grads`."""
-        return self.model.loss_and_grad(xb) if context is None else self.model.loss_and_grad(xb, context=context)
+    def loss_and_grad(self, xb, mask=0, context=None):
+        """Mean NLL (nats) of a minibatch under mask index ``mask`` (with its encoded ``context``,
+        for a conditional model); gradients into :attr:`grads`."""
+        return self.model.loss_and_grad(xb, mask, context=context)
 
     def epoch(self):
         """A context around the steps of one epoch."""
@@ -695,8 +693,6 @@ class _Run:
         if self.best is not None:
             for p, b in zip(self.model.params, self.best):
                 p[...] = b
-        if self.model.config.num_masks != 1:
-            self.model.set_mask(0)
         self.history["stop_reason"] = stop_reason
         self.save(True)
         return self.history
@@ -719,15 +715,13 @@ class _Run:
         if self.best is not None:
             for p, b in zip(self.model.params, self.best):
                 p[...] = b
-        if self.model.config.num_masks != 1:
-            self.model.set_mask(0)
         saved = epoch - 1 if self.out is not None and epoch > 1 else None
         raise DivergenceError(epoch, what, value, self.opt.lr, saved)
 
     def steps(self, epoch: int, progress) -> float:
         """One pass over the shuffled training set; returns its mean NLL per example (nats), each
         minibatch's mean weighted by its rows, before each step's update (docs/math.md Sec. 12)."""
-        cfg, xp, model, engine, K = self.cfg, self.xp, self.model, self.engine, self.model.config.num_masks
+        cfg, xp, engine, K = self.cfg, self.xp, self.engine, self.model.config.num_masks
         self.opt.lr = cfg.lr_at(self.base_lr, epoch)
         perm = backend.to_device(backend.host_rng(cfg.seed, epoch).permutation(self.n_train), xp)
         running = xp.zeros((), dtype=xp.float64)
@@ -735,11 +729,10 @@ class _Run:
         bar = progress(epoch, self.n_batches) if progress is not None else contextlib.nullcontext()
         with bar as pbar, engine.epoch():
             for b in range(self.n_batches):
-                if K != 1:
-                    model.set_mask(mask_for_step(step, K, cfg.resample_every))
+                mask = mask_for_step(step, K, cfg.resample_every) if K != 1 else 0
                 rows = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 xb = self.x_train[rows]
-                loss = engine.loss_and_grad(xb, None if self.c_train is None else self.c_train[rows])
+                loss = engine.loss_and_grad(xb, mask, None if self.c_train is None else self.c_train[rows])
                 self.opt.step(engine.grads)
                 running += loss * xb.shape[0]
                 step += 1

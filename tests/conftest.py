@@ -180,22 +180,23 @@ def all_configurations(D: int, classes: int) -> np.ndarray:
     return x.astype(np.uint8 if classes == 2 else np.int64)
 
 
-def block_reach(model: MADE) -> np.ndarray:
-    """Variable-level reachability recomputed from the model's *actual* layer masks.
+def block_reach(model: MADE, mask=0) -> np.ndarray:
+    """Variable-level reachability recomputed from the *actual* layer masks a pass uses.
 
-    Walks ``model.layers[i].M`` (and ``model.direct.M``) as boolean matrices, from
+    Walks the arrays of ``model.mask(mask)`` (one per layer, then the direct block) as boolean matrices, from
     input columns to output columns, then collapses the one-hot/logit blocks: ``P[j, d]``
     is True when some column of variable ``j`` reaches some logit of variable ``d``.
     Independent of :func:`made_np.masks.path_matrix`.
     """
     D, rin, rout = model.config.D, model.in_repeat, model.out_repeat
+    arrays = model.mask(mask)[1]
     reach = np.eye(D * rin, dtype=bool)
-    for layer in model.layers:
-        M = np.asarray(layer.M) != 0
+    for M in arrays[:len(model.layers)]:
+        M = np.asarray(M) != 0
         # reach[i, k] = any_j reach[i, j] and M[j, k], written as an explicit boolean product
         reach = (reach[:, :, None] & M[None, :, :]).any(axis=1)
     if model.direct is not None:
-        reach = reach | (np.asarray(model.direct.M) != 0)
+        reach = reach | (np.asarray(arrays[-1]) != 0)
     return reach.reshape(D, rin, D, rout).any(axis=(1, 3))
 
 
@@ -205,12 +206,10 @@ def strict_order(ordering) -> np.ndarray:
     return m0[:, None] < m0[None, :]
 
 
-def set_random_mask(model: MADE, index: int) -> int:
-    """Switch to a valid mask of the bank derived from ``index``; returns the index used."""
+def bank_index(model: MADE, index: int) -> int:
+    """A valid mask index of the model's bank derived from ``index``."""
     K = model.config.num_masks
-    i = index % K if K >= 1 else index
-    model.set_mask(i)
-    return i
+    return index % K if K >= 1 else index
 
 
 @pytest.fixture

@@ -219,7 +219,7 @@ def test_api_integer_arguments_are_checked(binrun):
     with pytest.raises(ValueError, match="mask_indices must be a sequence"):
         model.ensemble_nll(x, 2)
     with pytest.raises(ValueError, match="mask index must be an integer"):
-        model.set_mask(1.5)
+        model.nll(x, mask=1.5)
 
 
 def test_api_noise_and_sizes_are_checked(binrun):

@@ -2,7 +2,7 @@
 
 The reference for a row with observed pattern ``o`` is the mixture over the *same*
 observed-first masks that the code uses (:func:`completion_masksets`): each mask's exact
-joint table (:func:`made_np.density.log_density_table` under :meth:`MADE.use_maskset`),
+joint table (:func:`made_np.density.log_density_table` under each MaskSet),
 averaged in probability, then summed over the missing variables.
 """
 import numpy as np
@@ -48,16 +48,9 @@ def data_and_patterns(draw, model, n_rows=4):
 
 def _mask_tables(model, row, masks=K, seed=0):
     """Exact joint log-tables (K, C, ..., C) under the completion masks of one observed pattern."""
-    current = model.mask_index
-    tables = []
-    for ms in completion_masksets(model, row, masks, seed):
-        if model.config.num_masks == 1:
-            tables.append(log_density_table(model))
-        else:
-            model.use_maskset(ms)
-            tables.append(log_density_table(model))
-    model.set_mask(current)
-    return np.stack(tables)
+    fixed = model.config.num_masks == 1
+    return np.stack([log_density_table(model, mask_indices=None if fixed else [ms])
+                     for ms in completion_masksets(model, row, masks, seed)])
 
 
 def _marginalise(table, row):
@@ -140,10 +133,8 @@ def test_chain_rule_per_mask(data):
     lpo, lpm = mask_log_probs(model, x, obs, masks=K, seed=1)
     for i in range(x.shape[0]):
         for k, ms in enumerate(completion_masksets(model, obs[i], K, seed=1)):
-            model.use_maskset(ms)
-            joint = -model.nll(x[i:i + 1])[0]  # the head's own formula, another code path
+            joint = -model.nll(x[i:i + 1], mask=ms)[0]  # the head's own formula, another code path
             assert abs(lpo[i, k] + lpm[i, k] - joint) < 1e-10
-    model.set_mask(0)
 
 
 # --------------------------------------------------------------------------- observed entries
@@ -225,25 +216,31 @@ def test_single_ordering_bank_mixes_its_own_masks():
 # --------------------------------------------------------------------------- masks
 
 
-def test_current_mask_is_restored():
+def model_state(model) -> dict:
+    """Every attribute of the model and of its layers and activations (the objects themselves)."""
+    parts = [model, *model._all_layers, *model.activations, model.head]
+    return {(i, k): v for i, part in enumerate(parts) for k, v in vars(part).items() if k != "_mask_cache"}
+
+
+def test_marginals_and_completions_leave_the_model_as_it_was():
+    """The mask is an argument of every pass: nothing is switched, kept or written on the model."""
+    from made_np.train import evaluate
+
     cfg = MADEConfig(D=4, hidden=(6,), num_masks=5, seed=1, dtype="float64")
     model = MADE(cfg)
     randomize_weights(model, 1)
-    model.set_mask(2)
-    before = [np.array(layer.M) for layer in model._all_layers]
+    model.loss_and_grad(np.ones((2, 4), dtype=np.uint8), mask=3)  # a training step keeps its arrays
+    before = model_state(model)
     x = np.ones((3, 4), dtype=np.uint8)
     obs = np.array([[True, False, True, False]] * 3)
     log_marginal(model, x, obs, masks=3)
     complete(model, x, obs, 4, masks=3)
-    assert model.mask_index == 2
-    for b, layer in zip(before, model._all_layers):
-        np.testing.assert_array_equal(b, layer.M)
-    # a model already under a foreign MaskSet gets that MaskSet back
-    ms = observed_first_maskset(model, obs[0], np.random.default_rng(7))
-    model.use_maskset(ms)
-    log_marginal(model, x, obs, masks=2)
-    assert model.maskset is ms and model.mask_index is None
-    np.testing.assert_array_equal(model.layers[0].M, ms.hidden[0])
+    complete(model, x, obs, 2, masks=2, method="naive")
+    evaluate(model, x, ensemble=False, mask_index=2)
+    evaluate(model, x)
+    after = model_state(model)
+    assert after.keys() == before.keys()
+    assert all(after[k] is v for k, v in before.items())
 
 
 @examples(20)
@@ -275,14 +272,14 @@ def test_hidden_degrees_follow_the_training_rule(connectivity_agnostic):
     assert all(same) if not connectivity_agnostic else not any(same)
 
 
-def test_use_maskset_refuses_a_fixed_mask_and_wrong_shapes():
+def test_a_maskset_mask_refuses_a_fixed_mask_and_wrong_shapes():
     fixed = MADE(MADEConfig(D=3, hidden=(4,), num_masks=1, dtype="float64"))
     with pytest.raises(ValueError, match="num_masks == 1"):
-        fixed.use_maskset(fixed.maskset)
+        fixed.nll(np.zeros((1, 3)), mask=fixed.maskset_at(0))
     bank = MADE(MADEConfig(D=3, hidden=(4,), num_masks=0, dtype="float64"))
     other = MADE(MADEConfig(D=3, hidden=(5,), num_masks=0, dtype="float64"))
     with pytest.raises(ValueError, match="hidden"):
-        bank.use_maskset(other.maskset)
+        bank.nll(np.zeros((1, 3)), mask=other.maskset_at(0))
 
 
 # --------------------------------------------------------------------------- occlusions
@@ -308,11 +305,8 @@ def test_occlusion_masks():
             occlusion_mask(kind, D, shape, 1)
 
 
-def test_missing_entries_are_never_read_and_the_mask_is_kept():
-    """The missing entries may hold anything (-1, 99, NaN): marginals and completions do not read
-    them; ensemble_nll and evaluate put back a mask set with use_maskset."""
-    from made_np.train import evaluate
-
+def test_missing_entries_are_never_read():
+    """The missing entries may hold anything (-1, 99, NaN): marginals and completions do not read them."""
     cfg = MADEConfig(D=6, hidden=(8,), classes=3, head="categorical", input_encoding="onehot", num_masks=0,
                      dtype="float64")
     model = MADE(cfg)
@@ -326,8 +320,3 @@ def test_missing_entries_are_never_read_and_the_mask_is_kept():
     c2, l2 = complete(model, np.where(obs, x, -1), obs, 3, masks=4, seed=1)
     np.testing.assert_array_equal(c1, c2)
     np.testing.assert_allclose(l1, l2)
-    ms = model.maskset_at(5)
-    model.use_maskset(ms)
-    model.ensemble_nll(x, [0, 1])
-    evaluate(model, x, ensemble=False, mask_index=2)
-    assert model.mask_index is None and np.array_equal(model.maskset.ordering, ms.ordering)

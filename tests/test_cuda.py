@@ -99,14 +99,12 @@ def test_forward_loss_gradients_and_nll_agree(cfg):
     x = random_data(cfg, 32, 0)
     xg = CP.asarray(x)
     for index in range(max(cfg.num_masks, 1)):
-        cpu.set_mask(index)
-        gpu.set_mask(index)
-        close(cpu.logits(x), gpu.logits(xg))
-        close(cpu.loss_and_grad(x), gpu.loss_and_grad(xg))
+        close(cpu.logits(x, mask=index), gpu.logits(xg, mask=index))
+        close(cpu.loss_and_grad(x, index), gpu.loss_and_grad(xg, index))
         for name, a, b in zip(cpu.param_names, cpu.grads, gpu.grads):
             assert isinstance(b, CP.ndarray), name
             close(a, b)
-        close(cpu.nll(x, batch_size=10), gpu.nll(xg, batch_size=10))
+        close(cpu.nll(x, batch_size=10, mask=index), gpu.nll(xg, batch_size=10, mask=index))
     if cfg.num_masks > 1:
         idx = list(range(cfg.num_masks))
         close(cpu.ensemble_nll(x, idx), gpu.ensemble_nll(xg, idx))

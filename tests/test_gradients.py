@@ -24,7 +24,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from conftest import examples, model_configs, random_data, randomize_weights, set_random_mask
+from conftest import bank_index, examples, model_configs, random_data, randomize_weights
 from made_np.model import MADE, MADEConfig
 
 H = 1e-6
@@ -34,16 +34,12 @@ FLOOR = 1e-2
 MAX_ENTRIES = 300  # per parameter array; larger arrays are checked on a random subset
 
 
-def layer_of(model, name):
-    return model.direct if name == "A" else model.layers[int(name[1:])]
-
-
-def preactivations(model, x, context=None) -> list:
+def preactivations(model, x, context=None, mask=0) -> list:
     """Hidden pre-activations recomputed here from W, M and b (and U1 with a context; for the kink check)."""
     h = np.asarray(model.encode(x)[0], dtype=np.float64)
     out = []
-    for i, layer in enumerate(model.layers[:-1]):
-        a = h @ (np.asarray(layer.W) * np.asarray(layer.M)) + np.asarray(layer.b)
+    for i, (layer, M) in enumerate(zip(model.layers[:-1], model.mask(mask)[1])):
+        a = h @ (np.asarray(layer.W) * np.asarray(M)) + np.asarray(layer.b)
         if i == 0 and model.context_hidden is not None:
             a = a + np.asarray(model.encode_context(context, x.shape[0])) @ np.asarray(model.context_hidden.W)
         out.append(a)
@@ -51,33 +47,34 @@ def preactivations(model, x, context=None) -> list:
     return out
 
 
-def kink_free_weights(model, x, seed, context=None) -> bool:
+def kink_free_weights(model, x, seed, context=None, mask=0) -> bool:
     """Load trained-looking weights whose pre-activations keep clear of 0; False if none found."""
     for attempt in range(40):
         randomize_weights(model, seed + 7919 * attempt)
-        pres = preactivations(model, x, context)
+        pres = preactivations(model, x, context, mask)
         if all(np.min(np.abs(a)) >= KINK for a in pres if a.size):
             return True
     return False
 
 
-def mean_nll(model, x, context=None) -> float:
-    return float(np.mean(model.nll(x, context=context)))
+def mean_nll(model, x, context=None, mask=0) -> float:
+    return float(np.mean(model.nll(x, context=context, mask=mask)))
 
 
-def check_gradients(model, x, seed, context=None):
-    """Analytic gradients of the mean NLL vs central differences, entry by entry."""
-    loss = model.loss_and_grad(x, context=context)
-    assert abs(float(loss) - mean_nll(model, x, context)) <= 1e-12 * max(1.0, abs(float(loss)))
+def check_gradients(model, x, seed, context=None, mask=0):
+    """Analytic gradients of the mean NLL under ``mask`` vs central differences, entry by entry."""
+    loss = model.loss_and_grad(x, mask, context=context)
+    assert abs(float(loss) - mean_nll(model, x, context, mask)) <= 1e-12 * max(1.0, abs(float(loss)))
     grads = {n: np.array(g, copy=True) for n, g in zip(model.param_names, model.grads)}
     fixed = model.config.num_masks == 1
+    arrays = model.mask(mask)[1]
     rng = np.random.default_rng([seed, 5])
     worst = 0.0
     for name, p in zip(model.param_names, model.params):
         g = grads[name]
         assert g.shape == p.shape and g.dtype == np.float64
         if name.startswith("W") or name == "A":
-            M = np.asarray(layer_of(model, name).M) != 0
+            M = np.asarray(arrays[-1 if name == "A" else int(name[1:])]) != 0
             masked = np.flatnonzero(~M.reshape(-1))
             assert np.all(g.reshape(-1)[masked] == 0.0), f"{name}: masked weights get a non-zero gradient"
             candidates = np.flatnonzero(M.reshape(-1)) if fixed else np.arange(p.size)
@@ -89,16 +86,16 @@ def check_gradients(model, x, seed, context=None):
         for i in candidates:
             old = flat[i]
             flat[i] = old + H
-            up = mean_nll(model, x, context)
+            up = mean_nll(model, x, context, mask)
             flat[i] = old - H
-            down = mean_nll(model, x, context)
+            down = mean_nll(model, x, context, mask)
             flat[i] = old
             fd = (up - down) / (2 * H)
             a = g.reshape(-1)[i]
             err = abs(a - fd) / max(abs(a), abs(fd), FLOOR)
             worst = max(worst, err)
             assert err < RTOL, f"{name}[{np.unravel_index(i, p.shape)}]: analytic {a:.12g} vs finite difference {fd:.12g}"
-            if not fixed and (name.startswith("W") or name == "A") and not np.asarray(layer_of(model, name).M).reshape(-1)[i]:
+            if not fixed and (name.startswith("W") or name == "A") and not M.reshape(-1)[i]:
                 assert up == down, f"{name}: a masked weight changes the loss"
     return worst
 
@@ -115,11 +112,11 @@ def test_gradients_match_finite_differences(head, encoding, activation, data):
     cfg = data.draw(model_configs(max_D=5, factor=2, head=head, encoding=encoding, max_classes=4,
                                   activation=activation, dtype="float64"))
     model = MADE(cfg)
-    set_random_mask(model, data.draw(st.integers(0, 100)))
+    mask = bank_index(model, data.draw(st.integers(0, 100)))
     seed = data.draw(st.integers(0, 2**31 - 1))
     x = random_data(cfg, 3, seed)
-    assume(kink_free_weights(model, x, seed))
-    check_gradients(model, x, seed)
+    assume(kink_free_weights(model, x, seed, mask=mask))
+    check_gradients(model, x, seed, mask=mask)
 
 
 @pytest.mark.parametrize("direct", [False, True])
@@ -129,10 +126,9 @@ def test_gradients_fixed_cases(direct, num_masks):
     cfg = MADEConfig(D=4, hidden=(6, 5), classes=3, head="categorical", input_encoding="onehot",
                      num_masks=num_masks, ordering="random", direct=direct, seed=1, dtype="float64")
     model = MADE(cfg)
-    model.set_mask(num_masks - 1)
     x = random_data(cfg, 4, 0)
-    assert kink_free_weights(model, x, 0)
-    assert check_gradients(model, x, 0) < RTOL
+    assert kink_free_weights(model, x, 0, mask=num_masks - 1)
+    assert check_gradients(model, x, 0, mask=num_masks - 1) < RTOL
 
 
 @pytest.mark.parametrize("hidden", [(), (6,), (6, 5)])
@@ -146,13 +142,12 @@ def test_gradients_with_a_context(hidden, encoding, direct):
                      num_masks=2, ordering="random", direct=direct, context=width,
                      context_encoding=encoding, seed=2, dtype="float64")
     model = MADE(cfg)
-    model.set_mask(1)
     x = random_data(cfg, 5, 0)
     rng = np.random.default_rng(1)
     y = rng.integers(0, width, size=5) if encoding == "onehot" else rng.normal(size=(5, width))
-    assert kink_free_weights(model, x, 0, y)
+    assert kink_free_weights(model, x, 0, y, mask=1)
     assert [n for n in model.param_names if n.startswith("U")] == (["U1"] if hidden else []) + ["UV"]
-    assert check_gradients(model, x, 0, y) < RTOL
+    assert check_gradients(model, x, 0, y, mask=1) < RTOL
 
 
 def test_finite_difference_check_catches_a_wrong_gradient():
@@ -165,8 +160,8 @@ def test_finite_difference_check_catches_a_wrong_gradient():
     layer = model.layers[0]
     original = layer.backward
 
-    def wrong(delta):
-        out = original(delta)
+    def wrong(delta, M):
+        out = original(delta, M)
         layer.db *= 1.01
         return out
 
@@ -179,15 +174,15 @@ def test_finite_difference_check_catches_a_wrong_gradient():
 @given(model_configs(max_D=6, dtype="float64"), st.integers(0, 100), st.integers(0, 2**31 - 1))
 def test_mean_loss_gradient_is_the_mean_of_per_example_gradients(cfg, index, seed):
     model = MADE(cfg)
-    set_random_mask(model, index)
+    mask = bank_index(model, index)
     randomize_weights(model, seed)
     n = 5
     x = random_data(cfg, n, seed)
-    loss = float(model.loss_and_grad(x))
+    loss = float(model.loss_and_grad(x, mask))
     batch = [np.array(g, copy=True) for g in model.grads]
     per_loss, per_grads = [], []
     for i in range(n):
-        per_loss.append(float(model.loss_and_grad(x[i:i + 1])))
+        per_loss.append(float(model.loss_and_grad(x[i:i + 1], mask)))
         per_grads.append([np.array(g, copy=True) for g in model.grads])
     assert loss == pytest.approx(np.mean(per_loss), rel=1e-12, abs=1e-12)
     for k, (name, g) in enumerate(zip(model.param_names, batch)):

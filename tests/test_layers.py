@@ -24,19 +24,19 @@ DX = np.array([[0.5, 3.0], [2.25, 7.0]])
 
 
 def hand_layer(dtype="float64", fixed=False, need_input_grad=True):
-    layer = MaskedDense(2, 3, np, np.random.default_rng(0), dtype, need_input_grad=need_input_grad)
-    layer.W[...] = W
+    layer = MaskedDense(2, 3, np, np.random.default_rng(0), dtype, need_input_grad=need_input_grad, fixed=fixed)
+    layer.W[...] = W * M if fixed else W  # a fixed layer's owner keeps W masked
     layer.b[...] = B
-    layer.set_mask(M.astype(dtype), fixed=fixed)
     return layer
 
 
 @pytest.mark.parametrize("fixed", [False, True])
 def test_masked_dense_forward_backward_by_hand(fixed):
     layer = hand_layer(fixed=fixed)
-    y = layer.forward(X)
+    y = layer.forward(X, M, keep=True)
     np.testing.assert_allclose(y, Y, rtol=0, atol=1e-15)
-    dx = layer.backward(DELTA.copy())
+    np.testing.assert_array_equal(layer.forward(X, M), y)  # the same without keeping
+    dx = layer.backward(DELTA.copy(), M)
     np.testing.assert_allclose(layer.dW, DW, rtol=0, atol=1e-15)
     np.testing.assert_allclose(layer.db, DB, rtol=0, atol=1e-15)
     np.testing.assert_allclose(dx, DX, rtol=0, atol=1e-15)
@@ -49,21 +49,20 @@ def test_masked_dense_forward_backward_by_hand(fixed):
 
 def test_masked_dense_float32_and_no_input_grad():
     layer = hand_layer("float32", need_input_grad=False)
-    y = layer.forward(X.astype(np.float32))
+    y = layer.forward(X.astype(np.float32), M.astype(np.float32), keep=True)
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, Y, rtol=1e-6)
-    assert layer.backward(DELTA.astype(np.float32)) is None
+    assert layer.backward(DELTA.astype(np.float32), M.astype(np.float32)) is None
     np.testing.assert_allclose(layer.dW, DW, rtol=1e-6)
 
 
 def test_masked_dense_changing_mask_changes_the_function():
     layer = hand_layer()
-    layer.set_mask(np.ones((2, 3)))
-    np.testing.assert_allclose(layer.forward(X), X @ W + B, atol=1e-15)
-    layer.set_mask(np.zeros((2, 3)))
-    np.testing.assert_allclose(layer.forward(X), np.broadcast_to(B, (2, 3)), atol=0)
-    layer.backward(DELTA.copy())
+    np.testing.assert_allclose(layer.forward(X, np.ones((2, 3))), X @ W + B, atol=1e-15)
+    np.testing.assert_allclose(layer.forward(X, np.zeros((2, 3)), keep=True), np.broadcast_to(B, (2, 3)), atol=0)
+    layer.backward(DELTA.copy(), np.zeros((2, 3)))
     assert not layer.dW.any()
+    assert not hasattr(hand_layer(), "x")  # a pass without keep writes nothing to the layer
 
 
 def test_masked_dense_init_and_parameter_lists():
@@ -71,12 +70,12 @@ def test_masked_dense_init_and_parameter_lists():
     layer = MaskedDense(16, 5, np, rng, "float32")
     assert layer.W.shape == (16, 5) and layer.W.dtype == np.float32
     assert np.all(np.abs(layer.W) <= 1 / 4) and np.std(layer.W) > 0.05
-    assert np.array_equal(layer.b, np.zeros(5)) and np.array_equal(layer.M, np.ones((16, 5)))
+    assert np.array_equal(layer.b, np.zeros(5))
     assert [p is q for p, q in zip(layer.params, [layer.W, layer.b])] == [True, True]
     assert [g is q for g, q in zip(layer.grads, [layer.dW, layer.db])] == [True, True]
     nob = MaskedDense(3, 2, np, rng, "float64", bias=False)
     assert nob.b is None and len(nob.params) == 1 and len(nob.grads) == 1
-    y = nob.forward(np.ones((1, 3)))
+    y = nob.forward(np.ones((1, 3)), np.ones((3, 2)))
     np.testing.assert_allclose(y, np.ones((1, 3)) @ nob.W)
     # the same host seed gives the same initial weights
     a = MaskedDense(4, 3, np, np.random.default_rng(7), "float64")
@@ -124,14 +123,14 @@ def test_layers_take_the_init_by_name():
 def test_relu_by_hand():
     relu = ReLU(np)
     a = np.array([[-1.0, 0.0, 2.0, -0.5]])
-    h = relu.forward(a)
+    h = relu.forward(a, keep=True)
     assert h.tolist() == [[0.0, 0.0, 2.0, 0.0]]
     assert relu.backward(np.array([[1.0, 1.0, 3.0, 1.0]])).tolist() == [[0.0, 0.0, 3.0, 0.0]]
 
 
 def test_leaky_relu_by_hand():
     act = LeakyReLU(np)
-    h = act.forward(np.array([[-1.0, 0.0, 2.0, -300.0]]))
+    h = act.forward(np.array([[-1.0, 0.0, 2.0, -300.0]]), keep=True)
     np.testing.assert_allclose(h, [[-0.01, 0.0, 2.0, -3.0]], rtol=1e-15)
     np.testing.assert_allclose(act.backward(np.array([[1.0, 2.0, 3.0, -1.0]])), [[0.01, 0.02, 3.0, -0.01]],
                                rtol=1e-15)

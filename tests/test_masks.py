@@ -188,7 +188,7 @@ def test_ordering_and_degree_errors():
     with pytest.raises(MaskError, match="mask index must be >= 0"):
         draw_masks(3, (4,), index=-1)
     with pytest.raises(ValueError, match="outside the bank"):
-        MADE(MADEConfig(D=3, hidden=(4,), num_masks=2)).set_mask(2)
+        MADE(MADEConfig(D=3, hidden=(4,), num_masks=2)).mask(2)
 
 
 # --------------------------------------------------------------------------- 2. mask formulas, entry by entry
@@ -273,11 +273,11 @@ def test_one_variable_has_no_dependencies():
 def test_block_masks_repeat_each_variables_degree(cfg, index):
     model = MADE(cfg)
     K = cfg.num_masks
-    model.set_mask(index % K if K else index)
-    ms, D, C = model.maskset, cfg.D, cfg.classes
+    ms, arrays = model.mask(index % K if K else index)
+    D, C = cfg.D, cfg.classes
     assert model.in_repeat == model.out_repeat == C
-    first = np.asarray(model.layers[0].M) != 0
-    last = np.asarray(model.layers[-1].M) != 0
+    first = np.asarray(arrays[0]) != 0
+    last = np.asarray(arrays[len(model.layers) - 1]) != 0
     # first layer: row j*C + c is variable j's row, whatever c (its columns all carry degree m0[j])
     if cfg.hidden:
         assert first.shape == (D * C, cfg.hidden[0])
@@ -293,7 +293,7 @@ def test_block_masks_repeat_each_variables_degree(cfg, index):
         assert first.shape == (D * C, D * C)
         assert np.array_equal(first, np.kron(strict_order(ms.ordering), np.ones((C, C), bool)))
     if model.direct is not None:
-        A = np.asarray(model.direct.M) != 0
+        A = np.asarray(arrays[-1]) != 0
         assert np.array_equal(A, np.kron(strict_order(ms.ordering), np.ones((C, C), bool)))
 
 
@@ -343,7 +343,7 @@ ROUND_TRIP_CONFIGS = {
 @pytest.mark.parametrize("index", [0, 1, 2])
 @pytest.mark.parametrize("name", sorted(ROUND_TRIP_CONFIGS))
 def test_cli_dumps_the_masks_the_model_uses(tmp_path, name, index):
-    """``made-np masks CKPT --out masks.npz --index i`` writes exactly the masks of ``model.set_mask(i)``.
+    """``made-np masks CKPT --out masks.npz --index i`` writes exactly the masks of ``model.mask(i)``.
 
     The dump is at the level of variables ((D, H_1) ... (H_L, D)); the model's layers hold
     the block (one-hot / logit) versions, so their repeated rows/columns are collapsed here.
@@ -357,30 +357,30 @@ def test_cli_dumps_the_masks_the_model_uses(tmp_path, name, index):
     out = tmp_path / f"masks{index}.npz"
     result = CliRunner().invoke(group, ["masks", str(path), "--out", str(out), "--index", str(index)])
     assert result.exit_code == 0, result.output
-    model.set_mask(index)
+    maskset, arrays = model.mask(index)
     rin, rout = model.in_repeat, model.out_repeat
-    used = [np.asarray(layer.M) != 0 for layer in model.layers]
+    used = [np.asarray(M) != 0 for M in arrays[:len(model.layers)]]
     used[0] = used[0][::rin]
     used[-1] = used[-1][:, ::rout]
     if model.direct is not None:
-        used.append((np.asarray(model.direct.M) != 0)[::rin, ::rout])
+        used.append((np.asarray(arrays[-1]) != 0)[::rin, ::rout])
     with np.load(out, allow_pickle=False) as z:
         dumped = {k: z[k] for k in z.files}
     L = len(cfg.hidden)
     expected_keys = ({"ordering", "mask_V"} | {f"degrees_{l}" for l in range(1, L + 1)}
                      | {f"mask_W{l}" for l in range(1, L + 1)} | ({"mask_A"} if cfg.direct else set()))
     assert set(dumped) == expected_keys
-    assert np.array_equal(dumped["ordering"], model.maskset.ordering)
+    assert np.array_equal(dumped["ordering"], maskset.ordering)
     for l in range(1, L + 1):
-        assert np.array_equal(dumped[f"degrees_{l}"], model.maskset.degrees[l - 1])
+        assert np.array_equal(dumped[f"degrees_{l}"], maskset.degrees[l - 1])
     keys = [f"mask_W{l}" for l in range(1, L + 1)] + ["mask_V"] + (["mask_A"] if cfg.direct else [])
     for key, mask in zip(keys, used):
         assert dumped[key].shape == mask.shape, key
         assert np.array_equal(dumped[key].astype(bool), mask), f"dumped {key!r} differs from the mask the model uses"
     if index > 0:  # the bank really holds different masks
-        model.set_mask(0)
-        assert not np.array_equal(dumped["ordering"], model.maskset.ordering) or not all(
-            np.array_equal(dumped[f"mask_W{l}"], model.maskset.hidden[l - 1]) for l in range(1, L + 1))
+        first = model.mask(0)[0]
+        assert not np.array_equal(dumped["ordering"], first.ordering) or not all(
+            np.array_equal(dumped[f"mask_W{l}"], first.hidden[l - 1]) for l in range(1, L + 1))
 
 
 def test_cli_masks_rejects_an_index_outside_the_bank(tmp_path):

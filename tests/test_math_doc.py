@@ -275,10 +275,9 @@ def test_forward_pass_is_the_formula():
     rng = np.random.default_rng(1)
     for p in model.params:
         p[...] = rng.normal(size=p.shape)
-    model.set_mask(1)
     x = rng.integers(0, C, size=(8, D))
     X = np.eye(C)[x].reshape(8, D * C)
-    ms = model.maskset
+    ms = model.mask(1)[0]
     degs = [ms.ordering, *ms.degrees]
     masks = [hidden_mask(a, b) for a, b in zip(degs, degs[1:])] + [output_mask(degs[-1], ms.ordering)]
     masks[0] = np.repeat(masks[0], C, axis=0)
@@ -288,7 +287,7 @@ def test_forward_pass_is_the_formula():
     for layer, M in zip(model.layers[:-1], masks):
         H = np.maximum(H @ (layer.W * M) + layer.b, 0)
     Z = H @ (model.layers[-1].W * masks[-1]) + model.layers[-1].b + X @ (model.direct.W * MA)
-    np.testing.assert_allclose(model.logits(x).reshape(8, D * C), Z, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.logits(x, mask=1).reshape(8, D * C), Z, rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------- section 3
@@ -304,7 +303,7 @@ def test_masked_weights_stay_exactly_zero_under_every_optimiser(make_opt):
     model = MADE(cfg)
     layers = model.layers + [model.direct]
     before = [layer.W.copy() for layer in layers]
-    dead = [layer.M == 0 for layer in layers]
+    dead = [M == 0 for M in model.mask(0)[1]]
     assert all(d.any() for d in dead) and all((w[d] == 0).all() for w, d in zip(before, dead))
     opt = make_opt(model.params)
     x = np.random.default_rng(0).integers(0, 2, size=(32, 6)).astype(np.uint8)
@@ -333,10 +332,9 @@ def test_averaged_logits_of_two_orderings_are_not_normalised():
     x = all_binary(D)
     logits, orderings = [], []
     for k in (0, 1):
-        model.set_mask(k)
-        orderings.append(model.maskset.ordering.copy())
-        logits.append(model.logits(x))
-        assert abs(np.exp(model.log_prob(x)).sum() - 1) < 1e-12  # each mask is normalised
+        orderings.append(model.mask(k)[0].ordering.copy())
+        logits.append(model.logits(x, mask=k))
+        assert abs(np.exp(model.log_prob(x, mask=k)).sum() - 1) < 1e-12  # each mask is normalised
     assert not np.array_equal(*orderings)
     z = (logits[0] + logits[1]) / 2
     log_q = (x * z - np.logaddexp(0, z)).sum(axis=1)  # sum_d x_d z_d - softplus(z_d)
@@ -392,11 +390,8 @@ def test_completion_weights_are_the_posterior_not_uniform():
     rng = np.random.default_rng(0)
     model.load_state_dict({n: rng.normal(0.0, 2.0, size=p.shape) for n, p in model.state_dict().items()})
     observed = np.array([True, False, True, False])  # x_0, x_2 observed; x_1, x_3 missing
-    tables = []
-    for ms in completion_masksets(model, observed, masks=3, seed=1):
-        model.use_maskset(ms)
-        tables.append(np.exp(log_density_table(model)))  # (2, 2, 2, 2): p_k(x)
-    p_k = np.stack(tables)
+    p_k = np.stack([np.exp(log_density_table(model, mask_indices=[ms]))  # (2, 2, 2, 2): p_k(x)
+                    for ms in completion_masksets(model, observed, masks=3, seed=1)])
     mixture = p_k.mean(axis=0)
     at = (slice(None), 1, slice(None), 0)  # x_0 = 1, x_2 = 0; x_1 and x_3 free
     exact = mixture[at[1:]] / mixture[at[1:]].sum()  # p(x_1, x_3 | x_0, x_2) of the mixture

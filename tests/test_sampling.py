@@ -62,11 +62,11 @@ def _context(cfg, n, seed):
 def test_fast_equals_naive_for_the_same_noise(cfg, mask, noise_seed, data):
     """Also for a conditional model (a context per sample) and from a given prefix of the ordering."""
     model = _sharpen(MADE(cfg), seed=noise_seed)
-    model.set_mask(mask if cfg.num_masks > 1 else 0)
+    mask = mask if cfg.num_masks > 1 else 0
     u = draw_noise(48, cfg.D, noise_seed, np)
     y = _context(cfg, 48, noise_seed)
-    naive = sample_naive(model, noise=u, context=y)
-    fast = sample_fast(model, noise=u, context=y)
+    naive = sample_naive(model, noise=u, context=y, mask=mask)
+    fast = sample_fast(model, noise=u, context=y, mask=mask)
     assert fast.dtype == naive.dtype
     assert fast.shape == (48, cfg.D)
     np.testing.assert_array_equal(fast, naive)
@@ -74,10 +74,10 @@ def test_fast_equals_naive_for_the_same_noise(cfg, mask, noise_seed, data):
     # from a given prefix: positions 1..k keep the given values, the rest agree between methods
     k = data.draw(st.integers(0, cfg.D), label="n_given")
     given = np.random.default_rng(noise_seed).integers(0, cfg.classes, size=(48, cfg.D)).astype(naive.dtype)
-    first = np.asarray(model.maskset.ordering) <= k
+    first = np.asarray(model.mask(mask)[0].ordering) <= k
     given[:, ~first] = cfg.classes + 3  # placeholders outside the classes: neither sampler reads them
-    naive = sample_naive(model, noise=u, context=y, given=given, n_given=k)
-    fast = sample_fast(model, noise=u, context=y, given=given, n_given=k)
+    naive = sample_naive(model, noise=u, context=y, given=given, n_given=k, mask=mask)
+    fast = sample_fast(model, noise=u, context=y, given=given, n_given=k, mask=mask)
     np.testing.assert_array_equal(fast, naive)
     np.testing.assert_array_equal(fast[:, first], given[:, first])
 
@@ -176,19 +176,16 @@ def test_mask_ensemble_samples_the_mixture():
     cfg = MADEConfig(D=3, hidden=(6,), num_masks=4, order_agnostic=True, connectivity_agnostic=True,
                      dtype="float64", seed=8)
     model = _sharpen(MADE(cfg), scale=4.0, seed=3)
-    model.set_mask(2)
     configs_ = _all_configs(3, 2)
     masks = [0, 1, 2, 3]
     mixture = np.exp(-model.ensemble_nll(configs_, masks))
     assert abs(mixture.sum() - 1) < 1e-12
     samples = sample(model, 40000, seed=21, masks=masks)
-    assert model.mask_index == 2  # restored
     stat, freq = _chi2(samples, configs_, mixture)
     assert stat < _chi2_bound(7), (stat, freq, mixture)
     # power: the mixture differs from every single mask's distribution
     for k in masks:
-        model.set_mask(k)
-        single = np.exp(model.log_prob(configs_))
+        single = np.exp(model.log_prob(configs_, mask=k))
         assert 0.5 * np.abs(single - mixture).sum() > 0.03
     # the same seed gives the same ensemble samples; fast and naive agree
     u = draw_noise(500, 3, 4, np)
@@ -204,7 +201,6 @@ def test_sample_errors():
         sample(model, 3, masks=[])
     with pytest.raises(ValueError, match="outside the bank"):
         sample(model, 3, seed=0, masks=[0, 5])
-    assert model.mask_index == 0
 
 
 @pytest.mark.parametrize("head,classes,encoding", [

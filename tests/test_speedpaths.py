@@ -192,11 +192,12 @@ def test_a_bank_caches_bool_masks_and_counts_them_at_a_byte_an_entry():
 
     bank = MADE(MADEConfig(D=6, hidden=(10,), num_masks=3, direct=True, context=2))
     single = MADE(MADEConfig(D=6, hidden=(10,), direct=True, dtype="float64"))
-    assert all(layer.M.dtype == bool for layer in bank.layers + [bank.direct])
-    assert all(layer.M.dtype == np.float64 for layer in single.layers + [single.direct])
-    masked = 6 * 10 + 10 * 6 + 6 * 6  # the context blocks have no mask
+    assert [M.dtype for M in bank.mask(1)[1]] == [bool] * 3  # W1, V, A: the context blocks have no mask
+    assert [M.dtype for M in single.mask(0)[1]] == [np.float64] * 3
+    masked = 6 * 10 + 10 * 6 + 6 * 6
     assert bank._mask_bytes() == masked and single._mask_bytes() == 8 * masked
-    bank.set_mask(2)
+    assert 2 not in bank._mask_cache
+    bank.mask(2)
     assert 2 in bank._mask_cache and bank._mask_cache[2][1][0].dtype == bool
     # the paper-size bank: 32 x (784*8000 + 8000*784 + 784*784) bytes, inside the cache
     assert 32 * (2 * 784 * 8000 + 784 * 784) <= model_mod.MASK_CACHE_BYTES < 32 * 4 * (2 * 784 * 8000)

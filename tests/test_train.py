@@ -125,9 +125,9 @@ def test_mask_bank_is_cycled_and_validated_as_an_ensemble(chain, monkeypatch):
     used = []  # mask in use at every training step
     original = FastEngine.loss_and_grad
 
-    def spy(self, xb, context=None):
-        used.append(self.model.mask_index)
-        return original(self, xb, context)
+    def spy(self, xb, mask=0, context=None):
+        used.append(mask)
+        return original(self, xb, mask, context)
 
     monkeypatch.setattr(FastEngine, "loss_and_grad", spy)
     seen = []
@@ -143,7 +143,6 @@ def test_mask_bank_is_cycled_and_validated_as_an_ensemble(chain, monkeypatch):
     assert hist["valid_masks"] == 3 and len(seen) == 2
     for valid, ens in seen:
         assert valid == pytest.approx(ens, abs=1e-9)
-    model.set_mask(0)
     single = float(model.nll(chain.valid).astype(np.float64).mean())
     assert abs(single - seen[-1][1]) > 1e-3  # the single-mask figure differs from the ensemble's
 
@@ -153,7 +152,6 @@ def test_unlimited_bank_draws_fresh_masks(chain):
     cfg = TrainConfig(epochs=1, valid_masks=4, patience=0)
     hist = fit(model, chain, cfg)
     assert hist["valid_masks"] == 4
-    assert model.mask_index == 0  # reset to mask 0 after training
     assert np.isfinite(hist["rows"][0]["valid_nll"])
 
 
@@ -178,9 +176,9 @@ def test_evaluate_mean_and_standard_error(chain):
     assert e["ensemble"] and e["masks"] == 3
     assert e["nll"] == pytest.approx(model.ensemble_nll(chain.test, [0, 1, 2]).astype(np.float64).mean())
     assert evaluate(model, chain.test, eval_masks=2)["masks"] == 2
-    model.set_mask(1)
-    evaluate(model, chain.test, ensemble=False)
-    assert model.mask_index == 1  # the current mask is restored
+    r1 = evaluate(model, chain.test, ensemble=False, mask_index=1)
+    assert r1["mask_index"] == 1
+    assert r1["nll"] == pytest.approx(model.nll(chain.test, mask=1).astype(np.float64).mean(), rel=1e-12)
     single = small_model()
     assert not evaluate(single, chain.test, ensemble=True)["ensemble"]  # one mask: nothing to average
 
@@ -285,9 +283,9 @@ def test_blocked_training_is_the_plain_training(chain, tmp_path, tiny_blocks, mo
     seen = []
     original = BlockedMADE.loss_and_grad
 
-    def spy(self, x, head=None):
+    def spy(self, x, mask=0, head=None, context=None):
         seen.append(all(isinstance(layer, BlockedDense) for layer in self._all_layers))
-        return original(self, x, head)
+        return original(self, x, mask, head, context)
 
     monkeypatch.setattr(BlockedMADE, "loss_and_grad", spy)
     blocked = MADE(config)

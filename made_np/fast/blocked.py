@@ -432,8 +432,9 @@ class BlockedDense(_Dense):
             load[k] += self._W[i].size
         self._parts = [sorted(p) for p in parts]
 
-    def forward(self, x):
-        """``y = x (W * M) + b``; x : (batch, fan_in) -> (batch, fan_out)."""
+    def forward(self, x, M=None, keep: bool = True):
+        """``y = x (W * M) + b``; x : (batch, fan_in) -> (batch, fan_out). The mask is the
+        layer's own (``M`` is not read), and ``x`` is always kept: a training form."""
         self.x = x
         self._live_columns(x)
         y = self._product(x, transpose=False, width=self.shape[1])
@@ -441,10 +442,10 @@ class BlockedDense(_Dense):
             y += self.b
         return y
 
-    def backward(self, delta):
+    def backward(self, delta, M=None):
         """Store ``dW`` (packed), ``db``; return ``dL/dx`` (batch, fan_in) or None.
 
-        delta : array, shape (batch, fan_out)
+        delta : array, shape (batch, fan_out); the layer's own mask is used (``M`` is not read).
         """
         self._run([(self._weight_grads, self.x, delta, part) for part in self._parts])
         if self.b is not None:
@@ -538,6 +539,7 @@ class BlockedMADE:
     _backprop = MADE._backprop
     loss_and_grad = MADE.loss_and_grad
     nll = MADE.nll
+    _nll = MADE._nll
     check_data = MADE.check_data
     _all_layers = MADE._all_layers
     params = MADE.params
@@ -550,10 +552,11 @@ class BlockedMADE:
         self.model, self.config, self.xp, self.dtype = model, c, model.xp, model.dtype
         self.head = fast_head(model.head) if head is None else head
         self.activations = [FastReLU(self.xp) if isinstance(a, ReLU) else a for a in model.activations]
-        self.input_perm, self.hidden_perms = sorting_permutations(model.maskset)
-        self.maskset = relabel(model.maskset, self.input_perm, self.hidden_perms)
+        maskset = model.mask(0)[0]
+        self.input_perm, self.hidden_perms = sorting_permutations(maskset)
+        self.maskset = relabel(maskset, self.input_perm, self.hidden_perms)
         xp = self.xp
-        layers = []  # their weights are not drawn (init=None): read_from writes them
+        layers, self._masks = [], []  # their weights are not drawn (init=None): read_from writes them
         for src, host in zip(model._all_layers, model._host_masks(self.maskset, model.direct is not None)):
             mask = xp.asarray(host, dtype=self.dtype)
             plan = block_plan(host) if host.size >= BLOCK_MIN_SIZE else None
@@ -564,9 +567,9 @@ class BlockedMADE:
                                      sparse_input=data_layer)
             else:
                 layer = MaskedDense(*src.W.shape, xp, None, self.dtype, bias=bias,
-                                    need_input_grad=src.need_input_grad, init=None)
-                layer.set_mask(mask, fixed=True)
+                                    need_input_grad=src.need_input_grad, init=None, fixed=True)
             layers.append(layer)
+            self._masks.append(layer.M if isinstance(layer, BlockedDense) else mask)  # in the layer's form
         self.layers = layers[:len(model.layers)]
         self.direct = layers[-1] if model.direct is not None else None
         self.context_hidden, self.context_output = (
@@ -623,16 +626,18 @@ class BlockedMADE:
                 for layer in blocked:
                     layer.set_pool(None)
 
-    def set_mask(self, index: int) -> None:
-        """Only mask 0 exists here.
+    def mask(self, which=0) -> tuple:
+        """Mask 0, the only one: ``(maskset, arrays)`` as :meth:`MADE.mask` (relabelled; the
+        arrays in each layer's form, packed for blocked layers).
 
         Raises
         ------
         ValueError
-            ``index != 0``.
+            ``which != 0``.
         """
-        if index != 0:
-            raise ValueError(f"a BlockedMADE has a single mask, got mask index {index}")
+        if not (isinstance(which, int) and which == 0):
+            raise ValueError(f"a BlockedMADE has a single mask, got mask {which!r}")
+        return self.maskset, self._masks
 
     def permute_data(self, x):
         """``x[:, input_perm]``: data (N, D) as this model sees it (a row-major copy).
@@ -691,6 +696,5 @@ class BlockedMADE:
         arrays = [self.xp.asarray(state[n], dtype=self.dtype) for n in self.param_names]
         for dst, src in zip(self.params, self.to_compute(arrays)):
             dst[...] = src
-        for layer in self._all_layers:  # the fixed-mask invariant: W is zero where M is
-            if not isinstance(layer, Dense):  # the context blocks have no mask
-                layer.W *= layer.M
+        for layer, M in zip(self._all_layers, self._masks):  # the fixed-mask invariant: W is zero where M is
+            layer.W *= M

@@ -63,11 +63,10 @@ class FastEngine(ReferenceEngine):
     def prepare(self, x):
         return self.net.permute_data(x) if self.net is not None else x
 
-    def loss_and_grad(self, xb, context=None):
-        kw = {} if context is None else {"context": context}  # an unconditional model's call is unchanged
+    def loss_and_grad(self, xb, mask=0, context=None):
         if self.net is not None:
-            return self.net.loss_and_grad(xb, **kw)
-        return self.model.loss_and_grad(xb, head=self.head, **kw)
+            return self.net.loss_and_grad(xb, context=context)
+        return self.model.loss_and_grad(xb, mask, head=self.head, context=context)
 
     def epoch(self):
         return self.net.parallel() if self.net is not None else contextlib.nullcontext()

@@ -264,13 +264,15 @@ class FastReLU:
         self.xp = xp
         self._zeros = None
 
-    def forward(self, a):
-        """a : array (batch, H), overwritten. Returns h, same shape."""
+    def forward(self, a, keep: bool = False):
+        """a : array (batch, H), overwritten. Returns h, same shape (kept for :meth:`backward` with ``keep``)."""
         zeros = self._zeros
         if zeros is None or zeros.shape[-1] != a.shape[-1] or zeros.dtype != a.dtype:
             zeros = self._zeros = self.xp.zeros(a.shape[-1:], dtype=a.dtype)
-        self.h = self.xp.maximum(a, zeros, out=a)
-        return self.h
+        h = self.xp.maximum(a, zeros, out=a)
+        if keep:
+            self.h = h
+        return h
 
     def backward(self, dh):
         """dh : array (batch, H), overwritten. Returns dL/da."""

@@ -11,11 +11,6 @@ from ..layers import ReLU
 from ..sampling import check_given, noise_for
 
 
-def _masked_weight(layer):
-    """A fresh ``W * M`` (``layer.masked_weight`` may return a shared buffer)."""
-    return layer.W * layer.M
-
-
 def _augmented_transpose(xp, W, bias, rows, cols, dtype, context=None, width: int = 0):
     """``[bias | (U[:, cols]).T | (W[rows][:, cols]).T]``: shape (len(cols), 1 + width + len(rows)), C-contiguous.
 
@@ -50,7 +45,7 @@ def _inplace_activation(act, xp):
 
 
 def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = None, context=None,
-                given=None, n_given: int = 0):
+                given=None, n_given: int = 0, mask=0):
     """Degree-ordered ancestral sampling: about one forward pass in total (docs/math.md Sec. 7;
     Sec. 9 for a context, Sec. 10 for a given prefix).
 
@@ -105,8 +100,8 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     Parameters
     ----------
     model : made_np.model.MADE
-        Sampled under its current mask (any head, input encoding, ordering,
-        depth, activation, with or without direct connections or a context).
+        Any head, input encoding, ordering, depth, activation, with or without direct
+        connections or a context.
     n : int
         Number of samples (ignored when ``noise`` is given; required otherwise).
     noise : array on ``model.xp``, shape (n, D), float, optional
@@ -118,11 +113,13 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     context : array, optional
         A conditional model's context (see :func:`made_np.sampling.sample_naive`).
     given : array, shape (n, D), optional
-        Values of the variables at positions 1..``n_given`` of the current ordering; only
+        Values of the variables at positions 1..``n_given`` of the mask's ordering; only
         those entries are read (as by :func:`~made_np.sampling.sample_naive`), and they are
         not range-checked.
     n_given : int, default 0
         How many leading positions are given rather than drawn.
+    mask : int or made_np.masks.MaskSet, default 0
+        The mask sampled under (:meth:`~made_np.model.MADE.mask`).
 
     Returns
     -------
@@ -145,7 +142,7 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     y = model.encode_context(context, n)
     Cw = c.context  # context rows of the input buffer (degree 0)
     Rin, Rout = model.in_repeat, model.out_repeat
-    ms = model.maskset
+    ms, masks = model.mask(mask)
 
     # ---- permutations (host lists -> device index arrays)
     var_at = [int(v) for v in backend.to_host(ms.ordering).argsort()]  # variable at position p (0-based)
@@ -162,16 +159,16 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
         return model.context_hidden.W if i == 0 and model.context_hidden is not None else None
 
     WT = [
-        _augmented_transpose(xp, _masked_weight(layer), layer.b, perms[i], perms[i + 1], dtype,
+        _augmented_transpose(xp, layer.masked_weight(masks[i]), layer.b, perms[i], perms[i + 1], dtype,
                              context_block(i), Cw if i == 0 else 0)
         for i, layer in enumerate(model.layers[:-1])
     ]
     out_layer = model.layers[-1]
-    VT = _augmented_transpose(xp, _masked_weight(out_layer), out_layer.b, perms[-1], out_cols, dtype,
+    VT = _augmented_transpose(xp, out_layer.masked_weight(masks[len(model.layers) - 1]), out_layer.b, perms[-1], out_cols, dtype,
                               None, Cw if not c.hidden else 0)
     AT = None  # direct connections from the input buffer: the context's U^V and, if direct, A
     if model.direct is not None or Cw:
-        A = None if model.direct is None else _masked_weight(model.direct)
+        A = None if model.direct is None else model.direct.masked_weight(masks[-1])
         UV = None if model.context_output is None else model.context_output.W
         AT = _augmented_transpose(xp, A, None, in_cols, out_cols, dtype, UV, Cw)
 
