@@ -54,6 +54,13 @@ _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:e(\d+))?\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
+#: The masks of a bank are kept on the device while they take at most this many bytes
+#: (else each :meth:`made_np.model.MADE.mask` rebuilds its mask): a bank's masks are bool, one byte an
+#: entry (32 masks of a 1x8000 MNIST MADE with direct connections: 421 MB), a single
+#: fixed mask is in the weights' dtype.
+MASK_CACHE_BYTES = 512 * 2**20
+
+
 class LimitError(ValueError):
     """A request beyond a size limit; the message is one line naming the option and the fix."""
 
@@ -217,8 +224,6 @@ def model_label(cfg, hidden_option: str = "--hidden") -> str:
 def model_parts(cfg, *, label: str | None = None, optimizer: str | None = None, drawing: bool | None = None) -> list:
     """The parameters of a model and their copies: loaded (``optimizer=None``) or being trained.
     ``drawing``: whether its initial weights are drawn here (default: when it is trained)."""
-    from .model import MASK_CACHE_BYTES
-
     size = itemsize(cfg)
     label = label or model_label(cfg)
     P, W = num_params(cfg), num_weights(cfg)

@@ -28,12 +28,6 @@ from .heads import head_class, make_head
 from .layers import Dense, MaskedDense, make_activation
 from .masks import MaskSet, draw_masks
 
-#: The masks of a bank are kept on the device while they take at most this many bytes
-#: (else each :meth:`MADE.mask` rebuilds its mask): a bank's masks are bool, one byte an
-#: entry (32 masks of a 1x8000 MNIST MADE with direct connections: 421 MB), a single
-#: fixed mask is in the weights' dtype.
-MASK_CACHE_BYTES = 512 * 2**20
-
 #: Masks in a test ensemble by default: the whole bank up to this many (paper Sec. 6.2
 #: averaged up to 1000 masks of an unlimited bank).
 DEFAULT_EVAL_MASKS = 1000
@@ -100,7 +94,7 @@ class MADE:
         self.head = make_head(c.head, self.xp, c.classes)
         self._eye = self.xp.eye(c.classes, dtype=self.dtype) if c.input_encoding == "onehot" else None
         self._mask_cache = {}
-        self._cache_masks = c.num_masks >= 1 and c.num_masks * self._mask_bytes() <= MASK_CACHE_BYTES
+        self._cache_masks = c.num_masks >= 1 and c.num_masks * self._mask_bytes() <= limits.MASK_CACHE_BYTES
         self._mask_fixed_weights()
 
     # ------------------------------------------------------------------ parameters

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numbers
 
 from . import backend, limits
+from .registry import speed_form
 from .config import MAX_SEED, check_int, check_mask_index, check_model
 
 DEFAULT_METHOD = "fast"
@@ -170,9 +171,7 @@ def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = 
 
 def _sample_fast(model, n=None, *, noise=None, seed=None, context=None, given=None, n_given=0, mask=0):
     """The seam to the speed form: :func:`made_np.fast.sampler.sample_fast` (tested equal to :func:`sample_naive`)."""
-    from .fast.sampler import sample_fast
-
-    return sample_fast(model, n, noise=noise, seed=seed, context=context, given=given, n_given=n_given, mask=mask)
+    return speed_form("sampler")(model, n, noise=noise, seed=seed, context=context, given=given, n_given=n_given, mask=mask)
 
 
 def balanced_labels(n: int, classes: int):

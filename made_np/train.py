@@ -27,6 +27,7 @@ from .config import MAX_EPOCHS, MAX_EVAL_MASKS, TrainConfig, check_int, check_mo
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
 from .optim import make_optimizer, optimizer_class
+from .registry import speed_form
 
 DEFAULT_VALID_MASKS = 16
 
@@ -246,9 +247,7 @@ def make_engine(model: MADE, name: str = "fast"):
     if name == "reference":
         return ReferenceEngine(model)
     if name == "fast":
-        from .fast.engine import FastEngine
-
-        return FastEngine(model)
+        return speed_form("engine")(model)
     raise ValueError(f"unknown engine {name!r}: choose fast or reference")
 
 

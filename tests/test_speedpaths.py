@@ -188,7 +188,7 @@ def test_fused_kernels_switch(monkeypatch):
 def test_a_bank_caches_bool_masks_and_counts_them_at_a_byte_an_entry():
     """A bank's masks are kept as bool (a quarter of float32's memory: the 32 masks of a 1x8000 MNIST
     MADE with direct connections fit the cache); a fixed mask stays in the weights' dtype."""
-    from made_np import model as model_mod
+    from made_np import limits
 
     bank = MADE(MADEConfig(D=6, hidden=(10,), num_masks=3, direct=True, context=2))
     single = MADE(MADEConfig(D=6, hidden=(10,), direct=True, dtype="float64"))
@@ -200,4 +200,4 @@ def test_a_bank_caches_bool_masks_and_counts_them_at_a_byte_an_entry():
     bank.mask(2)
     assert 2 in bank._mask_cache and bank._mask_cache[2][1][0].dtype == bool
     # the paper-size bank: 32 x (784*8000 + 8000*784 + 784*784) bytes, inside the cache
-    assert 32 * (2 * 784 * 8000 + 784 * 784) <= model_mod.MASK_CACHE_BYTES < 32 * 4 * (2 * 784 * 8000)
+    assert 32 * (2 * 784 * 8000 + 784 * 784) <= limits.MASK_CACHE_BYTES < 32 * 4 * (2 * 784 * 8000)
