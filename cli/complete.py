@@ -6,7 +6,6 @@ This module only reads the inputs, builds the observed mask and writes the outpu
 """
 from __future__ import annotations
 
-import json
 import time
 
 import click
@@ -14,7 +13,7 @@ import numpy as np
 
 from made_np import backend, conditional, limits
 from made_np import data as data_mod
-from made_np.checkpoint import atomic_file
+from made_np.checkpoint import atomic_file, json_text
 from made_np.limits import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
@@ -211,7 +210,7 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
               "masks": K, "method": method, "seconds": seconds, "neg_log_px_o": mean, "stderr": stderr,
               "out": str(out), "png": None if png is None else str(png)}
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json_text(result, "--json"))
         return
     click.echo(f"completed {N} examples x {num_completions} ({what}; {method}, mixture of {K} mask(s)) "
                f"in {seconds:.2f} s")

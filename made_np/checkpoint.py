@@ -166,11 +166,45 @@ def write_metrics(path, rows: list) -> Path:
 
 
 def write_json(path, obj) -> Path:
-    """Write ``obj`` as indented JSON (e.g. ``results.json``) atomically."""
+    """Write ``obj`` as indented JSON (e.g. ``results.json``) atomically (:func:`json_text`: nothing
+    is written when a value is NaN or infinite)."""
     path = Path(path)
+    text = json_text(obj, str(path), indent=2)
     with atomic_file(path, "w") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
+        f.write(text)
     return path
+
+
+def json_text(obj, what: str, **kwargs) -> str:
+    """``obj`` as JSON text (NumPy numbers and arrays as JSON's); ``kwargs`` go to :func:`json.dumps`.
+
+    Raises
+    ------
+    CheckpointError
+        A number that is NaN or infinite, which JSON has no word for (Python writes ``NaN``, which
+        other readers refuse): one line naming ``what`` and the value's key.
+    """
+    try:
+        return json.dumps(obj, default=_json_default, allow_nan=False, **kwargs)
+    except ValueError:
+        key, value = _non_finite(obj)
+        raise CheckpointError(f"{what}: not written: {key or 'the value'} is {value}, which JSON cannot hold "
+                              "(the model's results are not finite)") from None
+
+
+def _non_finite(obj, key: str = ""):
+    """``(key, value)`` of the first NaN or infinite number in ``obj`` (``("", None)`` if none)."""
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple, np.ndarray)):
+        items = enumerate(obj.tolist() if isinstance(obj, np.ndarray) else obj)
+    else:
+        return (key, obj) if isinstance(obj, (float, np.floating)) and not math.isfinite(obj) else ("", None)
+    for k, v in items:
+        found = _non_finite(v, f"{key}.{k}" if key else str(k))
+        if found[0]:
+            return found
+    return "", None
 
 
 def _json_default(o):
@@ -757,14 +791,17 @@ def _check_entries(archive: _Archive, cfg: MADEConfig) -> dict:
     return shapes
 
 
-def _read_entry(archive: _Archive, name: str) -> np.ndarray:
-    """Read an entry whose header :func:`_check_entries` accepted; floats must be finite."""
+def _read_entry(archive: _Archive, name: str, dtype: str) -> np.ndarray:
+    """Read an entry whose header :func:`_check_entries` accepted; floats must be finite once cast to
+    ``dtype``, the model's (1e300 in a float64 entry of a float32 model is infinite there)."""
     a = archive.read(name)
     if a.dtype.kind == "f":
-        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        with np.errstate(over="ignore"):
+            bad = int(a.size - np.count_nonzero(np.isfinite(a.astype(dtype, copy=False))))
         if bad:
-            raise CheckpointError(f"{archive.p}: entry '{name}' has {bad} NaN/inf value{'s' if bad > 1 else ''}; "
-                                  "the checkpoint is corrupt")
+            where = "" if a.dtype == dtype else f" in the model's {dtype}"
+            raise CheckpointError(f"{archive.p}: entry '{name}' has {bad} NaN/inf value{'s' if bad > 1 else ''}"
+                                  f"{where}; the checkpoint is corrupt")
     return a
 
 
@@ -786,7 +823,8 @@ def _read_checkpoint(p: Path, *, memory_limit: int | None = None):
                                   f"{list(model_config.hidden)}, {model_config.classes} classes)"), memory_limit)
             except LimitError as exc:
                 raise LimitError(str(exc).replace(" needs about", ": the model needs about", 1)) from None
-        arrays = {name: _read_entry(archive, name) for name in archive.members if name != "config"}
+        arrays = {name: _read_entry(archive, name, model_config.dtype) for name in archive.members
+                  if name != "config"}
     finally:
         archive.close()
     return arrays, meta, model_config, train_config
