@@ -20,7 +20,7 @@ from made_np import backend, limits, sampling
 from made_np import data as data_mod
 from made_np.checkpoint import CheckpointError, load_checkpoint
 from made_np.config import MAX_SEED
-from made_np.fast.threads import ThreadError
+from made_np.fast.threads import ThreadError, cpu_threads
 from made_np.limits import LimitError
 from made_np.masks import MaskError
 from made_np.train import evaluate
@@ -89,6 +89,8 @@ def _check_thread_variables() -> None:
         if value is not None and value.strip() and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", value):
             raise UserError(f"${name}={value!r}: expected a whole number of threads (OpenMP also takes a "
                             f"list such as 4,2); set it to one, or unset it")
+    if os.environ.get("MADE_NP_THREADS"):
+        cpu_threads()  # refused before any work, not when the first pool of threads starts
 
 
 class PathParam(click.Path):

@@ -253,6 +253,14 @@ def test_threads_beyond_the_cores_are_a_one_line_error():
     assert "CPU cores" in line
 
 
+def test_made_np_threads_beyond_the_cores_is_refused_before_any_work(monkeypatch, tmp_path):
+    """$MADE_NP_THREADS=100000 was not bounded like --threads: a RuntimeError after minutes of starting threads."""
+    monkeypatch.setenv("MADE_NP_THREADS", "100000")
+    assert_user_error(run("train", "--epochs", 1, "--hidden", 4, "--out", tmp_path / "r"),
+                      "$MADE_NP_THREADS: 100000 threads asked for", "CPU cores; give at most")
+    assert not (tmp_path / "r").exists()
+
+
 def test_one_example_shows_no_standard_error():
     """A 10-row file splits 8/1/1: a test NLL of one example used to print "± 0.000"."""
     from made_np.cli.common import format_nats, format_result
