@@ -427,7 +427,7 @@ def parse_context(model, text, n: int, n_given: bool = True, unit: str = "sample
     if not c.context:
         raise UserError("--context: this model has no context (it was trained without --context)")
     t = str(text).strip()
-    if t.lstrip("-").isdigit():
+    if t.lstrip("-").isdecimal():  # digits int() reads (isdigit() took "³", which it does not)
         if c.context_encoding != "onehot":
             raise UserError(f"--context {t}: a class label needs a class-conditional model; "
                             "this one takes raw features: pass a .npy of (n, C) rows")
@@ -439,6 +439,8 @@ def parse_context(model, text, n: int, n_given: bool = True, unit: str = "sample
         kind = "a class label (an integer) or " if c.context_encoding == "onehot" else ""
         raise UserError(f"--context {t!r}: expected {kind}an existing .npy file")
     y = data_mod.read_array(t, "--context")
+    if y.dtype.kind not in "biuf":
+        raise UserError(f"--context {t}: has dtype {y.dtype}; expected class labels (integers) or rows of numbers")
     rows = 1 if y.ndim == 0 or (c.context_encoding == "raw" and y.ndim == 1) else y.shape[0]
     if rows == 0:  # it used to give 0 samples, or an error of the figure
         raise UserError(f"--context {t}: no rows; give one label or row, or one per sample")
