@@ -172,6 +172,9 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
     check_not_run_data(out, info, "--out")
     if png is not None:
         check_not_run_data(png, info, "--png")
+        if image_shape_of(info) is None and model.config.D == 2:  # drawn as a histogram, which shows no missing entries
+            raise UserError(f"--png {png}: the grid of completions draws images, and this run's data (D = 2) are "
+                            "not images: leave --png out (the .npz holds the completions)")
     x, y = examples_and_context(model, info, input_path, split, first, context, dataset_path)
     N, image_shape = x.shape[0], image_shape_of(info)
     parts = limits.complete_parts(model.config, N, num_completions, conditional.mixture_size(model, masks))

@@ -835,3 +835,17 @@ def test_evaluate_json_of_a_nan_result_is_one_line(unfinished, monkeypatch):
     nan = {"nll": float("nan"), "stderr": 0.0, "nll_per_dim": float("nan"), "stderr_per_dim": 0.0, "n": 2, "D": 6}
     monkeypatch.setattr(evaluate_cli, "evaluate_both", lambda *a, **k: {"single": nan, "ensemble": None})
     user_error(run("evaluate", unfinished, "--json"), "--json: not written: single.nll is nan")
+
+
+def test_complete_png_of_two_variables_is_refused_before_anything_is_written(tmp_path):
+    """On a 2-D run (D = 2, not images) --png failed in the histogram on the grid's NaN (missing) entries,
+    a traceback after the .npz had been written."""
+    data = tmp_path / "pairs.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 5, (300, 2)))
+    assert run("train", "--dataset", data, "--hidden", 8, "--epochs", 1, "--out", tmp_path / "run", "-q").exit_code == 0
+    out, png = tmp_path / "c.npz", tmp_path / "c.png"
+    user_error(run("complete", tmp_path / "run", "--occlude", "random:0.5", "--out", out, "--png", png),
+               f"--png {png}: the grid of completions draws images, and this run's data (D = 2) are not images")
+    assert not out.exists() and not png.exists()
+    assert run("complete", tmp_path / "run", "--occlude", "random:0.5", "--out", out).exit_code == 0
+    assert np.load(out)["completions"].shape == (16, 8, 2)
