@@ -18,7 +18,7 @@ import click
 
 from made_np import backend, limits, sampling
 from made_np import data as data_mod
-from made_np.checkpoint import CheckpointError, load_checkpoint
+from made_np.checkpoint import CheckpointError, load_checkpoint, other_run
 from made_np.config import MAX_SEED
 from made_np.fast.threads import ThreadError, cpu_threads
 from made_np.limits import LimitError
@@ -232,13 +232,17 @@ def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
 def check_not_run_data(out: Path, info: dict, option: str) -> None:
     """``out`` is not the data file a checkpoint's run was trained on (its ``--dataset`` file, its
     ``--dataset-path``, or the file a named data set is found in): writing it would leave the
-    run unable to resume or be evaluated.
+    run unable to resume or be evaluated; nor a file of another run folder, or a link into one
+    (:func:`made_np.checkpoint.other_run`: the checkpoint's own folder is the command's).
 
     Raises
     ------
     UserError
         Naming ``option`` and the file.
     """
+    why = other_run(out, own=Path(info["path"]).parent)
+    if why:
+        raise UserError(f"{option} {out}: {why}")
     spec = info.get("dataset") or {}
     files = [spec.get("path")]
     name = str(spec.get("spec") or "")

@@ -82,7 +82,11 @@ class RunLockedError(RunFolderError):
 def _write_target(path: Path) -> Path:
     """The file a write to ``path`` replaces: ``path``, or the regular file (existing or not) that
     the symbolic link ``path`` leads to. A loop of links, or a link to a folder, a device or a
-    pipe, is an ``OSError`` naming ``path`` (a rename would replace the device itself)."""
+    pipe, is an ``OSError`` naming ``path`` (a rename would replace the device itself); a link into
+    another run's folder is a :class:`RunFolderError` (:func:`other_run`)."""
+    why = other_run(path)
+    if why:
+        raise RunFolderError(f"{path}: {why}")
     if not path.is_symlink():
         return path
     try:
@@ -94,6 +98,29 @@ def _write_target(path: Path) -> Path:
     if not target.is_file():
         raise OSError(errno.EINVAL, f"a link to {target}, which is not a regular file", str(path))
     return target
+
+
+def other_run(path, own=None) -> str:
+    """Why writing ``path`` would change a run folder (a folder holding a checkpoint ``model.npz``)
+    that is not the writer's own, or ``""``: the file it writes (links followed) lies in such a
+    folder and ``path`` leads there through a symbolic link, or, given ``own`` (the run folder of a
+    command's checkpoint), it is one of that run's files (:data:`ATOMIC_FILES`). A folder this
+    thread holds (:func:`run_lock`) is its own: ``train --resume A`` whose ``model.npz`` was a link
+    to run B's rewrote B without its lock."""
+    path = Path(path)
+    target = Path(os.path.realpath(path))
+    folder = target.parent
+    if not (folder / CHECKPOINT_NAME).is_file() or _holds(folder):
+        return ""
+    if own is not None and os.path.realpath(own) == str(folder):
+        return ""
+    if os.path.realpath(path.parent) != str(folder):
+        return (f"a link to {target}, in the folder of another run; writing through it would change that "
+                "run: write another file (or replace the link by a copy of its file)")
+    if own is not None and target.name in ATOMIC_FILES:
+        return (f"is the {target.name} of the run in {folder}; writing it would change that run: "
+                "choose another file name")
+    return ""
 
 
 @contextlib.contextmanager
@@ -311,6 +338,12 @@ _HELD = {}  # realpath of a folder locked by this process -> ident of the thread
 _HELD_GUARD = threading.Lock()
 
 
+def _holds(folder) -> bool:
+    """Whether this thread holds the run folder ``folder`` (:func:`run_lock`)."""
+    with _HELD_GUARD:
+        return _HELD.get(os.path.realpath(folder)) == threading.get_ident()
+
+
 def _lock_owner(text: str):
     """``(pid, host)`` written in a lock file (None where unreadable)."""
     try:
@@ -425,11 +458,13 @@ def run_lock(folder):
         raise RunFolderError(f"{folder}: cannot write in the run folder (Permission denied)")
     key = os.path.realpath(folder)
     me = threading.get_ident()
-    with _HELD_GUARD:
-        reentrant = _HELD.get(key) == me
-    if reentrant:  # this thread holds it already (made-np train around fit)
+    if _holds(folder):  # this thread holds it already (made-np train around fit)
         yield folder
         return
+    for name in ATOMIC_FILES:  # refused now, not at the first checkpoint
+        why = other_run(folder / name)
+        if why:
+            raise RunFolderError(f"{folder / name}: {why}")
     path = folder / LOCK_NAME
     fd = _take_flock(path, folder)
     try:
