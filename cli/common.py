@@ -20,7 +20,7 @@ from made_np import backend, limits, sampling
 from made_np import data as data_mod
 from made_np.checkpoint import CheckpointError, load_checkpoint, other_run
 from made_np.config import MAX_SEED
-from made_np.fast.threads import ThreadError, cpu_threads
+from made_np.fast.threads import ThreadError, cpu_threads, max_threads
 from made_np.limits import LimitError
 from made_np.masks import MaskError
 from made_np.train import evaluate
@@ -91,6 +91,47 @@ def _check_thread_variables() -> None:
                             f"list such as 4,2); set it to one, or unset it")
     if os.environ.get("MADE_NP_THREADS"):
         cpu_threads()  # refused before any work, not when the first pool of threads starts
+    _import_numexpr_within_the_cores()
+
+
+def _import_numexpr_within_the_cores() -> None:
+    """numexpr (imported later by the optimiser kernels and the thread policy) reads its threads at
+    import from $NUMEXPR_NUM_THREADS, else $OMP_NUM_THREADS, and its pool from $NUMEXPR_MAX_THREADS
+    (else 64): more threads than its pool printed an error and ran on (OMP_NUM_THREADS=1000000, or a
+    cluster's 128), a list (OpenMP's 4,2) was a bare int() error, and a pool of 1000000 killed the
+    process. OpenBLAS and MKL cap such counts at the cores silently, and so does this: when a count
+    is a list or out of 1..cores, numexpr is imported here with the counts capped (first of a list);
+    the environment is left as it was."""
+    env = os.environ
+    if "numexpr" in sys.modules:
+        return
+
+    def capped(name, top):
+        """The count of $name (a list: its first) within 1..top, and whether that changes it."""
+        text = env.get(name, "").strip()
+        if not text:
+            return None, False
+        first = text.split(",")[0].strip()
+        n = min(max(int(first), 1), top) if len(first) < 10 else top  # (int() refuses 5000 digits)
+        return n, text != str(n)
+
+    pool, pool_off = capped("NUMEXPR_MAX_THREADS", max_threads())
+    source = "NUMEXPR_NUM_THREADS" if env.get("NUMEXPR_NUM_THREADS", "").strip() else "OMP_NUM_THREADS"
+    threads, threads_off = capped(source, min(max_threads(), pool or 64))
+    if not (pool_off or threads_off):
+        return
+    saved = {name: env.get(name) for name in ("NUMEXPR_MAX_THREADS", "NUMEXPR_NUM_THREADS")}
+    env.update({k: str(v) for k, v in (("NUMEXPR_MAX_THREADS", pool), ("NUMEXPR_NUM_THREADS", threads)) if v})
+    try:
+        import numexpr  # noqa: F401  (it reads them now, and only now)
+    except ImportError:  # not installed: nothing reads them
+        pass
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
 
 
 class PathParam(click.Path):
