@@ -18,9 +18,9 @@ import click
 
 from made_np import backend, limits, sampling
 from made_np import data as data_mod
-from made_np.checkpoint import CheckpointError, load_checkpoint
+from made_np.checkpoint import CheckpointError, load_checkpoint, other_run
 from made_np.config import MAX_SEED
-from made_np.fast.threads import ThreadError
+from made_np.fast.threads import ThreadError, cpu_threads, max_threads
 from made_np.limits import LimitError
 from made_np.masks import MaskError
 from made_np.train import evaluate
@@ -89,6 +89,49 @@ def _check_thread_variables() -> None:
         if value is not None and value.strip() and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", value):
             raise UserError(f"${name}={value!r}: expected a whole number of threads (OpenMP also takes a "
                             f"list such as 4,2); set it to one, or unset it")
+    if os.environ.get("MADE_NP_THREADS"):
+        cpu_threads()  # refused before any work, not when the first pool of threads starts
+    _import_numexpr_within_the_cores()
+
+
+def _import_numexpr_within_the_cores() -> None:
+    """numexpr (imported later by the optimiser kernels and the thread policy) reads its threads at
+    import from $NUMEXPR_NUM_THREADS, else $OMP_NUM_THREADS, and its pool from $NUMEXPR_MAX_THREADS
+    (else 64): more threads than its pool printed an error and ran on (OMP_NUM_THREADS=1000000, or a
+    cluster's 128), a list (OpenMP's 4,2) was a bare int() error, and a pool of 1000000 killed the
+    process. OpenBLAS and MKL cap such counts at the cores silently, and so does this: when a count
+    is a list or out of 1..cores, numexpr is imported here with the counts capped (first of a list);
+    the environment is left as it was."""
+    env = os.environ
+    if "numexpr" in sys.modules:
+        return
+
+    def capped(name, top):
+        """The count of $name (a list: its first) within 1..top, and whether that changes it."""
+        text = env.get(name, "").strip()
+        if not text:
+            return None, False
+        first = text.split(",")[0].strip()
+        n = min(max(int(first), 1), top) if len(first) < 10 else top  # (int() refuses 5000 digits)
+        return n, text != str(n)
+
+    pool, pool_off = capped("NUMEXPR_MAX_THREADS", max_threads())
+    source = "NUMEXPR_NUM_THREADS" if env.get("NUMEXPR_NUM_THREADS", "").strip() else "OMP_NUM_THREADS"
+    threads, threads_off = capped(source, min(max_threads(), pool or 64))
+    if not (pool_off or threads_off):
+        return
+    saved = {name: env.get(name) for name in ("NUMEXPR_MAX_THREADS", "NUMEXPR_NUM_THREADS")}
+    env.update({k: str(v) for k, v in (("NUMEXPR_MAX_THREADS", pool), ("NUMEXPR_NUM_THREADS", threads)) if v})
+    try:
+        import numexpr  # noqa: F401  (it reads them now, and only now)
+    except ImportError:  # not installed: nothing reads them
+        pass
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
 
 
 class PathParam(click.Path):
@@ -230,13 +273,17 @@ def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
 def check_not_run_data(out: Path, info: dict, option: str) -> None:
     """``out`` is not the data file a checkpoint's run was trained on (its ``--dataset`` file, its
     ``--dataset-path``, or the file a named data set is found in): writing it would leave the
-    run unable to resume or be evaluated.
+    run unable to resume or be evaluated; nor a file of another run folder, or a link into one
+    (:func:`made_np.checkpoint.other_run`: the checkpoint's own folder is the command's).
 
     Raises
     ------
     UserError
         Naming ``option`` and the file.
     """
+    why = other_run(out, own=Path(info["path"]).parent)
+    if why:
+        raise UserError(f"{option} {out}: {why}")
     spec = info.get("dataset") or {}
     files = [spec.get("path")]
     name = str(spec.get("spec") or "")
@@ -425,7 +472,7 @@ def parse_context(model, text, n: int, n_given: bool = True, unit: str = "sample
     if not c.context:
         raise UserError("--context: this model has no context (it was trained without --context)")
     t = str(text).strip()
-    if t.lstrip("-").isdigit():
+    if t.lstrip("-").isdecimal():  # digits int() reads (isdigit() took "³", which it does not)
         if c.context_encoding != "onehot":
             raise UserError(f"--context {t}: a class label needs a class-conditional model; "
                             "this one takes raw features: pass a .npy of (n, C) rows")
@@ -437,6 +484,8 @@ def parse_context(model, text, n: int, n_given: bool = True, unit: str = "sample
         kind = "a class label (an integer) or " if c.context_encoding == "onehot" else ""
         raise UserError(f"--context {t!r}: expected {kind}an existing .npy file")
     y = data_mod.read_array(t, "--context")
+    if y.dtype.kind not in "biuf":
+        raise UserError(f"--context {t}: has dtype {y.dtype}; expected class labels (integers) or rows of numbers")
     rows = 1 if y.ndim == 0 or (c.context_encoding == "raw" and y.ndim == 1) else y.shape[0]
     if rows == 0:  # it used to give 0 samples, or an error of the figure
         raise UserError(f"--context {t}: no rows; give one label or row, or one per sample")

@@ -6,7 +6,6 @@ This module only reads the inputs, builds the observed mask and writes the outpu
 """
 from __future__ import annotations
 
-import json
 import time
 
 import click
@@ -14,7 +13,7 @@ import numpy as np
 
 from made_np import backend, conditional, limits
 from made_np import data as data_mod
-from made_np.checkpoint import atomic_file
+from made_np.checkpoint import atomic_file, json_text
 from made_np.limits import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
@@ -173,6 +172,9 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
     check_not_run_data(out, info, "--out")
     if png is not None:
         check_not_run_data(png, info, "--png")
+        if image_shape_of(info) is None and model.config.D == 2:  # drawn as a histogram, which shows no missing entries
+            raise UserError(f"--png {png}: the grid of completions draws images, and this run's data (D = 2) are "
+                            "not images: leave --png out (the .npz holds the completions)")
     x, y = examples_and_context(model, info, input_path, split, first, context, dataset_path)
     N, image_shape = x.shape[0], image_shape_of(info)
     parts = limits.complete_parts(model.config, N, num_completions, conditional.mixture_size(model, masks))
@@ -211,7 +213,7 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
               "masks": K, "method": method, "seconds": seconds, "neg_log_px_o": mean, "stderr": stderr,
               "out": str(out), "png": None if png is None else str(png)}
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json_text(result, "--json"))
         return
     click.echo(f"completed {N} examples x {num_completions} ({what}; {method}, mixture of {K} mask(s)) "
                f"in {seconds:.2f} s")

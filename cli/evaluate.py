@@ -1,14 +1,13 @@
 """``made-np evaluate``: the NLL of a checkpoint on a split, or the marginal NLL of partial observations."""
 from __future__ import annotations
 
-import json
-
 import click
 import numpy as np
 
 from made_np import backend, conditional
 
 from made_np import limits
+from made_np.checkpoint import json_text
 from made_np.train import mean_and_stderr
 
 from .common import (SEED, PathParam, format_nats, check_mask_index, dataset_path_option, device_option, echo_results, evaluate_both,
@@ -65,8 +64,8 @@ def evaluate_cmd(checkpoint, split, eval_masks, mask_index, observed, occlude, m
     with user_values():
         res = evaluate_both(model, x, eval_masks, batch_size, mask_index, context=y)
     if as_json:
-        click.echo(json.dumps({"checkpoint": info["path"], "split": split, "n": res["single"]["n"],
-                               "D": res["single"]["D"], **res}))
+        click.echo(json_text({"checkpoint": info["path"], "split": split, "n": res["single"]["n"],
+                                "D": res["single"]["D"], **res}, "--json"))
         return
     click.echo(f"{info['path']}: {split} split, {res['single']['n']} examples, D = {res['single']['D']}")
     echo_results(res, split)
@@ -88,7 +87,7 @@ def _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed,
     res = {"checkpoint": info["path"], "split": split, "n": n, "D": model.config.D, "observed": what,
            "mean_observed": float(obs.sum(axis=1).mean()), "masks": K, "neg_log_px_o": mean, "stderr": stderr}
     if as_json:
-        click.echo(json.dumps(res))
+        click.echo(json_text(res, "--json"))
         return
     click.echo(f"{info['path']}: {split} split, {n} examples, D = {model.config.D}, {what} "
                f"({res['mean_observed']:.1f} observed on average)")

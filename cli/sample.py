@@ -113,6 +113,7 @@ def density(checkpoint, out, num_samples, seed, device, dataset_path, max_memory
         raise UserError(f"-n: expected a positive number of samples, got {num_samples}")
     limit = memory_limit(max_memory)
     model, info = load_model(checkpoint, device, max_memory=max_memory)
+    check_not_run_data(out, info, "--out")
     if model.config.D != 2:
         raise UserError(f"{info['path']}: density needs a model of D = 2 variables, "
                         f"this one has D = {model.config.D}")

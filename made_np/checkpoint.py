@@ -82,7 +82,11 @@ class RunLockedError(RunFolderError):
 def _write_target(path: Path) -> Path:
     """The file a write to ``path`` replaces: ``path``, or the regular file (existing or not) that
     the symbolic link ``path`` leads to. A loop of links, or a link to a folder, a device or a
-    pipe, is an ``OSError`` naming ``path`` (a rename would replace the device itself)."""
+    pipe, is an ``OSError`` naming ``path`` (a rename would replace the device itself); a link into
+    another run's folder is a :class:`RunFolderError` (:func:`other_run`)."""
+    why = other_run(path)
+    if why:
+        raise RunFolderError(f"{path}: {why}")
     if not path.is_symlink():
         return path
     try:
@@ -94,6 +98,29 @@ def _write_target(path: Path) -> Path:
     if not target.is_file():
         raise OSError(errno.EINVAL, f"a link to {target}, which is not a regular file", str(path))
     return target
+
+
+def other_run(path, own=None) -> str:
+    """Why writing ``path`` would change a run folder (a folder holding a checkpoint ``model.npz``)
+    that is not the writer's own, or ``""``: the file it writes (links followed) lies in such a
+    folder and ``path`` leads there through a symbolic link, or, given ``own`` (the run folder of a
+    command's checkpoint), it is one of that run's files (:data:`ATOMIC_FILES`). A folder this
+    thread holds (:func:`run_lock`) is its own: ``train --resume A`` whose ``model.npz`` was a link
+    to run B's rewrote B without its lock."""
+    path = Path(path)
+    target = Path(os.path.realpath(path))
+    folder = target.parent
+    if not (folder / CHECKPOINT_NAME).is_file() or _holds(folder):
+        return ""
+    if own is not None and os.path.realpath(own) == str(folder):
+        return ""
+    if os.path.realpath(path.parent) != str(folder):
+        return (f"a link to {target}, in the folder of another run; writing through it would change that "
+                "run: write another file (or replace the link by a copy of its file)")
+    if own is not None and target.name in ATOMIC_FILES:
+        return (f"is the {target.name} of the run in {folder}; writing it would change that run: "
+                "choose another file name")
+    return ""
 
 
 @contextlib.contextmanager
@@ -166,11 +193,45 @@ def write_metrics(path, rows: list) -> Path:
 
 
 def write_json(path, obj) -> Path:
-    """Write ``obj`` as indented JSON (e.g. ``results.json``) atomically."""
+    """Write ``obj`` as indented JSON (e.g. ``results.json``) atomically (:func:`json_text`: nothing
+    is written when a value is NaN or infinite)."""
     path = Path(path)
+    text = json_text(obj, str(path), indent=2)
     with atomic_file(path, "w") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
+        f.write(text)
     return path
+
+
+def json_text(obj, what: str, **kwargs) -> str:
+    """``obj`` as JSON text (NumPy numbers and arrays as JSON's); ``kwargs`` go to :func:`json.dumps`.
+
+    Raises
+    ------
+    CheckpointError
+        A number that is NaN or infinite, which JSON has no word for (Python writes ``NaN``, which
+        other readers refuse): one line naming ``what`` and the value's key.
+    """
+    try:
+        return json.dumps(obj, default=_json_default, allow_nan=False, **kwargs)
+    except ValueError:
+        key, value = _non_finite(obj)
+        raise CheckpointError(f"{what}: not written: {key or 'the value'} is {value}, which JSON cannot hold "
+                              "(the model's results are not finite)") from None
+
+
+def _non_finite(obj, key: str = ""):
+    """``(key, value)`` of the first NaN or infinite number in ``obj`` (``("", None)`` if none)."""
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple, np.ndarray)):
+        items = enumerate(obj.tolist() if isinstance(obj, np.ndarray) else obj)
+    else:
+        return (key, obj) if isinstance(obj, (float, np.floating)) and not math.isfinite(obj) else ("", None)
+    for k, v in items:
+        found = _non_finite(v, f"{key}.{k}" if key else str(k))
+        if found[0]:
+            return found
+    return "", None
 
 
 def _json_default(o):
@@ -275,6 +336,12 @@ except ImportError:  # pragma: no cover - not POSIX
 
 _HELD = {}  # realpath of a folder locked by this process -> ident of the thread holding it
 _HELD_GUARD = threading.Lock()
+
+
+def _holds(folder) -> bool:
+    """Whether this thread holds the run folder ``folder`` (:func:`run_lock`)."""
+    with _HELD_GUARD:
+        return _HELD.get(os.path.realpath(folder)) == threading.get_ident()
 
 
 def _lock_owner(text: str):
@@ -391,11 +458,13 @@ def run_lock(folder):
         raise RunFolderError(f"{folder}: cannot write in the run folder (Permission denied)")
     key = os.path.realpath(folder)
     me = threading.get_ident()
-    with _HELD_GUARD:
-        reentrant = _HELD.get(key) == me
-    if reentrant:  # this thread holds it already (made-np train around fit)
+    if _holds(folder):  # this thread holds it already (made-np train around fit)
         yield folder
         return
+    for name in ATOMIC_FILES:  # refused now, not at the first checkpoint
+        why = other_run(folder / name)
+        if why:
+            raise RunFolderError(f"{folder / name}: {why}")
     path = folder / LOCK_NAME
     fd = _take_flock(path, folder)
     try:
@@ -757,14 +826,17 @@ def _check_entries(archive: _Archive, cfg: MADEConfig) -> dict:
     return shapes
 
 
-def _read_entry(archive: _Archive, name: str) -> np.ndarray:
-    """Read an entry whose header :func:`_check_entries` accepted; floats must be finite."""
+def _read_entry(archive: _Archive, name: str, dtype: str) -> np.ndarray:
+    """Read an entry whose header :func:`_check_entries` accepted; floats must be finite once cast to
+    ``dtype``, the model's (1e300 in a float64 entry of a float32 model is infinite there)."""
     a = archive.read(name)
     if a.dtype.kind == "f":
-        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        with np.errstate(over="ignore"):
+            bad = int(a.size - np.count_nonzero(np.isfinite(a.astype(dtype, copy=False))))
         if bad:
-            raise CheckpointError(f"{archive.p}: entry '{name}' has {bad} NaN/inf value{'s' if bad > 1 else ''}; "
-                                  "the checkpoint is corrupt")
+            where = "" if a.dtype == dtype else f" in the model's {dtype}"
+            raise CheckpointError(f"{archive.p}: entry '{name}' has {bad} NaN/inf value{'s' if bad > 1 else ''}"
+                                  f"{where}; the checkpoint is corrupt")
     return a
 
 
@@ -786,7 +858,8 @@ def _read_checkpoint(p: Path, *, memory_limit: int | None = None):
                                   f"{list(model_config.hidden)}, {model_config.classes} classes)"), memory_limit)
             except LimitError as exc:
                 raise LimitError(str(exc).replace(" needs about", ": the model needs about", 1)) from None
-        arrays = {name: _read_entry(archive, name) for name in archive.members if name != "config"}
+        arrays = {name: _read_entry(archive, name, model_config.dtype) for name in archive.members
+                  if name != "config"}
     finally:
         archive.close()
     return arrays, meta, model_config, train_config

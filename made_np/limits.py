@@ -88,9 +88,11 @@ def parse_size(text, what: str = "--max-memory") -> int:
     m = _SIZE.match(str(text))
     if m is None or len(str(text)) > 40:
         raise LimitError(f"{what}: expected a size like 2G, 500M or a number of bytes, got {str(text)[:40]!r}")
-    value = float(m.group(1)) * 10 ** int(m.group(2) or 0) * _UNITS[m.group(3).lower()]
+    # parsed as a float: 1e400 is inf (10 ** 400 overflowed a float; 10 ** 999999999 took minutes)
+    value = float(f"{m.group(1)}e{m.group(2) or 0}") * _UNITS[m.group(3).lower()]
     if not (2**20 <= value <= 2**60):
-        raise LimitError(f"{what}: {str(text).strip()!r} is {fmt_bytes(value)}; give a size between 1M and 1E")
+        size = fmt_bytes(value) if value < 2**70 else "more than 1 ZiB"
+        raise LimitError(f"{what}: {str(text).strip()!r} is {size}; give a size between 1M and 1E")
     return int(value)
 
 

@@ -253,6 +253,44 @@ def test_threads_beyond_the_cores_are_a_one_line_error():
     assert "CPU cores" in line
 
 
+@pytest.mark.parametrize("variables,expected", [({"OMP_NUM_THREADS": "1000000"}, 8), ({"OMP_NUM_THREADS": "4,2"}, 4),
+                                                ({"NUMEXPR_NUM_THREADS": "0", "OMP_NUM_THREADS": "1"}, 1)])
+def test_numexpr_gets_its_thread_counts_within_the_cores(variables, expected, monkeypatch, capfd):
+    """numexpr, imported after the command starts, printed "nthreads cannot be larger than ... (64)" for
+    $OMP_NUM_THREADS=1000000 and ran on, and failed on OpenMP's list 4,2 ("invalid literal for int()"): the
+    counts are capped at the cores as OpenBLAS caps them, silently, and the environment is left as it was."""
+    import sys
+
+    numexpr = pytest.importorskip("numexpr")
+    before = numexpr.get_num_threads()
+    monkeypatch.delitem(sys.modules, "numexpr")  # as in a fresh process: its __init__ reads the variables
+    for name in ("OMP_NUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMEXPR_MAX_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    capfd.readouterr()
+    try:
+        assert run("masks", "no-such-run").exit_code == 2  # any command
+        import numexpr as loaded
+
+        assert loaded.get_num_threads() == expected
+        printed = capfd.readouterr()
+        assert "nthreads" not in printed.out + printed.err
+        assert "NUMEXPR_NUM_THREADS" not in os.environ or "NUMEXPR_NUM_THREADS" in variables
+        assert all(os.environ[name] == value for name, value in variables.items())
+    finally:
+        numexpr.set_num_threads(before)
+
+
+def test_made_np_threads_beyond_the_cores_is_refused_before_any_work(monkeypatch, tmp_path):
+    """$MADE_NP_THREADS=100000 was not bounded like --threads: a RuntimeError after minutes of starting threads."""
+    monkeypatch.setenv("MADE_NP_THREADS", "100000")
+    assert_user_error(run("train", "--epochs", 1, "--hidden", 4, "--out", tmp_path / "r"),
+                      "$MADE_NP_THREADS: 100000 threads asked for", "CPU cores; give at most")
+    assert not (tmp_path / "r").exists()
+
+
 def test_one_example_shows_no_standard_error():
     """A 10-row file splits 8/1/1: a test NLL of one example used to print "± 0.000"."""
     from made_np.cli.common import format_nats, format_result

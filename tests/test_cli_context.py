@@ -137,3 +137,16 @@ def test_complete_never_reads_the_missing_entries_of_its_input(runs, tmp_path):
     np.save(tmp_path / "bad.npy", bad)
     one_line_error(run("complete", runs / "oa", "--input", tmp_path / "bad.npy", "--observed", tmp_path / "o.npy",
                        "--out", tmp_path / "c2.npz"), "--input")
+
+
+def test_a_context_that_is_not_numbers_is_one_line(runs, tmp_path):
+    """A .npy of strings failed in NumPy's rint, and "³" (a digit to str.isdigit) in int(): tracebacks."""
+    for values in (["a", "b"], ["3", "4"]):
+        np.save(tmp_path / "s.npy", np.array(values))
+        one_line_error(run("sample", runs / "cond", "--context", tmp_path / "s.npy", "--out", tmp_path / "x.npy"),
+                       "s.npy: has dtype <U1; expected class labels (integers) or rows of numbers")
+    one_line_error(run("sample", runs / "cond", "--context", "³", "--out", tmp_path / "x.npy"),
+                   "--context '³': expected a class label (an integer) or an existing .npy file")
+    assert not (tmp_path / "x.npy").exists()
+    r = run("sample", runs / "cond", "-n", 2, "--context", "٣", "--out", tmp_path / "x.npy")  # a decimal digit: 3
+    assert r.exit_code == 0 and "context ٣" in r.output

@@ -797,3 +797,55 @@ def test_a_lock_file_that_is_a_folder_is_named(tmp_path):
     with pytest.raises(RunFolderError, match=r"cannot write its lock file \.lock \(Is a directory\); remove that folder"):
         with run_lock(tmp_path / "run"):
             pass
+
+
+# =========================================================================== issue 21
+
+
+def test_a_weight_finite_in_float64_but_not_in_the_models_dtype_is_refused(unfinished, tmp_path):
+    """1e300 in a float64 W0 of a float32 model passed the finiteness check and became inf in the cast:
+    evaluate printed "nan ± nan" with exit 0 (--json: NaN, not JSON) and sample wrote its output."""
+    w = np.load(unfinished / "model.npz")["W0"].astype(np.float64)
+    w[0, 0] = 1e300
+    bad = rewrite(unfinished, tmp_path / "bad", arrays={"W0": w})
+    with pytest.raises(CheckpointError, match="entry 'W0' has 1 NaN/inf value in the model's float32"):
+        load_checkpoint(bad)
+    for args in (("evaluate", bad, "--json"), ("sample", bad, "--out", tmp_path / "s.npy"),
+                 ("complete", bad, "--occlude", "random:0.5", "--out", tmp_path / "c.npz")):
+        user_error(run(*args), "entry 'W0' has 1 NaN/inf value in the model's float32")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]
+    w[0, 0] = 1e30  # finite in float32: loads as before
+    assert load_checkpoint(rewrite(unfinished, tmp_path / "good", arrays={"W0": w}))[0].params[0][0, 0] == np.float32(1e30)
+
+
+def test_json_never_holds_nan(tmp_path):
+    """results.json and --json are JSON: Python's NaN/Infinity are refused, naming the value's key."""
+    results = {"split": "test", "single": {"nll": np.float32("nan"), "n": 3}, "rows": [1.0, float("inf")]}
+    with pytest.raises(CheckpointError, match=r"results.json: not written: single.nll is nan, which JSON cannot hold"):
+        checkpoint_mod.write_json(tmp_path / "results.json", results)
+    assert not (tmp_path / "results.json").exists()
+    with pytest.raises(CheckpointError, match=r"--json: not written: rows.1 is inf"):
+        checkpoint_mod.json_text({"rows": [1.0, np.float64("inf")]}, "--json")
+    assert json.loads(checkpoint_mod.json_text({"a": np.float32(0.5), "b": np.arange(2)}, "x")) == {"a": 0.5, "b": [0, 1]}
+
+
+def test_evaluate_json_of_a_nan_result_is_one_line(unfinished, monkeypatch):
+    import made_np.cli.evaluate as evaluate_cli
+
+    nan = {"nll": float("nan"), "stderr": 0.0, "nll_per_dim": float("nan"), "stderr_per_dim": 0.0, "n": 2, "D": 6}
+    monkeypatch.setattr(evaluate_cli, "evaluate_both", lambda *a, **k: {"single": nan, "ensemble": None})
+    user_error(run("evaluate", unfinished, "--json"), "--json: not written: single.nll is nan")
+
+
+def test_complete_png_of_two_variables_is_refused_before_anything_is_written(tmp_path):
+    """On a 2-D run (D = 2, not images) --png failed in the histogram on the grid's NaN (missing) entries,
+    a traceback after the .npz had been written."""
+    data = tmp_path / "pairs.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 5, (300, 2)))
+    assert run("train", "--dataset", data, "--hidden", 8, "--epochs", 1, "--out", tmp_path / "run", "-q").exit_code == 0
+    out, png = tmp_path / "c.npz", tmp_path / "c.png"
+    user_error(run("complete", tmp_path / "run", "--occlude", "random:0.5", "--out", out, "--png", png),
+               f"--png {png}: the grid of completions draws images, and this run's data (D = 2) are not images")
+    assert not out.exists() and not png.exists()
+    assert run("complete", tmp_path / "run", "--occlude", "random:0.5", "--out", out).exit_code == 0
+    assert np.load(out)["completions"].shape == (16, 8, 2)

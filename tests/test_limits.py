@@ -183,3 +183,20 @@ def test_the_initial_weights_part_covers_the_orthogonal_draw():
         assert [p for p in model_parts(cfg) if "initial weights" in p.what][0].nbytes == matrix
         # a new MADE draws: MADE.__init__ checks with drawing=True, optimiser or not
         assert [p for p in model_parts(cfg, drawing=True) if "initial weights" in p.what][0] == part
+
+
+@pytest.mark.parametrize("text", ["1e400", "1e309", "1e999999999", "9" * 30 + "e9999"])
+def test_a_size_past_any_float_is_refused_at_once(text):
+    """10 ** 400 overflowed the float it was multiplied with (a traceback); 10 ** 999999999 took minutes."""
+    with pytest.raises(limits.LimitError, match=r"is more than 1 ZiB; give a size between 1M and 1E"):
+        limits.parse_size(text)
+
+
+def test_a_size_variable_past_any_float_is_one_line(monkeypatch):
+    monkeypatch.setenv(limits.ENV, "1e309")
+    r = CliRunner().invoke(cli, ["sample", "no-such-run"])
+    assert r.exit_code == 2 and r.output.strip() == ("Error: $MADE_NP_MAX_MEMORY: '1e309' is more than 1 ZiB; "
+                                                     "give a size between 1M and 1E")
+    monkeypatch.delenv(limits.ENV)
+    r = CliRunner().invoke(cli, ["sample", "no-such-run", "--max-memory", "1e400"])
+    assert r.exit_code == 2 and r.output.strip().startswith("Error: --max-memory: '1e400' is more than 1 ZiB")

@@ -46,7 +46,12 @@ def test_work_pool_switch(monkeypatch):
     pool = threads.work_pool(np)
     assert pool is not None and pool.threads == 2 and threads.work_pool(np) is pool
     monkeypatch.setenv("MADE_NP_THREADS", "two")
-    with pytest.raises(threads.ThreadError, match="MADE_NP_THREADS: expected a positive integer"):
+    with pytest.raises(threads.ThreadError, match=r"\$MADE_NP_THREADS: expected a positive integer"):
+        threads.cpu_threads()
+    monkeypatch.setenv("MADE_NP_THREADS", "100000")  # started its threads for minutes, then a RuntimeError
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    with pytest.raises(threads.ThreadError, match=r"\$MADE_NP_THREADS: 100000 threads asked for, but this "
+                                                  r"machine has 4 CPU cores; give at most 4 \(or auto\)"):
         threads.cpu_threads()
 
 
@@ -68,6 +73,7 @@ def test_split_updates_equal_one_thread_updates(monkeypatch, name, kwargs, threa
     start = [rng.normal(size=s).astype(np.float32) for s in shapes]
     one_p = [p.copy() for p in start]
     many_p = [p.copy() for p in start]
+    monkeypatch.setattr("os.cpu_count", lambda: 4)  # 3 threads on a machine of fewer cores too
     monkeypatch.setenv("MADE_NP_THREADS", "1")
     one = make_optimizer(name, one_p, np, fused=False, **kwargs)
     monkeypatch.setenv("MADE_NP_THREADS", str(threads))
@@ -111,6 +117,7 @@ def test_bernoulli_head_split_over_threads_is_identical(monkeypatch):
     n = 2 * SPLIT_MIN_SIZE // 300 + 7  # enough entries to split, an odd number of rows
     z = (rng.normal(size=(n, 300)) * 5).astype(np.float32)
     x = (rng.random((n, 300)) < 0.4).astype(np.float32)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)  # 3 threads on a machine of fewer cores too
     monkeypatch.setenv("MADE_NP_THREADS", "1")
     one = FusedBernoulliHead(np)
     monkeypatch.setenv("MADE_NP_THREADS", "3")

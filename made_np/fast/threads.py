@@ -135,8 +135,8 @@ def max_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def parse_threads(text, what: str = "--threads", bounded: bool = True) -> int:
-    """``"auto"`` -> 0; a positive integer (at most :func:`max_threads` when ``bounded``) -> itself.
+def parse_threads(text, what: str = "--threads") -> int:
+    """``"auto"`` -> 0; a positive integer, at most :func:`max_threads` -> itself.
 
     Raises
     ------
@@ -148,7 +148,7 @@ def parse_threads(text, what: str = "--threads", bounded: bool = True) -> int:
     n = positive_int(text)
     if n < 1:
         raise ThreadError(f"{what}: expected a positive integer or auto, got {text!r}")
-    if bounded and n > max_threads():
+    if n > max_threads():
         raise ThreadError(f"{what}: {n} threads asked for, but this machine has {max_threads()} "
                           f"CPU cores; give at most {max_threads()} (or auto)")
     return n
@@ -161,13 +161,14 @@ def cpu_threads() -> int:
     Raises
     ------
     ThreadError
-        ``$MADE_NP_THREADS`` is not a positive integer (or more than the cores).
+        ``$MADE_NP_THREADS`` is not a positive integer or auto, or is more than the cores (as
+        ``--threads``: 100000 failed to start its threads after minutes).
     """
     if _LIMIT and _LIMIT[-1]:
         return _LIMIT[-1]
     value = os.environ.get("MADE_NP_THREADS")
     if value:
-        return parse_threads(value, "MADE_NP_THREADS", bounded=False) or default_cpu_threads()
+        return parse_threads(value, "$MADE_NP_THREADS") or default_cpu_threads()
     return default_cpu_threads()
 
 
