@@ -19,7 +19,7 @@ import click
 from made_np import backend, limits, sampling
 from made_np import data as data_mod
 from made_np.checkpoint import CheckpointError, load_checkpoint, other_run
-from made_np.config import MAX_SEED
+from made_np.checks import MAX_SEED, check_context
 from made_np.fast.threads import ThreadError, cpu_threads, max_threads
 from made_np.limits import LimitError
 from made_np.masks import MaskError
@@ -466,7 +466,7 @@ def parse_context(model, text, n: int, n_given: bool = True, unit: str = "sample
         if not c.context:
             return None, n
         if c.context_encoding == "onehot":
-            return backend.to_host(model.encode_context(sampling.balanced_labels(n, c.context), n)), n
+            return backend.to_host(check_context(model, sampling.balanced_labels(n, c.context), n)), n
         raise UserError(f"this model is conditioned on a context of {c.context} raw features: "
                         "pass --context PATH.npy with (n, C) rows")
     if not c.context:
@@ -479,7 +479,7 @@ def parse_context(model, text, n: int, n_given: bool = True, unit: str = "sample
         label = int(t)
         if not 0 <= label < c.context:
             raise UserError(f"--context {t}: the model has {c.context} classes (0..{c.context - 1})")
-        return backend.to_host(model.encode_context(label, n)), n
+        return backend.to_host(check_context(model, label, n)), n
     if not t or not Path(t).exists():
         kind = "a class label (an integer) or " if c.context_encoding == "onehot" else ""
         raise UserError(f"--context {t!r}: expected {kind}an existing .npy file")
@@ -494,7 +494,7 @@ def parse_context(model, text, n: int, n_given: bool = True, unit: str = "sample
             raise UserError(f"--context {t}: {rows} rows for {n} {unit} (give one row, or one per {unit[:-1]})")
         n = rows
     try:
-        return backend.to_host(model.encode_context(y, n)), n
+        return backend.to_host(check_context(model, y, n)), n
     except ValueError as exc:
         raise UserError(f"--context {t}: {one_line(exc)}") from None
 

@@ -14,6 +14,7 @@ import numpy as np
 from made_np import backend, conditional, limits
 from made_np import data as data_mod
 from made_np.checkpoint import atomic_file, json_text
+from made_np.checks import check_data
 from made_np.limits import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
@@ -190,7 +191,7 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
     limits.check(limits.model_parts(model.config) + parts, limit)
     obs, what = observed_mask(model, info, N, observed, occlude, seed)
     with user_values():  # the observed entries must be values of the model; the missing ones are never read
-        x = backend.to_host(model.check_data(np.where(obs, x, 0), "--input", where=obs))
+        x = backend.to_host(check_data(model, np.where(obs, x, 0), "--input", where=obs))
     x = x.astype(model.head.sample_dtype)
     t0 = time.perf_counter()
     with user_values():

@@ -101,7 +101,7 @@ def to_host(a) -> np.ndarray:
     """Copy an array (NumPy or CuPy) to a host :class:`numpy.ndarray` (no copy if already host)."""
     if isinstance(a, np.ndarray):
         return a
-    if hasattr(a, "get"):
+    if hasattr(a, "__cuda_array_interface__"):  # a device array (not just anything with a .get, as a DataFrame)
         return a.get()
     return np.asarray(a)
 

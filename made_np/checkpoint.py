@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, backend
-from .config import MAX_SEED, MADEConfig, TrainConfig, _describe, _is_int
+from .checks import MAX_SEED, describe, is_int
+from .config import MADEConfig, TrainConfig
 from .data import _MAX_DEFLATE_RATIO, expand_path, read_npy_header
 from .limits import LimitError, check, fmt_bytes, layer_widths, model_parts
 from .model import MADE
@@ -699,9 +700,9 @@ def _read_meta(archive: _Archive) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{p}: not a made-np checkpoint (config has no format '{CHECKPOINT_FORMAT}')")
     version = meta.get("format_version")
-    if not _is_int(version) or version < 1:
+    if not is_int(version) or version < 1:
         raise CheckpointError(f"{p}: entry 'config': format_version must be a positive integer, "
-                              f"got {_describe(version)}")
+                              f"got {describe(version)}")
     if version > CHECKPOINT_VERSION:
         raise CheckpointError(f"{p}: checkpoint format {version} is newer than this "
                               f"made-np ({__version__}) understands")
@@ -716,7 +717,7 @@ def _check_meta(p: Path, meta: dict):
     """
     where = f"{p}: entry 'config'"
     if not isinstance(meta.get("model"), dict):
-        raise CheckpointError(f"{where}: 'model' must be an object, got {_describe(meta.get('model'))}")
+        raise CheckpointError(f"{where}: 'model' must be an object, got {describe(meta.get('model'))}")
     try:
         model_config = MADEConfig.from_dict(meta["model"])
     except (TypeError, ValueError) as exc:
@@ -724,17 +725,17 @@ def _check_meta(p: Path, meta: dict):
     train_config = None
     if meta.get("train") is not None:
         if not isinstance(meta["train"], dict):
-            raise CheckpointError(f"{where}: 'train' must be an object or null, got {_describe(meta['train'])}")
+            raise CheckpointError(f"{where}: 'train' must be an object or null, got {describe(meta['train'])}")
         try:  # runs from before output_bias existed started their output biases at 0
             train_config = TrainConfig.from_dict({"output_bias": "zero", **meta["train"]})
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{where}: invalid training configuration ({_one_line(exc)})") from None
     for key in ("state", "history", "results", "dataset"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
-            raise CheckpointError(f"{where}: '{key}' must be an object or null, got {_describe(meta[key])}")
+            raise CheckpointError(f"{where}: '{key}' must be an object or null, got {describe(meta[key])}")
     for key in ("optimizer", "made_np_version"):
         if meta.get(key) is not None and not isinstance(meta[key], str):
-            raise CheckpointError(f"{where}: '{key}' must be a string or null, got {_describe(meta[key])}")
+            raise CheckpointError(f"{where}: '{key}' must be a string or null, got {describe(meta[key])}")
     _check_dataset_spec(where, meta.get("dataset"), model_config)
     return model_config, train_config
 
@@ -747,9 +748,9 @@ def _check_dataset_spec(where: str, spec, cfg: MADEConfig) -> None:
         value = spec.get(key)
         if value is None:
             continue
-        ok = _is_int(value) if kind is int else isinstance(value, kind)
+        ok = is_int(value) if kind is int else isinstance(value, kind)
         if not ok:
-            raise CheckpointError(f"{where}: dataset.{key} must be {kind.__name__} or null, got {_describe(value)}")
+            raise CheckpointError(f"{where}: dataset.{key} must be {kind.__name__} or null, got {describe(value)}")
     if spec.get("seed") is not None and not 0 <= spec["seed"] <= MAX_SEED:
         raise CheckpointError(f"{where}: dataset.seed must be in 0..{MAX_SEED}, got {spec['seed']}")
     if spec.get("D") is not None and spec["D"] != cfg.D:
@@ -759,17 +760,17 @@ def _check_dataset_spec(where: str, spec, cfg: MADEConfig) -> None:
                               f"{cfg.classes} classes")
     shape = spec.get("image_shape")
     if shape is not None:
-        if len(shape) != 2 or not all(_is_int(v) and v >= 1 for v in shape) or shape[0] * shape[1] != cfg.D:
-            raise CheckpointError(f"{where}: dataset.image_shape {_describe(shape)} is not two positive "
+        if len(shape) != 2 or not all(is_int(v) and v >= 1 for v in shape) or shape[0] * shape[1] != cfg.D:
+            raise CheckpointError(f"{where}: dataset.image_shape {describe(shape)} is not two positive "
                                   f"integers whose product is D = {cfg.D}")
     sizes = spec.get("sizes")
-    if sizes is not None and (len(sizes) != 3 or not all(_is_int(v) and v >= 0 for v in sizes)):
-        raise CheckpointError(f"{where}: dataset.sizes {_describe(sizes)} is not three non-negative integers")
+    if sizes is not None and (len(sizes) != 3 or not all(is_int(v) and v >= 0 for v in sizes)):
+        raise CheckpointError(f"{where}: dataset.sizes {describe(sizes)} is not three non-negative integers")
     for key in ("sha256", "context_sha256"):
         sha = spec.get(key)
         if sha is not None and not all(k in ("train", "valid", "test") and isinstance(v, str) and len(v) == 64
                                        for k, v in sha.items()):
-            raise CheckpointError(f"{where}: dataset.{key} {_describe(sha)} is not a 64-digit hex digest per split")
+            raise CheckpointError(f"{where}: dataset.{key} {describe(sha)} is not a 64-digit hex digest per split")
 
 
 def param_shapes(cfg: MADEConfig) -> dict:

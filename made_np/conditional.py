@@ -53,7 +53,8 @@ import math
 import numpy as np
 
 from . import backend, limits, sampling
-from .config import MAX_EVAL_MASKS, MAX_SEED, check_int, check_model
+from .checks import MAX_SEED, check_context, check_data, check_int, check_model
+from .config import MAX_EVAL_MASKS
 from .masks import MaskSet, direct_mask, hidden_degrees, hidden_mask, input_ordering, output_mask
 
 OCCLUSIONS = ("top", "bottom", "left", "right", "random:P")
@@ -193,19 +194,19 @@ def variable_log_probs(model, x, batch_size: int = 1000, context=None, mask=0):
     batch_size : int
         Rows per forward pass.
     context : array, optional
-        A conditional model's context (:meth:`~made_np.model.MADE.encode_context`).
+        A conditional model's encoded context (:func:`made_np.checks.check_context`).
     mask : int or made_np.masks.MaskSet, default 0
         The mask (:meth:`~made_np.model.MADE.mask`): an index of the bank or a MaskSet.
+
+    Arguments are not checked: the public functions below check theirs once.
 
     Returns
     -------
     array on ``model.xp``, float64, shape (N, D), nats (``<= 0``).
     """
-    xp = model.xp
-    batch_size = check_int("batch_size", batch_size, 1)
-    masks = model.mask(mask)[1]
+    xp, y = model.xp, context
+    masks = model._mask(mask)[1]
     out = xp.empty(x.shape, dtype=xp.float64)
-    y = model.encode_context(context, x.shape[0])
     for s in range(0, x.shape[0], batch_size):
         xb = x[s:s + batch_size]
         inputs = model.encode(xb)[0]
@@ -234,7 +235,7 @@ def _inputs(model, x, observed, read_missing: bool = True):
     obs = obs.astype(bool)
     if not read_missing:
         x = xp.where(xp.asarray(obs), x, 0)
-    x = model.check_data(x, "x", where=None if read_missing else obs)
+    x = check_data(model, x, "x", where=None if read_missing else obs)
     xd = x.astype(getattr(xp, model.head.sample_dtype))
     if obs.shape[0] == 0:
         return xd, obs, obs[:0], np.zeros(0, dtype=np.int64)
@@ -316,7 +317,7 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
     """
     masks, seed, batch_size = _counts(masks, seed, batch_size)
     xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing)
-    y = model.encode_context(context, obs.shape[0])
+    y = check_context(model, context, obs.shape[0])
     return _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y)
 
 
@@ -454,7 +455,7 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing=False)
     N = obs.shape[0]
     limits.check_api(limits.complete_parts(model.config, N, n, mixture_size(model, masks), "n =", "masks ="))
-    y = model.encode_context(context, N)
+    y = check_context(model, context, N)
     rng = backend.host_rng(seed, 1)  # drawn on the host, for every row, before any pattern
     u_mask = rng.random((N, n))
     noise = rng.random((N, n, D))
@@ -481,7 +482,7 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
             u = xp.asarray(noise[rows[i], j])  # (m, D), indexed by variable
             yk = None if y is None else y[ri]
             # under mask h (observed-first: the observed variables are positions 1..n_obs)
-            out[ri, rj] = draw(model, noise=u, context=yk, given=X, n_given=n_obs, mask=h).astype(X.dtype)
+            out[ri, rj] = draw(model, u, yk, X, n_obs, h).astype(X.dtype)
     return out, log_px_o
 
 

@@ -10,12 +10,12 @@ set implies, and :meth:`TrainConfig.resolved` the defaults left open.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 import numpy as np
 
 from . import backend
+from .checks import MAX_SEED, check_int, describe, is_int, is_real, range_message, short
 from .data import MAX_CLASSES  # noqa: F401  (most classes per variable: each value is a one-hot input)
 from .heads import HEADS, default_head
 from .layers import ACTIVATIONS, INITS
@@ -48,8 +48,6 @@ MAX_LAYERS = 100
 MAX_NUM_MASKS = 10**6
 #: Most masks in an evaluation or validation ensemble (each one is a pass over the data).
 MAX_EVAL_MASKS = 100_000
-#: Seeds are non-negative integers below 2**63.
-MAX_SEED = 2**63 - 1
 #: Most epochs, patience and lr_step.
 MAX_EPOCHS = 10**7
 #: Most rows of a minibatch or evaluation batch, and minibatches between mask changes or logs.
@@ -129,66 +127,6 @@ def _train_rows(dataset) -> int:
 _OK = object()
 
 
-def _is_int(v) -> bool:
-    """An integer (Python or NumPy), not a bool and not a float that happens to be whole."""
-    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
-
-
-def _short(v, limit: int = 60) -> str:
-    text = repr(v)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _describe(v) -> str:
-    """``64.5 (float)``, ``'digits' (str)``: a value and its type, for error messages."""
-    kind = {dict: "object", list: "list", str: "string", bool: "bool", type(None): "null"}.get(type(v))
-    return f"{_short(v)} ({kind or type(v).__name__})"
-
-
-def _range_message(name: str, value, lo, hi) -> str:
-    if lo is not None and value < lo:
-        return f"{name} must be >= {lo}, got {value}"
-    return f"{name} must be at most {hi}, got {_short(value)}"
-
-
-def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
-    """``value`` as a Python int, for an integer argument of the API (a batch size, a count of
-    samples or masks, a mask index, a seed).
-
-    Raises
-    ------
-    ValueError
-        Naming ``name``: not an integer (a bool, a float such as 2.0, a string, None), or
-        outside ``lo..hi``.
-    """
-    if not _is_int(value):
-        raise ValueError(f"{name} must be an integer, got {_describe(value)}")
-    if lo is not None and value < lo or hi is not None and value > hi:
-        raise ValueError(_range_message(name, value, lo, hi))
-    return int(value)
-
-
-def check_mask_index(index, num_masks: int) -> int:
-    """``index`` as an int, after checking it names a mask of a bank of ``num_masks`` (0: no limit).
-
-    Raises
-    ------
-    ValueError
-        Not an integer, or outside ``0..num_masks - 1`` (``>= 0`` for a bank without limit).
-    """
-    index = check_int("mask index", index)
-    if index < 0 or (num_masks >= 1 and index >= num_masks):
-        if num_masks == 1:
-            raise ValueError(f"mask index {index} is outside the bank: this model has a single mask "
-                             "(num_masks = 1), mask 0")
-        raise ValueError(f"mask index {index} is outside the bank of {num_masks} mask(s) (0..{num_masks - 1})")
-    return index
-
-
 def default_encoding(classes: int) -> str:
     """How a variable of ``classes`` classes enters the network by default: binary for 0/1
     data, onehot otherwise."""
@@ -217,7 +155,7 @@ class StrictConfig:
         type are an error (ValueError naming the key)."""
         if not isinstance(d, dict):
             raise ValueError(f"the {cls._kind} configuration must be a JSON object (dict), "
-                             f"got {_describe(d)}")
+                             f"got {describe(d)}")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown {cls._kind} configuration keys: {sorted(map(str, unknown))}")
@@ -237,32 +175,28 @@ class StrictConfig:
                 continue
             kind = kind.rstrip("?")
             if kind == "int":
-                if not _is_int(value):
-                    raise ValueError(f"{name} must be an integer, got {_describe(value)}")
-                if lo is not None and value < lo or hi is not None and value > hi:
-                    raise ValueError(_range_message(name, value, lo, hi))
-                setattr(self, name, int(value))
+                setattr(self, name, check_int(name, value, lo, hi))
             elif kind == "real":
-                if not _is_real(value):
-                    raise ValueError(f"{name} must be a number, got {_describe(value)}")
+                if not is_real(value):
+                    raise ValueError(f"{name} must be a number, got {describe(value)}")
                 if not math.isfinite(value):
                     raise ValueError(f"{name} must be finite, got {value}")
             elif kind == "bool":
                 if not isinstance(value, (bool, np.bool_)):
-                    raise ValueError(f"{name} must be true or false, got {_describe(value)}")
+                    raise ValueError(f"{name} must be true or false, got {describe(value)}")
                 setattr(self, name, bool(value))
             elif kind == "str":
                 if not isinstance(value, str):
-                    raise ValueError(f"{name} must be a string, got {_describe(value)}")
+                    raise ValueError(f"{name} must be a string, got {describe(value)}")
             elif kind == "ints":  # a list or tuple of integers in lo..hi
                 if not isinstance(value, (list, tuple)):
-                    raise ValueError(f"{name} must be a list of integers, got {_describe(value)}")
-                bad = next((v for v in value if not _is_int(v)), _OK)
+                    raise ValueError(f"{name} must be a list of integers, got {describe(value)}")
+                bad = next((v for v in value if not is_int(v)), _OK)
                 if bad is not _OK:
-                    raise ValueError(f"{name} must hold integers, got {_describe(bad)} in {_short(value)}")
+                    raise ValueError(f"{name} must hold integers, got {describe(bad)} in {short(value)}")
                 out = next((v for v in value if v < lo or hi is not None and v > hi), _OK)
                 if out is not _OK:
-                    raise ValueError(_range_message(f"{name} entries", out, lo, hi))
+                    raise ValueError(range_message(f"{name} entries", out, lo, hi))
 
     @classmethod
     def _fields(cls):
@@ -373,7 +307,7 @@ class MADEConfig(StrictConfig):
         checks = [
             (len(self.hidden) <= MAX_LAYERS, f"hidden has {len(self.hidden)} layers; at most {MAX_LAYERS}"),
             (self.given_ordering is None or sorted(self.given_ordering) == list(range(1, self.D + 1)),
-             f"given_ordering must be a permutation of 1..{self.D}, got {_short(self.given_ordering)}"),
+             f"given_ordering must be a permutation of 1..{self.D}, got {short(self.given_ordering)}"),
             (self.D >= 1, f"D must be >= 1, got {self.D}"),
             (all(h >= 1 for h in self.hidden), f"hidden widths must be >= 1, got {self.hidden}"),
             (self.classes >= 2, f"classes must be >= 2, got {self.classes}"),
@@ -623,11 +557,3 @@ class TrainConfig(StrictConfig):
         if self.lr_schedule == "cosine":
             return base_lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / self.epochs))
         return base_lr
-
-
-def check_model(model, name: str = "model") -> None:
-    """Raise ValueError unless ``model`` is a MADE (anything with a :class:`MADEConfig` ``config``
-    and an array module ``xp``); the ``(model, info)`` pair of ``load_checkpoint`` is named."""
-    if not isinstance(getattr(model, "config", None), MADEConfig) or not hasattr(model, "xp"):
-        hint = ": load_checkpoint returns (model, info), take its first value" if isinstance(model, tuple) else ""
-        raise ValueError(f"{name} must be a made_np.MADE, got {type(model).__name__}{hint}")

@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from . import backend
+from .checks import check_mask
 
 MAX_TABLE_SIZE = 10**7
 
@@ -48,7 +49,7 @@ def _single_mask_table(model, batch_size: int, mask=0):
     """Flat float64 device table (C^D,) of ``log p(x)`` under ``mask``, C-order over variables."""
     xp, c = model.xp, model.config
     D, C = c.D, c.classes
-    maskset, masks = model.mask(mask)
+    maskset, masks = model._mask(mask)
     ordering = backend.to_host(maskset.ordering)
     last = int(np.argmax(ordering))  # the variable with m^0 = D: no output depends on it
     others = [d for d in range(D) if d != last]
@@ -110,7 +111,7 @@ def log_density_table(model, batch_size: int = 4096, mask_indices=None) -> np.nd
     if mask_indices is None:
         flat = _single_mask_table(model, batch_size)
     else:
-        mask_indices = list(mask_indices)
+        mask_indices = [check_mask(model, k) for k in mask_indices]
         if not mask_indices:
             raise ValueError("log_density_table needs at least one mask index")
         flat = None

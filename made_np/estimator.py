@@ -28,7 +28,8 @@ except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
                       "upgrade with: pip install -U scikit-learn") from exc
 
 from . import backend
-from .config import MAX_CLASSES, MAX_EVAL_MASKS, MADEConfig, TrainConfig, check_int
+from .checks import check_int
+from .config import MAX_CLASSES, MAX_EVAL_MASKS, MADEConfig, TrainConfig
 from .model import MADE
 from .optim import OPTIMIZERS
 from .sampling import sample as _sample

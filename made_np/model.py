@@ -23,10 +23,12 @@ from __future__ import annotations
 import math
 
 from . import backend, limits
-from .config import MADEConfig, check_int, check_mask_index  # noqa: F401  (MADEConfig: part of this module's API)
+from .checks import (check_context, check_data, check_int, check_mask, check_mask_indices, check_model_config,
+                     check_state)
+from .config import MADEConfig  # noqa: F401  (part of this module's API)
 from .heads import head_class, make_head
 from .layers import Dense, MaskedDense, make_activation
-from .masks import MaskSet, draw_masks
+from .masks import draw_masks
 
 #: Masks in a test ensemble by default: the whole bank up to this many (paper Sec. 6.2
 #: averaged up to 1000 masks of an unlimited bank).
@@ -60,9 +62,7 @@ class MADE:
     """
 
     def __init__(self, config: MADEConfig, xp=None, draw_weights: bool = True):
-        if not isinstance(config, MADEConfig):
-            raise ValueError(f"config must be a made_np.MADEConfig, got {type(config).__name__}: build one with "
-                             "MADEConfig(D=..., ...), MADEConfig.from_dict(d) or MADEConfig.for_data(data)")
+        check_model_config(config)
         self.config = config
         if draw_weights:  # loading (draw_weights=False) checks with load_checkpoint(memory_limit=...)
             limits.check_api(limits.model_parts(config, label=f"MADEConfig(D={config.D}, hidden={config.hidden})",
@@ -97,256 +97,6 @@ class MADE:
         self._cache_masks = c.num_masks >= 1 and c.num_masks * self._mask_bytes() <= limits.MASK_CACHE_BYTES
         self._mask_fixed_weights()
 
-    # ------------------------------------------------------------------ parameters
-    @property
-    def _all_layers(self) -> list:
-        """``layers``, then ``direct``, then the context blocks (the masked ones first, in the
-        order of the arrays of :meth:`mask`)."""
-        return (self.layers + ([self.direct] if self.direct is not None else [])
-                + [d for d in (self.context_hidden, self.context_output) if d is not None])
-
-    @property
-    def params(self) -> list:
-        """All parameter arrays: ``W^1, b^1, ..., V, c``, then ``A`` if direct, then ``U^1, U^V`` with a context."""
-        return [p for layer in self._all_layers for p in layer.params]
-
-    @property
-    def grads(self) -> list:
-        """Gradients of the last :meth:`loss_and_grad`, matching :attr:`params`."""
-        return [g for layer in self._all_layers for g in layer.grads]
-
-    @property
-    def param_names(self) -> list:
-        """Names of :attr:`params`: ``W0, b0, W1, b1, ..., A``, then ``U1`` (context into the
-        first hidden layer) and ``UV`` (context into the logits)."""
-        names = []
-        for i, layer in enumerate(self.layers):
-            names += [f"W{i}", f"b{i}"]
-        names += ["A"] if self.direct is not None else []
-        names += ["U1"] if self.context_hidden is not None else []
-        return names + (["UV"] if self.context_output is not None else [])
-
-    @property
-    def num_params(self) -> int:
-        """Number of scalar parameters (masked entries included)."""
-        return int(sum(p.size for p in self.params))
-
-    def state_dict(self) -> dict:
-        """Host copies of the parameters, keyed by :attr:`param_names`."""
-        return {n: backend.to_host(p).copy() for n, p in zip(self.param_names, self.params)}
-
-    def load_state_dict(self, state: dict, prefix: str = "") -> None:
-        """Copy parameters in place from host arrays.
-
-        Parameters
-        ----------
-        state : dict
-            ``{name: array}`` keyed by :attr:`param_names`.
-        prefix : str, default ""
-            How the caller's entries are named, for error messages: with ``"best_"`` a
-            wrong ``W0`` is reported as ``'best_W0'``.
-
-        Raises
-        ------
-        ValueError
-            A missing name or a shape that does not match (naming ``prefix + name``).
-        """
-        for name, p in zip(self.param_names, self.params):
-            if name not in state:
-                raise ValueError(f"parameter {prefix + name!r} missing from the state")
-            if tuple(state[name].shape) != tuple(p.shape):
-                raise ValueError(f"parameter {prefix + name!r} has shape {tuple(state[name].shape)}, "
-                                 f"expected {tuple(p.shape)}")
-            p[...] = self.xp.asarray(state[name], dtype=self.dtype)
-        self._mask_fixed_weights()
-
-    def _mask_fixed_weights(self) -> None:
-        """A single fixed mask (``num_masks == 1``): make ``W`` zero where the mask is (the
-        invariant the fixed layers rely on, :class:`~made_np.layers.MaskedDense`)."""
-        if self.config.num_masks == 1:
-            for layer, M in zip(self._all_layers, self.mask(0)[1]):
-                layer.W *= M
-
-    # ------------------------------------------------------------------ masks
-    def _mask_bytes(self) -> int:
-        """Bytes of one set of masks: bool (1 byte an entry) for a bank, the dtype's for a fixed mask."""
-        per_entry = 1 if self.config.num_masks != 1 else self.dtype.itemsize
-        masked = self.layers + ([self.direct] if self.direct is not None else [])  # the context blocks have none
-        return sum(layer.W.size for layer in masked) * per_entry
-
-    def maskset_at(self, index: int):
-        """The host :class:`~made_np.masks.MaskSet` of mask ``index`` of the bank."""
-        c = self.config
-        return draw_masks(
-            c.D, c.hidden, seed=c.seed, index=index, ordering=c.ordering,
-            given_ordering=c.given_ordering, degrees=c.degrees,
-            order_agnostic=c.order_agnostic, connectivity_agnostic=c.connectivity_agnostic,
-            orderings=c.orderings,
-        )
-
-    def mask(self, which=0) -> tuple:
-        """The mask a pass computes with: ``(maskset, arrays)``.
-
-        Parameters
-        ----------
-        which : int or made_np.masks.MaskSet, default 0
-            An index of the bank (rebuilt from ``(seed, index)``, or taken from a cache), or a
-            MaskSet that need not come from the bank (the observed-first masks of
-            :mod:`made_np.conditional`; a bank's models only).
-
-        Returns
-        -------
-        maskset : made_np.masks.MaskSet
-            Host arrays: ordering, degrees, masks.
-        arrays : list of arrays on ``xp``
-            The masks of ``layers`` then ``direct``, shape of each ``W``: bool for a bank
-            (``W * M`` and ``dW *= M`` take them as they are: a quarter of the memory and of
-            the traffic when the masks change at every step), the weights' dtype for a fixed mask.
-
-        Raises
-        ------
-        ValueError
-            An index outside the bank (``0 <= index < num_masks`` unless the bank has no
-            limit); a MaskSet for a single-mask model (its weights are masked in place, so
-            another mask would not give the trained conditionals) or of other widths.
-        """
-        c = self.config
-        if isinstance(which, MaskSet):
-            if c.num_masks == 1:
-                raise ValueError("a MaskSet needs a bank of masks: "
-                                 "a num_masks == 1 model has its weights masked in place")
-            widths = tuple(len(m) for m in which.degrees)
-            if which.D != c.D or widths != c.hidden:
-                raise ValueError(f"the MaskSet has D={which.D}, hidden={widths}; "
-                                 f"the model has D={c.D}, hidden={c.hidden}")
-            return which, self._device_masks(which)
-        index = check_mask_index(which, c.num_masks)
-        hit = self._mask_cache.get(index)
-        if hit is None:
-            maskset = self.maskset_at(index)
-            hit = (maskset, self._device_masks(maskset))
-            if self._cache_masks or c.num_masks == 1:
-                self._mask_cache[index] = hit
-        return hit
-
-    def _device_masks(self, maskset) -> list:
-        """The masks of ``maskset`` as :meth:`mask` returns them."""
-        dtype = self.dtype if self.config.num_masks == 1 else bool
-        return [self.xp.asarray(m, dtype=dtype) for m in self._host_masks(maskset, self.direct is not None)]
-
-    def _host_masks(self, maskset, direct: bool) -> list:
-        """The masks of :attr:`_all_layers` at the level of columns (host bool arrays)."""
-        host = maskset.layer_masks(self.in_repeat, self.out_repeat)
-        if direct:
-            host.append(maskset.direct_block(self.in_repeat, self.out_repeat))
-        return host
-
-    def eval_mask_indices(self, eval_masks: int | None = None) -> list:
-        """Mask indices an ensemble evaluation averages over.
-
-        Parameters
-        ----------
-        eval_masks : int, optional
-            How many: the first ``eval_masks`` masks of the bank (all of a smaller bank).
-            Default: the whole bank, at most :data:`DEFAULT_EVAL_MASKS` (1000, paper Sec. 6.2),
-            which is also the default with no limit on the bank (``num_masks = 0``): a bank
-            of a million masks is evaluated on its first 1000, not on a million.
-
-        Returns
-        -------
-        list of int
-        """
-        K = self.config.num_masks
-        n = eval_masks or DEFAULT_EVAL_MASKS
-        return list(range(min(K, n) if K >= 1 else n))
-
-    # ------------------------------------------------------------------ data
-    def encode(self, x):
-        """Encode data for the network and the head.
-
-        Parameters
-        ----------
-        x : array, shape (batch, D), uint8 or int, values in 0..classes-1
-
-        Returns
-        -------
-        inputs : array, shape (batch, D * in_repeat), ``dtype``
-        targets : array, shape (batch, D): the head's targets (:meth:`made_np.heads.Head.targets`)
-        """
-        c, n = self.config, x.shape[0]
-        if c.input_encoding == "onehot":
-            inputs = self._eye[x].reshape(n, c.D * c.classes)
-        else:
-            inputs = x.astype(self.dtype)
-            if c.input_encoding == "scaled":
-                inputs /= c.classes - 1
-        return inputs, self.head.targets(x, inputs)
-
-    def encode_context(self, context, n: int | None = None):
-        """The context as the network takes it: shape (n, config.context), ``dtype``, on ``xp``.
-
-        Parameters
-        ----------
-        context : array-like or None
-            ``onehot`` models: class labels, an int or shape (m,), in 0..context-1 (one-hot
-            encoded here), or rows (m, context) used as they are. ``raw`` models: rows
-            (m, context) or one row (context,). One row (``m == 1``) is repeated to ``n`` rows.
-            Must be None for a model without context.
-        n : int, optional
-            Rows wanted (the batch size); default m.
-
-        Returns
-        -------
-        array of shape (n, context), or None for a model without context.
-
-        Raises
-        ------
-        ValueError
-            A context for an unconditional model, none for a conditional one, a label out
-            of range, a shape that does not fit, or rows that are not finite in ``dtype``
-            (not checked for rows already on a GPU in ``dtype``).
-        """
-        c, xp = self.config, self.xp
-        if not c.context:
-            if context is not None:
-                raise ValueError("this model has no context inputs (config.context == 0): pass no context")
-            return None
-        if context is None:
-            kind = "class labels" if c.context_encoding == "onehot" else "rows"
-            raise ValueError(f"this model is conditional (context of width {c.context}, {c.context_encoding}): "
-                             f"pass context ({kind})")
-        y = xp.asarray(context)
-        if c.context_encoding == "onehot" and y.ndim <= 1:
-            labels = backend.to_host(y).reshape(-1)
-            if labels.dtype.kind not in "iub" and not (labels == labels.round()).all():
-                raise ValueError(f"context labels must be integers, got dtype {labels.dtype}")
-            labels = labels.astype("int64")
-            if labels.size and (labels.min() < 0 or labels.max() >= c.context):
-                raise ValueError(f"context labels must lie in 0..{c.context - 1}, got "
-                                 f"{int(labels.min())}..{int(labels.max())}")
-            y = xp.eye(c.context, dtype=self.dtype)[xp.asarray(labels)]
-        elif y.ndim == 1:
-            y = y.reshape(1, -1)
-        if y.ndim != 2 or y.shape[1] != c.context:
-            raise ValueError(f"context must have shape (n, {c.context}), got {tuple(y.shape)}")
-        if y.dtype.kind not in "biuf":  # strings, objects, complex numbers: not a context row
-            raise ValueError(f"context rows must be real numbers, got dtype {y.dtype}")
-        # Checked on the CPU always, on a GPU only when the rows are not yet in the model's dtype:
-        # a training step's rows were encoded (and checked) once, and a check here would be a
-        # host sync per step. (Rows handed in on the GPU already in the dtype go unchecked.)
-        if y.dtype != self.dtype or backend.device_of(xp) == "cpu":
-            top = float(xp.finfo(self.dtype).max)
-            if not bool((xp.abs(y) <= top).all()):  # NaN fails the comparison too
-                raise ValueError(f"context rows must be finite numbers within {self.dtype.name}'s range "
-                                 f"(|y| <= {top:.3g}); got NaN, infinity or a larger value")
-        y = y.astype(self.dtype, copy=False)
-        if n is not None and y.shape[0] != n:
-            if y.shape[0] != 1:
-                raise ValueError(f"context has {y.shape[0]} rows for {n} examples")
-            y = xp.repeat(y, n, axis=0)
-        return y
-
-    # ------------------------------------------------------------------ passes
     def _forward_pass(self, inputs, masks, context=None, keep: bool = False):
         """Logits of encoded inputs under ``masks`` (docs/math.md Sec. 2; Sec. 9 with a context).
 
@@ -427,15 +177,17 @@ class MADE:
         Parameters
         ----------
         x : array, shape (batch, D), uint8 or int, values in 0..classes-1
-            Not validated (no :meth:`check_data`): a value outside the classes
-            gives a wrong loss silently, or an IndexError with one-hot inputs.
+            Not validated (training data are checked once, by :func:`made_np.train.fit`): a
+            value outside the classes gives a wrong loss silently, or an IndexError with
+            one-hot inputs.
         mask : int or made_np.masks.MaskSet, default 0
-            The mask (:meth:`mask`).
+            The mask (:meth:`mask`; not checked).
         head : head, optional
             The head that computes the NLL and ``dNLL/dz`` (default :attr:`head`; the fast
             engine passes a faster form of it, :func:`made_np.fast.kernels.fast_head`).
         context : array, optional
-            The context of each row (:meth:`encode_context`); needed exactly when the model has one.
+            The encoded context of each row (:meth:`encode_context`); given exactly when the
+            model has one.
 
         Returns
         -------
@@ -445,13 +197,10 @@ class MADE:
 
         Raises
         ------
-        ValueError
-            From :meth:`encode_context`: a context for an unconditional model, none for a
-            conditional one, a label out of range, or a shape that does not fit.
         ZeroDivisionError
             An empty batch (``batch == 0``).
         """
-        masks = self.mask(mask)[1]
+        masks = self._mask(mask)[1]
         inputs, targets = self.encode(x)
         z = self._forward_pass(inputs, masks, self.encode_context(context, x.shape[0]), keep=True)
         nll, dz = (head or self.head).nll_and_grad(z, targets)
@@ -459,69 +208,13 @@ class MADE:
         self._backprop(dz, masks)
         return nll.mean()
 
-    def logits(self, x, context=None, mask=0):
-        """Logits of the conditionals under ``mask`` (docs/math.md Sec. 2).
-
-        Parameters
-        ----------
-        x : array-like, shape (batch, D), integer (bool, or floats holding integers, accepted)
-            Values in 0..classes-1; checked by :meth:`check_data`.
-        context : array, optional
-            The rows' context (:meth:`encode_context`); needed exactly when the model has one.
-        mask : int or made_np.masks.MaskSet, default 0
-            The mask (:meth:`mask`).
-
-        Returns
-        -------
-        array of ``dtype``, shape (batch, D) (Bernoulli head) or (batch, D, C) (categorical)
-            Logit ``d`` depends only on the variables before ``d`` in the ordering (and the context).
-
-        Raises
-        ------
-        ValueError
-            ``x`` of the wrong shape, dtype or values (:meth:`check_data`), or a context that
-            does not fit the model (:meth:`encode_context`).
-        """
-        x = self.check_data(x)
-        z = self._forward_pass(self.encode(x)[0], self.mask(mask)[1], self.encode_context(context, x.shape[0]))
-        return z.reshape(x.shape[0], self.config.D, self.out_repeat) if self.out_repeat > 1 else z
-
-    def check_data(self, x, name: str = "x", where=None):
-        """``x`` as an integer array on the model's device, after checking that it is (N, D) data of
-        this model: finite integers in ``0..classes-1`` (only where ``where`` is True, when given).
-
-        Raises
-        ------
-        ValueError
-            Naming ``name``, the shape or the first kind of bad value. Without this check a value
-            outside the classes silently gives a wrong likelihood (or an IndexError).
-        """
-        xp, c = self.xp, self.config
-        x = xp.asarray(x)
-        if x.ndim != 2 or x.shape[1] != c.D:
-            raise ValueError(f"{name} must have shape (N, {c.D}) for this model of D = {c.D}, got {tuple(x.shape)}")
-        if x.dtype.kind not in "biuf":
-            raise ValueError(f"{name} has dtype {x.dtype}; expected integers in 0..{c.classes - 1}")
-        v = x if where is None else x[xp.asarray(where, dtype=bool)]
-        if v.size:
-            bad = ~xp.isfinite(v) | (v != xp.floor(v)) if v.dtype.kind == "f" else xp.zeros(v.shape, dtype=bool)
-            if bool(bad.any()):
-                raise ValueError(f"{name} must hold integers in 0..{c.classes - 1} (the model's {c.classes} "
-                                 f"classes), got NaN, inf or fractions")
-            if float(v.min()) < 0 or float(v.max()) > c.classes - 1:
-                raise ValueError(f"{name} must hold integers in 0..{c.classes - 1} (the model's {c.classes} "
-                                 f"classes), got values in {float(v.min()):g}..{float(v.max()):g}")
-        if x.dtype.kind in "bf":
-            x = x.astype(xp.int64)
-        return x
-
     def nll(self, x, batch_size: int = 1000, context=None, mask=0):
         """Per-example NLL ``-log p(x)`` in nats (summed over the D variables) under one mask.
 
         Parameters
         ----------
         x : array-like, shape (N, D), integer (bool, or floats holding integers, accepted)
-            Values in 0..classes-1; checked by :meth:`check_data`.
+            Values in 0..classes-1; checked (:func:`made_np.checks.check_data`).
         batch_size : int, default 1000
             Rows per forward pass (bounds memory), ``>= 1``.
         context : array, optional
@@ -537,13 +230,13 @@ class MADE:
         Raises
         ------
         ValueError
-            ``x`` of the wrong shape, dtype or values (:meth:`check_data`), a context that
+            ``x`` of the wrong shape, dtype or values (:func:`made_np.checks.check_data`), a context that
             does not fit the model (:meth:`encode_context`), ``batch_size < 1``, or a mask
             outside the bank (:meth:`mask`).
         """
         batch_size = check_int("batch_size", batch_size, 1)
-        x = self.check_data(x)
-        return self._nll(x, self.mask(mask)[1], batch_size, self.encode_context(context, x.shape[0]))
+        x = check_data(self, x)
+        return self._nll(x, self.mask(mask)[1], batch_size, check_context(self, context, x.shape[0]))
 
     def _nll(self, x, masks, batch_size, y):
         """:meth:`nll` of checked data ``x`` and encoded context ``y`` under the arrays ``masks``."""
@@ -585,7 +278,7 @@ class MADE:
         Parameters
         ----------
         x : array-like, shape (N, D), integer (bool, or floats holding integers, accepted)
-            Values in 0..classes-1; checked by :meth:`check_data`.
+            Values in 0..classes-1; checked (:func:`made_np.checks.check_data`).
         mask_indices : sequence of int
             Masks of the bank to average over (K = len(mask_indices) >= 1); a repeated
             index counts as often as it appears.
@@ -603,19 +296,250 @@ class MADE:
         ------
         ValueError
             An empty ``mask_indices``, an index outside the bank (:meth:`mask`), ``x`` of
-            the wrong shape, dtype or values (:meth:`check_data`), or a context that does not
+            the wrong shape, dtype or values (:func:`made_np.checks.check_data`), or a context that does not
             fit the model (:meth:`encode_context`).
         """
-        if isinstance(mask_indices, (str, bytes)) or not hasattr(mask_indices, "__iter__"):
-            raise ValueError(f"mask_indices must be a sequence of mask indices such as [0, 1, 2], got {mask_indices!r}")
-        mask_indices = [check_mask_index(k, self.config.num_masks) for k in mask_indices]
-        if not mask_indices:
-            raise ValueError("ensemble_nll needs at least one mask index")
+        mask_indices = check_mask_indices(mask_indices, self.config.num_masks)
         batch_size = check_int("batch_size", batch_size, 1)
-        x = self.check_data(x)
+        x = check_data(self, x)
+        y = check_context(self, context, x.shape[0])
         acc = None
-        y = self.encode_context(context, x.shape[0])
         for k in mask_indices:
-            lp = -self._nll(x, self.mask(k)[1], batch_size, y)
+            lp = -self._nll(x, self._mask(k)[1], batch_size, y)
             acc = lp if acc is None else self.xp.logaddexp(acc, lp)
         return math.log(len(mask_indices)) - acc
+
+    def logits(self, x, context=None, mask=0):
+        """Logits of the conditionals under ``mask`` (docs/math.md Sec. 2).
+
+        Parameters
+        ----------
+        x : array-like, shape (batch, D), integer (bool, or floats holding integers, accepted)
+            Values in 0..classes-1; checked (:func:`made_np.checks.check_data`).
+        context : array, optional
+            The rows' context (:meth:`encode_context`); needed exactly when the model has one.
+        mask : int or made_np.masks.MaskSet, default 0
+            The mask (:meth:`mask`).
+
+        Returns
+        -------
+        array of ``dtype``, shape (batch, D) (Bernoulli head) or (batch, D, C) (categorical)
+            Logit ``d`` depends only on the variables before ``d`` in the ordering (and the context).
+
+        Raises
+        ------
+        ValueError
+            ``x`` of the wrong shape, dtype or values (:func:`made_np.checks.check_data`), or a context that
+            does not fit the model (:meth:`encode_context`).
+        """
+        x = check_data(self, x)
+        z = self._forward_pass(self.encode(x)[0], self.mask(mask)[1], check_context(self, context, x.shape[0]))
+        return z.reshape(x.shape[0], self.config.D, self.out_repeat) if self.out_repeat > 1 else z
+
+    # ------------------------------------------------------------------ masks
+    def mask(self, which=0) -> tuple:
+        """The mask a pass computes with: ``(maskset, arrays)``.
+
+        Parameters
+        ----------
+        which : int or made_np.masks.MaskSet, default 0
+            An index of the bank (rebuilt from ``(seed, index)``, or taken from a cache), or a
+            MaskSet that need not come from the bank (the observed-first masks of
+            :mod:`made_np.conditional`; a bank's models only).
+
+        Returns
+        -------
+        maskset : made_np.masks.MaskSet
+            Host arrays: ordering, degrees, masks.
+        arrays : list of arrays on ``xp``
+            The masks of ``layers`` then ``direct``, shape of each ``W``: bool for a bank
+            (``W * M`` and ``dW *= M`` take them as they are: a quarter of the memory and of
+            the traffic when the masks change at every step), the weights' dtype for a fixed mask.
+
+        Raises
+        ------
+        ValueError
+            An index outside the bank (``0 <= index < num_masks`` unless the bank has no
+            limit); a MaskSet for a single-mask model (its weights are masked in place, so
+            another mask would not give the trained conditionals) or of other widths.
+        """
+        return self._mask(check_mask(self, which))
+
+    def _mask(self, which) -> tuple:
+        """:meth:`mask` without the check (the passes' own calls, with a mask already checked)."""
+        if not isinstance(which, int):  # a MaskSet
+            return which, self._device_masks(which)
+        hit = self._mask_cache.get(which)
+        if hit is None:
+            maskset = self.maskset_at(which)
+            hit = (maskset, self._device_masks(maskset))
+            if self._cache_masks or self.config.num_masks == 1:
+                self._mask_cache[which] = hit
+        return hit
+
+    def maskset_at(self, index: int):
+        """The host :class:`~made_np.masks.MaskSet` of mask ``index`` of the bank."""
+        c = self.config
+        return draw_masks(
+            c.D, c.hidden, seed=c.seed, index=index, ordering=c.ordering,
+            given_ordering=c.given_ordering, degrees=c.degrees,
+            order_agnostic=c.order_agnostic, connectivity_agnostic=c.connectivity_agnostic,
+            orderings=c.orderings,
+        )
+
+    def _device_masks(self, maskset) -> list:
+        """The masks of ``maskset`` as :meth:`mask` returns them."""
+        dtype = self.dtype if self.config.num_masks == 1 else bool
+        return [self.xp.asarray(m, dtype=dtype) for m in self._host_masks(maskset, self.direct is not None)]
+
+    def _host_masks(self, maskset, direct: bool) -> list:
+        """The masks of :attr:`_all_layers` at the level of columns (host bool arrays)."""
+        host = maskset.layer_masks(self.in_repeat, self.out_repeat)
+        if direct:
+            host.append(maskset.direct_block(self.in_repeat, self.out_repeat))
+        return host
+
+    def _mask_bytes(self) -> int:
+        """Bytes of one set of masks: bool (1 byte an entry) for a bank, the dtype's for a fixed mask."""
+        per_entry = 1 if self.config.num_masks != 1 else self.dtype.itemsize
+        masked = self.layers + ([self.direct] if self.direct is not None else [])  # the context blocks have none
+        return sum(layer.W.size for layer in masked) * per_entry
+
+    def eval_mask_indices(self, eval_masks: int | None = None) -> list:
+        """Mask indices an ensemble evaluation averages over.
+
+        Parameters
+        ----------
+        eval_masks : int, optional
+            How many: the first ``eval_masks`` masks of the bank (all of a smaller bank).
+            Default: the whole bank, at most :data:`DEFAULT_EVAL_MASKS` (1000, paper Sec. 6.2),
+            which is also the default with no limit on the bank (``num_masks = 0``): a bank
+            of a million masks is evaluated on its first 1000, not on a million.
+
+        Returns
+        -------
+        list of int
+        """
+        K = self.config.num_masks
+        n = eval_masks or DEFAULT_EVAL_MASKS
+        return list(range(min(K, n) if K >= 1 else n))
+
+    # ------------------------------------------------------------------ data
+    def encode(self, x):
+        """Encode data for the network and the head.
+
+        Parameters
+        ----------
+        x : array, shape (batch, D), uint8 or int, values in 0..classes-1
+
+        Returns
+        -------
+        inputs : array, shape (batch, D * in_repeat), ``dtype``
+        targets : array, shape (batch, D): the head's targets (:meth:`made_np.heads.Head.targets`)
+        """
+        c, n = self.config, x.shape[0]
+        if c.input_encoding == "onehot":
+            inputs = self._eye[x].reshape(n, c.D * c.classes)
+        else:
+            inputs = x.astype(self.dtype)
+            if c.input_encoding == "scaled":
+                inputs /= c.classes - 1
+        return inputs, self.head.targets(x, inputs)
+
+    def encode_context(self, context, n: int | None = None):
+        """The context as the network takes it: shape (n, config.context), ``dtype``, on ``xp``
+        (docs/math.md Sec. 9). The context is checked first at the boundary
+        (:func:`made_np.checks.check_context`, which calls this).
+
+        Parameters
+        ----------
+        context : array or None
+            ``onehot`` models: class labels, shape (m,) or (), int, in 0..context-1 (one-hot
+            encoded here), or rows (m, context) used as they are. ``raw`` models: rows
+            (m, context) or one row (context,). One row (``m == 1``) is repeated to ``n`` rows.
+            None for a model without context.
+        n : int, optional
+            Rows wanted (the batch size); default m.
+
+        Returns
+        -------
+        array of shape (n, context), or None for a model without context.
+        """
+        if context is None:
+            return None
+        xp, c = self.xp, self.config
+        y = xp.asarray(context)
+        if c.context_encoding == "onehot" and y.ndim <= 1:
+            y = xp.eye(c.context, dtype=self.dtype)[y.reshape(-1)]
+        elif y.ndim == 1:
+            y = y.reshape(1, -1)
+        y = y.astype(self.dtype, copy=False)
+        if n is not None and y.shape[0] != n:
+            y = xp.repeat(y, n, axis=0)
+        return y
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def _all_layers(self) -> list:
+        """``layers``, then ``direct``, then the context blocks (the masked ones first, in the
+        order of the arrays of :meth:`mask`)."""
+        return (self.layers + ([self.direct] if self.direct is not None else [])
+                + [d for d in (self.context_hidden, self.context_output) if d is not None])
+
+    @property
+    def params(self) -> list:
+        """All parameter arrays: ``W^1, b^1, ..., V, c``, then ``A`` if direct, then ``U^1, U^V`` with a context."""
+        return [p for layer in self._all_layers for p in layer.params]
+
+    @property
+    def grads(self) -> list:
+        """Gradients of the last :meth:`loss_and_grad`, matching :attr:`params`."""
+        return [g for layer in self._all_layers for g in layer.grads]
+
+    @property
+    def param_names(self) -> list:
+        """Names of :attr:`params`: ``W0, b0, W1, b1, ..., A``, then ``U1`` (context into the
+        first hidden layer) and ``UV`` (context into the logits)."""
+        names = []
+        for i, layer in enumerate(self.layers):
+            names += [f"W{i}", f"b{i}"]
+        names += ["A"] if self.direct is not None else []
+        names += ["U1"] if self.context_hidden is not None else []
+        return names + (["UV"] if self.context_output is not None else [])
+
+    @property
+    def num_params(self) -> int:
+        """Number of scalar parameters (masked entries included)."""
+        return int(sum(p.size for p in self.params))
+
+    def state_dict(self) -> dict:
+        """Host copies of the parameters, keyed by :attr:`param_names`."""
+        return {n: backend.to_host(p).copy() for n, p in zip(self.param_names, self.params)}
+
+    def load_state_dict(self, state: dict, prefix: str = "") -> None:
+        """Copy parameters in place from host arrays.
+
+        Parameters
+        ----------
+        state : dict
+            ``{name: array}`` keyed by :attr:`param_names`.
+        prefix : str, default ""
+            How the caller's entries are named, for error messages: with ``"best_"`` a
+            wrong ``W0`` is reported as ``'best_W0'``.
+
+        Raises
+        ------
+        ValueError
+            A missing name or a shape that does not match (naming ``prefix + name``).
+        """
+        check_state(self, state, prefix)
+        for name, p in zip(self.param_names, self.params):
+            p[...] = self.xp.asarray(state[name], dtype=self.dtype)
+        self._mask_fixed_weights()
+
+    def _mask_fixed_weights(self) -> None:
+        """A single fixed mask (``num_masks == 1``): make ``W`` zero where the mask is (the
+        invariant the fixed layers rely on, :class:`~made_np.layers.MaskedDense`)."""
+        if self.config.num_masks == 1:
+            for layer, M in zip(self._all_layers, self._mask(0)[1]):
+                layer.W *= M

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 SPEED_FORMS = {
-    "sampler": "made_np.fast.sampler:sample_fast",  # the degree-ordered sampler (sampling.sample_naive)
+    "sampler": "made_np.fast.sampler:draw_fast",  # the degree-ordered sampler (sampling.draw_naive)
     "engine": "made_np.fast.engine:FastEngine",  # the fast training engine (train.ReferenceEngine)
 }
 

@@ -26,11 +26,10 @@ several masks of the bank (``masks=``, the test-time ensemble of paper Sec. 4.2)
 """
 from __future__ import annotations
 
-import numbers
-
 from . import backend, limits
 from .registry import speed_form
-from .config import MAX_SEED, check_int, check_mask_index, check_model
+from .checks import (check_context, check_given, check_int, check_mask, check_mask_indices, check_model, check_noise,
+                     check_seed)
 
 DEFAULT_METHOD = "fast"
 
@@ -43,69 +42,30 @@ def draw_noise(n: int, D: int, seed: int | None, xp):
 
 
 def noise_for(model, n, noise, seed, blocked: bool = False):
-    """The uniform noise of a draw: ``noise`` checked, or drawn from ``seed`` for ``n`` samples
-    (after a memory estimate, :func:`made_np.limits.check_api`, of a draw of all ``n`` rows at
-    once, or of one block of rows with ``blocked``, as :func:`sample` draws).
-
-    Parameters
-    ----------
-    model : made_np.model.MADE
-    n : int or None
-        Number of samples, ``>= 0``; needed when ``noise`` is None.
-    noise : array, shape (n, D), optional
-        Values in [0, 1), indexed by variable.
-    seed : int or None
-        ``0 <= seed < 2**63``; None: fresh entropy.
-
-    Returns
-    -------
-    array on ``model.xp``, shape (n, D)
+    """The uniform noise of a draw: ``noise`` checked (:func:`made_np.checks.check_noise`), or
+    drawn from ``seed`` for ``n`` samples after a memory estimate
+    (:func:`made_np.limits.check_api`) of a draw of all ``n`` rows at once, or of one block of
+    rows with ``blocked``, as :func:`sample` draws. Returns an array on ``model.xp``, (n, D).
 
     Raises
     ------
     ValueError
-        ``n`` or ``seed`` not an integer in range, neither ``n`` nor ``noise``, noise of
-        another shape or with values outside [0, 1) (NaN included), or more samples than the
-        memory limit allows.
+        ``n`` or ``seed`` not an integer in range, neither ``n`` nor ``noise``, noise that
+        :func:`~made_np.checks.check_noise` refuses, or more samples than the memory limit allows.
     """
-    xp, D = model.xp, model.config.D
-    if seed is not None:
-        seed = check_int("seed", seed, 0, MAX_SEED)
-    if noise is None:
-        if n is None:
-            raise ValueError("give n (the number of samples) or noise (n, D)")
-        n = check_int("n", n, 0)
-        limits.check_api(limits.sample_parts(model.config, n, "n =", blocked=blocked))
-        return draw_noise(n, D, seed, xp)
-    u = xp.asarray(noise)
-    if u.ndim != 2 or u.shape[1] != D:
-        raise ValueError(f"noise must have shape (n, {D}), got {tuple(u.shape)}")
-    if u.size and not bool(((u >= 0) & (u < 1)).all()):
-        raise ValueError("noise must hold uniform values in [0, 1) (no NaN)")
-    return u
+    seed = check_seed(seed)
+    if noise is not None:
+        return check_noise(model, noise)
+    if n is None:
+        raise ValueError("give n (the number of samples) or noise (n, D)")
+    n = check_int("n", n, 0)
+    limits.check_api(limits.sample_parts(model.config, n, "n =", blocked=blocked))
+    return draw_noise(n, model.config.D, seed, model.xp)
 
 
 def sample_dtype(model, xp):
     """The dtype of ``model``'s samples (its head's :attr:`~made_np.heads.Head.sample_dtype`)."""
     return getattr(xp, model.head.sample_dtype)
-
-
-def check_given(model, n: int, given, n_given: int):
-    """Validate a given prefix (see the module docstring); returns ``n_given`` as an int.
-
-    Raises
-    ------
-    ValueError
-        ``n_given`` outside 0..D, or ``n_given > 0`` without ``given`` of shape (n, D).
-    """
-    D = model.config.D
-    n_given = int(n_given)
-    if not 0 <= n_given <= D:
-        raise ValueError(f"n_given must lie in 0..{D}, got {n_given}")
-    if n_given and (given is None or tuple(given.shape) != (n, D)):
-        raise ValueError(f"given must have shape ({n}, {D}) when n_given > 0, got "
-                         f"{None if given is None else tuple(given.shape)}")
-    return n_given
 
 
 def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = None, context=None,
@@ -144,18 +104,36 @@ def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = 
     Raises
     ------
     ValueError
-        ``n_given`` outside 0..D, or ``n_given > 0`` without ``given`` of shape (n, D)
-        (:func:`check_given`); a context that does not fit the model
-        (:meth:`~made_np.model.MADE.encode_context`); neither ``n`` nor ``noise``, or
-        either of them, or ``seed``, not as :func:`~made_np.sampling.noise_for` takes them.
+        Any argument that :func:`checked_draw` refuses.
     """
-    xp, D = model.xp, model.config.D
-    u = noise_for(model, n, noise, seed, blocked=True)
+    return draw_naive(model, *checked_draw(model, n, noise, seed, context, given, n_given, mask))
+
+
+def checked_draw(model, n, noise, seed, context, given, n_given, mask, blocked: bool = True) -> tuple:
+    """The arguments of a draw, checked once at the boundary: ``(u, y, given, n_given, mask)``
+    as :func:`draw_naive` and :func:`made_np.fast.sampler.draw_fast` take them.
+
+    Raises
+    ------
+    ValueError
+        Not a MADE; neither ``n`` nor ``noise``, or either of them, or ``seed``, not as
+        :func:`noise_for` takes them; a context that does not fit the model
+        (:func:`made_np.checks.check_context`); ``n_given`` outside 0..D, or ``n_given > 0``
+        without ``given`` of shape (n, D) (:func:`made_np.checks.check_given`); a mask that is
+        not the model's (:func:`made_np.checks.check_mask`).
+    """
+    check_model(model)
+    u = noise_for(model, n, noise, seed, blocked)
     n = u.shape[0]
-    n_given = check_given(model, n, given, n_given)
-    y = model.encode_context(context, n)
+    return u, check_context(model, context, n), given, check_given(model, n, given, n_given), check_mask(model, mask)
+
+
+def draw_naive(model, u, y=None, given=None, n_given: int = 0, mask=0):
+    """:func:`sample_naive` on checked arguments (:func:`checked_draw`): ``u`` noise (n, D) on the
+    device, ``y`` the encoded context (n, context) or None. Returns the samples (n, D)."""
+    xp, D, n = model.xp, model.config.D, u.shape[0]
     x = xp.zeros((n, D), dtype=sample_dtype(model, xp))
-    maskset, masks = model.mask(mask)
+    maskset, masks = model._mask(mask)
     var_at = backend.to_host(maskset.ordering).argsort()  # variables by increasing position m^0(d)
     if n_given:
         cols = xp.asarray(var_at[:n_given])
@@ -169,9 +147,9 @@ def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = 
 
 # --------------------------------------------------------------------------- dispatch
 
-def _sample_fast(model, n=None, *, noise=None, seed=None, context=None, given=None, n_given=0, mask=0):
-    """The seam to the speed form: :func:`made_np.fast.sampler.sample_fast` (tested equal to :func:`sample_naive`)."""
-    return speed_form("sampler")(model, n, noise=noise, seed=seed, context=context, given=given, n_given=n_given, mask=mask)
+def _draw_fast(model, u, y=None, given=None, n_given: int = 0, mask=0):
+    """The seam to the speed form: :func:`made_np.fast.sampler.draw_fast` (tested equal to :func:`draw_naive`)."""
+    return speed_form("sampler")(model, u, y, given, n_given, mask)
 
 
 def balanced_labels(n: int, classes: int):
@@ -181,8 +159,9 @@ def balanced_labels(n: int, classes: int):
     return backend.to_host([i * classes // max(n, 1) for i in range(n)]).astype("int64")
 
 
-#: Sampling methods by name: ``naive`` is the reference, ``fast`` the degree-ordered sampler.
-METHODS = {"naive": sample_naive, "fast": _sample_fast}
+#: Sampling methods by name, each on checked arguments (:func:`checked_draw`): ``naive`` is the
+#: reference, ``fast`` the degree-ordered sampler.
+METHODS = {"naive": draw_naive, "fast": _draw_fast}
 
 
 def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
@@ -222,24 +201,15 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
     check_model(model)
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}: choose one of {', '.join(METHODS)}")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
-        raise ValueError(f"sample: n must be an integer >= 0, got {n!r}")
     fn = METHODS[method]
     if masks is None:
-        mask = check_mask_index(mask, model.config.num_masks)
-        u = noise_for(model, n, noise, seed, blocked=True)
-        return _in_blocks(fn, model, u, model.encode_context(context, u.shape[0]), mask)
-    if isinstance(masks, (numbers.Number, str, bytes)) or not hasattr(masks, "__iter__"):
-        raise ValueError(f"sample: masks must be a sequence of mask indices, e.g. range(K), got {masks!r}")
-    masks = [check_mask_index(k, model.config.num_masks) for k in masks]
-    if not masks:
-        raise ValueError("sample: masks must name at least one mask index")
-    xp, D = model.xp, model.config.D
-    u = noise_for(model, n, noise, seed)
-    n = u.shape[0]
-    y = model.encode_context(context, n)
+        u, y, _, _, mask = checked_draw(model, n, noise, seed, context, None, 0, mask)
+        return _in_blocks(fn, model, u, y, mask)
+    masks = check_mask_indices(masks, model.config.num_masks, "masks")
+    u, y, *_ = checked_draw(model, n, noise, seed, context, None, 0, masks[0], blocked=False)
+    xp, n = model.xp, u.shape[0]
     choice = backend.host_rng(*(() if seed is None else (seed, 1))).integers(len(masks), size=n)
-    out = xp.zeros((n, D), dtype=sample_dtype(model, xp))
+    out = xp.zeros((n, model.config.D), dtype=sample_dtype(model, xp))
     for j, k in enumerate(masks):
         idx = (choice == j).nonzero()[0]
         if idx.size:
@@ -249,12 +219,12 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
 
 
 def _in_blocks(fn, model, u, y, mask=0):
-    """``fn(model, noise=u, context=y, mask=mask)`` over blocks of at most :func:`made_np.limits.sample_block_rows`
+    """``fn(model, u, y, mask=mask)`` over blocks of at most :func:`made_np.limits.sample_block_rows`
     rows: the same samples, since each row's draw reads only its own noise and context, with
     the activations of one block at a time (a figure's 100,000 samples of a wide network).
     ``y``: the encoded context, a row per row of ``u`` (:meth:`MADE.encode_context`), or None."""
     n, rows = u.shape[0], limits.sample_block_rows(model.config)
     if n <= rows:
-        return fn(model, noise=u, context=y, mask=mask)
-    return model.xp.concatenate([fn(model, noise=u[i:i + rows], context=None if y is None else y[i:i + rows],
-                                    mask=mask) for i in range(0, n, rows)])
+        return fn(model, u, y, mask=mask)
+    return model.xp.concatenate([fn(model, u[i:i + rows], None if y is None else y[i:i + rows], mask=mask)
+                                 for i in range(0, n, rows)])

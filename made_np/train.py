@@ -23,7 +23,8 @@ import numpy as np
 from . import backend
 from .checkpoint import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, RunFolderError, interrupts_deferred,
                          params_digest, run_lock, save_checkpoint, write_metrics)
-from .config import MAX_EPOCHS, MAX_EVAL_MASKS, TrainConfig, check_int, check_model
+from .checks import check_context, check_data, check_int, check_model
+from .config import MAX_EPOCHS, MAX_EVAL_MASKS, TrainConfig
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
 from .optim import make_optimizer, optimizer_class
@@ -118,7 +119,7 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     Raises
     ------
     ValueError
-        ``x`` that is not data of the model (:meth:`MADE.check_data`) or has no rows,
+        ``x`` that is not data of the model (:func:`made_np.checks.check_data`) or has no rows,
         ``ensemble`` not a bool or None, ``eval_masks`` outside 1..100,000, ``batch_size < 1``,
         a ``mask_index`` outside the bank, or a context that does not fit.
     """
@@ -131,10 +132,10 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     if eval_masks is not None:
         eval_masks = check_int("eval_masks", eval_masks, 1, MAX_EVAL_MASKS)
     batch_size = check_int("batch_size", batch_size, 1)
-    x = model.check_data(backend.to_device(x, xp))
+    x = check_data(model, backend.to_device(x, xp))
     if x.shape[0] == 0:
         raise ValueError("evaluate: x has no rows (a mean NLL needs at least one example)")
-    y = model.encode_context(context, x.shape[0])
+    y = check_context(model, context, x.shape[0])
     K = model.config.num_masks
     if ensemble is None:
         ensemble = K != 1
@@ -426,7 +427,7 @@ def _check_fit_data(model, dataset) -> None:
                              f"{'shape ' + str(tuple(shape)) if shape is not None else type(x).__name__}")
         rows = max(1, (1 << 20) // max(1, shape[1]))  # blocks of about a million entries
         for start in range(0, shape[0], rows):
-            model.check_data(x[start:start + rows], f"dataset.{split}")
+            check_data(model, x[start:start + rows], f"dataset.{split}")
 
 
 # =========================================================================== resuming
@@ -784,7 +785,7 @@ def _split_context(model: MADE, dataset, split: str):
     n = getattr(dataset, split).shape[0]
     if len(ctx) != n:
         raise ValueError(f"{split} context has {len(ctx)} rows for {n} examples")
-    return model.encode_context(ctx, n)
+    return check_context(model, ctx, n)
 
 
 def _default_spec(dataset) -> dict:

@@ -110,3 +110,17 @@ def test_host_device_copies_and_seeding():
     x1, x2, x3 = r1.random(4), r2.random(4), r3.random(4)
     assert np.array_equal(x1, x2) and not np.array_equal(x1, x3)
     backend.synchronize(np)  # a no-op on the CPU
+
+
+def test_to_host_takes_only_device_arrays_for_device_arrays():
+    """Anything with a ``.get`` (a pandas DataFrame) used to be taken for a CuPy array."""
+    from made_np.backend import to_host
+
+    class Table:  # a DataFrame's shape of interface: .get(key) and __array__
+        def get(self, key, default=None):
+            return default
+
+        def __array__(self, dtype=None, copy=None):
+            return np.ones((2, 3), dtype=dtype)
+
+    np.testing.assert_array_equal(to_host(Table()), np.ones((2, 3)))

@@ -23,6 +23,7 @@ from test_autoregressive import check_prefix_invariance
 
 from made_np import conditional, data as data_mod
 from made_np.checkpoint import load_checkpoint
+from made_np.checks import check_context
 from made_np.config import MADEConfig, TrainConfig
 from made_np.fast import blocked as blocked_mod
 from made_np.fast.blocked import BlockedMADE
@@ -157,29 +158,35 @@ def test_a_conditional_model_is_normalised_for_every_context():
 
 def test_encode_context_shapes_and_errors():
     m = MADE(MADEConfig(D=3, hidden=(4,), context=3, dtype="float64"))
-    np.testing.assert_array_equal(m.encode_context([2, 0]), np.eye(3)[[2, 0]])
-    np.testing.assert_array_equal(m.encode_context(1, 4), np.tile(np.eye(3)[1], (4, 1)))
-    np.testing.assert_array_equal(m.encode_context(np.eye(3)[[1]], 2), np.eye(3)[[1, 1]])
+    np.testing.assert_array_equal(m.encode_context(np.array([2, 0])), np.eye(3)[[2, 0]])
+    np.testing.assert_array_equal(check_context(m, 1, 4), np.tile(np.eye(3)[1], (4, 1)))
+    np.testing.assert_array_equal(check_context(m, np.eye(3)[[1]], 2), np.eye(3)[[1, 1]])
     with pytest.raises(ValueError, match="conditional"):
         m.nll(np.zeros((2, 3), np.uint8))
     with pytest.raises(ValueError, match=r"0\.\.2"):
-        m.encode_context([3])
+        check_context(m, [3])
     with pytest.raises(ValueError, match="2 rows for 3"):
-        m.encode_context([0, 1], 3)
+        check_context(m, [0, 1], 3)
     with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
-        m.encode_context(np.zeros((2, 4)))
+        check_context(m, np.zeros((2, 4)))
+    # labels that are not integers: a string, a number too large for int64, complex numbers
+    for bad in ("3", [2**64 + 3], np.array([1 + 0j]), [0.5]):
+        with pytest.raises(ValueError, match="context labels must be integers"):
+            check_context(m, bad)
+    with pytest.raises(ValueError, match=r"got 0\.\.9223372036854775813"):  # shown as given, not wrapped
+        check_context(m, np.array([0, 2**63 + 5], dtype=np.uint64))
     raw = MADE(MADEConfig(D=3, hidden=(4,), context=2, context_encoding="raw"))
-    assert raw.encode_context([0.5, 1.0], 3).shape == (3, 2)
+    assert check_context(raw, [0.5, 1.0], 3).shape == (3, 2)
     for bad in ([np.nan, 1.0], [0.0, np.inf], [1e300, 0.0]):  # NaN rows used to give samples of all zeros
         with pytest.raises(ValueError, match="finite numbers within float32's range"):
-            raw.encode_context(np.array([bad]), 2)
-    assert MADE(MADEConfig(D=3, hidden=(4,), context=2, context_encoding="raw", dtype="float64")) \
-        .encode_context([1e300, 0.0]).max() == 1e300  # within float64's range
+            check_context(raw, np.array([bad]), 2)
+    assert check_context(MADE(MADEConfig(D=3, hidden=(4,), context=2, context_encoding="raw", dtype="float64")),
+                         [1e300, 0.0]).max() == 1e300  # within float64's range
     for bad in (np.array([["a", "b"]]), np.array([[object(), 1.0]], dtype=object), np.array([[1j, 0]])):
         with pytest.raises(ValueError, match="context rows must be real numbers, got dtype"):
-            raw.encode_context(bad, 1)  # a string used to escape as numpy's UFuncTypeError
+            check_context(raw, bad, 1)  # a string used to escape as numpy's UFuncTypeError
     with pytest.raises(ValueError, match="no context"):
-        MADE(MADEConfig(D=3)).encode_context([1])
+        check_context(MADE(MADEConfig(D=3)), [1])
     with pytest.raises(ValueError, match="context must be >= 0"):
         MADEConfig(D=3, context=-1)
     with pytest.raises(ValueError, match="context encoding"):

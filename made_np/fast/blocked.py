@@ -540,7 +540,6 @@ class BlockedMADE:
     loss_and_grad = MADE.loss_and_grad
     nll = MADE.nll
     _nll = MADE._nll
-    check_data = MADE.check_data
     _all_layers = MADE._all_layers
     params = MADE.params
     grads = MADE.grads
@@ -638,6 +637,8 @@ class BlockedMADE:
         if not (isinstance(which, int) and which == 0):
             raise ValueError(f"a BlockedMADE has a single mask, got mask {which!r}")
         return self.maskset, self._masks
+
+    _mask = mask
 
     def permute_data(self, x):
         """``x[:, input_perm]``: data (N, D) as this model sees it (a row-major copy).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..layers import ReLU
-from ..sampling import check_given, noise_for
+from ..sampling import checked_draw
 
 
 def _augmented_transpose(xp, W, bias, rows, cols, dtype, context=None, width: int = 0):
@@ -129,20 +129,20 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     Raises
     ------
     ValueError
-        ``n_given`` outside 0..D, or ``n_given > 0`` without ``given`` of shape (n, D)
-        (:func:`made_np.sampling.check_given`); a context that does not fit the model
-        (:meth:`~made_np.model.MADE.encode_context`); neither ``n`` nor ``noise``, or
-        either of them, or ``seed``, not as :func:`~made_np.sampling.noise_for` takes them.
+        Any argument that :func:`made_np.sampling.checked_draw` refuses.
     """
+    return draw_fast(model, *checked_draw(model, n, noise, seed, context, given, n_given, mask, blocked=False))
+
+
+def draw_fast(model, u, y=None, given=None, start: int = 0, mask=0):
+    """:func:`sample_fast` on checked arguments (:func:`made_np.sampling.checked_draw`): ``u``
+    noise (n, D) on the device, ``y`` the encoded context (n, context) or None, the first
+    ``start`` positions given. Returns the samples (n, D)."""
     xp, c = model.xp, model.config
-    D, dtype = c.D, model.dtype
-    u = noise_for(model, n, noise, seed)
-    n = u.shape[0]
-    start = check_given(model, n, given, n_given)
-    y = model.encode_context(context, n)
+    D, dtype, n = c.D, model.dtype, u.shape[0]
     Cw = c.context  # context rows of the input buffer (degree 0)
     Rin, Rout = model.in_repeat, model.out_repeat
-    ms, masks = model.mask(mask)
+    ms, masks = model._mask(mask)
 
     # ---- permutations (host lists -> device index arrays)
     var_at = [int(v) for v in backend.to_host(ms.ordering).argsort()]  # variable at position p (0-based)

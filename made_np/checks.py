@@ -1,0 +1,254 @@
+"""The boundary: every check of a caller's input to the model's passes, in one place.
+
+A public entry point (``MADE.nll``, ``log_prob``, ``ensemble_nll``, ``logits``, ``mask``,
+:func:`made_np.sampling.sample`, the samplers, the marginals and completions, ``evaluate``)
+checks what it is given here, once, and hands clean arrays to the math: the passes, heads,
+layers, optimisers and samplers' inner loops never validate (docs/architecture.md). Every
+error is a ValueError whose message names the argument and the fix.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import backend
+
+#: Seeds are drawn from ``0 <= seed < 2**63`` (NumPy's SeedSequence takes any non-negative int;
+#: the bound keeps seeds portable through JSON and int64).
+MAX_SEED = 2**63 - 1
+
+
+# --------------------------------------------------------------------------- values
+
+def is_int(v) -> bool:
+    """An integer (Python or NumPy), not a bool and not a float that happens to be whole."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def is_real(v) -> bool:
+    """A real number (Python or NumPy), not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def short(v, limit: int = 60) -> str:
+    """``repr(v)``, cut to ``limit`` characters."""
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe(v) -> str:
+    """``64.5 (float)``, ``'digits' (str)``: a value and its type, for error messages."""
+    kind = {dict: "object", list: "list", str: "string", bool: "bool", type(None): "null"}.get(type(v))
+    return f"{short(v)} ({kind or type(v).__name__})"
+
+
+def range_message(name: str, value, lo, hi) -> str:
+    """``name must be >= lo`` or ``name must be at most hi``, with the value given."""
+    if lo is not None and value < lo:
+        return f"{name} must be >= {lo}, got {value}"
+    return f"{name} must be at most {hi}, got {short(value)}"
+
+
+def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
+    """``value`` as a Python int, for an integer argument of the API (a batch size, a count of
+    samples or masks, a mask index, a seed).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``: not an integer (a bool, a float such as 2.0, a string, None), or
+        outside ``lo..hi``.
+    """
+    if not is_int(value):
+        raise ValueError(f"{name} must be an integer, got {describe(value)}")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ValueError(range_message(name, value, lo, hi))
+    return int(value)
+
+
+def check_seed(seed) -> int | None:
+    """A seed ``0 <= seed <= MAX_SEED`` as an int, or None (fresh entropy)."""
+    return None if seed is None else check_int("seed", seed, 0, MAX_SEED)
+
+
+# --------------------------------------------------------------------------- the model and its masks
+
+def check_model(model, name: str = "model") -> None:
+    """Raise ValueError unless ``model`` is a MADE (anything with a ``config``, an array module
+    ``xp`` and :meth:`~made_np.model.MADE.mask`); the ``(model, info)`` pair of ``load_checkpoint`` is named."""
+    if not all(hasattr(model, a) for a in ("config", "xp", "mask")) or type(model.config).__name__ != "MADEConfig":
+        hint = ": load_checkpoint returns (model, info), take its first value" if isinstance(model, tuple) else ""
+        raise ValueError(f"{name} must be a made_np.MADE, got {type(model).__name__}{hint}")
+
+
+def check_model_config(config) -> None:
+    """Raise ValueError unless ``config`` is a :class:`made_np.config.MADEConfig`."""
+    if type(config).__name__ != "MADEConfig":
+        raise ValueError(f"config must be a made_np.MADEConfig, got {type(config).__name__}: build one with "
+                         "MADEConfig(D=..., ...), MADEConfig.from_dict(d) or MADEConfig.for_data(data)")
+
+
+def check_mask_index(index, num_masks: int) -> int:
+    """``index`` as an int, after checking it names a mask of a bank of ``num_masks`` (0: no limit).
+
+    Raises
+    ------
+    ValueError
+        Not an integer, or outside ``0..num_masks - 1`` (``>= 0`` for a bank without limit).
+    """
+    index = check_int("mask index", index)
+    if index < 0 or (num_masks >= 1 and index >= num_masks):
+        if num_masks == 1:
+            raise ValueError(f"mask index {index} is outside the bank: this model has a single mask "
+                             "(num_masks = 1), mask 0")
+        raise ValueError(f"mask index {index} is outside the bank of {num_masks} mask(s) (0..{num_masks - 1})")
+    return index
+
+
+def check_mask_indices(indices, num_masks: int, name: str = "mask_indices") -> list:
+    """A non-empty sequence of mask indices of the bank, as a list of ints."""
+    if isinstance(indices, (numbers.Number, str, bytes)) or not hasattr(indices, "__iter__"):
+        raise ValueError(f"{name} must be a sequence of mask indices such as [0, 1, 2], got {indices!r}")
+    indices = [check_mask_index(k, num_masks) for k in indices]
+    if not indices:
+        raise ValueError(f"{name} must name at least one mask index")
+    return indices
+
+
+def check_mask(model, which):
+    """A mask of ``model`` as :meth:`~made_np.model.MADE.mask` takes it: a bank index (as an int)
+    or a MaskSet of the model's widths (a bank's models only: a single-mask model has its
+    weights masked in place, so another mask would not give the trained conditionals)."""
+    c = model.config
+    if type(which).__name__ != "MaskSet":
+        return check_mask_index(which, c.num_masks)
+    if c.num_masks == 1:
+        raise ValueError("a MaskSet needs a bank of masks: a num_masks == 1 model has its weights masked in place")
+    widths = tuple(len(m) for m in which.degrees)
+    if which.D != c.D or widths != c.hidden:
+        raise ValueError(f"the MaskSet has D={which.D}, hidden={widths}; the model has D={c.D}, hidden={c.hidden}")
+    return which
+
+
+def check_state(model, state: dict, prefix: str = "") -> None:
+    """Every parameter of ``model`` is in ``state`` with its shape (naming ``prefix + name``)."""
+    for name, p in zip(model.param_names, model.params):
+        if name not in state:
+            raise ValueError(f"parameter {prefix + name!r} missing from the state")
+        if tuple(state[name].shape) != tuple(p.shape):
+            raise ValueError(f"parameter {prefix + name!r} has shape {tuple(state[name].shape)}, "
+                             f"expected {tuple(p.shape)}")
+
+
+# --------------------------------------------------------------------------- data
+
+def check_data(model, x, name: str = "x", where=None):
+    """``x`` as an integer array on the model's device, after checking that it is (N, D) data of
+    this model: finite integers in ``0..classes-1`` (only where ``where`` is True, when given).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the shape or the first kind of bad value. Without this check a value
+        outside the classes silently gives a wrong likelihood (or an IndexError).
+    """
+    xp, c = model.xp, model.config
+    x = xp.asarray(x)
+    if x.ndim != 2 or x.shape[1] != c.D:
+        raise ValueError(f"{name} must have shape (N, {c.D}) for this model of D = {c.D}, got {tuple(x.shape)}")
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{name} has dtype {x.dtype}; expected integers in 0..{c.classes - 1}")
+    v = x if where is None else x[xp.asarray(where, dtype=bool)]
+    if v.size:
+        bad = ~xp.isfinite(v) | (v != xp.floor(v)) if v.dtype.kind == "f" else xp.zeros(v.shape, dtype=bool)
+        if bool(bad.any()):
+            raise ValueError(f"{name} must hold integers in 0..{c.classes - 1} (the model's {c.classes} "
+                             f"classes), got NaN, inf or fractions")
+        if float(v.min()) < 0 or float(v.max()) > c.classes - 1:
+            raise ValueError(f"{name} must hold integers in 0..{c.classes - 1} (the model's {c.classes} "
+                             f"classes), got values in {float(v.min()):g}..{float(v.max()):g}")
+    if x.dtype.kind in "bf":
+        x = x.astype(xp.int64)
+    return x
+
+
+def check_context(model, context, n: int | None = None):
+    """``model.encode_context(context, n)``, after checking the context fits the model.
+
+    Raises
+    ------
+    ValueError
+        A context for an unconditional model, none for a conditional one, a label out
+        of range, a shape that does not fit, or rows that are not finite in the model's dtype
+        (not checked for rows already on a GPU in that dtype).
+    """
+    c, xp, dtype = model.config, model.xp, model.dtype
+    if not c.context:
+        if context is not None:
+            raise ValueError("this model has no context inputs (config.context == 0): pass no context")
+        return None
+    if context is None:
+        kind = "class labels" if c.context_encoding == "onehot" else "rows"
+        raise ValueError(f"this model is conditional (context of width {c.context}, {c.context_encoding}): "
+                         f"pass context ({kind})")
+    if c.context_encoding == "onehot" and np.ndim(context) <= 1:
+        labels = backend.to_host(context)  # on the host, checked before any cast (2**63 + 5 is not -2**63 + 5)
+        if labels.dtype.kind not in "iub" and not (labels.dtype.kind == "f" and (labels == np.round(labels)).all()):
+            raise ValueError(f"context labels must be integers in 0..{c.context - 1}, got {short(context)} "
+                             f"(dtype {labels.dtype})")
+        if labels.size and (labels.min() < 0 or labels.max() >= c.context):
+            raise ValueError(f"context labels must lie in 0..{c.context - 1}, got "
+                             f"{int(labels.min())}..{int(labels.max())}")
+        y = xp.asarray(labels.reshape(-1).astype("int64"))
+    else:
+        y = xp.asarray(context)
+        y = y.reshape(1, -1) if y.ndim == 1 else y
+        if y.ndim != 2 or y.shape[1] != c.context:
+            raise ValueError(f"context must have shape (n, {c.context}), got {tuple(y.shape)}")
+        if y.dtype.kind not in "biuf":  # strings, objects, complex numbers: not a context row
+            raise ValueError(f"context rows must be real numbers, got dtype {y.dtype}")
+        # Checked on the CPU always, on a GPU only when the rows are not yet in the model's dtype:
+        # a training step's rows were encoded (and checked) once, and a check here would be a
+        # host sync per step. (Rows handed in on the GPU already in the dtype go unchecked.)
+        if y.dtype != dtype or backend.device_of(xp) == "cpu":
+            top = float(xp.finfo(dtype).max)
+            if not bool((xp.abs(y) <= top).all()):  # NaN fails the comparison too
+                raise ValueError(f"context rows must be finite numbers within {dtype.name}'s range "
+                                 f"(|y| <= {top:.3g}); got NaN, infinity or a larger value")
+    if n is not None and y.shape[0] not in (1, n):
+        raise ValueError(f"context has {y.shape[0]} rows for {n} examples")
+    return model.encode_context(y, n)
+
+
+def check_noise(model, noise):
+    """Given uniform noise (n, D), values in [0, 1) indexed by variable, on the model's device.
+
+    Raises
+    ------
+    ValueError
+        Noise of another shape or with values outside [0, 1) (NaN included).
+    """
+    u = model.xp.asarray(noise)
+    D = model.config.D
+    if u.ndim != 2 or u.shape[1] != D:
+        raise ValueError(f"noise must have shape (n, {D}), got {tuple(u.shape)}")
+    if u.size and not bool(((u >= 0) & (u < 1)).all()):
+        raise ValueError("noise must hold uniform values in [0, 1) (no NaN)")
+    return u
+
+
+def check_given(model, n: int, given, n_given) -> int:
+    """A given prefix (:mod:`made_np.sampling`): ``n_given`` as an int.
+
+    Raises
+    ------
+    ValueError
+        ``n_given`` outside 0..D, or ``n_given > 0`` without ``given`` of shape (n, D).
+    """
+    D = model.config.D
+    n_given = check_int("n_given", n_given, 0, D)
+    if n_given and (given is None or tuple(given.shape) != (n, D)):
+        raise ValueError(f"given must have shape ({n}, {D}) when n_given > 0, got "
+                         f"{None if given is None else tuple(given.shape)}")
+    return n_given
