@@ -67,6 +67,28 @@ def check_int(name: str, value, lo: int | None = None, hi: int | None = None) ->
     return int(value)
 
 
+def check_unit_interval(name: str, value) -> float:
+    """``value`` as a float in [0, 1) (a momentum, an Adam beta)."""
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {value}")
+    return float(value)
+
+
+def check_positive(name: str, value) -> float:
+    """``value`` as a float ``> 0`` (an epsilon, a learning rate)."""
+    if not value > 0.0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return float(value)
+
+
+def check_optimizer(lr, weight_decay) -> None:
+    """An optimiser's learning rate ``> 0`` and weight decay ``>= 0``."""
+    if not lr > 0:
+        raise ValueError(f"learning rate must be > 0, got {lr}")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
+
+
 def check_seed(seed) -> int | None:
     """A seed ``0 <= seed <= MAX_SEED`` as an int, or None (fresh entropy)."""
     return None if seed is None else check_int("seed", seed, 0, MAX_SEED)

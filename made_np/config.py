@@ -20,7 +20,7 @@ from .data import MAX_CLASSES  # noqa: F401  (most classes per variable: each va
 from .heads import HEADS, default_head
 from .layers import ACTIVATIONS, INITS
 from .masks import BANK_ORDERINGS, DEGREE_RULES, ORDERINGS
-from .optim import OPTIMIZERS
+from .optim import OPTIMIZERS, optimizer_class
 
 ENCODINGS = ("binary", "onehot", "raw", "scaled")
 #: How a context (conditioning) vector enters: ``onehot`` class labels 0..context-1, or ``raw`` features.
@@ -55,9 +55,6 @@ MAX_COUNT = 10**9
 
 # --------------------------------------------------------------------------- the recipe
 
-#: Default learning rate by optimiser. Adam at 2e-3 with the cosine schedule beats the
-#: textbook constant 1e-3 on binarized MNIST (94.1 vs 94.85 test nats at 1x500).
-DEFAULT_LR = {"adam": 2e-3, "adagrad": 1e-2, "sgd": 1e-2}
 #: The training budget, in parameter updates: ``epochs`` = this many updates, rounded up to
 #: whole epochs and kept within :data:`EPOCHS_RANGE`. Binarized MNIST (500 updates an epoch)
 #: gets 50 epochs, where the cosine schedule reaches 94.1 test nats at 1x500; a small data
@@ -519,12 +516,12 @@ class TrainConfig(StrictConfig):
     def resolved(self, dataset=None) -> "TrainConfig":
         """A copy with the defaults left open filled in from the recipe.
 
-        ``lr``: :data:`DEFAULT_LR` of the optimiser; ``epochs``: :func:`budget_epochs` of the
+        ``lr``: the optimiser's :attr:`~made_np.optim.Optimizer.default_lr`; ``epochs``: :func:`budget_epochs` of the
         training set's rows (``dataset.train``), :data:`DEFAULT_EPOCHS_OTHER` without a dataset.
         """
         return replace(
             self,
-            lr=DEFAULT_LR[self.optimizer] if self.lr is None else self.lr,
+            lr=optimizer_class(self.optimizer).default_lr if self.lr is None else self.lr,
             epochs=budget_epochs(_train_rows(dataset), self.batch_size) if self.epochs is None else self.epochs,
         )
 

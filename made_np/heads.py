@@ -67,8 +67,8 @@ class Head:
     name : str
         Its key in :data:`HEADS` (stored in checkpoints).
     binary : bool
-        Whether its variables are 0/1 with one logit each (the fast sampler draws
-        them as ``1[z > logit(u)]``).
+        Whether its variables are 0/1 with one logit each, drawn as ``1[z > t]`` with the
+        thresholds ``t = thresholds(u)`` (the fast sampler's draw).
     sample_dtype : str
         NumPy dtype name of its samples.
     """
@@ -212,6 +212,15 @@ class BernoulliHead(Head):
         array of uint8, shape (n, k), values in {0, 1}.
         """
         return (u < sigmoid(self.xp, z)).astype(self.xp.uint8)
+
+    def thresholds(self, u):
+        """The logits ``t = logit(u)`` above which :meth:`sample` draws a 1, for uniform noise
+        ``u`` (any shape), float64: ``u < sigmoid(z)`` exactly when ``z > logit(u)``. ``u = 0`` is
+        clipped to the smallest normal double (logit -708), which differs from the draw
+        ``1[0 < sigmoid(z)]`` only if ``u`` is exactly 0 (probability 2^-53) and ``z`` lies in
+        (-745, -708]."""
+        u = self.xp.maximum(u, 2.2250738585072014e-308)
+        return self.xp.log(u) - self.xp.log1p(-u)
 
 
 class CategoricalHead(Head):

@@ -11,18 +11,7 @@ bias-corrected form; tests/test_optim.py checks that the two agree.
 from __future__ import annotations
 
 from . import backend
-
-
-def _in_unit_interval(name: str, value) -> float:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must lie in [0, 1), got {value}")
-    return float(value)
-
-
-def _positive(name: str, value) -> float:
-    if not value > 0.0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return float(value)
+from .checks import check_optimizer, check_positive, check_unit_interval
 
 
 class Optimizer:
@@ -34,8 +23,8 @@ class Optimizer:
         Parameters, updated in place.
     xp : module
         Their array module.
-    lr : float
-        Learning rate (a schedule may change :attr:`lr` between steps).
+    lr : float, optional
+        Learning rate (a schedule may change :attr:`lr` between steps); default :attr:`default_lr`.
     weight_decay : float
         L2 coefficient, ``>= 0``.
 
@@ -45,17 +34,17 @@ class Optimizer:
         ``lr <= 0`` or ``weight_decay < 0``.
     """
 
+    #: The learning rate a run takes when none is given (the recipe's, :class:`made_np.config.TrainConfig`).
+    default_lr: float = 1e-2
     #: Names of the per-parameter state buffers (saved in checkpoints as ``<name><i>``).
     state_names: tuple = ()
     #: Those of :attr:`state_names` that can never be negative (sums of squares): a resumed
     #: checkpoint with a negative entry is damaged (checked by ``train.check_resume_state``).
     nonnegative_state: tuple = ()
 
-    def __init__(self, params, xp, lr, weight_decay=0.0):
-        if not lr > 0:
-            raise ValueError(f"learning rate must be > 0, got {lr}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
+    def __init__(self, params, xp, lr=None, weight_decay=0.0):
+        lr = self.default_lr if lr is None else lr
+        check_optimizer(lr, weight_decay)
         self.params, self.xp = list(params), xp
         self.lr, self.weight_decay, self.t = float(lr), float(weight_decay), 0
         self.state = {name: [xp.zeros_like(p) for p in self.params] for name in self.state_names}
@@ -130,9 +119,9 @@ class SGD(Optimizer):
 
     state_names = ("velocity",)
 
-    def __init__(self, params, xp, lr=0.01, momentum=0.0, weight_decay=0.0):
+    def __init__(self, params, xp, lr=None, momentum=0.0, weight_decay=0.0):
         super().__init__(params, xp, lr, weight_decay)
-        self.momentum = _in_unit_interval("momentum", momentum)
+        self.momentum = check_unit_interval("momentum", momentum)
 
     def _update(self, i, p, g):
         v = self.state["velocity"][i]
@@ -155,7 +144,7 @@ class Adam(Optimizer):
         Parameters, updated in place.
     xp : module
         Their array module.
-    lr : float, default 1e-3
+    lr : float, default :attr:`default_lr` (2e-3)
         Learning rate, ``> 0``.
     betas : (float, float), default (0.9, 0.999)
         ``(b1, b2)``, the decay rates of ``m`` and ``v``, each in [0, 1).
@@ -171,13 +160,16 @@ class Adam(Optimizer):
         ``lr <= 0``, ``weight_decay < 0``, a beta outside [0, 1), or ``eps <= 0``.
     """
 
+    #: With the cosine schedule, 2e-3 beats the textbook 1e-3 on binarized MNIST (94.1 against
+    #: 94.85 test nats at 1x500, docs/experiments.md).
+    default_lr = 2e-3
     state_names = ("m", "v")
     nonnegative_state = ("v",)
 
-    def __init__(self, params, xp, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, xp, lr=None, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, xp, lr, weight_decay)
-        self.beta1, self.beta2 = (_in_unit_interval(n, b) for n, b in zip(("beta1", "beta2"), betas))
-        self.eps = _positive("eps", eps)
+        self.beta1, self.beta2 = (check_unit_interval(n, b) for n, b in zip(("beta1", "beta2"), betas))
+        self.eps = check_positive("eps", eps)
 
     def _update(self, i, p, g):
         m, v, b1, b2, t = self.state["m"][i], self.state["v"][i], self.beta1, self.beta2, self.t
@@ -217,9 +209,9 @@ class Adagrad(Optimizer):
     state_names = ("sum_sq",)
     nonnegative_state = ("sum_sq",)
 
-    def __init__(self, params, xp, lr=0.01, eps=1e-6, weight_decay=0.0):
+    def __init__(self, params, xp, lr=None, eps=1e-6, weight_decay=0.0):
         super().__init__(params, xp, lr, weight_decay)
-        self.eps = _positive("eps", eps)
+        self.eps = check_positive("eps", eps)
 
     def _update(self, i, p, g):
         s = self.state["sum_sq"][i]

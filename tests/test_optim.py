@@ -21,6 +21,7 @@ import pytest
 
 from made_np.fast.kernels import fused_kernels
 from made_np.fast.optim import FAST_OPTIMIZERS, make_fast_optimizer
+from made_np.config import TrainConfig
 from made_np.optim import SGD, Adagrad, Adam, make_optimizer
 
 P0 = [np.array([0.5, -1.0, 2.0, 0.0]), np.array([[0.3, -0.7], [1.5, 0.01]])]
@@ -31,14 +32,13 @@ GRADS = [  # three steps of fixed gradients for each of the two parameters
 ]
 #: "reference": made_np.optim; False: made_np.fast.optim without fused kernels; True: with them.
 FUSED_OPTIONS = ["reference", False] + ([True] if fused_kernels(np, True) is not None else [])
-CLASS_NAMES = {Adam: "adam", SGD: "sgd", Adagrad: "adagrad"}
 
 
 def build(cls, params, fused, **kwargs):
     """The optimiser ``cls`` in the form ``fused`` (see :data:`FUSED_OPTIONS`)."""
     if fused == "reference":
         return cls(params, np, **kwargs)
-    return FAST_OPTIMIZERS[CLASS_NAMES[cls]](params, np, fused=fused, **kwargs)
+    return FAST_OPTIMIZERS[cls](params, np, fused=fused, **kwargs)
 
 
 def build_named(name, params, fused, **kwargs):
@@ -226,7 +226,12 @@ def test_state_dict_round_trip_resumes_exactly(name, kwargs, fused):
 
 def test_make_optimizer_defaults_and_errors():
     p = fresh_params()
-    assert isinstance(make_optimizer("adam", p, np), Adam) and make_optimizer("adam", p, np).lr == 1e-3
+    assert isinstance(make_optimizer("adam", p, np), Adam)
+    # each optimiser declares its default learning rate, the recipe's (TrainConfig.resolved)
+    assert {n: make_optimizer(n, p, np).lr for n in ("adam", "adagrad", "sgd")} == \
+        {n: make_fast_optimizer(n, p, np).lr for n in ("adam", "adagrad", "sgd")} == \
+        {n: TrainConfig(optimizer=n).resolved().lr for n in ("adam", "adagrad", "sgd")} == \
+        {"adam": 2e-3, "adagrad": 1e-2, "sgd": 1e-2}
     assert make_optimizer("sgd", p, np, momentum=0.9).momentum == 0.9
     assert make_optimizer("adagrad", p, np, lr=0.3).lr == 0.3
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):

@@ -123,7 +123,7 @@ class FastSGD(_InPlace, optim.SGD):
     are on it runs unsplit); equal to the reference up to rounding (docs/math.md Sec. 6).
     ``grads`` serve as scratch (:meth:`step`)."""
 
-    def __init__(self, params, xp, lr=0.01, momentum=0.0, weight_decay=0.0, fused=None):
+    def __init__(self, params, xp, lr=None, momentum=0.0, weight_decay=0.0, fused=None):
         super().__init__(params, xp, lr, momentum, weight_decay)
         self._setup(fused)
 
@@ -143,7 +143,7 @@ class FastAdam(_InPlace, optim.Adam):
     when available, else cache-sized chunks split over CPU threads. Algebraically the reference
     update, equal to it up to rounding (docs/math.md Sec. 6). ``grads`` serve as scratch (:meth:`step`)."""
 
-    def __init__(self, params, xp, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=None):
+    def __init__(self, params, xp, lr=None, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=None):
         super().__init__(params, xp, lr, betas, eps, weight_decay)
         self._setup(fused)
 
@@ -186,7 +186,7 @@ class FastAdagrad(_InPlace, optim.Adagrad):
     CPU threads. Equal to the reference up to rounding (docs/math.md Sec. 6). ``grads`` serve as
     scratch (:meth:`step`)."""
 
-    def __init__(self, params, xp, lr=0.01, eps=1e-6, weight_decay=0.0, fused=None):
+    def __init__(self, params, xp, lr=None, eps=1e-6, weight_decay=0.0, fused=None):
         super().__init__(params, xp, lr, eps, weight_decay)
         self._setup(fused)
 
@@ -209,19 +209,22 @@ class FastAdagrad(_InPlace, optim.Adagrad):
         p -= tmp
 
 
-#: The fast form of each optimiser of :data:`made_np.optim.OPTIMIZERS`.
-FAST_OPTIMIZERS = {"adam": FastAdam, "sgd": FastSGD, "adagrad": FastAdagrad}
+#: The fast form of optimisers of :data:`made_np.optim.OPTIMIZERS`, by the class they compute.
+FAST_OPTIMIZERS = {optim.Adam: FastAdam, optim.SGD: FastSGD, optim.Adagrad: FastAdagrad}
 
 
 def make_fast_optimizer(name: str, params, xp, lr: float | None = None, weight_decay: float = 0.0, **kwargs):
-    """:func:`made_np.optim.make_optimizer`, with the fast classes.
+    """:func:`made_np.optim.make_optimizer`, with the fast class where one exists: an optimiser
+    without a fast form (a new one, registered in :data:`made_np.optim.OPTIMIZERS` only) trains
+    in its reference form.
 
     Raises
     ------
     ValueError
         Unknown name, ``lr <= 0`` or negative weight decay.
     """
-    optim.optimizer_class(name)  # the same error for an unknown name
-    if lr is not None:
-        kwargs["lr"] = lr
-    return FAST_OPTIMIZERS[name](params, xp, weight_decay=weight_decay, **kwargs)
+    cls = optim.optimizer_class(name)
+    if cls not in FAST_OPTIMIZERS:
+        kwargs.pop("fused", None)
+        return optim.make_optimizer(name, params, xp, lr, weight_decay, **kwargs)
+    return FAST_OPTIMIZERS[cls](params, xp, lr=lr, weight_decay=weight_decay, **kwargs)

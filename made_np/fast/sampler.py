@@ -241,11 +241,8 @@ def draw_fast(model, u, y=None, given=None, start: int = 0, mask=0):
         return z
 
     if model.head.binary:
-        # thresholds logit(u), position-major (D, n); u = 0 is clipped to the smallest
-        # normal double (logit -708), which differs from the naive draw 1[0 < sigmoid(z)]
-        # only if u is exactly 0 (probability 2^-53) and z lies in (-745, -708]
-        up = xp.maximum(u.T[xp.asarray(var_at)], 2.2250738585072014e-308)
-        TT = (xp.log(up) - xp.log1p(-up)).astype(dtype)
+        # the head's thresholds on the logits (x = 1[z > t]), position-major (D, n)
+        TT = model.head.thresholds(u.T[xp.asarray(var_at)]).astype(dtype)
         greater, subtract = xp.greater, xp.subtract
         onehot = Rin == 2
         for p in range(start, D):
@@ -277,7 +274,7 @@ def draw_fast(model, u, y=None, given=None, start: int = 0, mask=0):
                 row[...] = cls
                 if enc == "scaled":
                     row /= C - 1
-        out = x_pos
+        out = x_pos.astype(model.head.sample_dtype, copy=False)
     # back to variable order: variable d sits at position m^0(d) - 1
     pos_of = xp.asarray(backend.to_host(ms.ordering) - 1)
     return xp.ascontiguousarray(out[pos_of].T)
