@@ -390,7 +390,7 @@ class TrainConfig(StrictConfig):
     optimizer : {"adam", "adagrad", "sgd"}, default "adam"
         The paper used Adagrad; Adam converges faster here.
     lr : float or None
-        Base learning rate; ``None``: the recipe's (:data:`DEFAULT_LR`: adam 2e-3,
+        Base learning rate; ``None``: the optimiser's :attr:`~made_np.optim.Optimizer.default_lr` (adam 2e-3,
         adagrad 1e-2, sgd 1e-2).
     weight_decay : float, default 0
         L2 coefficient added to every gradient.
