@@ -89,6 +89,14 @@ def check_optimizer(lr, weight_decay) -> None:
         raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
 
 
+def check_choice(what: str, name, choices):
+    """``name`` if it is one of ``choices`` (a registry's keys), else ValueError:
+    ``unknown <what> 'name': choose one of a, b``."""
+    if not isinstance(name, str) or name not in choices:
+        raise ValueError(f"unknown {what} {name!r}: choose one of {', '.join(choices)}")
+    return name
+
+
 def check_seed(seed) -> int | None:
     """A seed ``0 <= seed <= MAX_SEED`` as an int, or None (fresh entropy)."""
     return None if seed is None else check_int("seed", seed, 0, MAX_SEED)

@@ -53,7 +53,7 @@ import math
 import numpy as np
 
 from . import backend, limits, sampling
-from .checks import MAX_SEED, check_context, check_data, check_int, check_model
+from .checks import MAX_SEED, check_choice, check_context, check_data, check_int, check_model
 from .config import MAX_EVAL_MASKS
 from .masks import MaskSet, direct_mask, hidden_degrees, hidden_mask, input_ordering, output_mask
 
@@ -448,9 +448,7 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     check_model(model)
     n = check_int("n", n, 1)
     masks, seed, batch_size = _counts(masks, seed, batch_size)
-    if method not in COMPLETION_METHODS:
-        raise ValueError(f"unknown completion method {method!r}: choose one of {', '.join(COMPLETION_METHODS)}")
-    draw = sampling.METHODS[method]
+    draw = sampling.METHODS[check_choice("completion method", method, COMPLETION_METHODS)]
     xp, D = model.xp, model.config.D
     xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing=False)
     N = obs.shape[0]

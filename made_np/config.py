@@ -15,7 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, fields, replace
 import numpy as np
 
 from . import backend
-from .checks import MAX_SEED, check_int, describe, is_int, is_real, range_message, short
+from .checks import MAX_SEED, check_choice, check_int, describe, is_int, is_real, range_message, short
 from .data import MAX_CLASSES  # noqa: F401  (most classes per variable: each value is a one-hot input)
 from .heads import HEADS, default_head
 from .layers import ACTIVATIONS, INITS
@@ -91,9 +91,7 @@ PRESETS = {
 def _preset(name, part: int) -> dict:
     if name is None:
         return {}
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-    return dict(PRESETS[name][part])
+    return dict(PRESETS[check_choice("preset", name, PRESETS)][part])
 #: Model defaults by data set name. On the 2-D table a bank of 32 masks over scaled
 #: inputs smooths the conditionals enough to reach KL(p_true || p_model) = 0.016-0.018 nats;
 #: one-hot inputs reach 0.021 at best (docs/two_d.md).
@@ -301,6 +299,12 @@ class MADEConfig(StrictConfig):
         :data:`MAX_LAYERS`, :data:`MAX_CLASSES`, :data:`MAX_NUM_MASKS`, :data:`MAX_SEED`), or
         an unknown name."""
         self._check_types()
+        for what, name, choices in (("head", self.head, HEADS), ("input encoding", self.input_encoding, ENCODINGS),
+                                    ("ordering", self.ordering, ORDERINGS), ("degree rule", self.degrees, DEGREE_RULES),
+                                    ("activation", self.activation, ACTIVATIONS), ("init", self.init, INITS),
+                                    ("context encoding", self.context_encoding, CONTEXT_ENCODINGS),
+                                    ("bank orderings", self.orderings, BANK_ORDERINGS)):
+            check_choice(what, name, choices)
         checks = [
             (len(self.hidden) <= MAX_LAYERS, f"hidden has {len(self.hidden)} layers; at most {MAX_LAYERS}"),
             (self.given_ordering is None or sorted(self.given_ordering) == list(range(1, self.D + 1)),
@@ -308,24 +312,11 @@ class MADEConfig(StrictConfig):
             (self.D >= 1, f"D must be >= 1, got {self.D}"),
             (all(h >= 1 for h in self.hidden), f"hidden widths must be >= 1, got {self.hidden}"),
             (self.classes >= 2, f"classes must be >= 2, got {self.classes}"),
-            (self.head in HEADS, f"unknown head {self.head!r}: choose one of {', '.join(HEADS)}"),
-            (self.input_encoding in ENCODINGS,
-             f"unknown input encoding {self.input_encoding!r}: choose one of {', '.join(ENCODINGS)}"),
             (self.input_encoding != "binary" or self.classes == 2,
              f"input encoding 'binary' needs 2 classes, got {self.classes}: use onehot, raw or scaled"),
-            (self.head not in HEADS or HEADS[self.head].check_classes(self.classes) is None,
-             self.head in HEADS and HEADS[self.head].check_classes(self.classes)),
-            (self.ordering in ORDERINGS, f"unknown ordering {self.ordering!r}: choose one of {', '.join(ORDERINGS)}"),
-            (self.degrees in DEGREE_RULES, f"unknown degree rule {self.degrees!r}: choose one of {', '.join(DEGREE_RULES)}"),
+            (HEADS[self.head].check_classes(self.classes) is None, HEADS[self.head].check_classes(self.classes)),
             (self.num_masks >= 0, f"num_masks must be >= 0 (0 = no limit), got {self.num_masks}"),
-            (self.activation in ACTIVATIONS,
-             f"unknown activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}"),
-            (self.init in INITS, f"unknown init {self.init!r}: choose one of {', '.join(INITS)}"),
             (self.context >= 0, f"context width must be >= 0 (0: no context), got {self.context}"),
-            (self.context_encoding in CONTEXT_ENCODINGS,
-             f"unknown context encoding {self.context_encoding!r}: choose one of {', '.join(CONTEXT_ENCODINGS)}"),
-            (self.orderings in BANK_ORDERINGS,
-             f"unknown bank orderings {self.orderings!r}: choose one of {', '.join(BANK_ORDERINGS)}"),
         ]
         self._raise_first(checks)
         if self.dtype not in backend.DTYPES:
@@ -470,11 +461,12 @@ class TrainConfig(StrictConfig):
         bounds (:data:`MAX_EPOCHS`, :data:`MAX_COUNT`, :data:`MAX_EVAL_MASKS`, :data:`MAX_SEED`),
         or an unknown name."""
         self._check_types()
+        for what, name, choices in (("optimizer", self.optimizer, OPTIMIZERS), ("lr schedule", self.lr_schedule, LR_SCHEDULES),
+                                    ("engine", self.engine, ENGINES), ("output_bias", self.output_bias, OUTPUT_BIASES)):
+            check_choice(what, name, choices)
         checks = [
             (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (self.optimizer in OPTIMIZERS,
-             f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"),
             (self.lr is None or 0 < self.lr < math.inf,
              f"lr, the learning rate (--lr), must be a finite number > 0, got {self.lr}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
@@ -484,14 +476,9 @@ class TrainConfig(StrictConfig):
              f"valid_masks must be >= 1, got {self.valid_masks}"),
             (self.eval_masks is None or self.eval_masks >= 1,
              f"eval_masks must be >= 1, got {self.eval_masks}"),
-            (self.lr_schedule in LR_SCHEDULES,
-             f"unknown lr schedule {self.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}"),
             (self.lr_step >= 1, f"lr_step must be >= 1, got {self.lr_step}"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
-            (self.engine in ENGINES, f"unknown engine {self.engine!r}: choose one of {', '.join(ENGINES)}"),
-            (self.output_bias in OUTPUT_BIASES,
-             f"unknown output_bias {self.output_bias!r}: choose one of {', '.join(OUTPUT_BIASES)}"),
         ]
         self._raise_first(checks)
 

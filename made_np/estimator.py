@@ -28,7 +28,7 @@ except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
                       "upgrade with: pip install -U scikit-learn") from exc
 
 from . import backend
-from .checks import check_int
+from .checks import check_choice, check_int
 from .config import MAX_CLASSES, MAX_EVAL_MASKS, MADEConfig, TrainConfig
 from .model import MADE
 from .optim import OPTIMIZERS
@@ -245,8 +245,7 @@ class MADEDensity(BaseEstimator):
         hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
         if self.eval_masks is not None:  # named here: it also sets the validation ensemble
             check_int("eval_masks", self.eval_masks, 1, MAX_EVAL_MASKS)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         train, valid = self._split(X, split_seed)
         data = types.SimpleNamespace(train=train, valid=valid, name=None, D=X.shape[1], classes=classes)
         # the library's recipe, as made-np train applies it; None leaves a choice to the recipe. The

@@ -19,6 +19,8 @@ computes the Bernoulli NLL in fewer passes and is tested equal to it.
 """
 from __future__ import annotations
 
+from .checks import check_choice
+
 
 def softplus(xp, z):
     """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))`` (docs/math.md Sec. 4).
@@ -342,10 +344,7 @@ def head_class(name: str):
     ValueError
         Unknown name.
     """
-    try:
-        return HEADS[name]
-    except KeyError:
-        raise ValueError(f"unknown head {name!r}: choose one of {', '.join(HEADS)}") from None
+    return HEADS[check_choice("head", name, HEADS)]
 
 
 def default_head(classes: int) -> str:

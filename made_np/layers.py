@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from . import backend
+from .checks import check_choice
 
 
 # ---------------------------------------------------------------------- initial weights
@@ -92,9 +93,7 @@ def initial_weights(name: str, fan_in: int, fan_out: int, rng):
     ValueError
         Unknown ``name``.
     """
-    if name not in INITS:
-        raise ValueError(f"unknown init {name!r}: choose one of {', '.join(INITS)}")
-    return INITS[name](fan_in, fan_out, rng)
+    return INITS[check_choice("init", name, INITS)](fan_in, fan_out, rng)
 
 
 def _weights(init, fan_in: int, fan_out: int, xp, rng, dtype):
@@ -339,7 +338,4 @@ def make_activation(name: str, xp):
     ValueError
         Unknown name.
     """
-    try:
-        return ACTIVATIONS[name](xp)
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}: choose one of {', '.join(ACTIVATIONS)}") from None
+    return ACTIVATIONS[check_choice("activation", name, ACTIVATIONS)](xp)

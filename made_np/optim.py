@@ -11,7 +11,7 @@ bias-corrected form; tests/test_optim.py checks that the two agree.
 from __future__ import annotations
 
 from . import backend
-from .checks import check_optimizer, check_positive, check_unit_interval
+from .checks import check_choice, check_optimizer, check_positive, check_unit_interval
 
 
 class Optimizer:
@@ -230,10 +230,7 @@ def optimizer_class(name: str):
     ValueError
         Unknown name.
     """
-    try:
-        return OPTIMIZERS[name]
-    except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}") from None
+    return OPTIMIZERS[check_choice("optimizer", name, OPTIMIZERS)]
 
 
 def make_optimizer(name: str, params, xp, lr: float | None = None, weight_decay: float = 0.0, **kwargs):

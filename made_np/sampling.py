@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from . import backend, limits
 from .registry import speed_form
-from .checks import (check_context, check_given, check_int, check_mask, check_mask_indices, check_model, check_noise,
+from .checks import (check_choice, check_context, check_given, check_int, check_mask, check_mask_indices, check_model, check_noise,
                      check_seed)
 
 DEFAULT_METHOD = "fast"
@@ -199,9 +199,7 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
         Unknown method, an empty ``masks``, or a mask index outside the bank.
     """
     check_model(model)
-    if method not in METHODS:
-        raise ValueError(f"unknown sampling method {method!r}: choose one of {', '.join(METHODS)}")
-    fn = METHODS[method]
+    fn = METHODS[check_choice("sampling method", method, METHODS)]
     if masks is None:
         u, y, _, _, mask = checked_draw(model, n, noise, seed, context, None, 0, mask)
         return _in_blocks(fn, model, u, y, mask)
