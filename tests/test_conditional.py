@@ -5,6 +5,8 @@ observed-first masks that the code uses (:func:`completion_masksets`): each mask
 joint table (:func:`made_np.density.log_density_table` under each MaskSet),
 averaged in probability, then summed over the missing variables.
 """
+import itertools
+
 import numpy as np
 import pytest
 from conftest import all_configurations, examples, model_configs, randomize_weights, strict_order
@@ -270,6 +272,19 @@ def test_hidden_degrees_follow_the_training_rule(connectivity_agnostic):
     sets = [observed_first_maskset(model, row, np.random.default_rng(s)) for s in range(4)]
     same = [all(np.array_equal(a, b) for a, b in zip(ms.degrees, model.maskset_at(0).degrees)) for ms in sets]
     assert all(same) if not connectivity_agnostic else not any(same)
+
+
+def test_observed_first_masks_shuffle_the_observed_and_the_missing_variables():
+    """Each mask draws the order of the observed variables (positions 1..3) and of the missing
+    ones (4..6): over 60 draws every one of the 3! orders of each group comes up, so the mixture
+    averages over orderings within the groups, not one fixed order."""
+    model = MADE(MADEConfig(D=6, hidden=(5,), num_masks=0, seed=3, dtype="float64"))
+    row = np.array([False, True, True, False, True, False])
+    orders = [observed_first_maskset(model, row, np.random.default_rng(s)).ordering for s in range(60)]
+    observed = {tuple(np.argsort(m)[:3]) for m in orders}  # the variables at positions 1, 2, 3
+    missing = {tuple(np.argsort(m)[3:]) for m in orders}
+    assert observed == set(itertools.permutations([1, 2, 4]))
+    assert missing == set(itertools.permutations([0, 3, 5]))
 
 
 def test_a_maskset_mask_refuses_a_fixed_mask_and_wrong_shapes():

@@ -77,6 +77,27 @@ def test_npz_binary_float_becomes_uint8(tmp_path):
     assert np.array_equal(ds.test, splits["test_data"])
 
 
+def test_fingerprints_depend_on_the_values_only():
+    """A run trained through the API on int64, float or Fortran-ordered splits (and int64 labels
+    as context) has the fingerprints of the same values loaded as uint8 (float64 contexts), so
+    evaluating it from the command line does not find its data changed; a changed value does."""
+    rng = np.random.default_rng(0)
+    splits = [(rng.random((n, 7)) < 0.5).astype(np.uint8) for n in (5000, 30, 20)]  # train: two blocks
+    labels = {f"{k}_context": np.arange(len(v)) % 3 for k, v in zip(("train", "valid", "test"), splits)}
+    ref = Dataset("u8", *splits, 2, None, **{k: v.astype(np.float64) for k, v in labels.items()})
+    values, contexts = data.split_fingerprints(ref), data.split_fingerprints(ref, context=True)
+    assert set(values) == set(contexts) == {"train", "valid", "test"} and values != contexts
+    for convert in (lambda a: a.astype(np.int64), lambda a: a.astype(np.float64), lambda a: a.astype(np.float32),
+                    lambda a: a.astype(bool), np.asfortranarray):
+        other = Dataset("other", *map(convert, splits), 2, None, **labels)
+        assert data.split_fingerprints(other) == values
+        assert data.split_fingerprints(other, context=True) == contexts
+    flipped = splits[1].copy()
+    flipped[4, 2] ^= 1
+    now = data.split_fingerprints(Dataset("flip", splits[0], flipped, splits[2], 2, None))
+    assert [now[k] == values[k] for k in ("train", "valid", "test")] == [True, False, True]
+
+
 def test_npz_categorical_classes_over_all_splits(tmp_path):
     rng = np.random.default_rng(0)
     splits = {k: rng.integers(0, 4, size=(6, 3)) for k in KEYS}

@@ -139,6 +139,21 @@ def test_kl_and_entropy_reject_bad_tables():
         entropy(np.array([1.5, -0.5]))
 
 
+def test_a_probability_table_may_miss_1_by_1e_6():
+    """p_true and p are taken when they sum to 1 within 1e-6 (a float32 table rounds by about
+    1e-7), refused beyond it, with the sum and the tolerance named."""
+    base = np.full(4, 0.25)
+    for off in (9e-7, -9e-7):
+        p = base + off / 4
+        assert kl_divergence(p, np.log(base)) == pytest.approx((1 + off) * math.log(1 + off), abs=1e-15)
+        assert entropy(p) == pytest.approx(-(1 + off) * math.log((1 + off) / 4), rel=1e-12)
+    for off in (1.1e-6, -1.1e-6, 1e-3):
+        with pytest.raises(ValueError, match=rf"p_true sums to {1 + off:.8g}, not 1 \(tolerance 1e-6\)"):
+            kl_divergence(base + off / 4, np.log(base))
+        with pytest.raises(ValueError, match="p sums to"):
+            entropy(base + off / 4)
+
+
 @pytest.mark.parametrize("C,D", [(2, 1), (5, 2), (7, 3), (200, 2)])
 def test_entropy_of_uniform_is_log_of_the_number_of_cells(C, D):
     p = np.full((C,) * D, 1.0 / C**D)

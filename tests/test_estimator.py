@@ -138,6 +138,38 @@ def test_two_rows_is_enough(digits):
     assert est.score_samples(digits[:2]).shape == (2,)
 
 
+def test_fit_trains_on_the_larger_split_and_validates_on_the_fraction(monkeypatch):
+    """validation_fraction=0.1 of 100 distinct rows: 90 train and 10 validate, disjoint, all rows used."""
+    seen = {}
+
+    def record(model, data, cfg):
+        seen.update(train=data.train, valid=data.valid)
+        return {"rows": []}
+
+    monkeypatch.setattr("made_np.estimator._fit", record)
+    X = (np.arange(100)[:, None] >> np.arange(7) & 1).astype(np.int64)  # row i: the bits of i
+    MADEDensity(hidden=(4,), epochs=1, validation_fraction=0.1, random_state=0).fit(X)
+    train, valid = (set((seen[k] << np.arange(7)).sum(axis=1).tolist()) for k in ("train", "valid"))
+    assert (len(seen["train"]), len(seen["valid"])) == (90, 10)
+    assert not train & valid and train | valid == set(range(100))
+
+
+def test_connectivity_agnostic_false_reaches_the_model_and_its_clones(digits):
+    """connectivity_agnostic=False: every mask of the bank shares mask 0's hidden degrees (its
+    orderings still differ), in the estimator and in a clone of it."""
+    est = MADEDensity(hidden=(8, 6), num_masks=3, connectivity_agnostic=False, epochs=1, random_state=0)
+    assert est.get_params()["connectivity_agnostic"] is False
+    for fitted in (est.fit(digits[:40]), clone(est).fit(digits[:40])):
+        model = fitted.model_
+        assert model.config.connectivity_agnostic is False and model.config.order_agnostic is True
+        first, last = model.maskset_at(0), model.maskset_at(2)
+        assert not np.array_equal(first.ordering, last.ordering)
+        for a, b in zip(first.degrees, last.degrees):
+            np.testing.assert_array_equal(a, b)
+    agnostic = MADEDensity(hidden=(8, 6), num_masks=3, epochs=1, random_state=0).fit(digits[:40]).model_
+    assert not np.array_equal(agnostic.maskset_at(0).degrees[0], agnostic.maskset_at(2).degrees[0])
+
+
 @pytest.mark.parametrize("bad, match", [
     (lambda X: X + 0.5, "integer-valued"),
     (lambda X: X - 1, "Negative values"),

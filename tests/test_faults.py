@@ -742,6 +742,38 @@ def test_a_data_file_changed_since_training_is_refused(tmp_path, change):
     assert (out / "model.npz").read_bytes() == before
 
 
+def test_a_context_file_changed_since_training_is_refused(tmp_path):
+    """The context rows of an .npz (--context file) are checked as the values are: one test
+    context changed since training is refused on resume and evaluate, in one line."""
+    rng = np.random.default_rng(4)
+    splits = {k: (rng.random((n, 5)) < 0.4).astype(np.uint8) for k, n in (("train", 60), ("valid", 10), ("test", 10))}
+    contexts = {f"{k}_context": rng.normal(size=(len(v), 2)) for k, v in splits.items()}
+    splits = {f"{k}_data": v for k, v in splits.items()}
+    data, out = tmp_path / "rows.npz", tmp_path / "run"
+    np.savez(data, **splits, **contexts)
+    with pytest.MonkeyPatch.context() as m:  # stopped after epoch 1 of 3
+        real_fit = fit
+
+        def interrupted(*args, callback=None, **kwargs):
+            def cb(row):
+                callback(row)
+                raise KeyboardInterrupt
+            return real_fit(*args, callback=cb, **kwargs)
+
+        m.setattr("made_np.cli.train.fit", interrupted)
+        result = run("train", "--dataset", data, "--context", "file", "--out", out, "--hidden", 8, "--epochs", 3)
+        assert result.exit_code == 130, result.output
+    assert run("evaluate", out).exit_code == 0  # the same file: fine
+    contexts["test_context"][3, 1] += 0.5
+    np.savez(data, **splits, **contexts)
+    before = (out / "model.npz").read_bytes()
+    for args in (("train", "--resume", out), ("evaluate", out)):
+        user_error(run(*args), str(out / "model.npz"), f"the data set {data}",
+                   "differs from the data the run was trained on: the context of the test split (content sha256)",
+                   "restore the data it was trained on")
+    assert (out / "model.npz").read_bytes() == before
+
+
 def test_fit_refuses_to_resume_on_other_data(unfinished):
     """The Python API's resume checks the data too (the CLI's check is the same function)."""
     from made_np.data import DataError, load_dataset

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from made_np.layers import INITS, Dense, LeakyReLU, MaskedDense, ReLU, initial_weights, make_activation, uniform_init
+from made_np.layers import (INITS, Dense, LeakyReLU, MaskedDense, ReLU, initial_weights, make_activation,
+                             orthogonal_init, uniform_init)
 
 X = np.array([[1.0, 2.0], [3.0, -1.0]])
 W = np.array([[1.0, -2.0, 0.5], [3.0, 1.0, -1.0]])
@@ -101,6 +102,20 @@ def test_orthogonal_init_has_orthonormal_rows_or_columns(fan_in, fan_out):
     # not a fixed matrix: another seed draws another one, the same seed the same one
     assert not np.allclose(W, initial_weights("orthogonal", fan_in, fan_out, np.random.default_rng(1)))
     np.testing.assert_array_equal(W, initial_weights("orthogonal", fan_in, fan_out, np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("fan_in, fan_out", [(12, 5), (5, 12), (6, 6)])
+def test_orthogonal_init_is_the_q_of_a_positive_diagonal_r(fan_in, fan_out):
+    """The signs are fixed so that Q^T A = R has a positive diagonal (the Haar-distributed Q of
+    the Gaussian A the generator draws): its first column is A's first column normalised, not
+    the sign LAPACK happens to give."""
+    W = orthogonal_init(fan_in, fan_out, np.random.default_rng(4))
+    a = np.random.default_rng(4).standard_normal((max(fan_in, fan_out), min(fan_in, fan_out)))
+    q = W if fan_in >= fan_out else W.T
+    r = q.T @ a
+    np.testing.assert_allclose(np.tril(r, -1), 0, atol=1e-12)
+    assert np.all(np.diag(r) > 0)
+    np.testing.assert_allclose(q[:, 0], a[:, 0] / np.linalg.norm(a[:, 0]), rtol=1e-12)
 
 
 def test_orthogonal_init_entries_are_about_one_over_sqrt_of_the_larger_fan():

@@ -88,6 +88,17 @@ def test_png_count_and_sample_estimates():
         limits.check(limits.sample_parts(cfg, 10**9), 16 * 2**30)
 
 
+def test_complete_estimate_counts_every_row_of_examples():
+    """made-np complete: rows x n completions cost what rows * n samples do, and the mixture's
+    log-probabilities 8 bytes x 4 per example and mask; both grow with the rows."""
+    cfg = MADEConfig(D=784, hidden=(500,))
+    samples, logps = limits.complete_parts(cfg, 30, 7, 11)
+    assert samples.nbytes == limits.sample_parts(cfg, 30 * 7)[0].nbytes == 30 * 7 * (784 * 32 + (784 + 500 + 784) * 8)
+    assert logps.nbytes == 30 * 11 * 32
+    assert (samples.option, logps.option) == ("-n 7", "--masks 11")
+    assert [p.nbytes for p in limits.complete_parts(cfg, 60, 7, 11)] == [2 * samples.nbytes, 2 * logps.nbytes]
+
+
 def test_the_environment_limit_reaches_every_command(tmp_path):
     data = tmp_path / "d.npz"
     np.savez(data, train_data=np.eye(8, dtype=np.uint8), valid_data=np.eye(8, dtype=np.uint8)[:2],

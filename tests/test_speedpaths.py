@@ -208,3 +208,17 @@ def test_a_bank_caches_bool_masks_and_counts_them_at_a_byte_an_entry():
     assert 2 in bank._mask_cache and bank._mask_cache[2][1][0].dtype == bool
     # the paper-size bank: 32 x (784*8000 + 8000*784 + 784*784) bytes, inside the cache
     assert 32 * (2 * 784 * 8000 + 784 * 784) <= limits.MASK_CACHE_BYTES < 32 * 4 * (2 * 784 * 8000)
+
+
+@pytest.mark.parametrize("num_masks", [2, 3])
+def test_a_bank_is_cached_only_when_all_its_masks_fit(num_masks, monkeypatch):
+    """The cache holds a bank when num_masks sets of masks (156 bytes each here) fit in
+    MASK_CACHE_BYTES, the limit included; a byte less and the masks are rebuilt at each change."""
+    from made_np import limits
+
+    cfg = MADEConfig(D=6, hidden=(10,), num_masks=num_masks, direct=True)
+    assert MADE(cfg)._mask_bytes() == 6 * 10 + 10 * 6 + 6 * 6 == 156
+    monkeypatch.setattr(limits, "MASK_CACHE_BYTES", num_masks * 156)
+    assert MADE(cfg)._cache_masks
+    monkeypatch.setattr(limits, "MASK_CACHE_BYTES", num_masks * 156 - 1)
+    assert not MADE(cfg)._cache_masks

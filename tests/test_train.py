@@ -68,6 +68,37 @@ def test_lr_schedules():
     assert cos.lr_at(1.0, 4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 4)))
 
 
+@pytest.mark.parametrize("optimizer,lr", [("adam", 2e-3), ("adagrad", 1e-2), ("sgd", 1e-2)])
+def test_the_default_learning_rate_of_each_optimiser(chain, optimizer, lr):
+    """lr left open: the recipe's rate of the optimiser, the one the first epoch trains at."""
+    assert TrainConfig(optimizer=optimizer).resolved().lr == lr
+    assert TrainConfig(optimizer=optimizer, lr=0.5).resolved().lr == 0.5  # a given rate stays
+    history = fit(small_model(hidden=(8,)), chain, TrainConfig(optimizer=optimizer, epochs=1, patience=0))
+    assert history["rows"][0]["lr"] == lr
+
+
+def test_the_update_budget_rounds_up_to_whole_epochs():
+    """25,000 updates: a short last minibatch is an update, and a part of an epoch is a whole one."""
+    from made_np.config import budget_epochs
+
+    assert budget_epochs(10_001, 100) == 248  # 101 updates an epoch: ceil(25000 / 101) = ceil(247.5)
+    assert budget_epochs(3_000, 100) == 834  # 30 updates an epoch: ceil(833.3)
+    assert budget_epochs(50_000, 100) == 50  # binarized MNIST: exactly 50
+    assert budget_epochs(10**6, 100) == 50 and budget_epochs(100, 100) == 1000  # within 50..1000
+    assert budget_epochs(0, 100) == 50  # the training set's size unknown
+
+
+def test_a_bank_of_masks_below_ten_thousand_training_rows():
+    """The recipe's bank: 16 masks for 1..9,999 training rows, a single mask from 10,000 on."""
+    import types
+
+    from made_np.config import default_num_masks
+
+    rows = (1, 9_999, 10_000, 50_000)
+    assert [default_num_masks(types.SimpleNamespace(train=np.zeros((n, 3), np.uint8))) for n in rows] == [16, 16, 1, 1]
+    assert default_num_masks(None) == 1
+
+
 def test_mask_for_step_cycles_the_bank():
     assert [mask_for_step(i, 3, 2) for i in range(8)] == [0, 0, 1, 1, 2, 2, 0, 0]
     assert [mask_for_step(i, 3, 1) for i in range(5)] == [0, 1, 2, 0, 1]
@@ -450,6 +481,18 @@ def test_a_new_run_starts_at_the_marginals_a_trained_model_keeps_its_biases(chai
     # one epoch moves the biases a little from where they started
     assert np.abs(seen["marginals"] - np.log(p1 / (1 - p1))).max() < 0.1
     assert np.abs(seen["zero"]).max() < 0.1
+
+
+def test_one_output_bias_set_already_keeps_every_bias(chain):
+    """The marginal start is only for biases that are all 0: one set bias (a model set by hand or
+    trained) leaves them all as they are."""
+    from made_np.train import start_at_marginals
+
+    model = small_model()
+    c = model.layers[-1].b
+    c[3] = 0.25
+    assert not start_at_marginals(model, chain.train)
+    np.testing.assert_array_equal(c, np.where(np.arange(c.size) == 3, 0.25, 0.0))
 
 
 def test_marginal_biases_learn_a_constant_column_at_once():
