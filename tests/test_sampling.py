@@ -249,3 +249,19 @@ def test_sample_in_blocks_draws_the_same_samples(monkeypatch, masks):
     cfg = MADEConfig(D=2, hidden=(4000,))
     whole = limits.sample_parts(cfg, 100_000)[0].nbytes
     assert whole > 3e9 > 3e8 > limits.sample_parts(cfg, 100_000, blocked=True)[0].nbytes
+
+
+def test_sampling_a_mixture_after_marginals_and_completions():
+    """The passes take their mask as an argument, so nothing done before changes a draw: after
+    observed-first masks (marginals, completions), sample(masks=[0, 1]) used to fail with 'mask
+    index must be an integer, got None' (it restored the masks by hand)."""
+    from made_np.conditional import complete, log_marginal
+
+    cfg = MADEConfig(D=5, hidden=(8,), num_masks=4, seed=2, dtype="float64")
+    model = _sharpen(MADE(cfg), seed=1)
+    expected = sample(model, 30, masks=[0, 1], seed=0)
+    x = np.ones((2, 5), dtype=np.uint8)
+    obs = np.array([[True, False, True, False, False]] * 2)
+    log_marginal(model, x, obs, masks=3)
+    complete(model, x, obs, 2, masks=3)
+    np.testing.assert_array_equal(sample(model, 30, masks=[0, 1], seed=0), expected)
