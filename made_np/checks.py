@@ -184,6 +184,10 @@ def check_data(model, x, name: str = "x", where=None):
         outside the classes silently gives a wrong likelihood (or an IndexError).
     """
     xp, c = model.xp, model.config
+    if not (hasattr(x, "__array__") or hasattr(x, "__cuda_array_interface__") or isinstance(x, (list, tuple))):
+        fix = ": pass x.toarray()" if hasattr(x, "toarray") else " (a generator or iterator: make it a list or an array)"
+        raise ValueError(f"{name} must be an array of shape (N, {c.D}) (NumPy, CuPy, or a list of rows), "
+                         f"got {type(x).__name__}{fix}")
     x = xp.asarray(x)
     if x.ndim != 2 or x.shape[1] != c.D:
         raise ValueError(f"{name} must have shape (N, {c.D}) for this model of D = {c.D}, got {tuple(x.shape)}")

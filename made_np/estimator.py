@@ -272,7 +272,8 @@ class MADEDensity(BaseEstimator):
         """Masks of the mixture, or None for a single fixed mask."""
         if self.model_.config.num_masks == 1:
             return None
-        return self.model_.eval_mask_indices(self.eval_masks)
+        eval_masks = None if self.eval_masks is None else check_int("eval_masks", self.eval_masks, 1, MAX_EVAL_MASKS)
+        return self.model_.eval_mask_indices(eval_masks)
 
     def score_samples(self, X):
         """Log-density of each row under the model.

@@ -122,3 +122,14 @@ def test_the_model_argument_of_the_functions_is_checked(tmp_path):
         call(model)  # the model itself is fine
     with pytest.raises(ValueError, match="masks must be a sequence of mask indices"):
         sampling.sample(model, 2, masks=3)
+
+
+def test_data_that_is_not_an_array_is_named():
+    """A generator or a scipy.sparse matrix used to be reported as data of shape ()."""
+    import scipy.sparse
+
+    model = made_np.MADE(made_np.MADEConfig(D=3, hidden=(4,)))
+    with pytest.raises(ValueError, match="x must be an array of shape .N, 3.* got generator"):
+        model.nll(r for r in [[0, 1, 0]])
+    with pytest.raises(ValueError, match="x must be an array.*pass x.toarray"):
+        model.nll(scipy.sparse.csr_matrix(np.eye(3)))

@@ -390,3 +390,13 @@ def test_checks_fail_without_tags_only_on_data():
                          expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_eval_masks_set_after_fit_is_checked_where_it_is_used(fitted_bank, digits):
+    """set_params(eval_masks=-3) or 'x' on a fitted estimator used to surface as an unrelated
+    'mask_indices must name at least one' (or a TypeError) from deep inside."""
+    est = pickle.loads(pickle.dumps(fitted_bank))  # a fitted copy: the shared fixture stays as it is
+    for bad, fragment in [(-3, "eval_masks must be >= 1"), ("x", "eval_masks must be an integer")]:
+        est.set_params(eval_masks=bad)
+        with pytest.raises(ValueError, match=fragment):
+            est.score_samples(digits)
