@@ -71,9 +71,8 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
     limits.check(limits.model_parts(model.config) + limits.sample_parts(
         model.config, num_samples, png=png, image_shape=image_shape, blocked=True), limit)
     with user_values():
-        masks = list(range(mixture)) if mixture else None
-        x = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=method, masks=masks, context=y,
-                                            mask=mask_index))
+        masks = list(range(mixture)) if mixture else [mask_index]
+        x = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=method, masks=masks, context=y))
     with writing(out, "--out"):
         if png:
             from made_np import plots

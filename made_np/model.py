@@ -247,13 +247,17 @@ class MADE:
             out[s:s + batch_size] = self.head.nll(self._forward_pass(inputs, masks, ys), targets)
         return out
 
-    def log_prob(self, x, batch_size: int = 1000, context=None, mask=0):
-        """``log p(x)`` (``log p(x | y)`` with a context) in nats under one mask: ``-nll``.
+    def log_prob(self, x, batch_size: int = 1000, context=None, mask=None):
+        """``log p(x)`` (``log p(x | y)`` with a context) in nats: the model's density.
 
         Parameters
         ----------
-        x, batch_size, context, mask
+        x, batch_size, context
             As for :meth:`nll`.
+        mask : int or made_np.masks.MaskSet, optional
+            One mask's ``log p_k(x)`` (``-nll(x, mask=mask)``). Default: the density the model
+            reports (``evaluate``): its test ensemble for a bank (``-ensemble_nll`` over
+            :meth:`eval_mask_indices`), mask 0 for a single-mask model.
 
         Returns
         -------
@@ -263,9 +267,11 @@ class MADE:
         Raises
         ------
         ValueError
-            As :meth:`nll`.
+            As :meth:`nll` and :meth:`ensemble_nll`.
         """
-        return -self.nll(x, batch_size, context, mask)
+        if mask is None and self.config.num_masks != 1:
+            return -self.ensemble_nll(x, self.eval_mask_indices(), batch_size, context)
+        return -self.nll(x, batch_size, context, 0 if mask is None else mask)
 
     def ensemble_nll(self, x, mask_indices, batch_size: int = 1000, context=None):
         """Per-example NLL of the mixture over masks (paper Sec. 4.2, test-time averaging;

@@ -165,7 +165,7 @@ METHODS = {"naive": draw_naive, "fast": _draw_fast}
 
 
 def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
-           method: str = DEFAULT_METHOD, masks=None, context=None, mask=0):
+           method: str = DEFAULT_METHOD, masks=None, context=None):
     """Draw samples with the chosen method (see :func:`sample_naive`, :func:`made_np.fast.sampler.sample_fast`).
 
     Parameters
@@ -183,11 +183,11 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
         density :meth:`MADE.ensemble_nll` evaluates, paper Sec. 4.2): every sample
         gets a mask index drawn uniformly from ``masks`` (from ``seed``, on the
         host), then each group of samples sharing a mask is drawn in one batch
-        under that mask. Without ``masks``, the single mask ``mask``.
+        under that mask; ``[k]`` samples mask ``k`` alone. Default: the model's
+        test ensemble (:meth:`MADE.eval_mask_indices`, the density ``evaluate``
+        reports) for a bank, mask 0 for a single-mask model.
     context : array, optional
         A conditional model's context per sample (or one, repeated): see :func:`sample_naive`.
-    mask : int, default 0
-        The mask sampled under when ``masks`` is None.
 
     Returns
     -------
@@ -201,10 +201,12 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
     check_model(model)
     fn = METHODS[check_choice("sampling method", method, METHODS)]
     if masks is None:
-        u, y, _, _, mask = checked_draw(model, n, noise, seed, context, None, 0, mask)
-        return _in_blocks(fn, model, u, y, mask)
+        masks = model.eval_mask_indices()
     masks = check_mask_indices(masks, model.config.num_masks, "masks")
-    u, y, *_ = checked_draw(model, n, noise, seed, context, None, 0, masks[0], blocked=False)
+    if len(masks) == 1:
+        u, y, _, _, mask = checked_draw(model, n, noise, seed, context, None, 0, masks[0])
+        return _in_blocks(fn, model, u, y, mask)
+    u, y, *_ = checked_draw(model, n, noise, seed, context, None, 0, masks[0])  # drawn in blocks below
     xp, n = model.xp, u.shape[0]
     choice = backend.host_rng(*(() if seed is None else (seed, 1))).integers(len(masks), size=n)
     out = xp.zeros((n, model.config.D), dtype=sample_dtype(model, xp))

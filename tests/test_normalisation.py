@@ -112,3 +112,17 @@ def test_a_leaking_mask_is_not_normalised():
     for M in model.mask(0)[1]:  # the bank's cached masks, as the passes under mask 0 read them
         M[...] = 1
     assert abs(total_probability(model.nll(x)) - 1.0) > 1e-3
+
+
+def test_log_prob_of_a_bank_is_its_ensemble_density():
+    """MADE.log_prob gives the density the model reports (evaluate's): the test ensemble for a bank,
+    mask 0's for a single mask; a mask names one mask's log p_k(x)."""
+    model = MADE(MADEConfig(D=5, hidden=(9,), num_masks=3, ordering="random", seed=2, dtype="float64"))
+    randomize_weights(model, 1)
+    x = all_configurations(5, 2)
+    np.testing.assert_allclose(model.log_prob(x), -model.ensemble_nll(x, [0, 1, 2]), rtol=0, atol=1e-12)
+    assert abs(np.exp(model.log_prob(x)).sum() - 1) < TOL
+    np.testing.assert_allclose(model.log_prob(x, mask=1), -model.nll(x, mask=1), rtol=0, atol=0)
+    assert not np.allclose(model.log_prob(x), model.log_prob(x, mask=0))
+    single = MADE(MADEConfig(D=5, hidden=(9,), num_masks=1, seed=2, dtype="float64"))
+    np.testing.assert_array_equal(single.log_prob(x), -single.nll(x))
