@@ -93,11 +93,7 @@ def examples_and_context(model, info, input_path, split, first, context, dataset
     if first < 1:
         raise UserError(f"--first: expected a positive number of examples, got {first}")
     x = split_x[:first]
-    if not model.config.context:
-        if context is not None:
-            raise UserError("--context: this model has no context (it was trained without --context)")
-        return x, None
-    if context is not None:
+    if context is not None or not model.config.context:
         return x, parse_context(model, context, x.shape[0], unit="examples")[0]
     y = ds.context_of(split)
     if y is None:

@@ -10,7 +10,7 @@ from made_np import limits
 from made_np.checkpoint import json_text
 from made_np.train import mean_and_stderr
 
-from .common import (SEED, PathParam, format_nats, check_mask_index, dataset_path_option, device_option, echo_results, evaluate_both,
+from .common import (SEED, PathParam, format_nats, dataset_path_option, device_option, echo_results, evaluate_both,
                      load_model, load_split, max_memory_option, memory_limit, user_values)
 
 
@@ -47,7 +47,8 @@ def evaluate_cmd(checkpoint, split, eval_masks, mask_index, observed, occlude, m
     """
     limit = memory_limit(max_memory)
     model, info = load_model(checkpoint, device, max_memory=max_memory)
-    check_mask_index(model, mask_index)
+    with user_values({"mask index": "--mask-index"}):
+        model.mask(mask_index)  # the library's check of the index, before the data are read
     ds, x = load_split(info, split, dataset_path)
     y = ds.context_of(split) if model.config.context else None
     if observed is not None or occlude is not None:

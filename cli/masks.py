@@ -6,7 +6,7 @@ import numpy as np
 
 from made_np.checkpoint import atomic_file
 
-from .common import check_not_run_data, PathParam, check_mask_index, load_model, make_parent, max_memory_option, output_path, writing
+from .common import check_not_run_data, PathParam, load_model, make_parent, max_memory_option, output_path, user_values, writing
 
 
 @click.command()
@@ -32,8 +32,8 @@ def masks(checkpoint, out, index, png, max_memory):
     if png is not None:
         check_not_run_data(png, info, "--png")
     K = model.config.num_masks
-    check_mask_index(model, index, "--index")
-    ms = model.maskset_at(index)
+    with user_values({"mask index": "--index"}):
+        ms = model.mask(index)[0]
     arrays = {"ordering": ms.ordering}
     names = []
     for l, (deg, m) in enumerate(zip(ms.degrees, ms.hidden), start=1):

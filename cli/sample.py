@@ -7,7 +7,7 @@ import numpy as np
 from made_np import backend, limits, sampling
 from made_np.checkpoint import atomic_file
 
-from .common import (check_not_run_data, DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, PathParam, UserError, check_mask_index,
+from .common import (check_not_run_data, DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, PathParam, UserError,
                      dataset_path_option, device_option, image_shape_of, load_model, load_split,
                      make_parent, max_memory_option, memory_limit, output_path, parse_context, user_values,
                      writing)
@@ -55,16 +55,14 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
     given_n = ctx.get_parameter_source("num_samples") == click.core.ParameterSource.COMMANDLINE
     y, num_samples = parse_context(model, context, num_samples, given_n)
     K = model.config.num_masks
-    if mixture:
-        if K == 1:
-            raise UserError(f"--mixture {mixture}: this model has a single mask (num_masks = 1), so there is "
-                            "no mixture of masks to sample from; leave --mixture out")
-        top = K if K >= 1 else limits.MAX_EVAL_MASKS
-        if mixture > top:
-            bank = f"outside the bank of {K} masks" if K >= 1 else f"more than {top}"
-            raise UserError(f"--mixture {mixture}: masks 0..{mixture - 1} are {bank}; give at most {top}")
-    else:
-        check_mask_index(model, mask_index)
+    if mixture and K == 1:
+        raise UserError(f"--mixture {mixture}: this model has a single mask (num_masks = 1), so there is "
+                        "no mixture of masks to sample from; leave --mixture out")
+    if mixture > limits.MAX_EVAL_MASKS and K == 0:
+        raise UserError(f"--mixture {mixture}: masks 0..{mixture - 1} are more than {limits.MAX_EVAL_MASKS}; "
+                        f"give at most {limits.MAX_EVAL_MASKS}")
+    with user_values({} if mixture else {"mask index": "--mask-index"}, f"--mixture {mixture}: " if mixture else ""):
+        model.mask(mixture - 1 if mixture else mask_index)  # the library's check of the last mask, before any work
     image_shape = image_shape_of(info)
     if png:
         limits.check_png_count(num_samples, image_shape)
