@@ -31,6 +31,11 @@ USER_ERRORS = (data_mod.DataError, backend.BackendError, CheckpointError, MaskEr
 SEED = click.IntRange(0, MAX_SEED)
 
 
+def seed_option(help: str, name: str = "--seed"):
+    """``--seed`` (or ``name``, e.g. ``--data-seed``): an integer in 0..2**63-1, default 0."""
+    return click.option(name, type=SEED, default=0, show_default=True, help=help)
+
+
 class UserError(click.ClickException):
     """A one-line user error (exit status 2)."""
 
@@ -495,6 +500,3 @@ def echo_results(res: dict, split: str) -> None:
     if e is not None:
         say(f"{labels[1]:<{width}} : {format_result(e)}")
 
-
-SAMPLING_METHODS = tuple(sampling.METHODS)
-DEFAULT_SAMPLING_METHOD = sampling.DEFAULT_METHOD

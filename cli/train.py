@@ -26,7 +26,7 @@ from made_np.model import MADE
 from made_np.optim import OPTIMIZERS
 from made_np.train import DivergenceError, check_resume_state, finished_run_blocker, fit
 
-from .common import (DEFAULT_SAMPLING_METHOD, PATH_NAMES, SEED, PathParam, say, UserError, check_dataset_path, dataset_path_option,
+from .common import (PATH_NAMES, seed_option, PathParam, say, UserError, check_dataset_path, dataset_path_option,
                      device_option, echo_results, evaluate_both, load_model, load_split, max_memory_option,
                      memory_limit, one_line, user_values)
 
@@ -108,8 +108,7 @@ def _progress(epoch: int, n_batches: int):
               help="digits, binarized-mnist, 2d, or a path to an .npz (train_data/valid_data/test_data), "
                    "an .npy (N, D) array or a folder of .amat files.")
 @dataset_path_option
-@click.option("--data-seed", type=SEED, default=0, show_default=True,
-              help="Seed of the digits shuffle, the .npy split and the 2d samples (fixes the test set).")
+@seed_option("Seed of the digits shuffle, the .npy split and the 2d samples (fixes the test set).", "--data-seed")
 @click.option("--context", type=click.Choice(data_mod.CONTEXT_SOURCES), default="none", show_default=True,
               help="Condition on a context per example, p(x | y): labels (the digit classes, one-hot) or "
                    "file (the train_context/valid_context/test_context keys of an .npz: (N,) labels or "
@@ -184,8 +183,7 @@ def _progress(epoch: int, n_batches: int):
 @click.option("--engine", type=click.Choice(ENGINES), default=TrainConfig.engine, show_default=True,
               help="fast (block-sparse single-mask form, fused kernels, thread pool) or reference "
                    "(the plain MADE and textbook optimisers); the same numbers up to rounding.")
-@click.option("--seed", type=SEED, default=0, show_default=True,
-              help="Seed of the weights, the mask bank, the shuffling and the samples.")
+@seed_option("Seed of the weights, the mask bank, the shuffling and the samples.")
 @device_option
 @click.option("--dtype", type=click.Choice(backend.DTYPES), default="float32", show_default=True,
               help="Floating point type of parameters and activations.")
@@ -514,8 +512,7 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
         if model.config.context:
             y = (sampling.balanced_labels(n, model.config.context) if model.config.context_encoding == "onehot"
                  else ds.test_context[[i % len(ds.test_context) for i in range(n)]])
-        samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, method=DEFAULT_SAMPLING_METHOD,
-                                                  context=y))
+        samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, context=y))
         plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes)
         update_checkpoint_meta(ckpt, results=results)
     except OSError as exc:
