@@ -31,6 +31,11 @@ USER_ERRORS = (data_mod.DataError, backend.BackendError, CheckpointError, MaskEr
 SEED = click.IntRange(0, MAX_SEED)
 
 
+def seed_option(help: str, name: str = "--seed"):
+    """``--seed`` (or ``name``, e.g. ``--data-seed``): an integer in 0..2**63-1, default 0."""
+    return click.option(name, type=SEED, default=0, show_default=True, help=help)
+
+
 class UserError(click.ClickException):
     """A one-line user error (exit status 2)."""
 
@@ -42,14 +47,19 @@ def one_line(message) -> str:
 
 
 @contextlib.contextmanager
-def user_values():
-    """Turn a ``ValueError`` (e.g. from configuration validation) into a :class:`UserError`."""
+def user_values(options: dict | None = None, prefix: str = ""):
+    """Turn a ``ValueError`` of the library (its checks, in :mod:`made_np.checks` and the
+    configurations) into a :class:`UserError`: the one place where the library's words become the
+    command line's. ``options`` maps the name of an argument that a message starts with (``lr``,
+    ``mask index``) to the option that gives it (``--lr``, ``--mask-index``); ``prefix`` goes first."""
     try:
         yield
     except USER_ERRORS:
         raise
     except ValueError as exc:
-        raise UserError(one_line(exc)) from None
+        text = one_line(exc)
+        name = next((n for n in options or () if re.match(rf"{re.escape(n)}\b", text)), None)
+        raise UserError(prefix + (text if name is None else options[name] + text[len(name):])) from None
 
 
 #: Raised by Click >= 8.2 for a group called without its command; Click 8.1 prints the help and
@@ -231,18 +241,6 @@ def load_model(checkpoint, device=None, *, best: bool = True, max_memory=None):
     limit = memory_limit(max_memory)
     with user_values():
         return load_checkpoint(checkpoint, device, best=best, memory_limit=limit)
-
-
-def check_mask_index(model, index: int, option: str = "--mask-index") -> None:
-    """Refuse a mask index outside the model's bank, naming ``option``."""
-    K = model.config.num_masks
-    if K == 1 and index != 0:
-        raise UserError(f"{option} {index}: this model has a single mask (num_masks = 1), mask 0; "
-                        f"leave {option} out")
-    top = K - 1 if K >= 1 else MAX_SEED
-    if not 0 <= index <= top:
-        bank = f"the bank of {K} masks" if K >= 1 else "the bank (no limit)"
-        raise UserError(f"{option} {index} is outside {bank}: give 0..{top}")
 
 
 def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
@@ -463,40 +461,32 @@ def parse_context(model, text, n: int, n_given: bool = True, unit: str = "sample
     """
     c = model.config
     if text is None:
+        if c.context and c.context_encoding != "onehot":
+            raise UserError(f"this model is conditioned on a context of {c.context} raw features: "
+                            "pass --context PATH.npy with (n, C) rows")
         if not c.context:
             return None, n
-        if c.context_encoding == "onehot":
-            return backend.to_host(check_context(model, sampling.balanced_labels(n, c.context), n)), n
-        raise UserError(f"this model is conditioned on a context of {c.context} raw features: "
-                        "pass --context PATH.npy with (n, C) rows")
-    if not c.context:
-        raise UserError("--context: this model has no context (it was trained without --context)")
-    t = str(text).strip()
-    if t.lstrip("-").isdecimal():  # digits int() reads (isdigit() took "³", which it does not)
-        if c.context_encoding != "onehot":
+        y = sampling.balanced_labels(n, c.context)
+    elif (t := str(text).strip()).lstrip("-").isdecimal():  # digits int() reads (isdigit() took "³")
+        if c.context and c.context_encoding != "onehot":
             raise UserError(f"--context {t}: a class label needs a class-conditional model; "
                             "this one takes raw features: pass a .npy of (n, C) rows")
-        label = int(t)
-        if not 0 <= label < c.context:
-            raise UserError(f"--context {t}: the model has {c.context} classes (0..{c.context - 1})")
-        return backend.to_host(check_context(model, label, n)), n
-    if not t or not Path(t).exists():
+        y = int(t)
+    elif not t or not Path(t).exists():
         kind = "a class label (an integer) or " if c.context_encoding == "onehot" else ""
         raise UserError(f"--context {t!r}: expected {kind}an existing .npy file")
-    y = data_mod.read_array(t, "--context")
-    if y.dtype.kind not in "biuf":
-        raise UserError(f"--context {t}: has dtype {y.dtype}; expected class labels (integers) or rows of numbers")
-    rows = 1 if y.ndim == 0 or (c.context_encoding == "raw" and y.ndim == 1) else y.shape[0]
-    if rows == 0:  # it used to give 0 samples, or an error of the figure
-        raise UserError(f"--context {t}: no rows; give one label or row, or one per sample")
-    if rows != 1:
-        if n_given and rows != n:
+    else:
+        y = data_mod.read_array(t, "--context")
+        if y.dtype.kind not in "biuf":
+            raise UserError(f"--context {t}: has dtype {y.dtype}; expected class labels (integers) or rows of numbers")
+        rows = 1 if y.ndim == 0 or (c.context_encoding == "raw" and y.ndim == 1) else y.shape[0]
+        if rows == 0:  # it used to give 0 samples, or an error of the figure
+            raise UserError(f"--context {t}: no rows; give one label or row, or one per sample")
+        if rows != 1 and n_given and rows != n:
             raise UserError(f"--context {t}: {rows} rows for {n} {unit} (give one row, or one per {unit[:-1]})")
-        n = rows
-    try:
+        n = n if rows == 1 else rows
+    with user_values(prefix="" if text is None else f"--context {t}: "):  # the library's checks of the context
         return backend.to_host(check_context(model, y, n)), n
-    except ValueError as exc:
-        raise UserError(f"--context {t}: {one_line(exc)}") from None
 
 
 def echo_results(res: dict, split: str) -> None:
@@ -510,6 +500,3 @@ def echo_results(res: dict, split: str) -> None:
     if e is not None:
         say(f"{labels[1]:<{width}} : {format_result(e)}")
 
-
-SAMPLING_METHODS = tuple(sampling.METHODS)
-DEFAULT_SAMPLING_METHOD = sampling.DEFAULT_METHOD

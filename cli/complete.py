@@ -14,11 +14,10 @@ import numpy as np
 from made_np import backend, conditional, limits
 from made_np import data as data_mod
 from made_np.checkpoint import atomic_file, json_text
-from made_np.checks import check_data
 from made_np.limits import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
-from .common import (check_not_run_data, SEED, PathParam, format_nats, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
+from .common import (check_not_run_data, seed_option, PathParam, format_nats, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
                      make_parent, max_memory_option, memory_limit, one_line, output_path, parse_context,
                      user_values, writing)
 
@@ -50,13 +49,12 @@ def read_data(path, model) -> np.ndarray:
         raise UserError(f"--input {path}: expected shape (N, {c.D}), got {x.shape}")
     if x.shape[0] == 0:
         raise UserError(f"--input {path}: has no rows; give at least one example to complete")
-    if x.dtype.kind not in "biuf":
-        raise UserError(f"--input {path}: values must be integers in 0..{c.classes - 1}")
-    return x  # the observed entries are checked with the observed mask (made_np.conditional)
+    return x  # its observed entries are checked with the observed mask (made_np.conditional)
 
 
 def observed_mask(model, info, n_rows: int, observed, occlude, seed: int) -> tuple:
-    """The (N, D) bool observed mask from ``--observed`` or ``--occlude``, and a description of it."""
+    """The (N, D) observed mask from ``--observed`` or ``--occlude`` (its values are the library's
+    to check), and a description of it."""
     D = model.config.D
     if (observed is None) == (occlude is None):
         raise UserError("give exactly one of --observed O.npy (1 = observed) and --occlude "
@@ -73,9 +71,7 @@ def observed_mask(model, info, n_rows: int, observed, occlude, seed: int) -> tup
     if o.shape != (n_rows, D):
         raise UserError(f"--observed {observed}: expected shape ({n_rows}, {D}) (or ({D},) for every row), "
                         f"got {o.shape}")
-    if o.dtype.kind not in "biuf" or not np.isin(o, (0, 1)).all():
-        raise UserError(f"--observed {observed}: values must be 0 (missing) or 1 (observed)")
-    return o.astype(bool), f"observed as in {observed}"
+    return o, f"observed as in {observed}"
 
 
 def examples_and_context(model, info, input_path, split, first, context, dataset_path):
@@ -93,11 +89,7 @@ def examples_and_context(model, info, input_path, split, first, context, dataset
     if first < 1:
         raise UserError(f"--first: expected a positive number of examples, got {first}")
     x = split_x[:first]
-    if not model.config.context:
-        if context is not None:
-            raise UserError("--context: this model has no context (it was trained without --context)")
-        return x, None
-    if context is not None:
+    if context is not None or not model.config.context:
         return x, parse_context(model, context, x.shape[0], unit="examples")[0]
     y = ds.context_of(split)
     if y is None:
@@ -131,8 +123,7 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @click.option("-n", "--num-completions", type=click.IntRange(min=1), default=8, show_default=True,
               help="Completions per example.")
 @masks_option
-@click.option("--seed", type=SEED, default=0, show_default=True,
-              help="Seed of the masks, the mixture draws, the noise and random:P occlusions.")
+@seed_option("Seed of the masks, the mixture draws, the noise and random:P occlusions.")
 @click.option("--method", type=click.Choice(conditional.COMPLETION_METHODS), default="fast", show_default=True,
               help="fast: the degree-ordered sampler from the observed prefix; naive: one forward pass per "
                    "missing variable (the reference; the same completions).")
@@ -177,8 +168,8 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
             raise UserError(f"--png {png}: the grid of completions draws images, and this run's data (D = 2) are "
                             "not images: leave --png out (the .npz holds the completions)")
     x, y = examples_and_context(model, info, input_path, split, first, context, dataset_path)
-    N, image_shape = x.shape[0], image_shape_of(info)
-    parts = limits.complete_parts(model.config, N, num_completions, conditional.mixture_size(model, masks))
+    N, K, image_shape = x.shape[0], conditional.mixture_size(model, masks), image_shape_of(info)
+    parts = limits.complete_parts(model.config, N, num_completions, K)
     if png is not None:
         images = N * (num_completions + 2)  # a row per example: original, occluded, the completions
         try:
@@ -190,14 +181,13 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
         parts += limits.png_parts(images, model.config.D, image_shape, "--png", ncols=num_completions + 2)
     limits.check(limits.model_parts(model.config) + parts, limit)
     obs, what = observed_mask(model, info, N, observed, occlude, seed)
-    with user_values():  # the observed entries must be values of the model; the missing ones are never read
-        x = backend.to_host(check_data(model, np.where(obs, x, 0), "--input", where=obs))
-    x = x.astype(model.head.sample_dtype)
     t0 = time.perf_counter()
-    with user_values():
+    with user_values({"x": f"--input {input_path}", "observed": f"--observed {observed}"}):
         comps, log_po = conditional.complete(model, x, obs, num_completions, masks=masks, seed=seed,
                                              context=y, method=method)
         comps = backend.to_host(comps)
+    obs = obs.astype(bool)  # the missing entries of x (never read: any value) are written as 0
+    x = np.where(obs, x, 0).astype(model.head.sample_dtype)
     seconds = time.perf_counter() - t0
     lp = backend.to_host(log_po).astype(np.float64)
     with writing(out, "--out"), atomic_file(make_parent(out), "wb") as f:  # np.savez(name) would append .npz
@@ -208,7 +198,6 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
         with writing(png, "--png"):
             plots.plot_sample_grid(completion_grid(x, obs, comps), image_shape_of(info), make_parent(png),
                                    ncols=num_completions + 2)
-    N, K = x.shape[0], conditional.mixture_size(model, masks)
     mean, stderr = mean_and_stderr(-lp)
     result = {"checkpoint": info["path"], "n": N, "completions": num_completions, "observed": what,
               "masks": K, "method": method, "seconds": seconds, "neg_log_px_o": mean, "stderr": stderr,

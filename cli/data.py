@@ -5,7 +5,7 @@ import click
 
 from made_np import data as data_mod
 
-from .common import SEED, Group, PathParam, check_dataset_path
+from .common import seed_option, Group, PathParam, check_dataset_path
 
 
 @click.group(cls=Group)
@@ -38,7 +38,7 @@ def data_fetch(name, cache_dir, url):
 @click.option("--dataset-path", type=PathParam(), default=None,
               show_default="search $MADE_NP_DATA, the cache, ../shared/data",
               help="The data file (or a folder holding it) for binarized-mnist or 2d.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of shuffles and splits.")
+@seed_option("Seed of shuffles and splits.")
 def data_info(spec, dataset_path, seed):
     """Print the splits' shapes of SPEC (digits, binarized-mnist, 2d, or a path)."""
     check_dataset_path(spec, dataset_path)

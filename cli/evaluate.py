@@ -4,13 +4,11 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from made_np import backend, conditional
-
-from made_np import limits
+from made_np import backend, conditional, limits
 from made_np.checkpoint import json_text
 from made_np.train import mean_and_stderr
 
-from .common import (SEED, PathParam, format_nats, check_mask_index, dataset_path_option, device_option, echo_results, evaluate_both,
+from .common import (seed_option, PathParam, format_nats, dataset_path_option, device_option, echo_results, evaluate_both,
                      load_model, load_split, max_memory_option, memory_limit, user_values)
 
 
@@ -29,8 +27,7 @@ from .common import (SEED, PathParam, format_nats, check_mask_index, dataset_pat
               help="Like --observed, built from an occlusion: top, bottom, left, right or random:P.")
 @click.option("--masks", type=click.IntRange(1, limits.MAX_EVAL_MASKS), default=16, show_default=True,
               help="With --observed/--occlude: observed-first masks of an order-agnostic model.")
-@click.option("--seed", type=SEED, default=0, show_default=True,
-              help="With --observed/--occlude: seed of the masks and of random:P.")
+@seed_option("With --observed/--occlude: seed of the masks and of random:P.")
 @click.option("--json", "as_json", is_flag=True, default=False, show_default=True,
               help="Print one JSON object instead of text (off by default).")
 @device_option
@@ -47,7 +44,8 @@ def evaluate_cmd(checkpoint, split, eval_masks, mask_index, observed, occlude, m
     """
     limit = memory_limit(max_memory)
     model, info = load_model(checkpoint, device, max_memory=max_memory)
-    check_mask_index(model, mask_index)
+    with user_values({"mask index": "--mask-index"}):
+        model.mask(mask_index)  # the library's check of the index, before the data are read
     ds, x = load_split(info, split, dataset_path)
     y = ds.context_of(split) if model.config.context else None
     if observed is not None or occlude is not None:
@@ -73,19 +71,17 @@ def evaluate_cmd(checkpoint, split, eval_masks, mask_index, observed, occlude, m
 
 def _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed, as_json) -> None:
     """Mean ``-log p(x_o)`` ± standard error over the split (:func:`made_np.conditional.log_marginal`)."""
-    from made_np.conditional import mixture_size
-
     from .complete import observed_mask
 
     obs, what = observed_mask(model, info, x.shape[0], observed, occlude, seed)
-    with user_values():
+    with user_values({"observed": f"--observed {observed}"}):
         lp = backend.to_host(conditional.log_marginal(model, x, obs, masks=masks, seed=seed, context=y))
     nll = -np.asarray(lp, dtype=np.float64)
     n = int(nll.size)
     mean, stderr = mean_and_stderr(nll)
-    K = mixture_size(model, masks)
+    K = conditional.mixture_size(model, masks)
     res = {"checkpoint": info["path"], "split": split, "n": n, "D": model.config.D, "observed": what,
-           "mean_observed": float(obs.sum(axis=1).mean()), "masks": K, "neg_log_px_o": mean, "stderr": stderr}
+           "mean_observed": float(obs.astype(bool).sum(axis=1).mean()), "masks": K, "neg_log_px_o": mean, "stderr": stderr}
     if as_json:
         click.echo(json_text(res, "--json"))
         return

@@ -6,7 +6,7 @@ import numpy as np
 
 from made_np.checkpoint import atomic_file
 
-from .common import check_not_run_data, PathParam, check_mask_index, load_model, make_parent, max_memory_option, output_path, writing
+from .common import check_not_run_data, PathParam, load_model, make_parent, max_memory_option, output_path, user_values, writing
 
 
 @click.command()
@@ -32,19 +32,12 @@ def masks(checkpoint, out, index, png, max_memory):
     if png is not None:
         check_not_run_data(png, info, "--png")
     K = model.config.num_masks
-    check_mask_index(model, index, "--index")
-    ms = model.maskset_at(index)
+    with user_values({"mask index": "--index"}):
+        ms = model.mask(index)[0]
     arrays = {"ordering": ms.ordering}
-    names = []
     for l, (deg, m) in enumerate(zip(ms.degrees, ms.hidden), start=1):
-        arrays[f"degrees_{l}"] = deg
-        arrays[f"mask_W{l}"] = m
-        names.append(f"mask_W{l}")
-    arrays["mask_V"] = ms.output
-    names.append("mask_V")
-    if model.config.direct:
-        arrays["mask_A"] = ms.direct
-        names.append("mask_A")
+        arrays.update({f"degrees_{l}": deg, f"mask_W{l}": m})
+    arrays.update(mask_V=ms.output, **({"mask_A": ms.direct} if model.config.direct else {}))
     with writing(out, "--out"), atomic_file(make_parent(out), "wb") as f:  # np.savez(name) would append .npz
         np.savez(f, **arrays)
     bank = "no limit" if K == 0 else str(K)
@@ -55,7 +48,7 @@ def masks(checkpoint, out, index, png, max_memory):
     for l, deg in enumerate(ms.degrees, start=1):
         click.echo(f"  layer {l}: {deg.size} units, degrees {int(deg.min())}..{int(deg.max())}, "
                    f"{int(ms.hidden[l - 1].sum())} of {ms.hidden[l - 1].size} connections kept")
-    click.echo(f"wrote {', '.join(['ordering'] + [f'degrees_{l}' for l in range(1, len(ms.degrees) + 1)] + names)} "
+    click.echo(f"wrote {', '.join(k for p in ('ordering', 'degrees', 'mask') for k in arrays if k.startswith(p))} "
                f"to {out}")
     if png:
         from made_np import plots

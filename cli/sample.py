@@ -7,7 +7,7 @@ import numpy as np
 from made_np import backend, limits, sampling
 from made_np.checkpoint import atomic_file
 
-from .common import (check_not_run_data, DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, PathParam, UserError, check_mask_index,
+from .common import (check_not_run_data, seed_option, PathParam, UserError,
                      dataset_path_option, device_option, image_shape_of, load_model, load_split,
                      make_parent, max_memory_option, memory_limit, output_path, parse_context, user_values,
                      writing)
@@ -20,8 +20,8 @@ from .common import (check_not_run_data, DEFAULT_SAMPLING_METHOD, SAMPLING_METHO
               help="A .png (grid of images, or a histogram on the C x C grid for 2-D data; at most "
                    f"{limits.MAX_PNG_IMAGES} images) or a .npy (n, D) integer array, written under exactly "
                    "this name.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the sampling noise.")
-@click.option("--method", type=click.Choice(SAMPLING_METHODS), default=DEFAULT_SAMPLING_METHOD,
+@seed_option("Seed of the sampling noise.")
+@click.option("--method", type=click.Choice(tuple(sampling.METHODS)), default=sampling.DEFAULT_METHOD,
               show_default=True, help="Sampler of made_np.sampling.")
 @click.option("--mask-index", type=int, default=0, show_default=True, help="Mask of the bank to sample with.")
 @click.option("--mixture", type=int, default=0, show_default="0: the single mask --mask-index",
@@ -55,16 +55,14 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
     given_n = ctx.get_parameter_source("num_samples") == click.core.ParameterSource.COMMANDLINE
     y, num_samples = parse_context(model, context, num_samples, given_n)
     K = model.config.num_masks
-    if mixture:
-        if K == 1:
-            raise UserError(f"--mixture {mixture}: this model has a single mask (num_masks = 1), so there is "
-                            "no mixture of masks to sample from; leave --mixture out")
-        top = K if K >= 1 else limits.MAX_EVAL_MASKS
-        if mixture > top:
-            bank = f"outside the bank of {K} masks" if K >= 1 else f"more than {top}"
-            raise UserError(f"--mixture {mixture}: masks 0..{mixture - 1} are {bank}; give at most {top}")
-    else:
-        check_mask_index(model, mask_index)
+    if mixture and K == 1:
+        raise UserError(f"--mixture {mixture}: this model has a single mask (num_masks = 1), so there is "
+                        "no mixture of masks to sample from; leave --mixture out")
+    if mixture > limits.MAX_EVAL_MASKS and K == 0:
+        raise UserError(f"--mixture {mixture}: masks 0..{mixture - 1} are more than {limits.MAX_EVAL_MASKS}; "
+                        f"give at most {limits.MAX_EVAL_MASKS}")
+    with user_values({} if mixture else {"mask index": "--mask-index"}, f"--mixture {mixture}: " if mixture else ""):
+        model.mask(mixture - 1 if mixture else mask_index)  # the library's check of the last mask, before any work
     image_shape = image_shape_of(info)
     if png:
         limits.check_png_count(num_samples, image_shape)
@@ -94,7 +92,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
               help="PNG of the panels: true table, training histogram, model samples, model density.")
 @click.option("-n", "--num-samples", type=int, default=100_000, show_default=True,
               help="Model samples for the histogram panel.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the sampling noise.")
+@seed_option("Seed of the sampling noise.")
 @device_option
 @dataset_path_option
 @max_memory_option
@@ -136,8 +134,7 @@ def density(checkpoint, out, num_samples, seed, device, dataset_path, max_memory
         click.echo(f"KL(p_true || p_model)     : {dens.kl_divergence(ds.true_density, log_q):.4f} nats")
     else:
         click.echo("no true table for this data set: KL and entropy skipped")
-    xs = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=DEFAULT_SAMPLING_METHOD,
-                                         masks=masks))
+    xs = backend.to_host(sampling.sample(model, num_samples, seed=seed, masks=masks))
     with writing(out, "--out"):
         plots.plot_2d_panels(ds.true_density, ds.train, xs, np.exp(log_q), out)
     click.echo(f"wrote {out}")

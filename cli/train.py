@@ -17,7 +17,7 @@ from made_np.checkpoint import (CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME, Che
                                 read_checkpoint_meta, resolve_checkpoint_path, run_lock, update_checkpoint_meta,
                                 write_json)
 from made_np.config import (DEFAULT_DIRECT, ENCODINGS, ENGINES, EPOCHS_RANGE, LR_SCHEDULES, MAX_COUNT, MAX_EPOCHS,
-                            MAX_EVAL_MASKS, MAX_LAYERS, MAX_NUM_MASKS, MAX_WIDTH, OUTPUT_BIASES, SMALL_DATA_MASKS,
+                            MAX_EVAL_MASKS, OUTPUT_BIASES, SMALL_DATA_MASKS,
                             SMALL_DATA_ROWS, UPDATES_BUDGET, PRESETS, MADEConfig, TrainConfig)
 from made_np.fast.threads import parse_threads
 from made_np.layers import ACTIVATIONS, INITS
@@ -26,7 +26,7 @@ from made_np.model import MADE
 from made_np.optim import OPTIMIZERS
 from made_np.train import DivergenceError, check_resume_state, finished_run_blocker, fit
 
-from .common import (DEFAULT_SAMPLING_METHOD, PATH_NAMES, SEED, PathParam, say, UserError, check_dataset_path, dataset_path_option,
+from .common import (PATH_NAMES, seed_option, PathParam, say, UserError, check_dataset_path, dataset_path_option,
                      device_option, echo_results, evaluate_both, load_model, load_split, max_memory_option,
                      memory_limit, one_line, user_values)
 
@@ -62,27 +62,21 @@ class Diverged(click.ClickException):
 
 
 def parse_hidden(text):
-    """``"500"`` -> (500,), ``"500,500"`` -> (500, 500), ``""`` or ``"0"`` -> (); None stays None."""
+    """``"500"`` -> (500,), ``"500,500"`` -> (500, 500), ``""`` or ``"0"`` -> (); None stays None.
+    (The widths' bounds are the configuration's.)"""
     if text is None:
         return None
     t = text.strip()
-    if t in ("", "0"):
-        return ()
     try:
-        widths = tuple(int(w) for w in t.split(","))
+        return () if t in ("", "0") else tuple(int(w) for w in t.split(","))
     except ValueError:
-        widths = ()
-    if not widths or any(w < 1 for w in widths):
         raise UserError(f"--hidden: expected comma-separated positive widths like 500 or 500,500 "
-                        f"(or 0 for no hidden layer), got {text[:60]!r}")
-    if len(widths) > MAX_LAYERS or max(widths) > MAX_WIDTH:
-        raise UserError(f"--hidden: at most {MAX_LAYERS} layers of at most {MAX_WIDTH} units each, "
-                        f"got {len(widths)} layer(s) of up to {max(widths)} units")
-    return widths
+                        f"(or 0 for no hidden layer), got {text[:60]!r}") from None
 
 
 def parse_num_masks(text):
-    """``"inf"`` -> 0 (no limit); a positive integer -> itself; None stays None."""
+    """``"inf"`` -> 0 (no limit); a positive integer -> itself; None stays None. (The bound is the
+    configuration's.)"""
     if text is None:
         return None
     t = text.strip().lower()
@@ -91,21 +85,15 @@ def parse_num_masks(text):
     try:
         k = int(t)
     except ValueError:
-        k = -1
-    if k < 1:
+        k = 0
+    if k < 1:  # 0 is not a silent "inf"
         raise UserError(f"--num-masks: expected a positive integer or 'inf' (no limit), got {text[:60]!r}")
-    if k > MAX_NUM_MASKS:
-        raise UserError(f"--num-masks: at most {MAX_NUM_MASKS} masks (or inf), got {k}")
     return k
 
 
-def check_real_options(o) -> None:
-    """``--lr`` must be a positive finite number, ``--weight-decay`` a non-negative finite one."""
-    lr, wd = o.get("lr"), o.get("weight_decay")
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise UserError(f"--lr: expected a positive finite learning rate, got {lr}")
-    if wd is not None and not (math.isfinite(wd) and wd >= 0):
-        raise UserError(f"--weight-decay: expected a finite number >= 0, got {wd}")
+#: The library's names of the arguments that ``train``'s options give, for its messages.
+OPTIONS = {"lr": "--lr", "weight_decay": "--weight-decay", "weight decay": "--weight-decay",
+           "hidden": "--hidden", "num_masks": "--num-masks"}
 
 
 def _progress(epoch: int, n_batches: int):
@@ -120,8 +108,7 @@ def _progress(epoch: int, n_batches: int):
               help="digits, binarized-mnist, 2d, or a path to an .npz (train_data/valid_data/test_data), "
                    "an .npy (N, D) array or a folder of .amat files.")
 @dataset_path_option
-@click.option("--data-seed", type=SEED, default=0, show_default=True,
-              help="Seed of the digits shuffle, the .npy split and the 2d samples (fixes the test set).")
+@seed_option("Seed of the digits shuffle, the .npy split and the 2d samples (fixes the test set).", "--data-seed")
 @click.option("--context", type=click.Choice(data_mod.CONTEXT_SOURCES), default="none", show_default=True,
               help="Condition on a context per example, p(x | y): labels (the digit classes, one-hot) or "
                    "file (the train_context/valid_context/test_context keys of an .npz: (N,) labels or "
@@ -196,8 +183,7 @@ def _progress(epoch: int, n_batches: int):
 @click.option("--engine", type=click.Choice(ENGINES), default=TrainConfig.engine, show_default=True,
               help="fast (block-sparse single-mask form, fused kernels, thread pool) or reference "
                    "(the plain MADE and textbook optimisers); the same numbers up to rounding.")
-@click.option("--seed", type=SEED, default=0, show_default=True,
-              help="Seed of the weights, the mask bank, the shuffling and the samples.")
+@seed_option("Seed of the weights, the mask bank, the shuffling and the samples.")
 @device_option
 @click.option("--dtype", type=click.Choice(backend.DTYPES), default="float32", show_default=True,
               help="Floating point type of parameters and activations.")
@@ -279,7 +265,6 @@ def _new_run(ctx, o, where) -> None:
     """A new run: the folder given with --out is held (so checked for writing) before the data are loaded."""
     quiet = o["quiet"]
     limit = memory_limit(o["max_memory"])
-    check_real_options(o)
     with contextlib.ExitStack() as stack:
         run_dir = Path(o["out"]).expanduser() if o["out"] else None
         if run_dir is not None:
@@ -291,7 +276,7 @@ def _new_run(ctx, o, where) -> None:
         check_dataset_path(o["dataset"], o["dataset_path"])
         ds = data_mod.load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"])
         _leave_to_preset(ctx, o)
-        with user_values():
+        with user_values(OPTIONS):
             mcfg = MADEConfig.for_data(
                 ds, hidden=parse_hidden(o["hidden"]), input_encoding=o["input_encoding"], ordering=o["ordering"],
                 degrees=o["degrees"], num_masks=parse_num_masks(o["num_masks"]),
@@ -304,15 +289,6 @@ def _new_run(ctx, o, where) -> None:
                 weight_decay=o["weight_decay"], patience=o["patience"], resample_every=o["resample_every"],
                 valid_masks=o["valid_masks"], eval_masks=o["eval_masks"], lr_schedule=o["lr_schedule"],
                 lr_step=o["lr_step"], seed=o["seed"], engine=o["engine"], output_bias=o["output_bias"])
-        spec_name = o["dataset"]
-        spec = {
-            "spec": spec_name if data_mod.is_named(spec_name) else str(data_mod.expand_path(spec_name).resolve()),
-            "path": str(data_mod.expand_path(o["dataset_path"]).resolve()) if o["dataset_path"] else None,
-            "seed": o["data_seed"], "name": ds.name, "D": ds.D, "classes": ds.classes,
-            "image_shape": list(ds.image_shape) if ds.image_shape else None,
-            "sizes": [int(ds.train.shape[0]), int(ds.valid.shape[0]), int(ds.test.shape[0])],
-            "context": o["context"],
-        }
         if run_dir is None:
             run_dir = Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             _hold(stack, run_dir, "--out", where)
@@ -329,7 +305,7 @@ def _new_run(ctx, o, where) -> None:
             say(f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
                        f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g}, "
                        f"{cfg.engine} engine, device {backend.device_of(xp)}; writing {run_dir}")
-        _train_and_report(ctx, model, ds, cfg, run_dir, spec, quiet, o["threads"])
+        _train_and_report(ctx, model, ds, cfg, run_dir, None, quiet, o["threads"])
 
 
 def _refuse_existing_run(run_dir: Path) -> None:
@@ -536,8 +512,7 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
         if model.config.context:
             y = (sampling.balanced_labels(n, model.config.context) if model.config.context_encoding == "onehot"
                  else ds.test_context[[i % len(ds.test_context) for i in range(n)]])
-        samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, method=DEFAULT_SAMPLING_METHOD,
-                                                  context=y))
+        samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, context=y))
         plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes)
         update_checkpoint_meta(ckpt, results=results)
     except OSError as exc:

@@ -125,14 +125,15 @@ def check_mask_index(index, num_masks: int) -> int:
     Raises
     ------
     ValueError
-        Not an integer, or outside ``0..num_masks - 1`` (``>= 0`` for a bank without limit).
+        Not an integer, or outside ``0..num_masks - 1`` (``0..MAX_SEED`` for a bank without limit).
     """
     index = check_int("mask index", index)
-    if index < 0 or (num_masks >= 1 and index >= num_masks):
+    if not 0 <= index < (num_masks or MAX_SEED + 1):
         if num_masks == 1:
             raise ValueError(f"mask index {index} is outside the bank: this model has a single mask "
                              "(num_masks = 1), mask 0")
-        raise ValueError(f"mask index {index} is outside the bank of {num_masks} mask(s) (0..{num_masks - 1})")
+        bank = f"of {num_masks} masks" if num_masks else "(no limit)"
+        raise ValueError(f"mask index {index} is outside the bank {bank}: give 0..{(num_masks or MAX_SEED + 1) - 1}")
     return index
 
 
@@ -232,7 +233,7 @@ def check_context(model, context, n: int | None = None):
             raise ValueError(f"context labels must be integers in 0..{c.context - 1}, got {short(context)} "
                              f"(dtype {labels.dtype})")
         if labels.size and (labels.min() < 0 or labels.max() >= c.context):
-            raise ValueError(f"context labels must lie in 0..{c.context - 1}, got "
+            raise ValueError(f"context labels must lie in 0..{c.context - 1} (the model's {c.context} classes), got "
                              f"{int(labels.min())}..{int(labels.max())}")
         y = xp.asarray(labels.reshape(-1).astype("int64"))
     else:

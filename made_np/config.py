@@ -468,7 +468,7 @@ class TrainConfig(StrictConfig):
             (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.lr is None or 0 < self.lr < math.inf,
-             f"lr, the learning rate (--lr), must be a finite number > 0, got {self.lr}"),
+             f"lr (the learning rate) must be a finite number > 0, got {self.lr}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
             (self.patience >= 0, f"patience must be >= 0 (0 disables early stopping), got {self.patience}"),
             (self.resample_every >= 1, f"resample_every must be >= 1, got {self.resample_every}"),

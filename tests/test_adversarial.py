@@ -439,3 +439,33 @@ def test_fit_takes_float_class_values_for_a_categorical_model():
     model = MADE(MADEConfig(D=4, classes=5, head="categorical", input_encoding="onehot", hidden=(8,)))
     as_int = fit(model, types.SimpleNamespace(train=x[:150], valid=x[150:], name="x"), TrainConfig(epochs=2))
     assert as_float["best_valid_nll"] == as_int["best_valid_nll"]
+
+
+def test_a_mask_index_of_a_bank_without_limit_is_bounded():
+    """With num_masks = 0 (no limit) a negative index read 'outside the bank of 0 mask(s) (0..-1)', and
+    an index past 2**63 - 1 (the seeds' bound, which `made-np sample --mask-index` kept) was taken."""
+    from made_np import MADE, MADEConfig
+
+    model = MADE(MADEConfig(D=4, hidden=(6,), num_masks=0))
+    for bad in (-1, 2**63):
+        with pytest.raises(ValueError, match=rf"mask index {bad} is outside the bank \(no limit\): give 0\.\.{2**63 - 1}"):
+            model.mask(bad)
+    assert model.mask(2**63 - 1)[0].D == 4
+
+
+def test_the_library_checks_name_the_options_that_give_their_arguments(binrun, tmp_path):
+    """The CLI keeps no copies of the library's checks: their messages are translated to the option."""
+    data = binrun / "bin.npy"
+    for option, value, fragment in [("--lr", "0", "--lr (the learning rate) must be a finite number > 0"),
+                                    ("--lr", "nan", "--lr must be finite"),
+                                    ("--weight-decay", "-1", "--weight-decay must be >= 0"),
+                                    ("--hidden", "100000000000", "--hidden entries must be at most"),
+                                    ("--num-masks", "1000001", "--num-masks must be at most")]:
+        one_line_error(run("train", "--dataset", data, option, value, "--out", tmp_path / "r"), fragment)
+        assert not (tmp_path / "r").exists()
+    for args, fragment in [(("evaluate", "--mask-index", 4), "--mask-index 4 is outside the bank of 4 masks: give 0..3"),
+                           (("masks", "--index", -1), "--index -1 is outside the bank of 4 masks"),
+                           (("sample", "--mixture", 5, "--out", tmp_path / "s.npy"),
+                            "--mixture 5: mask index 4 is outside the bank of 4 masks"),
+                           (("sample", "--context", 1, "--out", tmp_path / "s.npy"), "--context 1: this model has no context")]:
+        one_line_error(run(args[0], binrun / "run", *args[1:]), fragment)
