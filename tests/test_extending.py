@@ -102,8 +102,8 @@ def test_a_new_optimiser_and_head_train_checkpoint_resume_and_sample(registered,
     assert [r["epoch"] for r in more["rows"]] == list(range(1, 13))
     # samples: the fast sampler equals the reference, with the head's dtype
     u = draw_noise(64, 8, 3, np)
-    fast = sample(loaded, noise=u, method="fast")
-    np.testing.assert_array_equal(fast, sample(loaded, noise=u, method="naive"))
+    fast = sample(loaded, noise=u, seed=3, method="fast")  # the seed picks each row's mask
+    np.testing.assert_array_equal(fast, sample(loaded, noise=u, seed=3, method="naive"))
     np.testing.assert_array_equal(sample(loaded, noise=u, masks=[0]), sample_naive(loaded, noise=u))
     assert fast.dtype == np.uint8
     # the head's temperature is really used: the samples follow sigmoid(z / T)
