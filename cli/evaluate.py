@@ -7,7 +7,8 @@ import numpy as np
 from made_np import backend, conditional
 
 from made_np import limits
-from made_np.checkpoint import json_text
+from made_np.runfolder import json_text
+from made_np.config import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
 from .common import (SEED, PathParam, format_nats, check_mask_index, dataset_path_option, device_option, echo_results, evaluate_both,
@@ -18,7 +19,7 @@ from .common import (SEED, PathParam, format_nats, check_mask_index, dataset_pat
 @click.argument("checkpoint", type=PathParam())
 @click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True,
               help="Which split of the checkpoint's data set.")
-@click.option("--eval-masks", type=click.IntRange(1, limits.MAX_EVAL_MASKS), default=None,
+@click.option("--eval-masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=None,
               show_default="the run's setting: the bank, at most 1000",
               help="Masks in the ensemble (when the bank has more than one mask).")
 @click.option("--mask-index", type=int, default=0, show_default=True, help="The mask of the single-mask figure.")
@@ -27,7 +28,7 @@ from .common import (SEED, PathParam, format_nats, check_mask_index, dataset_pat
                    "-log p(x_o) of the observed entries instead (exact, made_np.conditional).")
 @click.option("--occlude", default=None, show_default="none",
               help="Like --observed, built from an occlusion: top, bottom, left, right or random:P.")
-@click.option("--masks", type=click.IntRange(1, limits.MAX_EVAL_MASKS), default=16, show_default=True,
+@click.option("--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16, show_default=True,
               help="With --observed/--occlude: observed-first masks of an order-agnostic model.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="With --observed/--occlude: seed of the masks and of random:P.")

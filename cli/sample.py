@@ -5,7 +5,8 @@ import click
 import numpy as np
 
 from made_np import backend, limits, sampling
-from made_np.checkpoint import atomic_file
+from made_np.runfolder import atomic_file
+from made_np.config import MAX_EVAL_MASKS
 
 from .common import (check_not_run_data, DEFAULT_SAMPLING_METHOD, SAMPLING_METHODS, SEED, PathParam, UserError, check_mask_index,
                      dataset_path_option, device_option, image_shape_of, load_model, load_split,
@@ -59,7 +60,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
         if K == 1:
             raise UserError(f"--mixture {mixture}: this model has a single mask (num_masks = 1), so there is "
                             "no mixture of masks to sample from; leave --mixture out")
-        top = K if K >= 1 else limits.MAX_EVAL_MASKS
+        top = K if K >= 1 else MAX_EVAL_MASKS
         if mixture > top:
             bank = f"outside the bank of {K} masks" if K >= 1 else f"more than {top}"
             raise UserError(f"--mixture {mixture}: masks 0..{mixture - 1} are {bank}; give at most {top}")

@@ -12,7 +12,7 @@ from conftest import examples
 from hypothesis import given
 from hypothesis import strategies as st
 
-from made_np import data
+from made_np import download, npyio
 from made_np.data import MAX_CLASSES, DataError, Dataset, cache_dir, load_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -239,7 +239,7 @@ def test_deflate_bomb_bound(tmp_path, monkeypatch):
     path = tmp_path / "zeros.npz"
     np.savez_compressed(path, **{k: np.zeros((200, 16)) for k in KEYS})
     assert load_dataset(str(path)).classes == 2
-    monkeypatch.setattr(data, "_MAX_DEFLATE_RATIO", 1)  # zeros compress far better than 1:1
+    monkeypatch.setattr(npyio, "MAX_DEFLATE_RATIO", 1)  # zeros compress far better than 1:1
     with pytest.raises(DataError, match=r"zeros\.npz: key 'train_data': not a valid \.npz archive \(member declares"):
         load_dataset(str(path))
 
@@ -435,11 +435,11 @@ def register_mnist(monkeypatch, splits):
     from dataclasses import replace
 
     src = replace(
-        data.SOURCES["binarized-mnist"],
+        download.SOURCES["binarized-mnist"],
         shapes=tuple(splits[k].shape for k in KEYS),
         sha256={k: hashlib.sha256(np.ascontiguousarray(splits[k], dtype=np.uint8)).hexdigest() for k in KEYS},
     )
-    monkeypatch.setitem(data.SOURCES, "binarized-mnist", src)
+    monkeypatch.setitem(download.SOURCES, "binarized-mnist", src)
     return src
 
 
