@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -648,8 +649,6 @@ def unfinished(tmp_path_factory, small_npy):
 def test_an_unfinished_run_resumed_with_fewer_epochs_than_it_ran_is_refused(unfinished, tmp_path):
     """--epochs 1 on a run saved at epoch 2 used to finish it, recording a 1-epoch run of 2 epochs;
     --epochs 2 ends it at its saved epoch (its results written, no training)."""
-    import shutil
-
     out = Path(shutil.copytree(unfinished, tmp_path / "run"))
     user_error(run("train", "--resume", out, "--epochs", 1), "epochs = 1 (--epochs) is fewer than the 2 epochs",
                "give at least 2")
@@ -766,6 +765,19 @@ def test_check_resume_state_in_python(unfinished, tmp_path):
         load_checkpoint(partial)
     with pytest.raises(CheckpointError, match="no training state"):
         check_resume_state(model, cfg, {**info, "state": None})
+
+
+def test_a_cli_resume_checks_the_resume_state_once(unfinished, tmp_path, monkeypatch):
+    """made-np train --resume checked the state before loading the data, then fit checked it all again."""
+    out = Path(shutil.copytree(unfinished, tmp_path / "run"))
+    checked, real = [], checkpoint_mod._check_array
+    monkeypatch.setattr(checkpoint_mod, "_check_array", lambda bad, entry, *a: checked.append(entry) or real(bad, entry, *a))
+    model, info = load_checkpoint(out)
+    check_resume_state(model, info["train_config"], info)
+    once, checked[:] = sorted(checked), []
+    assert "opt_m0" in once and "best_W0" in once
+    assert run("train", "--resume", out, "-q").exit_code == 0
+    assert sorted(checked) == once
 
 
 @pytest.mark.parametrize("args", [("train", "--resume", ""), ("evaluate", " "), ("train", "--dataset", "2d",
