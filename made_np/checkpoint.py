@@ -420,15 +420,8 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
     xp = backend.get_xp(device)
     model = MADE(model_config, xp, draw_weights=False)
     params = {n: arrays[n] for n in model.param_names}
-    best_params = None
-    if any(f"best_{n}" in arrays for n in model.param_names):
-        shapes = {n: tuple(p.shape) for n, p in zip(model.param_names, model.params)}
-        for n in model.param_names:
-            if f"best_{n}" not in arrays:
-                raise CheckpointError(f"{p}: entry 'best_{n}' is missing (the best weights are incomplete)")
-            if tuple(arrays[f"best_{n}"].shape) != shapes[n]:
-                raise CheckpointError(f"{p}: entry 'best_{n}' has shape {tuple(arrays[f'best_{n}'].shape)}, "
-                                      f"expected {shapes[n]}")
+    best_params = None  # all of them or none, of the parameters' shapes (_check_entries)
+    if f"best_{model.param_names[0]}" in arrays:
         best_params = {n: arrays[f"best_{n}"] for n in model.param_names}
     use_best = best and best_params is not None
     try:

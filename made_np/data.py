@@ -343,12 +343,6 @@ def _image_shape(D: int) -> tuple | None:
     return (k, k) if k * k == D else None
 
 
-def _int_dtype(classes: int) -> np.dtype:
-    if classes <= 256:
-        return np.dtype(np.uint8)
-    return np.dtype(np.int32)  # unreachable while MAX_CLASSES <= 256; kept for a larger bound
-
-
 def _make_dataset(name: str, splits: dict, file) -> Dataset:
     """Check the splits (``{label: array}``, train/valid/test order) and build a Dataset."""
     arrays = [_check_array(a, file, label) for label, a in splits.items()]
@@ -358,8 +352,7 @@ def _make_dataset(name: str, splits: dict, file) -> Dataset:
         raise DataError(f"{file}: splits have different widths ({desc})")
     top = max(float(a.max()) for a in arrays)
     classes = 2 if top <= 1 else int(top) + 1  # <= MAX_CLASSES: _check_array bounds the values
-    dtype = _int_dtype(classes)
-    train, valid, test = (a.astype(dtype, copy=False) for a in arrays)
+    train, valid, test = (a.astype(np.uint8, copy=False) for a in arrays)
     return Dataset(name, train, valid, test, classes, _image_shape(widths[0]))
 
 
@@ -387,10 +380,6 @@ def read_array(path, what: str = "array") -> np.ndarray:
     if magic(p, f"{what} {p}") != b"\x93NUMPY":
         raise DataError(f"{what} {p}: not an .npy file (save it with numpy.save)")
     return read_npy(p)
-
-
-def _load_npz(file: Path) -> dict:
-    return {f"key '{k}'": a for k, a in read_npz(file, SPLIT_KEYS).items()}
 
 
 def _split_801010(arr: np.ndarray, seed: int) -> tuple:
@@ -430,7 +419,7 @@ def _load_path(p: Path, seed: int) -> Dataset:
         return _make_dataset(p.name, _load_amat_dir(p), p)
     head = magic(p)
     if head.startswith(b"PK"):
-        return _make_dataset(p.stem, _load_npz(p), p)
+        return _make_dataset(p.stem, {f"key '{k}'": a for k, a in read_npz(p, SPLIT_KEYS).items()}, p)
     if head == b"\x93NUMPY":
         return _make_dataset(p.stem, _load_npy(p, seed), p)
     raise DataError(
@@ -576,7 +565,7 @@ def _load_2d(path, seed: int) -> Dataset:
     C = p.shape[0]
     rng = np.random.default_rng(seed)
     flat = rng.choice(C * C, size=N_2D_SAMPLES, p=p.ravel())
-    x = np.stack([flat // C, flat % C], axis=1).astype(_int_dtype(C))
+    x = np.stack([flat // C, flat % C], axis=1).astype(np.uint8)
     n_train_full = int(0.8 * N_2D_SAMPLES)  # 80 / 20 as the homework, then 10% of train -> valid
     n_train = int(0.9 * n_train_full)
     train, valid, test = x[:n_train], x[n_train:n_train_full], x[n_train_full:]
