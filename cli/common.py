@@ -18,7 +18,8 @@ import click
 
 from made_np import backend, limits, sampling
 from made_np import data as data_mod
-from made_np.checkpoint import CheckpointError, load_checkpoint, other_run
+from made_np.checkpoint import CheckpointError, load_checkpoint
+from made_np.runfolder import other_run
 from made_np.checks import MAX_SEED, check_context
 from made_np.fast.threads import ThreadError, cpu_threads, max_threads
 from made_np.limits import LimitError

@@ -13,8 +13,8 @@ import numpy as np
 
 from made_np import backend, conditional, limits
 from made_np import data as data_mod
-from made_np.checkpoint import atomic_file, json_text
-from made_np.limits import MAX_EVAL_MASKS
+from made_np.runfolder import atomic_file, json_text
+from made_np.config import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
 from .common import (check_not_run_data, seed_option, PathParam, format_nats, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,

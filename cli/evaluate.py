@@ -5,7 +5,8 @@ import click
 import numpy as np
 
 from made_np import backend, conditional, limits
-from made_np.checkpoint import json_text
+from made_np.runfolder import json_text
+from made_np.config import MAX_EVAL_MASKS
 from made_np.train import mean_and_stderr
 
 from .common import (seed_option, PathParam, format_nats, dataset_path_option, device_option, echo_results, evaluate_both,
@@ -16,7 +17,7 @@ from .common import (seed_option, PathParam, format_nats, dataset_path_option, d
 @click.argument("checkpoint", type=PathParam())
 @click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True,
               help="Which split of the checkpoint's data set.")
-@click.option("--eval-masks", type=click.IntRange(1, limits.MAX_EVAL_MASKS), default=None,
+@click.option("--eval-masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=None,
               show_default="the run's setting: the bank, at most 1000",
               help="Masks in the ensemble (when the bank has more than one mask).")
 @click.option("--mask-index", type=int, default=0, show_default=True, help="The mask of the single-mask figure.")
@@ -25,7 +26,7 @@ from .common import (seed_option, PathParam, format_nats, dataset_path_option, d
                    "-log p(x_o) of the observed entries instead (exact, made_np.conditional).")
 @click.option("--occlude", default=None, show_default="none",
               help="Like --observed, built from an occlusion: top, bottom, left, right or random:P.")
-@click.option("--masks", type=click.IntRange(1, limits.MAX_EVAL_MASKS), default=16, show_default=True,
+@click.option("--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16, show_default=True,
               help="With --observed/--occlude: observed-first masks of an order-agnostic model.")
 @seed_option("With --observed/--occlude: seed of the masks and of random:P.")
 @click.option("--json", "as_json", is_flag=True, default=False, show_default=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from made_np.checkpoint import atomic_file
+from made_np.runfolder import atomic_file
 
 from .common import check_not_run_data, PathParam, load_model, make_parent, max_memory_option, output_path, user_values, writing
 

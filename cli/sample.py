@@ -5,7 +5,8 @@ import click
 import numpy as np
 
 from made_np import backend, limits, sampling
-from made_np.checkpoint import atomic_file
+from made_np.runfolder import atomic_file
+from made_np.config import MAX_EVAL_MASKS
 
 from .common import (check_not_run_data, seed_option, PathParam, UserError,
                      dataset_path_option, device_option, image_shape_of, load_model, load_split,
@@ -58,9 +59,9 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
     if mixture and K == 1:
         raise UserError(f"--mixture {mixture}: this model has a single mask (num_masks = 1), so there is "
                         "no mixture of masks to sample from; leave --mixture out")
-    if mixture > limits.MAX_EVAL_MASKS and K == 0:
-        raise UserError(f"--mixture {mixture}: masks 0..{mixture - 1} are more than {limits.MAX_EVAL_MASKS}; "
-                        f"give at most {limits.MAX_EVAL_MASKS}")
+    if mixture > MAX_EVAL_MASKS and K == 0:
+        raise UserError(f"--mixture {mixture}: masks 0..{mixture - 1} are more than {MAX_EVAL_MASKS}; "
+                        f"give at most {MAX_EVAL_MASKS}")
     with user_values({} if mixture else {"mask index": "--mask-index"}, f"--mixture {mixture}: " if mixture else ""):
         model.mask(mixture - 1 if mixture else mask_index)  # the library's check of the last mask, before any work
     image_shape = image_shape_of(info)

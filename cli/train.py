@@ -13,9 +13,9 @@ import click
 
 from made_np import backend, limits, sampling
 from made_np import data as data_mod
-from made_np.checkpoint import (CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME, CheckpointError, RunFolderError,
-                                read_checkpoint_meta, resolve_checkpoint_path, run_lock, update_checkpoint_meta,
-                                write_json)
+from made_np.checkpoint import (CHECKPOINT_NAME, CheckpointError, check_resume_state, finished_run_blocker,
+                                read_checkpoint_meta, resolve_checkpoint_path, update_checkpoint_meta)
+from made_np.runfolder import METRICS_NAME, RESULTS_NAME, RunFolderError, run_lock, write_json
 from made_np.config import (DEFAULT_DIRECT, ENCODINGS, ENGINES, EPOCHS_RANGE, LR_SCHEDULES, MAX_COUNT, MAX_EPOCHS,
                             MAX_EVAL_MASKS, OUTPUT_BIASES, SMALL_DATA_MASKS,
                             SMALL_DATA_ROWS, UPDATES_BUDGET, PRESETS, MADEConfig, TrainConfig)
@@ -24,7 +24,7 @@ from made_np.layers import ACTIVATIONS, INITS
 from made_np.masks import BANK_ORDERINGS, DEGREE_RULES, ORDERINGS
 from made_np.model import MADE
 from made_np.optim import OPTIMIZERS
-from made_np.train import DivergenceError, check_resume_state, finished_run_blocker, fit
+from made_np.train import DivergenceError, fit
 
 from .common import (PATH_NAMES, seed_option, PathParam, say, UserError, check_dataset_path, dataset_path_option,
                      device_option, echo_results, evaluate_both, load_model, load_split, max_memory_option,

@@ -13,237 +13,35 @@ folder, then :func:`os.replace`) and read with ``allow_pickle=False``:
   and ``results`` (the test figures, written last: their presence means that
   every output of the run has been written).
 
-A run folder has one writer at a time: :func:`run_lock` holds an exclusive lock on
-``<folder>/.lock`` while a run writes there (:func:`made_np.train.fit` with
-``out_dir`` takes it), and removes the temporary files that a killed writer left.
+Reading goes through :mod:`made_np.npyio` (every entry's header checked before any array
+is read); the run folder, its lock and its atomic writes are :mod:`made_np.runfolder`'s.
+The checks of what a resume takes from a checkpoint are here too (:func:`check_resume_state`).
 
 Masks are not stored: mask ``i`` of the bank is rebuilt exactly from the stored
 configuration (seed, index), see :func:`made_np.masks.draw_masks`.
 """
 from __future__ import annotations
 
-import contextlib
-import csv
-import errno
-import glob
 import hashlib
 import json
 import math
 import os
 import re
-import signal
-import socket
-import stat
-import struct
-import tempfile
-import threading
-import time
-import tokenize
-import warnings
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__, backend
-from .checks import MAX_SEED, describe, is_int
-from .config import MADEConfig, TrainConfig
-from .data import _MAX_DEFLATE_RATIO, expand_path, read_npy_header
-from .limits import LimitError, check, fmt_bytes, layer_widths, model_parts
+from .checks import MAX_SEED, describe, is_int, is_real, short
+from .config import MAX_EPOCHS, MADEConfig, TrainConfig
+from .limits import LimitError, check, layer_widths, model_parts
 from .model import MADE
+from .npyio import Npz, expand_path, magic, one_line
+from .optim import optimizer_class
+from .runfolder import CHECKPOINT_NAME, CheckpointError, _json_default, atomic_file
 
 CHECKPOINT_FORMAT = "made-np-checkpoint"
 CHECKPOINT_VERSION = 1
-CHECKPOINT_NAME = "model.npz"
-METRICS_NAME = "metrics.csv"
-RESULTS_NAME = "results.json"
-METRICS_COLUMNS = ("epoch", "train_nll", "valid_nll", "seconds")
-LOCK_NAME = ".lock"
-#: Files of a run folder written through a temporary file ``.<name>-XXXXXXXX.tmp``.
-ATOMIC_FILES = (CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or not a made-np checkpoint (one-line message)."""
-
-
-class RunFolderError(CheckpointError):
-    """A run folder that cannot be created or written (one-line message naming it)."""
-
-
-class RunLockedError(RunFolderError):
-    """Another run holds the run folder's lock: ``folder``, ``pid`` and ``host`` name it."""
-
-    def __init__(self, message: str, folder=None, pid=None, host=None):
-        super().__init__(message)
-        self.folder, self.pid, self.host = folder, pid, host
-
-
-def _write_target(path: Path) -> Path:
-    """The file a write to ``path`` replaces: ``path``, or the regular file (existing or not) that
-    the symbolic link ``path`` leads to. A loop of links, or a link to a folder, a device or a
-    pipe, is an ``OSError`` naming ``path`` (a rename would replace the device itself); a link into
-    another run's folder is a :class:`RunFolderError` (:func:`other_run`)."""
-    why = other_run(path)
-    if why:
-        raise RunFolderError(f"{path}: {why}")
-    if not path.is_symlink():
-        return path
-    try:
-        target = Path(os.path.realpath(path, strict=True))
-    except FileNotFoundError:  # a link to a file not there yet: created, as a plain write would
-        return Path(os.path.realpath(path))
-    except OSError as exc:  # a loop
-        raise OSError(exc.errno or errno.ELOOP, "a loop of symbolic links", str(path)) from None
-    if not target.is_file():
-        raise OSError(errno.EINVAL, f"a link to {target}, which is not a regular file", str(path))
-    return target
-
-
-def other_run(path, own=None) -> str:
-    """Why writing ``path`` would change a run folder (a folder holding a checkpoint ``model.npz``)
-    that is not the writer's own, or ``""``: the file it writes (links followed) lies in such a
-    folder and ``path`` leads there through a symbolic link, or, given ``own`` (the run folder of a
-    command's checkpoint), it is one of that run's files (:data:`ATOMIC_FILES`). A folder this
-    thread holds (:func:`run_lock`) is its own: ``train --resume A`` whose ``model.npz`` was a link
-    to run B's rewrote B without its lock."""
-    path = Path(path)
-    target = Path(os.path.realpath(path))
-    folder = target.parent
-    if not (folder / CHECKPOINT_NAME).is_file() or _holds(folder):
-        return ""
-    if own is not None and os.path.realpath(own) == str(folder):
-        return ""
-    if os.path.realpath(path.parent) != str(folder):
-        return (f"a link to {target}, in the folder of another run; writing through it would change that "
-                "run: write another file (or replace the link by a copy of its file)")
-    if own is not None and target.name in ATOMIC_FILES:
-        return (f"is the {target.name} of the run in {folder}; writing it would change that run: "
-                "choose another file name")
-    return ""
-
-
-@contextlib.contextmanager
-def atomic_file(path, mode: str, **kwargs):
-    """An open temporary file in ``path``'s folder that replaces ``path`` when the block ends
-    without an exception (and is removed when it raises): a write cut short (a full disk:
-    ``ENOSPC``; ``ulimit -f``: ``EFBIG``; Ctrl-C) leaves any earlier file of that name whole.
-    As a plain write would: a symbolic link's target is replaced (the link stays), an earlier
-    file keeps its permissions, and a file this process may not write is refused
-    (``PermissionError``) rather than replaced. Such an ``OSError`` names ``path``, not the
-    temporary file."""
-    path, tmp = Path(path), None
-    try:
-        target = _write_target(path)
-        permissions = 0o666 & ~_umask()  # mkstemp makes 0600 files; a new one gets the usual permissions
-        if os.path.exists(target):
-            if not os.access(target, os.W_OK):
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-            permissions = stat.S_IMODE(os.stat(target).st_mode)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-", suffix=".tmp")
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-        os.chmod(tmp, permissions)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno is not None and (tmp is None or exc.filename in (None, tmp)):
-            exc.filename = str(path)  # the file asked for, not the temporary one (or mkstemp's pattern)
-        raise
-
-
-@contextlib.contextmanager
-def interrupts_deferred():
-    """Hold back Ctrl-C (SIGINT) until the block ends, so writes that belong together land together.
-
-    A run's checkpoint and its ``metrics.csv`` are two files; an interrupt between
-    them left a checkpoint whose epoch the metrics did not show. Inside this block
-    a SIGINT is recorded, and the handler that was in place (Python's, which
-    raises :class:`KeyboardInterrupt`) runs once the block has finished; when the
-    block raises, its error goes up instead. Outside the main thread, where signal
-    handlers cannot be set, the block runs as is.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
-    try:
-        yield
-    finally:  # a handler not set from Python (None: an embedding program's) is put back as the default
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
-    if caught:  # the block ended normally (an error it raised goes up as it is)
-        if callable(previous):
-            previous(signal.SIGINT, caught[0])
-        elif previous in (signal.SIG_DFL, None):
-            signal.raise_signal(signal.SIGINT)
-
-
-def write_metrics(path, rows: list) -> Path:
-    """Write ``metrics.csv`` (columns epoch, train_nll, valid_nll, seconds) atomically."""
-    path = Path(path)
-    with atomic_file(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(METRICS_COLUMNS)
-        for r in rows:
-            writer.writerow([r["epoch"], f"{r['train_nll']:.6f}", f"{r['valid_nll']:.6f}",
-                             f"{r['seconds']:.3f}"])
-    return path
-
-
-def write_json(path, obj) -> Path:
-    """Write ``obj`` as indented JSON (e.g. ``results.json``) atomically (:func:`json_text`: nothing
-    is written when a value is NaN or infinite)."""
-    path = Path(path)
-    text = json_text(obj, str(path), indent=2)
-    with atomic_file(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def json_text(obj, what: str, **kwargs) -> str:
-    """``obj`` as JSON text (NumPy numbers and arrays as JSON's); ``kwargs`` go to :func:`json.dumps`.
-
-    Raises
-    ------
-    CheckpointError
-        A number that is NaN or infinite, which JSON has no word for (Python writes ``NaN``, which
-        other readers refuse): one line naming ``what`` and the value's key.
-    """
-    try:
-        return json.dumps(obj, default=_json_default, allow_nan=False, **kwargs)
-    except ValueError:
-        key, value = _non_finite(obj)
-        raise CheckpointError(f"{what}: not written: {key or 'the value'} is {value}, which JSON cannot hold "
-                              "(the model's results are not finite)") from None
-
-
-def _non_finite(obj, key: str = ""):
-    """``(key, value)`` of the first NaN or infinite number in ``obj`` (``("", None)`` if none)."""
-    if isinstance(obj, dict):
-        items = obj.items()
-    elif isinstance(obj, (list, tuple, np.ndarray)):
-        items = enumerate(obj.tolist() if isinstance(obj, np.ndarray) else obj)
-    else:
-        return (key, obj) if isinstance(obj, (float, np.floating)) and not math.isfinite(obj) else ("", None)
-    for k, v in items:
-        found = _non_finite(v, f"{key}.{k}" if key else str(k))
-        if found[0]:
-            return found
-    return "", None
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, (np.ndarray, tuple)):
-        return list(o.tolist() if isinstance(o, np.ndarray) else o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
 
 def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = None,
                     dataset_spec: dict | None = None, optimizer=None, optimizer_state: dict | None = None,
@@ -309,16 +107,10 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
     try:
         text = json.dumps(meta, default=_json_default, allow_nan=True)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not written: the configuration is not JSON ({_one_line(exc)})") from None
+        raise CheckpointError(f"{path}: not written: the configuration is not JSON ({one_line(exc)})") from None
     _check_meta(path, json.loads(text))  # what load_checkpoint will check: never write what it refuses
     arrays["config"] = np.array(text)
     return _write_npz_atomic(path, arrays)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _write_npz_atomic(path: Path, arrays: dict) -> Path:
@@ -326,172 +118,6 @@ def _write_npz_atomic(path: Path, arrays: dict) -> Path:
     with atomic_file(path, "wb") as f:
         np.savez(f, **arrays)
     return path
-
-
-# =========================================================================== run folder lock
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None
-
-_HELD = {}  # realpath of a folder locked by this process -> ident of the thread holding it
-_HELD_GUARD = threading.Lock()
-
-
-def _holds(folder) -> bool:
-    """Whether this thread holds the run folder ``folder`` (:func:`run_lock`)."""
-    with _HELD_GUARD:
-        return _HELD.get(os.path.realpath(folder)) == threading.get_ident()
-
-
-def _lock_owner(text: str):
-    """``(pid, host)`` written in a lock file (None where unreadable)."""
-    try:
-        owner = json.loads(text)
-        return owner.get("pid"), owner.get("host")
-    except (ValueError, AttributeError):
-        return None, None
-
-
-def _create_folder(folder: Path) -> bool:
-    """Create ``folder`` (and its parents); True when it did not exist. One-line errors."""
-    existed = folder.is_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        blocker = next((a for a in (folder, *folder.parents) if a.exists() and not a.is_dir()), None)
-        why = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
-        raise RunFolderError(f"{folder}: cannot create the run folder ({why})") from None
-    return not existed
-
-
-def _take_flock(path: Path, folder: Path) -> int:
-    """Open ``path`` and hold an exclusive ``flock`` on it; the open descriptor.
-
-    A lock file that another run unlinked while we waited is not the lock any more:
-    try again on the new one (and on a new folder, if that run removed it).
-    """
-    for _ in range(100):
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:  # the run that made the folder removed it, empty, as it left
-            _create_folder(folder)
-            continue
-        except OSError as exc:
-            raise RunFolderError(f"{folder}: cannot write its lock file {path.name} ({exc.strerror or exc})"
-                                 + ("; remove that folder, or choose another run folder" if path.is_dir() else "")
-                                 ) from None
-        if fcntl is None:  # pragma: no cover - no flock: the lock file is the lock
-            return fd
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            text = os.read(fd, 4096).decode("utf-8", "replace")
-            os.close(fd)
-            pid, host = _lock_owner(text)
-            if pid is None:  # the holder has not written its pid yet
-                time.sleep(0.01)
-                try:
-                    pid, host = _lock_owner(path.read_text())
-                except OSError:
-                    pass
-            who = (f"pid {pid}" if pid is not None else "pid unknown") + (
-                f" on {host}" if host and host != socket.gethostname() else "")
-            raise RunLockedError(f"{folder}: another made-np run ({who}) is writing to this folder; "
-                                 "wait for it to end, or stop it, or use another folder",
-                                 folder=folder, pid=pid, host=host) from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
-        os.close(fd)
-    raise RunFolderError(f"{folder}: cannot take the lock {path}")  # pragma: no cover
-
-
-def clean_temporary_files(folder) -> list:
-    """Remove the temporary files (``.model.npz-*.tmp``, ...) that a killed writer left in ``folder``.
-
-    Only the holder of the folder's lock (:func:`run_lock`) may call this: it removes
-    the temporary files of every writer. Returns the paths removed.
-    """
-    removed = []
-    for name in ATOMIC_FILES:
-        for tmp in glob.glob(os.path.join(glob.escape(str(folder)), f".{glob.escape(name)}-*.tmp")):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-                removed.append(Path(tmp))
-    return removed
-
-
-@contextlib.contextmanager
-def run_lock(folder):
-    """Hold the run folder ``folder`` as its one writer while the block runs.
-
-    Creates the folder (and its parents) when needed, takes an exclusive lock on
-    ``<folder>/.lock`` (``fcntl.flock``, released by the system when the process
-    dies, so the lock of a killed run is free and simply taken over), writes its pid
-    and host there, and removes the temporary files of killed writers
-    (:func:`clean_temporary_files`). On leaving, temporary files are removed again
-    (a write interrupted at the wrong moment may leave one), then the lock file, and
-    the folder when it was created here and nothing was written in it.
-
-    The lock is re-entrant within one thread (``made-np train`` holds it around
-    :func:`made_np.train.fit`, which takes it too); another thread or process is refused.
-
-    Yields
-    ------
-    pathlib.Path
-        The folder.
-
-    Raises
-    ------
-    RunLockedError
-        Another run holds the lock (the message names the folder and its pid).
-    RunFolderError
-        The folder cannot be created (a path under a file) or written (read-only).
-    """
-    folder = Path(folder).expanduser()
-    created = _create_folder(folder)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise RunFolderError(f"{folder}: cannot write in the run folder (Permission denied)")
-    key = os.path.realpath(folder)
-    me = threading.get_ident()
-    if _holds(folder):  # this thread holds it already (made-np train around fit)
-        yield folder
-        return
-    for name in ATOMIC_FILES:  # refused now, not at the first checkpoint
-        why = other_run(folder / name)
-        if why:
-            raise RunFolderError(f"{folder / name}: {why}")
-    path = folder / LOCK_NAME
-    fd = _take_flock(path, folder)
-    try:
-        owner = {"pid": os.getpid(), "host": socket.gethostname(),
-                 "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps(owner).encode())
-        except OSError as exc:
-            raise RunFolderError(f"{path}: cannot write the lock file ({exc.strerror or exc})") from None
-        clean_temporary_files(folder)
-        with _HELD_GUARD:
-            _HELD[key] = me
-        yield folder
-    finally:
-        with _HELD_GUARD:
-            if _HELD.get(key) == me:
-                del _HELD[key]
-        # a write cut short by Ctrl-C at the wrong moment (inside mkstemp) may have left its file
-        clean_temporary_files(folder)
-        with contextlib.suppress(OSError):
-            os.unlink(path)  # while still holding the lock: a run waiting on it sees a new inode
-        os.close(fd)
-        if created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only when empty: a run that saved nothing leaves nothing
 
 
 def read_checkpoint_meta(path) -> dict:
@@ -502,16 +128,8 @@ def read_checkpoint_meta(path) -> dict:
     CheckpointError
         Missing, unreadable or not a made-np checkpoint.
     """
-    p = resolve_checkpoint_path(path)
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            meta = json.loads(str(z["config"]))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError, TypeError,
-            SyntaxError, RecursionError, MemoryError, tokenize.TokenError) as exc:
-        raise CheckpointError(f"{p}: not a readable made-np checkpoint ({type(exc).__name__})") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{p}: not a made-np checkpoint (config has no format '{CHECKPOINT_FORMAT}')")
-    return meta
+    with _open_archive(resolve_checkpoint_path(path)) as archive:
+        return _read_meta(archive)
 
 
 def update_checkpoint_meta(path, **changes) -> Path:
@@ -555,136 +173,21 @@ MAX_CONFIG_CHARS = 2**24
 _DATASET_KEYS = {"spec": str, "path": str, "seed": int, "name": str, "D": int, "classes": int,
                  "image_shape": list, "sizes": list, "sha256": dict, "context_sha256": dict}
 _OPT_ENTRY = re.compile(r"^opt_[A-Za-z_]+[0-9]*$")
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
-               RuntimeError, NotImplementedError, MemoryError, RecursionError, SyntaxError, KeyError,
-               OverflowError, struct.error, tokenize.TokenError)  # NumPy tokenizes damaged old headers
 
 
-class _Archive:
-    """A checkpoint's ``.npz`` opened lazily: entry headers are read and checked first, an
-    array only when asked for, and only after its declared size has been checked against
-    what its zip member holds (a lying header is refused without allocating).
-
-    Parameters
-    ----------
-    p : Path
-        A regular file starting with ``PK``.
-    """
-
-    def __init__(self, p: Path):
-        self.p = p
-        self.size = os.stat(p).st_size
-        self.zf = zipfile.ZipFile(p)
-        self.members = {}
-        for info in self.zf.infolist():
-            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-            if name in self.members:
-                raise CheckpointError(f"{p}: not a made-np checkpoint (entry '{name}' appears twice)")
-            self.members[name] = info
-        self.headers = {}
-
-    def close(self) -> None:
-        self.zf.close()
-
-    def _where(self, name: str) -> str:
-        return f"{self.p}: entry '{name}'"
-
-    def _member(self, name: str):
-        info = self.members[name]
-        if info.flag_bits & 0x1:
-            raise CheckpointError(f"{self._where(name)} is encrypted; made-np writes plain .npz files")
-        if info.compress_type == zipfile.ZIP_STORED:
-            bound = info.compress_size
-        elif info.compress_type == zipfile.ZIP_DEFLATED:
-            bound = info.compress_size * _MAX_DEFLATE_RATIO + 1024
-        else:
-            raise CheckpointError(f"{self._where(name)} uses zip compression method {info.compress_type}, "
-                                  "which NumPy does not write; the checkpoint is corrupt")
-        if info.compress_size > self.size or info.file_size > bound:
-            raise CheckpointError(f"{self._where(name)} declares {fmt_bytes(info.file_size)} from "
-                                  f"{fmt_bytes(info.compress_size)} of a {fmt_bytes(self.size)} file: not a valid "
-                                  ".npz archive; the checkpoint is corrupt")
-        return info
-
-    def header(self, name: str):
-        """``(shape, dtype)`` of entry ``name``, from its ``.npy`` header (nothing else is read).
-
-        Raises
-        ------
-        CheckpointError
-            A malformed header, Python objects, or a declared size larger than the member.
-        """
-        if name in self.headers:
-            return self.headers[name]
-        info = self._member(name)
-        try:
-            with self.zf.open(info) as fp:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    shape, fortran, dtype = read_npy_header(fp)
-                offset = fp.tell()
-        except CheckpointError:
-            raise
-        except _ZIP_ERRORS as exc:
-            raise CheckpointError(f"{self._where(name)} is not a valid .npy array ({_one_line(exc)}); "
-                                  "the checkpoint is corrupt") from None
-        if dtype.hasobject:
-            raise CheckpointError(f"{self._where(name)} holds Python objects (dtype {dtype}), which are "
-                                  "never loaded; the checkpoint is corrupt")
-        declared = math.prod(shape) * dtype.itemsize
-        if declared > info.file_size - offset:
-            raise CheckpointError(f"{self._where(name)} declares shape {tuple(shape)} of {dtype} "
-                                  f"({fmt_bytes(declared)}) but holds {fmt_bytes(max(info.file_size - offset, 0))}; "
-                                  "the checkpoint is truncated or corrupt")
-        self.headers[name] = (tuple(shape), dtype)
-        return self.headers[name]
-
-    def read(self, name: str) -> np.ndarray:
-        """Entry ``name`` as an array (its header checked first, see :meth:`header`)."""
-        self.header(name)
-        try:
-            with self.zf.open(self.members[name]) as fp:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    return np.lib.format.read_array(fp, allow_pickle=False)
-        except _ZIP_ERRORS as exc:
-            raise CheckpointError(f"{self._where(name)} cannot be read ({_one_line(exc)}); "
-                                  "the checkpoint is truncated or corrupt") from None
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _open_archive(p: Path) -> _Archive:
+def _open_archive(p: Path) -> Npz:
     """Open ``p`` as an ``.npz`` (regular files only); anything else is a one-line CheckpointError."""
-    try:
-        st = os.stat(p)
-    except OSError as exc:
-        raise CheckpointError(f"{p}: cannot read ({_one_line(exc)})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise CheckpointError(f"{p}: not a regular file; give a checkpoint file (model.npz) or its run folder")
-    try:
-        with open(p, "rb") as f:
-            magic = f.read(6)
-    except OSError as exc:
-        raise CheckpointError(f"{p}: cannot read ({_one_line(exc)})") from None
-    if magic == b"\x93NUMPY":
+    head = magic(p, error=CheckpointError, fix="give a checkpoint file (model.npz) or its run folder")
+    if head == b"\x93NUMPY":
         raise CheckpointError(f"{p}: not a made-np checkpoint (a single .npy array, not an .npz)")
-    if not magic.startswith(b"PK"):
+    if not head.startswith(b"PK"):
         raise CheckpointError(f"{p}: not a made-np checkpoint (not an .npz file)")
-    try:
-        return _Archive(p)
-    except CheckpointError:
-        raise
-    except _ZIP_ERRORS as exc:
-        raise CheckpointError(f"{p}: not a made-np checkpoint (not a valid .npz archive: {_one_line(exc)})") from None
+    return Npz(p, CheckpointError, "entry", "not a made-np checkpoint, or a damaged one")
 
 
-def _read_meta(archive: _Archive) -> dict:
+def _read_meta(archive: Npz) -> dict:
     """The parsed JSON ``config`` entry, checked to be a made-np checkpoint's of a known version."""
-    p = archive.p
+    p = archive.file
     if "config" not in archive.members:
         found = ", ".join(sorted(archive.members)[:8]) or "none"
         raise CheckpointError(f"{p}: not a made-np checkpoint (no 'config' entry; keys found: {found})")
@@ -696,7 +199,7 @@ def _read_meta(archive: _Archive) -> dict:
     try:
         meta = json.loads(text)
     except (ValueError, TypeError, RecursionError) as exc:
-        raise CheckpointError(f"{p}: not a made-np checkpoint (config is not JSON: {_one_line(exc)})") from None
+        raise CheckpointError(f"{p}: not a made-np checkpoint (config is not JSON: {one_line(exc)})") from None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{p}: not a made-np checkpoint (config has no format '{CHECKPOINT_FORMAT}')")
     version = meta.get("format_version")
@@ -721,7 +224,7 @@ def _check_meta(p: Path, meta: dict):
     try:
         model_config = MADEConfig.from_dict(meta["model"])
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: invalid model configuration ({_one_line(exc)})") from None
+        raise CheckpointError(f"{where}: invalid model configuration ({one_line(exc)})") from None
     train_config = None
     if meta.get("train") is not None:
         if not isinstance(meta["train"], dict):
@@ -729,7 +232,7 @@ def _check_meta(p: Path, meta: dict):
         try:  # runs from before output_bias existed started their output biases at 0
             train_config = TrainConfig.from_dict({"output_bias": "zero", **meta["train"]})
         except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{where}: invalid training configuration ({_one_line(exc)})") from None
+            raise CheckpointError(f"{where}: invalid training configuration ({one_line(exc)})") from None
     for key in ("state", "history", "results", "dataset"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             raise CheckpointError(f"{where}: '{key}' must be an object or null, got {describe(meta[key])}")
@@ -790,10 +293,10 @@ def param_shapes(cfg: MADEConfig) -> dict:
     return shapes
 
 
-def _check_entries(archive: _Archive, cfg: MADEConfig) -> dict:
+def _check_entries(archive: Npz, cfg: MADEConfig) -> dict:
     """Check every entry's name and declared shape and dtype against the model of ``cfg``, reading
     headers only. Returns ``{name: shape}`` of the parameters."""
-    p, shapes = archive.p, param_shapes(cfg)
+    p, shapes = archive.file, param_shapes(cfg)
     known = set(shapes) | {f"best_{n}" for n in shapes} | {"config"}
     unknown = [n for n in archive.members if n not in known and not _OPT_ENTRY.match(n)]
     if unknown:
@@ -827,7 +330,7 @@ def _check_entries(archive: _Archive, cfg: MADEConfig) -> dict:
     return shapes
 
 
-def _read_entry(archive: _Archive, name: str, dtype: str) -> np.ndarray:
+def _read_entry(archive: Npz, name: str, dtype: str) -> np.ndarray:
     """Read an entry whose header :func:`_check_entries` accepted; floats must be finite once cast to
     ``dtype``, the model's (1e300 in a float64 entry of a float32 model is infinite there)."""
     a = archive.read(name)
@@ -836,7 +339,7 @@ def _read_entry(archive: _Archive, name: str, dtype: str) -> np.ndarray:
             bad = int(a.size - np.count_nonzero(np.isfinite(a.astype(dtype, copy=False))))
         if bad:
             where = "" if a.dtype == dtype else f" in the model's {dtype}"
-            raise CheckpointError(f"{archive.p}: entry '{name}' has {bad} NaN/inf value{'s' if bad > 1 else ''}"
+            raise CheckpointError(f"{archive.file}: entry '{name}' has {bad} NaN/inf value{'s' if bad > 1 else ''}"
                                   f"{where}; the checkpoint is corrupt")
     return a
 
@@ -848,8 +351,7 @@ def _read_checkpoint(p: Path, *, memory_limit: int | None = None):
     array, the parsed JSON config and the two configurations. Raises CheckpointError (or :class:`made_np.limits.LimitError` when the
     model needs more than ``memory_limit`` bytes) before any array but the config is read.
     """
-    archive = _open_archive(p)
-    try:
+    with _open_archive(p) as archive:
         meta = _read_meta(archive)
         model_config, train_config = _check_meta(p, meta)
         _check_entries(archive, model_config)
@@ -861,8 +363,6 @@ def _read_checkpoint(p: Path, *, memory_limit: int | None = None):
                 raise LimitError(str(exc).replace(" needs about", ": the model needs about", 1)) from None
         arrays = {name: _read_entry(archive, name, model_config.dtype) for name in archive.members
                   if name != "config"}
-    finally:
-        archive.close()
     return arrays, meta, model_config, train_config
 
 
@@ -920,15 +420,8 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
     xp = backend.get_xp(device)
     model = MADE(model_config, xp, draw_weights=False)
     params = {n: arrays[n] for n in model.param_names}
-    best_params = None
-    if any(f"best_{n}" in arrays for n in model.param_names):
-        shapes = {n: tuple(p.shape) for n, p in zip(model.param_names, model.params)}
-        for n in model.param_names:
-            if f"best_{n}" not in arrays:
-                raise CheckpointError(f"{p}: entry 'best_{n}' is missing (the best weights are incomplete)")
-            if tuple(arrays[f"best_{n}"].shape) != shapes[n]:
-                raise CheckpointError(f"{p}: entry 'best_{n}' has shape {tuple(arrays[f'best_{n}'].shape)}, "
-                                      f"expected {shapes[n]}")
+    best_params = None  # all of them or none, of the parameters' shapes (_check_entries)
+    if f"best_{model.param_names[0]}" in arrays:
         best_params = {n: arrays[f"best_{n}"] for n in model.param_names}
     use_best = best and best_params is not None
     try:
@@ -953,3 +446,159 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
         "params_sha256": None if use_best else params_digest(model.params),
     }
     return model, info
+
+
+# =========================================================================== resuming
+
+
+def _show(value) -> str:
+    """A stored value as a one-line message shows it: ``'3'``, ``null``, ``1.5``, ``an array of shape (2,)``."""
+    if isinstance(value, np.ndarray):
+        if value.ndim:
+            return f"an array of shape {tuple(value.shape)}"
+        value = value.item()
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} items"
+    if isinstance(value, dict):
+        return "an object"
+    return short(value, 40)
+
+
+def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
+    """Check what a resume reads from a checkpoint, before any training.
+
+    ``info`` is the second result of :func:`made_np.checkpoint.load_checkpoint`. Checked:
+    the training state (``state.epoch``, ``state.step``, ``state.best_epoch``: integers
+    ``>= 0``; ``state.best_valid_nll``: a number; ``state.finished``: a boolean), the
+    optimiser (the one ``cfg`` names; its ``opt_t`` a non-negative integer, ``opt_lr`` a
+    positive number, every state buffer present, of its parameter's shape and finite,
+    none of another optimiser), the best weights (``best_*``: the parameters' shapes,
+    finite) and the history (``history.rows``: one row per epoch ``1 .. state.epoch``).
+
+    Raises
+    ------
+    made_np.checkpoint.CheckpointError
+        One line naming the file and the entry, e.g. ``model.npz: entry 'best_W0' has
+        shape (3, 4), expected (64, 500)``.
+
+    A state that passed for this ``model`` and ``cfg`` is not checked again (``made-np train
+    --resume`` checks it before it loads the data, then resumes with :func:`made_np.train.fit`).
+    """
+    check_info(info)
+    checked = (id(info), id(model), cfg)
+    if info.get("resume_checked") == checked:
+        return
+    where = info.get("path") or "checkpoint"
+
+    def bad(entry, message):
+        raise CheckpointError(f"{where}: entry '{entry}' {message}")
+
+    if info.get("loaded_best"):
+        raise CheckpointError(f"{where}: the model was loaded with its best weights (best=True); a resume "
+                              "continues the last ones: load_checkpoint(path) and resume that model")
+    if info.get("params_sha256") and params_digest(model.params) != info["params_sha256"]:
+        raise CheckpointError(f"{where}: the model to resume does not hold this checkpoint's weights (another "
+                              "model, or one trained since it was loaded); resume the model that "
+                              "load_checkpoint(path) returns, with the info it returns")
+
+    state = info.get("state")
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"{where}: the checkpoint holds no training state to resume (entry 'state')")
+    for key in ("epoch", "step", "best_epoch"):
+        if not is_int(state.get(key)) or state[key] < 0:
+            bad(f"state.{key}", f"is {_show(state.get(key))}, expected an integer >= 0")
+    if state["epoch"] > MAX_EPOCHS:  # before anything sized by it (the history's epochs)
+        bad("state.epoch", f"is {_show(state['epoch'])}, more than the {MAX_EPOCHS} epochs a run may have")
+    epoch = int(state["epoch"])
+    if state["best_epoch"] > epoch:
+        bad("state.best_epoch", f"is {state['best_epoch']}, after the run's epoch {epoch}")
+    best_nll = state.get("best_valid_nll")
+    if not is_real(best_nll) or math.isnan(best_nll) or (state["best_epoch"] and not math.isfinite(best_nll)):
+        bad("state.best_valid_nll", f"is {_show(best_nll)}, expected a finite number")
+    if not isinstance(state.get("finished"), bool):
+        bad("state.finished", f"is {_show(state.get('finished'))}, expected true or false")
+    if not state["finished"] and cfg.epochs is not None and cfg.epochs < epoch:  # it would claim fewer than it ran
+        raise CheckpointError(f"{where}: epochs = {cfg.epochs} (--epochs) is fewer than the {epoch} epochs this run "
+                              f"has trained; give at least {epoch} ({epoch} ends it at its saved epoch), or leave "
+                              "it out")
+
+    recorded = (info.get("config") or {}).get("optimizer")
+    trained = info.get("train_config").optimizer if info.get("train_config") is not None else None
+    for name in (recorded.lower().removeprefix("fast") if isinstance(recorded, str) else None, trained):
+        if name is not None and name != cfg.optimizer:
+            bad("optimizer", f"is {name!r}, but the run resumes with optimizer {cfg.optimizer!r} "
+                             "(resume with the optimizer it was trained with)")
+    opt = info.get("optimizer") or {}
+    if epoch > 0 and not opt:
+        bad("opt_t", "is missing (the checkpoint holds no optimizer state)")
+    if opt:
+        shapes = [tuple(p.shape) for p in model.params]
+        buffers = {f"{n}{i}": shape for n in optimizer_class(cfg.optimizer).state_names
+                   for i, shape in enumerate(shapes)}
+        for key in sorted(set(opt) - set(buffers) - {"t", "lr"}):
+            bad(f"opt_{key}", f"is not part of the state of optimizer {cfg.optimizer!r}")
+        t, lr = (np.asarray(opt.get(k)) for k in ("t", "lr"))
+        if "t" not in opt or t.ndim or t.dtype.kind not in "iu" or t < 0:
+            bad("opt_t", f"is {_show(opt.get('t'))}, expected an integer >= 0")
+        if "lr" not in opt or lr.ndim or lr.dtype.kind not in "iuf" or not 0 < float(lr) < math.inf:
+            bad("opt_lr", f"is {_show(opt.get('lr'))}, expected a finite number > 0")
+        nonnegative = optimizer_class(cfg.optimizer).nonnegative_state
+        for key, shape in buffers.items():
+            _check_array(bad, f"opt_{key}", opt.get(key), shape)
+            if key.rstrip("0123456789") in nonnegative and (np.asarray(opt[key]) < 0).any():
+                bad(f"opt_{key}", "holds negative values, but it sums squared gradients (>= 0)")
+    best = info.get("best_params")
+    if best is not None:
+        for name, shape in zip(model.param_names, (tuple(p.shape) for p in model.params)):
+            _check_array(bad, f"best_{name}", best.get(name), shape)
+
+    history = info.get("history")
+    if epoch > 0 and not isinstance(history, dict):
+        bad("history", f"is {_show(history)}, expected the run's history")
+    if isinstance(history, dict):
+        rows = history.get("rows")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            bad("history.rows", f"is {_show(rows)}, expected a list of epochs")
+        for i, row in enumerate(rows):
+            for key in ("epoch", "train_nll", "valid_nll", "seconds"):
+                if not is_real(row.get(key)):
+                    bad(f"history.rows[{i}].{key}", f"is {_show(row.get(key))}, expected a number")
+        if len(rows) != epoch or [r["epoch"] for r in rows] != list(range(1, epoch + 1)):
+            bad("history.rows", f"holds epochs {[r['epoch'] for r in rows][:6]}, expected 1 to {epoch}")
+    info["resume_checked"] = checked
+
+
+def check_info(info) -> None:
+    """A ``resume_state`` is the info dict of :func:`load_checkpoint` (not its ``(model, info)`` pair)."""
+    if not isinstance(info, dict):
+        raise CheckpointError(f"resume_state must be the info dict that load_checkpoint returns (its second "
+                              f"value), got {type(info).__name__}")
+
+
+def _check_array(bad, entry: str, value, shape: tuple) -> None:
+    if value is None:
+        bad(entry, "is missing")
+    value = np.asarray(value)
+    if tuple(value.shape) != shape:
+        bad(entry, f"has shape {tuple(value.shape)}, expected {shape}")
+    if value.dtype.kind not in "iuf":
+        bad(entry, f"has dtype {value.dtype}, expected floating point numbers")
+    if not np.isfinite(value).all():
+        bad(entry, "holds values that are not finite (NaN or infinity)")
+
+
+def finished_run_blocker(state: dict, cfg: TrainConfig):
+    """Why the finished run of training state ``state`` does not train on under ``cfg``; None when it does.
+
+    It does when ``cfg.epochs`` exceeds the epochs it trained and its patience would
+    not stop it at once.
+    """
+    epoch, best_epoch = int(state["epoch"]), int(state["best_epoch"])
+    if cfg.epochs <= epoch:
+        return f"it trained {epoch} epochs, and {cfg.epochs} are asked for"
+    if cfg.patience and epoch - best_epoch >= cfg.patience:
+        return (f"it stopped early at epoch {epoch}, {epoch - best_epoch} epochs after its best epoch "
+                f"{best_epoch}, and the patience is {cfg.patience}")
+    return None

@@ -1,4 +1,4 @@
-"""Data sets for MADE: loading, validation and download (host-side NumPy only).
+"""Data sets for MADE: the named sets and data files, loaded and checked (host-side NumPy only).
 
 :func:`load_dataset` turns a short name or a path into a :class:`Dataset` with
 train / valid / test splits of shape ``(N, D)``. Every problem with the input
@@ -26,73 +26,29 @@ a path
     array (split 80/10/10 with the seeded generator), or a directory holding
     Larochelle's ``binarized_mnist_{train,valid,test}.amat`` text files.
 
-Safety of the input
--------------------
-Only regular files are opened (a FIFO or a device is refused before
-``open``). ``.npy`` headers, alone or inside an ``.npz``, are read and checked
-before any data: a header that declares more bytes than the file (or the zip
-member) can hold is refused without allocating. Pickled objects are never
-loaded. Values must be integers in ``0 .. MAX_CLASSES - 1``.
-
-Downloads
----------
-:func:`fetch` downloads with pooch (https, or ``file://`` for mirrors; plain
-http is refused) into a temporary name inside the cache folder, verifies the
-result against :data:`SOURCES` (binarized MNIST by the sha256 of each split's
-``uint8`` content, the 2-D table by its file sha256) and only then moves it
-into place with :func:`os.replace`. A cached file that verifies is never
-downloaded again, and a failed or mismatched download never replaces it.
+Files are read by :mod:`made_np.npyio` (regular files only, headers checked before any data,
+no pickles, sizes against the memory limit); values must be integers in ``0 .. MAX_CLASSES - 1``.
+:mod:`made_np.download` fetches the named sets, verified.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib.util
-import logging
 import math
 import os
-import shutil
-import stat
-import tempfile
-import tokenize
-import urllib.parse
-import urllib.request
-import warnings
-import zipfile
-import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .backend import to_host
+from .download import (AMAT_FILES, DIST_FILE, MNIST_FILE, SOURCES, SPLIT_KEYS, _REFETCH_FIX, _verify_cached_table,
+                       _verify_mnist, cache_dir, fetch, fetch_binarized_mnist)  # noqa: F401 (made_np.data.fetch)
+from .npyio import DataError, expand_path, magic, read_npy, read_npz, read_text_matrix
 
-SPLIT_KEYS = ("train_data", "valid_data", "test_data")
 CONTEXT_KEYS = ("train_context", "valid_context", "test_context")
 #: What a data set's context may be (``load_dataset(context=...)``, ``made-np train --context``):
 #: none; the digit ``labels``; the ``*_context`` keys of an .npz ``file``.
 CONTEXT_SOURCES = ("none", "labels", "file")
-MNIST_FILE = "binarized_mnist.npz"
-DIST_FILE = "distribution.npy"
-AMAT_FILES = tuple(f"binarized_mnist_{s}.amat" for s in ("train", "valid", "test"))
-MNIST_NPZ_URL = "https://github.com/mgermain/MADE/releases/download/ICML2015/binarized_mnist.npz"
-#: Larochelle's text files; ``{split}`` is ``train``, ``valid`` or ``test``.
-MNIST_AMAT_URL = (
-    "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
-    "binarized_mnist_{split}.amat"
-)
-MNIST_AMAT_URLS = tuple(MNIST_AMAT_URL.format(split=s) for s in ("train", "valid", "test"))
-DIST_URL = "https://github.com/mindis/berkeley-ul-hw-2019/raw/master/hw1/distribution.npy"
-MNIST_SHAPES = ((50000, 784), (10000, 784), (10000, 784))
-#: sha256 of ``np.ascontiguousarray(split, dtype=np.uint8).tobytes()`` per split: the
-#: same for the MADE authors' float .npz and for Larochelle's .amat text files.
-MNIST_SHA256 = {
-    "train_data": "43490d4d6ac9002727af4426d8748609fdb7e4094fa65ad8d681ea60082a7a5a",
-    "valid_data": "069b4f0beb389b776478c3e872b4df71c95ac4be64d7cbe6d32e24ebac8e6d5e",
-    "test_data": "ca0294c3b8d984c7a1dc891015a8eea6f37bae59a34e35ea0fc8c47110a8dd86",
-}
-#: sha256 of the file ``distribution.npy`` (200 x 200 float32).
-DIST_SHA256 = "e28ee3fc16edea32bddb599025ece56081582fe5719e3bc210bf537688e66d97"
 DIGITS_SPLIT = (1297, 250, 250)
 N_2D_SAMPLES = 100_000
 NAMES = ("digits", "binarized-mnist", "mnist", "2d")
@@ -108,13 +64,6 @@ def is_named(spec) -> bool:
 #: ``D * classes``; 256 covers 8-bit pixels and the 200-class 2-D table, and
 #: anything larger is almost always IDs, counts or raw measurements, not categories.
 MAX_CLASSES = 256
-#: Deflate cannot expand data by more than 1032:1; a zip member that claims more is lying.
-_MAX_DEFLATE_RATIO = 1032
-_PY2_WARNING = r".*created on Python 2"
-
-
-class DataError(ValueError):
-    """Unusable data; the message is one user-facing line naming file, key and problem."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,41 +238,13 @@ def check_same_data(spec, dataset, where: str, source: str | None = None, finger
                             f"split{'s' if len(changed) > 1 else ''} (content sha256){fix}")
 
 
-# --------------------------------------------------------------------------- paths
-
-
-def expand_path(path) -> Path:
-    """``Path(path).expanduser()``, leaving a ``~user`` whose user does not exist as it is
-    (pathlib raises RuntimeError there: a path to report as missing, not a crash)."""
-    p = Path(path)
-    try:
-        return p.expanduser()
-    except RuntimeError:
-        return p
-
-
-def _user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "made-np"
-
-
-def cache_dir() -> Path:
-    """Return the user cache folder for downloaded data (it may not exist yet).
-
-    Returns
-    -------
-    pathlib.Path
-        ``$XDG_CACHE_HOME/made-np`` when ``XDG_CACHE_HOME`` is set, else
-        ``~/.cache/made-np``.
-    """
-    return _user_cache_dir()
 
 
 def _search_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("MADE_NP_DATA"):
         dirs.append(expand_path(os.environ["MADE_NP_DATA"]))
-    dirs.append(_user_cache_dir())
+    dirs.append(cache_dir())
     dirs.append(Path.cwd().parent / "shared" / "data")
     return dirs
 
@@ -353,53 +274,9 @@ def _find(filename: str, path) -> Path | None:
 def _in_cache(file: Path) -> bool:
     """True when ``file`` sits directly in :func:`cache_dir` (written only by :func:`fetch`)."""
     try:
-        return file.parent.resolve() == _user_cache_dir().resolve()
+        return file.parent.resolve() == cache_dir().resolve()
     except OSError:
         return False
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-_KINDS = (
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a directory"),
-)
-
-
-def _magic(file: Path, label: str) -> bytes:
-    """The first 6 bytes of a regular ``file`` (``.npy``: ``\\x93NUMPY``; zip: ``PK``); errors name ``label``."""
-    _require_regular(file)
-    try:
-        with open(file, "rb") as f:
-            return f.read(6)
-    except OSError as exc:
-        raise DataError(f"{label}: cannot read ({_one_line(exc)})") from None
-
-
-def _require_regular(file: Path) -> os.stat_result:
-    """``os.stat`` ``file`` (following links) and refuse anything but a regular file.
-
-    Called before every ``open``: opening a FIFO for reading blocks until a writer
-    appears, and a device can be endless.
-    """
-    try:
-        st = os.stat(file)
-    except FileNotFoundError:
-        raise DataError(f"{file}: no such file or directory") from None
-    except OSError as exc:
-        raise DataError(f"{file}: cannot stat ({_one_line(exc)})") from None
-    if not stat.S_ISREG(st.st_mode):
-        kind = next((k for test, k in _KINDS if test(st.st_mode)), "not a regular file")
-        raise DataError(
-            f"{file}: is {kind}, not a regular file; pass a .npz / .npy file or a folder of .amat files"
-        )
-    return st
 
 
 # --------------------------------------------------------------------------- checks
@@ -466,12 +343,6 @@ def _image_shape(D: int) -> tuple | None:
     return (k, k) if k * k == D else None
 
 
-def _int_dtype(classes: int) -> np.dtype:
-    if classes <= 256:
-        return np.dtype(np.uint8)
-    return np.dtype(np.int32)  # unreachable while MAX_CLASSES <= 256; kept for a larger bound
-
-
 def _make_dataset(name: str, splits: dict, file) -> Dataset:
     """Check the splits (``{label: array}``, train/valid/test order) and build a Dataset."""
     arrays = [_check_array(a, file, label) for label, a in splits.items()]
@@ -481,126 +352,11 @@ def _make_dataset(name: str, splits: dict, file) -> Dataset:
         raise DataError(f"{file}: splits have different widths ({desc})")
     top = max(float(a.max()) for a in arrays)
     classes = 2 if top <= 1 else int(top) + 1  # <= MAX_CLASSES: _check_array bounds the values
-    dtype = _int_dtype(classes)
-    train, valid, test = (a.astype(dtype, copy=False) for a in arrays)
+    train, valid, test = (a.astype(np.uint8, copy=False) for a in arrays)
     return Dataset(name, train, valid, test, classes, _image_shape(widths[0]))
 
 
 # --------------------------------------------------------------------------- file formats
-
-
-@contextlib.contextmanager
-def _quiet_py2_headers():
-    """Hide NumPy's "created on Python 2" UserWarning.
-
-    The MADE authors' own ``.npz`` files were saved under Python 2 (headers with
-    ``50000L``); NumPy reads them fine but warns at every load. The warning asks
-    the user to re-save a file they did not make, so it is not shown.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_PY2_WARNING, category=UserWarning)
-        yield
-
-
-def _fmt_bytes(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"  # pragma: no cover
-
-
-def _read_header_3_0(fp, max_header_size: int = 10000):
-    """Parse a version 3.0 ``.npy`` header like ``read_array_header_2_0`` does."""
-    import ast
-
-    raw = fp.read(4)
-    if len(raw) != 4:
-        raise EOFError("truncated array header length")
-    length = int.from_bytes(raw, "little")
-    if length > max_header_size:
-        raise ValueError(f"header of {length} bytes is too large to read safely")
-    text = fp.read(length)
-    if len(text) != length:
-        raise EOFError("truncated array header")
-    d = ast.literal_eval(text.decode("utf-8"))
-    if not isinstance(d, dict) or sorted(d) != ["descr", "fortran_order", "shape"]:
-        raise ValueError(f"header is not a dict with keys descr, fortran_order, shape: {d!r}")
-    shape, fortran = d["shape"], d["fortran_order"]
-    if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
-        raise ValueError(f"shape is not a tuple of non-negative ints: {shape!r}")
-    if not isinstance(fortran, bool):
-        raise ValueError(f"fortran_order is not a bool: {fortran!r}")
-    return shape, fortran, np.lib.format.descr_to_dtype(d["descr"])
-
-
-#: What reading a corrupt ``.npy`` header (or its zip member) can raise.
-NPY_HEADER_ERRORS = (ValueError, EOFError, OSError, SyntaxError, MemoryError, RecursionError,
-                     zipfile.BadZipFile, zlib.error, tokenize.TokenError)  # NumPy tokenizes old headers
-
-
-def read_npy_header(fp):
-    """Read the magic and header of an ``.npy`` stream positioned at its start.
-
-    Returns
-    -------
-    shape : tuple of int
-    fortran_order : bool
-    dtype : numpy.dtype
-        Nothing of the array is read: the caller checks the declared size first.
-
-    Raises
-    ------
-    ValueError, EOFError, SyntaxError, OSError, ...
-        See :data:`NPY_HEADER_ERRORS`: not an ``.npy`` stream, a truncated or malformed header.
-    """
-    fmt = np.lib.format
-    version = fmt.read_magic(fp)
-    if version == (1, 0):
-        return fmt.read_array_header_1_0(fp)
-    if version == (2, 0):
-        return fmt.read_array_header_2_0(fp)
-    if version == (3, 0):  # 2.0 with a utf-8 header; NumPy has no public reader
-        return _read_header_3_0(fp)
-    raise ValueError(f"unknown .npy format version {version}")
-
-
-def _read_npy_stream(fp, where: str, available: int) -> np.ndarray:
-    """Read one ``.npy`` array from ``fp`` (positioned at its start), header first.
-
-    ``available`` is the number of bytes the source holds (file size or the zip
-    member's size). The header is parsed and checked before anything is
-    allocated: object dtypes (pickles) are refused, and so is a declared size
-    larger than what follows the header.
-    """
-    fmt = np.lib.format
-    with _quiet_py2_headers():
-        try:
-            shape, fortran, dtype = read_npy_header(fp)
-        except NPY_HEADER_ERRORS as exc:
-            raise DataError(
-                f"{where}: not a valid .npy array ({_one_line(exc)}); re-create or re-download the file"
-            ) from None
-        if dtype.hasobject:
-            raise DataError(
-                f"{where}: cannot read: it holds Python objects (dtype {dtype}); pickled data is "
-                "refused for safety, save numeric arrays instead"
-            )
-        declared = math.prod(shape) * dtype.itemsize
-        left = available - fp.tell()
-        if declared > left:
-            raise DataError(
-                f"{where}: header declares shape {tuple(shape)} of {dtype} ({_fmt_bytes(declared)}) but "
-                f"only {_fmt_bytes(max(left, 0))} follow; the file is truncated or corrupt, "
-                "re-create or re-download it"
-            )
-        try:
-            fp.seek(0)
-            return fmt.read_array(fp, allow_pickle=False)
-        except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
-            raise DataError(
-                f"{where}: cannot read the array data ({_one_line(exc)}); re-create or re-download the file"
-            ) from None
 
 
 def read_array(path, what: str = "array") -> np.ndarray:
@@ -621,66 +377,9 @@ def read_array(path, what: str = "array") -> np.ndarray:
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"{what} {p}: no such file")
-    if _magic(p, f"{what} {p}") != b"\x93NUMPY":
+    if magic(p, f"{what} {p}") != b"\x93NUMPY":
         raise DataError(f"{what} {p}: not an .npy file (save it with numpy.save)")
-    return _read_npy(p)
-
-
-def _read_npy(file: Path) -> np.ndarray:
-    """Read a standalone ``.npy`` file (regular files only, header checked first)."""
-    st = _require_regular(file)
-    try:
-        with open(file, "rb") as fp:
-            return _read_npy_stream(fp, str(file), st.st_size)
-    except OSError as exc:
-        raise DataError(f"{file}: cannot read ({_one_line(exc)})") from None
-
-
-def _npz_member(zf: zipfile.ZipFile, file: Path, key: str, size: int) -> np.ndarray:
-    names = {n[:-4] if n.endswith(".npy") else n: n for n in zf.namelist()}
-    info = zf.getinfo(names[key])
-    where = f"{file}: key '{key}'"
-    if info.compress_type == zipfile.ZIP_STORED:
-        bound = info.compress_size
-    elif info.compress_type == zipfile.ZIP_DEFLATED:
-        bound = info.compress_size * _MAX_DEFLATE_RATIO + 1024
-    else:
-        raise DataError(
-            f"{where}: zip compression method {info.compress_type} is not one NumPy writes; "
-            "save the file with numpy.savez or numpy.savez_compressed"
-        )
-    if info.compress_size > size or info.file_size > bound:
-        raise DataError(
-            f"{where}: not a valid .npz archive (member declares {_fmt_bytes(info.file_size)} from "
-            f"{_fmt_bytes(info.compress_size)} of a {_fmt_bytes(size)} file); re-create or re-download it"
-        )
-    with zf.open(info) as fp:
-        return _read_npy_stream(fp, where, info.file_size)
-
-
-def _read_npz(file: Path, keys=SPLIT_KEYS) -> dict:
-    """Read ``keys`` from an ``.npz`` as ``{key: array}``; every failure is one DataError line."""
-    st = _require_regular(file)
-    try:
-        with zipfile.ZipFile(file) as zf:
-            found = [n[:-4] if n.endswith(".npy") else n for n in zf.namelist()]
-            missing = [k for k in keys if k not in found]
-            if missing:
-                raise DataError(
-                    f"{file}: missing key '{missing[0]}' (keys found: {', '.join(found) or 'none'}); "
-                    f"expected keys {', '.join(keys)}"
-                )
-            return {k: _npz_member(zf, file, k, st.st_size) for k in keys}
-    except DataError:
-        raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, zlib.error) as exc:
-        raise DataError(
-            f"{file}: not a valid .npz archive ({_one_line(exc)}); re-create or re-download it"
-        ) from None
-
-
-def _load_npz(file: Path) -> dict:
-    return {f"key '{k}'": a for k, a in _read_npz(file).items()}
+    return read_npy(p)
 
 
 def _split_801010(arr: np.ndarray, seed: int) -> tuple:
@@ -691,7 +390,7 @@ def _split_801010(arr: np.ndarray, seed: int) -> tuple:
 
 
 def _load_npy(file: Path, seed: int) -> dict:
-    arr = _check_array(_read_npy(file), file, "array")
+    arr = _check_array(read_npy(file), file, "array")
     if arr.shape[0] < 10:
         raise DataError(
             f"{file}: array has only {arr.shape[0]} row{'s' if arr.shape[0] != 1 else ''}; need at least 10 to split 80/10/10"
@@ -700,40 +399,14 @@ def _load_npy(file: Path, seed: int) -> dict:
     return {"array (train part)": train, "array (valid part)": valid, "array (test part)": test}
 
 
-def _parse_amat(file: Path) -> np.ndarray:
-    """Read a text matrix, one row a line; fast path for single-character 0/1 tokens."""
-    _require_regular(file)
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{file}: cannot read ({_one_line(exc)})") from None
-    b = np.frombuffer(raw, dtype=np.uint8)
-    digit = (b == ord("0")) | (b == ord("1"))
-    newline = b == ord("\n")
-    blank = newline | (b == ord(" ")) | (b == ord("\t")) | (b == ord("\r"))
-    if digit.any() and (digit | blank).all() and not (digit[1:] & digit[:-1]).any():
-        per_line = np.bincount(np.cumsum(newline)[digit])
-        per_line = per_line[per_line > 0]
-        if (per_line == per_line[0]).all():
-            return (b[digit] - ord("0")).reshape(per_line.size, per_line[0])
-    if not (~blank).any():  # empty or only whitespace: loadtxt would warn, then return no rows
-        raise DataError(f"{file}: holds no numbers (an empty text matrix); every split needs examples")
-    try:
-        return np.loadtxt(file, dtype=np.float64, ndmin=2)
-    except (ValueError, OSError) as exc:  # NumPy's advice to pass usecols is not ours to give
-        reason = _one_line(exc).split("; use `usecols`")[0]
-        raise DataError(f"{file}: cannot read as a text matrix ({reason}); every row needs the same number "
-                        "of values") from None
-
-
 def _load_amat_dir(folder: Path) -> dict:
-    missing = [n for n in AMAT_FILES if not (folder / n).exists()]  # others: _require_regular
+    missing = [n for n in AMAT_FILES if not (folder / n).exists()]  # others: require_regular
     if missing:
         raise DataError(
             f"{folder}: not a data file, and the folder lacks {', '.join(missing)} "
             "(expected .npz, .npy, or a folder of binarized_mnist_{train,valid,test}.amat)"
         )
-    return {f"file {name}": _parse_amat(folder / name) for name in AMAT_FILES}
+    return {f"file {name}": read_text_matrix(folder / name) for name in AMAT_FILES}
 
 
 def _load_path(p: Path, seed: int) -> Dataset:
@@ -744,10 +417,10 @@ def _load_path(p: Path, seed: int) -> Dataset:
         if (p / MNIST_FILE).is_file():
             return _load_path(p / MNIST_FILE, seed)
         return _make_dataset(p.name, _load_amat_dir(p), p)
-    magic = _magic(p, str(p))
-    if magic.startswith(b"PK"):
-        return _make_dataset(p.stem, _load_npz(p), p)
-    if magic == b"\x93NUMPY":
+    head = magic(p)
+    if head.startswith(b"PK"):
+        return _make_dataset(p.stem, {f"key '{k}'": a for k, a in read_npz(p, SPLIT_KEYS).items()}, p)
+    if head == b"\x93NUMPY":
         return _make_dataset(p.stem, _load_npy(p, seed), p)
     raise DataError(
         f"{p}: not an .npz or .npy file (expected keys {', '.join(SPLIT_KEYS)} in an .npz, "
@@ -829,9 +502,9 @@ def _file_context(ds: Dataset, spec: str) -> Dataset:
     p = Path(spec).expanduser()
     if p.is_dir() and (p / MNIST_FILE).is_file():
         p = p / MNIST_FILE
-    if not p.is_file() or not zipfile.is_zipfile(p):
+    if not p.is_file() or not magic(p).startswith(b"PK"):
         raise DataError(f"{spec}: context 'file' needs an .npz data file holding the keys {', '.join(CONTEXT_KEYS)}")
-    arrays = _read_npz(p, CONTEXT_KEYS)
+    arrays = read_npz(p, CONTEXT_KEYS)
     return with_context(ds, *(arrays[k] for k in CONTEXT_KEYS), where=str(p))
 
 
@@ -855,9 +528,9 @@ def _load_digits(seed: int, labels: bool = False) -> Dataset:
 
 def _load_table(file: Path) -> np.ndarray:
     """Read and validate a 2-D probability table; returns it as float64, normalised."""
-    if _magic(file, str(file)) != b"\x93NUMPY":
+    if magic(file) != b"\x93NUMPY":
         raise DataError(f"{file}: not an .npy file; expected the (C, C) table distribution.npy")
-    table = _read_npy(file)
+    table = read_npy(file)
     if table.dtype.kind not in "iuf":
         raise DataError(f"{file}: table has dtype {table.dtype}; expected numbers")
     if table.ndim != 2 or table.shape[0] != table.shape[1] or table.shape[0] < 2:
@@ -892,7 +565,7 @@ def _load_2d(path, seed: int) -> Dataset:
     C = p.shape[0]
     rng = np.random.default_rng(seed)
     flat = rng.choice(C * C, size=N_2D_SAMPLES, p=p.ravel())
-    x = np.stack([flat // C, flat % C], axis=1).astype(_int_dtype(C))
+    x = np.stack([flat // C, flat % C], axis=1).astype(np.uint8)
     n_train_full = int(0.8 * N_2D_SAMPLES)  # 80 / 20 as the homework, then 10% of train -> valid
     n_train = int(0.9 * n_train_full)
     train, valid, test = x[:n_train], x[n_train:n_train_full], x[n_train_full:]
@@ -1019,284 +692,3 @@ def _load(spec: str, path, seed: int, context: str) -> Dataset:
         )
     ds = _load_path(p, seed)
     return _file_context(ds, spec) if context == "file" else ds
-
-
-# --------------------------------------------------------------------------- download
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a fetchable data set comes from and how a download is verified.
-
-    Attributes
-    ----------
-    kind : str
-        ``"file"``: the download is the cached file, checked by its file sha256.
-        ``"mnist"``: an ``.npz`` with keys ``train_data``, ``valid_data``,
-        ``test_data`` (any numeric dtype), or an ``.amat`` URL template holding
-        ``{split}`` (``train``, ``valid``, ``test``); each split is checked for
-        its shape, 0/1 values and the sha256 of its ``uint8`` C-order bytes,
-        then the three are cached as one ``uint8`` ``.npz``.
-    filename : str
-        Name of the file in the cache folder.
-    urls : tuple of str
-        Default sources, tried in order (https, or ``file://``).
-    sha256 : str or dict
-        ``"file"``: the file's sha256 (hex). ``"mnist"``: ``{key: sha256}``.
-    shapes : tuple of (rows, columns), optional
-        ``"mnist"``: shapes of train, valid and test.
-    """
-
-    kind: str
-    filename: str
-    urls: tuple
-    sha256: object
-    shapes: tuple | None = None
-
-
-#: The fetchable data sets. Tests (and mirrors of other data) may swap entries.
-SOURCES = {
-    "binarized-mnist": Source("mnist", MNIST_FILE, (MNIST_NPZ_URL, MNIST_AMAT_URL), dict(MNIST_SHA256), MNIST_SHAPES),
-    "2d": Source("file", DIST_FILE, (DIST_URL,), DIST_SHA256),
-}
-FETCH_ALIASES = {"mnist": "binarized-mnist", "binarized_mnist": "binarized-mnist"}
-_REFETCH_FIX = "delete it and run `made-np data fetch binarized-mnist`"
-_MIRROR_FIX = "the source is not the published data; check the URL or use another mirror"
-
-
-def _sha256_file(file: Path) -> str:
-    _require_regular(file)
-    h = hashlib.sha256()
-    try:
-        with open(file, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as exc:
-        raise DataError(f"{file}: cannot read ({_one_line(exc)})") from None
-    return h.hexdigest()
-
-
-def _verify_mnist(splits: dict, src: Source, where, fix: str) -> dict:
-    """Check shapes, 0/1 values and content sha256 of each split; return them as uint8."""
-    out = {}
-    for key, shape in zip(SPLIT_KEYS, src.shapes):
-        arr = np.asarray(splits[key])
-        if arr.shape != tuple(shape):
-            raise DataError(f"{where}: key '{key}' has shape {arr.shape}, expected {tuple(shape)}; {fix}")
-        if arr.dtype.kind not in "biuf" or not ((arr == 0) | (arr == 1)).all():
-            raise DataError(f"{where}: key '{key}' has values other than 0 and 1; {fix}")
-        u8 = np.ascontiguousarray(arr, dtype=np.uint8)
-        digest = hashlib.sha256(u8.data).hexdigest()
-        if digest != src.sha256[key]:
-            raise DataError(
-                f"{where}: key '{key}' fails its checksum (sha256 of the uint8 content {digest[:16]}..., "
-                f"expected {src.sha256[key][:16]}...); {fix}"
-            )
-        out[key] = u8
-    return out
-
-
-def _verify_cached_table(file: Path, src: Source | None = None) -> None:
-    src = src or SOURCES["2d"]
-    digest = _sha256_file(file)
-    if digest != src.sha256:
-        raise DataError(
-            f"{file}: cached file fails its checksum (sha256 {digest[:16]}..., expected "
-            f"{src.sha256[:16]}...); delete it and run `made-np data fetch 2d`"
-        )
-
-
-def _cached_ok(src: Source, target: Path) -> bool:
-    """True when ``target`` exists and passes the checks of ``src``."""
-    if not os.path.lexists(target):
-        return False
-    try:
-        if src.kind == "file":
-            _verify_cached_table(target, src)
-        else:
-            _verify_mnist(_read_npz(target), src, target, fix="")
-    except (DataError, OSError):
-        return False
-    return True
-
-
-def _check_url(url: str) -> str:
-    """Return the scheme of ``url`` (``https`` or ``file``); refuse everything else."""
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
-    if scheme in ("https", "file"):
-        return scheme
-    if scheme == "http":
-        raise DataError(
-            f"{url}: plain http:// downloads are refused (nothing protects them in transit); "
-            "use the https:// address or a file:// mirror"
-        )
-    local = "file://" + str(expand_path(url).absolute()) if not scheme and url.strip() else "file:///path/to/file"
-    raise DataError(
-        f"{url or repr(url)}: unsupported URL (scheme {scheme or 'none'}); give an https:// URL or a file:// "
-        f"mirror such as {local}"
-    )
-
-
-def _file_downloader(url, output_file, pooch=None, check_only=False):
-    """pooch downloader for ``file://`` URLs (local mirrors, offline tests)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
-        raise DataError(f"{url}: file:// URL names host {parts.netloc!r}; use file:///absolute/path")
-    src = Path(urllib.request.url2pathname(parts.path))
-    if check_only:
-        return src.is_file()
-    _require_regular(src)
-    if hasattr(output_file, "write"):
-        with open(src, "rb") as f:
-            shutil.copyfileobj(f, output_file)
-    else:
-        shutil.copyfile(src, output_file)
-    return None
-
-
-@contextlib.contextmanager
-def _quiet_pooch(pooch):
-    """Hide pooch's INFO lines ("Downloading data from ...", "SHA256 hash of downloaded file")."""
-    logger = pooch.get_logger()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _download(url: str, folder: Path, fname: str, known_hash, progress: bool, timeout: float) -> Path:
-    """Download ``url`` to ``folder / fname`` with pooch; every failure is a one-line DataError."""
-    try:
-        import pooch
-    except ImportError:  # pragma: no cover - pooch is an install requirement
-        raise DataError("downloads need the pooch package; run `pip install pooch`") from None
-    if _check_url(url) == "file":
-        downloader = _file_downloader
-    else:
-        if importlib.util.find_spec("tqdm") is None:  # pooch's progress bar needs tqdm
-            progress = False
-        downloader = pooch.HTTPDownloader(progressbar=bool(progress), timeout=timeout)
-    try:
-        with _quiet_pooch(pooch):
-            return Path(pooch.retrieve(
-                url, known_hash=known_hash, fname=fname, path=folder, downloader=downloader
-            ))
-    except DataError as exc:
-        raise DataError(f"{url}: download failed ({exc})") from None
-    except Exception as exc:  # requests, OSError, pooch's hash check (ValueError)
-        if known_hash and "does not match the known hash" in str(exc):
-            raise DataError(
-                f"{url}: the download fails its checksum (expected sha256 {known_hash.split(':')[-1][:16]}...); "
-                f"{_MIRROR_FIX}"
-            ) from None
-        raise DataError(f"{url}: download failed ({_one_line(exc)})") from None
-
-
-def _fetch_into(src: Source, url: str, folder: Path, target: Path, progress: bool, timeout: float) -> None:
-    """Download ``url`` into a temporary folder inside ``folder``, verify, then os.replace onto target."""
-    tmpdir = Path(tempfile.mkdtemp(dir=folder, prefix=f".{src.filename}.", suffix=".part"))
-    try:
-        if src.kind == "file":
-            got = _download(url, tmpdir, "download", f"sha256:{src.sha256}", progress, timeout)
-            os.replace(got, target)
-            return
-        try:
-            if "{split}" in url:
-                urls = [url.replace("{split}", s) for s in ("train", "valid", "test")]
-                files = [_download(u, tmpdir, f"{s}.amat", None, progress, timeout)
-                         for u, s in zip(urls, ("train", "valid", "test"))]
-                arrays = dict(zip(SPLIT_KEYS, (_parse_amat(f) for f in files)))
-            else:
-                got = _download(url, tmpdir, "download.npz", None, progress, timeout)
-                arrays = _read_npz(got)
-        except DataError as exc:  # name the URL, not the temporary file
-            msg = str(exc)
-            for f in tmpdir.iterdir():
-                msg = msg.replace(str(f), url)
-            raise DataError(msg) from None
-        good = _verify_mnist(arrays, src, url, fix=_MIRROR_FIX)
-        del arrays
-        out = tmpdir / "verified.npz"
-        np.savez_compressed(out, **good)
-        os.replace(out, target)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-def fetch(name: str, *, cache_dir=None, url=None, progress: bool = False, timeout: float = 60.0) -> Path:
-    """Download a data set into the cache, verified, unless a verified copy is there already.
-
-    Parameters
-    ----------
-    name : str
-        ``"binarized-mnist"`` (aliases ``"mnist"``, ``"binarized_mnist"``) or ``"2d"``.
-    cache_dir : str or os.PathLike, optional
-        Target folder (created if needed); default :func:`cache_dir`, where
-        :func:`load_dataset` looks.
-    url : str, optional
-        A mirror to use instead of the default sources: ``https://`` or
-        ``file://`` (plain ``http://`` is refused). For binarized MNIST either
-        an ``.npz`` with keys ``train_data``, ``valid_data``, ``test_data``, or
-        a template of the three ``.amat`` files holding ``{split}``, e.g.
-        ``file:///mirror/binarized_mnist_{split}.amat``.
-    progress : bool, default False
-        Show pooch's progress bar for https downloads (needs ``tqdm``; without
-        it the download runs without a bar).
-    timeout : float, default 60
-        Seconds to wait on a stalled connection.
-
-    Returns
-    -------
-    pathlib.Path
-        ``<cache_dir>/binarized_mnist.npz`` (``uint8`` splits) or
-        ``<cache_dir>/distribution.npy``.
-
-    Raises
-    ------
-    DataError
-        Unknown name, a URL that is not https/file, an unusable cache folder,
-        or every source failed (network, unreadable file, wrong shape, values
-        other than 0/1, checksum mismatch); one line naming each URL, the
-        reason and the fix. A cached file is never replaced by a download that
-        failed its checks, and no temporary file is left behind.
-    """
-    key = FETCH_ALIASES.get(str(name).lower(), str(name).lower())
-    if key not in SOURCES:
-        raise DataError(f"cannot fetch {name!r}: choose one of {', '.join(SOURCES)}")
-    src = SOURCES[key]
-    urls = tuple(src.urls) if url is None else (str(url),)
-    for u in urls:
-        _check_url(u)
-    folder = expand_path(cache_dir) if cache_dir is not None else _user_cache_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(
-            f"{folder}: cannot create the cache folder ({_one_line(exc)}); pass another --cache-dir"
-        ) from None
-    target = folder / src.filename
-    if _cached_ok(src, target):
-        return target
-    errors = []
-    for u in urls:
-        try:
-            _fetch_into(src, u, folder, target, progress, timeout)
-        except DataError as exc:
-            errors.append(str(exc))
-            continue
-        except OSError as exc:
-            errors.append(f"{u}: cannot write into {folder} ({_one_line(exc)})")
-            continue
-        return target
-    kept = " (the cached file was left as it was)" if os.path.lexists(target) else ""
-    raise DataError(
-        f"could not fetch {key}{kept}: " + "; ".join(errors)
-        + "; retry, or pass --url with an https:// or file:// mirror"
-    )
-
-
-def fetch_binarized_mnist(cache_dir=None, *, url=None, progress: bool = False, timeout: float = 60.0) -> Path:
-    """Download binarized MNIST into the cache: ``fetch("binarized-mnist", ...)``."""
-    return fetch("binarized-mnist", cache_dir=cache_dir, url=url, progress=progress, timeout=timeout)

@@ -18,19 +18,14 @@ arrays that grow with the user's choices and ignore the fixed costs (Python, Num
 matplotlib). They are there to turn "Unable to allocate 7.3 TiB" minutes into a run,
 or a machine swapping to death, into an immediate, actionable error.
 
-Count bounds that do not depend on memory live here too: :data:`MAX_EVAL_MASKS`
-(``--eval-masks``, ``--valid-masks``), :data:`MAX_NUM_MASKS` (``--num-masks``) and
-:data:`MAX_PNG_IMAGES` (a ``.png`` grid of samples).
+Count bounds of figures live here too (:data:`MAX_PNG_IMAGES`: a ``.png`` grid of samples); those
+of masks are the configuration's (:data:`made_np.config.MAX_EVAL_MASKS`, ``MAX_NUM_MASKS``).
 """
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass
-
-# Bounds of counts that do not depend on memory (defined with the configuration):
-# masks in an evaluation or validation ensemble, and the size of a mask bank.
-from .config import MAX_EVAL_MASKS, MAX_NUM_MASKS  # noqa: F401
 
 ENV = "MADE_NP_MAX_MEMORY"
 #: The limit where the machine's RAM cannot be read.

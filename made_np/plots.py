@@ -36,7 +36,7 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(fig: Figure, out_path) -> Path:
-    from .checkpoint import atomic_file  # a failed write keeps any earlier figure of that name
+    from .runfolder import atomic_file  # a failed write keeps any earlier figure of that name
 
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .checkpoint import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, RunFolderError, interrupts_deferred,
-                         params_digest, run_lock, save_checkpoint, write_metrics)
+from .checkpoint import check_info as _check_info, check_resume_state, finished_run_blocker, save_checkpoint
 from .checks import check_context, check_data, check_int, check_model
-from .config import MAX_EPOCHS, MAX_EVAL_MASKS, TrainConfig
+from .config import MAX_EVAL_MASKS, TrainConfig
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
-from .optim import make_optimizer, optimizer_class
+from .optim import make_optimizer
 from .registry import speed_form
+from .runfolder import CHECKPOINT_NAME, METRICS_NAME, RunFolderError, interrupts_deferred, run_lock, write_metrics
 
 DEFAULT_VALID_MASKS = 16
 
@@ -390,14 +390,6 @@ def _check_fit_arguments(model, cfg, out_dir, resume_state, callback) -> None:
         raise ValueError("out_dir is an empty name; give the run folder, or None to write nothing")
 
 
-def _check_info(info) -> None:
-    """A ``resume_state`` is the info dict of :func:`made_np.checkpoint.load_checkpoint` (not its
-    ``(model, info)`` pair)."""
-    if not isinstance(info, dict):
-        raise CheckpointError(f"resume_state must be the info dict that load_checkpoint returns (its second "
-                              f"value), got {type(info).__name__}")
-
-
 def _check_run_folder(out_dir, resume_state) -> None:
     """Inside the folder's lock: a folder holding a run's checkpoint is written only by the resume
     of that very run."""
@@ -428,157 +420,6 @@ def _check_fit_data(model, dataset) -> None:
         rows = max(1, (1 << 20) // max(1, shape[1]))  # blocks of about a million entries
         for start in range(0, shape[0], rows):
             check_data(model, x[start:start + rows], f"dataset.{split}")
-
-
-# =========================================================================== resuming
-
-
-def _show(value) -> str:
-    """A stored value as a one-line message shows it: ``'3'``, ``null``, ``1.5``, ``an array of shape (2,)``."""
-    if isinstance(value, np.ndarray):
-        if value.ndim:
-            return f"an array of shape {tuple(value.shape)}"
-        value = value.item()
-    if value is None:
-        return "null"
-    if isinstance(value, (list, tuple)):
-        return f"a list of {len(value)} items"
-    if isinstance(value, dict):
-        return "an object"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value) -> bool:
-    return _is_int(value) or isinstance(value, (float, np.floating))
-
-
-def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
-    """Check what a resume reads from a checkpoint, before any training.
-
-    ``info`` is the second result of :func:`made_np.checkpoint.load_checkpoint`. Checked:
-    the training state (``state.epoch``, ``state.step``, ``state.best_epoch``: integers
-    ``>= 0``; ``state.best_valid_nll``: a number; ``state.finished``: a boolean), the
-    optimiser (the one ``cfg`` names; its ``opt_t`` a non-negative integer, ``opt_lr`` a
-    positive number, every state buffer present, of its parameter's shape and finite,
-    none of another optimiser), the best weights (``best_*``: the parameters' shapes,
-    finite) and the history (``history.rows``: one row per epoch ``1 .. state.epoch``).
-
-    Raises
-    ------
-    made_np.checkpoint.CheckpointError
-        One line naming the file and the entry, e.g. ``model.npz: entry 'best_W0' has
-        shape (3, 4), expected (64, 500)``.
-    """
-    _check_info(info)
-    where = info.get("path") or "checkpoint"
-
-    def bad(entry, message):
-        raise CheckpointError(f"{where}: entry '{entry}' {message}")
-
-    if info.get("loaded_best"):
-        raise CheckpointError(f"{where}: the model was loaded with its best weights (best=True); a resume "
-                              "continues the last ones: load_checkpoint(path) and resume that model")
-    if info.get("params_sha256") and params_digest(model.params) != info["params_sha256"]:
-        raise CheckpointError(f"{where}: the model to resume does not hold this checkpoint's weights (another "
-                              "model, or one trained since it was loaded); resume the model that "
-                              "load_checkpoint(path) returns, with the info it returns")
-
-    state = info.get("state")
-    if not isinstance(state, dict) or not state:
-        raise CheckpointError(f"{where}: the checkpoint holds no training state to resume (entry 'state')")
-    for key in ("epoch", "step", "best_epoch"):
-        if not _is_int(state.get(key)) or state[key] < 0:
-            bad(f"state.{key}", f"is {_show(state.get(key))}, expected an integer >= 0")
-    if state["epoch"] > MAX_EPOCHS:  # before anything sized by it (the history's epochs)
-        bad("state.epoch", f"is {_show(state['epoch'])}, more than the {MAX_EPOCHS} epochs a run may have")
-    epoch = int(state["epoch"])
-    if state["best_epoch"] > epoch:
-        bad("state.best_epoch", f"is {state['best_epoch']}, after the run's epoch {epoch}")
-    best_nll = state.get("best_valid_nll")
-    if not _is_number(best_nll) or math.isnan(best_nll) or (state["best_epoch"] and not math.isfinite(best_nll)):
-        bad("state.best_valid_nll", f"is {_show(best_nll)}, expected a finite number")
-    if not isinstance(state.get("finished"), bool):
-        bad("state.finished", f"is {_show(state.get('finished'))}, expected true or false")
-    if not state["finished"] and cfg.epochs is not None and cfg.epochs < epoch:  # it would claim fewer than it ran
-        raise CheckpointError(f"{where}: epochs = {cfg.epochs} (--epochs) is fewer than the {epoch} epochs this run "
-                              f"has trained; give at least {epoch} ({epoch} ends it at its saved epoch), or leave "
-                              "it out")
-
-    recorded = (info.get("config") or {}).get("optimizer")
-    trained = info.get("train_config").optimizer if info.get("train_config") is not None else None
-    for name in (recorded.lower().removeprefix("fast") if isinstance(recorded, str) else None, trained):
-        if name is not None and name != cfg.optimizer:
-            bad("optimizer", f"is {name!r}, but the run resumes with optimizer {cfg.optimizer!r} "
-                             "(resume with the optimizer it was trained with)")
-    opt = info.get("optimizer") or {}
-    if epoch > 0 and not opt:
-        bad("opt_t", "is missing (the checkpoint holds no optimizer state)")
-    if opt:
-        shapes = [tuple(p.shape) for p in model.params]
-        buffers = {f"{n}{i}": shape for n in optimizer_class(cfg.optimizer).state_names
-                   for i, shape in enumerate(shapes)}
-        for key in sorted(set(opt) - set(buffers) - {"t", "lr"}):
-            bad(f"opt_{key}", f"is not part of the state of optimizer {cfg.optimizer!r}")
-        t, lr = (np.asarray(opt.get(k)) for k in ("t", "lr"))
-        if "t" not in opt or t.ndim or t.dtype.kind not in "iu" or t < 0:
-            bad("opt_t", f"is {_show(opt.get('t'))}, expected an integer >= 0")
-        if "lr" not in opt or lr.ndim or lr.dtype.kind not in "iuf" or not 0 < float(lr) < math.inf:
-            bad("opt_lr", f"is {_show(opt.get('lr'))}, expected a finite number > 0")
-        nonnegative = optimizer_class(cfg.optimizer).nonnegative_state
-        for key, shape in buffers.items():
-            _check_array(bad, f"opt_{key}", opt.get(key), shape)
-            if key.rstrip("0123456789") in nonnegative and (np.asarray(opt[key]) < 0).any():
-                bad(f"opt_{key}", "holds negative values, but it sums squared gradients (>= 0)")
-    best = info.get("best_params")
-    if best is not None:
-        for name, shape in zip(model.param_names, (tuple(p.shape) for p in model.params)):
-            _check_array(bad, f"best_{name}", best.get(name), shape)
-
-    history = info.get("history")
-    if epoch > 0 and not isinstance(history, dict):
-        bad("history", f"is {_show(history)}, expected the run's history")
-    if isinstance(history, dict):
-        rows = history.get("rows")
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            bad("history.rows", f"is {_show(rows)}, expected a list of epochs")
-        for i, row in enumerate(rows):
-            for key in ("epoch", "train_nll", "valid_nll", "seconds"):
-                if not _is_number(row.get(key)):
-                    bad(f"history.rows[{i}].{key}", f"is {_show(row.get(key))}, expected a number")
-        if len(rows) != epoch or [r["epoch"] for r in rows] != list(range(1, epoch + 1)):
-            bad("history.rows", f"holds epochs {[r['epoch'] for r in rows][:6]}, expected 1 to {epoch}")
-
-
-def _check_array(bad, entry: str, value, shape: tuple) -> None:
-    if value is None:
-        bad(entry, "is missing")
-    value = np.asarray(value)
-    if tuple(value.shape) != shape:
-        bad(entry, f"has shape {tuple(value.shape)}, expected {shape}")
-    if value.dtype.kind not in "iuf":
-        bad(entry, f"has dtype {value.dtype}, expected floating point numbers")
-    if not np.isfinite(value).all():
-        bad(entry, "holds values that are not finite (NaN or infinity)")
-
-
-def finished_run_blocker(state: dict, cfg: TrainConfig):
-    """Why the finished run of training state ``state`` does not train on under ``cfg``; None when it does.
-
-    It does when ``cfg.epochs`` exceeds the epochs it trained and its patience would
-    not stop it at once.
-    """
-    epoch, best_epoch = int(state["epoch"]), int(state["best_epoch"])
-    if cfg.epochs <= epoch:
-        return f"it trained {epoch} epochs, and {cfg.epochs} are asked for"
-    if cfg.patience and epoch - best_epoch >= cfg.patience:
-        return (f"it stopped early at epoch {epoch}, {epoch - best_epoch} epochs after its best epoch "
-                f"{best_epoch}, and the patience is {cfg.patience}")
-    return None
 
 
 class _Run:

@@ -268,7 +268,8 @@ def test_fit_checks_its_arguments_and_never_overwrites_a_run(binrun, tmp_path):
     from types import SimpleNamespace
 
     from made_np import MADE, MADEConfig, TrainConfig, fit, load_checkpoint
-    from made_np.checkpoint import CheckpointError, RunFolderError
+    from made_np.checkpoint import CheckpointError
+    from made_np.runfolder import RunFolderError
 
     model = MADE(MADEConfig(D=6, hidden=(8,)))
     good = np.zeros((20, 6), np.uint8)
@@ -313,7 +314,8 @@ def test_fit_checks_its_arguments_and_never_overwrites_a_run(binrun, tmp_path):
 
 def test_api_paths_and_names_fail_in_one_line(tmp_path):
     from made_np import load_checkpoint
-    from made_np.checkpoint import CheckpointError, write_json
+    from made_np.checkpoint import CheckpointError
+    from made_np.runfolder import write_json
     from made_np.data import DataError, load_dataset
 
     np.save(tmp_path / "a.npy", np.zeros((30, 4), np.uint8))

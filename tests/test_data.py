@@ -1,4 +1,5 @@
 """Tests of made_np.data: every loader format, every bad input, the downloader."""
+import io
 import os
 import threading
 import time
@@ -12,7 +13,7 @@ from conftest import examples
 from hypothesis import given
 from hypothesis import strategies as st
 
-from made_np import data
+from made_np import data, download, limits, npyio
 from made_np.data import MAX_CLASSES, DataError, Dataset, cache_dir, load_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -260,7 +261,7 @@ def test_deflate_bomb_bound(tmp_path, monkeypatch):
     path = tmp_path / "zeros.npz"
     np.savez_compressed(path, **{k: np.zeros((200, 16)) for k in KEYS})
     assert load_dataset(str(path)).classes == 2
-    monkeypatch.setattr(data, "_MAX_DEFLATE_RATIO", 1)  # zeros compress far better than 1:1
+    monkeypatch.setattr(npyio, "MAX_DEFLATE_RATIO", 1)  # zeros compress far better than 1:1
     with pytest.raises(DataError, match=r"zeros\.npz: key 'train_data': not a valid \.npz archive \(member declares"):
         load_dataset(str(path))
 
@@ -456,11 +457,11 @@ def register_mnist(monkeypatch, splits):
     from dataclasses import replace
 
     src = replace(
-        data.SOURCES["binarized-mnist"],
+        download.SOURCES["binarized-mnist"],
         shapes=tuple(splits[k].shape for k in KEYS),
         sha256={k: hashlib.sha256(np.ascontiguousarray(splits[k], dtype=np.uint8)).hexdigest() for k in KEYS},
     )
-    monkeypatch.setitem(data.SOURCES, "binarized-mnist", src)
+    monkeypatch.setitem(download.SOURCES, "binarized-mnist", src)
     return src
 
 
@@ -605,3 +606,46 @@ def test_a_ragged_text_matrix_says_what_is_wrong_without_numpys_advice(tmp_path)
     with pytest.raises(DataError, match=r"changed from 3 to 2 at row 2\); every row needs the same number") as err:
         load_dataset(str(tmp_path))
     assert "usecols" not in str(err.value)
+
+
+def test_npz_naming_a_key_twice_is_refused(tmp_path):
+    """Two train_data.npy members: NumPy (and made-np, before) read the last one silently."""
+    path = save_npz(tmp_path / "twice.npz")
+    with zipfile.ZipFile(path, "a") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        buf = io.BytesIO()
+        np.save(buf, np.ones((3, 16)))
+        zf.writestr("train_data.npy", buf.getvalue())
+    with pytest.raises(DataError) as info:
+        load_dataset(str(path))
+    assert "\n" not in str(info.value) and "twice.npz: key 'train_data' appears twice" in str(info.value)
+
+
+def test_arrays_beyond_the_memory_limit_are_refused_from_their_header(tmp_path):
+    """A real .npy (not a lying one) of 2 MiB under a 1 MiB limit: refused before it is read."""
+    np.save(tmp_path / "big.npy", np.zeros((2**15, 8), dtype=np.float64))
+    limits.use_limit(2**20)  # as a command's --max-memory 1M
+    try:
+        with pytest.raises(DataError) as info:
+            load_dataset(str(tmp_path / "big.npy"))
+    finally:
+        limits.use_limit(None)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{tmp_path / 'big.npy'} needs about 2.0 MiB of memory")
+    assert "the limit is 1.0 MiB (--max-memory" in msg
+
+
+def test_amat_text_beyond_the_memory_limit_is_refused_before_parsing(tmp_path, monkeypatch):
+    """Parsing text takes ~20 bytes a byte: a 100 MB .amat took 2 GB with no check."""
+    folder = write_amat(tmp_path / "amat", binary_splits(rows=(100, 5, 5), D=400))
+    size = (folder / "binarized_mnist_train.amat").stat().st_size  # 80 kB of text: 1.6 MB to parse
+    limits.use_limit(2**20)
+    try:
+        with pytest.raises(DataError) as info:
+            load_dataset(str(folder))
+    finally:
+        limits.use_limit(None)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{folder / 'binarized_mnist_train.amat'} needs about")
+    assert f"{size * npyio.TEXT_BYTES_PER_BYTE / 2**20:.1f} MiB" in msg and "(--max-memory" in msg
+    monkeypatch.setenv("MADE_NP_MAX_MEMORY", "2M")  # outside a command: the environment's limit
+    assert load_dataset(str(folder)).train.shape == (100, 400)

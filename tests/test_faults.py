@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,14 +22,15 @@ import pytest
 from conftest import chain_dataset
 from click.testing import CliRunner
 
-from made_np import checkpoint as checkpoint_mod
-from made_np.checkpoint import (CheckpointError, RunFolderError, RunLockedError, load_checkpoint,
-                                read_checkpoint_meta, run_lock)
+from made_np import checkpoint as checkpoint_mod, runfolder
+from made_np.checkpoint import (CheckpointError, check_resume_state, finished_run_blocker, load_checkpoint,
+                                read_checkpoint_meta)
+from made_np.runfolder import RunFolderError, RunLockedError, run_lock
 from made_np.cli import cli
 from made_np.config import TrainConfig
 from made_np.data import Dataset
 from made_np.model import MADE, MADEConfig
-from made_np.train import DivergenceError, check_resume_state, evaluate, finished_run_blocker, fit, mask_for_step
+from made_np.train import DivergenceError, evaluate, fit, mask_for_step
 
 ROOT = Path(__file__).resolve().parents[1]
 D = 8
@@ -217,10 +219,11 @@ import os, signal, sys
 import numpy as np
 from made_np import checkpoint
 from made_np.model import MADE, MADEConfig
+from made_np.runfolder import run_lock
 
 folder = sys.argv[1]
 model = MADE(MADEConfig(D=4, hidden=(6,)))
-with checkpoint.run_lock(folder):
+with run_lock(folder):
     checkpoint.save_checkpoint(os.path.join(folder, "model.npz"), model)
     real_savez = np.savez
 
@@ -259,7 +262,7 @@ def test_interrupts_deferred_outside_the_main_thread_runs_the_block_as_is():
     done = []
 
     def body():
-        with checkpoint_mod.interrupts_deferred():
+        with runfolder.interrupts_deferred():
             done.append(signal.getsignal(signal.SIGINT))
 
     t = threading.Thread(target=body)
@@ -270,7 +273,7 @@ def test_interrupts_deferred_outside_the_main_thread_runs_the_block_as_is():
 
 def test_an_error_inside_interrupts_deferred_goes_up_as_it_is():
     with pytest.raises(OSError, match="disk full"):
-        with checkpoint_mod.interrupts_deferred():
+        with runfolder.interrupts_deferred():
             signal.raise_signal(signal.SIGINT)
             raise OSError(errno.ENOSPC, "disk full")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -281,14 +284,14 @@ def test_atomic_outputs_write_through_links_and_keep_permissions(tmp_path, monke
     target.write_bytes(b"old")
     os.chmod(target, 0o640)
     link.symlink_to(target)
-    with checkpoint_mod.atomic_file(link, "wb") as f:
+    with runfolder.atomic_file(link, "wb") as f:
         f.write(b"new")
     assert link.is_symlink() and target.read_bytes() == b"new"  # the link kept, its target written
     assert target.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npy", "target.npy"]
-    monkeypatch.setattr(checkpoint_mod.os, "access", lambda path, mode: False)  # not writable (root may write all)
+    monkeypatch.setattr(runfolder.os, "access", lambda path, mode: False)  # not writable (root may write all)
     with pytest.raises(PermissionError) as err:
-        with checkpoint_mod.atomic_file(link, "wb") as f:
+        with runfolder.atomic_file(link, "wb") as f:
             f.write(b"newer")
     assert err.value.filename == str(link) and target.read_bytes() == b"new"
     monkeypatch.undo()
@@ -298,7 +301,7 @@ def test_atomic_outputs_write_through_links_and_keep_permissions(tmp_path, monke
     to_fifo.symlink_to(fifo)
     for name, message in ((loop, "a loop of symbolic links"), (to_fifo, "which is not a regular file")):
         with pytest.raises(OSError, match=message):  # a rename would replace the pipe (or /dev/null) itself
-            with checkpoint_mod.atomic_file(name, "wb") as f:
+            with runfolder.atomic_file(name, "wb") as f:
                 f.write(b"x")
     assert fifo.exists() and not fifo.is_file() and loop.is_symlink()
 
@@ -365,7 +368,7 @@ def test_unwritable_out_is_refused_before_the_data_are_loaded(tmp_path, monkeypa
     try:
         if os.geteuid() == 0:  # root writes anywhere: make the folder look read-only
             real_access = os.access
-            monkeypatch.setattr(checkpoint_mod.os, "access", lambda p, mode: real_access(p, mode) and not (
+            monkeypatch.setattr(runfolder.os, "access", lambda p, mode: real_access(p, mode) and not (
                 Path(p) == read_only / "run" and mode & os.W_OK))
             (read_only / "run").mkdir()
         user_error(run("train", "--out", read_only / "run"), "--out", str(read_only / "run"), "Permission denied")
@@ -646,8 +649,6 @@ def unfinished(tmp_path_factory, small_npy):
 def test_an_unfinished_run_resumed_with_fewer_epochs_than_it_ran_is_refused(unfinished, tmp_path):
     """--epochs 1 on a run saved at epoch 2 used to finish it, recording a 1-epoch run of 2 epochs;
     --epochs 2 ends it at its saved epoch (its results written, no training)."""
-    import shutil
-
     out = Path(shutil.copytree(unfinished, tmp_path / "run"))
     user_error(run("train", "--resume", out, "--epochs", 1), "epochs = 1 (--epochs) is fewer than the 2 epochs",
                "give at least 2")
@@ -798,6 +799,19 @@ def test_check_resume_state_in_python(unfinished, tmp_path):
         check_resume_state(model, cfg, {**info, "state": None})
 
 
+def test_a_cli_resume_checks_the_resume_state_once(unfinished, tmp_path, monkeypatch):
+    """made-np train --resume checked the state before loading the data, then fit checked it all again."""
+    out = Path(shutil.copytree(unfinished, tmp_path / "run"))
+    checked, real = [], checkpoint_mod._check_array
+    monkeypatch.setattr(checkpoint_mod, "_check_array", lambda bad, entry, *a: checked.append(entry) or real(bad, entry, *a))
+    model, info = load_checkpoint(out)
+    check_resume_state(model, info["train_config"], info)
+    once, checked[:] = sorted(checked), []
+    assert "opt_m0" in once and "best_W0" in once
+    assert run("train", "--resume", out, "-q").exit_code == 0
+    assert sorted(checked) == once
+
+
 @pytest.mark.parametrize("args", [("train", "--resume", ""), ("evaluate", " "), ("train", "--dataset", "2d",
                                                                                  "--dataset-path", ""),
                                   ("sample", "run", "--out", "")])
@@ -854,11 +868,11 @@ def test_json_never_holds_nan(tmp_path):
     """results.json and --json are JSON: Python's NaN/Infinity are refused, naming the value's key."""
     results = {"split": "test", "single": {"nll": np.float32("nan"), "n": 3}, "rows": [1.0, float("inf")]}
     with pytest.raises(CheckpointError, match=r"results.json: not written: single.nll is nan, which JSON cannot hold"):
-        checkpoint_mod.write_json(tmp_path / "results.json", results)
+        runfolder.write_json(tmp_path / "results.json", results)
     assert not (tmp_path / "results.json").exists()
     with pytest.raises(CheckpointError, match=r"--json: not written: rows.1 is inf"):
-        checkpoint_mod.json_text({"rows": [1.0, np.float64("inf")]}, "--json")
-    assert json.loads(checkpoint_mod.json_text({"a": np.float32(0.5), "b": np.arange(2)}, "x")) == {"a": 0.5, "b": [0, 1]}
+        runfolder.json_text({"rows": [1.0, np.float64("inf")]}, "--json")
+    assert json.loads(runfolder.json_text({"a": np.float32(0.5), "b": np.arange(2)}, "x")) == {"a": 0.5, "b": [0, 1]}
 
 
 def test_evaluate_json_of_a_nan_result_is_one_line(unfinished, monkeypatch):

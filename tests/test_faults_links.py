@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from conftest import one_line_error, run_cli as run
 
-from made_np import checkpoint
-from made_np.checkpoint import RunFolderError
+from made_np import runfolder
+from made_np.checkpoint import update_checkpoint_meta
+from made_np.runfolder import RunFolderError
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_a_resume_through_a_link_to_another_runs_checkpoint_is_refused(runs, tmp
                    "another run; writing through it would change that run")
     assert contents(b) == before and sorted(p.name for p in (tmp_path / "C").iterdir()) == ["model.npz"]
     with pytest.raises(RunFolderError, match="in the folder of another run"):  # the library's writers alike
-        checkpoint.update_checkpoint_meta(tmp_path / "C", results=None)
+        update_checkpoint_meta(tmp_path / "C", results=None)
     assert contents(b) == before
 
 
@@ -82,10 +83,10 @@ def test_the_holder_of_a_run_folder_writes_through_its_links(runs, tmp_path):
     link = tmp_path / "results.json"
     link.symlink_to(b / "results.json")
     with pytest.raises(RunFolderError, match="in the folder of another run"):
-        checkpoint.write_json(link, {"x": 1})
-    with checkpoint.run_lock(b):
-        checkpoint.write_json(link, {"x": 1})
+        runfolder.write_json(link, {"x": 1})
+    with runfolder.run_lock(b):
+        runfolder.write_json(link, {"x": 1})
     assert (b / "results.json").read_text() == '{\n  "x": 1\n}' and link.is_symlink()
     (b / "other.json").symlink_to(b / "results.json")
-    checkpoint.write_json(b / "other.json", {"x": 2})
+    runfolder.write_json(b / "other.json", {"x": 2})
     assert (b / "results.json").read_text() == '{\n  "x": 2\n}'

@@ -1,8 +1,8 @@
-"""Tests of made_np.data.fetch: verified, cached, https-or-file:// downloads, all offline.
+"""Tests of made_np.download.fetch: verified, cached, https-or-file:// downloads, all offline.
 
 Every download comes from a ``file://`` mirror built in ``tmp_path`` (or, for the
 https code path, a stub of pooch's HTTP downloader); the checksums of the small
-synthetic files are registered by swapping entries of ``data.SOURCES``. One test
+synthetic files are registered by swapping entries of ``download.SOURCES``. One test
 fetches the real reference files from ``../shared/data`` with the real checksums.
 """
 import hashlib
@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from made_np import data
-from made_np.data import DataError, fetch, fetch_binarized_mnist, load_dataset
+from made_np import download
+from made_np.data import DataError, load_dataset
+from made_np.download import fetch, fetch_binarized_mnist
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KEYS = ("train_data", "valid_data", "test_data")
@@ -30,19 +31,19 @@ def splits_of(rows=ROWS, D=784, seed=0, dtype=np.float64):
 def register_mnist(monkeypatch, splits):
     """Point SOURCES['binarized-mnist'] at ``splits``: their shapes and content checksums."""
     src = replace(
-        data.SOURCES["binarized-mnist"],
+        download.SOURCES["binarized-mnist"],
         urls=("file:///nonexistent/default.npz",),  # a default source is never a real network
         shapes=tuple(splits[k].shape for k in KEYS),
         sha256={k: hashlib.sha256(np.ascontiguousarray(splits[k], dtype=np.uint8)).hexdigest() for k in KEYS},
     )
-    monkeypatch.setitem(data.SOURCES, "binarized-mnist", src)
+    monkeypatch.setitem(download.SOURCES, "binarized-mnist", src)
     return src
 
 
 def register_table(monkeypatch, file: Path):
-    src = replace(data.SOURCES["2d"], urls=("file:///nonexistent/distribution.npy",),
+    src = replace(download.SOURCES["2d"], urls=("file:///nonexistent/distribution.npy",),
                   sha256=hashlib.sha256(file.read_bytes()).hexdigest())
-    monkeypatch.setitem(data.SOURCES, "2d", src)
+    monkeypatch.setitem(download.SOURCES, "2d", src)
     return src
 
 
@@ -111,7 +112,7 @@ def test_cached_verified_file_is_not_downloaded_again(tmp_path, mnist_mirror, mo
     def no_download(*args, **kwargs):
         raise AssertionError("downloaded although the cache holds a verified file")
 
-    monkeypatch.setattr(data, "_download", no_download)
+    monkeypatch.setattr(download, "_download", no_download)
     again = fetch("binarized-mnist", cache_dir=tmp_path / "cache", url=src.as_uri())
     assert again == out and (out.read_bytes(), out.stat().st_mtime_ns) == before
 
@@ -177,8 +178,8 @@ def test_broken_download_leaves_no_temporary_files(tmp_path, mnist_mirror):
 
 def test_default_sources_are_tried_in_order(tmp_path, mnist_mirror, monkeypatch):
     src, _ = mnist_mirror
-    entry = data.SOURCES["binarized-mnist"]
-    monkeypatch.setitem(data.SOURCES, "binarized-mnist",
+    entry = download.SOURCES["binarized-mnist"]
+    monkeypatch.setitem(download.SOURCES, "binarized-mnist",
                         replace(entry, urls=((tmp_path / "down.npz").as_uri(), src.as_uri())))
     assert fetch("binarized-mnist", cache_dir=tmp_path / "cache").is_file()
 
@@ -188,7 +189,7 @@ def test_default_cache_dir_is_where_the_loader_looks(tmp_path, mnist_mirror, mon
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("MADE_NP_DATA", raising=False)
     out = fetch("binarized-mnist", url=src.as_uri())
-    assert out == data.cache_dir() / "binarized_mnist.npz"
+    assert out == download.cache_dir() / "binarized_mnist.npz"
     assert np.array_equal(load_dataset("mnist").valid, splits["valid_data"])
 
 
@@ -203,7 +204,7 @@ def test_2d_table_download_checked_by_file_sha256(tmp_path, table_mirror):
 
     other = tmp_path / "other.npy"
     np.save(other, np.full((4, 4), 1 / 16, dtype=np.float64))  # same table, different bytes
-    data.SOURCES["2d"] = replace(data.SOURCES["2d"], sha256="0" * 64)  # monkeypatch undoes it
+    download.SOURCES["2d"] = replace(download.SOURCES["2d"], sha256="0" * 64)  # monkeypatch undoes it
     with pytest.raises(DataError) as info:
         fetch("2d", cache_dir=cache, url=other.as_uri())
     msg = one_line(info)
@@ -225,9 +226,9 @@ def test_plain_http_is_refused(tmp_path, name):
 
 
 def test_default_urls_are_https():
-    for src in data.SOURCES.values():
+    for src in download.SOURCES.values():
         assert src.urls and all(u.startswith("https://") for u in src.urls)
-    assert all(u.startswith("https://") for u in data.MNIST_AMAT_URLS)
+    assert all(u.startswith("https://") for u in download.MNIST_AMAT_URLS)
 
 
 def test_bare_path_and_other_schemes_are_refused(tmp_path):
@@ -282,16 +283,16 @@ def test_https_goes_through_pooch_http_downloader(tmp_path, table_mirror, monkey
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"reference data folder {SHARED} is absent")
 def test_real_files_through_file_urls_with_real_checksums(tmp_path):
-    if not ((SHARED / data.MNIST_FILE).is_file() and (SHARED / data.DIST_FILE).is_file()):
+    if not ((SHARED / download.MNIST_FILE).is_file() and (SHARED / download.DIST_FILE).is_file()):
         pytest.skip(f"reference files absent from {SHARED}")
     cache = tmp_path / "cache"
-    table = fetch("2d", cache_dir=cache, url=(SHARED / data.DIST_FILE).as_uri())
-    assert hashlib.sha256(table.read_bytes()).hexdigest() == data.DIST_SHA256
-    mnist = fetch("binarized-mnist", cache_dir=cache, url=(SHARED / data.MNIST_FILE).as_uri())
+    table = fetch("2d", cache_dir=cache, url=(SHARED / download.DIST_FILE).as_uri())
+    assert hashlib.sha256(table.read_bytes()).hexdigest() == download.DIST_SHA256
+    mnist = fetch("binarized-mnist", cache_dir=cache, url=(SHARED / download.MNIST_FILE).as_uri())
     with np.load(mnist) as z:
-        for key, shape in zip(KEYS, data.MNIST_SHAPES):
+        for key, shape in zip(KEYS, download.MNIST_SHAPES):
             assert z[key].shape == shape and z[key].dtype == np.uint8
-            assert hashlib.sha256(np.ascontiguousarray(z[key])).hexdigest() == data.MNIST_SHA256[key]
+            assert hashlib.sha256(np.ascontiguousarray(z[key])).hexdigest() == download.MNIST_SHA256[key]
     assert sorted(os.listdir(cache)) == ["binarized_mnist.npz", "distribution.npy"]
     assert load_dataset("mnist", path=cache).train.shape == (50000, 784)
 

@@ -1,0 +1,297 @@
+"""The one safe reader of array files: ``.npy``, ``.npz`` and text matrices (``.amat``).
+
+Data sets (:mod:`made_np.data`, :mod:`made_np.download`) and checkpoints
+(:mod:`made_np.checkpoint`) read their files here, and nowhere else:
+
+* only regular files are opened (a FIFO blocks ``open``, a device can be endless);
+* ``.npy`` headers, alone or inside an ``.npz``, are read and checked before any data:
+  Python objects (pickles) are refused, and so is a declared size larger than what the
+  file (or the zip member) holds, or than the memory limit (:func:`made_np.limits.memory_limit`);
+* a zip member names its compression (stored or deflate, as NumPy writes) and a size that
+  deflate can reach; an ``.npz`` naming an entry twice is refused (which one would be read?);
+* a text matrix is refused when parsing it would need more than the memory limit.
+
+Every failure is one line naming the file (and the entry), raised as the caller's error
+class (:class:`DataError` by default).
+"""
+from __future__ import annotations
+
+import math
+import os
+import stat
+import struct
+import tokenize
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .limits import LimitError, Part, check_api, fmt_bytes
+
+#: Deflate cannot expand data by more than 1032:1; a zip member that claims more is lying.
+MAX_DEFLATE_RATIO = 1032
+#: Bytes of memory that parsing one byte of a text matrix takes at its peak (the byte masks,
+#: a running count of the lines in int64, the selected digits; NumPy's loadtxt holds less).
+TEXT_BYTES_PER_BYTE = 20
+#: What reading a corrupt ``.npy`` header, a zip archive or its member can raise.
+READ_ERRORS = (ValueError, EOFError, OSError, SyntaxError, MemoryError, RecursionError, RuntimeError,
+               NotImplementedError, KeyError, OverflowError, struct.error, zipfile.BadZipFile,
+               zipfile.LargeZipFile, zlib.error, tokenize.TokenError)  # NumPy tokenizes old headers
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+class DataError(ValueError):
+    """Unusable data; the message is one user-facing line naming file, key and problem."""
+
+
+def one_line(exc, limit: int = 300) -> str:
+    """An exception's text on one line of at most ``limit`` characters (its type's name when empty)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def expand_path(path) -> Path:
+    """``Path(path).expanduser()``, leaving a ``~user`` whose user does not exist as it is
+    (pathlib raises RuntimeError there: a path to report as missing, not a crash)."""
+    p = Path(path)
+    try:
+        return p.expanduser()
+    except RuntimeError:
+        return p
+
+
+def require_regular(file, error=DataError, fix: str = "pass a .npz / .npy file or a folder of .amat files"):
+    """``os.stat`` ``file`` (following links) and refuse anything but a regular file: called
+    before every ``open`` (opening a FIFO for reading blocks until a writer appears)."""
+    try:
+        st = os.stat(file)
+    except FileNotFoundError:
+        raise error(f"{file}: no such file or directory") from None
+    except OSError as exc:
+        raise error(f"{file}: cannot stat ({one_line(exc)})") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((k for test, k in _KINDS if test(st.st_mode)), "not a regular file")
+        raise error(f"{file}: is {kind}, not a regular file; {fix}")
+    return st
+
+
+def magic(file, label=None, error=DataError, **fix) -> bytes:
+    """The first 6 bytes of a regular ``file`` (``.npy``: ``\\x93NUMPY``; zip: ``PK``); errors name ``label``."""
+    require_regular(file, error, **fix)
+    try:
+        with open(file, "rb") as f:
+            return f.read(6)
+    except OSError as exc:
+        raise error(f"{label or file}: cannot read ({one_line(exc)})") from None
+
+
+def check_memory(nbytes: int, where: str, what: str, error=DataError) -> None:
+    """Refuse ``nbytes`` beyond the memory limit (``--max-memory``): one line naming ``where``."""
+    try:
+        check_api([Part(where, what, nbytes)])
+    except LimitError as exc:
+        raise error(str(exc)) from None
+
+
+def _read_header_3_0(fp, max_header_size: int = 10000):
+    """Parse a version 3.0 ``.npy`` header like ``read_array_header_2_0`` does."""
+    import ast
+
+    raw = fp.read(4)
+    if len(raw) != 4:
+        raise EOFError("truncated array header length")
+    length = int.from_bytes(raw, "little")
+    if length > max_header_size:
+        raise ValueError(f"header of {length} bytes is too large to read safely")
+    text = fp.read(length)
+    if len(text) != length:
+        raise EOFError("truncated array header")
+    d = ast.literal_eval(text.decode("utf-8"))
+    if not isinstance(d, dict) or sorted(d) != ["descr", "fortran_order", "shape"]:
+        raise ValueError(f"header is not a dict with keys descr, fortran_order, shape: {d!r}")
+    shape, fortran = d["shape"], d["fortran_order"]
+    if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
+        raise ValueError(f"shape is not a tuple of non-negative ints: {shape!r}")
+    if not isinstance(fortran, bool):
+        raise ValueError(f"fortran_order is not a bool: {fortran!r}")
+    return shape, fortran, np.lib.format.descr_to_dtype(d["descr"])
+
+
+def read_npy_header(fp):
+    """Read the magic and header of an ``.npy`` stream positioned at its start.
+
+    Returns
+    -------
+    shape : tuple of int
+    fortran_order : bool
+    dtype : numpy.dtype
+        Nothing of the array is read: the caller checks the declared size first.
+
+    Raises
+    ------
+    ValueError, EOFError, SyntaxError, OSError, ...
+        See :data:`READ_ERRORS`: not an ``.npy`` stream, a truncated or malformed header.
+    """
+    fmt = np.lib.format
+    version = fmt.read_magic(fp)
+    with warnings.catch_warnings():  # the MADE authors' Python 2 files: NumPy reads them, but warns
+        warnings.simplefilter("ignore")
+        if version == (1, 0):
+            return fmt.read_array_header_1_0(fp)
+        if version == (2, 0):
+            return fmt.read_array_header_2_0(fp)
+        if version == (3, 0):  # 2.0 with a utf-8 header; NumPy has no public reader
+            return _read_header_3_0(fp)
+    raise ValueError(f"unknown .npy format version {version}")
+
+
+class _Source:
+    """What reads one ``.npy`` stream: opened by ``open()``, ``size`` bytes long, named ``where``."""
+
+    def __init__(self, open_, size: int, where: str, error, fix: str):
+        self.open, self.size, self.where, self.error, self.fix = open_, size, where, error, fix
+        self.shape = self.dtype = None
+
+    def header(self):
+        """``(shape, dtype)``, checked: no Python objects, no more bytes than the source holds or
+        than the memory limit allows. Nothing else is read."""
+        if self.dtype is None:
+            try:
+                with self.open() as fp:
+                    shape, _, dtype = read_npy_header(fp)
+                    left = self.size - fp.tell()
+            except READ_ERRORS as exc:
+                raise self.error(f"{self.where}: not a valid .npy array ({one_line(exc)}); {self.fix}") from None
+            if dtype.hasobject:
+                raise self.error(f"{self.where}: cannot read: it holds Python objects (dtype {dtype}); pickled "
+                                 f"data is refused for safety, save numeric arrays instead")
+            declared = math.prod(shape) * dtype.itemsize
+            if declared > left:
+                raise self.error(f"{self.where}: header declares shape {tuple(shape)} of {dtype} "
+                                 f"({fmt_bytes(declared)}) but only {fmt_bytes(max(left, 0))} follow: truncated "
+                                 f"or corrupt; {self.fix}")
+            check_memory(declared, self.where, f"its array of shape {tuple(shape)}", self.error)
+            self.shape, self.dtype = tuple(shape), dtype
+        return self.shape, self.dtype
+
+    def read(self) -> np.ndarray:
+        self.header()
+        try:
+            with self.open() as fp, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return np.lib.format.read_array(fp, allow_pickle=False)
+        except READ_ERRORS as exc:
+            raise self.error(f"{self.where}: cannot read the array data ({one_line(exc)}); {self.fix}") from None
+
+
+def read_npy(file, error=DataError, fix: str = "re-create or re-download it") -> np.ndarray:
+    """Read a standalone ``.npy`` file with the checks of this module."""
+    st = require_regular(file, error)
+    return _Source(lambda: open(file, "rb"), st.st_size, str(file), error, fix).read()
+
+
+class Npz:
+    """An ``.npz`` opened lazily: its members' headers are read and checked first, an array only
+    when asked for (:meth:`header`, :meth:`read`); usable as a context manager.
+
+    Parameters
+    ----------
+    file : path of a regular file
+    error : exception class
+        Raised with one line naming the file and the member (``<file>: <entry> 'name'``).
+    entry : str
+        What a member is called in messages ("key" for data, "entry" for checkpoints).
+    fix : str
+        What to do, ending the messages of a corrupt archive.
+    """
+
+    def __init__(self, file, error=DataError, entry: str = "key", fix: str = "re-create or re-download it"):
+        self.file, self.error, self.entry, self.fix = file, error, entry, fix
+        self.size = require_regular(file, error).st_size
+        try:
+            self.zf = zipfile.ZipFile(file)
+        except READ_ERRORS as exc:
+            raise error(f"{file}: not a valid .npz archive ({one_line(exc)}); {fix}") from None
+        self.members, self._sources = {}, {}
+        for info in self.zf.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if name in self.members:
+                self.close()
+                raise error(f"{file}: {entry} '{name}' appears twice (which one to read?); {fix}")
+            self.members[name] = info
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        self.zf.close()
+
+    def _source(self, name: str) -> _Source:
+        if name not in self._sources:
+            info, where = self.members[name], f"{self.file}: {self.entry} '{name}'"
+            if info.flag_bits & 0x1:
+                raise self.error(f"{where}: encrypted (NumPy writes plain .npz files); {self.fix}")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise self.error(f"{where}: zip compression method {info.compress_type}, which NumPy does not "
+                                 f"write; {self.fix}")
+            stored = info.compress_type == zipfile.ZIP_STORED
+            bound = info.compress_size if stored else info.compress_size * MAX_DEFLATE_RATIO + 1024
+            if info.compress_size > self.size or info.file_size > bound:
+                raise self.error(f"{where}: not a valid .npz archive (member declares {fmt_bytes(info.file_size)} "
+                                 f"from {fmt_bytes(info.compress_size)} of a {fmt_bytes(self.size)} file); "
+                                 f"{self.fix}")
+            self._sources[name] = _Source(lambda: self.zf.open(info), info.file_size, where, self.error, self.fix)
+        return self._sources[name]
+
+    def header(self, name: str):
+        """``(shape, dtype)`` of member ``name`` from its ``.npy`` header, checked (nothing else is read)."""
+        return self._source(name).header()
+
+    def read(self, name: str) -> np.ndarray:
+        """Member ``name`` as an array, its header checked first."""
+        return self._source(name).read()
+
+
+def read_npz(file, keys, error=DataError) -> dict:
+    """``{key: array}`` of ``keys`` from an ``.npz``; a missing key is one line listing those found."""
+    with Npz(file, error) as z:
+        missing = [k for k in keys if k not in z.members]
+        if missing:
+            raise error(f"{file}: missing key '{missing[0]}' (keys found: {', '.join(z.members) or 'none'}); "
+                        f"expected keys {', '.join(keys)}")
+        return {k: z.read(k) for k in keys}
+
+
+def read_text_matrix(file: Path, error=DataError) -> np.ndarray:
+    """Read a text matrix, one row a line (Larochelle's ``.amat``); fast path for single-character
+    0/1 tokens. Refused before reading when parsing it would need more than the memory limit
+    (:data:`TEXT_BYTES_PER_BYTE` bytes per byte of text)."""
+    st = require_regular(file, error)
+    check_memory(st.st_size * TEXT_BYTES_PER_BYTE, str(file), "parsing its text", error)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise error(f"{file}: cannot read ({one_line(exc)})") from None
+    b = np.frombuffer(raw, dtype=np.uint8)
+    digit = (b == ord("0")) | (b == ord("1"))
+    newline = b == ord("\n")
+    blank = newline | (b == ord(" ")) | (b == ord("\t")) | (b == ord("\r"))
+    if digit.any() and (digit | blank).all() and not (digit[1:] & digit[:-1]).any():
+        per_line = np.bincount(np.cumsum(newline)[digit])
+        per_line = per_line[per_line > 0]
+        if (per_line == per_line[0]).all():
+            return (b[digit] - ord("0")).reshape(per_line.size, per_line[0])
+    if not (~blank).any():  # empty or only whitespace: loadtxt would warn, then return no rows
+        raise error(f"{file}: holds no numbers (an empty text matrix); every split needs examples")
+    try:
+        return np.loadtxt(file, dtype=np.float64, ndmin=2)
+    except (ValueError, OSError) as exc:  # NumPy's advice to pass usecols is not ours to give
+        reason = one_line(exc).split("; use `usecols`")[0]
+        raise error(f"{file}: cannot read as a text matrix ({reason}); every row needs the same number "
+                    "of values") from None
