@@ -256,6 +256,56 @@ def check_context(model, context, n: int | None = None):
     return model.encode_context(y, n)
 
 
+def check_dataset(model, dataset) -> tuple:
+    """The training and validation data of :func:`made_np.train.fit`: arrays (N, D) with rows, of
+    values in the model's classes (a value outside them would train on a meaningless loss),
+    checked in row blocks (no copy of a whole split); and a conditional model's context of each.
+
+    Returns
+    -------
+    (train_context, valid_context)
+        Each encoded (:func:`check_context`), shape (N, context); None for an unconditional model.
+    """
+    for split in ("train", "valid"):
+        x = getattr(dataset, split, None)
+        if x is None:
+            raise ValueError(f"dataset must have .train and .valid arrays (N, D), e.g. a made_np.data.Dataset; "
+                             f"it has no .{split}")
+        shape = getattr(x, "shape", None)
+        if shape is None or len(shape) != 2 or shape[0] == 0:
+            raise ValueError(f"dataset.{split} must be a non-empty array (N, D), got "
+                             f"{'shape ' + str(tuple(shape)) if shape is not None else type(x).__name__}")
+        rows = max(1, (1 << 20) // max(1, shape[1]))  # blocks of about a million entries
+        for start in range(0, shape[0], rows):
+            check_data(model, x[start:start + rows], f"dataset.{split}")
+    return tuple(_split_context(model, dataset, split) for split in ("train", "valid"))
+
+
+def _split_context(model, dataset, split: str):
+    if not model.config.context:
+        return None
+    ctx = getattr(dataset, f"{split}_context", None)
+    if ctx is None:
+        raise ValueError(f"the model is conditioned on a context of width {model.config.context}, but the data "
+                         f"set has no {split} context (load it with context='labels' or 'file')")
+    n = getattr(dataset, split).shape[0]
+    if len(ctx) != n:
+        raise ValueError(f"{split} context has {len(ctx)} rows for {n} examples")
+    return check_context(model, ctx, n)
+
+
+def check_fit_arguments(model, cfg, out_dir, callback) -> None:
+    """What :func:`made_np.train.fit` is given, before anything is allocated or written: the kinds
+    of its arguments."""
+    check_model(model)
+    if cfg is not None and type(cfg).__name__ != "TrainConfig":
+        raise ValueError(f"cfg must be a made_np.TrainConfig (or None for the recipe), got {type(cfg).__name__}")
+    if callback is not None and not callable(callback):  # not after the first epoch
+        raise ValueError(f"callback must be a function of an epoch's row, got {callback!r}")
+    if out_dir is not None and not str(out_dir).strip():
+        raise ValueError("out_dir is an empty name; give the run folder, or None to write nothing")
+
+
 def check_noise(model, noise):
     """Given uniform noise (n, D), values in [0, 1) indexed by variable, on the model's device.
 

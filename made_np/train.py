@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .checkpoint import check_info as _check_info, check_resume_state, finished_run_blocker, save_checkpoint
-from .checks import check_context, check_data, check_int, check_model
+from .checkpoint import check_info, check_resume_state, finished_run_blocker, save_checkpoint
+from .checks import check_context, check_data, check_dataset, check_fit_arguments, check_int, check_model
 from .config import MAX_EVAL_MASKS, TrainConfig
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
@@ -256,7 +256,8 @@ def make_engine(model: MADE, name: str = "fast"):
 
 
 def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, callback=None,
-        resume_state=None, progress=None, dataset_spec: dict | None = None, threads="auto") -> dict:
+        resume_state=None, progress=None, dataset_spec: dict | None = None, threads="auto",
+        verbose: bool = False) -> dict:
     """Train ``model`` on ``dataset.train``, early-stopping on ``dataset.valid``.
 
     Every epoch: a seeded shuffle (``host_rng(cfg.seed, epoch)``), minibatches of
@@ -313,6 +314,9 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     threads : int or "auto"
         CPU threads while training (:func:`made_np.fast.threads.thread_policy`, the
         policy of ``made-np train --threads``).
+    verbose : bool, default False
+        Print one line per epoch (epoch, training and validation NLL in nats, seconds), as
+        scikit-learn's estimators do with ``verbose``.
 
     Returns
     -------
@@ -340,14 +344,27 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     """
     from .fast.threads import thread_policy
 
-    _check_fit_arguments(model, cfg, out_dir, resume_state, callback)
+    check_fit_arguments(model, cfg, out_dir, callback)
+    if resume_state is not None:  # before the folder check reads it
+        check_info(resume_state)
     lock = run_lock(out_dir) if out_dir is not None else contextlib.nullcontext()
     with lock:  # the folder first (held, or refused in one line), then the data
         _check_run_folder(out_dir, resume_state)
-        _check_fit_data(model, dataset)
+        contexts = check_dataset(model, dataset)
         cfg = (cfg or TrainConfig()).resolved(dataset)
         with thread_policy(threads, model, cfg.batch_size):
-            return _Run(model, dataset, cfg, out_dir, dataset_spec, resume_state).train(callback, progress)
+            if verbose:
+                callback = _printing(callback)
+            return _Run(model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state).train(callback, progress)
+
+
+def _printing(callback):
+    """``callback`` (or nothing) after a printed line of the epoch's row."""
+    def on_epoch(row):
+        print(f"epoch {row['epoch']:4d}  train NLL {row['train_nll']:.4f}  valid NLL {row['valid_nll']:.4f} nats  "
+              f"({row['seconds']:.1f} s)", flush=True)
+        return callback(row) if callback is not None else None
+    return on_epoch
 
 
 def start_at_marginals(model: MADE, x) -> bool:
@@ -376,20 +393,6 @@ def start_at_marginals(model: MADE, x) -> bool:
     return True
 
 
-def _check_fit_arguments(model, cfg, out_dir, resume_state, callback) -> None:
-    """What :func:`fit` is given, before anything is allocated or written: the kinds of its
-    arguments, and a run folder that is not another run's."""
-    check_model(model)
-    if cfg is not None and not isinstance(cfg, TrainConfig):
-        raise ValueError(f"cfg must be a made_np.TrainConfig (or None for the recipe), got {type(cfg).__name__}")
-    if callback is not None and not callable(callback):  # not after the first epoch
-        raise ValueError(f"callback must be a function of an epoch's row, got {callback!r}")
-    if resume_state is not None:  # before the folder check reads it
-        _check_info(resume_state)
-    if out_dir is not None and not str(out_dir).strip():
-        raise ValueError("out_dir is an empty name; give the run folder, or None to write nothing")
-
-
 def _check_run_folder(out_dir, resume_state) -> None:
     """Inside the folder's lock: a folder holding a run's checkpoint is written only by the resume
     of that very run."""
@@ -404,36 +407,13 @@ def _check_run_folder(out_dir, resume_state) -> None:
                              f"resume_state=load_checkpoint({str(out_dir)!r})[1], or give another out_dir")
 
 
-def _check_fit_data(model, dataset) -> None:
-    """The training and validation data of :func:`fit`: arrays (N, D) with rows, of values in the
-    model's classes (a value outside them would train on a meaningless loss), checked in row
-    blocks (no copy of a whole split)."""
-    for split in ("train", "valid"):
-        x = getattr(dataset, split, None)
-        if x is None:
-            raise ValueError(f"dataset must have .train and .valid arrays (N, D), e.g. a made_np.data.Dataset; "
-                             f"it has no .{split}")
-        shape = getattr(x, "shape", None)
-        if shape is None or len(shape) != 2 or shape[0] == 0:
-            raise ValueError(f"dataset.{split} must be a non-empty array (N, D), got "
-                             f"{'shape ' + str(tuple(shape)) if shape is not None else type(x).__name__}")
-        rows = max(1, (1 << 20) // max(1, shape[1]))  # blocks of about a million entries
-        for start in range(0, shape[0], rows):
-            check_data(model, x[start:start + rows], f"dataset.{split}")
-
-
 class _Run:
     """The state of one training run: engine, optimiser, data, counters, best weights."""
 
-    def __init__(self, model, dataset, cfg, out_dir, dataset_spec, resume_state):
-        xp, D = model.xp, model.config.D
-        for split in ("train", "valid"):
-            shape = getattr(dataset, split).shape
-            if len(shape) != 2 or shape[1] != D:
-                raise ValueError(f"{split} data has shape {tuple(shape)}, but the model has D = {D}")
+    def __init__(self, model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state):
+        xp = model.xp
         self.model, self.cfg, self.xp = model, cfg, xp
-        # a conditional model's contexts, encoded once: (N, context) rows gathered with the data's
-        self.c_train, self.c_valid = (_split_context(model, dataset, split) for split in ("train", "valid"))
+        self.c_train, self.c_valid = contexts  # a conditional model's, encoded once: rows gathered with the data's
         self.v_indices = valid_mask_indices(model, cfg)
         self.spec = dict(dataset_spec) if dataset_spec else _default_spec(dataset)
         fingerprints = split_fingerprints(dataset)
@@ -478,6 +458,7 @@ class _Run:
         if info.get("history"):
             self.history.update(info["history"])
             self.history["rows"] = list(self.history["rows"])
+            self.history["base_lr"] = self.base_lr  # the run goes on at this configuration's rate
         if self.best is None and self.state["best_epoch"] > 0:
             self.best = [p.copy() for p in self.model.params]  # no stored best weights: the current ones
 
@@ -603,30 +584,10 @@ class _Run:
 
 
 def _class_values(x):
-    """Data whose values were checked to be classes (:func:`_check_fit_data`), as integers: a
+    """Data whose values were checked to be classes (:func:`made_np.checks.check_dataset`), as integers: a
     float array of 0.0/1.0/... is cast once (uint8: at most 256 classes), as one-hot inputs
     index by value."""
     return x.astype("uint8") if getattr(x, "dtype", None) is not None and x.dtype.kind == "f" else x
-
-
-def _split_context(model: MADE, dataset, split: str):
-    """The encoded context (N, context) of a split for a conditional model, else None.
-
-    Raises
-    ------
-    ValueError
-        A conditional model and a data set without that split's context, or rows that differ.
-    """
-    if not model.config.context:
-        return None
-    ctx = getattr(dataset, f"{split}_context", None)
-    if ctx is None:
-        raise ValueError(f"the model is conditioned on a context of width {model.config.context}, but the data "
-                         f"set has no {split} context (load it with context='labels' or 'file')")
-    n = getattr(dataset, split).shape[0]
-    if len(ctx) != n:
-        raise ValueError(f"{split} context has {len(ctx)} rows for {n} examples")
-    return check_context(model, ctx, n)
 
 
 def _default_spec(dataset) -> dict:

@@ -517,3 +517,27 @@ def test_a_checkpoint_from_before_output_bias_reads_as_zero(chain, tmp_path):
     checkpoint_mod.update_checkpoint_meta(path, train=meta["train"])
     _, info = load_checkpoint(path)
     assert info["train_config"].output_bias == "zero"
+
+
+def test_fit_verbose_prints_a_line_per_epoch(chain, capsys):
+    """fit(verbose=True), as scikit-learn's estimators: one line per epoch, the callback still called."""
+    seen = []
+    fit(small_model(), chain, TrainConfig(epochs=2, patience=0), verbose=True, callback=seen.append)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch    1  train NLL") and "valid NLL" in lines[1]
+    assert [r["epoch"] for r in seen] == [1, 2]
+    fit(small_model(), chain, TrainConfig(epochs=1, patience=0))
+    assert capsys.readouterr().out == ""
+
+
+def test_a_resume_at_another_learning_rate_records_it(chain, tmp_path):
+    """Resumed with TrainConfig(lr=0.5), the run trains at 0.5 and its history says 0.5 (it kept the
+    first run's base rate)."""
+    model = small_model()
+    cfg = TrainConfig(epochs=2, patience=0, lr=1e-3, lr_schedule="constant")
+    fit(model, chain, cfg, out_dir=tmp_path / "run")
+    loaded, info = load_checkpoint(tmp_path / "run")
+    hist = fit(loaded, chain, TrainConfig(epochs=3, patience=0, lr=0.5, lr_schedule="constant"),
+               out_dir=tmp_path / "run", resume_state=info)
+    assert hist["base_lr"] == 0.5 and hist["rows"][-1]["lr"] == 0.5 and hist["rows"][0]["lr"] == 1e-3
+    assert load_checkpoint(tmp_path / "run")[1]["history"]["base_lr"] == 0.5
