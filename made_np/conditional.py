@@ -243,12 +243,16 @@ def _inputs(model, x, observed, read_missing: bool = True):
     return xd, obs, patterns, inverse.reshape(-1)
 
 
-def _groups(model, patterns, inverse, masks: int, seed: int):
+def _groups(model, patterns, inverse, masks: int, seed: int, progress=None):
     """``(row, rows, handles)`` per observed pattern: the pattern, its rows (host indices) and its
     masks, built when the pattern is reached (one pattern's K masks in memory at a time, however
-    many patterns there are). Raises ValueError as :func:`_mask_handles`."""
+    many patterns there are); ``progress(rows done)`` after each. Raises ValueError as
+    :func:`_mask_handles`."""
     for g, row in enumerate(patterns):
-        yield row, np.flatnonzero(inverse == g), _mask_handles(model, row, masks, seed)
+        rows = np.flatnonzero(inverse == g)
+        yield row, rows, _mask_handles(model, row, masks, seed)
+        if progress is not None:
+            progress(rows.size)
 
 
 def _pattern_log_probs(model, xg, row, handles, batch_size, yg=None):
@@ -264,11 +268,11 @@ def _pattern_log_probs(model, xg, row, handles, batch_size, yg=None):
     return log_po, log_pm
 
 
-def _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y=None):
+def _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y=None, progress=None):
     """(N, K) device arrays ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` for rows grouped by pattern."""
     xp = model.xp
     log_po = log_pm = None
-    for row, rows, handles in _groups(model, patterns, inverse, masks, seed):
+    for row, rows, handles in _groups(model, patterns, inverse, masks, seed, progress):
         if log_po is None:  # every pattern has the same number of masks
             log_po = xp.zeros((obs.shape[0], len(handles)), dtype=xp.float64)
             log_pm = xp.zeros_like(log_po)
@@ -281,7 +285,7 @@ def _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size,
 
 
 def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None,
-                   read_missing: bool = True):
+                   read_missing: bool = True, progress=None):
     """Per-mask ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` under the observed-first masks.
 
     Parameters
@@ -301,6 +305,10 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
     read_missing : bool, default True
         False when only ``log_po`` is wanted: the missing entries are then never read (any
         value, -1 or NaN included), and ``log_pm`` is meaningless.
+    progress : callable, optional
+        ``progress(n)`` after each group of ``n`` rows sharing an observed pattern (rows with a
+        pattern of their own, as random occlusions give, cost K forward passes each: a long
+        run can show how far it is).
 
     Returns
     -------
@@ -318,7 +326,7 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
     masks, seed, batch_size = _counts(masks, seed, batch_size)
     xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing)
     y = check_context(model, context, obs.shape[0])
-    return _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y)
+    return _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y, progress)
 
 
 def _logsumexp(xp, a):
@@ -328,7 +336,8 @@ def _logsumexp(xp, a):
     return (m + xp.log(xp.exp(a - m).sum(axis=-1, keepdims=True)))[..., 0]
 
 
-def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None):
+def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None,
+                 progress=None):
     """``log p(x_o)``: the exact marginal of the observed entries under the mixture of K masks.
 
     ``log p(x_o) = logsumexp_k log p_k(x_o) - log K`` with observed-first masks
@@ -347,6 +356,8 @@ def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size:
     batch_size : int
     context : array, optional
         A conditional model's context of each row: then ``log p(x_o | y)``.
+    progress : callable, optional
+        ``progress(n)`` after each group of ``n`` rows (:func:`mask_log_probs`).
 
     Returns
     -------
@@ -359,18 +370,20 @@ def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size:
         prefix of its ordering (the message names the fix: train order-agnostic).
     """
     check_model(model)
-    log_po, _ = mask_log_probs(model, x, observed, masks, seed, batch_size, context, read_missing=False)
+    log_po, _ = mask_log_probs(model, x, observed, masks, seed, batch_size, context, read_missing=False,
+                               progress=progress)
     return _logsumexp(model.xp, log_po) - math.log(log_po.shape[1])
 
 
-def log_conditional(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None):
+def log_conditional(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None,
+                    progress=None):
     """``log p(x_m | x_o)``: the exact probability that :func:`complete` returns the completion ``x``.
 
     ``p(x_m | x_o) = sum_k w_k p_k(x_m | x_o) = sum_k p_k(x) / sum_k p_k(x_o)``.
 
     Parameters
     ----------
-    model, x, observed, masks, seed, batch_size, context
+    model, x, observed, masks, seed, batch_size, context, progress
         As in :func:`log_marginal`; here the missing entries of ``x`` are the completion.
 
     Returns
@@ -384,7 +397,7 @@ def log_conditional(model, x, observed, masks: int = 16, seed: int = 0, batch_si
     """
     check_model(model)
     xp = model.xp
-    log_po, log_pm = mask_log_probs(model, x, observed, masks, seed, batch_size, context)
+    log_po, log_pm = mask_log_probs(model, x, observed, masks, seed, batch_size, context, progress=progress)
     return _logsumexp(xp, log_po + log_pm) - _logsumexp(xp, log_po)
 
 
@@ -393,7 +406,7 @@ COMPLETION_METHODS = ("fast", "naive")
 
 
 def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_size: int = 1000,
-             context=None, method: str = "fast"):
+             context=None, method: str = "fast", progress=None):
     """Draw ``n`` exact completions ``x_m ~ p(x_m | x_o)`` of every row.
 
     For each completion a mask ``k`` is drawn with probability ``w_k = p_k(x_o) / sum_j
@@ -438,6 +451,8 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
         sharing a pattern and a mask); ``naive``: one forward pass per missing position. The
         same seed gives the same completions (up to a draw within rounding of a
         conditional probability).
+    progress : callable, optional
+        ``progress(n)`` after each group of ``n`` rows sharing an observed pattern.
 
     Raises
     ------
@@ -459,7 +474,7 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     noise = rng.random((N, n, D))
     out = xp.repeat(xd[:, None, :], n, axis=1)  # (N, n, D)
     log_px_o = xp.zeros(N, dtype=xp.float64)
-    for row, rows, handles in _groups(model, patterns, inverse, masks, seed):
+    for row, rows, handles in _groups(model, patterns, inverse, masks, seed, progress):
         r = xp.asarray(rows)
         yr = None if y is None else y[r]
         log_po, _ = _pattern_log_probs(model, xd[r], row, handles, batch_size, yr)

@@ -335,3 +335,16 @@ def test_missing_entries_are_never_read():
     c2, l2 = complete(model, np.where(obs, x, -1), obs, 3, masks=4, seed=1)
     np.testing.assert_array_equal(c1, c2)
     np.testing.assert_allclose(l1, l2)
+
+
+def test_marginals_and_completions_report_their_progress_by_pattern():
+    """progress(n) after each group of rows sharing an observed pattern: the counts add up to N."""
+    model = MADE(MADEConfig(D=5, hidden=(7,), num_masks=0, seed=1, dtype="float64"))
+    x = np.ones((6, 5), dtype=np.uint8)
+    obs = np.array([[1, 0, 1, 0, 0]] * 3 + [[0, 1, 1, 1, 0]] * 2 + [[1, 1, 1, 1, 1]], dtype=bool)
+    for call in (lambda p: log_marginal(model, x, obs, masks=2, progress=p),
+                 lambda p: log_conditional(model, x, obs, masks=2, progress=p),
+                 lambda p: complete(model, x, obs, 2, masks=2, progress=p)):
+        done = []
+        call(done.append)
+        assert sorted(done) == [1, 2, 3]
