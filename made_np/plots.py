@@ -29,6 +29,27 @@ TRAIN_KEYS = ("train_nll", "train_loss", "train")
 VALID_KEYS = ("valid_nll", "val_nll", "valid_loss", "valid")
 
 
+class WholeTicks(MaxNLocator):
+    """Whole-number ticks (epochs, unit positions), no more than fit side by side on the axis.
+
+    MaxNLocator's ``"auto"`` leaves each label 3 em on an x axis, too little for numbers of
+    4 digits or more (about 0.6 em a digit): the x axis gets room for its longest label and
+    1 em between labels. One tick is enough, so a one-epoch run or a one-unit mask still gets
+    a whole number rather than fractional ticks.
+    """
+
+    def __init__(self):
+        super().__init__(integer=True, min_n_ticks=1)
+
+    def __call__(self):
+        space = self.axis.get_tick_space()
+        if self.axis.axis_name == "x":
+            digits = len(f"{max(np.abs(self.axis.get_view_interval())):.0f}")
+            space = int(space * 3 // (0.6 * digits + 1))
+        self.set_params(nbins=max(1, space))
+        return super().__call__()
+
+
 def _figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
@@ -98,7 +119,7 @@ def loss_curves_figure(metrics, valid_masks: int = 1) -> Figure:
                        label=f"best epoch {best:g}")
             ax.plot([best], [valid[k]], marker="*", markersize=12, color="C3", linestyle="none",
                     label=f"best valid NLL {valid[k]:.4g}")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax.xaxis.set_major_locator(WholeTicks())  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("negative log-likelihood (nats per example)")
     ax.grid(alpha=0.3)
@@ -298,8 +319,8 @@ def masks_figure(masks, titles=None, degrees=None, axis_names=None) -> Figure:
             rows, cols = f"{rows}, sorted by degree", f"{cols}, sorted by degree"
         ax = fig.add_subplot(1, len(masks), k + 1)
         ax.imshow(m, cmap="Greys", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # unit positions, not coordinates
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(WholeTicks())  # unit positions, as many labels as fit
+        ax.yaxis.set_major_locator(WholeTicks())
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(cols, fontsize=8)
         ax.set_ylabel(rows, fontsize=8)

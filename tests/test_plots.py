@@ -185,3 +185,41 @@ def test_2d_samples_are_a_histogram_in_the_tables_orientation(tmp_path):
     with pytest.raises(ValueError, match="0..9"):
         plots.plot_sample_grid(x, None, tmp_path / "x.png", classes=10)
     assert plt.get_fignums() == []
+
+
+# --------------------------------------------------------------------------- titles, colours, ticks
+
+
+def test_a_one_epoch_run_gets_whole_epoch_ticks():
+    for rows in ([{"epoch": 1, "train_nll": 3.0, "valid_nll": 2.5}], LONG_ROWS[:2]):
+        fig = plots.loss_curves_figure(rows)
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def overlapping_tick_labels(fig) -> list:
+    """Pairs of neighbouring tick labels (within the view) whose drawn boxes overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            labels = [t for t, v in zip(axis.get_ticklabels(), axis.get_ticklocs()) if lo <= v <= hi]
+            boxes = [t.get_window_extent(renderer) for t in labels]
+            found += [(a.get_text(), b.get_text()) for (a, b), (p, q) in zip(zip(labels, labels[1:]),
+                                                                         zip(boxes, boxes[1:])) if p.overlaps(q)]
+    return found
+
+
+@pytest.mark.parametrize("D, hidden", [(784, 500), (60, 8000), (60, 20000), (1, 1)])
+def test_mask_tick_labels_never_overlap(D, hidden):
+    """``made-np masks RUN --png`` of a 784 x 500 MNIST model printed overlapping W1 labels."""
+    w1 = np.triu(np.ones((D, hidden)))
+    fig = plots.masks_figure([w1, w1.T])
+    assert overlapping_tick_labels(fig) == []
+    for ax in fig.axes:
+        assert all(float(t).is_integer() for t in ax.get_xticks()) and len(ax.get_xticks()) >= 2
