@@ -193,15 +193,20 @@ def histogram2d(samples, classes: int) -> np.ndarray:
     return np.bincount(x[:, 0] * C + x[:, 1], minlength=C * C).reshape(C, C)
 
 
-def draw_table(fig: Figure, ax, table, title: str, colorbar_label: str = "probability"):
+def draw_table(fig: Figure, ax, table, title: str, colorbar_label: str | None = "probability",
+               vmax: float | None = None):
     """Draw a ``(C, C)`` table of ``(x1, x2)`` on ``ax``: entry ``[i, j]`` in the cell of row
-    ``x1 = i`` (top down) and column ``x2 = j``, with a colour bar. Every 2-D panel of this
-    module is drawn by this function, so they all share one orientation. Returns the image."""
-    im = ax.imshow(np.asarray(table), origin="upper", interpolation="nearest")
+    ``x1 = i`` (top down) and column ``x2 = j``, with a colour bar (none when ``colorbar_label``
+    is None). Every 2-D panel of this module is drawn by this function, so they all share one
+    orientation. ``vmax``: the top of a colour scale from 0 shared with other panels (default:
+    this table's own range). Returns the image."""
+    im = ax.imshow(np.asarray(table), origin="upper", interpolation="nearest",
+                   vmin=None if vmax is None else 0.0, vmax=vmax)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("x2")
     ax.set_ylabel("x1")
-    fig.colorbar(im, ax=ax, shrink=0.8, label=colorbar_label)
+    if colorbar_label is not None:
+        fig.colorbar(im, ax=ax, shrink=0.8, label=colorbar_label)
     return im
 
 
@@ -439,9 +444,15 @@ def panels_2d_figure(true_density, train_samples, model_samples, model_density) 
             raise ValueError(f"plot_2d_panels: {exc}") from None
         panels.append((title.format(len(samples)), counts / max(1, len(samples))))
     panels.append(("model density", model_density))
-    fig = _figure(4 * len(panels), 4)
-    for k, (title, table) in enumerate(panels):
-        draw_table(fig, fig.add_subplot(1, len(panels), k + 1), table, title)
+    # every panel is a probability table: one colour scale, set by the exact tables (the noisy
+    # histograms' peaks above it saturate), and one colour bar, so the panels compare
+    vmax = max(float(np.nanmax(t)) for t in (true_density, model_density) if t is not None) or 1.0
+    saturated = max(float(np.nanmax(table)) for _, table in panels) > vmax
+    fig = _figure(4 * len(panels) + 0.8, 4)
+    axes = [fig.add_subplot(1, len(panels), k + 1) for k in range(len(panels))]
+    for ax, (title, table) in zip(axes, panels):
+        im = draw_table(fig, ax, table, title, None, vmax)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="probability", extend="max" if saturated else "neither")
     return fig
 
 
@@ -453,7 +464,11 @@ def plot_2d_panels(true_density, train_samples, model_samples, model_density, ou
     as frequencies), and the model's exact density. Every panel is drawn by
     :func:`draw_table`: entry ``[i, j]`` at row ``x1 = i`` (top down), column
     ``x2 = j``, so a sample ``(x1, x2) = (i, j)`` falls in the cell of
-    ``p[i, j]``; each panel has its own colour scale.
+    ``p[i, j]``. All panels are probabilities on one colour scale with one
+    colour bar, so equal colours mean equal probabilities across panels: from
+    0 to the largest entry of the exact tables (true and model density);
+    histogram cells above it are drawn in the top colour (the bar then ends
+    in an arrow).
 
     Parameters
     ----------

@@ -32,6 +32,7 @@ def _summary(fig) -> list:
             "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "title": ax.get_title(),
             "legend": [t.get_text() for t in legend.get_texts()] if legend else [],
             "xticks": [t for t in ax.get_xticks() if min(lo, hi) <= t <= max(lo, hi)],
+            "clim": [im.get_clim() for im in ax.images],
         })
     return axes
 
@@ -106,3 +107,4 @@ def test_2d_figures_share_the_tables_orientation(tmp_path, figures):
         table, p_extent, p_origin = p["images"][0]
         assert (p_extent, p_origin) == (extent, origin) and (p["xlabel"], p["ylabel"]) == ("x2", "x1")
         assert np.unravel_index(np.argmax(table), table.shape) == (1, 9), p["title"]
+    assert len({p["clim"][0] for p in panels}) == 1  # one colour scale: the same colour, the same probability

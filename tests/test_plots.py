@@ -223,3 +223,22 @@ def test_mask_tick_labels_never_overlap(D, hidden):
     assert overlapping_tick_labels(fig) == []
     for ax in fig.axes:
         assert all(float(t).is_integer() for t in ax.get_xticks()) and len(ax.get_xticks()) >= 2
+
+
+@pytest.mark.parametrize("with_truth", [True, False])
+def test_2d_panels_share_one_colour_scale(with_truth):
+    C = 10
+    rng = np.random.default_rng(0)
+    true = rng.random((C, C))
+    true /= true.sum()
+    model = 0.5 * true + 0.5 / C**2
+    train = rng.integers(0, C, size=(50, 2))  # few samples: histogram peaks above the tables
+    fig = plots.panels_2d_figure(true if with_truth else None, train, train[:20], model)
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == (4 if with_truth else 3)
+    top = max(true.max(), model.max()) if with_truth else model.max()
+    assert [im.get_clim() for im in images] == [(0.0, top)] * len(images)
+    colorbars = [ax for ax in fig.axes if not ax.images]
+    assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "probability"  # one bar for every panel
+    assert images[-1].colorbar.extend == "max"  # the histograms' cells above the scale saturate
+    assert plt.get_fignums() == []
