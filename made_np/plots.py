@@ -21,9 +21,16 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba_array
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
+
+#: The grid lines between the images of :func:`plot_sample_grid`.
+GRID_COLOUR = "0.6"
+#: Missing (NaN) pixels in :func:`plot_sample_grid`, e.g. the unobserved half of a completion:
+#: a muted orange, unlike every grey level and the grid lines.
+MISSING_COLOUR = "#d4875a"
 
 TRAIN_KEYS = ("train_nll", "train_loss", "train")
 VALID_KEYS = ("valid_nll", "val_nll", "valid_loss", "valid")
@@ -210,7 +217,8 @@ def draw_table(fig: Figure, ax, table, title: str, colorbar_label: str | None = 
     return im
 
 
-def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | None = None) -> Figure:
+def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | None = None,
+                       title: str | None = None) -> Figure:
     """The figure of :func:`plot_sample_grid` (same parameters, no file written)."""
     x = np.asarray(samples)
     if x.ndim != 2 or x.shape[0] == 0:
@@ -224,12 +232,13 @@ def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | Non
             except ValueError as exc:
                 raise ValueError(f"plot_sample_grid: {exc}") from None
             fig = _figure(5.5, 4.5)
-            draw_table(fig, fig.add_subplot(), counts, f"{n} samples on the {C} x {C} grid",
+            draw_table(fig, fig.add_subplot(), counts, title or f"{n} samples on the {C} x {C} grid",
                        "samples per cell")
             return fig
         fig = _figure(5, 4)
         ax = fig.add_subplot()
         im = ax.imshow(x, aspect="auto", interpolation="nearest", cmap="gray")
+        ax.set_title(title or f"{n} samples", fontsize=10)
         ax.set_xlabel("dimension")
         ax.set_ylabel("sample")
         fig.colorbar(im, ax=ax)
@@ -239,29 +248,44 @@ def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | Non
         raise ValueError(f"plot_sample_grid: image_shape {image_shape} does not match D = {D}")
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    # One mosaic with a 1-pixel NaN gap between images: far faster than n axes.
-    grid = np.full((nrows * (h + 1) - 1, ncols * (w + 1) - 1), np.nan)
-    for i, img in enumerate(x.reshape(n, h, w).astype(float)):
+    images = x.reshape(n, h, w).astype(float)
+    missing = np.isnan(images)
+    top = max(1.0, float(images[~missing].max(initial=0.0)))
+    # One RGBA mosaic with 1-pixel grid lines between images (far faster than n axes):
+    # grey levels 0..top, grid lines GRID_COLOUR, missing (NaN) pixels MISSING_COLOUR.
+    tiles = matplotlib.colormaps["gray"](images / top, bytes=True)
+    tiles[missing] = to_rgba_array(MISSING_COLOUR, alpha=1) * 255
+    grid = np.empty((nrows * (h + 1) - 1, ncols * (w + 1) - 1, 4), np.uint8)
+    grid[:] = to_rgba_array(GRID_COLOUR) * 255
+    for i, tile in enumerate(tiles):
         r, c = divmod(i, ncols)
-        grid[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = img
-    cmap = matplotlib.colormaps["gray"].with_extremes(bad="0.6")
+        grid[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = tile
     width = min(12.0, max(2.0, 0.8 * ncols))  # inches
     fig = _figure(width, width * grid.shape[0] / grid.shape[1])
     ax = fig.add_subplot()
-    ax.imshow(grid, cmap=cmap, vmin=0, vmax=max(1.0, float(np.nanmax(grid))),
-              interpolation="nearest")
+    ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
+    ax.set_title(title or f"{n} samples", fontsize=10)
+    if missing.any():
+        ax.legend(handles=[Patch(facecolor=MISSING_COLOUR, label="missing (not observed)")],
+                  loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False)
     return fig
 
 
-def plot_sample_grid(samples, image_shape, out_path, ncols: int = 10, classes: int | None = None) -> Path:
+def plot_sample_grid(samples, image_shape, out_path, ncols: int = 10, classes: int | None = None,
+                     title: str | None = None) -> Path:
     """Draw samples as a grid of images (or a 2-D histogram / heat-map when not images).
 
     Parameters
     ----------
     samples : numpy.ndarray, shape (n, D)
-        Samples of any numeric dtype: binary pixels, grey levels or
-        category indices (shown on a grey scale from 0 to the largest value).
+        Samples of any real dtype (``bool``, ``uint8``, ``int64``,
+        ``float64``, ...): binary pixels, grey levels or category indices,
+        shown on a grey scale from 0 (black) to the largest value (white,
+        at least 1). In a grid of images, NaN marks a missing pixel (the
+        unobserved part of an example to complete), drawn in
+        :data:`MISSING_COLOUR` with a legend, unlike any grey level and unlike
+        the grid lines (:data:`GRID_COLOUR`).
     image_shape : tuple of int or None
         ``(h, w)`` with ``h * w == D``, e.g. ``(28, 28)``. ``None``: when
         ``D == 2``, the histogram of the samples on the ``classes x classes``
@@ -269,12 +293,16 @@ def plot_sample_grid(samples, image_shape, out_path, ncols: int = 10, classes: i
         column ``x2``), in samples per cell; else a heat-map with one row per
         sample.
     out_path : str or os.PathLike
-        PNG file to write.
+        PNG file to write (its folder is created).
     ncols : int, default 10
-        Images per grid row.
+        Images per grid row (at most ``n``).
     classes : int, optional
         Values per variable of 2-D data (the grid is ``classes x classes``);
         default: the largest sample value + 1.
+    title : str, optional
+        One line above the figure saying what is shown, e.g. ``"100 samples,
+        mask 0"``; default ``"{n} samples"`` (``"{n} samples on the C x C
+        grid"`` for the histogram).
 
     Returns
     -------
@@ -287,7 +315,7 @@ def plot_sample_grid(samples, image_shape, out_path, ncols: int = 10, classes: i
         ``samples`` not 2-D or empty, ``image_shape`` not matching D, or 2-D
         samples outside ``0..classes-1``.
     """
-    return _save(sample_grid_figure(samples, image_shape, ncols, classes), out_path)
+    return _save(sample_grid_figure(samples, image_shape, ncols, classes, title), out_path)
 
 
 def _sort_order(degrees, size: int, what: str) -> np.ndarray:

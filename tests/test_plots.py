@@ -190,6 +190,43 @@ def test_2d_samples_are_a_histogram_in_the_tables_orientation(tmp_path):
 # --------------------------------------------------------------------------- titles, colours, ticks
 
 
+def test_sample_grids_have_a_title_saying_what_is_shown():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 2, size=(12, 16))
+    fig = plots.sample_grid_figure(images, (4, 4), title="12 samples, mask 3")
+    assert fig.axes[0].get_title() == "12 samples, mask 3"
+    assert plots.sample_grid_figure(images, (4, 4)).axes[0].get_title() == "12 samples"  # the default
+    heat = plots.sample_grid_figure(rng.integers(0, 3, size=(7, 5)), None, title="7 samples, mask 0")
+    assert heat.axes[0].get_title() == "7 samples, mask 0"
+    hist = plots.sample_grid_figure(rng.integers(0, 4, size=(9, 2)), None, classes=4)
+    assert hist.axes[0].get_title() == "9 samples on the 4 x 4 grid"
+    assert plots.sample_grid_figure(rng.integers(0, 4, size=(9, 2)), None, classes=4,
+                                    title="mixture of masks 0..3").axes[0].get_title() == "mixture of masks 0..3"
+
+
+def test_missing_pixels_are_drawn_in_a_colour_of_their_own():
+    """A completion grid: NaN pixels (the unobserved half) in MISSING_COLOUR, named in a legend, unlike
+    every grey level and unlike the grid lines between the images."""
+    from matplotlib.colors import to_rgba
+
+    x = np.array([[0.0, 1.0, np.nan, np.nan], [1.0, 0.0, 1.0, 0.0]])  # two 2x2 images, the first half missing
+    fig = plots.sample_grid_figure(x, (2, 2), ncols=2)
+    ax = fig.axes[0]
+    rgba = np.asarray(ax.images[0].get_array())
+    assert rgba.shape == (2, 5, 4)  # two 2x2 images and a 1-pixel grid line between them
+
+    def colour(r, c):
+        return tuple(rgba[r, c] / 255)
+
+    missing, grid = to_rgba(plots.MISSING_COLOUR), to_rgba(plots.GRID_COLOUR)
+    assert colour(1, 0) == colour(1, 1) == pytest.approx(missing, abs=1 / 255)
+    assert colour(0, 2) == colour(1, 2) == pytest.approx(grid, abs=1 / 255)
+    assert colour(0, 0) == (0, 0, 0, 1) and colour(0, 1) == (1, 1, 1, 1)  # black 0, white 1
+    assert len(set(missing[:3])) == 3 and missing != pytest.approx(grid, abs=0.1)  # a colour, not a grey
+    assert legend_texts(ax) == ["missing (not observed)"]
+    assert legend_texts(plots.sample_grid_figure(np.nan_to_num(x), (2, 2)).axes[0]) == []  # nothing missing
+
+
 def test_a_one_epoch_run_gets_whole_epoch_ticks():
     for rows in ([{"epoch": 1, "train_nll": 3.0, "valid_nll": 2.5}], LONG_ROWS[:2]):
         fig = plots.loss_curves_figure(rows)
