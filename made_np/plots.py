@@ -219,7 +219,21 @@ def draw_table(fig: Figure, ax, table, title: str, colorbar_label: str | None = 
 
 def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | None = None,
                        title: str | None = None) -> Figure:
-    """The figure of :func:`plot_sample_grid` (same parameters, no file written)."""
+    """The figure of :func:`plot_sample_grid` (same parameters but ``out_path``), not written.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        On an Agg canvas, registered with no pyplot figure manager. Its first axes hold
+        one image: for a grid, an ``(rows, cols, 4)`` uint8 RGBA mosaic (grey levels,
+        :data:`GRID_COLOUR` lines, :data:`MISSING_COLOUR` missing pixels); for 2-D data,
+        the ``(C, C)`` int64 counts of :func:`histogram2d`; else the samples as they are.
+
+    Raises
+    ------
+    ValueError
+        As :func:`plot_sample_grid`.
+    """
     x = np.asarray(samples)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"plot_sample_grid: samples must be (n, D) with n > 0, got {x.shape}")

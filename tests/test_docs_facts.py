@@ -1,4 +1,5 @@
-"""README.md's numbers and claims agree with where they were measured and with ``made-np --help``.
+"""README.md's numbers and claims agree with where they were measured and with ``made-np --help``,
+and the public functions it names are documented.
 
 A new user meets the README's tour and ``made-np --help`` first: a figure there that disagrees with
 docs/experiments.md (where the runs are recorded) or with the other is a wrong answer to a question.
@@ -41,3 +42,21 @@ def test_the_mask_bank_table_says_how_it_was_measured():
     assert '"--direct", action="store_true"' in script and 'output_bias="zero"' in script
     caption = " ".join(README.split("**Binarized MNIST, mask banks**")[1].split("| network |")[0].split())
     assert "without direct connections" in caption and "output biases at 0" in caption
+
+
+def test_occlusion_mask_and_the_sample_grid_are_documented_public_api():
+    """Both are reached by README's Python API section, with numpydoc docstrings whose examples hold."""
+    import doctest
+
+    from made_np import conditional, plots
+
+    api = README.split("## Python API")[1].split("\n## ")[0]
+    assert "from made_np.conditional import occlusion_mask" in api
+    assert "from made_np.plots import plot_sample_grid" in api
+    for fn in (conditional.occlusion_mask, plots.plot_sample_grid):
+        for section in ("Parameters", "Returns", "Raises"):
+            assert f"\n    {section}\n    ---" in fn.__doc__, (fn.__name__, section)
+    assert "Returns" in plots.sample_grid_figure.__doc__ and "Raises" in plots.sample_grid_figure.__doc__
+    finder = doctest.DocTestFinder()
+    (examples,) = finder.find(conditional.occlusion_mask, globs={"occlusion_mask": conditional.occlusion_mask})
+    assert examples.examples and doctest.DocTestRunner().run(examples).failed == 0
