@@ -99,7 +99,8 @@ def examples_and_context(model, info, input_path, split, first, context, dataset
 
 
 def completion_grid(x, obs, comps) -> np.ndarray:
-    """Rows ``original | occluded | completions`` as float images, missing pixels NaN (drawn grey)."""
+    """Rows ``original | observed | completions`` as float images, missing pixels NaN (drawn in
+    :data:`made_np.plots.MISSING_COLOUR`)."""
     N, n, D = comps.shape
     rows = np.empty((N, n + 2, D))
     rows[:, 0] = x
@@ -132,7 +133,7 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @click.option("--out", type=PathParam(dir_okay=False), default="completions.npz", show_default=True,
               help="The .npz to write: completions (N, n, D), log_px_o (N,) in nats, x (N, D), observed (N, D).")
 @click.option("--png", type=PathParam(dir_okay=False), default=None, show_default="no drawing",
-              help="Also draw a grid, one example a row: original | occluded (missing grey) | completions.")
+              help="Also draw a grid, one example a row: original | observed (missing part in orange) | completions.")
 @click.option("--json", "as_json", is_flag=True, default=False, show_default=True,
               help="Print one JSON object instead of text (off by default).")
 @device_option
@@ -197,7 +198,9 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
 
         with writing(png, "--png"):
             plots.plot_sample_grid(completion_grid(x, obs, comps), image_shape_of(info), make_parent(png),
-                                   ncols=num_completions + 2)
+                                   ncols=num_completions + 2,
+                                   title=f"{N} examples ({what}), one a row: original | observed | "
+                                         f"{num_completions} completions")
     mean, stderr = mean_and_stderr(-lp)
     result = {"checkpoint": info["path"], "n": N, "completions": num_completions, "observed": what,
               "masks": K, "method": method, "seconds": seconds, "neg_log_px_o": mean, "stderr": stderr,

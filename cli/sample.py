@@ -72,18 +72,19 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
     with user_values():
         masks = list(range(mixture)) if mixture else [mask_index]
         x = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=method, masks=masks, context=y))
+    which = f"mixture of masks 0..{mixture - 1}" if mixture else f"mask {mask_index}"
+    given = f", context {context}" if context is not None else (", labels spread over the classes"
+                                                              if model.config.context else "")
     with writing(out, "--out"):
         if png:
             from made_np import plots
 
             with user_values():
-                plots.plot_sample_grid(x, image_shape, out, classes=model.config.classes)
+                plots.plot_sample_grid(x, image_shape, out, classes=model.config.classes,
+                                       title=f"{num_samples} samples, {which}{given}")
         else:
             with atomic_file(make_parent(out), "wb") as f:  # np.save(name) would append .npy to a name ending in .NPY
                 np.save(f, x)
-    which = f"mixture of masks 0..{mixture - 1}" if mixture else f"mask {mask_index}"
-    given = f", context {context}" if context is not None else (", labels spread over the classes"
-                                                              if model.config.context else "")
     click.echo(f"wrote {num_samples} sample{'s' if num_samples != 1 else ''} ({method}, {which}, seed {seed}{given}) to {out}")
 
 

@@ -513,7 +513,12 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
             y = (sampling.balanced_labels(n, model.config.context) if model.config.context_encoding == "onehot"
                  else ds.test_context[[i % len(ds.test_context) for i in range(n)]])
         samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, context=y))
-        plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes)
+        masks = model.eval_mask_indices()  # what sample() drew from: the test ensemble of a bank, else mask 0
+        which = f"mask {masks[0]}" if len(masks) == 1 else f"mixture of masks 0..{masks[-1]}"
+        given = ("" if y is None else ", labels spread over the classes"
+                 if model.config.context_encoding == "onehot" else ", the test split's contexts")
+        plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes,
+                               title=f"{n} samples, {which}{given}")
         update_checkpoint_meta(ckpt, results=results)
     except OSError as exc:
         raise UserError(_write_failed(exc, run_dir)) from None

@@ -49,19 +49,18 @@ def get_xp(device: str | None = None):
         return np
     if device != "cuda":
         raise BackendError(f"{source}unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    setting = f"$MADE_NP_DEVICE={os.environ['MADE_NP_DEVICE']}" if source else "--device cuda"  # whence cuda
     try:
         import cupy
     except ImportError:
-        raise BackendError(
-            "--device cuda needs CuPy, which is not installed: pip install 'made-np[cuda]'"
-        ) from None
+        raise BackendError(f"{setting} needs CuPy, which is not installed: pip install 'made-np[cuda]'") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDA driver missing or broken
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BackendError(f"--device cuda: no usable CUDA GPU ({first_line})") from None
+        raise BackendError(f"{setting}: no usable CUDA GPU ({first_line})") from None
     if count < 1:
-        raise BackendError("--device cuda: CuPy found no CUDA GPU")
+        raise BackendError(f"{setting}: CuPy found no CUDA GPU")
     return cupy
 
 

@@ -503,32 +503,49 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
 
 
 def occlusion_mask(kind: str, D: int, image_shape=None, N: int = 1, rng=None) -> np.ndarray:
-    """Observed masks for completion experiments.
+    """Observed masks for completion experiments: which variables of each example are seen.
+
+    The pattern of ``made-np complete --occlude KIND`` and ``made-np evaluate --occlude
+    KIND``; pass the result as ``observed`` to :func:`complete` or :func:`log_marginal`.
 
     Parameters
     ----------
     kind : {"top", "bottom", "left", "right", "random:P"}
         ``top`` *hides* the top ``H // 2`` rows (observes the rest); ``bottom`` hides the
-        bottom ``H // 2`` rows; ``left``/``right`` hide ``W // 2`` columns likewise;
-        ``random:P`` hides each variable independently with probability P in [0, 1].
+        bottom ``H // 2`` rows (for an odd H the middle row stays observed); ``left`` /
+        ``right`` hide ``W // 2`` columns likewise; ``random:P`` hides each variable of each
+        row independently with probability P, a number in [0, 1] (``random:0.5``).
+        Lower case, as written here.
     D : int
-        Number of variables.
-    image_shape : (H, W), optional
-        Row-major image layout with ``H * W == D``; default: square when D is a square.
-    N : int
-        Number of rows.
-    rng : numpy.random.Generator or int, optional
-        For ``random:P``.
+        Number of variables (the length of a row).
+    image_shape : tuple (H, W) of int, optional
+        Row-major image layout of a row, ``H * W == D``, e.g. ``(28, 28)``; default: square
+        (``H = W = sqrt(D)``) when D is a perfect square. Not used by ``random:P``.
+    N : int, default 1
+        Number of rows; the spatial kinds repeat one pattern, ``random:P`` draws each row.
+    rng : numpy.random.Generator or int or None, optional
+        The generator (or its seed) of ``random:P``; ``None``: fresh OS entropy, so the
+        mask differs from call to call. Not used by the spatial kinds.
 
     Returns
     -------
     numpy.ndarray of bool, shape (N, D)
-        True = observed.
+        A new array; True = observed, False = missing (to complete).
 
     Raises
     ------
     ValueError
-        Unknown kind, P outside [0, 1], or no image shape matching D for a spatial kind.
+        An unknown kind; for ``random:P``, a P that is not a number or lies outside
+        [0, 1]; for a spatial kind, no ``image_shape`` and a D that is not a perfect
+        square (the data are not images), or an ``image_shape`` whose ``H * W != D``.
+
+    Examples
+    --------
+    >>> occlusion_mask("bottom", 4).astype(int)        # a 2 x 2 image: the top row observed
+    array([[1, 1, 0, 0]])
+    >>> occlusion_mask("left", 6, image_shape=(2, 3), N=2).astype(int)
+    array([[0, 1, 1, 0, 1, 1],
+           [0, 1, 1, 0, 1, 1]])
     """
     if kind.startswith("random:"):
         try:

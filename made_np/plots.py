@@ -21,12 +21,40 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba_array
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+#: The grid lines between the images of :func:`plot_sample_grid`.
+GRID_COLOUR = "0.6"
+#: Missing (NaN) pixels in :func:`plot_sample_grid`, e.g. the unobserved half of a completion:
+#: a muted orange, unlike every grey level and the grid lines.
+MISSING_COLOUR = "#d4875a"
+
 TRAIN_KEYS = ("train_nll", "train_loss", "train")
 VALID_KEYS = ("valid_nll", "val_nll", "valid_loss", "valid")
+
+
+class WholeTicks(MaxNLocator):
+    """Whole-number ticks (epochs, unit positions), no more than fit side by side on the axis.
+
+    MaxNLocator's ``"auto"`` leaves each label 3 em on an x axis, too little for numbers of
+    4 digits or more (about 0.6 em a digit): the x axis gets room for its longest label and
+    1 em between labels. One tick is enough, so a one-epoch run or a one-unit mask still gets
+    a whole number rather than fractional ticks.
+    """
+
+    def __init__(self):
+        super().__init__(integer=True, min_n_ticks=1)
+
+    def __call__(self):
+        space = self.axis.get_tick_space()
+        if self.axis.axis_name == "x":
+            digits = len(f"{max(np.abs(self.axis.get_view_interval())):.0f}")
+            space = int(space * 3 // (0.6 * digits + 1))
+        self.set_params(nbins=max(1, space))
+        return super().__call__()
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -98,7 +126,7 @@ def loss_curves_figure(metrics, valid_masks: int = 1) -> Figure:
                        label=f"best epoch {best:g}")
             ax.plot([best], [valid[k]], marker="*", markersize=12, color="C3", linestyle="none",
                     label=f"best valid NLL {valid[k]:.4g}")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax.xaxis.set_major_locator(WholeTicks())  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("negative log-likelihood (nats per example)")
     ax.grid(alpha=0.3)
@@ -172,20 +200,40 @@ def histogram2d(samples, classes: int) -> np.ndarray:
     return np.bincount(x[:, 0] * C + x[:, 1], minlength=C * C).reshape(C, C)
 
 
-def draw_table(fig: Figure, ax, table, title: str, colorbar_label: str = "probability"):
+def draw_table(fig: Figure, ax, table, title: str, colorbar_label: str | None = "probability",
+               vmax: float | None = None):
     """Draw a ``(C, C)`` table of ``(x1, x2)`` on ``ax``: entry ``[i, j]`` in the cell of row
-    ``x1 = i`` (top down) and column ``x2 = j``, with a colour bar. Every 2-D panel of this
-    module is drawn by this function, so they all share one orientation. Returns the image."""
-    im = ax.imshow(np.asarray(table), origin="upper", interpolation="nearest")
+    ``x1 = i`` (top down) and column ``x2 = j``, with a colour bar (none when ``colorbar_label``
+    is None). Every 2-D panel of this module is drawn by this function, so they all share one
+    orientation. ``vmax``: the top of a colour scale from 0 shared with other panels (default:
+    this table's own range). Returns the image."""
+    im = ax.imshow(np.asarray(table), origin="upper", interpolation="nearest",
+                   vmin=None if vmax is None else 0.0, vmax=vmax)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("x2")
     ax.set_ylabel("x1")
-    fig.colorbar(im, ax=ax, shrink=0.8, label=colorbar_label)
+    if colorbar_label is not None:
+        fig.colorbar(im, ax=ax, shrink=0.8, label=colorbar_label)
     return im
 
 
-def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | None = None) -> Figure:
-    """The figure of :func:`plot_sample_grid` (same parameters, no file written)."""
+def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | None = None,
+                       title: str | None = None) -> Figure:
+    """The figure of :func:`plot_sample_grid` (same parameters but ``out_path``), not written.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        On an Agg canvas, registered with no pyplot figure manager. Its first axes hold
+        one image: for a grid, an ``(rows, cols, 4)`` uint8 RGBA mosaic (grey levels,
+        :data:`GRID_COLOUR` lines, :data:`MISSING_COLOUR` missing pixels); for 2-D data,
+        the ``(C, C)`` int64 counts of :func:`histogram2d`; else the samples as they are.
+
+    Raises
+    ------
+    ValueError
+        As :func:`plot_sample_grid`.
+    """
     x = np.asarray(samples)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"plot_sample_grid: samples must be (n, D) with n > 0, got {x.shape}")
@@ -198,12 +246,13 @@ def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | Non
             except ValueError as exc:
                 raise ValueError(f"plot_sample_grid: {exc}") from None
             fig = _figure(5.5, 4.5)
-            draw_table(fig, fig.add_subplot(), counts, f"{n} samples on the {C} x {C} grid",
+            draw_table(fig, fig.add_subplot(), counts, title or f"{n} samples on the {C} x {C} grid",
                        "samples per cell")
             return fig
         fig = _figure(5, 4)
         ax = fig.add_subplot()
         im = ax.imshow(x, aspect="auto", interpolation="nearest", cmap="gray")
+        ax.set_title(title or f"{n} samples", fontsize=10)
         ax.set_xlabel("dimension")
         ax.set_ylabel("sample")
         fig.colorbar(im, ax=ax)
@@ -213,29 +262,44 @@ def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | Non
         raise ValueError(f"plot_sample_grid: image_shape {image_shape} does not match D = {D}")
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    # One mosaic with a 1-pixel NaN gap between images: far faster than n axes.
-    grid = np.full((nrows * (h + 1) - 1, ncols * (w + 1) - 1), np.nan)
-    for i, img in enumerate(x.reshape(n, h, w).astype(float)):
+    images = x.reshape(n, h, w).astype(float)
+    missing = np.isnan(images)
+    top = max(1.0, float(images[~missing].max(initial=0.0)))
+    # One RGBA mosaic with 1-pixel grid lines between images (far faster than n axes):
+    # grey levels 0..top, grid lines GRID_COLOUR, missing (NaN) pixels MISSING_COLOUR.
+    tiles = matplotlib.colormaps["gray"](images / top, bytes=True)
+    tiles[missing] = to_rgba_array(MISSING_COLOUR, alpha=1) * 255
+    grid = np.empty((nrows * (h + 1) - 1, ncols * (w + 1) - 1, 4), np.uint8)
+    grid[:] = to_rgba_array(GRID_COLOUR) * 255
+    for i, tile in enumerate(tiles):
         r, c = divmod(i, ncols)
-        grid[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = img
-    cmap = matplotlib.colormaps["gray"].with_extremes(bad="0.6")
+        grid[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = tile
     width = min(12.0, max(2.0, 0.8 * ncols))  # inches
     fig = _figure(width, width * grid.shape[0] / grid.shape[1])
     ax = fig.add_subplot()
-    ax.imshow(grid, cmap=cmap, vmin=0, vmax=max(1.0, float(np.nanmax(grid))),
-              interpolation="nearest")
+    ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
+    ax.set_title(title or f"{n} samples", fontsize=10)
+    if missing.any():
+        ax.legend(handles=[Patch(facecolor=MISSING_COLOUR, label="missing (not observed)")],
+                  loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False)
     return fig
 
 
-def plot_sample_grid(samples, image_shape, out_path, ncols: int = 10, classes: int | None = None) -> Path:
+def plot_sample_grid(samples, image_shape, out_path, ncols: int = 10, classes: int | None = None,
+                     title: str | None = None) -> Path:
     """Draw samples as a grid of images (or a 2-D histogram / heat-map when not images).
 
     Parameters
     ----------
     samples : numpy.ndarray, shape (n, D)
-        Samples of any numeric dtype: binary pixels, grey levels or
-        category indices (shown on a grey scale from 0 to the largest value).
+        Samples of any real dtype (``bool``, ``uint8``, ``int64``,
+        ``float64``, ...): binary pixels, grey levels or category indices,
+        shown on a grey scale from 0 (black) to the largest value (white,
+        at least 1). In a grid of images, NaN marks a missing pixel (the
+        unobserved part of an example to complete), drawn in
+        :data:`MISSING_COLOUR` with a legend, unlike any grey level and unlike
+        the grid lines (:data:`GRID_COLOUR`).
     image_shape : tuple of int or None
         ``(h, w)`` with ``h * w == D``, e.g. ``(28, 28)``. ``None``: when
         ``D == 2``, the histogram of the samples on the ``classes x classes``
@@ -243,12 +307,16 @@ def plot_sample_grid(samples, image_shape, out_path, ncols: int = 10, classes: i
         column ``x2``), in samples per cell; else a heat-map with one row per
         sample.
     out_path : str or os.PathLike
-        PNG file to write.
+        PNG file to write (its folder is created).
     ncols : int, default 10
-        Images per grid row.
+        Images per grid row (at most ``n``).
     classes : int, optional
         Values per variable of 2-D data (the grid is ``classes x classes``);
         default: the largest sample value + 1.
+    title : str, optional
+        One line above the figure saying what is shown, e.g. ``"100 samples,
+        mask 0"``; default ``"{n} samples"`` (``"{n} samples on the C x C
+        grid"`` for the histogram).
 
     Returns
     -------
@@ -261,7 +329,7 @@ def plot_sample_grid(samples, image_shape, out_path, ncols: int = 10, classes: i
         ``samples`` not 2-D or empty, ``image_shape`` not matching D, or 2-D
         samples outside ``0..classes-1``.
     """
-    return _save(sample_grid_figure(samples, image_shape, ncols, classes), out_path)
+    return _save(sample_grid_figure(samples, image_shape, ncols, classes, title), out_path)
 
 
 def _sort_order(degrees, size: int, what: str) -> np.ndarray:
@@ -298,8 +366,8 @@ def masks_figure(masks, titles=None, degrees=None, axis_names=None) -> Figure:
             rows, cols = f"{rows}, sorted by degree", f"{cols}, sorted by degree"
         ax = fig.add_subplot(1, len(masks), k + 1)
         ax.imshow(m, cmap="Greys", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # unit positions, not coordinates
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(WholeTicks())  # unit positions, as many labels as fit
+        ax.yaxis.set_major_locator(WholeTicks())
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(cols, fontsize=8)
         ax.set_ylabel(rows, fontsize=8)
@@ -418,9 +486,15 @@ def panels_2d_figure(true_density, train_samples, model_samples, model_density) 
             raise ValueError(f"plot_2d_panels: {exc}") from None
         panels.append((title.format(len(samples)), counts / max(1, len(samples))))
     panels.append(("model density", model_density))
-    fig = _figure(4 * len(panels), 4)
-    for k, (title, table) in enumerate(panels):
-        draw_table(fig, fig.add_subplot(1, len(panels), k + 1), table, title)
+    # every panel is a probability table: one colour scale, set by the exact tables (the noisy
+    # histograms' peaks above it saturate), and one colour bar, so the panels compare
+    vmax = max(float(np.nanmax(t)) for t in (true_density, model_density) if t is not None) or 1.0
+    saturated = max(float(np.nanmax(table)) for _, table in panels) > vmax
+    fig = _figure(4 * len(panels) + 0.8, 4)
+    axes = [fig.add_subplot(1, len(panels), k + 1) for k in range(len(panels))]
+    for ax, (title, table) in zip(axes, panels):
+        im = draw_table(fig, ax, table, title, None, vmax)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="probability", extend="max" if saturated else "neither")
     return fig
 
 
@@ -432,7 +506,11 @@ def plot_2d_panels(true_density, train_samples, model_samples, model_density, ou
     as frequencies), and the model's exact density. Every panel is drawn by
     :func:`draw_table`: entry ``[i, j]`` at row ``x1 = i`` (top down), column
     ``x2 = j``, so a sample ``(x1, x2) = (i, j)`` falls in the cell of
-    ``p[i, j]``; each panel has its own colour scale.
+    ``p[i, j]``. All panels are probabilities on one colour scale with one
+    colour bar, so equal colours mean equal probabilities across panels: from
+    0 to the largest entry of the exact tables (true and model density);
+    histogram cells above it are drawn in the top colour (the bar then ends
+    in an arrow).
 
     Parameters
     ----------

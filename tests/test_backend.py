@@ -124,3 +124,17 @@ def test_to_host_takes_only_device_arrays_for_device_arrays():
             return np.ones((2, 3), dtype=dtype)
 
     np.testing.assert_array_equal(to_host(Table()), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("cupy", [None, _fake_cupy(error=RuntimeError("no driver")), _fake_cupy(count=0)],
+                         ids=["no CuPy", "no driver", "no GPU"])
+def test_cuda_errors_name_where_the_setting_came_from(monkeypatch, cupy):
+    """``MADE_NP_DEVICE=cuda made-np train`` without CuPy used to blame ``--device cuda``, an option never given."""
+    monkeypatch.setitem(sys.modules, "cupy", cupy)  # None: `import cupy` raises ImportError
+    monkeypatch.setenv("MADE_NP_DEVICE", "cuda")
+    with pytest.raises(BackendError) as e:
+        get_xp()
+    assert one_line(e).startswith("$MADE_NP_DEVICE=cuda") and "--device" not in str(e.value)
+    with pytest.raises(BackendError) as e:
+        get_xp("cuda")  # the option (or argument) wins over the environment, and is the one named
+    assert one_line(e).startswith("--device cuda")

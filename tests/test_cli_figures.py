@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from matplotlib.colors import to_rgba
 
 from made_np import plots
 from made_np.checkpoint import load_checkpoint
@@ -32,6 +33,7 @@ def _summary(fig) -> list:
             "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "title": ax.get_title(),
             "legend": [t.get_text() for t in legend.get_texts()] if legend else [],
             "xticks": [t for t in ax.get_xticks() if min(lo, hi) <= t <= max(lo, hi)],
+            "clim": [im.get_clim() for im in ax.images],
         })
     return axes
 
@@ -58,6 +60,7 @@ def test_bank_run_figures_loss_and_masks(tmp_path, figures):
     out = tmp_path / "bank"
     run("train", "--epochs", 3, "--hidden", "20,12", "--num-masks", 3, "--no-direct-connections", "--seed", 1,
         "--out", out, "-q")
+    assert figures["samples.png"][0]["title"] == "100 samples, mixture of masks 0..2"  # the test ensemble
     (loss,) = figures["loss.png"]
     best = json.loads((out / "results.json").read_text())["best_epoch"]
     assert "valid (ensemble of 3 masks)" in loss["legend"] and f"best epoch {best}" in loss["legend"]
@@ -79,6 +82,22 @@ def test_bank_run_figures_loss_and_masks(tmp_path, figures):
     assert np.array_equal(panels[0]["images"][0][0], ms.hidden[0][np.ix_(r, c)])
 
 
+    run("sample", out, "-n", 12, "--mixture", 2, "--out", tmp_path / "mix.png")
+    run("sample", out, "-n", 5, "--mask-index", 1, "--out", tmp_path / "one.png")
+    assert figures["mix.png"][0]["title"] == "12 samples, mixture of masks 0..1"
+    assert figures["one.png"][0]["title"] == "5 samples, mask 1"
+    run("complete", out, "--occlude", "bottom", "--first", 3, "-n", 4, "--out", tmp_path / "c.npz", "--png",
+        tmp_path / "c.png")
+    (grid,) = figures["c.png"]
+    assert grid["title"] == "3 examples (bottom occluded), one a row: original | observed | 4 completions"
+    assert grid["legend"] == ["missing (not observed)"]
+    rgba = grid["images"][0][0]
+    assert rgba.shape == (3 * 9 - 1, 6 * 9 - 1, 4)  # 3 rows of 6 images of 8 x 8, grid lines between
+    missing = tuple(np.round(255 * np.array(to_rgba(plots.MISSING_COLOUR))))
+    observed = rgba[4:8, 9:17]  # the observed image's bottom half
+    assert (observed == missing).all(axis=-1).all() and not (rgba[:4, 9:17] == missing).all(axis=-1).any()
+
+
 def test_2d_figures_share_the_tables_orientation(tmp_path, figures):
     """A 2-D data set with 80% of its mass at (x1, x2) = (1, 9): every figure puts its peak in the
     cell of p[1, 9], none at (9, 1)."""
@@ -89,6 +108,7 @@ def test_2d_figures_share_the_tables_orientation(tmp_path, figures):
     out = tmp_path / "run"
     run("train", "--dataset", tmp_path / "peak.npy", "--epochs", 30, "--hidden", 16, "--out", out, "-q")
     (samples,) = [a for a in figures["samples.png"] if a["images"]]  # (the other axes: the colour bar)
+    assert samples["title"] == "100000 samples, mixture of masks 0..15"
     counts, extent, origin = samples["images"][0]
     assert counts.shape == (12, 12) and counts.sum() == 100_000  # a histogram of every sample drawn
     assert np.unravel_index(np.argmax(counts), counts.shape) == (1, 9)
@@ -106,3 +126,4 @@ def test_2d_figures_share_the_tables_orientation(tmp_path, figures):
         table, p_extent, p_origin = p["images"][0]
         assert (p_extent, p_origin) == (extent, origin) and (p["xlabel"], p["ylabel"]) == ("x2", "x1")
         assert np.unravel_index(np.argmax(table), table.shape) == (1, 9), p["title"]
+    assert len({p["clim"][0] for p in panels}) == 1  # one colour scale: the same colour, the same probability

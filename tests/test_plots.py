@@ -185,3 +185,97 @@ def test_2d_samples_are_a_histogram_in_the_tables_orientation(tmp_path):
     with pytest.raises(ValueError, match="0..9"):
         plots.plot_sample_grid(x, None, tmp_path / "x.png", classes=10)
     assert plt.get_fignums() == []
+
+
+# --------------------------------------------------------------------------- titles, colours, ticks
+
+
+def test_sample_grids_have_a_title_saying_what_is_shown():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 2, size=(12, 16))
+    fig = plots.sample_grid_figure(images, (4, 4), title="12 samples, mask 3")
+    assert fig.axes[0].get_title() == "12 samples, mask 3"
+    assert plots.sample_grid_figure(images, (4, 4)).axes[0].get_title() == "12 samples"  # the default
+    heat = plots.sample_grid_figure(rng.integers(0, 3, size=(7, 5)), None, title="7 samples, mask 0")
+    assert heat.axes[0].get_title() == "7 samples, mask 0"
+    hist = plots.sample_grid_figure(rng.integers(0, 4, size=(9, 2)), None, classes=4)
+    assert hist.axes[0].get_title() == "9 samples on the 4 x 4 grid"
+    assert plots.sample_grid_figure(rng.integers(0, 4, size=(9, 2)), None, classes=4,
+                                    title="mixture of masks 0..3").axes[0].get_title() == "mixture of masks 0..3"
+
+
+def test_missing_pixels_are_drawn_in_a_colour_of_their_own():
+    """A completion grid: NaN pixels (the unobserved half) in MISSING_COLOUR, named in a legend, unlike
+    every grey level and unlike the grid lines between the images."""
+    from matplotlib.colors import to_rgba
+
+    x = np.array([[0.0, 1.0, np.nan, np.nan], [1.0, 0.0, 1.0, 0.0]])  # two 2x2 images, the first half missing
+    fig = plots.sample_grid_figure(x, (2, 2), ncols=2)
+    ax = fig.axes[0]
+    rgba = np.asarray(ax.images[0].get_array())
+    assert rgba.shape == (2, 5, 4)  # two 2x2 images and a 1-pixel grid line between them
+
+    def colour(r, c):
+        return tuple(rgba[r, c] / 255)
+
+    missing, grid = to_rgba(plots.MISSING_COLOUR), to_rgba(plots.GRID_COLOUR)
+    assert colour(1, 0) == colour(1, 1) == pytest.approx(missing, abs=1 / 255)
+    assert colour(0, 2) == colour(1, 2) == pytest.approx(grid, abs=1 / 255)
+    assert colour(0, 0) == (0, 0, 0, 1) and colour(0, 1) == (1, 1, 1, 1)  # black 0, white 1
+    assert len(set(missing[:3])) == 3 and missing != pytest.approx(grid, abs=0.1)  # a colour, not a grey
+    assert legend_texts(ax) == ["missing (not observed)"]
+    assert legend_texts(plots.sample_grid_figure(np.nan_to_num(x), (2, 2)).axes[0]) == []  # nothing missing
+
+
+def test_a_one_epoch_run_gets_whole_epoch_ticks():
+    for rows in ([{"epoch": 1, "train_nll": 3.0, "valid_nll": 2.5}], LONG_ROWS[:2]):
+        fig = plots.loss_curves_figure(rows)
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def overlapping_tick_labels(fig) -> list:
+    """Pairs of neighbouring tick labels (within the view) whose drawn boxes overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            labels = [t for t, v in zip(axis.get_ticklabels(), axis.get_ticklocs()) if lo <= v <= hi]
+            boxes = [t.get_window_extent(renderer) for t in labels]
+            found += [(a.get_text(), b.get_text()) for (a, b), (p, q) in zip(zip(labels, labels[1:]),
+                                                                         zip(boxes, boxes[1:])) if p.overlaps(q)]
+    return found
+
+
+@pytest.mark.parametrize("D, hidden", [(784, 500), (60, 8000), (60, 20000), (1, 1)])
+def test_mask_tick_labels_never_overlap(D, hidden):
+    """``made-np masks RUN --png`` of a 784 x 500 MNIST model printed overlapping W1 labels."""
+    w1 = np.triu(np.ones((D, hidden)))
+    fig = plots.masks_figure([w1, w1.T])
+    assert overlapping_tick_labels(fig) == []
+    for ax in fig.axes:
+        assert all(float(t).is_integer() for t in ax.get_xticks()) and len(ax.get_xticks()) >= 2
+
+
+@pytest.mark.parametrize("with_truth", [True, False])
+def test_2d_panels_share_one_colour_scale(with_truth):
+    C = 10
+    rng = np.random.default_rng(0)
+    true = rng.random((C, C))
+    true /= true.sum()
+    model = 0.5 * true + 0.5 / C**2
+    train = rng.integers(0, C, size=(50, 2))  # few samples: histogram peaks above the tables
+    fig = plots.panels_2d_figure(true if with_truth else None, train, train[:20], model)
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == (4 if with_truth else 3)
+    top = max(true.max(), model.max()) if with_truth else model.max()
+    assert [im.get_clim() for im in images] == [(0.0, top)] * len(images)
+    colorbars = [ax for ax in fig.axes if not ax.images]
+    assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "probability"  # one bar for every panel
+    assert images[-1].colorbar.extend == "max"  # the histograms' cells above the scale saturate
+    assert plt.get_fignums() == []
