@@ -294,7 +294,9 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         while training (:func:`made_np.checkpoint.run_lock`).
     callback : callable, optional
         ``callback(row)`` after each epoch (after the checkpoint) with
-        ``row = {"epoch", "train_nll", "valid_nll", "seconds", "lr", "best"}``;
+        ``row = {"epoch", "train_nll", "valid_nll", "seconds", "train_seconds", "valid_seconds", "lr",
+        "threads", "best"}`` (seconds of the whole epoch, of its steps, of its validation; the CPU
+        threads it ran on);
         returning True stops training.
     resume_state : dict, optional
         The ``info`` of :func:`made_np.checkpoint.load_checkpoint` for a model loaded
@@ -342,7 +344,7 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     OSError
         A checkpoint that cannot be written (a full disk); the previous one is intact.
     """
-    from .fast.threads import thread_policy
+    from .fast.threads import max_threads, thread_policy
 
     check_fit_arguments(model, cfg, out_dir, callback)
     if resume_state is not None:  # before the folder check reads it
@@ -352,10 +354,12 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         _check_run_folder(out_dir, resume_state)
         contexts = check_dataset(model, dataset)
         cfg = (cfg or TrainConfig()).resolved(dataset)
-        with thread_policy(threads, model, cfg.batch_size):
+        with thread_policy(threads, model, cfg.batch_size) as n:
             if verbose:
                 callback = _printing(callback)
-            return _Run(model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state).train(callback, progress)
+            run = _Run(model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state)
+            run.threads = n or max_threads()  # None: the libraries' defaults, BLAS on every core
+            return run.train(callback, progress)
 
 
 def _printing(callback):
@@ -414,6 +418,7 @@ class _Run:
         xp = model.xp
         self.model, self.cfg, self.xp = model, cfg, xp
         self.c_train, self.c_valid = contexts  # a conditional model's, encoded once: rows gathered with the data's
+        self.threads = None  # the CPU threads the run is given (fit)
         self.v_indices = valid_mask_indices(model, cfg)
         self.spec = dict(dataset_spec) if dataset_spec else _default_spec(dataset)
         fingerprints = split_fingerprints(dataset)
@@ -499,12 +504,15 @@ class _Run:
                 train_nll = self.steps(epoch, progress)
                 if not math.isfinite(train_nll):
                     self._diverged(epoch, "training loss", train_nll)
+                t1 = time.perf_counter()
                 valid_nll, improved = self.validate(epoch)
                 if not math.isfinite(valid_nll):
                     self._diverged(epoch, "validation NLL", valid_nll)
                 self._check_finite(epoch)
-            row = {"epoch": epoch, "train_nll": train_nll, "valid_nll": valid_nll,
-                   "seconds": time.perf_counter() - t0, "lr": self.opt.lr, "best": improved}
+            t2 = time.perf_counter()
+            row = {"epoch": epoch, "train_nll": train_nll, "valid_nll": valid_nll, "seconds": t2 - t0,
+                   "train_seconds": t1 - t0, "valid_seconds": t2 - t1, "lr": self.opt.lr, "threads": self.threads,
+                   "best": improved}
             self.history["rows"].append(row)
             self.history["best_epoch"], self.history["best_valid_nll"] = state["best_epoch"], state["best_valid_nll"]
             if cfg.patience and epoch - state["best_epoch"] >= cfg.patience:

@@ -541,3 +541,11 @@ def test_a_resume_at_another_learning_rate_records_it(chain, tmp_path):
                out_dir=tmp_path / "run", resume_state=info)
     assert hist["base_lr"] == 0.5 and hist["rows"][-1]["lr"] == 0.5 and hist["rows"][0]["lr"] == 1e-3
     assert load_checkpoint(tmp_path / "run")[1]["history"]["base_lr"] == 0.5
+
+
+def test_an_epoch_row_times_its_steps_and_validation_apart_and_names_its_threads(chain):
+    """metrics.csv's row: training and validation seconds in their own columns, and the threads."""
+    hist = fit(small_model(num_masks=3), chain, TrainConfig(epochs=1, patience=0), threads=1)
+    row = hist["rows"][0]
+    assert row["threads"] == 1 and row["train_seconds"] > 0 and row["valid_seconds"] > 0
+    assert row["seconds"] == pytest.approx(row["train_seconds"] + row["valid_seconds"], rel=0.2, abs=0.01)
