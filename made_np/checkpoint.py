@@ -92,18 +92,10 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
     if bad is not None:  # weights, optimiser state (an overflowing Adagrad sum) and best weights alike
         raise CheckpointError(f"{path}: not written: entry {bad!r} holds NaN or infinity, and a checkpoint "
                               "must load (a diverged model keeps its last good checkpoint)")
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "made_np_version": __version__,
-        "model": model.config.to_dict(),
-        "train": train_config.to_dict() if train_config is not None else None,
-        "dataset": dataset_spec,
-        "optimizer": None if optimizer is None else type(optimizer).__name__.lower(),
-        "state": train_state,
-        "history": history,
-        "results": results,
-    }
+    meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "made_np_version": __version__,
+            "model": model.config.to_dict(), "train": train_config.to_dict() if train_config is not None else None,
+            "dataset": dataset_spec, "optimizer": None if optimizer is None else type(optimizer).__name__.lower(),
+            "state": train_state, "history": history, "results": results}
     try:
         text = json.dumps(meta, default=_json_default, allow_nan=True)
     except (TypeError, ValueError) as exc:
@@ -296,10 +288,9 @@ def _check_entries(archive: Npz, cfg: MADEConfig) -> dict:
     missing = [n for n in shapes if n not in archive.members]
     if missing:
         raise CheckpointError(f"{p}: checkpoint is missing parameter '{missing[0]}'")
-    best = [n for n in shapes if f"best_{n}" in archive.members]
-    if best and len(best) != len(shapes):
-        lacking = next(n for n in shapes if f"best_{n}" not in archive.members)
-        raise CheckpointError(f"{p}: checkpoint holds best weights but lacks entry 'best_{lacking}'")
+    lacking = [n for n in shapes if f"best_{n}" not in archive.members]
+    if 0 < len(lacking) < len(shapes):
+        raise CheckpointError(f"{p}: checkpoint holds best weights but lacks entry 'best_{lacking[0]}'")
     largest = max(math.prod(s) for s in shapes.values())
     for name in archive.members:
         if name == "config":
@@ -407,34 +398,21 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
     """
     p = resolve_checkpoint_path(path)
     arrays, meta, model_config, train_config = _read_checkpoint(p, memory_limit=memory_limit)
-    xp = backend.get_xp(device)
-    model = MADE(model_config, xp, draw_weights=False)
-    params = {n: arrays[n] for n in model.param_names}
-    best_params = None  # all of them or none, of the parameters' shapes (_check_entries)
-    if f"best_{model.param_names[0]}" in arrays:
-        best_params = {n: arrays[f"best_{n}"] for n in model.param_names}
+    model = MADE(model_config, backend.get_xp(device), draw_weights=False)
+    best_params = ({n: arrays[f"best_{n}"] for n in model.param_names}  # all of them or none (_check_entries)
+                   if f"best_{model.param_names[0]}" in arrays else None)
     use_best = best and best_params is not None
     try:
-        model.load_state_dict(best_params if use_best else params, prefix="best_" if use_best else "")
+        model.load_state_dict(best_params if use_best else {n: arrays[n] for n in model.param_names},
+                              prefix="best_" if use_best else "")
     except ValueError as exc:
         raise CheckpointError(f"{p}: {exc}") from None
     opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")} or None
-    info = {
-        "path": str(p),
-        "config": meta,
-        "model_config": model_config,
-        "train_config": train_config,
-        "dataset": meta.get("dataset"),
-        "history": meta.get("history"),
-        "state": meta.get("state"),
-        "results": meta.get("results"),
-        "version": meta.get("made_np_version"),
-        "optimizer": opt_state,
-        "best_params": best_params,
-        # the weights the model was given: a resume continues only these (the last ones)
-        "loaded_best": use_best,
-        "params_sha256": None if use_best else params_digest(model.params),
-    }
+    info = {"path": str(p), "config": meta, "model_config": model_config, "train_config": train_config,
+            **{k: meta.get(k) for k in ("dataset", "history", "state", "results")},
+            "version": meta.get("made_np_version"), "optimizer": opt_state, "best_params": best_params,
+            # the weights the model was given: a resume continues only these (the last ones)
+            "loaded_best": use_best, "params_sha256": None if use_best else params_digest(model.params)}
     return model, info
 
 
