@@ -467,7 +467,8 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
         with user_values():
             try:
                 history = fit(model, ds, cfg, out_dir=run_dir, callback=on_epoch, resume_state=resume_state,
-                              progress=_progress if show_bar else None, dataset_spec=spec, threads=threads)
+                              progress=_progress if show_bar else None, dataset_spec=spec, threads=threads,
+                              resume_checked=True)  # by _resume, before it loaded the data
             except DivergenceError as exc:
                 kept = (f"{run_dir / CHECKPOINT_NAME} keeps epoch {exc.saved_epoch}" if exc.saved_epoch
                         else "nothing was saved")

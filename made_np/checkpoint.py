@@ -38,7 +38,7 @@ from .limits import LimitError, check, layer_widths, model_parts
 from .model import MADE
 from .npyio import Npz, expand_path, magic, one_line
 from .optim import optimizer_class
-from .runfolder import CHECKPOINT_NAME, CheckpointError, _json_default, atomic_file
+from .runfolder import CHECKPOINT_NAME, METRICS_COLUMNS, CheckpointError, _json_default, atomic_file
 
 CHECKPOINT_FORMAT = "made-np-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -92,18 +92,10 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
     if bad is not None:  # weights, optimiser state (an overflowing Adagrad sum) and best weights alike
         raise CheckpointError(f"{path}: not written: entry {bad!r} holds NaN or infinity, and a checkpoint "
                               "must load (a diverged model keeps its last good checkpoint)")
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "made_np_version": __version__,
-        "model": model.config.to_dict(),
-        "train": train_config.to_dict() if train_config is not None else None,
-        "dataset": dataset_spec,
-        "optimizer": None if optimizer is None else type(optimizer).__name__.lower(),
-        "state": train_state,
-        "history": history,
-        "results": results,
-    }
+    meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "made_np_version": __version__,
+            "model": model.config.to_dict(), "train": train_config.to_dict() if train_config is not None else None,
+            "dataset": dataset_spec, "optimizer": None if optimizer is None else type(optimizer).__name__.lower(),
+            "state": train_state, "history": history, "results": results}
     try:
         text = json.dumps(meta, default=_json_default, allow_nan=True)
     except (TypeError, ValueError) as exc:
@@ -173,6 +165,9 @@ MAX_CONFIG_CHARS = 2**24
 _DATASET_KEYS = {"spec": str, "path": str, "seed": int, "name": str, "D": int, "classes": int,
                  "image_shape": list, "sizes": list, "sha256": dict, "context_sha256": dict}
 _OPT_ENTRY = re.compile(r"^opt_[A-Za-z_]+[0-9]*$")
+#: Top-level entries of the JSON ``config`` and their kinds (``None`` is allowed for each but ``model``).
+_META_KINDS = {"model": dict, "train": dict, "state": dict, "history": dict, "results": dict, "dataset": dict,
+               "optimizer": str, "made_np_version": str}
 
 
 def _open_archive(p: Path) -> Npz:
@@ -219,26 +214,19 @@ def _check_meta(p: Path, meta: dict):
     file and the entry (``config: model.D ...``).
     """
     where = f"{p}: entry 'config'"
-    if not isinstance(meta.get("model"), dict):
-        raise CheckpointError(f"{where}: 'model' must be an object, got {describe(meta.get('model'))}")
+    for key, kind in _META_KINDS.items():
+        if (key == "model" or meta.get(key) is not None) and not isinstance(meta.get(key), kind):
+            raise CheckpointError(f"{where}: '{key}' must be {'an object' if kind is dict else 'a string'}"
+                                  f"{'' if key == 'model' else ' or null'}, got {describe(meta.get(key))}")
     try:
         model_config = MADEConfig.from_dict(meta["model"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{where}: invalid model configuration ({one_line(exc)})") from None
-    train_config = None
-    if meta.get("train") is not None:
-        if not isinstance(meta["train"], dict):
-            raise CheckpointError(f"{where}: 'train' must be an object or null, got {describe(meta['train'])}")
-        try:  # runs from before output_bias existed started their output biases at 0
-            train_config = TrainConfig.from_dict({"output_bias": "zero", **meta["train"]})
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{where}: invalid training configuration ({one_line(exc)})") from None
-    for key in ("state", "history", "results", "dataset"):
-        if meta.get(key) is not None and not isinstance(meta[key], dict):
-            raise CheckpointError(f"{where}: '{key}' must be an object or null, got {describe(meta[key])}")
-    for key in ("optimizer", "made_np_version"):
-        if meta.get(key) is not None and not isinstance(meta[key], str):
-            raise CheckpointError(f"{where}: '{key}' must be a string or null, got {describe(meta[key])}")
+    try:  # runs from before output_bias existed started their output biases at 0
+        train = meta.get("train")
+        train_config = None if train is None else TrainConfig.from_dict({"output_bias": "zero", **train})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: invalid training configuration ({one_line(exc)})") from None
     _check_dataset_spec(where, meta.get("dataset"), model_config)
     return model_config, train_config
 
@@ -249,31 +237,25 @@ def _check_dataset_spec(where: str, spec, cfg: MADEConfig) -> None:
         return
     for key, kind in _DATASET_KEYS.items():
         value = spec.get(key)
-        if value is None:
-            continue
-        ok = is_int(value) if kind is int else isinstance(value, kind)
-        if not ok:
+        if value is not None and not (is_int(value) if kind is int else isinstance(value, kind)):
             raise CheckpointError(f"{where}: dataset.{key} must be {kind.__name__} or null, got {describe(value)}")
-    if spec.get("seed") is not None and not 0 <= spec["seed"] <= MAX_SEED:
-        raise CheckpointError(f"{where}: dataset.seed must be in 0..{MAX_SEED}, got {spec['seed']}")
-    if spec.get("D") is not None and spec["D"] != cfg.D:
-        raise CheckpointError(f"{where}: dataset.D = {spec['D']} but the model has D = {cfg.D}")
-    if spec.get("classes") is not None and spec["classes"] != cfg.classes:
-        raise CheckpointError(f"{where}: dataset.classes = {spec['classes']} but the model has "
-                              f"{cfg.classes} classes")
-    shape = spec.get("image_shape")
-    if shape is not None:
-        if len(shape) != 2 or not all(is_int(v) and v >= 1 for v in shape) or shape[0] * shape[1] != cfg.D:
-            raise CheckpointError(f"{where}: dataset.image_shape {describe(shape)} is not two positive "
-                                  f"integers whose product is D = {cfg.D}")
-    sizes = spec.get("sizes")
-    if sizes is not None and (len(sizes) != 3 or not all(is_int(v) and v >= 0 for v in sizes)):
-        raise CheckpointError(f"{where}: dataset.sizes {describe(sizes)} is not three non-negative integers")
-    for key in ("sha256", "context_sha256"):
-        sha = spec.get(key)
-        if sha is not None and not all(k in ("train", "valid", "test") and isinstance(v, str) and len(v) == 64
-                                       for k, v in sha.items()):
-            raise CheckpointError(f"{where}: dataset.{key} {describe(sha)} is not a 64-digit hex digest per split")
+    seed, D, classes, shape, sizes = (spec.get(k) for k in ("seed", "D", "classes", "image_shape", "sizes"))
+    for ok, message in (
+            (seed is None or 0 <= seed <= MAX_SEED, f"dataset.seed must be in 0..{MAX_SEED}, got {seed}"),
+            (D is None or D == cfg.D, f"dataset.D = {D} but the model has D = {cfg.D}"),
+            (classes is None or classes == cfg.classes,
+             f"dataset.classes = {classes} but the model has {cfg.classes} classes"),
+            (shape is None or len(shape) == 2 and all(is_int(v) and v >= 1 for v in shape)
+             and shape[0] * shape[1] == cfg.D,
+             f"dataset.image_shape {describe(shape)} is not two positive integers whose product is D = {cfg.D}"),
+            (sizes is None or len(sizes) == 3 and all(is_int(v) and v >= 0 for v in sizes),
+             f"dataset.sizes {describe(sizes)} is not three non-negative integers"),
+            *((all(k in ("train", "valid", "test") and isinstance(v, str) and len(v) == 64
+                   for k, v in (spec.get(key) or {}).items()),
+               f"dataset.{key} {describe(spec.get(key))} is not a 64-digit hex digest per split")
+              for key in ("sha256", "context_sha256"))):
+        if not ok:
+            raise CheckpointError(f"{where}: {message}")
 
 
 def param_shapes(cfg: MADEConfig) -> dict:
@@ -306,10 +288,9 @@ def _check_entries(archive: Npz, cfg: MADEConfig) -> dict:
     missing = [n for n in shapes if n not in archive.members]
     if missing:
         raise CheckpointError(f"{p}: checkpoint is missing parameter '{missing[0]}'")
-    best = [n for n in shapes if f"best_{n}" in archive.members]
-    if best and len(best) != len(shapes):
-        lacking = next(n for n in shapes if f"best_{n}" not in archive.members)
-        raise CheckpointError(f"{p}: checkpoint holds best weights but lacks entry 'best_{lacking}'")
+    lacking = [n for n in shapes if f"best_{n}" not in archive.members]
+    if 0 < len(lacking) < len(shapes):
+        raise CheckpointError(f"{p}: checkpoint holds best weights but lacks entry 'best_{lacking[0]}'")
     largest = max(math.prod(s) for s in shapes.values())
     for name in archive.members:
         if name == "config":
@@ -417,34 +398,21 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
     """
     p = resolve_checkpoint_path(path)
     arrays, meta, model_config, train_config = _read_checkpoint(p, memory_limit=memory_limit)
-    xp = backend.get_xp(device)
-    model = MADE(model_config, xp, draw_weights=False)
-    params = {n: arrays[n] for n in model.param_names}
-    best_params = None  # all of them or none, of the parameters' shapes (_check_entries)
-    if f"best_{model.param_names[0]}" in arrays:
-        best_params = {n: arrays[f"best_{n}"] for n in model.param_names}
+    model = MADE(model_config, backend.get_xp(device), draw_weights=False)
+    best_params = ({n: arrays[f"best_{n}"] for n in model.param_names}  # all of them or none (_check_entries)
+                   if f"best_{model.param_names[0]}" in arrays else None)
     use_best = best and best_params is not None
     try:
-        model.load_state_dict(best_params if use_best else params, prefix="best_" if use_best else "")
+        model.load_state_dict(best_params if use_best else {n: arrays[n] for n in model.param_names},
+                              prefix="best_" if use_best else "")
     except ValueError as exc:
         raise CheckpointError(f"{p}: {exc}") from None
     opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")} or None
-    info = {
-        "path": str(p),
-        "config": meta,
-        "model_config": model_config,
-        "train_config": train_config,
-        "dataset": meta.get("dataset"),
-        "history": meta.get("history"),
-        "state": meta.get("state"),
-        "results": meta.get("results"),
-        "version": meta.get("made_np_version"),
-        "optimizer": opt_state,
-        "best_params": best_params,
-        # the weights the model was given: a resume continues only these (the last ones)
-        "loaded_best": use_best,
-        "params_sha256": None if use_best else params_digest(model.params),
-    }
+    info = {"path": str(p), "config": meta, "model_config": model_config, "train_config": train_config,
+            **{k: meta.get(k) for k in ("dataset", "history", "state", "results")},
+            "version": meta.get("made_np_version"), "optimizer": opt_state, "best_params": best_params,
+            # the weights the model was given: a resume continues only these (the last ones)
+            "loaded_best": use_best, "params_sha256": None if use_best else params_digest(model.params)}
     return model, info
 
 
@@ -483,13 +451,10 @@ def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
         One line naming the file and the entry, e.g. ``model.npz: entry 'best_W0' has
         shape (3, 4), expected (64, 500)``.
 
-    A state that passed for this ``model`` and ``cfg`` is not checked again (``made-np train
-    --resume`` checks it before it loads the data, then resumes with :func:`made_np.train.fit`).
+    :func:`made_np.train.fit` calls it before it resumes; ``made-np train --resume`` calls it
+    before it loads the data, and then has ``fit`` take the state as checked.
     """
     check_info(info)
-    checked = (id(info), id(model), cfg)
-    if info.get("resume_checked") == checked:
-        return
     where = info.get("path") or "checkpoint"
 
     def bad(entry, message):
@@ -511,10 +476,9 @@ def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
             bad(f"state.{key}", f"is {_show(state.get(key))}, expected an integer >= 0")
     if state["epoch"] > MAX_EPOCHS:  # before anything sized by it (the history's epochs)
         bad("state.epoch", f"is {_show(state['epoch'])}, more than the {MAX_EPOCHS} epochs a run may have")
-    epoch = int(state["epoch"])
+    epoch, best_nll = int(state["epoch"]), state.get("best_valid_nll")
     if state["best_epoch"] > epoch:
         bad("state.best_epoch", f"is {state['best_epoch']}, after the run's epoch {epoch}")
-    best_nll = state.get("best_valid_nll")
     if not is_real(best_nll) or math.isnan(best_nll) or (state["best_epoch"] and not math.isfinite(best_nll)):
         bad("state.best_valid_nll", f"is {_show(best_nll)}, expected a finite number")
     if not isinstance(state.get("finished"), bool):
@@ -562,12 +526,11 @@ def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             bad("history.rows", f"is {_show(rows)}, expected a list of epochs")
         for i, row in enumerate(rows):
-            for key in ("epoch", "train_nll", "valid_nll", "seconds"):
+            for key in METRICS_COLUMNS:
                 if not is_real(row.get(key)):
                     bad(f"history.rows[{i}].{key}", f"is {_show(row.get(key))}, expected a number")
         if len(rows) != epoch or [r["epoch"] for r in rows] != list(range(1, epoch + 1)):
             bad("history.rows", f"holds epochs {[r['epoch'] for r in rows][:6]}, expected 1 to {epoch}")
-    info["resume_checked"] = checked
 
 
 def check_info(info) -> None:

@@ -43,6 +43,7 @@ import numpy as np
 from .backend import to_host
 from .download import (AMAT_FILES, DIST_FILE, MNIST_FILE, SOURCES, SPLIT_KEYS, _REFETCH_FIX, _verify_cached_table,
                        _verify_mnist, cache_dir, fetch, fetch_binarized_mnist)  # noqa: F401 (made_np.data.fetch)
+from .checks import is_int
 from .npyio import DataError, expand_path, magic, read_npy, read_npz, read_text_matrix
 
 CONTEXT_KEYS = ("train_context", "valid_context", "test_context")
@@ -140,13 +141,9 @@ def split_fingerprints(dataset, context: bool = False) -> dict:
     the values as ``uint8`` in C order (every split is ``uint8`` after loading; contexts as
     float64): about 0.2 s for binarized MNIST.
     """
-    out = {}
+    out, dtype = {}, np.float64 if context else np.uint8
     for split in SPLITS:
-        if context:
-            a = dataset.context_of(split) if hasattr(dataset, "context_of") else None
-            dtype = np.float64
-        else:
-            a, dtype = getattr(dataset, split, None), np.uint8
+        a = getattr(dataset, f"{split}_context" if context else split, None)
         if a is None:
             continue
         h = hashlib.sha256(repr(tuple(a.shape)).encode())
@@ -240,35 +237,27 @@ def check_same_data(spec, dataset, where: str, source: str | None = None, finger
 
 
 
-def _search_dirs() -> list[Path]:
-    dirs = []
-    if os.environ.get("MADE_NP_DATA"):
-        dirs.append(expand_path(os.environ["MADE_NP_DATA"]))
-    dirs.append(cache_dir())
-    dirs.append(Path.cwd().parent / "shared" / "data")
-    return dirs
-
-
-def _missing(p: Path) -> str:
-    """Why ``p`` cannot be read although a name was given: absent, or a link to nothing."""
+def _missing(p: Path, name=None, fix: str = "") -> str:
+    """Why ``p`` (given as ``name``) cannot be read: absent, or a link to nothing."""
     if p.is_symlink():
         return f"{p}: a symbolic link to a missing file (or a loop of links); give the file itself"
-    return f"{p}: no such file or directory"
+    return f"{name or p}: no such file or directory{fix}"
 
 
-def _find(filename: str, path) -> Path | None:
-    """Locate ``filename``: an explicit ``path`` wins (file or folder), else the search dirs."""
+def _find(filename: str, path, fix: str = "pass the file's path") -> Path:
+    """Locate ``filename``: an explicit ``path`` wins (file or folder), else the first of
+    ``$MADE_NP_DATA``, :func:`cache_dir` and ``../shared/data`` that holds it."""
     if path is not None:
         p = expand_path(path)
-        if p.is_dir() and (p / filename).is_file():
-            return p / filename
         if not p.exists():
             raise DataError(_missing(p))
-        return p
-    for d in _search_dirs():
-        if (d / filename).is_file():
-            return d / filename
-    return None
+        return p / filename if p.is_dir() and (p / filename).is_file() else p
+    dirs = [expand_path(os.environ["MADE_NP_DATA"])] if os.environ.get("MADE_NP_DATA") else []
+    dirs += [cache_dir(), Path.cwd().parent / "shared" / "data"]
+    found = next((d / filename for d in dirs if (d / filename).is_file()), None)
+    if found is None:
+        raise DataError(f"{filename} not found (looked in {', '.join(map(str, dirs))}); {fix}")
+    return found
 
 
 def _in_cache(file: Path) -> bool:
@@ -286,7 +275,8 @@ def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
     """Check one split: 2-D, rows, finite, non-negative integers. Returns it (bool -> uint8)."""
     if arr.dtype == np.bool_:
         arr = arr.view(np.uint8)
-    if arr.dtype.kind not in "iuf":
+    kind = arr.dtype.kind
+    if kind not in "iuf":
         raise DataError(f"{file}: {what} has dtype {arr.dtype}; expected integers or floats")
     if arr.ndim != 2:
         fix = ("; one row per example and one column per variable: reshape it to (N, D) (a single "
@@ -295,52 +285,26 @@ def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
     if arr.shape[0] == 0:
         raise DataError(f"{file}: {what} has zero rows (shape {arr.shape}); every split needs examples")
     if arr.shape[1] == 0:
-        raise DataError(
-            f"{file}: {what} has zero columns (shape {arr.shape}); expected at least one variable per row"
-        )
-    if arr.dtype.kind == "f":
-        finite = np.isfinite(arr)
-        n_bad = int(arr.size - np.count_nonzero(finite))
-        if n_bad:
-            r, c = np.unravel_index(np.argmin(finite), arr.shape)
-            raise DataError(f"{file}: {what} has {n_bad} NaN/inf value{'s' if n_bad != 1 else ''}, the first "
-                            f"{_fmt(arr[r, c])} at row {r}, column {c}; expected integers >= 0: drop or "
-                            "impute the missing entries")
-    if arr.dtype.kind != "u":
-        neg = arr < 0
-        if neg.any():
-            r, c = np.unravel_index(np.argmax(neg), arr.shape)
-            raise DataError(
-                f"{file}: {what} has negative value {_fmt(arr[r, c])} at row {r}, column {c}; "
-                "expected integers >= 0"
-            )
-    if arr.dtype.kind == "f":
-        frac = arr != np.floor(arr)
-        if frac.any():
-            r, c = np.unravel_index(np.argmax(frac), arr.shape)
-            raise DataError(
-                f"{file}: {what} has non-integer value {_fmt(arr[r, c])} at row {r}, column {c}; "
-                "expected integers >= 0"
-            )
-    big = arr >= MAX_CLASSES
-    if big.any():
-        r, c = np.unravel_index(np.argmax(big), arr.shape)
-        raise DataError(
-            f"{file}: {what} has value {_fmt(arr[r, c])} at row {r}, column {c}; at most "
-            f"MAX_CLASSES = {MAX_CLASSES} classes (values 0..{MAX_CLASSES - 1}) are supported, since "
-            "each value is a one-hot input and a softmax output; re-encode the data as category indices"
-        )
+        raise DataError(f"{file}: {what} has zero columns (shape {arr.shape}); expected at least one variable per row")
+    for kinds, find_bad, label, fix in (  # masks made one at a time: a split may be large
+            ("f", lambda: ~np.isfinite(arr), None, "expected integers >= 0: drop or impute the missing entries"),
+            ("if", lambda: arr < 0, "negative value", "expected integers >= 0"),
+            ("f", lambda: arr != np.floor(arr), "non-integer value", "expected integers >= 0"),
+            ("iuf", lambda: arr >= MAX_CLASSES, "value", f"at most MAX_CLASSES = {MAX_CLASSES} classes (values "
+             f"0..{MAX_CLASSES - 1}) are supported, since each value is a one-hot input and a softmax output; "
+             "re-encode the data as category indices")):
+        bad = find_bad() if kind in kinds else None
+        if bad is not None and bad.any():
+            r, c = np.unravel_index(np.argmax(bad), arr.shape)
+            n = int(np.count_nonzero(bad))
+            label = label or f"{n} NaN/inf value{'s' if n != 1 else ''}, the first"
+            raise DataError(f"{file}: {what} has {label} {_fmt(arr[r, c])} at row {r}, column {c}; {fix}")
     return arr
 
 
 def _fmt(value) -> str:
     value = value.item() if hasattr(value, "item") else value
     return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def _image_shape(D: int) -> tuple | None:
-    k = math.isqrt(D)
-    return (k, k) if k * k == D else None
 
 
 def _make_dataset(name: str, splits: dict, file) -> Dataset:
@@ -352,11 +316,19 @@ def _make_dataset(name: str, splits: dict, file) -> Dataset:
         raise DataError(f"{file}: splits have different widths ({desc})")
     top = max(float(a.max()) for a in arrays)
     classes = 2 if top <= 1 else int(top) + 1  # <= MAX_CLASSES: _check_array bounds the values
-    train, valid, test = (a.astype(np.uint8, copy=False) for a in arrays)
-    return Dataset(name, train, valid, test, classes, _image_shape(widths[0]))
+    k = math.isqrt(widths[0])
+    return Dataset(name, *(a.astype(np.uint8, copy=False) for a in arrays), classes,
+                   (k, k) if k * k == widths[0] else None)
 
 
 # --------------------------------------------------------------------------- file formats
+
+
+def _npy(p: Path, label: str, fix: str) -> np.ndarray:
+    """The array of the ``.npy`` file ``p``; any other file is ``<label>: not an .npy file<fix>``."""
+    if magic(p, label) != b"\x93NUMPY":
+        raise DataError(f"{label}: not an .npy file{fix}")
+    return read_npy(p)
 
 
 def read_array(path, what: str = "array") -> np.ndarray:
@@ -374,58 +346,33 @@ def read_array(path, what: str = "array") -> np.ndarray:
     DataError
         Missing file, not a regular file, not an .npy, or unreadable (one line).
     """
-    p = Path(path).expanduser()
+    p = expand_path(path)
     if not p.exists():
         raise DataError(f"{what} {p}: no such file")
-    if magic(p, f"{what} {p}") != b"\x93NUMPY":
-        raise DataError(f"{what} {p}: not an .npy file (save it with numpy.save)")
-    return read_npy(p)
-
-
-def _split_801010(arr: np.ndarray, seed: int) -> tuple:
-    n = arr.shape[0]
-    k = n // 10
-    perm = np.random.default_rng(seed).permutation(n)
-    return arr[perm[: n - 2 * k]], arr[perm[n - 2 * k : n - k]], arr[perm[n - k :]]
-
-
-def _load_npy(file: Path, seed: int) -> dict:
-    arr = _check_array(read_npy(file), file, "array")
-    if arr.shape[0] < 10:
-        raise DataError(
-            f"{file}: array has only {arr.shape[0]} row{'s' if arr.shape[0] != 1 else ''}; need at least 10 to split 80/10/10"
-        )
-    train, valid, test = _split_801010(arr, seed)
-    return {"array (train part)": train, "array (valid part)": valid, "array (test part)": test}
-
-
-def _load_amat_dir(folder: Path) -> dict:
-    missing = [n for n in AMAT_FILES if not (folder / n).exists()]  # others: require_regular
-    if missing:
-        raise DataError(
-            f"{folder}: not a data file, and the folder lacks {', '.join(missing)} "
-            "(expected .npz, .npy, or a folder of binarized_mnist_{train,valid,test}.amat)"
-        )
-    return {f"file {name}": read_text_matrix(folder / name) for name in AMAT_FILES}
+    return _npy(p, f"{what} {p}", " (save it with numpy.save)")
 
 
 def _load_path(p: Path, seed: int) -> Dataset:
     """Load an .npz, an .npy or a folder of .amat files (format read from the content)."""
-    if not p.exists():
-        raise DataError(_missing(p))
     if p.is_dir():
-        if (p / MNIST_FILE).is_file():
-            return _load_path(p / MNIST_FILE, seed)
-        return _make_dataset(p.name, _load_amat_dir(p), p)
+        missing = [n for n in AMAT_FILES if not (p / n).exists()]  # others: require_regular
+        if missing:
+            raise DataError(f"{p}: not a data file, and the folder lacks {', '.join(missing)} "
+                            "(expected .npz, .npy, or a folder of binarized_mnist_{train,valid,test}.amat)")
+        return _make_dataset(p.name, {f"file {n}": read_text_matrix(p / n) for n in AMAT_FILES}, p)
     head = magic(p)
     if head.startswith(b"PK"):
         return _make_dataset(p.stem, {f"key '{k}'": a for k, a in read_npz(p, SPLIT_KEYS).items()}, p)
-    if head == b"\x93NUMPY":
-        return _make_dataset(p.stem, _load_npy(p, seed), p)
-    raise DataError(
-        f"{p}: not an .npz or .npy file (expected keys {', '.join(SPLIT_KEYS)} in an .npz, "
-        "one (N, D) array in an .npy, or a folder of binarized_mnist_{train,valid,test}.amat)"
-    )
+    if head != b"\x93NUMPY":
+        raise DataError(f"{p}: not an .npz or .npy file (expected keys {', '.join(SPLIT_KEYS)} in an .npz, "
+                        "one (N, D) array in an .npy, or a folder of binarized_mnist_{train,valid,test}.amat)")
+    arr = _check_array(read_npy(p), p, "array")
+    n, k = arr.shape[0], arr.shape[0] // 10
+    if n < 10:
+        raise DataError(f"{p}: array has only {n} row{'s' if n != 1 else ''}; need at least 10 to split 80/10/10")
+    perm = np.random.default_rng(seed).permutation(n)
+    parts = (perm[: n - 2 * k], perm[n - 2 * k : n - k], perm[n - k :])
+    return _make_dataset(p.stem, {f"array ({s} part)": arr[i] for s, i in zip(SPLITS, parts)}, p)
 
 
 # --------------------------------------------------------------------------- contexts
@@ -458,7 +405,7 @@ def with_context(ds: Dataset, train, valid, test, where: str = "context") -> Dat
         non-integer labels, or too many classes.
     """
     arrays = {}
-    for split, a in zip(("train", "valid", "test"), (train, valid, test)):
+    for split, a in zip(SPLITS, (train, valid, test)):
         a = np.asarray(a)
         what = f"{where}: {split} context"
         if a.dtype.kind not in "biuf":
@@ -485,27 +432,14 @@ def with_context(ds: Dataset, train, valid, test, where: str = "context") -> Dat
         if classes > MAX_CLASSES:
             raise DataError(f"{where}: {classes} context classes; at most {MAX_CLASSES} (one-hot encoded); "
                             "give (N, C) float rows instead")
-        ctx = {k: a.astype(np.int64) for k, a in arrays.items()}
-        width, encoding = classes, "onehot"
+        dtype, width, encoding = np.int64, classes, "onehot"
     else:
         widths = {a.shape[1] for a in arrays.values()}
         if len(widths) != 1 or 0 in widths:
             raise DataError(f"{where}: context rows must have the same width > 0 in every split, got {sorted(widths)}")
-        ctx = {k: a.astype(np.float64) for k, a in arrays.items()}
-        width, encoding = widths.pop(), "raw"
-    return replace(ds, train_context=ctx["train"], valid_context=ctx["valid"], test_context=ctx["test"],
-                   context_width=width, context_encoding=encoding)
-
-
-def _file_context(ds: Dataset, spec: str) -> Dataset:
-    """The ``*_context`` keys of the .npz ``spec`` attached to ``ds``."""
-    p = Path(spec).expanduser()
-    if p.is_dir() and (p / MNIST_FILE).is_file():
-        p = p / MNIST_FILE
-    if not p.is_file() or not magic(p).startswith(b"PK"):
-        raise DataError(f"{spec}: context 'file' needs an .npz data file holding the keys {', '.join(CONTEXT_KEYS)}")
-    arrays = read_npz(p, CONTEXT_KEYS)
-    return with_context(ds, *(arrays[k] for k in CONTEXT_KEYS), where=str(p))
+        dtype, width, encoding = np.float64, widths.pop(), "raw"
+    return replace(ds, **{f"{k}_context": a.astype(dtype) for k, a in arrays.items()}, context_width=width,
+                   context_encoding=encoding)
 
 
 # --------------------------------------------------------------------------- named sets
@@ -516,9 +450,7 @@ def _load_digits(seed: int, labels: bool = False) -> Dataset:
 
     bunch = load_digits()
     x = (bunch.data >= 8).astype(np.uint8)  # (1797, 64), pixels 0..16
-    perm = np.random.default_rng(seed).permutation(x.shape[0])
-    n_train, n_valid, _ = DIGITS_SPLIT
-    cuts = (perm[:n_train], perm[n_train : n_train + n_valid], perm[n_train + n_valid :])
+    cuts = np.split(np.random.default_rng(seed).permutation(x.shape[0]), np.cumsum(DIGITS_SPLIT)[:2])
     ds = Dataset("digits", *(x[c] for c in cuts), 2, (8, 8))
     if labels:  # the same rows of the labels: aligned with the shuffle and the split
         y = bunch.target.astype(np.int64)
@@ -528,18 +460,14 @@ def _load_digits(seed: int, labels: bool = False) -> Dataset:
 
 def _load_table(file: Path) -> np.ndarray:
     """Read and validate a 2-D probability table; returns it as float64, normalised."""
-    if magic(file) != b"\x93NUMPY":
-        raise DataError(f"{file}: not an .npy file; expected the (C, C) table distribution.npy")
-    table = read_npy(file)
+    table = _npy(file, str(file), "; expected the (C, C) table distribution.npy")
     if table.dtype.kind not in "iuf":
         raise DataError(f"{file}: table has dtype {table.dtype}; expected numbers")
     if table.ndim != 2 or table.shape[0] != table.shape[1] or table.shape[0] < 2:
         raise DataError(f"{file}: table must be a square 2-D array of at least 2 x 2 (shape {table.shape})")
     if table.shape[0] > MAX_CLASSES:
-        raise DataError(
-            f"{file}: table is {table.shape[0]} x {table.shape[1]}; at most MAX_CLASSES = {MAX_CLASSES} "
-            "values per variable are supported (each is a one-hot input and a softmax output)"
-        )
+        raise DataError(f"{file}: table is {table.shape[0]} x {table.shape[1]}; at most MAX_CLASSES = {MAX_CLASSES} "
+                        "values per variable are supported (each is a one-hot input and a softmax output)")
     table = table.astype(np.float64)
     n_bad = int(table.size - np.count_nonzero(np.isfinite(table)))
     if n_bad:
@@ -554,43 +482,29 @@ def _load_table(file: Path) -> np.ndarray:
 
 def _load_2d(path, seed: int) -> Dataset:
     file = _find(DIST_FILE, path)
-    if file is None:
-        dirs = ", ".join(str(d) for d in _search_dirs())
-        raise DataError(f"{DIST_FILE} not found (looked in {dirs}); pass the file's path")
     if file.is_dir():
         raise DataError(f"{file}: folder has no {DIST_FILE}")
     if path is None and _in_cache(file):
         _verify_cached_table(file)
     p = _load_table(file)
     C = p.shape[0]
-    rng = np.random.default_rng(seed)
-    flat = rng.choice(C * C, size=N_2D_SAMPLES, p=p.ravel())
+    flat = np.random.default_rng(seed).choice(C * C, size=N_2D_SAMPLES, p=p.ravel())
     x = np.stack([flat // C, flat % C], axis=1).astype(np.uint8)
     n_train_full = int(0.8 * N_2D_SAMPLES)  # 80 / 20 as the homework, then 10% of train -> valid
-    n_train = int(0.9 * n_train_full)
-    train, valid, test = x[:n_train], x[n_train:n_train_full], x[n_train_full:]
-    return Dataset("2d", train, valid, test, C, None, true_density=p)
+    return Dataset("2d", *np.split(x, [int(0.9 * n_train_full), n_train_full]), C, None, true_density=p)
 
 
 def _load_mnist(path, seed: int) -> Dataset:
-    file = _find(MNIST_FILE, path)
-    if file is None:
-        dirs = ", ".join(str(d) for d in _search_dirs())
-        raise DataError(
-            f"{MNIST_FILE} not found (looked in {dirs}); run `made-np data fetch "
-            "binarized-mnist` or pass the file's path"
-        )
+    file = _find(MNIST_FILE, path, "run `made-np data fetch binarized-mnist` or pass the file's path")
     ds = _load_path(file, seed)
     cols = SOURCES["binarized-mnist"].shapes[0][1]
     if ds.D != cols or not ds.is_binary:
-        raise DataError(
-            f"{file}: not binarized MNIST: expected {cols} binary columns (values 0/1), found {ds.D} "
-            f"columns with {ds.classes} classes; give the binarized_mnist.npz file, or load this file "
-            "by its path instead of as binarized-mnist"
-        )
+        raise DataError(f"{file}: not binarized MNIST: expected {cols} binary columns (values 0/1), found {ds.D} "
+                        f"columns with {ds.classes} classes; give the binarized_mnist.npz file, or load this file "
+                        "by its path instead of as binarized-mnist")
     if path is None and _in_cache(file):
-        splits = dict(zip(SPLIT_KEYS, (ds.train, ds.valid, ds.test)))
-        _verify_mnist(splits, SOURCES["binarized-mnist"], file, fix=_REFETCH_FIX)
+        _verify_mnist(dict(zip(SPLIT_KEYS, (ds.train, ds.valid, ds.test))), SOURCES["binarized-mnist"], file,
+                      fix=_REFETCH_FIX)
     return replace(ds, name="binarized-mnist")
 
 
@@ -653,11 +567,9 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
         spec = os.fspath(spec)
     if not isinstance(spec, str):
         raise DataError(f"the data set must be a name (digits, binarized-mnist, 2d) or a path, got {spec!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DataError(
-            f"data seed {seed!r} is not allowed: --data-seed must be >= 0 (an integer seed of "
-            "numpy.random.default_rng for the shuffles, splits and 2-D samples)"
-        )
+    if not is_int(seed) or seed < 0:
+        raise DataError(f"data seed {seed!r} is not allowed: --data-seed must be >= 0 (an integer seed of "
+                        "numpy.random.default_rng for the shuffles, splits and 2-D samples)")
     context = "none" if context is None else str(context).lower()
     if context not in CONTEXT_SOURCES:
         raise DataError(f"unknown context {context!r}: choose one of {', '.join(CONTEXT_SOURCES)}")
@@ -683,12 +595,14 @@ def _load(spec: str, path, seed: int, context: str) -> Dataset:
     if name == "2d":
         return _load_2d(path, seed)
     p = expand_path(spec)
-    if p.is_symlink() and not p.exists():
-        raise DataError(_missing(p))
     if not p.exists():
-        raise DataError(
-            f"{spec}: no such file or directory (expected one of digits, binarized-mnist, 2d, "
-            "or a path to an .npz / .npy file or a folder of .amat files)"
-        )
+        raise DataError(_missing(p, spec, " (expected one of digits, binarized-mnist, 2d, or a path to an "
+                                          ".npz / .npy file or a folder of .amat files)"))
+    if p.is_dir() and (p / MNIST_FILE).is_file():
+        p = p / MNIST_FILE
     ds = _load_path(p, seed)
-    return _file_context(ds, spec) if context == "file" else ds
+    if context != "file":
+        return ds
+    if not p.is_file() or not magic(p).startswith(b"PK"):
+        raise DataError(f"{spec}: context 'file' needs an .npz data file holding the keys {', '.join(CONTEXT_KEYS)}")
+    return with_context(ds, *read_npz(p, CONTEXT_KEYS).values(), where=str(p))

@@ -9,7 +9,6 @@ downloaded again, and a failed or mismatched download never replaces it.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import logging
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .npyio import DataError, expand_path, one_line, read_npz, read_text_matrix, require_regular
+from .npyio import DataError, expand_path, one_line, read_npz, read_text_matrix, reading, require_regular
 
 SPLIT_KEYS = ("train_data", "valid_data", "test_data")
 MNIST_FILE = "binarized_mnist.npz"
@@ -105,18 +104,6 @@ _REFETCH_FIX = "delete it and run `made-np data fetch binarized-mnist`"
 _MIRROR_FIX = "the source is not the published data; check the URL or use another mirror"
 
 
-def _sha256_file(file: Path) -> str:
-    require_regular(file)
-    h = hashlib.sha256()
-    try:
-        with open(file, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as exc:
-        raise DataError(f"{file}: cannot read ({one_line(exc)})") from None
-    return h.hexdigest()
-
-
 def _verify_mnist(splits: dict, src: Source, where, fix: str) -> dict:
     """Check shapes, 0/1 values and content sha256 of each split; return them as uint8."""
     out = {}
@@ -129,22 +116,21 @@ def _verify_mnist(splits: dict, src: Source, where, fix: str) -> dict:
         u8 = np.ascontiguousarray(arr, dtype=np.uint8)
         digest = hashlib.sha256(u8.data).hexdigest()
         if digest != src.sha256[key]:
-            raise DataError(
-                f"{where}: key '{key}' fails its checksum (sha256 of the uint8 content {digest[:16]}..., "
-                f"expected {src.sha256[key][:16]}...); {fix}"
-            )
+            raise DataError(f"{where}: key '{key}' fails its checksum (sha256 of the uint8 content {digest[:16]}..., "
+                            f"expected {src.sha256[key][:16]}...); {fix}")
         out[key] = u8
     return out
 
 
 def _verify_cached_table(file: Path, src: Source | None = None) -> None:
-    src = src or SOURCES["2d"]
-    digest = _sha256_file(file)
+    src, h = src or SOURCES["2d"], hashlib.sha256()
+    with reading(file) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
     if digest != src.sha256:
-        raise DataError(
-            f"{file}: cached file fails its checksum (sha256 {digest[:16]}..., expected "
-            f"{src.sha256[:16]}...); delete it and run `made-np data fetch 2d`"
-        )
+        raise DataError(f"{file}: cached file fails its checksum (sha256 {digest[:16]}..., expected "
+                        f"{src.sha256[:16]}...); delete it and run `made-np data fetch 2d`")
 
 
 def _cached_ok(src: Source, target: Path) -> bool:
@@ -167,15 +153,11 @@ def _check_url(url: str) -> str:
     if scheme in ("https", "file"):
         return scheme
     if scheme == "http":
-        raise DataError(
-            f"{url}: plain http:// downloads are refused (nothing protects them in transit); "
-            "use the https:// address or a file:// mirror"
-        )
+        raise DataError(f"{url}: plain http:// downloads are refused (nothing protects them in transit); "
+                        "use the https:// address or a file:// mirror")
     local = "file://" + str(expand_path(url).absolute()) if not scheme and url.strip() else "file:///path/to/file"
-    raise DataError(
-        f"{url or repr(url)}: unsupported URL (scheme {scheme or 'none'}); give an https:// URL or a file:// "
-        f"mirror such as {local}"
-    )
+    raise DataError(f"{url or repr(url)}: unsupported URL (scheme {scheme or 'none'}); give an https:// URL or a "
+                    f"file:// mirror such as {local}")
 
 
 def _file_downloader(url, output_file, pooch=None, check_only=False):
@@ -187,24 +169,8 @@ def _file_downloader(url, output_file, pooch=None, check_only=False):
     if check_only:
         return src.is_file()
     require_regular(src)
-    if hasattr(output_file, "write"):
-        with open(src, "rb") as f:
-            shutil.copyfileobj(f, output_file)
-    else:
-        shutil.copyfile(src, output_file)
+    shutil.copyfile(src, output_file)  # pooch passes the name of its temporary file
     return None
-
-
-@contextlib.contextmanager
-def _quiet_pooch(pooch):
-    """Hide pooch's INFO lines ("Downloading data from ...", "SHA256 hash of downloaded file")."""
-    logger = pooch.get_logger()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _download(url: str, folder: Path, fname: str, known_hash, progress: bool, timeout: float) -> Path:
@@ -213,26 +179,22 @@ def _download(url: str, folder: Path, fname: str, known_hash, progress: bool, ti
         import pooch
     except ImportError:  # pragma: no cover - pooch is an install requirement
         raise DataError("downloads need the pooch package; run `pip install pooch`") from None
-    if _check_url(url) == "file":
-        downloader = _file_downloader
-    else:
-        if importlib.util.find_spec("tqdm") is None:  # pooch's progress bar needs tqdm
-            progress = False
-        downloader = pooch.HTTPDownloader(progressbar=bool(progress), timeout=timeout)
+    downloader = _file_downloader if _check_url(url) == "file" else pooch.HTTPDownloader(  # its bar needs tqdm
+        progressbar=bool(progress) and importlib.util.find_spec("tqdm") is not None, timeout=timeout)
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # pooch's INFO lines ("Downloading data from ...") are not ours
     try:
-        with _quiet_pooch(pooch):
-            return Path(pooch.retrieve(
-                url, known_hash=known_hash, fname=fname, path=folder, downloader=downloader
-            ))
+        return Path(pooch.retrieve(url, known_hash=known_hash, fname=fname, path=folder, downloader=downloader))
     except DataError as exc:
         raise DataError(f"{url}: download failed ({exc})") from None
     except Exception as exc:  # requests, OSError, pooch's hash check (ValueError)
         if known_hash and "does not match the known hash" in str(exc):
-            raise DataError(
-                f"{url}: the download fails its checksum (expected sha256 {known_hash.split(':')[-1][:16]}...); "
-                f"{_MIRROR_FIX}"
-            ) from None
+            raise DataError(f"{url}: the download fails its checksum (expected sha256 "
+                            f"{known_hash.split(':')[-1][:16]}...); {_MIRROR_FIX}") from None
         raise DataError(f"{url}: download failed ({one_line(exc)})") from None
+    finally:
+        logger.setLevel(level)
 
 
 def _fetch_into(src: Source, url: str, folder: Path, target: Path, progress: bool, timeout: float) -> None:
@@ -240,14 +202,12 @@ def _fetch_into(src: Source, url: str, folder: Path, target: Path, progress: boo
     tmpdir = Path(tempfile.mkdtemp(dir=folder, prefix=f".{src.filename}.", suffix=".part"))
     try:
         if src.kind == "file":
-            got = _download(url, tmpdir, "download", f"sha256:{src.sha256}", progress, timeout)
-            os.replace(got, target)
+            os.replace(_download(url, tmpdir, "download", f"sha256:{src.sha256}", progress, timeout), target)
             return
         try:
             if "{split}" in url:
-                urls = [url.replace("{split}", s) for s in ("train", "valid", "test")]
-                files = [_download(u, tmpdir, f"{s}.amat", None, progress, timeout)
-                         for u, s in zip(urls, ("train", "valid", "test"))]
+                files = [_download(url.replace("{split}", s), tmpdir, f"{s}.amat", None, progress, timeout)
+                         for s in ("train", "valid", "test")]
                 arrays = dict(zip(SPLIT_KEYS, (read_text_matrix(f) for f in files)))
             else:
                 got = _download(url, tmpdir, "download.npz", None, progress, timeout)
@@ -257,11 +217,9 @@ def _fetch_into(src: Source, url: str, folder: Path, target: Path, progress: boo
             for f in tmpdir.iterdir():
                 msg = msg.replace(str(f), url)
             raise DataError(msg) from None
-        good = _verify_mnist(arrays, src, url, fix=_MIRROR_FIX)
-        del arrays
-        out = tmpdir / "verified.npz"
-        np.savez_compressed(out, **good)
-        os.replace(out, target)
+        arrays = _verify_mnist(arrays, src, url, fix=_MIRROR_FIX)
+        np.savez_compressed(tmpdir / "verified.npz", **arrays)
+        os.replace(tmpdir / "verified.npz", target)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -314,9 +272,8 @@ def fetch(name: str, *, cache_dir=None, url=None, progress: bool = False, timeou
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(
-            f"{folder}: cannot create the cache folder ({one_line(exc)}); pass another --cache-dir"
-        ) from None
+        raise DataError(f"{folder}: cannot create the cache folder ({one_line(exc)}); pass another "
+                        "--cache-dir") from None
     target = folder / src.filename
     if _cached_ok(src, target):
         return target
@@ -324,18 +281,14 @@ def fetch(name: str, *, cache_dir=None, url=None, progress: bool = False, timeou
     for u in urls:
         try:
             _fetch_into(src, u, folder, target, progress, timeout)
+            return target
         except DataError as exc:
             errors.append(str(exc))
-            continue
         except OSError as exc:
             errors.append(f"{u}: cannot write into {folder} ({one_line(exc)})")
-            continue
-        return target
     kept = " (the cached file was left as it was)" if os.path.lexists(target) else ""
-    raise DataError(
-        f"could not fetch {key}{kept}: " + "; ".join(errors)
-        + "; retry, or pass --url with an https:// or file:// mirror"
-    )
+    raise DataError(f"could not fetch {key}{kept}: " + "; ".join(errors)
+                    + "; retry, or pass --url with an https:// or file:// mirror")
 
 
 def fetch_binarized_mnist(cache_dir=None, *, url=None, progress: bool = False, timeout: float = 60.0) -> Path:

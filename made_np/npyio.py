@@ -16,6 +16,8 @@ class (:class:`DataError` by default).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import stat
@@ -78,14 +80,22 @@ def require_regular(file, error=DataError, fix: str = "pass a .npz / .npy file o
     return st
 
 
-def magic(file, label=None, error=DataError, **fix) -> bytes:
-    """The first 6 bytes of a regular ``file`` (``.npy``: ``\\x93NUMPY``; zip: ``PK``); errors name ``label``."""
+@contextlib.contextmanager
+def reading(file, label=None, error=DataError, **fix):
+    """``open(file, "rb")`` of a regular ``file`` (:func:`require_regular`); an ``OSError`` while it
+    is open or read is one line naming ``label`` (default: the file)."""
     require_regular(file, error, **fix)
     try:
         with open(file, "rb") as f:
-            return f.read(6)
+            yield f
     except OSError as exc:
         raise error(f"{label or file}: cannot read ({one_line(exc)})") from None
+
+
+def magic(file, label=None, error=DataError, **fix) -> bytes:
+    """The first 6 bytes of a regular ``file`` (``.npy``: ``\\x93NUMPY``; zip: ``PK``); errors name ``label``."""
+    with reading(file, label, error, **fix) as f:
+        return f.read(6)
 
 
 def check_memory(nbytes: int, where: str, what: str, error=DataError) -> None:
@@ -94,30 +104,6 @@ def check_memory(nbytes: int, where: str, what: str, error=DataError) -> None:
         check_api([Part(where, what, nbytes)])
     except LimitError as exc:
         raise error(str(exc)) from None
-
-
-def _read_header_3_0(fp, max_header_size: int = 10000):
-    """Parse a version 3.0 ``.npy`` header like ``read_array_header_2_0`` does."""
-    import ast
-
-    raw = fp.read(4)
-    if len(raw) != 4:
-        raise EOFError("truncated array header length")
-    length = int.from_bytes(raw, "little")
-    if length > max_header_size:
-        raise ValueError(f"header of {length} bytes is too large to read safely")
-    text = fp.read(length)
-    if len(text) != length:
-        raise EOFError("truncated array header")
-    d = ast.literal_eval(text.decode("utf-8"))
-    if not isinstance(d, dict) or sorted(d) != ["descr", "fortran_order", "shape"]:
-        raise ValueError(f"header is not a dict with keys descr, fortran_order, shape: {d!r}")
-    shape, fortran = d["shape"], d["fortran_order"]
-    if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
-        raise ValueError(f"shape is not a tuple of non-negative ints: {shape!r}")
-    if not isinstance(fortran, bool):
-        raise ValueError(f"fortran_order is not a bool: {fortran!r}")
-    return shape, fortran, np.lib.format.descr_to_dtype(d["descr"])
 
 
 def read_npy_header(fp):
@@ -143,8 +129,13 @@ def read_npy_header(fp):
             return fmt.read_array_header_1_0(fp)
         if version == (2, 0):
             return fmt.read_array_header_2_0(fp)
-        if version == (3, 0):  # 2.0 with a utf-8 header; NumPy has no public reader
-            return _read_header_3_0(fp)
+        if version == (3, 0):  # 2.0 with a utf-8 header (no public reader): read as 2.0 reads latin-1
+            length = int.from_bytes(fp.read(4), "little")
+            text = fp.read(length if length <= 10000 else 0)  # NumPy's bound on a header read safely
+            if len(text) != length:
+                raise EOFError(f"array header of {length} bytes: truncated, or too large to read safely")
+            text = text.decode("utf-8").encode("latin-1")
+            return fmt.read_array_header_2_0(io.BytesIO(len(text).to_bytes(4, "little") + text))
     raise ValueError(f"unknown .npy format version {version}")
 
 
@@ -272,13 +263,9 @@ def read_text_matrix(file: Path, error=DataError) -> np.ndarray:
     """Read a text matrix, one row a line (Larochelle's ``.amat``); fast path for single-character
     0/1 tokens. Refused before reading when parsing it would need more than the memory limit
     (:data:`TEXT_BYTES_PER_BYTE` bytes per byte of text)."""
-    st = require_regular(file, error)
-    check_memory(st.st_size * TEXT_BYTES_PER_BYTE, str(file), "parsing its text", error)
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise error(f"{file}: cannot read ({one_line(exc)})") from None
-    b = np.frombuffer(raw, dtype=np.uint8)
+    with reading(file, error=error) as f:
+        check_memory(os.fstat(f.fileno()).st_size * TEXT_BYTES_PER_BYTE, str(file), "parsing its text", error)
+        b = np.frombuffer(f.read(), dtype=np.uint8)
     digit = (b == ord("0")) | (b == ord("1"))
     newline = b == ord("\n")
     blank = newline | (b == ord(" ")) | (b == ord("\t")) | (b == ord("\r"))

@@ -209,12 +209,11 @@ def _non_finite(obj, key: str = ""):
 
 
 def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, (np.ndarray, tuple)):
-        return list(o.tolist() if isinstance(o, np.ndarray) else o)
+    """NumPy numbers and arrays as JSON's (``json.dumps``' ``default``)."""
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return list(o.tolist())
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
@@ -240,12 +239,12 @@ def _holds(folder) -> bool:
         return _HELD.get(os.path.realpath(folder)) == threading.get_ident()
 
 
-def _lock_owner(text: str):
-    """``(pid, host)`` written in a lock file (None where unreadable)."""
+def _lock_owner(path: Path):
+    """``(pid, host)`` written in the lock file ``path`` (None where unreadable)."""
     try:
-        owner = json.loads(text)
+        owner = json.loads(path.read_text())
         return owner.get("pid"), owner.get("host")
-    except (ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError):
         return None, None
 
 
@@ -282,26 +281,19 @@ def _take_flock(path: Path, folder: Path) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            text = os.read(fd, 4096).decode("utf-8", "replace")
             os.close(fd)
-            pid, host = _lock_owner(text)
+            pid, host = _lock_owner(path)
             if pid is None:  # the holder has not written its pid yet
                 time.sleep(0.01)
-                try:
-                    pid, host = _lock_owner(path.read_text())
-                except OSError:
-                    pass
+                pid, host = _lock_owner(path)
             who = (f"pid {pid}" if pid is not None else "pid unknown") + (
                 f" on {host}" if host and host != socket.gethostname() else "")
             raise RunLockedError(f"{folder}: another made-np run ({who}) is writing to this folder; "
                                  "wait for it to end, or stop it, or use another folder",
                                  folder=folder, pid=pid, host=host) from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
+        with contextlib.suppress(FileNotFoundError):  # unlinked while we waited: not the lock any more
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
         os.close(fd)
     raise RunFolderError(f"{folder}: cannot take the lock {path}")  # pragma: no cover
 
@@ -352,8 +344,7 @@ def run_lock(folder):
     created = _create_folder(folder)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise RunFolderError(f"{folder}: cannot write in the run folder (Permission denied)")
-    key = os.path.realpath(folder)
-    me = threading.get_ident()
+    key, me = os.path.realpath(folder), threading.get_ident()
     if _holds(folder):  # this thread holds it already (made-np train around fit)
         yield folder
         return

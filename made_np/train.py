@@ -257,7 +257,7 @@ def make_engine(model: MADE, name: str = "fast"):
 
 def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, callback=None,
         resume_state=None, progress=None, dataset_spec: dict | None = None, threads="auto",
-        verbose: bool = False) -> dict:
+        verbose: bool = False, resume_checked: bool = False) -> dict:
     """Train ``model`` on ``dataset.train``, early-stopping on ``dataset.valid``.
 
     Every epoch: a seeded shuffle (``host_rng(cfg.seed, epoch)``), minibatches of
@@ -305,7 +305,8 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         result as an uninterrupted run. A finished run continues when ``cfg`` gives
         it more epochs (and a patience that does not stop it at once, see
         :func:`finished_run_blocker`), from its saved (best) weights and last
-        optimiser state. The state is checked first (:func:`check_resume_state`).
+        optimiser state. The state is checked first (:func:`check_resume_state`), unless
+        ``resume_checked``.
     progress : callable, optional
         ``progress(epoch, n_batches)`` returning a context manager with
         ``update(n_steps, current_item)`` (e.g. :func:`click.progressbar`);
@@ -319,6 +320,9 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     verbose : bool, default False
         Print one line per epoch (epoch, training and validation NLL in nats, seconds), as
         scikit-learn's estimators do with ``verbose``.
+    resume_checked : bool, default False
+        The caller has checked ``resume_state`` with :func:`check_resume_state` for this model
+        and ``cfg`` (``made-np train --resume`` does, before it loads the data).
 
     Returns
     -------
@@ -354,6 +358,8 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         _check_run_folder(out_dir, resume_state)
         contexts = check_dataset(model, dataset)
         cfg = (cfg or TrainConfig()).resolved(dataset)
+        if resume_state is not None and not resume_checked:
+            check_resume_state(model, cfg, resume_state)
         with thread_policy(threads, model, cfg.batch_size) as n:
             if verbose:
                 callback = _printing(callback)
@@ -448,7 +454,6 @@ class _Run:
     def _resume(self, info: dict) -> None:
         """Take over the counters, optimiser state, best weights and history of an unfinished run
         (or of a finished one that ``cfg`` gives more epochs: its weights are its best ones)."""
-        check_resume_state(self.model, self.cfg, info)
         old = info["state"]
         if old["finished"]:
             why = finished_run_blocker(old, self.cfg)
