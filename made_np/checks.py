@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from . import backend
+from .masks import MaskSet
 
 #: Seeds are drawn from ``0 <= seed < 2**63`` (NumPy's SeedSequence takes any non-negative int;
 #: the bound keeps seeds portable through JSON and int64).
@@ -152,7 +153,7 @@ def check_mask(model, which):
     or a MaskSet of the model's widths (a bank's models only: a single-mask model has its
     weights masked in place, so another mask would not give the trained conditionals)."""
     c = model.config
-    if type(which).__name__ != "MaskSet":
+    if not isinstance(which, MaskSet):
         return check_mask_index(which, c.num_masks)
     if c.num_masks == 1:
         raise ValueError("a MaskSet needs a bank of masks: a num_masks == 1 model has its weights masked in place")
@@ -209,7 +210,8 @@ def check_data(model, x, name: str = "x", where=None):
 
 
 def check_context(model, context, n: int | None = None):
-    """``model.encode_context(context, n)``, after checking the context fits the model.
+    """The context encoded as the network takes it (``model._encode_context(context, n)``), after
+    checking it fits the model.
 
     Raises
     ------
@@ -253,7 +255,7 @@ def check_context(model, context, n: int | None = None):
                                  f"(|y| <= {top:.3g}); got NaN, infinity or a larger value")
     if n is not None and y.shape[0] not in (1, n):
         raise ValueError(f"context has {y.shape[0]} rows for {n} examples")
-    return model.encode_context(y, n)
+    return model._encode_context(y, n)
 
 
 def check_dataset(model, dataset) -> tuple:
@@ -333,7 +335,7 @@ def check_given(model, n: int, given, n_given) -> int:
     """
     D = model.config.D
     n_given = check_int("n_given", n_given, 0, D)
-    if n_given and (given is None or tuple(given.shape) != (n, D)):
+    if n_given and (given is None or tuple(model.xp.asarray(given).shape) != (n, D)):
         raise ValueError(f"given must have shape ({n}, {D}) when n_given > 0, got "
                          f"{None if given is None else tuple(given.shape)}")
     return n_given

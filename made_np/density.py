@@ -103,6 +103,9 @@ def log_density_table(model, batch_size: int = 4096, mask_indices=None) -> np.nd
     """
     c, xp = model.config, model.xp
     D, C = c.D, c.classes
+    if c.context:
+        raise ValueError("log_density_table: this model is conditional (a table per context); "
+                         "tables are of unconditional models")
     if C ** D > MAX_TABLE_SIZE:
         raise ValueError(
             f"density table of {C}^{D} = {C ** D:.3g} configurations exceeds the limit "

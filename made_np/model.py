@@ -28,7 +28,7 @@ from .checks import (check_context, check_data, check_int, check_mask, check_mas
 from .config import MADEConfig  # noqa: F401  (part of this module's API)
 from .heads import head_class, make_head
 from .layers import Dense, MaskedDense, make_activation
-from .masks import draw_masks
+from .masks import MaskSet, draw_masks
 
 #: Masks in a test ensemble by default: the whole bank up to this many (paper Sec. 6.2
 #: averaged up to 1000 masks of an unlimited bank).
@@ -94,7 +94,9 @@ class MADE:
         self.head = make_head(c.head, self.xp, c.classes)
         self._eye = self.xp.eye(c.classes, dtype=self.dtype) if c.input_encoding == "onehot" else None
         self._mask_cache = {}
-        self._cache_masks = c.num_masks >= 1 and c.num_masks * self._mask_bytes() <= limits.MASK_CACHE_BYTES
+        # a single mask is always kept (every training step multiplies dW by it)
+        self._cache_masks = c.num_masks == 1 or (c.num_masks >= 1 and c.num_masks * self._mask_bytes()
+                                                 <= limits.MASK_CACHE_BYTES)
         self._mask_fixed_weights()
 
     def _forward_pass(self, inputs, masks, context=None, keep: bool = False):
@@ -202,7 +204,7 @@ class MADE:
         """
         masks = self._mask(mask)[1]
         inputs, targets = self.encode(x)
-        z = self._forward_pass(inputs, masks, self.encode_context(context, x.shape[0]), keep=True)
+        z = self._forward_pass(inputs, masks, self._encode_context(context, x.shape[0]), keep=True)
         nll, dz = (head or self.head).nll_and_grad(z, targets)
         dz *= 1.0 / x.shape[0]
         self._backprop(dz, masks)
@@ -231,7 +233,7 @@ class MADE:
         ------
         ValueError
             ``x`` of the wrong shape, dtype or values (:func:`made_np.checks.check_data`), a context that
-            does not fit the model (:meth:`encode_context`), ``batch_size < 1``, or a mask
+            does not fit the model (:func:`made_np.checks.check_context`), ``batch_size < 1``, or a mask
             outside the bank (:meth:`mask`).
         """
         batch_size = check_int("batch_size", batch_size, 1)
@@ -303,12 +305,15 @@ class MADE:
         ValueError
             An empty ``mask_indices``, an index outside the bank (:meth:`mask`), ``x`` of
             the wrong shape, dtype or values (:func:`made_np.checks.check_data`), or a context that does not
-            fit the model (:meth:`encode_context`).
+            fit the model (:func:`made_np.checks.check_context`).
         """
         mask_indices = check_mask_indices(mask_indices, self.config.num_masks)
         batch_size = check_int("batch_size", batch_size, 1)
         x = check_data(self, x)
-        y = check_context(self, context, x.shape[0])
+        return self._ensemble_nll(x, mask_indices, batch_size, check_context(self, context, x.shape[0]))
+
+    def _ensemble_nll(self, x, mask_indices, batch_size, y):
+        """:meth:`ensemble_nll` of checked data ``x``, mask indices and encoded context ``y``."""
         acc = None
         for k in mask_indices:
             lp = -self._nll(x, self._mask(k)[1], batch_size, y)
@@ -336,7 +341,7 @@ class MADE:
         ------
         ValueError
             ``x`` of the wrong shape, dtype or values (:func:`made_np.checks.check_data`), or a context that
-            does not fit the model (:meth:`encode_context`).
+            does not fit the model (:func:`made_np.checks.check_context`).
         """
         x = check_data(self, x)
         z = self._forward_pass(self.encode(x)[0], self.mask(mask)[1], check_context(self, context, x.shape[0]))
@@ -373,13 +378,16 @@ class MADE:
 
     def _mask(self, which) -> tuple:
         """:meth:`mask` without the check (the passes' own calls, with a mask already checked)."""
-        if not isinstance(which, int):  # a MaskSet
+        if isinstance(which, tuple):  # already resolved: (maskset, arrays)
+            return which
+        if isinstance(which, MaskSet):
             return which, self._device_masks(which)
+        which = int(which)
         hit = self._mask_cache.get(which)
         if hit is None:
             maskset = self.maskset_at(which)
             hit = (maskset, self._device_masks(maskset))
-            if self._cache_masks or self.config.num_masks == 1:
+            if self._cache_masks:
                 self._mask_cache[which] = hit
         return hit
 
@@ -453,14 +461,13 @@ class MADE:
         return inputs, self.head.targets(x, inputs)
 
     def encode_context(self, context, n: int | None = None):
-        """The context as the network takes it: shape (n, config.context), ``dtype``, on ``xp``
-        (docs/math.md Sec. 9). The context is checked first at the boundary
-        (:func:`made_np.checks.check_context`, which calls this).
+        """The context as the network takes it, after checking it fits the model
+        (:func:`made_np.checks.check_context`): shape (n, config.context), ``dtype``, on ``xp``.
 
         Parameters
         ----------
-        context : array or None
-            ``onehot`` models: class labels, shape (m,) or (), int, in 0..context-1 (one-hot
+        context : array-like or None
+            ``onehot`` models: class labels, an int or shape (m,), in 0..context-1 (one-hot
             encoded here), or rows (m, context) used as they are. ``raw`` models: rows
             (m, context) or one row (context,). One row (``m == 1``) is repeated to ``n`` rows.
             None for a model without context.
@@ -470,7 +477,17 @@ class MADE:
         Returns
         -------
         array of shape (n, context), or None for a model without context.
+
+        Raises
+        ------
+        ValueError
+            As :func:`made_np.checks.check_context`.
         """
+        return check_context(self, context, n)
+
+    def _encode_context(self, context, n: int | None = None):
+        """:meth:`encode_context` of a checked context (docs/math.md Sec. 9): labels (m,) or rows
+        (m, context); None stays None."""
         if context is None:
             return None
         xp, c = self.xp, self.config

@@ -54,11 +54,11 @@ def noise_for(model, n, noise, seed, blocked: bool = False):
         :func:`~made_np.checks.check_noise` refuses, or more samples than the memory limit allows.
     """
     seed = check_seed(seed)
+    n = None if n is None else check_int("n", n, 0)
     if noise is not None:
         return check_noise(model, noise)
     if n is None:
         raise ValueError("give n (the number of samples) or noise (n, D)")
-    n = check_int("n", n, 0)
     limits.check_api(limits.sample_parts(model.config, n, "n =", blocked=blocked))
     return draw_noise(n, model.config.D, seed, model.xp)
 
@@ -176,7 +176,9 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
     noise : array, shape (n, D), optional
         Uniform noise in [0, 1), indexed by variable; drawn from ``seed`` when absent.
     seed : int, optional
-        Seeds the noise and, with ``masks``, the choice of mask of every sample.
+        Seeds the noise and, for a mixture of masks, the choice of mask of every sample (given
+        ``noise`` and no seed, the masks are chosen from a fixed stream: the same noise gives
+        the same samples, whichever the method).
     method : {"fast", "naive"}
     masks : sequence of int, optional
         Sample from the *mixture* of these masks of the bank (the ensemble whose
@@ -200,21 +202,21 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
     """
     check_model(model)
     fn = METHODS[check_choice("sampling method", method, METHODS)]
-    if masks is None:
-        masks = model.eval_mask_indices()
-    masks = check_mask_indices(masks, model.config.num_masks, "masks")
-    if len(masks) == 1:
-        u, y, _, _, mask = checked_draw(model, n, noise, seed, context, None, 0, masks[0])
-        return _in_blocks(fn, model, u, y, mask)
+    masks = check_mask_indices(model.eval_mask_indices() if masks is None else masks, model.config.num_masks, "masks")
     u, y, *_ = checked_draw(model, n, noise, seed, context, None, 0, masks[0])  # drawn in blocks below
+    if len(masks) == 1:
+        return _in_blocks(fn, model, u, y, model._mask(masks[0]))
     xp, n = model.xp, u.shape[0]
-    choice = backend.host_rng(*(() if seed is None else (seed, 1))).integers(len(masks), size=n)
+    # each row's mask: from the seed; with given noise and no seed, from a fixed stream (the same noise,
+    # the same samples); with neither, fresh
+    fixed = seed if seed is not None else (0 if noise is not None else None)
+    choice = backend.host_rng(*(() if fixed is None else (fixed, 1))).integers(len(masks), size=n)
     out = xp.zeros((n, model.config.D), dtype=sample_dtype(model, xp))
     for j, k in enumerate(masks):
         idx = (choice == j).nonzero()[0]
         if idx.size:
             rows = xp.asarray(idx)
-            out[rows] = _in_blocks(fn, model, u[rows], None if y is None else y[rows], k)
+            out[rows] = _in_blocks(fn, model, u[rows], None if y is None else y[rows], model._mask(k))
     return out
 
 

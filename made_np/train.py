@@ -22,7 +22,8 @@ import numpy as np
 
 from . import backend
 from .checkpoint import check_info, check_resume_state, finished_run_blocker, save_checkpoint
-from .checks import check_context, check_data, check_dataset, check_fit_arguments, check_int, check_model
+from .checks import (check_context, check_data, check_dataset, check_fit_arguments, check_int, check_mask_index,
+                     check_model)
 from .config import MAX_EVAL_MASKS, TrainConfig
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
@@ -143,11 +144,11 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         ensemble = False
     if ensemble:
         indices = model.eval_mask_indices(eval_masks)
-        nll = model.ensemble_nll(x, indices, batch_size, y)
+        nll = model._ensemble_nll(x, indices, batch_size, y)
         masks, single = len(indices), None
     else:
-        nll = model.nll(x, batch_size, y, mask=mask_index)
-        masks, single = 1, mask_index
+        single = check_mask_index(mask_index, K)
+        nll, masks = model._nll(x, model._mask(single)[1], batch_size, y), 1
     values = backend.to_host(nll).astype(np.float64)
     n, D = int(values.shape[0]), model.config.D
     mean, stderr = mean_and_stderr(values)
@@ -167,10 +168,7 @@ def mean_and_stderr(values) -> tuple:
 
 def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None) -> float:
     """Mean NLL (nats) of device data: the fixed mask when ``num_masks == 1``, else the ensemble of ``indices``."""
-    if model.config.num_masks == 1:
-        nll = model.nll(x, batch_size, context)
-    else:
-        nll = model.ensemble_nll(x, indices, batch_size, context)
+    nll = model._ensemble_nll(x, indices, batch_size, context)  # one mask: log K = 0, the mask's own NLL
     return float(nll.astype(model.xp.float64).mean())
 
 

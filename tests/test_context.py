@@ -165,6 +165,8 @@ def test_encode_context_shapes_and_errors():
         m.nll(np.zeros((2, 3), np.uint8))
     with pytest.raises(ValueError, match=r"0\.\.2"):
         check_context(m, [3])
+    with pytest.raises(ValueError, match=r"0\.\.2"):  # the public encoding checks too
+        m.encode_context([-1, 0], 2)
     with pytest.raises(ValueError, match="2 rows for 3"):
         check_context(m, [0, 1], 3)
     with pytest.raises(ValueError, match=r"shape \(n, 3\)"):

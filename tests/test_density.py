@@ -271,3 +271,10 @@ def test_density_command_on_the_real_2d_data(tmp_path, monkeypatch):
     assert 0.0 < kl < 0.2
     assert nll == pytest.approx(H + kl, abs=0.02)  # E[-log q] = H + KL, up to the test set's noise
     assert (tmp_path / "d.png").exists()
+
+
+def test_a_conditional_model_has_no_single_table():
+    """It used to fail inside NumPy's matmul (the pass's context guard moved to the boundary)."""
+    model = MADE(MADEConfig(D=3, hidden=(4,), context=2))
+    with pytest.raises(ValueError, match="conditional"):
+        log_density_table(model)

@@ -265,3 +265,16 @@ def test_sampling_a_mixture_after_marginals_and_completions():
     log_marginal(model, x, obs, masks=3)
     complete(model, x, obs, 2, masks=3)
     np.testing.assert_array_equal(sample(model, 30, masks=[0, 1], seed=0), expected)
+
+
+def test_a_mixture_from_given_noise_is_the_same_every_time():
+    """With noise and no seed the masks of a mixture come from a fixed stream: the same noise gives
+    the same samples, whichever the method (they were drawn with fresh entropy)."""
+    cfg = MADEConfig(D=6, hidden=(16,), num_masks=4, seed=1, dtype="float64")
+    model = _sharpen(MADE(cfg), seed=2)
+    u = draw_noise(200, 6, 5, np)
+    first = sample(model, noise=u)
+    np.testing.assert_array_equal(sample(model, noise=u), first)
+    np.testing.assert_array_equal(sample(model, noise=u, method="naive"), first)
+    with pytest.raises(ValueError, match="n must be an integer"):
+        sample(model, "x", noise=u)  # n is checked even when the noise sets the count

@@ -592,9 +592,9 @@ class BlockedMADE:
         """The MADE's encoding (it acts on each column alone, so it commutes with the relabelling)."""
         return self.model.encode(x)
 
-    def encode_context(self, context, n=None):
+    def _encode_context(self, context, n=None):
         """The MADE's context encoding (the context is not relabelled)."""
-        return self.model.encode_context(context, n)
+        return self.model._encode_context(context, n)
 
     @contextlib.contextmanager
     def parallel(self, threads_: int | None = None):

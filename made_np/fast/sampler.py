@@ -134,10 +134,11 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
     return draw_fast(model, *checked_draw(model, n, noise, seed, context, given, n_given, mask, blocked=False))
 
 
-def draw_fast(model, u, y=None, given=None, start: int = 0, mask=0):
+def draw_fast(model, u, y=None, given=None, n_given: int = 0, mask=0):
     """:func:`sample_fast` on checked arguments (:func:`made_np.sampling.checked_draw`): ``u``
     noise (n, D) on the device, ``y`` the encoded context (n, context) or None, the first
-    ``start`` positions given. Returns the samples (n, D)."""
+    ``n_given`` positions given. Returns the samples (n, D)."""
+    start = n_given
     xp, c = model.xp, model.config
     D, dtype, n = c.D, model.dtype, u.shape[0]
     Cw = c.context  # context rows of the input buffer (degree 0)
