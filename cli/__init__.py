@@ -27,7 +27,7 @@ and add it to :func:`cli` below. The math and the training recipe are the librar
 from __future__ import annotations
 
 
-from made_np.fast import prefer_short_blas_spin
+from made_np import prefer_short_blas_spin
 
 prefer_short_blas_spin()  # the command line's OpenBLAS setting, before NumPy loads
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from made_np.runfolder import atomic_file
-
-from .common import check_not_run_data, PathParam, load_model, make_parent, max_memory_option, output_path, user_values, writing
+from .common import PathParam, load_run, max_memory_option, user_values, write_arrays, writing
 
 
 @click.command()
@@ -24,13 +22,8 @@ def masks(checkpoint, out, index, png, max_memory):
     The masks are rebuilt from the checkpoint's configuration exactly as training used them
     (variable level: (D, H_1), ..., (H_L, D); no one-hot repetition).
     """
-    out = output_path(out, "--out", (".npz",), (checkpoint,))
-    if png:
-        png = output_path(png, "--png", (".png",), (checkpoint,))
-    model, info = load_model(checkpoint, "cpu", max_memory=max_memory)
-    check_not_run_data(out, info, "--out")
-    if png is not None:
-        check_not_run_data(png, info, "--png")
+    model, _, (out, png) = load_run(checkpoint, "cpu", max_memory,
+                                    outputs=[("--out", out, (".npz",)), ("--png", png, (".png",))])
     K = model.config.num_masks
     with user_values({"mask index": "--index"}):
         ms = model.mask(index)[0]
@@ -38,8 +31,7 @@ def masks(checkpoint, out, index, png, max_memory):
     for l, (deg, m) in enumerate(zip(ms.degrees, ms.hidden), start=1):
         arrays.update({f"degrees_{l}": deg, f"mask_W{l}": m})
     arrays.update(mask_V=ms.output, **({"mask_A": ms.direct} if model.config.direct else {}))
-    with writing(out, "--out"), atomic_file(make_parent(out), "wb") as f:  # np.savez(name) would append .npz
-        np.savez(f, **arrays)
+    write_arrays(out, "--out", np.savez, **arrays)
     bank = "no limit" if K == 0 else str(K)
     shown = 16
     first = " ".join(str(int(v)) for v in ms.ordering[:shown])

@@ -11,24 +11,18 @@ from pathlib import Path
 
 import click
 
-from made_np import backend, limits, sampling
-from made_np import data as data_mod
-from made_np.checkpoint import (CHECKPOINT_NAME, CheckpointError, check_resume_state, finished_run_blocker,
-                                read_checkpoint_meta, resolve_checkpoint_path, update_checkpoint_meta)
-from made_np.runfolder import METRICS_NAME, RESULTS_NAME, RunFolderError, run_lock, write_json
-from made_np.config import (DEFAULT_DIRECT, ENCODINGS, ENGINES, EPOCHS_RANGE, LR_SCHEDULES, MAX_COUNT, MAX_EPOCHS,
-                            MAX_EVAL_MASKS, OUTPUT_BIASES, SMALL_DATA_MASKS,
-                            SMALL_DATA_ROWS, UPDATES_BUDGET, PRESETS, MADEConfig, TrainConfig)
-from made_np.fast.threads import parse_threads
-from made_np.layers import ACTIVATIONS, INITS
-from made_np.masks import BANK_ORDERINGS, DEGREE_RULES, ORDERINGS
-from made_np.model import MADE
-from made_np.optim import OPTIMIZERS
-from made_np.train import DivergenceError, fit
+from made_np import (ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES, DTYPES,
+                     ENCODINGS, ENGINES, EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS, MAX_EVAL_MASKS,
+                     METRICS_NAME, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PRESETS, RESULTS_NAME, SMALL_DATA_MASKS,
+                     SMALL_DATA_ROWS, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig, RunFolderError,
+                     TrainConfig, balanced_labels, check_api, check_resume_state, device_of, expand_path, figure_samples,
+                     finished_run_blocker, fit, get_xp, load_dataset, parse_threads, read_checkpoint_meta,
+                     resolve_checkpoint_path, run_lock, sample, to_host, training_parts, update_checkpoint_meta,
+                     write_json)
 
-from .common import (PATH_NAMES, seed_option, PathParam, say, UserError, check_dataset_path, dataset_path_option,
-                     device_option, echo_results, evaluate_both, load_model, load_split, max_memory_option,
-                     memory_limit, one_line, user_values)
+from .common import (PATH_NAMES, PathParam, UserError, check_dataset_path, dataset_path_option, device_option,
+                     echo_results, evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
+                     say, seed_option, user_values)
 
 #: What a run writes into its folder besides the checkpoint.
 RUN_OUTPUTS = (METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png")
@@ -109,7 +103,7 @@ def _progress(epoch: int, n_batches: int):
                    "an .npy (N, D) array or a folder of .amat files.")
 @dataset_path_option
 @seed_option("Seed of the digits shuffle, the .npy split and the 2d samples (fixes the test set).", "--data-seed")
-@click.option("--context", type=click.Choice(data_mod.CONTEXT_SOURCES), default="none", show_default=True,
+@click.option("--context", type=click.Choice(CONTEXT_SOURCES), default="none", show_default=True,
               help="Condition on a context per example, p(x | y): labels (the digit classes, one-hot) or "
                    "file (the train_context/valid_context/test_context keys of an .npz: (N,) labels or "
                    "(N, C) float rows).")
@@ -185,7 +179,7 @@ def _progress(epoch: int, n_batches: int):
                    "(the plain MADE and textbook optimisers); the same numbers up to rounding.")
 @seed_option("Seed of the weights, the mask bank, the shuffling and the samples.")
 @device_option
-@click.option("--dtype", type=click.Choice(backend.DTYPES), default="float32", show_default=True,
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
               help="Floating point type of parameters and activations.")
 @click.option("--out", type=PathParam(file_okay=False), default=None,
               show_default="runs/<dataset>-<YYYYmmdd-HHMMSS>",
@@ -264,17 +258,17 @@ def _interrupted(run_dir) -> str:
 def _new_run(ctx, o, where) -> None:
     """A new run: the folder given with --out is held (so checked for writing) before the data are loaded."""
     quiet = o["quiet"]
-    limit = memory_limit(o["max_memory"])
+    memory_limit(o["max_memory"])
     with contextlib.ExitStack() as stack:
         run_dir = Path(o["out"]).expanduser() if o["out"] else None
         if run_dir is not None:
             _hold(stack, run_dir, "--out", where)
             _refuse_existing_run(run_dir)
-        xp = backend.get_xp(o["device"])
+        xp = get_xp(o["device"])
         if not o["dataset"].strip():
             raise UserError("--dataset: empty; give digits, binarized-mnist, 2d or a data file")
         check_dataset_path(o["dataset"], o["dataset_path"])
-        ds = data_mod.load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"])
+        ds = load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"])
         _leave_to_preset(ctx, o)
         with user_values(OPTIONS):
             mcfg = MADEConfig.for_data(
@@ -293,7 +287,7 @@ def _new_run(ctx, o, where) -> None:
             run_dir = Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             _hold(stack, run_dir, "--out", where)
             _refuse_existing_run(run_dir)
-        limits.check(training_parts(mcfg, cfg, ds, o["dataset"]), limit)
+        check_api(training_parts(mcfg, cfg, ds, o["dataset"]))
         with user_values():
             model = MADE(mcfg, xp)
         if not quiet:
@@ -304,7 +298,7 @@ def _new_run(ctx, o, where) -> None:
                           if ds.context_width else ""))
             say(f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
                        f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g}, "
-                       f"{cfg.engine} engine, device {backend.device_of(xp)}; writing {run_dir}")
+                       f"{cfg.engine} engine, device {device_of(xp)}; writing {run_dir}")
         _train_and_report(ctx, model, ds, cfg, run_dir, None, quiet, o["threads"])
 
 
@@ -327,7 +321,7 @@ def _leave_to_preset(ctx, o) -> None:
     model_keys, train_keys = PRESETS[o["preset"]]
     for key in [*model_keys, *train_keys]:
         name = {"direct": "direct_connections"}.get(key, key)
-        if ctx.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
+        if not given(ctx, name):
             o[name] = None
 
 
@@ -338,8 +332,7 @@ def _resume(ctx, o, where) -> None:
     gives it room, else gets its missing results written; one with its results has
     nothing to resume. The state is checked before the data are loaded.
     """
-    given = [name for name in o if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
-    fixed = sorted(set(given) - RESUME_OVERRIDABLE)
+    fixed = sorted(name for name in set(o) - RESUME_OVERRIDABLE if given(ctx, name))
     if fixed:
         opts = ", ".join("--" + n.replace("_", "-") for n in fixed)
         raise UserError(f"{opts}: cannot change a resumed run (its configuration is in its checkpoint); "
@@ -351,12 +344,12 @@ def _resume(ctx, o, where) -> None:
         raise UserError("--out: a resumed run writes into its own folder; leave --out out")
     with contextlib.ExitStack() as stack:
         _hold(stack, run_dir, "--resume", where)
-        model, info = load_model(ckpt, o["device"], best=False, max_memory=o["max_memory"])
+        model, info, _ = load_run(ckpt, o["device"], o["max_memory"], best=False)
         state = info.get("state") or {}
         if info["train_config"] is None or not state:
             raise UserError(f"{ckpt}: the checkpoint holds no training state to resume")
         cfg_dict = info["train_config"].to_dict()
-        more = [name for name in ("epochs", "patience") if name in given]
+        more = [name for name in ("epochs", "patience") if given(ctx, name)]
         for name in more:
             cfg_dict[name] = o[name]
         with user_values():
@@ -375,7 +368,7 @@ def _resume(ctx, o, where) -> None:
         spec = dict(info["dataset"] or {})
         ds, _ = load_split(info, "train", o["dataset_path"])
         if o["dataset_path"]:  # where the data lie now, for the checkpoints to come and later commands
-            moved = str(data_mod.expand_path(o["dataset_path"]).resolve())
+            moved = str(expand_path(o["dataset_path"]).resolve())
             spec["path" if str(spec.get("spec")).lower() in PATH_NAMES else "spec"] = moved
         if results_only:
             if not o["quiet"]:
@@ -427,28 +420,6 @@ def _write_failed(exc: OSError, run_dir: Path) -> str:
     else:
         kept = "nothing was saved"
     return f"cannot write {name}: {reason}; {kept}"
-
-
-def _figure_samples(ds) -> int:
-    """Samples drawn for a run's samples.png: a grid of 100 images, a histogram of 100,000 on the
-    C x C grid of 2-D data, else 1000 rows (the same count is charged by :func:`training_parts`)."""
-    return 100 if ds.image_shape else (100_000 if ds.D == 2 else 1000)
-
-
-def training_parts(mcfg: MADEConfig, cfg: TrainConfig, ds, dataset_option: str) -> list:
-    """What a training run allocates (:mod:`made_np.limits`): the model with its optimiser state and
-    copies, a minibatch's activations, the evaluation batches, the data and the samples figure."""
-    n_train = int(ds.train.shape[0])
-    n_eval = max(int(ds.valid.shape[0]), int(ds.test.shape[0]))
-    n_samples = _figure_samples(ds)
-    return (limits.model_parts(mcfg, optimizer=cfg.optimizer)
-            + limits.rows_parts(mcfg, min(cfg.batch_size, n_train), f"--batch-size {cfg.batch_size}",
-                                "the activations of a minibatch", factor=5)
-            + limits.rows_parts(mcfg, min(cfg.eval_batch_size, n_eval), f"--dataset {dataset_option}",
-                                "the evaluation batches")
-            + limits.data_parts(n_train, ds.D, f"--dataset {dataset_option}")
-            + limits.sample_parts(mcfg, n_samples, "samples.png with", png=True, image_shape=ds.image_shape,
-                                  blocked=True))
 
 
 def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, threads: str = "auto",
@@ -507,12 +478,12 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
         from made_np import plots  # matplotlib: imported only when drawing
 
         plots.plot_loss_curves(history["rows"], run_dir / "loss.png", valid_masks=history.get("valid_masks", 1))
-        n = _figure_samples(ds)
+        n = figure_samples(ds)
         y = None  # a conditional model: labels spread over the classes (a row per class), or test contexts
         if model.config.context:
-            y = (sampling.balanced_labels(n, model.config.context) if model.config.context_encoding == "onehot"
+            y = (balanced_labels(n, model.config.context) if model.config.context_encoding == "onehot"
                  else ds.test_context[[i % len(ds.test_context) for i in range(n)]])
-        samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, context=y))
+        samples = to_host(sample(model, n, seed=cfg.seed, context=y))
         plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes)
         update_checkpoint_meta(ckpt, results=results)
     except OSError as exc:
