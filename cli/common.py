@@ -7,6 +7,7 @@ This package holds no math and no training recipe: those are the library's.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 import click
 
 import made_np
-from made_np import (DEVICES, DIST_FILE, MAX_SEED, MNIST_FILE, BackendError, CheckpointError, DataError, LimitError, MaskError, ThreadError,
+from made_np import (DEVICES, DIST_FILE, MAX_EVAL_MASKS, MAX_SEED, MNIST_FILE, BackendError, CheckpointError, DataError, LimitError, MaskError, ThreadError,
                      atomic_file, balanced_labels, json_text, check_context, check_same_data, check_thread_variables, evaluate,
                      find_data_file, is_named, load_checkpoint, load_dataset, other_run, read_array, to_host)
 
@@ -29,7 +30,7 @@ SEED = click.IntRange(0, MAX_SEED)
 
 def seed_option(help: str, name: str = "--seed"):
     """``--seed`` (or ``name``, e.g. ``--data-seed``): an integer in 0..2**63-1, default 0."""
-    return click.option(name, type=SEED, default=0, show_default=True, help=help)
+    return click.option(name, type=SEED, default=0, help=help)
 
 
 def given(ctx, name: str) -> bool:
@@ -156,8 +157,25 @@ dataset_path_option = click.option(
 max_memory_option = click.option(
     "--max-memory", default=None, metavar="SIZE", show_default="$MADE_NP_MAX_MEMORY, else half the RAM",
     help="Refuse work estimated to need more memory than this: 2G, 500M, or bytes.")
+
+
+def observed_options(default: str, observed: str, masks: str = ""):
+    """``--observed``, ``--occlude`` and ``--masks`` (of ``complete`` and ``evaluate``): the observed entries
+    of partly observed examples, and the observed-first masks of their mixture. ``default``: what the
+    command does without them; ``observed`` ends the help of --observed, ``masks`` follows 'mixture' in --masks'."""
+    options = [click.option("--observed", type=PathParam(dir_okay=False), default=None, show_default=default,
+                            help=f"A .npy (N, D) (or (D,) for every row) of 0/1: 1 = observed{observed}."),
+               click.option("--occlude", default=None, show_default="none",
+                            help="Hide part of every example instead of --observed: top, bottom, left, right (half "
+                                 "of an image) or random:P (each variable with probability P, seeded by --seed)."),
+               click.option("--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16,
+                            help=f"Observed-first masks in the mixture{masks} (order-agnostic models: a bank with "
+                                 "--order-agnostic or --num-masks inf); a single-ordering model uses its own mask(s).")]
+    return lambda f: functools.reduce(lambda f, option: option(f), reversed(options), f)
+
+
 #: ``--json``: one JSON object instead of text.
-json_option = click.option("--json", "as_json", is_flag=True, default=False, show_default=True,
+json_option = click.option("--json", "as_json", is_flag=True, default=False,
                            help="Print one JSON object instead of text (off by default).")
 
 

@@ -11,31 +11,15 @@ import time
 import click
 import numpy as np
 
-from made_np import (COMPLETION_METHODS, MAX_EVAL_MASKS, LimitError, check_api, check_png_count, complete as
+from made_np import (COMPLETION_METHODS, LimitError, check_api, check_png_count, complete as
                      complete_rows, complete_parts, mean_and_stderr, mixture_size, model_parts,
                      occlusion_mask, png_parts, read_array, to_host)
 
 from .common import (PathParam, UserError, dataset_path_option, device_option, format_nats, given, image_shape_of,
-                     json_option, load_run, load_split, max_memory_option, one_line, parse_context, report,
+                     json_option, load_run, observed_options, load_split, max_memory_option, one_line, parse_context, report,
                      seed_option, user_values, write_arrays, writing)
 
 SPLITS = ("test", "valid", "train")
-
-
-def occlude_option(f):
-    """``--occlude KIND``: build the observed mask from an occlusion."""
-    return click.option(
-        "--occlude", default=None, show_default="none: give --observed",
-        help="Hide part of every example instead of --observed: top, bottom, left, right (half of an "
-             "image) or random:P (each variable with probability P, seeded by --seed).")(f)
-
-
-def masks_option(f):
-    """``--masks K``: observed-first masks of an order-agnostic model."""
-    return click.option(
-        "--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16, show_default=True,
-        help="Observed-first masks in the mixture (order-agnostic models: a bank with --order-agnostic or "
-             "--num-masks inf); a single-ordering model uses its own mask(s).")(f)
 
 
 def read_data(path, model) -> np.ndarray:
@@ -112,22 +96,19 @@ def completion_grid(x, obs, comps) -> np.ndarray:
               show_default="the run's data set: --split, --first",
               help="A .npy of examples (N, D): integers in 0..classes-1 where observed; the missing entries "
                    "are never read (any value, -1 or NaN included).")
-@click.option("--observed", type=PathParam(dir_okay=False), default=None, show_default="none: give --occlude",
-              help="A .npy (N, D) (or (D,) for every row) of 0/1: 1 = observed, 0 = to complete.")
-@occlude_option
-@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True,
+@observed_options("none: give --occlude", ", 0 = to complete")
+@click.option("--split", type=click.Choice(SPLITS), default="test",
               help="Without --input: the split of the run's data set to take examples from.")
-@click.option("--first", type=int, default=16, show_default=True, help="Without --input: how many examples.")
-@click.option("-n", "--num-completions", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--first", type=int, default=16, help="Without --input: how many examples.")
+@click.option("-n", "--num-completions", type=click.IntRange(min=1), default=8,
               help="Completions per example.")
-@masks_option
 @seed_option("Seed of the masks, the mixture draws, the noise and random:P occlusions.")
-@click.option("--method", type=click.Choice(COMPLETION_METHODS), default="fast", show_default=True,
+@click.option("--method", type=click.Choice(COMPLETION_METHODS), default="fast",
               help="fast: the degree-ordered sampler from the observed prefix; naive: one forward pass per "
                    "missing variable (the reference; the same completions).")
 @click.option("--context", default=None, show_default="the split's own context",
               help="For a model trained with --context: a class label or a .npy of labels (N,) or rows (N, C).")
-@click.option("--out", type=PathParam(dir_okay=False), default="completions.npz", show_default=True,
+@click.option("--out", type=PathParam(dir_okay=False), default="completions.npz",
               help="The .npz to write: completions (N, n, D), log_px_o (N,) in nats, x (N, D), observed (N, D).")
 @click.option("--png", type=PathParam(dir_okay=False), default=None, show_default="no drawing",
               help="Also draw a grid, one example a row: original | occluded (missing grey) | completions.")

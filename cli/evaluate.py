@@ -8,25 +8,20 @@ from made_np import (MAX_EVAL_MASKS, Part, check_api, log_marginal, mean_and_std
                      rows_parts, to_host)
 
 from .common import (PathParam, UserError, dataset_path_option, device_option, echo_results, evaluate_both,
-                     format_nats, given, json_option, load_run, load_split, max_memory_option, report, seed_option,
+                     format_nats, given, json_option, load_run, observed_options, load_split, max_memory_option, report, seed_option,
                      user_values)
 
 
 @click.command("evaluate")
 @click.argument("checkpoint", type=PathParam())
-@click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True,
+@click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test",
               help="Which split of the checkpoint's data set.")
 @click.option("--eval-masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=None,
               show_default="the run's setting: the bank, at most 1000",
               help="Masks in the ensemble (when the bank has more than one mask).")
-@click.option("--mask-index", type=int, default=0, show_default=True, help="The mask of the single-mask figure.")
-@click.option("--observed", type=PathParam(dir_okay=False), default=None, show_default="every variable observed",
-              help="A .npy (N, D) (or (D,) for every row) of 0/1, 1 = observed: report the marginal "
-                   "-log p(x_o) of the observed entries instead (exact, made_np.conditional).")
-@click.option("--occlude", default=None, show_default="none",
-              help="Like --observed, built from an occlusion: top, bottom, left, right or random:P.")
-@click.option("--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16, show_default=True,
-              help="With --observed/--occlude: observed-first masks of an order-agnostic model.")
+@click.option("--mask-index", type=int, default=0, help="The mask of the single-mask figure.")
+@observed_options("every variable observed", ": report the marginal -log p(x_o) of the observed entries instead "
+                  "(exact, made_np.conditional)", " of --observed/--occlude")
 @seed_option("With --observed/--occlude: seed of the masks and of random:P.")
 @json_option
 @device_option

@@ -9,10 +9,10 @@ from .common import PathParam, load_run, max_memory_option, user_values, write_a
 
 @click.command()
 @click.argument("checkpoint", type=PathParam())
-@click.option("--out", type=PathParam(dir_okay=False), default="masks.npz", show_default=True,
+@click.option("--out", type=PathParam(dir_okay=False), default="masks.npz",
               help="The .npz to write (under exactly this name): ordering, degrees_1.., mask_W1.., mask_V "
                    "(and mask_A with direct connections).")
-@click.option("--index", type=int, default=0, show_default=True, help="Which mask of the bank.")
+@click.option("--index", type=int, default=0, help="Which mask of the bank.")
 @click.option("--png", type=PathParam(dir_okay=False), default=None, show_default="no drawing",
               help="Also draw the masks into this PNG (units sorted by degree, so each mask is a staircase).")
 @max_memory_option

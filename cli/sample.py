@@ -14,12 +14,12 @@ from .common import (PathParam, UserError, dataset_path_option, device_option, g
 
 @click.command()
 @click.argument("checkpoint", type=PathParam())
-@click.option("-n", "--num-samples", type=int, default=100, show_default=True, help="Number of samples.")
-@click.option("--out", type=PathParam(dir_okay=False), default="samples.png", show_default=True,
+@click.option("-n", "--num-samples", type=int, default=100, help="Number of samples.")
+@click.option("--out", type=PathParam(dir_okay=False), default="samples.png",
               help="A .png (grid of images, or a histogram on the C x C grid for 2-D data; at most "
                    f"{MAX_PNG_IMAGES} images) or a .npy (n, D) integer array, written under exactly this name.")
 @seed_option("Seed of the sampling noise.")
-@click.option("--method", type=click.Choice(tuple(METHODS)), default=DEFAULT_METHOD, show_default=True,
+@click.option("--method", type=click.Choice(tuple(METHODS)), default=DEFAULT_METHOD,
               help="Sampler of made_np.sampling.")
 @click.option("--mask-index", type=int, default=None, show_default="the mixture of --mixture",
               help="Sample this mask of the bank alone.")
@@ -84,9 +84,9 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
 
 @click.command()
 @click.argument("checkpoint", type=PathParam())
-@click.option("--out", type=PathParam(dir_okay=False), default="density.png", show_default=True,
+@click.option("--out", type=PathParam(dir_okay=False), default="density.png",
               help="PNG of the panels: true table, training histogram, model samples, model density.")
-@click.option("-n", "--num-samples", type=int, default=100_000, show_default=True,
+@click.option("-n", "--num-samples", type=int, default=100_000,
               help="Model samples for the histogram panel.")
 @seed_option("Seed of the sampling noise.")
 @device_option

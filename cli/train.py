@@ -85,6 +85,11 @@ def parse_num_masks(text):
     return k
 
 
+#: The options that give the model's configuration and the training's.
+MODEL_OPTIONS = ("hidden", "input_encoding", "ordering", "degrees", "num_masks", "order_agnostic", "connectivity_agnostic",
+                 "orderings", "direct", "activation", "init", "seed", "dtype", "preset")
+TRAIN_OPTIONS = ("preset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "patience", "resample_every",
+                 "valid_masks", "eval_masks", "lr_schedule", "lr_step", "seed", "engine", "output_bias")
 #: The library's names of the arguments that ``train``'s options give, for its messages.
 OPTIONS = {"lr": "--lr", "weight_decay": "--weight-decay", "weight decay": "--weight-decay",
            "hidden": "--hidden", "num_masks": "--num-masks"}
@@ -98,12 +103,12 @@ def _progress(epoch: int, n_batches: int):
 
 
 @click.command(epilog=EXIT_CODES_HELP)
-@click.option("--dataset", default="digits", show_default=True,
+@click.option("--dataset", default="digits",
               help="digits, binarized-mnist, 2d, or a path to an .npz (train_data/valid_data/test_data), "
                    "an .npy (N, D) array or a folder of .amat files.")
 @dataset_path_option
 @seed_option("Seed of the digits shuffle, the .npy split and the 2d samples (fixes the test set).", "--data-seed")
-@click.option("--context", type=click.Choice(CONTEXT_SOURCES), default="none", show_default=True,
+@click.option("--context", type=click.Choice(CONTEXT_SOURCES), default="none",
               help="Condition on a context per example, p(x | y): labels (the digit classes, one-hot) or "
                    "file (the train_context/valid_context/test_context keys of an .npz: (N,) labels or "
                    "(N, C) float rows).")
@@ -111,21 +116,20 @@ def _progress(epoch: int, n_batches: int):
               help="Hidden widths, comma-separated (500,500 for two layers; 0 or '' for none).")
 @click.option("--ordering", type=click.Choice(ORDERINGS), default="natural",
               show_default="natural; random with --preset paper", help="Input ordering of mask 0.")
-@click.option("--degrees", type=click.Choice(DEGREE_RULES), default="random", show_default=True,
+@click.option("--degrees", type=click.Choice(DEGREE_RULES), default="random",
               help="How hidden degrees m^l(k) are drawn (random: the paper's rule).")
 @click.option("--num-masks", default=None,
               show_default=f"{SMALL_DATA_MASKS} for training sets under {SMALL_DATA_ROWS:,} rows, 32 for 2d, else 1",
               help="Size of the mask bank: 1 (fixed mask), K, or inf (a fresh mask at every resample).")
-@click.option("--order-agnostic/--no-order-agnostic", default=True, show_default=True,
+@click.option("--order-agnostic/--no-order-agnostic", default=True,
               help="Masks beyond mask 0 draw a fresh ordering (paper Sec. 4.1); matters when --num-masks != 1.")
-@click.option("--connectivity-agnostic/--no-connectivity-agnostic", default=True, show_default=True,
+@click.option("--connectivity-agnostic/--no-connectivity-agnostic", default=True,
               help="Masks beyond mask 0 draw fresh hidden degrees (paper Sec. 4.2).")
-@click.option("--orderings", type=click.Choice(BANK_ORDERINGS), default=MADEConfig.orderings, show_default=True,
+@click.option("--orderings", type=click.Choice(BANK_ORDERINGS), default=MADEConfig.orderings,
               help="Orderings of an order-agnostic bank: uniform permutations (the paper), or segments (half "
                    "of them put a contiguous run of variables first, e.g. the top or bottom rows of an image: "
                    "trains the conditionals that completing one half from the other needs).")
 @click.option("--resample-every", type=click.IntRange(1, MAX_COUNT), default=TrainConfig.resample_every,
-              show_default=True,
               help="Minibatches between mask changes (the paper changes mask at every update).")
 @click.option("--valid-masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=None,
               show_default="the bank, at most 16",
@@ -133,14 +137,14 @@ def _progress(epoch: int, n_batches: int):
 @click.option("--eval-masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=None,
               show_default="the bank, at most 1000",
               help="Masks in the final test ensemble (when --num-masks != 1).")
-@click.option("--direct-connections/--no-direct-connections", default=None,
+@click.option("--direct-connections/--no-direct-connections", "direct", default=None,
               show_default="on" if DEFAULT_DIRECT else "off",
               help="Direct input-to-output connections (paper eq. 11).")
 @click.option("--input-encoding", type=click.Choice(ENCODINGS), default=None,
               show_default="binary for 0/1 data, scaled for 2d, onehot for other categorical data",
               help="How a variable enters the network.")
 @click.option("--activation", type=click.Choice(tuple(ACTIVATIONS)), default=MADEConfig.activation,
-              show_default=True, help="Hidden activation.")
+              help="Hidden activation.")
 @click.option("--init", type=click.Choice(tuple(INITS)), default=None,
               show_default=f"{MADEConfig.init}; orthogonal with --preset paper",
               help="Initial weights: uniform in +-1/sqrt(fan in), or semi-orthogonal (orthonormal rows or "
@@ -150,36 +154,32 @@ def _progress(epoch: int, n_batches: int):
               help="Most epochs (early stopping usually ends sooner); the cosine schedule anneals the "
                    "learning rate to 0 over them.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_COUNT), default=TrainConfig.batch_size,
-              show_default=True,
               help="Examples per minibatch.")
 @click.option("--optimizer", type=click.Choice(tuple(OPTIMIZERS)), default=TrainConfig.optimizer,
-              show_default=True, help="Optimiser (the paper used adagrad).")
+              help="Optimiser (the paper used adagrad).")
 @click.option("--lr", type=float, default=None, show_default="adam 2e-3, adagrad 1e-2, sgd 1e-2",
               help="Base learning rate.")
-@click.option("--weight-decay", type=float, default=TrainConfig.weight_decay, show_default=True,
+@click.option("--weight-decay", type=float, default=TrainConfig.weight_decay,
               help="L2 coefficient.")
 @click.option("--patience", type=click.IntRange(0, MAX_EPOCHS), default=TrainConfig.patience,
-              show_default=True,
               help="Stop after this many epochs without a better validation NLL (0: never).")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=TrainConfig.lr_schedule,
-              show_default=True, help="constant; step (halve every --lr-step epochs); cosine (to 0 over --epochs).")
+              help="constant; step (halve every --lr-step epochs); cosine (to 0 over --epochs).")
 @click.option("--lr-step", type=click.IntRange(1, MAX_EPOCHS), default=TrainConfig.lr_step,
-              show_default=True,
               help="Epochs between halvings of the step schedule.")
 @click.option("--output-bias", type=click.Choice(OUTPUT_BIASES), default=TrainConfig.output_bias,
-              show_default=True,
               help="Start the output biases at the logits of the training data's marginals (each variable's "
                    "class frequencies, with half a count added), or at 0 as the paper's code did.")
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None, show_default="the recipe alone",
               help="A named protocol under the options given: paper = the MADE paper's, as its code ran it "
                    "(Adagrad at a constant lr 0.01, orthogonal initial weights, a random ordering, batch 100, "
                    "look-ahead 30 epochs, at most 1000 epochs, direct connections, output biases at 0).")
-@click.option("--engine", type=click.Choice(ENGINES), default=TrainConfig.engine, show_default=True,
+@click.option("--engine", type=click.Choice(ENGINES), default=TrainConfig.engine,
               help="fast (block-sparse single-mask form, fused kernels, thread pool) or reference "
                    "(the plain MADE and textbook optimisers); the same numbers up to rounding.")
 @seed_option("Seed of the weights, the mask bank, the shuffling and the samples.")
 @device_option
-@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32",
               help="Floating point type of parameters and activations.")
 @click.option("--out", type=PathParam(file_okay=False), default=None,
               show_default="runs/<dataset>-<YYYYmmdd-HHMMSS>",
@@ -188,12 +188,12 @@ def _progress(epoch: int, n_batches: int):
               help="Continue the run in this folder (its options come from its checkpoint; "
                    "--epochs and --patience may be changed): an unfinished run trains on, a finished "
                    "one whose results are missing gets them, a larger --epochs trains a finished one on.")
-@click.option("--threads", default="auto", show_default=True,
+@click.option("--threads", default="auto",
               help="CPU threads of BLAS, numexpr and made-np's work pool: a number (at most the CPU cores), "
                    "or auto (1 for small models, where threads cost more than they give, e.g. the digits "
                    "default; else the libraries' own choice and $MADE_NP_THREADS).")
 @max_memory_option
-@click.option("--quiet", "-q", is_flag=True, default=False, show_default=True,
+@click.option("--quiet", "-q", is_flag=True, default=False,
               help="Print only the final results (off by default).")
 @click.pass_context
 def train(ctx, **o):
@@ -262,31 +262,21 @@ def _new_run(ctx, o, where) -> None:
     with contextlib.ExitStack() as stack:
         run_dir = Path(o["out"]).expanduser() if o["out"] else None
         if run_dir is not None:
-            _hold(stack, run_dir, "--out", where)
-            _refuse_existing_run(run_dir)
+            _hold_new(stack, run_dir, where)
         xp = get_xp(o["device"])
         if not o["dataset"].strip():
             raise UserError("--dataset: empty; give digits, binarized-mnist, 2d or a data file")
         check_dataset_path(o["dataset"], o["dataset_path"])
         ds = load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"])
-        _leave_to_preset(ctx, o)
+        for key in [*PRESETS[o["preset"]][0], *PRESETS[o["preset"]][1]] if o["preset"] else ():
+            o[key] = o[key] if given(ctx, key) else None  # what a preset sets is the preset's unless given
+        o.update(hidden=parse_hidden(o["hidden"]), num_masks=parse_num_masks(o["num_masks"]))
         with user_values(OPTIONS):
-            mcfg = MADEConfig.for_data(
-                ds, hidden=parse_hidden(o["hidden"]), input_encoding=o["input_encoding"], ordering=o["ordering"],
-                degrees=o["degrees"], num_masks=parse_num_masks(o["num_masks"]),
-                order_agnostic=o["order_agnostic"], connectivity_agnostic=o["connectivity_agnostic"],
-                orderings=o["orderings"], direct=o["direct_connections"], activation=o["activation"], init=o["init"],
-                seed=o["seed"], dtype=o["dtype"],
-                preset=o["preset"])
-            cfg = TrainConfig.for_data(
-                ds, preset=o["preset"], epochs=o["epochs"], batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"],
-                weight_decay=o["weight_decay"], patience=o["patience"], resample_every=o["resample_every"],
-                valid_masks=o["valid_masks"], eval_masks=o["eval_masks"], lr_schedule=o["lr_schedule"],
-                lr_step=o["lr_step"], seed=o["seed"], engine=o["engine"], output_bias=o["output_bias"])
+            mcfg = MADEConfig.for_data(ds, **{key: o[key] for key in MODEL_OPTIONS})
+            cfg = TrainConfig.for_data(ds, **{key: o[key] for key in TRAIN_OPTIONS})
         if run_dir is None:
             run_dir = Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-            _hold(stack, run_dir, "--out", where)
-            _refuse_existing_run(run_dir)
+            _hold_new(stack, run_dir, where)
         check_api(training_parts(mcfg, cfg, ds, o["dataset"]))
         with user_values():
             model = MADE(mcfg, xp)
@@ -302,9 +292,10 @@ def _new_run(ctx, o, where) -> None:
         _train_and_report(ctx, model, ds, cfg, run_dir, None, quiet, o["threads"])
 
 
-def _refuse_existing_run(run_dir: Path) -> None:
-    """A new run never writes over another run's files: its checkpoint, or (with the checkpoint
-    gone) the results, metrics and figures it left."""
+def _hold_new(stack: contextlib.ExitStack, run_dir: Path, where: dict) -> None:
+    """:func:`_hold` the folder of a new run, which never writes over another run's files: its
+    checkpoint, or (with the checkpoint gone) the results, metrics and figures it left."""
+    _hold(stack, run_dir, "--out", where)
     if (run_dir / CHECKPOINT_NAME).exists():
         raise UserError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): continue it with "
                         f"--resume {run_dir} or choose another --out")
@@ -314,17 +305,6 @@ def _refuse_existing_run(run_dir: Path) -> None:
                         f"{CHECKPOINT_NAME}); a new run would overwrite them: choose another --out")
 
 
-def _leave_to_preset(ctx, o) -> None:
-    """Options a preset sets take the preset's value unless they were given on the command line."""
-    if not o["preset"]:
-        return
-    model_keys, train_keys = PRESETS[o["preset"]]
-    for key in [*model_keys, *train_keys]:
-        name = {"direct": "direct_connections"}.get(key, key)
-        if not given(ctx, name):
-            o[name] = None
-
-
 def _resume(ctx, o, where) -> None:
     """``--resume DIR``: continue a run with the options of its checkpoint.
 
@@ -332,10 +312,9 @@ def _resume(ctx, o, where) -> None:
     gives it room, else gets its missing results written; one with its results has
     nothing to resume. The state is checked before the data are loaded.
     """
-    fixed = sorted(name for name in set(o) - RESUME_OVERRIDABLE if given(ctx, name))
+    fixed = sorted(p.opts[0] for p in ctx.command.params if p.name not in RESUME_OVERRIDABLE and given(ctx, p.name))
     if fixed:
-        opts = ", ".join("--" + n.replace("_", "-") for n in fixed)
-        raise UserError(f"{opts}: cannot change a resumed run (its configuration is in its checkpoint); "
+        raise UserError(f"{', '.join(fixed)}: cannot change a resumed run (its configuration is in its checkpoint); "
                         "only --epochs, --patience, --device, --dataset-path, --threads, --max-memory and --quiet "
                         "may be given")
     ckpt = resolve_checkpoint_path(o["resume"])
