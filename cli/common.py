@@ -131,12 +131,10 @@ class Group(click.Group):
         except _NO_ARGS_IS_HELP as exc:  # a group with no command: its help
             click.echo(exc.ctx.get_help())
             sys.exit(0)
-        except click.UsageError as exc:  # bad option, missing argument, invalid choice
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        except click.ClickException as exc:  # a usage error (bad option, missing argument) names the help
+            ctx = getattr(exc, "ctx", None) if isinstance(exc, click.UsageError) else None
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             click.echo(f"Error: {one_line(exc.format_message())}{hint}", err=True)
-            sys.exit(2)
-        except click.ClickException as exc:
-            click.echo(f"Error: {one_line(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("Aborted!", err=True)
@@ -365,12 +363,8 @@ def load_split(info: dict, split: str, dataset_path=None):
 
 def image_shape_of(info: dict):
     """The image shape stored with a checkpoint's data set, else a square one when D is a square."""
-    stored = (info.get("dataset") or {}).get("image_shape")
-    if stored:
-        return tuple(stored)
-    D = info["model_config"].D
-    k = math.isqrt(D)
-    return (k, k) if k * k == D else None
+    stored, D = (info.get("dataset") or {}).get("image_shape"), info["model_config"].D
+    return tuple(stored) if stored else (math.isqrt(D),) * 2 if math.isqrt(D) ** 2 == D else None
 
 
 def format_nats(mean: float, stderr: float, n: int, D: int | None = None) -> str:
@@ -387,11 +381,9 @@ def evaluate_both(model, x, eval_masks=None, batch_size: int = 1000, mask_index:
     ``context``: the rows' context for a conditional model. Returns ``{"single": result,
     "ensemble": result or None}`` (see :func:`made_np.train.evaluate`).
     """
-    single = evaluate(model, x, ensemble=False, batch_size=batch_size, mask_index=mask_index, context=context)
-    ens = None
-    if model.config.num_masks != 1:
-        ens = evaluate(model, x, ensemble=True, eval_masks=eval_masks, batch_size=batch_size, context=context)
-    return {"single": single, "ensemble": ens}
+    return {"single": evaluate(model, x, ensemble=False, batch_size=batch_size, mask_index=mask_index, context=context),
+            "ensemble": None if model.config.num_masks == 1 else
+            evaluate(model, x, ensemble=True, eval_masks=eval_masks, batch_size=batch_size, context=context)}
 
 
 def parse_context(model, text, n: int, n_given: bool = True, unit: str = "samples"):

@@ -16,7 +16,7 @@ from made_np import (COMPLETION_METHODS, LimitError, check_api, check_png_count,
                      occlusion_mask, png_parts, read_array, to_host)
 
 from .common import (PathParam, UserError, dataset_path_option, device_option, format_nats, given, image_shape_of,
-                     json_option, load_run, observed_options, load_split, max_memory_option, one_line, parse_context, report,
+                     json_option, load_run, observed_options, load_split, max_memory_option, parse_context, report,
                      seed_option, user_values, write_arrays, writing)
 
 SPLITS = ("test", "valid", "train")
@@ -42,11 +42,8 @@ def observed_mask(model, info, n_rows: int, observed, occlude, seed: int) -> tup
         raise UserError("give exactly one of --observed O.npy (1 = observed) and --occlude "
                         "top|bottom|left|right|random:P")
     if occlude is not None:
-        try:
-            obs = occlusion_mask(occlude, D, image_shape_of(info), n_rows, seed)
-        except ValueError as exc:
-            raise UserError(f"--occlude {occlude}: {one_line(exc)}") from None
-        return obs, f"{occlude} occluded"
+        with user_values(prefix=f"--occlude {occlude}: "):
+            return occlusion_mask(occlude, D, image_shape_of(info), n_rows, seed), f"{occlude} occluded"
     o = read_array(observed, "--observed")
     if o.ndim == 1:
         o = np.broadcast_to(o, (n_rows, o.shape[0]))
@@ -68,8 +65,6 @@ def examples_and_context(model, info, input_path, split, first, context, dataset
             raise UserError("this model is conditional: with --input give its --context (a label or a .npy)")
         return x, parse_context(model, context, x.shape[0], unit="examples")[0]
     ds, split_x = load_split(info, split, dataset_path)
-    if first < 1:
-        raise UserError(f"--first: expected a positive number of examples, got {first}")
     x = split_x[:first]
     if context is not None or not model.config.context:
         return x, parse_context(model, context, x.shape[0], unit="examples")[0]
@@ -83,11 +78,7 @@ def examples_and_context(model, info, input_path, split, first, context, dataset
 def completion_grid(x, obs, comps) -> np.ndarray:
     """Rows ``original | occluded | completions`` as float images, missing pixels NaN (drawn grey)."""
     N, n, D = comps.shape
-    rows = np.empty((N, n + 2, D))
-    rows[:, 0] = x
-    rows[:, 1] = np.where(obs, x, np.nan)
-    rows[:, 2:] = comps
-    return rows.reshape(N * (n + 2), D)
+    return np.concatenate([x[:, None], np.where(obs, x, np.nan)[:, None], comps], axis=1).reshape(N * (n + 2), D)
 
 
 @click.command("complete")
@@ -99,7 +90,7 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @observed_options("none: give --occlude", ", 0 = to complete")
 @click.option("--split", type=click.Choice(SPLITS), default="test",
               help="Without --input: the split of the run's data set to take examples from.")
-@click.option("--first", type=int, default=16, help="Without --input: how many examples.")
+@click.option("--first", type=click.IntRange(min=1), default=16, help="Without --input: how many examples.")
 @click.option("-n", "--num-completions", type=click.IntRange(min=1), default=8,
               help="Completions per example.")
 @seed_option("Seed of the masks, the mixture draws, the noise and random:P occlusions.")

@@ -23,7 +23,7 @@ from .common import (PathParam, UserError, dataset_path_option, device_option, g
               help="Sampler of made_np.sampling.")
 @click.option("--mask-index", type=int, default=None, show_default="the mixture of --mixture",
               help="Sample this mask of the bank alone.")
-@click.option("--mixture", type=int, default=None, show_default="the bank's masks, at most 1000: the ensemble evaluate scores",
+@click.option("--mixture", type=click.IntRange(1, MAX_EVAL_MASKS), default=None, show_default="the bank's masks, at most 1000: the ensemble evaluate scores",
               help="Sample from the mixture of masks 0..N-1: each sample draws its mask uniformly (seeded by --seed).")
 @click.option("--context", "context", default=None,
               show_default="a class-conditional model: labels spread over the classes, a row per class",
@@ -41,8 +41,6 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
     """
     if num_samples < 1:
         raise UserError(f"-n: expected a positive number of samples, got {num_samples}")
-    if mixture is not None and mixture < 1:
-        raise UserError(f"--mixture: expected a positive number of masks (--mask-index K samples one), got {mixture}")
     if mixture and given(ctx, "mask_index"):
         raise UserError(f"--mask-index {mask_index}: not used with --mixture {mixture}, which samples the mixture "
                         f"of masks 0..{mixture - 1}; give one of the two")
@@ -54,9 +52,6 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
     if mixture and K == 1:
         raise UserError(f"--mixture {mixture}: this model has a single mask (num_masks = 1), so there is "
                         "no mixture of masks to sample from; leave --mixture out")
-    if mixture and mixture > MAX_EVAL_MASKS and K == 0:
-        raise UserError(f"--mixture {mixture}: masks 0..{mixture - 1} are more than {MAX_EVAL_MASKS}; "
-                        f"give at most {MAX_EVAL_MASKS}")
     masks = [mask_index] if mask_index is not None else list(range(mixture)) if mixture else model.eval_mask_indices()
     with user_values({"mask index": "--mask-index"} if mask_index is not None else {},
                      f"--mixture {mixture}: " if mixture else ""):
@@ -86,7 +81,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
 @click.argument("checkpoint", type=PathParam())
 @click.option("--out", type=PathParam(dir_okay=False), default="density.png",
               help="PNG of the panels: true table, training histogram, model samples, model density.")
-@click.option("-n", "--num-samples", type=int, default=100_000,
+@click.option("-n", "--num-samples", type=click.IntRange(min=1), default=100_000,
               help="Model samples for the histogram panel.")
 @seed_option("Seed of the sampling noise.")
 @device_option
@@ -101,8 +96,6 @@ def density(checkpoint, out, num_samples, seed, device, dataset_path, max_memory
     """
     from made_np import plots
 
-    if num_samples < 1:
-        raise UserError(f"-n: expected a positive number of samples, got {num_samples}")
     model, info, (out,) = load_run(checkpoint, device, max_memory, outputs=[("--out", out, (".png",))])
     if model.config.D != 2:
         raise UserError(f"{info['path']}: density needs a model of D = 2 variables, "

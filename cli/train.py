@@ -381,10 +381,8 @@ def _cannot_train_on(ckpt: Path, state: dict, cfg: TrainConfig) -> str:
 def _smaller_steps(cfg: TrainConfig) -> str:
     """What to make smaller after a divergence: the learning rate, and the weight decay when
     there is one (a large one overflows ``grad + wd * p`` or overshoots, whatever the rate)."""
-    fix = f"a smaller --lr (this one: {cfg.lr:g})"
-    if cfg.weight_decay:
-        fix += f" or --weight-decay (this one: {cfg.weight_decay:g})"
-    return fix
+    return f"a smaller --lr (this one: {cfg.lr:g})" + (f" or --weight-decay (this one: {cfg.weight_decay:g})"
+                                                        if cfg.weight_decay else "")
 
 
 def _write_failed(exc: OSError, run_dir: Path) -> str:
@@ -393,11 +391,8 @@ def _write_failed(exc: OSError, run_dir: Path) -> str:
     reason = exc.strerror or one_line(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         reason += " (free some space, or raise the file size limit)"
-    if (run_dir / CHECKPOINT_NAME).is_file():
-        kept = (f"the last checkpoint is kept in {run_dir / CHECKPOINT_NAME}: continue with  "
-                f"made-np train --resume {run_dir}")
-    else:
-        kept = "nothing was saved"
+    kept = (f"the last checkpoint is kept in {run_dir / CHECKPOINT_NAME}: continue with  made-np train --resume "
+            f"{run_dir}" if (run_dir / CHECKPOINT_NAME).is_file() else "nothing was saved")
     return f"cannot write {name}: {reason}; {kept}"
 
 

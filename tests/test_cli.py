@@ -131,7 +131,7 @@ def test_sample_from_the_mixture_of_masks(bank_run, tmp_path):
     assert m2.shape == mix.shape == (30, 64) and not np.array_equal(m2, mix)
     assert_user_error(run("sample", out, "--mixture", 4, "--out", tmp_path / "x.npy"), "outside the bank")
     assert_user_error(run("sample", out, "--mask-index", 3, "--out", tmp_path / "x.npy"), "outside the bank")
-    assert_user_error(run("sample", out, "--mixture", 0, "--out", tmp_path / "x.npy"), "--mixture", "--mask-index")
+    assert_user_error(run("sample", out, "--mixture", 0, "--out", tmp_path / "x.npy"), "--mixture", "0 is not in the range")
 
 
 def test_sample_draws_the_mixture_by_default_as_the_library(bank_run, tmp_path):
