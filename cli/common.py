@@ -18,9 +18,10 @@ from pathlib import Path
 import click
 
 import made_np
-from made_np import (DEVICES, DIST_FILE, MAX_EVAL_MASKS, MAX_SEED, MNIST_FILE, BackendError, CheckpointError, DataError, LimitError, MaskError, ThreadError,
-                     atomic_file, balanced_labels, json_text, check_context, check_same_data, check_thread_variables, evaluate,
-                     find_data_file, is_named, load_checkpoint, load_dataset, other_run, read_array, to_host)
+from made_np import (CHECKPOINT_NAME, DEVICES, DIST_FILE, MAX_EVAL_MASKS, MAX_SEED, MNIST_FILE, BackendError,
+                     CheckpointError, DataError, LimitError, MaskError, ThreadError, atomic_file, balanced_labels,
+                     check_context, check_same_data, check_thread_variables, evaluate, find_data_file, is_named,
+                     json_text, load_checkpoint, load_dataset, other_run, read_array, to_host)
 
 #: Exceptions that are the user's doing: shown as one line, exit status 2.
 USER_ERRORS = (DataError, BackendError, CheckpointError, MaskError, ThreadError, LimitError)
@@ -195,7 +196,9 @@ def load_run(checkpoint, device=None, max_memory=None, *, best: bool = True, out
     """The start of every command that reads a checkpoint (file or run folder): check its output files
     before any work (``outputs``: ``(option, path or None, suffixes)``; none of them one of the
     command's ``inputs``, the checkpoint or another output), apply the memory limit, load the model
-    (refused beyond the limit before its weights are read) and check that no output is the run's data.
+    (refused beyond the limit before its weights are read) and check that no output is the data the
+    run was trained on (its ``--dataset`` file, ``--dataset-path``, or where a named data set is found)
+    or a file of another run folder (:func:`made_np.runfolder.other_run`).
     Returns ``(model, info, [each output's checked path, or None])``; errors become one line."""
     paths = []
     for option, path, suffixes in outputs:
@@ -206,9 +209,19 @@ def load_run(checkpoint, device=None, max_memory=None, *, best: bool = True, out
     limit = memory_limit(max_memory)
     with user_values():
         model, info = load_checkpoint(checkpoint, device, best=best, memory_limit=limit)
-    for (option, *_), out in zip(outputs, paths):
-        if out is not None:
-            check_not_run_data(out, info, option)
+    spec = info.get("dataset") or {}
+    name = str(spec.get("spec") or "")
+    data = [spec.get("path"), None if is_named(name) else name]
+    if is_named(name):
+        with contextlib.suppress(DataError, OSError):
+            data.append(find_data_file(DIST_FILE if name.lower() == "2d" else MNIST_FILE, None))
+    for (option, *_), out in zip(outputs, paths):  # writing the data would leave the run unable to resume
+        why = out is not None and other_run(out, own=Path(info["path"]).parent)
+        if why:
+            raise UserError(f"{option} {out}: {why}")
+        if out is not None and any(file and _same_file(out, file) for file in data):
+            raise UserError(f"{option} {out}: is the data file the run was trained on; writing it would "
+                            "lose the data the run resumes and is evaluated on: choose another file name")
     return model, info, paths
 
 
@@ -225,13 +238,12 @@ def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
     """
     out = Path(path)
     if out.suffix.lower() not in suffixes:
-        names = " or ".join(suffixes)
-        raise UserError(f"{option} {out}: expected a {names} file name")
+        raise UserError(f"{option} {out}: expected a {' or '.join(suffixes)} file name")
     if out.is_dir():
         raise UserError(f"{option} {out}: is a folder; give a file name")
-    for given in inputs:
-        if given is not None and _same_file(out, given):
-            raise UserError(f"{option} {out}: is an input of this command ({given}); writing it would "
+    for other in inputs:
+        if other is not None and _same_file(out, other):
+            raise UserError(f"{option} {out}: is an input of this command ({other}); writing it would "
                             "overwrite it: choose another file name")
     existing = out.parent  # the nearest folder that exists on the way up: a folder a file can be created in
     while not existing.exists() and existing != existing.parent:
@@ -248,43 +260,12 @@ def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
     return out
 
 
-def check_not_run_data(out: Path, info: dict, option: str) -> None:
-    """``out`` is not the data file a checkpoint's run was trained on (its ``--dataset`` file, its
-    ``--dataset-path``, or the file a named data set is found in): writing it would leave the
-    run unable to resume or be evaluated; nor a file of another run folder, or a link into one
-    (:func:`made_np.checkpoint.other_run`: the checkpoint's own folder is the command's).
-
-    Raises
-    ------
-    UserError
-        Naming ``option`` and the file.
-    """
-    why = other_run(out, own=Path(info["path"]).parent)
-    if why:
-        raise UserError(f"{option} {out}: {why}")
-    spec = info.get("dataset") or {}
-    files = [spec.get("path")]
-    name = str(spec.get("spec") or "")
-    if is_named(name):
-        with contextlib.suppress(DataError, OSError):
-            files.append(find_data_file(DIST_FILE if name.lower() == "2d" else MNIST_FILE, None))
-    else:
-        files.append(name)
-    for given in files:
-        if given and _same_file(out, given):
-            raise UserError(f"{option} {out}: is the data file the run was trained on; writing it would "
-                            "lose the data the run resumes and is evaluated on: choose another file name")
-
-
-def _same_file(out: Path, given) -> bool:
-    """Whether ``out`` names the file ``given`` (a file, or a run folder: its ``model.npz``)."""
-    given = Path(given)
-    if given.is_dir():
-        given = given / "model.npz"
-    try:
-        return out.exists() and given.exists() and os.path.samefile(out, given)
-    except OSError:
-        return False
+def _same_file(out: Path, other) -> bool:
+    """Whether ``out`` names the file ``other`` (a file, or a run folder: its checkpoint)."""
+    other = Path(other) / CHECKPOINT_NAME if Path(other).is_dir() else Path(other)
+    with contextlib.suppress(OSError):
+        return out.exists() and other.exists() and os.path.samefile(out, other)
+    return False
 
 
 @contextlib.contextmanager
@@ -433,13 +414,12 @@ def parse_context(model, text, n: int, n_given: bool = True, unit: str = "sample
         return to_host(check_context(model, y, n)), n
 
 
-def echo_results(res: dict, split: str) -> None:
-    """Print single-mask and ensemble figures one above the other, aligned."""
+def result_lines(res: dict, split: str) -> list:
+    """The single-mask and ensemble figures, one above the other, aligned."""
     s, e = res["single"], res["ensemble"]
     labels = [f"{split} NLL, mask {s['mask_index']}"]
     if e is not None:
         labels.append(f"{split} NLL, ensemble of {e['masks']} mask{'s' if e['masks'] != 1 else ''}")
     width = max(len(label) for label in labels)
-    for label, r in zip(labels, (s, e)):
-        say(f"{label:<{width}} : {format_nats(r['nll'], r['stderr'], r['n'], r['D'])}")
+    return [f"{label:<{width}} : {format_nats(r['nll'], r['stderr'], r['n'], r['D'])}" for label, r in zip(labels, (s, e))]
 

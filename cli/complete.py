@@ -11,12 +11,12 @@ import time
 import click
 import numpy as np
 
-from made_np import (COMPLETION_METHODS, LimitError, check_api, check_png_count, complete as
-                     complete_rows, complete_parts, mean_and_stderr, mixture_size, model_parts,
-                     occlusion_mask, png_parts, read_array, to_host)
+from made_np import (COMPLETION_METHODS, LimitError, check_api, check_png_count,
+                     complete as                      complete_rows, complete_parts, mean_and_stderr, mixture_size,
+                     model_parts, occlusion_mask, png_parts, read_array, to_host)
 
 from .common import (PathParam, UserError, dataset_path_option, device_option, format_nats, given, image_shape_of,
-                     json_option, load_run, observed_options, load_split, max_memory_option, parse_context, report,
+                     json_option, load_run, load_split, max_memory_option, observed_options, parse_context, report,
                      seed_option, user_values, write_arrays, writing)
 
 SPLITS = ("test", "valid", "train")

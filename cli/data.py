@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import click
 
-from made_np import SOURCES, fetch, load_dataset
+from made_np import (SOURCES, fetch, load_dataset)
 
-from .common import seed_option, Group, PathParam, check_dataset_path
+from .common import (Group, PathParam, check_dataset_path, seed_option)
 
 
 @click.group(cls=Group)

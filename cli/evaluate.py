@@ -7,9 +7,9 @@ import numpy as np
 from made_np import (MAX_EVAL_MASKS, Part, check_api, log_marginal, mean_and_stderr, mixture_size, model_parts,
                      rows_parts, to_host)
 
-from .common import (PathParam, UserError, dataset_path_option, device_option, echo_results, evaluate_both,
-                     format_nats, given, json_option, load_run, observed_options, load_split, max_memory_option, report, seed_option,
-                     user_values)
+from .common import (PathParam, UserError, dataset_path_option, device_option, evaluate_both, format_nats, given,
+                     json_option, load_run, load_split, max_memory_option, observed_options, report, result_lines,
+                     seed_option, user_values)
 
 
 @click.command("evaluate")
@@ -61,12 +61,9 @@ def evaluate_cmd(ctx, checkpoint, split, eval_masks, mask_index, observed, occlu
               + [Part(f"--split {split}", "the NLL of every example", x.shape[0] * 8 * 4)])
     with user_values():
         res = evaluate_both(model, x, eval_masks, batch_size, mask_index, context=y)
-    if as_json:
-        report({"checkpoint": info["path"], "split": split, "n": res["single"]["n"], "D": res["single"]["D"], **res},
-               True)
-        return
-    click.echo(f"{info['path']}: {split} split, {res['single']['n']} examples, D = {res['single']['D']}")
-    echo_results(res, split)
+    n, D = res["single"]["n"], res["single"]["D"]
+    lines = [] if as_json else [f"{info['path']}: {split} split, {n} examples, D = {D}", *result_lines(res, split)]
+    report({"checkpoint": info["path"], "split": split, "n": n, "D": D, **res}, as_json, *lines)
 
 
 def _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed, as_json) -> None:

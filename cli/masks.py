@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from .common import PathParam, load_run, max_memory_option, user_values, write_arrays, writing
+from .common import (PathParam, load_run, max_memory_option, user_values, write_arrays, writing)
 
 
 @click.command()
@@ -32,11 +32,8 @@ def masks(checkpoint, out, index, png, max_memory):
         arrays.update({f"degrees_{l}": deg, f"mask_W{l}": m})
     arrays.update(mask_V=ms.output, **({"mask_A": ms.direct} if model.config.direct else {}))
     write_arrays(out, "--out", np.savez, **arrays)
-    bank = "no limit" if K == 0 else str(K)
-    shown = 16
-    first = " ".join(str(int(v)) for v in ms.ordering[:shown])
-    more = f" ... (first {shown} of {ms.D})" if ms.D > shown else ""
-    click.echo(f"mask {index} (bank: {bank}): ordering m^0 = {first}{more}")
+    first, more = " ".join(str(int(v)) for v in ms.ordering[:16]), f" ... (first 16 of {ms.D})" if ms.D > 16 else ""
+    click.echo(f"mask {index} (bank: {'no limit' if K == 0 else K}): ordering m^0 = {first}{more}")
     for l, deg in enumerate(ms.degrees, start=1):
         click.echo(f"  layer {l}: {deg.size} units, degrees {int(deg.min())}..{int(deg.max())}, "
                    f"{int(ms.hidden[l - 1].sum())} of {ms.hidden[l - 1].size} connections kept")

@@ -8,8 +8,7 @@ from made_np import (DEFAULT_METHOD, MAX_EVAL_MASKS, MAX_PNG_IMAGES, METHODS, ch
                      kl_divergence, log_density_table, model_parts, sample as draw, sample_parts, to_host)
 
 from .common import (PathParam, UserError, dataset_path_option, device_option, given, image_shape_of, load_run,
-                     load_split, max_memory_option, parse_context, seed_option, user_values, write_arrays,
-                     writing)
+                     load_split, max_memory_option, parse_context, seed_option, user_values, write_arrays, writing)
 
 
 @click.command()
@@ -48,8 +47,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
                                    inputs=(context,))
     png = out.suffix.lower() == ".png"
     y, num_samples = parse_context(model, context, num_samples, given(ctx, "num_samples"))
-    K = model.config.num_masks
-    if mixture and K == 1:
+    if mixture and model.config.num_masks == 1:
         raise UserError(f"--mixture {mixture}: this model has a single mask (num_masks = 1), so there is "
                         "no mixture of masks to sample from; leave --mixture out")
     masks = [mask_index] if mask_index is not None else list(range(mixture)) if mixture else model.eval_mask_indices()

@@ -11,18 +11,18 @@ from pathlib import Path
 
 import click
 
-from made_np import (ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES, DTYPES,
-                     ENCODINGS, ENGINES, EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS, MAX_EVAL_MASKS,
-                     METRICS_NAME, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PRESETS, RESULTS_NAME, SMALL_DATA_MASKS,
-                     SMALL_DATA_ROWS, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig, RunFolderError,
-                     TrainConfig, balanced_labels, check_api, check_resume_state, device_of, expand_path, figure_samples,
-                     finished_run_blocker, fit, get_xp, load_dataset, parse_threads, read_checkpoint_meta,
-                     resolve_checkpoint_path, run_lock, sample, to_host, training_parts, update_checkpoint_meta,
-                     write_json)
+from made_np import (ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES,
+                     DTYPES, ENCODINGS, ENGINES, EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS,
+                     MAX_EVAL_MASKS, METRICS_NAME, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PRESETS, RESULTS_NAME,
+                     SMALL_DATA_MASKS, SMALL_DATA_ROWS, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig,
+                     RunFolderError, TrainConfig, balanced_labels, check_api, check_resume_state, device_of,
+                     expand_path, figure_samples, finished_run_blocker, fit, get_xp, load_dataset, parse_threads,
+                     read_checkpoint_meta, resolve_checkpoint_path, run_lock, sample, to_host, training_parts,
+                     update_checkpoint_meta, write_json)
 
 from .common import (PATH_NAMES, PathParam, UserError, check_dataset_path, dataset_path_option, device_option,
-                     echo_results, evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
-                     say, seed_option, user_values)
+                     evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
+                     result_lines, say, seed_option, user_values)
 
 #: What a run writes into its folder besides the checkpoint.
 RUN_OUTPUTS = (METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png")
@@ -445,7 +445,8 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
         if bad:  # NaN never reaches results.json
             raise Diverged(f"the test NLL of {ckpt} is {bad[0]}: its weights are not finite; no results written; "
                            f"start a new run with {_smaller_steps(cfg)}")
-        echo_results(res, "test")
+        for line in result_lines(res, "test"):
+            say(line)
         results = {"split": "test", **res, "train_seconds": seconds,
                    "best_epoch": history["best_epoch"], "best_valid_nll": history["best_valid_nll"]}
         write_json(run_dir / RESULTS_NAME, results)
