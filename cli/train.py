@@ -327,23 +327,17 @@ def _resume(ctx, o, where) -> None:
         state = info.get("state") or {}
         if info["train_config"] is None or not state:
             raise UserError(f"{ckpt}: the checkpoint holds no training state to resume")
-        cfg_dict = info["train_config"].to_dict()
-        more = [name for name in ("epochs", "patience") if given(ctx, name)]
-        for name in more:
-            cfg_dict[name] = o[name]
+        more = {name: o[name] for name in ("epochs", "patience") if given(ctx, name)}
         with user_values():
-            cfg = TrainConfig.from_dict(cfg_dict)
+            cfg = TrainConfig.from_dict({**info["train_config"].to_dict(), **more})
         check_resume_state(model, cfg, info)
-        results_only = False
-        if state["finished"]:
-            why = finished_run_blocker(state, cfg)
-            if more and why is not None:
-                raise UserError(_cannot_train_on(ckpt, state, cfg))
-            if not more and info["results"] is not None:
-                raise UserError(f"{ckpt}: this run finished at epoch {state['epoch']} and its results are written; "
-                                f"nothing to resume (train it on with --epochs more than {state['epoch']}, "
-                                "or start a new run with --out)")
-            results_only = not more
+        results_only = state["finished"] and not more
+        if state["finished"] and more and finished_run_blocker(state, cfg) is not None:
+            raise UserError(_cannot_train_on(ckpt, state, cfg))
+        if results_only and info["results"] is not None:
+            raise UserError(f"{ckpt}: this run finished at epoch {state['epoch']} and its results are written; "
+                            f"nothing to resume (train it on with --epochs more than {state['epoch']}, "
+                            "or start a new run with --out)")
         spec = dict(info["dataset"] or {})
         ds, _ = load_split(info, "train", o["dataset_path"])
         if o["dataset_path"]:  # where the data lie now, for the checkpoints to come and later commands
