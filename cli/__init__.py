@@ -27,7 +27,7 @@ and add it to :func:`cli` below. The math and the training recipe are the librar
 from __future__ import annotations
 
 
-from made_np.fast import prefer_short_blas_spin
+from made_np import prefer_short_blas_spin
 
 prefer_short_blas_spin()  # the command line's OpenBLAS setting, before NumPy loads
 
@@ -45,7 +45,8 @@ from .sample import density as density_cmd, sample as sample_cmd  # noqa: E402
 from .train import parse_hidden, parse_num_masks, train as train_cmd  # noqa: E402,F401
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100,
+                                          "show_default": True})
 @click.version_option(__version__, "--version", prog_name="made-np", message="%(prog)s %(version)s")
 def cli():
     """MADE (Masked Autoencoder for Distribution Estimation, Germain et al. 2015) in NumPy/CuPy.

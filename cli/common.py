@@ -7,6 +7,7 @@ This package holds no math and no training recipe: those are the library's.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import re
@@ -16,25 +17,26 @@ from pathlib import Path
 
 import click
 
-from made_np import backend, limits, sampling
-from made_np import data as data_mod
-from made_np.checkpoint import CheckpointError, load_checkpoint
-from made_np.runfolder import other_run
-from made_np.checks import MAX_SEED, check_context
-from made_np.fast.threads import ThreadError, cpu_threads, max_threads
-from made_np.limits import LimitError
-from made_np.masks import MaskError
-from made_np.train import evaluate
+import made_np
+from made_np import (CHECKPOINT_NAME, DEVICES, DIST_FILE, MAX_EVAL_MASKS, MAX_SEED, MNIST_FILE, BackendError,
+                     CheckpointError, DataError, LimitError, MaskError, ThreadError, atomic_file, balanced_labels,
+                     check_context, check_same_data, check_thread_variables, evaluate, find_data_file, is_named,
+                     json_text, load_checkpoint, load_dataset, other_run, read_array, to_host)
 
 #: Exceptions that are the user's doing: shown as one line, exit status 2.
-USER_ERRORS = (data_mod.DataError, backend.BackendError, CheckpointError, MaskError, ThreadError, LimitError)
+USER_ERRORS = (DataError, BackendError, CheckpointError, MaskError, ThreadError, LimitError)
 #: ``--seed`` and ``--data-seed``: non-negative integers below 2**63.
 SEED = click.IntRange(0, MAX_SEED)
 
 
 def seed_option(help: str, name: str = "--seed"):
     """``--seed`` (or ``name``, e.g. ``--data-seed``): an integer in 0..2**63-1, default 0."""
-    return click.option(name, type=SEED, default=0, show_default=True, help=help)
+    return click.option(name, type=SEED, default=0, help=help)
+
+
+def given(ctx, name: str) -> bool:
+    """Whether option ``name`` was given on the command line (not its default)."""
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
 class UserError(click.ClickException):
@@ -89,62 +91,6 @@ def say(text: str = "") -> None:
                        "going on without printing", err=True)
 
 
-#: Environment variables that libraries we load read as thread counts, and fail on (numexpr,
-#: imported by a plotting or scikit-learn module, raised a bare "invalid literal for int()").
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMEXPR_MAX_THREADS")
-
-
-def _check_thread_variables() -> None:
-    for name in THREAD_VARIABLES:
-        value = os.environ.get(name)
-        if value is not None and value.strip() and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", value):
-            raise UserError(f"${name}={value!r}: expected a whole number of threads (OpenMP also takes a "
-                            f"list such as 4,2); set it to one, or unset it")
-    if os.environ.get("MADE_NP_THREADS"):
-        cpu_threads()  # refused before any work, not when the first pool of threads starts
-    _import_numexpr_within_the_cores()
-
-
-def _import_numexpr_within_the_cores() -> None:
-    """numexpr (imported later by the optimiser kernels and the thread policy) reads its threads at
-    import from $NUMEXPR_NUM_THREADS, else $OMP_NUM_THREADS, and its pool from $NUMEXPR_MAX_THREADS
-    (else 64): more threads than its pool printed an error and ran on (OMP_NUM_THREADS=1000000, or a
-    cluster's 128), a list (OpenMP's 4,2) was a bare int() error, and a pool of 1000000 killed the
-    process. OpenBLAS and MKL cap such counts at the cores silently, and so does this: when a count
-    is a list or out of 1..cores, numexpr is imported here with the counts capped (first of a list);
-    the environment is left as it was."""
-    env = os.environ
-    if "numexpr" in sys.modules:
-        return
-
-    def capped(name, top):
-        """The count of $name (a list: its first) within 1..top, and whether that changes it."""
-        text = env.get(name, "").strip()
-        if not text:
-            return None, False
-        first = text.split(",")[0].strip()
-        n = min(max(int(first), 1), top) if len(first) < 10 else top  # (int() refuses 5000 digits)
-        return n, text != str(n)
-
-    pool, pool_off = capped("NUMEXPR_MAX_THREADS", max_threads())
-    source = "NUMEXPR_NUM_THREADS" if env.get("NUMEXPR_NUM_THREADS", "").strip() else "OMP_NUM_THREADS"
-    threads, threads_off = capped(source, min(max_threads(), pool or 64))
-    if not (pool_off or threads_off):
-        return
-    saved = {name: env.get(name) for name in ("NUMEXPR_MAX_THREADS", "NUMEXPR_NUM_THREADS")}
-    env.update({k: str(v) for k, v in (("NUMEXPR_MAX_THREADS", pool), ("NUMEXPR_NUM_THREADS", threads)) if v})
-    try:
-        import numexpr  # noqa: F401  (it reads them now, and only now)
-    except ImportError:  # not installed: nothing reads them
-        pass
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                env.pop(name, None)
-            else:
-                env[name] = value
-
-
 class PathParam(click.Path):
     """:class:`click.Path` that refuses an empty name (an unset ``$VAR`` in a script), which
     it would read as the current folder: ``--resume ""`` started a new run."""
@@ -161,7 +107,7 @@ class Group(click.Group):
 
     def invoke(self, ctx):
         try:
-            _check_thread_variables()
+            check_thread_variables()
             return super().invoke(ctx)
         except USER_ERRORS as exc:
             raise UserError(one_line(exc)) from None
@@ -176,7 +122,7 @@ class Group(click.Group):
             raise UserError(f"out of memory{detail}; try a smaller --hidden, --batch-size or -n, or free "
                             "memory on this machine") from None
         finally:
-            limits.use_limit(None)  # a --max-memory holds for its own command only
+            made_np.use_limit(None)  # a --max-memory holds for its own command only
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -186,12 +132,10 @@ class Group(click.Group):
         except _NO_ARGS_IS_HELP as exc:  # a group with no command: its help
             click.echo(exc.ctx.get_help())
             sys.exit(0)
-        except click.UsageError as exc:  # bad option, missing argument, invalid choice
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        except click.ClickException as exc:  # a usage error (bad option, missing argument) names the help
+            ctx = getattr(exc, "ctx", None) if isinstance(exc, click.UsageError) else None
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             click.echo(f"Error: {one_line(exc.format_message())}{hint}", err=True)
-            sys.exit(2)
-        except click.ClickException as exc:
-            click.echo(f"Error: {one_line(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("Aborted!", err=True)
@@ -199,49 +143,86 @@ class Group(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)  # an int here is the code of ctx.exit()
 
 
-def device_option(f):
-    """``--device cpu|cuda`` (default ``$MADE_NP_DEVICE``, else cpu)."""
-    return click.option(
-        "--device", type=click.Choice(backend.DEVICES), default=None,
-        show_default="$MADE_NP_DEVICE, else cpu",
-        help="Where to compute: cpu (NumPy) or cuda (CuPy, needs pip install -e '.[cuda]').",
-    )(f)
+#: ``--device cpu|cuda`` (default ``$MADE_NP_DEVICE``, else cpu).
+device_option = click.option(
+    "--device", type=click.Choice(DEVICES), default=None, show_default="$MADE_NP_DEVICE, else cpu",
+    help="Where to compute: cpu (NumPy) or cuda (CuPy, needs pip install -e '.[cuda]').")
+#: ``--dataset-path``: where the data file of a named data set lies.
+dataset_path_option = click.option(
+    "--dataset-path", type=PathParam(), default=None, show_default="search $MADE_NP_DATA, the cache, ../shared/data",
+    help="The data file (or a folder holding it) for binarized-mnist or 2d; for a run trained on a data "
+         "file, where that file lies now.")
+#: ``--max-memory SIZE``: the memory limit of :mod:`made_np.limits`.
+max_memory_option = click.option(
+    "--max-memory", default=None, metavar="SIZE", show_default="$MADE_NP_MAX_MEMORY, else half the RAM",
+    help="Refuse work estimated to need more memory than this: 2G, 500M, or bytes.")
 
 
-def dataset_path_option(f):
-    """``--dataset-path``: where the data file of a named data set lies."""
-    return click.option(
-        "--dataset-path", type=PathParam(), default=None,
-        show_default="search $MADE_NP_DATA, the cache, ../shared/data",
-        help="The data file (or a folder holding it) for binarized-mnist or 2d; for a run trained on a data "
-             "file, where that file lies now.",
-    )(f)
+def observed_options(default: str, observed: str, masks: str = ""):
+    """``--observed``, ``--occlude`` and ``--masks`` (of ``complete`` and ``evaluate``): the observed entries
+    of partly observed examples, and the observed-first masks of their mixture. ``default``: what the
+    command does without them; ``observed`` ends the help of --observed, ``masks`` follows 'mixture' in --masks'."""
+    options = [click.option("--observed", type=PathParam(dir_okay=False), default=None, show_default=default,
+                            help=f"A .npy (N, D) (or (D,) for every row) of 0/1: 1 = observed{observed}."),
+               click.option("--occlude", default=None, show_default="none",
+                            help="Hide part of every example instead of --observed: top, bottom, left, right (half "
+                                 "of an image) or random:P (each variable with probability P, seeded by --seed)."),
+               click.option("--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16,
+                            help=f"Observed-first masks in the mixture{masks} (order-agnostic models: a bank with "
+                                 "--order-agnostic or --num-masks inf); a single-ordering model uses its own mask(s).")]
+    return lambda f: functools.reduce(lambda f, option: option(f), reversed(options), f)
 
 
-def max_memory_option(f):
-    """``--max-memory SIZE``: the memory limit of :mod:`made_np.limits`."""
-    return click.option(
-        "--max-memory", default=None, metavar="SIZE", show_default=f"${limits.ENV}, else half the RAM",
-        help="Refuse work estimated to need more memory than this: 2G, 500M, or bytes.",
-    )(f)
+#: ``--json``: one JSON object instead of text.
+json_option = click.option("--json", "as_json", is_flag=True, default=False,
+                           help="Print one JSON object instead of text (off by default).")
+
+
+def report(result: dict, as_json: bool, *lines: str) -> None:
+    """Print ``result`` as one JSON object (``--json``), else the text ``lines``."""
+    for line in [json_text(result, "--json")] if as_json else lines:
+        click.echo(line)
 
 
 def memory_limit(max_memory) -> int:
-    """The limit in bytes of ``--max-memory`` (or ``$MADE_NP_MAX_MEMORY``, or half the RAM).
-    A given ``--max-memory`` is also the limit of the library's own checks
-    (:func:`made_np.limits.check_api`) for the rest of the command."""
-    limit = limits.memory_limit(max_memory)
-    if max_memory is not None:
-        limits.use_limit(limit)
+    """The limit in bytes of ``--max-memory`` (or ``$MADE_NP_MAX_MEMORY``, or half the RAM): for the
+    rest of the command also the limit of the library's checks (:func:`made_np.limits.check_api`)."""
+    limit = made_np.memory_limit(max_memory)
+    made_np.use_limit(limit)
     return limit
 
 
-def load_model(checkpoint, device=None, *, best: bool = True, max_memory=None):
-    """Load a checkpoint (file or run folder) as ``(model, info)``, refusing a model beyond the memory
-    limit before reading its weights; errors become one line."""
+def load_run(checkpoint, device=None, max_memory=None, *, best: bool = True, outputs=(), inputs=()):
+    """The start of every command that reads a checkpoint (file or run folder): check its output files
+    before any work (``outputs``: ``(option, path or None, suffixes)``; none of them one of the
+    command's ``inputs``, the checkpoint or another output), apply the memory limit, load the model
+    (refused beyond the limit before its weights are read) and check that no output is the data the
+    run was trained on (its ``--dataset`` file, ``--dataset-path``, or where a named data set is found)
+    or a file of another run folder (:func:`made_np.runfolder.other_run`).
+    Returns ``(model, info, [each output's checked path, or None])``; errors become one line."""
+    paths = []
+    for option, path, suffixes in outputs:
+        out = None if path is None else output_path(path, option, suffixes, (checkpoint, *inputs, *paths))
+        if out is not None and any(p is not None and out.resolve() == p.resolve() for p in paths):
+            raise UserError(f"{option} {out}: the same file as --out; give another name")
+        paths.append(out)
     limit = memory_limit(max_memory)
     with user_values():
-        return load_checkpoint(checkpoint, device, best=best, memory_limit=limit)
+        model, info = load_checkpoint(checkpoint, device, best=best, memory_limit=limit)
+    spec = info.get("dataset") or {}
+    name = str(spec.get("spec") or "")
+    data = [spec.get("path"), None if is_named(name) else name]
+    if is_named(name):
+        with contextlib.suppress(DataError, OSError):
+            data.append(find_data_file(DIST_FILE if name.lower() == "2d" else MNIST_FILE, None))
+    for (option, *_), out in zip(outputs, paths):  # writing the data would leave the run unable to resume
+        why = out is not None and other_run(out, own=Path(info["path"]).parent)
+        if why:
+            raise UserError(f"{option} {out}: {why}")
+        if out is not None and any(file and _same_file(out, file) for file in data):
+            raise UserError(f"{option} {out}: is the data file the run was trained on; writing it would "
+                            "lose the data the run resumes and is evaluated on: choose another file name")
+    return model, info, paths
 
 
 def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
@@ -257,84 +238,43 @@ def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
     """
     out = Path(path)
     if out.suffix.lower() not in suffixes:
-        names = " or ".join(suffixes)
-        raise UserError(f"{option} {out}: expected a {names} file name")
+        raise UserError(f"{option} {out}: expected a {' or '.join(suffixes)} file name")
     if out.is_dir():
         raise UserError(f"{option} {out}: is a folder; give a file name")
-    for given in inputs:
-        if given is not None and _same_file(out, given):
-            raise UserError(f"{option} {out}: is an input of this command ({given}); writing it would "
+    for other in inputs:
+        if other is not None and _same_file(out, other):
+            raise UserError(f"{option} {out}: is an input of this command ({other}); writing it would "
                             "overwrite it: choose another file name")
-    writable_folder(out.parent, option, shown=out)
-    return out
-
-
-def check_not_run_data(out: Path, info: dict, option: str) -> None:
-    """``out`` is not the data file a checkpoint's run was trained on (its ``--dataset`` file, its
-    ``--dataset-path``, or the file a named data set is found in): writing it would leave the
-    run unable to resume or be evaluated; nor a file of another run folder, or a link into one
-    (:func:`made_np.checkpoint.other_run`: the checkpoint's own folder is the command's).
-
-    Raises
-    ------
-    UserError
-        Naming ``option`` and the file.
-    """
-    why = other_run(out, own=Path(info["path"]).parent)
-    if why:
-        raise UserError(f"{option} {out}: {why}")
-    spec = info.get("dataset") or {}
-    files = [spec.get("path")]
-    name = str(spec.get("spec") or "")
-    if data_mod.is_named(name):
-        wanted = data_mod.DIST_FILE if name.lower() == "2d" else data_mod.MNIST_FILE
-        with contextlib.suppress(data_mod.DataError, OSError):
-            files.append(data_mod._find(wanted, None))
-    else:
-        files.append(name)
-    for given in files:
-        if given and _same_file(out, given):
-            raise UserError(f"{option} {out}: is the data file the run was trained on; writing it would "
-                            "lose the data the run resumes and is evaluated on: choose another file name")
-
-
-def _same_file(out: Path, given) -> bool:
-    """Whether ``out`` names the file ``given`` (a file, or a run folder: its ``model.npz``)."""
-    given = Path(given)
-    if given.is_dir():
-        given = given / "model.npz"
-    try:
-        return out.exists() and given.exists() and os.path.samefile(out, given)
-    except OSError:
-        return False
-
-
-def writable_folder(folder, option: str, shown=None) -> Path:
-    """Check that ``folder`` can be written into, or created: the nearest folder that exists on the
-    way up must be a folder (not a file) where a file can be created. Nothing is left behind."""
-    folder = Path(folder)
-    shown = folder if shown is None else shown
-    existing = folder
+    existing = out.parent  # the nearest folder that exists on the way up: a folder a file can be created in
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise UserError(f"{option} {shown}: {existing} is a file, not a folder; choose another path")
+        raise UserError(f"{option} {out}: {existing} is a file, not a folder; choose another path")
     try:
         fd, tmp = tempfile.mkstemp(dir=existing, prefix=".made-np-write-test-")
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise UserError(f"{option} {shown}: cannot write into {existing} ({one_line(exc.strerror or exc)}); "
+        raise UserError(f"{option} {out}: cannot write into {existing} ({one_line(exc.strerror or exc)}); "
                         "choose another path") from None
-    return folder
+    return out
+
+
+def _same_file(out: Path, other) -> bool:
+    """Whether ``out`` names the file ``other`` (a file, or a run folder: its checkpoint)."""
+    other = Path(other) / CHECKPOINT_NAME if Path(other).is_dir() else Path(other)
+    with contextlib.suppress(OSError):
+        return out.exists() and other.exists() and os.path.samefile(out, other)
+    return False
 
 
 @contextlib.contextmanager
 def writing(path, option: str):
-    """Turn an OSError while writing ``path`` (disk full, a read-only file) into one line naming
-    ``option``. Outputs are written with :func:`made_np.checkpoint.atomic_file`, so an earlier
-    file of that name is still whole."""
+    """Create the folder of ``path`` (checked by :func:`output_path`) and turn an OSError while writing
+    it (disk full, a read-only file) into one line naming ``option``. Outputs are written through a
+    temporary file (:func:`made_np.runfolder.atomic_file`), so an earlier file of that name is still whole."""
     try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         yield
     except OSError as exc:
         kept = " (an earlier file of that name is kept)" if Path(path).exists() else ""
@@ -342,13 +282,11 @@ def writing(path, option: str):
                         "space or choose another path") from None
 
 
-def make_parent(path: Path) -> Path:
-    """Create the folder of an output file checked by :func:`output_path` (one line on failure)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot create its folder ({one_line(exc)})") from None
-    return path
+def write_arrays(path, option: str, save, *args, **kwargs) -> None:
+    """``save(file, *args, **kwargs)`` (``np.save``, ``np.savez``) into exactly ``path`` (``np.save(name)``
+    would append .npy to a name ending in .NPY), under :func:`writing`."""
+    with writing(path, option), atomic_file(path, "wb") as f:
+        save(f, *args, **kwargs)
 
 
 def check_dataset_path(dataset: str, dataset_path) -> None:
@@ -382,22 +320,20 @@ def load_split(info: dict, split: str, dataset_path=None):
     if not spec.get("spec"):
         raise UserError(f"{info['path']}: the checkpoint names no data set to evaluate on")
     source, path = spec["spec"], dataset_path or spec.get("path")
-    named = data_mod.is_named(source)
+    named = is_named(source)
     if dataset_path is not None and not named:  # a run trained on a file: where that file is now
         source, path = str(dataset_path), None
     elif dataset_path is not None:
         check_dataset_path(source, dataset_path)
     try:
-        ds = data_mod.load_dataset(source, path=path,
-                                   seed=int(spec.get("seed") or 0), context=spec.get("context"))
-    except data_mod.DataError as exc:
+        ds = load_dataset(source, path=path, seed=int(spec.get("seed") or 0), context=spec.get("context"))
+    except DataError as exc:
         hint = "" if dataset_path is not None else ("; pass its file with --dataset-path" if named else
                                                    "; if the file has moved, give its new place with --dataset-path")
         raise UserError(f"{info['path']}: cannot load the data set it was trained on: {one_line(exc)}{hint}") from None
     D, C = info["model_config"].D, info["model_config"].classes
     with user_values():
-        data_mod.check_same_data(spec, ds, str(info["path"]),
-                                 source=None if dataset_path is None else f"--dataset-path {dataset_path}")
+        check_same_data(spec, ds, str(info["path"]), source=None if dataset_path is None else f"--dataset-path {dataset_path}")
     if ds.D != D:
         raise UserError(f"data set {spec['spec']!r} has D = {ds.D}, but the checkpoint's model has D = {D}")
     if ds.classes > C:
@@ -408,26 +344,16 @@ def load_split(info: dict, split: str, dataset_path=None):
 
 def image_shape_of(info: dict):
     """The image shape stored with a checkpoint's data set, else a square one when D is a square."""
-    stored = (info.get("dataset") or {}).get("image_shape")
-    if stored:
-        return tuple(stored)
-    D = info["model_config"].D
-    k = math.isqrt(D)
-    return (k, k) if k * k == D else None
+    stored, D = (info.get("dataset") or {}).get("image_shape"), info["model_config"].D
+    return tuple(stored) if stored else (math.isqrt(D),) * 2 if math.isqrt(D) ** 2 == D else None
 
 
-def format_nats(mean: float, stderr: float, n: int) -> str:
-    """``mean ± stderr nats``, or ``mean nats (one example: no standard error)`` for ``n < 2``."""
-    return f"{mean:.3f} ± {stderr:.3f} nats" if n >= 2 else f"{mean:.3f} nats (one example: no standard error)"
-
-
-def format_result(r: dict) -> str:
-    """``nll ± stderr nats (per-dim nats/dim)`` of an :func:`evaluate` result; of one example
-    there is no standard error to show (its ``stderr`` is 0)."""
-    if r.get("n", 2) < 2:
-        return f"{r['nll']:.3f} nats ({r['nll_per_dim']:.5f} nats/dim; one example: no standard error)"
-    return (f"{r['nll']:.3f} ± {r['stderr']:.3f} nats "
-            f"({r['nll_per_dim']:.5f} ± {r['stderr_per_dim']:.5f} nats/dim)")
+def format_nats(mean: float, stderr: float, n: int, D: int | None = None) -> str:
+    """``mean ± stderr nats``, with ``D`` followed by ``(mean/D ± stderr/D nats/dim)``; of one example
+    (``n < 2``) there is no standard error to show: ``mean nats (one example: no standard error)``."""
+    if n < 2:
+        return f"{mean:.3f} nats ({f'{mean / D:.5f} nats/dim; ' if D else ''}one example: no standard error)"
+    return f"{mean:.3f} ± {stderr:.3f} nats" + (f" ({mean / D:.5f} ± {stderr / D:.5f} nats/dim)" if D else "")
 
 
 def evaluate_both(model, x, eval_masks=None, batch_size: int = 1000, mask_index: int = 0, context=None) -> dict:
@@ -436,11 +362,9 @@ def evaluate_both(model, x, eval_masks=None, batch_size: int = 1000, mask_index:
     ``context``: the rows' context for a conditional model. Returns ``{"single": result,
     "ensemble": result or None}`` (see :func:`made_np.train.evaluate`).
     """
-    single = evaluate(model, x, ensemble=False, batch_size=batch_size, mask_index=mask_index, context=context)
-    ens = None
-    if model.config.num_masks != 1:
-        ens = evaluate(model, x, ensemble=True, eval_masks=eval_masks, batch_size=batch_size, context=context)
-    return {"single": single, "ensemble": ens}
+    return {"single": evaluate(model, x, ensemble=False, batch_size=batch_size, mask_index=mask_index, context=context),
+            "ensemble": None if model.config.num_masks == 1 else
+            evaluate(model, x, ensemble=True, eval_masks=eval_masks, batch_size=batch_size, context=context)}
 
 
 def parse_context(model, text, n: int, n_given: bool = True, unit: str = "samples"):
@@ -467,7 +391,7 @@ def parse_context(model, text, n: int, n_given: bool = True, unit: str = "sample
                             "pass --context PATH.npy with (n, C) rows")
         if not c.context:
             return None, n
-        y = sampling.balanced_labels(n, c.context)
+        y = balanced_labels(n, c.context)
     elif (t := str(text).strip()).lstrip("-").isdecimal():  # digits int() reads (isdigit() took "³")
         if c.context and c.context_encoding != "onehot":
             raise UserError(f"--context {t}: a class label needs a class-conditional model; "
@@ -477,7 +401,7 @@ def parse_context(model, text, n: int, n_given: bool = True, unit: str = "sample
         kind = "a class label (an integer) or " if c.context_encoding == "onehot" else ""
         raise UserError(f"--context {t!r}: expected {kind}an existing .npy file")
     else:
-        y = data_mod.read_array(t, "--context")
+        y = read_array(t, "--context")
         if y.dtype.kind not in "biuf":
             raise UserError(f"--context {t}: has dtype {y.dtype}; expected class labels (integers) or rows of numbers")
         rows = 1 if y.ndim == 0 or (c.context_encoding == "raw" and y.ndim == 1) else y.shape[0]
@@ -487,17 +411,15 @@ def parse_context(model, text, n: int, n_given: bool = True, unit: str = "sample
             raise UserError(f"--context {t}: {rows} rows for {n} {unit} (give one row, or one per {unit[:-1]})")
         n = n if rows == 1 else rows
     with user_values(prefix="" if text is None else f"--context {t}: "):  # the library's checks of the context
-        return backend.to_host(check_context(model, y, n)), n
+        return to_host(check_context(model, y, n)), n
 
 
-def echo_results(res: dict, split: str) -> None:
-    """Print single-mask and ensemble figures one above the other, aligned."""
+def result_lines(res: dict, split: str) -> list:
+    """The single-mask and ensemble figures, one above the other, aligned."""
     s, e = res["single"], res["ensemble"]
     labels = [f"{split} NLL, mask {s['mask_index']}"]
     if e is not None:
         labels.append(f"{split} NLL, ensemble of {e['masks']} mask{'s' if e['masks'] != 1 else ''}")
     width = max(len(label) for label in labels)
-    say(f"{labels[0]:<{width}} : {format_result(s)}")
-    if e is not None:
-        say(f"{labels[1]:<{width}} : {format_result(e)}")
+    return [f"{label:<{width}} : {format_nats(r['nll'], r['stderr'], r['n'], r['D'])}" for label, r in zip(labels, (s, e))]
 

@@ -11,39 +11,21 @@ import time
 import click
 import numpy as np
 
-from made_np import backend, conditional, limits
-from made_np import data as data_mod
-from made_np.runfolder import atomic_file, json_text
-from made_np.config import MAX_EVAL_MASKS
-from made_np.train import mean_and_stderr
+from made_np import (COMPLETION_METHODS, LimitError, check_api, check_png_count,
+                     complete as                      complete_rows, complete_parts, mean_and_stderr, mixture_size,
+                     model_parts, occlusion_mask, png_parts, read_array, to_host)
 
-from .common import (check_not_run_data, seed_option, PathParam, format_nats, UserError, dataset_path_option, device_option, image_shape_of, load_model, load_split,
-                     make_parent, max_memory_option, memory_limit, one_line, output_path, parse_context,
-                     user_values, writing)
+from .common import (PathParam, UserError, dataset_path_option, device_option, format_nats, given, image_shape_of,
+                     json_option, load_run, load_split, max_memory_option, observed_options, parse_context, report,
+                     seed_option, user_values, write_arrays, writing)
 
 SPLITS = ("test", "valid", "train")
-
-
-def occlude_option(f):
-    """``--occlude KIND``: build the observed mask from an occlusion."""
-    return click.option(
-        "--occlude", default=None, show_default="none: give --observed",
-        help="Hide part of every example instead of --observed: top, bottom, left, right (half of an "
-             "image) or random:P (each variable with probability P, seeded by --seed).")(f)
-
-
-def masks_option(f):
-    """``--masks K``: observed-first masks of an order-agnostic model."""
-    return click.option(
-        "--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16, show_default=True,
-        help="Observed-first masks in the mixture (order-agnostic models: a bank with --order-agnostic or "
-             "--num-masks inf); a single-ordering model uses its own mask(s).")(f)
 
 
 def read_data(path, model) -> np.ndarray:
     """``--input X.npy``: (N, D) (or one (D,) example) integer values in 0..classes-1, as the model's dtype."""
     c = model.config
-    x = data_mod.read_array(path, "--input")
+    x = read_array(path, "--input")
     x = x.reshape(1, -1) if x.ndim == 1 else x
     if x.ndim != 2 or x.shape[1] != c.D:
         raise UserError(f"--input {path}: expected shape (N, {c.D}), got {x.shape}")
@@ -60,12 +42,9 @@ def observed_mask(model, info, n_rows: int, observed, occlude, seed: int) -> tup
         raise UserError("give exactly one of --observed O.npy (1 = observed) and --occlude "
                         "top|bottom|left|right|random:P")
     if occlude is not None:
-        try:
-            obs = conditional.occlusion_mask(occlude, D, image_shape_of(info), n_rows, seed)
-        except ValueError as exc:
-            raise UserError(f"--occlude {occlude}: {one_line(exc)}") from None
-        return obs, f"{occlude} occluded"
-    o = data_mod.read_array(observed, "--observed")
+        with user_values(prefix=f"--occlude {occlude}: "):
+            return occlusion_mask(occlude, D, image_shape_of(info), n_rows, seed), f"{occlude} occluded"
+    o = read_array(observed, "--observed")
     if o.ndim == 1:
         o = np.broadcast_to(o, (n_rows, o.shape[0]))
     if o.shape != (n_rows, D):
@@ -86,8 +65,6 @@ def examples_and_context(model, info, input_path, split, first, context, dataset
             raise UserError("this model is conditional: with --input give its --context (a label or a .npy)")
         return x, parse_context(model, context, x.shape[0], unit="examples")[0]
     ds, split_x = load_split(info, split, dataset_path)
-    if first < 1:
-        raise UserError(f"--first: expected a positive number of examples, got {first}")
     x = split_x[:first]
     if context is not None or not model.config.context:
         return x, parse_context(model, context, x.shape[0], unit="examples")[0]
@@ -95,18 +72,14 @@ def examples_and_context(model, info, input_path, split, first, context, dataset
     if y is None:
         raise UserError(f"this model is conditional, but its data set has no {split} context: give --context "
                         "(a label or a .npy of rows)")
-    return x, backend.to_host(model.encode_context(y[:first], x.shape[0]))
+    return x, to_host(model.encode_context(y[:first], x.shape[0]))
 
 
 def completion_grid(x, obs, comps) -> np.ndarray:
     """Rows ``original | observed | completions`` as float images, missing pixels NaN (drawn in
     :data:`made_np.plots.MISSING_COLOUR`)."""
     N, n, D = comps.shape
-    rows = np.empty((N, n + 2, D))
-    rows[:, 0] = x
-    rows[:, 1] = np.where(obs, x, np.nan)
-    rows[:, 2:] = comps
-    return rows.reshape(N * (n + 2), D)
+    return np.concatenate([x[:, None], np.where(obs, x, np.nan)[:, None], comps], axis=1).reshape(N * (n + 2), D)
 
 
 @click.command("complete")
@@ -115,27 +88,23 @@ def completion_grid(x, obs, comps) -> np.ndarray:
               show_default="the run's data set: --split, --first",
               help="A .npy of examples (N, D): integers in 0..classes-1 where observed; the missing entries "
                    "are never read (any value, -1 or NaN included).")
-@click.option("--observed", type=PathParam(dir_okay=False), default=None, show_default="none: give --occlude",
-              help="A .npy (N, D) (or (D,) for every row) of 0/1: 1 = observed, 0 = to complete.")
-@occlude_option
-@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True,
+@observed_options("none: give --occlude", ", 0 = to complete")
+@click.option("--split", type=click.Choice(SPLITS), default="test",
               help="Without --input: the split of the run's data set to take examples from.")
-@click.option("--first", type=int, default=16, show_default=True, help="Without --input: how many examples.")
-@click.option("-n", "--num-completions", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--first", type=click.IntRange(min=1), default=16, help="Without --input: how many examples.")
+@click.option("-n", "--num-completions", type=click.IntRange(min=1), default=8,
               help="Completions per example.")
-@masks_option
 @seed_option("Seed of the masks, the mixture draws, the noise and random:P occlusions.")
-@click.option("--method", type=click.Choice(conditional.COMPLETION_METHODS), default="fast", show_default=True,
+@click.option("--method", type=click.Choice(COMPLETION_METHODS), default="fast",
               help="fast: the degree-ordered sampler from the observed prefix; naive: one forward pass per "
                    "missing variable (the reference; the same completions).")
 @click.option("--context", default=None, show_default="the split's own context",
               help="For a model trained with --context: a class label or a .npy of labels (N,) or rows (N, C).")
-@click.option("--out", type=PathParam(dir_okay=False), default="completions.npz", show_default=True,
+@click.option("--out", type=PathParam(dir_okay=False), default="completions.npz",
               help="The .npz to write: completions (N, n, D), log_px_o (N,) in nats, x (N, D), observed (N, D).")
 @click.option("--png", type=PathParam(dir_okay=False), default=None, show_default="no drawing",
               help="Also draw a grid, one example a row: original | observed (missing part in orange) | completions.")
-@click.option("--json", "as_json", is_flag=True, default=False, show_default=True,
-              help="Print one JSON object instead of text (off by default).")
+@json_option
 @device_option
 @dataset_path_option
 @max_memory_option
@@ -151,64 +120,49 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
     """
     if input_path is not None:
         for name in ("split", "first"):  # they choose examples from the run's data set, which --input replaces
-            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            if given(ctx, name):
                 raise UserError(f"--{name}: not used with --input {input_path} (the examples are its rows); "
                                 f"give one of the two")
-    inputs = (checkpoint, input_path, observed, context)
-    out = output_path(out, "--out", (".npz",), inputs)
-    if png is not None:
-        png = output_path(png, "--png", (".png",), inputs + (out,))
-        if png.resolve() == out.resolve():
-            raise UserError(f"--png {png}: the same file as --out; give another name")
-    limit = memory_limit(max_memory)
-    model, info = load_model(checkpoint, device, max_memory=max_memory)
-    check_not_run_data(out, info, "--out")
-    if png is not None:
-        check_not_run_data(png, info, "--png")
-        if image_shape_of(info) is None and model.config.D == 2:  # drawn as a histogram, which shows no missing entries
-            raise UserError(f"--png {png}: the grid of completions draws images, and this run's data (D = 2) are "
-                            "not images: leave --png out (the .npz holds the completions)")
+    model, info, (out, png) = load_run(checkpoint, device, max_memory, inputs=(input_path, observed, context),
+                                       outputs=[("--out", out, (".npz",)), ("--png", png, (".png",))])
+    image_shape = image_shape_of(info)
+    if png is not None and image_shape is None and model.config.D == 2:  # a histogram shows no missing entries
+        raise UserError(f"--png {png}: the grid of completions draws images, and this run's data (D = 2) are "
+                        "not images: leave --png out (the .npz holds the completions)")
     x, y = examples_and_context(model, info, input_path, split, first, context, dataset_path)
-    N, K, image_shape = x.shape[0], conditional.mixture_size(model, masks), image_shape_of(info)
-    parts = limits.complete_parts(model.config, N, num_completions, K)
+    N, K = x.shape[0], mixture_size(model, masks)
+    parts = complete_parts(model.config, N, num_completions, K)
     if png is not None:
         images = N * (num_completions + 2)  # a row per example: original, occluded, the completions
         try:
-            limits.check_png_count(images, image_shape, "--png", ncols=num_completions + 2)
-        except limits.LimitError:
+            check_png_count(images, image_shape, "--png", ncols=num_completions + 2)
+        except LimitError:
             raise UserError(f"--png {png}: a grid of {N} examples x ({num_completions} completions + 2) = {images} "
                             "images is more than a .png can show; give fewer --first or -n, or leave --png out "
                             "(the .npz holds them all)") from None
-        parts += limits.png_parts(images, model.config.D, image_shape, "--png", ncols=num_completions + 2)
-    limits.check(limits.model_parts(model.config) + parts, limit)
+        parts += png_parts(images, model.config.D, image_shape, "--png", ncols=num_completions + 2)
+    check_api(model_parts(model.config) + parts)
     obs, what = observed_mask(model, info, N, observed, occlude, seed)
     t0 = time.perf_counter()
     with user_values({"x": f"--input {input_path}", "observed": f"--observed {observed}"}):
-        comps, log_po = conditional.complete(model, x, obs, num_completions, masks=masks, seed=seed,
-                                             context=y, method=method)
-        comps = backend.to_host(comps)
+        comps, log_po = complete_rows(model, x, obs, num_completions, masks=masks, seed=seed, context=y, method=method)
+        comps = to_host(comps)
     obs = obs.astype(bool)  # the missing entries of x (never read: any value) are written as 0
     x = np.where(obs, x, 0).astype(model.head.sample_dtype)
     seconds = time.perf_counter() - t0
-    lp = backend.to_host(log_po).astype(np.float64)
-    with writing(out, "--out"), atomic_file(make_parent(out), "wb") as f:  # np.savez(name) would append .npz
-        np.savez(f, completions=comps, log_px_o=lp, x=x, observed=obs)
+    lp = to_host(log_po).astype(np.float64)
+    write_arrays(out, "--out", np.savez, completions=comps, log_px_o=lp, x=x, observed=obs)
     if png is not None:
         from made_np import plots
 
         with writing(png, "--png"):
-            plots.plot_sample_grid(completion_grid(x, obs, comps), image_shape_of(info), make_parent(png),
-                                   ncols=num_completions + 2,
+            plots.plot_sample_grid(completion_grid(x, obs, comps), image_shape, png, ncols=num_completions + 2,
                                    title=f"{N} examples ({what}), one a row: original | observed | "
                                          f"{num_completions} completions")
     mean, stderr = mean_and_stderr(-lp)
     result = {"checkpoint": info["path"], "n": N, "completions": num_completions, "observed": what,
               "masks": K, "method": method, "seconds": seconds, "neg_log_px_o": mean, "stderr": stderr,
               "out": str(out), "png": None if png is None else str(png)}
-    if as_json:
-        click.echo(json_text(result, "--json"))
-        return
-    click.echo(f"completed {N} examples x {num_completions} ({what}; {method}, mixture of {K} mask(s)) "
-               f"in {seconds:.2f} s")
-    click.echo(f"-log p(x_o): {format_nats(mean, stderr, N)}")
-    click.echo(f"wrote {out}" + (f" and {png}" if png else ""))
+    report(result, as_json, f"completed {N} examples x {num_completions} ({what}; {method}, mixture of {K} mask(s)) "
+           f"in {seconds:.2f} s", f"-log p(x_o): {format_nats(mean, stderr, N)}",
+           f"wrote {out}" + (f" and {png}" if png else ""))

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import click
 
-from made_np import data as data_mod
+from made_np import (SOURCES, fetch, load_dataset)
 
-from .common import seed_option, Group, PathParam, check_dataset_path
+from .common import (Group, PathParam, check_dataset_path, seed_option)
 
 
 @click.group(cls=Group)
@@ -14,7 +14,7 @@ def data():
 
 
 @data.command("fetch")
-@click.argument("name", type=click.Choice(tuple(data_mod.SOURCES)))
+@click.argument("name", type=click.Choice(tuple(SOURCES)))
 @click.option("--cache-dir", type=PathParam(file_okay=False), default=None,
               show_default="$XDG_CACHE_HOME/made-np or ~/.cache/made-np",
               help="Folder to download into.")
@@ -29,7 +29,7 @@ def data_fetch(name, cache_dir, url):
     download never replaces it.
     """
     click.echo(f"fetching {name} ...")
-    path = data_mod.fetch(name, cache_dir=cache_dir, url=url, progress=True)
+    path = fetch(name, cache_dir=cache_dir, url=url, progress=True)
     click.echo(f"verified {path}")
 
 
@@ -42,7 +42,7 @@ def data_fetch(name, cache_dir, url):
 def data_info(spec, dataset_path, seed):
     """Print the splits' shapes of SPEC (digits, binarized-mnist, 2d, or a path)."""
     check_dataset_path(spec, dataset_path)
-    ds = data_mod.load_dataset(spec, path=dataset_path, seed=seed)
+    ds = load_dataset(spec, path=dataset_path, seed=seed)
     kind = "binary" if ds.is_binary else f"categorical, {ds.classes} classes"
     click.echo(f"{ds.name}: D = {ds.D} ({kind}), image shape {ds.image_shape}")
     for split in ("train", "valid", "test"):

@@ -4,37 +4,31 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from made_np import backend, conditional, limits
-from made_np.runfolder import json_text
-from made_np.config import MAX_EVAL_MASKS
-from made_np.train import mean_and_stderr
+from made_np import (MAX_EVAL_MASKS, Part, check_api, log_marginal, mean_and_stderr, mixture_size, model_parts,
+                     rows_parts, to_host)
 
-from .common import (seed_option, PathParam, format_nats, dataset_path_option, device_option, echo_results, evaluate_both,
-                     load_model, load_split, max_memory_option, memory_limit, user_values)
+from .common import (PathParam, UserError, dataset_path_option, device_option, evaluate_both, format_nats, given,
+                     json_option, load_run, load_split, max_memory_option, observed_options, report, result_lines,
+                     seed_option, user_values)
 
 
 @click.command("evaluate")
 @click.argument("checkpoint", type=PathParam())
-@click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True,
+@click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test",
               help="Which split of the checkpoint's data set.")
 @click.option("--eval-masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=None,
               show_default="the run's setting: the bank, at most 1000",
               help="Masks in the ensemble (when the bank has more than one mask).")
-@click.option("--mask-index", type=int, default=0, show_default=True, help="The mask of the single-mask figure.")
-@click.option("--observed", type=PathParam(dir_okay=False), default=None, show_default="every variable observed",
-              help="A .npy (N, D) (or (D,) for every row) of 0/1, 1 = observed: report the marginal "
-                   "-log p(x_o) of the observed entries instead (exact, made_np.conditional).")
-@click.option("--occlude", default=None, show_default="none",
-              help="Like --observed, built from an occlusion: top, bottom, left, right or random:P.")
-@click.option("--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16, show_default=True,
-              help="With --observed/--occlude: observed-first masks of an order-agnostic model.")
+@click.option("--mask-index", type=int, default=0, help="The mask of the single-mask figure.")
+@observed_options("every variable observed", ": report the marginal -log p(x_o) of the observed entries instead "
+                  "(exact, made_np.conditional)", " of --observed/--occlude")
 @seed_option("With --observed/--occlude: seed of the masks and of random:P.")
-@click.option("--json", "as_json", is_flag=True, default=False, show_default=True,
-              help="Print one JSON object instead of text (off by default).")
+@json_option
 @device_option
 @dataset_path_option
 @max_memory_option
-def evaluate_cmd(checkpoint, split, eval_masks, mask_index, observed, occlude, masks, seed, as_json, device,
+@click.pass_context
+def evaluate_cmd(ctx, checkpoint, split, eval_masks, mask_index, observed, occlude, masks, seed, as_json, device,
                  dataset_path, max_memory):
     """NLL (nats, and nats/dim) ± standard error of CHECKPOINT (a model.npz or its run folder).
 
@@ -43,31 +37,33 @@ def evaluate_cmd(checkpoint, split, eval_masks, mask_index, observed, occlude, m
     scored given each example's context. With --observed or --occlude, the mean marginal
     -log p(x_o) of the observed entries ± standard error (the likelihood of partial observations).
     """
-    limit = memory_limit(max_memory)
-    model, info = load_model(checkpoint, device, max_memory=max_memory)
+    marginal = f"--observed {observed}" if observed is not None else None if occlude is None else f"--occlude {occlude}"
+    unused = {"--eval-masks": eval_masks, "--mask-index": mask_index} if marginal else {"--masks": masks, "--seed": seed}
+    for option, value in unused.items():  # each figure's options are refused with the other figure
+        if given(ctx, option[2:].replace("-", "_")):
+            raise UserError(f"{option} {value}: not used with {marginal}, which reports the marginal -log p(x_o) "
+                            "(its masks are --masks); give one of the two" if marginal else f"{option} {value}: "
+                            "used only with --observed or --occlude (the marginal -log p(x_o)); leave it out")
+    model, info, _ = load_run(checkpoint, device, max_memory)
     with user_values({"mask index": "--mask-index"}):
         model.mask(mask_index)  # the library's check of the index, before the data are read
     ds, x = load_split(info, split, dataset_path)
     y = ds.context_of(split) if model.config.context else None
-    if observed is not None or occlude is not None:
+    if marginal:
         _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed, as_json)
         return
     cfg = info["train_config"]
     if eval_masks is None and cfg is not None:
         eval_masks = cfg.eval_masks
     batch_size = cfg.eval_batch_size if cfg else 1000
-    limits.check(limits.model_parts(model.config)
-                 + limits.rows_parts(model.config, min(batch_size, x.shape[0]), "the evaluation batch size",
-                                     "evaluation activations")
-                 + [limits.Part(f"--split {split}", "the NLL of every example", x.shape[0] * 8 * 4)], limit)
+    check_api(model_parts(model.config) + rows_parts(model.config, min(batch_size, x.shape[0]),
+                                                     "the evaluation batch size", "evaluation activations")
+              + [Part(f"--split {split}", "the NLL of every example", x.shape[0] * 8 * 4)])
     with user_values():
         res = evaluate_both(model, x, eval_masks, batch_size, mask_index, context=y)
-    if as_json:
-        click.echo(json_text({"checkpoint": info["path"], "split": split, "n": res["single"]["n"],
-                                "D": res["single"]["D"], **res}, "--json"))
-        return
-    click.echo(f"{info['path']}: {split} split, {res['single']['n']} examples, D = {res['single']['D']}")
-    echo_results(res, split)
+    n, D = res["single"]["n"], res["single"]["D"]
+    lines = [] if as_json else [f"{info['path']}: {split} split, {n} examples, D = {D}", *result_lines(res, split)]
+    report({"checkpoint": info["path"], "split": split, "n": n, "D": D, **res}, as_json, *lines)
 
 
 def _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed, as_json) -> None:
@@ -76,16 +72,10 @@ def _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed,
 
     obs, what = observed_mask(model, info, x.shape[0], observed, occlude, seed)
     with user_values({"observed": f"--observed {observed}"}):
-        lp = backend.to_host(conditional.log_marginal(model, x, obs, masks=masks, seed=seed, context=y))
-    nll = -np.asarray(lp, dtype=np.float64)
-    n = int(nll.size)
-    mean, stderr = mean_and_stderr(nll)
-    K = conditional.mixture_size(model, masks)
+        nll = -to_host(log_marginal(model, x, obs, masks=masks, seed=seed, context=y)).astype(np.float64)
+    n, (mean, stderr), K = int(nll.size), mean_and_stderr(nll), mixture_size(model, masks)
     res = {"checkpoint": info["path"], "split": split, "n": n, "D": model.config.D, "observed": what,
            "mean_observed": float(obs.astype(bool).sum(axis=1).mean()), "masks": K, "neg_log_px_o": mean, "stderr": stderr}
-    if as_json:
-        click.echo(json_text(res, "--json"))
-        return
-    click.echo(f"{info['path']}: {split} split, {n} examples, D = {model.config.D}, {what} "
-               f"({res['mean_observed']:.1f} observed on average)")
-    click.echo(f"{split} -log p(x_o), mixture of {K} mask(s) : {format_nats(mean, stderr, n)}")
+    report(res, as_json, f"{info['path']}: {split} split, {n} examples, D = {model.config.D}, {what} "
+           f"({res['mean_observed']:.1f} observed on average)",
+           f"{split} -log p(x_o), mixture of {K} mask(s) : {format_nats(mean, stderr, n)}")

@@ -4,17 +4,15 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from made_np.runfolder import atomic_file
-
-from .common import check_not_run_data, PathParam, load_model, make_parent, max_memory_option, output_path, user_values, writing
+from .common import (PathParam, load_run, max_memory_option, user_values, write_arrays, writing)
 
 
 @click.command()
 @click.argument("checkpoint", type=PathParam())
-@click.option("--out", type=PathParam(dir_okay=False), default="masks.npz", show_default=True,
+@click.option("--out", type=PathParam(dir_okay=False), default="masks.npz",
               help="The .npz to write (under exactly this name): ordering, degrees_1.., mask_W1.., mask_V "
                    "(and mask_A with direct connections).")
-@click.option("--index", type=int, default=0, show_default=True, help="Which mask of the bank.")
+@click.option("--index", type=int, default=0, help="Which mask of the bank.")
 @click.option("--png", type=PathParam(dir_okay=False), default=None, show_default="no drawing",
               help="Also draw the masks into this PNG (units sorted by degree, so each mask is a staircase).")
 @max_memory_option
@@ -24,13 +22,8 @@ def masks(checkpoint, out, index, png, max_memory):
     The masks are rebuilt from the checkpoint's configuration exactly as training used them
     (variable level: (D, H_1), ..., (H_L, D); no one-hot repetition).
     """
-    out = output_path(out, "--out", (".npz",), (checkpoint,))
-    if png:
-        png = output_path(png, "--png", (".png",), (checkpoint,))
-    model, info = load_model(checkpoint, "cpu", max_memory=max_memory)
-    check_not_run_data(out, info, "--out")
-    if png is not None:
-        check_not_run_data(png, info, "--png")
+    model, _, (out, png) = load_run(checkpoint, "cpu", max_memory,
+                                    outputs=[("--out", out, (".npz",)), ("--png", png, (".png",))])
     K = model.config.num_masks
     with user_values({"mask index": "--index"}):
         ms = model.mask(index)[0]
@@ -38,13 +31,9 @@ def masks(checkpoint, out, index, png, max_memory):
     for l, (deg, m) in enumerate(zip(ms.degrees, ms.hidden), start=1):
         arrays.update({f"degrees_{l}": deg, f"mask_W{l}": m})
     arrays.update(mask_V=ms.output, **({"mask_A": ms.direct} if model.config.direct else {}))
-    with writing(out, "--out"), atomic_file(make_parent(out), "wb") as f:  # np.savez(name) would append .npz
-        np.savez(f, **arrays)
-    bank = "no limit" if K == 0 else str(K)
-    shown = 16
-    first = " ".join(str(int(v)) for v in ms.ordering[:shown])
-    more = f" ... (first {shown} of {ms.D})" if ms.D > shown else ""
-    click.echo(f"mask {index} (bank: {bank}): ordering m^0 = {first}{more}")
+    write_arrays(out, "--out", np.savez, **arrays)
+    first, more = " ".join(str(int(v)) for v in ms.ordering[:16]), f" ... (first 16 of {ms.D})" if ms.D > 16 else ""
+    click.echo(f"mask {index} (bank: {'no limit' if K == 0 else K}): ordering m^0 = {first}{more}")
     for l, deg in enumerate(ms.degrees, start=1):
         click.echo(f"  layer {l}: {deg.size} units, degrees {int(deg.min())}..{int(deg.max())}, "
                    f"{int(ms.hidden[l - 1].sum())} of {ms.hidden[l - 1].size} connections kept")

@@ -4,30 +4,26 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from made_np import backend, limits, sampling
-from made_np.runfolder import atomic_file
-from made_np.config import MAX_EVAL_MASKS
+from made_np import (DEFAULT_METHOD, MAX_EVAL_MASKS, MAX_PNG_IMAGES, METHODS, check_api, check_png_count, entropy,
+                     kl_divergence, log_density_table, model_parts, sample as draw, sample_parts, to_host)
 
-from .common import (check_not_run_data, seed_option, PathParam, UserError,
-                     dataset_path_option, device_option, image_shape_of, load_model, load_split,
-                     make_parent, max_memory_option, memory_limit, output_path, parse_context, user_values,
-                     writing)
+from .common import (PathParam, UserError, dataset_path_option, device_option, given, image_shape_of, load_run,
+                     load_split, max_memory_option, parse_context, seed_option, user_values, write_arrays, writing)
 
 
 @click.command()
 @click.argument("checkpoint", type=PathParam())
-@click.option("-n", "--num-samples", type=int, default=100, show_default=True, help="Number of samples.")
-@click.option("--out", type=PathParam(dir_okay=False), default="samples.png", show_default=True,
+@click.option("-n", "--num-samples", type=int, default=100, help="Number of samples.")
+@click.option("--out", type=PathParam(dir_okay=False), default="samples.png",
               help="A .png (grid of images, or a histogram on the C x C grid for 2-D data; at most "
-                   f"{limits.MAX_PNG_IMAGES} images) or a .npy (n, D) integer array, written under exactly "
-                   "this name.")
+                   f"{MAX_PNG_IMAGES} images) or a .npy (n, D) integer array, written under exactly this name.")
 @seed_option("Seed of the sampling noise.")
-@click.option("--method", type=click.Choice(tuple(sampling.METHODS)), default=sampling.DEFAULT_METHOD,
-              show_default=True, help="Sampler of made_np.sampling.")
-@click.option("--mask-index", type=int, default=0, show_default=True, help="Mask of the bank to sample with.")
-@click.option("--mixture", type=int, default=0, show_default="0: the single mask --mask-index",
-              help="Sample from the mixture of masks 0..K-1 (the ensemble that evaluate scores): "
-                   "each sample draws its mask uniformly.")
+@click.option("--method", type=click.Choice(tuple(METHODS)), default=DEFAULT_METHOD,
+              help="Sampler of made_np.sampling.")
+@click.option("--mask-index", type=int, default=None, show_default="the mixture of --mixture",
+              help="Sample this mask of the bank alone.")
+@click.option("--mixture", type=click.IntRange(1, MAX_EVAL_MASKS), default=None, show_default="the bank's masks, at most 1000: the ensemble evaluate scores",
+              help="Sample from the mixture of masks 0..N-1: each sample draws its mask uniformly (seeded by --seed).")
 @click.option("--context", "context", default=None,
               show_default="a class-conditional model: labels spread over the classes, a row per class",
               help="For a model trained with --context: a class label (e.g. 3) for every sample, or a .npy "
@@ -38,61 +34,53 @@ from .common import (check_not_run_data, seed_option, PathParam, UserError,
 def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture, context, device, max_memory):
     """Draw samples from CHECKPOINT by ancestral sampling in the mask's ordering.
 
-    With an unfinished run, its best weights so far are used. A conditional model
-    draws from p(x | y) for the --context given.
+    A model with a bank of masks draws from their mixture (the density evaluate reports as the
+    ensemble) unless --mask-index names one. With an unfinished run, its best weights so far are
+    used. A conditional model draws from p(x | y) for the --context given.
     """
-    out = output_path(out, "--out", (".png", ".npy"), (checkpoint, context))
-    png = out.suffix.lower() == ".png"
     if num_samples < 1:
         raise UserError(f"-n: expected a positive number of samples, got {num_samples}")
-    if mixture < 0:
-        raise UserError(f"--mixture: expected 0 (off) or a number of masks, got {mixture}")
-    if mixture and ctx.get_parameter_source("mask_index") == click.core.ParameterSource.COMMANDLINE:
+    if mixture and given(ctx, "mask_index"):
         raise UserError(f"--mask-index {mask_index}: not used with --mixture {mixture}, which samples the mixture "
                         f"of masks 0..{mixture - 1}; give one of the two")
-    limit = memory_limit(max_memory)
-    model, info = load_model(checkpoint, device, max_memory=max_memory)
-    check_not_run_data(out, info, "--out")
-    given_n = ctx.get_parameter_source("num_samples") == click.core.ParameterSource.COMMANDLINE
-    y, num_samples = parse_context(model, context, num_samples, given_n)
-    K = model.config.num_masks
-    if mixture and K == 1:
+    model, info, (out,) = load_run(checkpoint, device, max_memory, outputs=[("--out", out, (".png", ".npy"))],
+                                   inputs=(context,))
+    png = out.suffix.lower() == ".png"
+    y, num_samples = parse_context(model, context, num_samples, given(ctx, "num_samples"))
+    if mixture and model.config.num_masks == 1:
         raise UserError(f"--mixture {mixture}: this model has a single mask (num_masks = 1), so there is "
                         "no mixture of masks to sample from; leave --mixture out")
-    if mixture > MAX_EVAL_MASKS and K == 0:
-        raise UserError(f"--mixture {mixture}: masks 0..{mixture - 1} are more than {MAX_EVAL_MASKS}; "
-                        f"give at most {MAX_EVAL_MASKS}")
-    with user_values({} if mixture else {"mask index": "--mask-index"}, f"--mixture {mixture}: " if mixture else ""):
-        model.mask(mixture - 1 if mixture else mask_index)  # the library's check of the last mask, before any work
+    masks = [mask_index] if mask_index is not None else list(range(mixture)) if mixture else model.eval_mask_indices()
+    with user_values({"mask index": "--mask-index"} if mask_index is not None else {},
+                     f"--mixture {mixture}: " if mixture else ""):
+        model.mask(masks[-1])  # the library's check of the last mask, before any work
     image_shape = image_shape_of(info)
     if png:
-        limits.check_png_count(num_samples, image_shape)
-    limits.check(limits.model_parts(model.config) + limits.sample_parts(
-        model.config, num_samples, png=png, image_shape=image_shape, blocked=True), limit)
+        check_png_count(num_samples, image_shape)
+    check_api(model_parts(model.config) + sample_parts(model.config, num_samples, png=png, image_shape=image_shape,
+                                                       blocked=True))
     with user_values():
-        masks = list(range(mixture)) if mixture else [mask_index]
-        x = backend.to_host(sampling.sample(model, num_samples, seed=seed, method=method, masks=masks, context=y))
-    which = f"mixture of masks 0..{mixture - 1}" if mixture else f"mask {mask_index}"
-    given = f", context {context}" if context is not None else (", labels spread over the classes"
-                                                              if model.config.context else "")
-    with writing(out, "--out"):
-        if png:
-            from made_np import plots
+        x = to_host(draw(model, num_samples, seed=seed, method=method, masks=masks, context=y))
+    which = f"mask {masks[0]}" if len(masks) == 1 else f"mixture of masks 0..{len(masks) - 1}"
+    given_y = f", context {context}" if context is not None else (", labels spread over the classes"
+                                                                if model.config.context else "")
+    if png:
+        from made_np import plots
 
-            with user_values():
-                plots.plot_sample_grid(x, image_shape, out, classes=model.config.classes,
-                                       title=f"{num_samples} samples, {which}{given}")
-        else:
-            with atomic_file(make_parent(out), "wb") as f:  # np.save(name) would append .npy to a name ending in .NPY
-                np.save(f, x)
-    click.echo(f"wrote {num_samples} sample{'s' if num_samples != 1 else ''} ({method}, {which}, seed {seed}{given}) to {out}")
+        with writing(out, "--out"), user_values():
+            plots.plot_sample_grid(x, image_shape, out, classes=model.config.classes,
+                                   title=f"{num_samples} samples, {which}{given_y}")
+    else:
+        write_arrays(out, "--out", np.save, x)
+    click.echo(f"wrote {num_samples} sample{'s' if num_samples != 1 else ''} ({method}, {which}, seed {seed}{given_y}) "
+               f"to {out}")
 
 
 @click.command()
 @click.argument("checkpoint", type=PathParam())
-@click.option("--out", type=PathParam(dir_okay=False), default="density.png", show_default=True,
+@click.option("--out", type=PathParam(dir_okay=False), default="density.png",
               help="PNG of the panels: true table, training histogram, model samples, model density.")
-@click.option("-n", "--num-samples", type=int, default=100_000, show_default=True,
+@click.option("-n", "--num-samples", type=click.IntRange(min=1), default=100_000,
               help="Model samples for the histogram panel.")
 @seed_option("Seed of the sampling noise.")
 @device_option
@@ -105,38 +93,31 @@ def density(checkpoint, out, num_samples, seed, device, dataset_path, max_memory
     the expected test NLL) and the test NLL of the table; draws the panels into --out. With
     more than one mask in the bank the table is the ensemble (mixture) over the run's eval masks.
     """
-    from made_np import density as dens, plots
+    from made_np import plots
 
-    out = output_path(out, "--out", (".png",), (checkpoint,))
-    if num_samples < 1:
-        raise UserError(f"-n: expected a positive number of samples, got {num_samples}")
-    limit = memory_limit(max_memory)
-    model, info = load_model(checkpoint, device, max_memory=max_memory)
-    check_not_run_data(out, info, "--out")
+    model, info, (out,) = load_run(checkpoint, device, max_memory, outputs=[("--out", out, (".png",))])
     if model.config.D != 2:
         raise UserError(f"{info['path']}: density needs a model of D = 2 variables, "
                         f"this one has D = {model.config.D}")
     if model.config.context:
         raise UserError(f"{info['path']}: density draws the table of an unconditional model; this one is "
                         "conditioned on a context (use sample --context for its conditionals)")
-    limits.check(limits.model_parts(model.config) + limits.sample_parts(model.config, num_samples, blocked=True),
-                 limit)
+    check_api(model_parts(model.config) + sample_parts(model.config, num_samples, blocked=True))
     ds, test = load_split(info, "test", dataset_path)
     cfg = info["train_config"]
-    K = model.config.num_masks
-    masks = None if K == 1 else model.eval_mask_indices(cfg.eval_masks if cfg else None)
+    masks = None if model.config.num_masks == 1 else model.eval_mask_indices(cfg.eval_masks if cfg else None)
     with user_values():
-        log_q = dens.log_density_table(model, mask_indices=masks)
+        log_q = log_density_table(model, mask_indices=masks)
     x = np.asarray(test, dtype=np.int64)
     click.echo(f"{info['path']}: exact table of {log_q.size} cells"
                + (f", ensemble of {len(masks)} mask{'s' if len(masks) != 1 else ''}" if masks else ""))
     click.echo(f"test NLL (exact table)    : {float(-log_q[x[:, 0], x[:, 1]].mean()):.4f} nats")
     if ds.true_density is not None:
-        click.echo(f"entropy of the true table : {dens.entropy(ds.true_density):.4f} nats (test NLL lower bound)")
-        click.echo(f"KL(p_true || p_model)     : {dens.kl_divergence(ds.true_density, log_q):.4f} nats")
+        click.echo(f"entropy of the true table : {entropy(ds.true_density):.4f} nats (test NLL lower bound)")
+        click.echo(f"KL(p_true || p_model)     : {kl_divergence(ds.true_density, log_q):.4f} nats")
     else:
         click.echo("no true table for this data set: KL and entropy skipped")
-    xs = backend.to_host(sampling.sample(model, num_samples, seed=seed, masks=masks))
+    xs = to_host(draw(model, num_samples, seed=seed, masks=masks))
     with writing(out, "--out"):
         plots.plot_2d_panels(ds.true_density, ds.train, xs, np.exp(log_q), out)
     click.echo(f"wrote {out}")

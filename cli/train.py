@@ -11,24 +11,18 @@ from pathlib import Path
 
 import click
 
-from made_np import backend, limits, sampling
-from made_np import data as data_mod
-from made_np.checkpoint import (CHECKPOINT_NAME, CheckpointError, check_resume_state, finished_run_blocker,
-                                read_checkpoint_meta, resolve_checkpoint_path, update_checkpoint_meta)
-from made_np.runfolder import METRICS_NAME, RESULTS_NAME, RunFolderError, run_lock, write_json
-from made_np.config import (DEFAULT_DIRECT, ENCODINGS, ENGINES, EPOCHS_RANGE, LR_SCHEDULES, MAX_COUNT, MAX_EPOCHS,
-                            MAX_EVAL_MASKS, OUTPUT_BIASES, SMALL_DATA_MASKS,
-                            SMALL_DATA_ROWS, UPDATES_BUDGET, PRESETS, MADEConfig, TrainConfig)
-from made_np.fast.threads import parse_threads
-from made_np.layers import ACTIVATIONS, INITS
-from made_np.masks import BANK_ORDERINGS, DEGREE_RULES, ORDERINGS
-from made_np.model import MADE
-from made_np.optim import OPTIMIZERS
-from made_np.train import DivergenceError, fit
+from made_np import (ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES,
+                     DTYPES, ENCODINGS, ENGINES, EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS,
+                     MAX_EVAL_MASKS, METRICS_NAME, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PRESETS, RESULTS_NAME,
+                     SMALL_DATA_MASKS, SMALL_DATA_ROWS, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig,
+                     RunFolderError, TrainConfig, balanced_labels, check_api, check_resume_state, device_of,
+                     expand_path, figure_samples, finished_run_blocker, fit, get_xp, load_dataset, parse_threads,
+                     read_checkpoint_meta, resolve_checkpoint_path, run_lock, sample, to_host, training_parts,
+                     update_checkpoint_meta, write_json)
 
-from .common import (PATH_NAMES, seed_option, PathParam, say, UserError, check_dataset_path, dataset_path_option,
-                     device_option, echo_results, evaluate_both, load_model, load_split, max_memory_option,
-                     memory_limit, one_line, user_values)
+from .common import (PATH_NAMES, PathParam, UserError, check_dataset_path, dataset_path_option, device_option,
+                     evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
+                     result_lines, say, seed_option, user_values)
 
 #: What a run writes into its folder besides the checkpoint.
 RUN_OUTPUTS = (METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png")
@@ -91,6 +85,11 @@ def parse_num_masks(text):
     return k
 
 
+#: The options that give the model's configuration and the training's.
+MODEL_OPTIONS = ("hidden", "input_encoding", "ordering", "degrees", "num_masks", "order_agnostic", "connectivity_agnostic",
+                 "orderings", "direct", "activation", "init", "seed", "dtype", "preset")
+TRAIN_OPTIONS = ("preset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "patience", "resample_every",
+                 "valid_masks", "eval_masks", "lr_schedule", "lr_step", "seed", "engine", "output_bias")
 #: The library's names of the arguments that ``train``'s options give, for its messages.
 OPTIONS = {"lr": "--lr", "weight_decay": "--weight-decay", "weight decay": "--weight-decay",
            "hidden": "--hidden", "num_masks": "--num-masks"}
@@ -104,12 +103,12 @@ def _progress(epoch: int, n_batches: int):
 
 
 @click.command(epilog=EXIT_CODES_HELP)
-@click.option("--dataset", default="digits", show_default=True,
+@click.option("--dataset", default="digits",
               help="digits, binarized-mnist, 2d, or a path to an .npz (train_data/valid_data/test_data), "
                    "an .npy (N, D) array or a folder of .amat files.")
 @dataset_path_option
 @seed_option("Seed of the digits shuffle, the .npy split and the 2d samples (fixes the test set).", "--data-seed")
-@click.option("--context", type=click.Choice(data_mod.CONTEXT_SOURCES), default="none", show_default=True,
+@click.option("--context", type=click.Choice(CONTEXT_SOURCES), default="none",
               help="Condition on a context per example, p(x | y): labels (the digit classes, one-hot) or "
                    "file (the train_context/valid_context/test_context keys of an .npz: (N,) labels or "
                    "(N, C) float rows).")
@@ -117,21 +116,20 @@ def _progress(epoch: int, n_batches: int):
               help="Hidden widths, comma-separated (500,500 for two layers; 0 or '' for none).")
 @click.option("--ordering", type=click.Choice(ORDERINGS), default="natural",
               show_default="natural; random with --preset paper", help="Input ordering of mask 0.")
-@click.option("--degrees", type=click.Choice(DEGREE_RULES), default="random", show_default=True,
+@click.option("--degrees", type=click.Choice(DEGREE_RULES), default="random",
               help="How hidden degrees m^l(k) are drawn (random: the paper's rule).")
 @click.option("--num-masks", default=None,
               show_default=f"{SMALL_DATA_MASKS} for training sets under {SMALL_DATA_ROWS:,} rows, 32 for 2d, else 1",
               help="Size of the mask bank: 1 (fixed mask), K, or inf (a fresh mask at every resample).")
-@click.option("--order-agnostic/--no-order-agnostic", default=True, show_default=True,
+@click.option("--order-agnostic/--no-order-agnostic", default=True,
               help="Masks beyond mask 0 draw a fresh ordering (paper Sec. 4.1); matters when --num-masks != 1.")
-@click.option("--connectivity-agnostic/--no-connectivity-agnostic", default=True, show_default=True,
+@click.option("--connectivity-agnostic/--no-connectivity-agnostic", default=True,
               help="Masks beyond mask 0 draw fresh hidden degrees (paper Sec. 4.2).")
-@click.option("--orderings", type=click.Choice(BANK_ORDERINGS), default=MADEConfig.orderings, show_default=True,
+@click.option("--orderings", type=click.Choice(BANK_ORDERINGS), default=MADEConfig.orderings,
               help="Orderings of an order-agnostic bank: uniform permutations (the paper), or segments (half "
                    "of them put a contiguous run of variables first, e.g. the top or bottom rows of an image: "
                    "trains the conditionals that completing one half from the other needs).")
 @click.option("--resample-every", type=click.IntRange(1, MAX_COUNT), default=TrainConfig.resample_every,
-              show_default=True,
               help="Minibatches between mask changes (the paper changes mask at every update).")
 @click.option("--valid-masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=None,
               show_default="the bank, at most 16",
@@ -139,14 +137,14 @@ def _progress(epoch: int, n_batches: int):
 @click.option("--eval-masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=None,
               show_default="the bank, at most 1000",
               help="Masks in the final test ensemble (when --num-masks != 1).")
-@click.option("--direct-connections/--no-direct-connections", default=None,
+@click.option("--direct-connections/--no-direct-connections", "direct", default=None,
               show_default="on" if DEFAULT_DIRECT else "off",
               help="Direct input-to-output connections (paper eq. 11).")
 @click.option("--input-encoding", type=click.Choice(ENCODINGS), default=None,
               show_default="binary for 0/1 data, scaled for 2d, onehot for other categorical data",
               help="How a variable enters the network.")
 @click.option("--activation", type=click.Choice(tuple(ACTIVATIONS)), default=MADEConfig.activation,
-              show_default=True, help="Hidden activation.")
+              help="Hidden activation.")
 @click.option("--init", type=click.Choice(tuple(INITS)), default=None,
               show_default=f"{MADEConfig.init}; orthogonal with --preset paper",
               help="Initial weights: uniform in +-1/sqrt(fan in), or semi-orthogonal (orthonormal rows or "
@@ -156,36 +154,32 @@ def _progress(epoch: int, n_batches: int):
               help="Most epochs (early stopping usually ends sooner); the cosine schedule anneals the "
                    "learning rate to 0 over them.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_COUNT), default=TrainConfig.batch_size,
-              show_default=True,
               help="Examples per minibatch.")
 @click.option("--optimizer", type=click.Choice(tuple(OPTIMIZERS)), default=TrainConfig.optimizer,
-              show_default=True, help="Optimiser (the paper used adagrad).")
+              help="Optimiser (the paper used adagrad).")
 @click.option("--lr", type=float, default=None, show_default="adam 2e-3, adagrad 1e-2, sgd 1e-2",
               help="Base learning rate.")
-@click.option("--weight-decay", type=float, default=TrainConfig.weight_decay, show_default=True,
+@click.option("--weight-decay", type=float, default=TrainConfig.weight_decay,
               help="L2 coefficient.")
 @click.option("--patience", type=click.IntRange(0, MAX_EPOCHS), default=TrainConfig.patience,
-              show_default=True,
               help="Stop after this many epochs without a better validation NLL (0: never).")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=TrainConfig.lr_schedule,
-              show_default=True, help="constant; step (halve every --lr-step epochs); cosine (to 0 over --epochs).")
+              help="constant; step (halve every --lr-step epochs); cosine (to 0 over --epochs).")
 @click.option("--lr-step", type=click.IntRange(1, MAX_EPOCHS), default=TrainConfig.lr_step,
-              show_default=True,
               help="Epochs between halvings of the step schedule.")
 @click.option("--output-bias", type=click.Choice(OUTPUT_BIASES), default=TrainConfig.output_bias,
-              show_default=True,
               help="Start the output biases at the logits of the training data's marginals (each variable's "
                    "class frequencies, with half a count added), or at 0 as the paper's code did.")
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None, show_default="the recipe alone",
               help="A named protocol under the options given: paper = the MADE paper's, as its code ran it "
                    "(Adagrad at a constant lr 0.01, orthogonal initial weights, a random ordering, batch 100, "
                    "look-ahead 30 epochs, at most 1000 epochs, direct connections, output biases at 0).")
-@click.option("--engine", type=click.Choice(ENGINES), default=TrainConfig.engine, show_default=True,
+@click.option("--engine", type=click.Choice(ENGINES), default=TrainConfig.engine,
               help="fast (block-sparse single-mask form, fused kernels, thread pool) or reference "
                    "(the plain MADE and textbook optimisers); the same numbers up to rounding.")
 @seed_option("Seed of the weights, the mask bank, the shuffling and the samples.")
 @device_option
-@click.option("--dtype", type=click.Choice(backend.DTYPES), default="float32", show_default=True,
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32",
               help="Floating point type of parameters and activations.")
 @click.option("--out", type=PathParam(file_okay=False), default=None,
               show_default="runs/<dataset>-<YYYYmmdd-HHMMSS>",
@@ -194,12 +188,12 @@ def _progress(epoch: int, n_batches: int):
               help="Continue the run in this folder (its options come from its checkpoint; "
                    "--epochs and --patience may be changed): an unfinished run trains on, a finished "
                    "one whose results are missing gets them, a larger --epochs trains a finished one on.")
-@click.option("--threads", default="auto", show_default=True,
+@click.option("--threads", default="auto",
               help="CPU threads of BLAS, numexpr and made-np's work pool: a number (at most the CPU cores), "
                    "or auto (1 for small models, where threads cost more than they give, e.g. the digits "
                    "default; else the libraries' own choice and $MADE_NP_THREADS).")
 @max_memory_option
-@click.option("--quiet", "-q", is_flag=True, default=False, show_default=True,
+@click.option("--quiet", "-q", is_flag=True, default=False,
               help="Print only the final results (off by default).")
 @click.pass_context
 def train(ctx, **o):
@@ -264,36 +258,26 @@ def _interrupted(run_dir) -> str:
 def _new_run(ctx, o, where) -> None:
     """A new run: the folder given with --out is held (so checked for writing) before the data are loaded."""
     quiet = o["quiet"]
-    limit = memory_limit(o["max_memory"])
+    memory_limit(o["max_memory"])
     with contextlib.ExitStack() as stack:
         run_dir = Path(o["out"]).expanduser() if o["out"] else None
         if run_dir is not None:
-            _hold(stack, run_dir, "--out", where)
-            _refuse_existing_run(run_dir)
-        xp = backend.get_xp(o["device"])
+            _hold_new(stack, run_dir, where)
+        xp = get_xp(o["device"])
         if not o["dataset"].strip():
             raise UserError("--dataset: empty; give digits, binarized-mnist, 2d or a data file")
         check_dataset_path(o["dataset"], o["dataset_path"])
-        ds = data_mod.load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"])
-        _leave_to_preset(ctx, o)
+        ds = load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"])
+        for key in [*PRESETS[o["preset"]][0], *PRESETS[o["preset"]][1]] if o["preset"] else ():
+            o[key] = o[key] if given(ctx, key) else None  # what a preset sets is the preset's unless given
+        o.update(hidden=parse_hidden(o["hidden"]), num_masks=parse_num_masks(o["num_masks"]))
         with user_values(OPTIONS):
-            mcfg = MADEConfig.for_data(
-                ds, hidden=parse_hidden(o["hidden"]), input_encoding=o["input_encoding"], ordering=o["ordering"],
-                degrees=o["degrees"], num_masks=parse_num_masks(o["num_masks"]),
-                order_agnostic=o["order_agnostic"], connectivity_agnostic=o["connectivity_agnostic"],
-                orderings=o["orderings"], direct=o["direct_connections"], activation=o["activation"], init=o["init"],
-                seed=o["seed"], dtype=o["dtype"],
-                preset=o["preset"])
-            cfg = TrainConfig.for_data(
-                ds, preset=o["preset"], epochs=o["epochs"], batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"],
-                weight_decay=o["weight_decay"], patience=o["patience"], resample_every=o["resample_every"],
-                valid_masks=o["valid_masks"], eval_masks=o["eval_masks"], lr_schedule=o["lr_schedule"],
-                lr_step=o["lr_step"], seed=o["seed"], engine=o["engine"], output_bias=o["output_bias"])
+            mcfg = MADEConfig.for_data(ds, **{key: o[key] for key in MODEL_OPTIONS})
+            cfg = TrainConfig.for_data(ds, **{key: o[key] for key in TRAIN_OPTIONS})
         if run_dir is None:
             run_dir = Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-            _hold(stack, run_dir, "--out", where)
-            _refuse_existing_run(run_dir)
-        limits.check(training_parts(mcfg, cfg, ds, o["dataset"]), limit)
+            _hold_new(stack, run_dir, where)
+        check_api(training_parts(mcfg, cfg, ds, o["dataset"]))
         with user_values():
             model = MADE(mcfg, xp)
         if not quiet:
@@ -304,13 +288,14 @@ def _new_run(ctx, o, where) -> None:
                           if ds.context_width else ""))
             say(f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
                        f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g}, "
-                       f"{cfg.engine} engine, device {backend.device_of(xp)}; writing {run_dir}")
+                       f"{cfg.engine} engine, device {device_of(xp)}; writing {run_dir}")
         _train_and_report(ctx, model, ds, cfg, run_dir, None, quiet, o["threads"])
 
 
-def _refuse_existing_run(run_dir: Path) -> None:
-    """A new run never writes over another run's files: its checkpoint, or (with the checkpoint
-    gone) the results, metrics and figures it left."""
+def _hold_new(stack: contextlib.ExitStack, run_dir: Path, where: dict) -> None:
+    """:func:`_hold` the folder of a new run, which never writes over another run's files: its
+    checkpoint, or (with the checkpoint gone) the results, metrics and figures it left."""
+    _hold(stack, run_dir, "--out", where)
     if (run_dir / CHECKPOINT_NAME).exists():
         raise UserError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): continue it with "
                         f"--resume {run_dir} or choose another --out")
@@ -320,17 +305,6 @@ def _refuse_existing_run(run_dir: Path) -> None:
                         f"{CHECKPOINT_NAME}); a new run would overwrite them: choose another --out")
 
 
-def _leave_to_preset(ctx, o) -> None:
-    """Options a preset sets take the preset's value unless they were given on the command line."""
-    if not o["preset"]:
-        return
-    model_keys, train_keys = PRESETS[o["preset"]]
-    for key in [*model_keys, *train_keys]:
-        name = {"direct": "direct_connections"}.get(key, key)
-        if ctx.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
-            o[name] = None
-
-
 def _resume(ctx, o, where) -> None:
     """``--resume DIR``: continue a run with the options of its checkpoint.
 
@@ -338,11 +312,9 @@ def _resume(ctx, o, where) -> None:
     gives it room, else gets its missing results written; one with its results has
     nothing to resume. The state is checked before the data are loaded.
     """
-    given = [name for name in o if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
-    fixed = sorted(set(given) - RESUME_OVERRIDABLE)
+    fixed = sorted(p.opts[0] for p in ctx.command.params if p.name not in RESUME_OVERRIDABLE and given(ctx, p.name))
     if fixed:
-        opts = ", ".join("--" + n.replace("_", "-") for n in fixed)
-        raise UserError(f"{opts}: cannot change a resumed run (its configuration is in its checkpoint); "
+        raise UserError(f"{', '.join(fixed)}: cannot change a resumed run (its configuration is in its checkpoint); "
                         "only --epochs, --patience, --device, --dataset-path, --threads, --max-memory and --quiet "
                         "may be given")
     ckpt = resolve_checkpoint_path(o["resume"])
@@ -351,31 +323,25 @@ def _resume(ctx, o, where) -> None:
         raise UserError("--out: a resumed run writes into its own folder; leave --out out")
     with contextlib.ExitStack() as stack:
         _hold(stack, run_dir, "--resume", where)
-        model, info = load_model(ckpt, o["device"], best=False, max_memory=o["max_memory"])
+        model, info, _ = load_run(ckpt, o["device"], o["max_memory"], best=False)
         state = info.get("state") or {}
         if info["train_config"] is None or not state:
             raise UserError(f"{ckpt}: the checkpoint holds no training state to resume")
-        cfg_dict = info["train_config"].to_dict()
-        more = [name for name in ("epochs", "patience") if name in given]
-        for name in more:
-            cfg_dict[name] = o[name]
+        more = {name: o[name] for name in ("epochs", "patience") if given(ctx, name)}
         with user_values():
-            cfg = TrainConfig.from_dict(cfg_dict)
+            cfg = TrainConfig.from_dict({**info["train_config"].to_dict(), **more})
         check_resume_state(model, cfg, info)
-        results_only = False
-        if state["finished"]:
-            why = finished_run_blocker(state, cfg)
-            if more and why is not None:
-                raise UserError(_cannot_train_on(ckpt, state, cfg))
-            if not more and info["results"] is not None:
-                raise UserError(f"{ckpt}: this run finished at epoch {state['epoch']} and its results are written; "
-                                f"nothing to resume (train it on with --epochs more than {state['epoch']}, "
-                                "or start a new run with --out)")
-            results_only = not more
+        results_only = state["finished"] and not more
+        if state["finished"] and more and finished_run_blocker(state, cfg) is not None:
+            raise UserError(_cannot_train_on(ckpt, state, cfg))
+        if results_only and info["results"] is not None:
+            raise UserError(f"{ckpt}: this run finished at epoch {state['epoch']} and its results are written; "
+                            f"nothing to resume (train it on with --epochs more than {state['epoch']}, "
+                            "or start a new run with --out)")
         spec = dict(info["dataset"] or {})
         ds, _ = load_split(info, "train", o["dataset_path"])
         if o["dataset_path"]:  # where the data lie now, for the checkpoints to come and later commands
-            moved = str(data_mod.expand_path(o["dataset_path"]).resolve())
+            moved = str(expand_path(o["dataset_path"]).resolve())
             spec["path" if str(spec.get("spec")).lower() in PATH_NAMES else "spec"] = moved
         if results_only:
             if not o["quiet"]:
@@ -409,10 +375,8 @@ def _cannot_train_on(ckpt: Path, state: dict, cfg: TrainConfig) -> str:
 def _smaller_steps(cfg: TrainConfig) -> str:
     """What to make smaller after a divergence: the learning rate, and the weight decay when
     there is one (a large one overflows ``grad + wd * p`` or overshoots, whatever the rate)."""
-    fix = f"a smaller --lr (this one: {cfg.lr:g})"
-    if cfg.weight_decay:
-        fix += f" or --weight-decay (this one: {cfg.weight_decay:g})"
-    return fix
+    return f"a smaller --lr (this one: {cfg.lr:g})" + (f" or --weight-decay (this one: {cfg.weight_decay:g})"
+                                                        if cfg.weight_decay else "")
 
 
 def _write_failed(exc: OSError, run_dir: Path) -> str:
@@ -421,34 +385,9 @@ def _write_failed(exc: OSError, run_dir: Path) -> str:
     reason = exc.strerror or one_line(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         reason += " (free some space, or raise the file size limit)"
-    if (run_dir / CHECKPOINT_NAME).is_file():
-        kept = (f"the last checkpoint is kept in {run_dir / CHECKPOINT_NAME}: continue with  "
-                f"made-np train --resume {run_dir}")
-    else:
-        kept = "nothing was saved"
+    kept = (f"the last checkpoint is kept in {run_dir / CHECKPOINT_NAME}: continue with  made-np train --resume "
+            f"{run_dir}" if (run_dir / CHECKPOINT_NAME).is_file() else "nothing was saved")
     return f"cannot write {name}: {reason}; {kept}"
-
-
-def _figure_samples(ds) -> int:
-    """Samples drawn for a run's samples.png: a grid of 100 images, a histogram of 100,000 on the
-    C x C grid of 2-D data, else 1000 rows (the same count is charged by :func:`training_parts`)."""
-    return 100 if ds.image_shape else (100_000 if ds.D == 2 else 1000)
-
-
-def training_parts(mcfg: MADEConfig, cfg: TrainConfig, ds, dataset_option: str) -> list:
-    """What a training run allocates (:mod:`made_np.limits`): the model with its optimiser state and
-    copies, a minibatch's activations, the evaluation batches, the data and the samples figure."""
-    n_train = int(ds.train.shape[0])
-    n_eval = max(int(ds.valid.shape[0]), int(ds.test.shape[0]))
-    n_samples = _figure_samples(ds)
-    return (limits.model_parts(mcfg, optimizer=cfg.optimizer)
-            + limits.rows_parts(mcfg, min(cfg.batch_size, n_train), f"--batch-size {cfg.batch_size}",
-                                "the activations of a minibatch", factor=5)
-            + limits.rows_parts(mcfg, min(cfg.eval_batch_size, n_eval), f"--dataset {dataset_option}",
-                                "the evaluation batches")
-            + limits.data_parts(n_train, ds.D, f"--dataset {dataset_option}")
-            + limits.sample_parts(mcfg, n_samples, "samples.png with", png=True, image_shape=ds.image_shape,
-                                  blocked=True))
 
 
 def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, threads: str = "auto",
@@ -501,19 +440,20 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
         if bad:  # NaN never reaches results.json
             raise Diverged(f"the test NLL of {ckpt} is {bad[0]}: its weights are not finite; no results written; "
                            f"start a new run with {_smaller_steps(cfg)}")
-        echo_results(res, "test")
+        for line in result_lines(res, "test"):
+            say(line)
         results = {"split": "test", **res, "train_seconds": seconds,
                    "best_epoch": history["best_epoch"], "best_valid_nll": history["best_valid_nll"]}
         write_json(run_dir / RESULTS_NAME, results)
         from made_np import plots  # matplotlib: imported only when drawing
 
         plots.plot_loss_curves(history["rows"], run_dir / "loss.png", valid_masks=history.get("valid_masks", 1))
-        n = _figure_samples(ds)
+        n = figure_samples(ds)
         y = None  # a conditional model: labels spread over the classes (a row per class), or test contexts
         if model.config.context:
-            y = (sampling.balanced_labels(n, model.config.context) if model.config.context_encoding == "onehot"
+            y = (balanced_labels(n, model.config.context) if model.config.context_encoding == "onehot"
                  else ds.test_context[[i % len(ds.test_context) for i in range(n)]])
-        samples = backend.to_host(sampling.sample(model, n, seed=cfg.seed, context=y))
+        samples = to_host(sample(model, n, seed=cfg.seed, context=y))
         masks = model.eval_mask_indices()  # what sample() drew from: the test ensemble of a bank, else mask 0
         which = f"mask {masks[0]}" if len(masks) == 1 else f"mixture of masks 0..{masks[-1]}"
         given = ("" if y is None else ", labels spread over the classes"

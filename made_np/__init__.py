@@ -6,6 +6,9 @@ The Python API::
     from made_np import load_dataset, load_checkpoint, save_checkpoint, complete, log_marginal
     from made_np import MADEDensity          # a scikit-learn density estimator
 
+and what the ``made-np`` command line uses (it imports nothing else but :mod:`made_np.plots`): the
+data and checkpoint files, the memory estimates, the choices of the options, the exceptions.
+
 The names load on first use, so ``import made_np`` itself imports nothing heavy
 (NumPy included): an entry point such as the ``made-np`` command can still set
 NumPy's BLAS options before NumPy loads.
@@ -13,21 +16,37 @@ NumPy's BLAS options before NumPy loads.
 
 __version__ = "0.1.0"
 
-#: Public name -> the module that defines it.
-_API = {
-    "MADE": "made_np.model",
-    "MADEConfig": "made_np.config",
-    "TrainConfig": "made_np.config",
-    "fit": "made_np.train",
-    "evaluate": "made_np.train",
-    "sample": "made_np.sampling",
-    "load_dataset": "made_np.data",
-    "load_checkpoint": "made_np.checkpoint",
-    "save_checkpoint": "made_np.checkpoint",
-    "complete": "made_np.conditional",
-    "log_marginal": "made_np.conditional",
-    "MADEDensity": "made_np.estimator",
+#: The public names, by the module that defines them (a name ``public:private`` is offered under the
+#: public name until its module gives it one). ``made_np.plots`` (matplotlib) is imported by name.
+_MODULES = {
+    "made_np.model": "MADE",
+    "made_np.config": "MADEConfig TrainConfig MAX_EVAL_MASKS MAX_COUNT MAX_EPOCHS EPOCHS_RANGE UPDATES_BUDGET "
+                      "SMALL_DATA_MASKS SMALL_DATA_ROWS DEFAULT_DIRECT ENCODINGS ENGINES LR_SCHEDULES OUTPUT_BIASES PRESETS",
+    "made_np.train": "fit evaluate mean_and_stderr DivergenceError",
+    "made_np.sampling": "sample balanced_labels METHODS DEFAULT_METHOD",
+    "made_np.conditional": "complete log_marginal mixture_size occlusion_mask COMPLETION_METHODS",
+    "made_np.density": "log_density_table entropy kl_divergence",
+    "made_np.estimator": "MADEDensity",
+    "made_np.checks": "MAX_SEED check_context",
+    "made_np.backend": "get_xp to_host device_of DEVICES DTYPES BackendError",
+    "made_np.layers": "ACTIVATIONS INITS",
+    "made_np.masks": "ORDERINGS BANK_ORDERINGS DEGREE_RULES MaskError",
+    "made_np.optim": "OPTIMIZERS",
+    "made_np.npyio": "DataError expand_path",
+    "made_np.download": "fetch SOURCES DIST_FILE MNIST_FILE",
+    "made_np.data": "load_dataset read_array is_named check_same_data CONTEXT_SOURCES find_data_file:_find",
+    "made_np.checkpoint": "load_checkpoint save_checkpoint read_checkpoint_meta update_checkpoint_meta "
+                          "resolve_checkpoint_path check_resume_state finished_run_blocker",
+    "made_np.runfolder": "CHECKPOINT_NAME METRICS_NAME RESULTS_NAME CheckpointError RunFolderError run_lock "
+                         "atomic_file write_json json_text other_run",
+    "made_np.limits": "LimitError memory_limit use_limit check_api model_parts sample_parts rows_parts complete_parts "
+                      "png_parts check_png_count training_parts figure_samples Part MAX_PNG_IMAGES",
+    "made_np.fast": "prefer_short_blas_spin",
+    "made_np.fast.threads": "ThreadError parse_threads check_thread_variables",
 }
+#: Public name -> the module that defines it; the private name of the few offered under another.
+_API = {name.split(":")[0]: module for module, names in _MODULES.items() for name in names.split()}
+_RENAMED = dict(name.split(":") for names in _MODULES.values() for name in names.split() if ":" in name)
 
 __all__ = ["__version__", *_API]
 
@@ -36,7 +55,7 @@ def __getattr__(name):
     if name in _API:
         import importlib
 
-        value = getattr(importlib.import_module(_API[name]), name)
+        value = getattr(importlib.import_module(_API[name]), _RENAMED.get(name, name))
         globals()[name] = value
         return value
     raise AttributeError(f"module 'made_np' has no attribute {name!r}")

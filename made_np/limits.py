@@ -328,3 +328,25 @@ def check_png_count(n: int, image_shape, option: str = "-n", ncols: int = 10) ->
         h, w = image_shape
         raise LimitError(f"{option} {n}: a .png grid of {n} images of {h} x {w} pixels would be too tall to "
                          f"draw; ask for fewer, or {fix}")
+
+
+def figure_samples(ds) -> int:
+    """Samples drawn for a run's ``samples.png``: a grid of 100 images, a histogram of 100,000 on
+    the C x C grid of 2-D data, else 1000 rows (the count :func:`training_parts` charges)."""
+    return 100 if ds.image_shape else (100_000 if ds.D == 2 else 1000)
+
+
+def training_parts(mcfg, cfg, ds, dataset_option: str) -> list:
+    """What a training run allocates: the model of ``mcfg`` with its optimiser state and copies, a
+    minibatch's activations, the evaluation batches, the data ``ds`` and the samples figure.
+    ``dataset_option``: the ``--dataset`` given, named in the message."""
+    n_train = int(ds.train.shape[0])
+    n_eval = max(int(ds.valid.shape[0]), int(ds.test.shape[0]))
+    return (model_parts(mcfg, optimizer=cfg.optimizer)
+            + rows_parts(mcfg, min(cfg.batch_size, n_train), f"--batch-size {cfg.batch_size}",
+                         "the activations of a minibatch", factor=5)
+            + rows_parts(mcfg, min(cfg.eval_batch_size, n_eval), f"--dataset {dataset_option}",
+                         "the evaluation batches")
+            + data_parts(n_train, ds.D, f"--dataset {dataset_option}")
+            + sample_parts(mcfg, figure_samples(ds), "samples.png with", png=True, image_shape=ds.image_shape,
+                           blocked=True))

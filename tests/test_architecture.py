@@ -80,6 +80,24 @@ def test_the_speed_forms_never_import_the_command_line():
     assert not any(bad.values()), bad
 
 
+def test_the_command_line_imports_only_the_public_api():
+    """cli/ stands on ``made_np`` (the names of its ``_API``) and ``made_np.plots``, at module level and in
+    functions, so that the library's modules can move their internals (and be cut) behind the names."""
+    import made_np
+
+    bad = []
+    for path in sorted((ROOT / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                bad += [(path.name, a.name) for a in node.names if a.name.startswith("made_np")
+                        and a.name not in ("made_np", "made_np.plots")]
+            elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("made_np"):
+                names = {a.name for a in node.names}
+                if node.module != "made_np" or not names <= set(made_np._API) | {"plots", "__version__"}:
+                    bad.append((path.name, f"from {node.module} import {', '.join(sorted(names))}"))
+    assert not bad, bad
+
+
 def test_the_rules_can_fail():
     """The reader sees a planted import of the trainer by the core (so the rules are not vacuous)."""
     known = modules()

@@ -131,6 +131,37 @@ def test_sample_from_the_mixture_of_masks(bank_run, tmp_path):
     assert m2.shape == mix.shape == (30, 64) and not np.array_equal(m2, mix)
     assert_user_error(run("sample", out, "--mixture", 4, "--out", tmp_path / "x.npy"), "outside the bank")
     assert_user_error(run("sample", out, "--mask-index", 3, "--out", tmp_path / "x.npy"), "outside the bank")
+    assert_user_error(run("sample", out, "--mixture", 0, "--out", tmp_path / "x.npy"), "--mixture", "0 is not in the range")
+
+
+def test_sample_draws_the_mixture_by_default_as_the_library(bank_run, tmp_path):
+    """One answer per question: made-np sample, as made_np.sample, draws a bank's test ensemble unless told one mask."""
+    import made_np
+
+    out, _ = bank_run
+    result = run("sample", out, "-n", 30, "--seed", 1, "--out", tmp_path / "d.npy")
+    assert result.exit_code == 0 and "mixture of masks 0..2, seed 1" in result.output, result.output
+    model, _ = load_checkpoint(out, best=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), made_np.sample(model, 30, seed=1))
+    result = run("sample", out, "-n", 30, "--seed", 1, "--out", tmp_path / "m0.npy", "--mask-index", 0)
+    assert result.exit_code == 0 and "mask 0, seed 1" in result.output, result.output
+    np.testing.assert_array_equal(np.load(tmp_path / "m0.npy"), made_np.sample(model, 30, seed=1, masks=[0]))
+    assert not np.array_equal(np.load(tmp_path / "m0.npy"), np.load(tmp_path / "d.npy"))
+
+
+def test_evaluate_refuses_the_options_of_the_other_figure(bank_run, tmp_path):
+    """--eval-masks/--mask-index were ignored with --occlude/--observed, and --masks/--seed without them."""
+    out, _ = bank_run
+    np.save(tmp_path / "o.npy", np.arange(64) < 32)
+    for args in (["--eval-masks", 2], ["--mask-index", 1]):
+        assert_user_error(run("evaluate", out, "--occlude", "top", *args), f"{args[0]} {args[1]}: not used with "
+                          "--occlude top")
+        assert_user_error(run("evaluate", out, "--observed", tmp_path / "o.npy", *args),
+                          f"{args[0]} {args[1]}: not used with --observed {tmp_path / 'o.npy'}")
+    for args in (["--masks", 4], ["--seed", 3]):
+        assert_user_error(run("evaluate", out, *args), f"{args[0]} {args[1]}: used only with --observed or --occlude")
+    assert run("evaluate", out, "--occlude", "top", "--masks", 2, "--seed", 3).exit_code == 0
+    assert run("evaluate", out, "--eval-masks", 2, "--mask-index", 1).exit_code == 0
 
 
 def test_masks_dump_is_the_models(bank_run, tmp_path):
@@ -293,11 +324,9 @@ def test_made_np_threads_beyond_the_cores_is_refused_before_any_work(monkeypatch
 
 def test_one_example_shows_no_standard_error():
     """A 10-row file splits 8/1/1: a test NLL of one example used to print "± 0.000"."""
-    from made_np.cli.common import format_nats, format_result
+    from made_np.cli.common import format_nats
 
-    one = {"nll": 4.2, "stderr": 0.0, "nll_per_dim": 0.7, "stderr_per_dim": 0.0, "n": 1}
-    assert format_result(one) == "4.200 nats (0.70000 nats/dim; one example: no standard error)"
-    assert format_result({**one, "n": 2, "stderr": 0.5, "stderr_per_dim": 0.1}) == \
-        "4.200 ± 0.500 nats (0.70000 ± 0.10000 nats/dim)"
+    assert format_nats(4.2, 0.0, 1, 6) == "4.200 nats (0.70000 nats/dim; one example: no standard error)"
+    assert format_nats(4.2, 0.6, 2, 6) == "4.200 ± 0.600 nats (0.70000 ± 0.10000 nats/dim)"
     assert format_nats(1.0174, 0.0, 1) == "1.017 nats (one example: no standard error)"  # complete, evaluate --observed
     assert format_nats(1.0174, 0.25, 3) == "1.017 ± 0.250 nats"

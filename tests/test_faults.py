@@ -167,7 +167,7 @@ def test_a_held_folder_refuses_a_second_writer(chain, tmp_path, monkeypatch):
         def no_data(*args, **kwargs):
             raise AssertionError("the data were loaded before the run folder was held")
 
-        monkeypatch.setattr("made_np.cli.train.data_mod.load_dataset", no_data)
+        monkeypatch.setattr("made_np.cli.train.load_dataset", no_data)
         user_error(run("train", "--out", folder), "--out", str(folder), f"pid {os.getpid()}")
         assert sorted(p.name for p in folder.iterdir()) == [".lock"]
     finally:
@@ -357,7 +357,7 @@ def test_unwritable_out_is_refused_before_the_data_are_loaded(tmp_path, monkeypa
     def no_data(*args, **kwargs):
         raise AssertionError("the data were loaded before --out was checked")
 
-    monkeypatch.setattr("made_np.cli.train.data_mod.load_dataset", no_data)
+    monkeypatch.setattr("made_np.cli.train.load_dataset", no_data)
     (tmp_path / "file").write_text("not a folder")
     user_error(run("train", "--out", tmp_path / "file" / "run"), "--out", str(tmp_path / "file"), "not a folder")
     user_error(run("train", "--out", tmp_path / "file"), "--out", "is a file")
@@ -390,7 +390,7 @@ def test_ctrl_c_before_anything_is_saved_promises_nothing(tmp_path, monkeypatch,
         assert (tmp_path / "run" / ".lock").is_file()  # held from before the data are loaded
         raise KeyboardInterrupt
 
-    target = "made_np.cli.train.data_mod.load_dataset" if where == "loading the data" else "made_np.cli.train.fit"
+    target = "made_np.cli.train.load_dataset" if where == "loading the data" else "made_np.cli.train.fit"
     monkeypatch.setattr(target, interrupt)
     result = run("train", "--dataset", small_npy, "--out", "~/run", "--hidden", 8)
     assert result.exit_code == 130, result.output

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
+import sys
 import threading
 
 import numpy as np
@@ -170,6 +172,67 @@ def cpu_threads() -> int:
     if value:
         return parse_threads(value, "$MADE_NP_THREADS") or default_cpu_threads()
     return default_cpu_threads()
+
+
+#: Environment variables that libraries we load read as thread counts, and fail on (numexpr,
+#: imported by a plotting or scikit-learn module, raised a bare "invalid literal for int()").
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMEXPR_MAX_THREADS")
+
+
+def check_thread_variables() -> None:
+    """Refuse, before any work, a thread variable that is not a count (:data:`THREAD_VARIABLES`, and
+    ``$MADE_NP_THREADS`` as :func:`cpu_threads` reads it), then import numexpr within the cores.
+
+    numexpr (imported later by the optimiser kernels and the thread policy) reads its threads at
+    import from $NUMEXPR_NUM_THREADS, else $OMP_NUM_THREADS, and its pool from $NUMEXPR_MAX_THREADS
+    (else 64): more threads than its pool printed an error and ran on (OMP_NUM_THREADS=1000000, or a
+    cluster's 128), a list (OpenMP's 4,2) was a bare int() error, and a pool of 1000000 killed the
+    process. OpenBLAS and MKL cap such counts at the cores silently, and so does this: when a count
+    is a list or out of 1..cores, numexpr is imported here with the counts capped (first of a list);
+    the environment is left as it was.
+
+    Raises
+    ------
+    ThreadError
+        Naming the variable and the fix.
+    """
+    env = os.environ
+    for name in THREAD_VARIABLES:
+        value = env.get(name)
+        if value is not None and value.strip() and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", value):
+            raise ThreadError(f"${name}={value!r}: expected a whole number of threads (OpenMP also takes a "
+                              f"list such as 4,2); set it to one, or unset it")
+    if env.get("MADE_NP_THREADS"):
+        cpu_threads()
+    if "numexpr" in sys.modules:
+        return
+
+    def capped(name, top):
+        """The count of $name (a list: its first) within 1..top, and whether that changes it."""
+        text = env.get(name, "").strip()
+        if not text:
+            return None, False
+        first = text.split(",")[0].strip()
+        n = min(max(int(first), 1), top) if len(first) < 10 else top  # (int() refuses 5000 digits)
+        return n, text != str(n)
+
+    pool, pool_off = capped("NUMEXPR_MAX_THREADS", max_threads())
+    source = "NUMEXPR_NUM_THREADS" if env.get("NUMEXPR_NUM_THREADS", "").strip() else "OMP_NUM_THREADS"
+    threads, threads_off = capped(source, min(max_threads(), pool or 64))
+    if not (pool_off or threads_off):
+        return
+    saved = {name: env.get(name) for name in ("NUMEXPR_MAX_THREADS", "NUMEXPR_NUM_THREADS")}
+    env.update({k: str(v) for k, v in (("NUMEXPR_MAX_THREADS", pool), ("NUMEXPR_NUM_THREADS", threads)) if v})
+    try:
+        import numexpr  # noqa: F401  (it reads them now, and only now)
+    except ImportError:  # not installed: nothing reads them
+        pass
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
 
 
 def work_pool(xp, threads: int | None = None):
