@@ -292,7 +292,7 @@ def training_bench(xp, train, hiddens, thread_options, *, steps: int, repeats: i
             optim = best_of(lambda: opt.step(model.grads), reps, number=20, sync=sync)
             mask = best_of(mask_multiply, reps, number=20, sync=sync)
             inputs, targets = model.encode(xb)
-            z = model._forward_pass(inputs)
+            z = model._forward_pass(inputs, masks)
             head = best_of(lambda: c.head.nll_and_grad(z, targets), reps, number=20, sync=sync)
             products = best_of(own_products(model), reps, number=20, sync=sync)
         step, gemm_blas, gemm_1 = c.best, bounds[c.hidden].best, bounds[c.hidden].best_1
