@@ -442,8 +442,11 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
                            f"start a new run with {_smaller_steps(cfg)}")
         for line in result_lines(res, "test"):
             say(line)
+        meta = read_checkpoint_meta(ckpt)  # the run as saved: its configuration and its data's fingerprints
         results = {"split": "test", **res, "train_seconds": seconds,
-                   "best_epoch": history["best_epoch"], "best_valid_nll": history["best_valid_nll"]}
+                   "best_epoch": history["best_epoch"], "best_valid_nll": history["best_valid_nll"],
+                   "made_np_version": meta["made_np_version"], "model": meta["model"], "train": meta["train"],
+                   "dataset": meta["dataset"]}
         write_json(run_dir / RESULTS_NAME, results)
         from made_np import plots  # matplotlib: imported only when drawing
 

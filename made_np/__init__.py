@@ -16,8 +16,7 @@ NumPy's BLAS options before NumPy loads.
 
 __version__ = "0.1.0"
 
-#: The public names, by the module that defines them (a name ``public:private`` is offered under the
-#: public name until its module gives it one). ``made_np.plots`` (matplotlib) is imported by name.
+#: The public names, by the module that defines them. ``made_np.plots`` (matplotlib) is imported by name.
 _MODULES = {
     "made_np.model": "MADE",
     "made_np.config": "MADEConfig TrainConfig MAX_EVAL_MASKS MAX_COUNT MAX_EPOCHS EPOCHS_RANGE UPDATES_BUDGET "
@@ -34,7 +33,7 @@ _MODULES = {
     "made_np.optim": "OPTIMIZERS",
     "made_np.npyio": "DataError expand_path",
     "made_np.download": "fetch SOURCES DIST_FILE MNIST_FILE",
-    "made_np.data": "load_dataset read_array is_named check_same_data CONTEXT_SOURCES find_data_file:_find",
+    "made_np.data": "load_dataset read_array is_named check_same_data CONTEXT_SOURCES find_data_file",
     "made_np.checkpoint": "load_checkpoint save_checkpoint read_checkpoint_meta update_checkpoint_meta "
                           "resolve_checkpoint_path check_resume_state finished_run_blocker",
     "made_np.runfolder": "CHECKPOINT_NAME METRICS_NAME RESULTS_NAME CheckpointError RunFolderError run_lock "
@@ -44,9 +43,8 @@ _MODULES = {
     "made_np.fast": "prefer_short_blas_spin",
     "made_np.fast.threads": "ThreadError parse_threads check_thread_variables",
 }
-#: Public name -> the module that defines it; the private name of the few offered under another.
-_API = {name.split(":")[0]: module for module, names in _MODULES.items() for name in names.split()}
-_RENAMED = dict(name.split(":") for names in _MODULES.values() for name in names.split() if ":" in name)
+#: Public name -> the module that defines it.
+_API = {name: module for module, names in _MODULES.items() for name in names.split()}
 
 __all__ = ["__version__", *_API]
 
@@ -55,7 +53,7 @@ def __getattr__(name):
     if name in _API:
         import importlib
 
-        value = getattr(importlib.import_module(_API[name]), _RENAMED.get(name, name))
+        value = getattr(importlib.import_module(_API[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'made_np' has no attribute {name!r}")

@@ -244,7 +244,7 @@ def _missing(p: Path, name=None, fix: str = "") -> str:
     return f"{name or p}: no such file or directory{fix}"
 
 
-def _find(filename: str, path, fix: str = "pass the file's path") -> Path:
+def find_data_file(filename: str, path, fix: str = "pass the file's path") -> Path:
     """Locate ``filename``: an explicit ``path`` wins (file or folder), else the first of
     ``$MADE_NP_DATA``, :func:`cache_dir` and ``../shared/data`` that holds it."""
     if path is not None:
@@ -481,7 +481,7 @@ def _load_table(file: Path) -> np.ndarray:
 
 
 def _load_2d(path, seed: int) -> Dataset:
-    file = _find(DIST_FILE, path)
+    file = find_data_file(DIST_FILE, path)
     if file.is_dir():
         raise DataError(f"{file}: folder has no {DIST_FILE}")
     if path is None and _in_cache(file):
@@ -495,7 +495,7 @@ def _load_2d(path, seed: int) -> Dataset:
 
 
 def _load_mnist(path, seed: int) -> Dataset:
-    file = _find(MNIST_FILE, path, "run `made-np data fetch binarized-mnist` or pass the file's path")
+    file = find_data_file(MNIST_FILE, path, "run `made-np data fetch binarized-mnist` or pass the file's path")
     ds = _load_path(file, seed)
     cols = SOURCES["binarized-mnist"].shapes[0][1]
     if ds.D != cols or not ds.is_binary:

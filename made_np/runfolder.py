@@ -32,6 +32,8 @@ CHECKPOINT_NAME = "model.npz"
 METRICS_NAME = "metrics.csv"
 RESULTS_NAME = "results.json"
 METRICS_COLUMNS = ("epoch", "train_nll", "valid_nll", "seconds")
+#: Columns after those, blank in the rows of runs saved before they were recorded.
+METRICS_EXTRA = (("train_seconds", "{:.3f}"), ("valid_seconds", "{:.3f}"), ("lr", "{:.6g}"), ("threads", "{}"))
 LOCK_NAME = ".lock"
 #: Files of a run folder written through a temporary file ``.<name>-XXXXXXXX.tmp``.
 ATOMIC_FILES = (CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png")
@@ -155,14 +157,16 @@ def interrupts_deferred():
 
 
 def write_metrics(path, rows: list) -> Path:
-    """Write ``metrics.csv`` (columns epoch, train_nll, valid_nll, seconds) atomically."""
+    """Write ``metrics.csv`` atomically, lines ending in ``\n``: columns epoch, train_nll,
+    valid_nll, seconds (the epoch's), train_seconds and valid_seconds (its steps', its
+    validation's), lr (the epoch's learning rate) and threads (the CPU threads it ran on)."""
     path = Path(path)
     with atomic_file(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(METRICS_COLUMNS)
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(METRICS_COLUMNS + tuple(name for name, _ in METRICS_EXTRA))
         for r in rows:
-            writer.writerow([r["epoch"], f"{r['train_nll']:.6f}", f"{r['valid_nll']:.6f}",
-                             f"{r['seconds']:.3f}"])
+            writer.writerow([r["epoch"], f"{r['train_nll']:.6f}", f"{r['valid_nll']:.6f}", f"{r['seconds']:.3f}"]
+                            + [form.format(r[name]) if r.get(name) is not None else "" for name, form in METRICS_EXTRA])
     return path
 
 

@@ -73,7 +73,13 @@ def test_train_writes_every_output(single_run):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
     with open(out / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["epoch", "train_nll", "valid_nll", "seconds"]
+    assert list(rows[0]) == ["epoch", "train_nll", "valid_nll", "seconds", "train_seconds", "valid_seconds", "lr",
+                             "threads"]
+    assert b"\r" not in (out / "metrics.csv").read_bytes()  # plain \n line ends (csv's default is \r\n)
+    assert all(float(r["lr"]) > 0 and int(r["threads"]) >= 1 and float(r["valid_seconds"]) > 0 for r in rows)
+    results = json.loads((out / "results.json").read_text())  # the run it measured, recorded with it
+    assert results["made_np_version"] == __version__ and results["model"]["D"] == 64
+    assert results["train"]["epochs"] == 2 and set(results["dataset"]["sha256"]) == {"train", "valid", "test"}
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert float(rows[1]["valid_nll"]) < float(rows[0]["valid_nll"])  # it learns
     assert all(0 < float(r["train_nll"]) < 64 * np.log(2) for r in rows)

@@ -238,7 +238,7 @@ def test_checkpoint_round_trip_gives_the_same_test_nll(chain, tmp_path):
     assert [r["epoch"] for r in info["history"]["rows"]] == [1, 2, 3]
     assert info["optimizer"] is not None and int(info["optimizer"]["t"]) == 3 * 6
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
-    assert lines[0] == "epoch,train_nll,valid_nll,seconds" and len(lines) == 4
+    assert lines[0] == "epoch,train_nll,valid_nll,seconds,train_seconds,valid_seconds,lr,threads" and len(lines) == 4
 
 
 def test_folder_path_loads_its_model_npz(chain, tmp_path):
@@ -549,3 +549,14 @@ def test_an_epoch_row_times_its_steps_and_validation_apart_and_names_its_threads
     row = hist["rows"][0]
     assert row["threads"] == 1 and row["train_seconds"] > 0 and row["valid_seconds"] > 0
     assert row["seconds"] == pytest.approx(row["train_seconds"] + row["valid_seconds"], rel=0.2, abs=0.01)
+
+
+def test_metrics_of_a_run_saved_before_the_new_columns_leave_them_blank(tmp_path):
+    """Rows of a resumed older run lack train_seconds, valid_seconds, lr, threads: written blank."""
+    from made_np.runfolder import write_metrics
+
+    rows = [{"epoch": 1, "train_nll": 5.0, "valid_nll": 5.5, "seconds": 1.25},
+            {"epoch": 2, "train_nll": 4.0, "valid_nll": 4.5, "seconds": 1.5, "train_seconds": 1.0,
+             "valid_seconds": 0.5, "lr": 2e-3, "threads": 2}]
+    text = write_metrics(tmp_path / "metrics.csv", rows).read_text()
+    assert text.splitlines()[1:] == ["1,5.000000,5.500000,1.250,,,,", "2,4.000000,4.500000,1.500,1.000,0.500,0.002,2"]
