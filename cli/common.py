@@ -178,6 +178,19 @@ json_option = click.option("--json", "as_json", is_flag=True, default=False,
                            help="Print one JSON object instead of text (off by default).")
 
 
+@contextlib.contextmanager
+def row_progress(n_rows: int, label: str):
+    """A progress bar on stderr (shown on a terminal only) over ``n_rows`` rows, with its time
+    left; yields the ``progress(n)`` callback that the marginals and completions call after each
+    group of rows sharing an observed pattern (random occlusions: a pattern a row); None, and
+    nothing printed, when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=n_rows, label=label, file=sys.stderr, show_eta=True) as bar:
+        yield bar.update
+
+
 def report(result: dict, as_json: bool, *lines: str) -> None:
     """Print ``result`` as one JSON object (``--json``), else the text ``lines``."""
     for line in [json_text(result, "--json")] if as_json else lines:

@@ -15,7 +15,7 @@ from made_np import (COMPLETION_METHODS, LimitError, check_api, check_png_count,
                      complete as                      complete_rows, complete_parts, mean_and_stderr, mixture_size,
                      model_parts, occlusion_mask, png_parts, read_array, to_host)
 
-from .common import (PathParam, UserError, dataset_path_option, device_option, format_nats, given, image_shape_of,
+from .common import (PathParam, UserError, row_progress, dataset_path_option, device_option, format_nats, given, image_shape_of,
                      json_option, load_run, load_split, max_memory_option, observed_options, parse_context, report,
                      seed_option, user_values, write_arrays, writing)
 
@@ -145,7 +145,9 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
     obs, what = observed_mask(model, info, N, observed, occlude, seed)
     t0 = time.perf_counter()
     with user_values({"x": f"--input {input_path}", "observed": f"--observed {observed}"}):
-        comps, log_po = complete_rows(model, x, obs, num_completions, masks=masks, seed=seed, context=y, method=method)
+        with row_progress(N, "completions") as progress:
+            comps, log_po = complete_rows(model, x, obs, num_completions, masks=masks, seed=seed, context=y,
+                                          method=method, progress=progress)
         comps = to_host(comps)
     obs = obs.astype(bool)  # the missing entries of x (never read: any value) are written as 0
     x = np.where(obs, x, 0).astype(model.head.sample_dtype)

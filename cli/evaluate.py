@@ -7,7 +7,7 @@ import numpy as np
 from made_np import (MAX_EVAL_MASKS, Part, check_api, log_marginal, mean_and_stderr, mixture_size, model_parts,
                      rows_parts, to_host)
 
-from .common import (PathParam, UserError, dataset_path_option, device_option, evaluate_both, format_nats, given,
+from .common import (PathParam, UserError, row_progress, dataset_path_option, device_option, evaluate_both, format_nats, given,
                      json_option, load_run, load_split, max_memory_option, observed_options, report, result_lines,
                      seed_option, user_values)
 
@@ -71,8 +71,9 @@ def _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed,
     from .complete import observed_mask
 
     obs, what = observed_mask(model, info, x.shape[0], observed, occlude, seed)
-    with user_values({"observed": f"--observed {observed}"}):
-        nll = -to_host(log_marginal(model, x, obs, masks=masks, seed=seed, context=y)).astype(np.float64)
+    with user_values({"observed": f"--observed {observed}"}), row_progress(x.shape[0], "marginals") as progress:
+        nll = -to_host(log_marginal(model, x, obs, masks=masks, seed=seed, context=y,
+                                    progress=progress)).astype(np.float64)
     n, (mean, stderr), K = int(nll.size), mean_and_stderr(nll), mixture_size(model, masks)
     res = {"checkpoint": info["path"], "split": split, "n": n, "D": model.config.D, "observed": what,
            "mean_observed": float(obs.astype(bool).sum(axis=1).mean()), "masks": K, "neg_log_px_o": mean, "stderr": stderr}
