@@ -22,6 +22,7 @@ configuration (seed, index), see :func:`made_np.masks.draw_masks`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -32,13 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, backend
-from .checks import MAX_SEED, describe, is_int, is_real, short
+from .checks import MAX_SEED, check_int, check_model, describe, is_int, is_real, short
 from .config import MAX_EPOCHS, MADEConfig, TrainConfig
 from .limits import LimitError, check, layer_widths, model_parts
 from .model import MADE
 from .npyio import Npz, expand_path, magic, one_line
 from .optim import optimizer_class
-from .runfolder import CHECKPOINT_NAME, METRICS_COLUMNS, CheckpointError, _json_default, atomic_file
+from .runfolder import (CHECKPOINT_NAME, LOCK_NAME, METRICS_COLUMNS, CheckpointError, _holds, _json_default, atomic_file,
+                        run_lock)
 
 CHECKPOINT_FORMAT = "made-np-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -79,8 +81,24 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
         Nothing is written when the checkpoint would not load (:func:`load_checkpoint`'s checks):
         weights that are not finite, or an entry of the JSON ``config`` (e.g. ``dataset_spec``)
         of the wrong kind.
+    made_np.runfolder.RunLockedError
+        ``path`` lies in a run folder that another run is writing (a live training): its next
+        epoch would have written over this checkpoint, or this one over its.
+    ValueError
+        ``model`` is not a MADE.
     """
+    check_model(model)
     path = Path(path)
+    if path.is_dir():  # a run folder, as load_checkpoint takes one
+        path = path / CHECKPOINT_NAME
+    live = (path.parent / LOCK_NAME).exists() and not _holds(path.parent)
+    with run_lock(path.parent) if live else contextlib.nullcontext():  # refused while another run holds it
+        return _save(path, model, train_config, dataset_spec, optimizer, optimizer_state, best_params, history,
+                     train_state, results)
+
+
+def _save(path, model, train_config, dataset_spec, optimizer, optimizer_state, best_params, history, train_state,
+          results) -> Path:
     arrays = dict(model.state_dict())
     if optimizer is not None:
         for k, v in (optimizer_state if optimizer_state is not None else optimizer.state_dict()).items():
@@ -396,6 +414,7 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
     made_np.backend.BackendError
         Unusable device.
     """
+    memory_limit = None if memory_limit is None else check_int("memory_limit (bytes)", memory_limit, 1)
     p = resolve_checkpoint_path(path)
     arrays, meta, model_config, train_config = _read_checkpoint(p, memory_limit=memory_limit)
     model = MADE(model_config, backend.get_xp(device), draw_weights=False)

@@ -168,9 +168,15 @@ def check_state(model, state: dict, prefix: str = "") -> None:
     for name, p in zip(model.param_names, model.params):
         if name not in state:
             raise ValueError(f"parameter {prefix + name!r} missing from the state")
-        if tuple(state[name].shape) != tuple(p.shape):
-            raise ValueError(f"parameter {prefix + name!r} has shape {tuple(state[name].shape)}, "
-                             f"expected {tuple(p.shape)}")
+        a = backend.to_host(state[name])
+        if tuple(a.shape) != tuple(p.shape):
+            raise ValueError(f"parameter {prefix + name!r} has shape {tuple(a.shape)}, expected {tuple(p.shape)}")
+        with np.errstate(over="ignore"):  # 1e300 is inf in float32: refused below, not warned about
+            finite = a.dtype.kind in "biuf" and bool(np.isfinite(a.astype(model.dtype)).all())
+        if not finite:
+            raise ValueError(f"parameter {prefix + name!r} must hold finite numbers in the model's {model.dtype.name}, "
+                             f"got dtype {a.dtype}" + ("" if a.dtype.kind not in "biuf" else " with NaN, inf or a "
+                                                       "value beyond the dtype's range"))
 
 
 # --------------------------------------------------------------------------- data
@@ -190,7 +196,10 @@ def check_data(model, x, name: str = "x", where=None):
         fix = ": pass x.toarray()" if hasattr(x, "toarray") else " (a generator or iterator: make it a list or an array)"
         raise ValueError(f"{name} must be an array of shape (N, {c.D}) (NumPy, CuPy, or a list of rows), "
                          f"got {type(x).__name__}{fix}")
-    x = xp.asarray(x)
+    try:
+        x = xp.asarray(x)
+    except ValueError as exc:  # a ragged list of rows
+        raise ValueError(f"{name} must be an array of shape (N, {c.D}): {exc}") from None
     if x.ndim != 2 or x.shape[1] != c.D:
         raise ValueError(f"{name} must have shape (N, {c.D}) for this model of D = {c.D}, got {tuple(x.shape)}")
     if x.dtype.kind not in "biuf":
@@ -231,7 +240,8 @@ def check_context(model, context, n: int | None = None):
                          f"pass context ({kind})")
     if c.context_encoding == "onehot" and np.ndim(context) <= 1:
         labels = backend.to_host(context)  # on the host, checked before any cast (2**63 + 5 is not -2**63 + 5)
-        if labels.dtype.kind not in "iub" and not (labels.dtype.kind == "f" and (labels == np.round(labels)).all()):
+        if labels.dtype.kind not in "iub" and not (labels.dtype.kind == "f" and np.isfinite(labels).all()
+                                                   and (labels == np.round(labels)).all()):
             raise ValueError(f"context labels must be integers in 0..{c.context - 1}, got {short(context)} "
                              f"(dtype {labels.dtype})")
         if labels.size and (labels.min() < 0 or labels.max() >= c.context):
@@ -296,14 +306,23 @@ def _split_context(model, dataset, split: str):
     return check_context(model, ctx, n)
 
 
-def check_fit_arguments(model, cfg, out_dir, callback) -> None:
+def check_callable(name: str, fn) -> None:
+    """``fn`` is None or callable (a progress or callback function, called only after work began)."""
+    if fn is not None and not callable(fn):
+        raise ValueError(f"{name} must be a function (or None), got {short(fn)}")
+
+
+def check_fit_arguments(model, cfg, out_dir, callback, progress=None, dataset_spec=None) -> None:
     """What :func:`made_np.train.fit` is given, before anything is allocated or written: the kinds
     of its arguments."""
     check_model(model)
     if cfg is not None and type(cfg).__name__ != "TrainConfig":
         raise ValueError(f"cfg must be a made_np.TrainConfig (or None for the recipe), got {type(cfg).__name__}")
-    if callback is not None and not callable(callback):  # not after the first epoch
-        raise ValueError(f"callback must be a function of an epoch's row, got {callback!r}")
+    check_callable("callback", callback)  # not after the first epoch
+    check_callable("progress", progress)
+    if dataset_spec is not None and not isinstance(dataset_spec, dict):
+        raise ValueError(f"dataset_spec must be a dict such as {{'spec': 'digits', 'path': None, 'seed': 0}} (or None), "
+                         f"got {short(dataset_spec)}")
     if out_dir is not None and not str(out_dir).strip():
         raise ValueError("out_dir is an empty name; give the run folder, or None to write nothing")
 
@@ -320,6 +339,8 @@ def check_noise(model, noise):
     D = model.config.D
     if u.ndim != 2 or u.shape[1] != D:
         raise ValueError(f"noise must have shape (n, {D}), got {tuple(u.shape)}")
+    if u.dtype.kind not in "iuf":  # complex (its imaginary part dropped), strings
+        raise ValueError(f"noise must hold real numbers in [0, 1), got dtype {u.dtype}")
     if u.size and not bool(((u >= 0) & (u < 1)).all()):
         raise ValueError("noise must hold uniform values in [0, 1) (no NaN)")
     return u

@@ -53,7 +53,7 @@ import math
 import numpy as np
 
 from . import backend, limits, sampling
-from .checks import MAX_SEED, check_choice, check_context, check_data, check_int, check_model
+from .checks import MAX_SEED, check_callable, check_choice, check_context, check_data, check_int, check_model
 from .config import MAX_EVAL_MASKS
 from .masks import MaskSet, direct_mask, hidden_degrees, hidden_mask, input_ordering, output_mask
 
@@ -324,6 +324,7 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
         Shapes differ, or a single-ordering model and a non-prefix observed set.
     """
     masks, seed, batch_size = _counts(masks, seed, batch_size)
+    check_callable("progress", progress)
     xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing)
     y = check_context(model, context, obs.shape[0])
     return _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y, progress)
@@ -463,6 +464,7 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     check_model(model)
     n = check_int("n", n, 1)
     masks, seed, batch_size = _counts(masks, seed, batch_size)
+    check_callable("progress", progress)
     draw = sampling.METHODS[check_choice("completion method", method, COMPLETION_METHODS)]
     xp, D = model.xp, model.config.D
     xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing=False)

@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 
 from . import backend, limits
-from .checks import (check_context, check_data, check_int, check_mask, check_mask_indices, check_model_config,
+from .checks import (check_context, check_data, check_int, check_mask, check_mask_index, check_mask_indices,
+                     check_model_config,
                      check_state)
-from .config import MADEConfig  # noqa: F401  (part of this module's API)
+from .config import MAX_EVAL_MASKS, MADEConfig  # noqa: F401  (MADEConfig: part of this module's API)
 from .heads import head_class, make_head
 from .layers import Dense, MaskedDense, make_activation
 from .masks import MaskSet, draw_masks
@@ -385,14 +386,23 @@ class MADE:
         which = int(which)
         hit = self._mask_cache.get(which)
         if hit is None:
-            maskset = self.maskset_at(which)
+            maskset = self._maskset_at(which)
             hit = (maskset, self._device_masks(maskset))
             if self._cache_masks:
                 self._mask_cache[which] = hit
         return hit
 
     def maskset_at(self, index: int):
-        """The host :class:`~made_np.masks.MaskSet` of mask ``index`` of the bank."""
+        """The host :class:`~made_np.masks.MaskSet` of mask ``index`` of the bank.
+
+        Raises
+        ------
+        ValueError
+            ``index`` outside the bank (:func:`made_np.checks.check_mask_index`).
+        """
+        return self._maskset_at(check_mask_index(index, self.config.num_masks))
+
+    def _maskset_at(self, index: int):
         c = self.config
         return draw_masks(
             c.D, c.hidden, seed=c.seed, index=index, ordering=c.ordering,
@@ -435,7 +445,7 @@ class MADE:
         list of int
         """
         K = self.config.num_masks
-        n = eval_masks or DEFAULT_EVAL_MASKS
+        n = DEFAULT_EVAL_MASKS if eval_masks is None else check_int("eval_masks", eval_masks, 1, MAX_EVAL_MASKS)
         return list(range(min(K, n) if K >= 1 else n))
 
     # ------------------------------------------------------------------ data

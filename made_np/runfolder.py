@@ -77,20 +77,19 @@ def _write_target(path: Path) -> Path:
 
 
 def other_run(path, own=None) -> str:
-    """Why writing ``path`` would change a run folder (a folder holding a checkpoint ``model.npz``)
-    that is not the writer's own, or ``""``: the file it writes (links followed) lies in such a
-    folder and ``path`` leads there through a symbolic link, or, given ``own`` (the run folder of a
-    command's checkpoint), it is one of that run's files (:data:`ATOMIC_FILES`). A folder this
-    thread holds (:func:`run_lock`) is its own: ``train --resume A`` whose ``model.npz`` was a link
-    to run B's rewrote B without its lock."""
+    """Why writing ``path`` would change a run folder (a folder holding a checkpoint ``model.npz``),
+    or ``""``: the file it writes (links followed) lies in such a folder that this thread does not
+    hold (:func:`run_lock`) and ``path`` leads there through a symbolic link, or, for a command's
+    output (``own``: the run folder of the command's checkpoint, given), it is one of a run's files
+    (:data:`ATOMIC_FILES`), its own run's included: ``sample A --out A/loss.png`` replaced A's loss
+    curve, even while A trained. A new file in a run's folder is fine. ``train --resume A`` whose
+    ``model.npz`` was a link to run B's rewrote B without its lock."""
     path = Path(path)
     target = Path(os.path.realpath(path))
     folder = target.parent
     if not (folder / CHECKPOINT_NAME).is_file() or _holds(folder):
         return ""
-    if own is not None and os.path.realpath(own) == str(folder):
-        return ""
-    if os.path.realpath(path.parent) != str(folder):
+    if os.path.realpath(path.parent) != str(folder) and (own is None or os.path.realpath(own) != str(folder)):
         return (f"a link to {target}, in the folder of another run; writing through it would change that "
                 "run: write another file (or replace the link by a copy of its file)")
     if own is not None and target.name in ATOMIC_FILES:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from . import backend, limits
 from .registry import speed_form
-from .checks import (check_choice, check_context, check_given, check_int, check_mask, check_mask_indices, check_model, check_noise,
+from .checks import (check_choice, check_context, check_data, check_given, check_int, check_mask, check_mask_indices, check_model, check_noise,
                      check_seed)
 
 DEFAULT_METHOD = "fast"
@@ -124,8 +124,12 @@ def checked_draw(model, n, noise, seed, context, given, n_given, mask, blocked: 
     """
     check_model(model)
     u = noise_for(model, n, noise, seed, blocked)
-    n = u.shape[0]
-    return u, check_context(model, context, n), given, check_given(model, n, given, n_given), check_mask(model, mask)
+    n, mask = u.shape[0], check_mask(model, mask)
+    n_given = check_given(model, n, given, n_given)
+    if n_given:  # the given values are values of the model's variables (a 7 of a binary model was drawn on)
+        first = model.xp.asarray(model._mask(mask)[0].ordering <= n_given)
+        check_data(model, given, "given", where=model.xp.broadcast_to(first, (n, model.config.D)))
+    return u, check_context(model, context, n), given, n_given, mask
 
 
 def draw_naive(model, u, y=None, given=None, n_given: int = 0, mask=0):

@@ -133,6 +133,7 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     if eval_masks is not None:
         eval_masks = check_int("eval_masks", eval_masks, 1, MAX_EVAL_MASKS)
     batch_size = check_int("batch_size", batch_size, 1)
+    single = check_mask_index(mask_index, model.config.num_masks)  # checked even when the ensemble is scored
     x = check_data(model, backend.to_device(x, xp))
     if x.shape[0] == 0:
         raise ValueError("evaluate: x has no rows (a mean NLL needs at least one example)")
@@ -147,7 +148,6 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         nll = model._ensemble_nll(x, indices, batch_size, y)
         masks, single = len(indices), None
     else:
-        single = check_mask_index(mask_index, K)
         nll, masks = model._nll(x, model._mask(single)[1], batch_size, y), 1
     values = backend.to_host(nll).astype(np.float64)
     n, D = int(values.shape[0]), model.config.D
@@ -348,7 +348,7 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     """
     from .fast.threads import max_threads, thread_policy
 
-    check_fit_arguments(model, cfg, out_dir, callback)
+    check_fit_arguments(model, cfg, out_dir, callback, progress, dataset_spec)
     if resume_state is not None:  # before the folder check reads it
         check_info(resume_state)
     lock = run_lock(out_dir) if out_dir is not None else contextlib.nullcontext()

@@ -471,3 +471,41 @@ def test_the_library_checks_name_the_options_that_give_their_arguments(binrun, t
                             "--mixture 5: mask index 4 is outside the bank of 4 masks"),
                            (("sample", "--context", 1, "--out", tmp_path / "s.npy"), "--context 1: this model has no context")]:
         one_line_error(run(args[0], binrun / "run", *args[1:]), fragment)
+
+
+def test_the_hostile_inputs_of_this_round_are_one_valueerror_each():
+    """Found by the hostile-input campaign of this round: each used to be a traceback of another kind,
+    a raw NumPy message or a silently wrong result."""
+    from made_np import MADE, MADEConfig, evaluate, fit, load_checkpoint, log_marginal, sample
+    from made_np.sampling import sample_naive
+
+    model = MADE(MADEConfig(D=4, hidden=(6,), num_masks=3, seed=0))
+    x = np.zeros((2, 4), dtype=np.uint8)
+    obs = np.ones((2, 4), dtype=bool)
+    state = model.state_dict()
+    for bad, fragment in [({**state, "W0": np.full_like(state["W0"], np.nan)}, "finite numbers"),
+                          ({**state, "W0": np.full(state["W0"].shape, 1e300)}, "finite numbers"),
+                          ({**state, "W0": "abc"}, "has shape")]:
+        with pytest.raises(ValueError, match=fragment):
+            model.load_state_dict(bad)  # NaN and 1e300 (inf in float32) used to load silently
+    with pytest.raises(ValueError, match="progress must be a function"):
+        log_marginal(model, x, obs, progress=5)  # used to fail after the work began
+    with pytest.raises(ValueError, match="eval_masks must be"):
+        model.eval_mask_indices(-1)  # gave [] (and 0 the whole bank, 2.5 a TypeError)
+    with pytest.raises(ValueError, match="outside the bank"):
+        model.maskset_at(99)
+    with pytest.raises(ValueError, match="outside the bank"):
+        evaluate(model, x, mask_index=99)  # ignored when the ensemble was scored
+    with pytest.raises(ValueError, match="noise must hold real numbers"):
+        sample(model, noise=np.full((3, 4), 0.5 + 0j))  # the imaginary part was dropped
+    with pytest.raises(ValueError, match="given must hold integers in 0..1"):
+        sample_naive(model, 3, seed=0, n_given=2, given=np.full((3, 4), 7), mask=0)  # drew on a 7
+    with pytest.raises(ValueError, match="x must be an array of shape"):
+        model.nll([[0, 0, 0, 0], [0, 0, 0]])  # NumPy's 'inhomogeneous shape' named nothing
+    conditional = MADE(MADEConfig(D=4, hidden=(6,), context=3))
+    with pytest.raises(ValueError, match="context labels must be integers"):
+        conditional.nll(x, context=[np.inf, 0.0])  # an OverflowError while writing the message
+    with pytest.raises(ValueError, match="memory_limit"):
+        load_checkpoint("nowhere", memory_limit="2G")
+    with pytest.raises(ValueError, match="dataset_spec must be a dict"):
+        fit(model, None, dataset_spec="digits")

@@ -895,3 +895,35 @@ def test_complete_png_of_two_variables_is_refused_before_anything_is_written(tmp
     assert not out.exists() and not png.exists()
     assert run("complete", tmp_path / "run", "--occlude", "random:0.5", "--out", out).exit_code == 0
     assert np.load(out)["completions"].shape == (16, 8, 2)
+
+
+def test_save_checkpoint_refuses_a_run_another_process_is_training(tmp_path):
+    """The API's save_checkpoint wrote over a live run's model.npz (its next epoch wrote over it
+    again): it now takes the run folder's lock, refused while another process holds it; a folder
+    names its model.npz, and a model that is not a MADE is named."""
+    import subprocess
+    import sys
+
+    from made_np.checkpoint import save_checkpoint
+    from made_np.model import MADE, MADEConfig
+    from made_np.runfolder import RunLockedError
+
+    model = MADE(MADEConfig(D=3, hidden=(4,)))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    assert save_checkpoint(run_dir / "model.npz", model).is_file()
+    assert save_checkpoint(run_dir, model) == run_dir / "model.npz"  # a folder: its model.npz
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from made_np.runfolder import run_lock\n"
+                               f"with run_lock({str(run_dir)!r}):\n    print('held', flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = (run_dir / "model.npz").read_bytes()
+        with pytest.raises(RunLockedError):
+            save_checkpoint(run_dir / "model.npz", model)
+        assert (run_dir / "model.npz").read_bytes() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(ValueError, match="model must be a made_np.MADE"):
+        save_checkpoint(run_dir, (model, {}))

@@ -65,9 +65,18 @@ def test_outputs_never_write_over_or_into_another_run(runs, tmp_path, command, o
 
 
 def test_a_commands_own_run_and_plain_files_stay_writable(runs, tmp_path):
+    """A new file in the command's own run folder is fine; the run's own files are not (sample
+    A --out A/loss.png replaced A's loss curve by a grid of samples, even while A trained)."""
     a = shutil.copytree(runs / "A", tmp_path / "A")
-    r = run("sample", a, "-n", 4, "--out", a / "samples.png")  # its own figure, redrawn
+    r = run("sample", a, "-n", 4, "--out", a / "more-samples.png")  # a new figure in its own folder
     assert r.exit_code == 0, r.output
+    for name in ("samples.png", "loss.png"):
+        before = (a / name).read_bytes()
+        r = run("sample", a, "-n", 4, "--out", a / name)
+        assert r.exit_code == 2 and f"is the {name} of the run in" in r.output
+        assert (a / name).read_bytes() == before
+    r = run("masks", a, "--out", tmp_path / "m.npz", "--png", a / "loss.png")
+    assert r.exit_code == 2 and "loss.png of the run" in r.output
     r = run("masks", runs / "A", "--out", tmp_path / "B-masks.npz")  # a new file, no run's folder
     assert r.exit_code == 0 and (tmp_path / "B-masks.npz").is_file()
     target, link = tmp_path / "t.npz", tmp_path / "l.npz"
