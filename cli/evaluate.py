@@ -45,6 +45,9 @@ def evaluate_cmd(ctx, checkpoint, split, eval_masks, mask_index, observed, occlu
                             "(its masks are --masks); give one of the two" if marginal else f"{option} {value}: "
                             "used only with --observed or --occlude (the marginal -log p(x_o)); leave it out")
     model, info, _ = load_run(checkpoint, device, max_memory)
+    if model.config.num_masks == 1 and given(ctx, "eval_masks"):
+        raise UserError(f"--eval-masks {eval_masks}: this model has a single mask (num_masks = 1), so there is no "
+                        "ensemble to average; leave --eval-masks out")
     with user_values({"mask index": "--mask-index"}):
         model.mask(mask_index)  # the library's check of the index, before the data are read
     ds, x = load_split(info, split, dataset_path)

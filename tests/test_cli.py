@@ -336,3 +336,10 @@ def test_one_example_shows_no_standard_error():
     assert format_nats(4.2, 0.6, 2, 6) == "4.200 ± 0.600 nats (0.70000 ± 0.10000 nats/dim)"
     assert format_nats(1.0174, 0.0, 1) == "1.017 nats (one example: no standard error)"  # complete, evaluate --observed
     assert format_nats(1.0174, 0.25, 3) == "1.017 ± 0.250 nats"
+
+
+def test_evaluate_refuses_an_ensemble_size_for_a_single_mask(single_run):
+    """--eval-masks on a single-mask run was silently ignored (sample --mixture refuses the same)."""
+    out, _ = single_run
+    r = CliRunner().invoke(cli, ["evaluate", str(out), "--eval-masks", "4"])
+    assert r.exit_code == 2 and "--eval-masks 4: this model has a single mask" in r.output
