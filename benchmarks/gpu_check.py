@@ -39,6 +39,9 @@ import numpy as np  # noqa: E402
 from made_np import MADE, MADEConfig, TrainConfig, backend  # noqa: E402
 from made_np.fast.engine import FastEngine  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import run as bench  # noqa: E402  (the PyTorch peer of benchmarks/run.py)
+
 D, BATCH, STEPS_PER_EPOCH = 784, 100, 500
 SHAPES = {"1x500": ((500,), False), "1x8000+direct": ((8000,), True), "2x8000": ((8000, 8000), False)}
 
@@ -105,43 +108,10 @@ def made_epoch(xp, train, hidden, direct: bool, steps: int, sync) -> float:
 
 
 def torch_epoch(device: str, train, hidden, direct: bool, steps: int):
-    """The same masked step in PyTorch on ``device``, seconds per epoch; or the reason it is skipped."""
-    try:
-        import torch
-    except Exception as exc:  # ImportError, or a broken install
-        return f"skipped: torch not importable ({type(exc).__name__})"
-    dev = torch.device("cuda" if device == "cuda" else "cpu")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        return "skipped: torch has no CUDA"
-    made = MADE(MADEConfig(D=D, hidden=hidden, seed=0, direct=direct))
-    Ws = [torch.tensor(layer.W, device=dev, requires_grad=True) for layer in made._all_layers]
-    bs = [torch.tensor(layer.b, device=dev, requires_grad=True) for layer in made.layers]
-    Ms = [torch.tensor(np.asarray(M), device=dev) for M in made.mask(0)[1]]
-    opt = torch.optim.Adam(Ws + bs, lr=1e-3)
-    data = torch.tensor(train[: steps * BATCH].astype(np.float32), device=dev)
-    L = len(made.layers)
-
-    def step(xb):
-        h = xb
-        for i in range(L):
-            h = h @ (Ws[i] * Ms[i]) + bs[i]
-            h = torch.relu(h) if i < L - 1 else h
-        if direct:
-            h = h + xb @ (Ws[-1] * Ms[-1])
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(h, xb, reduction="sum") / xb.shape[0]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    for i in range(3):
-        step(data[i * BATCH:(i + 1) * BATCH])
-    sync()
-    t0 = time.perf_counter()
-    for i in range(steps):
-        step(data[i * BATCH:(i + 1) * BATCH])
-    sync()
-    return (time.perf_counter() - t0) / steps * STEPS_PER_EPOCH
+    """PyTorch's seconds per epoch of the same masked step on ``device`` (benchmarks/run.py's peer);
+    or the reason it is skipped."""
+    row = bench.torch_peer(train, hidden, direct=direct, steps=steps, repeats=1, device=device)
+    return row.get("epoch_s", f"skipped: {row.get('skipped')}")
 
 
 def main(argv=None) -> int:

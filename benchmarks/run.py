@@ -345,9 +345,10 @@ def print_training(rows: list) -> None:
         "the blocked form skips the zero blocks); prods: the step's own products; +A: direct connections")
 
 
-def torch_peer(train, hidden, *, direct: bool, steps: int, repeats: int) -> dict:
+def torch_peer(train, hidden, *, direct: bool, steps: int, repeats: int, device: str = "cpu") -> dict:
     """Seconds per epoch of the same masked MADE step (masked products, Bernoulli NLL, Adam)
-    in PyTorch on the CPU, when ``import torch`` works; else ``{"skipped": reason}``.
+    in PyTorch on ``device`` (``cpu`` or ``cuda``), when ``import torch`` works (and has CUDA, for
+    ``cuda``); else ``{"skipped": reason}``.
 
     torch is not a dependency of made-np: this row only places the NumPy numbers beside a peer's.
     """
@@ -355,15 +356,20 @@ def torch_peer(train, hidden, *, direct: bool, steps: int, repeats: int) -> dict
         import torch
     except Exception as exc:  # ImportError, or a broken install
         return {"skipped": f"torch not importable ({type(exc).__name__}: {exc})"}
+    if device == "cuda" and not torch.cuda.is_available():
+        return {"skipped": "torch has no CUDA"}
+    dev = torch.device(device)
     made = MADE(MADEConfig(D=D, hidden=hidden, seed=0, direct=direct))
-    Ws = [torch.tensor(layer.W, requires_grad=True) for layer in made._all_layers]
-    bs = [torch.tensor(layer.b, requires_grad=True) for layer in made.layers]
-    Ms = [torch.tensor(np.asarray(M)) for M in made.mask(0)[1]]
+    Ws = [torch.tensor(layer.W, device=dev, requires_grad=True) for layer in made._all_layers]
+    bs = [torch.tensor(layer.b, device=dev, requires_grad=True) for layer in made.layers]
+    Ms = [torch.tensor(np.asarray(M), device=dev) for M in made.mask(0)[1]]
     opt = torch.optim.Adam(Ws + bs, lr=1e-3)
     rng = backend.host_rng(0)
     idx = rng.permutation(train.shape[0])
-    batches = [torch.tensor(train[idx[i * BATCH:(i + 1) * BATCH]].astype(np.float32)) for i in range(steps)]
+    batches = [torch.tensor(train[idx[i * BATCH:(i + 1) * BATCH]].astype(np.float32), device=dev)
+               for i in range(steps)]
     n_layers = len(made.layers)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step(xb):
         h = xb
@@ -383,7 +389,7 @@ def torch_peer(train, hidden, *, direct: bool, steps: int, repeats: int) -> dict
             step(xb)
 
     epoch_part()  # warm up
-    best = best_of(epoch_part, repeats) / steps
+    best = best_of(epoch_part, repeats, sync=sync) / steps
     return {"torch": torch.__version__, "threads": torch.get_num_threads(), "step_ms": best * 1e3,
             "epoch_s": best * STEPS_PER_EPOCH, "steps_timed": steps, "repeats": repeats}
 
