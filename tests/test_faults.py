@@ -5,6 +5,7 @@ Every user-facing failure is one line ``Error: ...`` naming the option or file, 
 documented exit status (2 user error, 3 divergence, 130 interrupted), and what was saved
 before it stays readable and resumable.
 """
+import contextlib
 import errno
 import json
 import os
@@ -709,6 +710,22 @@ def test_corrupt_resume_state_is_refused_before_training(unfinished, tmp_path, m
     assert sorted(p.name for p in bad.iterdir()) == ["model.npz"]  # nothing written, lock released
 
 
+@contextlib.contextmanager
+def stopped_after_the_first_epoch():
+    """``made-np train`` inside the block is stopped by a Ctrl-C after its first epoch (exit 130)."""
+    from made_np.train import fit as real_fit
+
+    def interrupted(*args, callback=None, **kwargs):
+        def cb(row):
+            callback(row)
+            raise KeyboardInterrupt
+        return real_fit(*args, callback=cb, **kwargs)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("made_np.cli.train.fit", interrupted)
+        yield
+
+
 @pytest.mark.parametrize("change", ["one value", "fewer rows"])
 def test_a_data_file_changed_since_training_is_refused(tmp_path, change):
     """Resume and evaluate read the run's data file again: a file changed since (one value
@@ -717,16 +734,7 @@ def test_a_data_file_changed_since_training_is_refused(tmp_path, change):
     x = (np.random.default_rng(3).random((200, 6)) < 0.4).astype(np.uint8)
     np.save(data, x)
     out = tmp_path / "run"
-    with pytest.MonkeyPatch.context() as m:  # stopped after epoch 1 of 3
-        real_fit = __import__("made_np.train", fromlist=["fit"]).fit
-
-        def interrupted(*args, callback=None, **kwargs):
-            def cb(row):
-                callback(row)
-                raise KeyboardInterrupt
-            return real_fit(*args, callback=cb, **kwargs)
-
-        m.setattr("made_np.cli.train.fit", interrupted)
+    with stopped_after_the_first_epoch():
         assert run("train", "--dataset", data, "--out", out, "--hidden", 8, "--epochs", 3).exit_code == 130
     assert run("evaluate", out).exit_code == 0  # the same file: fine
     if change == "one value":
@@ -752,16 +760,7 @@ def test_a_context_file_changed_since_training_is_refused(tmp_path):
     splits = {f"{k}_data": v for k, v in splits.items()}
     data, out = tmp_path / "rows.npz", tmp_path / "run"
     np.savez(data, **splits, **contexts)
-    with pytest.MonkeyPatch.context() as m:  # stopped after epoch 1 of 3
-        real_fit = fit
-
-        def interrupted(*args, callback=None, **kwargs):
-            def cb(row):
-                callback(row)
-                raise KeyboardInterrupt
-            return real_fit(*args, callback=cb, **kwargs)
-
-        m.setattr("made_np.cli.train.fit", interrupted)
+    with stopped_after_the_first_epoch():
         result = run("train", "--dataset", data, "--context", "file", "--out", out, "--hidden", 8, "--epochs", 3)
         assert result.exit_code == 130, result.output
     assert run("evaluate", out).exit_code == 0  # the same file: fine
