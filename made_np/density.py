@@ -89,7 +89,9 @@ def log_density_table(model, batch_size: int = 4096, mask_indices=None) -> np.nd
     mask_indices : sequence of int or made_np.masks.MaskSet, optional
         Masks to average over (:meth:`~made_np.model.MADE.mask`): the table of the mixture
         ``log p(x) = logsumexp_k log p_k(x) - log K`` (paper Sec. 4.2, test-time
-        averaging of probabilities). ``None``: mask 0 only.
+        averaging of probabilities). ``None``: the density the model reports
+        (:meth:`~made_np.model.MADE.log_prob`): its test ensemble for a bank, its mask for a
+        single-mask model.
 
     Returns
     -------
@@ -111,9 +113,10 @@ def log_density_table(model, batch_size: int = 4096, mask_indices=None) -> np.nd
             f"density table of {C}^{D} = {C ** D:.3g} configurations exceeds the limit "
             f"of {MAX_TABLE_SIZE:.0e}; exact tables are only for small D"
         )
-    if mask_indices is None:
+    if mask_indices is None and model.config.num_masks == 1:
         flat = _single_mask_table(model, batch_size)
     else:
+        mask_indices = model.eval_mask_indices() if mask_indices is None else mask_indices
         mask_indices = [check_mask(model, k) for k in mask_indices]
         if not mask_indices:
             raise ValueError("log_density_table needs at least one mask index")

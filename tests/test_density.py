@@ -278,3 +278,11 @@ def test_a_conditional_model_has_no_single_table():
     model = MADE(MADEConfig(D=3, hidden=(4,), context=2))
     with pytest.raises(ValueError, match="conditional"):
         log_density_table(model)
+
+
+def test_the_table_of_a_bank_is_the_density_log_prob_gives():
+    """log_density_table(model) and MADE.log_prob answer the same question: a bank's ensemble."""
+    model = categorical(2, 3, "onehot", False, num_masks=3, order_agnostic=True, connectivity_agnostic=True, seed=4)
+    x = all_configurations(3, 2)
+    np.testing.assert_allclose(log_density_table(model).reshape(-1), model.log_prob(x), atol=1e-10)
+    assert not np.allclose(log_density_table(model), log_density_table(model, mask_indices=[0]))
