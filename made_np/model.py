@@ -378,7 +378,8 @@ class MADE:
         return self._mask(check_mask(self, which))
 
     def _mask(self, which) -> tuple:
-        """:meth:`mask` without the check (the passes' own calls, with a mask already checked)."""
+        """:meth:`mask` without the check (the passes' own calls, with a mask already checked); a
+        ``(maskset, arrays)`` pair already resolved is returned as it is."""
         if isinstance(which, tuple):  # already resolved: (maskset, arrays)
             return which
         if isinstance(which, MaskSet):

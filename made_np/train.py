@@ -361,9 +361,9 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         with thread_policy(threads, model, cfg.batch_size) as n:
             if verbose:
                 callback = _printing(callback)
-            run = _Run(model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state)
-            run.threads = n or max_threads()  # None: the libraries' defaults, BLAS on every core
-            return run.train(callback, progress)
+            threads_used = n or max_threads()  # None: the libraries' defaults, BLAS on every core
+            return _Run(model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state,
+                        threads_used).train(callback, progress)
 
 
 def _printing(callback):
@@ -418,11 +418,11 @@ def _check_run_folder(out_dir, resume_state) -> None:
 class _Run:
     """The state of one training run: engine, optimiser, data, counters, best weights."""
 
-    def __init__(self, model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state):
+    def __init__(self, model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state, threads: int):
         xp = model.xp
         self.model, self.cfg, self.xp = model, cfg, xp
         self.c_train, self.c_valid = contexts  # a conditional model's, encoded once: rows gathered with the data's
-        self.threads = None  # the CPU threads the run is given (fit)
+        self.threads = threads  # the CPU threads the run is given (recorded in its rows)
         self.v_indices = valid_mask_indices(model, cfg)
         self.spec = dict(dataset_spec) if dataset_spec else _default_spec(dataset)
         fingerprints = split_fingerprints(dataset)
