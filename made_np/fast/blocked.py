@@ -35,6 +35,11 @@ BLOCK_MIN_SIZE = 1 << 15
 #: dW at 784x500, 784x784 and 784x8000 (benchmarks/sparse_first_layer.py, docs/performance.md).
 SPARSE_MAX_LIVE = 0.8
 
+#: Blocks whose products are summed (they share output rows or columns) are summed in this
+#: many fixed groups, each into a buffer of its own, whatever the threads that run them: the
+#: bits of a sum then do not depend on the pool (a pool of 1 adds one buffer more, ~10 us).
+SUM_GROUPS = 2
+
 
 def relabel(maskset: MaskSet, input_perm, hidden_perms) -> MaskSet:
     """The same connectivity with inputs and hidden units renumbered.
@@ -270,6 +275,7 @@ class BlockedDense(_Dense):
             band = slice(*_live_range(backend.to_host(m).min(axis=1) == 0))
             self._bands.append((band, m[band]))
         self.set_pool(None)
+        self._groups = [g for g in self._share_out(SUM_GROUPS) if g] or [[]]
         # union products for inputs with many all-zero columns (data layers, column blocks, NumPy)
         self.sparse_input = bool(sparse_input) and self.by == "columns" and xp is np
         self._live = None
@@ -301,8 +307,10 @@ class BlockedDense(_Dense):
 
         Blocks that partition the output's side write their own slices, split over
         the threads of :attr:`pool`. Blocks that share output rows (columns) are
-        summed: each thread sums its blocks into a buffer of its own (the first
-        buffer is the output), and the buffers are added.
+        summed: each of the fixed :attr:`_groups` sums its blocks into a buffer of its
+        own (the first buffer is the output), the groups shared out over the threads,
+        and the buffers are added in turn. The groups do not depend on the pool, so
+        neither do the bits of the sum (tests/test_blocked.py).
         """
         xp = self.xp
         if (self.by == "columns") != transpose:
@@ -311,9 +319,9 @@ class BlockedDense(_Dense):
                 out[:, gap] = 0
             self._run([(self._write_blocks, a, out, transpose, part) for part in self._parts])
             return out
-        parts = [p for p in self._parts if p] or [[]]
-        bufs = [xp.empty((a.shape[0], width), dtype=a.dtype) for _ in parts]
-        self._run([(self._sum_blocks, a, buf, transpose, part) for buf, part in zip(bufs, parts)])
+        groups, n = self._groups, 1 if self.pool is None else self.pool.threads
+        bufs = [xp.empty((a.shape[0], width), dtype=a.dtype) for _ in groups]
+        self._run([(self._sum_groups, a, bufs[k::n], transpose, groups[k::n]) for k in range(min(n, len(groups)))])
         out = bufs[0]
         for buf in bufs[1:]:
             out += buf
@@ -363,6 +371,10 @@ class BlockedDense(_Dense):
             return
         for (src, dst), w in self._pairs(part, transpose):
             self.xp.matmul(a[:, src], w, out=out[:, dst])
+
+    def _sum_groups(self, a, bufs, transpose, groups) -> None:
+        for buf, part in zip(bufs, groups):
+            self._sum_blocks(a, buf, transpose, part)
 
     def _sum_blocks(self, a, out, transpose, part) -> None:
         """``out`` = the sum of ``a[:, src] w`` placed at ``out[:, dst]`` over the blocks ``part``.
@@ -423,14 +435,16 @@ class BlockedDense(_Dense):
         (:func:`made_np.fast.threads.blas_threads`): blocks are too small for BLAS's own
         threads to pay (docs/performance.md)."""
         self.pool = pool
-        n = 1 if pool is None else pool.threads
-        # blocks to threads, largest first to the least loaded (balanced work, disjoint outputs)
+        self._parts = self._share_out(1 if pool is None else pool.threads)
+
+    def _share_out(self, n: int) -> list:
+        """The blocks in ``n`` lists, largest first to the least loaded (balanced work)."""
         parts, load = [[] for _ in range(n)], [0] * n
         for i in sorted(range(len(self.index)), key=lambda i: -self._W[i].size):
             k = min(range(n), key=lambda k: load[k])
             parts[k].append(i)
             load[k] += self._W[i].size
-        self._parts = [sorted(p) for p in parts]
+        return [sorted(p) for p in parts]
 
     def forward(self, x, M=None, keep: bool = True):
         """``y = x (W * M) + b``; x : (batch, fan_in) -> (batch, fan_out). The mask is the
