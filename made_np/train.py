@@ -294,7 +294,7 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         ``callback(row)`` after each epoch (after the checkpoint) with
         ``row = {"epoch", "train_nll", "valid_nll", "seconds", "train_seconds", "valid_seconds", "lr",
         "threads", "best"}`` (seconds of the whole epoch, of its steps, of its validation; the CPU
-        threads it ran on);
+        threads most of its steps ran on);
         returning True stops training.
     resume_state : dict, optional
         The ``info`` of :func:`made_np.checkpoint.load_checkpoint` for a model loaded
@@ -313,8 +313,10 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         How to reload the data (stored in the checkpoint), e.g.
         ``{"spec": "digits", "path": None, "seed": 0}``.
     threads : int or "auto"
-        CPU threads while training (:func:`made_np.fast.threads.thread_policy`, the
-        policy of ``made-np train --threads``).
+        CPU threads while training, the policy of ``made-np train --threads``: a count, or
+        ``"auto"``: each step on 1 or on all usable cores, whichever its steps measure faster,
+        measured again when the step time drifts (:class:`made_np.fast.threads.ThreadChooser`).
+        The numbers of the run are the same with ``"auto"`` as with 1.
     verbose : bool, default False
         Print one line per epoch (epoch, training and validation NLL in nats, seconds), as
         scikit-learn's estimators do with ``verbose``.
@@ -346,7 +348,7 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     OSError
         A checkpoint that cannot be written (a full disk); the previous one is intact.
     """
-    from .fast.threads import max_threads, thread_policy
+    from .fast.threads import thread_policy
 
     check_fit_arguments(model, cfg, out_dir, callback, progress, dataset_spec)
     if resume_state is not None:  # before the folder check reads it
@@ -358,12 +360,10 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         cfg = (cfg or TrainConfig()).resolved(dataset)
         if resume_state is not None and not resume_checked:
             check_resume_state(model, cfg, resume_state)
-        with thread_policy(threads, model, cfg.batch_size) as n:
+        with thread_policy(threads) as n:
             if verbose:
                 callback = _printing(callback)
-            threads_used = n or max_threads()  # None: the libraries' defaults, BLAS on every core
-            return _Run(model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state,
-                        threads_used).train(callback, progress)
+            return _Run(model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state, n).train(callback, progress)
 
 
 def _printing(callback):
@@ -419,10 +419,11 @@ class _Run:
     """The state of one training run: engine, optimiser, data, counters, best weights."""
 
     def __init__(self, model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state, threads: int):
+        from .fast.threads import chooser_for
+
         xp = model.xp
         self.model, self.cfg, self.xp = model, cfg, xp
         self.c_train, self.c_valid = contexts  # a conditional model's, encoded once: rows gathered with the data's
-        self.threads = threads  # the CPU threads the run is given (recorded in its rows)
         self.v_indices = valid_mask_indices(model, cfg)
         self.spec = dict(dataset_spec) if dataset_spec else _default_spec(dataset)
         fingerprints = split_fingerprints(dataset)
@@ -436,6 +437,8 @@ class _Run:
             start_at_marginals(model, dataset.train)
         self.engine = make_engine(model, cfg.engine)
         self.opt = self.engine.make_optimizer(cfg)
+        # each step's CPU threads: ``threads`` (0: auto, measured when the engine can split its work)
+        self.chooser = chooser_for(threads, self._use_threads, xp is np and hasattr(self.engine, "set_threads"))
         self.x_train = self.engine.prepare(backend.to_device(_class_values(dataset.train), xp))
         self.x_valid = backend.to_device(_class_values(dataset.valid), xp)
         self.n_train = int(self.x_train.shape[0])
@@ -514,7 +517,8 @@ class _Run:
                 self._check_finite(epoch)
             t2 = time.perf_counter()
             row = {"epoch": epoch, "train_nll": train_nll, "valid_nll": valid_nll, "seconds": t2 - t0,
-                   "train_seconds": t1 - t0, "valid_seconds": t2 - t1, "lr": self.opt.lr, "threads": self.threads,
+                   "train_seconds": t1 - t0, "valid_seconds": t2 - t1, "lr": self.opt.lr,
+                   "threads": self.chooser.epoch_threads(),
                    "best": improved}
             self.history["rows"].append(row)
             self.history["best_epoch"], self.history["best_valid_nll"] = state["best_epoch"], state["best_valid_nll"]
@@ -529,6 +533,13 @@ class _Run:
         self.history["stop_reason"] = stop_reason
         self.save(True)
         return self.history
+
+    def _use_threads(self, n: int) -> None:
+        """Run the next steps on ``n`` CPU threads (the chooser's switch)."""
+        from .fast.threads import use_threads
+
+        use_threads(n)
+        self.engine.set_threads(n)
 
     def _check_finite(self, epoch: int) -> None:
         """Every parameter and optimiser buffer is finite: a loss can stay finite while Adam's
@@ -565,8 +576,9 @@ class _Run:
                 mask = mask_for_step(step, K, cfg.resample_every) if K != 1 else 0
                 rows = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 xb = self.x_train[rows]
-                loss = engine.loss_and_grad(xb, mask, None if self.c_train is None else self.c_train[rows])
-                self.opt.step(engine.grads)
+                with self.chooser.step():
+                    loss = engine.loss_and_grad(xb, mask, None if self.c_train is None else self.c_train[rows])
+                    self.opt.step(engine.grads)
                 running += loss * xb.shape[0]
                 step += 1
                 if pbar is not None and ((b + 1) % cfg.log_every == 0 or b + 1 == self.n_batches):

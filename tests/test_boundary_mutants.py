@@ -144,10 +144,9 @@ def test_an_epoch_row_times_its_validation_apart(monkeypatch):  # T04, T05
         return real(self, epoch)
 
     monkeypatch.setattr(train_mod._Run, "validate", slow)
-    monkeypatch.setattr(threads, "auto_threads", lambda model, batch_size: None)
     x = (np.random.default_rng(0).random((60, 4)) < 0.5).astype(np.uint8)
     row = fit(MADE(MADEConfig(D=4, hidden=(5,))), Dataset("t", x, x[:10], x[:10], 2, None),
-              TrainConfig(epochs=1))["rows"][0]
+              TrainConfig(epochs=1), threads=threads.max_threads())["rows"][0]
     assert row["valid_seconds"] >= 0.2 > row["train_seconds"] and row["threads"] == threads.max_threads()
 
 

@@ -265,24 +265,27 @@ def test_option_parsers():
 
 
 def test_thread_policy_sizes_the_work_pool_without_touching_the_environment(monkeypatch):
+    from threadpoolctl import threadpool_info
+
     from made_np.fast import threads
-    from made_np.model import MADE, MADEConfig
+
+    def blas():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
 
     monkeypatch.delenv("MADE_NP_THREADS", raising=False)
-    big = MADE(MADEConfig(D=784, hidden=(500,)))
-    with threads.thread_policy("1", big) as n:
+    with threads.thread_policy("1") as n:
         assert n == 1 and threads.work_pool(np) is None  # no pool: one thread in all
     assert "MADE_NP_THREADS" not in os.environ
     monkeypatch.setenv("MADE_NP_THREADS", "1")
-    with threads.thread_policy("2", big):
-        assert threads.cpu_threads() == 2
+    with threads.thread_policy("2"):
+        assert threads.cpu_threads() == 2 and blas() == {2}
     assert os.environ["MADE_NP_THREADS"] == "1" and threads.cpu_threads() == 1
     monkeypatch.setenv("MADE_NP_THREADS", "2")
-    with threads.thread_policy("auto", big) as n:  # a large model: the defaults
-        assert n is None and threads.cpu_threads() == 2
-    small = MADE(MADEConfig(D=64, hidden=(50,)))
-    with threads.thread_policy("auto", small) as n:  # a small model: one thread
-        assert n == 1 and threads.cpu_threads() == 1
+    with threads.thread_policy("auto") as n:  # auto: BLAS on one thread, the pool on one until changed
+        assert n == 0 and threads.cpu_threads() == 1 and blas() == {1}
+        threads.use_threads(2)
+        assert threads.cpu_threads() == 2 and blas() == {1}
+    assert threads.cpu_threads() == 2  # $MADE_NP_THREADS again
 
 
 def test_threads_beyond_the_cores_are_a_one_line_error():

@@ -555,6 +555,7 @@ class BlockedMADE:
     nll = MADE.nll
     _nll = MADE._nll
     _all_layers = MADE._all_layers
+    _parallel = False  # inside parallel(): the block products may use a pool
     params = MADE.params
     grads = MADE.grads
 
@@ -614,30 +615,36 @@ class BlockedMADE:
     def parallel(self, threads_: int | None = None):
         """Within the block, the block products run side by side on the CPU work pool.
 
-        BLAS is held to one thread meanwhile (:func:`made_np.fast.threads.blas_threads`):
-        two single-threaded products at once do more than one product on two
-        threads when the blocks are this small (1x500 MNIST step: 2.0 -> 1.7 ms of
-        products, docs/performance.md). Without a pool (CuPy, one thread) nothing
-        changes. Wrap whole epochs, not single steps.
+        BLAS is held to one thread meanwhile (:func:`made_np.fast.threads.blas_threads`),
+        with a pool or without: two single-threaded products at once do more than one
+        product on two threads when the blocks are this small (1x500 MNIST step: 2.0 -> 1.7
+        ms of products, docs/performance.md), and a float32 product's bits depend on BLAS's
+        threads, so the step's bits then depend on nothing. On CuPy nothing changes. Wrap
+        whole epochs, not single steps; :meth:`set_pool` changes the pool inside.
 
         Parameters
         ----------
         threads_ : int, optional
             Size of the pool (default :func:`made_np.fast.threads.cpu_threads`).
         """
-        pool = threads.work_pool(self.xp, threads_)
-        blocked = [layer for layer in self._all_layers if isinstance(layer, BlockedDense)]
-        if pool is None or not blocked:
+        if self.xp is not np:
             yield
             return
         with threads.blas_threads(1, self.xp):
-            for layer in blocked:
-                layer.set_pool(pool)
+            self._parallel = True
+            self.set_pool(threads.work_pool(self.xp, threads_))
             try:
                 yield
             finally:
-                for layer in blocked:
-                    layer.set_pool(None)
+                self._parallel = False
+                self.set_pool(None)
+
+    def set_pool(self, pool) -> None:
+        """Inside :meth:`parallel`, split the block products over ``pool`` (a
+        :class:`made_np.fast.threads.WorkPool`, or None: in turn); outside, nothing."""
+        for layer in self._all_layers:
+            if isinstance(layer, BlockedDense):
+                layer.set_pool(pool if self._parallel else None)
 
     def mask(self, which=0) -> tuple:
         """Mask 0, the only one: ``(maskset, arrays)`` as :meth:`MADE.mask` (relabelled; the

@@ -18,6 +18,7 @@ import contextlib
 import numpy as np
 
 from ..train import ReferenceEngine
+from . import threads
 from .blocked import BlockedMADE
 from .kernels import fast_head
 from .optim import make_fast_optimizer
@@ -57,8 +58,20 @@ class FastEngine(ReferenceEngine):
         return self.net.grads if self.net is not None else self.model.grads
 
     def make_optimizer(self, cfg):
-        return make_fast_optimizer(cfg.optimizer, self.params, self.model.xp, lr=cfg.lr,
-                                   weight_decay=cfg.weight_decay)
+        self.opt = make_fast_optimizer(cfg.optimizer, self.params, self.model.xp, lr=cfg.lr,
+                                       weight_decay=cfg.weight_decay)
+        return self.opt
+
+    def set_threads(self, n: int) -> None:
+        """Split the work of the next steps over a pool of ``n`` threads (1: none): block
+        products, the optimiser update (when its optimiser has a pool) and the fused head. The
+        bits of every result stay the same (tests/test_speedpaths.py)."""
+        pool = threads.work_pool(self.model.xp, n)
+        for part in (getattr(self, "opt", None), self.net):
+            if hasattr(part, "set_pool"):
+                part.set_pool(pool)
+        if hasattr(self.head, "pool"):
+            self.head.pool = pool
 
     def prepare(self, x):
         return self.net.permute_data(x) if self.net is not None else x

@@ -61,7 +61,12 @@ class _InPlace:
         xp = self.xp
         self.kernels = kernels.fused_kernels(xp, fused)
         self._tmp = [xp.empty_like(p) for p in self.params]
-        self.pool = threads.work_pool(xp) if self.kernels is None else None
+        self.set_pool(threads.work_pool(xp))
+
+    def set_pool(self, pool) -> None:
+        """Split the updates of large parameters over ``pool`` (None: one thread; the bits are
+        the same either way). Fused kernels do not split."""
+        self.pool = pool if self.kernels is None else None
         self._parts = self._split(self.pool.threads) if self.pool is not None else None
 
     def _split(self, n):

@@ -17,11 +17,9 @@ import queue
 import re
 import sys
 import threading
+import time
 
 import numpy as np
-
-#: Below this many multiply-adds per layer and minibatch, the ``auto`` policy uses one thread.
-SMALL_MODEL_MACS = 10**7
 
 _POOLS: dict = {}
 _LIMIT: list = []  # stack of thread counts set by thread_policy
@@ -268,31 +266,147 @@ def blas_threads(limit: int, xp=np):
         yield
 
 
-def auto_threads(model, batch_size: int) -> int | None:
-    """The ``auto`` thread count for training ``model``: 1 for a small model on the CPU, else None
-    (the libraries' defaults).
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one), at most
+    :func:`max_threads`."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else max_threads()
+    return max(1, min(cores, max_threads()))
 
-    One thread when every layer does fewer than :data:`SMALL_MODEL_MACS` multiply-adds
-    per minibatch: threads then cost more in synchronisation than they save, and
-    collapse on a busy machine (digits default: 22 s against 5.6 s on a busy 2-core machine).
+
+def use_threads(n: int) -> None:
+    """Size the work pool (:func:`cpu_threads`) and numexpr's threads to ``n`` inside the
+    innermost :func:`thread_policy` (BLAS is left as the policy set it)."""
+    _LIMIT[-1] = n
+    try:
+        import numexpr
+    except ImportError:
+        return
+    numexpr.set_num_threads(n)
+
+
+class ThreadChooser:
+    """The thread count of each training step: fixed, or measured (``--threads auto``).
+
+    Measured, when given two candidates ``(1, N)``: the first ``2 * probe_steps`` steps
+    alternate 1, N, 1, N, ... (so a load that changes during the probe biases neither), and
+    the count with the lower median step time is kept, a tie going to 1. Then the steps run
+    on it while the median of the last ``window`` step times is watched: when it moves away
+    from the kept median by more than a factor ``drift`` (a load that starts or stops), or
+    ``every`` steps after the decision, the candidates are probed again. Every probe step is
+    a real training step (none is repeated); the cost of a probe is the slower count's extra
+    time on ``probe_steps`` steps. With one candidate (a fixed ``--threads k``, or one usable
+    core) nothing is ever probed or switched. The count changes no number of the run
+    (docs/performance.md, "Threads").
+
+    Parameters
+    ----------
+    candidates : tuple of int
+        ``(k,)``, or ``(1, N)`` to measure.
+    switch : callable, optional
+        ``switch(n)`` before a step that runs on another count than the one before.
+    clock : callable, default time.perf_counter
+        Seconds, read before and after each step (tests inject fake timings).
+    probe_steps, window, every : int
+    drift : float
+
+    Attributes
+    ----------
+    current : int
+        The kept count (the probe's candidates while probing).
+    decisions : list of (int, int, dict)
+        ``(step, threads, {count: median seconds})`` of every probe.
     """
-    if model.xp is not np:
-        return None
-    macs = max(layer.W.size for layer in model.layers) * batch_size
-    return 1 if macs < SMALL_MODEL_MACS else None
+
+    def __init__(self, candidates, switch=None, clock=time.perf_counter, probe_steps: int = 3,
+                 window: int = 16, drift: float = 1.5, every: int = 500):
+        self.candidates = tuple(candidates)
+        self.current = self._applied = self._last = self.candidates[0]
+        self.switch, self.clock = switch, clock
+        self.probe_steps, self.window, self.drift, self.every = probe_steps, window, drift, every
+        self.decisions, self.counts, self._steps = [], {}, 0
+        self._plan, self._times, self._recent, self._reference, self._since = [], {}, [], None, 0
+        if len(self.candidates) > 1:
+            self._probe()
+
+    def _probe(self) -> None:
+        self._plan = list(self.candidates) * self.probe_steps
+        self._times = {n: [] for n in self.candidates}
+
+    @contextlib.contextmanager
+    def step(self):
+        """Around one training step: switches to its count, yields it, records its time."""
+        n = self._plan[0] if self._plan else self.current
+        if n != self._applied:
+            if self.switch is not None:
+                self.switch(n)
+            self._applied = n
+        t0 = self.clock()
+        yield n
+        self.record(n, self.clock() - t0)
+
+    def record(self, n: int, seconds: float) -> None:
+        """Count a step of ``seconds`` on ``n`` threads; decide or re-probe when it is time."""
+        self.counts[n] = self.counts.get(n, 0) + 1
+        self._last, self._steps = n, self._steps + 1
+        if self._plan:
+            self._plan.pop(0)
+            self._times[n].append(seconds)
+            if not self._plan:
+                self._decide()
+            return
+        if len(self.candidates) == 1:
+            return
+        self._recent = (self._recent + [seconds])[-self.window:]
+        self._since += 1
+        ratio = _median(self._recent) / self._reference if self._reference > 0 else 1.0
+        if self._since >= self.every or (len(self._recent) == self.window
+                                         and not 1 / self.drift <= ratio <= self.drift):
+            self._probe()
+
+    def _decide(self) -> None:
+        medians = {n: _median(t) for n, t in self._times.items()}
+        self.current = min(self.candidates, key=lambda n: (medians[n], n))  # a tie: fewer threads
+        self._reference, self._recent, self._since = medians[self.current], [], 0
+        self.decisions.append((self._steps, self.current, medians))
+
+    def epoch_threads(self) -> int:
+        """The count most steps ran on since the last call (a tie: the last one used)."""
+        counts, self.counts = self.counts, {}
+        if not counts or counts.get(self._last) == max(counts.values()):
+            return self._last
+        return max(counts, key=counts.get)
+
+
+def _median(values) -> float:
+    v = sorted(values)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+
+
+def chooser_for(n: int, switch=None, measure: bool = True) -> ThreadChooser:
+    """The :class:`ThreadChooser` of a parsed thread count ``n`` (0: auto, measuring 1 against
+    :func:`usable_cores` when ``measure`` and there are two or more; else one thread)."""
+    if n:
+        return ThreadChooser((n,), switch)
+    cores = usable_cores() if measure else 1
+    return ThreadChooser((1, cores) if cores > 1 else (1,), switch)
 
 
 @contextlib.contextmanager
-def thread_policy(threads="auto", model=None, batch_size: int = 100):
+def thread_policy(threads="auto"):
     """Within the block, BLAS, numexpr and the work pool use ``threads`` CPU threads.
 
     Parameters
     ----------
     threads : int or "auto"
-        A count (at most the number of cores), or ``"auto"``: :func:`auto_threads`
-        of ``model`` (the libraries' defaults when it gives None or no model is given).
-    model : made_np.model.MADE, optional
-    batch_size : int
+        A count (at most the number of cores), or ``"auto"``: BLAS on one thread (a
+        float32 product's bits depend on OpenBLAS's thread count, docs/performance.md), and
+        numexpr and the work pool on one thread until :func:`use_threads` changes them (as a
+        :class:`ThreadChooser` does).
+
+    Yields
+    ------
+    int
+        The count, 0 for auto.
 
     Raises
     ------
@@ -300,21 +414,16 @@ def thread_policy(threads="auto", model=None, batch_size: int = 100):
         An invalid count.
     """
     n = parse_threads(threads)
-    if n == 0:
-        n = auto_threads(model, batch_size) if model is not None else None
-    if n is None:
-        yield None
-        return
     from threadpoolctl import threadpool_limits
 
     try:
         import numexpr
     except ImportError:
         numexpr = None
-    before = numexpr.set_num_threads(n) if numexpr is not None else None
-    _LIMIT.append(n)
+    before = numexpr.set_num_threads(n or 1) if numexpr is not None else None
+    _LIMIT.append(n or 1)
     try:
-        with threadpool_limits(n):
+        with threadpool_limits(n or 1):
             yield n
     finally:
         _LIMIT.pop()
