@@ -222,3 +222,122 @@ def test_a_bank_is_cached_only_when_all_its_masks_fit(num_masks, monkeypatch):
     assert MADE(cfg)._cache_masks
     monkeypatch.setattr(limits, "MASK_CACHE_BYTES", num_masks * 156 - 1)
     assert not MADE(cfg)._cache_masks
+
+
+# --------------------------------------------------------------------------- the measured thread policy
+
+
+class FakeClock:
+    """Each read moves time on by ``cost(n)``, ``n`` the chooser's count now: a step's time is its cost."""
+
+    def __init__(self, cost):
+        self.cost, self.t, self.chooser = cost, 0.0, None
+
+    def __call__(self):
+        self.t += self.cost(self.chooser._applied) if self.chooser is not None else 0.0
+        return self.t
+
+
+def chooser(cost, candidates=(1, 2), **kw):
+    """A ThreadChooser timed by ``cost(n, step)``; returns it and the list of its switches."""
+    switches, steps = [], [0]
+    clock = FakeClock(lambda n: cost(n, steps[0]))
+    c = threads.ThreadChooser(candidates, switch=switches.append, clock=clock, **kw)
+    clock.chooser = c
+    return c, switches, steps
+
+
+def run_steps(c, steps, k):
+    """``k`` steps; the counts they ran on."""
+    used = []
+    for _ in range(k):
+        with c.step() as n:
+            used.append(n)
+        steps[0] += 1
+    return used
+
+
+@pytest.mark.parametrize("faster", [1, 2])
+def test_auto_alternates_then_keeps_the_faster_count(faster):
+    c, switches, steps = chooser(lambda n, i: 1.0 if n == faster else 2.5)
+    used = run_steps(c, steps, 10)
+    assert used == [1, 2, 1, 2, 1, 2] + [faster] * 4  # 1, N, 1, N, ...: a load change biases neither
+    assert c.decisions == [(6, faster, {1: 1.0 if faster == 1 else 2.5, 2: 1.0 if faster == 2 else 2.5})]
+    assert switches == [2, 1, 2, 1, 2] + ([1] if faster == 1 else [])  # switched only when the count changes
+    assert c.epoch_threads() == faster and c.epoch_threads() == faster  # most steps (then: the last one)
+
+
+def test_auto_ties_to_one_thread_and_a_slow_first_step_does_not_decide():
+    c, _, steps = chooser(lambda n, i: 1.0)
+    assert run_steps(c, steps, 8)[6:] == [1, 1]
+    c, _, steps = chooser(lambda n, i: 50.0 if i == 0 else (1.0 if n == 1 else 1.2))  # warm-up step on 1
+    run_steps(c, steps, 6)
+    assert c.current == 1  # the median of 3 leaves the outlier out
+
+
+def test_auto_follows_a_load_that_starts_and_stops():
+    load = {"on": False}
+
+    def cost(n, i):  # idle: 2 threads faster; loaded: 2 threads collapse, 1 thread barely moves
+        return {1: 1.0, 2: 6.0 if load["on"] else 0.6}[n] * (1.1 if load["on"] and n == 1 else 1.0)
+
+    c, _, steps = chooser(cost, window=4, drift=1.5, every=1000)
+    run_steps(c, steps, 10)
+    assert c.current == 2 and len(c.decisions) == 1
+    load["on"] = True
+    used = run_steps(c, steps, 2 + 6 + 3)  # half the window of 4 drifts (6.0 / 0.6), then a probe of 6 steps
+    assert used[:2] == [2] * 2 and used[2:8] == [1, 2, 1, 2, 1, 2] and used[8:] == [1, 1, 1]
+    step, n, medians = c.decisions[-1]
+    assert (step, n) == (18, 1) and medians == pytest.approx({1: 1.1, 2: 6.0})
+    load["on"] = False  # 1 thread gets only a little faster (1.1 -> 1.0): no drift, the periodic probe finds it
+    c.every = 5
+    used = run_steps(c, steps, 5 + 6 + 2)
+    assert used[-2:] == [2, 2] and c.current == 2 and len(c.decisions) == 3
+
+
+def test_a_fixed_count_or_a_single_core_never_probes(monkeypatch):
+    c, switches, steps = chooser(lambda n, i: float(i % 7), candidates=(2,))
+    assert run_steps(c, steps, 600) == [2] * 600 and switches == [] and c.decisions == []
+    assert threads.chooser_for(2).candidates == (2,)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert threads.usable_cores() == 1 and threads.chooser_for(0).candidates == (1,)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 3}, raising=False)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    assert threads.usable_cores() == 2 and threads.chooser_for(0).candidates == (1, 2)
+    assert threads.chooser_for(0, measure=False).candidates == (1,)  # an engine with nothing to split
+
+
+@pytest.mark.parametrize("num_masks", [1, 4])
+def test_fit_with_auto_gives_the_parameters_of_one_thread(monkeypatch, num_masks):
+    """Auto made to pick 2 threads (fake timings): the blocked form (one mask) and a bank train to the same bits.
+
+    D=600: the first product sums over 600 > 512 inputs, where OpenBLAS 0.3.31's float32 bits depend on
+    its thread count (SkylakeX kernels); the output layer has 4 column blocks, whose sums depend on
+    their grouping."""
+    from made_np.data import Dataset
+    from made_np.train import TrainConfig, fit
+
+    real = threads.chooser_for
+    made = []
+
+    def faster_with_two(n, switch=None, measure=True):
+        c = real(n, switch, measure)
+        c.clock = FakeClock(lambda k: 1.0 if k == 2 else 2.0)
+        c.clock.chooser = c
+        made.append(c)
+        return c
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "chooser_for", faster_with_two)
+    x = (np.random.default_rng(0).random((460, 600)) < 0.3).astype(np.uint8)
+    data = Dataset("t", x[:400], x[400:430], x[430:], 2, None)
+    params, rows = [], []
+    for t in (1, "auto"):
+        model = MADE(MADEConfig(D=600, hidden=(300,), seed=0, num_masks=num_masks, order_agnostic=False))
+        rows.append(fit(model, data, TrainConfig(epochs=2, batch_size=40, seed=0), threads=t)["rows"])
+        params.append(model.params)
+    assert made[-1].decisions[0][1] == 2 and [r["threads"] for r in rows[1]] == [2, 2]
+    assert [r["threads"] for r in rows[0]] == [1, 1]
+    for a, b in zip(*params):
+        assert np.array_equal(a, b)
+    assert [r["valid_nll"] for r in rows[0]] == [r["valid_nll"] for r in rows[1]]

@@ -304,10 +304,17 @@ class ThreadChooser:
         ``(k,)``, or ``(1, N)`` to measure.
     switch : callable, optional
         ``switch(n)`` before a step that runs on another count than the one before.
-    clock : callable, default time.perf_counter
-        Seconds, read before and after each step (tests inject fake timings).
-    probe_steps, window, every : int
-    drift : float
+    clock : callable, optional
+        Default :func:`time.perf_counter`: seconds, read before and after each step (tests
+        inject fake timings).
+    probe_steps : int, default 3
+        Steps per candidate in a probe (their median counts).
+    window : int, default 16
+        Steps whose median time is watched for drift.
+    drift : float, default 1.5
+        The factor of the window's median against the kept median that starts a probe.
+    every : int, default 500
+        Steps after a decision when the next probe starts whatever the times.
 
     Attributes
     ----------
@@ -317,11 +324,11 @@ class ThreadChooser:
         ``(step, threads, {count: median seconds})`` of every probe.
     """
 
-    def __init__(self, candidates, switch=None, clock=time.perf_counter, probe_steps: int = 3,
+    def __init__(self, candidates, switch=None, clock=None, probe_steps: int = 3,
                  window: int = 16, drift: float = 1.5, every: int = 500):
         self.candidates = tuple(candidates)
         self.current = self._applied = self._last = self.candidates[0]
-        self.switch, self.clock = switch, clock
+        self.switch, self.clock = switch, clock or time.perf_counter
         self.probe_steps, self.window, self.drift, self.every = probe_steps, window, drift, every
         self.decisions, self.counts, self._steps = [], {}, 0
         self._plan, self._times, self._recent, self._reference, self._since = [], {}, [], None, 0
