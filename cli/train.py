@@ -190,8 +190,9 @@ def _progress(epoch: int, n_batches: int):
                    "one whose results are missing gets them, a larger --epochs trains a finished one on.")
 @click.option("--threads", default="auto",
               help="CPU threads of BLAS, numexpr and made-np's work pool: a number (at most the CPU cores), "
-                   "or auto (1 for small models, where threads cost more than they give, e.g. the digits "
-                   "default; else the libraries' own choice and $MADE_NP_THREADS).")
+                   "or auto (the steps timed on 1 thread and on all cores, alternately, and the faster kept; "
+                   "timed again when the step time drifts or every 500 steps; BLAS on one thread, so the "
+                   "numbers are those of --threads 1). The epoch line shows the threads most steps used.")
 @max_memory_option
 @click.option("--quiet", "-q", is_flag=True, default=False,
               help="Print only the final results (off by default).")
@@ -199,7 +200,7 @@ def _progress(epoch: int, n_batches: int):
 def train(ctx, **o):
     """Train a MADE and write a run folder.
 
-    Prints a line per epoch (train NLL, valid NLL, seconds; * marks a new best),
+    Prints a line per epoch (train NLL, valid NLL, seconds, CPU threads; * marks a new best),
     then the test NLL ± standard error in nats of the best weights: with mask 0,
     and averaged over masks when the bank has more than one. One run at a time
     writes to a run folder. Ctrl-C keeps the last finished epoch; continue it with
@@ -399,7 +400,8 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
         if not quiet:
             mark = "*" if row["best"] else " "
             say(f"epoch {row['epoch']:4d}  train NLL {row['train_nll']:9.4f}  "
-                       f"valid NLL {row['valid_nll']:9.4f} {mark} {row['seconds']:7.2f} s")
+                       f"valid NLL {row['valid_nll']:9.4f} {mark} {row['seconds']:7.2f} s  "
+                       f"{row['threads']} thread{'s' if row['threads'] != 1 else ''}")
 
     t0 = time.perf_counter()
     try:

@@ -158,7 +158,7 @@ def interrupts_deferred():
 def write_metrics(path, rows: list) -> Path:
     """Write ``metrics.csv`` atomically, lines ending in ``\n``: columns epoch, train_nll,
     valid_nll, seconds (the epoch's), train_seconds and valid_seconds (its steps', its
-    validation's), lr (the epoch's learning rate) and threads (the CPU threads it ran on)."""
+    validation's), lr (the epoch's learning rate) and threads (the CPU threads most of its steps ran on)."""
     path = Path(path)
     with atomic_file(path, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")

@@ -270,6 +270,10 @@ def test_auto_alternates_then_keeps_the_faster_count(faster):
 def test_auto_ties_to_one_thread_and_a_slow_first_step_does_not_decide():
     c, _, steps = chooser(lambda n, i: 1.0)
     assert run_steps(c, steps, 8)[6:] == [1, 1]
+    c, _, steps = chooser(lambda n, i: 1.0 if n == 1 else 0.96)  # within the 5% margin: a tie
+    assert run_steps(c, steps, 8)[6:] == [1, 1]
+    c, _, steps = chooser(lambda n, i: 1.0 if n == 1 else 0.94)
+    assert run_steps(c, steps, 8)[6:] == [2, 2]
     c, _, steps = chooser(lambda n, i: 50.0 if i == 0 else (1.0 if n == 1 else 1.2))  # warm-up step on 1
     run_steps(c, steps, 6)
     assert c.current == 1  # the median of 3 leaves the outlier out

@@ -289,7 +289,7 @@ class ThreadChooser:
 
     Measured, when given two candidates ``(1, N)``: the first ``2 * probe_steps`` steps
     alternate 1, N, 1, N, ... (so a load that changes during the probe biases neither), and
-    the count with the lower median step time is kept, a tie going to 1. Then the steps run
+    the count with the lower median step time is kept, a tie (within ``margin``) going to 1. Then the steps run
     on it while the median of the last ``window`` step times is watched: when it moves away
     from the kept median by more than a factor ``drift`` (a load that starts or stops), or
     ``every`` steps after the decision, the candidates are probed again. Every probe step is
@@ -315,6 +315,9 @@ class ThreadChooser:
         The factor of the window's median against the kept median that starts a probe.
     every : int, default 500
         Steps after a decision when the next probe starts whatever the times.
+    margin : float, default 0.05
+        N is kept only when its median is below 1's by more than this fraction: within it the
+        counts tie (the work may not split at all: a small model's update) and 1 is kept.
 
     Attributes
     ----------
@@ -325,11 +328,12 @@ class ThreadChooser:
     """
 
     def __init__(self, candidates, switch=None, clock=None, probe_steps: int = 3,
-                 window: int = 16, drift: float = 1.5, every: int = 500):
+                 window: int = 16, drift: float = 1.5, every: int = 500, margin: float = 0.05):
         self.candidates = tuple(candidates)
         self.current = self._applied = self._last = self.candidates[0]
         self.switch, self.clock = switch, clock or time.perf_counter
         self.probe_steps, self.window, self.drift, self.every = probe_steps, window, drift, every
+        self.margin = margin
         self.decisions, self.counts, self._steps = [], {}, 0
         self._plan, self._times, self._recent, self._reference, self._since = [], {}, [], None, 0
         if len(self.candidates) > 1:
@@ -372,7 +376,8 @@ class ThreadChooser:
 
     def _decide(self) -> None:
         medians = {n: _median(t) for n, t in self._times.items()}
-        self.current = min(self.candidates, key=lambda n: (medians[n], n))  # a tie: fewer threads
+        one, many = self.candidates
+        self.current = many if medians[many] < (1 - self.margin) * medians[one] else one
         self._reference, self._recent, self._since = medians[self.current], [], 0
         self.decisions.append((self._steps, self.current, medians))
 
