@@ -2,12 +2,16 @@
 
 NumPy releases the GIL inside its elementwise loops and BLAS calls, so work on
 large arrays (optimiser updates, block products) can be split over CPU cores
-with plain threads. These are speed tools only: every result is the same with
-one thread (tests/test_speedpaths.py, tests/test_blocked.py).
+with plain threads. These are speed tools only: every result the pool splits is
+bitwise the same with one thread (tests/test_speedpaths.py, tests/test_blocked.py).
+BLAS's own threads are not: a float32 product over more than 512 terms gives
+other bits on two OpenBLAS threads, so ``--threads auto`` (:class:`ThreadChooser`,
+which measures which count trains faster) keeps BLAS on one thread and changes
+only the pool and numexpr.
 
 The thread count of the pool is, in order: the innermost :func:`thread_policy`
-of the running code, ``$MADE_NP_THREADS``, else :func:`default_cpu_threads`.
-Nothing here writes environment variables.
+of the running code (as :func:`use_threads` sets it), ``$MADE_NP_THREADS``, else
+:func:`default_cpu_threads`. Nothing here writes environment variables.
 """
 from __future__ import annotations
 
