@@ -106,7 +106,8 @@ class Dataset:
         real-valued data.
     image_shape : tuple of int or None
         ``(28, 28)`` for D = 784, ``(8, 8)`` for D = 64, ``(k, k)`` when D is a
-        perfect square ``k * k``; ``None`` otherwise.
+        perfect square ``k * k`` (of integer data); ``None`` otherwise, and for real-valued
+        data other than digits-real.
     true_density : numpy.ndarray or None
         For ``"2d"``: the ``(C, C)`` float64 table the samples were drawn from,
         normalised to sum to 1; ``None`` otherwise.
@@ -374,11 +375,16 @@ def _check_widths(arrays, labels, file) -> None:
 
 def _check_real(arr: np.ndarray, file, what: str, allow_nan: bool = False, names=(), lines=None) -> np.ndarray:
     """Check one split (or a whole file before its split) of real-valued data: numbers, 2-D,
-    no infinite values, no NaN unless ``allow_nan``. Returns it as float64."""
+    no infinite values, no NaN unless ``allow_nan``, none beyond float32's range (a float32
+    model would see infinities). Returns it as float64."""
     arr = _check_shape(arr, file, what).astype(np.float64, copy=False)
-    for bad, label, fix in ((np.isinf(arr), "infinite", "replace them by finite numbers or drop those rows"),
-                            (None if allow_nan else np.isnan(arr), "missing (NaN)",
-                             "drop those rows or fill them in (only imputation accepts missing values)")):
+    for bad, label, fix in ((lambda: np.isinf(arr), "infinite", "replace them by finite numbers or drop those rows"),
+                            (lambda: None if allow_nan else np.isnan(arr), "missing (NaN)",
+                             "drop those rows or fill them in (only imputation accepts missing values)"),
+                            (lambda: np.abs(arr) > np.finfo(np.float32).max, "huge",
+                             f"values beyond float32's range (|x| > {np.finfo(np.float32).max:.3g}); rescale "
+                             "that column")):
+        bad = bad()  # masks made one at a time: a split may be large
         if bad is not None and bad.any():
             r, c = np.unravel_index(np.argmax(bad), arr.shape)
             n = int(np.count_nonzero(bad))
@@ -755,7 +761,7 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
         without 784 binary columns, a cached file that fails its checksums, or
         a ``"2d"`` table that is not square, finite, non-negative and summing
         to 1 within 1e-4; in real-valued data, an infinite value, NaN (unless ``allow_nan``), a
-        column constant over the training split; in a ``.csv``, an empty file, a cell that is
+        value beyond float32's range, a column constant over the training split; in a ``.csv``, an empty file, a cell that is
         not a number, rows of different lengths (each named by its line and column); an
         unknown ``context``, ``"labels"`` for another data set than digits, ``"file"`` without an .npz holding the context keys, or an invalid context.
     """

@@ -289,6 +289,15 @@ def test_infinite_values_in_an_npz_split_name_the_key(tmp_path):
         load_dataset(tmp_path / "r.npz")
 
 
+def test_values_beyond_float32_are_refused(tmp_path):
+    x = real_rows()
+    x[4, 0] = -1e39
+    np.save(tmp_path / "big.npy", x)
+    with pytest.raises(DataError, match=r"big\.npy: array has 1 huge value, the first -1e\+39 at row 4, column 0; "
+                                        r"values beyond float32's range"):
+        load_dataset(tmp_path / "big.npy")
+
+
 def test_an_unknown_name_lists_the_real_sets(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError, match=r"moonz: no such file.*wine.*2spirals.*\.csv"):
