@@ -225,7 +225,7 @@ def load_run(checkpoint, device=None, max_memory=None, *, best: bool = True, out
     spec = info.get("dataset") or {}
     name = str(spec.get("spec") or "")
     data = [spec.get("path"), None if is_named(name) else name]
-    if is_named(name):
+    if name.lower() in PATH_NAMES:  # the named sets read from a file
         with contextlib.suppress(DataError, OSError):
             data.append(find_data_file(DIST_FILE if name.lower() == "2d" else MNIST_FILE, None))
     for (option, *_), out in zip(outputs, paths):  # writing the data would leave the run unable to resume

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+import numpy as np
 
 from made_np import (SOURCES, fetch, load_dataset)
 
@@ -40,11 +41,23 @@ def data_fetch(name, cache_dir, url):
               help="The data file (or a folder holding it) for binarized-mnist or 2d.")
 @seed_option("Seed of shuffles and splits.")
 def data_info(spec, dataset_path, seed):
-    """Print the splits' shapes of SPEC (digits, binarized-mnist, 2d, or a path)."""
+    """Print the splits' shapes of SPEC (a named set such as digits, wine or moons, or a path), and
+    for real-valued data each column's type: real (its range) or discrete (its values)."""
     check_dataset_path(spec, dataset_path)
     ds = load_dataset(spec, path=dataset_path, seed=seed)
-    kind = "binary" if ds.is_binary else f"categorical, {ds.classes} classes"
+    kind = "binary" if ds.is_binary else "real-valued" if ds.is_real else f"categorical, {ds.classes} classes"
     click.echo(f"{ds.name}: D = {ds.D} ({kind}), image shape {ds.image_shape}")
     for split in ("train", "valid", "test"):
         a = getattr(ds, split)
         click.echo(f"  {split:5s} {str(a.shape):14s} {a.dtype}  mean value {float(a.mean()):.4f}")
+    if ds.is_real:
+        x = np.concatenate([ds.train, ds.valid, ds.test])
+        lo, hi = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
+        for c in range(ds.D):
+            name = f" ('{ds.columns[c]}')" if ds.columns else ""
+            if c in ds.discrete_columns:
+                values = np.unique(x[:, c][~np.isnan(x[:, c])])
+                kind = f"discrete, {values.size} values: {', '.join(f'{v:g}' for v in values)}"
+            else:
+                kind = f"real, {lo[c]:.6g} .. {hi[c]:.6g}"
+            click.echo(f"  column {c}{name}: {kind}")

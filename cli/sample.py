@@ -81,27 +81,48 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
 @click.option("--out", type=PathParam(dir_okay=False), default="density.png",
               help="PNG of the panels: true table, training histogram, model samples, model density.")
 @click.option("-n", "--num-samples", type=click.IntRange(min=1), default=100_000,
-              help="Model samples for the histogram panel.")
+              help="Model samples for the histogram panel (2-D categorical runs).")
 @seed_option("Seed of the sampling noise.")
 @device_option
 @dataset_path_option
 @max_memory_option
-def density(checkpoint, out, num_samples, seed, device, dataset_path, max_memory):
-    """Exact density table of a 2-D categorical CHECKPOINT (such as --dataset 2d) against the true table.
+@click.pass_context
+def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_memory):
+    """The density of a 2-D CHECKPOINT: categorical (such as --dataset 2d) or real-valued (such as
+    --dataset moons).
 
-    Prints KL(p_true || p_model) in nats, the entropy of the true table (the lower bound of
-    the expected test NLL) and the test NLL of the table; draws the panels into --out. With
-    more than one mask in the bank the table is the ensemble (mixture) over the run's eval masks.
+    Categorical: the exact density table against the true table. Prints KL(p_true || p_model)
+    in nats, the entropy of the true table (the lower bound of the expected test NLL) and the
+    test NLL of the table; draws the panels into --out. With more than one mask in the bank the
+    table is the ensemble (mixture) over the run's eval masks.
+
+    Real-valued: prints the test NLL and draws exp(log p) on a 200 x 200 grid over the test
+    data's range beside their histogram (no samples: -n and --seed do not apply).
     """
     from made_np import plots
 
     model, info, (out,) = load_run(checkpoint, device, max_memory, outputs=[("--out", out, (".png",))])
+    real = (info.get("dataset") or {}).get("classes") == 0
     if model.config.D != 2:
-        raise UserError(f"{info['path']}: density needs a model of D = 2 variables, "
-                        f"this one has D = {model.config.D}")
+        raise UserError(f"{info['path']}: density needs a model of D = 2 variables (trained on a 2-D real-valued "
+                        f"data set such as moons, or a 2-D categorical one such as 2d), this one has "
+                        f"D = {model.config.D}")
     if model.config.context:
         raise UserError(f"{info['path']}: density draws the table of an unconditional model; this one is "
                         "conditioned on a context (use sample --context for its conditionals)")
+    if real:
+        unused = [o for o, name in (("-n", "num_samples"), ("--seed", "seed")) if given(ctx, name)]
+        if unused:
+            raise UserError(f"{' and '.join(unused)}: the density of a real-valued run is drawn on a grid, "
+                            "from no samples; leave them out")
+        check_api(model_parts(model.config))
+        _, test = load_split(info, "test", dataset_path)
+        with user_values():
+            click.echo(f"test NLL: {-float(np.mean(to_host(model.log_prob(test)))):.4f} nats")
+            with writing(out, "--out"):
+                plots.plot_density(lambda points: to_host(model.log_prob(points)), test, out)
+        click.echo(f"wrote {out}")
+        return
     check_api(model_parts(model.config) + sample_parts(model.config, num_samples, blocked=True))
     ds, test = load_split(info, "test", dataset_path)
     cfg = info["train_config"]

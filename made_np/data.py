@@ -20,14 +20,28 @@ Data sets
     100,000 samples ``(x1, x2)`` from a 200x200 table ``distribution.npy``
     (CS294-158, 2019, homework 1), split 72,000 / 8,000 / 20,000.
     ``fetch("2d")`` downloads the table.
+``"wine"``, ``"breast-cancer"``, ``"diabetes"``, ``"iris"``, ``"digits-real"``
+    real-valued tables bundled with scikit-learn (no network), in their own units, split
+    80/10/10 at random by the data seed (seeds 0..4: the five splits of the benchmarks):
+    wine 178 x 13 (144 / 17 / 17), breast-cancer 569 x 30 (457 / 56 / 56), diabetes 442 x 10
+    (354 / 44 / 44; unscaled, so ``sex`` keeps its values 1 and 2), iris 150 x 4 (120 / 15 / 15;
+    the features only), digits-real 1797 x 64 (1439 / 179 / 179; the 8x8 digits dequantized,
+    ``(x + u) / 17`` with ``u ~ U[0, 1)``, so values lie in [0, 1)).
+``"moons"``, ``"8gaussians"``, ``"checkerboard"``, ``"pinwheel"``, ``"2spirals"``
+    the 2-D densities of the flow papers (:data:`TOYS`), 20,000 / 5,000 / 5,000 points generated
+    from the data seed (no file).
 a path
     an ``.npz`` with the three keys above (and, for ``context="file"``, the keys
     ``train_context``, ``valid_context``, ``test_context``), an ``.npy`` holding one ``(N, D)``
     array (split 80/10/10 with the seeded generator), or a directory holding
-    Larochelle's ``binarized_mnist_{train,valid,test}.amat`` text files.
+    Larochelle's ``binarized_mnist_{train,valid,test}.amat`` text files, or a ``.csv`` of
+    comma-separated numbers (a header line optional) split as the ``.npy``.
 
 Files are read by :mod:`made_np.npyio` (regular files only, headers checked before any data,
-no pickles, sizes against the memory limit); values must be integers in ``0 .. MAX_CLASSES - 1``.
+no pickles, sizes against the memory limit). Values that are all integers in
+``0 .. MAX_CLASSES - 1`` are categorical data (``uint8``); a file of floats with a value that
+is not an integer is real-valued data (``float64`` in its own units, ``classes == 0``), which
+must be finite (NaN only with ``allow_nan=True``) and vary in every column of the training split.
 :mod:`made_np.download` fetches the named sets, verified.
 """
 from __future__ import annotations
@@ -35,6 +49,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -44,7 +59,7 @@ from .backend import to_host
 from .download import (AMAT_FILES, DIST_FILE, MNIST_FILE, SOURCES, SPLIT_KEYS, _REFETCH_FIX, _verify_cached_table,
                        _verify_mnist, cache_dir, fetch, fetch_binarized_mnist)  # noqa: F401 (made_np.data.fetch)
 from .checks import is_int
-from .npyio import DataError, expand_path, magic, read_npy, read_npz, read_text_matrix
+from .npyio import DataError, expand_path, magic, read_csv, read_npy, read_npz, read_text_matrix
 
 CONTEXT_KEYS = ("train_context", "valid_context", "test_context")
 #: What a data set's context may be (``load_dataset(context=...)``, ``made-np train --context``):
@@ -52,7 +67,15 @@ CONTEXT_KEYS = ("train_context", "valid_context", "test_context")
 CONTEXT_SOURCES = ("none", "labels", "file")
 DIGITS_SPLIT = (1297, 250, 250)
 N_2D_SAMPLES = 100_000
-NAMES = ("digits", "binarized-mnist", "mnist", "2d")
+#: Real-valued tables bundled with scikit-learn, split 80/10/10 by the data seed.
+TABLES = ("wine", "breast-cancer", "diabetes", "iris", "digits-real")
+#: The 2-D toy densities of FFJORD and neural spline flows, generated from the data seed.
+TOYS = ("moons", "8gaussians", "checkerboard", "pinwheel", "2spirals")
+TOY_SPLIT = (20_000, 5_000, 5_000)
+NAMES = ("digits", "binarized-mnist", "mnist", "2d") + TABLES + TOYS
+#: A column of real-valued data whose values over all splits are at most this many distinct
+#: integers is reported as discrete (:attr:`Dataset.discrete_columns`), e.g. diabetes' ``sex``.
+MAX_DISCRETE_VALUES = 10
 
 
 def is_named(spec) -> bool:
@@ -74,14 +97,17 @@ class Dataset:
     Attributes
     ----------
     name : str
-        ``"digits"``, ``"binarized-mnist"``, ``"2d"``, or the file's stem.
+        A name of :data:`NAMES`, or the file's stem.
     train, valid, test : numpy.ndarray
-        ``(N, D)`` ``uint8`` arrays of values in ``0..classes-1``.
+        ``(N, D)`` ``uint8`` arrays of values in ``0..classes-1``; for real-valued data
+        (``classes == 0``) ``float64`` arrays in the data's own units (not standardised).
     classes : int
-        2 for binary data, C (at most :data:`MAX_CLASSES`) for categorical data.
+        2 for binary data, C (at most :data:`MAX_CLASSES`) for categorical data, 0 for
+        real-valued data.
     image_shape : tuple of int or None
         ``(28, 28)`` for D = 784, ``(8, 8)`` for D = 64, ``(k, k)`` when D is a
-        perfect square ``k * k``; ``None`` otherwise.
+        perfect square ``k * k`` (of integer data); ``None`` otherwise, and for real-valued
+        data other than digits-real.
     true_density : numpy.ndarray or None
         For ``"2d"``: the ``(C, C)`` float64 table the samples were drawn from,
         normalised to sum to 1; ``None`` otherwise.
@@ -97,6 +123,12 @@ class Dataset:
         0 without a context; the number of classes (labels) or C (rows).
     context_encoding : {"onehot", "raw"} or None
         How the model takes the context (:attr:`made_np.config.MADEConfig.context_encoding`).
+    discrete_columns : tuple of int
+        For real-valued data, the columns (counted from 0) whose values over all splits are at
+        most :data:`MAX_DISCRETE_VALUES` distinct integers (diabetes' ``sex``: ``(1,)``);
+        ``()`` for integer data.
+    columns : tuple of str
+        The columns' names where known (a CSV header, scikit-learn's feature names), else ``()``.
     """
 
     name: str
@@ -112,6 +144,8 @@ class Dataset:
     test_context: np.ndarray | None = field(default=None, repr=False)
     context_width: int = 0
     context_encoding: str | None = None
+    discrete_columns: tuple = ()
+    columns: tuple = ()
 
     def context_of(self, split: str):
         """The context of ``split`` ("train", "valid" or "test"), or None."""
@@ -121,6 +155,11 @@ class Dataset:
     def D(self) -> int:
         """Number of dimensions (columns) of each example."""
         return int(self.train.shape[1])
+
+    @property
+    def is_real(self) -> bool:
+        """True for real-valued data (``classes == 0``, float64 splits)."""
+        return self.classes == 0
 
     @property
     def is_binary(self) -> bool:
@@ -138,10 +177,10 @@ def split_fingerprints(dataset, context: bool = False) -> dict:
     Stored with a run (``dataset.sha256`` and ``dataset.context_sha256`` of its checkpoint) so
     that resuming or evaluating it on a data file that has changed since is refused
     (:func:`check_same_data`) rather than done silently on other data. Hashes the shape and
-    the values as ``uint8`` in C order (every split is ``uint8`` after loading; contexts as
-    float64): about 0.2 s for binarized MNIST.
+    the values as ``uint8`` in C order (every split of integer data is ``uint8`` after loading;
+    real-valued data and contexts as float64): about 0.2 s for binarized MNIST.
     """
-    out, dtype = {}, np.float64 if context else np.uint8
+    out, dtype = {}, np.float64 if context or getattr(dataset, "classes", 2) == 0 else np.uint8
     for split in SPLITS:
         a = getattr(dataset, f"{split}_context" if context else split, None)
         if a is None:
@@ -271,12 +310,11 @@ def _in_cache(file: Path) -> bool:
 # --------------------------------------------------------------------------- checks
 
 
-def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
-    """Check one split: 2-D, rows, finite, non-negative integers. Returns it (bool -> uint8)."""
+def _check_shape(arr: np.ndarray, file, what: str) -> np.ndarray:
+    """Check one split's dtype (numbers) and shape (2-D, rows, columns). Returns it (bool -> uint8)."""
     if arr.dtype == np.bool_:
         arr = arr.view(np.uint8)
-    kind = arr.dtype.kind
-    if kind not in "iuf":
+    if arr.dtype.kind not in "iuf":
         raise DataError(f"{file}: {what} has dtype {arr.dtype}; expected integers or floats")
     if arr.ndim != 2:
         fix = ("; one row per example and one column per variable: reshape it to (N, D) (a single "
@@ -286,10 +324,16 @@ def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
         raise DataError(f"{file}: {what} has zero rows (shape {arr.shape}); every split needs examples")
     if arr.shape[1] == 0:
         raise DataError(f"{file}: {what} has zero columns (shape {arr.shape}); expected at least one variable per row")
+    return arr
+
+
+def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
+    """Check one split: 2-D, rows, finite, non-negative integers. Returns it (bool -> uint8)."""
+    arr = _check_shape(arr, file, what)
+    kind = arr.dtype.kind
     for kinds, find_bad, label, fix in (  # masks made one at a time: a split may be large
             ("f", lambda: ~np.isfinite(arr), None, "expected integers >= 0: drop or impute the missing entries"),
             ("if", lambda: arr < 0, "negative value", "expected integers >= 0"),
-            ("f", lambda: arr != np.floor(arr), "non-integer value", "expected integers >= 0"),
             ("iuf", lambda: arr >= MAX_CLASSES, "value", f"at most MAX_CLASSES = {MAX_CLASSES} classes (values "
              f"0..{MAX_CLASSES - 1}) are supported, since each value is a one-hot input and a softmax output; "
              "re-encode the data as category indices")):
@@ -307,18 +351,88 @@ def _fmt(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _make_dataset(name: str, splits: dict, file) -> Dataset:
-    """Check the splits (``{label: array}``, train/valid/test order) and build a Dataset."""
-    arrays = [_check_array(a, file, label) for label, a in splits.items()]
+def _is_real(arrays) -> bool:
+    """Whether the arrays are real-valued data: floats with a finite value that is not an integer."""
+    return any(a.dtype.kind == "f" and bool(np.any(np.isfinite(a) & (a != np.floor(a)))) for a in arrays)
+
+
+def _column(c: int, names=()) -> str:
+    """``column c`` (counted from 0), with its name where known."""
+    return f"column {c}" + (f" ('{names[c]}')" if len(names) > c else "")
+
+
+def _at(r: int, c: int, names=(), lines=None) -> str:
+    """Where entry ``(r, c)`` is: ``row r, column c`` (``line L`` of a text file), with the column's name."""
+    return f"{'row ' + str(r) if lines is None else 'line ' + str(lines[r])}, {_column(c, names)}"
+
+
+def _check_widths(arrays, labels, file) -> None:
     widths = [a.shape[1] for a in arrays]
     if len(set(widths)) > 1:
-        desc = ", ".join(f"{label} {w}" for label, w in zip(splits, widths))
+        desc = ", ".join(f"{label} {w}" for label, w in zip(labels, widths))
         raise DataError(f"{file}: splits have different widths ({desc})")
+
+
+def _check_real(arr: np.ndarray, file, what: str, allow_nan: bool = False, names=(), lines=None) -> np.ndarray:
+    """Check one split (or a whole file before its split) of real-valued data: numbers, 2-D,
+    no infinite values, no NaN unless ``allow_nan``, none beyond float32's range (a float32
+    model would see infinities). Returns it as float64."""
+    arr = _check_shape(arr, file, what).astype(np.float64, copy=False)
+    for bad, label, fix in ((lambda: np.isinf(arr), "infinite", "replace them by finite numbers or drop those rows"),
+                            (lambda: None if allow_nan else np.isnan(arr), "missing (NaN)",
+                             "drop those rows or fill them in (only imputation accepts missing values)"),
+                            (lambda: np.abs(arr) > np.finfo(np.float32).max, "huge",
+                             f"values beyond float32's range (|x| > {np.finfo(np.float32).max:.3g}); rescale "
+                             "that column")):
+        bad = bad()  # masks made one at a time: a split may be large
+        if bad is not None and bad.any():
+            r, c = np.unravel_index(np.argmax(bad), arr.shape)
+            n = int(np.count_nonzero(bad))
+            raise DataError(f"{file}: {what} has {n} {label} value{'s' if n != 1 else ''}, the first "
+                            f"{_fmt(arr[r, c])} at {_at(r, c, names, lines)}; {fix}")
+    return arr
+
+
+def _make_real(name: str, splits: dict, file, allow_nan: bool = False, names=(), image_shape=None) -> Dataset:
+    """Check real-valued splits (``{label: array}``, train/valid/test order) and build a Dataset:
+    float64, ``classes == 0``, :attr:`Dataset.discrete_columns` found over all splits."""
+    arrays = [_check_real(a, file, label, allow_nan, names) for label, a in splits.items()]
+    _check_widths(arrays, splits, file)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():  # an all-NaN column: constant too
+        warnings.simplefilter("ignore", RuntimeWarning)
+        train, label = arrays[0], next(iter(splits))
+        constant = ~(np.nanmax(train, axis=0) > np.nanmin(train, axis=0))
+    if constant.any():
+        c = int(np.argmax(constant))
+        raise DataError(f"{file}: {_column(c, names)} of {label} is constant "
+                        f"({_fmt(train[0, c])} in every row): a column of zero variance has no density to learn "
+                        "and cannot be standardised; drop that column")
+    both = np.concatenate(arrays)
+    integer = np.all((both == np.floor(both)) | np.isnan(both), axis=0)
+    distinct = 1 + np.count_nonzero(np.diff(np.sort(both, axis=0), axis=0) > 0, axis=0)  # NaN: not counted
+    discrete = tuple(int(c) for c in np.flatnonzero(integer & (distinct <= MAX_DISCRETE_VALUES)))
+    return Dataset(name, *arrays, 0, image_shape, discrete_columns=discrete, columns=tuple(names))
+
+
+def _split_rows(n: int, seed: int) -> tuple:
+    """Row indices of a seeded random 80/10/10 split of ``n`` rows: ``n - 2 * (n // 10)``,
+    ``n // 10`` and ``n // 10`` rows of ``np.random.default_rng(seed).permutation(n)``."""
+    k, perm = n // 10, np.random.default_rng(seed).permutation(n)
+    return perm[: n - 2 * k], perm[n - 2 * k : n - k], perm[n - k :]
+
+
+def _make_dataset(name: str, splits: dict, file, allow_nan: bool = False, names=()) -> Dataset:
+    """Check the splits (``{label: array}``, train/valid/test order) and build a Dataset:
+    real-valued when :func:`_is_real`, else integer data as before."""
+    if _is_real(a for a in splits.values() if isinstance(a, np.ndarray)):
+        return _make_real(name, splits, file, allow_nan, names)
+    arrays = [_check_array(a, file, label) for label, a in splits.items()]
+    _check_widths(arrays, splits, file)
     top = max(float(a.max()) for a in arrays)
     classes = 2 if top <= 1 else int(top) + 1  # <= MAX_CLASSES: _check_array bounds the values
-    k = math.isqrt(widths[0])
+    k = math.isqrt(arrays[0].shape[1])
     return Dataset(name, *(a.astype(np.uint8, copy=False) for a in arrays), classes,
-                   (k, k) if k * k == widths[0] else None)
+                   (k, k) if k * k == arrays[0].shape[1] else None)
 
 
 # --------------------------------------------------------------------------- file formats
@@ -352,8 +466,9 @@ def read_array(path, what: str = "array") -> np.ndarray:
     return _npy(p, f"{what} {p}", " (save it with numpy.save)")
 
 
-def _load_path(p: Path, seed: int) -> Dataset:
-    """Load an .npz, an .npy or a folder of .amat files (format read from the content)."""
+def _load_path(p: Path, seed: int, allow_nan: bool = False) -> Dataset:
+    """Load an .npz, an .npy, a .csv or a folder of .amat files (format read from the content;
+    a .csv by its suffix)."""
     if p.is_dir():
         missing = [n for n in AMAT_FILES if not (p / n).exists()]  # others: require_regular
         if missing:
@@ -362,17 +477,21 @@ def _load_path(p: Path, seed: int) -> Dataset:
         return _make_dataset(p.name, {f"file {n}": read_text_matrix(p / n) for n in AMAT_FILES}, p)
     head = magic(p)
     if head.startswith(b"PK"):
-        return _make_dataset(p.stem, {f"key '{k}'": a for k, a in read_npz(p, SPLIT_KEYS).items()}, p)
-    if head != b"\x93NUMPY":
+        return _make_dataset(p.stem, {f"key '{k}'": a for k, a in read_npz(p, SPLIT_KEYS).items()}, p, allow_nan)
+    names, lines = (), None
+    if head == b"\x93NUMPY":
+        arr = read_npy(p)
+    elif p.suffix.lower() == ".csv":
+        arr, lines, names = read_csv(p)
+    else:
         raise DataError(f"{p}: not an .npz or .npy file (expected keys {', '.join(SPLIT_KEYS)} in an .npz, "
-                        "one (N, D) array in an .npy, or a folder of binarized_mnist_{train,valid,test}.amat)")
-    arr = _check_array(read_npy(p), p, "array")
-    n, k = arr.shape[0], arr.shape[0] // 10
+                        "one (N, D) array in an .npy or a .csv, or a folder of binarized_mnist_{train,valid,test}.amat)")
+    arr = _check_real(arr, p, "array", allow_nan, names, lines) if _is_real([arr]) else _check_array(arr, p, "array")
+    n = arr.shape[0]
     if n < 10:
         raise DataError(f"{p}: array has only {n} row{'s' if n != 1 else ''}; need at least 10 to split 80/10/10")
-    perm = np.random.default_rng(seed).permutation(n)
-    parts = (perm[: n - 2 * k], perm[n - 2 * k : n - k], perm[n - k :])
-    return _make_dataset(p.stem, {f"array ({s} part)": arr[i] for s, i in zip(SPLITS, parts)}, p)
+    parts = _split_rows(n, seed)
+    return _make_dataset(p.stem, {f"array ({s} part)": arr[i] for s, i in zip(SPLITS, parts)}, p, allow_nan, names)
 
 
 # --------------------------------------------------------------------------- contexts
@@ -458,6 +577,76 @@ def _load_digits(seed: int, labels: bool = False) -> Dataset:
     return ds
 
 
+def _load_sklearn_table(name: str, seed: int) -> Dataset:
+    """One of :data:`TABLES`: scikit-learn's bundled data, split 80/10/10 by :func:`_split_rows`."""
+    from sklearn import datasets
+
+    image_shape = None
+    if name == "digits-real":  # dequantized: (x + u) / 17 with u ~ U[0, 1), the noise drawn from the seed
+        x = datasets.load_digits().data
+        x = (x + np.random.default_rng([seed, 1]).random(x.shape)) / 17.0
+        names, image_shape = (), (8, 8)
+    else:
+        loader = {"wine": datasets.load_wine, "breast-cancer": datasets.load_breast_cancer,
+                  "diabetes": lambda: datasets.load_diabetes(scaled=False), "iris": datasets.load_iris}[name]
+        bunch = loader()
+        x, names = bunch.data, tuple(map(str, bunch.feature_names))
+    return _make_real(name, {split: x[i] for split, i in zip(SPLITS, _split_rows(x.shape[0], seed))}, name,
+                      names=names, image_shape=image_shape)
+
+
+def _moons(rng, n: int) -> np.ndarray:
+    """Two interleaved half circles: ``sklearn.datasets.make_moons(noise=0.1)`` (with angles drawn
+    uniformly), then ``2 x + (-1, -0.2)`` as FFJORD: arcs of radius 2 about (-1, -0.2) and (1, 0.8)."""
+    t, upper = rng.uniform(0.0, np.pi, n), rng.random(n) < 0.5
+    x = np.where(upper[:, None], np.stack([np.cos(t), np.sin(t)], 1), np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1))
+    return 2 * (x + 0.1 * rng.standard_normal((n, 2))) + np.array([-1.0, -0.2])
+
+
+def _8gaussians(rng, n: int) -> np.ndarray:
+    """Eight Gaussians of standard deviation 0.5 / 1.414 centred at ``4 (cos k pi/4, sin k pi/4) / 1.414``."""
+    angle = rng.integers(0, 8, n) * (np.pi / 4)
+    return (4 * np.stack([np.cos(angle), np.sin(angle)], 1) + 0.5 * rng.standard_normal((n, 2))) / 1.414
+
+
+def _checkerboard(rng, n: int) -> np.ndarray:
+    """Uniform on the 8 squares of side 2 of [-4, 4)^2 with ``floor(x1 / 2) + floor(x2 / 2)`` even."""
+    x1 = rng.random(n) * 4 - 2
+    x2 = rng.random(n) - rng.integers(0, 2, n) * 2 + np.floor(x1) % 2
+    return 2 * np.stack([x1, x2], 1)
+
+
+def _pinwheel(rng, n: int) -> np.ndarray:
+    """Five arms: ``f ~ N((1, 0), diag(0.3, 0.1)^2)`` rotated by ``-(2 pi k / 5 + 0.25 exp(f1))``, times 2."""
+    f = rng.standard_normal((n, 2)) * np.array([0.3, 0.1]) + np.array([1.0, 0.0])
+    angle = rng.integers(0, 5, n) * (2 * np.pi / 5) + 0.25 * np.exp(f[:, 0])
+    c, s = np.cos(angle), np.sin(angle)
+    return 2 * np.stack([f[:, 0] * c + f[:, 1] * s, f[:, 1] * c - f[:, 0] * s], 1)
+
+
+def _2spirals(rng, n: int) -> np.ndarray:
+    """Two spirals, one the other turned by 180 degrees: ``t = sqrt(u) 3 pi``, points
+    ``(-t cos t, t sin t) + U[0, 0.5)^2``, either sign, over 3, plus ``N(0, 0.1^2)`` noise."""
+    t = np.sqrt(rng.random(n)) * 3 * np.pi
+    arm = np.stack([-np.cos(t) * t, np.sin(t) * t], 1) + 0.5 * rng.random((n, 2))
+    sign = np.where(rng.random(n) < 0.5, 1.0, -1.0)[:, None]
+    return sign * arm / 3 + 0.1 * rng.standard_normal((n, 2))
+
+
+def _load_toy(name: str, seed: int) -> Dataset:
+    """One of :data:`TOYS`, generated: :data:`TOY_SPLIT` rows, each split an independent draw.
+
+    The generators are those of FFJORD (Grathwohl et al. 2019, ``lib/toy_data.py``, also used by
+    neural spline flows, Durkan et al. 2019), written as vectorised functions of
+    ``np.random.default_rng(seed)``; each draws its component (moon, Gaussian, arm, spiral)
+    per point rather than in equal blocks.
+    """
+    generate = {"moons": _moons, "8gaussians": _8gaussians, "checkerboard": _checkerboard,
+                "pinwheel": _pinwheel, "2spirals": _2spirals}[name]
+    x = generate(np.random.default_rng(seed), sum(TOY_SPLIT))
+    return _make_real(name, dict(zip(SPLITS, np.split(x, np.cumsum(TOY_SPLIT)[:2]))), name)
+
+
 def _load_table(file: Path) -> np.ndarray:
     """Read and validate a 2-D probability table; returns it as float64, normalised."""
     table = _npy(file, str(file), "; expected the (C, C) table distribution.npy")
@@ -508,17 +697,18 @@ def _load_mnist(path, seed: int) -> Dataset:
     return replace(ds, name="binarized-mnist")
 
 
-def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str | None = None) -> Dataset:
+def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str | None = None,
+                 allow_nan: bool = False) -> Dataset:
     """Load a data set by name or from a file.
 
     Parameters
     ----------
     spec : str
-        ``"digits"`` (default), ``"binarized-mnist"`` / ``"mnist"``, ``"2d"``,
-        or a path to an ``.npz`` (keys ``train_data``, ``valid_data``,
-        ``test_data``; any integer or float dtype), an ``.npy`` holding one
-        ``(N, D)`` array of integers, or a folder holding
-        ``binarized_mnist_{train,valid,test}.amat``.
+        ``"digits"`` (default), ``"binarized-mnist"`` / ``"mnist"``, ``"2d"``, a real-valued
+        set of :data:`TABLES` or :data:`TOYS`, or a path to an ``.npz`` (keys ``train_data``,
+        ``valid_data``, ``test_data``; any integer or float dtype), an ``.npy`` holding one
+        ``(N, D)`` array, a ``.csv`` of comma-separated numbers (a header line optional), or
+        a folder holding ``binarized_mnist_{train,valid,test}.amat``.
     path : str or os.PathLike, optional
         For ``"binarized-mnist"`` and ``"2d"``: the data file, or a folder
         holding it. When given it is the only place looked at; otherwise the
@@ -526,15 +716,19 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
         ``../shared/data`` relative to the current directory; a file found in
         :func:`cache_dir` must match the checksums of :data:`SOURCES`.
         ``"binarized-mnist"`` requires 784 binary columns. Ignored for
-        ``"digits"`` and for a path ``spec``.
+        the other named sets and for a path ``spec``.
     seed : int, default 0
         Seed (``>= 0``) of ``np.random.default_rng`` for the digits shuffle,
-        the ``.npy`` split and the ``"2d"`` samples.
+        the 80/10/10 splits of the tables and of ``.npy``/``.csv`` files, digits-real's noise,
+        and the ``"2d"`` and toy samples. Seeds 0..4 are the five splits of the benchmarks.
     context : {None, "none", "labels", "file"}
         A context (conditioning) per row (:func:`with_context`): ``"labels"`` the digit
         classes 0..9 of ``"digits"`` (shuffled and split with the images); ``"file"`` the
         keys ``train_context``, ``valid_context``, ``test_context`` of an ``.npz`` ``spec``
         ((N,) integer labels or (N, C) float rows). None or ``"none"``: no context.
+    allow_nan : bool, default False
+        Accept NaN (missing values; an empty CSV cell) in real-valued data, for imputation.
+        Integer data never hold NaN (their splits are ``uint8``).
 
     Returns
     -------
@@ -547,8 +741,14 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
         * 2d: 72000 / 8000 / 20000 x 2 samples ``(x1, x2)``, ``classes = 200``;
           the first 80% of the 100,000 samples are train + valid (valid is the
           last tenth of them), the last 20% test.
-        * ``.npy``: permuted with the seeded generator, then
+        * ``.npy``, ``.csv`` and the tables: permuted with the seeded generator, then
           ``N - 2 * (N // 10)`` train, ``N // 10`` valid, ``N // 10`` test rows.
+        * Real-valued data (floats with a value that is not an integer, and the sets of
+          :data:`TABLES` and :data:`TOYS`): ``float64`` in the data's own units,
+          ``classes == 0``, ``discrete_columns`` the columns of at most
+          :data:`MAX_DISCRETE_VALUES` distinct integers; tables of :data:`TABLES` as listed in
+          the module's docstring, toys 20000 / 5000 / 5000 x 2, ``image_shape`` None (digits-real:
+          ``(8, 8)``).
 
     Raises
     ------
@@ -556,31 +756,33 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
         Negative seed, unknown name, missing file, not a regular file (FIFO,
         device), unreadable format or a header that declares more data than
         the file holds, pickled objects, missing key, array not 2-D, zero rows
-        or columns, splits of different widths, NaN/inf, negative or
-        non-integer values, values ``>= MAX_CLASSES``, a binarized-mnist file
+        or columns, splits of different widths; in integer data NaN/inf, negative
+        values, values ``>= MAX_CLASSES``; a binarized-mnist file
         without 784 binary columns, a cached file that fails its checksums, or
         a ``"2d"`` table that is not square, finite, non-negative and summing
-        to 1 within 1e-4; an unknown ``context``, ``"labels"`` for another data set than
-        digits, ``"file"`` without an .npz holding the context keys, or an invalid context.
+        to 1 within 1e-4; in real-valued data, an infinite value, NaN (unless ``allow_nan``), a
+        value beyond float32's range, a column constant over the training split; in a ``.csv``, an empty file, a cell that is
+        not a number, rows of different lengths (each named by its line and column); an
+        unknown ``context``, ``"labels"`` for another data set than digits, ``"file"`` without an .npz holding the context keys, or an invalid context.
     """
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str):
-        raise DataError(f"the data set must be a name (digits, binarized-mnist, 2d) or a path, got {spec!r}")
+        raise DataError(f"the data set must be a name ({', '.join(NAMES)}) or a path, got {spec!r}")
     if not is_int(seed) or seed < 0:
         raise DataError(f"data seed {seed!r} is not allowed: --data-seed must be >= 0 (an integer seed of "
                         "numpy.random.default_rng for the shuffles, splits and 2-D samples)")
     context = "none" if context is None else str(context).lower()
     if context not in CONTEXT_SOURCES:
         raise DataError(f"unknown context {context!r}: choose one of {', '.join(CONTEXT_SOURCES)}")
-    ds = _load(spec, path, seed, context)
+    ds = _load(spec, path, seed, context, bool(allow_nan))
     where = {"spec": spec if is_named(spec) else str(expand_path(spec).resolve()),
              "path": str(expand_path(path).resolve()) if path else None, "seed": int(seed),
              "context": context}
     return replace(ds, spec=where)
 
 
-def _load(spec: str, path, seed: int, context: str) -> Dataset:
+def _load(spec: str, path, seed: int, context: str, allow_nan: bool = False) -> Dataset:
     """:func:`load_dataset` without the checks of its arguments and the ``spec`` record."""
     name = spec.lower()
     if context == "labels" and name != "digits":
@@ -594,13 +796,17 @@ def _load(spec: str, path, seed: int, context: str) -> Dataset:
         return _load_mnist(path, seed)
     if name == "2d":
         return _load_2d(path, seed)
+    if name in TABLES:
+        return _load_sklearn_table(name, seed)
+    if name in TOYS:
+        return _load_toy(name, seed)
     p = expand_path(spec)
     if not p.exists():
-        raise DataError(_missing(p, spec, " (expected one of digits, binarized-mnist, 2d, or a path to an "
-                                          ".npz / .npy file or a folder of .amat files)"))
+        raise DataError(_missing(p, spec, f" (expected one of {', '.join(NAMES)}, or a path to an "
+                                          ".npz / .npy / .csv file or a folder of .amat files)"))
     if p.is_dir() and (p / MNIST_FILE).is_file():
         p = p / MNIST_FILE
-    ds = _load_path(p, seed)
+    ds = _load_path(p, seed, allow_nan)
     if context != "file":
         return ds
     if not p.is_file() or not magic(p).startswith(b"PK"):

@@ -20,6 +20,7 @@ import contextlib
 import io
 import math
 import os
+import re
 import stat
 import struct
 import tokenize
@@ -282,3 +283,87 @@ def read_text_matrix(file: Path, error=DataError) -> np.ndarray:
         reason = one_line(exc).split("; use `usecols`")[0]
         raise error(f"{file}: cannot read as a text matrix ({reason}); every row needs the same number "
                     "of values") from None
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell.strip().strip('"') or "nan")
+        return True
+    except ValueError:
+        return False
+
+
+def read_csv(file, error=DataError):
+    """Read a comma-separated table of numbers, one row a line, with an optional header.
+
+    The first non-blank line is a header when one of its cells is not a number; its cells
+    name the columns. Blank lines are skipped; an empty cell is a missing value (NaN), as is
+    ``nan``; ``inf`` is read as infinity (the caller decides what to accept). Cells may be
+    quoted (``"1.5"``); ``#`` is not a comment. Refused before reading when parsing it would
+    need more than the memory limit (:data:`TEXT_BYTES_PER_BYTE` bytes per byte of text).
+
+    Returns
+    -------
+    values : numpy.ndarray, shape (N, D), float64
+    lines : numpy.ndarray, shape (N,), int64
+        The line of the file (counted from 1) that each row was read from.
+    names : tuple of str
+        The header's column names, ``()`` without a header.
+
+    Raises
+    ------
+    error
+        One line naming the file: not UTF-8 text, empty, a header without rows, a cell that is
+        not a number (its line and column, counted from 0, and name), rows of different lengths
+        (the line), a header of another width than the rows.
+    """
+    with reading(file, error=error) as f:
+        check_memory(os.fstat(f.fileno()).st_size * TEXT_BYTES_PER_BYTE, str(file), "parsing its text", error)
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{file}: not a UTF-8 text file ({one_line(exc)}); give numbers separated by commas") from None
+    text = re.sub(r"^[ \t]+\r?$", "", text.replace("\r\n", "\n"), flags=re.M)  # blank lines: empty
+    b = np.frombuffer(text.encode(), dtype=np.uint8)
+    content = np.unique(np.cumsum(b == ord("\n"))[~np.isin(b, np.frombuffer(b" \t\r\n", np.uint8))]) + 1
+    if content.size == 0:
+        raise error(f"{file}: empty (no rows of numbers); give one row per example, values separated by commas")
+    head = int(content[0])  # the first line with content
+    before = text.split("\n", head)
+    first = before[head - 1].split(",")
+    names = tuple(c.strip().strip('"').strip() for c in first) if not all(map(_is_number, first)) else ()
+    body = (before[head] if len(before) > head else "") if names else text
+    lines = content[1:] if names else content
+    if lines.size == 0:
+        raise error(f"{file}: a header line but no rows of numbers; give one row per example after it")
+    body = re.sub(r"^[ \t]*(?=,)|(?<=,)[ \t]*(?=,|$)", "nan", body, flags=re.M)  # empty cells: missing
+    try:
+        values = np.loadtxt(io.StringIO(body), dtype=np.float64, delimiter=",", ndmin=2, comments=None,
+                            quotechar='"')
+    except ValueError as exc:
+        raise error(_csv_problem(file, body, lines, names, head) or f"{file}: cannot read ({one_line(exc)})") from None
+    if names and values.shape[1] != len(names):
+        raise error(f"{file}: the header (line {head}) names {len(names)} columns but the rows have "
+                    f"{values.shape[1]} values; give one name per column")
+    return values, lines, names
+
+
+def _csv_problem(file, body: str, lines, names, head: int) -> str | None:
+    """Why ``np.loadtxt`` refused ``body``: the first row of another width, or the first cell that
+    is not a number (a loop over the rows, run only once reading has failed)."""
+    rows = [r.split(",") for r in body.split("\n") if r]
+    width = len(names) or len(rows[0])
+    for line, cells in zip(lines, rows):
+        if len(cells) != width:
+            ref = f"the header (line {head})" if names else f"line {head}"
+            n = len(cells)
+            return (f"{file}: line {line} has {n} value{'s' if n != 1 else ''} but {ref} has {width}; every row "
+                    "needs the same number of comma-separated values")
+        bad = next((c for c, cell in enumerate(cells) if not _is_number(cell)), None)
+        if bad is not None:
+            name, cell = f" ('{names[bad]}')" if names else "", cells[bad].strip()
+            fix = ("separate the values by commas" if ";" in cell or "\t" in cell
+                   else "give numbers separated by commas (a header on the first line only)")
+            return f"{file}: line {line}, column {bad}{name}: {cell!r} is not a number; {fix}"
+    return None

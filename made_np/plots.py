@@ -1,4 +1,4 @@
-"""Figures for training runs: loss curves, sample grids, masks and the 2-D experiment.
+"""Figures for training runs: loss curves, sample grids, masks, the 2-D experiment and 2-D real densities.
 
 Figures are built as :class:`matplotlib.figure.Figure` objects rendered by the
 Agg canvas, never through :mod:`matplotlib.pyplot`: nothing needs a display,
@@ -536,3 +536,97 @@ def plot_2d_panels(true_density, train_samples, model_samples, model_density, ou
         Tables not ``(C, C)``, samples not ``(N, 2)`` or out of range.
     """
     return _save(panels_2d_figure(true_density, train_samples, model_samples, model_density), out_path)
+
+
+def density_grid(log_density, data, grid: int = 200, margin: float = 0.05):
+    """``exp(log_density)`` on a ``grid x grid`` lattice over the range of ``data``.
+
+    Parameters
+    ----------
+    log_density : callable
+        ``(M, 2) float64 points -> (M,)`` log densities in nats (e.g. a model's ``log_prob``);
+        called once, with every point of the lattice.
+    data : numpy.ndarray, shape (N, 2)
+        Real-valued points; the lattice spans their range on each axis, widened by ``margin``
+        of it on each side.
+    grid : int
+        Points per axis (cell centres).
+
+    Returns
+    -------
+    density : numpy.ndarray, shape (grid, grid), float64
+        ``density[i, j] = p(x1 = centre j, x2 = centre i)``: rows are x2 from the bottom up (as
+        ``imshow(origin="lower")`` shows them), columns x1 from left to right.
+    extent : tuple of float
+        ``(x1_min, x1_max, x2_min, x2_max)``, the lattice's edges.
+
+    Raises
+    ------
+    ValueError
+        ``data`` not ``(N, 2)`` finite with N >= 1, or ``log_density`` not giving ``(M,)`` values.
+    """
+    x = np.asarray(data, dtype=float)
+    if x.ndim != 2 or x.shape[1] != 2 or x.shape[0] == 0 or not np.isfinite(x).all():
+        raise ValueError(f"density_grid: data must be (N, 2) finite points, got shape {x.shape}")
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    pad = margin * np.where(hi > lo, hi - lo, 1.0)
+    lo, hi = lo - pad, hi + pad
+    step = (hi - lo) / grid
+    c1, c2 = (lo[k] + step[k] * (np.arange(grid) + 0.5) for k in (0, 1))
+    points = np.stack(np.meshgrid(c1, c2), axis=-1).reshape(-1, 2)  # row i: x2 = c2[i]
+    log_p = np.asarray(log_density(points), dtype=float)
+    if log_p.shape != (grid * grid,):
+        raise ValueError(f"density_grid: log_density gave shape {log_p.shape} for {grid * grid} points; "
+                         f"expected ({grid * grid},)")
+    return np.exp(log_p).reshape(grid, grid), (lo[0], hi[0], lo[1], hi[1])
+
+
+def density_figure(log_density, data, grid: int = 200, bins: int = 50, title: str = "model density") -> Figure:
+    """A 2-D real-valued density beside the data: the figure of :func:`plot_density` (no file).
+
+    Left, ``exp(log_density)`` on :func:`density_grid`'s lattice, titled with its mass on the
+    lattice (``sum p * cell area``, near 1 when the lattice holds the density); right, the 2-D
+    histogram of ``data`` as a density (per unit area) on ``bins x bins`` cells of the same
+    range. Both panels share
+    one colour scale from 0 to the model's peak (histogram cells above it saturate), x1
+    horizontal and x2 vertical.
+
+    Parameters
+    ----------
+    log_density, data, grid
+        As :func:`density_grid`.
+    bins : int
+        Histogram cells per axis.
+    title : str
+        The left panel's title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        As :func:`density_grid`.
+    """
+    density, extent = density_grid(log_density, data, grid)
+    x = np.asarray(data, dtype=float)
+    hist, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=bins, range=[extent[:2], extent[2:]], density=True)
+    area = (extent[1] - extent[0]) * (extent[3] - extent[2]) / grid**2
+    vmax = float(np.nanmax(density)) or 1.0
+    fig = _figure(8.8, 4)
+    axes = [fig.add_subplot(1, 2, k + 1) for k in range(2)]
+    for ax, table, name in ((axes[0], density, f"{title} (mass on the grid {np.nansum(density) * area:.3f})"),
+                            (axes[1], hist.T, f"data (N = {x.shape[0]})")):
+        im = ax.imshow(table, origin="lower", extent=extent, aspect="auto", interpolation="nearest",
+                       vmin=0.0, vmax=vmax)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="density", extend="max" if hist.max() > vmax else "neither")
+    return fig
+
+
+def plot_density(log_density, data, out_path, grid: int = 200, bins: int = 50, title: str = "model density") -> Path:
+    """Draw :func:`density_figure` into the PNG ``out_path`` (its folder created) and return its path."""
+    return _save(density_figure(log_density, data, grid, bins, title), out_path)

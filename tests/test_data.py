@@ -160,7 +160,8 @@ BAD_NPZ = {
     "widths": (dict(valid_data=np.zeros((3, 15))), ["different widths", "valid_data' 15", "16"]),
     "nan": (dict(train_data=np.array([[np.nan, 0, np.inf, 1.0]] * 2)), ["train_data", "4 NaN/inf"]),
     "negative": (dict(test_data=np.array([[0, 1], [-3, 1]])), ["test_data", "negative value -3"]),
-    "non-integer": (dict(valid_data=np.array([[0, 0.5]])), ["valid_data", "non-integer", "0.5"]),
+    "real with NaN": (dict(valid_data=np.array([[0.5, np.nan] + [0.0] * 14])),  # a fraction makes it real-valued
+                      ["valid_data", "1 missing (NaN) value", "row 0, column 1"]),
     "dtype": (dict(train_data=np.array([["a", "b"]])), ["train_data", "dtype"]),
     "object": (dict(train_data=np.array([[None]], dtype=object)), ["cannot read", "pickle"]),
 }
