@@ -23,7 +23,7 @@ _MODULES = {
                       "SMALL_DATA_MASKS SMALL_DATA_ROWS DEFAULT_DIRECT ENCODINGS ENGINES LR_SCHEDULES OUTPUT_BIASES PRESETS",
     "made_np.train": "fit evaluate mean_and_stderr DivergenceError",
     "made_np.sampling": "sample balanced_labels METHODS DEFAULT_METHOD",
-    "made_np.conditional": "complete log_marginal mixture_size occlusion_mask COMPLETION_METHODS",
+    "made_np.conditional": "complete impute log_marginal mixture_size occlusion_mask COMPLETION_METHODS",
     "made_np.density": "log_density_table entropy kl_divergence",
     "made_np.estimator": "MADEDensity",
     "made_np.checks": "MAX_SEED check_context",

@@ -181,15 +181,15 @@ def check_state(model, state: dict, prefix: str = "") -> None:
 
 # --------------------------------------------------------------------------- data
 
-def check_data(model, x, name: str = "x", where=None):
-    """``x`` as an integer array on the model's device, after checking that it is (N, D) data of
-    this model: finite integers in ``0..classes-1`` (only where ``where`` is True, when given).
+def check_rows(model, x, name: str = "x"):
+    """``x`` as an array on the model's device of shape (N, D) and a real or integer dtype, its
+    values unchecked (:func:`check_data` checks them; :func:`check_missing` first finds the NaN).
 
     Raises
     ------
     ValueError
-        Naming ``name``, the shape or the first kind of bad value. Without this check a value
-        outside the classes silently gives a wrong likelihood (or an IndexError).
+        Naming ``name``: not an array or list of rows, ragged rows, a shape other than (N, D), or
+        a dtype that holds no numbers (strings, objects, complex).
     """
     xp, c = model.xp, model.config
     if not (hasattr(x, "__array__") or hasattr(x, "__cuda_array_interface__") or isinstance(x, (list, tuple))):
@@ -204,6 +204,36 @@ def check_data(model, x, name: str = "x", where=None):
         raise ValueError(f"{name} must have shape (N, {c.D}) for this model of D = {c.D}, got {tuple(x.shape)}")
     if x.dtype.kind not in "biuf":
         raise ValueError(f"{name} has dtype {x.dtype}; expected integers in 0..{c.classes - 1}")
+    return x
+
+
+def check_missing(model, x, name: str = "x"):
+    """Rows with missing entries (NaN) as :func:`made_np.conditional.impute` takes them: ``x`` as
+    float64 (N, D) on the model's device and its observed mask ``~isnan(x)`` on the host, after
+    :func:`check_rows`. The observed values are checked later, once, with the mask
+    (:func:`check_data` with ``where``).
+
+    Raises
+    ------
+    ValueError
+        As :func:`check_rows`.
+    """
+    x = check_rows(model, x, name).astype(model.xp.float64)
+    return x, ~backend.to_host(model.xp.isnan(x))
+
+
+def check_data(model, x, name: str = "x", where=None):
+    """``x`` as an integer array on the model's device, after checking that it is (N, D) data of
+    this model: finite integers in ``0..classes-1`` (only where ``where`` is True, when given).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the shape or the first kind of bad value. Without this check a value
+        outside the classes silently gives a wrong likelihood (or an IndexError).
+    """
+    xp, c = model.xp, model.config
+    x = check_rows(model, x, name)
     v = x if where is None else x[xp.asarray(where, dtype=bool)]
     if v.size:
         bad = ~xp.isfinite(v) | (v != xp.floor(v)) if v.dtype.kind == "f" else xp.zeros(v.shape, dtype=bool)

@@ -49,11 +49,13 @@ nats. Every pass takes its mask as an argument: the model is never changed.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from . import backend, limits, sampling
-from .checks import MAX_SEED, check_callable, check_choice, check_context, check_data, check_int, check_model
+from .checks import (MAX_SEED, check_callable, check_choice, check_context, check_data, check_int, check_missing,
+                     check_model)
 from .config import MAX_EVAL_MASKS
 from .masks import MaskSet, direct_mask, hidden_degrees, hidden_mask, input_ordering, output_mask
 
@@ -184,13 +186,15 @@ def variable_log_probs(model, x, batch_size: int = 1000, context=None, mask=0):
     """``log p(x_d | x_<d)`` of every variable under ``mask``, in float64.
 
     The negated per-variable NLL of the model's head (``Head.nll_per_variable``) on float64
-    logits: Bernoulli ``x z - softplus(z)`` (the stable softplus of docs/math.md Sec. 4);
-    categorical, the stable ``log softmax`` of the variable's logits at ``x_d``.
+    logits, whatever the head: Bernoulli ``x z - softplus(z)`` (the stable softplus of
+    docs/math.md Sec. 4); categorical, the stable ``log softmax`` of the variable's logits at
+    ``x_d``; a real-valued head, its log-density (nats, data units).
 
     Parameters
     ----------
     model : made_np.model.MADE
-    x : array on ``model.xp``, shape (N, D), int in 0..C-1
+    x : array on ``model.xp``, shape (N, D)
+        Values of the model (int in 0..C-1 for a discrete head).
     batch_size : int
         Rows per forward pass.
     context : array, optional
@@ -438,7 +442,8 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     Returns
     -------
     completions : array on ``model.xp``, shape (N, n, D)
-        uint8 (Bernoulli head) or int64 (categorical), values in 0..C-1.
+        The head's sample dtype (``Head.sample_dtype``): uint8 (Bernoulli), int64 in 0..C-1
+        (categorical), float64 (a real-valued head).
     log_px_o : array on ``model.xp``, float64, shape (N,)
         ``log p(x_o)`` in nats, as :func:`log_marginal` with the same ``masks`` and ``seed``.
 
@@ -466,11 +471,17 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
     masks, seed, batch_size = _counts(masks, seed, batch_size)
     check_callable("progress", progress)
     draw = sampling.METHODS[check_choice("completion method", method, COMPLETION_METHODS)]
-    xp, D = model.xp, model.config.D
     xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing=False)
-    N = obs.shape[0]
-    limits.check_api(limits.complete_parts(model.config, N, n, mixture_size(model, masks), "n =", "masks ="))
-    y = check_context(model, context, N)
+    limits.check_api(limits.complete_parts(model.config, obs.shape[0], n, mixture_size(model, masks), "n =",
+                                           "masks ="))
+    y = check_context(model, context, obs.shape[0])
+    return _completions(model, xd, obs, patterns, inverse, n, masks, seed, batch_size, y, draw, progress)
+
+
+def _completions(model, xd, obs, patterns, inverse, n, masks, seed, batch_size, y, draw, progress):
+    """:func:`complete` of checked inputs (:func:`_inputs`), ``y`` the encoded context, ``draw`` a
+    sampler of :data:`made_np.sampling.METHODS`."""
+    xp, D, N = model.xp, model.config.D, obs.shape[0]
     rng = backend.host_rng(seed, 1)  # drawn on the host, for every row, before any pattern
     u_mask = rng.random((N, n))
     noise = rng.random((N, n, D))
@@ -499,6 +510,133 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
             # under mask h (observed-first: the observed variables are positions 1..n_obs)
             out[ri, rj] = draw(model, u, yk, X, n_obs, h).astype(X.dtype)
     return out, log_px_o
+
+
+# --------------------------------------------------------------------------- imputation
+
+
+class Imputation(NamedTuple):
+    """What :func:`impute` returns (a tuple: ``filled, std, draws = impute(...)``).
+
+    Attributes
+    ----------
+    filled : array on ``model.xp``, float64, shape (N, D)
+        The observed entries as given; each missing entry its estimate (:func:`posterior_summary`).
+    std : array on ``model.xp``, float64, shape (N, D)
+        The predictive standard deviation of each missing entry, in data units; 0 on observed entries.
+    draws : array on ``model.xp``, shape (N, draws, D), or None
+        Completions ``x ~ p(x_m | x_o)`` (the head's sample dtype), observed entries copied; None
+        for ``draws=0``.
+    """
+
+    filled: object
+    std: object
+    draws: object
+
+
+def posterior_summary(model, comps):
+    """The estimate and the standard deviation of every entry from S completions of each row.
+
+    Real-valued heads (a class attribute ``real = True``) give the posterior mean, estimated by
+    the sample mean ``x̄ = (1/S) sum_s x^(s)``; discrete heads the posterior mode, estimated by
+    the most frequent drawn class (ties to the lower class; for binary data the sample mean
+    rounded, ties to 0). The spread is the sample standard deviation
+    ``s = sqrt(sum_s (x^(s) - x̄)^2 / (S - 1))`` of the drawn values, for every head (binary:
+    ``sqrt(p (1 - p) S / (S - 1))`` with ``p`` the drawn frequency of 1). docs/math.md Sec. 10,
+    "Imputation".
+
+    Parameters
+    ----------
+    model : made_np.model.MADE
+        Gives the head and the classes ``C``.
+    comps : array on ``model.xp``, shape (N, S, D), S >= 2
+        Completions (:func:`complete`).
+
+    Returns
+    -------
+    estimate, std : arrays on ``model.xp``, float64, shape (N, D)
+    """
+    xp = model.xp
+    v = comps.astype(xp.float64)
+    std = v.std(axis=1, ddof=1)
+    if getattr(model.head, "real", False):
+        return v.mean(axis=1), std
+    best = xp.zeros(std.shape, dtype=xp.float64)
+    top = xp.full(std.shape, -1, dtype=xp.int64)
+    for c in range(model.config.classes):  # a loop over the classes, each a pass over (N, S, D)
+        count = (comps == c).sum(axis=1)
+        more = count > top
+        best, top = xp.where(more, float(c), best), xp.where(more, count, top)
+    return best, std
+
+
+def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: int = 100,
+           batch_size: int = 1000, context=None, method: str = "fast", progress=None) -> Imputation:
+    """Fill the missing entries (NaN) of every row, with their predictive standard deviation.
+
+    Each row's missing entries are completed ``S = max(samples, draws)`` times from the exact
+    conditional ``p(x_m | x_o)`` of the mixture of K observed-first masks (:func:`complete`:
+    a mask ``k`` drawn with weight ``w_k ∝ p_k(x_o)``, then ancestral sampling from the
+    observed prefix), rows grouped by their missing pattern. From the S completions,
+    :func:`posterior_summary` estimates each missing entry: the **posterior mean** for a
+    real-valued head (``real = True``), the **posterior mode** for a discrete head (the most
+    frequent drawn class; for binary data, the mean rounded), and its standard deviation.
+    Monte Carlo error: the mean's standard error is ``std / sqrt(S)`` (docs/math.md Sec. 10,
+    "Imputation").
+
+    Parameters
+    ----------
+    model : made_np.model.MADE
+    x : array-like, shape (N, D), float (integers as floats)
+        NaN where an entry is missing; the observed entries must be values of the model
+        (integers in 0..C-1 for a discrete head). A row may be all missing (it is drawn from
+        the model) or all observed (copied).
+    masks : int, default 16
+        K (:func:`completion_masksets`).
+    draws : int, default 0
+        Completions returned per row (the first ``draws`` of the S).
+    seed : int, default 0
+        Seeds the masks, the mixture draws and the noise, as in :func:`complete`.
+    samples : int, default 100
+        Completions per row behind the estimates, ``>= 2`` (S is at least ``draws``).
+    batch_size : int, default 1000
+        Rows per forward pass.
+    context : array, optional
+        A conditional model's context of each row.
+    method : {"fast", "naive"}, default "fast"
+        The sampler (:data:`COMPLETION_METHODS`).
+    progress : callable, optional
+        ``progress(n)`` after each group of ``n`` rows sharing a missing pattern.
+
+    Returns
+    -------
+    Imputation
+        ``(filled, std, draws)``: float64 (N, D), float64 (N, D) (0 where observed), and
+        (N, draws, D) or None.
+
+    Raises
+    ------
+    ValueError
+        ``x`` not (N, D) numbers or an observed value outside the model's, a count out of
+        range, an unknown method, a context that does not fit, a single-ordering model and a
+        missing pattern whose observed variables are not a prefix of its ordering, or more
+        memory than the limit allows (:func:`made_np.limits.complete_parts`).
+    """
+    check_model(model)
+    masks, seed, batch_size = _counts(masks, seed, batch_size)
+    draws, samples = check_int("draws", draws, 0), check_int("samples", samples, 2)
+    check_callable("progress", progress)
+    draw = sampling.METHODS[check_choice("completion method", method, COMPLETION_METHODS)]
+    x, observed = check_missing(model, x)
+    xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing=False)
+    S, N = max(samples, draws), obs.shape[0]
+    limits.check_api(limits.complete_parts(model.config, N, S, mixture_size(model, masks), "samples =", "masks ="))
+    y = check_context(model, context, N)
+    comps, _ = _completions(model, xd, obs, patterns, inverse, S, masks, seed, batch_size, y, draw, progress)
+    estimate, std = posterior_summary(model, comps)
+    o = model.xp.asarray(obs)
+    return Imputation(model.xp.where(o, x, estimate), model.xp.where(o, 0.0, std),
+                      comps[:, :draws] if draws else None)
 
 
 # --------------------------------------------------------------------------- occlusions
