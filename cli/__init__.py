@@ -6,6 +6,7 @@ Commands::
     made-np evaluate    NLL of a checkpoint on a split, single mask and ensemble
     made-np sample      draw samples from a checkpoint (.png grid or .npy array)
     made-np complete    exact completions of partly observed examples, and their marginal likelihood
+    made-np impute      fill the missing entries (NaN) of a table, with their predictive standard deviation
     made-np density     the exact density table of a 2-D model against the true table
     made-np masks       dump (and draw) the ordering, degrees and masks of a checkpoint
     made-np data        download and inspect data sets
@@ -40,6 +41,7 @@ from .common import Group  # noqa: E402
 from .complete import complete as complete_cmd  # noqa: E402
 from .data import data as data_group  # noqa: E402
 from .evaluate import evaluate_cmd  # noqa: E402
+from .impute import impute as impute_cmd  # noqa: E402
 from .masks import masks as masks_cmd  # noqa: E402
 from .sample import density as density_cmd, sample as sample_cmd  # noqa: E402
 from .train import parse_hidden, parse_num_masks, train as train_cmd  # noqa: E402,F401
@@ -55,7 +57,7 @@ def cli():
     """
 
 
-for _command in (train_cmd, evaluate_cmd, sample_cmd, complete_cmd, masks_cmd, density_cmd, data_group):
+for _command in (train_cmd, evaluate_cmd, sample_cmd, complete_cmd, impute_cmd, masks_cmd, density_cmd, data_group):
     cli.add_command(_command)
 
 

@@ -466,6 +466,54 @@ def read_array(path, what: str = "array") -> np.ndarray:
     return _npy(p, f"{what} {p}", " (save it with numpy.save)")
 
 
+def read_table(path, what: str = "array") -> tuple:
+    """Read rows that may hold missing entries (NaN) from a ``.npy`` or a ``.csv`` file.
+
+    A ``.csv`` goes through :func:`made_np.npyio.read_csv` (comma separated, a header optional,
+    an empty cell or ``nan`` missing), a ``.npy`` through :func:`read_array`. The values are not
+    checked here (the caller's model does).
+
+    Parameters
+    ----------
+    path : str or Path
+    what : str
+        Names the file in error messages (an option such as ``--input``).
+
+    Returns
+    -------
+    x : numpy.ndarray, float64, shape (N, D)
+        A 1-D ``.npy`` is one row.
+    columns : list of str or None
+        The header's names (a ``.csv`` with a header), else None.
+
+    Raises
+    ------
+    DataError
+        Missing or unreadable file, another suffix, a cell that is neither a number nor empty,
+        ragged rows, no rows, or not numbers; one line naming ``what`` and the file.
+    """
+    p = expand_path(path)
+    label = f"{what} {p}"
+    if not p.exists():
+        raise DataError(f"{label}: no such file")
+    if p.suffix.lower() == ".npy":
+        x = _npy(p, label, " (save it with numpy.save)")
+        if x.dtype.kind not in "biuf":
+            raise DataError(f"{label}: has dtype {x.dtype}; expected numbers (NaN where missing)")
+        x, columns = (x.reshape(1, -1) if x.ndim == 1 else x).astype(np.float64), None
+    elif p.suffix.lower() == ".csv":
+        try:
+            x, _, names = read_csv(p)
+        except DataError as exc:
+            raise DataError(f"{what} {exc}") from None
+        columns = list(names) or None
+    else:
+        raise DataError(f"{label}: expected a .csv or .npy file")
+    if x.ndim != 2 or x.size == 0:
+        raise DataError(f"{label}: expected rows (N, D) with at least one value, got shape {x.shape}")
+    return x, columns
+
+
 def _load_path(p: Path, seed: int, allow_nan: bool = False) -> Dataset:
     """Load an .npz, an .npy, a .csv or a folder of .amat files (format read from the content;
     a .csv by its suffix)."""
