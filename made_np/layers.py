@@ -182,8 +182,9 @@ class MaskedDense(_Dense):
         Parameters
         ----------
         x : array, shape (batch, fan_in)
-        M : array, shape (fan_in, fan_out)
-            The mask, 0/1 in the layer's dtype or bool.
+        M : array, shape (fan_in, fan_out), or (batch, fan_in, fan_out)
+            The mask, 0/1 in the layer's dtype or bool; or one mask per row (rows with missing
+            entries, :func:`made_np.masks.observed_first_rows`).
         keep : bool, default False
             Keep ``x`` and ``W * M`` for :meth:`backward` (training). Without it nothing is
             written to the layer, so evaluations may run from several threads at once.
@@ -192,6 +193,8 @@ class MaskedDense(_Dense):
         -------
         array, shape (batch, fan_out)
         """
+        if M.ndim == 3:
+            return self._forward_rows(x, M, keep)
         WM = self.masked_weight(M, out=self._WM if keep else None)
         if keep:
             self.x, self.WM = x, WM
@@ -206,7 +209,7 @@ class MaskedDense(_Dense):
         Parameters
         ----------
         delta : array, shape (batch, fan_out)
-        M : array, shape (fan_in, fan_out)
+        M : array, shape (fan_in, fan_out) or (batch, fan_in, fan_out)
             The mask of the last ``forward(..., keep=True)``.
 
         Returns
@@ -214,6 +217,8 @@ class MaskedDense(_Dense):
         array, shape (batch, fan_in), or None when ``need_input_grad`` is False.
         """
         xp = self.xp
+        if M.ndim == 3:
+            return self._backward_rows(delta, M)
         xp.matmul(self.x.T, delta, out=self.dW)
         self.dW *= M
         if self.b is not None:
@@ -221,6 +226,26 @@ class MaskedDense(_Dense):
         if self.need_input_grad:
             return delta @ self.WM.T
         return None
+
+
+    def _forward_rows(self, x, M, keep: bool):
+        """``y_n = x_n (W * M_n) + b`` with a mask per row, ``M`` (batch, fan_in, fan_out) (the
+        observed-first masks of rows with missing entries, docs/math.md Sec. 12): one einsum, no
+        (batch, fan_in, fan_out) product of floats."""
+        if keep:
+            self.x = x
+        y = self.xp.einsum("nj,jk,njk->nk", x, self.W, M.astype(self.W.dtype, copy=False))
+        if self.b is not None:
+            y += self.b
+        return y
+
+    def _backward_rows(self, delta, M):
+        """``dW = sum_n x_n^T delta_n * M_n``, ``db``, and ``dL/dx_n = delta_n (W * M_n)^T``."""
+        xp, M = self.xp, M.astype(self.W.dtype, copy=False)
+        self.dW[...] = xp.einsum("nj,nk,njk->jk", self.x, delta, M)
+        if self.b is not None:
+            xp.sum(delta, axis=0, out=self.db)
+        return xp.einsum("nk,jk,njk->nj", delta, self.W, M) if self.need_input_grad else None
 
 
 class Dense(_Dense):

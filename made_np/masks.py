@@ -268,6 +268,53 @@ class MaskSet:
         return np.repeat(np.repeat(self.direct, in_repeat, axis=0), out_repeat, axis=1)
 
 
+def observed_first_rows(maskset: MaskSet, observed, in_repeat: int = 1, out_repeat: int = 1,
+                        direct: bool = False) -> list:
+    """One observed-first mask per row, made from ``maskset`` (docs/math.md Sec. 12, "Rows with
+    missing entries").
+
+    Row ``n``'s ordering ``pi_n`` is the stable sort of ``maskset``'s positions by missingness: the
+    observed variables first, in the order ``m^0`` gives them, then the missing ones, likewise.
+    The hidden degrees stay ``maskset``'s (their range ``[1, D-1]`` does not depend on the
+    ordering), so only the masks that touch the inputs or outputs differ from row to row:
+    ``M^W_1[n, j, k] = 1[m^1(k) >= pi_n(j)]``, ``M^V[n, k, d] = 1[pi_n(d) > m^L(k)]`` and
+    ``M^A[n, j, d] = 1[pi_n(d) > pi_n(j)]``; the hidden-to-hidden masks are shared.
+
+    Parameters
+    ----------
+    maskset : MaskSet
+        The minibatch's mask (ordering ``m^0`` and degrees).
+    observed : array of bool, shape (B, D)
+        True where the entry is observed.
+    in_repeat, out_repeat : int, default 1
+        Columns per variable of the inputs and of the logits, as :meth:`MaskSet.layer_masks`.
+    direct : bool, default False
+        Append the direct masks.
+
+    Returns
+    -------
+    list of ndarray of bool
+        As :meth:`MaskSet.layer_masks` (then the direct mask), except that the first and last
+        (and the direct) have a leading row axis: ``(B, D*in_repeat, H_1)``, ``(B, H_L,
+        D*out_repeat)``, ``(B, D*in_repeat, D*out_repeat)``. With every entry observed each row's
+        masks are ``maskset``'s.
+    """
+    obs = np.asarray(observed, dtype=bool)
+    D = maskset.D
+    pi = np.argsort(np.argsort(np.where(obs, 0, D) + maskset.ordering, axis=1), axis=1) + 1  # (B, D)
+    strict = pi[:, None, :] > pi[:, :, None]  # [n, j, d] = 1[pi_n(d) > pi_n(j)]
+    if maskset.degrees:
+        masks = [maskset.degrees[0][None, None, :] >= pi[:, :, None], *maskset.hidden[1:],
+                 pi[:, None, :] > maskset.degrees[-1][None, :, None]]
+    else:
+        masks = [strict]
+    masks[0] = np.repeat(masks[0], in_repeat, axis=1)
+    masks[-1] = np.repeat(masks[-1], out_repeat, axis=2)
+    if direct:
+        masks.append(np.repeat(np.repeat(strict, in_repeat, axis=1), out_repeat, axis=2))
+    return masks
+
+
 def draw_masks(
     D: int,
     hidden=(),

@@ -29,7 +29,7 @@ from .checks import (check_context, check_data, check_int, check_mask, check_mas
 from .config import MAX_EVAL_MASKS, MADEConfig  # noqa: F401  (MADEConfig: part of this module's API)
 from .heads import head_class, make_head
 from .layers import Dense, MaskedDense, make_activation
-from .masks import MaskSet, draw_masks
+from .masks import MaskSet, draw_masks, observed_first_rows
 
 #: Masks in a test ensemble by default: the whole bank up to this many (paper Sec. 6.2
 #: averaged up to 1000 masks of an unlimited bank).
@@ -169,7 +169,7 @@ class MADE:
                 self.context_hidden.backward(delta)
             delta = self.layers[i].backward(delta, masks[i])
 
-    def loss_and_grad(self, x, mask=0, head=None, context=None):
+    def loss_and_grad(self, x, mask=0, head=None, context=None, observed=None):
         """Mean NLL of a minibatch and its gradient in :attr:`grads` (docs/math.md Sec. 3, 4).
 
         The loss is ``L = (1/B) sum_n NLL_n`` over the ``B = batch`` rows: the head's
@@ -191,6 +191,11 @@ class MADE:
         context : array, optional
             The encoded context of each row (:meth:`encode_context`); given exactly when the
             model has one.
+        observed : array of bool, shape (batch, D), optional
+            Rows with missing entries (False; ``x`` holds any value of the model there): the
+            loss of row ``n`` is then ``-log p_k(x_o)`` under its observed-first mask made from
+            ``mask`` (:func:`made_np.masks.observed_first_rows`; docs/math.md Sec. 12, "Rows with
+            missing entries"). A model with a bank of masks only (not checked).
 
         Returns
         -------
@@ -203,13 +208,31 @@ class MADE:
         ZeroDivisionError
             An empty batch (``batch == 0``).
         """
-        masks = self._mask(mask)[1]
+        maskset, masks = self._mask(mask)
+        if observed is not None:
+            masks = self._row_masks(maskset, observed)
         inputs, targets = self.encode(x)
         z = self._forward_pass(inputs, masks, self._encode_context(context, x.shape[0]), keep=True)
         nll, dz = (head or self.head).nll_and_grad(z, targets)
+        if observed is not None:  # the missing entries' conditionals are no part of -log p_k(x_o)
+            o = self.xp.asarray(observed)
+            nll = (self.head.nll_per_variable(z, targets) * o).sum(axis=1)
+            dz *= self.xp.repeat(o, self.out_repeat, axis=1)
         dz *= 1.0 / x.shape[0]
         self._backprop(dz, masks)
         return nll.mean()
+
+    def _row_masks(self, maskset, observed) -> list:
+        """The device masks of :func:`made_np.masks.observed_first_rows` for host ``observed`` (batch, D)."""
+        host = observed_first_rows(maskset, observed, self.in_repeat, self.out_repeat, self.direct is not None)
+        return [self.xp.asarray(m) for m in host]
+
+    def _observed_nll(self, x, observed, mask, y=None):
+        """``-log p_k(x_o)`` (batch,) in nats of rows ``x`` with missing entries (any value there) under the
+        observed-first masks that :func:`made_np.masks.observed_first_rows` makes from ``mask``
+        (docs/math.md Sec. 12): the observed variables' conditionals, one forward pass."""
+        z = self._forward_pass(self.encode(x)[0], self._row_masks(self._mask(mask)[0], observed), y)
+        return (self.head.nll_per_variable(z, self.head.targets(x, z)) * self.xp.asarray(observed)).sum(axis=1)
 
     def nll(self, x, batch_size: int = 1000, context=None, mask=0):
         """Per-example NLL ``-log p(x)`` in nats (summed over the D variables) under one mask.
