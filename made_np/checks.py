@@ -302,6 +302,7 @@ def check_dataset(model, dataset) -> tuple:
     """The training and validation data of :func:`made_np.train.fit`: arrays (N, D) with rows, of
     values in the model's classes (a value outside them would train on a meaningless loss),
     checked in row blocks (no copy of a whole split); and a conditional model's context of each.
+    Float rows may hold missing entries (NaN) for an order-agnostic model, none all missing.
 
     Returns
     -------
@@ -319,8 +320,34 @@ def check_dataset(model, dataset) -> tuple:
                              f"{'shape ' + str(tuple(shape)) if shape is not None else type(x).__name__}")
         rows = max(1, (1 << 20) // max(1, shape[1]))  # blocks of about a million entries
         for start in range(0, shape[0], rows):
-            check_data(model, x[start:start + rows], f"dataset.{split}")
+            block = np.asarray(backend.to_host(x[start:start + rows]))
+            seen = observed_entries(block)
+            if seen is not None:  # rows with missing entries (NaN): their observed values are checked
+                _check_missing_rows(model, seen, f"dataset.{split}", start)
+                block = np.where(seen, block, 0)
+            check_data(model, block, f"dataset.{split}")
     return tuple(_split_context(model, dataset, split) for split in ("train", "valid"))
+
+
+def observed_entries(x):
+    """``~isnan(x)`` (host bool, shape of ``x``) for host data with a NaN, else None (nothing missing)."""
+    if getattr(x, "dtype", None) is None or x.dtype.kind != "f":
+        return None
+    seen = ~np.isnan(x)
+    return None if seen.all() else seen
+
+
+def _check_missing_rows(model, seen, name: str, start: int = 0) -> None:
+    """Training rows with missing entries: an order-agnostic model (a row's loss is the marginal of
+    its observed entries under an observed-first mask) and no row with every entry missing."""
+    c = model.config
+    if not c.order_agnostic or c.num_masks == 1:
+        raise ValueError(f"{name} has missing entries (NaN): training on them needs an order-agnostic model "
+                         "(num_masks != 1 and order_agnostic=True), whose observed-first masks give their marginal")
+    empty = np.flatnonzero(~seen.any(axis=1))
+    if empty.size:
+        raise ValueError(f"{name} row {start + int(empty[0])} has every entry missing (NaN): it holds nothing to "
+                         f"learn from; drop such rows ({empty.size} in this block)")
 
 
 def _split_context(model, dataset, split: str):

@@ -14,6 +14,7 @@ the test-time ensemble over masks (paper Sec. 4.2).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 from . import backend
 from .checkpoint import check_info, check_resume_state, finished_run_blocker, save_checkpoint
 from .checks import (check_context, check_data, check_dataset, check_fit_arguments, check_int, check_mask_index,
+                     observed_entries,
                      check_model)
 from .config import MAX_EVAL_MASKS, TrainConfig
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
@@ -166,9 +168,17 @@ def mean_and_stderr(values) -> tuple:
     return float(values.mean()), (float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0)
 
 
-def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None) -> float:
-    """Mean NLL (nats) of device data: the fixed mask when ``num_masks == 1``, else the ensemble of ``indices``."""
-    nll = model._ensemble_nll(x, indices, batch_size, context)  # one mask: log K = 0, the mask's own NLL
+def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None, observed=None) -> float:
+    """Mean NLL (nats) of device data: the fixed mask when ``num_masks == 1``, else the ensemble of ``indices``;
+    rows with missing entries (host ``observed``) score ``-log p(x_o)`` of the ensemble of their observed-first
+    masks (docs/math.md Sec. 12)."""
+    if observed is None:
+        nll = model._ensemble_nll(x, indices, batch_size, context)  # one mask: log K = 0, the mask's own NLL
+    else:
+        nll = math.log(len(indices)) - functools.reduce(model.xp.logaddexp, [model.xp.concatenate([
+            -model._observed_nll(x[s:s + batch_size], observed[s:s + batch_size], k,
+                                 None if context is None else context[s:s + batch_size])
+            for s in range(0, x.shape[0], batch_size)]) for k in indices])
     return float(nll.astype(model.xp.float64).mean())
 
 
@@ -212,10 +222,11 @@ class ReferenceEngine:
         """Training data (N, D) as :meth:`loss_and_grad` takes it."""
         return x
 
-    def loss_and_grad(self, xb, mask=0, context=None):
+    def loss_and_grad(self, xb, mask=0, context=None, observed=None):
         """Mean NLL (nats) of a minibatch under mask index ``mask`` (with its encoded ``context``,
-        for a conditional model); gradients into :attr:`grads`."""
-        return self.model.loss_and_grad(xb, mask, context=context)
+        for a conditional model); gradients into :attr:`grads`. ``observed`` (batch, D), host bool:
+        rows with missing entries, each scored ``-log p_k(x_o)`` (:meth:`MADE.loss_and_grad`)."""
+        return self.model.loss_and_grad(xb, mask, context=context, observed=observed)
 
     def epoch(self):
         """A context around the steps of one epoch."""
@@ -375,7 +386,7 @@ def _printing(callback):
     return on_epoch
 
 
-def start_at_marginals(model: MADE, x) -> bool:
+def start_at_marginals(model: MADE, x, observed=None) -> bool:
     """Set the output biases ``c`` to the logits of the training data's smoothed marginals,
     unless some are not 0 (a model trained or set already): the network then starts from
     the independent model of each variable's class frequencies plus its small random
@@ -387,6 +398,8 @@ def start_at_marginals(model: MADE, x) -> bool:
         Changed in place: the bias of its output layer, shape (D * logits per variable,).
     x : array, shape (N, D), integers in ``[0, classes)`` (host or device)
         Training data, counted with :func:`made_np.data.class_counts`.
+    observed : host array of bool, shape (N, D), optional
+        Where ``x`` is observed; the missing entries (0 in ``x``) are not counted.
 
     Returns
     -------
@@ -396,7 +409,10 @@ def start_at_marginals(model: MADE, x) -> bool:
     c = model.layers[-1].b
     if bool((c != 0).any()):
         return False
-    logits = model.head.marginal_logits(model.xp.asarray(class_counts(x, model.config.classes)))
+    counts = class_counts(x, model.config.classes)
+    if observed is not None:
+        counts[:, 0] -= (~observed).sum(axis=0)
+    logits = model.head.marginal_logits(model.xp.asarray(counts))
     c[...] = logits.astype(c.dtype)
     return True
 
@@ -433,13 +449,17 @@ class _Run:
         contexts = split_fingerprints(dataset, context=True)
         if contexts:
             self.spec["context_sha256"] = contexts
+        # rows with missing entries (NaN; checked by check_dataset): their observed masks, on the host
+        self.o_train, self.o_valid = observed_entries(dataset.train), observed_entries(dataset.valid)
+        x_train = _class_values(dataset.train)
         if resume_state is None and cfg.output_bias == "marginals":  # every check passed: the model may change
-            start_at_marginals(model, dataset.train)
-        self.engine = make_engine(model, cfg.engine)
+            start_at_marginals(model, x_train, self.o_train)
+        # missing entries train through per-row masks, a reference form only (docs/math.md Sec. 12)
+        self.engine = make_engine(model, cfg.engine if self.o_train is None else "reference")
         self.opt = self.engine.make_optimizer(cfg)
         # each step's CPU threads: ``threads`` (0: auto, measured when the engine can split its work)
         self.chooser = chooser_for(threads, self._use_threads, xp is np and hasattr(self.engine, "set_threads"))
-        self.x_train = self.engine.prepare(backend.to_device(_class_values(dataset.train), xp))
+        self.x_train = self.engine.prepare(backend.to_device(x_train, xp))
         self.x_valid = backend.to_device(_class_values(dataset.valid), xp)
         self.n_train = int(self.x_train.shape[0])
         self.n_batches = -(-self.n_train // cfg.batch_size)
@@ -567,7 +587,8 @@ class _Run:
         minibatch's mean weighted by its rows, before each step's update (docs/math.md Sec. 12)."""
         cfg, xp, engine, K = self.cfg, self.xp, self.engine, self.model.config.num_masks
         self.opt.lr = cfg.lr_at(self.base_lr, epoch)
-        perm = backend.to_device(backend.host_rng(cfg.seed, epoch).permutation(self.n_train), xp)
+        host_perm = backend.host_rng(cfg.seed, epoch).permutation(self.n_train)
+        perm = backend.to_device(host_perm, xp)
         running = xp.zeros((), dtype=xp.float64)
         step, reported = self.state["step"], 0
         bar = progress(epoch, self.n_batches) if progress is not None else contextlib.nullcontext()
@@ -576,8 +597,13 @@ class _Run:
                 mask = mask_for_step(step, K, cfg.resample_every) if K != 1 else 0
                 rows = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 xb = self.x_train[rows]
+                yb = None if self.c_train is None else self.c_train[rows]
                 with self.chooser.step():
-                    loss = engine.loss_and_grad(xb, mask, None if self.c_train is None else self.c_train[rows])
+                    if self.o_train is None:
+                        loss = engine.loss_and_grad(xb, mask, yb)
+                    else:
+                        rows_seen = self.o_train[host_perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+                        loss = engine.loss_and_grad(xb, mask, yb, observed=rows_seen)
                     self.opt.step(engine.grads)
                 running += loss * xb.shape[0]
                 step += 1
@@ -592,7 +618,8 @@ class _Run:
     def validate(self, epoch: int) -> tuple:
         """Validation NLL (nats) of the MADE, and whether it is the best so far (then kept)."""
         state = self.state
-        valid_nll = _mean_nll(self.model, self.x_valid, self.v_indices, self.cfg.eval_batch_size, self.c_valid)
+        valid_nll = _mean_nll(self.model, self.x_valid, self.v_indices, self.cfg.eval_batch_size, self.c_valid,
+                              self.o_valid)
         improved = valid_nll < state["best_valid_nll"]
         if improved:
             state["best_valid_nll"], state["best_epoch"] = valid_nll, epoch
@@ -610,7 +637,9 @@ def _class_values(x):
     """Data whose values were checked to be classes (:func:`made_np.checks.check_dataset`), as integers: a
     float array of 0.0/1.0/... is cast once (uint8: at most 256 classes), as one-hot inputs
     index by value."""
-    return x.astype("uint8") if getattr(x, "dtype", None) is not None and x.dtype.kind == "f" else x
+    if getattr(x, "dtype", None) is None or x.dtype.kind != "f":
+        return x
+    return np.where(np.isnan(x), 0, x).astype("uint8")  # missing entries (NaN) as 0, never read
 
 
 def _default_spec(dataset) -> dict:
