@@ -25,7 +25,7 @@ _MODULES = {
     "made_np.sampling": "sample balanced_labels METHODS DEFAULT_METHOD",
     "made_np.conditional": "complete impute log_marginal mixture_size occlusion_mask COMPLETION_METHODS",
     "made_np.density": "log_density_table entropy kl_divergence",
-    "made_np.estimator": "MADEDensity",
+    "made_np.estimator": "MADEDensity MADEImputer",
     "made_np.checks": "MAX_SEED check_context",
     "made_np.backend": "get_xp to_host device_of DEVICES DTYPES BackendError",
     "made_np.layers": "ACTIVATIONS INITS",

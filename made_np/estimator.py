@@ -17,7 +17,7 @@ from __future__ import annotations
 import types
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -29,6 +29,7 @@ except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
 
 from . import backend
 from .checks import check_choice, check_int
+from .conditional import Imputation, impute as _impute
 from .config import MAX_CLASSES, MAX_EVAL_MASKS, MADEConfig, TrainConfig
 from .model import MADE
 from .optim import OPTIMIZERS
@@ -235,9 +236,10 @@ class MADEDensity(BaseEstimator):
         """
         X = self._check_X(X, reset=True)
         model_seed, train_seed, split_seed = _seeds(self.random_state, 3)
-        classes = max(2, int(X.max()) + 1)
+        top = int(np.nanmax(X))  # NaN: a missing entry (MADEImputer)
+        classes = max(2, top + 1)
         if classes > MAX_CLASSES:
-            raise ValueError(f"X has the value {int(X.max())}: MADEDensity models at most {MAX_CLASSES} classes "
+            raise ValueError(f"X has the value {top}: {type(self).__name__} models at most {MAX_CLASSES} classes "
                              f"(values 0..{MAX_CLASSES - 1}) per column; recode or bin the data")
         hidden = self.hidden
         if isinstance(hidden, (str, bytes)) or not (isinstance(hidden, (int, np.integer)) or hasattr(hidden, "__iter__")):
@@ -374,4 +376,125 @@ class MADEDensity(BaseEstimator):
         return backend.to_host(out).astype(np.int64)
 
 
-__all__ = ["MADEDensity"]
+class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
+    """Fill missing entries (NaN) of discrete vectors with MADE: a scikit-learn transformer.
+
+    ``fit(X)`` trains an order-agnostic MADE on the rows of ``X``, which may hold NaN: each
+    row's loss is ``-log p(x_o)`` of its observed entries under an observed-first mask
+    (docs/math.md Sec. 12, "Rows with missing entries"). ``transform(X)`` fills the NaN of
+    every row with the posterior mode of its exact conditional given the row's observed
+    entries (:func:`made_np.conditional.impute`: the most frequent of ``draws`` completions
+    drawn from the mixture of ``masks`` observed-first masks), and leaves the observed entries
+    as they are. Usable in a :class:`sklearn.pipeline.Pipeline` before any estimator.
+
+    Parameters
+    ----------
+    hidden, order_agnostic, connectivity_agnostic, direct, ordering, epochs, batch_size, lr, optimizer, patience, validation_fraction, eval_masks, random_state
+        As :class:`MADEDensity` (``random_state`` also seeds the completions of :meth:`transform`).
+    num_masks : int, default=0
+        As :class:`MADEDensity`; 0 (a fresh ordering at every update) by default: imputing any
+        pattern of missing entries needs a model trained over many orderings, so 1 is refused.
+    masks : int, default=16
+        K, the observed-first masks of the mixture each row is completed from.
+    draws : int, default=100
+        Completions per row behind each estimate (``>= 2``).
+
+    Attributes
+    ----------
+    model_, n_features_in_, feature_names_in_, n_classes_, history_
+        As :class:`MADEDensity`; ``n_classes_`` from the observed entries.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from made_np.estimator import MADEImputer
+    >>> X = (np.random.default_rng(0).random((200, 6)) < 0.3).astype(float)
+    >>> X[::3, 2] = np.nan
+    >>> imp = MADEImputer(hidden=(16,), epochs=3, random_state=0).fit(X)
+    >>> bool(np.isnan(imp.transform(X)).any())
+    False
+    """
+
+    def __init__(self, hidden=(500,), num_masks=0, order_agnostic=True, connectivity_agnostic=True,
+                 direct=None, ordering="natural", epochs=None, batch_size=100, lr=None,
+                 optimizer="adam", patience=30, validation_fraction=0.1, eval_masks=None,
+                 random_state=None, masks=16, draws=100):
+        super().__init__(hidden=hidden, num_masks=num_masks, order_agnostic=order_agnostic,
+                         connectivity_agnostic=connectivity_agnostic, direct=direct, ordering=ordering,
+                         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, patience=patience,
+                         validation_fraction=validation_fraction, eval_masks=eval_masks,
+                         random_state=random_state)
+        self.masks = masks
+        self.draws = draws
+
+    def __sklearn_tags__(self):
+        """MADEDensity's input tags, and NaN allowed (the entries to fill)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    def _check_X(self, X, reset: bool) -> np.ndarray:
+        """``X`` as float64 with NaN where missing, its observed entries whole numbers ``>= 0``; in
+        :meth:`fit` (``reset``) no row all missing."""
+        X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan",
+                          ensure_min_samples=2 if reset else 1)
+        if X.dtype.kind == "c":
+            raise ValueError("MADEImputer needs real data (classes 0..C-1 and NaN where missing); X is complex")
+        X = np.asarray(X, dtype=np.float64)
+        seen = X[~np.isnan(X)]
+        if seen.size and seen.min() < 0:
+            raise ValueError(f"Negative values in data passed to MADEImputer: it needs classes 0..C-1, "
+                             f"X has the value {seen.min()}")
+        if np.isinf(seen).any() or not np.all(seen == np.floor(seen)):
+            raise ValueError("MADEImputer needs integer-valued data (classes 0..C-1 in every column, NaN where "
+                             "missing); X has infinite or non-integer values")
+        empty = np.flatnonzero(np.isnan(X).all(axis=1))
+        if reset and empty.size:
+            raise ValueError(f"X row {empty[0]} has every entry missing (NaN): it holds nothing to learn from; "
+                             f"drop such rows ({empty.size} of them) before fit")
+        return X
+
+    def impute(self, X, draws: int = 0):
+        """The NaN of ``X`` filled, their predictive standard deviation, and completions.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+            Classes ``0..n_classes_-1`` where observed, NaN where missing.
+        draws : int, default=0
+            Completions returned per row (the first of the ``self.draws`` behind the estimates).
+
+        Returns
+        -------
+        made_np.conditional.Imputation
+            ``(filled, std, draws)`` as host arrays: float64 (n_samples, n_features_in_), float64
+            (0 where observed), and int (n_samples, draws, n_features_in_) or None.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Called before :meth:`fit`.
+        ValueError
+            Wrong number of columns, inf, non-integer or negative values, a class not seen in
+            fit, or ``masks``/``draws`` out of range.
+        """
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        if X.size and np.nanmax(X, initial=0) >= self.n_classes_:
+            raise ValueError(f"X has the value {int(np.nanmax(X))}, outside the classes 0..{self.n_classes_ - 1} "
+                             f"seen in fit")
+        (seed,) = _seeds(self.random_state, 1)
+        out = _impute(self.model_, X, masks=self.masks, draws=draws, seed=seed, samples=self.draws)
+        return Imputation(*(None if a is None else backend.to_host(a) for a in out))
+
+    def transform(self, X):
+        """``X`` with every NaN replaced by its imputed class (the posterior mode; see :meth:`impute`).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_in_), float64
+        """
+        return self.impute(X).filled
+
+
+__all__ = ["MADEDensity", "MADEImputer"]
