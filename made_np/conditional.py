@@ -627,16 +627,22 @@ def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: in
     draws, samples = check_int("draws", draws, 0), check_int("samples", samples, 2)
     check_callable("progress", progress)
     draw = sampling.METHODS[check_choice("completion method", method, COMPLETION_METHODS)]
+    xp = model.xp
     x, observed = check_missing(model, x)
-    xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing=False)
+    xd, obs, _, _ = _inputs(model, x, observed, read_missing=False)
     S, N = max(samples, draws), obs.shape[0]
     limits.check_api(limits.complete_parts(model.config, N, S, mixture_size(model, masks), "samples =", "masks ="))
     y = check_context(model, context, N)
-    comps, _ = _completions(model, xd, obs, patterns, inverse, S, masks, seed, batch_size, y, draw, progress)
+    comps = xp.repeat(xd[:, None, :], S, axis=1)  # (N, S, D): complete rows are their own completions
+    todo = np.flatnonzero(~obs.all(axis=1))  # rows with a missing entry: only they cost forward passes
+    if todo.size:
+        patterns, inverse = np.unique(obs[todo], axis=0, return_inverse=True)
+        r = xp.asarray(todo)
+        comps[r] = _completions(model, xd[r], obs[todo], patterns, inverse.reshape(-1), S, masks, seed, batch_size,
+                                None if y is None else y[r], draw, progress)[0]
     estimate, std = posterior_summary(model, comps)
-    o = model.xp.asarray(obs)
-    return Imputation(model.xp.where(o, x, estimate), model.xp.where(o, 0.0, std),
-                      comps[:, :draws] if draws else None)
+    o = xp.asarray(obs)
+    return Imputation(xp.where(o, x, estimate), xp.where(o, 0.0, std), comps[:, :draws] if draws else None)
 
 
 # --------------------------------------------------------------------------- occlusions

@@ -5,16 +5,17 @@ import numpy as np
 import pytest
 from conftest import one_line_error, run_cli
 
-from made_np import impute, load_checkpoint, load_dataset
+from made_np import MADE, MADEConfig, TrainConfig, fit, impute, load_checkpoint, load_dataset
 
 
 @pytest.fixture(scope="module")
 def run_and_table(tmp_path_factory):
-    """An order-agnostic run on digits (1 epoch) and 12 test rows with 30% of the entries missing."""
+    """An order-agnostic run on digits (1 epoch, written by fit) and 12 test rows with 30% of the entries missing."""
     tmp = tmp_path_factory.mktemp("impute")
-    result = run_cli("train", "--epochs", 1, "--hidden", 16, "--num-masks", "inf", "--out", tmp / "run")
-    assert result.exit_code == 0, result.output
-    x = load_dataset("digits").test[:12].astype(float)
+    ds = load_dataset("digits")
+    model = MADE(MADEConfig.for_data(ds, hidden=(16,), num_masks=0))
+    fit(model, ds, TrainConfig(epochs=1, valid_masks=2, eval_masks=2), out_dir=tmp / "run")
+    x = ds.test[:12].astype(float)
     x[np.random.default_rng(0).random(x.shape) < 0.3] = np.nan
     return tmp, x
 

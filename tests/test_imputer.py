@@ -106,6 +106,6 @@ def test_fit_on_missing_entries_learns_the_observed_marginals():
     assert 0.35 < nll["part"] / nll["full"] < 0.65, nll
 
 
-@parametrize_with_checks([MADEImputer(hidden=(8,), epochs=2, batch_size=20, draws=4)])
+@parametrize_with_checks([MADEImputer(hidden=(8,), epochs=2, batch_size=20, draws=4, eval_masks=4)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
