@@ -66,7 +66,7 @@ def test_bad_tables_are_one_line_errors(run_and_table):
     cases = [(("--input", tmp / "in.npy", "--out", tmp / "in.npy"), ("--out", "is an input")),
              (("--input", tmp / "in.npy", "--out", tmp / "y.txt"), ("--out", ".csv or .npy")),
              (("--input", tmp / "narrow.csv", "--out", tmp / "never.csv"), ("--input", "2 columns", "D = 64")),
-             (("--input", tmp / "text.csv", "--out", tmp / "never.csv"), ("--input", "data row 2, column 2 ('b')", "yes")),
+             (("--input", tmp / "text.csv", "--out", tmp / "never.csv"), ("--input", "line 3, column 1 ('b')", "yes")),
              (("--input", tmp / "three.csv", "--out", tmp / "never.csv"), ("--input", "integers in 0..1")),
              (("--input", tmp / "x.txt", "--out", tmp / "never.csv"), ("--input", ".csv or .npy")),
              (("--input", tmp / "empty.csv", "--out", tmp / "never.csv"), ("--input", "no rows")),
