@@ -181,7 +181,7 @@ def check_state(model, state: dict, prefix: str = "") -> None:
 
 # --------------------------------------------------------------------------- data
 
-def check_data(model, x, name: str = "x", where=None):
+def check_data(model, x, name: str = "x", where=None, row0: int = 0):
     """``x`` as an integer array on the model's device, after checking that it is (N, D) data of
     this model: finite integers in ``0..classes-1`` (only where ``where`` is True, when given).
 
@@ -202,6 +202,8 @@ def check_data(model, x, name: str = "x", where=None):
         raise ValueError(f"{name} must be an array of shape (N, {c.D}): {exc}") from None
     if x.ndim != 2 or x.shape[1] != c.D:
         raise ValueError(f"{name} must have shape (N, {c.D}) for this model of D = {c.D}, got {tuple(x.shape)}")
+    if model.head.real:
+        return _real_values(xp, x, name, where, row0)
     if x.dtype.kind not in "biuf":
         raise ValueError(f"{name} has dtype {x.dtype}; expected integers in 0..{c.classes - 1}")
     v = x if where is None else x[xp.asarray(where, dtype=bool)]
@@ -216,6 +218,39 @@ def check_data(model, x, name: str = "x", where=None):
     if x.dtype.kind in "bf":
         x = x.astype(xp.int64)
     return x
+
+
+def _real_values(xp, x, name: str, where=None, row0: int = 0):
+    """``x`` (N, D) of a real-head model as float64, after checking its entries (those where ``where``
+    is True, when given) are finite numbers; the message names the first bad row (counted from
+    ``row0``: ``x`` may be a block of a split) and column."""
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{name} has dtype {x.dtype}; expected real numbers (the model's head is real-valued)")
+    x = x.astype(xp.float64, copy=False)
+    bad = ~xp.isfinite(x)
+    if where is not None:
+        bad &= xp.asarray(where, dtype=bool)
+    if bool(bad.any()):
+        row, col = (int(i) for i in np.argwhere(backend.to_host(bad))[0])
+        raise ValueError(f"{name} has {float(x[row, col])} at row {row0 + row}, column {col}: real-valued data must be "
+                         "finite; drop or impute that row")
+    return x
+
+
+def check_real_columns(x, name: str = "dataset.train") -> None:
+    """Every column of real-valued training data ``x`` (N, D) varies: a column of zero variance
+    cannot be standardised (its scale would be 0, its density infinite).
+
+    Raises
+    ------
+    ValueError
+        Naming the first constant column and the fix.
+    """
+    std = backend.to_host(x.std(axis=0))
+    flat = np.flatnonzero(~(std > 0))
+    if flat.size:
+        raise ValueError(f"{name} column {int(flat[0])} is constant (variance 0): a real-valued model cannot "
+                         f"standardise it; drop the column (or add noise to it)")
 
 
 def check_context(model, context, n: int | None = None):
@@ -289,7 +324,9 @@ def check_dataset(model, dataset) -> tuple:
                              f"{'shape ' + str(tuple(shape)) if shape is not None else type(x).__name__}")
         rows = max(1, (1 << 20) // max(1, shape[1]))  # blocks of about a million entries
         for start in range(0, shape[0], rows):
-            check_data(model, x[start:start + rows], f"dataset.{split}")
+            check_data(model, x[start:start + rows], f"dataset.{split}", row0=start)
+    if model.head.real and not model.standardised:
+        check_real_columns(model.xp.asarray(dataset.train, dtype=model.xp.float64))
     return tuple(_split_context(model, dataset, split) for split in ("train", "valid"))
 
 

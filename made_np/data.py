@@ -76,9 +76,11 @@ class Dataset:
     name : str
         ``"digits"``, ``"binarized-mnist"``, ``"2d"``, or the file's stem.
     train, valid, test : numpy.ndarray
-        ``(N, D)`` ``uint8`` arrays of values in ``0..classes-1``.
+        ``(N, D)`` ``uint8`` arrays of values in ``0..classes-1``; float64 in the data's own
+        units for real-valued data (``classes == 0``).
     classes : int
-        2 for binary data, C (at most :data:`MAX_CLASSES`) for categorical data.
+        2 for binary data, C (at most :data:`MAX_CLASSES`) for categorical data, 0 for
+        real-valued data (the mog and gaussian heads).
     image_shape : tuple of int or None
         ``(28, 28)`` for D = 784, ``(8, 8)`` for D = 64, ``(k, k)`` when D is a
         perfect square ``k * k``; ``None`` otherwise.
@@ -271,8 +273,9 @@ def _in_cache(file: Path) -> bool:
 # --------------------------------------------------------------------------- checks
 
 
-def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
-    """Check one split: 2-D, rows, finite, non-negative integers. Returns it (bool -> uint8)."""
+def _check_array(arr: np.ndarray, file, what: str, real: bool = False) -> np.ndarray:
+    """Check one split: 2-D, rows, finite, non-negative integers (finite numbers only with ``real``).
+    Returns it (bool -> uint8)."""
     if arr.dtype == np.bool_:
         arr = arr.view(np.uint8)
     kind = arr.dtype.kind
@@ -287,12 +290,15 @@ def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
     if arr.shape[1] == 0:
         raise DataError(f"{file}: {what} has zero columns (shape {arr.shape}); expected at least one variable per row")
     for kinds, find_bad, label, fix in (  # masks made one at a time: a split may be large
-            ("f", lambda: ~np.isfinite(arr), None, "expected integers >= 0: drop or impute the missing entries"),
+            ("f", lambda: ~np.isfinite(arr), None, f"expected {'finite numbers' if real else 'integers >= 0'}: "
+             "drop or impute the missing entries"),
             ("if", lambda: arr < 0, "negative value", "expected integers >= 0"),
             ("f", lambda: arr != np.floor(arr), "non-integer value", "expected integers >= 0"),
             ("iuf", lambda: arr >= MAX_CLASSES, "value", f"at most MAX_CLASSES = {MAX_CLASSES} classes (values "
              f"0..{MAX_CLASSES - 1}) are supported, since each value is a one-hot input and a softmax output; "
              "re-encode the data as category indices")):
+        if real and label is not None:  # real values: only the finite check applies
+            continue
         bad = find_bad() if kind in kinds else None
         if bad is not None and bad.any():
             r, c = np.unravel_index(np.argmax(bad), arr.shape)
@@ -302,6 +308,12 @@ def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
     return arr
 
 
+def _is_real(*arrays) -> bool:
+    """Whether a float array holds a (finite) fraction: real-valued data (classes 0, float64),
+    modelled by the real heads, rather than classes."""
+    return any(a.dtype.kind == "f" and bool((np.isfinite(a) & (a != np.floor(a))).any()) for a in arrays)
+
+
 def _fmt(value) -> str:
     value = value.item() if hasattr(value, "item") else value
     return f"{value:.6g}" if isinstance(value, float) else str(value)
@@ -309,11 +321,14 @@ def _fmt(value) -> str:
 
 def _make_dataset(name: str, splits: dict, file) -> Dataset:
     """Check the splits (``{label: array}``, train/valid/test order) and build a Dataset."""
-    arrays = [_check_array(a, file, label) for label, a in splits.items()]
+    real = _is_real(*splits.values())
+    arrays = [_check_array(a, file, label, real) for label, a in splits.items()]
     widths = [a.shape[1] for a in arrays]
     if len(set(widths)) > 1:
         desc = ", ".join(f"{label} {w}" for label, w in zip(splits, widths))
         raise DataError(f"{file}: splits have different widths ({desc})")
+    if real:
+        return Dataset(name, *(a.astype(np.float64, copy=False) for a in arrays), 0, None)
     top = max(float(a.max()) for a in arrays)
     classes = 2 if top <= 1 else int(top) + 1  # <= MAX_CLASSES: _check_array bounds the values
     k = math.isqrt(widths[0])
@@ -366,7 +381,8 @@ def _load_path(p: Path, seed: int) -> Dataset:
     if head != b"\x93NUMPY":
         raise DataError(f"{p}: not an .npz or .npy file (expected keys {', '.join(SPLIT_KEYS)} in an .npz, "
                         "one (N, D) array in an .npy, or a folder of binarized_mnist_{train,valid,test}.amat)")
-    arr = _check_array(read_npy(p), p, "array")
+    arr = read_npy(p)
+    arr = _check_array(arr, p, "array", _is_real(arr))
     n, k = arr.shape[0], arr.shape[0] // 10
     if n < 10:
         raise DataError(f"{p}: array has only {n} row{'s' if n != 1 else ''}; need at least 10 to split 80/10/10")

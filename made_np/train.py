@@ -396,8 +396,27 @@ def start_at_marginals(model: MADE, x) -> bool:
     c = model.layers[-1].b
     if bool((c != 0).any()):
         return False
-    logits = model.head.marginal_logits(model.xp.asarray(class_counts(x, model.config.classes)))
+    D = model.config.D  # a real head's start needs only D: standardised data are N(0, 1) in their moments
+    counts = model.xp.zeros((D, 0)) if model.head.real else class_counts(x, model.config.classes)
+    logits = model.head.marginal_logits(model.xp.asarray(counts))
     c[...] = logits.astype(c.dtype)
+    return True
+
+
+def start_standardised(model: MADE, x) -> bool:
+    """Set a real-head model's standardisation (:meth:`MADE.set_standardisation`) to the mean and
+    standard deviation of each column of the training data ``x`` (N, D), unless one is set already
+    (a model trained or set before). Discrete heads keep the identity (docs/math.md Sec. 13).
+
+    Returns
+    -------
+    bool
+        Whether it was set.
+    """
+    if not model.head.real or model.standardised:
+        return False
+    x = model.xp.asarray(x, dtype=model.xp.float64)
+    model.set_standardisation(x.mean(axis=0), x.std(axis=0))
     return True
 
 
@@ -432,12 +451,14 @@ class _Run:
         contexts = split_fingerprints(dataset, context=True)
         if contexts:
             self.spec["context_sha256"] = contexts
-        if resume_state is None and cfg.output_bias == "marginals":  # every check passed: the model may change
-            start_at_marginals(model, dataset.train)
+        if resume_state is None:  # every check passed: the model may change
+            start_standardised(model, dataset.train)
+            if cfg.output_bias == "marginals":
+                start_at_marginals(model, dataset.train)
         self.engine = make_engine(model, cfg.engine)
         self.opt = self.engine.make_optimizer(cfg)
-        self.x_train = self.engine.prepare(backend.to_device(_class_values(dataset.train), xp))
-        self.x_valid = backend.to_device(_class_values(dataset.valid), xp)
+        self.x_train = self.engine.prepare(backend.to_device(_values(model, dataset.train), xp))
+        self.x_valid = backend.to_device(_values(model, dataset.valid), xp)
         self.n_train = int(self.x_train.shape[0])
         self.n_batches = -(-self.n_train // cfg.batch_size)
         self.base_lr = self.opt.lr
@@ -594,10 +615,12 @@ class _Run:
         return valid_nll, improved
 
 
-def _class_values(x):
-    """Data whose values were checked to be classes (:func:`made_np.checks.check_dataset`), as integers: a
-    float array of 0.0/1.0/... is cast once (uint8: at most 256 classes), as one-hot inputs
-    index by value."""
+def _values(model, x):
+    """Data checked by :func:`made_np.checks.check_dataset`: real values as float64 for a real head;
+    else classes as integers: a float array of 0.0/1.0/... is cast once (uint8: at most 256
+    classes), as one-hot inputs index by value."""
+    if model.head.real:
+        return x.astype("float64", copy=False)
     return x.astype("uint8") if getattr(x, "dtype", None) is not None and x.dtype.kind == "f" else x
 
 
