@@ -160,7 +160,9 @@ BAD_NPZ = {
     "widths": (dict(valid_data=np.zeros((3, 15))), ["different widths", "valid_data' 15", "16"]),
     "nan": (dict(train_data=np.array([[np.nan, 0, np.inf, 1.0]] * 2)), ["train_data", "4 NaN/inf"]),
     "negative": (dict(test_data=np.array([[0, 1], [-3, 1]])), ["test_data", "negative value -3"]),
-    "non-integer": (dict(valid_data=np.array([[0, 0.5]])), ["valid_data", "non-integer", "0.5"]),
+    # a fraction makes real-valued data (test_a_float_file_with_fractions_is_real_valued), which must be finite
+    "real nan": (dict(valid_data=np.array([[0, 0.5], [np.nan, 1]])), ["valid_data", "1 NaN/inf", "row 1",
+                                                                       "finite numbers"]),
     "dtype": (dict(train_data=np.array([["a", "b"]])), ["train_data", "dtype"]),
     "object": (dict(train_data=np.array([[None]], dtype=object)), ["cannot read", "pickle"]),
 }
@@ -176,6 +178,17 @@ def test_bad_npz_message_names_file_key_and_problem(tmp_path, case):
     assert "\n" not in msg and path.name in msg
     for needle in needles:
         assert needle in msg, (needle, msg)
+
+
+def test_a_float_file_with_fractions_is_real_valued(tmp_path):
+    """Real-valued data (classes 0, float64 in the data's units); whole-number floats stay classes."""
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    np.save(tmp_path / "real.npy", x)
+    ds = load_dataset(str(tmp_path / "real.npy"))
+    assert ds.classes == 0 and ds.train.dtype == np.float64 and ds.image_shape is None
+    np.testing.assert_array_equal(np.sort(np.concatenate([ds.train, ds.valid, ds.test]), axis=0), np.sort(x, axis=0))
+    np.save(tmp_path / "whole.npy", np.round(np.abs(x)))
+    assert load_dataset(str(tmp_path / "whole.npy")).classes >= 2
 
 
 def test_missing_file_and_unknown_format(tmp_path):
