@@ -8,7 +8,9 @@ log-likelihood) and ``sample(n)`` draws new rows.
 
 The data are discrete: every column holds integers ``0..C-1``. Binary data
 (``C == 2``) get the Bernoulli head with 0/1 inputs; other data the categorical
-head with one-hot inputs, as the ``made-np train`` command does. The model is
+head with one-hot inputs, as the ``made-np train`` command does. Real-valued data (a
+float ``X`` holding fractions, or ``head="mog"``/``"gaussian"``) get a mixture of Gaussians
+per variable (``n_classes_ == 0``), standardised inside the model. The model is
 trained on the CPU with :func:`made_np.train.fit` (early stopping on a seeded
 validation split), and nothing is printed.
 """
@@ -238,7 +240,9 @@ class MADEDensity(BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             Integer-valued data (any integer, bool or float dtype holding whole
             numbers): class ``0..C-1`` in every column, with ``C = max(X) + 1``
-            (at least 2, at most 256). ``n_samples >= 2``.
+            (at least 2, at most 256); or real values (floats holding a fraction, or
+            any numbers with ``head`` mog or gaussian), finite, no column constant.
+            ``n_samples >= 2``.
         y : None
             Ignored; present for API consistency.
 

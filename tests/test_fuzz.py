@@ -344,7 +344,7 @@ def test_checkpoints_with_mutated_config(work, run_dir, mutation):
     ("hidden", "6", "hidden must be a list"),
     ("num_masks", 10**12, "num_masks must be at most"),
     ("seed", "0", "seed must be an integer"),
-    ("head", "gaussian", "unknown head"),
+    ("head", "laplace", "unknown head"),
     ("init", "zeros", "unknown init"),
     ("direct", 1, "direct must be true or false"),
     ("classes", 10**9, "classes must be at most"),
