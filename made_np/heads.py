@@ -498,21 +498,32 @@ class MixtureHead(RealHead):
         block = xp.concatenate([xp.zeros(K), means, xp.zeros(K)])
         return xp.tile(block, counts.shape[0])
 
+    def _blocks(self, z):
+        """``z`` (batch, 3 K k) as a new contiguous (3, K, batch, k) array: logits, means, raw
+        log-scales, component-major (a reduction over the K components is then K - 1 whole-array
+        operations, not a reduction along a short strided axis: 30x faster at K = 5)."""
+        n = z.shape[0]
+        return self.xp.array(z.reshape(n, -1, 3, self.K).transpose(2, 3, 0, 1), order="C")  # a copy, always
+
+    @staticmethod
+    def _log_normalise(xp, w):
+        """``w - logsumexp_k w`` over the leading (component) axis."""
+        w = w - w.max(axis=0)
+        return w - xp.log(xp.exp(w).sum(axis=0))
+
     def _terms(self, z, x):
         """Log-weights, standardised residuals ``r_k``, log-scales and their derivatives, and the
-        joint ``l_k = log pi_k + log N_k`` (each (batch, D, K))."""
-        xp, K = self.xp, self.K
-        zz = self._parts(z)
-        w = zz[..., :K]
-        logpi = w - w.max(axis=-1, keepdims=True)
-        logpi -= xp.log(xp.exp(logpi).sum(axis=-1, keepdims=True))
-        a, da = log_scale(xp, zz[..., 2 * K:])
-        r = (x[..., None] - zz[..., K:2 * K]) * xp.exp(-a)
+        joint ``l_k = log pi_k + log N_k`` (each (K, batch, D))."""
+        xp = self.xp
+        w, mu, s = self._blocks(z)
+        logpi = self._log_normalise(xp, w)
+        a, da = log_scale(xp, s)
+        r = (x - mu) * xp.exp(-a)
         return logpi, r, a, da, logpi - a - 0.5 * r * r - _HALF_LOG_2PI
 
     def _logsumexp(self, l):
-        top = l.max(axis=-1, keepdims=True)
-        return top[..., 0] + self.xp.log(self.xp.exp(l - top).sum(axis=-1))
+        top = l.max(axis=0)
+        return top + self.xp.log(self.xp.exp(l - top).sum(axis=0))
 
     def nll_per_variable(self, z, x):
         """``-log sum_k pi_k N(x_d; mu_k, sigma_k^2)`` in nats, shape (batch, D), by log-sum-exp.
@@ -542,9 +553,9 @@ class MixtureHead(RealHead):
         xp = self.xp
         logpi, r, a, da, l = self._terms(z, x)
         lse = self._logsumexp(l)
-        rho = xp.exp(l - lse[..., None])
-        grad = xp.concatenate([xp.exp(logpi) - rho, -rho * r * xp.exp(-a), rho * (1.0 - r * r) * da], axis=-1)
-        return -lse.sum(axis=1), grad.reshape(z.shape).astype(z.dtype, copy=False)
+        rho = xp.exp(l - lse)
+        grad = xp.stack([xp.exp(logpi) - rho, -rho * r * xp.exp(-a), rho * (1.0 - r * r) * da])  # (3, K, batch, D)
+        return -lse.sum(axis=1), grad.transpose(2, 3, 0, 1).reshape(z.shape).astype(z.dtype)
 
     def sample(self, z, u):
         """Inverse-CDF draws: the component ``k`` with ``F_(k-1) <= u < F_k`` (cumulative weights),
@@ -562,18 +573,16 @@ class MixtureHead(RealHead):
         array of float64, shape (n, k): standardised values.
         """
         xp, K = self.xp, self.K
-        zz = self._parts(z.astype(xp.float64))
-        w = zz[..., :K]
-        p = xp.exp(w - w.max(axis=-1, keepdims=True))
-        p /= p.sum(axis=-1, keepdims=True)
-        F = xp.cumsum(p, axis=-1)
+        w, mu, s = self._blocks(z.astype(xp.float64))
+        p = xp.exp(self._log_normalise(xp, w))
+        F = xp.cumsum(p, axis=0)
         u = u.astype(xp.float64)
-        k = xp.minimum((F <= u[..., None]).sum(axis=-1), K - 1)[..., None]
-        pk = xp.take_along_axis(p, k, axis=-1)[..., 0]
-        below = xp.take_along_axis(F, k, axis=-1)[..., 0] - pk
-        mu = xp.take_along_axis(zz[..., K:2 * K], k, axis=-1)[..., 0]
-        s = xp.take_along_axis(zz[..., 2 * K:], k, axis=-1)[..., 0]
-        return mu + xp.exp(log_scale(xp, s)[0]) * backend.ndtri(xp, self._uniform((u - below) / pk))
+        k = xp.minimum((F <= u).sum(axis=0), K - 1)[None]  # (1, n, k): the component drawn
+
+        def at_k(a):
+            return xp.take_along_axis(a, k, axis=0)[0]
+        pk = at_k(p)
+        return at_k(mu) + xp.exp(log_scale(xp, at_k(s))[0]) * backend.ndtri(xp, self._uniform((u - (at_k(F) - pk)) / pk))
 
 
 #: The heads, by name. A new head is one class above and one line here. (The first that accepts
