@@ -43,7 +43,7 @@ def data_info(spec, dataset_path, seed):
     """Print the splits' shapes of SPEC (digits, binarized-mnist, 2d, or a path)."""
     check_dataset_path(spec, dataset_path)
     ds = load_dataset(spec, path=dataset_path, seed=seed)
-    kind = "binary" if ds.is_binary else f"categorical, {ds.classes} classes"
+    kind = "binary" if ds.is_binary else "real-valued" if ds.classes == 0 else f"categorical, {ds.classes} classes"
     click.echo(f"{ds.name}: D = {ds.D} ({kind}), image shape {ds.image_shape}")
     for split in ("train", "valid", "test"):
         a = getattr(ds, split)

@@ -366,8 +366,8 @@ def _read_checkpoint(p: Path, *, memory_limit: int | None = None):
                                   f"{list(model_config.hidden)}, {model_config.classes} classes)"), memory_limit)
             except LimitError as exc:
                 raise LimitError(str(exc).replace(" needs about", ": the model needs about", 1)) from None
-        arrays = {name: _read_entry(archive, name, model_config.dtype) for name in archive.members
-                  if name != "config"}
+        arrays = {name: _read_entry(archive, name, "float64" if name in ("shift", "scale") else model_config.dtype)
+                  for name in archive.members if name != "config"}  # the standardisation is float64 always
     return arrays, meta, model_config, train_config
 
 

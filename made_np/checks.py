@@ -203,7 +203,7 @@ def check_data(model, x, name: str = "x", where=None, row0: int = 0):
     if x.ndim != 2 or x.shape[1] != c.D:
         raise ValueError(f"{name} must have shape (N, {c.D}) for this model of D = {c.D}, got {tuple(x.shape)}")
     if model.head.real:
-        return _real_values(xp, x, name, where, row0)
+        return _real_values(xp, x, name, where, row0, (model.shift, model.scale) if model.standardised else None)
     if x.dtype.kind not in "biuf":
         raise ValueError(f"{name} has dtype {x.dtype}; expected integers in 0..{c.classes - 1}")
     v = x if where is None else x[xp.asarray(where, dtype=bool)]
@@ -220,37 +220,58 @@ def check_data(model, x, name: str = "x", where=None, row0: int = 0):
     return x
 
 
-def _real_values(xp, x, name: str, where=None, row0: int = 0):
+#: How far (in standard deviations of the training data) a real value may lie from the training
+#: mean: beyond, its squared residual would overflow float32 (docs/math.md Sec. 13).
+MAX_STANDARDISED = 1e12
+
+
+def _real_values(xp, x, name: str, where=None, row0: int = 0, moments=None):
     """``x`` (N, D) of a real-head model as float64, after checking its entries (those where ``where``
-    is True, when given) are finite numbers; the message names the first bad row (counted from
-    ``row0``: ``x`` may be a block of a split) and column."""
+    is True, when given) are finite numbers, and with ``moments = (shift, scale)`` (D,) within
+    :data:`MAX_STANDARDISED` standard deviations of the shift; the message names the first bad
+    row (counted from ``row0``: ``x`` may be a block of a split) and column."""
     if x.dtype.kind not in "biuf":
         raise ValueError(f"{name} has dtype {x.dtype}; expected real numbers (the model's head is real-valued)")
     x = x.astype(xp.float64, copy=False)
-    bad = ~xp.isfinite(x)
-    if where is not None:
-        bad &= xp.asarray(where, dtype=bool)
-    if bool(bad.any()):
-        row, col = (int(i) for i in np.argwhere(backend.to_host(bad))[0])
-        raise ValueError(f"{name} has {float(x[row, col])} at row {row0 + row}, column {col}: real-valued data must be "
-                         "finite; drop or impute that row")
+    checks = [(lambda: ~xp.isfinite(x), "real-valued data must be finite; drop or impute that row")]
+    if moments is not None:
+        checks.append((lambda: abs(x - moments[0]) > MAX_STANDARDISED * moments[1],
+                       f"more than {MAX_STANDARDISED:.0e} standard deviations from the training data's mean; "
+                       "check the file's units, or drop that row"))
+    for bad, why in checks:
+        with np.errstate(over="ignore", invalid="ignore"):  # an infinite distance is a far one
+            bad = bad()
+        if where is not None:
+            bad &= xp.asarray(where, dtype=bool)
+        if bool(bad.any()):
+            row, col = (int(i) for i in np.argwhere(backend.to_host(bad))[0])
+            raise ValueError(f"{name} has {float(x[row, col]):g} at row {row0 + row}, column {col}: {why}")
     return x
 
 
-def check_real_columns(x, name: str = "dataset.train") -> None:
-    """Every column of real-valued training data ``x`` (N, D) varies: a column of zero variance
-    cannot be standardised (its scale would be 0, its density infinite).
+def check_real_columns(x, name: str = "dataset.train") -> tuple:
+    """The per-column mean and standard deviation of real-valued training data ``x`` (N, D),
+    after checking that every column varies: a constant column cannot be standardised (its
+    scale would be 0, its density infinite). Computed on ``x`` divided by each column's largest
+    magnitude, so that values up to float64's limit (1e300) neither overflow the squares nor
+    the sum.
+
+    Returns
+    -------
+    (mean, std) : arrays, shape (D,), float64, on ``x``'s array module; ``std > 0``.
 
     Raises
     ------
     ValueError
         Naming the first constant column and the fix.
     """
-    std = backend.to_host(x.std(axis=0))
-    flat = np.flatnonzero(~(std > 0))
+    flat = np.flatnonzero(backend.to_host(x.max(axis=0) == x.min(axis=0)))
     if flat.size:
-        raise ValueError(f"{name} column {int(flat[0])} is constant (variance 0): a real-valued model cannot "
-                         f"standardise it; drop the column (or add noise to it)")
+        raise ValueError(f"{name} column {int(flat[0])} is constant: a real-valued model cannot standardise it "
+                         f"(variance 0); drop the column (or add noise to it)")
+    top = abs(x).max(axis=0)
+    unit = x / top
+    return unit.mean(axis=0) * top, unit.std(axis=0) * top
 
 
 def check_context(model, context, n: int | None = None):
@@ -325,8 +346,13 @@ def check_dataset(model, dataset) -> tuple:
         rows = max(1, (1 << 20) // max(1, shape[1]))  # blocks of about a million entries
         for start in range(0, shape[0], rows):
             check_data(model, x[start:start + rows], f"dataset.{split}", row0=start)
-    if model.head.real and not model.standardised:
-        check_real_columns(model.xp.asarray(dataset.train, dtype=model.xp.float64))
+    if model.head.real and not model.standardised:  # the splits against the standardisation fit will set
+        moments = check_real_columns(model.xp.asarray(dataset.train, dtype=model.xp.float64))
+        for split in ("train", "valid"):
+            x = getattr(dataset, split)
+            for start in range(0, x.shape[0], rows):
+                _real_values(model.xp, model.xp.asarray(x[start:start + rows]), f"dataset.{split}", None, start,
+                             moments)
     return tuple(_split_context(model, dataset, split) for split in ("train", "valid"))
 
 

@@ -140,10 +140,10 @@ def split_fingerprints(dataset, context: bool = False) -> dict:
     Stored with a run (``dataset.sha256`` and ``dataset.context_sha256`` of its checkpoint) so
     that resuming or evaluating it on a data file that has changed since is refused
     (:func:`check_same_data`) rather than done silently on other data. Hashes the shape and
-    the values as ``uint8`` in C order (every split is ``uint8`` after loading; contexts as
-    float64): about 0.2 s for binarized MNIST.
+    the values as ``uint8`` in C order (every split is ``uint8`` after loading; contexts and
+    real-valued data, ``classes == 0``, as float64): about 0.2 s for binarized MNIST.
     """
-    out, dtype = {}, np.float64 if context else np.uint8
+    out, dtype = {}, np.float64 if context or getattr(dataset, "classes", None) == 0 else np.uint8
     for split in SPLITS:
         a = getattr(dataset, f"{split}_context" if context else split, None)
         if a is None:

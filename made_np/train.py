@@ -23,7 +23,7 @@ import numpy as np
 from . import backend
 from .checkpoint import check_info, check_resume_state, finished_run_blocker, save_checkpoint
 from .checks import (check_context, check_data, check_dataset, check_fit_arguments, check_int, check_mask_index,
-                     check_model)
+                     check_model, check_real_columns)
 from .config import MAX_EVAL_MASKS, TrainConfig
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
@@ -415,8 +415,7 @@ def start_standardised(model: MADE, x) -> bool:
     """
     if not model.head.real or model.standardised:
         return False
-    x = model.xp.asarray(x, dtype=model.xp.float64)
-    model.set_standardisation(x.mean(axis=0), x.std(axis=0))
+    model.set_standardisation(*check_real_columns(model.xp.asarray(x, dtype=model.xp.float64)))
     return True
 
 

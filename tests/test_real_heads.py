@@ -256,7 +256,8 @@ def test_fit_sets_the_standardisation_once():
     model = MADE(MADEConfig.for_data(ds, hidden=(4,)))
     assert not model.standardised and model.head.real and model.config.input_encoding == "raw"
     fit(model, ds, TrainConfig(epochs=1))
-    np.testing.assert_array_equal(model.scale, x[:200].std(axis=0))
+    np.testing.assert_allclose(model.shift, x[:200].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(model.scale, x[:200].std(axis=0), rtol=1e-12)
     before = model.scale.copy()
     ds2 = Dataset("r", 10 * x[:200], x[200:250], x[250:], 0, None)
     fit(model, ds2, TrainConfig(epochs=1))  # set already: kept
@@ -312,6 +313,10 @@ def test_a_constant_column_is_refused_with_its_name_and_the_fix():
     model = MADE(MADEConfig.for_data(ds, hidden=(4,)))
     with pytest.raises(ValueError, match="column 1 is constant.*drop the column"):
         fit(model, ds, TrainConfig(epochs=1))
+    x[:, 1] = rng_values = np.random.default_rng(1).normal(size=100) * 1e300  # huge but varying: no overflow
+    assert np.isfinite(rng_values).all()
+    fit(model, ds, TrainConfig(epochs=1))
+    assert np.isfinite(model.scale).all() and model.scale[1] == pytest.approx((x[:80, 1] / 1e300).std() * 1e300, rel=1e-12)
 
 
 def test_heads_and_classes_must_agree():
