@@ -174,10 +174,10 @@ def trained_weights():
 
 def random_data(config: MADEConfig, n: int, seed: int) -> np.ndarray:
     """``n`` random examples (n, D): uint8 in {0,1} for 2 classes, int64 in 0..C-1 otherwise,
-    float64 ``N(1, 2^2)`` for real values (classes 0)."""
+    float64 ``N(0, 1)`` for real values (classes 0)."""
     rng = np.random.default_rng([seed, 777])
     if config.classes == 0:
-        return rng.normal(1.0, 2.0, size=(n, config.D))
+        return rng.normal(size=(n, config.D))
     x = rng.integers(0, config.classes, size=(n, config.D))
     return x.astype(np.uint8 if config.classes == 2 else np.int64)
 

@@ -542,6 +542,7 @@ class BlockedMADE:
     _nll = MADE._nll
     _all_layers = MADE._all_layers
     _standardise = MADE._standardise
+    standardised = MADE.standardised
     encode = MADE.encode  # on the relabelled columns of the standardisation (read_from)
     params = MADE.params
     grads = MADE.grads
