@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from made_np import (ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES,
-                     DTYPES, ENCODINGS, ENGINES, EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS,
+                     DTYPES, ENCODINGS, ENGINES, HEADS, MAX_COMPONENTS, EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS,
                      MAX_EVAL_MASKS, METRICS_NAME, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PRESETS, RESULTS_NAME,
                      SMALL_DATA_MASKS, SMALL_DATA_ROWS, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig,
                      RunFolderError, TrainConfig, balanced_labels, check_api, check_resume_state, device_of,
@@ -86,7 +86,7 @@ def parse_num_masks(text):
 
 
 #: The options that give the model's configuration and the training's.
-MODEL_OPTIONS = ("hidden", "input_encoding", "ordering", "degrees", "num_masks", "order_agnostic", "connectivity_agnostic",
+MODEL_OPTIONS = ("hidden", "head", "components", "input_encoding", "ordering", "degrees", "num_masks", "order_agnostic", "connectivity_agnostic",
                  "orderings", "direct", "activation", "init", "seed", "dtype", "preset")
 TRAIN_OPTIONS = ("preset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "patience", "resample_every",
                  "valid_masks", "eval_masks", "lr_schedule", "lr_step", "seed", "engine", "output_bias")
@@ -140,8 +140,14 @@ def _progress(epoch: int, n_batches: int):
 @click.option("--direct-connections/--no-direct-connections", "direct", default=None,
               show_default="on" if DEFAULT_DIRECT else "off",
               help="Direct input-to-output connections (paper eq. 11).")
+@click.option("--head", type=click.Choice(tuple(HEADS)), default=None,
+              show_default="bernoulli for 0/1 data, categorical for other classes, mog for real values",
+              help="The conditionals: mog and gaussian model real-valued data (a float file), standardised "
+                   "inside the model; NLLs stay in the data's units.")
+@click.option("--components", type=click.IntRange(1, MAX_COMPONENTS), default=None,
+              show_default=str(MADEConfig.components), help="Gaussians per variable of the mog head.")
 @click.option("--input-encoding", type=click.Choice(ENCODINGS), default=None,
-              show_default="binary for 0/1 data, scaled for 2d, onehot for other categorical data",
+              show_default="binary for 0/1 data, scaled for 2d, raw for real values, onehot for other categorical data",
               help="How a variable enters the network.")
 @click.option("--activation", type=click.Choice(tuple(ACTIVATIONS)), default=MADEConfig.activation,
               help="Hidden activation.")
@@ -283,7 +289,8 @@ def _new_run(ctx, o, where) -> None:
             model = MADE(mcfg, xp)
         if not quiet:
             masks = {0: "no limit", 1: "1 (fixed)"}.get(mcfg.num_masks, str(mcfg.num_masks))
-            say(f"data {ds.name}: D = {ds.D}, {ds.classes} classes, train/valid/test "
+            kind = "real-valued" if ds.classes == 0 else f"{ds.classes} classes"
+            say(f"data {ds.name}: D = {ds.D}, {kind}, train/valid/test "
                        f"{ds.train.shape[0]}/{ds.valid.shape[0]}/{ds.test.shape[0]}"
                        + (f", context {o['context']} ({ds.context_width}, {ds.context_encoding})"
                           if ds.context_width else ""))

@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 _MODULES = {
     "made_np.model": "MADE",
     "made_np.config": "MADEConfig TrainConfig MAX_EVAL_MASKS MAX_COUNT MAX_EPOCHS EPOCHS_RANGE UPDATES_BUDGET "
-                      "SMALL_DATA_MASKS SMALL_DATA_ROWS DEFAULT_DIRECT ENCODINGS ENGINES LR_SCHEDULES OUTPUT_BIASES PRESETS",
+                      "SMALL_DATA_MASKS SMALL_DATA_ROWS DEFAULT_DIRECT MAX_COMPONENTS ENCODINGS ENGINES LR_SCHEDULES OUTPUT_BIASES PRESETS",
     "made_np.train": "fit evaluate mean_and_stderr DivergenceError",
     "made_np.sampling": "sample balanced_labels METHODS DEFAULT_METHOD",
     "made_np.conditional": "complete impute log_marginal mixture_size occlusion_mask COMPLETION_METHODS",
@@ -31,6 +31,7 @@ _MODULES = {
     "made_np.layers": "ACTIVATIONS INITS",
     "made_np.masks": "ORDERINGS BANK_ORDERINGS DEGREE_RULES MaskError",
     "made_np.optim": "OPTIMIZERS",
+    "made_np.heads": "HEADS",
     "made_np.npyio": "DataError expand_path",
     "made_np.download": "fetch SOURCES DIST_FILE MNIST_FILE",
     "made_np.data": "load_dataset read_array read_table is_named check_same_data CONTEXT_SOURCES find_data_file",

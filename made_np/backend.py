@@ -124,3 +124,24 @@ def synchronize(xp) -> None:
     """Wait for queued device work (for honest timings); nothing to do on the CPU."""
     if xp is not np:
         xp.cuda.get_current_stream().synchronize()
+
+
+def ndtri(xp, p):
+    """The standard normal's quantile function ``Phi^-1(p)`` on the array module ``xp``:
+    :func:`scipy.special.ndtri` for NumPy, :func:`cupyx.scipy.special.ndtri` for CuPy (the
+    real heads' inverse-CDF draws, docs/math.md Sec. 13).
+
+    Parameters
+    ----------
+    xp : module
+    p : array, any shape, float64, in (0, 1)
+
+    Returns
+    -------
+    array, shape and dtype of ``p``: ``-inf`` at 0, ``+inf`` at 1 (callers clip ``p`` first).
+    """
+    if xp is np:
+        from scipy.special import ndtri as f
+    else:
+        from cupyx.scipy.special import ndtri as f
+    return f(p)

@@ -5,6 +5,8 @@ folder, then :func:`os.replace`) and read with ``allow_pickle=False``:
 
 * ``W0, b0, W1, b1, ..., A``: the parameters (:attr:`made_np.model.MADE.param_names`);
 * ``opt_<state><i>``, ``opt_t``, ``opt_lr``: the optimiser state;
+* ``shift``, ``scale``: a real-head model's standardisation (D,) float64
+  (:meth:`made_np.model.MADE.set_standardisation`);
 * ``best_W0, ...``: the best weights so far (only while a run is unfinished;
   a finished run's parameters *are* its best weights);
 * ``config``: a 0-d unicode array holding JSON: the model configuration, the
@@ -35,6 +37,7 @@ import numpy as np
 from . import __version__, backend
 from .checks import MAX_SEED, check_int, check_model, describe, is_int, is_real, short
 from .config import MAX_EPOCHS, MADEConfig, TrainConfig
+from .heads import HEADS
 from .limits import LimitError, check, layer_widths, model_parts
 from .model import MADE
 from .npyio import Npz, expand_path, magic, one_line
@@ -100,6 +103,8 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
 def _save(path, model, train_config, dataset_spec, optimizer, optimizer_state, best_params, history, train_state,
           results) -> Path:
     arrays = dict(model.state_dict())
+    if model.head.real:
+        arrays.update(shift=backend.to_host(model.shift), scale=backend.to_host(model.scale))
     if optimizer is not None:
         for k, v in (optimizer_state if optimizer_state is not None else optimizer.state_dict()).items():
             arrays[f"opt_{k}"] = np.asarray(v)
@@ -297,13 +302,14 @@ def _check_entries(archive: Npz, cfg: MADEConfig) -> dict:
     """Check every entry's name and declared shape and dtype against the model of ``cfg``, reading
     headers only. Returns ``{name: shape}`` of the parameters."""
     p, shapes = archive.file, param_shapes(cfg)
-    known = set(shapes) | {f"best_{n}" for n in shapes} | {"config"}
+    real = HEADS[cfg.head].real
+    known = set(shapes) | {f"best_{n}" for n in shapes} | {"config"} | ({"shift", "scale"} if real else set())
     unknown = [n for n in archive.members if n not in known and not _OPT_ENTRY.match(n)]
     if unknown:
         raise CheckpointError(f"{p}: unknown entry '{unknown[0]}' (not read): a checkpoint of this model holds "
                               f"{', '.join(shapes)}, best_*, opt_* and config; the checkpoint is corrupt or "
                               "not made-np's")
-    missing = [n for n in shapes if n not in archive.members]
+    missing = [n for n in [*shapes, *(("shift", "scale") if real else ())] if n not in archive.members]
     if missing:
         raise CheckpointError(f"{p}: checkpoint is missing parameter '{missing[0]}'")
     lacking = [n for n in shapes if f"best_{n}" not in archive.members]
@@ -320,7 +326,7 @@ def _check_entries(archive: Npz, cfg: MADEConfig) -> dict:
                 raise CheckpointError(f"{where} is {dtype} of shape {shape}: an optimiser entry is a real array "
                                       f"no larger than the largest parameter ({largest} values)")
             continue
-        expected = shapes[name[5:] if name.startswith("best_") else name]
+        expected = (cfg.D,) if name in ("shift", "scale") else shapes[name[5:] if name.startswith("best_") else name]
         if dtype.kind != "f":
             raise CheckpointError(f"{where} has dtype {dtype}; expected float32 or float64 weights")
         if shape != expected:
@@ -360,8 +366,8 @@ def _read_checkpoint(p: Path, *, memory_limit: int | None = None):
                                   f"{list(model_config.hidden)}, {model_config.classes} classes)"), memory_limit)
             except LimitError as exc:
                 raise LimitError(str(exc).replace(" needs about", ": the model needs about", 1)) from None
-        arrays = {name: _read_entry(archive, name, model_config.dtype) for name in archive.members
-                  if name != "config"}
+        arrays = {name: _read_entry(archive, name, "float64" if name in ("shift", "scale") else model_config.dtype)
+                  for name in archive.members if name != "config"}  # the standardisation is float64 always
     return arrays, meta, model_config, train_config
 
 
@@ -426,6 +432,10 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
                               prefix="best_" if use_best else "")
     except ValueError as exc:
         raise CheckpointError(f"{p}: {exc}") from None
+    if model.head.real:
+        if not (arrays["scale"] > 0).all():
+            raise CheckpointError(f"{p}: entry 'scale' must hold positive scales; the checkpoint is corrupt")
+        model.set_standardisation(arrays["shift"], arrays["scale"])
     opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")} or None
     info = {"path": str(p), "config": meta, "model_config": model_config, "train_config": train_config,
             **{k: meta.get(k) for k in ("dataset", "history", "state", "results")},

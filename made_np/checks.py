@@ -203,7 +203,8 @@ def check_rows(model, x, name: str = "x"):
     if x.ndim != 2 or x.shape[1] != c.D:
         raise ValueError(f"{name} must have shape (N, {c.D}) for this model of D = {c.D}, got {tuple(x.shape)}")
     if x.dtype.kind not in "biuf":
-        raise ValueError(f"{name} has dtype {x.dtype}; expected integers in 0..{c.classes - 1}")
+        expected = "real numbers" if model.head.real else f"integers in 0..{c.classes - 1}"
+        raise ValueError(f"{name} has dtype {x.dtype}; expected {expected}")
     return x
 
 
@@ -222,9 +223,11 @@ def check_missing(model, x, name: str = "x"):
     return x, ~backend.to_host(model.xp.isnan(x))
 
 
-def check_data(model, x, name: str = "x", where=None):
+def check_data(model, x, name: str = "x", where=None, row0: int = 0):
     """``x`` as an integer array on the model's device, after checking that it is (N, D) data of
-    this model: finite integers in ``0..classes-1`` (only where ``where`` is True, when given).
+    this model: finite integers in ``0..classes-1`` (only where ``where`` is True, when given);
+    for a real head finite float64 values (:func:`_real_values`; ``row0`` numbers the rows of a
+    block in its messages).
 
     Raises
     ------
@@ -234,6 +237,8 @@ def check_data(model, x, name: str = "x", where=None):
     """
     xp, c = model.xp, model.config
     x = check_rows(model, x, name)
+    if model.head.real:
+        return _real_values(xp, x, name, where, row0, (model.shift, model.scale) if model.standardised else None)
     v = x if where is None else x[xp.asarray(where, dtype=bool)]
     if v.size:
         bad = ~xp.isfinite(v) | (v != xp.floor(v)) if v.dtype.kind == "f" else xp.zeros(v.shape, dtype=bool)
@@ -246,6 +251,61 @@ def check_data(model, x, name: str = "x", where=None):
     if x.dtype.kind in "bf":
         x = x.astype(xp.int64)
     return x
+
+
+#: How far (in standard deviations of the training data) a real value may lie from the training
+#: mean: beyond, its squared residual would overflow float32 (docs/math.md Sec. 13).
+MAX_STANDARDISED = 1e12
+
+
+def _real_values(xp, x, name: str, where=None, row0: int = 0, moments=None):
+    """``x`` (N, D) of a real-head model as float64, after checking its entries (those where ``where``
+    is True, when given) are finite numbers, and with ``moments = (shift, scale)`` (D,) within
+    :data:`MAX_STANDARDISED` standard deviations of the shift; the message names the first bad
+    row (counted from ``row0``: ``x`` may be a block of a split) and column."""
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{name} has dtype {x.dtype}; expected real numbers (the model's head is real-valued)")
+    x = x.astype(xp.float64, copy=False)
+    checks = [(lambda: ~xp.isfinite(x), "real-valued data must be finite; drop or impute that row")]
+    if moments is not None:
+        checks.append((lambda: abs(x - moments[0]) > MAX_STANDARDISED * moments[1],
+                       f"more than {MAX_STANDARDISED:.0e} standard deviations from the training data's mean; "
+                       "check the file's units, or drop that row"))
+    for bad, why in checks:
+        with np.errstate(over="ignore", invalid="ignore"):  # an infinite distance is a far one
+            bad = bad()
+        if where is not None:
+            bad &= xp.asarray(where, dtype=bool)
+        if bool(bad.any()):
+            row, col = (int(i) for i in np.argwhere(backend.to_host(bad))[0])
+            raise ValueError(f"{name} has {float(x[row, col]):g} at row {row0 + row}, column {col}: {why}")
+    return x
+
+
+def check_real_columns(xp, x, name: str = "dataset.train") -> tuple:
+    """The per-column mean and standard deviation of real-valued training data ``x`` (N, D) on the
+    array module ``xp``, missing entries (NaN) left out,
+    after checking that every column varies: a constant column cannot be standardised (its
+    scale would be 0, its density infinite). Computed on ``x`` divided by each column's largest
+    magnitude, so that values up to float64's limit (1e300) neither overflow the squares nor
+    the sum.
+
+    Returns
+    -------
+    (mean, std) : arrays, shape (D,), float64, on ``x``'s array module; ``std > 0``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first constant column and the fix.
+    """
+    flat = np.flatnonzero(backend.to_host(~(xp.nanmax(x, axis=0) > xp.nanmin(x, axis=0))))
+    if flat.size:
+        raise ValueError(f"{name} column {int(flat[0])} is constant: a real-valued model cannot standardise it "
+                         f"(variance 0); drop the column (or add noise to it)")
+    top = xp.nanmax(abs(x), axis=0)
+    unit = x / top
+    return xp.nanmean(unit, axis=0) * top, xp.nanstd(unit, axis=0) * top
 
 
 def check_context(model, context, n: int | None = None):
@@ -325,7 +385,14 @@ def check_dataset(model, dataset) -> tuple:
             if seen is not None:  # rows with missing entries (NaN): their observed values are checked
                 _check_missing_rows(model, seen, f"dataset.{split}", start)
                 block = np.where(seen, block, 0)
-            check_data(model, block, f"dataset.{split}")
+            check_data(model, block, f"dataset.{split}", row0=start)
+    if model.head.real and not model.standardised:  # the splits against the standardisation fit will set
+        moments = check_real_columns(model.xp, model.xp.asarray(dataset.train, dtype=model.xp.float64))
+        for split in ("train", "valid", "test"):  # the test split too, when there is one: checked before training
+            x = getattr(dataset, split, None)
+            for start in range(0, 0 if x is None else x.shape[0], rows):
+                block = model.xp.asarray(x[start:start + rows], dtype=model.xp.float64)
+                _real_values(model.xp, block, f"dataset.{split}", ~model.xp.isnan(block), start, moments)
     return tuple(_split_context(model, dataset, split) for split in ("train", "valid"))
 
 

@@ -216,7 +216,9 @@ def variable_log_probs(model, x, batch_size: int = 1000, context=None, mask=0):
         inputs = model.encode(xb)[0]
         z = model._forward_pass(inputs, masks, None if y is None else y[s:s + batch_size]).astype(xp.float64)
         # the head's own per-variable NLL, in float64 (no branch on the head's name)
-        out[s:s + batch_size] = -model.head.nll_per_variable(z, model.head.targets(xb, z))
+        out[s:s + batch_size] = -model.head.nll_per_variable(z, model.head.targets(model._standardise(xb), z))
+    if model.head.real:  # in the data's units: each variable's log-determinant -log scale_d
+        out -= model.xp.log(model.scale)
     return out
 
 

@@ -46,6 +46,11 @@ MAX_WIDTH = 10**7
 MAX_LAYERS = 100
 #: Size of the largest mask bank (masks are rebuilt from (seed, index) on demand).
 MAX_NUM_MASKS = 10**6
+#: Most Gaussians per variable of the mog head.
+MAX_COMPONENTS = 1000
+#: Gaussians per variable of the mog head by default (docs/math.md Sec. 13: measured on
+#: standardised wine and the 2-D moons, K in {3, 5, 10}).
+DEFAULT_COMPONENTS = 5
 #: Most masks in an evaluation or validation ensemble (each one is a pass over the data).
 MAX_EVAL_MASKS = 100_000
 #: Most epochs, patience and lr_step.
@@ -124,8 +129,8 @@ _OK = object()
 
 def default_encoding(classes: int) -> str:
     """How a variable of ``classes`` classes enters the network by default: binary for 0/1
-    data, onehot otherwise."""
-    return "binary" if classes == 2 else "onehot"
+    data, raw (its standardised value) for real values (classes 0), onehot otherwise."""
+    return "binary" if classes == 2 else "raw" if classes == 0 else "onehot"
 
 
 class StrictConfig:
@@ -215,9 +220,12 @@ class MADEConfig(StrictConfig):
     hidden : tuple of int
         Hidden layer widths, e.g. ``(500,)`` or ``(500, 500)``; may be empty.
     classes : int
-        Classes per variable: 2 for binary data.
-    head : {"bernoulli", "categorical"}
-        Sigmoid conditionals with BCE, or softmax conditionals with cross-entropy.
+        Classes per variable: 2 for binary data; 0 for real-valued data.
+    head : {"bernoulli", "categorical", "mog", "gaussian"}
+        Sigmoid conditionals with BCE, softmax conditionals with cross-entropy, or (real-valued
+        data, ``classes == 0``) a mixture of ``components`` Gaussians or one Gaussian per variable.
+    components : int, default 5
+        Gaussians per variable of the ``mog`` head (ignored by the others).
     input_encoding : {"binary", "onehot", "raw", "scaled"}
         How a variable enters the network: its 0/1 value, a one-hot block of
         ``classes`` columns, its integer value, or its value scaled to [0, 1].
@@ -271,12 +279,13 @@ class MADEConfig(StrictConfig):
     context: int = 0
     context_encoding: str = "onehot"
     orderings: str = "uniform"
+    components: int = DEFAULT_COMPONENTS
 
     _kind = "model"
 
     @classmethod
     def _fields(cls):
-        return (("D", "int", 1, MAX_D), ("hidden", "ints", 1, MAX_WIDTH), ("classes", "int", 2, MAX_CLASSES),
+        return (("D", "int", 1, MAX_D), ("hidden", "ints", 1, MAX_WIDTH), ("classes", "int", 0, MAX_CLASSES),
                 ("head", "str", None, None), ("input_encoding", "str", None, None),
                 ("ordering", "str", None, None), ("given_ordering", "ints?", 1, MAX_D),
                 ("degrees", "str", None, None), ("num_masks", "int", 0, MAX_NUM_MASKS),
@@ -284,7 +293,7 @@ class MADEConfig(StrictConfig):
                 ("direct", "bool", None, None), ("activation", "str", None, None),
                 ("init", "str", None, None), ("seed", "int", 0, MAX_SEED), ("dtype", "str", None, None),
                 ("context", "int", 0, MAX_WIDTH), ("context_encoding", "str", None, None),
-                ("orderings", "str", None, None))
+                ("orderings", "str", None, None), ("components", "int", 1, MAX_COMPONENTS))
 
     def __post_init__(self):
         self._check_types()
@@ -311,7 +320,9 @@ class MADEConfig(StrictConfig):
              f"given_ordering must be a permutation of 1..{self.D}, got {short(self.given_ordering)}"),
             (self.D >= 1, f"D must be >= 1, got {self.D}"),
             (all(h >= 1 for h in self.hidden), f"hidden widths must be >= 1, got {self.hidden}"),
-            (self.classes >= 2, f"classes must be >= 2, got {self.classes}"),
+            (self.classes >= 2 or self.classes == 0, f"classes must be >= 2 (or 0: real values), got {self.classes}"),
+            (self.classes != 0 or self.input_encoding == "raw",
+             f"real-valued data (classes 0) enter as they are: input encoding 'raw', got {self.input_encoding!r}"),
             (self.input_encoding != "binary" or self.classes == 2,
              f"input encoding 'binary' needs 2 classes, got {self.classes}: use onehot, raw or scaled"),
             (HEADS[self.head].check_classes(self.classes) is None, HEADS[self.head].check_classes(self.classes)),
@@ -343,7 +354,9 @@ class MADEConfig(StrictConfig):
             an unknown preset.
         """
         D = check_int("dataset.D", getattr(dataset, "D", None), 1, MAX_D)
-        classes = check_int("dataset.classes", getattr(dataset, "classes", None), 2, MAX_CLASSES)
+        classes = check_int("dataset.classes", getattr(dataset, "classes", None), 0, MAX_CLASSES)
+        if classes == 1:
+            raise ValueError("dataset.classes must be >= 2 (or 0: real-valued data), got 1")
         width = getattr(getattr(dataset, "train", None), "shape", (None, D))[-1]
         if width != D:
             raise ValueError(f"dataset.D = {D}, but its train data have {width} columns")

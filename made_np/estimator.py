@@ -8,7 +8,9 @@ log-likelihood) and ``sample(n)`` draws new rows.
 
 The data are discrete: every column holds integers ``0..C-1``. Binary data
 (``C == 2``) get the Bernoulli head with 0/1 inputs; other data the categorical
-head with one-hot inputs, as the ``made-np train`` command does. The model is
+head with one-hot inputs, as the ``made-np train`` command does. Real-valued data (a
+float ``X`` holding fractions, or ``head="mog"``/``"gaussian"``) get a mixture of Gaussians
+per variable (``n_classes_ == 0``), standardised inside the model. The model is
 trained on the CPU with :func:`made_np.train.fit` (early stopping on a seeded
 validation split), and nothing is printed.
 """
@@ -31,6 +33,7 @@ from . import backend
 from .checks import check_choice, check_int
 from .conditional import Imputation, impute as _impute
 from .config import MAX_CLASSES, MAX_EVAL_MASKS, MADEConfig, TrainConfig
+from .heads import HEADS
 from .model import MADE
 from .optim import OPTIMIZERS
 from .sampling import sample as _sample
@@ -96,6 +99,13 @@ class MADEDensity(BaseEstimator):
         Masks in the mixture of :meth:`score_samples` and :meth:`sample` (and in
         the validation ensemble) when the bank has more than one mask;
         ``None``: the whole bank, at most 1000 masks.
+    head : {"bernoulli", "categorical", "mog", "gaussian"} or None, default=None
+        The conditionals; ``None``: bernoulli for 0/1 data, categorical for other whole
+        numbers, mog (a mixture of Gaussians) for real values (a float ``X`` with fractions).
+        mog and gaussian model ``X`` as real values (float64, standardised inside the model);
+        their NLLs are in the data's units.
+    components : int or None, default=None
+        Gaussians per variable of the mog head; ``None``: the library's default.
     random_state : int, numpy.random.RandomState, numpy.random.Generator or None, default=None
         Seeds the weights, the masks, the validation split and the shuffling
         (three integers drawn with :func:`sklearn.utils.check_random_state`, or
@@ -112,7 +122,7 @@ class MADEDensity(BaseEstimator):
         Column names, when ``X`` in :meth:`fit` is a DataFrame with string column names.
     n_classes_ : int
         Classes per variable ``C``: ``max(X) + 1`` over the training data, at least 2.
-        2 means binary data (Bernoulli head), more the categorical head.
+        2 means binary data (Bernoulli head), more the categorical head; 0 real values.
     history_ : dict
         What :func:`made_np.train.fit` returned: ``rows`` (one dict per epoch with
         ``train_nll`` and ``valid_nll`` in nats), ``best_epoch``,
@@ -133,7 +143,7 @@ class MADEDensity(BaseEstimator):
     def __init__(self, hidden=(500,), num_masks=None, order_agnostic=True, connectivity_agnostic=True,
                  direct=None, ordering="natural", epochs=None, batch_size=100, lr=None,
                  optimizer="adam", patience=30, validation_fraction=0.1, eval_masks=None,
-                 random_state=None):
+                 random_state=None, head=None, components=None):
         self.hidden = hidden
         self.num_masks = num_masks
         self.order_agnostic = order_agnostic
@@ -148,6 +158,8 @@ class MADEDensity(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.eval_masks = eval_masks
         self.random_state = random_state
+        self.head = head
+        self.components = components
 
     def __sklearn_tags__(self):
         """Declare the input: categorical (whole numbers) and non-negative.
@@ -170,7 +182,8 @@ class MADEDensity(BaseEstimator):
         model = state.get("model_")
         if isinstance(model, MADE):
             state = dict(state)
-            state["model_"] = {"config": model.config.to_dict(), "params": model.state_dict()}
+            state["model_"] = {"config": model.config.to_dict(), "params": model.state_dict(),
+                               "standardisation": [backend.to_host(model.shift), backend.to_host(model.scale)]}
         return state
 
     def __setstate__(self, state):
@@ -179,13 +192,25 @@ class MADEDensity(BaseEstimator):
             state = dict(state)
             rebuilt = MADE(MADEConfig.from_dict(model["config"]), backend.get_xp("cpu"), draw_weights=False)
             rebuilt.load_state_dict(model["params"])
+            if "standardisation" in model:
+                rebuilt.set_standardisation(*model["standardisation"])
             state["model_"] = rebuilt
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ data
+    def _real(self, X) -> bool:
+        """Whether ``X`` of :meth:`fit` is real-valued: a real head is named, or a float ``X`` holds a
+        fraction (NaN, a missing entry, aside)."""
+        if isinstance(self.head, str) and self.head in HEADS:
+            return HEADS[self.head].real
+        return X.dtype.kind == "f" and not np.all((X == np.floor(X)) | np.isnan(X))
+
     def _check_X(self, X, reset: bool) -> np.ndarray:
-        """Validate ``X`` and return it as a C-contiguous integer array (uint8, int32 or int64)."""
+        """Validate ``X`` and return it as a C-contiguous integer array (uint8, int32 or int64), or
+        float64 for real-valued data (fractions in a float ``X`` in :meth:`fit`, a real head)."""
         X = validate_data(self, X, reset=reset, dtype="numeric", ensure_min_samples=2 if reset else 1)
+        if self._real(X) if reset else self.n_classes_ == 0:
+            return np.ascontiguousarray(X, dtype=np.float64)
         if X.dtype.kind == "f" or X.dtype.kind == "c":
             if X.dtype.kind == "c" or not np.all(X == np.floor(X)):
                 raise ValueError("MADEDensity needs integer-valued data (classes 0..C-1 in every column); "
@@ -218,7 +243,9 @@ class MADEDensity(BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             Integer-valued data (any integer, bool or float dtype holding whole
             numbers): class ``0..C-1`` in every column, with ``C = max(X) + 1``
-            (at least 2, at most 256). ``n_samples >= 2``.
+            (at least 2, at most 256); or real values (floats holding a fraction, or
+            any numbers with ``head`` mog or gaussian), finite, no column constant.
+            ``n_samples >= 2``.
         y : None
             Ignored; present for API consistency.
 
@@ -236,8 +263,9 @@ class MADEDensity(BaseEstimator):
         """
         X = self._check_X(X, reset=True)
         model_seed, train_seed, split_seed = _seeds(self.random_state, 3)
-        top = int(np.nanmax(X))  # NaN: a missing entry (MADEImputer)
-        classes = max(2, top + 1)
+        real = self._real(X)
+        top = 0 if real else int(np.nanmax(X))  # NaN: a missing entry (MADEImputer)
+        classes = 0 if real else max(2, top + 1)
         if classes > MAX_CLASSES:
             raise ValueError(f"X has the value {top}: {type(self).__name__} models at most {MAX_CLASSES} classes "
                              f"(values 0..{MAX_CLASSES - 1}) per column; recode or bin the data")
@@ -256,7 +284,7 @@ class MADEDensity(BaseEstimator):
         mcfg = MADEConfig.for_data(
             data, hidden=hidden, ordering=self.ordering, num_masks=self.num_masks,
             order_agnostic=self.order_agnostic, connectivity_agnostic=self.connectivity_agnostic,
-            direct=self.direct, seed=model_seed,
+            direct=self.direct, seed=model_seed, head=self.head, components=self.components,
         )
         cfg = TrainConfig.for_data(
             data, epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
@@ -310,7 +338,7 @@ class MADEDensity(BaseEstimator):
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
-        if X.size and int(X.max()) >= self.n_classes_:
+        if self.n_classes_ and X.size and int(X.max()) >= self.n_classes_:
             raise ValueError(f"X has the value {int(X.max())}, outside the classes 0..{self.n_classes_ - 1} "
                              f"seen in fit")
         model, indices = self.model_, self._mask_indices()
@@ -373,7 +401,7 @@ class MADEDensity(BaseEstimator):
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         (seed,) = _seeds(random_state, 1)
         out = _sample(self.model_, int(n_samples), seed=seed, masks=self._mask_indices())
-        return backend.to_host(out).astype(np.int64)
+        return backend.to_host(out).astype(np.float64 if self.n_classes_ == 0 else np.int64)
 
 
 class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
@@ -428,9 +456,10 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
         self.draws = draws
 
     def __sklearn_tags__(self):
-        """MADEDensity's input tags, and NaN allowed (the entries to fill)."""
+        """NaN allowed (the entries to fill); real values as well as classes, negative ones included."""
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = tags.input_tags.positive_only = False
         return tags
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
@@ -442,12 +471,16 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
             raise ValueError("MADEImputer needs real data (classes 0..C-1 and NaN where missing); X is complex")
         X = np.asarray(X, dtype=np.float64)
         seen = X[~np.isnan(X)]
-        if seen.size and seen.min() < 0:
+        if np.isinf(seen).any():
+            raise ValueError("MADEImputer needs finite values (NaN where missing); X has infinite values")
+        if self._real(X) if reset else self.n_classes_ == 0:
+            pass  # real values: any finite numbers
+        elif seen.size and seen.min() < 0:
             raise ValueError(f"Negative values in data passed to MADEImputer: it needs classes 0..C-1, "
                              f"X has the value {seen.min()}")
-        if np.isinf(seen).any() or not np.all(seen == np.floor(seen)):
-            raise ValueError("MADEImputer needs integer-valued data (classes 0..C-1 in every column, NaN where "
-                             "missing); X has infinite or non-integer values")
+        elif not np.all(seen == np.floor(seen)):
+            raise ValueError("MADEImputer fitted on classes needs integer-valued data (classes 0..C-1 in every "
+                             "column, NaN where missing); X has non-integer values")
         empty = np.flatnonzero(np.isnan(X).all(axis=1))
         if reset and empty.size:
             raise ValueError(f"X row {empty[0]} has every entry missing (NaN): it holds nothing to learn from; "
@@ -480,7 +513,7 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
-        if X.size and np.nanmax(X, initial=0) >= self.n_classes_:
+        if self.n_classes_ and X.size and np.nanmax(X, initial=0) >= self.n_classes_:
             raise ValueError(f"X has the value {int(np.nanmax(X))}, outside the classes 0..{self.n_classes_ - 1} "
                              f"seen in fit")
         (seed,) = _seeds(self.random_state, 1)

@@ -13,12 +13,16 @@ class and one line in :data:`HEADS`.
 * :class:`CategoricalHead`: ``C`` logits per variable, laid out variable-major,
   ``z[:, d*C + c]`` (viewed as ``(batch, D, C)``), ``-log p(x) = -sum_d log softmax(z_d)[x_d]``
   (cross-entropy), gradient ``softmax(z_d) - onehot(x_d)``.
+* :class:`GaussianHead` and :class:`MixtureHead` (``real = True``): real-valued data
+  (classes 0), a Gaussian or a mixture of ``K`` Gaussians per variable of the standardised
+  data, drawn by the inverse CDF (docs/math.md Sec. 13).
 
 This is the readable reference; :class:`made_np.fast.kernels.FusedBernoulliHead`
 computes the Bernoulli NLL in fewer passes and is tested equal to it.
 """
 from __future__ import annotations
 
+from . import backend
 from .checks import check_choice
 
 
@@ -77,23 +81,26 @@ class Head:
 
     name = ""
     binary = False
+    real = False
     sample_dtype = "int64"
 
-    def __init__(self, xp, classes: int = 2):
+    def __init__(self, xp, classes: int = 2, components: int = 1):
         message = self.check_classes(classes)
         if message:
             raise ValueError(message)
-        self.xp, self.C = xp, int(classes)
-        self.logits_per_variable = self.outputs_per_variable(classes)
+        self.xp, self.C, self.K = xp, int(classes), int(components)
+        self.logits_per_variable = self.outputs_per_variable(classes, components)
 
-    @staticmethod
-    def check_classes(classes: int) -> str | None:
+    @classmethod
+    def check_classes(cls, classes: int) -> str | None:
         """An error message when the head cannot model ``classes`` classes per variable, else None."""
+        if classes == 0:
+            return f"the {cls.name} head models classes, but the data are real-valued (classes 0): use the mog or gaussian head"
         return None if classes >= 2 else f"a head needs at least 2 classes, got {classes}"
 
     @staticmethod
-    def outputs_per_variable(classes: int) -> int:
-        """Logits per variable."""
+    def outputs_per_variable(classes: int, components: int = 1) -> int:
+        """Logits per variable (``components``: a mixture head's ``K``, ignored by the others)."""
         raise NotImplementedError
 
     def targets(self, x, inputs):
@@ -150,14 +157,16 @@ class BernoulliHead(Head):
     binary = True
     sample_dtype = "uint8"
 
-    @staticmethod
-    def check_classes(classes: int) -> str | None:
+    @classmethod
+    def check_classes(cls, classes: int) -> str | None:
+        if classes == 0:
+            return super().check_classes(classes)
         if classes != 2:
             return f"the bernoulli head needs 2 classes, got {classes}: use the categorical head"
         return None
 
     @staticmethod
-    def outputs_per_variable(classes: int) -> int:
+    def outputs_per_variable(classes: int, components: int = 1) -> int:
         return 1
 
     def targets(self, x, inputs):
@@ -239,7 +248,7 @@ class CategoricalHead(Head):
     name = "categorical"
 
     @staticmethod
-    def outputs_per_variable(classes: int) -> int:
+    def outputs_per_variable(classes: int, components: int = 1) -> int:
         return int(classes)
 
     def targets(self, x, inputs):
@@ -332,8 +341,253 @@ class CategoricalHead(Head):
         return xp.minimum(below.sum(axis=-1), self.C - 1).astype(xp.int64)
 
 
-#: The heads, by name. A new head is one class above and one line here.
-HEADS = {cls.name: cls for cls in (BernoulliHead, CategoricalHead)}
+#: The bound ``L`` of the soft clamp of the log-scales, ``log sigma = L tanh(s / L)``: scales of the
+#: standardised data within ``exp(+-7)`` = [9e-4, 1097] standard deviations (docs/math.md Sec. 13).
+LOG_SCALE_BOUND = 7.0
+#: How far the uniforms of the inverse-CDF draws stay from 0 and 1: ``Phi^-1`` of them is +-8.2.
+U_MARGIN = 2.0 ** -53
+_HALF_LOG_2PI = 0.9189385332046727
+
+
+def log_scale(xp, s):
+    """``log sigma = L tanh(s / L)`` (:data:`LOG_SCALE_BOUND`) and its derivative ``1 - tanh^2``,
+    for raw log-scales ``s`` (any shape): within ``+-L`` whatever the network outputs, so that
+    ``1/sigma <= e^L`` and ``((x - mu)/sigma)^2`` stay finite in float32 (docs/math.md Sec. 13)."""
+    t = xp.tanh(s * (1.0 / LOG_SCALE_BOUND))
+    return LOG_SCALE_BOUND * t, 1.0 - t * t
+
+
+class RealHead(Head):
+    """What the real-valued heads share: data are classes 0 (real values), the targets are the
+    standardised values (:meth:`made_np.model.MADE.encode`), samples are float64 drawn by the
+    inverse CDF. No :meth:`class_logits` (no classes: :mod:`made_np.density` tables are for
+    discrete heads only)."""
+
+    real = True
+    sample_dtype = "float64"
+
+    @classmethod
+    def check_classes(cls, classes: int) -> str | None:
+        if classes != 0:
+            return (f"the {cls.name} head models real-valued data (classes 0), got {classes} classes: "
+                    "use the bernoulli or categorical head")
+        return None
+
+    def targets(self, x, inputs):
+        """The standardised values ``x`` (batch, D) as floats of the inputs' dtype."""
+        return x.astype(inputs.dtype, copy=False)
+
+    def class_logits(self, z):
+        raise ValueError(f"the {self.name} head models real values: it has no class probabilities "
+                         "(density tables are for discrete heads)")
+
+    def _parts(self, z):
+        """``z`` (batch, k * R) as (batch, k, R): the variable-major blocks."""
+        return z.reshape(z.shape[0], -1, self.logits_per_variable)
+
+    def _uniform(self, u):
+        """``u`` in float64 clipped into ``[U_MARGIN, 1 - U_MARGIN]``: no infinite draw."""
+        return self.xp.clip(u.astype(self.xp.float64), U_MARGIN, 1.0 - U_MARGIN)
+
+
+class GaussianHead(RealHead):
+    """Gaussian conditionals ``N(x_d; mu_d, sigma_d^2)`` of standardised data: two outputs per
+    variable, variable-major, ``z[:, 2d] = mu_d`` and ``z[:, 2d + 1] = s_d``, the raw log-scale
+    (``log sigma_d = L tanh(s_d / L)``, :func:`log_scale`; docs/math.md Sec. 13).
+
+    Parameters
+    ----------
+    xp : module
+    classes : int
+        Must be 0 (real-valued data).
+    """
+
+    name = "gaussian"
+
+    @staticmethod
+    def outputs_per_variable(classes: int, components: int = 1) -> int:
+        return 2
+
+    def marginal_logits(self, counts):
+        """Zeros (D * 2,): ``mu = 0``, ``log sigma = 0``, the standard normal, which is each
+        variable's marginal moments once standardised (``counts`` (D, ...) gives only D)."""
+        return self.xp.zeros(2 * counts.shape[0], dtype=self.xp.float64)
+
+    def _terms(self, z, x):
+        zz = self._parts(z)
+        a, da = log_scale(self.xp, zz[..., 1])
+        r = (x - zz[..., 0]) * self.xp.exp(-a)  # the standardised residual (x - mu) / sigma
+        return r, a, da
+
+    def nll_per_variable(self, z, x):
+        """``log sigma_d + (x_d - mu_d)^2 / (2 sigma_d^2) + log(2 pi) / 2`` in nats, shape (batch, D).
+
+        Parameters
+        ----------
+        z : array, shape (batch, 2 D), float
+        x : array, shape (batch, D), float: standardised values (:meth:`targets`)
+        """
+        r, a, _ = self._terms(z, x)
+        return a + 0.5 * r * r + _HALF_LOG_2PI
+
+    def nll_and_grad(self, z, x):
+        """Per-example NLL and its gradient (docs/math.md Sec. 13): ``dNLL/dmu = -(x - mu)/sigma^2``,
+        ``dNLL/ds = (1 - ((x - mu)/sigma)^2) L'(s)`` with ``L'(s) = 1 - tanh^2(s / L)``.
+
+        Parameters
+        ----------
+        z : array, shape (batch, 2 D), float32 or float64
+        x : array, shape (batch, D), ``z``'s dtype: standardised values
+
+        Returns
+        -------
+        nll : array, shape (batch,), nats per example (standardised units: the model adds the
+            log-determinant)
+        grad : array, shape (batch, 2 D), ``z``'s dtype, variable-major like ``z``; a fresh array.
+        """
+        r, a, da = self._terms(z, x)
+        nll = (a + 0.5 * r * r + _HALF_LOG_2PI).sum(axis=1)
+        grad = self.xp.stack([-r * self.xp.exp(-a), (1.0 - r * r) * da], axis=-1)
+        return nll, grad.reshape(z.shape).astype(z.dtype, copy=False)
+
+    def sample(self, z, u):
+        """``x = mu + sigma Phi^-1(u)`` (inverse CDF, :func:`made_np.backend.ndtri`).
+
+        Parameters
+        ----------
+        z : array, shape (n, 2 k)
+            Outputs of ``k`` variables, variable-major.
+        u : array, shape (n, k)
+            Uniform noise in [0, 1) (clipped into ``[2^-53, 1 - 2^-53]``).
+
+        Returns
+        -------
+        array of float64, shape (n, k): standardised values.
+        """
+        zz = self._parts(z.astype(self.xp.float64))
+        return zz[..., 0] + self.xp.exp(log_scale(self.xp, zz[..., 1])[0]) * backend.ndtri(self.xp, self._uniform(u))
+
+
+class MixtureHead(RealHead):
+    """Mixtures of ``K`` Gaussians per variable (MADE MoG: Papamakarios et al. 2017, Sec. 3;
+    RNADE, Uria et al. 2013): ``3 K`` outputs per variable, variable-major, ``z[:, 3Kd + j]``:
+    the mixture logits (``j < K``), the means (``K <= j < 2K``), the raw log-scales
+    (``2K <= j``; :func:`log_scale`). docs/math.md Sec. 13.
+
+    Parameters
+    ----------
+    xp : module
+    classes : int
+        Must be 0 (real-valued data).
+    components : int
+        ``K >= 1``.
+    """
+
+    name = "mog"
+
+    @staticmethod
+    def outputs_per_variable(classes: int, components: int = 1) -> int:
+        return 3 * int(components)
+
+    def marginal_logits(self, counts):
+        """The start, shape (D * 3K,): equal weights, log-scales 0, and means at the standard
+        normal's quantiles ``Phi^-1((k + 1/2) / K)``, so that the components differ from the first
+        step (``counts`` (D, ...) gives only D)."""
+        xp, K = self.xp, self.K
+        means = backend.ndtri(xp, (xp.arange(K, dtype=xp.float64) + 0.5) / K)
+        block = xp.concatenate([xp.zeros(K), means, xp.zeros(K)])
+        return xp.tile(block, counts.shape[0])
+
+    def _blocks(self, z):
+        """``z`` (batch, 3 K k) as a new contiguous (3, K, batch, k) array: logits, means, raw
+        log-scales, component-major (a reduction over the K components is then K - 1 whole-array
+        operations, not a reduction along a short strided axis: 30x faster at K = 5)."""
+        n = z.shape[0]
+        return self.xp.array(z.reshape(n, -1, 3, self.K).transpose(2, 3, 0, 1), order="C")  # a copy, always
+
+    @staticmethod
+    def _log_normalise(xp, w):
+        """``w - logsumexp_k w`` over the leading (component) axis."""
+        w = w - w.max(axis=0)
+        return w - xp.log(xp.exp(w).sum(axis=0))
+
+    def _terms(self, z, x):
+        """Log-weights, standardised residuals ``r_k``, log-scales and their derivatives, and the
+        joint ``l_k = log pi_k + log N_k`` (each (K, batch, D))."""
+        xp = self.xp
+        w, mu, s = self._blocks(z)
+        logpi = self._log_normalise(xp, w)
+        a, da = log_scale(xp, s)
+        r = (x - mu) * xp.exp(-a)
+        return logpi, r, a, da, logpi - a - 0.5 * r * r - _HALF_LOG_2PI
+
+    def _logsumexp(self, l):
+        top = l.max(axis=0)
+        return top + self.xp.log(self.xp.exp(l - top).sum(axis=0))
+
+    def nll_per_variable(self, z, x):
+        """``-log sum_k pi_k N(x_d; mu_k, sigma_k^2)`` in nats, shape (batch, D), by log-sum-exp.
+
+        Parameters
+        ----------
+        z : array, shape (batch, 3 K D), float
+        x : array, shape (batch, D), float: standardised values (:meth:`targets`)
+        """
+        return -self._logsumexp(self._terms(z, x)[-1])
+
+    def nll_and_grad(self, z, x):
+        """Per-example NLL and its gradient through the responsibilities
+        ``rho_k = pi_k N_k / sum_j pi_j N_j`` (docs/math.md Sec. 13): ``d/dlogit_k = pi_k - rho_k``,
+        ``d/dmu_k = -rho_k (x - mu_k)/sigma_k^2``, ``d/ds_k = rho_k (1 - ((x - mu_k)/sigma_k)^2) L'(s_k)``.
+
+        Parameters
+        ----------
+        z : array, shape (batch, 3 K D), float32 or float64
+        x : array, shape (batch, D), ``z``'s dtype: standardised values
+
+        Returns
+        -------
+        nll : array, shape (batch,), nats per example (standardised units)
+        grad : array, shape (batch, 3 K D), ``z``'s dtype, variable-major like ``z``; a fresh array.
+        """
+        xp = self.xp
+        logpi, r, a, da, l = self._terms(z, x)
+        lse = self._logsumexp(l)
+        rho = xp.exp(l - lse)
+        grad = xp.stack([xp.exp(logpi) - rho, -rho * r * xp.exp(-a), rho * (1.0 - r * r) * da])  # (3, K, batch, D)
+        return -lse.sum(axis=1), grad.transpose(2, 3, 0, 1).reshape(z.shape).astype(z.dtype)
+
+    def sample(self, z, u):
+        """Inverse-CDF draws: the component ``k`` with ``F_(k-1) <= u < F_k`` (cumulative weights),
+        then ``x = mu_k + sigma_k Phi^-1(u')`` with the residual uniform ``u' = (u - F_(k-1)) / pi_k``.
+
+        Parameters
+        ----------
+        z : array, shape (n, 3 K k)
+            Outputs of ``k`` variables, variable-major.
+        u : array, shape (n, k)
+            Uniform noise in [0, 1).
+
+        Returns
+        -------
+        array of float64, shape (n, k): standardised values.
+        """
+        xp, K = self.xp, self.K
+        w, mu, s = self._blocks(z.astype(xp.float64))
+        p = xp.exp(self._log_normalise(xp, w))
+        F = xp.cumsum(p, axis=0)
+        u = u.astype(xp.float64)
+        k = xp.minimum((F <= u).sum(axis=0), K - 1)[None]  # (1, n, k): the component drawn
+
+        def at_k(a):
+            return xp.take_along_axis(a, k, axis=0)[0]
+        pk = at_k(p)
+        return at_k(mu) + xp.exp(log_scale(xp, at_k(s))[0]) * backend.ndtri(xp, self._uniform((u - (at_k(F) - pk)) / pk))
+
+
+#: The heads, by name. A new head is one class above and one line here. (The first that accepts
+#: a data set's classes is its default, :func:`default_head`: mog before gaussian for real values.)
+HEADS = {cls.name: cls for cls in (BernoulliHead, CategoricalHead, MixtureHead, GaussianHead)}
 
 
 def head_class(name: str):
@@ -352,16 +606,18 @@ def default_head(classes: int) -> str:
     the first registered head that accepts it (bernoulli for binary data, else categorical)."""
     name = next((name for name, cls in HEADS.items() if cls.check_classes(classes) is None), None)
     if name is None:
-        raise ValueError(f"no head models {classes!r} classes per variable: data need at least 2 classes")
+        raise ValueError(f"no head models {classes!r} classes per variable: data need at least 2 classes "
+                         "(or 0: real values)")
     return name
 
 
-def make_head(name: str, xp, classes: int = 2):
-    """Build a head by name (see :data:`HEADS`) for ``classes`` classes per variable.
+def make_head(name: str, xp, classes: int = 2, components: int = 1):
+    """Build a head by name (see :data:`HEADS`) for ``classes`` classes per variable (0: real
+    values) and, for a mixture, ``components`` Gaussians per variable.
 
     Raises
     ------
     ValueError
         Unknown name, or a number of classes the head cannot model.
     """
-    return head_class(name)(xp, classes)
+    return head_class(name)(xp, classes, components)

@@ -189,7 +189,7 @@ def layer_widths(cfg) -> list:
     from .heads import head_class
 
     in_repeat = cfg.classes if cfg.input_encoding == "onehot" else 1
-    out_repeat = head_class(cfg.head).outputs_per_variable(cfg.classes)
+    out_repeat = head_class(cfg.head).outputs_per_variable(cfg.classes, cfg.components)
     return [cfg.D * in_repeat, *cfg.hidden, cfg.D * out_repeat]
 
 

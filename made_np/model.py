@@ -59,7 +59,12 @@ class MADE:
         ``config.context > 0`` and there is a hidden layer.
     context_output : Dense or None
         ``U^V`` (context, D * out_repeat): the context into the logits, when ``config.context > 0``.
-    head : BernoulliHead or CategoricalHead
+    head : BernoulliHead, CategoricalHead, MixtureHead or GaussianHead
+    shift, scale : arrays, shape (D,), float64
+        The standardisation of real-valued data, ``(x - shift) / scale`` (:meth:`encode`); the
+        identity (0, 1) for discrete heads, and until :func:`made_np.train.fit` sets it from the
+        training split (:meth:`set_standardisation`). Every NLL the model reports is in the
+        data's own units: the standardised one plus ``sum_d log scale_d`` (docs/math.md Sec. 13).
     """
 
     def __init__(self, config: MADEConfig, xp=None, draw_weights: bool = True):
@@ -72,7 +77,7 @@ class MADE:
         self.dtype = backend.resolve_dtype(config.dtype)
         c = config
         self.in_repeat = c.classes if c.input_encoding == "onehot" else 1
-        self.out_repeat = head_class(c.head).outputs_per_variable(c.classes)
+        self.out_repeat = head_class(c.head).outputs_per_variable(c.classes, c.components)
         widths = [c.D * self.in_repeat, *c.hidden, c.D * self.out_repeat]
         rng = backend.host_rng(c.seed)
         init = c.init if draw_weights else None
@@ -92,7 +97,8 @@ class MADE:
             if c.hidden:
                 self.context_hidden = Dense(c.context, c.hidden[0], self.xp, rng, self.dtype, init=init)
             self.context_output = Dense(c.context, widths[-1], self.xp, rng, self.dtype, init=init)
-        self.head = make_head(c.head, self.xp, c.classes)
+        self.head = make_head(c.head, self.xp, c.classes, c.components)
+        self.set_standardisation(self.xp.zeros(c.D), self.xp.ones(c.D))
         self._eye = self.xp.eye(c.classes, dtype=self.dtype) if c.input_encoding == "onehot" else None
         self._mask_cache = {}
         # a single mask is always kept (every training step multiplies dW by it)
@@ -220,7 +226,7 @@ class MADE:
             dz *= self.xp.repeat(o, self.out_repeat, axis=1)
         dz *= 1.0 / x.shape[0]
         self._backprop(dz, masks)
-        return nll.mean()
+        return nll.mean() + self._log_det if self.head.real else nll.mean()
 
     def _row_masks(self, maskset, observed) -> list:
         """The device masks of :func:`made_np.masks.observed_first_rows` for host ``observed`` (batch, D)."""
@@ -271,6 +277,8 @@ class MADE:
             inputs, targets = self.encode(x[s:s + batch_size])
             ys = None if y is None else y[s:s + batch_size]
             out[s:s + batch_size] = self.head.nll(self._forward_pass(inputs, masks, ys), targets)
+        if self.head.real:
+            out += self._log_det
         return out
 
     def log_prob(self, x, batch_size: int = 1000, context=None, mask=None):
@@ -473,12 +481,36 @@ class MADE:
         return list(range(min(K, n) if K >= 1 else n))
 
     # ------------------------------------------------------------------ data
+    def set_standardisation(self, shift, scale) -> None:
+        """Set :attr:`shift` and :attr:`scale` (each (D,), positive finite scales; copied as
+        float64 on ``xp``; not checked: :func:`made_np.checks.check_dataset` refuses columns of
+        zero variance) and the log-determinant ``sum_d log scale_d`` (nats) every NLL adds."""
+        xp = self.xp
+        self.shift = xp.array(shift, dtype=xp.float64)
+        self.scale = xp.array(scale, dtype=xp.float64)
+        self._log_det = float(xp.log(self.scale).sum())
+
+    @property
+    def standardised(self) -> bool:
+        """Whether :attr:`shift`, :attr:`scale` differ from the identity (a standardisation was set)."""
+        return bool((self.shift != 0).any() or (self.scale != 1).any())
+
+    def _standardise(self, x):
+        """``(x - shift) / scale`` in float64 (batch, D) for a real head; ``x`` itself for a discrete one."""
+        return (x - self.shift) / self.scale if self.head.real else x
+
+    def _unstandardise(self, v, cols=slice(None)):
+        """Standardised values ``v`` (n, D) (or (n,) of column ``cols``) in the data's units,
+        ``v * scale + shift``, for a real head; ``v`` itself for a discrete one."""
+        return v * self.scale[cols] + self.shift[cols] if self.head.real else v
+
     def encode(self, x):
         """Encode data for the network and the head.
 
         Parameters
         ----------
-        x : array, shape (batch, D), uint8 or int, values in 0..classes-1
+        x : array, shape (batch, D), uint8 or int, values in 0..classes-1; real values (float64)
+            for a real head, standardised here (:attr:`shift`, :attr:`scale`)
 
         Returns
         -------
@@ -486,6 +518,7 @@ class MADE:
         targets : array, shape (batch, D): the head's targets (:meth:`made_np.heads.Head.targets`)
         """
         c, n = self.config, x.shape[0]
+        x = self._standardise(x)
         if c.input_encoding == "onehot":
             inputs = self._eye[x].reshape(n, c.D * c.classes)
         else:

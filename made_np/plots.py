@@ -239,6 +239,12 @@ def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | Non
         raise ValueError(f"plot_sample_grid: samples must be (n, D) with n > 0, got {x.shape}")
     n, D = x.shape
     if image_shape is None:
+        if D == 2 and classes == 0:  # real values (classes 0): the points themselves
+            fig = _figure(5, 4.5)
+            ax = fig.add_subplot()
+            ax.scatter(x[:, 0], x[:, 1], s=4, alpha=0.5)
+            ax.set_title(title or f"{n} samples", fontsize=10)
+            return fig
         if D == 2:
             C = int(classes) if classes is not None else int(x.max()) + 1
             try:

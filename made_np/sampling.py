@@ -98,8 +98,8 @@ def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = 
 
     Returns
     -------
-    array, shape (n, D): uint8 in {0, 1} (Bernoulli head) or int64 in 0..C-1 (categorical);
-    the given variables hold their given values.
+    array, shape (n, D): uint8 in {0, 1} (Bernoulli head), int64 in 0..C-1 (categorical), or
+    float64 in the data's units (real heads); the given variables hold their given values.
 
     Raises
     ------
@@ -145,7 +145,7 @@ def draw_naive(model, u, y=None, given=None, n_given: int = 0, mask=0):
     R = model.out_repeat
     for d in var_at[n_given:]:
         z = model._forward_pass(model.encode(x)[0], masks, y)
-        x[:, d] = model.head.sample(z[:, d * R:(d + 1) * R], u[:, d:d + 1])[:, 0]
+        x[:, d] = model._unstandardise(model.head.sample(z[:, d * R:(d + 1) * R], u[:, d:d + 1])[:, 0], d)
     return x
 
 

@@ -25,7 +25,7 @@ from . import backend
 from .checkpoint import check_info, check_resume_state, finished_run_blocker, save_checkpoint
 from .checks import (check_context, check_data, check_dataset, check_fit_arguments, check_int, check_mask_index,
                      observed_entries,
-                     check_model)
+                     check_model, check_real_columns)
 from .config import MAX_EVAL_MASKS, TrainConfig
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
@@ -409,11 +409,31 @@ def start_at_marginals(model: MADE, x, observed=None) -> bool:
     c = model.layers[-1].b
     if bool((c != 0).any()):
         return False
-    counts = class_counts(x, model.config.classes)
-    if observed is not None:
-        counts[:, 0] -= (~observed).sum(axis=0)
+    D = model.config.D  # a real head's start needs only D: standardised data are N(0, 1) in their moments
+    if model.head.real:
+        counts = model.xp.zeros((D, 0))
+    else:
+        counts = class_counts(x, model.config.classes)
+        if observed is not None:
+            counts[:, 0] -= (~observed).sum(axis=0)
     logits = model.head.marginal_logits(model.xp.asarray(counts))
     c[...] = logits.astype(c.dtype)
+    return True
+
+
+def start_standardised(model: MADE, x) -> bool:
+    """Set a real-head model's standardisation (:meth:`MADE.set_standardisation`) to the mean and
+    standard deviation of each column of the training data ``x`` (N, D), unless one is set already
+    (a model trained or set before). Discrete heads keep the identity (docs/math.md Sec. 13).
+
+    Returns
+    -------
+    bool
+        Whether it was set.
+    """
+    if not model.head.real or model.standardised:
+        return False
+    model.set_standardisation(*check_real_columns(model.xp, model.xp.asarray(x, dtype=model.xp.float64)))
     return True
 
 
@@ -451,16 +471,18 @@ class _Run:
             self.spec["context_sha256"] = contexts
         # rows with missing entries (NaN; checked by check_dataset): their observed masks, on the host
         self.o_train, self.o_valid = observed_entries(dataset.train), observed_entries(dataset.valid)
-        x_train = _class_values(dataset.train)
-        if resume_state is None and cfg.output_bias == "marginals":  # every check passed: the model may change
-            start_at_marginals(model, x_train, self.o_train)
+        x_train = _values(model, dataset.train)
+        if resume_state is None:  # every check passed: the model may change
+            start_standardised(model, dataset.train)
+            if cfg.output_bias == "marginals":
+                start_at_marginals(model, x_train, self.o_train)
         # missing entries train through per-row masks, a reference form only (docs/math.md Sec. 12)
         self.engine = make_engine(model, cfg.engine if self.o_train is None else "reference")
         self.opt = self.engine.make_optimizer(cfg)
         # each step's CPU threads: ``threads`` (0: auto, measured when the engine can split its work)
         self.chooser = chooser_for(threads, self._use_threads, xp is np and hasattr(self.engine, "set_threads"))
         self.x_train = self.engine.prepare(backend.to_device(x_train, xp))
-        self.x_valid = backend.to_device(_class_values(dataset.valid), xp)
+        self.x_valid = backend.to_device(_values(model, dataset.valid), xp)
         self.n_train = int(self.x_train.shape[0])
         self.n_batches = -(-self.n_train // cfg.batch_size)
         self.base_lr = self.opt.lr
@@ -633,13 +655,14 @@ class _Run:
         return valid_nll, improved
 
 
-def _class_values(x):
-    """Data whose values were checked to be classes (:func:`made_np.checks.check_dataset`), as integers: a
-    float array of 0.0/1.0/... is cast once (uint8: at most 256 classes), as one-hot inputs
-    index by value."""
+def _values(model, x):
+    """Data checked by :func:`made_np.checks.check_dataset`: real values as float64 for a real head;
+    else classes as integers: a float array of 0.0/1.0/... is cast once (uint8: at most 256
+    classes), as one-hot inputs index by value. Missing entries (NaN) become 0, never read."""
     if getattr(x, "dtype", None) is None or x.dtype.kind != "f":
         return x
-    return np.where(np.isnan(x), 0, x).astype("uint8")  # missing entries (NaN) as 0, never read
+    x = np.where(np.isnan(x), 0.0, x) if np.isnan(x).any() else x
+    return x.astype("float64", copy=False) if model.head.real else x.astype("uint8")
 
 
 def _default_spec(dataset) -> dict:

@@ -108,11 +108,15 @@ def model_configs(draw, min_D: int = 1, max_D: int = 8, max_layers: int = 3, fac
                   classes=None, order_agnostic=None, connectivity_agnostic=None):
     """A :class:`made_np.model.MADEConfig` covering every option (each argument pins one).
 
-    ``head``: bernoulli (2 classes) or categorical (``classes`` or 2..max_classes); ``encoding``: binary
+    ``head``: bernoulli (2 classes) or categorical (``classes`` or 2..max_classes), or when named, mog
+    (1..3 components) or gaussian (real values: classes 0, raw inputs); ``encoding``: binary
     (Bernoulli only) or onehot/raw/scaled; ``num_masks``: 1 (fixed mask), 2..4 or 0 (no limit).
     """
     D = draw(dims(min_D, max_D))
     head = draw(st.sampled_from(("bernoulli", "categorical"))) if head is None else head
+    real = head in ("mog", "gaussian")
+    if real:
+        classes, encoding = 0, "raw"
     if classes is None:
         classes = 2 if head == "bernoulli" else draw(st.integers(2, max_classes))
     if encoding is None:
@@ -134,6 +138,8 @@ def model_configs(draw, min_D: int = 1, max_D: int = 8, max_layers: int = 3, fac
         "seed": draw(st.integers(0, 2**31 - 1)),
         "dtype": dtype,
     }
+    if head == "mog":
+        kw["components"] = draw(st.integers(1, 3))
     kw.update(draw(ordering_kwargs(D)))
     return MADEConfig(**kw)
 
@@ -167,8 +173,11 @@ def trained_weights():
 
 
 def random_data(config: MADEConfig, n: int, seed: int) -> np.ndarray:
-    """``n`` random examples (n, D): uint8 in {0,1} for 2 classes, int64 in 0..C-1 otherwise."""
+    """``n`` random examples (n, D): uint8 in {0,1} for 2 classes, int64 in 0..C-1 otherwise,
+    float64 ``N(0, 1)`` for real values (classes 0)."""
     rng = np.random.default_rng([seed, 777])
+    if config.classes == 0:
+        return rng.normal(size=(n, config.D))
     x = rng.integers(0, config.classes, size=(n, config.D))
     return x.astype(np.uint8 if config.classes == 2 else np.int64)
 

@@ -88,7 +88,8 @@ def check_prefix_invariance(model, seed: int, n: int = 4, mask=0):
     for k in range(1, cfg.D + 1):
         x2 = x.copy()
         later = m0 >= k
-        x2[:, later] = rng.integers(0, cfg.classes, size=(n, int(later.sum())))
+        x2[:, later] = (rng.normal(size=(n, int(later.sum()))) if cfg.classes == 0  # real values
+                        else rng.integers(0, cfg.classes, size=(n, int(later.sum()))))
         z2 = logits_by_variable(model, x2, mask)
         keep = m0 <= k
         assert bits(zx[:, keep]) == bits(z2[:, keep]), (
@@ -102,6 +103,17 @@ def test_logits_depend_only_on_earlier_variables_float64(cfg, index, seed):
     model = MADE(cfg)
     randomize_weights(model, seed)
     check_prefix_invariance(model, seed, mask=bank_index(model, index))
+
+
+@pytest.mark.parametrize("head", ["mog", "gaussian"])
+@examples(15)
+@given(data=st.data())
+def test_real_head_outputs_depend_only_on_earlier_variables(head, data):
+    cfg = data.draw(model_configs(max_D=8, head=head))
+    model = MADE(cfg)
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    randomize_weights(model, seed)
+    check_prefix_invariance(model, seed, mask=bank_index(model, data.draw(st.integers(0, 200))))
 
 
 @examples(25)

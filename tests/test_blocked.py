@@ -164,12 +164,29 @@ def test_blocked_dense_matches_masked_dense(mw, by, seed, threads):
 @examples(25)
 @given(model_configs(num_masks=1, max_D=7, max_layers=2), st.integers(0, 2**31 - 1))
 def test_blocked_made_gives_the_nll_and_gradients_of_its_made(config, seed):
+    check_blocked_made(config, seed)
+
+
+@pytest.mark.parametrize("head", ["mog", "gaussian"])
+@examples(10)
+@given(data=st.data())
+def test_blocked_made_of_a_real_head_gives_the_nll_and_gradients_of_its_made(head, data):
+    """The real heads through the block-sparse engine: the standardisation's columns move with the data's."""
+    config = data.draw(model_configs(num_masks=1, max_D=7, max_layers=2, head=head))
+    check_blocked_made(config, data.draw(st.integers(0, 2**31 - 1)))
+
+
+def check_blocked_made(config, seed):
+    """BlockedMADE's NLL, loss and gradients equal its MADE's (float64), a real head's under a standardisation."""
     with pytest.MonkeyPatch.context() as mp:  # pack every matrix, in blocks of 3 (tiny_blocks)
         mp.setattr(blocked_mod, "BLOCK_MIN_SIZE", 0)
         mp.setattr(blocked_mod, "BLOCK_MAX_COVERAGE", 1.0)
         mp.setattr(blocked_mod, "block_plan", functools.partial(block_plan, width=3))
         model = MADE(config)
         randomize_weights(model, seed)
+        if model.head.real:
+            rng = np.random.default_rng(seed)
+            model.set_standardisation(rng.normal(size=config.D), rng.uniform(0.5, 3, size=config.D))
         fast = BlockedMADE(model)
     assert all(isinstance(layer, BlockedDense) for layer in fast._all_layers)
     x = random_data(config, 16, seed)

@@ -179,6 +179,17 @@ def test_bad_npz_message_names_file_key_and_problem(tmp_path, case):
         assert needle in msg, (needle, msg)
 
 
+def test_a_float_file_with_fractions_is_real_valued(tmp_path):
+    """Real-valued data (classes 0, float64 in the data's units); whole-number floats stay classes."""
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    np.save(tmp_path / "real.npy", x)
+    ds = load_dataset(str(tmp_path / "real.npy"))
+    assert ds.classes == 0 and ds.train.dtype == np.float64 and ds.image_shape is None
+    np.testing.assert_array_equal(np.sort(np.concatenate([ds.train, ds.valid, ds.test]), axis=0), np.sort(x, axis=0))
+    np.save(tmp_path / "whole.npy", np.round(np.abs(x)))
+    assert load_dataset(str(tmp_path / "whole.npy")).classes >= 2
+
+
 def test_missing_file_and_unknown_format(tmp_path):
     with pytest.raises(DataError, match=r"nope\.npz: no such file.*digits"):
         load_dataset(str(tmp_path / "nope.npz"))

@@ -12,17 +12,9 @@ feed Gaussian float data, which a model of discrete data cannot take;
 ``MADEDensity`` therefore declares its input tags ``categorical=True`` and
 ``positive_only=True`` (true statements about it), and the checks then feed
 ``round(X - X.min())`` as int32, which it can. With those tags none of the
-checks is an expected failure. Without them (:func:`test_checks_fail_without_tags_only_on_data`)
-these 21 checks fail, every one only because ``fit`` rejects Gaussian float data
-(non-integer or negative values) with a ValueError, by design:
-check_positive_only_tag_during_fit, check_fit_score_takes_y, check_estimators_overwrite_params,
-check_dont_overwrite_parameters, check_estimators_fit_returns_self,
-check_readonly_memmap_input, check_n_features_in_after_fitting,
-check_estimators_dtypes, check_dtype_object, check_pipeline_consistency,
-check_estimators_nan_inf, check_estimators_pickle, check_f_contiguous_array_estimator,
-check_methods_sample_order_invariance, check_methods_subset_invariance,
-check_fit2d_1feature, check_dict_unchanged, check_fit_idempotent,
-check_fit_check_is_fitted, check_n_features_in, check_fit2d_predict1d.
+checks is an expected failure. Without them (:func:`test_checks_pass_without_tags_too`) the
+checks feed Gaussian floats, which ``fit`` now models as real values (the mog head), and every
+check passes too.
 
 Checks that do not apply (not run, or skipped):
 
@@ -171,7 +163,6 @@ def test_connectivity_agnostic_false_reaches_the_model_and_its_clones(digits):
 
 
 @pytest.mark.parametrize("bad, match", [
-    (lambda X: X + 0.5, "integer-valued"),
     (lambda X: X - 1, "Negative values"),
     (lambda X: np.where(X == 1, np.nan, X), "NaN"),
     (lambda X: X[:1], "minimum of 2"),
@@ -183,11 +174,15 @@ def test_fit_rejects_bad_data(digits, bad, match):
         MADEDensity(hidden=(8,), epochs=1).fit(bad(digits[:20].astype(float)))
 
 
-def test_gaussian_float_data_is_rejected():
-    """Why the estimator declares categorical, non-negative input (module docstring)."""
+def test_float_data_with_fractions_fit_the_real_heads():
+    """Gaussian floats (and integers + 0.5) are real values: the mog head, n_classes_ 0; a named
+    discrete head still refuses them."""
     X = np.random.default_rng(0).normal(size=(30, 3))
+    est = MADEDensity(hidden=(8,), epochs=1).fit(X)
+    assert est.n_classes_ == 0 and est.model_.config.head == "mog"
+    assert MADEDensity(hidden=(8,), epochs=1).fit(np.abs(X).round() + 0.5).n_classes_ == 0
     with pytest.raises(ValueError, match="integer-valued"):
-        MADEDensity(hidden=(8,), epochs=1).fit(X)
+        MADEDensity(hidden=(8,), epochs=1, head="categorical").fit(X)
 
 
 def test_invalid_parameters_raise_in_fit(digits):
@@ -319,7 +314,7 @@ def test_get_set_params_clone():
     assert params["hidden"] == (32,) and params["num_masks"] == 4 and params["random_state"] == 3
     assert set(params) == {"hidden", "num_masks", "order_agnostic", "connectivity_agnostic", "direct",
                            "ordering", "epochs", "batch_size", "lr", "optimizer", "patience",
-                           "validation_fraction", "eval_masks", "random_state"}
+                           "validation_fraction", "eval_masks", "random_state", "head", "components"}
     assert est.set_params(hidden=(4,), patience=0) is est
     assert est.get_params()["hidden"] == (4,) and est.patience == 0
     twin = clone(est)
@@ -371,19 +366,15 @@ class _UntaggedMADEDensity(MADEDensity):
         return tags
 
 
-def test_checks_fail_without_tags_only_on_data():
-    """Keeps the module docstring honest: without the input tags, the failing checks
-    fail only on the refusal of float (or negative) data, nothing else."""
+def test_checks_pass_without_tags_too():
+    """Keeps the module docstring honest: without the input tags the checks feed Gaussian floats,
+    which are real values (the mog head), and every check passes."""
     from sklearn.utils.estimator_checks import check_estimator
 
     results = check_estimator(_UntaggedMADEDensity(hidden=(8,), epochs=2, batch_size=20),
                               on_fail=None, on_skip=None)
-    failed = {r["check_name"]: r["exception"] for r in results if r["status"] == "failed"}
-    assert "check_fit_idempotent" in failed and "check_estimators_dtypes" in failed
-    for name, exc in failed.items():
-        text = str(exc)
-        ours = "integer-valued" in text or "Negative values" in text
-        assert ours or "passing negative input values" in text, (name, text)
+    failed = {r["check_name"]: str(r["exception"]) for r in results if r["status"] == "failed"}
+    assert not failed and sum(r["status"] == "passed" for r in results) > 20
 
 
 @parametrize_with_checks([MADEDensity(hidden=(8,), epochs=2, batch_size=20)],

@@ -344,7 +344,7 @@ def test_checkpoints_with_mutated_config(work, run_dir, mutation):
     ("hidden", "6", "hidden must be a list"),
     ("num_masks", 10**12, "num_masks must be at most"),
     ("seed", "0", "seed must be an integer"),
-    ("head", "gaussian", "unknown head"),
+    ("head", "laplace", "unknown head"),
     ("init", "zeros", "unknown init"),
     ("direct", 1, "direct must be true or false"),
     ("classes", 10**9, "classes must be at most"),
@@ -663,3 +663,51 @@ def test_a_read_only_folder_is_refused_before_any_work(work, run_dir, monkeypatc
     result = invoke("sample", work / "no-such-run", "--out", folder / "s.npy")
     assert outcome(result) == "error"
     assert f"--out {folder / 's.npy'}: cannot write into {folder} (Permission denied)" in result.output
+
+
+# --------------------------------------------------------------------------- real-valued data
+
+
+@st.composite
+def real_data_files(draw):
+    """``(npz bytes, head)``: float splits with fractions, some entries NaN, inf, huge or tiny, some
+    columns constant; and the head asked for (None: the default mog)."""
+    D_ = draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    splits = {k: rng.normal(draw(st.sampled_from([0.0, 1e6, -3.0])), draw(st.sampled_from([1.0, 1e-6, 1e4])),
+                            (n, D_)) + 0.25 for k, n in (("train_data", 30), ("valid_data", 8), ("test_data", 8))}
+    for _ in range(draw(st.integers(0, 2))):
+        key = draw(st.sampled_from(list(splits)))
+        a = splits[key]
+        how = draw(st.sampled_from(["entry", "column"]))
+        value = draw(st.sampled_from([np.nan, np.inf, -np.inf, 1e300, 1e30, 0.5]))
+        if how == "entry":
+            a[draw(st.integers(0, a.shape[0] - 1)), draw(st.integers(0, D_ - 1))] = value
+        else:
+            a[:, draw(st.integers(0, D_ - 1))] = value
+    head = draw(st.sampled_from([None, "mog", "gaussian", "bernoulli"]))
+    buf = io.BytesIO()
+    np.savez(buf, **splits)
+    return buf.getvalue(), head
+
+
+@examples(15)
+@given(real_data_files(), st.sampled_from(["float32", "float64"]))
+def test_real_valued_files_train_or_fail_in_one_line(work, case, dtype):
+    """Float files holding fractions train with the real heads, or stop with one line naming the
+    problem (a NaN/inf entry, a constant column, a discrete head); a finished run's numbers are finite."""
+    data, head = case
+    path = fresh(work, "real.npz")
+    path.write_bytes(data)
+    out = fresh(work, "real-run")
+    args = ["train", "--dataset", path, "--hidden", 5, "--epochs", 1, "--out", out, "-q", "--dtype", dtype]
+    result = invoke(*args, *(["--head", head] if head else []))
+    if outcome(result) == "ok":
+        assert head != "bernoulli"
+        results = json.loads((out / "results.json").read_text())
+        assert math.isfinite(results["single"]["nll"])
+        assert outcome(invoke("sample", out, "-n", 3, "--out", fresh(work, "s.npy"))) == "ok"
+    else:
+        text = result.output
+        assert any(why in text for why in ("mog or gaussian", "missing (NaN)", "infinite", "float32's range",
+                                           "constant", "not finite", "standard deviations")), text

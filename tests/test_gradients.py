@@ -1,7 +1,7 @@
 """Hand-derived gradients of MADE against central finite differences (paper Sec. 4, eqs. 10-13).
 
-7. For random configurations -- both heads (Bernoulli eq. 3 with BCE; softmax with
-   cross-entropy), every input encoding, direct connections (eq. 11) on and off, ReLU
+7. For random configurations -- every head (Bernoulli eq. 3 with BCE; softmax with
+   cross-entropy; the real heads' Gaussian and mixture NLLs, docs/math.md Sec. 13), every input encoding, direct connections (eq. 11) on and off, ReLU
    and leaky ReLU, one fixed mask or a bank -- every parameter's analytic gradient of the
    mean NLL (nats) matches ``(L(p + h) - L(p - h)) / 2h`` in float64 with h = 1e-6:
 
@@ -101,7 +101,7 @@ def check_gradients(model, x, seed, context=None, mask=0):
 
 
 COMBOS = [("bernoulli", e) for e in ("binary", "onehot", "raw", "scaled")] + \
-         [("categorical", e) for e in ("onehot", "raw", "scaled")]
+         [("categorical", e) for e in ("onehot", "raw", "scaled")] + [("mog", "raw"), ("gaussian", "raw")]
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])

@@ -175,8 +175,8 @@ def test_make_head_and_errors():
     assert isinstance(cat, CategoricalHead) and cat.C == 7 and cat.logits_per_variable == 7
     with pytest.raises(ValueError, match="at least 2 classes"):
         make_head("categorical", np, 1)
-    with pytest.raises(ValueError, match="unknown head 'gaussian'"):
-        make_head("gaussian", np)
+    with pytest.raises(ValueError, match="unknown head 'laplace'"):
+        make_head("laplace", np)
 
 
 # --------------------------------------------------------------------------- sampling

@@ -125,45 +125,18 @@ def test_single_ordering_model_imputes_a_suffix_and_refuses_other_patterns():
         impute(model, [[np.nan, 0, 1, 1]])
 
 
-# --------------------------------------------------------------------------- a stand-in real-valued head
-
-
-class StandInGaussian(Head):
-    """``x_d ~ N(mu_d, sigma_d^2)`` with logits ``(mu_d, log sigma_d)`` per variable: the contract of the
-    real heads (``real = True``, ``nll_per_variable``, ``sample`` from one uniform per variable)."""
-
-    name = "standin-gaussian"
-    real = True
-    sample_dtype = "float64"
-
-    @staticmethod
-    def outputs_per_variable(classes):
-        return 2
-
-    def targets(self, x, inputs):
-        return x.astype(inputs.dtype)
-
-    def _split(self, z):
-        z = z.reshape(z.shape[0], -1, 2)
-        return z[..., 0], z[..., 1]
-
-    def nll_per_variable(self, z, x):
-        mu, log_sigma = self._split(z)
-        return 0.5 * np.log(2 * np.pi) + log_sigma + 0.5 * ((x - mu) / np.exp(log_sigma)) ** 2
-
-    def sample(self, z, u):
-        mu, log_sigma = self._split(z)
-        return mu + np.exp(log_sigma) * ndtri(u)
+# --------------------------------------------------------------------------- the real-valued gaussian head
 
 
 @pytest.fixture
-def gaussian_model(monkeypatch):
-    """Independent Gaussians (every weight 0; the output biases give mu and log sigma)."""
-    monkeypatch.setitem(HEADS, StandInGaussian.name, StandInGaussian)
-    model = MADE(MADEConfig(D=3, hidden=(6,), head=StandInGaussian.name, input_encoding="raw", num_masks=0,
+def gaussian_model():
+    """Independent Gaussians (every weight 0; the output biases give mu and log sigma through the
+    head's soft clamp log sigma = 7 tanh(a / 7)), no standardisation (the identity)."""
+    model = MADE(MADEConfig(D=3, hidden=(6,), classes=0, head="gaussian", input_encoding="raw", num_masks=0,
                             order_agnostic=True, dtype="float64"))
     state = {k: np.zeros_like(v) for k, v in model.state_dict().items()}
     state["b1"] = np.array([0.3, np.log(0.5), -1.0, np.log(2.0), 0.7, np.log(0.1)])
+    state["b1"][1::2] = 7 * np.arctanh(state["b1"][1::2] / 7)
     model.load_state_dict(state)
     return model
 

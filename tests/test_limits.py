@@ -128,7 +128,7 @@ def test_the_environment_limit_reaches_every_command(tmp_path):
     ({"D": 4, "seed": "1"}, "seed must be an integer"),
     ({"D": 4, "seed": -1}, "seed must be >= 0"),
     ({"D": 4, "head": 3}, "head must be a string"),
-    ({"D": 4, "head": "gaussian"}, "unknown head 'gaussian'"),
+    ({"D": 4, "head": "laplace"}, "unknown head 'laplace'"),
     ({"D": 4, "direct": 1}, "direct must be true or false"),
     ({"D": 4, "init": "glorot"}, "unknown init 'glorot': choose one of uniform, orthogonal"),
     ({"D": 4, "init": 0}, "init must be a string"),

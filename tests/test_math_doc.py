@@ -6,7 +6,7 @@
   ``getattr``-ing the rest; each test must be a function defined at module level, or in
   a module-level class, of that file (found with ``ast``: test modules are not imported).
   A failure lists every missing name at once.
-* The doc has its twelve numbered sections.
+* The doc has its thirteen numbered sections.
 * Facts derived in the doc: degrees outside ``[min of previous layer, D-1]`` give
   useless units (section 1); the forward pass is the formula of section 2; masked
   weights stay exactly 0.0 under SGD, Adam and Adagrad (section 3); averaging the logits
@@ -49,6 +49,7 @@ REQUIRED_SECTIONS = (
     "10. Exact marginals and completions: observed-first masks",
     "11. Initial weights",
     "12. Training and evaluation: which mask, which rate, which number",
+    "13. Real-valued data: Gaussian and mixture-of-Gaussians conditionals",
 )
 IMPLEMENTED = "Implemented in:"
 CHECKED = "Checked by:"

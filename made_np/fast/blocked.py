@@ -556,6 +556,9 @@ class BlockedMADE:
     _nll = MADE._nll
     _all_layers = MADE._all_layers
     _parallel = False  # inside parallel(): the block products may use a pool
+    _standardise = MADE._standardise
+    standardised = MADE.standardised
+    encode = MADE.encode  # on the relabelled columns of the standardisation (read_from)
     params = MADE.params
     grads = MADE.grads
 
@@ -564,6 +567,7 @@ class BlockedMADE:
         if c.num_masks != 1:
             raise ValueError(f"BlockedMADE needs a single fixed mask, the model has a bank of {c.num_masks}")
         self.model, self.config, self.xp, self.dtype = model, c, model.xp, model.dtype
+        self._eye = model._eye
         self.head = fast_head(model.head) if head is None else head
         self.activations = [FastReLU(self.xp) if isinstance(a, ReLU) else a for a in model.activations]
         maskset = model.mask(0)[0]
@@ -602,10 +606,6 @@ class BlockedMADE:
     def param_names(self) -> list:
         """The names of :attr:`params` (those of the MADE)."""
         return self.model.param_names
-
-    def encode(self, x):
-        """The MADE's encoding (it acts on each column alone, so it commutes with the relabelling)."""
-        return self.model.encode(x)
 
     def _encode_context(self, context, n=None):
         """The MADE's context encoding (the context is not relabelled)."""
@@ -691,9 +691,13 @@ class BlockedMADE:
         return out
 
     def read_from(self, model: MADE | None = None) -> None:
-        """Copy the parameters of ``model`` (default: the wrapped MADE) in."""
-        for dst, src in zip(self.params, self.to_compute((model or self.model).params)):
+        """Copy the parameters of ``model`` (default: the wrapped MADE) in, and its standardisation
+        with the columns relabelled (the encoding acts on each column alone)."""
+        model = model or self.model
+        for dst, src in zip(self.params, self.to_compute(model.params)):
             dst[...] = src
+        self.shift, self.scale = (a[self._input_perm_device] for a in (model.shift, model.scale))
+        self._log_det = model._log_det
 
     def write_to(self, model: MADE | None = None) -> None:
         """Copy the parameters out into ``model`` (default: the wrapped MADE), natural form, in place."""

@@ -219,7 +219,7 @@ def draw_fast(model, u, y=None, given=None, n_given: int = 0, mask=0):
 
     if start:  # the given prefix: its input rows, then every hidden unit of degree < start at once
         given_vars = xp.asarray(var_at[:start])
-        g = xp.zeros((n, D), dtype=xp.int64)  # only the given entries are read, as by the reference
+        g = xp.zeros((n, D), dtype=getattr(xp, model.head.sample_dtype))  # only the given entries are read, as by the reference
         g[:, given_vars] = xp.asarray(given)[:, given_vars]
         XT[X_at:X_at + start * Rin] = model.encode(g)[0][:, in_cols[:start * Rin]].T
         for l in range(len(HT)):
@@ -260,9 +260,9 @@ def draw_fast(model, u, y=None, given=None, n_given: int = 0, mask=0):
         C, head = model.out_repeat, model.head
         enc = c.input_encoding
         eye = xp.eye(C, dtype=dtype)
-        x_pos = xp.empty((D, n), dtype=xp.int64)
+        x_pos = xp.empty((D, n), dtype=getattr(xp, model.head.sample_dtype))  # standardised values for a real head
         if start:
-            x_pos[:start] = g[:, xp.asarray(var_at[:start])].T
+            x_pos[:start] = model._standardise(g)[:, xp.asarray(var_at[:start])].T
         for p in range(start, D):
             z = logits_at(p)
             d = var_at[p]
@@ -278,4 +278,4 @@ def draw_fast(model, u, y=None, given=None, n_given: int = 0, mask=0):
         out = x_pos.astype(model.head.sample_dtype, copy=False)
     # back to variable order: variable d sits at position m^0(d) - 1
     pos_of = xp.asarray(backend.to_host(ms.ordering) - 1)
-    return xp.ascontiguousarray(out[pos_of].T)
+    return model._unstandardise(xp.ascontiguousarray(out[pos_of].T))
