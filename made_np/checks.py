@@ -238,7 +238,9 @@ def check_data(model, x, name: str = "x", where=None, row0: int = 0):
     xp, c = model.xp, model.config
     x = check_rows(model, x, name)
     if model.head.real:
-        return _real_values(xp, x, name, where, row0, (model.shift, model.scale) if model.standardised else None)
+        x = _real_values(xp, x, name, where, row0, (model.shift, model.scale) if model.standardised else None)
+        _check_levels(model, x, name, where, row0)
+        return x
     v = x if where is None else x[xp.asarray(where, dtype=bool)]
     if v.size:
         bad = ~xp.isfinite(v) | (v != xp.floor(v)) if v.dtype.kind == "f" else xp.zeros(v.shape, dtype=bool)
@@ -282,9 +284,29 @@ def _real_values(xp, x, name: str, where=None, row0: int = 0, moments=None):
     return x
 
 
-def check_real_columns(xp, x, name: str = "dataset.train") -> tuple:
+def _check_levels(model, x, name: str, where=None, row0: int = 0) -> None:
+    """Every discrete column of a mixed head's data ``x`` (N, D) float64 holds one of its levels (where
+    ``where`` is True, when given); the message names the first bad row, column and the levels."""
+    head = model.head
+    if not head.discrete_columns:
+        return
+    cols = model.xp.asarray(head.discrete_columns)
+    bad = ~(head.level_values == x[:, cols][..., None]).any(axis=-1)  # (N, k): no level equals the value
+    if where is not None:
+        bad &= model.xp.asarray(where, dtype=bool)[:, cols]
+    if bool(bad.any()):
+        row, j = (int(i) for i in np.argwhere(backend.to_host(bad))[0])
+        col = head.discrete_columns[j]
+        levels = ", ".join(f"{v:g}" for v in head.levels[j])
+        raise ValueError(f"{name} has {float(x[row, col]):g} at row {row0 + row}, column {col}, a discrete column "
+                         f"whose levels are {{{levels}}}: give one of them, or train with that column continuous "
+                         "(--discrete-columns, or the mog head)")
+
+
+def check_real_columns(xp, x, name: str = "dataset.train", skip=()) -> tuple:
     """The per-column mean and standard deviation of real-valued training data ``x`` (N, D) on the
-    array module ``xp``, missing entries (NaN) left out,
+    array module ``xp``, missing entries (NaN) left out, the columns ``skip`` (a mixed head's
+    discrete ones) left as they are (mean 0, standard deviation 1),
     after checking that every column varies: a constant column cannot be standardised (its
     scale would be 0, its density infinite). Computed on ``x`` divided by each column's largest
     magnitude, so that values up to float64's limit (1e300) neither overflow the squares nor
@@ -299,13 +321,18 @@ def check_real_columns(xp, x, name: str = "dataset.train") -> tuple:
     ValueError
         Naming the first constant column and the fix.
     """
-    flat = np.flatnonzero(backend.to_host(~(xp.nanmax(x, axis=0) > xp.nanmin(x, axis=0))))
+    kept = np.ones(x.shape[1], dtype=bool)
+    kept[list(skip)] = False
+    flat = np.flatnonzero(backend.to_host(~(xp.nanmax(x, axis=0) > xp.nanmin(x, axis=0))) & kept)
     if flat.size:
         raise ValueError(f"{name} column {int(flat[0])} is constant: a real-valued model cannot standardise it "
                          f"(variance 0); drop the column (or add noise to it)")
     top = xp.nanmax(abs(x), axis=0)
+    kept = xp.asarray(kept)
+    top = xp.where(kept, top, 1.0)
     unit = x / top
-    return xp.nanmean(unit, axis=0) * top, xp.nanstd(unit, axis=0) * top
+    return (xp.where(kept, xp.nanmean(unit, axis=0) * top, 0.0),
+            xp.where(kept, xp.nanstd(unit, axis=0) * top, 1.0))
 
 
 def check_context(model, context, n: int | None = None):
@@ -385,9 +412,10 @@ def check_dataset(model, dataset) -> tuple:
             if seen is not None:  # rows with missing entries (NaN): their observed values are checked
                 _check_missing_rows(model, seen, f"dataset.{split}", start)
                 block = np.where(seen, block, 0)
-            check_data(model, block, f"dataset.{split}", row0=start)
+            check_data(model, block, f"dataset.{split}", where=seen, row0=start)
     if model.head.real and not model.standardised:  # the splits against the standardisation fit will set
-        moments = check_real_columns(model.xp, model.xp.asarray(dataset.train, dtype=model.xp.float64))
+        moments = check_real_columns(model.xp, model.xp.asarray(dataset.train, dtype=model.xp.float64),
+                                     skip=model.head.discrete_columns)
         for split in ("train", "valid", "test"):  # the test split too, when there is one: checked before training
             x = getattr(dataset, split, None)
             for start in range(0, 0 if x is None else x.shape[0], rows):

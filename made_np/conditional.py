@@ -540,7 +540,8 @@ def posterior_summary(model, comps):
     """The estimate and the standard deviation of every entry from S completions of each row.
 
     Real-valued heads (a class attribute ``real = True``) give the posterior mean, estimated by
-    the sample mean ``x̄ = (1/S) sum_s x^(s)``; discrete heads the posterior mode, estimated by
+    the sample mean ``x̄ = (1/S) sum_s x^(s)`` (a mixed head's discrete columns: the mode of their
+    levels); discrete heads the posterior mode, estimated by
     the most frequent drawn class (ties to the lower class; for binary data the sample mean
     rounded, ties to 0). The spread is the sample standard deviation
     ``s = sqrt(sum_s (x^(s) - x̄)^2 / (S - 1))`` of the drawn values, for every head (binary:
@@ -561,15 +562,24 @@ def posterior_summary(model, comps):
     xp = model.xp
     v = comps.astype(xp.float64)
     std = v.std(axis=1, ddof=1)
-    if getattr(model.head, "real", False):
-        return v.mean(axis=1), std
-    best = xp.zeros(std.shape, dtype=xp.float64)
-    top = xp.full(std.shape, -1, dtype=xp.int64)
-    for c in range(model.config.classes):  # a loop over the classes, each a pass over (N, S, D)
+    if not getattr(model.head, "real", False):
+        return _mode(xp, comps, range(model.config.classes)), std
+    mean = v.mean(axis=1)
+    for d, levels in zip(model.head.discrete_columns, model.head.levels):  # a mixed head's: their mode
+        mean[:, d] = _mode(xp, v[:, :, d], levels)
+    return mean, std
+
+
+def _mode(xp, comps, values):
+    """The most frequent of ``values`` along axis 1 of ``comps`` (N, S, ...) (ties to the first), shape
+    (N, ...) float64: a loop over the values, each a pass over ``comps``."""
+    best = xp.zeros(comps.shape[:1] + comps.shape[2:], dtype=xp.float64)
+    top = xp.full(best.shape, -1, dtype=xp.int64)
+    for c in values:
         count = (comps == c).sum(axis=1)
         more = count > top
         best, top = xp.where(more, float(c), best), xp.where(more, count, top)
-    return best, std
+    return best
 
 
 def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: int = 100,

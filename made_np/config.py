@@ -258,6 +258,12 @@ class MADEConfig(StrictConfig):
         The orderings of an order-agnostic bank (masks beyond mask 0): uniform permutations
         (the paper), or half of them segment-first (:func:`made_np.masks.segment_ordering`),
         which trains the one-half-given-the-other conditionals of top/bottom completions.
+    discrete_columns : tuple of int, default ()
+        The ``mixed`` head's columns (increasing, in 0..D-1) with a softmax over their levels
+        (docs/math.md Sec. 13, "Mixed conditionals"); empty for every other head.
+    levels : tuple of tuple of float, default ()
+        Each discrete column's levels: its distinct values, strictly increasing, finite, at most
+        :data:`MAX_CLASSES` of them.
     """
 
     D: int
@@ -280,6 +286,8 @@ class MADEConfig(StrictConfig):
     context_encoding: str = "onehot"
     orderings: str = "uniform"
     components: int = DEFAULT_COMPONENTS
+    discrete_columns: tuple = ()
+    levels: tuple = ()
 
     _kind = "model"
 
@@ -293,11 +301,14 @@ class MADEConfig(StrictConfig):
                 ("direct", "bool", None, None), ("activation", "str", None, None),
                 ("init", "str", None, None), ("seed", "int", 0, MAX_SEED), ("dtype", "str", None, None),
                 ("context", "int", 0, MAX_WIDTH), ("context_encoding", "str", None, None),
-                ("orderings", "str", None, None), ("components", "int", 1, MAX_COMPONENTS))
+                ("orderings", "str", None, None), ("components", "int", 1, MAX_COMPONENTS),
+                ("discrete_columns", "ints", 0, MAX_D - 1))
 
     def __post_init__(self):
         self._check_types()
         self.hidden = tuple(int(h) for h in self.hidden)
+        self.discrete_columns = tuple(int(d) for d in self.discrete_columns)
+        self.levels = _check_levels(self.levels)
         if self.given_ordering is not None:
             self.given_ordering = tuple(int(o) for o in self.given_ordering)
         self.validate()
@@ -328,6 +339,16 @@ class MADEConfig(StrictConfig):
             (HEADS[self.head].check_classes(self.classes) is None, HEADS[self.head].check_classes(self.classes)),
             (self.num_masks >= 0, f"num_masks must be >= 0 (0 = no limit), got {self.num_masks}"),
             (self.context >= 0, f"context width must be >= 0 (0: no context), got {self.context}"),
+            (self.head != "mixed" or self.discrete_columns,
+             "the mixed head needs discrete_columns (at least one); with none use the mog head"),
+            (self.head == "mixed" or not self.discrete_columns,
+             f"discrete_columns need the mixed head, got head {self.head!r}"),
+            (list(self.discrete_columns) == sorted(set(self.discrete_columns)),
+             f"discrete_columns must be increasing column indices without repeats, got {short(self.discrete_columns)}"),
+            (all(d < self.D for d in self.discrete_columns),
+             f"discrete_columns must lie in 0..{self.D - 1} (D = {self.D}), got {short(self.discrete_columns)}"),
+            (len(_check_levels(self.levels)) == len(self.discrete_columns),
+             f"levels must hold one list per discrete column ({len(self.discrete_columns)}), got {len(self.levels)}"),
         ]
         self._raise_first(checks)
         if self.dtype not in backend.DTYPES:
@@ -361,7 +382,6 @@ class MADEConfig(StrictConfig):
         if width != D:
             raise ValueError(f"dataset.D = {D}, but its train data have {width} columns")
         values = {"D": D, "classes": classes,
-                  "head": default_head(classes),
                   "input_encoding": default_encoding(classes),
                   "direct": DEFAULT_DIRECT, "num_masks": default_num_masks(dataset)}
         if int(getattr(dataset, "context_width", 0) or 0) > 0:
@@ -370,6 +390,9 @@ class MADEConfig(StrictConfig):
         values.update(DATASET_DEFAULTS.get(getattr(dataset, "name", None), {}))
         values.update(_preset(preset, 0))
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if classes == 0 and "levels" not in values:
+            values.update(_discrete_choice(dataset, values.get("head"), values.pop("discrete_columns", "auto")))
+        values.setdefault("head", default_head(classes))
         return cls.from_dict(values)
 
     def to_dict(self) -> dict:
@@ -377,7 +400,47 @@ class MADEConfig(StrictConfig):
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         d["given_ordering"] = None if self.given_ordering is None else list(self.given_ordering)
+        d["discrete_columns"], d["levels"] = list(self.discrete_columns), [list(v) for v in self.levels]
         return d
+
+
+def _check_levels(levels) -> tuple:
+    """``levels`` as a tuple of tuples of floats, after checking each is a strictly increasing list of
+    1..:data:`MAX_CLASSES` finite numbers (ValueError naming the first bad one)."""
+    if not isinstance(levels, (list, tuple)) or not all(isinstance(v, (list, tuple)) for v in levels):
+        raise ValueError(f"levels must be a list of lists of numbers (one per discrete column), got {short(levels)}")
+    for j, v in enumerate(levels):
+        if not (1 <= len(v) <= MAX_CLASSES and all(is_real(a) and math.isfinite(a) for a in v)
+                and all(a < b for a, b in zip(v, v[1:]))):
+            raise ValueError(f"levels[{j}] must be 1..{MAX_CLASSES} finite numbers in increasing order, got {short(v)}")
+    return tuple(tuple(float(a) for a in v) for v in levels)
+
+
+def _discrete_choice(dataset, head, columns) -> dict:
+    """The head, ``discrete_columns`` and ``levels`` of real-valued data: ``columns`` "auto" takes the
+    data set's :attr:`~made_np.data.Dataset.discrete_columns` unless a head other than mixed is
+    named (mog: every column continuous); a list chooses them. Columns with discrete ones get the
+    mixed head, their levels the distinct values over every split of ``dataset`` (missing entries
+    aside); none, ``{}`` (the recipe's mog)."""
+    if isinstance(columns, str):
+        if columns != "auto":
+            raise ValueError(f"discrete_columns must be 'auto', a list of column indices or (), got {columns!r}")
+        columns = getattr(dataset, "discrete_columns", ()) if head in (None, "mixed") else ()
+    D = int(dataset.D)
+    columns = tuple(sorted({check_int("discrete_columns entries", d, 0, D - 1) for d in columns}))
+    if not columns:
+        return {}
+    splits = [np.asarray(s, dtype=np.float64) for s in (getattr(dataset, n, None) for n in ("train", "valid", "test"))
+              if s is not None]
+    levels = []
+    for d in columns:  # once per run, one pass per discrete column
+        v = np.unique(np.concatenate([s[:, d] for s in splits]))
+        v = v[~np.isnan(v)]
+        if v.size > MAX_CLASSES:
+            raise ValueError(f"discrete column {d} has {v.size} distinct values: at most {MAX_CLASSES} levels; "
+                             "leave it continuous")
+        levels.append(tuple(float(a) for a in v))
+    return {"head": head or "mixed", "discrete_columns": columns, "levels": tuple(levels)}
 
 
 @dataclass

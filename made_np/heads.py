@@ -83,6 +83,10 @@ class Head:
     binary = False
     real = False
     sample_dtype = "int64"
+    #: Columns with a softmax over their levels inside real-valued data, and those levels
+    #: (:class:`MixedHead`): none for the other heads.
+    discrete_columns = ()
+    levels = ()
 
     def __init__(self, xp, classes: int = 2, components: int = 1):
         message = self.check_classes(classes)
@@ -140,6 +144,21 @@ class Head:
         :meth:`smoothed_log_marginals` of ``counts`` (D, C): the output biases that start
         training at the marginal model (:func:`made_np.train.start_at_marginals`)."""
         raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, xp, config):
+        """The head of a :class:`made_np.config.MADEConfig` (its ``classes`` and ``components``)."""
+        return cls(xp, config.classes, config.components)
+
+    def sample_at(self, z, u, cols):
+        """:meth:`sample` of the variables ``cols`` (host ints, one per column of ``u``): the samplers'
+        call, for a head whose variables differ (:class:`MixedHead`); the others ignore ``cols``."""
+        return self.sample(z, u)
+
+    def relabelled(self, perm):
+        """The head of the data's columns permuted, ``x[:, perm]`` (the block-sparse engine's order):
+        itself when its variables are all alike."""
+        return self
 
 
 class BernoulliHead(Head):
@@ -381,6 +400,11 @@ class RealHead(Head):
         raise ValueError(f"the {self.name} head models real values: it has no class probabilities "
                          "(density tables are for discrete heads)")
 
+    def marginal_counts(self, x, observed=None):
+        """What :meth:`marginal_logits` takes from the training data ``x`` (N, D) float64 (and its
+        host ``observed`` mask, (N, D) bool, or None): only D here, as zeros (D, 0)."""
+        return self.xp.zeros((x.shape[1], 0))
+
     def _parts(self, z):
         """``z`` (batch, k * R) as (batch, k, R): the variable-major blocks."""
         return z.reshape(z.shape[0], -1, self.logits_per_variable)
@@ -585,9 +609,209 @@ class MixtureHead(RealHead):
         return at_k(mu) + xp.exp(log_scale(xp, at_k(s))[0]) * backend.ndtri(xp, self._uniform((u - (at_k(F) - pk)) / pk))
 
 
+class MixedHead(RealHead):
+    """Conditionals of two kinds in one model (docs/math.md Sec. 13, "Mixed conditionals"): a
+    softmax over the sorted levels of each discrete column (:attr:`discrete_columns`, e.g.
+    diabetes' ``sex``, levels (1.0, 2.0)) and a mixture of ``K`` Gaussians
+    (:class:`MixtureHead`'s functions) for every other column of the standardised data.
+
+    Every variable has ``R = max(3 K, largest number of levels)`` outputs, variable-major, so that
+    the masks' ``out_repeat`` is uniform: a real column reads the first ``3 K`` of its block as
+    :class:`MixtureHead` does, a discrete column with ``L`` levels the first ``L`` as softmax logits
+    (:meth:`CategoricalHead.log_softmax`). The other outputs of a block are unused: they enter no
+    NLL and get a zero gradient. The targets of a discrete column are its level indices; its values
+    enter the network raw (the model keeps its shift 0 and scale 1, so it adds nothing to the
+    log-determinant: its NLL is a probability, in nats).
+
+    Parameters
+    ----------
+    xp : module
+    classes : int
+        Must be 0 (real-valued data).
+    components : int
+        ``K >= 1`` of the real columns.
+    D : int
+        Number of variables.
+    discrete_columns : tuple of int
+        Increasing indices in 0..D-1 (validated by :class:`made_np.config.MADEConfig`).
+    levels : tuple of tuple of float
+        Each discrete column's levels, strictly increasing, finite.
+
+    Attributes
+    ----------
+    level_values : array, shape (k, L), float64
+        The levels of the ``k`` discrete columns, ``+inf`` past a column's own (L: the most levels).
+    """
+
+    name = "mixed"
+
+    def __init__(self, xp, classes: int = 0, components: int = 1, D: int = 1, discrete_columns=(), levels=()):
+        super().__init__(xp, classes, components)
+        np = backend.get_xp("cpu")  # the host's array module: the tables of the columns' kinds
+        self.D, self.discrete_columns, self.levels = int(D), tuple(discrete_columns), tuple(map(tuple, levels))
+        L = max(len(v) for v in self.levels)
+        self.logits_per_variable = max(3 * self.K, L)
+        self._is_discrete = np.zeros(self.D, dtype=bool)
+        self._is_discrete[list(self.discrete_columns)] = True
+        self._row = np.cumsum(self._is_discrete) - 1  # a discrete column's row in the level tables
+        self._J = xp.asarray(self.discrete_columns, dtype=xp.int64)
+        self._I = xp.asarray(np.flatnonzero(~self._is_discrete))
+        values = np.full((len(self.levels), L), np.inf)
+        for j, v in enumerate(self.levels):  # once, at construction: a loop over the discrete columns
+            values[j, :len(v)] = v
+        self.level_values, self._valid = xp.asarray(values), xp.asarray(np.isfinite(values))
+        self._top = xp.asarray([len(v) - 1 for v in self.levels])
+        self._mog = MixtureHead(xp, 0, components)
+
+    @classmethod
+    def from_config(cls, xp, config):
+        return cls(xp, config.classes, config.components, config.D, config.discrete_columns, config.levels)
+
+    @staticmethod
+    def outputs_per_variable(classes: int, components: int = 1) -> int:
+        """At least ``3 K`` (the levels may ask for more: :attr:`logits_per_variable`)."""
+        return 3 * int(components)
+
+    def relabelled(self, perm):
+        """The head of ``x[:, perm]``: new column ``d`` is column ``perm[d]``."""
+        np = backend.get_xp("cpu")
+        inv = np.argsort(np.asarray(perm))
+        pairs = sorted((int(inv[d]), v) for d, v in zip(self.discrete_columns, self.levels))
+        return MixedHead(self.xp, 0, self.K, self.D, [d for d, _ in pairs], [v for _, v in pairs])
+
+    def level_index(self, x):
+        """The level index of every discrete column of ``x`` (batch, D) float64, shape (batch, k)
+        int64: how many of the column's levels lie below its value (a value among them, as
+        :func:`made_np.checks.check_data` assures, is its own index)."""
+        below = (x[:, self._J][..., None] > self.level_values).sum(axis=-1)
+        return self.xp.minimum(below, self._top)
+
+    def targets(self, x, inputs):
+        """The standardised values (batch, D) of the inputs' dtype, the discrete columns' replaced by
+        their level indices (:meth:`level_index`)."""
+        t = x.astype(inputs.dtype)
+        t[:, self._J] = self.level_index(x)
+        return t
+
+    def _split(self, z):
+        """``z`` (batch, D R) as the real columns' mixture outputs (batch, |I| 3K) and the discrete
+        columns' log-probabilities of their levels (batch, k, L), ``-inf`` beyond a column's levels."""
+        zz = z.reshape(z.shape[0], -1, self.logits_per_variable)
+        zr = zz[:, self._I, :3 * self.K].reshape(z.shape[0], -1)
+        L = self.level_values.shape[1]
+        lp = CategoricalHead.log_softmax(self, self.xp.where(self._valid, zz[:, self._J, :L], -self.xp.inf))
+        return zr, lp
+
+    def _picked(self, lp, x):
+        """``log p(x_d)`` (batch, k) of the discrete columns' level indices in ``x`` (:meth:`targets`)."""
+        t = x[:, self._J].astype(self.xp.int64)
+        return self.xp.take_along_axis(lp, t[..., None], axis=-1)[..., 0], t
+
+    def nll_per_variable(self, z, x):
+        """The mixture NLL of each real column and ``-log softmax(z_d)[x_d]`` of each discrete one, in
+        nats, shape (batch, D) (standardised units for the real columns).
+
+        Parameters
+        ----------
+        z : array, shape (batch, D R), float
+        x : array, shape (batch, D), float: :meth:`targets`
+        """
+        zr, lp = self._split(z)
+        out = self.xp.empty(x.shape, dtype=z.dtype)
+        out[:, self._I] = self._mog.nll_per_variable(zr, x[:, self._I])
+        out[:, self._J] = -self._picked(lp, x)[0]
+        return out
+
+    def nll_and_grad(self, z, x):
+        """Per-example NLL and its gradient: :meth:`MixtureHead.nll_and_grad` on the real columns,
+        ``softmax(z_d) - onehot(x_d)`` on a discrete column's levels, 0 on the unused outputs.
+
+        Parameters
+        ----------
+        z : array, shape (batch, D R), float32 or float64
+        x : array, shape (batch, D), ``z``'s dtype: :meth:`targets`
+
+        Returns
+        -------
+        nll : array, shape (batch,), nats per example (standardised units)
+        grad : array, shape (batch, D R), ``z``'s dtype, variable-major like ``z``; a fresh array.
+        """
+        xp, n, R = self.xp, z.shape[0], self.logits_per_variable
+        zr, lp = self._split(z)
+        nll, gr = self._mog.nll_and_grad(zr, x[:, self._I])
+        picked, t = self._picked(lp, x)
+        L = lp.shape[-1]
+        grad = xp.zeros((n, self.D, R), dtype=z.dtype)
+        grad[:, self._I, :3 * self.K] = gr.reshape(n, -1, 3 * self.K)
+        grad[:, self._J, :L] = xp.exp(lp) - (t[..., None] == xp.arange(L))
+        return nll - picked.sum(axis=1), grad.reshape(n, self.D * R)
+
+    def sample_at(self, z, u, cols):
+        """Draws of the variables ``cols`` (host ints (k,)): :meth:`MixtureHead.sample` for a real
+        column (standardised), the inverse CDF of the softmax over its levels for a discrete one (the
+        level's value).
+
+        Parameters
+        ----------
+        z : array, shape (n, k R)
+        u : array, shape (n, k): uniform noise in [0, 1)
+        cols : sequence of int, length k
+
+        Returns
+        -------
+        array of float64, shape (n, k).
+        """
+        np = backend.get_xp("cpu")
+        xp, (n, k) = self.xp, u.shape
+        cols = np.asarray(cols, dtype=np.int64)
+        zz = z.astype(xp.float64).reshape(n, k, self.logits_per_variable)
+        disc = self._is_discrete[cols]
+        x = xp.empty((n, k), dtype=xp.float64)
+        real, d = xp.asarray(np.flatnonzero(~disc)), xp.asarray(np.flatnonzero(disc))
+        if real.size:
+            x[:, real] = self._mog.sample(zz[:, real, :3 * self.K].reshape(n, -1), u[:, real])
+        if d.size:
+            rows = xp.asarray(self._row[cols[disc]])
+            L = self.level_values.shape[1]
+            lp = CategoricalHead.log_softmax(self, xp.where(self._valid[rows], zz[:, d, :L], -xp.inf))
+            below = xp.cumsum(xp.exp(lp), axis=-1) <= u[:, d, None]
+            index = xp.minimum(below.sum(axis=-1), self._top[rows])
+            x[:, d] = self.level_values[rows[None], index]
+        return x
+
+    def sample(self, z, u):
+        """:meth:`sample_at` of the first ``k`` variables (``z`` (n, k R), ``u`` (n, k))."""
+        return self.sample_at(z, u, range(u.shape[1]))
+
+    def marginal_counts(self, x, observed=None):
+        """How many rows of ``x`` (N, D) float64 have each discrete column at each level, shape
+        (D, L) (rows of the real columns 0); missing entries (``observed`` False, host (N, D)) are
+        not counted."""
+        xp = self.xp
+        hit = self.level_index(x)[..., None] == xp.arange(self.level_values.shape[1])
+        hit &= self.level_values == x[:, self._J][..., None]
+        if observed is not None:
+            hit &= xp.asarray(observed)[:, self._J][..., None]
+        counts = xp.zeros((x.shape[1], self.level_values.shape[1]))
+        counts[self._J] = hit.sum(axis=0)
+        return counts
+
+    def marginal_logits(self, counts):
+        """The start, shape (D R,): :meth:`MixtureHead.marginal_logits` for the real columns, and each
+        discrete column's smoothed log-frequencies ``log (n_l + 1/2) - log (N + L/2)`` of its ``L``
+        levels (as :meth:`Head.smoothed_log_marginals`), 0 on the unused outputs."""
+        xp, R, L = self.xp, self.logits_per_variable, self.level_values.shape[1]
+        out = xp.zeros((self.D, R))
+        out[self._I, :3 * self.K] = self._mog.marginal_logits(counts[self._I]).reshape(-1, 3 * self.K)
+        n = xp.where(self._valid, counts[self._J] + 0.5, 1.0)
+        log_p = xp.log(n) - xp.log((n * self._valid).sum(axis=1, keepdims=True))
+        out[self._J, :L] = xp.where(self._valid, log_p, 0.0)
+        return out.reshape(-1)
+
+
 #: The heads, by name. A new head is one class above and one line here. (The first that accepts
 #: a data set's classes is its default, :func:`default_head`: mog before gaussian for real values.)
-HEADS = {cls.name: cls for cls in (BernoulliHead, CategoricalHead, MixtureHead, GaussianHead)}
+HEADS = {cls.name: cls for cls in (BernoulliHead, CategoricalHead, MixtureHead, GaussianHead, MixedHead)}
 
 
 def head_class(name: str):

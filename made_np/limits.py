@@ -186,10 +186,11 @@ def check(parts, limit: int, hint: str | None = None) -> int:
 
 def layer_widths(cfg) -> list:
     """``[D * in_repeat, *hidden, D * out_repeat]`` of a :class:`made_np.config.MADEConfig`."""
+    from . import backend
     from .heads import head_class
 
     in_repeat = cfg.classes if cfg.input_encoding == "onehot" else 1
-    out_repeat = head_class(cfg.head).outputs_per_variable(cfg.classes, cfg.components)
+    out_repeat = head_class(cfg.head).from_config(backend.get_xp("cpu"), cfg).logits_per_variable
     return [cfg.D * in_repeat, *cfg.hidden, cfg.D * out_repeat]
 
 

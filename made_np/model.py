@@ -27,7 +27,7 @@ from .checks import (check_context, check_data, check_int, check_mask, check_mas
                      check_model_config,
                      check_state)
 from .config import MAX_EVAL_MASKS, MADEConfig  # noqa: F401  (MADEConfig: part of this module's API)
-from .heads import head_class, make_head
+from .heads import head_class
 from .layers import Dense, MaskedDense, make_activation
 from .masks import MaskSet, draw_masks, observed_first_rows
 
@@ -77,7 +77,8 @@ class MADE:
         self.dtype = backend.resolve_dtype(config.dtype)
         c = config
         self.in_repeat = c.classes if c.input_encoding == "onehot" else 1
-        self.out_repeat = head_class(c.head).outputs_per_variable(c.classes, c.components)
+        self.head = head_class(c.head).from_config(self.xp, c)
+        self.out_repeat = self.head.logits_per_variable
         widths = [c.D * self.in_repeat, *c.hidden, c.D * self.out_repeat]
         rng = backend.host_rng(c.seed)
         init = c.init if draw_weights else None
@@ -97,7 +98,6 @@ class MADE:
             if c.hidden:
                 self.context_hidden = Dense(c.context, c.hidden[0], self.xp, rng, self.dtype, init=init)
             self.context_output = Dense(c.context, widths[-1], self.xp, rng, self.dtype, init=init)
-        self.head = make_head(c.head, self.xp, c.classes, c.components)
         self.set_standardisation(self.xp.zeros(c.D), self.xp.ones(c.D))
         self._eye = self.xp.eye(c.classes, dtype=self.dtype) if c.input_encoding == "onehot" else None
         self._mask_cache = {}
@@ -484,10 +484,13 @@ class MADE:
     def set_standardisation(self, shift, scale) -> None:
         """Set :attr:`shift` and :attr:`scale` (each (D,), positive finite scales; copied as
         float64 on ``xp``; not checked: :func:`made_np.checks.check_dataset` refuses columns of
-        zero variance) and the log-determinant ``sum_d log scale_d`` (nats) every NLL adds."""
+        zero variance) and the log-determinant ``sum_d log scale_d`` (nats) every NLL adds. A mixed
+        head's discrete columns keep shift 0 and scale 1 whatever is given (their values are levels)."""
         xp = self.xp
         self.shift = xp.array(shift, dtype=xp.float64)
         self.scale = xp.array(scale, dtype=xp.float64)
+        cols = list(self.head.discrete_columns)
+        self.shift[cols], self.scale[cols] = 0.0, 1.0
         self._log_det = float(xp.log(self.scale).sum())
 
     @property

@@ -145,7 +145,7 @@ def draw_naive(model, u, y=None, given=None, n_given: int = 0, mask=0):
     R = model.out_repeat
     for d in var_at[n_given:]:
         z = model._forward_pass(model.encode(x)[0], masks, y)
-        x[:, d] = model._unstandardise(model.head.sample(z[:, d * R:(d + 1) * R], u[:, d:d + 1])[:, 0], d)
+        x[:, d] = model._unstandardise(model.head.sample_at(z[:, d * R:(d + 1) * R], u[:, d:d + 1], [d])[:, 0], d)
     return x
 
 

@@ -409,9 +409,8 @@ def start_at_marginals(model: MADE, x, observed=None) -> bool:
     c = model.layers[-1].b
     if bool((c != 0).any()):
         return False
-    D = model.config.D  # a real head's start needs only D: standardised data are N(0, 1) in their moments
-    if model.head.real:
-        counts = model.xp.zeros((D, 0))
+    if model.head.real:  # a mixed head's counts of its discrete columns' levels
+        counts = model.head.marginal_counts(model.xp.asarray(x, dtype=model.xp.float64), observed)
     else:
         counts = class_counts(x, model.config.classes)
         if observed is not None:
@@ -424,7 +423,8 @@ def start_at_marginals(model: MADE, x, observed=None) -> bool:
 def start_standardised(model: MADE, x) -> bool:
     """Set a real-head model's standardisation (:meth:`MADE.set_standardisation`) to the mean and
     standard deviation of each column of the training data ``x`` (N, D), unless one is set already
-    (a model trained or set before). Discrete heads keep the identity (docs/math.md Sec. 13).
+    (a model trained or set before). Discrete heads keep the identity, and so do the discrete
+    columns of a mixed head (docs/math.md Sec. 13).
 
     Returns
     -------
@@ -433,7 +433,8 @@ def start_standardised(model: MADE, x) -> bool:
     """
     if not model.head.real or model.standardised:
         return False
-    model.set_standardisation(*check_real_columns(model.xp, model.xp.asarray(x, dtype=model.xp.float64)))
+    model.set_standardisation(*check_real_columns(model.xp, model.xp.asarray(x, dtype=model.xp.float64),
+                                                  skip=model.head.discrete_columns))
     return True
 
 

@@ -109,12 +109,13 @@ def model_configs(draw, min_D: int = 1, max_D: int = 8, max_layers: int = 3, fac
     """A :class:`made_np.model.MADEConfig` covering every option (each argument pins one).
 
     ``head``: bernoulli (2 classes) or categorical (``classes`` or 2..max_classes), or when named, mog
-    (1..3 components) or gaussian (real values: classes 0, raw inputs); ``encoding``: binary
+    (1..3 components), gaussian or mixed (discrete columns of 1..7 levels) (real values: classes 0,
+    raw inputs); ``encoding``: binary
     (Bernoulli only) or onehot/raw/scaled; ``num_masks``: 1 (fixed mask), 2..4 or 0 (no limit).
     """
     D = draw(dims(min_D, max_D))
     head = draw(st.sampled_from(("bernoulli", "categorical"))) if head is None else head
-    real = head in ("mog", "gaussian")
+    real = head in ("mog", "gaussian", "mixed")
     if real:
         classes, encoding = 0, "raw"
     if classes is None:
@@ -138,8 +139,12 @@ def model_configs(draw, min_D: int = 1, max_D: int = 8, max_layers: int = 3, fac
         "seed": draw(st.integers(0, 2**31 - 1)),
         "dtype": dtype,
     }
-    if head == "mog":
+    if head in ("mog", "mixed"):
         kw["components"] = draw(st.integers(1, 3))
+    if head == "mixed":  # a non-empty set of discrete columns, each of 1..7 integer levels
+        cols = sorted(draw(st.sets(st.integers(0, D - 1), min_size=1)))
+        kw["discrete_columns"] = tuple(cols)
+        kw["levels"] = tuple(tuple(sorted(draw(st.sets(st.integers(-3, 9), min_size=1, max_size=7)))) for _ in cols)
     kw.update(draw(ordering_kwargs(D)))
     return MADEConfig(**kw)
 
@@ -174,10 +179,13 @@ def trained_weights():
 
 def random_data(config: MADEConfig, n: int, seed: int) -> np.ndarray:
     """``n`` random examples (n, D): uint8 in {0,1} for 2 classes, int64 in 0..C-1 otherwise,
-    float64 ``N(0, 1)`` for real values (classes 0)."""
+    float64 ``N(0, 1)`` for real values (classes 0; a mixed head's discrete columns at random levels)."""
     rng = np.random.default_rng([seed, 777])
-    if config.classes == 0:
-        return rng.normal(size=(n, config.D))
+    if config.classes == 0:  # a mixed head's discrete columns at random levels
+        x = rng.normal(size=(n, config.D))
+        for d, levels in zip(config.discrete_columns, config.levels):
+            x[:, d] = rng.choice(levels, size=n)
+        return x
     x = rng.integers(0, config.classes, size=(n, config.D))
     return x.astype(np.uint8 if config.classes == 2 else np.int64)
 

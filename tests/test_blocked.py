@@ -167,11 +167,12 @@ def test_blocked_made_gives_the_nll_and_gradients_of_its_made(config, seed):
     check_blocked_made(config, seed)
 
 
-@pytest.mark.parametrize("head", ["mog", "gaussian"])
+@pytest.mark.parametrize("head", ["mog", "gaussian", "mixed"])
 @examples(10)
 @given(data=st.data())
 def test_blocked_made_of_a_real_head_gives_the_nll_and_gradients_of_its_made(head, data):
-    """The real heads through the block-sparse engine: the standardisation's columns move with the data's."""
+    """The real heads through the block-sparse engine: the standardisation's columns move with the data's
+    (and a mixed head's discrete columns with them, :meth:`made_np.heads.Head.relabelled`)."""
     config = data.draw(model_configs(num_masks=1, max_D=7, max_layers=2, head=head))
     check_blocked_made(config, data.draw(st.integers(0, 2**31 - 1)))
 

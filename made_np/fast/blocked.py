@@ -568,10 +568,10 @@ class BlockedMADE:
             raise ValueError(f"BlockedMADE needs a single fixed mask, the model has a bank of {c.num_masks}")
         self.model, self.config, self.xp, self.dtype = model, c, model.xp, model.dtype
         self._eye = model._eye
-        self.head = fast_head(model.head) if head is None else head
         self.activations = [FastReLU(self.xp) if isinstance(a, ReLU) else a for a in model.activations]
         maskset = model.mask(0)[0]
         self.input_perm, self.hidden_perms = sorting_permutations(maskset)
+        self.head = (fast_head(model.head) if head is None else head).relabelled(self.input_perm)  # columns moved
         self.maskset = relabel(maskset, self.input_perm, self.hidden_perms)
         xp = self.xp
         layers, self._masks = [], []  # their weights are not drawn (init=None): read_from writes them

@@ -266,7 +266,7 @@ def draw_fast(model, u, y=None, given=None, n_given: int = 0, mask=0):
         for p in range(start, D):
             z = logits_at(p)
             d = var_at[p]
-            cls = head.sample(z.T, u[:, d:d + 1])[:, 0]
+            cls = head.sample_at(z.T, u[:, d:d + 1], [d])[:, 0]
             x_pos[p] = cls
             if enc == "onehot":
                 XT[X_at + p * C:X_at + (p + 1) * C] = eye[:, cls]
