@@ -85,14 +85,40 @@ def parse_num_masks(text):
     return k
 
 
+def parse_discrete_columns(text):
+    """``"auto"`` (or None) -> None (the data set's discrete columns); ``"none"`` -> (); ``"1,3"`` ->
+    (1, 3). (Whether the columns exist is the configuration's check.)"""
+    t = "auto" if text is None else text.strip().lower()
+    if t in ("auto", "none"):
+        return None if t == "auto" else ()
+    try:
+        cols = tuple(int(c) for c in t.split(","))
+    except ValueError:
+        cols = (-1,)
+    if min(cols) < 0:
+        raise UserError(f"--discrete-columns: expected comma-separated column indices counted from 0 like 1,3, "
+                        f"'none' (every column continuous) or 'auto', got {text[:60]!r}")
+    return cols
+
+
+def discrete_line(mcfg, names=()) -> str:
+    """One line naming each discrete column of a mixed head (index, name when known, levels)."""
+    def levels(v):
+        return ", ".join(f"{a:g}" for a in v) if len(v) <= 10 else f"{len(v)} levels {v[0]:g}..{v[-1]:g}"
+    parts = [f"{d}" + (f" {names[d]}" if d < len(names) and names[d] else "") + " {" + levels(v) + "}"
+             for d, v in zip(mcfg.discrete_columns, mcfg.levels)]
+    return "discrete columns (softmax over their levels): " + "; ".join(parts)
+
+
 #: The options that give the model's configuration and the training's.
-MODEL_OPTIONS = ("hidden", "head", "components", "input_encoding", "ordering", "degrees", "num_masks", "order_agnostic", "connectivity_agnostic",
+MODEL_OPTIONS = ("hidden", "head", "components", "discrete_columns", "input_encoding", "ordering", "degrees", "num_masks", "order_agnostic", "connectivity_agnostic",
                  "orderings", "direct", "activation", "init", "seed", "dtype", "preset")
 TRAIN_OPTIONS = ("preset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "patience", "resample_every",
                  "valid_masks", "eval_masks", "lr_schedule", "lr_step", "seed", "engine", "output_bias")
 #: The library's names of the arguments that ``train``'s options give, for its messages.
 OPTIONS = {"lr": "--lr", "weight_decay": "--weight-decay", "weight decay": "--weight-decay",
-           "hidden": "--hidden", "num_masks": "--num-masks"}
+           "hidden": "--hidden", "num_masks": "--num-masks", "discrete_columns": "--discrete-columns",
+           "discrete column": "--discrete-columns column"}
 
 
 def _progress(epoch: int, n_batches: int):
@@ -141,11 +167,16 @@ def _progress(epoch: int, n_batches: int):
               show_default="on" if DEFAULT_DIRECT else "off",
               help="Direct input-to-output connections (paper eq. 11).")
 @click.option("--head", type=click.Choice(tuple(HEADS)), default=None,
-              show_default="bernoulli for 0/1 data, categorical for other classes, mog for real values",
+              show_default="bernoulli for 0/1 data, categorical for other classes, mog for real values (mixed with "
+                           "discrete columns)",
               help="The conditionals: mog and gaussian model real-valued data (a float file), standardised "
                    "inside the model; NLLs stay in the data's units.")
 @click.option("--components", type=click.IntRange(1, MAX_COMPONENTS), default=None,
               show_default=str(MADEConfig.components), help="Gaussians per variable of the mog head.")
+@click.option("--discrete-columns", default="auto", show_default=True,
+              help="Real-valued data: the columns (counted from 0, e.g. 1,3) that get a softmax over their "
+                   "distinct values (the mixed head); 'auto': those of at most 10 distinct integers; 'none': "
+                   "every column continuous (so does --head mog).")
 @click.option("--input-encoding", type=click.Choice(ENCODINGS), default=None,
               show_default="binary for 0/1 data, scaled for 2d, raw for real values, onehot for other categorical data",
               help="How a variable enters the network.")
@@ -277,7 +308,8 @@ def _new_run(ctx, o, where) -> None:
         ds = load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"])
         for key in [*PRESETS[o["preset"]][0], *PRESETS[o["preset"]][1]] if o["preset"] else ():
             o[key] = o[key] if given(ctx, key) else None  # what a preset sets is the preset's unless given
-        o.update(hidden=parse_hidden(o["hidden"]), num_masks=parse_num_masks(o["num_masks"]))
+        o.update(hidden=parse_hidden(o["hidden"]), num_masks=parse_num_masks(o["num_masks"]),
+                 discrete_columns=parse_discrete_columns(o["discrete_columns"]))
         with user_values(OPTIONS):
             mcfg = MADEConfig.for_data(ds, **{key: o[key] for key in MODEL_OPTIONS})
             cfg = TrainConfig.for_data(ds, **{key: o[key] for key in TRAIN_OPTIONS})
@@ -297,6 +329,8 @@ def _new_run(ctx, o, where) -> None:
             say(f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
                        f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g}, "
                        f"{cfg.engine} engine, device {device_of(xp)}; writing {run_dir}")
+            if mcfg.discrete_columns:
+                say(discrete_line(mcfg, ds.columns))
         _train_and_report(ctx, model, ds, cfg, run_dir, None, quiet, o["threads"])
 
 

@@ -299,8 +299,8 @@ def _check_levels(model, x, name: str, where=None, row0: int = 0) -> None:
         col = head.discrete_columns[j]
         levels = ", ".join(f"{v:g}" for v in head.levels[j])
         raise ValueError(f"{name} has {float(x[row, col]):g} at row {row0 + row}, column {col}, a discrete column "
-                         f"whose levels are {{{levels}}}: give one of them, or train with that column continuous "
-                         "(--discrete-columns, or the mog head)")
+                         f"whose levels are {{{levels}}}: give one of them, or leave that column continuous when "
+                         "training (discrete_columns; made-np train --discrete-columns)")
 
 
 def check_real_columns(xp, x, name: str = "dataset.train", skip=()) -> tuple:

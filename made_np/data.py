@@ -408,11 +408,16 @@ def _make_real(name: str, splits: dict, file, allow_nan: bool = False, names=(),
         raise DataError(f"{file}: {_column(c, names)} of {label} is constant "
                         f"({_fmt(train[0, c])} in every row): a column of zero variance has no density to learn "
                         "and cannot be standardised; drop that column")
-    both = np.concatenate(arrays)
-    integer = np.all((both == np.floor(both)) | np.isnan(both), axis=0)
-    distinct = 1 + np.count_nonzero(np.diff(np.sort(both, axis=0), axis=0) > 0, axis=0)  # NaN: not counted
-    discrete = tuple(int(c) for c in np.flatnonzero(integer & (distinct <= MAX_DISCRETE_VALUES)))
-    return Dataset(name, *arrays, 0, image_shape, discrete_columns=discrete, columns=tuple(names))
+    return Dataset(name, *arrays, 0, image_shape, discrete_columns=find_discrete_columns(np.concatenate(arrays)),
+                   columns=tuple(names))
+
+
+def find_discrete_columns(x) -> tuple:
+    """The columns of real-valued rows ``x`` (N, D) float whose values (NaN, missing, aside) are at
+    most :data:`MAX_DISCRETE_VALUES` distinct integers, as increasing ints (diabetes: ``(1,)``)."""
+    integer = np.all((x == np.floor(x)) | np.isnan(x), axis=0)
+    distinct = 1 + np.count_nonzero(np.diff(np.sort(x, axis=0), axis=0) > 0, axis=0)  # NaN: not counted
+    return tuple(int(c) for c in np.flatnonzero(integer & (distinct <= MAX_DISCRETE_VALUES)))
 
 
 def _split_rows(n: int, seed: int) -> tuple:

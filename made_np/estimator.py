@@ -32,6 +32,7 @@ except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
 from . import backend
 from .checks import check_choice, check_int
 from .conditional import Imputation, impute as _impute
+from .data import find_discrete_columns
 from .config import MAX_CLASSES, MAX_EVAL_MASKS, MADEConfig, TrainConfig
 from .heads import HEADS
 from .model import MADE
@@ -99,13 +100,19 @@ class MADEDensity(BaseEstimator):
         Masks in the mixture of :meth:`score_samples` and :meth:`sample` (and in
         the validation ensemble) when the bank has more than one mask;
         ``None``: the whole bank, at most 1000 masks.
-    head : {"bernoulli", "categorical", "mog", "gaussian"} or None, default=None
+    head : {"bernoulli", "categorical", "mog", "gaussian", "mixed"} or None, default=None
         The conditionals; ``None``: bernoulli for 0/1 data, categorical for other whole
-        numbers, mog (a mixture of Gaussians) for real values (a float ``X`` with fractions).
+        numbers, mog (a mixture of Gaussians) for real values (a float ``X`` with fractions), mixed
+        when some of their columns are discrete (``discrete_columns``).
         mog and gaussian model ``X`` as real values (float64, standardised inside the model);
         their NLLs are in the data's units.
     components : int or None, default=None
         Gaussians per variable of the mog head; ``None``: the library's default.
+    discrete_columns : "auto", sequence of int or (), default="auto"
+        Real-valued ``X``: the columns (counted from 0) that get a softmax over their distinct values
+        (the mixed head, docs/math.md Sec. 13); "auto": those of at most 10 distinct integers
+        (:func:`made_np.data.find_discrete_columns`), unless ``head`` names another head; ``()``:
+        every column continuous.
     random_state : int, numpy.random.RandomState, numpy.random.Generator or None, default=None
         Seeds the weights, the masks, the validation split and the shuffling
         (three integers drawn with :func:`sklearn.utils.check_random_state`, or
@@ -143,7 +150,7 @@ class MADEDensity(BaseEstimator):
     def __init__(self, hidden=(500,), num_masks=None, order_agnostic=True, connectivity_agnostic=True,
                  direct=None, ordering="natural", epochs=None, batch_size=100, lr=None,
                  optimizer="adam", patience=30, validation_fraction=0.1, eval_masks=None,
-                 random_state=None, head=None, components=None):
+                 random_state=None, head=None, components=None, discrete_columns="auto"):
         self.hidden = hidden
         self.num_masks = num_masks
         self.order_agnostic = order_agnostic
@@ -160,6 +167,7 @@ class MADEDensity(BaseEstimator):
         self.random_state = random_state
         self.head = head
         self.components = components
+        self.discrete_columns = discrete_columns
 
     def __sklearn_tags__(self):
         """Declare the input: categorical (whole numbers) and non-negative.
@@ -277,7 +285,8 @@ class MADEDensity(BaseEstimator):
             check_int("eval_masks", self.eval_masks, 1, MAX_EVAL_MASKS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         train, valid = self._split(X, split_seed)
-        data = types.SimpleNamespace(train=train, valid=valid, name=None, D=X.shape[1], classes=classes)
+        data = types.SimpleNamespace(train=train, valid=valid, name=None, D=X.shape[1], classes=classes,
+                                     discrete_columns=find_discrete_columns(X) if real else ())
         # the library's recipe, as made-np train applies it; None leaves a choice to the recipe. The
         # parameters go to the configurations as they are, whose checks refuse 2.9 epochs or "no"
         # for a flag (int() and bool() would have made them 2 and True)
@@ -285,6 +294,8 @@ class MADEDensity(BaseEstimator):
             data, hidden=hidden, ordering=self.ordering, num_masks=self.num_masks,
             order_agnostic=self.order_agnostic, connectivity_agnostic=self.connectivity_agnostic,
             direct=self.direct, seed=model_seed, head=self.head, components=self.components,
+            discrete_columns=None if isinstance(self.discrete_columns, str) and self.discrete_columns == "auto"
+            else self.discrete_columns,
         )
         cfg = TrainConfig.for_data(
             data, epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,

@@ -314,7 +314,8 @@ def test_get_set_params_clone():
     assert params["hidden"] == (32,) and params["num_masks"] == 4 and params["random_state"] == 3
     assert set(params) == {"hidden", "num_masks", "order_agnostic", "connectivity_agnostic", "direct",
                            "ordering", "epochs", "batch_size", "lr", "optimizer", "patience",
-                           "validation_fraction", "eval_masks", "random_state", "head", "components"}
+                           "validation_fraction", "eval_masks", "random_state", "head", "components",
+                           "discrete_columns"}
     assert est.set_params(hidden=(4,), patience=0) is est
     assert est.get_params()["hidden"] == (4,) and est.patience == 0
     twin = clone(est)
