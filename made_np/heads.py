@@ -637,6 +637,11 @@ class MixedHead(RealHead):
     levels : tuple of tuple of float
         Each discrete column's levels, strictly increasing, finite.
 
+    Raises
+    ------
+    ValueError
+        No discrete column (``levels`` empty).
+
     Attributes
     ----------
     level_values : array, shape (k, L), float64
@@ -649,6 +654,9 @@ class MixedHead(RealHead):
         super().__init__(xp, classes, components)
         np = backend.get_xp("cpu")  # the host's array module: the tables of the columns' kinds
         self.D, self.discrete_columns, self.levels = int(D), tuple(discrete_columns), tuple(map(tuple, levels))
+        if not self.levels:
+            raise ValueError("the mixed head needs discrete columns and their levels (MADEConfig.discrete_columns, "
+                             "levels); with none use the mog head")
         L = max(len(v) for v in self.levels)
         self.logits_per_variable = max(3 * self.K, L)
         self._is_discrete = np.zeros(self.D, dtype=bool)

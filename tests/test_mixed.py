@@ -21,7 +21,7 @@ from made_np.conditional import impute, variable_log_probs
 from made_np.data import Dataset, load_dataset
 from made_np.estimator import MADEDensity
 from made_np.fast.sampler import sample_fast
-from made_np.heads import MixedHead
+from made_np.heads import MixedHead, make_head
 from made_np.model import MADE
 from made_np.sampling import sample_naive
 from test_gradients import RTOL, check_gradients, kink_free_weights
@@ -247,6 +247,11 @@ def test_the_recipe_chooses_the_mixed_head_for_discrete_columns():
 def test_configurations_of_discrete_columns_are_checked(kw, message):
     with pytest.raises(ValueError, match=message):
         MADEConfig(D=2, classes=0, input_encoding="raw", **kw)
+
+
+def test_a_mixed_head_without_discrete_columns_is_refused():
+    with pytest.raises(ValueError, match="the mixed head needs discrete columns and their levels"):
+        make_head("mixed", np, 0, 2)
 
 
 def test_cli_trains_diabetes_with_the_sex_column_discrete(tmp_path):
