@@ -69,7 +69,8 @@ def impute(checkpoint, input_path, out, draws, samples, masks, seed, method, con
     """Fill the missing entries of a table with the model of CHECKPOINT, with their uncertainty.
 
     Every missing entry gets the posterior mean (real-valued data) or the posterior mode
-    (discrete data: the most frequent drawn class) of its exact conditional given the row's
+    (discrete data, and the discrete columns of mixed data: the most frequent drawn value) of
+    its exact conditional given the row's
     observed entries, estimated from --samples completions; the .std file holds each entry's
     predictive standard deviation. Observed entries are copied unchanged.
     """
