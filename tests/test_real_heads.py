@@ -393,3 +393,19 @@ def test_fused_mixture_head_equals_the_reference(dtype, K):
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(n2, n1, rtol=tol, atol=tol)
     np.testing.assert_allclose(g2, g1, rtol=tol, atol=tol)
+
+
+def test_the_recipe_gives_many_real_rows_two_layers_more_components_and_few_variables_every_ordering():
+    from types import SimpleNamespace
+    from made_np.config import FEW_ORDERINGS_D, SMALL_DATA_ROWS
+
+    def recipe(rows, D):
+        data = SimpleNamespace(train=np.zeros((rows, D)), D=D, classes=0, name="real")
+        c = MADEConfig.for_data(data)
+        return c.hidden, c.components, c.num_masks
+
+    assert recipe(SMALL_DATA_ROWS, 2) == ((256, 256), 20, 0)
+    assert recipe(SMALL_DATA_ROWS, FEW_ORDERINGS_D + 1) == ((256, 256), 20, 1)
+    assert recipe(SMALL_DATA_ROWS - 1, 2) == ((500,), 5, 16)
+    data = SimpleNamespace(train=np.zeros((SMALL_DATA_ROWS, 2)), D=2, classes=0, name="real")
+    assert MADEConfig.for_data(data, hidden=(8,), num_masks=3).hidden == (8,)  # overrides win
