@@ -221,12 +221,11 @@ class MADE:
         z = self._forward_pass(inputs, masks, self._encode_context(context, x.shape[0]), keep=True)
         nll, dz = (head or self.head).nll_and_grad(z, targets)
         if observed is not None:  # the missing entries' conditionals are no part of -log p_k(x_o)
-            o = self.xp.asarray(observed)
-            nll = (self.head.nll_per_variable(z, targets) * o).sum(axis=1)
-            dz *= self.xp.repeat(o, self.out_repeat, axis=1)
+            nll = self._observed_sum(z, targets, observed)
+            dz *= self.xp.repeat(self.xp.asarray(observed), self.out_repeat, axis=1)
         dz *= 1.0 / x.shape[0]
         self._backprop(dz, masks)
-        return nll.mean() + self._log_det if self.head.real else nll.mean()
+        return nll.mean() + self._log_det if self.head.real and observed is None else nll.mean()
 
     def _row_masks(self, maskset, observed) -> list:
         """The device masks of :func:`made_np.masks.observed_first_rows` for host ``observed`` (batch, D)."""
@@ -237,8 +236,17 @@ class MADE:
         """``-log p_k(x_o)`` (batch,) in nats of rows ``x`` with missing entries (any value there) under the
         observed-first masks that :func:`made_np.masks.observed_first_rows` makes from ``mask``
         (docs/math.md Sec. 12): the observed variables' conditionals, one forward pass."""
-        z = self._forward_pass(self.encode(x)[0], self._row_masks(self._mask(mask)[0], observed), y)
-        return (self.head.nll_per_variable(z, self.head.targets(x, z)) * self.xp.asarray(observed)).sum(axis=1)
+        inputs, targets = self.encode(x)
+        return self._observed_sum(self._forward_pass(inputs, self._row_masks(self._mask(mask)[0], observed), y),
+                                  targets, observed)
+
+    def _observed_sum(self, z, targets, observed):
+        """The observed variables' NLLs summed, (batch,) nats in the data's units: a real head's
+        standardised NLL of each observed ``d`` plus its ``log scale_d`` (docs/math.md Sec. 12, 13)."""
+        per_variable = self.head.nll_per_variable(z, targets)
+        if self.head.real:
+            per_variable = per_variable + self.xp.log(self.scale)
+        return (per_variable * self.xp.asarray(observed)).sum(axis=1)
 
     def nll(self, x, batch_size: int = 1000, context=None, mask=0):
         """Per-example NLL ``-log p(x)`` in nats (summed over the D variables) under one mask.

@@ -19,6 +19,7 @@ CASES = {
     "bernoulli, 2 layers, direct": dict(D=5, hidden=(7, 6), direct=True),
     "categorical one-hot, 1 layer": dict(D=4, hidden=(9,), classes=3, head="categorical", input_encoding="onehot"),
     "bernoulli, no hidden layer, context": dict(D=4, hidden=(), direct=True, context=2, context_encoding="raw"),
+    "mog, standardised, 1 layer": dict(D=4, hidden=(8,), classes=0, head="mog", components=2, input_encoding="raw"),
 }
 
 
@@ -27,13 +28,16 @@ def make(case, seed=0):
     model = MADE(MADEConfig(num_masks=0, order_agnostic=True, connectivity_agnostic=True, dtype="float64",
                             seed=seed, **kw))
     randomize_weights(model, seed)
+    if model.head.real:  # NLLs in data units: each observed variable adds its log scale_d
+        rng = np.random.default_rng(seed)
+        model.set_standardisation(rng.normal(0, 2, size=model.config.D), rng.uniform(0.5, 3.0, size=model.config.D))
     return model
 
 
 def batch(model, seed=1, n=6):
     c = model.config
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, c.classes, size=(n, c.D))
+    x = rng.normal(size=(n, c.D)) * 2 if c.classes == 0 else rng.integers(0, c.classes, size=(n, c.D))
     obs = rng.random((n, c.D)) < 0.6
     obs[0] = True
     obs[:, 0] |= ~obs.any(axis=1)  # no row all missing
