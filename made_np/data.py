@@ -476,8 +476,9 @@ def read_table(path, what: str = "array") -> tuple:
     """Read rows that may hold missing entries (NaN) from a ``.npy`` or a ``.csv`` file.
 
     A ``.csv`` goes through :func:`made_np.npyio.read_csv` (comma separated, a header optional,
-    an empty cell or ``nan`` missing), a ``.npy`` through :func:`read_array`. The values are not
-    checked here (the caller's model does).
+    an empty cell or ``nan`` missing), a ``.npy`` through :func:`read_array`. Infinite values and
+    values beyond float32's range are refused here, named by line and column as the loaders name
+    them (:func:`_check_real`); the others are the caller's model's to check.
 
     Parameters
     ----------
@@ -496,10 +497,11 @@ def read_table(path, what: str = "array") -> tuple:
     ------
     DataError
         Missing or unreadable file, another suffix, a cell that is neither a number nor empty,
-        ragged rows, no rows, or not numbers; one line naming ``what`` and the file.
+        ragged rows, no rows, not numbers, an infinite or huge value; one line naming ``what`` and
+        the file.
     """
     p = expand_path(path)
-    label = f"{what} {p}"
+    label, lines = f"{what} {p}", None
     if not p.exists():
         raise DataError(f"{label}: no such file")
     if p.suffix.lower() == ".npy":
@@ -509,7 +511,7 @@ def read_table(path, what: str = "array") -> tuple:
         x, columns = (x.reshape(1, -1) if x.ndim == 1 else x).astype(np.float64), None
     elif p.suffix.lower() == ".csv":
         try:
-            x, _, names = read_csv(p)
+            x, lines, names = read_csv(p)
         except DataError as exc:
             raise DataError(f"{what} {exc}") from None
         columns = list(names) or None
@@ -517,7 +519,7 @@ def read_table(path, what: str = "array") -> tuple:
         raise DataError(f"{label}: expected a .csv or .npy file")
     if x.ndim != 2 or x.size == 0:
         raise DataError(f"{label}: expected rows (N, D) with at least one value, got shape {x.shape}")
-    return x, columns
+    return _check_real(x, label, "table", allow_nan=True, names=columns or (), lines=lines), columns
 
 
 def _load_path(p: Path, seed: int, allow_nan: bool = False) -> Dataset:

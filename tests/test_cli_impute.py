@@ -61,6 +61,9 @@ def test_bad_tables_are_one_line_errors(run_and_table):
     (tmp / "narrow.csv").write_text("1,0\n0,\n")
     (tmp / "text.csv").write_text("a,b\n1,0\n0,yes\n")
     write_csv(tmp / "three.csv", np.where(np.isnan(x), np.nan, 3 * x))
+    inf = x.copy()
+    inf[2, 5] = np.inf
+    write_csv(tmp / "inf.csv", inf)
     (tmp / "x.txt").write_text("1\n")
     (tmp / "empty.csv").write_text("\n")
     cases = [(("--input", tmp / "in.npy", "--out", tmp / "in.npy"), ("--out", "is an input")),
@@ -68,6 +71,8 @@ def test_bad_tables_are_one_line_errors(run_and_table):
              (("--input", tmp / "narrow.csv", "--out", tmp / "never.csv"), ("--input", "2 columns", "D = 64")),
              (("--input", tmp / "text.csv", "--out", tmp / "never.csv"), ("--input", "line 3, column 1 ('b')", "yes")),
              (("--input", tmp / "three.csv", "--out", tmp / "never.csv"), ("--input", "integers in 0..1")),
+             (("--input", tmp / "inf.csv", "--out", tmp / "never.csv"),  # named as made-np train names it
+              ("--input", "infinite value", "at line 4, column 5 ('c5')")),
              (("--input", tmp / "x.txt", "--out", tmp / "never.csv"), ("--input", ".csv or .npy")),
              (("--input", tmp / "empty.csv", "--out", tmp / "never.csv"), ("--input", "no rows")),
              (("--input", tmp / "gone.csv", "--out", tmp / "never.csv"), ("--input", "no such file"))]
