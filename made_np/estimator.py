@@ -428,7 +428,7 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
 
     Parameters
     ----------
-    hidden, order_agnostic, connectivity_agnostic, direct, ordering, epochs, batch_size, lr, optimizer, patience, validation_fraction, eval_masks, random_state
+    hidden, order_agnostic, connectivity_agnostic, direct, ordering, epochs, batch_size, lr, optimizer, patience, validation_fraction, eval_masks, random_state, head, components, discrete_columns
         As :class:`MADEDensity` (``random_state`` also seeds the completions of :meth:`transform`).
     num_masks : int, default=0
         As :class:`MADEDensity`; 0 (a fresh ordering at every update) by default: imputing any
@@ -457,12 +457,13 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
     def __init__(self, hidden=(500,), num_masks=0, order_agnostic=True, connectivity_agnostic=True,
                  direct=None, ordering="natural", epochs=None, batch_size=100, lr=None,
                  optimizer="adam", patience=30, validation_fraction=0.1, eval_masks=None,
-                 random_state=None, masks=16, draws=100):
+                 random_state=None, head=None, components=None, discrete_columns="auto", masks=16, draws=100):
         super().__init__(hidden=hidden, num_masks=num_masks, order_agnostic=order_agnostic,
                          connectivity_agnostic=connectivity_agnostic, direct=direct, ordering=ordering,
                          epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, patience=patience,
                          validation_fraction=validation_fraction, eval_masks=eval_masks,
-                         random_state=random_state)
+                         random_state=random_state, head=head, components=components,
+                         discrete_columns=discrete_columns)
         self.masks = masks
         self.draws = draws
 

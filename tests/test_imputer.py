@@ -109,3 +109,20 @@ def test_fit_on_missing_entries_learns_the_observed_marginals():
 @parametrize_with_checks([MADEImputer(hidden=(8,), epochs=2, batch_size=20, draws=4, eval_masks=4)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_takes_every_parameter_of_made_density():
+    """MADEDensity's head, components and discrete_columns reach the imputer's model (and clone)."""
+    from sklearn.base import clone
+
+    from made_np import MADEDensity
+    assert set(MADEDensity().get_params()) <= set(MADEImputer().get_params())
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    X[:, 2] = rng.integers(0, 3, size=60)  # a discrete column: 'auto' would give the mixed head
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 0.5
+    imp = clone(MADEImputer(hidden=(8,), epochs=1, head="mog", components=2, discrete_columns=(), random_state=0))
+    head = imp.fit(X).model_.head
+    assert (head.name, head.K, head.discrete_columns) == ("mog", 2, ())
+    assert not np.isnan(imp.transform(X)).any()
