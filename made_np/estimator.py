@@ -416,14 +416,15 @@ class MADEDensity(BaseEstimator):
 
 
 class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
-    """Fill missing entries (NaN) of discrete vectors with MADE: a scikit-learn transformer.
+    """Fill missing entries (NaN) of discrete or real-valued vectors with MADE: a scikit-learn transformer.
 
     ``fit(X)`` trains an order-agnostic MADE on the rows of ``X``, which may hold NaN: each
     row's loss is ``-log p(x_o)`` of its observed entries under an observed-first mask
     (docs/math.md Sec. 12, "Rows with missing entries"). ``transform(X)`` fills the NaN of
-    every row with the posterior mode of its exact conditional given the row's observed
-    entries (:func:`made_np.conditional.impute`: the most frequent of ``draws`` completions
-    drawn from the mixture of ``masks`` observed-first masks), and leaves the observed entries
+    every row with the posterior mode (classes, and a mixed head's discrete columns) or mean
+    (real values) of its exact conditional given the row's observed entries
+    (:func:`made_np.conditional.impute`: the most frequent value or the mean of ``draws``
+    completions drawn from the mixture of ``masks`` observed-first masks), and leaves the observed entries
     as they are. Usable in a :class:`sklearn.pipeline.Pipeline` before any estimator.
 
     Parameters
@@ -505,7 +506,8 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features_in_)
-            Classes ``0..n_classes_-1`` where observed, NaN where missing.
+            Classes ``0..n_classes_-1`` (real values when ``n_classes_ == 0``) where observed, NaN
+            where missing.
         draws : int, default=0
             Completions returned per row (the first of the ``self.draws`` behind the estimates).
 
@@ -513,15 +515,16 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
         -------
         made_np.conditional.Imputation
             ``(filled, std, draws)`` as host arrays: float64 (n_samples, n_features_in_), float64
-            (0 where observed), and int (n_samples, draws, n_features_in_) or None.
+            (0 where observed), and the model's sample dtype (int, or float64 for real values)
+            (n_samples, draws, n_features_in_) or None.
 
         Raises
         ------
         sklearn.exceptions.NotFittedError
             Called before :meth:`fit`.
         ValueError
-            Wrong number of columns, inf, non-integer or negative values, a class not seen in
-            fit, or ``masks``/``draws`` out of range.
+            Wrong number of columns, inf, non-integer or negative values (a model of classes), a
+            class not seen in fit, a value outside a discrete column's levels, or ``masks``/``draws`` out of range.
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
@@ -533,7 +536,7 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
         return Imputation(*(None if a is None else backend.to_host(a) for a in out))
 
     def transform(self, X):
-        """``X`` with every NaN replaced by its imputed class (the posterior mode; see :meth:`impute`).
+        """``X`` with every NaN replaced by its imputed value (the posterior mode or mean; see :meth:`impute`).
 
         Returns
         -------
