@@ -56,7 +56,7 @@ def _seeds(random_state, n: int) -> list:
 
 
 class MADEDensity(BaseEstimator):
-    """Density estimation of discrete vectors with MADE (Germain et al. 2015).
+    """Density estimation of discrete or real-valued vectors with MADE (Germain et al. 2015).
 
     Parameters
     ----------
@@ -326,12 +326,14 @@ class MADEDensity(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features_in_)
-            Integer-valued data with values in ``0..n_classes_-1``.
+            Integer-valued data with values in ``0..n_classes_-1``; real values when
+            ``n_classes_ == 0``.
 
         Returns
         -------
         log_density : ndarray of shape (n_samples,), float64
-            ``log p(x)`` in nats (computed in float32).
+            ``log p(x)`` in nats (computed in float32); a log-density in the data's own units for
+            real values (docs/math.md Sec. 13).
 
         Raises
         ------
@@ -363,7 +365,7 @@ class MADEDensity(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features_in_)
-            Integer-valued data with values in ``0..n_classes_-1``.
+            As :meth:`score_samples`.
         y : None
             Ignored; present for API consistency.
 
