@@ -16,7 +16,8 @@ from .common import (PathParam, UserError, dataset_path_option, device_option, g
 @click.option("-n", "--num-samples", type=int, default=100, help="Number of samples.")
 @click.option("--out", type=PathParam(dir_okay=False), default="samples.png",
               help="A .png (grid of images, or a histogram on the C x C grid for 2-D data; at most "
-                   f"{MAX_PNG_IMAGES} images) or a .npy (n, D) integer array, written under exactly this name.")
+                   f"{MAX_PNG_IMAGES} images) or a .npy (n, D) array (integers; float64 for real values), written "
+                   "under exactly this name.")
 @seed_option("Seed of the sampling noise.")
 @click.option("--method", type=click.Choice(tuple(METHODS)), default=DEFAULT_METHOD,
               help="Sampler of made_np.sampling.")
@@ -79,7 +80,8 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
 @click.command()
 @click.argument("checkpoint", type=PathParam())
 @click.option("--out", type=PathParam(dir_okay=False), default="density.png",
-              help="PNG of the panels: true table, training histogram, model samples, model density.")
+              help="PNG of the panels: true table, training histogram, model samples, model density (a real-valued "
+                   "run: model density, test data).")
 @click.option("-n", "--num-samples", type=click.IntRange(min=1), default=100_000,
               help="Model samples for the histogram panel (2-D categorical runs).")
 @seed_option("Seed of the sampling noise.")

@@ -19,6 +19,7 @@ from made_np import (ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURC
                      expand_path, figure_samples, finished_run_blocker, fit, get_xp, load_dataset, parse_threads,
                      read_checkpoint_meta, resolve_checkpoint_path, run_lock, sample, to_host, training_parts,
                      update_checkpoint_meta, write_json)
+from made_np.data import NAMES
 
 from .common import (PATH_NAMES, PathParam, UserError, check_dataset_path, dataset_path_option, device_option,
                      evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
@@ -130,8 +131,9 @@ def _progress(epoch: int, n_batches: int):
 
 @click.command(epilog=EXIT_CODES_HELP)
 @click.option("--dataset", default="digits",
-              help="digits, binarized-mnist, 2d, or a path to an .npz (train_data/valid_data/test_data), "
-                   "an .npy (N, D) array or a folder of .amat files.")
+              help=f"A named set ({', '.join(n for n in NAMES if n != 'mnist')}: `made-np data info NAME`) "
+                   "or a path to an .npz (train_data/valid_data/test_data), an .npy (N, D) array, a .csv (a "
+                   "header optional; split 80/10/10) or a folder of .amat files.")
 @dataset_path_option
 @seed_option("Seed of the digits shuffle, the .npy split and the 2d samples (fixes the test set).", "--data-seed")
 @click.option("--context", type=click.Choice(CONTEXT_SOURCES), default="none",

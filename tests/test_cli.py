@@ -66,6 +66,18 @@ def test_version_and_help():
     assert result.output.count("default:") >= 25  # every option states its default
 
 
+def test_the_help_names_every_data_set_and_file_kind():
+    """A newcomer finds wine, moons or a .csv from --help alone; samples of real data are floats."""
+    from made_np.cli import cli
+    from made_np.data import NAMES
+
+    def help_of(command, option):
+        return next(p.help for p in cli.commands[command].params if p.name == option)
+    dataset = help_of("train", "dataset")
+    assert all(name in dataset for name in NAMES if name != "mnist") and ".csv" in dataset
+    assert "integer array" not in help_of("sample", "out") and "float64" in help_of("sample", "out")
+
+
 def test_train_writes_every_output(single_run):
     out, output = single_run
     assert {"model.npz", "metrics.csv", "loss.png", "samples.png", "results.json"} <= {
