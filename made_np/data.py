@@ -328,8 +328,9 @@ def _check_shape(arr: np.ndarray, file, what: str) -> np.ndarray:
     return arr
 
 
-def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
-    """Check one split: 2-D, rows, finite, non-negative integers. Returns it (bool -> uint8)."""
+def _check_array(arr: np.ndarray, file, what: str, names=(), lines=None) -> np.ndarray:
+    """Check one split: 2-D, rows, finite, non-negative integers. Returns it (bool -> uint8). A bad
+    value is named as :func:`_check_real` names it (:func:`_at`: a text file's line, the column's name)."""
     arr = _check_shape(arr, file, what)
     kind = arr.dtype.kind
     for kinds, find_bad, label, fix in (  # masks made one at a time: a split may be large
@@ -343,7 +344,7 @@ def _check_array(arr: np.ndarray, file, what: str) -> np.ndarray:
             r, c = np.unravel_index(np.argmax(bad), arr.shape)
             n = int(np.count_nonzero(bad))
             label = label or f"{n} NaN/inf value{'s' if n != 1 else ''}, the first"
-            raise DataError(f"{file}: {what} has {label} {_fmt(arr[r, c])} at row {r}, column {c}; {fix}")
+            raise DataError(f"{file}: {what} has {label} {_fmt(arr[r, c])} at {_at(r, c, names, lines)}; {fix}")
     return arr
 
 
@@ -542,7 +543,8 @@ def _load_path(p: Path, seed: int, allow_nan: bool = False) -> Dataset:
     else:
         raise DataError(f"{p}: not an .npz or .npy file (expected keys {', '.join(SPLIT_KEYS)} in an .npz, "
                         "one (N, D) array in an .npy or a .csv, or a folder of binarized_mnist_{train,valid,test}.amat)")
-    arr = _check_real(arr, p, "array", allow_nan, names, lines) if _is_real([arr]) else _check_array(arr, p, "array")
+    arr = (_check_real(arr, p, "array", allow_nan, names, lines) if _is_real([arr])
+           else _check_array(arr, p, "array", names, lines))
     n = arr.shape[0]
     if n < 10:
         raise DataError(f"{p}: array has only {n} row{'s' if n != 1 else ''}; need at least 10 to split 80/10/10")
