@@ -86,7 +86,8 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @click.argument("checkpoint", type=PathParam())
 @click.option("--input", "input_path", type=PathParam(dir_okay=False), default=None,
               show_default="the run's data set: --split, --first",
-              help="A .npy of examples (N, D): integers in 0..classes-1 where observed; the missing entries "
+              help="A .npy of examples (N, D): integers in 0..classes-1 (real values for a real-valued run) where "
+                   "observed; the missing entries "
                    "are never read (any value, -1 or NaN included).")
 @observed_options("none: give --occlude", ", 0 = to complete")
 @click.option("--split", type=click.Choice(SPLITS), default="test",

@@ -76,6 +76,7 @@ def test_the_help_names_every_data_set_and_file_kind():
     dataset = help_of("train", "dataset")
     assert all(name in dataset for name in NAMES if name != "mnist") and ".csv" in dataset
     assert "integer array" not in help_of("sample", "out") and "float64" in help_of("sample", "out")
+    assert "real values" in help_of("complete", "input_path")
 
 
 def test_train_writes_every_output(single_run):
