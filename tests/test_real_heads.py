@@ -373,7 +373,10 @@ def test_cli_trains_a_float_file_and_reports_nats_per_dimension(tmp_path):
     assert r.exit_code == 2 and "column 0 of array (train part) is constant" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(cli, ["train", "--dataset", str(tmp_path / "real.npy"), "--head", "bernoulli",
                                   "--out", str(tmp_path / "run3")])
-    assert r.exit_code == 2 and "mog or gaussian" in r.output
+    assert r.exit_code == 2 and "mog or gaussian" in r.output and r.output.startswith("Error: --head bernoulli: ")
+    for data, head in (("digits", "mog"), ("wine", "mixed")):  # a head that does not fit the data is named by its option
+        r = CliRunner().invoke(cli, ["train", "--dataset", data, "--head", head, "--out", str(tmp_path / "run4")])
+        assert r.exit_code == 2 and r.output.startswith(f"Error: --head {head}: the {head} head "), r.output
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
