@@ -254,7 +254,8 @@ class MADE:
         Parameters
         ----------
         x : array-like, shape (N, D), integer (bool, or floats holding integers, accepted)
-            Values in 0..classes-1; checked (:func:`made_np.checks.check_data`).
+            Values in 0..classes-1; real values (float64) for a real head; checked
+            (:func:`made_np.checks.check_data`).
         batch_size : int, default 1000
             Rows per forward pass (bounds memory), ``>= 1``.
         context : array, optional
@@ -265,7 +266,8 @@ class MADE:
         Returns
         -------
         array, shape (N,), ``dtype``
-            Nats per example.
+            Nats per example; for a real head in the data's units (the standardised NLL plus
+            ``sum_d log scale_d``, docs/math.md Sec. 13).
 
         Raises
         ------
