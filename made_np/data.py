@@ -353,8 +353,9 @@ def _fmt(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _is_real(arrays) -> bool:
-    """Whether the arrays are real-valued data: floats with a finite value that is not an integer."""
+def is_real(arrays) -> bool:
+    """Whether the arrays are real-valued data: floats with a finite value that is not an integer
+    (NaN, a missing entry, and inf aside). The one rule of the loaders and the estimators."""
     return any(a.dtype.kind == "f" and bool(np.any(np.isfinite(a) & (a != np.floor(a)))) for a in arrays)
 
 
@@ -430,8 +431,8 @@ def _split_rows(n: int, seed: int) -> tuple:
 
 def _make_dataset(name: str, splits: dict, file, allow_nan: bool = False, names=()) -> Dataset:
     """Check the splits (``{label: array}``, train/valid/test order) and build a Dataset:
-    real-valued when :func:`_is_real`, else integer data as before."""
-    if _is_real(a for a in splits.values() if isinstance(a, np.ndarray)):
+    real-valued when :func:`is_real`, else integer data as before."""
+    if is_real(a for a in splits.values() if isinstance(a, np.ndarray)):
         return _make_real(name, splits, file, allow_nan, names)
     arrays = [_check_array(a, file, label) for label, a in splits.items()]
     _check_widths(arrays, splits, file)
@@ -543,7 +544,7 @@ def _load_path(p: Path, seed: int, allow_nan: bool = False) -> Dataset:
     else:
         raise DataError(f"{p}: not an .npz or .npy file (expected keys {', '.join(SPLIT_KEYS)} in an .npz, "
                         "one (N, D) array in an .npy or a .csv, or a folder of binarized_mnist_{train,valid,test}.amat)")
-    arr = (_check_real(arr, p, "array", allow_nan, names, lines) if _is_real([arr])
+    arr = (_check_real(arr, p, "array", allow_nan, names, lines) if is_real([arr])
            else _check_array(arr, p, "array", names, lines))
     n = arr.shape[0]
     if n < 10:

@@ -32,7 +32,7 @@ except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
 from . import backend
 from .checks import check_choice, check_int
 from .conditional import Imputation, impute as _impute
-from .data import find_discrete_columns
+from .data import find_discrete_columns, is_real
 from .config import MAX_CLASSES, MAX_EVAL_MASKS, MADEConfig, TrainConfig
 from .heads import HEADS
 from .model import MADE
@@ -207,11 +207,9 @@ class MADEDensity(BaseEstimator):
 
     # ------------------------------------------------------------------ data
     def _real(self, X) -> bool:
-        """Whether ``X`` of :meth:`fit` is real-valued: a real head is named, or a float ``X`` holds a
-        fraction (NaN, a missing entry, aside)."""
-        if isinstance(self.head, str) and self.head in HEADS:
-            return HEADS[self.head].real
-        return X.dtype.kind == "f" and not np.all((X == np.floor(X)) | np.isnan(X))
+        """Whether ``X`` of :meth:`fit` is real-valued: a real head is named, else
+        :func:`made_np.data.is_real`."""
+        return HEADS[self.head].real if isinstance(self.head, str) and self.head in HEADS else is_real([X])
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
         """Validate ``X`` and return it as a C-contiguous integer array (uint8, int32 or int64), or
