@@ -48,9 +48,8 @@ def load_data(path, steps: int):
     path = Path(path) if path else ROOT.parent / "shared" / "data" / "binarized_mnist.npz"
     n = steps * BATCH
     if path.is_file():
-        with np.load(path, allow_pickle=False) as f:
-            x = f["train_data"][:n + 1000].astype(np.uint8)
-        return x[:n], x[n:], str(path)
+        with np.load(path, allow_pickle=False) as f:  # up to all 50,000 training rows: valid from its split
+            return f["train_data"][:n].astype(np.uint8), f["valid_data"][:1000].astype(np.uint8), str(path)
     x = (np.random.default_rng(0).random((n + 1000, 64)) < 0.3).astype(np.uint8)
     return x[:n], x[n:], "random binary data of the digits' size (binarized MNIST not found)"
 

@@ -183,9 +183,11 @@ def impute(name: str, seed: int, fraction: float = 0.2, masks: int = 16) -> dict
 
 
 def summary(values) -> str:
+    """Mean ± its standard error over the splits; one split: its value to 4 decimals."""
     v = np.asarray(values, dtype=float)
-    se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
-    return f"{v.mean():.3f} ± {se:.3f}"
+    if len(v) == 1:
+        return f"{v[0]:.4f}"
+    return f"{v.mean():.3f} ± {v.std(ddof=1) / np.sqrt(len(v)):.3f}"
 
 
 def table(files) -> None:
