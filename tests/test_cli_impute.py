@@ -79,3 +79,19 @@ def test_bad_tables_are_one_line_errors(run_and_table):
     for args, fragments in cases:
         one_line_error(run_cli("impute", tmp / "run", *args), *fragments)
     assert not (tmp / "never.csv").exists()
+
+
+def test_observed_cells_are_written_as_they_were_read(tmp_path):
+    """A real run's filled CSV keeps an observed 0.12573 as 0.12573 (not 0.12573000000000001)."""
+    ds = load_dataset("wine")
+    fit(MADE(MADEConfig.for_data(ds, hidden=(8,), num_masks=0)), ds, TrainConfig(epochs=1, valid_masks=2, eval_masks=2),
+        out_dir=tmp_path / "run")
+    x = ds.test[:2].copy()
+    x[0, 0], x[0, 1], x[1, 0] = 0.12573, np.nan, np.nan
+    write_csv(tmp_path / "x.csv", x)
+    text = (tmp_path / "x.csv").read_text()
+    assert run_cli("impute", tmp_path / "run", "--input", tmp_path / "x.csv", "--out", tmp_path / "y.csv").exit_code == 0
+    out = (tmp_path / "y.csv").read_text().splitlines()
+    assert out[0] == text.splitlines()[0] and out[1].startswith("0.12573,")
+    y = np.loadtxt(tmp_path / "y.csv", delimiter=",", skiprows=1)
+    assert not np.isnan(y).any() and y[0, 0] == 0.12573 and np.array_equal(y[0, 2:], x[0, 2:])
