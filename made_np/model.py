@@ -355,10 +355,19 @@ class MADE:
         return self._ensemble_nll(x, mask_indices, batch_size, check_context(self, context, x.shape[0]))
 
     def _ensemble_nll(self, x, mask_indices, batch_size, y):
-        """:meth:`ensemble_nll` of checked data ``x``, mask indices and encoded context ``y``."""
-        acc = None
+        """:meth:`ensemble_nll` of checked data ``x``, mask indices and encoded context ``y``.
+
+        Indices whose masks are equal (same ordering and degrees: e.g. the two orderings of D = 2
+        under an unlimited bank) are one forward pass, weighted by their count (``log n`` added):
+        the same mixture, without the repeated passes."""
+        counts = {}
         for k in mask_indices:
-            lp = -self._nll(x, self._mask(k)[1], batch_size, y)
+            m = self._mask_cache[k][0] if k in self._mask_cache else self._maskset_at(k)  # no device arrays yet
+            key = (m.ordering.tobytes(), *(d.tobytes() for d in m.degrees))
+            counts[key] = counts.get(key, (k, 0))[0], counts.get(key, (k, 0))[1] + 1
+        acc = None
+        for k, n in counts.values():
+            lp = -self._nll(x, self._mask(k)[1], batch_size, y) + (math.log(n) if n > 1 else 0.0)
             acc = lp if acc is None else self.xp.logaddexp(acc, lp)
         return math.log(len(mask_indices)) - acc
 
