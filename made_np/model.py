@@ -364,7 +364,8 @@ class MADE:
         for k in mask_indices:
             m = self._mask_cache[k][0] if k in self._mask_cache else self._maskset_at(k)  # no device arrays yet
             key = (m.ordering.tobytes(), *(d.tobytes() for d in m.degrees))
-            counts[key] = counts.get(key, (k, 0))[0], counts.get(key, (k, 0))[1] + 1
+            first, n = counts.get(key, (k, 0))
+            counts[key] = first, n + 1
         acc = None
         for k, n in counts.values():
             lp = -self._nll(x, self._mask(k)[1], batch_size, y) + (math.log(n) if n > 1 else 0.0)
