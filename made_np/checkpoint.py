@@ -42,8 +42,8 @@ from .limits import LimitError, check, layer_widths, model_parts
 from .model import MADE
 from .npyio import Npz, expand_path, magic, one_line
 from .optim import optimizer_class
-from .runfolder import (CHECKPOINT_NAME, LOCK_NAME, METRICS_COLUMNS, CheckpointError, _holds, _json_default, atomic_file,
-                        run_lock)
+from .runfolder import (CHECKPOINT_NAME, LOCK_NAME, METRICS_COLUMNS, CheckpointError, RunFolderError, _holds,
+                        _json_default, atomic_file, other_run, run_lock)
 
 CHECKPOINT_FORMAT = "made-np-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -87,6 +87,12 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
     made_np.runfolder.RunLockedError
         ``path`` lies in a run folder that another run is writing (a live training): its next
         epoch would have written over this checkpoint, or this one over its.
+    made_np.runfolder.RunFolderError
+        ``path`` (a symbolic link followed) is one of the files (:data:`made_np.runfolder.ATOMIC_FILES`)
+        of a run folder (one holding a ``model.npz``) that this thread does not hold
+        (:func:`made_np.runfolder.other_run`): a finished run's checkpoint is not replaced by name.
+        The run's own writer may: :func:`made_np.train.fit` resuming it, or a caller inside
+        ``run_lock(folder)``.
     ValueError
         ``model`` is not a MADE.
     """
@@ -95,7 +101,11 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
     if path.is_dir():  # a run folder, as load_checkpoint takes one
         path = path / CHECKPOINT_NAME
     live = (path.parent / LOCK_NAME).exists() and not _holds(path.parent)
+    why = other_run(path, own=path.parent)
     with run_lock(path.parent) if live else contextlib.nullcontext():  # refused while another run holds it
+        if why:
+            raise RunFolderError(f"{path}: {why}" + ("" if path.is_symlink() else
+                                 " (or, to replace it, save it inside made_np.run_lock(folder) as the run's writer)"))
         return _save(path, model, train_config, dataset_spec, optimizer, optimizer_state, best_params, history,
                      train_state, results)
 

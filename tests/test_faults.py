@@ -896,6 +896,31 @@ def test_complete_png_of_two_variables_is_refused_before_anything_is_written(tmp
     assert np.load(out)["completions"].shape == (16, 8, 2)
 
 
+def test_save_checkpoint_refuses_the_files_of_a_finished_run(chain, tmp_path):
+    """The API's save_checkpoint replaced a finished run's model.npz when named (or its folder, its
+    metrics.csv, a link to it): refused in one line, the run unchanged, as the CLI refuses outputs
+    naming a run's files; the run's own writer (inside run_lock, as fit resuming) still saves."""
+    from made_np import TrainConfig, fit
+    from made_np.checkpoint import save_checkpoint
+    from made_np.model import MADE, MADEConfig
+
+    run_dir = tmp_path / "run"
+    fit(MADE(MADEConfig(D=8, hidden=(8,))), chain, TrainConfig(epochs=1, batch_size=50), out_dir=run_dir)
+    other = MADE(MADEConfig(D=8, hidden=(8,), seed=1))
+    (tmp_path / "link.npz").symlink_to(run_dir / "model.npz")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    for path, fragment in [(run_dir / "model.npz", "is the model.npz of the run in"), (run_dir, "model.npz of the run"),
+                           (run_dir / "metrics.csv", "is the metrics.csv of the run in"),
+                           (tmp_path / "link.npz", "a link to .*, in the folder of another run")]:
+        with pytest.raises(RunFolderError, match=fragment):
+            save_checkpoint(path, other)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    assert save_checkpoint(run_dir / "other.npz", other).is_file()  # a new file beside a run is fine
+    with run_lock(run_dir):  # its one writer replaces it
+        save_checkpoint(run_dir, other)
+    assert load_checkpoint(run_dir)[0].config.seed == 1
+
+
 def test_save_checkpoint_refuses_a_run_another_process_is_training(tmp_path):
     """The API's save_checkpoint wrote over a live run's model.npz (its next epoch wrote over it
     again): it now takes the run folder's lock, refused while another process holds it; a folder
@@ -910,7 +935,6 @@ def test_save_checkpoint_refuses_a_run_another_process_is_training(tmp_path):
     model = MADE(MADEConfig(D=3, hidden=(4,)))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    assert save_checkpoint(run_dir / "model.npz", model).is_file()
     assert save_checkpoint(run_dir, model) == run_dir / "model.npz"  # a folder: its model.npz
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from made_np.runfolder import run_lock\n"
                                f"with run_lock({str(run_dir)!r}):\n    print('held', flush=True); time.sleep(30)"],
