@@ -45,6 +45,12 @@ from .optim import optimizer_class
 from .runfolder import (CHECKPOINT_NAME, LOCK_NAME, METRICS_COLUMNS, CheckpointError, RunFolderError, _holds,
                         _json_default, atomic_file, other_run, run_lock)
 
+#: Facts of a run's training that a resume keeps: each shaped the epochs it has trained (minibatches, masks,
+#: shuffles, updates) or the validation its best epoch was chosen by; resumed with another, the run would
+#: record one configuration for epochs trained under two. ``epochs``, ``patience`` and ``lr`` may change
+#: (the history records the new base rate), and so may what does not change the numbers (engine, threads).
+RESUME_FIXED = ("batch_size", "resample_every", "seed", "weight_decay", "lr_schedule", "lr_step", "valid_masks")
+
 CHECKPOINT_FORMAT = "made-np-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -482,13 +488,16 @@ def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
     optimiser (the one ``cfg`` names; its ``opt_t`` a non-negative integer, ``opt_lr`` a
     positive number, every state buffer present, of its parameter's shape and finite,
     none of another optimiser), the best weights (``best_*``: the parameters' shapes,
-    finite) and the history (``history.rows``: one row per epoch ``1 .. state.epoch``).
+    finite), the history (``history.rows``: one row per epoch ``1 .. state.epoch``) and the facts
+    of the training that a resume keeps (:data:`RESUME_FIXED`: ``cfg.batch_size`` and the others equal
+    to those of ``info["train_config"]``; ``made-np train --resume`` keeps them all).
 
     Raises
     ------
     made_np.checkpoint.CheckpointError
         One line naming the file and the entry, e.g. ``model.npz: entry 'best_W0' has
-        shape (3, 4), expected (64, 500)``.
+        shape (3, 4), expected (64, 500)``, or the configuration's field, e.g. ``model.npz:
+        batch_size = 50, but the run was trained with batch_size = 100; ...``.
 
     :func:`made_np.train.fit` calls it before it resumes; ``made-np train --resume`` calls it
     before it loads the data, and then has ``fit`` take the state as checked.
@@ -527,8 +536,14 @@ def check_resume_state(model: MADE, cfg: TrainConfig, info: dict) -> None:
                               f"has trained; give at least {epoch} ({epoch} ends it at its saved epoch), or leave "
                               "it out")
 
+    trained_cfg = info.get("train_config")
+    for key in RESUME_FIXED if trained_cfg is not None else ():
+        if getattr(cfg, key) != getattr(trained_cfg, key):
+            raise CheckpointError(f"{where}: {key} = {getattr(cfg, key)!r}, but the run was trained with {key} = "
+                                  f"{getattr(trained_cfg, key)!r}; resume with the configuration it was trained with "
+                                  "(info['train_config'], changing only epochs, patience or lr)")
     recorded = (info.get("config") or {}).get("optimizer")
-    trained = info.get("train_config").optimizer if info.get("train_config") is not None else None
+    trained = trained_cfg.optimizer if trained_cfg is not None else None
     for name in (recorded.lower().removeprefix("fast") if isinstance(recorded, str) else None, trained):
         if name is not None and name != cfg.optimizer:
             bad("optimizer", f"is {name!r}, but the run resumes with optimizer {cfg.optimizer!r} "

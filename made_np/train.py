@@ -314,8 +314,9 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         result as an uninterrupted run. A finished run continues when ``cfg`` gives
         it more epochs (and a patience that does not stop it at once, see
         :func:`finished_run_blocker`), from its saved (best) weights and last
-        optimiser state. The state is checked first (:func:`check_resume_state`), unless
-        ``resume_checked``.
+        optimiser state. ``cfg`` may change ``epochs``, ``patience`` and ``lr`` only: the batch size
+        and the other facts of :data:`made_np.checkpoint.RESUME_FIXED` are the run's. The state is
+        checked first (:func:`check_resume_state`), unless ``resume_checked``.
     progress : callable, optional
         ``progress(epoch, n_batches)`` returning a context manager with
         ``update(n_steps, current_item)`` (e.g. :func:`click.progressbar`);

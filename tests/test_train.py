@@ -530,6 +530,23 @@ def test_fit_verbose_prints_a_line_per_epoch(chain, capsys):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.parametrize("change", [{"batch_size": 7}, {"seed": 3}, {"resample_every": 2}, {"valid_masks": 2}])
+def test_a_resume_refuses_another_batch_size(chain, tmp_path, change):
+    """Resumed with TrainConfig(batch_size=7), fit trained on with the new size while the checkpoint
+    recorded one batch size for every epoch: refused in one line naming it (as made-np train --resume
+    refuses --batch-size), and so is every other fact that shaped the epochs trained."""
+    cfg = TrainConfig(epochs=1, patience=0, batch_size=50)
+    fit(small_model(), chain, cfg, out_dir=tmp_path / "run")
+    loaded, info = load_checkpoint(tmp_path / "run")
+    before = (tmp_path / "run" / "model.npz").read_bytes()
+    (key, value), = change.items()
+    with pytest.raises(CheckpointError, match=rf"model.npz: {key} = {value}, but the run was trained with {key} = "
+                                              rf"{getattr(info['train_config'], key)}; resume with the configuration"):
+        fit(loaded, chain, dataclasses.replace(cfg, epochs=2, **change), out_dir=tmp_path / "run", resume_state=info)
+    assert (tmp_path / "run" / "model.npz").read_bytes() == before
+    assert fit(loaded, chain, dataclasses.replace(cfg, epochs=2), out_dir=tmp_path / "run", resume_state=info)["rows"][-1]["epoch"] == 2
+
+
 def test_a_resume_at_another_learning_rate_records_it(chain, tmp_path):
     """Resumed with TrainConfig(lr=0.5), the run trains at 0.5 and its history says 0.5 (it kept the
     first run's base rate)."""
