@@ -19,12 +19,12 @@ import click
 
 import made_np
 from made_np import (CHECKPOINT_NAME, DEVICES, DIST_FILE, MAX_EVAL_MASKS, MAX_SEED, MNIST_FILE, BackendError,
-                     CheckpointError, DataError, LimitError, MaskError, ThreadError, atomic_file, balanced_labels,
+                     BackendChoiceError, CheckpointError, DataError, LimitError, MaskError, ThreadError, atomic_file, balanced_labels,
                      check_context, check_same_data, check_thread_variables, evaluate, find_data_file, is_named,
                      json_text, load_checkpoint, load_dataset, other_run, read_array, to_host)
 
 #: Exceptions that are the user's doing: shown as one line, exit status 2.
-USER_ERRORS = (DataError, BackendError, CheckpointError, MaskError, ThreadError, LimitError)
+USER_ERRORS = (DataError, BackendError, BackendChoiceError, CheckpointError, MaskError, ThreadError, LimitError)
 #: ``--seed`` and ``--data-seed``: non-negative integers below 2**63.
 SEED = click.IntRange(0, MAX_SEED)
 

@@ -27,7 +27,7 @@ _MODULES = {
     "made_np.density": "log_density_table entropy kl_divergence",
     "made_np.estimator": "MADEDensity MADEImputer",
     "made_np.checks": "MAX_SEED check_context",
-    "made_np.backend": "get_xp to_host device_of DEVICES DTYPES BackendError",
+    "made_np.backend": "get_xp to_host device_of DEVICES DTYPES BackendError BackendChoiceError",
     "made_np.layers": "ACTIVATIONS INITS",
     "made_np.masks": "ORDERINGS BANK_ORDERINGS DEGREE_RULES MaskError",
     "made_np.optim": "OPTIMIZERS",

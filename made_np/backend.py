@@ -22,7 +22,13 @@ DTYPES = ("float32", "float64")
 
 
 class BackendError(RuntimeError):
-    """A device or dtype that cannot be used; the message is one user-facing line."""
+    """The environment cannot run the device asked for (CuPy not installed, no usable CUDA GPU):
+    one user-facing line naming the setting (``--device cuda`` or ``$MADE_NP_DEVICE``)."""
+
+
+class BackendChoiceError(ValueError):
+    """A device or dtype name that is none of the choices (:data:`DEVICES`, :data:`DTYPES`): a bad
+    argument, not a missing library; one user-facing line naming it and the choices."""
 
 
 def get_xp(device: str | None = None):
@@ -40,15 +46,17 @@ def get_xp(device: str | None = None):
 
     Raises
     ------
+    BackendChoiceError
+        An unknown device name (a ``ValueError``).
     BackendError
-        Unknown device name, CuPy not installed, or no usable CUDA GPU.
+        CuPy not installed, or no usable CUDA GPU (a ``RuntimeError``: the machine, not the argument).
     """
     source = "" if device else "$MADE_NP_DEVICE: " if os.environ.get("MADE_NP_DEVICE") else ""
     device = (device or os.environ.get("MADE_NP_DEVICE") or "cpu").lower()
     if device == "cpu":
         return np
     if device != "cuda":
-        raise BackendError(f"{source}unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+        raise BackendChoiceError(f"{source}unknown device {device!r}: choose one of {', '.join(DEVICES)}")
     setting = f"$MADE_NP_DEVICE={os.environ['MADE_NP_DEVICE']}" if source else "--device cuda"  # whence cuda
     try:
         import cupy
@@ -79,12 +87,12 @@ def resolve_dtype(dtype) -> np.dtype:
 
     Raises
     ------
-    BackendError
-        For any other dtype.
+    BackendChoiceError
+        For any other dtype (a ``ValueError``).
     """
     name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
     if name not in DTYPES:
-        raise BackendError(f"unsupported dtype {name!r}: choose one of {', '.join(DTYPES)}")
+        raise BackendChoiceError(f"unsupported dtype {name!r}: choose one of {', '.join(DTYPES)}")
     return np.dtype(name)
 
 

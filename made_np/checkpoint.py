@@ -433,8 +433,10 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
         model), and the weights must be finite.
     made_np.limits.LimitError
         The model needs more memory than ``memory_limit``.
+    made_np.backend.BackendChoiceError
+        An unknown ``device`` name (a ``ValueError``).
     made_np.backend.BackendError
-        Unusable device.
+        ``device="cuda"`` without CuPy or a usable GPU.
     """
     memory_limit = None if memory_limit is None else check_int("memory_limit (bytes)", memory_limit, 1)
     p = resolve_checkpoint_path(path)

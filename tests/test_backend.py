@@ -2,8 +2,9 @@
 
 Rules guarded: ``cpu`` gives NumPy; the device comes from the argument, else
 ``$MADE_NP_DEVICE``, else ``cpu``; an unknown device, a missing CuPy, or CuPy without a
-usable GPU raise :class:`BackendError` with one user-facing line (CuPy named); only
-float32/float64 are accepted; host/device copies and host seeding behave.
+usable GPU raise one user-facing line (CuPy named): an unknown device or dtype name is a
+``ValueError`` (:class:`BackendChoiceError`), a missing CuPy or GPU a ``RuntimeError``
+(:class:`BackendError`); only float32/float64 are accepted; host/device copies and host seeding behave.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from made_np import backend
-from made_np.backend import BackendError, get_xp, resolve_dtype
+from made_np.backend import BackendChoiceError, BackendError, get_xp, resolve_dtype
 
 
 def one_line(exc_info) -> str:
@@ -32,11 +33,13 @@ def test_cpu_is_numpy(monkeypatch):
 
 
 def test_unknown_device_is_one_line(monkeypatch):
+    """An unknown name is a bad argument (ValueError), not a machine without CuPy (RuntimeError)."""
     monkeypatch.delenv("MADE_NP_DEVICE", raising=False)
-    with pytest.raises(BackendError) as e:
+    with pytest.raises(ValueError) as e:
         get_xp("tpu")
     msg = one_line(e)
     assert "'tpu'" in msg and "cpu" in msg and "cuda" in msg
+    assert isinstance(e.value, BackendChoiceError) and not isinstance(e.value, RuntimeError)
 
 
 def test_cuda_without_cupy_names_cupy(monkeypatch):
@@ -45,6 +48,7 @@ def test_cuda_without_cupy_names_cupy(monkeypatch):
         get_xp("cuda")
     msg = one_line(e)
     assert "CuPy" in msg and "not installed" in msg
+    assert isinstance(e.value, RuntimeError) and not isinstance(e.value, ValueError)  # the machine, not the name
 
 
 def test_environment_variable_is_respected(monkeypatch):
@@ -56,7 +60,7 @@ def test_environment_variable_is_respected(monkeypatch):
     monkeypatch.setenv("MADE_NP_DEVICE", "cpu")
     assert get_xp() is np
     monkeypatch.setenv("MADE_NP_DEVICE", "gpu0")
-    with pytest.raises(BackendError, match="unknown device 'gpu0'"):
+    with pytest.raises(BackendChoiceError, match=r"^\$MADE_NP_DEVICE: unknown device 'gpu0'"):
         get_xp()
 
 
@@ -93,7 +97,7 @@ def test_resolve_dtype_accepts_float32_and_float64(given, expected):
 
 @pytest.mark.parametrize("bad", ["float16", "int32", np.int64, np.float16, "complex128"])
 def test_resolve_dtype_errors(bad):
-    with pytest.raises(BackendError) as e:
+    with pytest.raises(ValueError) as e:
         resolve_dtype(bad)
     msg = one_line(e)
     assert "unsupported dtype" in msg and "float32" in msg and "float64" in msg

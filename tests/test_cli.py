@@ -268,6 +268,12 @@ def test_cuda_without_cupy_is_a_one_line_error():
     assert_user_error(run("train", "--device", "cuda"), "CuPy")
 
 
+def test_an_unknown_device_in_the_environment_is_a_one_line_error(monkeypatch, single_run):
+    """$MADE_NP_DEVICE=tpu is a bad name (a ValueError in the API), still one line naming it, exit 2."""
+    monkeypatch.setenv("MADE_NP_DEVICE", "tpu")
+    assert_user_error(run("evaluate", single_run[0]), "$MADE_NP_DEVICE: unknown device 'tpu'", "cpu, cuda")
+
+
 def test_option_parsers():
     assert parse_hidden("500") == (500,) and parse_hidden("500, 300") == (500, 300)
     assert parse_hidden("") == () == parse_hidden("0")
