@@ -35,6 +35,7 @@ from .conditional import Imputation, impute as _impute
 from .data import find_discrete_columns, is_real
 from .config import MAX_CLASSES, MAX_EVAL_MASKS, MADEConfig, TrainConfig
 from .heads import HEADS
+from .limits import Part, check_api
 from .model import MADE
 from .optim import OPTIMIZERS
 from .sampling import sample as _sample
@@ -53,6 +54,17 @@ def _seeds(random_state, n: int) -> list:
     if isinstance(random_state, np.random.Generator):
         return [int(s) for s in random_state.integers(0, _SEED_HIGH, size=n)]
     return [int(s) for s in check_random_state(random_state).randint(0, _SEED_HIGH, size=n)]
+
+
+def _dense(X):
+    """``X`` checked by ``validate_data(accept_sparse=True)``, dense: a scipy.sparse matrix (a binary
+    bag of words from ``CountVectorizer(binary=True)``) is densified, as scikit-learn's discrete models
+    (``BernoulliNB``) take it, once the dense copy is known to fit the memory limit
+    (:func:`made_np.limits.check_api`): a MADE's first layer reads every entry of every row."""
+    if not hasattr(X, "toarray"):
+        return X
+    check_api([Part("X", f"a scipy.sparse X of shape {X.shape} densified", X.shape[0] * X.shape[1] * X.dtype.itemsize)])
+    return X.toarray()
 
 
 class MADEDensity(BaseEstimator):
@@ -170,7 +182,7 @@ class MADEDensity(BaseEstimator):
         self.discrete_columns = discrete_columns
 
     def __sklearn_tags__(self):
-        """Declare the input: categorical (whole numbers) and non-negative.
+        """Declare the input: categorical (whole numbers), non-negative, sparse matrices taken.
 
         scikit-learn's estimator checks then feed ``round(X - X.min())`` as int32
         instead of Gaussian floats, data this model can take.
@@ -178,6 +190,7 @@ class MADEDensity(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.categorical = True
         tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True  # densified (_dense)
         return tags
 
     def __getstate__(self):
@@ -214,7 +227,8 @@ class MADEDensity(BaseEstimator):
     def _check_X(self, X, reset: bool) -> np.ndarray:
         """Validate ``X`` and return it as a C-contiguous integer array (uint8, int32 or int64), or
         float64 for real-valued data (fractions in a float ``X`` in :meth:`fit`, a real head)."""
-        X = validate_data(self, X, reset=reset, dtype="numeric", ensure_min_samples=2 if reset else 1)
+        X = _dense(validate_data(self, X, reset=reset, dtype="numeric", accept_sparse=True,
+                                 ensure_min_samples=2 if reset else 1))
         if self._real(X) if reset else self.n_classes_ == 0:
             return np.ascontiguousarray(X, dtype=np.float64)
         if X.dtype.kind == "f" or X.dtype.kind == "c":
@@ -246,8 +260,9 @@ class MADEDensity(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Integer-valued data (any integer, bool or float dtype holding whole
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+            A sparse matrix is densified (refused, a ``LimitError``, when the dense copy would pass the
+            memory limit). Integer-valued data (any integer, bool or float dtype holding whole
             numbers): class ``0..C-1`` in every column, with ``C = max(X) + 1``
             (at least 2, at most 256); or real values (floats holding a fraction, or
             any numbers with ``head`` mog or gaussian), finite, no column constant.
@@ -323,7 +338,7 @@ class MADEDensity(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features_in_)
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features_in_)
             Integer-valued data with values in ``0..n_classes_-1``; real values when
             ``n_classes_ == 0``.
 
@@ -362,7 +377,7 @@ class MADEDensity(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features_in_)
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features_in_)
             As :meth:`score_samples`.
         y : None
             Ignored; present for API consistency.
@@ -478,8 +493,8 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
     def _check_X(self, X, reset: bool) -> np.ndarray:
         """``X`` as float64 with NaN where missing, its observed entries whole numbers ``>= 0``; in
         :meth:`fit` (``reset``) no row all missing."""
-        X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan",
-                          ensure_min_samples=2 if reset else 1)
+        X = _dense(validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan",
+                                 accept_sparse=True, ensure_min_samples=2 if reset else 1))
         if X.dtype.kind == "c":
             raise ValueError("MADEImputer needs real data (classes 0..C-1 and NaN where missing); X is complex")
         X = np.asarray(X, dtype=np.float64)
@@ -505,7 +520,7 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features_in_)
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features_in_)
             Classes ``0..n_classes_-1`` (real values when ``n_classes_ == 0``) where observed, NaN
             where missing.
         draws : int, default=0

@@ -104,6 +104,29 @@ def test_fit_accepts_integer_valued_floats_bools_and_lists(digits):
         np.testing.assert_array_equal(est.score_samples(X), ref)
 
 
+def test_fit_takes_a_sparse_matrix_as_its_dense_rows(digits, monkeypatch):
+    """A scipy.sparse X (a binary bag of words) gave scikit-learn's TypeError: it is densified, as
+    BernoulliNB takes it (the same fit and scores as the dense rows), and refused in one line naming
+    X when the dense copy would pass the memory limit."""
+    import scipy.sparse as sp
+
+    from made_np.estimator import MADEImputer
+    from made_np.limits import LimitError
+
+    small = digits[:100]
+    ref = MADEDensity(hidden=(8,), epochs=2, random_state=0).fit(small)
+    for X in (sp.csr_matrix(small), sp.csc_array(small.astype(np.uint8)), sp.coo_matrix(small)):
+        est = MADEDensity(hidden=(8,), epochs=2, random_state=0).fit(X)
+        np.testing.assert_array_equal(est.score_samples(X), ref.score_samples(small))
+    imputer = MADEImputer(hidden=(8,), epochs=2, random_state=0).fit(sp.csr_matrix(small))
+    np.testing.assert_array_equal(imputer.transform(sp.csr_matrix(small)), small)  # nothing missing
+    monkeypatch.setenv("MADE_NP_MAX_MEMORY", "1M")
+    big = sp.eye(20000, 100, dtype=np.int64, format="csr")  # 16 MB once dense
+    with pytest.raises(LimitError, match=r"^X needs about 15.3 MiB of memory, for a scipy.sparse X of shape "
+                                         r"\(20000, 100\) densified; the limit is 1.0 MiB"):
+        MADEDensity().fit(big)
+
+
 def test_fit_is_quiet(digits, capsys):
     MADEDensity(**SMALL, random_state=0).fit(digits)
     out = capsys.readouterr()
