@@ -361,11 +361,12 @@ def image_shape_of(info: dict):
     return tuple(stored) if stored else (math.isqrt(D),) * 2 if math.isqrt(D) ** 2 == D else None
 
 
-def format_nats(mean: float, stderr: float, n: int, D: int | None = None) -> str:
+def format_nats(mean: float, stderr, n: int, D: int | None = None) -> str:
     """``mean ± stderr nats``, with ``D`` followed by ``(mean/D ± stderr/D nats/dim)``; of one example
-    (``n < 2``) there is no standard error to show: ``mean nats (one example: no standard error)``."""
-    if n < 2:
-        return f"{mean:.3f} nats ({f'{mean / D:.5f} nats/dim; ' if D else ''}one example: no standard error)"
+    (``n < 2``, ``stderr`` None) the standard error is undefined: ``mean ± n/a nats (...; one example:
+    no standard error)``."""
+    if n < 2 or stderr is None:
+        return f"{mean:.3f} ± n/a nats ({f'{mean / D:.5f} ± n/a nats/dim; ' if D else ''}one example: no standard error)"
     return f"{mean:.3f} ± {stderr:.3f} nats" + (f" ({mean / D:.5f} ± {stderr / D:.5f} nats/dim)" if D else "")
 
 

@@ -115,8 +115,8 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     -------
     dict
         ``nll`` (mean NLL, nats per example), ``stderr`` (its standard error,
-        ``std / sqrt(N)`` with ``ddof=1``), ``nll_per_dim`` and ``stderr_per_dim``
-        (divided by D), ``n`` (N), ``D``, ``masks`` (number of masks used),
+        ``std / sqrt(N)`` with ``ddof=1``; None for one example, where it is undefined: ``null`` in
+        JSON), ``nll_per_dim`` and ``stderr_per_dim`` (divided by D), ``n`` (N), ``D``, ``masks`` (number of masks used),
         ``ensemble`` (bool) and ``mask_index`` (the single mask, or None).
 
     Raises
@@ -155,17 +155,18 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     n, D = int(values.shape[0]), model.config.D
     mean, stderr = mean_and_stderr(values)
     return {
-        "nll": mean, "stderr": stderr, "nll_per_dim": mean / D, "stderr_per_dim": stderr / D,
+        "nll": mean, "stderr": stderr, "nll_per_dim": mean / D, "stderr_per_dim": None if stderr is None else stderr / D,
         "n": n, "D": D, "masks": masks, "ensemble": bool(ensemble), "mask_index": single,
     }
 
 
 def mean_and_stderr(values) -> tuple:
     """The mean of per-example values (host array, shape (N,)) and its standard error
-    ``std / sqrt(N)`` (``ddof=1``; 0 for one example), as floats."""
+    ``std / sqrt(N)`` (``ddof=1``), as floats; the standard error of one example is undefined: None
+    (``null`` in JSON; printed ``± n/a``), not 0."""
     values = np.asarray(values, dtype=np.float64)
     n = int(values.size)
-    return float(values.mean()), (float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0)
+    return float(values.mean()), (float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else None)
 
 
 def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None, observed=None) -> float:

@@ -354,10 +354,28 @@ def test_one_example_shows_no_standard_error():
     """A 10-row file splits 8/1/1: a test NLL of one example used to print "± 0.000"."""
     from made_np.cli.common import format_nats
 
-    assert format_nats(4.2, 0.0, 1, 6) == "4.200 nats (0.70000 nats/dim; one example: no standard error)"
+    assert format_nats(4.2, None, 1, 6) == "4.200 ± n/a nats (0.70000 ± n/a nats/dim; one example: no standard error)"
     assert format_nats(4.2, 0.6, 2, 6) == "4.200 ± 0.600 nats (0.70000 ± 0.10000 nats/dim)"
-    assert format_nats(1.0174, 0.0, 1) == "1.017 nats (one example: no standard error)"  # complete, evaluate --observed
+    assert format_nats(1.0174, None, 1) == "1.017 ± n/a nats (one example: no standard error)"  # complete, evaluate --observed
     assert format_nats(1.0174, 0.25, 3) == "1.017 ± 0.250 nats"
+
+
+def test_one_test_example_stores_a_null_standard_error(tmp_path):
+    """results.json stored "stderr": 0.0 for a test split of one example: undefined, so null there,
+    in evaluate --json and in mean_and_stderr, and printed "± n/a"."""
+    from made_np import mean_and_stderr
+
+    assert mean_and_stderr([3.0]) == (3.0, None) and mean_and_stderr([1.0, 3.0]) == (2.0, 1.0)
+    np.save(tmp_path / "ten.npy", np.random.default_rng(0).integers(0, 2, (10, 4)))  # split 8/1/1
+    r = run("train", "--dataset", tmp_path / "ten.npy", "--hidden", 4, "--epochs", 1, "--num-masks", 2,
+            "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert "± n/a nats (" in r.output and "± 0.000" not in r.output
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    ev = json.loads(run("evaluate", tmp_path / "run", "--json").output)
+    for res in (results, ev):
+        for which in ("single", "ensemble"):
+            assert res[which]["n"] == 1 and res[which]["stderr"] is None and res[which]["stderr_per_dim"] is None
 
 
 def test_evaluate_refuses_an_ensemble_size_for_a_single_mask(single_run):
