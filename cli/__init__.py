@@ -28,8 +28,9 @@ and add it to :func:`cli` below. The math and the training recipe are the librar
 from __future__ import annotations
 
 
-from made_np import prefer_short_blas_spin
+from made_np import prefer_short_blas_spin, unset_empty_thread_variables
 
+unset_empty_thread_variables()  # OMP_NUM_THREADS= is unset, not passed to libgomp (which warns)
 prefer_short_blas_spin()  # the command line's OpenBLAS setting, before NumPy loads
 
 import click  # noqa: E402

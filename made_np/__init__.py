@@ -41,7 +41,7 @@ _MODULES = {
                          "atomic_file write_json json_text other_run",
     "made_np.limits": "LimitError memory_limit use_limit check_api model_parts sample_parts rows_parts complete_parts "
                       "png_parts check_png_count training_parts figure_samples Part MAX_PNG_IMAGES",
-    "made_np.fast": "prefer_short_blas_spin",
+    "made_np.fast": "prefer_short_blas_spin unset_empty_thread_variables",
     "made_np.fast.threads": "ThreadError parse_threads check_thread_variables",
 }
 #: Public name -> the module that defines it.

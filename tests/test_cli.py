@@ -342,6 +342,21 @@ def test_numexpr_gets_its_thread_counts_within_the_cores(variables, expected, mo
         numexpr.set_num_threads(before)
 
 
+def test_an_empty_thread_variable_is_unset_not_passed_to_libgomp():
+    """OMP_NUM_THREADS= made-np train printed "libgomp: Invalid value for environment variable
+    OMP_NUM_THREADS" (libgomp loads with scikit-learn): the command's entry unsets the empty (or blank)
+    thread variables, OpenMP's and the others', before any library reads them; set ones stay."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "", "OMP_THREAD_LIMIT": " ", "MKL_NUM_THREADS": "", "OMP_DYNAMIC": "false"}
+    code = ("import os, made_np.cli, sklearn.utils\n"
+            "print(sorted(n for n in ('OMP_NUM_THREADS', 'OMP_THREAD_LIMIT', 'MKL_NUM_THREADS', 'OMP_DYNAMIC') if n in os.environ))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "libgomp" not in done.stderr, done.stderr
+    assert done.stdout.strip() == "['OMP_DYNAMIC']"
+
+
 def test_made_np_threads_beyond_the_cores_is_refused_before_any_work(monkeypatch, tmp_path):
     """$MADE_NP_THREADS=100000 was not bounded like --threads: a RuntimeError after minutes of starting threads."""
     monkeypatch.setenv("MADE_NP_THREADS", "100000")

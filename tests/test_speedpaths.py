@@ -138,6 +138,7 @@ def test_bernoulli_head_split_over_threads_is_identical(monkeypatch):
     ({}, 2, 1),
     ({"OPENBLAS_NUM_THREADS": "1"}, 1, 1),                 # one core
     ({"OPENBLAS_THREAD_TIMEOUT": "zz"}, 2, 1),
+    ({"MADE_NP_THREADS": " ", "OMP_NUM_THREADS": "", "OPENBLAS_NUM_THREADS": "1"}, 2, 2),  # blank: unset
 ])
 def test_default_threads_follow_blas_settings(monkeypatch, env, cpus, expected):
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "MADE_NP_THREADS"):

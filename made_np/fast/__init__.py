@@ -24,6 +24,27 @@ import sys
 BLAS_ENV_DEFAULTS = {"OPENBLAS_THREAD_TIMEOUT": "10"}
 
 
+#: Thread counts that the libraries made-np loads read from the environment (besides OpenMP's ``OMP_*``).
+THREAD_COUNT_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMEXPR_MAX_THREADS",
+                          "MADE_NP_THREADS")
+
+
+def unset_empty_thread_variables() -> list:
+    """Unset the thread variables set to nothing (or blanks): OpenMP's ``OMP_*`` and
+    :data:`THREAD_COUNT_VARIABLES`. Empty means unset, as :mod:`made_np.fast.threads` reads them; but
+    libgomp (loaded with scikit-learn) reads ``OMP_NUM_THREADS=`` at load and prints
+    ``libgomp: Invalid value for environment variable OMP_NUM_THREADS``.
+
+    Called by entry points only (the ``made-np`` command), before any library loads. Returns the
+    names unset.
+    """
+    empty = [name for name, value in os.environ.items()
+             if (name.startswith("OMP_") or name in THREAD_COUNT_VARIABLES) and not value.strip()]
+    for name in empty:
+        del os.environ[name]
+    return empty
+
+
 def prefer_short_blas_spin() -> bool:
     """Set :data:`BLAS_ENV_DEFAULTS` (where the user has not) if NumPy is not loaded yet.
 

@@ -11,7 +11,9 @@ only the pool and numexpr.
 
 The thread count of the pool is, in order: the innermost :func:`thread_policy`
 of the running code (as :func:`use_threads` sets it), ``$MADE_NP_THREADS``, else
-:func:`default_cpu_threads`. Nothing here writes environment variables.
+:func:`default_cpu_threads`. A thread variable set to nothing (or blanks) counts as unset
+everywhere here (:func:`made_np.fast.unset_empty_thread_variables`). Nothing here writes
+environment variables.
 """
 from __future__ import annotations
 
@@ -106,7 +108,7 @@ def blas_leaves_cores_idle() -> bool:
     :data:`made_np.fast.BLAS_ENV_DEFAULTS`).
     """
     env = os.environ
-    if "1" in (env.get("OPENBLAS_NUM_THREADS"), env.get("OMP_NUM_THREADS")):
+    if "1" in (env.get("OPENBLAS_NUM_THREADS", "").strip(), env.get("OMP_NUM_THREADS", "").strip()):
         return True
     try:
         timeout = int(env.get("OPENBLAS_THREAD_TIMEOUT", ""))
@@ -170,8 +172,8 @@ def cpu_threads() -> int:
     """
     if _LIMIT and _LIMIT[-1]:
         return _LIMIT[-1]
-    value = os.environ.get("MADE_NP_THREADS")
-    if value:
+    value = os.environ.get("MADE_NP_THREADS", "")
+    if value.strip():  # empty (or blanks): unset
         return parse_threads(value, "$MADE_NP_THREADS") or default_cpu_threads()
     return default_cpu_threads()
 
@@ -204,7 +206,7 @@ def check_thread_variables() -> None:
         if value is not None and value.strip() and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", value):
             raise ThreadError(f"${name}={value!r}: expected a whole number of threads (OpenMP also takes a "
                               f"list such as 4,2); set it to one, or unset it")
-    if env.get("MADE_NP_THREADS"):
+    if env.get("MADE_NP_THREADS", "").strip():
         cpu_threads()
     if "numexpr" in sys.modules:
         return
