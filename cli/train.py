@@ -14,7 +14,7 @@ import click
 from made_np import (ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES,
                      DTYPES, ENCODINGS, ENGINES, HEADS, MAX_COMPONENTS, EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS,
                      MAX_EVAL_MASKS, METRICS_NAME, NAMES, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PRESETS, RESULTS_NAME,
-                     SMALL_DATA_MASKS, SMALL_DATA_ROWS, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig,
+                     SMALL_DATA_MASKS, SMALL_DATA_ROWS, UNLIMITED, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig,
                      RunFolderError, TrainConfig, balanced_labels, check_api, check_resume_state, device_of,
                      expand_path, figure_samples, finished_run_blocker, fit, get_xp, load_dataset, parse_threads,
                      read_checkpoint_meta, resolve_checkpoint_path, run_lock, sample, to_host, training_parts,
@@ -69,13 +69,13 @@ def parse_hidden(text):
 
 
 def parse_num_masks(text):
-    """``"inf"`` -> 0 (no limit); a positive integer -> itself; None stays None. (The bound is the
-    configuration's.)"""
+    """``"inf"`` -> :data:`made_np.UNLIMITED` (no limit); a positive integer -> itself; None stays None.
+    (The bound is the configuration's.)"""
     if text is None:
         return None
     t = text.strip().lower()
     if t in ("inf", "infinite"):
-        return 0
+        return UNLIMITED
     try:
         k = int(t)
     except ValueError:

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 #: The public names, by the module that defines them. ``made_np.plots`` (matplotlib) is imported by name.
 _MODULES = {
     "made_np.model": "MADE",
-    "made_np.config": "MADEConfig TrainConfig MAX_EVAL_MASKS MAX_COUNT MAX_EPOCHS EPOCHS_RANGE UPDATES_BUDGET "
+    "made_np.config": "MADEConfig TrainConfig UNLIMITED MAX_EVAL_MASKS MAX_COUNT MAX_EPOCHS EPOCHS_RANGE UPDATES_BUDGET "
                       "SMALL_DATA_MASKS SMALL_DATA_ROWS DEFAULT_DIRECT MAX_COMPONENTS ENCODINGS ENGINES LR_SCHEDULES OUTPUT_BIASES PRESETS",
     "made_np.train": "fit evaluate mean_and_stderr DivergenceError",
     "made_np.sampling": "sample balanced_labels METHODS DEFAULT_METHOD",

@@ -46,6 +46,10 @@ MAX_WIDTH = 10**7
 MAX_LAYERS = 100
 #: Size of the largest mask bank (masks are rebuilt from (seed, index) on demand).
 MAX_NUM_MASKS = 10**6
+#: ``num_masks`` of a bank without limit (a fresh mask at every resample), as it is spelled:
+#: ``float("inf")`` or the text ``"inf"`` (``--num-masks inf``). A configuration stores it as 0, the
+#: value of older checkpoints and calls, which keeps its meaning.
+UNLIMITED = math.inf
 #: Most Gaussians per variable of the mog head.
 MAX_COMPONENTS = 1000
 #: Gaussians per variable of the mog head by default (docs/math.md Sec. 13: measured on
@@ -184,6 +188,11 @@ class StrictConfig:
             kind = kind.rstrip("?")
             if kind == "int":
                 setattr(self, name, check_int(name, value, lo, hi))
+            elif kind == "masks":  # a bank's size, or inf (no limit), which MADEConfig stores as 0
+                try:
+                    setattr(self, name, check_int(name, value, lo if is_int(value) and value == 0 else 1, hi))
+                except ValueError as exc:
+                    raise ValueError(f"{exc}; or inf for no limit") from None
             elif kind == "real":
                 if not is_real(value):
                     raise ValueError(f"{name} must be a number, got {describe(value)}")
@@ -241,8 +250,10 @@ class MADEConfig(StrictConfig):
         Ordering of mask 0. ``given_ordering`` (a permutation of 1..D) overrides it.
     degrees : {"random", "equal"}
         Hidden degree rule (:func:`made_np.masks.hidden_degrees`).
-    num_masks : int
-        Size of the mask bank; 1 is a single fixed mask; 0 means no limit.
+    num_masks : int or inf
+        Size of the mask bank; 1 is a single fixed mask; ``inf`` (``float("inf")`` or ``"inf"``,
+        :data:`UNLIMITED`) means no limit, a fresh mask at every resample. Stored as 0 (read back from
+        older checkpoints and calls as the same no limit).
     order_agnostic, connectivity_agnostic : bool
         Whether masks beyond mask 0 resample the ordering and the hidden degrees
         (paper Secs. 4.1-4.2). Irrelevant when ``num_masks == 1``.
@@ -304,7 +315,7 @@ class MADEConfig(StrictConfig):
         return (("D", "int", 1, MAX_D), ("hidden", "ints", 1, MAX_WIDTH), ("classes", "int", 0, MAX_CLASSES),
                 ("head", "str", None, None), ("input_encoding", "str", None, None),
                 ("ordering", "str", None, None), ("given_ordering", "ints?", 1, MAX_D),
-                ("degrees", "str", None, None), ("num_masks", "int", 0, MAX_NUM_MASKS),
+                ("degrees", "str", None, None), ("num_masks", "masks", 0, MAX_NUM_MASKS),
                 ("order_agnostic", "bool", None, None), ("connectivity_agnostic", "bool", None, None),
                 ("direct", "bool", None, None), ("activation", "str", None, None),
                 ("init", "str", None, None), ("seed", "int", 0, MAX_SEED), ("dtype", "str", None, None),
@@ -313,6 +324,7 @@ class MADEConfig(StrictConfig):
                 ("discrete_columns", "ints", 0, MAX_D - 1))
 
     def __post_init__(self):
+        self.num_masks = _stored_num_masks(self.num_masks)
         self._check_types()
         self.hidden = tuple(int(h) for h in self.hidden)
         self.discrete_columns = tuple(int(d) for d in self.discrete_columns)
@@ -326,6 +338,7 @@ class MADEConfig(StrictConfig):
         field given 64.5, "64" or true), outside its bounds (:data:`MAX_D`, :data:`MAX_WIDTH`,
         :data:`MAX_LAYERS`, :data:`MAX_CLASSES`, :data:`MAX_NUM_MASKS`, :data:`MAX_SEED`), or
         an unknown name."""
+        self.num_masks = _stored_num_masks(self.num_masks)
         self._check_types()
         for what, name, choices in (("head", self.head, HEADS), ("input encoding", self.input_encoding, ENCODINGS),
                                     ("ordering", self.ordering, ORDERINGS), ("degree rule", self.degrees, DEGREE_RULES),
@@ -345,7 +358,6 @@ class MADEConfig(StrictConfig):
             (self.input_encoding != "binary" or self.classes == 2,
              f"input encoding 'binary' needs 2 classes, got {self.classes}: use onehot, raw or scaled"),
             (HEADS[self.head].check_classes(self.classes) is None, HEADS[self.head].check_classes(self.classes)),
-            (self.num_masks >= 0, f"num_masks must be >= 0 (0 = no limit), got {self.num_masks}"),
             (self.context >= 0, f"context width must be >= 0 (0: no context), got {self.context}"),
             (self.head != "mixed" or self.discrete_columns,
              "the mixed head needs discrete_columns (at least one); with none use the mog head"),
@@ -395,7 +407,7 @@ class MADEConfig(StrictConfig):
                   "input_encoding": default_encoding(classes),
                   "direct": DEFAULT_DIRECT, "num_masks": default_num_masks(dataset)}
         if classes == 0 and _train_rows(dataset) >= SMALL_DATA_ROWS:
-            values.update(LARGE_REAL_DEFAULTS, **({"num_masks": 0} if D <= FEW_ORDERINGS_D else {}))
+            values.update(LARGE_REAL_DEFAULTS, **({"num_masks": UNLIMITED} if D <= FEW_ORDERINGS_D else {}))
         if int(getattr(dataset, "context_width", 0) or 0) > 0:
             values["context"] = int(dataset.context_width)
             values["context_encoding"] = dataset.context_encoding
@@ -414,6 +426,14 @@ class MADEConfig(StrictConfig):
         d["given_ordering"] = None if self.given_ordering is None else list(self.given_ordering)
         d["discrete_columns"], d["levels"] = list(self.discrete_columns), [list(v) for v in self.levels]
         return d
+
+
+def _stored_num_masks(value):
+    """``num_masks`` as a configuration stores it: :data:`UNLIMITED` (``inf``, or the text ``"inf"`` in
+    any case) as 0, the stored no limit; anything else as given (checked as an integer next)."""
+    if isinstance(value, str) and value.strip().lower() == "inf" or is_real(value) and value == UNLIMITED:
+        return 0
+    return value
 
 
 def _check_levels(levels) -> tuple:
@@ -480,7 +500,7 @@ class TrainConfig(StrictConfig):
         Minibatches between mask changes when the bank has more than one mask
         (the paper changes mask at every update). With ``K >= 2`` masks the mask
         of minibatch ``i`` (counted over the whole run) is ``(i // resample_every) % K``;
-        with no limit (``num_masks == 0``) it is mask ``i // resample_every``, a fresh one.
+        with no limit (``num_masks`` inf, stored as 0) it is mask ``i // resample_every``, a fresh one.
     valid_masks : int or None
         Masks in the validation ensemble during training when the bank has more
         than one mask. ``None``: the whole bank capped at 16 (16 with no limit).

@@ -33,7 +33,7 @@ from . import backend
 from .checks import check_choice, check_int
 from .conditional import Imputation, impute as _impute
 from .data import find_discrete_columns, is_real
-from .config import MAX_CLASSES, MAX_EVAL_MASKS, MADEConfig, TrainConfig
+from .config import MAX_CLASSES, MAX_EVAL_MASKS, UNLIMITED, MADEConfig, TrainConfig
 from .heads import HEADS
 from .limits import Part, check_api
 from .model import MADE
@@ -74,9 +74,10 @@ class MADEDensity(BaseEstimator):
     ----------
     hidden : tuple of int, default=(500,)
         Widths of the hidden layers, e.g. ``(500,)`` or ``(500, 500)``.
-    num_masks : int or None, default=None
+    num_masks : int, inf or None, default=None
         Size of the bank of masks cycled through in training (paper Algorithm 1):
-        1 is a single fixed mask, 0 means no limit (a fresh mask per update);
+        1 is a single fixed mask, ``float("inf")`` (or ``"inf"``) means no limit (a fresh mask per
+        update; 0, its older spelling, means the same);
         ``None``: the library's recipe (:func:`made_np.config.default_num_masks`: a bank
         of 16 for fewer than 10,000 training rows, else 1), as ``made-np train``.
         With more than one mask, :meth:`score_samples` and :meth:`sample` use the
@@ -446,8 +447,8 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
     ----------
     hidden, order_agnostic, connectivity_agnostic, direct, ordering, epochs, batch_size, lr, optimizer, patience, validation_fraction, eval_masks, random_state, head, components, discrete_columns
         As :class:`MADEDensity` (``random_state`` also seeds the completions of :meth:`transform`).
-    num_masks : int, default=0
-        As :class:`MADEDensity`; 0 (a fresh ordering at every update) by default: imputing any
+    num_masks : int or inf, default=inf
+        As :class:`MADEDensity`; ``inf`` (a fresh ordering at every update) by default: imputing any
         pattern of missing entries needs a model trained over many orderings, so 1 is refused.
     masks : int, default=16
         K, the observed-first masks of the mixture each row is completed from.
@@ -470,7 +471,7 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
     False
     """
 
-    def __init__(self, hidden=(500,), num_masks=0, order_agnostic=True, connectivity_agnostic=True,
+    def __init__(self, hidden=(500,), num_masks=UNLIMITED, order_agnostic=True, connectivity_agnostic=True,
                  direct=None, ordering="natural", epochs=None, batch_size=100, lr=None,
                  optimizer="adam", patience=30, validation_fraction=0.1, eval_masks=None,
                  random_state=None, head=None, components=None, discrete_columns="auto", masks=16, draws=100):

@@ -14,6 +14,7 @@ a test module needs (pytest puts ``tests/`` on ``sys.path``).
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -111,7 +112,7 @@ def model_configs(draw, min_D: int = 1, max_D: int = 8, max_layers: int = 3, fac
     ``head``: bernoulli (2 classes) or categorical (``classes`` or 2..max_classes), or when named, mog
     (1..3 components), gaussian or mixed (discrete columns of 1..7 levels) (real values: classes 0,
     raw inputs); ``encoding``: binary
-    (Bernoulli only) or onehot/raw/scaled; ``num_masks``: 1 (fixed mask), 2..4 or 0 (no limit).
+    (Bernoulli only) or onehot/raw/scaled; ``num_masks``: 1 (fixed mask), 2..4 or inf (no limit; the configuration stores 0).
     """
     D = draw(dims(min_D, max_D))
     head = draw(st.sampled_from(("bernoulli", "categorical"))) if head is None else head
@@ -130,7 +131,7 @@ def model_configs(draw, min_D: int = 1, max_D: int = 8, max_layers: int = 3, fac
         "head": head,
         "input_encoding": encoding,
         "degrees": draw(st.sampled_from(DEGREE_RULES)) if degrees is None else degrees,
-        "num_masks": draw(st.sampled_from((1, 2, 3, 4, 0))) if num_masks is None else num_masks,
+        "num_masks": draw(st.sampled_from((1, 2, 3, 4, math.inf))) if num_masks is None else num_masks,
         "order_agnostic": draw(st.booleans()) if order_agnostic is None else order_agnostic,
         "connectivity_agnostic": (draw(st.booleans()) if connectivity_agnostic is None
                                   else connectivity_agnostic),

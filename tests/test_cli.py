@@ -2,6 +2,7 @@
 import csv
 import importlib.util
 import json
+import math
 import os
 import re
 
@@ -277,7 +278,7 @@ def test_an_unknown_device_in_the_environment_is_a_one_line_error(monkeypatch, s
 def test_option_parsers():
     assert parse_hidden("500") == (500,) and parse_hidden("500, 300") == (500, 300)
     assert parse_hidden("") == () == parse_hidden("0")
-    assert parse_num_masks("inf") == 0 and parse_num_masks("8") == 8
+    assert parse_num_masks("inf") == math.inf and parse_num_masks("8") == 8
     for bad in ("0", "-2", "x"):  # 0 is not a silent "inf"
         with pytest.raises(Exception, match="--num-masks"):
             parse_num_masks(bad)

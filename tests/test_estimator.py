@@ -127,6 +127,19 @@ def test_fit_takes_a_sparse_matrix_as_its_dense_rows(digits, monkeypatch):
         MADEDensity().fit(big)
 
 
+def test_num_masks_inf_is_a_bank_without_limit(digits):
+    """num_masks=float("inf") (or "inf", as --num-masks inf) is the unlimited bank (stored as 0, its
+    older spelling, which still works); MADEImputer's default is spelled inf."""
+    from made_np.estimator import MADEImputer
+
+    small = digits[:100]
+    scores = [MADEDensity(hidden=(8,), epochs=2, num_masks=k, eval_masks=3, random_state=0).fit(small).score_samples(small)
+              for k in (float("inf"), "inf", 0)]
+    np.testing.assert_array_equal(scores[0], scores[1])
+    np.testing.assert_array_equal(scores[0], scores[2])
+    assert MADEImputer().get_params()["num_masks"] == float("inf")
+
+
 def test_fit_is_quiet(digits, capsys):
     MADEDensity(**SMALL, random_state=0).fit(digits)
     out = capsys.readouterr()

@@ -51,6 +51,25 @@ def test_train_config_round_trip_and_validation():
         TrainConfig.from_dict({"epochs": 3, "bogus": 1})
 
 
+def test_an_unlimited_bank_is_spelled_inf(chain):
+    """An unlimited bank was `inf` on the command line but 0 in the API (which the CLI refuses): the API
+    takes float("inf") or "inf", as the CLI does; a configuration stores 0, which older checkpoints hold
+    and older calls give, with the same meaning; refusals name inf."""
+    from made_np import UNLIMITED
+
+    stored = MADEConfig(D=D, hidden=(8,), num_masks=0)
+    for spelling in (math.inf, UNLIMITED, "inf", " INF", np.float64("inf")):
+        cfg = MADEConfig(D=D, hidden=(8,), num_masks=spelling)
+        assert cfg == stored and cfg.num_masks == 0 and cfg.to_dict()["num_masks"] == 0
+    assert MADEConfig.from_dict(stored.to_dict()) == stored  # an older checkpoint's 0
+    model = MADE(MADEConfig(D=D, hidden=(8,), num_masks="inf"))
+    fit(model, chain, TrainConfig(epochs=1, batch_size=50, resample_every=4))
+    assert [mask_for_step(i, model.config.num_masks, 4) for i in (0, 4, 8, 400)] == [0, 1, 2, 100]  # fresh masks
+    for bad in (-1, -math.inf, "infinite", 2.5):
+        with pytest.raises(ValueError, match=r"^num_masks must .*; or inf for no limit$"):
+            MADEConfig(D=D, num_masks=bad)
+
+
 def test_output_bias_choices():
     assert TrainConfig().output_bias == "marginals"
     assert TrainConfig.for_data(None, preset="paper").output_bias == "zero"  # as the paper's code
