@@ -86,35 +86,45 @@ class _NumexprKernels:
         ev("p - lr * g / sqrt(s + e)", out=p, casting="same_kind")
 
 
+#: The CuPy kernels' sources: name -> ``(in_params, out_params, body)`` of a ``cupy.ElementwiseKernel``.
+#: Type-generic: ``T`` is the dtype of the parameters (float32 or float64), and the scalars are passed as
+#: ``T`` too; the output parameters (``p``, ``m``, ``v``, ``s``) are given, and updated in place. The
+#: bodies are the updates of :class:`_NumexprKernels` (the same per-entry arithmetic). tests/test_cuda.py
+#: reads their C on the CPU (every parameter used, nothing undeclared) and compiles each on a GPU.
+CUDA_KERNELS = {
+    "made_np_adam": (
+        "T g, T b1, T b2, T s, T e, T wd",
+        "T p, T m, T v",
+        """
+        T gg = g + wd * p;
+        m = b1 * m + (1 - b1) * gg;
+        v = b2 * v + (1 - b2) * gg * gg;
+        p -= s * m / (sqrt(v) + e);
+        """,
+    ),
+    "made_np_adagrad": (
+        "T g, T lr, T e, T wd",
+        "T p, T s",
+        """
+        T gg = g + wd * p;
+        s += gg * gg;
+        p -= lr * gg / sqrt(s + e);
+        """,
+    ),
+}
+
+
 class _CupyKernels:
-    """CuPy ``ElementwiseKernel`` versions of the optimiser updates."""
+    """CuPy ``ElementwiseKernel`` versions of the optimiser updates (:data:`CUDA_KERNELS`), each one
+    kernel launch on the current stream: no host copy, no synchronisation."""
 
     @classmethod
     def create(cls, cp):
         return cls(cp)
 
     def __init__(self, cp):
-        self._adam = cp.ElementwiseKernel(
-            "T g, T b1, T b2, T s, T e, T wd",
-            "T p, T m, T v",
-            """
-            T gg = g + wd * p;
-            m = b1 * m + (1 - b1) * gg;
-            v = b2 * v + (1 - b2) * gg * gg;
-            p -= s * m / (sqrt(v) + e);
-            """,
-            "made_np_adam",
-        )
-        self._adagrad = cp.ElementwiseKernel(
-            "T g, T lr, T e, T wd",
-            "T p, T s",
-            """
-            T gg = g + wd * p;
-            s += gg * gg;
-            p -= lr * gg / sqrt(s + e);
-            """,
-            "made_np_adagrad",
-        )
+        self._adam, self._adagrad = (cp.ElementwiseKernel(*CUDA_KERNELS[name], name)
+                                     for name in ("made_np_adam", "made_np_adagrad"))
 
     def adam(self, p, g, m, v, beta1, beta2, step, eps, weight_decay):
         t = p.dtype.type
