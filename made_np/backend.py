@@ -105,11 +105,18 @@ def host_rng(*seed) -> np.random.Generator:
 
 
 def to_host(a) -> np.ndarray:
-    """Copy an array (NumPy or CuPy) to a host :class:`numpy.ndarray` (no copy if already host)."""
+    """Copy an array (NumPy or CuPy) to a host :class:`numpy.ndarray` (no copy if already host).
+
+    A device array (anything with ``__cuda_array_interface__``; not just anything with a ``.get``,
+    as a DataFrame) goes through :func:`cupy.asnumpy`: a blocking copy on the current stream, after
+    the work queued there, which takes CUDA arrays of other libraries too (``.get()`` is CuPy's only).
+    """
     if isinstance(a, np.ndarray):
         return a
-    if hasattr(a, "__cuda_array_interface__"):  # a device array (not just anything with a .get, as a DataFrame)
-        return a.get()
+    if hasattr(a, "__cuda_array_interface__"):
+        import cupy
+
+        return cupy.asnumpy(a)
     return np.asarray(a)
 
 

@@ -130,6 +130,18 @@ def test_to_host_takes_only_device_arrays_for_device_arrays():
     np.testing.assert_array_equal(to_host(Table()), np.ones((2, 3)))
 
 
+def test_to_host_copies_any_cuda_array_through_cupy_asnumpy(monkeypatch):
+    """A CUDA array of another library (numba's, a DLPack wrapper) has __cuda_array_interface__ but no
+    CuPy .get(): to_host called .get(); cupy.asnumpy takes any of them (a blocking copy)."""
+    class ForeignDeviceArray:  # no .get()
+        __cuda_array_interface__ = {"shape": (2,), "typestr": "<f4", "data": (0, False), "version": 3}
+
+    seen = []
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(asnumpy=lambda a: seen.append(a) or np.zeros(2)))
+    a = ForeignDeviceArray()
+    assert backend.to_host(a).tolist() == [0.0, 0.0] and seen == [a]
+
+
 @pytest.mark.parametrize("cupy", [None, _fake_cupy(error=RuntimeError("no driver")), _fake_cupy(count=0)],
                          ids=["no CuPy", "no driver", "no GPU"])
 def test_cuda_errors_name_where_the_setting_came_from(monkeypatch, cupy):
