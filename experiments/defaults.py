@@ -39,16 +39,16 @@ SETTINGS = {
     "old": ({"direct": False, "num_masks": 1}, {"epochs": "old", "output_bias": "zero"}),
     "1mask-direct-e200": ({"direct": True, "num_masks": 1}, {"epochs": 200}),
     "1mask-direct-e500": ({"direct": True, "num_masks": 1}, {"epochs": 500}),
-    "inf-direct-const1e-2": ({"direct": True, "num_masks": 0}, {"lr": 1e-2, "lr_schedule": "constant", "epochs": 1000,
+    "inf-direct-const1e-2": ({"direct": True, "num_masks": "inf"}, {"lr": 1e-2, "lr_schedule": "constant", "epochs": 1000,
                                                                  "eval_masks": 128}),
-    "inf-direct-cos-e500": ({"direct": True, "num_masks": 0}, {"epochs": 500, "eval_masks": 128}),
+    "inf-direct-cos-e500": ({"direct": True, "num_masks": "inf"}, {"epochs": 500, "eval_masks": 128}),
     "k16-direct-cos-e500": ({"direct": True, "num_masks": 16}, {"epochs": 500}),
     "k32-direct-cos-e500": ({"direct": True, "num_masks": 32}, {"epochs": 500}),
     # candidate recipes: a budget of about 25,000 updates (50..1000 epochs), early stopping
     "R-k32": ({"direct": True, "num_masks": 32}, {"epochs": "budget"}),
     "R-1mask": ({"direct": True, "num_masks": 1}, {"epochs": "budget"}),
     "R-k16": ({"direct": True, "num_masks": 16}, {"epochs": "budget"}),
-    "R-inf": ({"direct": True, "num_masks": 0}, {"epochs": "budget", "eval_masks": 128}),
+    "R-inf": ({"direct": True, "num_masks": "inf"}, {"epochs": "budget", "eval_masks": 128}),
     "R-k32-2d": ({"direct": True}, {"epochs": "budget"}),   # the 2d model defaults (2x100, scaled, 32 masks) + direct
     # the paper's protocol (--preset paper), one mask and the recipe's bank
     "paper-1mask": ({"num_masks": 1, "preset": "paper"}, {"preset": "paper"}),
