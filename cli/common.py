@@ -19,8 +19,8 @@ import click
 
 import made_np
 from made_np import (CHECKPOINT_NAME, DEVICES, DIST_FILE, MAX_EVAL_MASKS, MAX_SEED, MNIST_FILE, BackendError,
-                     BackendChoiceError, CheckpointError, DataError, LimitError, MaskError, ThreadError, atomic_file, balanced_labels,
-                     check_context, check_same_data, check_thread_variables, evaluate, find_data_file, is_named,
+                     BackendChoiceError, CheckpointError, DataError, LimitError, MaskError, ThreadError, atomic_file,
+                     balanced_labels, check_context, check_same_data, check_thread_variables, evaluate, find_data_file, is_named,
                      json_text, load_checkpoint, load_dataset, other_run, read_array, to_host)
 
 #: Exceptions that are the user's doing: shown as one line, exit status 2.
@@ -366,7 +366,8 @@ def format_nats(mean: float, stderr, n: int, D: int | None = None) -> str:
     (``n < 2``, ``stderr`` None) the standard error is undefined: ``mean ± n/a nats (...; one example:
     no standard error)``."""
     if n < 2 or stderr is None:
-        return f"{mean:.3f} ± n/a nats ({f'{mean / D:.5f} ± n/a nats/dim; ' if D else ''}one example: no standard error)"
+        per_dim = f"{mean / D:.5f} ± n/a nats/dim; " if D else ""
+        return f"{mean:.3f} ± n/a nats ({per_dim}one example: no standard error)"
     return f"{mean:.3f} ± {stderr:.3f} nats" + (f" ({mean / D:.5f} ± {stderr / D:.5f} nats/dim)" if D else "")
 
 

@@ -57,7 +57,7 @@ def _seeds(random_state, n: int) -> list:
 
 
 def _dense(X):
-    """``X`` checked by ``validate_data(accept_sparse=True)``, dense: a scipy.sparse matrix (a binary
+    """``X`` checked by ``validate_data(accept_sparse=...)``, dense: a scipy.sparse matrix (a binary
     bag of words from ``CountVectorizer(binary=True)``) is densified, as scikit-learn's discrete models
     (``BernoulliNB``) take it, once the dense copy is known to fit the memory limit
     (:func:`made_np.limits.check_api`): a MADE's first layer reads every entry of every row."""
@@ -228,7 +228,7 @@ class MADEDensity(BaseEstimator):
     def _check_X(self, X, reset: bool) -> np.ndarray:
         """Validate ``X`` and return it as a C-contiguous integer array (uint8, int32 or int64), or
         float64 for real-valued data (fractions in a float ``X`` in :meth:`fit`, a real head)."""
-        X = _dense(validate_data(self, X, reset=reset, dtype="numeric", accept_sparse=True,
+        X = _dense(validate_data(self, X, reset=reset, dtype="numeric", accept_sparse=("csr", "csc", "coo"),
                                  ensure_min_samples=2 if reset else 1))
         if self._real(X) if reset else self.n_classes_ == 0:
             return np.ascontiguousarray(X, dtype=np.float64)
@@ -495,7 +495,7 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
         """``X`` as float64 with NaN where missing, its observed entries whole numbers ``>= 0``; in
         :meth:`fit` (``reset``) no row all missing."""
         X = _dense(validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan",
-                                 accept_sparse=True, ensure_min_samples=2 if reset else 1))
+                                 accept_sparse=("csr", "csc", "coo"), ensure_min_samples=2 if reset else 1))
         if X.dtype.kind == "c":
             raise ValueError("MADEImputer needs real data (classes 0..C-1 and NaN where missing); X is complex")
         X = np.asarray(X, dtype=np.float64)
