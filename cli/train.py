@@ -404,6 +404,8 @@ def _resume(ctx, o, where) -> None:
             verb = "training on" if state["finished"] else "resuming"
             say(f"{verb} {ckpt} after epoch {state['epoch']} (best valid NLL "
                        f"{state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
+            if model.config.discrete_columns:
+                say(discrete_line(model.config, ds.columns))
         _train_and_report(ctx, model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
 
 
