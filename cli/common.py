@@ -339,7 +339,8 @@ def load_split(info: dict, split: str, dataset_path=None):
     elif dataset_path is not None:
         check_dataset_path(source, dataset_path)
     try:
-        ds = load_dataset(source, path=path, seed=int(spec.get("seed") or 0), context=spec.get("context"))
+        ds = load_dataset(source, path=path, seed=int(spec.get("seed") or 0), context=spec.get("context"),
+                          real=bool(spec.get("real")))
     except DataError as exc:
         hint = "" if dataset_path is not None else ("; pass its file with --dataset-path" if named else
                                                    "; if the file has moved, give its new place with --dataset-path")

@@ -307,7 +307,8 @@ def _new_run(ctx, o, where) -> None:
         if not o["dataset"].strip():
             raise UserError("--dataset: empty; give digits, binarized-mnist, 2d or a data file")
         check_dataset_path(o["dataset"], o["dataset_path"])
-        ds = load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"])
+        ds = load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"],
+                          real=bool(o["head"]) and HEADS[o["head"]].real)  # --head mog: whole numbers as measurements
         for key in [*PRESETS[o["preset"]][0], *PRESETS[o["preset"]][1]] if o["preset"] else ():
             o[key] = o[key] if given(ctx, key) else None  # what a preset sets is the preset's unless given
         o.update(hidden=parse_hidden(o["hidden"]), num_masks=parse_num_masks(o["num_masks"]),
@@ -403,6 +404,8 @@ def _resume(ctx, o, where) -> None:
             verb = "training on" if state["finished"] else "resuming"
             say(f"{verb} {ckpt} after epoch {state['epoch']} (best valid NLL "
                        f"{state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
+            if model.config.discrete_columns:
+                say(discrete_line(model.config, ds.columns))
         _train_and_report(ctx, model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
 
 

@@ -39,8 +39,9 @@ a path
 
 Files are read by :mod:`made_np.npyio` (regular files only, headers checked before any data,
 no pickles, sizes against the memory limit). Values that are all integers in
-``0 .. MAX_CLASSES - 1`` are categorical data (``uint8``); a file of floats with a value that
-is not an integer is real-valued data (``float64`` in its own units, ``classes == 0``), which
+``0 .. MAX_CLASSES - 1`` are categorical data (``uint8``); a file with a value that is not an
+integer, or a whole number outside that range (a count, a year, a price), is real-valued data
+(``float64`` in its own units, ``classes == 0``; ``real=True`` takes any file so), which
 must be finite (NaN only with ``allow_nan=True``) and vary in every column of the training split.
 :mod:`made_np.download` fetches the named sets, verified.
 """
@@ -329,22 +330,16 @@ def _check_shape(arr: np.ndarray, file, what: str) -> np.ndarray:
 
 
 def _check_array(arr: np.ndarray, file, what: str, names=(), lines=None) -> np.ndarray:
-    """Check one split: 2-D, rows, finite, non-negative integers. Returns it (bool -> uint8). A bad
-    value is named as :func:`_check_real` names it (:func:`_at`: a text file's line, the column's name)."""
+    """Check one split of category indices (whole numbers 0 .. MAX_CLASSES - 1, as :func:`is_real`
+    leaves them): 2-D, rows, no NaN/inf. Returns it (bool -> uint8). A bad value is named as
+    :func:`_check_real` names it (:func:`_at`: a text file's line, the column's name)."""
     arr = _check_shape(arr, file, what)
-    kind = arr.dtype.kind
-    for kinds, find_bad, label, fix in (  # masks made one at a time: a split may be large
-            ("f", lambda: ~np.isfinite(arr), None, "expected integers >= 0: drop or impute the missing entries"),
-            ("if", lambda: arr < 0, "negative value", "expected integers >= 0"),
-            ("iuf", lambda: arr >= MAX_CLASSES, "value", f"at most MAX_CLASSES = {MAX_CLASSES} classes (values "
-             f"0..{MAX_CLASSES - 1}) are supported, since each value is a one-hot input and a softmax output; "
-             "re-encode the data as category indices")):
-        bad = find_bad() if kind in kinds else None
-        if bad is not None and bad.any():
-            r, c = np.unravel_index(np.argmax(bad), arr.shape)
-            n = int(np.count_nonzero(bad))
-            label = label or f"{n} NaN/inf value{'s' if n != 1 else ''}, the first"
-            raise DataError(f"{file}: {what} has {label} {_fmt(arr[r, c])} at {_at(r, c, names, lines)}; {fix}")
+    bad = ~np.isfinite(arr) if arr.dtype.kind == "f" else None
+    if bad is not None and bad.any():
+        r, c = np.unravel_index(np.argmax(bad), arr.shape)
+        n = int(np.count_nonzero(bad))
+        raise DataError(f"{file}: {what} has {n} NaN/inf value{'s' if n != 1 else ''}, the first {_fmt(arr[r, c])} "
+                        f"at {_at(r, c, names, lines)}; expected integers >= 0: drop or impute the missing entries")
     return arr
 
 
@@ -355,8 +350,14 @@ def _fmt(value) -> str:
 
 def is_real(arrays) -> bool:
     """Whether the arrays are real-valued data: floats with a finite value that is not an integer
-    (NaN, a missing entry, and inf aside). The one rule of the loaders and the estimators."""
-    return any(a.dtype.kind == "f" and bool(np.any(np.isfinite(a) & (a != np.floor(a)))) for a in arrays)
+    (NaN, a missing entry, and inf aside), or whole numbers that cannot be category indices (a value
+    below 0 or from :data:`MAX_CLASSES` on: counts, years, prices, temperatures). The one rule of the
+    loaders and the estimators."""
+    def real(a):
+        if a.dtype.kind in "iu":
+            return a.size > 0 and (a.min() < 0 or a.max() >= MAX_CLASSES)
+        return a.dtype.kind == "f" and bool(np.any(np.isfinite(a) & ((a != np.floor(a)) | (a < 0) | (a >= MAX_CLASSES))))
+    return any(real(a) for a in arrays)
 
 
 def _column(c: int, names=()) -> str:
@@ -429,15 +430,15 @@ def _split_rows(n: int, seed: int) -> tuple:
     return perm[: n - 2 * k], perm[n - 2 * k : n - k], perm[n - k :]
 
 
-def _make_dataset(name: str, splits: dict, file, allow_nan: bool = False, names=()) -> Dataset:
+def _make_dataset(name: str, splits: dict, file, allow_nan: bool = False, names=(), real: bool = False) -> Dataset:
     """Check the splits (``{label: array}``, train/valid/test order) and build a Dataset:
-    real-valued when :func:`is_real`, else integer data as before."""
-    if is_real(a for a in splits.values() if isinstance(a, np.ndarray)):
+    real-valued when ``real`` or :func:`is_real`, else integer data as before."""
+    if real or is_real(a for a in splits.values() if isinstance(a, np.ndarray)):
         return _make_real(name, splits, file, allow_nan, names)
     arrays = [_check_array(a, file, label) for label, a in splits.items()]
     _check_widths(arrays, splits, file)
     top = max(float(a.max()) for a in arrays)
-    classes = 2 if top <= 1 else int(top) + 1  # <= MAX_CLASSES: _check_array bounds the values
+    classes = 2 if top <= 1 else int(top) + 1  # <= MAX_CLASSES: is_real takes larger values as real
     k = math.isqrt(arrays[0].shape[1])
     return Dataset(name, *(a.astype(np.uint8, copy=False) for a in arrays), classes,
                    (k, k) if k * k == arrays[0].shape[1] else None)
@@ -524,7 +525,7 @@ def read_table(path, what: str = "array") -> tuple:
     return _check_real(x, label, "table", allow_nan=True, names=columns or (), lines=lines), columns
 
 
-def _load_path(p: Path, seed: int, allow_nan: bool = False) -> Dataset:
+def _load_path(p: Path, seed: int, allow_nan: bool = False, real: bool = False) -> Dataset:
     """Load an .npz, an .npy, a .csv or a folder of .amat files (format read from the content;
     a .csv by its suffix)."""
     if p.is_dir():
@@ -535,7 +536,8 @@ def _load_path(p: Path, seed: int, allow_nan: bool = False) -> Dataset:
         return _make_dataset(p.name, {f"file {n}": read_text_matrix(p / n) for n in AMAT_FILES}, p)
     head = magic(p)
     if head.startswith(b"PK"):
-        return _make_dataset(p.stem, {f"key '{k}'": a for k, a in read_npz(p, SPLIT_KEYS).items()}, p, allow_nan)
+        return _make_dataset(p.stem, {f"key '{k}'": a for k, a in read_npz(p, SPLIT_KEYS).items()}, p, allow_nan,
+                             real=real)
     names, lines = (), None
     if head == b"\x93NUMPY":
         arr = read_npy(p)
@@ -544,13 +546,13 @@ def _load_path(p: Path, seed: int, allow_nan: bool = False) -> Dataset:
     else:
         raise DataError(f"{p}: not an .npz or .npy file (expected keys {', '.join(SPLIT_KEYS)} in an .npz, "
                         "one (N, D) array in an .npy or a .csv, or a folder of binarized_mnist_{train,valid,test}.amat)")
-    arr = (_check_real(arr, p, "array", allow_nan, names, lines) if is_real([arr])
+    arr = (_check_real(arr, p, "array", allow_nan, names, lines) if real or is_real([arr])
            else _check_array(arr, p, "array", names, lines))
     n = arr.shape[0]
     if n < 10:
         raise DataError(f"{p}: array has only {n} row{'s' if n != 1 else ''}; need at least 10 to split 80/10/10")
     parts = _split_rows(n, seed)
-    return _make_dataset(p.stem, {f"array ({s} part)": arr[i] for s, i in zip(SPLITS, parts)}, p, allow_nan, names)
+    return _make_dataset(p.stem, {f"array ({s} part)": arr[i] for s, i in zip(SPLITS, parts)}, p, allow_nan, names, real)
 
 
 # --------------------------------------------------------------------------- contexts
@@ -757,7 +759,7 @@ def _load_mnist(path, seed: int) -> Dataset:
 
 
 def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str | None = None,
-                 allow_nan: bool = False) -> Dataset:
+                 allow_nan: bool = False, real: bool = False) -> Dataset:
     """Load a data set by name or from a file.
 
     Parameters
@@ -788,12 +790,17 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
     allow_nan : bool, default False
         Accept NaN (missing values; an empty CSV cell) in real-valued data, for imputation.
         Integer data never hold NaN (their splits are ``uint8``).
+    real : bool, default False
+        Take a data file of whole numbers as real-valued (``float64``, ``classes == 0``), for the
+        real heads (``gaussian``, ``mog``, ``mixed``), as files of fractions and of whole numbers
+        outside ``0 .. MAX_CLASSES - 1`` always are (:func:`is_real`). The named sets keep their
+        kind (digits-real is the real-valued digits).
 
     Returns
     -------
     Dataset
         Values 0/1 everywhere -> binary (``classes == 2``, ``uint8``); other
-        non-negative integers -> ``classes = max + 1`` over all splits.
+        integers in ``0 .. MAX_CLASSES - 1`` -> ``classes = max + 1`` over all splits.
 
         * digits: 1297 / 250 / 250 rows x 64, ``uint8``, image ``(8, 8)``.
         * binarized-mnist: 50000 / 10000 / 10000 x 784, ``uint8``.
@@ -802,7 +809,8 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
           last tenth of them), the last 20% test.
         * ``.npy``, ``.csv`` and the tables: permuted with the seeded generator, then
           ``N - 2 * (N // 10)`` train, ``N // 10`` valid, ``N // 10`` test rows.
-        * Real-valued data (floats with a value that is not an integer, and the sets of
+        * Real-valued data (a value that is not an integer or not in ``0 .. MAX_CLASSES - 1``,
+          a file with ``real=True``, and the sets of
           :data:`TABLES` and :data:`TOYS`): ``float64`` in the data's own units,
           ``classes == 0``, ``discrete_columns`` the columns of at most
           :data:`MAX_DISCRETE_VALUES` distinct integers; tables of :data:`TABLES` as listed in
@@ -815,8 +823,7 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
         Negative seed, unknown name, missing file, not a regular file (FIFO,
         device), unreadable format or a header that declares more data than
         the file holds, pickled objects, missing key, array not 2-D, zero rows
-        or columns, splits of different widths; in integer data NaN/inf, negative
-        values, values ``>= MAX_CLASSES``; a binarized-mnist file
+        or columns, splits of different widths; in integer data NaN/inf; a binarized-mnist file
         without 784 binary columns, a cached file that fails its checksums, or
         a ``"2d"`` table that is not square, finite, non-negative and summing
         to 1 within 1e-4; in real-valued data, an infinite value, NaN (unless ``allow_nan``), a
@@ -834,14 +841,14 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
     context = "none" if context is None else str(context).lower()
     if context not in CONTEXT_SOURCES:
         raise DataError(f"unknown context {context!r}: choose one of {', '.join(CONTEXT_SOURCES)}")
-    ds = _load(spec, path, seed, context, bool(allow_nan))
+    ds = _load(spec, path, seed, context, bool(allow_nan), bool(real))
     where = {"spec": spec if is_named(spec) else str(expand_path(spec).resolve()),
              "path": str(expand_path(path).resolve()) if path else None, "seed": int(seed),
-             "context": context}
+             "context": context, **({"real": True} if real else {})}
     return replace(ds, spec=where)
 
 
-def _load(spec: str, path, seed: int, context: str, allow_nan: bool = False) -> Dataset:
+def _load(spec: str, path, seed: int, context: str, allow_nan: bool = False, real: bool = False) -> Dataset:
     """:func:`load_dataset` without the checks of its arguments and the ``spec`` record."""
     name = spec.lower()
     if context == "labels" and name != "digits":
@@ -865,7 +872,7 @@ def _load(spec: str, path, seed: int, context: str, allow_nan: bool = False) -> 
                                           ".npz / .npy / .csv file or a folder of .amat files)"))
     if p.is_dir() and (p / MNIST_FILE).is_file():
         p = p / MNIST_FILE
-    ds = _load_path(p, seed, allow_nan)
+    ds = _load_path(p, seed, allow_nan, real)
     if context != "file":
         return ds
     if not p.is_file() or not magic(p).startswith(b"PK"):

@@ -159,7 +159,6 @@ BAD_NPZ = {
     "zero rows": (dict(test_data=np.zeros((0, 16))), ["test_data", "zero rows"]),
     "widths": (dict(valid_data=np.zeros((3, 15))), ["different widths", "valid_data' 15", "16"]),
     "nan": (dict(train_data=np.array([[np.nan, 0, np.inf, 1.0]] * 2)), ["train_data", "4 NaN/inf"]),
-    "negative": (dict(test_data=np.array([[0, 1], [-3, 1]])), ["test_data", "negative value -3"]),
     "real with NaN": (dict(valid_data=np.array([[0.5, np.nan] + [0.0] * 14])),  # a fraction makes it real-valued
                       ["valid_data", "1 missing (NaN) value", "row 0, column 1"]),
     "dtype": (dict(train_data=np.array([["a", "b"]])), ["train_data", "dtype"]),
@@ -423,16 +422,27 @@ def test_negative_seed_names_the_data_seed(spec):
         load_dataset(spec, seed=-1)
 
 
-@pytest.mark.parametrize("value", [256, 1e5, 1e9, 2**40])
-def test_too_many_classes_are_refused(tmp_path, value):
-    arr = np.zeros((20, 3), dtype=np.float64 if isinstance(value, float) else np.int64)
+@pytest.mark.parametrize("value", [256, -3, 1e5, 2**40])
+def test_whole_numbers_that_cannot_be_classes_are_real_valued(tmp_path, value):
+    """A count, a year, a price: whole numbers below 0 or from MAX_CLASSES on are measurements (the
+    real heads), in any split of an .npz and in an .npy of either dtype; a file of whole numbers in
+    0..255 stays categorical unless real=True (what --head mog asks for)."""
+    arr = np.arange(60, dtype=np.float64 if isinstance(value, float) else np.int64).reshape(20, 3) % 7
     arr[4, 2] = value
     np.save(tmp_path / "counts.npy", arr)
-    with pytest.raises(DataError) as info:
-        load_dataset(str(tmp_path / "counts.npy"))
-    msg = str(info.value)
-    assert "\n" not in msg and "counts.npy: array" in msg
-    assert f"MAX_CLASSES = {MAX_CLASSES}" in msg and "values 0..255" in msg
+    ds = load_dataset(str(tmp_path / "counts.npy"))
+    assert ds.classes == 0 and ds.train.dtype == np.float64 and value in np.concatenate([ds.train, ds.valid, ds.test])
+    splits = binary_splits()
+    splits["test_data"] = splits["test_data"].astype(np.int64) * int(value)  # only the test split leaves 0..255
+    np.savez(tmp_path / "s.npz", **splits)
+    ds = load_dataset(str(tmp_path / "s.npz"))
+    assert ds.classes == 0 and set(np.unique(ds.test)) == {0, value}
+    np.save(tmp_path / "small.npy", arr % 7)
+    small = load_dataset(str(tmp_path / "small.npy"))
+    assert small.classes == 7 and small.train.dtype == np.uint8 and "real" not in small.spec
+    as_real = load_dataset(str(tmp_path / "small.npy"), real=True)
+    assert as_real.classes == 0 and as_real.spec["real"] is True
+    np.testing.assert_array_equal(as_real.train, small.train.astype(np.float64))
 
 
 def test_huge_2d_table_is_refused(tmp_path):

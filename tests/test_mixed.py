@@ -261,6 +261,8 @@ def test_cli_trains_diabetes_with_the_sex_column_discrete(tmp_path):
     assert "mixed head" in r.output and "discrete columns (softmax over their levels): 1 sex {1, 2}" in r.output
     model, _ = load_checkpoint(tmp_path / "run")
     assert model.config.discrete_columns == (1,) and model.config.levels == (LEVELS,)
+    r = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run"), "--epochs", "3"])
+    assert r.exit_code == 0 and "discrete columns (softmax over their levels): 1 sex {1, 2}" in r.output, r.output
     r = CliRunner().invoke(cli, ["train", "--dataset", "diabetes", "--hidden", "16", "--epochs", "1",
                                   "--discrete-columns", "none", "--out", str(tmp_path / "run2")])
     assert r.exit_code == 0 and "mog head" in r.output and "discrete columns" not in r.output

@@ -379,6 +379,28 @@ def test_cli_trains_a_float_file_and_reports_nats_per_dimension(tmp_path):
         assert r.exit_code == 2 and r.output.startswith(f"Error: --head {head}: the {head} head "), r.output
 
 
+def test_cli_trains_whole_number_measurements_as_real_values(tmp_path):
+    """Ages and incomes: whole numbers past 255 are real-valued by themselves; in 0..255 they are
+    classes unless a real head is asked for, and evaluate and --resume load them the same way."""
+    rng = np.random.default_rng(0)
+    rows = "".join(f"{a},{i}\n" for a, i in zip(rng.integers(18, 90, 120), rng.integers(0, 5000, 120)))
+    (tmp_path / "people.csv").write_text("age,income\n" + rows)
+    (tmp_path / "ages.csv").write_text("age,age2\n" + "".join(f"{a},{a // 2 + 7}\n" for a in rng.integers(18, 90, 120)))
+    base = ["--hidden", "8", "--epochs", "1", "--num-masks", "1"]
+    r = CliRunner().invoke(cli, ["train", "--dataset", str(tmp_path / "people.csv"), "--out", str(tmp_path / "p"), *base])
+    assert r.exit_code == 0 and "D = 2, real-valued" in r.output and "mog head" in r.output, r.output
+    r = CliRunner().invoke(cli, ["train", "--dataset", str(tmp_path / "ages.csv"), "--out", str(tmp_path / "a0"), *base])
+    assert r.exit_code == 0 and "D = 2, 90 classes" in r.output, r.output
+    r = CliRunner().invoke(cli, ["train", "--dataset", str(tmp_path / "ages.csv"), "--head", "mog",
+                                  "--out", str(tmp_path / "a"), *base])
+    assert r.exit_code == 0 and "D = 2, real-valued" in r.output and "mog head" in r.output, r.output
+    trained = [line for line in r.output.splitlines() if line.startswith("test NLL")]
+    r = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "a")])
+    assert r.exit_code == 0 and [line for line in r.output.splitlines() if line.startswith("test NLL")] == trained
+    r = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "a"), "--epochs", "2"])
+    assert r.exit_code == 0 and "epoch    2" in r.output, r.output
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("K", [1, 3])
 def test_fused_mixture_head_equals_the_reference(dtype, K):
