@@ -190,7 +190,8 @@ class MADEDensity(BaseEstimator):
         """
         tags = super().__sklearn_tags__()
         tags.input_tags.categorical = True
-        tags.input_tags.positive_only = True
+        # negative numbers are measurements (data.is_real) unless a discrete head is named
+        tags.input_tags.positive_only = isinstance(self.head, str) and self.head in HEADS and not HEADS[self.head].real
         tags.input_tags.sparse = True  # densified (_dense)
         return tags
 
