@@ -118,14 +118,36 @@ def size_recipe(dataset) -> str:
     ``"unknown"`` (no ``(N, D)`` ``train`` array: one mask). Both sizes train with Adam at 2e-3,
     cosine-annealed over :func:`budget_epochs`, and stop early: on 500 to 5,000 MNIST rows and the
     digits that beat a fresh mask per minibatch and a constant lr 1e-2 (docs/experiments.md, "The
-    recipe for small data")."""
+    recipe for small data").
+
+    Parameters
+    ----------
+    dataset : made_np.data.Dataset or None
+        Anything with a ``train`` array of shape (N, D); its N rows decide.
+
+    Returns
+    -------
+    str
+        ``"small"``, ``"large"`` or ``"unknown"``.
+    """
     rows = _train_rows(dataset)
     return "unknown" if rows < 1 else "small" if rows < SMALL_DATA_ROWS else "large"
 
 
 def recipe_summary(dataset) -> str:
     """Which recipe :func:`size_recipe` chose for ``dataset``, in words for a run's output, e.g.
-    ``"the recipe for small data (under 10,000 training rows)"``."""
+    ``"the recipe for small data (under 10,000 training rows)"``.
+
+    Parameters
+    ----------
+    dataset : made_np.data.Dataset or None
+        As for :func:`size_recipe`.
+
+    Returns
+    -------
+    str
+        One phrase, no line end.
+    """
     return {"small": f"the recipe for small data (under {SMALL_DATA_ROWS:,} training rows)",
             "large": f"the recipe for large data ({SMALL_DATA_ROWS:,} training rows or more)"}.get(
         size_recipe(dataset), "the recipe for data of unknown size")
