@@ -17,7 +17,7 @@ from made_np import (ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURC
                      SMALL_DATA_MASKS, SMALL_DATA_ROWS, UNLIMITED, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig,
                      RunFolderError, TrainConfig, balanced_labels, check_api, check_resume_state, device_of,
                      expand_path, figure_samples, finished_run_blocker, fit, get_xp, load_dataset, parse_threads,
-                     read_checkpoint_meta, resolve_checkpoint_path, run_lock, sample, to_host, training_parts,
+                     read_checkpoint_meta, recipe_summary, resolve_checkpoint_path, run_lock, sample, to_host, training_parts,
                      update_checkpoint_meta, write_json)
 
 from .common import (PATH_NAMES, PathParam, UserError, check_dataset_path, dataset_path_option, device_option,
@@ -328,9 +328,9 @@ def _new_run(ctx, o, where) -> None:
             say(f"data {ds.name}: D = {ds.D}, {kind}, train/valid/test "
                        f"{ds.train.shape[0]}/{ds.valid.shape[0]}/{ds.test.shape[0]}"
                        + (f", context {o['context']} ({ds.context_width}, {ds.context_encoding})"
-                          if ds.context_width else ""))
+                          if ds.context_width else "") + f"; {recipe_summary(ds)}")
             say(f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
-                       f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g}, "
+                       f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g} {cfg.lr_schedule}, "
                        f"{cfg.engine} engine, device {device_of(xp)}; writing {run_dir}")
             if mcfg.discrete_columns:
                 say(discrete_line(mcfg, ds.columns))

@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 _MODULES = {
     "made_np.model": "MADE",
     "made_np.config": "MADEConfig TrainConfig UNLIMITED MAX_EVAL_MASKS MAX_COUNT MAX_EPOCHS EPOCHS_RANGE UPDATES_BUDGET "
-                      "SMALL_DATA_MASKS SMALL_DATA_ROWS DEFAULT_DIRECT MAX_COMPONENTS ENCODINGS ENGINES LR_SCHEDULES OUTPUT_BIASES PRESETS",
+                      "SMALL_DATA_MASKS SMALL_DATA_ROWS recipe_summary DEFAULT_DIRECT MAX_COMPONENTS ENCODINGS ENGINES LR_SCHEDULES OUTPUT_BIASES PRESETS",
     "made_np.train": "fit evaluate mean_and_stderr DivergenceError",
     "made_np.sampling": "sample balanced_labels METHODS DEFAULT_METHOD",
     "made_np.conditional": "complete impute log_marginal mixture_size occlusion_mask COMPLETION_METHODS",

@@ -115,11 +115,52 @@ FEW_ORDERINGS_D = 4
 DATASET_DEFAULTS = {"2d": {"hidden": (100, 100), "input_encoding": "scaled", "num_masks": 32}}
 
 
-def default_num_masks(dataset) -> int:
-    """The recipe's mask bank for ``dataset``: :data:`SMALL_DATA_MASKS` masks when its training
-    set has fewer than :data:`SMALL_DATA_ROWS` rows, else 1 (0 rows known: 1)."""
+def size_recipe(dataset) -> str:
+    """The recipe the size of ``dataset``'s training set chooses, the one rule by size: ``"small"``
+    (1 to :data:`SMALL_DATA_ROWS` - 1 rows: a bank of :data:`SMALL_DATA_MASKS` masks), ``"large"``
+    (:data:`SMALL_DATA_ROWS` rows or more: one mask; real values also :data:`LARGE_REAL_DEFAULTS`),
+    ``"unknown"`` (no ``(N, D)`` ``train`` array: one mask). Both sizes train with Adam at 2e-3,
+    cosine-annealed over :func:`budget_epochs`, and stop early: on 500 to 5,000 MNIST rows and the
+    digits that beat a fresh mask per minibatch and a constant lr 1e-2 (docs/experiments.md, "The
+    recipe for small data").
+
+    Parameters
+    ----------
+    dataset : made_np.data.Dataset or None
+        Anything with a ``train`` array of shape (N, D); its N rows decide.
+
+    Returns
+    -------
+    str
+        ``"small"``, ``"large"`` or ``"unknown"``.
+    """
     rows = _train_rows(dataset)
-    return SMALL_DATA_MASKS if 0 < rows < SMALL_DATA_ROWS else 1
+    return "unknown" if rows < 1 else "small" if rows < SMALL_DATA_ROWS else "large"
+
+
+def recipe_summary(dataset) -> str:
+    """Which recipe :func:`size_recipe` chose for ``dataset``, in words for a run's output, e.g.
+    ``"the recipe for small data (under 10,000 training rows)"``.
+
+    Parameters
+    ----------
+    dataset : made_np.data.Dataset or None
+        As for :func:`size_recipe`.
+
+    Returns
+    -------
+    str
+        One phrase, no line end.
+    """
+    return {"small": f"the recipe for small data (under {SMALL_DATA_ROWS:,} training rows)",
+            "large": f"the recipe for large data ({SMALL_DATA_ROWS:,} training rows or more)"}.get(
+        size_recipe(dataset), "the recipe for data of unknown size")
+
+
+def default_num_masks(dataset) -> int:
+    """The recipe's mask bank for ``dataset`` (:func:`size_recipe`): :data:`SMALL_DATA_MASKS` masks
+    for a small training set, else 1."""
+    return SMALL_DATA_MASKS if size_recipe(dataset) == "small" else 1
 
 
 def budget_epochs(train_rows: int, batch_size: int) -> int:
@@ -406,7 +447,7 @@ class MADEConfig(StrictConfig):
         values = {"D": D, "classes": classes,
                   "input_encoding": default_encoding(classes),
                   "direct": DEFAULT_DIRECT, "num_masks": default_num_masks(dataset)}
-        if classes == 0 and _train_rows(dataset) >= SMALL_DATA_ROWS:
+        if classes == 0 and size_recipe(dataset) == "large":
             values.update(LARGE_REAL_DEFAULTS, **({"num_masks": UNLIMITED} if D <= FEW_ORDERINGS_D else {}))
         if int(getattr(dataset, "context_width", 0) or 0) > 0:
             values["context"] = int(dataset.context_width)

@@ -100,6 +100,8 @@ def test_train_writes_every_output(single_run):
     assert png_ok(out / "loss.png") and png_ok(out / "samples.png")
     assert re.search(r"epoch +1 +train NLL", output) and re.search(r"epoch +2 +train NLL", output)
     assert "test NLL, mask 0" in output and "ensemble" not in output
+    assert "; the recipe for small data (under 10,000 training rows)" in output  # which recipe, and why
+    assert "masks 1 (fixed)" in output and "adam lr 0.002 cosine" in output  # what ran: --num-masks 1 on top
 
 
 def test_evaluate_matches_training(single_run):

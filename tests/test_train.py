@@ -118,6 +118,29 @@ def test_a_bank_of_masks_below_ten_thousand_training_rows():
     assert default_num_masks(None) == 1
 
 
+def test_the_recipe_picks_by_training_rows_and_leaves_large_data_as_it_was():
+    """One rule by size (docs/experiments.md, "The recipe for small data"): 1..9,999 training rows
+    the small-data recipe, 10,000 on the large one; full binarized MNIST (50,000 rows) keeps every
+    setting it had (one mask, direct, Adam 2e-3 cosine over 50 epochs, patience 30)."""
+    import types
+
+    from made_np.config import recipe_summary, size_recipe
+
+    def data(n):
+        return types.SimpleNamespace(train=np.zeros((n, 784), np.uint8), D=784, classes=2, name="mnist")
+
+    assert [size_recipe(data(n)) for n in (1, 9_999, 10_000, 50_000)] == ["small", "small", "large", "large"]
+    assert size_recipe(None) == size_recipe(data(0)) == "unknown"
+    assert recipe_summary(data(9_999)) == "the recipe for small data (under 10,000 training rows)"
+    assert recipe_summary(data(10_000)) == "the recipe for large data (10,000 training rows or more)"
+    model, cfg = MADEConfig.for_data(data(50_000)), TrainConfig.for_data(data(50_000))
+    assert (model.num_masks, model.hidden, model.direct, model.input_encoding) == (1, (500,), True, "binary")
+    assert (cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.epochs, cfg.patience, cfg.batch_size) == \
+        ("adam", 2e-3, "cosine", 50, 30, 100)
+    small, cfg = MADEConfig.for_data(data(9_999)), TrainConfig.for_data(data(9_999))
+    assert (small.num_masks, cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.epochs) == (16, "adam", 2e-3, "cosine", 250)
+
+
 def test_mask_for_step_cycles_the_bank():
     assert [mask_for_step(i, 3, 2) for i in range(8)] == [0, 0, 1, 1, 2, 2, 0, 0]
     assert [mask_for_step(i, 3, 1) for i in range(5)] == [0, 1, 2, 0, 1]
