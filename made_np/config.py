@@ -405,6 +405,7 @@ class MADEConfig(StrictConfig):
         if classes == 0 and "levels" not in values:
             values.update(_discrete_choice(dataset, values.get("head"), values.pop("discrete_columns", "auto")))
         values.setdefault("head", default_head(classes))
+        _check_components_used(values["head"], overrides.get("components"), classes)
         return cls.from_dict(values)
 
     def to_dict(self) -> dict:
@@ -426,6 +427,15 @@ def _check_levels(levels) -> tuple:
                 and all(a < b for a, b in zip(v, v[1:]))):
             raise ValueError(f"levels[{j}] must be 1..{MAX_CLASSES} finite numbers in increasing order, got {short(v)}")
     return tuple(tuple(float(a) for a in v) for v in levels)
+
+
+def _check_components_used(head, components, classes: int) -> None:
+    """Refuse ``components`` given for a head without a mixture (its logits per variable do not
+    depend on K: gaussian, bernoulli, categorical), which would ignore it."""
+    cls = HEADS.get(head)
+    if components is not None and cls is not None and cls.outputs_per_variable(classes, 1) == cls.outputs_per_variable(classes, 2):
+        raise ValueError(f"components {components}: the Gaussians of a mixture (head mog or mixed), but the head "
+                         f"{head} has no mixture and would ignore it: leave components out, or choose head mog")
 
 
 def _discrete_choice(dataset, head, columns) -> dict:
