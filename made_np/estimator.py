@@ -170,15 +170,19 @@ class MADEDensity(BaseEstimator):
         self.discrete_columns = discrete_columns
 
     def __sklearn_tags__(self):
-        """Declare the input: categorical (whole numbers) and non-negative.
+        """Declare the input: categorical (whole numbers) and non-negative, unless a real head
+        (mog, gaussian, mixed) is named, which takes any finite numbers, negative ones included.
 
         scikit-learn's estimator checks then feed ``round(X - X.min())`` as int32
-        instead of Gaussian floats, data this model can take.
+        instead of Gaussian floats to a model of classes, data it can take.
         """
         tags = super().__sklearn_tags__()
-        tags.input_tags.categorical = True
-        tags.input_tags.positive_only = True
+        tags.input_tags.categorical = tags.input_tags.positive_only = not self._real_head()
         return tags
+
+    def _real_head(self) -> bool:
+        """Whether ``head`` names a real-valued head (mog, gaussian, mixed)."""
+        return isinstance(self.head, str) and self.head in HEADS and HEADS[self.head].real
 
     def __getstate__(self):
         """Pickle the fitted model as its configuration and host parameters.
@@ -214,7 +218,13 @@ class MADEDensity(BaseEstimator):
     def _check_X(self, X, reset: bool) -> np.ndarray:
         """Validate ``X`` and return it as a C-contiguous integer array (uint8, int32 or int64), or
         float64 for real-valued data (fractions in a float ``X`` in :meth:`fit`, a real head)."""
-        X = validate_data(self, X, reset=reset, dtype="numeric", ensure_min_samples=2 if reset else 1)
+        X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite=False,
+                          ensure_min_samples=2 if reset else 1)
+        bad = np.argwhere(~np.isfinite(X)) if X.dtype.kind in "fc" else ()
+        if len(bad):  # scikit-learn's words advise gradient boosting; these name the entry and the fix
+            r, c = bad[0]
+            raise ValueError(f"X has {X[r, c]} at row {r}, column {c}: MADEDensity needs finite values; fill the "
+                             "missing entries (NaN) with MADEImputer, or drop those rows")
         if self._real(X) if reset else self.n_classes_ == 0:
             return np.ascontiguousarray(X, dtype=np.float64)
         if X.dtype.kind == "f" or X.dtype.kind == "c":
