@@ -432,8 +432,8 @@ def _check_levels(levels) -> tuple:
 def _check_components_used(head, components, classes: int) -> None:
     """Refuse ``components`` given for a head without a mixture (its logits per variable do not
     depend on K: gaussian, bernoulli, categorical), which would ignore it."""
-    cls = HEADS.get(head)
-    if components is not None and cls is not None and cls.outputs_per_variable(classes, 1) == cls.outputs_per_variable(classes, 2):
+    width = HEADS[head].outputs_per_variable if head in HEADS else None
+    if components is not None and width is not None and width(classes, 1) == width(classes, 2):
         raise ValueError(f"components {components}: the Gaussians of a mixture (head mog or mixed), but the head "
                          f"{head} has no mixture and would ignore it: leave components out, or choose head mog")
 

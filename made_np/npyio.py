@@ -365,10 +365,10 @@ def _csv_problem(file, body: str, lines, names, head: int) -> str | None:
         cells = next(csv.reader([row]))  # a quoted cell may hold commas
         if len(cells) != width:
             ref = f"the header (line {head})" if names else f"line {head}"
-            n, other = len(cells), ";" in row or "\t" in row
+            n = len(cells)
+            other = " (separate them by commas, not ';' or tabs, with '.' as the decimal point)"
             return (f"{file}: line {line} has {n} value{'s' if n != 1 else ''} but {ref} has {width}; every row "
-                    "needs the same number of comma-separated values" + (" (separate them by commas, not ';' or "
-                                                                         "tabs, with '.' as the decimal point)" if other else ""))
+                    "needs the same number of comma-separated values" + (other if ";" in row or "\t" in row else ""))
         bad = next((c for c, cell in enumerate(cells) if not _is_number(cell)), None)
         if bad is not None:
             name, cell = f" ('{names[bad]}')" if names else "", cells[bad].strip()
