@@ -118,6 +118,7 @@ TRAIN_OPTIONS = ("preset", "epochs", "batch_size", "optimizer", "lr", "weight_de
 #: The library's names of the arguments that ``train``'s options give, for its messages.
 OPTIONS = {"lr": "--lr", "weight_decay": "--weight-decay", "weight decay": "--weight-decay",
            "hidden": "--hidden", "num_masks": "--num-masks", "discrete_columns": "--discrete-columns",
+           "components": "--components",
            "discrete column": "--discrete-columns column",
            **{f"the {h} head": f"--head {h}: the {h} head" for h in HEADS}}  # a head that cannot model the data
 

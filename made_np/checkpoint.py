@@ -297,6 +297,26 @@ def _check_dataset_spec(where: str, spec, cfg: MADEConfig) -> None:
             raise CheckpointError(f"{where}: {message}")
 
 
+#: The smallest scale data give relative to their mean: distinct float64 values near ``shift`` are at
+#: least ``|shift| * 2**-53`` apart, so the standard deviation of up to 2**40 rows holding two of them
+#: is above ``|shift| * 2**-73``; a smaller scale (or a subnormal one) was never fitted to data.
+MIN_RELATIVE_SCALE = 2.0 ** -80
+
+
+def _check_standardisation(p, shift, scale) -> None:
+    """Refuse a real model's standardisation that no data give: a scale that is not a positive normal
+    number at least :data:`MIN_RELATIVE_SCALE` times ``|shift|`` (``shift + scale * z`` would round
+    every draw to ``shift``, and every NLL would blame the data for lying 1e12 standard deviations
+    off). Non-finite entries are refused when they are read."""
+    low = np.maximum(np.abs(shift) * MIN_RELATIVE_SCALE, np.finfo(np.float64).tiny)
+    bad = np.flatnonzero(~(scale >= low))
+    if bad.size:
+        d = int(bad[0])
+        raise CheckpointError(f"{p}: entry 'scale' holds {scale[d]:.6g} for variable {d} (shift {shift[d]:.6g}): "
+                              "not a standardisation fitted to data (a positive scale, at least 2**-80 of "
+                              "|shift|); the checkpoint is corrupt")
+
+
 def param_shapes(cfg: MADEConfig) -> dict:
     """``{name: shape}`` of the parameters of the MADE of ``cfg`` (:attr:`MADE.param_names` order),
     computed without building it."""
@@ -451,8 +471,7 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
     except ValueError as exc:
         raise CheckpointError(f"{p}: {exc}") from None
     if model.head.real:
-        if not (arrays["scale"] > 0).all():
-            raise CheckpointError(f"{p}: entry 'scale' must hold positive scales; the checkpoint is corrupt")
+        _check_standardisation(p, arrays["shift"], arrays["scale"])
         model.set_standardisation(arrays["shift"], arrays["scale"])
     opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")} or None
     info = {"path": str(p), "config": meta, "model_config": model_config, "train_config": train_config,

@@ -458,6 +458,7 @@ class MADEConfig(StrictConfig):
         if classes == 0 and "levels" not in values:
             values.update(_discrete_choice(dataset, values.get("head"), values.pop("discrete_columns", "auto")))
         values.setdefault("head", default_head(classes))
+        _check_components_used(values["head"], overrides.get("components"), classes)
         return cls.from_dict(values)
 
     def to_dict(self) -> dict:
@@ -487,6 +488,15 @@ def _check_levels(levels) -> tuple:
                 and all(a < b for a, b in zip(v, v[1:]))):
             raise ValueError(f"levels[{j}] must be 1..{MAX_CLASSES} finite numbers in increasing order, got {short(v)}")
     return tuple(tuple(float(a) for a in v) for v in levels)
+
+
+def _check_components_used(head, components, classes: int) -> None:
+    """Refuse ``components`` given for a head without a mixture (its logits per variable do not
+    depend on K: gaussian, bernoulli, categorical), which would ignore it."""
+    width = HEADS[head].outputs_per_variable if head in HEADS else None
+    if components is not None and width is not None and width(classes, 1) == width(classes, 2):
+        raise ValueError(f"components {components}: the Gaussians of a mixture (head mog or mixed), but the head "
+                         f"{head} has no mixture and would ignore it: leave components out, or choose head mog")
 
 
 def _discrete_choice(dataset, head, columns) -> dict:

@@ -183,17 +183,22 @@ class MADEDensity(BaseEstimator):
         self.discrete_columns = discrete_columns
 
     def __sklearn_tags__(self):
-        """Declare the input: categorical (whole numbers), non-negative, sparse matrices taken.
+        """Declare the input: whole numbers (categorical), sparse matrices taken (densified); negative
+        numbers only for a real head (mog, gaussian, mixed) or the default head (data.is_real takes
+        them for measurements), a named discrete head wanting classes 0..C-1.
 
         scikit-learn's estimator checks then feed ``round(X - X.min())`` as int32
-        instead of Gaussian floats, data this model can take.
+        instead of Gaussian floats to a model of classes, data it can take.
         """
         tags = super().__sklearn_tags__()
-        tags.input_tags.categorical = True
-        # negative numbers are measurements (data.is_real) unless a discrete head is named
-        tags.input_tags.positive_only = isinstance(self.head, str) and self.head in HEADS and not HEADS[self.head].real
+        tags.input_tags.categorical = not self._real_head()
+        tags.input_tags.positive_only = isinstance(self.head, str) and self.head in HEADS and not self._real_head()
         tags.input_tags.sparse = True  # densified (_dense)
         return tags
+
+    def _real_head(self) -> bool:
+        """Whether ``head`` names a real-valued head (mog, gaussian, mixed)."""
+        return isinstance(self.head, str) and self.head in HEADS and HEADS[self.head].real
 
     def __getstate__(self):
         """Pickle the fitted model as its configuration and host parameters.
@@ -229,8 +234,13 @@ class MADEDensity(BaseEstimator):
     def _check_X(self, X, reset: bool) -> np.ndarray:
         """Validate ``X`` and return it as a C-contiguous integer array (uint8, int32 or int64), or
         float64 for real-valued data (fractions in a float ``X`` in :meth:`fit`, a real head)."""
-        X = _dense(validate_data(self, X, reset=reset, dtype="numeric", accept_sparse=("csr", "csc", "coo"),
-                                 ensure_min_samples=2 if reset else 1))
+        X = _dense(validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite=False,
+                                 accept_sparse=("csr", "csc", "coo"), ensure_min_samples=2 if reset else 1))
+        bad = np.argwhere(~np.isfinite(X)) if X.dtype.kind in "fc" else ()
+        if len(bad):  # scikit-learn's words advise gradient boosting; these name the entry and the fix
+            r, c = bad[0]
+            raise ValueError(f"X has {X[r, c]} at row {r}, column {c}: MADEDensity needs finite values; fill the "
+                             "missing entries (NaN) with MADEImputer, or drop those rows")
         if self._real(X) if reset else self.n_classes_ == 0:
             return np.ascontiguousarray(X, dtype=np.float64)
         if X.dtype.kind == "f" or X.dtype.kind == "c":

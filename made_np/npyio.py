@@ -17,6 +17,7 @@ class (:class:`DataError` by default).
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import math
 import os
@@ -286,11 +287,14 @@ def read_text_matrix(file: Path, error=DataError) -> np.ndarray:
 
 
 def _is_number(cell: str) -> bool:
+    """Whether ``np.loadtxt`` reads ``cell`` as a number (Python's float also takes ``1_000`` and
+    other scripts' digits, which it does not), an empty cell included."""
+    text = cell.strip().strip('"')
     try:
-        float(cell.strip().strip('"') or "nan")
-        return True
+        float(text or "nan")
     except ValueError:
         return False
+    return text.isascii() and "_" not in text
 
 
 def read_csv(file, error=DataError):
@@ -324,7 +328,7 @@ def read_csv(file, error=DataError):
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise error(f"{file}: not a UTF-8 text file ({one_line(exc)}); give numbers separated by commas") from None
-    text = re.sub(r"^[ \t]+\r?$", "", text.replace("\r\n", "\n"), flags=re.M)  # blank lines: empty
+    text = re.sub(r"^[ \t]+$", "", text.replace("\r\n", "\n").replace("\r", "\n"), flags=re.M)  # blank lines: empty
     b = np.frombuffer(text.encode(), dtype=np.uint8)
     content = np.unique(np.cumsum(b == ord("\n"))[~np.isin(b, np.frombuffer(b" \t\r\n", np.uint8))]) + 1
     if content.size == 0:
@@ -337,6 +341,7 @@ def read_csv(file, error=DataError):
     lines = content[1:] if names else content
     if lines.size == 0:
         raise error(f"{file}: a header line but no rows of numbers; give one row per example after it")
+    body = re.sub(r'(^|,)[ \t]*""[ \t]*(?=,|$)', r"\1", body, flags=re.M)  # a quoted empty cell: empty
     body = re.sub(r"^[ \t]*(?=,)|(?<=,)[ \t]*(?=,|$)", "nan", body, flags=re.M)  # empty cells: missing
     try:
         values = np.loadtxt(io.StringIO(body), dtype=np.float64, delimiter=",", ndmin=2, comments=None,
@@ -352,18 +357,23 @@ def read_csv(file, error=DataError):
 def _csv_problem(file, body: str, lines, names, head: int) -> str | None:
     """Why ``np.loadtxt`` refused ``body``: the first row of another width, or the first cell that
     is not a number (a loop over the rows, run only once reading has failed)."""
-    rows = [r.split(",") for r in body.split("\n") if r]
-    width = len(names) or len(rows[0])
-    for line, cells in zip(lines, rows):
+    rows = [r for r in body.split("\n") if r]
+    width = len(names) or len(next(csv.reader(rows[:1])))
+    for line, row in zip(lines, rows):
+        if row.count('"') % 2:
+            return f"{file}: line {line} has an unmatched quote (\"); close it or remove it"
+        cells = next(csv.reader([row]))  # a quoted cell may hold commas
         if len(cells) != width:
             ref = f"the header (line {head})" if names else f"line {head}"
             n = len(cells)
+            other = " (separate them by commas, not ';' or tabs, with '.' as the decimal point)"
             return (f"{file}: line {line} has {n} value{'s' if n != 1 else ''} but {ref} has {width}; every row "
-                    "needs the same number of comma-separated values")
+                    "needs the same number of comma-separated values" + (other if ";" in row or "\t" in row else ""))
         bad = next((c for c, cell in enumerate(cells) if not _is_number(cell)), None)
         if bad is not None:
             name, cell = f" ('{names[bad]}')" if names else "", cells[bad].strip()
             fix = ("separate the values by commas" if ";" in cell or "\t" in cell
+                   else "write numbers without thousands separators" if "," in cell or "_" in cell
                    else "give numbers separated by commas (a header on the first line only)")
             return f"{file}: line {line}, column {bad}{name}: {cell!r} is not a number; {fix}"
     return None
