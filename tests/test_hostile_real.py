@@ -114,7 +114,8 @@ def test_a_real_head_estimator_passes_scikit_learns_checks(est):
     assert failed == []
     tags = est.__sklearn_tags__().input_tags
     assert not tags.positive_only and not tags.categorical
-    assert MADEDensity().__sklearn_tags__().input_tags.positive_only
+    assert not MADEDensity().__sklearn_tags__().input_tags.positive_only  # negatives: measurements (data.is_real)
+    assert MADEDensity(head="categorical").__sklearn_tags__().input_tags.positive_only
 
 
 @pytest.mark.parametrize("value, shown", [(np.nan, "nan"), (np.inf, "inf")])
