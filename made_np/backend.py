@@ -237,3 +237,9 @@ def dtype_kind(xp, dtype) -> str:
     kinds = (("b", "bool"), ("i", "signed integer"), ("u", "unsigned integer"), ("f", "real floating"),
              ("c", "complex floating"))
     return next((k for k, name in kinds if xp.isdtype(dtype, name)), "O")
+
+
+def row_blocks(n: int, size: int):
+    """Slices ``s:s+size`` of ``n`` rows, the last one cut at ``n`` (the standard leaves slice stops
+    past the end unspecified)."""
+    return (slice(s, min(s + size, n)) for s in range(0, n, size))

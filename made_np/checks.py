@@ -172,7 +172,7 @@ def check_state(model, state: dict, prefix: str = "") -> None:
         if tuple(a.shape) != tuple(p.shape):
             raise ValueError(f"parameter {prefix + name!r} has shape {tuple(a.shape)}, expected {tuple(p.shape)}")
         with np.errstate(over="ignore"):  # 1e300 is inf in float32: refused below, not warned about
-            finite = a.dtype.kind in "biuf" and bool(np.isfinite(a.astype(model.dtype)).all())
+            finite = a.dtype.kind in "biuf" and bool(np.isfinite(a.astype(model.config.dtype)).all())
         if not finite:
             raise ValueError(f"parameter {prefix + name!r} must hold finite numbers in the model's {model.dtype.name}, "
                              f"got dtype {a.dtype}" + ("" if a.dtype.kind not in "biuf" else " with NaN, inf or a "

@@ -213,12 +213,12 @@ def variable_log_probs(model, x, batch_size: int = 1000, context=None, mask=0):
     xp, y = model.xp, context
     masks = model._mask(mask)[1]
     out = xp.empty(x.shape, dtype=xp.float64, device=model.device)
-    for s in range(0, x.shape[0], batch_size):
-        xb = x[s:s + batch_size, ...]
+    for s in backend.row_blocks(x.shape[0], batch_size):
+        xb = x[s, ...]
         inputs = model.encode(xb)[0]
-        z = xp.astype(model._forward_pass(inputs, masks, None if y is None else y[s:s + batch_size, ...]), xp.float64)
+        z = xp.astype(model._forward_pass(inputs, masks, None if y is None else y[s, ...]), xp.float64)
         # the head's own per-variable NLL, in float64 (no branch on the head's name)
-        out[s:s + batch_size] = -model.head.nll_per_variable(z, model.head.targets(model._standardise(xb), z))
+        out[s, ...] = -model.head.nll_per_variable(z, model.head.targets(model._standardise(xb), z))
     if model.head.real:  # in the data's units: each variable's log-determinant -log scale_d
         out -= model.xp.log(model.scale)
     return out

@@ -60,14 +60,14 @@ def _single_mask_table(model, batch_size: int, mask=0):
     dtype = xp.uint8 if C <= 256 else xp.int64
     table = xp.empty((n_prefix, C), dtype=xp.float64, device=model.device)
     rows = max(1, int(batch_size))
-    for s in range(0, n_prefix, rows):
-        pre = prefix[s:s + rows, ...]
+    for block in backend.row_blocks(n_prefix, rows):
+        pre = prefix[block, ...]
         n = pre.shape[0]
         blank = xp.zeros((n, 1), dtype=dtype, device=model.device)  # the last variable: any value
         x = xp.concat([xp.astype(pre[:, :last], dtype), blank, xp.astype(pre[:, last:], dtype)], axis=1)
         lp = _log_softmax64(xp, _conditional_logits(model, x, masks))  # (n, D, C)
         picked = xp.take_along_axis(xp.take(lp, others, axis=1), pre[..., None], axis=2)[..., 0]  # (n, D-1)
-        table[s:s + n, :] = xp.sum(picked, axis=1)[:, None] + lp[:, last, :]
+        table[block, :] = xp.sum(picked, axis=1)[:, None] + lp[:, last, :]
     # Axes are (others..., last); put `last` back in its place among the variables.
     table = xp.reshape(table, (C,) * D)
     return xp.reshape(xp.moveaxis(table, -1, last), (-1,))

@@ -532,6 +532,11 @@ class MixtureHead(RealHead):
         blocks = xp.permute_dims(xp.reshape(z, (n, -1, 3, self.K)), (2, 3, 0, 1))
         return xp.reshape(blocks, blocks.shape, copy=True)  # a copy, always: C order
 
+    def _split_blocks(self, z):
+        """:meth:`_blocks` as its three (K, batch, k) parts: logits, means, raw log-scales."""
+        blocks = self._blocks(z)
+        return blocks[0, ...], blocks[1, ...], blocks[2, ...]
+
     @staticmethod
     def _log_normalise(xp, w):
         """``w - logsumexp_k w`` over the leading (component) axis."""
@@ -542,7 +547,7 @@ class MixtureHead(RealHead):
         """Log-weights, standardised residuals ``r_k``, log-scales and their derivatives, and the
         joint ``l_k = log pi_k + log N_k`` (each (K, batch, D))."""
         xp = self.xp
-        w, mu, s = self._blocks(z)
+        w, mu, s = self._split_blocks(z)
         logpi = self._log_normalise(xp, w)
         a, da = log_scale(xp, s)
         r = (x - mu) * xp.exp(-a)
@@ -601,7 +606,7 @@ class MixtureHead(RealHead):
         array of float64, shape (n, k): standardised values.
         """
         xp, K = self.xp, self.K
-        w, mu, s = self._blocks(xp.astype(z, xp.float64))
+        w, mu, s = self._split_blocks(xp.astype(z, xp.float64))
         p = xp.exp(self._log_normalise(xp, w))
         F = xp.cumulative_sum(p, axis=0)
         u = xp.astype(u, xp.float64)

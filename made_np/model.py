@@ -294,10 +294,10 @@ class MADE:
     def _nll(self, x, masks, batch_size, y):
         """:meth:`nll` of checked data ``x`` and encoded context ``y`` under the arrays ``masks``."""
         out = self.xp.empty(x.shape[0], dtype=self.dtype, device=self.device)
-        for s in range(0, x.shape[0], batch_size):
-            inputs, targets = self.encode(x[s:s + batch_size, ...])
-            ys = None if y is None else y[s:s + batch_size, ...]
-            out[s:s + batch_size] = self.head.nll(self._forward_pass(inputs, masks, ys), targets)
+        for s in backend.row_blocks(x.shape[0], batch_size):
+            inputs, targets = self.encode(x[s, ...])
+            ys = None if y is None else y[s, ...]
+            out[s] = self.head.nll(self._forward_pass(inputs, masks, ys), targets)
         if self.head.real:
             out += self._log_det
         return out
@@ -521,8 +521,8 @@ class MADE:
         head's discrete columns keep shift 0 and scale 1 whatever is given (their values are levels)."""
         xp = self.xp
         keep = ~backend.to_device(self._discrete, xp, device=self.device)
-        self.shift = xp.where(keep, xp.asarray(shift, dtype=xp.float64, copy=True), 0.0)
-        self.scale = xp.where(keep, xp.asarray(scale, dtype=xp.float64, copy=True), 1.0)
+        self.shift = xp.where(keep, self._on_device(shift, "float64"), 0.0)  # new arrays: copies
+        self.scale = xp.where(keep, self._on_device(scale, "float64"), 1.0)
         self._log_det = float(xp.sum(xp.log(self.scale)))
 
     @property

@@ -236,5 +236,5 @@ def _in_blocks(fn, model, u, y, mask=0):
     n, rows = u.shape[0], limits.sample_block_rows(model.config)
     if n <= rows:
         return fn(model, u, y, mask=mask)
-    return model.xp.concat([fn(model, u[i:i + rows, ...], None if y is None else y[i:i + rows, ...], mask=mask)
-                            for i in range(0, n, rows)], axis=0)
+    return model.xp.concat([fn(model, u[s, ...], None if y is None else y[s, ...], mask=mask)
+                            for s in backend.row_blocks(n, rows)], axis=0)

@@ -177,9 +177,8 @@ def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None, obse
         nll = model._ensemble_nll(x, indices, batch_size, context)  # one mask: log K = 0, the mask's own NLL
     else:
         nll = math.log(len(indices)) - functools.reduce(model.xp.logaddexp, [model.xp.concat([
-            -model._observed_nll(x[s:s + batch_size, ...], observed[s:s + batch_size], k,
-                                 None if context is None else context[s:s + batch_size, ...])
-            for s in range(0, x.shape[0], batch_size)]) for k in indices])
+            -model._observed_nll(x[s, ...], observed[s], k, None if context is None else context[s, ...])
+            for s in backend.row_blocks(x.shape[0], batch_size)]) for k in indices])
     return float(model.xp.mean(model.xp.astype(nll, model.xp.float64)))
 
 
@@ -629,16 +628,16 @@ class _Run:
         step, reported = self.state["step"], 0
         bar = progress(epoch, self.n_batches) if progress is not None else contextlib.nullcontext()
         with bar as pbar, engine.epoch():
-            for b in range(self.n_batches):
+            for b, batch in enumerate(backend.row_blocks(self.n_train, cfg.batch_size)):
                 mask = mask_for_step(step, K, cfg.resample_every) if K != 1 else 0
-                rows = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                rows = perm[batch]
                 xb = xp.take(self.x_train, rows, axis=0)
                 yb = None if self.c_train is None else xp.take(self.c_train, rows, axis=0)
                 with self.chooser.step():
                     if self.o_train is None:
                         loss = engine.loss_and_grad(xb, mask, yb)
                     else:
-                        rows_seen = self.o_train[host_perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+                        rows_seen = self.o_train[host_perm[batch]]
                         loss = engine.loss_and_grad(xb, mask, yb, observed=rows_seen)
                     self.opt.step(engine.grads)
                 running += loss * xb.shape[0]
