@@ -209,3 +209,34 @@ def test_gradients_are_recomputed_not_accumulated(trained_weights):
     model.loss_and_grad(x)
     for a, b in zip(first, model.grads):
         assert np.array_equal(a, np.asarray(b))
+
+
+@pytest.mark.parametrize("plant", ["a NumPy array", "an array of the CPU device"])
+def test_a_host_array_inside_a_pass_fails_on_the_strict_device(plant, monkeypatch):
+    """The strict stand-in has teeth: plant a host array into the Bernoulli NLL (one line of a pass,
+    as ``np.log(...)`` or an array made without ``device=`` would be) and the gradient check and
+    ``fit`` fail on ``Device("device1")``, as CuPy refuses NumPy arrays, while NumPy computes on."""
+    import array_api_strict
+
+    from conftest import Stand, chain_dataset
+    from made_np import TrainConfig, fit, heads
+    original = heads.softplus
+
+    def planted(xp, z):
+        host = np.zeros(z.shape[-1]) if plant == "a NumPy array" else xp.zeros(z.shape[-1], dtype=z.dtype)
+        return original(xp, z) + host
+
+    monkeypatch.setattr(heads, "softplus", planted)
+    cfg = MADEConfig(D=8, hidden=(6,), num_masks=2, seed=3, dtype="float64")
+    x = random_data(cfg, 3, 1)
+    model = MADE(cfg)
+    assert kink_free_weights(model, x, 1)
+    check_gradients(model, x, 1)  # NumPy mixes them without a word
+    with array_api_strict.ArrayAPIStrictFlags(api_version="2024.12"):
+        stand = Stand("strict")
+        model = stand.made(cfg)
+        assert kink_free_weights(model, x, 1)
+        with pytest.raises((TypeError, ValueError, RuntimeError), match="Expected Array or Python scalar|two different devices"):
+            check_gradients(model, x, 1)
+        with pytest.raises((TypeError, ValueError, RuntimeError), match="Expected Array or Python scalar|two different devices"):
+            fit(model, chain_dataset(), TrainConfig(epochs=1, engine="reference"))

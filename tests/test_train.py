@@ -560,3 +560,53 @@ def test_metrics_of_a_run_saved_before_the_new_columns_leave_them_blank(tmp_path
              "valid_seconds": 0.5, "lr": 2e-3, "threads": 2}]
     text = write_metrics(tmp_path / "metrics.csv", rows).read_text()
     assert text.splitlines()[1:] == ["1,5.000000,5.500000,1.250,,,,", "2,4.000000,4.500000,1.500,1.000,0.500,0.002,2"]
+
+
+# --------------------------------------------------------------------------- the strict stand-in for a device
+
+
+def test_a_few_epochs_of_reference_training_on_the_stand(stand, tmp_path):
+    """fit with the reference engine on the stand (NumPy, or array_api_strict on a second device): the
+    training loss decreases, and the checkpoint written from the device loads back on the CPU and onto
+    the device with the same NLLs and the same evaluation."""
+    data = chain_dataset()
+    cfg = MADEConfig(D=8, hidden=(16,), num_masks=2, order_agnostic=True, seed=0, dtype="float64")
+    model = stand.made(cfg)
+    hist = fit(model, data, TrainConfig(epochs=4, batch_size=50, lr=1e-2, engine="reference", valid_masks=2),
+               out_dir=tmp_path / "run")
+    train = [row["train_nll"] for row in hist["rows"]]
+    assert all(b < a for a, b in zip(train, train[1:])) and train[-1] < train[0] - 0.3, train
+    loaded, info = load_checkpoint(tmp_path / "run")  # on the CPU
+    assert info["state"]["finished"]
+    x = data.test
+    here = stand.get(model.nll(stand.put(x)))
+    np.testing.assert_allclose(loaded.nll(x), here, rtol=1e-12)
+    back = stand.made(cfg, draw_weights=False)
+    back.load_state_dict(loaded.state_dict())
+    np.testing.assert_array_equal(stand.get(back.nll(stand.put(x))), here)
+    assert evaluate(model, stand.put(x))["nll"] == pytest.approx(evaluate(loaded, x)["nll"], rel=1e-12)
+
+
+def test_the_fast_engine_on_another_namespace_trains_with_the_reference_one_and_says_so_once():
+    """engine="fast" (the default) on a namespace other than NumPy's or CuPy's: one
+    ReferenceEngineWarning, and the run of the reference engine, number for number."""
+    import warnings
+
+    import array_api_strict
+
+    from conftest import Stand
+    from made_np.train import ReferenceEngineWarning
+    data = chain_dataset()
+    cfg = MADEConfig(D=8, hidden=(12,), num_masks=1, seed=1, dtype="float64")
+    with array_api_strict.ArrayAPIStrictFlags(api_version="2024.12"):
+        stand = Stand("strict")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fast = fit(stand.made(cfg), data, TrainConfig(epochs=2, batch_size=100))
+        said = [w for w in caught if issubclass(w.category, ReferenceEngineWarning)]
+        assert len(said) == 1 and "reference engine" in str(said[0].message)
+        reference = fit(stand.made(cfg), data, TrainConfig(epochs=2, batch_size=100, engine="reference"))
+    assert [r["train_nll"] for r in fast["rows"]] == [r["train_nll"] for r in reference["rows"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReferenceEngineWarning)  # NumPy keeps the fast engine, silently
+        fit(MADE(cfg), data, TrainConfig(epochs=1, batch_size=100))
