@@ -329,16 +329,19 @@ def check_real_columns(xp, x, name: str = "dataset.train", skip=()) -> tuple:
     """
     kept = np.ones(x.shape[1], dtype=bool)
     kept[list(skip)] = False
-    flat = np.flatnonzero(backend.to_host(~(xp.nanmax(x, axis=0) > xp.nanmin(x, axis=0))) & kept)
+    seen = ~xp.isnan(x)
+    varies = xp.max(xp.where(seen, x, -xp.inf), axis=0) > xp.min(xp.where(seen, x, xp.inf), axis=0)
+    flat = np.flatnonzero(~backend.to_host(varies) & kept)
     if flat.size:
         raise ValueError(f"{name} column {int(flat[0])} is constant: a real-valued model cannot standardise it "
                          f"(variance 0); drop the column (or add noise to it)")
-    top = xp.nanmax(abs(x), axis=0)
-    kept = xp.asarray(kept)
-    top = xp.where(kept, top, 1.0)
-    unit = x / top
-    return (xp.where(kept, xp.nanmean(unit, axis=0) * top, 0.0),
-            xp.where(kept, xp.nanstd(unit, axis=0) * top, 1.0))
+    kept = backend.to_device(kept, xp, device=backend.device(x))
+    top = xp.where(kept, xp.max(xp.where(seen, xp.abs(x), 0.0), axis=0), 1.0)
+    n = xp.sum(xp.astype(seen, xp.float64), axis=0)
+    unit = xp.where(seen, x / top, 0.0)  # NaN-free: the missing entries add 0 to the sums
+    mean = xp.sum(unit, axis=0) / n
+    std = xp.sqrt(xp.sum(xp.where(seen, (unit - mean) ** 2, 0.0), axis=0) / n)
+    return xp.where(kept, mean * top, 0.0), xp.where(kept, std * top, 1.0)
 
 
 def check_context(model, context, n: int | None = None):
@@ -420,12 +423,12 @@ def check_dataset(model, dataset) -> tuple:
                 block = np.where(seen, block, 0)
             check_data(model, block, f"dataset.{split}", where=seen, row0=start)
     if model.head.real and not model.standardised:  # the splits against the standardisation fit will set
-        moments = check_real_columns(model.xp, model.xp.asarray(dataset.train, dtype=model.xp.float64),
+        moments = check_real_columns(model.xp, model._on_device(dataset.train, "float64"),
                                      skip=model.head.discrete_columns)
         for split in ("train", "valid", "test"):  # the test split too, when there is one: checked before training
             x = getattr(dataset, split, None)
             for start in range(0, 0 if x is None else x.shape[0], rows):
-                block = model.xp.asarray(x[start:start + rows], dtype=model.xp.float64)
+                block = model._on_device(x[start:start + rows], "float64")
                 _real_values(model.xp, block, f"dataset.{split}", ~model.xp.isnan(block), start, moments)
     return tuple(_split_context(model, dataset, split) for split in ("train", "valid"))
 

@@ -237,7 +237,7 @@ class MADE:
     def _row_masks(self, maskset, observed) -> list:
         """The device masks of :func:`made_np.masks.observed_first_rows` for host ``observed`` (batch, D)."""
         host = observed_first_rows(maskset, observed, self.in_repeat, self.out_repeat, self.direct is not None)
-        return [self._on_device(m) for m in host]
+        return [self._on_device(m, self._mask_dtype) for m in host]
 
     def _on_device(self, a, dtype=None):
         """A host array (masks, observed entries) copied to the model's device (:func:`made_np.backend.to_device`)."""
@@ -475,11 +475,15 @@ class MADE:
         )
 
     def _device_masks(self, maskset) -> list:
-        """The masks of ``maskset`` as :meth:`mask` returns them: bool for a bank on NumPy and CuPy,
-        whose products take bool masks as they are; the weights' dtype for a fixed mask, and on a
-        namespace that follows the standard's promotion rules (no bool times float)."""
-        bank = self.config.num_masks != 1 and backend.native(self.xp) is not None
-        return [self._on_device(m, bool if bank else self.dtype) for m in self._host_masks(maskset, self.direct is not None)]
+        """The masks of ``maskset`` as :meth:`mask` returns them."""
+        return [self._on_device(m, self._mask_dtype) for m in self._host_masks(maskset, self.direct is not None)]
+
+    @property
+    def _mask_dtype(self):
+        """bool for a bank on NumPy and CuPy, whose products take bool masks as they are; the weights'
+        dtype for a fixed mask, and on a namespace that follows the standard's promotion rules (no
+        bool times float)."""
+        return bool if self.config.num_masks != 1 and backend.native(self.xp) is not None else self.dtype
 
     def _host_masks(self, maskset, direct: bool) -> list:
         """The masks of :attr:`_all_layers` at the level of columns (host bool arrays)."""

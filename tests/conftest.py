@@ -318,7 +318,7 @@ class Stand:
         return backend.to_host(a)
 
 
-@pytest.fixture(params=["numpy", "strict"])
+@pytest.fixture(params=["numpy", pytest.param("strict", marks=pytest.mark.strict_device)])
 def stand(request):
     """The same test on NumPy and on the strict stand-in (standard 2024.12: ``take_along_axis``)."""
     if request.param == "numpy":

@@ -211,6 +211,7 @@ def test_gradients_are_recomputed_not_accumulated(trained_weights):
         assert np.array_equal(a, np.asarray(b))
 
 
+@pytest.mark.strict_device
 @pytest.mark.parametrize("plant", ["a NumPy array", "an array of the CPU device"])
 def test_a_host_array_inside_a_pass_fails_on_the_strict_device(plant, monkeypatch):
     """The strict stand-in has teeth: plant a host array into the Bernoulli NLL (one line of a pass,

@@ -280,8 +280,10 @@ def test_a_mixture_from_given_noise_is_the_same_every_time():
         sample(model, "x", noise=u)  # n is checked even when the noise sets the count
 
 
+@pytest.mark.strict_device
 @pytest.mark.parametrize("head,classes,encoding,context", [("bernoulli", 2, "binary", 0), ("categorical", 3, "onehot", 2),
-                                                           ("mog", 0, "raw", 0), ("gaussian", 0, "raw", 2)])
+                                                           ("mog", 0, "raw", 0), ("gaussian", 0, "raw", 2),
+                                                           ("mixed", 0, "raw", 2)])
 def test_the_strict_device_draws_the_samples_numpy_draws(head, classes, encoding, context):
     """Ancestral sampling on the strict stand-in (the reference, one pass per variable) gives NumPy's
     samples for the same seed and context, each head; the context goes to the device like the data."""
@@ -289,7 +291,8 @@ def test_the_strict_device_draws_the_samples_numpy_draws(head, classes, encoding
 
     from conftest import Stand
     cfg = MADEConfig(D=4, hidden=(7,), classes=classes, head=head, input_encoding=encoding, ordering="random",
-                     context=context, context_encoding="raw", dtype="float64", seed=6)
+                     context=context, context_encoding="raw", dtype="float64", seed=6,
+                     **(dict(discrete_columns=(0, 2), levels=((1.0, 2.0), (-1.0, 0.0, 3.0))) if head == "mixed" else {}))
     y = np.random.default_rng(1).normal(size=(50, context)) if context else None
     out = []
     with array_api_strict.ArrayAPIStrictFlags(api_version="2024.12"):
