@@ -142,7 +142,7 @@ def to_host(a) -> np.ndarray:
     if hasattr(a, "__cuda_array_interface__"):  # a device array (not just anything with a .get, as a DataFrame)
         return a.get()
     if array_api_compat.is_array_api_obj(a) and not isinstance(a, (np.generic, int, float, complex)):
-        return np.from_dlpack(a)  # the standard's interchange (array_api_strict's fake devices too)
+        return np.from_dlpack(a).copy()  # the standard's interchange (array_api_strict's fake devices too)
     return np.asarray(a)
 
 
