@@ -306,7 +306,7 @@ class CategoricalHead(Head):
         """
         xp, (n, D) = self.xp, x.shape
         lp = self.log_softmax(xp.reshape(z, (n, D, self.C)))
-        return -xp.sum(xp.where(self._onehot(x), lp, 0.0), axis=-1)
+        return -xp.sum(lp * xp.astype(self._onehot(x), lp.dtype), axis=-1)
 
     def nll_and_grad(self, z, x):
         """Per-example NLL and its gradient ``softmax(z_d) - onehot(x_d)`` (docs/math.md Sec. 4).
@@ -334,9 +334,9 @@ class CategoricalHead(Head):
         """
         xp, (n, D) = self.xp, x.shape
         lp = self.log_softmax(xp.reshape(z, (n, D, self.C)))
-        onehot = self._onehot(x)
-        nll = -xp.sum(xp.where(onehot, lp, 0.0), axis=(1, 2))
-        grad = xp.exp(lp) - xp.astype(onehot, lp.dtype)
+        onehot = xp.astype(self._onehot(x), lp.dtype)
+        nll = -xp.sum(lp * onehot, axis=(1, 2))
+        grad = xp.exp(lp) - onehot
         return nll, xp.astype(xp.reshape(grad, (n, D * self.C)), z.dtype, copy=False)
 
     def sample(self, z, u):

@@ -228,7 +228,7 @@ class MADE:
         nll, dz = (head or self.head).nll_and_grad(z, targets)
         if observed is not None:  # the missing entries' conditionals are no part of -log p_k(x_o)
             nll = self._observed_sum(z, targets, observed)
-            dz = self.xp.where(self.xp.repeat(self._on_device(observed), self.out_repeat, axis=1), dz, 0.0)
+            dz *= self.xp.repeat(self._on_device(observed, dz.dtype), self.out_repeat, axis=1)
         dz *= 1.0 / x.shape[0]
         self._backprop(dz, masks)
         mean = self.xp.mean(nll)
@@ -257,7 +257,7 @@ class MADE:
         per_variable = self.head.nll_per_variable(z, targets)
         if self.head.real:
             per_variable = per_variable + self.xp.log(self.scale)
-        return self.xp.sum(self.xp.where(self._on_device(observed), per_variable, 0.0), axis=1)
+        return self.xp.sum(per_variable * self._on_device(observed, per_variable.dtype), axis=1)
 
     def nll(self, x, batch_size: int = 1000, context=None, mask=0):
         """Per-example NLL ``-log p(x)`` in nats (summed over the D variables) under one mask.
