@@ -172,7 +172,7 @@ def check_state(model, state: dict, prefix: str = "") -> None:
         if tuple(a.shape) != tuple(p.shape):
             raise ValueError(f"parameter {prefix + name!r} has shape {tuple(a.shape)}, expected {tuple(p.shape)}")
         with np.errstate(over="ignore"):  # 1e300 is inf in float32: refused below, not warned about
-            finite = a.dtype.kind in "biuf" and bool(np.isfinite(a.astype(model.dtype)).all())
+            finite = a.dtype.kind in "biuf" and bool(np.isfinite(a.astype(model.config.dtype)).all())
         if not finite:
             raise ValueError(f"parameter {prefix + name!r} must hold finite numbers in the model's {model.dtype.name}, "
                              f"got dtype {a.dtype}" + ("" if a.dtype.kind not in "biuf" else " with NaN, inf or a "
@@ -197,12 +197,12 @@ def check_rows(model, x, name: str = "x"):
         raise ValueError(f"{name} must be an array of shape (N, {c.D}) (NumPy, CuPy, or a list of rows), "
                          f"got {type(x).__name__}{fix}")
     try:
-        x = xp.asarray(x)
+        x = xp.asarray(x, device=model.device)
     except ValueError as exc:  # a ragged list of rows
         raise ValueError(f"{name} must be an array of shape (N, {c.D}): {exc}") from None
     if x.ndim != 2 or x.shape[1] != c.D:
         raise ValueError(f"{name} must have shape (N, {c.D}) for this model of D = {c.D}, got {tuple(x.shape)}")
-    if x.dtype.kind not in "biuf":
+    if backend.dtype_kind(xp, x.dtype) not in "biuf":
         expected = "real numbers" if model.head.real else f"integers in 0..{c.classes - 1}"
         raise ValueError(f"{name} has dtype {x.dtype}; expected {expected}")
     return x
@@ -219,7 +219,7 @@ def check_missing(model, x, name: str = "x"):
     ValueError
         As :func:`check_rows`.
     """
-    x = check_rows(model, x, name).astype(model.xp.float64)
+    x = model.xp.astype(check_rows(model, x, name), model.xp.float64)
     return x, ~backend.to_host(model.xp.isnan(x))
 
 
@@ -238,21 +238,27 @@ def check_data(model, x, name: str = "x", where=None, row0: int = 0):
     xp, c = model.xp, model.config
     x = check_rows(model, x, name)
     if model.head.real:
-        x = _real_values(xp, x, name, where, row0, (model.shift, model.scale) if model.standardised else None)
+        x = _real_values(xp, x, name, None if where is None else _where(model, where), row0,
+                         (model.shift, model.scale) if model.standardised else None)
         _check_levels(model, x, name, where, row0)
         return x
-    v = x if where is None else x[xp.asarray(where, dtype=bool)]
+    kind = backend.dtype_kind(xp, x.dtype)
+    if kind == "b":  # False/True as the classes 0/1
+        x = xp.astype(x, xp.int64)
+    v = x if where is None else x[_where(model, where)]
     if v.size:
-        bad = ~xp.isfinite(v) | (v != xp.floor(v)) if v.dtype.kind == "f" else xp.zeros(v.shape, dtype=bool)
-        if bool(bad.any()):
+        if kind == "f" and not bool(xp.all(xp.isfinite(v) & (v == xp.floor(v)))):
             raise ValueError(f"{name} must hold integers in 0..{c.classes - 1} (the model's {c.classes} "
                              f"classes), got NaN, inf or fractions")
-        if float(v.min()) < 0 or float(v.max()) > c.classes - 1:
+        if float(xp.min(v)) < 0 or float(xp.max(v)) > c.classes - 1:
             raise ValueError(f"{name} must hold integers in 0..{c.classes - 1} (the model's {c.classes} "
-                             f"classes), got values in {float(v.min()):g}..{float(v.max()):g}")
-    if x.dtype.kind in "bf":
-        x = x.astype(xp.int64)
-    return x
+                             f"classes), got values in {float(xp.min(v)):g}..{float(xp.max(v)):g}")
+    return xp.astype(x, xp.int64) if kind == "f" else x
+
+
+def _where(model, where):
+    """A host or device bool mask ``where`` on the model's device."""
+    return model.xp.asarray(where, dtype=model.xp.bool, device=model.device)
 
 
 #: How far (in standard deviations of the training data) a real value may lie from the training
@@ -265,9 +271,9 @@ def _real_values(xp, x, name: str, where=None, row0: int = 0, moments=None):
     is True, when given) are finite numbers, and with ``moments = (shift, scale)`` (D,) within
     :data:`MAX_STANDARDISED` standard deviations of the shift; the message names the first bad
     row (counted from ``row0``: ``x`` may be a block of a split) and column."""
-    if x.dtype.kind not in "biuf":
+    if backend.dtype_kind(xp, x.dtype) not in "biuf":
         raise ValueError(f"{name} has dtype {x.dtype}; expected real numbers (the model's head is real-valued)")
-    x = x.astype(xp.float64, copy=False)
+    x = xp.astype(x, xp.float64, copy=False)
     checks = [(lambda: ~xp.isfinite(x), "real-valued data must be finite; drop or impute that row")]
     if moments is not None:
         checks.append((lambda: abs(x - moments[0]) > MAX_STANDARDISED * moments[1],
@@ -277,8 +283,8 @@ def _real_values(xp, x, name: str, where=None, row0: int = 0, moments=None):
         with np.errstate(over="ignore", invalid="ignore"):  # an infinite distance is a far one
             bad = bad()
         if where is not None:
-            bad &= xp.asarray(where, dtype=bool)
-        if bool(bad.any()):
+            bad &= where
+        if bool(xp.any(bad)):
             row, col = (int(i) for i in np.argwhere(backend.to_host(bad))[0])
             raise ValueError(f"{name} has {float(x[row, col]):g} at row {row0 + row}, column {col}: {why}")
     return x
@@ -290,11 +296,11 @@ def _check_levels(model, x, name: str, where=None, row0: int = 0) -> None:
     head = model.head
     if not head.discrete_columns:
         return
-    cols = model.xp.asarray(head.discrete_columns)
-    bad = ~(head.level_values == x[:, cols][..., None]).any(axis=-1)  # (N, k): no level equals the value
+    xp = model.xp
+    bad = ~xp.any(head.level_values == xp.take(x, head._J, axis=1)[..., None], axis=-1)  # (N, k): no level equals it
     if where is not None:
-        bad &= model.xp.asarray(where, dtype=bool)[:, cols]
-    if bool(bad.any()):
+        bad &= xp.take(_where(model, where), head._J, axis=1)
+    if bool(xp.any(bad)):
         row, j = (int(i) for i in np.argwhere(backend.to_host(bad))[0])
         col = head.discrete_columns[j]
         levels = ", ".join(f"{v:g}" for v in head.levels[j])
@@ -323,16 +329,19 @@ def check_real_columns(xp, x, name: str = "dataset.train", skip=()) -> tuple:
     """
     kept = np.ones(x.shape[1], dtype=bool)
     kept[list(skip)] = False
-    flat = np.flatnonzero(backend.to_host(~(xp.nanmax(x, axis=0) > xp.nanmin(x, axis=0))) & kept)
+    seen = ~xp.isnan(x)
+    varies = xp.max(xp.where(seen, x, -xp.inf), axis=0) > xp.min(xp.where(seen, x, xp.inf), axis=0)
+    flat = np.flatnonzero(~backend.to_host(varies) & kept)
     if flat.size:
         raise ValueError(f"{name} column {int(flat[0])} is constant: a real-valued model cannot standardise it "
                          f"(variance 0); drop the column (or add noise to it)")
-    top = xp.nanmax(abs(x), axis=0)
-    kept = xp.asarray(kept)
-    top = xp.where(kept, top, 1.0)
-    unit = x / top
-    return (xp.where(kept, xp.nanmean(unit, axis=0) * top, 0.0),
-            xp.where(kept, xp.nanstd(unit, axis=0) * top, 1.0))
+    kept = backend.to_device(kept, xp, device=backend.device(x))
+    top = xp.where(kept, xp.max(xp.where(seen, xp.abs(x), 0.0), axis=0), 1.0)
+    n = xp.sum(xp.astype(seen, xp.float64), axis=0)
+    unit = xp.where(seen, x / top, 0.0)  # NaN-free: the missing entries add 0 to the sums
+    mean = xp.sum(unit, axis=0) / n
+    std = xp.sqrt(xp.sum(xp.where(seen, (unit - mean) ** 2, 0.0), axis=0) / n)
+    return xp.where(kept, mean * top, 0.0), xp.where(kept, std * top, 1.0)
 
 
 def check_context(model, context, n: int | None = None):
@@ -364,21 +373,21 @@ def check_context(model, context, n: int | None = None):
         if labels.size and (labels.min() < 0 or labels.max() >= c.context):
             raise ValueError(f"context labels must lie in 0..{c.context - 1} (the model's {c.context} classes), got "
                              f"{int(labels.min())}..{int(labels.max())}")
-        y = xp.asarray(labels.reshape(-1).astype("int64"))
+        y = xp.asarray(labels.reshape(-1).astype("int64"), device=model.device)
     else:
-        y = xp.asarray(context)
-        y = y.reshape(1, -1) if y.ndim == 1 else y
+        y = xp.asarray(context, device=model.device)
+        y = xp.reshape(y, (1, -1)) if y.ndim == 1 else y
         if y.ndim != 2 or y.shape[1] != c.context:
             raise ValueError(f"context must have shape (n, {c.context}), got {tuple(y.shape)}")
-        if y.dtype.kind not in "biuf":  # strings, objects, complex numbers: not a context row
+        if backend.dtype_kind(xp, y.dtype) not in "biuf":  # strings, objects, complex numbers: not a context row
             raise ValueError(f"context rows must be real numbers, got dtype {y.dtype}")
         # Checked on the CPU always, on a GPU only when the rows are not yet in the model's dtype:
         # a training step's rows were encoded (and checked) once, and a check here would be a
         # host sync per step. (Rows handed in on the GPU already in the dtype go unchecked.)
         if y.dtype != dtype or backend.device_of(xp) == "cpu":
             top = float(xp.finfo(dtype).max)
-            if not bool((xp.abs(y) <= top).all()):  # NaN fails the comparison too
-                raise ValueError(f"context rows must be finite numbers within {dtype.name}'s range "
+            if not bool(xp.all(xp.abs(y) <= top)):  # NaN fails the comparison too
+                raise ValueError(f"context rows must be finite numbers within {getattr(dtype, 'name', dtype)}'s range "
                                  f"(|y| <= {top:.3g}); got NaN, infinity or a larger value")
     if n is not None and y.shape[0] not in (1, n):
         raise ValueError(f"context has {y.shape[0]} rows for {n} examples")
@@ -414,12 +423,12 @@ def check_dataset(model, dataset) -> tuple:
                 block = np.where(seen, block, 0)
             check_data(model, block, f"dataset.{split}", where=seen, row0=start)
     if model.head.real and not model.standardised:  # the splits against the standardisation fit will set
-        moments = check_real_columns(model.xp, model.xp.asarray(dataset.train, dtype=model.xp.float64),
+        moments = check_real_columns(model.xp, model._on_device(dataset.train, "float64"),
                                      skip=model.head.discrete_columns)
         for split in ("train", "valid", "test"):  # the test split too, when there is one: checked before training
             x = getattr(dataset, split, None)
             for start in range(0, 0 if x is None else x.shape[0], rows):
-                block = model.xp.asarray(x[start:start + rows], dtype=model.xp.float64)
+                block = model._on_device(x[start:start + rows], "float64")
                 _real_values(model.xp, block, f"dataset.{split}", ~model.xp.isnan(block), start, moments)
     return tuple(_split_context(model, dataset, split) for split in ("train", "valid"))
 
@@ -487,13 +496,14 @@ def check_noise(model, noise):
     ValueError
         Noise of another shape or with values outside [0, 1) (NaN included).
     """
-    u = model.xp.asarray(noise)
+    xp = model.xp
+    u = xp.asarray(noise, device=model.device)
     D = model.config.D
     if u.ndim != 2 or u.shape[1] != D:
         raise ValueError(f"noise must have shape (n, {D}), got {tuple(u.shape)}")
-    if u.dtype.kind not in "iuf":  # complex (its imaginary part dropped), strings
+    if backend.dtype_kind(xp, u.dtype) not in "iuf":  # complex (its imaginary part dropped), strings
         raise ValueError(f"noise must hold real numbers in [0, 1), got dtype {u.dtype}")
-    if u.size and not bool(((u >= 0) & (u < 1)).all()):
+    if u.size and not bool(xp.all((u >= 0) & (u < 1))):
         raise ValueError("noise must hold uniform values in [0, 1) (no NaN)")
     return u
 

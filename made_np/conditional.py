@@ -43,7 +43,9 @@ per group of rows) by default, or by the reference (``method="naive"``, one forw
 per missing position); for the same seed the two return the same completions.
 
 Masks are built on the host (NumPy, as in :mod:`made_np.masks`); data, logits and
-results live on the model's array module ``model.xp``. Log-probabilities are float64, in
+results live on the model's array namespace ``model.xp`` (its device), computed with what the
+array API standard defines: rows are gathered with ``take`` and written back through a boolean
+mask of the rows (the standard has no integer-array assignment). Log-probabilities are float64, in
 nats. Every pass takes its mask as an argument: the model is never changed.
 """
 from __future__ import annotations
@@ -210,13 +212,13 @@ def variable_log_probs(model, x, batch_size: int = 1000, context=None, mask=0):
     """
     xp, y = model.xp, context
     masks = model._mask(mask)[1]
-    out = xp.empty(x.shape, dtype=xp.float64)
-    for s in range(0, x.shape[0], batch_size):
-        xb = x[s:s + batch_size]
+    out = xp.empty(x.shape, dtype=xp.float64, device=model.device)
+    for s in backend.row_blocks(x.shape[0], batch_size):
+        xb = x[s, ...]
         inputs = model.encode(xb)[0]
-        z = model._forward_pass(inputs, masks, None if y is None else y[s:s + batch_size]).astype(xp.float64)
+        z = xp.astype(model._forward_pass(inputs, masks, None if y is None else y[s, ...]), xp.float64)
         # the head's own per-variable NLL, in float64 (no branch on the head's name)
-        out[s:s + batch_size] = -model.head.nll_per_variable(z, model.head.targets(model._standardise(xb), z))
+        out[s, ...] = -model.head.nll_per_variable(z, model.head.targets(model._standardise(xb), z))
     if model.head.real:  # in the data's units: each variable's log-determinant -log scale_d
         out -= model.xp.log(model.scale)
     return out
@@ -233,16 +235,16 @@ def _inputs(model, x, observed, read_missing: bool = True):
     ``p_k(x_o)`` and the sampler overwrites; otherwise every entry must be a value of the model."""
     xp, c = model.xp, model.config
     obs = np.asarray(backend.to_host(observed))
-    x = xp.asarray(x)
+    x = xp.asarray(x, device=model.device)
     if obs.ndim != 2 or obs.shape[1] != c.D or tuple(x.shape) != obs.shape:
         raise ValueError(f"x and observed must both have shape (N, {c.D}), got {tuple(x.shape)} and {obs.shape}")
     if obs.dtype.kind not in "biuf" or not np.isin(obs, (0, 1)).all():
         raise ValueError("observed must hold 0 (missing) or 1 (observed) only")
     obs = obs.astype(bool)
     if not read_missing:
-        x = xp.where(xp.asarray(obs), x, 0)
+        x = xp.where(model._on_device(obs), x, 0)
     x = check_data(model, x, "x", where=None if read_missing else obs)
-    xd = x.astype(getattr(xp, model.head.sample_dtype))
+    xd = xp.astype(x, getattr(xp, model.head.sample_dtype))
     if obs.shape[0] == 0:
         return xd, obs, obs[:0], np.zeros(0, dtype=np.int64)
     patterns, inverse = np.unique(obs, axis=0, return_inverse=True)
@@ -264,14 +266,22 @@ def _groups(model, patterns, inverse, masks: int, seed: int, progress=None):
 def _pattern_log_probs(model, xg, row, handles, batch_size, yg=None):
     """(m, K) device arrays ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` of the rows ``xg`` of one pattern."""
     xp = model.xp
-    o = xp.asarray(row)
-    log_po = xp.zeros((xg.shape[0], len(handles)), dtype=xp.float64)
+    o = model._on_device(row)
+    log_po = xp.zeros((xg.shape[0], len(handles)), dtype=xp.float64, device=model.device)
     log_pm = xp.zeros_like(log_po)
     for k, h in enumerate(handles):
         lp = variable_log_probs(model, xg, batch_size, yg, mask=h)
-        log_po[:, k] = xp.where(o, lp, 0.0).sum(axis=1)
-        log_pm[:, k] = xp.where(o, 0.0, lp).sum(axis=1)
+        log_po[:, k] = xp.sum(xp.where(o, lp, 0.0), axis=1)
+        log_pm[:, k] = xp.sum(xp.where(o, 0.0, lp), axis=1)
     return log_po, log_pm
+
+
+def _rows(model, rows, N: int):
+    """``rows`` (host ints, increasing) of N as a boolean mask on the device: ``a[mask] = values`` writes the
+    rows of ``values`` to them in order (the standard's assignment to chosen rows)."""
+    mask = np.zeros(N, dtype=bool)
+    mask[rows] = True
+    return model._on_device(mask)
 
 
 def _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y=None, progress=None):
@@ -280,13 +290,15 @@ def _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size,
     log_po = log_pm = None
     for row, rows, handles in _groups(model, patterns, inverse, masks, seed, progress):
         if log_po is None:  # every pattern has the same number of masks
-            log_po = xp.zeros((obs.shape[0], len(handles)), dtype=xp.float64)
+            log_po = xp.zeros((obs.shape[0], len(handles)), dtype=xp.float64, device=model.device)
             log_pm = xp.zeros_like(log_po)
-        r = xp.asarray(rows)
-        po, pm = _pattern_log_probs(model, xd[r], row, handles, batch_size, None if y is None else y[r])
-        log_po[r], log_pm[r] = po, pm
+        r = model._on_device(rows)
+        po, pm = _pattern_log_probs(model, xp.take(xd, r, axis=0), row, handles, batch_size,
+                                    None if y is None else xp.take(y, r, axis=0))
+        at = _rows(model, rows, obs.shape[0])
+        log_po[at], log_pm[at] = po, pm
     if log_po is None:
-        log_po = log_pm = xp.zeros((0, 1), dtype=xp.float64)
+        log_po = log_pm = xp.zeros((0, 1), dtype=xp.float64, device=model.device)
     return log_po, log_pm
 
 
@@ -338,9 +350,9 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
 
 def _logsumexp(xp, a):
     """``log sum exp`` over the last axis, float64."""
-    m = a.max(axis=-1, keepdims=True)
+    m = xp.max(a, axis=-1, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0.0)
-    return (m + xp.log(xp.exp(a - m).sum(axis=-1, keepdims=True)))[..., 0]
+    return (m + xp.log(xp.sum(xp.exp(a - m), axis=-1, keepdims=True)))[..., 0]
 
 
 def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None,
@@ -487,14 +499,14 @@ def _completions(model, xd, obs, patterns, inverse, n, masks, seed, batch_size, 
     rng = backend.host_rng(seed, 1)  # drawn on the host, for every row, before any pattern
     u_mask = rng.random((N, n))
     noise = rng.random((N, n, D))
-    out = xp.repeat(xd[:, None, :], n, axis=1)  # (N, n, D)
-    log_px_o = xp.zeros(N, dtype=xp.float64)
+    out = xp.reshape(xp.repeat(xd[:, None, :], n, axis=1), (N * n, D))  # completion j of row i: row i n + j
+    log_px_o = xp.zeros(N, dtype=xp.float64, device=model.device)
     for row, rows, handles in _groups(model, patterns, inverse, masks, seed, progress):
-        r = xp.asarray(rows)
-        yr = None if y is None else y[r]
-        log_po, _ = _pattern_log_probs(model, xd[r], row, handles, batch_size, yr)
+        r = model._on_device(rows)
+        yr = None if y is None else xp.take(y, r, axis=0)
+        log_po, _ = _pattern_log_probs(model, xp.take(xd, r, axis=0), row, handles, batch_size, yr)
         K = log_po.shape[1]
-        log_px_o[r] = _logsumexp(xp, log_po) - math.log(K)
+        log_px_o[_rows(model, rows, N)] = _logsumexp(xp, log_po) - math.log(K)
         # choice of mask per (row, completion) on the host: inverse CDF of w
         lp = backend.to_host(log_po)
         w = np.exp(lp - lp.max(axis=1, keepdims=True))
@@ -505,13 +517,13 @@ def _completions(model, xd, obs, patterns, inverse, n, masks, seed, batch_size, 
             i, j = np.nonzero(choice == k)
             if i.size == 0 or n_obs == D:
                 continue
-            ri, rj = xp.asarray(rows[i]), xp.asarray(j)
-            X = out[ri, rj]  # (m, D) copy, observed entries set
-            u = xp.asarray(noise[rows[i], j])  # (m, D), indexed by variable
-            yk = None if y is None else y[ri]
+            at = _rows(model, rows[i] * n + j, N * n)  # increasing: rows, then completions
+            X = out[at]  # (m, D) copy, observed entries set
+            u = model._on_device(noise[rows[i], j])  # (m, D), indexed by variable
+            yk = None if y is None else xp.take(y, model._on_device(rows[i]), axis=0)
             # under mask h (observed-first: the observed variables are positions 1..n_obs)
-            out[ri, rj] = draw(model, u, yk, X, n_obs, h).astype(X.dtype)
-    return out, log_px_o
+            out[at] = xp.astype(draw(model, u, yk, X, n_obs, h), X.dtype)
+    return xp.reshape(out, (N, n, D)), log_px_o
 
 
 # --------------------------------------------------------------------------- imputation
@@ -560,11 +572,11 @@ def posterior_summary(model, comps):
     estimate, std : arrays on ``model.xp``, float64, shape (N, D)
     """
     xp = model.xp
-    v = comps.astype(xp.float64)
-    std = v.std(axis=1, ddof=1)
+    v = xp.astype(comps, xp.float64)
+    std = xp.std(v, axis=1, correction=1)
     if not getattr(model.head, "real", False):
         return _mode(xp, comps, range(model.config.classes)), std
-    mean = v.mean(axis=1)
+    mean = xp.mean(v, axis=1)
     for d, levels in zip(model.head.discrete_columns, model.head.levels):  # a mixed head's: their mode
         mean[:, d] = _mode(xp, v[:, :, d], levels)
     return mean, std
@@ -573,10 +585,10 @@ def posterior_summary(model, comps):
 def _mode(xp, comps, values):
     """The most frequent of ``values`` along axis 1 of ``comps`` (N, S, ...) (ties to the first), shape
     (N, ...) float64: a loop over the values, each a pass over ``comps``."""
-    best = xp.zeros(comps.shape[:1] + comps.shape[2:], dtype=xp.float64)
-    top = xp.full(best.shape, -1, dtype=xp.int64)
+    best = xp.zeros(comps.shape[:1] + comps.shape[2:], dtype=xp.float64, device=backend.device(comps))
+    top = xp.full(best.shape, -1, dtype=xp.int64, device=backend.device(comps))
     for c in values:
-        count = (comps == c).sum(axis=1)
+        count = xp.astype(xp.count_nonzero(comps == c, axis=1), xp.int64)
         more = count > top
         best, top = xp.where(more, float(c), best), xp.where(more, count, top)
     return best
@@ -649,11 +661,12 @@ def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: in
     todo = np.flatnonzero(~obs.all(axis=1))  # rows with a missing entry: only they cost forward passes
     if todo.size:
         patterns, inverse = np.unique(obs[todo], axis=0, return_inverse=True)
-        r = xp.asarray(todo)
-        comps[r] = _completions(model, xd[r], obs[todo], patterns, inverse.reshape(-1), S, masks, seed, batch_size,
-                                None if y is None else y[r], draw, progress)[0]
+        r = model._on_device(todo)
+        comps[_rows(model, todo, N)] = _completions(model, xp.take(xd, r, axis=0), obs[todo], patterns,
+                                                    inverse.reshape(-1), S, masks, seed, batch_size,
+                                                    None if y is None else xp.take(y, r, axis=0), draw, progress)[0]
     estimate, std = posterior_summary(model, comps)
-    o = xp.asarray(obs)
+    o = model._on_device(obs)
     return Imputation(xp.where(o, x, estimate), xp.where(o, 0.0, std), comps[:, :draws] if draws else None)
 
 

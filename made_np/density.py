@@ -30,9 +30,9 @@ MAX_TABLE_SIZE = 10**7
 
 def _log_softmax64(xp, z):
     """``log softmax`` over the last axis, in float64. z : (..., C). Returns float64 (..., C)."""
-    z = z.astype(xp.float64)
-    s = z - z.max(axis=-1, keepdims=True)
-    return s - xp.log(xp.exp(s).sum(axis=-1, keepdims=True))
+    z = xp.astype(z, xp.float64)
+    s = z - xp.max(z, axis=-1, keepdims=True)
+    return s - xp.log(xp.sum(xp.exp(s), axis=-1, keepdims=True))
 
 
 def _conditional_logits(model, x, masks):
@@ -52,28 +52,25 @@ def _single_mask_table(model, batch_size: int, mask=0):
     maskset, masks = model._mask(mask)
     ordering = backend.to_host(maskset.ordering)
     last = int(np.argmax(ordering))  # the variable with m^0 = D: no output depends on it
-    others = [d for d in range(D) if d != last]
+    others = model._on_device(np.array([d for d in range(D) if d != last], dtype=np.int64))
     n_prefix = C ** (D - 1)
-    # All configurations of the other variables, in C-order (first of `others` slowest).
-    prefix = xp.stack(xp.unravel_index(xp.arange(n_prefix), (C,) * (D - 1)), axis=1) if others \
-        else xp.zeros((1, 0), dtype=xp.int64)
+    # All configurations of the other variables, in C-order (first of `others` slowest): digit j of k in base C.
+    powers = model._on_device(C ** np.arange(D - 2, -1, -1, dtype=np.int64))
+    prefix = (xp.arange(n_prefix, dtype=xp.int64, device=model.device)[:, None] // powers) % C  # (C^(D-1), D-1)
     dtype = xp.uint8 if C <= 256 else xp.int64
-    table = xp.empty((n_prefix, C), dtype=xp.float64)
+    table = xp.empty((n_prefix, C), dtype=xp.float64, device=model.device)
     rows = max(1, int(batch_size))
-    for s in range(0, n_prefix, rows):
-        pre = prefix[s:s + rows]
+    for block in backend.row_blocks(n_prefix, rows):
+        pre = prefix[block, ...]
         n = pre.shape[0]
-        x = xp.zeros((n, D), dtype=dtype)
-        if others:
-            x[:, others] = pre.astype(dtype)
+        blank = xp.zeros((n, 1), dtype=dtype, device=model.device)  # the last variable: any value
+        x = xp.concat([xp.astype(pre[:, :last], dtype), blank, xp.astype(pre[:, last:], dtype)], axis=1)
         lp = _log_softmax64(xp, _conditional_logits(model, x, masks))  # (n, D, C)
-        acc = xp.zeros(n, dtype=xp.float64)
-        for j, d in enumerate(others):  # a loop over variables, not examples
-            acc += xp.take_along_axis(lp[:, d, :], pre[:, j:j + 1].astype(xp.int64), axis=1)[:, 0]
-        table[s:s + n] = acc[:, None] + lp[:, last, :]
+        picked = xp.take_along_axis(xp.take(lp, others, axis=1), pre[..., None], axis=2)[..., 0]  # (n, D-1)
+        table[block, :] = xp.sum(picked, axis=1)[:, None] + lp[:, last, :]
     # Axes are (others..., last); put `last` back in its place among the variables.
-    table = table.reshape((C,) * D)
-    return xp.moveaxis(table, -1, last).reshape(-1)
+    table = xp.reshape(table, (C,) * D)
+    return xp.reshape(xp.moveaxis(table, -1, last), (-1,))
 
 
 def log_density_table(model, batch_size: int = 4096, mask_indices=None) -> np.ndarray:

@@ -114,7 +114,7 @@ class Head:
 
     def nll(self, z, x):
         """Negative log-likelihood in nats, shape (batch,): :meth:`nll_per_variable` summed."""
-        return self.nll_per_variable(z, x).sum(axis=1)
+        return self.xp.sum(self.nll_per_variable(z, x), axis=1)
 
     def class_logits(self, z):
         """The conditionals as softmax logits over the ``C`` classes, shape (batch, D, C), from
@@ -137,7 +137,7 @@ class Head:
             Log-probabilities in nats; each row's exponentials sum to 1.
         """
         n = self.xp.asarray(counts, dtype=self.xp.float64) + 0.5
-        return self.xp.log(n) - self.xp.log(n.sum(axis=1, keepdims=True))
+        return self.xp.log(n) - self.xp.log(self.xp.sum(n, axis=1, keepdims=True))
 
     def marginal_logits(self, counts):
         """The logits, shape (D * outputs_per_variable,) float64, whose conditionals are the
@@ -146,8 +146,9 @@ class Head:
         raise NotImplementedError
 
     @classmethod
-    def from_config(cls, xp, config):
-        """The head of a :class:`made_np.config.MADEConfig` (its ``classes`` and ``components``)."""
+    def from_config(cls, xp, config, device=None):
+        """The head of a :class:`made_np.config.MADEConfig` (its ``classes`` and ``components``);
+        ``device``: where a head that keeps arrays keeps them (:class:`MixedHead`)."""
         return cls(xp, config.classes, config.components)
 
     def sample_at(self, z, u, cols):
@@ -190,7 +191,7 @@ class BernoulliHead(Head):
 
     def targets(self, x, inputs):
         """The 0/1 values as floats of the inputs' dtype, shape (batch, D)."""
-        return x.astype(inputs.dtype)
+        return self.xp.astype(x, inputs.dtype)
 
     def class_logits(self, z):
         """``(0, z_d)`` per variable, shape (batch, D, 2): its softmax is ``(1 - sigmoid(z), sigmoid(z))``."""
@@ -241,7 +242,7 @@ class BernoulliHead(Head):
         -------
         array of uint8, shape (n, k), values in {0, 1}.
         """
-        return (u < sigmoid(self.xp, z)).astype(self.xp.uint8)
+        return self.xp.astype(u < sigmoid(self.xp, z), self.xp.uint8)
 
     def thresholds(self, u):
         """The logits ``t = logit(u)`` above which :meth:`sample` draws a 1, for uniform noise
@@ -276,23 +277,23 @@ class CategoricalHead(Head):
 
     def class_logits(self, z):
         """``z`` viewed as (batch, D, C)."""
-        return z.reshape(z.shape[0], -1, self.C)
+        return self.xp.reshape(z, (z.shape[0], -1, self.C))
 
     def marginal_logits(self, counts):
         """:meth:`smoothed_log_marginals` laid out variable-major, shape (D * C,) (softmax
         is unchanged by a constant per variable, so log-probabilities are logits)."""
-        return self.smoothed_log_marginals(counts).reshape(-1)
+        return self.xp.reshape(self.smoothed_log_marginals(counts), (-1,))
 
     def log_softmax(self, z):
         """Stable ``log softmax`` over the last axis of ``z`` (any leading shape):
         ``s - log sum exp(s)`` with ``s = z - max(z)``."""
         xp = self.xp
-        s = z - z.max(axis=-1, keepdims=True)
-        return s - xp.log(xp.exp(s).sum(axis=-1, keepdims=True))
+        s = z - xp.max(z, axis=-1, keepdims=True)
+        return s - xp.log(xp.sum(xp.exp(s), axis=-1, keepdims=True))
 
     def _onehot(self, x):
-        """``onehot(x)``, shape (batch, D, C), of class indices ``x`` (batch, D)."""
-        return x[..., None] == self.xp.arange(self.C)
+        """``onehot(x)``, shape (batch, D, C), bool, of class indices ``x`` (batch, D)."""
+        return x[..., None] == self.xp.arange(self.C, device=backend.device(x))
 
     def nll_per_variable(self, z, x):
         """``-log softmax(z_d)[x_d]`` in nats, shape (batch, D).
@@ -303,9 +304,9 @@ class CategoricalHead(Head):
             Logits, variable-major (``z[:, d*C + c]``).
         x : array, shape (batch, D), int in 0..C-1
         """
-        n, D = x.shape
-        lp = self.log_softmax(z.reshape(n, D, self.C))
-        return -(lp * self._onehot(x)).sum(axis=-1)
+        xp, (n, D) = self.xp, x.shape
+        lp = self.log_softmax(xp.reshape(z, (n, D, self.C)))
+        return -xp.sum(lp * xp.astype(self._onehot(x), lp.dtype), axis=-1)
 
     def nll_and_grad(self, z, x):
         """Per-example NLL and its gradient ``softmax(z_d) - onehot(x_d)`` (docs/math.md Sec. 4).
@@ -331,12 +332,12 @@ class CategoricalHead(Head):
         ValueError
             ``z`` without ``D * C`` columns for the ``D`` columns of ``x`` (from ``reshape``).
         """
-        n, D = x.shape
-        lp = self.log_softmax(z.reshape(n, D, self.C))
-        onehot = self._onehot(x)
-        nll = -(lp * onehot).sum(axis=(1, 2))
-        grad = self.xp.exp(lp) - onehot
-        return nll, grad.reshape(n, D * self.C).astype(z.dtype, copy=False)
+        xp, (n, D) = self.xp, x.shape
+        lp = self.log_softmax(xp.reshape(z, (n, D, self.C)))
+        onehot = xp.astype(self._onehot(x), lp.dtype)
+        nll = -xp.sum(lp * onehot, axis=(1, 2))
+        grad = xp.exp(lp) - onehot
+        return nll, xp.astype(xp.reshape(grad, (n, D * self.C)), z.dtype, copy=False)
 
     def sample(self, z, u):
         """Inverse-CDF draws from softmax conditionals.
@@ -355,9 +356,9 @@ class CategoricalHead(Head):
         """
         xp = self.xp
         n, k = u.shape
-        p = xp.exp(self.log_softmax(z.reshape(n, k, self.C)))
-        below = xp.cumsum(p, axis=-1) <= u[..., None]
-        return xp.minimum(below.sum(axis=-1), self.C - 1).astype(xp.int64)
+        p = xp.exp(self.log_softmax(xp.reshape(z, (n, k, self.C))))
+        below = xp.cumulative_sum(p, axis=-1) <= u[..., None]
+        return xp.astype(xp.minimum(xp.count_nonzero(below, axis=-1), self.C - 1), xp.int64)
 
 
 #: The bound ``L`` of the soft clamp of the log-scales, ``log sigma = L tanh(s / L)``: scales of the
@@ -394,7 +395,7 @@ class RealHead(Head):
 
     def targets(self, x, inputs):
         """The standardised values ``x`` (batch, D) as floats of the inputs' dtype."""
-        return x.astype(inputs.dtype, copy=False)
+        return self.xp.astype(x, inputs.dtype, copy=False)
 
     def class_logits(self, z):
         raise ValueError(f"the {self.name} head models real values: it has no class probabilities "
@@ -402,16 +403,16 @@ class RealHead(Head):
 
     def marginal_counts(self, x, observed=None):
         """What :meth:`marginal_logits` takes from the training data ``x`` (N, D) float64 (and its
-        host ``observed`` mask, (N, D) bool, or None): only D here, as zeros (D, 0)."""
-        return self.xp.zeros((x.shape[1], 0))
+        host ``observed`` mask, (N, D) bool, or None): only D here, as zeros (D, 0) float64."""
+        return self.xp.zeros((x.shape[1], 0), dtype=self.xp.float64, device=backend.device(x))
 
     def _parts(self, z):
         """``z`` (batch, k * R) as (batch, k, R): the variable-major blocks."""
-        return z.reshape(z.shape[0], -1, self.logits_per_variable)
+        return self.xp.reshape(z, (z.shape[0], -1, self.logits_per_variable))
 
     def _uniform(self, u):
         """``u`` in float64 clipped into ``[U_MARGIN, 1 - U_MARGIN]``: no infinite draw."""
-        return self.xp.clip(u.astype(self.xp.float64), U_MARGIN, 1.0 - U_MARGIN)
+        return self.xp.clip(self.xp.astype(u, self.xp.float64), U_MARGIN, 1.0 - U_MARGIN)
 
 
 class GaussianHead(RealHead):
@@ -435,7 +436,7 @@ class GaussianHead(RealHead):
     def marginal_logits(self, counts):
         """Zeros (D * 2,): ``mu = 0``, ``log sigma = 0``, the standard normal, which is each
         variable's marginal moments once standardised (``counts`` (D, ...) gives only D)."""
-        return self.xp.zeros(2 * counts.shape[0], dtype=self.xp.float64)
+        return self.xp.zeros(2 * counts.shape[0], dtype=self.xp.float64, device=backend.device(counts))
 
     def _terms(self, z, x):
         zz = self._parts(z)
@@ -469,10 +470,11 @@ class GaussianHead(RealHead):
             log-determinant)
         grad : array, shape (batch, 2 D), ``z``'s dtype, variable-major like ``z``; a fresh array.
         """
+        xp = self.xp
         r, a, da = self._terms(z, x)
-        nll = (a + 0.5 * r * r + _HALF_LOG_2PI).sum(axis=1)
-        grad = self.xp.stack([-r * self.xp.exp(-a), (1.0 - r * r) * da], axis=-1)
-        return nll, grad.reshape(z.shape).astype(z.dtype, copy=False)
+        nll = xp.sum(a + 0.5 * r * r + _HALF_LOG_2PI, axis=1)
+        grad = xp.stack([-r * xp.exp(-a), (1.0 - r * r) * da], axis=-1)
+        return nll, xp.astype(xp.reshape(grad, z.shape), z.dtype, copy=False)
 
     def sample(self, z, u):
         """``x = mu + sigma Phi^-1(u)`` (inverse CDF, :func:`made_np.backend.ndtri`).
@@ -488,7 +490,7 @@ class GaussianHead(RealHead):
         -------
         array of float64, shape (n, k): standardised values.
         """
-        zz = self._parts(z.astype(self.xp.float64))
+        zz = self._parts(self.xp.astype(z, self.xp.float64))
         return zz[..., 0] + self.xp.exp(log_scale(self.xp, zz[..., 1])[0]) * backend.ndtri(self.xp, self._uniform(u))
 
 
@@ -517,37 +519,44 @@ class MixtureHead(RealHead):
         """The start, shape (D * 3K,): equal weights, log-scales 0, and means at the standard
         normal's quantiles ``Phi^-1((k + 1/2) / K)``, so that the components differ from the first
         step (``counts`` (D, ...) gives only D)."""
-        xp, K = self.xp, self.K
-        means = backend.ndtri(xp, (xp.arange(K, dtype=xp.float64) + 0.5) / K)
-        block = xp.concatenate([xp.zeros(K), means, xp.zeros(K)])
-        return xp.tile(block, counts.shape[0])
+        xp, K, device = self.xp, self.K, backend.device(counts)
+        means = backend.ndtri(xp, (xp.arange(K, dtype=xp.float64, device=device) + 0.5) / K)
+        zeros = xp.zeros(K, dtype=xp.float64, device=device)
+        return xp.tile(xp.concat([zeros, means, zeros]), (counts.shape[0],))
 
     def _blocks(self, z):
         """``z`` (batch, 3 K k) as a new contiguous (3, K, batch, k) array: logits, means, raw
         log-scales, component-major (a reduction over the K components is then K - 1 whole-array
         operations, not a reduction along a short strided axis: 30x faster at K = 5)."""
-        n = z.shape[0]
-        return self.xp.array(z.reshape(n, -1, 3, self.K).transpose(2, 3, 0, 1), order="C")  # a copy, always
+        xp, n = self.xp, z.shape[0]
+        blocks = xp.permute_dims(xp.reshape(z, (n, -1, 3, self.K)), (2, 3, 0, 1))
+        return xp.reshape(blocks, blocks.shape, copy=True)  # a copy, always: C order
+
+    def _split_blocks(self, z):
+        """:meth:`_blocks` as its three (K, batch, k) parts: logits, means, raw log-scales."""
+        blocks = self._blocks(z)
+        return blocks[0, ...], blocks[1, ...], blocks[2, ...]
 
     @staticmethod
     def _log_normalise(xp, w):
         """``w - logsumexp_k w`` over the leading (component) axis."""
-        w = w - w.max(axis=0)
-        return w - xp.log(xp.exp(w).sum(axis=0))
+        w = w - xp.max(w, axis=0)
+        return w - xp.log(xp.sum(xp.exp(w), axis=0))
 
     def _terms(self, z, x):
         """Log-weights, standardised residuals ``r_k``, log-scales and their derivatives, and the
         joint ``l_k = log pi_k + log N_k`` (each (K, batch, D))."""
         xp = self.xp
-        w, mu, s = self._blocks(z)
+        w, mu, s = self._split_blocks(z)
         logpi = self._log_normalise(xp, w)
         a, da = log_scale(xp, s)
         r = (x - mu) * xp.exp(-a)
         return logpi, r, a, da, logpi - a - 0.5 * r * r - _HALF_LOG_2PI
 
     def _logsumexp(self, l):
-        top = l.max(axis=0)
-        return top + self.xp.log(self.xp.exp(l - top).sum(axis=0))
+        xp = self.xp
+        top = xp.max(l, axis=0)
+        return top + xp.log(xp.sum(xp.exp(l - top), axis=0))
 
     def nll_per_variable(self, z, x):
         """``-log sum_k pi_k N(x_d; mu_k, sigma_k^2)`` in nats, shape (batch, D), by log-sum-exp.
@@ -579,7 +588,7 @@ class MixtureHead(RealHead):
         lse = self._logsumexp(l)
         rho = xp.exp(l - lse)
         grad = xp.stack([xp.exp(logpi) - rho, -rho * r * xp.exp(-a), rho * (1.0 - r * r) * da])  # (3, K, batch, D)
-        return -lse.sum(axis=1), grad.transpose(2, 3, 0, 1).reshape(z.shape).astype(z.dtype)
+        return -xp.sum(lse, axis=1), xp.astype(xp.reshape(xp.permute_dims(grad, (2, 3, 0, 1)), z.shape), z.dtype)
 
     def sample(self, z, u):
         """Inverse-CDF draws: the component ``k`` with ``F_(k-1) <= u < F_k`` (cumulative weights),
@@ -597,14 +606,14 @@ class MixtureHead(RealHead):
         array of float64, shape (n, k): standardised values.
         """
         xp, K = self.xp, self.K
-        w, mu, s = self._blocks(z.astype(xp.float64))
+        w, mu, s = self._split_blocks(xp.astype(z, xp.float64))
         p = xp.exp(self._log_normalise(xp, w))
-        F = xp.cumsum(p, axis=0)
-        u = u.astype(xp.float64)
-        k = xp.minimum((F <= u).sum(axis=0), K - 1)[None]  # (1, n, k): the component drawn
+        F = xp.cumulative_sum(p, axis=0)
+        u = xp.astype(u, xp.float64)
+        k = xp.minimum(xp.count_nonzero(F <= u, axis=0), K - 1)[None, ...]  # (1, n, k): the component drawn
 
         def at_k(a):
-            return xp.take_along_axis(a, k, axis=0)[0]
+            return xp.take_along_axis(a, k, axis=0)[0, ...]
         pk = at_k(p)
         return at_k(mu) + xp.exp(log_scale(xp, at_k(s))[0]) * backend.ndtri(xp, self._uniform((u - (at_k(F) - pk)) / pk))
 
@@ -650,10 +659,12 @@ class MixedHead(RealHead):
 
     name = "mixed"
 
-    def __init__(self, xp, classes: int = 0, components: int = 1, D: int = 1, discrete_columns=(), levels=()):
+    def __init__(self, xp, classes: int = 0, components: int = 1, D: int = 1, discrete_columns=(), levels=(),
+                 device=None):
         super().__init__(xp, classes, components)
         np = backend.get_xp("cpu")  # the host's array module: the tables of the columns' kinds
         self.D, self.discrete_columns, self.levels = int(D), tuple(discrete_columns), tuple(map(tuple, levels))
+        self.device = device
         if not self.levels:
             raise ValueError("the mixed head needs discrete columns and their levels (MADEConfig.discrete_columns, "
                              "levels); with none use the mog head")
@@ -662,18 +673,23 @@ class MixedHead(RealHead):
         self._is_discrete = np.zeros(self.D, dtype=bool)
         self._is_discrete[list(self.discrete_columns)] = True
         self._row = np.cumsum(self._is_discrete) - 1  # a discrete column's row in the level tables
-        self._J = xp.asarray(self.discrete_columns, dtype=xp.int64)
-        self._I = xp.asarray(np.flatnonzero(~self._is_discrete))
+        real = np.flatnonzero(~self._is_discrete)
         values = np.full((len(self.levels), L), np.inf)
         for j, v in enumerate(self.levels):  # once, at construction: a loop over the discrete columns
             values[j, :len(v)] = v
-        self.level_values, self._valid = xp.asarray(values), xp.asarray(np.isfinite(values))
-        self._top = xp.asarray([len(v) - 1 for v in self.levels])
+
+        def dev(a, dtype=None):
+            return xp.asarray(np.asarray(a, dtype=dtype), device=device)
+        self._J, self._I = dev(self.discrete_columns, np.int64), dev(real, np.int64)
+        # column d of concat([real columns, discrete columns], axis=1) is at _order[d]
+        self._order = dev(np.argsort(np.concatenate([real, self.discrete_columns])), np.int64)
+        self.level_values, self._valid = dev(values), dev(np.isfinite(values))
+        self._top = dev([len(v) - 1 for v in self.levels], np.int64)
         self._mog = MixtureHead(xp, 0, components)
 
     @classmethod
-    def from_config(cls, xp, config):
-        return cls(xp, config.classes, config.components, config.D, config.discrete_columns, config.levels)
+    def from_config(cls, xp, config, device=None):
+        return cls(xp, config.classes, config.components, config.D, config.discrete_columns, config.levels, device)
 
     @staticmethod
     def outputs_per_variable(classes: int, components: int = 1) -> int:
@@ -685,34 +701,48 @@ class MixedHead(RealHead):
         np = backend.get_xp("cpu")
         inv = np.argsort(np.asarray(perm))
         pairs = sorted((int(inv[d]), v) for d, v in zip(self.discrete_columns, self.levels))
-        return MixedHead(self.xp, 0, self.K, self.D, [d for d, _ in pairs], [v for _, v in pairs])
+        return MixedHead(self.xp, 0, self.K, self.D, [d for d, _ in pairs], [v for _, v in pairs], self.device)
+
+    def _columns(self, real, discrete, axis: int = 1):
+        """The real columns' ``real`` and the discrete columns' ``discrete`` (each with its columns
+        on ``axis``) as one array in the order of the columns (axis 0 or 1)."""
+        return self.xp.take(self.xp.concat([real, discrete], axis=axis), self._order, axis=axis)
+
+    def _padded(self, a):
+        """``a`` (..., m) zero-padded to the R outputs of a variable, (..., R)."""
+        xp, R = self.xp, self.logits_per_variable
+        if a.shape[-1] == R:
+            return a
+        return xp.concat([a, xp.zeros((*a.shape[:-1], R - a.shape[-1]), dtype=a.dtype, device=backend.device(a))],
+                         axis=-1)
 
     def level_index(self, x):
         """The level index of every discrete column of ``x`` (batch, D) float64, shape (batch, k)
         int64: how many of the column's levels lie below its value (a value among them, as
         :func:`made_np.checks.check_data` assures, is its own index)."""
-        below = (x[:, self._J][..., None] > self.level_values).sum(axis=-1)
+        below = self.xp.count_nonzero(self.xp.take(x, self._J, axis=1)[..., None] > self.level_values, axis=-1)
         return self.xp.minimum(below, self._top)
 
     def targets(self, x, inputs):
         """The standardised values (batch, D) of the inputs' dtype, the discrete columns' replaced by
         their level indices (:meth:`level_index`)."""
-        t = x.astype(inputs.dtype)
-        t[:, self._J] = self.level_index(x)
-        return t
+        xp = self.xp
+        t = xp.astype(x, inputs.dtype)
+        return self._columns(xp.take(t, self._I, axis=1), xp.astype(self.level_index(x), inputs.dtype))
 
     def _split(self, z):
         """``z`` (batch, D R) as the real columns' mixture outputs (batch, |I| 3K) and the discrete
         columns' log-probabilities of their levels (batch, k, L), ``-inf`` beyond a column's levels."""
-        zz = z.reshape(z.shape[0], -1, self.logits_per_variable)
-        zr = zz[:, self._I, :3 * self.K].reshape(z.shape[0], -1)
+        xp = self.xp
+        zz = xp.reshape(z, (z.shape[0], -1, self.logits_per_variable))
+        zr = xp.reshape(xp.take(zz, self._I, axis=1)[:, :, :3 * self.K], (z.shape[0], -1))
         L = self.level_values.shape[1]
-        lp = CategoricalHead.log_softmax(self, self.xp.where(self._valid, zz[:, self._J, :L], -self.xp.inf))
+        lp = CategoricalHead.log_softmax(self, xp.where(self._valid, xp.take(zz, self._J, axis=1)[:, :, :L], -xp.inf))
         return zr, lp
 
     def _picked(self, lp, x):
         """``log p(x_d)`` (batch, k) of the discrete columns' level indices in ``x`` (:meth:`targets`)."""
-        t = x[:, self._J].astype(self.xp.int64)
+        t = self.xp.astype(self.xp.take(x, self._J, axis=1), self.xp.int64)
         return self.xp.take_along_axis(lp, t[..., None], axis=-1)[..., 0], t
 
     def nll_per_variable(self, z, x):
@@ -725,10 +755,8 @@ class MixedHead(RealHead):
         x : array, shape (batch, D), float: :meth:`targets`
         """
         zr, lp = self._split(z)
-        out = self.xp.empty(x.shape, dtype=z.dtype)
-        out[:, self._I] = self._mog.nll_per_variable(zr, x[:, self._I])
-        out[:, self._J] = -self._picked(lp, x)[0]
-        return out
+        real = self._mog.nll_per_variable(zr, self.xp.take(x, self._I, axis=1))
+        return self._columns(real, self.xp.astype(-self._picked(lp, x)[0], real.dtype))
 
     def nll_and_grad(self, z, x):
         """Per-example NLL and its gradient: :meth:`MixtureHead.nll_and_grad` on the real columns,
@@ -744,15 +772,15 @@ class MixedHead(RealHead):
         nll : array, shape (batch,), nats per example (standardised units)
         grad : array, shape (batch, D R), ``z``'s dtype, variable-major like ``z``; a fresh array.
         """
-        xp, n, R = self.xp, z.shape[0], self.logits_per_variable
+        xp, n = self.xp, z.shape[0]
         zr, lp = self._split(z)
-        nll, gr = self._mog.nll_and_grad(zr, x[:, self._I])
+        nll, gr = self._mog.nll_and_grad(zr, xp.take(x, self._I, axis=1))
         picked, t = self._picked(lp, x)
         L = lp.shape[-1]
-        grad = xp.zeros((n, self.D, R), dtype=z.dtype)
-        grad[:, self._I, :3 * self.K] = gr.reshape(n, -1, 3 * self.K)
-        grad[:, self._J, :L] = xp.exp(lp) - (t[..., None] == xp.arange(L))
-        return nll - picked.sum(axis=1), grad.reshape(n, self.D * R)
+        onehot = t[..., None] == xp.arange(L, device=backend.device(t))
+        discrete = xp.astype(xp.exp(lp) - xp.astype(onehot, lp.dtype), z.dtype)
+        grad = self._columns(self._padded(xp.reshape(gr, (n, -1, 3 * self.K))), self._padded(discrete))
+        return nll - xp.sum(picked, axis=1), xp.reshape(grad, (n, self.D * self.logits_per_variable))
 
     def sample_at(self, z, u, cols):
         """Draws of the variables ``cols`` (host ints (k,)): :meth:`MixtureHead.sample` for a real
@@ -772,20 +800,28 @@ class MixedHead(RealHead):
         np = backend.get_xp("cpu")
         xp, (n, k) = self.xp, u.shape
         cols = np.asarray(cols, dtype=np.int64)
-        zz = z.astype(xp.float64).reshape(n, k, self.logits_per_variable)
+        zz = xp.reshape(xp.astype(z, xp.float64), (n, k, self.logits_per_variable))
         disc = self._is_discrete[cols]
-        x = xp.empty((n, k), dtype=xp.float64)
-        real, d = xp.asarray(np.flatnonzero(~disc)), xp.asarray(np.flatnonzero(disc))
-        if real.size:
-            x[:, real] = self._mog.sample(zz[:, real, :3 * self.K].reshape(n, -1), u[:, real])
-        if d.size:
-            rows = xp.asarray(self._row[cols[disc]])
+        real_at, disc_at = np.flatnonzero(~disc), np.flatnonzero(disc)
+
+        def dev(a):
+            return backend.to_device(a, xp, device=backend.device(z))
+        real, d = dev(real_at), dev(disc_at)
+        parts = []
+        if real_at.size:
+            parts.append(self._mog.sample(xp.reshape(xp.take(zz, real, axis=1)[:, :, :3 * self.K], (n, -1)),
+                                          xp.take(u, real, axis=1)))
+        if disc_at.size:
+            rows = dev(self._row[cols[disc]])
             L = self.level_values.shape[1]
-            lp = CategoricalHead.log_softmax(self, xp.where(self._valid[rows], zz[:, d, :L], -xp.inf))
-            below = xp.cumsum(xp.exp(lp), axis=-1) <= u[:, d, None]
-            index = xp.minimum(below.sum(axis=-1), self._top[rows])
-            x[:, d] = self.level_values[rows[None], index]
-        return x
+            valid = xp.take(self._valid, rows, axis=0)
+            lp = CategoricalHead.log_softmax(self, xp.where(valid, xp.take(zz, d, axis=1)[:, :, :L], -xp.inf))
+            below = xp.cumulative_sum(xp.exp(lp), axis=-1) <= xp.take(u, d, axis=1)[..., None]
+            index = xp.minimum(xp.count_nonzero(below, axis=-1), xp.take(self._top, rows))
+            values = xp.broadcast_to(xp.take(self.level_values, rows, axis=0)[None, ...], (n, *lp.shape[1:]))
+            parts.append(xp.take_along_axis(values, index[..., None], axis=-1)[..., 0])
+        x = xp.concat(parts, axis=1)  # the real variables, then the discrete ones: back in the order of cols
+        return x if not (real_at.size and disc_at.size) else xp.take(x, dev(np.argsort(np.concatenate([real_at, disc_at]))), axis=1)
 
     def sample(self, z, u):
         """:meth:`sample_at` of the first ``k`` variables (``z`` (n, k R), ``u`` (n, k))."""
@@ -793,28 +829,28 @@ class MixedHead(RealHead):
 
     def marginal_counts(self, x, observed=None):
         """How many rows of ``x`` (N, D) float64 have each discrete column at each level, shape
-        (D, L) (rows of the real columns 0); missing entries (``observed`` False, host (N, D)) are
-        not counted."""
-        xp = self.xp
-        hit = self.level_index(x)[..., None] == xp.arange(self.level_values.shape[1])
-        hit &= self.level_values == x[:, self._J][..., None]
+        (D, L) float64 (rows of the real columns 0); missing entries (``observed`` False, host
+        (N, D)) are not counted."""
+        xp, L = self.xp, self.level_values.shape[1]
+        at = xp.take(x, self._J, axis=1)[..., None]
+        hit = (self.level_index(x)[..., None] == xp.arange(L, device=backend.device(x))) & (self.level_values == at)
         if observed is not None:
-            hit &= xp.asarray(observed)[:, self._J][..., None]
-        counts = xp.zeros((x.shape[1], self.level_values.shape[1]))
-        counts[self._J] = hit.sum(axis=0)
-        return counts
+            hit &= xp.take(backend.to_device(observed, xp, device=backend.device(x)), self._J, axis=1)[..., None]
+        counts = xp.sum(xp.astype(hit, xp.float64), axis=0)
+        return self._columns(xp.zeros((self._I.shape[0], L), dtype=xp.float64, device=backend.device(x)), counts,
+                             axis=0)
 
     def marginal_logits(self, counts):
         """The start, shape (D R,): :meth:`MixtureHead.marginal_logits` for the real columns, and each
         discrete column's smoothed log-frequencies ``log (n_l + 1/2) - log (N + L/2)`` of its ``L``
         levels (as :meth:`Head.smoothed_log_marginals`), 0 on the unused outputs."""
-        xp, R, L = self.xp, self.logits_per_variable, self.level_values.shape[1]
-        out = xp.zeros((self.D, R))
-        out[self._I, :3 * self.K] = self._mog.marginal_logits(counts[self._I]).reshape(-1, 3 * self.K)
-        n = xp.where(self._valid, counts[self._J] + 0.5, 1.0)
-        log_p = xp.log(n) - xp.log((n * self._valid).sum(axis=1, keepdims=True))
-        out[self._J, :L] = xp.where(self._valid, log_p, 0.0)
-        return out.reshape(-1)
+        xp = self.xp
+        real = self._mog.marginal_logits(xp.take(counts, self._I, axis=0))
+        n = xp.where(self._valid, xp.take(counts, self._J, axis=0) + 0.5, 1.0)
+        log_p = xp.log(n) - xp.log(xp.sum(xp.where(self._valid, n, 0.0), axis=1, keepdims=True))
+        out = self._columns(self._padded(xp.reshape(real, (-1, 3 * self.K))),
+                            self._padded(xp.where(self._valid, log_p, 0.0)), axis=0)
+        return xp.reshape(out, (-1,))
 
 
 #: The heads, by name. A new head is one class above and one line here. (The first that accepts

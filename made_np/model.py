@@ -15,8 +15,10 @@ computes with as an argument (:meth:`MADE.mask`): evaluating or sampling never c
 model, so one fitted model may be used from several threads at once. Test-time averaging over masks is a mixture of
 *probabilities*: ``log p(x) = logsumexp_k log p_k(x) - log K`` (:meth:`MADE.ensemble_nll`).
 
-This module does not import NumPy: arrays live on the array module ``xp`` that
-:mod:`made_np.backend` hands it, so the same code runs on CuPy.
+This module does not import NumPy: arrays live on the array namespace ``xp`` that
+:mod:`made_np.backend` hands it (``backend.namespace``), and the passes use only what the
+array API standard defines, so the same code runs on NumPy, CuPy and any other standard
+namespace (the tests run it on ``array_api_strict`` arrays on a second device).
 """
 from __future__ import annotations
 
@@ -43,10 +45,14 @@ class MADE:
     ----------
     config : MADEConfig
     xp : module, optional
-        NumPy (default) or CuPy.
+        NumPy (default), CuPy, or any array API namespace (``array_api_strict``); the model
+        computes with its standard namespace, :attr:`xp` (:func:`made_np.backend.namespace`).
     draw_weights : bool, default True
         Draw the initial weights (``config.init``, ``config.seed``); False leaves them at zero
         for a caller that loads its own (a checkpoint: no orthogonal draw thrown away).
+    device : optional
+        The device of a namespace with several (``array_api_strict.Device("device1")``);
+        None: ``xp``'s default (NumPy's CPU, CuPy's current GPU).
 
     Attributes
     ----------
@@ -67,39 +73,41 @@ class MADE:
         data's own units: the standardised one plus ``sum_d log scale_d`` (docs/math.md Sec. 13).
     """
 
-    def __init__(self, config: MADEConfig, xp=None, draw_weights: bool = True):
+    def __init__(self, config: MADEConfig, xp=None, draw_weights: bool = True, device=None):
         check_model_config(config)
         self.config = config
         if draw_weights:  # loading (draw_weights=False) checks with load_checkpoint(memory_limit=...)
             limits.check_api(limits.model_parts(config, label=f"MADEConfig(D={config.D}, hidden={config.hidden})",
                                                  drawing=True))
-        self.xp = backend.get_xp("cpu") if xp is None else xp
-        self.dtype = backend.resolve_dtype(config.dtype)
+        self.xp = xp = backend.namespace(backend.get_xp("cpu") if xp is None else xp)
+        self.device = device
+        self.dtype = backend.dtype_in(xp, backend.resolve_dtype(config.dtype))
         c = config
         self.in_repeat = c.classes if c.input_encoding == "onehot" else 1
-        self.head = head_class(c.head).from_config(self.xp, c)
+        self.head = head_class(c.head).from_config(xp, c, device=device)
         self.out_repeat = self.head.logits_per_variable
         widths = [c.D * self.in_repeat, *c.hidden, c.D * self.out_repeat]
         rng = backend.host_rng(c.seed)
         init = c.init if draw_weights else None
         fixed = c.num_masks == 1  # one mask for ever: W is kept zero where it is (MaskedDense)
         self.layers = [
-            MaskedDense(widths[i], widths[i + 1], self.xp, rng, self.dtype, need_input_grad=i > 0, init=init,
-                        fixed=fixed)
+            MaskedDense(widths[i], widths[i + 1], xp, rng, self.dtype, need_input_grad=i > 0, init=init,
+                        fixed=fixed, device=device)
             for i in range(len(widths) - 1)
         ]
         self.activations = [make_activation(c.activation, self.xp) for _ in c.hidden]
         self.direct = None
         if c.direct:
-            self.direct = MaskedDense(widths[0], widths[-1], self.xp, rng, self.dtype,
-                                      bias=False, need_input_grad=False, init=init, fixed=fixed)
+            self.direct = MaskedDense(widths[0], widths[-1], xp, rng, self.dtype,
+                                      bias=False, need_input_grad=False, init=init, fixed=fixed, device=device)
         self.context_hidden = self.context_output = None
         if c.context:  # drawn after every other layer: an unconditional model's weights do not change
             if c.hidden:
-                self.context_hidden = Dense(c.context, c.hidden[0], self.xp, rng, self.dtype, init=init)
-            self.context_output = Dense(c.context, widths[-1], self.xp, rng, self.dtype, init=init)
-        self.set_standardisation(self.xp.zeros(c.D), self.xp.ones(c.D))
-        self._eye = self.xp.eye(c.classes, dtype=self.dtype) if c.input_encoding == "onehot" else None
+                self.context_hidden = Dense(c.context, c.hidden[0], xp, rng, self.dtype, init=init, device=device)
+            self.context_output = Dense(c.context, widths[-1], xp, rng, self.dtype, init=init, device=device)
+        self.set_standardisation(xp.zeros(c.D, dtype=xp.float64, device=device),
+                                 xp.ones(c.D, dtype=xp.float64, device=device))
+        self._eye = xp.eye(c.classes, dtype=self.dtype, device=device) if c.input_encoding == "onehot" else None
         self._mask_cache = {}
         # a single mask is always kept (every training step multiplies dW by it)
         self._cache_masks = c.num_masks == 1 or (c.num_masks >= 1 and c.num_masks * self._mask_bytes()
@@ -111,8 +119,7 @@ class MADE:
 
         ``S^l = H^(l-1) (W^l * M^l) + b^l [+ y U^1 for l = 1]``, ``H^l = act(S^l)``,
         ``z = H^L (V * M^V) + c [+ x (A * M^A)] [+ y U^V]``. Each pre-activation ``S^l`` is
-        a fresh array that the context term (l = 1) is added to in place and that ReLU then
-        overwrites with ``H^l`` (LeakyReLU writes a new array).
+        a fresh array that the context term (l = 1) is added to in place.
 
         Parameters
         ----------
@@ -151,8 +158,7 @@ class MADE:
 
         Uses the arrays kept by the last ``_forward_pass(..., keep=True)``, which must be of the
         same batch and ``masks``. :attr:`grads` are overwritten, not accumulated; ``dz`` itself
-        is left unchanged (the deltas of the hidden layers are fresh arrays, which ReLU's
-        backward overwrites).
+        is left unchanged (the deltas of the hidden layers are fresh arrays).
 
         Parameters
         ----------
@@ -222,15 +228,20 @@ class MADE:
         nll, dz = (head or self.head).nll_and_grad(z, targets)
         if observed is not None:  # the missing entries' conditionals are no part of -log p_k(x_o)
             nll = self._observed_sum(z, targets, observed)
-            dz *= self.xp.repeat(self.xp.asarray(observed), self.out_repeat, axis=1)
+            dz *= self.xp.repeat(self._on_device(observed, dz.dtype), self.out_repeat, axis=1)
         dz *= 1.0 / x.shape[0]
         self._backprop(dz, masks)
-        return nll.mean() + self._log_det if self.head.real and observed is None else nll.mean()
+        mean = self.xp.mean(nll)
+        return mean + self._log_det if self.head.real and observed is None else mean
 
     def _row_masks(self, maskset, observed) -> list:
         """The device masks of :func:`made_np.masks.observed_first_rows` for host ``observed`` (batch, D)."""
         host = observed_first_rows(maskset, observed, self.in_repeat, self.out_repeat, self.direct is not None)
-        return [self.xp.asarray(m) for m in host]
+        return [self._on_device(m, self._mask_dtype) for m in host]
+
+    def _on_device(self, a, dtype=None):
+        """A host array (masks, observed entries) copied to the model's device (:func:`made_np.backend.to_device`)."""
+        return backend.to_device(a, self.xp, dtype, self.device)
 
     def _observed_nll(self, x, observed, mask, y=None):
         """``-log p_k(x_o)`` (batch,) in nats of rows ``x`` with missing entries (any value there) under the
@@ -246,7 +257,7 @@ class MADE:
         per_variable = self.head.nll_per_variable(z, targets)
         if self.head.real:
             per_variable = per_variable + self.xp.log(self.scale)
-        return (per_variable * self.xp.asarray(observed)).sum(axis=1)
+        return self.xp.sum(per_variable * self._on_device(observed, per_variable.dtype), axis=1)
 
     def nll(self, x, batch_size: int = 1000, context=None, mask=0):
         """Per-example NLL ``-log p(x)`` in nats (summed over the D variables) under one mask.
@@ -282,11 +293,11 @@ class MADE:
 
     def _nll(self, x, masks, batch_size, y):
         """:meth:`nll` of checked data ``x`` and encoded context ``y`` under the arrays ``masks``."""
-        out = self.xp.empty(x.shape[0], dtype=self.dtype)
-        for s in range(0, x.shape[0], batch_size):
-            inputs, targets = self.encode(x[s:s + batch_size])
-            ys = None if y is None else y[s:s + batch_size]
-            out[s:s + batch_size] = self.head.nll(self._forward_pass(inputs, masks, ys), targets)
+        out = self.xp.empty(x.shape[0], dtype=self.dtype, device=self.device)
+        for s in backend.row_blocks(x.shape[0], batch_size):
+            inputs, targets = self.encode(x[s, ...])
+            ys = None if y is None else y[s, ...]
+            out[s] = self.head.nll(self._forward_pass(inputs, masks, ys), targets)
         if self.head.real:
             out += self._log_det
         return out
@@ -397,7 +408,7 @@ class MADE:
         """
         x = check_data(self, x)
         z = self._forward_pass(self.encode(x)[0], self.mask(mask)[1], check_context(self, context, x.shape[0]))
-        return z.reshape(x.shape[0], self.config.D, self.out_repeat) if self.out_repeat > 1 else z
+        return self.xp.reshape(z, (x.shape[0], self.config.D, self.out_repeat)) if self.out_repeat > 1 else z
 
     # ------------------------------------------------------------------ masks
     def mask(self, which=0) -> tuple:
@@ -465,8 +476,14 @@ class MADE:
 
     def _device_masks(self, maskset) -> list:
         """The masks of ``maskset`` as :meth:`mask` returns them."""
-        dtype = self.dtype if self.config.num_masks == 1 else bool
-        return [self.xp.asarray(m, dtype=dtype) for m in self._host_masks(maskset, self.direct is not None)]
+        return [self._on_device(m, self._mask_dtype) for m in self._host_masks(maskset, self.direct is not None)]
+
+    @property
+    def _mask_dtype(self):
+        """bool for a bank on NumPy and CuPy, whose products take bool masks as they are; the weights'
+        dtype for a fixed mask, and on a namespace that follows the standard's promotion rules (no
+        bool times float)."""
+        return bool if self.config.num_masks != 1 and backend.native(self.xp) is not None else self.dtype
 
     def _host_masks(self, maskset, direct: bool) -> list:
         """The masks of :attr:`_all_layers` at the level of columns (host bool arrays)."""
@@ -477,7 +494,7 @@ class MADE:
 
     def _mask_bytes(self) -> int:
         """Bytes of one set of masks: bool (1 byte an entry) for a bank, the dtype's for a fixed mask."""
-        per_entry = 1 if self.config.num_masks != 1 else self.dtype.itemsize
+        per_entry = 1 if self.config.num_masks != 1 else self.xp.finfo(self.dtype).bits // 8
         masked = self.layers + ([self.direct] if self.direct is not None else [])  # the context blocks have none
         return sum(layer.W.size for layer in masked) * per_entry
 
@@ -507,16 +524,21 @@ class MADE:
         zero variance) and the log-determinant ``sum_d log scale_d`` (nats) every NLL adds. A mixed
         head's discrete columns keep shift 0 and scale 1 whatever is given (their values are levels)."""
         xp = self.xp
-        self.shift = xp.array(shift, dtype=xp.float64)
-        self.scale = xp.array(scale, dtype=xp.float64)
-        cols = list(self.head.discrete_columns)
-        self.shift[cols], self.scale[cols] = 0.0, 1.0
-        self._log_det = float(xp.log(self.scale).sum())
+        keep = ~backend.to_device(self._discrete, xp, device=self.device)
+        self.shift = xp.where(keep, self._on_device(shift, "float64"), 0.0)  # new arrays: copies
+        self.scale = xp.where(keep, self._on_device(scale, "float64"), 1.0)
+        self._log_det = float(xp.sum(xp.log(self.scale)))
+
+    @property
+    def _discrete(self):
+        """Host bool (D,): the columns of a mixed head's levels."""
+        host = backend.get_xp("cpu")
+        return host.isin(host.arange(self.config.D), list(self.head.discrete_columns))
 
     @property
     def standardised(self) -> bool:
         """Whether :attr:`shift`, :attr:`scale` differ from the identity (a standardisation was set)."""
-        return bool((self.shift != 0).any() or (self.scale != 1).any())
+        return bool(self.xp.any(self.shift != 0) or self.xp.any(self.scale != 1))
 
     def _standardise(self, x):
         """``(x - shift) / scale`` in float64 (batch, D) for a real head; ``x`` itself for a discrete one."""
@@ -525,7 +547,7 @@ class MADE:
     def _unstandardise(self, v, cols=slice(None)):
         """Standardised values ``v`` (n, D) (or (n,) of column ``cols``) in the data's units,
         ``v * scale + shift``, for a real head; ``v`` itself for a discrete one."""
-        return v * self.scale[cols] + self.shift[cols] if self.head.real else v
+        return v * self.scale[cols, ...] + self.shift[cols, ...] if self.head.real else v
 
     def encode(self, x):
         """Encode data for the network and the head.
@@ -540,12 +562,12 @@ class MADE:
         inputs : array, shape (batch, D * in_repeat), ``dtype``
         targets : array, shape (batch, D): the head's targets (:meth:`made_np.heads.Head.targets`)
         """
-        c, n = self.config, x.shape[0]
+        xp, c, n = self.xp, self.config, x.shape[0]
         x = self._standardise(x)
         if c.input_encoding == "onehot":
-            inputs = self._eye[x].reshape(n, c.D * c.classes)
+            inputs = xp.reshape(xp.take(self._eye, xp.reshape(xp.astype(x, xp.int64), (-1,)), axis=0), (n, c.D * c.classes))
         else:
-            inputs = x.astype(self.dtype)
+            inputs = xp.astype(x, self.dtype)
             if c.input_encoding == "scaled":
                 inputs /= c.classes - 1
         return inputs, self.head.targets(x, inputs)
@@ -583,10 +605,10 @@ class MADE:
         xp, c = self.xp, self.config
         y = xp.asarray(context)
         if c.context_encoding == "onehot" and y.ndim <= 1:
-            y = xp.eye(c.context, dtype=self.dtype)[y.reshape(-1)]
+            y = xp.take(xp.eye(c.context, dtype=self.dtype, device=self.device), xp.reshape(y, (-1,)), axis=0)
         elif y.ndim == 1:
-            y = y.reshape(1, -1)
-        y = y.astype(self.dtype, copy=False)
+            y = xp.reshape(y, (1, -1))
+        y = xp.astype(y, self.dtype, copy=False)
         if n is not None and y.shape[0] != n:
             y = xp.repeat(y, n, axis=0)
         return y
@@ -647,7 +669,7 @@ class MADE:
         """
         check_state(self, state, prefix)
         for name, p in zip(self.param_names, self.params):
-            p[...] = self.xp.asarray(state[name], dtype=self.dtype)
+            p[...] = self._on_device(state[name], self.dtype)
         self._mask_fixed_weights()
 
     def _mask_fixed_weights(self) -> None:

@@ -1,6 +1,6 @@
 """Optimisers, in their textbook form; Adagrad as the MADE paper's code has it (docs/math.md, "Optimisers").
 
-Each optimiser updates a list of parameter arrays (on any array module) from a
+Each optimiser updates a list of parameter arrays (on any array API namespace) from a
 matching list of gradients. ``weight_decay`` adds the L2 term ``weight_decay * p``
 to every gradient (coupled decay, as in the original papers).
 
@@ -90,7 +90,7 @@ class Optimizer:
         self.t, self.lr = int(state["t"]), float(state["lr"])
         for name, bufs in self.state.items():
             for i, b in enumerate(bufs):
-                b[...] = self.xp.asarray(state[f"{name}{i}"])
+                b[...] = backend.to_device(state[f"{name}{i}"], self.xp, b.dtype, backend.device(b))
 
 
 class SGD(Optimizer):

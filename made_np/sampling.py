@@ -34,11 +34,11 @@ from .checks import (check_choice, check_context, check_data, check_given, check
 DEFAULT_METHOD = "fast"
 
 
-def draw_noise(n: int, D: int, seed: int | None, xp):
+def draw_noise(n: int, D: int, seed: int | None, xp, device=None):
     """Uniform noise in [0, 1), shape (n, D), float64, drawn on the host from ``seed``
-    (so CPU and GPU give the same samples) and moved to ``xp``. ``seed=None``: fresh
-    entropy, a different draw every call."""
-    return xp.asarray(backend.host_rng(*(() if seed is None else (seed,))).random((n, D)))
+    (so CPU and GPU give the same samples) and moved to ``xp`` (``device``). ``seed=None``:
+    fresh entropy, a different draw every call."""
+    return backend.to_device(backend.host_rng(*(() if seed is None else (seed,))).random((n, D)), xp, device=device)
 
 
 def noise_for(model, n, noise, seed, blocked: bool = False):
@@ -60,7 +60,7 @@ def noise_for(model, n, noise, seed, blocked: bool = False):
     if n is None:
         raise ValueError("give n (the number of samples) or noise (n, D)")
     limits.check_api(limits.sample_parts(model.config, n, "n =", blocked=blocked))
-    return draw_noise(n, model.config.D, seed, model.xp)
+    return draw_noise(n, model.config.D, seed, model.xp, model.device)
 
 
 def sample_dtype(model, xp):
@@ -127,7 +127,7 @@ def checked_draw(model, n, noise, seed, context, given, n_given, mask, blocked: 
     n, mask = u.shape[0], check_mask(model, mask)
     n_given = check_given(model, n, given, n_given)
     if n_given:  # the given values are values of the model's variables (a 7 of a binary model was drawn on)
-        first = model.xp.asarray(model._mask(mask)[0].ordering <= n_given)
+        first = model._on_device(model._mask(mask)[0].ordering <= n_given)
         check_data(model, given, "given", where=model.xp.broadcast_to(first, (n, model.config.D)))
     return u, check_context(model, context, n), given, n_given, mask
 
@@ -136,14 +136,14 @@ def draw_naive(model, u, y=None, given=None, n_given: int = 0, mask=0):
     """:func:`sample_naive` on checked arguments (:func:`checked_draw`): ``u`` noise (n, D) on the
     device, ``y`` the encoded context (n, context) or None. Returns the samples (n, D)."""
     xp, D, n = model.xp, model.config.D, u.shape[0]
-    x = xp.zeros((n, D), dtype=sample_dtype(model, xp))
+    x = xp.zeros((n, D), dtype=sample_dtype(model, xp), device=model.device)
     maskset, masks = model._mask(mask)
     var_at = backend.to_host(maskset.ordering).argsort()  # variables by increasing position m^0(d)
-    if n_given:
-        cols = xp.asarray(var_at[:n_given])
-        x[:, cols] = xp.asarray(given)[:, cols].astype(x.dtype)
+    if n_given:  # the variables at positions 1..n_given keep their given values
+        first = model._on_device(maskset.ordering <= n_given)
+        x = xp.astype(xp.where(first, model._on_device(given), 0), x.dtype)  # only those entries are read
     R = model.out_repeat
-    for d in var_at[n_given:]:
+    for d in map(int, var_at[n_given:]):
         z = model._forward_pass(model.encode(x)[0], masks, y)
         x[:, d] = model._unstandardise(model.head.sample_at(z[:, d * R:(d + 1) * R], u[:, d:d + 1], [d])[:, 0], d)
     return x
@@ -152,8 +152,10 @@ def draw_naive(model, u, y=None, given=None, n_given: int = 0, mask=0):
 # --------------------------------------------------------------------------- dispatch
 
 def _draw_fast(model, u, y=None, given=None, n_given: int = 0, mask=0):
-    """The seam to the speed form: :func:`made_np.fast.sampler.draw_fast` (tested equal to :func:`draw_naive`)."""
-    return speed_form("sampler")(model, u, y, given, n_given, mask)
+    """The seam to the speed form: :func:`made_np.fast.sampler.draw_fast` (tested equal to :func:`draw_naive`),
+    which runs on NumPy and CuPy; on any other array namespace the reference draws."""
+    fn = speed_form("sampler") if backend.native(model.xp) is not None else draw_naive
+    return fn(model, u, y, given, n_given, mask)
 
 
 def balanced_labels(n: int, classes: int):
@@ -215,13 +217,15 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
     # the same samples); with neither, fresh
     fixed = seed if seed is not None else (0 if noise is not None else None)
     choice = backend.host_rng(*(() if fixed is None else (fixed, 1))).integers(len(masks), size=n)
-    out = xp.zeros((n, model.config.D), dtype=sample_dtype(model, xp))
+    by_mask = choice.argsort(kind="stable")  # the rows of each mask together, drawn in one batch per mask
+    parts = [xp.zeros((0, model.config.D), dtype=sample_dtype(model, xp), device=model.device)]
     for j, k in enumerate(masks):
-        idx = (choice == j).nonzero()[0]
+        idx = by_mask[choice[by_mask] == j]
         if idx.size:
-            rows = xp.asarray(idx)
-            out[rows] = _in_blocks(fn, model, u[rows], None if y is None else y[rows], model._mask(k))
-    return out
+            rows = model._on_device(idx)
+            parts.append(_in_blocks(fn, model, xp.take(u, rows, axis=0),
+                                    None if y is None else xp.take(y, rows, axis=0), model._mask(k)))
+    return xp.take(xp.concat(parts, axis=0), model._on_device(by_mask.argsort()), axis=0)
 
 
 def _in_blocks(fn, model, u, y, mask=0):
@@ -232,5 +236,5 @@ def _in_blocks(fn, model, u, y, mask=0):
     n, rows = u.shape[0], limits.sample_block_rows(model.config)
     if n <= rows:
         return fn(model, u, y, mask=mask)
-    return model.xp.concatenate([fn(model, u[i:i + rows], None if y is None else y[i:i + rows], mask=mask)
-                                 for i in range(0, n, rows)])
+    return model.xp.concat([fn(model, u[s, ...], None if y is None else y[s, ...], mask=mask)
+                            for s in backend.row_blocks(n, rows)], axis=0)

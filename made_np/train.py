@@ -17,6 +17,7 @@ import contextlib
 import functools
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +137,7 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         eval_masks = check_int("eval_masks", eval_masks, 1, MAX_EVAL_MASKS)
     batch_size = check_int("batch_size", batch_size, 1)
     single = check_mask_index(mask_index, model.config.num_masks)  # checked even when the ensemble is scored
-    x = check_data(model, backend.to_device(x, xp))
+    x = check_data(model, backend.to_device(x, xp, device=model.device))
     if x.shape[0] == 0:
         raise ValueError("evaluate: x has no rows (a mean NLL needs at least one example)")
     y = check_context(model, context, x.shape[0])
@@ -176,11 +177,10 @@ def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None, obse
     if observed is None:
         nll = model._ensemble_nll(x, indices, batch_size, context)  # one mask: log K = 0, the mask's own NLL
     else:
-        nll = math.log(len(indices)) - functools.reduce(model.xp.logaddexp, [model.xp.concatenate([
-            -model._observed_nll(x[s:s + batch_size], observed[s:s + batch_size], k,
-                                 None if context is None else context[s:s + batch_size])
-            for s in range(0, x.shape[0], batch_size)]) for k in indices])
-    return float(nll.astype(model.xp.float64).mean())
+        nll = math.log(len(indices)) - functools.reduce(model.xp.logaddexp, [model.xp.concat([
+            -model._observed_nll(x[s, ...], observed[s], k, None if context is None else context[s, ...])
+            for s in backend.row_blocks(x.shape[0], batch_size)]) for k in indices])
+    return float(model.xp.mean(model.xp.astype(nll, model.xp.float64)))
 
 
 # =========================================================================== training
@@ -245,16 +245,27 @@ class ReferenceEngine:
         return list(arrays)
 
 
+class ReferenceEngineWarning(UserWarning):
+    """``engine="fast"`` asked of a model on a namespace other than NumPy's or CuPy's: it trains with
+    the reference engine (:func:`make_engine`)."""
+
+
 def make_engine(model: MADE, name: str = "fast"):
     """The engine ``name`` (``"reference"`` or ``"fast"``) for ``model``.
 
-    This is the one seam between training and :mod:`made_np.fast`.
+    This is the one seam between training and :mod:`made_np.fast`, whose speed forms run on
+    NumPy and CuPy: on any other array namespace ``"fast"`` gives the reference engine, with a
+    :class:`ReferenceEngineWarning` that says so.
 
     Raises
     ------
     ValueError
         Unknown name.
     """
+    if name == "fast" and backend.native(model.xp) is None:
+        warnings.warn(f"the fast engine runs on NumPy and CuPy: training on {backend.device_of(model.xp)} "
+                      "with the reference engine", ReferenceEngineWarning, stacklevel=2)
+        name = "reference"
     if name == "reference":
         return ReferenceEngine(model)
     if name == "fast":
@@ -409,16 +420,16 @@ def start_at_marginals(model: MADE, x, observed=None) -> bool:
         Whether the biases were set (False when they were not all 0).
     """
     c = model.layers[-1].b
-    if bool((c != 0).any()):
+    if bool(model.xp.any(c != 0)):
         return False
     if model.head.real:  # a mixed head's counts of its discrete columns' levels
-        counts = model.head.marginal_counts(model.xp.asarray(x, dtype=model.xp.float64), observed)
+        counts = model.head.marginal_counts(model._on_device(x, "float64"), observed)
     else:
         counts = class_counts(x, model.config.classes)
         if observed is not None:
             counts[:, 0] -= (~observed).sum(axis=0)
-    logits = model.head.marginal_logits(model.xp.asarray(counts))
-    c[...] = logits.astype(c.dtype)
+    logits = model.head.marginal_logits(model._on_device(counts))
+    c[...] = model.xp.astype(logits, c.dtype)
     return True
 
 
@@ -435,7 +446,7 @@ def start_standardised(model: MADE, x) -> bool:
     """
     if not model.head.real or model.standardised:
         return False
-    model.set_standardisation(*check_real_columns(model.xp, model.xp.asarray(x, dtype=model.xp.float64),
+    model.set_standardisation(*check_real_columns(model.xp, model._on_device(x, "float64"),
                                                   skip=model.head.discrete_columns))
     return True
 
@@ -483,9 +494,10 @@ class _Run:
         self.engine = make_engine(model, cfg.engine if self.o_train is None else "reference")
         self.opt = self.engine.make_optimizer(cfg)
         # each step's CPU threads: ``threads`` (0: auto, measured when the engine can split its work)
-        self.chooser = chooser_for(threads, self._use_threads, xp is np and hasattr(self.engine, "set_threads"))
-        self.x_train = self.engine.prepare(backend.to_device(x_train, xp))
-        self.x_valid = backend.to_device(_values(model, dataset.valid), xp)
+        self.chooser = chooser_for(threads, self._use_threads,
+                                   backend.native(xp) is np and hasattr(self.engine, "set_threads"))
+        self.x_train = self.engine.prepare(backend.to_device(x_train, xp, device=model.device))
+        self.x_valid = backend.to_device(_values(model, dataset.valid), xp, device=model.device)
         self.n_train = int(self.x_train.shape[0])
         self.n_batches = -(-self.n_train // cfg.batch_size)
         self.base_lr = self.opt.lr
@@ -509,14 +521,14 @@ class _Run:
         if info.get("optimizer"):
             self.opt.load_state_dict(self._optimizer_state(info["optimizer"], to_natural=False))
         if info.get("best_params"):
-            self.best = [self.xp.asarray(info["best_params"][n], dtype=self.model.dtype)
+            self.best = [self.model._on_device(info["best_params"][n], self.model.dtype)
                          for n in self.model.param_names]
         if info.get("history"):
             self.history.update(info["history"])
             self.history["rows"] = list(self.history["rows"])
             self.history["base_lr"] = self.base_lr  # the run goes on at this configuration's rate
         if self.best is None and self.state["best_epoch"] > 0:
-            self.best = [p.copy() for p in self.model.params]  # no stored best weights: the current ones
+            self.best = [self.xp.asarray(p, copy=True) for p in self.model.params]  # no stored best: the current
 
     def _optimizer_state(self, state: dict, to_natural: bool = True) -> dict:
         """The optimiser's host state with its per-parameter buffers moved between the engine's
@@ -525,7 +537,7 @@ class _Run:
         move = self.engine.to_natural if to_natural else self.engine.to_compute
         for name in self.opt.state_names:
             keys = [f"{name}{i}" for i in range(n)]
-            moved = move([self.xp.asarray(state[k]) for k in keys])
+            moved = move([self.model._on_device(state[k]) for k in keys])
             state.update({k: backend.to_host(a) for k, a in zip(keys, moved)})
         return state
 
@@ -594,7 +606,7 @@ class _Run:
         named = [(f"parameter {n}", a) for n, a in zip(self.model.param_names, self.model.params)]
         named += [(f"optimizer state {k}{i}", b) for k, bufs in self.opt.state.items() for i, b in enumerate(bufs)]
         for what, a in named:
-            if not bool(xp.isfinite(a).all()):
+            if not bool(xp.all(xp.isfinite(a))):
                 host = backend.to_host(a).ravel()
                 self._diverged(epoch, what, float(host[np.flatnonzero(~np.isfinite(host))[0]]))
 
@@ -613,21 +625,21 @@ class _Run:
         cfg, xp, engine, K = self.cfg, self.xp, self.engine, self.model.config.num_masks
         self.opt.lr = cfg.lr_at(self.base_lr, epoch)
         host_perm = backend.host_rng(cfg.seed, epoch).permutation(self.n_train)
-        perm = backend.to_device(host_perm, xp)
-        running = xp.zeros((), dtype=xp.float64)
+        perm = backend.to_device(host_perm, xp, device=self.model.device)
+        running = xp.zeros((), dtype=xp.float64, device=self.model.device)
         step, reported = self.state["step"], 0
         bar = progress(epoch, self.n_batches) if progress is not None else contextlib.nullcontext()
         with bar as pbar, engine.epoch():
-            for b in range(self.n_batches):
+            for b, batch in enumerate(backend.row_blocks(self.n_train, cfg.batch_size)):
                 mask = mask_for_step(step, K, cfg.resample_every) if K != 1 else 0
-                rows = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                xb = self.x_train[rows]
-                yb = None if self.c_train is None else self.c_train[rows]
+                rows = perm[batch]
+                xb = xp.take(self.x_train, rows, axis=0)
+                yb = None if self.c_train is None else xp.take(self.c_train, rows, axis=0)
                 with self.chooser.step():
                     if self.o_train is None:
                         loss = engine.loss_and_grad(xb, mask, yb)
                     else:
-                        rows_seen = self.o_train[host_perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+                        rows_seen = self.o_train[host_perm[batch]]
                         loss = engine.loss_and_grad(xb, mask, yb, observed=rows_seen)
                     self.opt.step(engine.grads)
                 running += loss * xb.shape[0]
@@ -649,7 +661,7 @@ class _Run:
         if improved:
             state["best_valid_nll"], state["best_epoch"] = valid_nll, epoch
             if self.best is None:
-                self.best = [p.copy() for p in self.model.params]
+                self.best = [self.xp.asarray(p, copy=True) for p in self.model.params]
             else:
                 for dst, src in zip(self.best, self.model.params):
                     dst[...] = src

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from made_np import backend
 from made_np.model import MADE, MADEConfig
 
 # --------------------------------------------------------------------------- profiles
@@ -283,3 +284,47 @@ def chain_dataset():
     from made_np.data import Dataset
 
     return Dataset("chain", markov_chain(600, 1), markov_chain(200, 2), markov_chain(200, 3), 2, None)
+
+
+# --------------------------------------------------------------------------- the strict stand-in for a device
+
+
+class Stand:
+    """Where a test's model computes: ``"numpy"``, or ``"strict"``: ``array_api_strict`` arrays on its
+    ``Device("device1")``, which refuse to mix with NumPy arrays and with arrays of its CPU device, as
+    CuPy's refuse to mix with NumPy's (the CUDA path proven without a GPU, docs/testing.md).
+
+    Data go to the device with :meth:`put` (:func:`made_np.backend.to_device`) and results come
+    back with :meth:`get` (:func:`made_np.backend.to_host`), nothing else."""
+
+    def __init__(self, name: str):
+        self.name = name
+        if name == "numpy":
+            self.xp, self.device = np, None
+        else:
+            import array_api_strict
+            self.xp, self.device = array_api_strict, array_api_strict.Device("device1")
+
+    def made(self, config, **kw) -> MADE:
+        """A MADE of ``config`` on this stand."""
+        return MADE(config, self.xp, device=self.device, **kw)
+
+    def put(self, a, dtype=None):
+        """A host array on the stand's device."""
+        return None if a is None else backend.to_device(a, self.xp, dtype, self.device)
+
+    @staticmethod
+    def get(a) -> np.ndarray:
+        """A result back on the host."""
+        return backend.to_host(a)
+
+
+@pytest.fixture(params=["numpy", pytest.param("strict", marks=pytest.mark.strict_device)])
+def stand(request):
+    """The same test on NumPy and on the strict stand-in (standard 2024.12: ``take_along_axis``)."""
+    if request.param == "numpy":
+        yield Stand("numpy")
+        return
+    import array_api_strict
+    with array_api_strict.ArrayAPIStrictFlags(api_version="2024.12"):
+        yield Stand("strict")

@@ -98,21 +98,23 @@ CASES = [  # head, classes, encoding, hidden, direct
 
 
 @pytest.mark.parametrize("head,classes,encoding,hidden,direct", CASES)
-def test_completion_frequencies_match_enumeration(head, classes, encoding, hidden, direct):
+def test_completion_frequencies_match_enumeration(head, classes, encoding, hidden, direct, stand):
     D, n = 4, 6000
     cfg = MADEConfig(D=D, hidden=hidden, classes=classes, head=head, input_encoding=encoding,
                      num_masks=0, direct=direct, seed=11, dtype="float64")
-    model = MADE(cfg)
+    model = stand.made(cfg)
     randomize_weights(model, 3, scale=2.0)
     x = np.array([[1, 0, 1, 0], [0, 1, 1, 1]], dtype=np.uint8 if classes == 2 else np.int64)
     obs = np.array([[True, False, False, True], [False, True, False, False]])
-    comp, lpo = complete(model, x, obs, n, masks=K, seed=2)
-    np.testing.assert_allclose(lpo, log_marginal(model, x, obs, masks=K, seed=2), rtol=0, atol=1e-12)
+    comp, lpo = map(stand.get, complete(model, stand.put(x), stand.put(obs), n, masks=K, seed=2))
+    np.testing.assert_allclose(lpo, stand.get(log_marginal(model, stand.put(x), obs, masks=K, seed=2)), rtol=0,
+                               atol=1e-12)
     configs = all_configurations(D, classes)
     for i in range(2):
         keep = np.all(configs[:, obs[i]] == x[i, obs[i]], axis=1)
         cand = configs[keep]  # every completion of row i
-        p = np.exp(log_conditional(model, cand, np.repeat(obs[i:i + 1], len(cand), 0), masks=K, seed=2))
+        p = np.exp(stand.get(log_conditional(model, stand.put(cand), np.repeat(obs[i:i + 1], len(cand), 0),
+                                             masks=K, seed=2)))
         # the exact probabilities the sampler should follow, against brute force
         mix = _lse(_mask_tables(model, obs[i], seed=2), 0)
         ref = np.exp(mix[tuple(cand.T)] - _lse(mix[tuple(cand.T)], 0))

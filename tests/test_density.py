@@ -24,15 +24,15 @@ def all_configurations(C, D):
     return np.array(list(itertools.product(range(C), repeat=D)), dtype=np.uint8)
 
 
-def categorical(D, C=5, encoding="onehot", direct=False, num_masks=1, dtype="float64", seed=3, **kw):
+def categorical(D, C=5, encoding="onehot", direct=False, num_masks=1, dtype="float64", seed=3, stand=None, **kw):
     cfg = MADEConfig(D=D, hidden=kw.pop("hidden", (16, 12)), classes=C, head="categorical",
                      input_encoding=encoding, direct=direct, num_masks=num_masks, dtype=dtype,
                      seed=seed, **kw)
-    model = MADE(cfg)
+    model = MADE(cfg) if stand is None else stand.made(cfg)
     # Non-trivial conditionals: random biases on top of the random weights.
     rng = np.random.default_rng(seed + 1)
     for layer in model.layers:
-        layer.b[...] = rng.normal(size=layer.b.shape)
+        layer.b[...] = model._on_device(rng.normal(size=tuple(layer.b.shape)), layer.b.dtype)
     return model
 
 
@@ -43,13 +43,13 @@ def categorical(D, C=5, encoding="onehot", direct=False, num_masks=1, dtype="flo
 @pytest.mark.parametrize("D", [2, 3])
 @pytest.mark.parametrize("direct", [False, True])
 @pytest.mark.parametrize("ordering", ["natural", "random"])
-def test_table_normalises_and_matches_log_prob(encoding, D, direct, ordering):
+def test_table_normalises_and_matches_log_prob(encoding, D, direct, ordering, stand):
     C = 5
-    model = categorical(D, C, encoding, direct, ordering=ordering)
+    model = categorical(D, C, encoding, direct, ordering=ordering, stand=stand)
     table = log_density_table(model, batch_size=7)  # several batches
     assert table.shape == (C,) * D and table.dtype == np.float64
     assert abs(np.exp(table).sum() - 1.0) < 1e-9
-    brute = model.log_prob(all_configurations(C, D)).reshape((C,) * D)
+    brute = stand.get(model.log_prob(stand.put(all_configurations(C, D)))).reshape((C,) * D)
     np.testing.assert_allclose(table, brute, atol=1e-10)
     assert np.ptp(table) > 0.5  # a non-uniform model: the check above has teeth
 
@@ -57,10 +57,10 @@ def test_table_normalises_and_matches_log_prob(encoding, D, direct, ordering):
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize("D", [2, 3])
 @pytest.mark.parametrize("direct", [False, True])
-def test_ensemble_table_is_the_mixture_of_probabilities(encoding, D, direct):
+def test_ensemble_table_is_the_mixture_of_probabilities(encoding, D, direct, stand):
     C, K = 4, 3
     model = categorical(D, C, encoding, direct, num_masks=K, order_agnostic=True,
-                        connectivity_agnostic=True, seed=4)
+                        connectivity_agnostic=True, seed=4, stand=stand)
     orderings = {tuple(model.maskset_at(k).ordering) for k in range(K)}
     assert len(orderings) >= 2  # seed 4 gives masks with both orderings of 2 variables
     table = log_density_table(model, mask_indices=range(K))
@@ -69,8 +69,8 @@ def test_ensemble_table_is_the_mixture_of_probabilities(encoding, D, direct):
     np.testing.assert_allclose(np.exp(table), np.mean(per_mask, axis=0), rtol=1e-10, atol=1e-14)
     spread = max(np.abs(a - b).max() for a, b in itertools.combinations(per_mask, 2))
     assert spread > 1e-3  # some masks really differ (for D = 2 only the ordering can)
-    x = all_configurations(C, D)
-    np.testing.assert_allclose(table.reshape(-1), -model.ensemble_nll(x, range(K)), atol=1e-10)
+    x = stand.put(all_configurations(C, D))
+    np.testing.assert_allclose(table.reshape(-1), -stand.get(model.ensemble_nll(x, range(K))), atol=1e-10)
 
 
 def test_float32_model_table_still_sums_to_one_in_float64():

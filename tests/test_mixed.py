@@ -30,12 +30,13 @@ LEVELS = (1.0, 2.0)
 
 
 def mixed_model(D=3, discrete=(1,), levels=(LEVELS,), hidden=(7,), direct=False, num_masks=1, K=2, seed=0,
-                ordering="random", standardise=True):
-    """A float64 mixed-head MADE with a non-trivial standardisation of its real columns."""
+                ordering="random", standardise=True, stand=None):
+    """A float64 mixed-head MADE with a non-trivial standardisation of its real columns (on ``stand``'s
+    device when given, tests/conftest.py)."""
     cfg = MADEConfig(D=D, hidden=hidden, classes=0, head="mixed", input_encoding="raw", direct=direct, seed=seed,
                      dtype="float64", num_masks=num_masks, components=K, ordering=ordering,
                      discrete_columns=discrete, levels=levels)
-    model = MADE(cfg)
+    model = MADE(cfg) if stand is None else stand.made(cfg)
     if standardise:
         rng = np.random.default_rng([seed, 3])
         model.set_standardisation(rng.normal(0, 2, size=D), rng.uniform(0.5, 3.0, size=D))
@@ -56,9 +57,10 @@ def mixed_dataset(n=600, seed=0):
 @pytest.mark.parametrize("K, discrete, levels", [(2, (1,), (LEVELS,)), (1, (0, 1), (LEVELS, (-1.0, 0.0, 0.5, 1.0)))])
 @pytest.mark.parametrize("direct", [False, True])
 @pytest.mark.parametrize("num_masks", [1, 2])
-def test_gradients_match_finite_differences(K, discrete, levels, direct, num_masks):
+def test_gradients_match_finite_differences(K, discrete, levels, direct, num_masks, stand):
     """R = 3K = 6 > 2 levels; R = 4 levels > 3K = 3 and a column of fewer levels: the padding of either kind."""
-    model = mixed_model(D=3, hidden=(6, 5), direct=direct, num_masks=num_masks, K=K, discrete=discrete, levels=levels)
+    model = mixed_model(D=3, hidden=(6, 5), direct=direct, num_masks=num_masks, K=K, discrete=discrete, levels=levels,
+                        stand=stand)
     x = random_data(model.config, 4, 1)
     mask = num_masks - 1
     assert kink_free_weights(model, x, 0, mask=mask)

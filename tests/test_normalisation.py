@@ -20,13 +20,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import all_configurations, bank_index, examples, model_configs, randomize_weights
+from made_np import backend
 from made_np.model import MADE, MADEConfig
 
 TOL = 1e-9
 
 
 def total_probability(nll) -> float:
-    return float(np.exp(-np.asarray(nll, dtype=np.float64)).sum())
+    return float(np.exp(-backend.to_host(nll).astype(np.float64)).sum())
 
 
 @examples(20)
@@ -58,22 +59,22 @@ def test_binary_mask_ensemble_sums_to_one(D, data):
 
 
 @pytest.mark.parametrize("direct", [False, True])
-def test_ensemble_is_a_mixture_of_probabilities(direct):
+def test_ensemble_is_a_mixture_of_probabilities(direct, stand):
     """ensemble_nll = -log mean_k p_k(x), recomputed here mask by mask (not a mean of log p_k)."""
     cfg = MADEConfig(D=6, hidden=(10, 10), num_masks=4, ordering="random", direct=direct,
                      seed=8, dtype="float64")
-    model = MADE(cfg)
+    model = stand.made(cfg)
     randomize_weights(model, 3, scale=2.0)
-    x = all_configurations(6, 2)
-    per_mask = [np.exp(-model.nll(x, mask=k)) for k in range(4)]
+    x = stand.put(all_configurations(6, 2))
+    per_mask = [np.exp(-stand.get(model.nll(x, mask=k))) for k in range(4)]
     expected = -np.log(np.mean(per_mask, axis=0))
-    got = model.ensemble_nll(x, [0, 1, 2, 3])
+    got = stand.get(model.ensemble_nll(x, [0, 1, 2, 3]))
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
     geometric = np.mean([-np.log(p) for p in per_mask], axis=0)
     assert np.max(np.abs(geometric - expected)) > 1e-3  # the two averages really differ here
     assert abs(total_probability(got) - 1.0) < TOL
     # a single-mask "ensemble" is that mask's own NLL
-    np.testing.assert_allclose(model.ensemble_nll(x, [1]), -np.log(per_mask[1]), rtol=1e-12)
+    np.testing.assert_allclose(stand.get(model.ensemble_nll(x, [1])), -np.log(per_mask[1]), rtol=1e-12)
 
 
 @examples(20)
@@ -93,21 +94,21 @@ def test_categorical_sums_to_one_for_every_encoding(C, data):
 
 
 @pytest.mark.parametrize("encoding", ["onehot", "raw", "scaled"])
-def test_categorical_ensemble_with_direct_connections(encoding):
+def test_categorical_ensemble_with_direct_connections(encoding, stand):
     cfg = MADEConfig(D=3, hidden=(7,), classes=4, head="categorical", input_encoding=encoding,
                      num_masks=3, ordering="random", direct=True, seed=4, dtype="float64")
-    model = MADE(cfg)
+    model = stand.made(cfg)
     randomize_weights(model, 9)
-    x = all_configurations(3, 4)
+    x = stand.put(all_configurations(3, 4))
     assert abs(total_probability(model.ensemble_nll(x, [0, 1, 2])) - 1.0) < TOL
 
 
-def test_a_leaking_mask_is_not_normalised():
+def test_a_leaking_mask_is_not_normalised(stand):
     """The enumeration check can fail: let each variable see itself and the sum leaves 1."""
     cfg = MADEConfig(D=5, hidden=(8,), num_masks=2, seed=0, dtype="float64")
-    model = MADE(cfg)
+    model = stand.made(cfg)
     randomize_weights(model, 1)
-    x = all_configurations(5, 2)
+    x = stand.put(all_configurations(5, 2))
     assert abs(total_probability(model.nll(x)) - 1.0) < TOL
     for M in model.mask(0)[1]:  # the bank's cached masks, as the passes under mask 0 read them
         M[...] = 1

@@ -28,12 +28,12 @@ HEADS = ["gaussian", "mog"]
 
 
 def real_model(head, D=3, hidden=(7,), direct=False, context=0, num_masks=1, K=3, seed=0, standardise=True,
-               **kw):
-    """A float64 real-head MADE with a non-trivial standardisation."""
+               stand=None, **kw):
+    """A float64 real-head MADE with a non-trivial standardisation (on ``stand``'s device when given)."""
     cfg = MADEConfig(D=D, hidden=hidden, classes=0, head=head, input_encoding="raw", direct=direct, seed=seed,
                      dtype="float64", context=context, context_encoding="raw", num_masks=num_masks,
                      components=K, ordering="random", **kw)
-    model = MADE(cfg)
+    model = MADE(cfg) if stand is None else stand.made(cfg)
     if standardise:
         rng = np.random.default_rng([seed, 3])
         model.set_standardisation(rng.normal(0, 2, size=D), rng.uniform(0.5, 3.0, size=D))
@@ -46,8 +46,8 @@ def real_model(head, D=3, hidden=(7,), direct=False, context=0, num_masks=1, K=3
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("direct", [False, True])
 @pytest.mark.parametrize("context", [0, 2])
-def test_gradients_match_finite_differences(head, direct, context):
-    model = real_model(head, D=3, hidden=(6, 5), direct=direct, context=context, num_masks=2)
+def test_gradients_match_finite_differences(head, direct, context, stand):
+    model = real_model(head, D=3, hidden=(6, 5), direct=direct, context=context, num_masks=2, stand=stand)
     x = random_data(model.config, 4, 1)
     y = np.random.default_rng(2).normal(size=(4, context)) if context else None
     assert kink_free_weights(model, x, 0, context=y, mask=1)

@@ -19,7 +19,7 @@ def _sharpen(model, scale=3.0, seed=0):
     for layer in model._all_layers:
         layer.W *= scale
         if layer.b is not None:
-            layer.b += rng.normal(0.0, 1.0, size=layer.b.shape).astype(layer.b.dtype)
+            layer.b += model._on_device(rng.normal(0.0, 1.0, size=tuple(layer.b.shape)), layer.b.dtype)
     return model
 
 
@@ -143,14 +143,14 @@ def _chi2_bound(df):
 
 
 @pytest.mark.parametrize("method", ["fast", "naive"])
-def test_empirical_distribution_matches_exact_probabilities(method):
+def test_empirical_distribution_matches_exact_probabilities(method, stand):
     cfg = MADEConfig(D=3, hidden=(5,), ordering="random", dtype="float64", seed=11)
-    model = _sharpen(MADE(cfg), scale=4.0, seed=1)
+    model = _sharpen(stand.made(cfg), scale=4.0, seed=1)
     configs_ = _all_configs(3, 2)
-    probs = np.exp(model.log_prob(configs_))
+    probs = np.exp(stand.get(model.log_prob(stand.put(configs_))))
     assert abs(probs.sum() - 1) < 1e-12
     n = 6000 if method == "naive" else 40000
-    stat, freq = _chi2(sample(model, n, seed=123, method=method), configs_, probs)
+    stat, freq = _chi2(stand.get(sample(model, n, seed=123, method=method)), configs_, probs)
     assert stat < _chi2_bound(7), (stat, freq, probs)
     # the test has power: the product of the marginals is far from the joint here
     marg = np.array([(probs[configs_[:, d] == 1]).sum() for d in range(3)])
@@ -172,25 +172,25 @@ def test_categorical_direct_distribution(encoding):
     assert stat < _chi2_bound(8)
 
 
-def test_mask_ensemble_samples_the_mixture():
+def test_mask_ensemble_samples_the_mixture(stand):
     cfg = MADEConfig(D=3, hidden=(6,), num_masks=4, order_agnostic=True, connectivity_agnostic=True,
                      dtype="float64", seed=8)
-    model = _sharpen(MADE(cfg), scale=4.0, seed=3)
+    model = _sharpen(stand.made(cfg), scale=4.0, seed=3)
     configs_ = _all_configs(3, 2)
     masks = [0, 1, 2, 3]
-    mixture = np.exp(-model.ensemble_nll(configs_, masks))
+    mixture = np.exp(-stand.get(model.ensemble_nll(stand.put(configs_), masks)))
     assert abs(mixture.sum() - 1) < 1e-12
-    samples = sample(model, 40000, seed=21, masks=masks)
+    samples = stand.get(sample(model, 40000, seed=21, masks=masks))
     stat, freq = _chi2(samples, configs_, mixture)
     assert stat < _chi2_bound(7), (stat, freq, mixture)
     # power: the mixture differs from every single mask's distribution
     for k in masks:
-        single = np.exp(model.log_prob(configs_, mask=k))
+        single = np.exp(stand.get(model.log_prob(stand.put(configs_), mask=k)))
         assert 0.5 * np.abs(single - mixture).sum() > 0.03
     # the same seed gives the same ensemble samples; fast and naive agree
-    u = draw_noise(500, 3, 4, np)
-    a = sample(model, noise=u, seed=4, masks=masks, method="fast")
-    np.testing.assert_array_equal(a, sample(model, noise=u, seed=4, masks=masks, method="naive"))
+    u = draw_noise(500, 3, 4, model.xp, model.device)
+    a = stand.get(sample(model, noise=u, seed=4, masks=masks, method="fast"))
+    np.testing.assert_array_equal(a, stand.get(sample(model, noise=u, seed=4, masks=masks, method="naive")))
 
 
 def test_sample_errors():
@@ -278,3 +278,26 @@ def test_a_mixture_from_given_noise_is_the_same_every_time():
     np.testing.assert_array_equal(sample(model, noise=u, method="naive"), first)
     with pytest.raises(ValueError, match="n must be an integer"):
         sample(model, "x", noise=u)  # n is checked even when the noise sets the count
+
+
+@pytest.mark.strict_device
+@pytest.mark.parametrize("head,classes,encoding,context", [("bernoulli", 2, "binary", 0), ("categorical", 3, "onehot", 2),
+                                                           ("mog", 0, "raw", 0), ("gaussian", 0, "raw", 2),
+                                                           ("mixed", 0, "raw", 2)])
+def test_the_strict_device_draws_the_samples_numpy_draws(head, classes, encoding, context):
+    """Ancestral sampling on the strict stand-in (the reference, one pass per variable) gives NumPy's
+    samples for the same seed and context, each head; the context goes to the device like the data."""
+    import array_api_strict
+
+    from conftest import Stand
+    cfg = MADEConfig(D=4, hidden=(7,), classes=classes, head=head, input_encoding=encoding, ordering="random",
+                     context=context, context_encoding="raw", dtype="float64", seed=6,
+                     **(dict(discrete_columns=(0, 2), levels=((1.0, 2.0), (-1.0, 0.0, 3.0))) if head == "mixed" else {}))
+    y = np.random.default_rng(1).normal(size=(50, context)) if context else None
+    out = []
+    with array_api_strict.ArrayAPIStrictFlags(api_version="2024.12"):
+        for stand in (Stand("numpy"), Stand("strict")):
+            model = _sharpen(stand.made(cfg), scale=2.0)
+            out.append(stand.get(sample(model, 50, seed=3, method="naive", context=stand.put(y))))
+    assert out[0].dtype == out[1].dtype and np.unique(out[0], axis=0).shape[0] > 5
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-12, atol=0)

@@ -619,3 +619,129 @@ def test_metrics_of_a_run_saved_before_the_new_columns_leave_them_blank(tmp_path
              "valid_seconds": 0.5, "lr": 2e-3, "threads": 2}]
     text = write_metrics(tmp_path / "metrics.csv", rows).read_text()
     assert text.splitlines()[1:] == ["1,5.000000,5.500000,1.250,,,,", "2,4.000000,4.500000,1.500,1.000,0.500,0.002,2"]
+
+
+# --------------------------------------------------------------------------- the strict stand-in for a device
+
+
+def test_a_few_epochs_of_reference_training_on_the_stand(stand, tmp_path):
+    """fit with the reference engine on the stand (NumPy, or array_api_strict on a second device): the
+    training loss decreases, and the checkpoint written from the device loads back on the CPU and onto
+    the device with the same NLLs and the same evaluation."""
+    data = chain_dataset()
+    cfg = MADEConfig(D=8, hidden=(16,), num_masks=2, order_agnostic=True, seed=0, dtype="float64")
+    model = stand.made(cfg)
+    hist = fit(model, data, TrainConfig(epochs=4, batch_size=50, lr=1e-2, engine="reference", valid_masks=2),
+               out_dir=tmp_path / "run")
+    train = [row["train_nll"] for row in hist["rows"]]
+    assert all(b < a for a, b in zip(train, train[1:])) and train[-1] < train[0] - 0.3, train
+    loaded, info = load_checkpoint(tmp_path / "run")  # on the CPU
+    assert info["state"]["finished"]
+    x = data.test
+    here = stand.get(model.nll(stand.put(x)))
+    np.testing.assert_allclose(loaded.nll(x), here, rtol=1e-12)
+    back = stand.made(cfg, draw_weights=False)
+    back.load_state_dict(loaded.state_dict())
+    np.testing.assert_array_equal(stand.get(back.nll(stand.put(x))), here)
+    assert evaluate(model, stand.put(x))["nll"] == pytest.approx(evaluate(loaded, x)["nll"], rel=1e-12)
+
+
+@pytest.mark.strict_device
+def test_the_fast_engine_on_another_namespace_trains_with_the_reference_one_and_says_so_once():
+    """engine="fast" (the default) on a namespace other than NumPy's or CuPy's: one
+    ReferenceEngineWarning, and the run of the reference engine, number for number."""
+    import warnings
+
+    import array_api_strict
+
+    from conftest import Stand
+    from made_np.train import ReferenceEngineWarning
+    data = chain_dataset()
+    cfg = MADEConfig(D=8, hidden=(12,), num_masks=1, seed=1, dtype="float64")
+    with array_api_strict.ArrayAPIStrictFlags(api_version="2024.12"):
+        stand = Stand("strict")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fast = fit(stand.made(cfg), data, TrainConfig(epochs=2, batch_size=100))
+        said = [w for w in caught if issubclass(w.category, ReferenceEngineWarning)]
+        assert len(said) == 1 and "reference engine" in str(said[0].message)
+        reference = fit(stand.made(cfg), data, TrainConfig(epochs=2, batch_size=100, engine="reference"))
+    assert [r["train_nll"] for r in fast["rows"]] == [r["train_nll"] for r in reference["rows"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReferenceEngineWarning)  # NumPy keeps the fast engine, silently
+        fit(MADE(cfg), data, TrainConfig(epochs=1, batch_size=100))
+
+
+def _stand_data(case: str) -> Dataset:
+    """Small data sets of every kind the stand-in trains on (D = 4)."""
+    rng = np.random.default_rng(7)
+    n = 240
+    if case in ("categorical", "missing"):
+        x = (np.cumsum(rng.integers(0, 2, size=(n, 4)), axis=1) % 3).astype(np.int64)
+        if case == "missing":
+            x = (x % 2).astype(float)
+            x[rng.random(x.shape) < 0.15] = np.nan
+            x[np.isnan(x).all(axis=1), 0] = 1.0
+        return Dataset(case, x[:160], x[160:200], x[200:], 3 if case == "categorical" else 2, None)
+    z = rng.normal(size=(n, 4))
+    x = np.stack([z[:, 0], z[:, 0] + 0.5 * z[:, 1], np.where(z[:, 2] > 0, 2.0, 1.0), z[:, 3] * 3 + 1], axis=1)
+    y = rng.integers(0, 2, size=n)
+    x[:, 3] += 2 * y
+    return Dataset(case, x[:160], x[160:200], x[200:], 0, None, train_context=y[:160], valid_context=y[160:200],
+                   test_context=y[200:], context_width=2, context_encoding="onehot",
+                   discrete_columns=(2,) if case == "mixed" else ())
+
+
+STAND_FITS = {  # a MADE configuration and the training recipe of each run
+    "categorical": (dict(classes=3, head="categorical", input_encoding="onehot", activation="leaky_relu",
+                         init="orthogonal", num_masks=0, order_agnostic=True, orderings="segments", degrees="equal"),
+                    dict(optimizer="sgd", lr=0.05, weight_decay=1e-4, lr_schedule="constant")),
+    "missing": (dict(classes=2, num_masks=3, order_agnostic=True, direct=True), dict(optimizer="adagrad", lr=0.05)),
+    "mog": (dict(classes=0, head="mog", input_encoding="raw", components=2, context=2, direct=True), dict()),
+    "gaussian": (dict(classes=0, head="gaussian", input_encoding="raw", context=2, num_masks=2), dict()),
+    "mixed": (dict(classes=0, head="mixed", input_encoding="raw", components=2, context=2, discrete_columns=(2,),
+                   levels=((1.0, 2.0),)), dict(optimizer="sgd", lr=0.01)),
+}
+
+
+@pytest.mark.strict_device
+@pytest.mark.parametrize("case", STAND_FITS)
+def test_the_strict_device_trains_as_numpy_does(case, tmp_path):
+    """Every head, optimiser, activation, initialisation, ordering and degree rule, a context, and rows
+    with missing entries: three epochs of ``fit`` on the strict stand-in give NumPy's numbers (the
+    reference engine, the marginal start and the standardisation computed on the device), and the
+    stand-in's run resumes from its checkpoint."""
+    import array_api_strict
+
+    from conftest import Stand
+    kw, recipe = STAND_FITS[case]
+    cfg = MADEConfig(D=4, hidden=(9, 7), seed=3, dtype="float64", ordering="random", **kw)
+    data = _stand_data(case)
+    train = TrainConfig(epochs=3, batch_size=40, engine="reference", patience=5, valid_masks=2, log_every=2, **recipe)
+    seen = []
+
+    def progress(epoch, n_batches):
+        class Bar:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def update(self, steps, running):
+                seen.append(running)
+        return Bar()
+
+    rows = {}
+    with array_api_strict.ArrayAPIStrictFlags(api_version="2024.12"):
+        for name in ("numpy", "strict"):
+            stand = Stand(name)
+            model = stand.made(cfg)
+            hist = fit(model, data, train, out_dir=tmp_path / name, progress=progress, verbose=True)
+            rows[name] = [(r["train_nll"], r["valid_nll"]) for r in hist["rows"]]
+        np.testing.assert_allclose(rows["strict"], rows["numpy"], rtol=1e-9)
+        assert all(np.isfinite(seen)) and len(seen) >= 6
+        more = dataclasses.replace(train, epochs=4)
+        info = load_checkpoint(tmp_path / "strict")[1]
+        resumed = fit(model, data, more, out_dir=tmp_path / "strict", resume_state=info)
+        assert [r["epoch"] for r in resumed["rows"]] == [1, 2, 3, 4]

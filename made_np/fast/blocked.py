@@ -566,7 +566,8 @@ class BlockedMADE:
         c = model.config
         if c.num_masks != 1:
             raise ValueError(f"BlockedMADE needs a single fixed mask, the model has a bank of {c.num_masks}")
-        self.model, self.config, self.xp, self.dtype = model, c, model.xp, model.dtype
+        self.model, self.config, self.xp, self.dtype = model, c, backend.native(model.xp), model.dtype
+        self.device = model.device
         self._eye = model._eye
         self.activations = [FastReLU(self.xp) if isinstance(a, ReLU) else a for a in model.activations]
         maskset = model.mask(0)[0]

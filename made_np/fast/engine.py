@@ -17,6 +17,7 @@ import contextlib
 
 import numpy as np
 
+from .. import backend
 from ..train import ReferenceEngine
 from . import threads
 from .blocked import BlockedMADE
@@ -32,7 +33,7 @@ def blocked_products(xp) -> bool:
     CuPy until it is measured there: many small GEMMs can be slower on a GPU than one
     large one.
     """
-    return xp is np
+    return backend.native(xp) is np
 
 
 class FastEngine(ReferenceEngine):
@@ -58,7 +59,7 @@ class FastEngine(ReferenceEngine):
         return self.net.grads if self.net is not None else self.model.grads
 
     def make_optimizer(self, cfg):
-        self.opt = make_fast_optimizer(cfg.optimizer, self.params, self.model.xp, lr=cfg.lr,
+        self.opt = make_fast_optimizer(cfg.optimizer, self.params, backend.native(self.model.xp), lr=cfg.lr,
                                        weight_decay=cfg.weight_decay)
         return self.opt
 

@@ -139,7 +139,7 @@ def draw_fast(model, u, y=None, given=None, n_given: int = 0, mask=0):
     noise (n, D) on the device, ``y`` the encoded context (n, context) or None, the first
     ``n_given`` positions given. Returns the samples (n, D)."""
     start = n_given
-    xp, c = model.xp, model.config
+    xp, c = backend.native(model.xp), model.config
     D, dtype, n = c.D, model.dtype, u.shape[0]
     Cw = c.context  # context rows of the input buffer (degree 0)
     Rin, Rout = model.in_repeat, model.out_repeat

@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from .. import backend
+
 _POOLS: dict = {}
 _LIMIT: list = []  # stack of thread counts set by thread_policy
 
@@ -245,7 +247,7 @@ def work_pool(xp, threads: int | None = None):
     None on CuPy (the GPU runs elementwise work in parallel already) and when
     ``threads`` (default :func:`cpu_threads`) is 1.
     """
-    if xp is not np:
+    if backend.native(xp) is not np:
         return None
     threads = cpu_threads() if threads is None else int(threads)
     if threads < 2:
@@ -263,7 +265,7 @@ def blas_threads(limit: int, xp=np):
     :class:`WorkPool`, where BLAS's own threads only get in the way. Entering and
     leaving cost about 0.5 ms: wrap many steps, not one.
     """
-    if xp is not np:
+    if backend.native(xp) is not np:
         yield
         return
     from threadpoolctl import threadpool_limits
