@@ -346,3 +346,20 @@ def test_fit_with_auto_gives_the_parameters_of_one_thread(monkeypatch, num_masks
     for a, b in zip(*params):
         assert np.array_equal(a, b)
     assert [r["valid_nll"] for r in rows[0]] == [r["valid_nll"] for r in rows[1]]
+
+
+@pytest.mark.parametrize("m, k, n", [(100, 784, 500), (784, 100, 500), (100, 500, 784), (1, 784, 500),
+                                     (100, 600, 33), (100, 600, 17), (7, 5, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_products_are_bitwise_the_one_thread_product(m, k, n, dtype):
+    """A bank's products cut into column slices side by side (BLAS on one thread, --threads auto):
+    the bits of the one-thread product, transposed operands included; a shape whose slices BLAS
+    would sum in another order (OpenBLAS's kernel for small products: 100 x 600 x 16) is not cut."""
+    from threadpoolctl import threadpool_limits
+
+    rng, pool = np.random.default_rng(0), threads.WorkPool(2)
+    a, b = rng.random((m, k)).astype(dtype), rng.random((k, n)).astype(dtype)
+    with threadpool_limits(1, user_api="blas"):
+        for x, y in ((a, b), (np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T)):
+            out = threads.split_matmul(pool, x, y)
+            assert out.dtype == dtype and out.flags.c_contiguous and np.array_equal(out, x @ y)

@@ -257,6 +257,53 @@ def work_pool(xp, threads: int | None = None):
     return _POOLS[threads]
 
 
+def split_matmul(pool: WorkPool, a, b):
+    """``a @ b`` (2-D NumPy arrays) computed as :attr:`WorkPool.threads` column slices of the
+    product side by side on ``pool``, for BLAS held to one thread (``--threads auto``).
+
+    Each slice is one single-thread product over the whole inner dimension, so the result is
+    bitwise that of the single-thread ``a @ b`` where BLAS sums each slice in the order of the
+    whole (checked once per shape, :func:`_exact_split`; else the product is not split), while
+    BLAS's own threads would give other bits.
+    Slices are cut at multiples of 16 columns, each at least 16 wide (a one-column slice would be
+    a matrix-vector product, summed in another order); fewer than 32 columns are not split.
+
+    Parameters
+    ----------
+    pool : WorkPool
+    a : ndarray, shape (m, k)
+    b : ndarray, shape (k, n), any strides (a transposed view is fine)
+
+    Returns
+    -------
+    ndarray, shape (m, n), C-contiguous, dtype of the product
+    """
+    n = b.shape[1]
+    parts = min(pool.threads, n // 16)
+    cuts = [n * i // parts // 16 * 16 for i in range(parts)] + [n]  # every slice >= 16 columns
+    if parts < 2 or not _exact_split(a, b, cuts):
+        return a @ b
+    out = np.empty((a.shape[0], n), dtype=np.result_type(a, b))
+    pool.run([lambda lo=lo, hi=hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]) for lo, hi in zip(cuts, cuts[1:])])
+    return out
+
+
+_EXACT: dict = {}
+
+
+def _exact_split(a, b, cuts) -> bool:
+    """Whether slicing ``a @ b`` at ``cuts`` gives the bits of the whole product, tried once per
+    shape, layout and dtype on random numbers: BLAS picks its kernel (and so its order of
+    summation) by these alone, and OpenBLAS has another kernel for small products."""
+    key = (a.shape, b.shape, a.strides[0] > a.strides[1], b.strides[0] > b.strides[1], a.dtype, b.dtype, tuple(cuts))
+    if key not in _EXACT:
+        rng, x, y = np.random.default_rng(0), np.empty_like(a), np.empty_like(b)  # a's and b's layouts
+        x[...], y[...] = rng.standard_normal(a.shape), rng.standard_normal(b.shape)
+        _EXACT[key] = bool(np.array_equal(x @ y, np.concatenate([x @ y[:, lo:hi] for lo, hi in zip(cuts, cuts[1:])],
+                                                                  axis=1)))
+    return _EXACT[key]
+
+
 @contextlib.contextmanager
 def blas_threads(limit: int, xp=np):
     """Within the block, BLAS runs on at most ``limit`` threads (NumPy only; via threadpoolctl).
