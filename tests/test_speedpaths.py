@@ -346,6 +346,7 @@ def test_fit_with_auto_gives_the_parameters_of_one_thread(monkeypatch, num_masks
     for a, b in zip(*params):
         assert np.array_equal(a, b)
     assert [r["valid_nll"] for r in rows[0]] == [r["valid_nll"] for r in rows[1]]
+    assert all("product" not in vars(layer) for layer in model._all_layers)  # the pool stays with training
 
 
 @pytest.mark.parametrize("m, k, n", [(100, 784, 500), (784, 100, 500), (100, 500, 784), (1, 784, 500),

@@ -49,6 +49,7 @@ class FastEngine(ReferenceEngine):
         blocked = model.config.num_masks == 1 and blocked_products(model.xp)
         self.net = BlockedMADE(model) if blocked else None
         self.head = fast_head(model.head)
+        self.split = None  # the work pool a bank's products are cut over (set_threads)
 
     @property
     def params(self) -> list:
@@ -73,6 +74,8 @@ class FastEngine(ReferenceEngine):
                 part.set_pool(pool)
         if hasattr(self.head, "pool"):
             self.head.pool = pool
+        # a bank's products: cut over the pool where BLAS stays on one thread (auto), bitwise the same
+        self.split = pool if pool is not None and threads.blas_limit() == 1 else None
 
     def prepare(self, x):
         return self.net.permute_data(x) if self.net is not None else x
@@ -83,7 +86,27 @@ class FastEngine(ReferenceEngine):
         return self.model.loss_and_grad(xb, mask, head=self.head, context=context)
 
     def epoch(self):
-        return self.net.parallel() if self.net is not None else contextlib.nullcontext()
+        return self.net.parallel() if self.net is not None else self._split_products()
+
+    @contextlib.contextmanager
+    def _split_products(self):
+        """Within an epoch's steps, a bank's layers multiply with :func:`threads.split_matmul` on
+        the pool :meth:`set_threads` chose for it (plain ``a @ b`` while there is none); outside,
+        as every MADE does, so validation and a fitted model never share the pool."""
+        if backend.native(self.model.xp) is not np:
+            yield
+            return
+        layers = self.model._all_layers
+        for layer in layers:
+            layer.product = self._product
+        try:
+            yield
+        finally:
+            for layer in layers:
+                vars(layer).pop("product", None)
+
+    def _product(self, a, b):
+        return threads.split_matmul(self.split, a, b) if self.split is not None else a @ b
 
     def sync(self) -> None:
         if self.net is not None:

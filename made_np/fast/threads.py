@@ -31,6 +31,7 @@ from .. import backend
 
 _POOLS: dict = {}
 _LIMIT: list = []  # stack of thread counts set by thread_policy
+_BLAS: list = []  # stack of BLAS thread limits set by thread_policy
 
 
 class ThreadError(ValueError):
@@ -255,6 +256,11 @@ def work_pool(xp, threads: int | None = None):
     if threads not in _POOLS:
         _POOLS[threads] = WorkPool(threads)
     return _POOLS[threads]
+
+
+def blas_limit() -> int | None:
+    """BLAS's thread limit in the innermost :func:`thread_policy` (1 under ``auto``), None outside one."""
+    return _BLAS[-1] if _BLAS else None
 
 
 def split_matmul(pool: WorkPool, a, b):
@@ -489,10 +495,12 @@ def thread_policy(threads="auto"):
         numexpr = None
     before = numexpr.set_num_threads(n or 1) if numexpr is not None else None
     _LIMIT.append(n or 1)
+    _BLAS.append(n or 1)
     try:
         with threadpool_limits(n or 1):
             yield n
     finally:
         _LIMIT.pop()
+        _BLAS.pop()
         if numexpr is not None:
             numexpr.set_num_threads(before)
