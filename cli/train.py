@@ -178,7 +178,7 @@ def _progress(epoch: int, n_batches: int):
               show_default=str(MADEConfig.components), help="Gaussians per variable of the mog head.")
 @click.option("--discrete-columns", default="auto", show_default=True,
               help="Real-valued data: the columns (counted from 0, e.g. 1,3) that get a softmax over their "
-                   "distinct values (the mixed head); 'auto': those of at most 10 distinct integers; 'none': "
+                   "distinct values (the mixed head); 'auto': those of at most 10 distinct values; 'none': "
                    "every column continuous (so does --head mog).")
 @click.option("--input-encoding", type=click.Choice(ENCODINGS), default=None,
               show_default="binary for 0/1 data, scaled for 2d, raw for real values, onehot for other categorical data",

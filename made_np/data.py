@@ -75,7 +75,8 @@ TOYS = ("moons", "8gaussians", "checkerboard", "pinwheel", "2spirals")
 TOY_SPLIT = (20_000, 5_000, 5_000)
 NAMES = ("digits", "binarized-mnist", "mnist", "2d") + TABLES + TOYS
 #: A column of real-valued data whose values over all splits are at most this many distinct
-#: integers is reported as discrete (:attr:`Dataset.discrete_columns`), e.g. diabetes' ``sex``.
+#: numbers is reported as discrete (:attr:`Dataset.discrete_columns`), e.g. diabetes' ``sex``: a
+#: density on so few values is unbounded (it can pile up on them), a softmax over them is not.
 MAX_DISCRETE_VALUES = 10
 
 
@@ -126,7 +127,7 @@ class Dataset:
         How the model takes the context (:attr:`made_np.config.MADEConfig.context_encoding`).
     discrete_columns : tuple of int
         For real-valued data, the columns (counted from 0) whose values over all splits are at
-        most :data:`MAX_DISCRETE_VALUES` distinct integers (diabetes' ``sex``: ``(1,)``);
+        most :data:`MAX_DISCRETE_VALUES` distinct values (diabetes' ``sex``: ``(1,)``);
         ``()`` for integer data.
     columns : tuple of str
         The columns' names where known (a CSV header, scikit-learn's feature names), else ``()``.
@@ -416,11 +417,11 @@ def _make_real(name: str, splits: dict, file, allow_nan: bool = False, names=(),
 
 
 def find_discrete_columns(x) -> tuple:
-    """The columns of real-valued rows ``x`` (N, D) float whose values (NaN, missing, aside) are at
-    most :data:`MAX_DISCRETE_VALUES` distinct integers, as increasing ints (diabetes: ``(1,)``)."""
-    integer = np.all((x == np.floor(x)) | np.isnan(x), axis=0)
+    """The columns of real-valued rows ``x`` (N, D) float that hold at most :data:`MAX_DISCRETE_VALUES`
+    distinct values (NaN, missing, aside; whole numbers or not: 1/2, 0.5/1.5, a 1-5 scale), as
+    increasing ints (diabetes: ``(1,)``)."""
     distinct = 1 + np.count_nonzero(np.diff(np.sort(x, axis=0), axis=0) > 0, axis=0)  # NaN: not counted
-    return tuple(int(c) for c in np.flatnonzero(integer & (distinct <= MAX_DISCRETE_VALUES)))
+    return tuple(int(c) for c in np.flatnonzero(distinct <= MAX_DISCRETE_VALUES))
 
 
 def _split_rows(n: int, seed: int) -> tuple:
@@ -813,7 +814,7 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
           a file with ``real=True``, and the sets of
           :data:`TABLES` and :data:`TOYS`): ``float64`` in the data's own units,
           ``classes == 0``, ``discrete_columns`` the columns of at most
-          :data:`MAX_DISCRETE_VALUES` distinct integers; tables of :data:`TABLES` as listed in
+          :data:`MAX_DISCRETE_VALUES` distinct values; tables of :data:`TABLES` as listed in
           the module's docstring, toys 20000 / 5000 / 5000 x 2, ``image_shape`` None (digits-real:
           ``(8, 8)``).
 

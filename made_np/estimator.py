@@ -123,7 +123,7 @@ class MADEDensity(BaseEstimator):
         Gaussians per variable of the mog head; ``None``: the library's default.
     discrete_columns : "auto", sequence of int or (), default="auto"
         Real-valued ``X``: the columns (counted from 0) that get a softmax over their distinct values
-        (the mixed head, docs/math.md Sec. 13); "auto": those of at most 10 distinct integers
+        (the mixed head, docs/math.md Sec. 13); "auto": those of at most 10 distinct values
         (:func:`made_np.data.find_discrete_columns`), unless ``head`` names another head; ``()``:
         every column continuous.
     random_state : int, numpy.random.RandomState, numpy.random.Generator or None, default=None

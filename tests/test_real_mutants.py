@@ -104,26 +104,28 @@ def test_a_header_with_some_numeric_names_is_a_header(tmp_path):
     assert columns == ["x", "2019", "y"] and x.tolist() == [[1.5, 2.5, 3.5], [4.5, 5.5, 6.5]]
 
 
-def test_discrete_columns_are_whole_numbers_of_at_most_ten_values_missing_aside():
-    """data.find_discrete_columns: integer columns (NaN, missing, aside) of <= MAX_DISCRETE_VALUES = 10
-    distinct values; 11 values, or fractions however few, stay continuous."""
+def test_discrete_columns_are_those_of_at_most_ten_values_missing_aside():
+    """data.find_discrete_columns: columns (NaN, missing, aside) of <= MAX_DISCRETE_VALUES = 10 distinct
+    values, whole numbers or not (0.5/1.5 and 1 vs 1 + 1e-15: a density on them is unbounded); 11
+    values stay continuous."""
     from made_np.data import MAX_DISCRETE_VALUES, find_discrete_columns
     n = 110
     i = np.arange(n)
-    x = np.stack([i % 10, i % 11, np.where(i % 7 == 0, np.nan, i % 3), 0.5 + i % 2, np.sin(i)], axis=1).astype(float)
-    assert MAX_DISCRETE_VALUES == 10 and find_discrete_columns(x) == (0, 2)
+    x = np.stack([i % 10, i % 11, np.where(i % 7 == 0, np.nan, i % 3), 0.5 + i % 2, np.sin(i),
+                  1 + (i % 2) * 1e-15, 0.1 * (i % 11)], axis=1).astype(float)
+    assert MAX_DISCRETE_VALUES == 10 and find_discrete_columns(x) == (0, 2, 3, 5)
 
 
 def test_discrete_columns_are_found_over_every_split(tmp_path):
-    """A column of whole numbers in train but with a fraction in test is continuous (the column's
-    kind is that of all its values, not of the training split's)."""
+    """A column of 3 values in train but 11 over all splits is continuous (the column's kind is that
+    of all its values, not of the training split's)."""
     from made_np import load_dataset
     rng = np.random.default_rng(0)
     splits = {k: np.c_[rng.integers(0, 3, (n, 1)), rng.normal(size=(n, 1))] for k, n in
               (("train_data", 40), ("valid_data", 10), ("test_data", 10))}
     np.savez(tmp_path / "d.npz", **splits)
     assert load_dataset(str(tmp_path / "d.npz")).discrete_columns == (0,)
-    splits["test_data"][3, 0] = 0.5
+    splits["test_data"][:8, 0] = 3.5 + np.arange(8)  # 8 more values: 11 in all
     np.savez(tmp_path / "e.npz", **splits)
     assert load_dataset(str(tmp_path / "e.npz")).discrete_columns == ()
 
