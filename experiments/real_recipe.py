@@ -164,7 +164,7 @@ def table(files, column: str = "test", part: str = "recipe") -> None:
         cells = [("" if not v else (f"**{summary([r[column] for r in v])}**" if s == best
                                     else summary([r[column] for r in v])) + f" ({len(v)})")
                  for s, v in got.items()]
-        print(f"| {data} ({first['n_train']} x {first['D']}) | " + " | ".join(cells) + " |")
+        print(f"| {data} ({first.get('n_train', '')} x {first.get('D', '')}) | " + " | ".join(cells) + " |")
 
 
 def main(argv=None) -> None:
