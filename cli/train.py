@@ -201,7 +201,8 @@ def _progress(epoch: int, n_batches: int):
               help="Base learning rate.")
 @click.option("--weight-decay", type=float, default=TrainConfig.weight_decay,
               help="L2 coefficient.")
-@click.option("--patience", type=click.IntRange(0, MAX_EPOCHS), default=TrainConfig.patience,
+@click.option("--patience", type=click.IntRange(0, MAX_EPOCHS), default=None,
+              show_default="30; for small real-valued data at least 500 updates",
               help="Stop after this many epochs without a better validation NLL (0: never).")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=TrainConfig.lr_schedule,
               help="constant; step (halve every --lr-step epochs); cosine (to 0 over --epochs).")

@@ -157,8 +157,8 @@ def hide(x, fraction: float, rng):
     return out, hidden
 
 
-def impute(name: str, seed: int, fraction: float = 0.2, masks: int = 16) -> dict:
-    """MADEImputer (its defaults: a fresh order-agnostic mask every minibatch) against the imputers."""
+def impute(name: str, seed: int, fraction: float = 0.2, masks: int = 16, **params) -> dict:
+    """MADEImputer (its defaults, or ``params`` over them) against the imputers."""
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer, KNNImputer
     ds = load_dataset(name, seed=seed)
@@ -170,7 +170,7 @@ def impute(name: str, seed: int, fraction: float = 0.2, masks: int = 16) -> dict
 
     train = np.vstack([ds.train, ds.valid])
     t0 = time.perf_counter()
-    imp = made_np.MADEImputer(masks=masks, random_state=seed).fit(train)
+    imp = made_np.MADEImputer(masks=masks, random_state=seed, **params).fit(train)
     filled = imp.transform(x_missing)
     seconds = time.perf_counter() - t0
     loglik = made_np.conditional.log_conditional(imp.model_, ds.test, ~hidden, masks=masks, seed=seed)

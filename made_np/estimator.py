@@ -101,10 +101,11 @@ class MADEDensity(BaseEstimator):
     lr : float or None, default=None
         Base learning rate; ``None``: the recipe's (2e-3 for adam, 1e-2 for adagrad and sgd).
     optimizer : {"adam", "adagrad", "sgd"}, default="adam"
-    patience : int, default=30
+    patience : int or None, default=None
         Early stopping: stop after this many epochs without a better validation
         log-likelihood; 0 never stops early. In every case the weights of the best
-        validation epoch are kept.
+        validation epoch are kept. ``None``: the recipe's (:func:`made_np.config.default_patience`:
+        30, and for real values at least 500 updates), as ``made-np train``.
     validation_fraction : float, default=0.1
         Fraction of the rows of ``X`` held out (seeded by ``random_state``) for
         early stopping, in ``[0, 1)``; at least one row when positive. With 0,
@@ -162,7 +163,7 @@ class MADEDensity(BaseEstimator):
 
     def __init__(self, hidden=(500,), num_masks=None, order_agnostic=True, connectivity_agnostic=True,
                  direct=None, ordering="natural", epochs=None, batch_size=100, lr=None,
-                 optimizer="adam", patience=30, validation_fraction=0.1, eval_masks=None,
+                 optimizer="adam", patience=None, validation_fraction=0.1, eval_masks=None,
                  random_state=None, head=None, components=None, discrete_columns="auto"):
         self.hidden = hidden
         self.num_masks = num_masks
@@ -484,7 +485,7 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
 
     def __init__(self, hidden=(500,), num_masks=UNLIMITED, order_agnostic=True, connectivity_agnostic=True,
                  direct=None, ordering="natural", epochs=None, batch_size=100, lr=None,
-                 optimizer="adam", patience=30, validation_fraction=0.1, eval_masks=None,
+                 optimizer="adam", patience=None, validation_fraction=0.1, eval_masks=None,
                  random_state=None, head=None, components=None, discrete_columns="auto", masks=16, draws=100):
         super().__init__(hidden=hidden, num_masks=num_masks, order_agnostic=order_agnostic,
                          connectivity_agnostic=connectivity_agnostic, direct=direct, ordering=ordering,
