@@ -20,7 +20,8 @@ from made_np import (CANDIDATES, CHOOSING, CHOSEN_SETTINGS, ACTIVATIONS, BANK_OR
                      RunFolderError, TrainConfig, balanced_labels, check_api, check_resume_state, device_of,
                      expand_path, figure_samples, finished_run_blocker, fit, get_xp, load_dataset, parse_threads,
                      read_checkpoint_meta, recipe_summary, resolve_checkpoint_path, run_lock, sample, to_host, training_parts,
-                     update_checkpoint_meta, write_json, atomic_file, candidates, choose, selects, table_lines)
+                     update_checkpoint_meta, write_json, atomic_file, candidates, candidate_row, choose, selects,
+                     table_lines, validation_nll)
 
 from .common import (PATH_NAMES, PathParam, UserError, check_dataset_path, dataset_path_option, device_option,
                      evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
@@ -380,20 +381,25 @@ def _choose(ctx, o, where, run_dir: Path, ds, mcfg, cfg, spec, xp) -> None:
                     say(f"candidate {name}: {_model_line(model, c, xp, folder)}")
                 _train_and_report(ctx, model, ds, c, folder, spec, o["quiet"], o["threads"])
         where["run_dir"] = run_dir
-    _keep_chosen(run_dir, o["quiet"])
+    _keep_chosen(run_dir, ds, o)
 
 
-def _keep_chosen(run_dir: Path, quiet: bool) -> None:
-    """Copy the chosen candidate's outputs into ``run_dir`` (each file atomically, the checkpoint last:
-    its presence means the choice is written), with the candidates' table in results.json."""
-    metas = {name: read_checkpoint_meta(run_dir / CANDIDATES_DIR / name / CHECKPOINT_NAME) for name in CANDIDATES}
-    table = choose([{"name": name, "num_masks": m["model"]["num_masks"], "optimizer": m["train"]["optimizer"],
-                     "lr": m["train"]["lr"], "lr_schedule": m["train"]["lr_schedule"], "epochs_run": m["state"]["epoch"],
-                     "best_epoch": m["state"]["best_epoch"], "best_valid_nll": m["state"]["best_valid_nll"]}
-                    for name, m in metas.items()])
+def _keep_chosen(run_dir: Path, ds, o) -> None:
+    """Compare the candidates' validation NLLs (:func:`made_np.validation_nll`, at their best weights), then
+    copy the chosen one's outputs into ``run_dir`` (each file atomically, the checkpoint last: its presence
+    means the choice is written), with the candidates' table in results.json."""
+    rows, results = [], {}
+    for name in CANDIDATES:
+        model, info, _ = load_run(run_dir / CANDIDATES_DIR / name / CHECKPOINT_NAME, o["device"], o["max_memory"])
+        with user_values():
+            valid = validation_nll(model, ds, info["train_config"])
+        history = {**info["history"], **{k: info["state"][k] for k in ("best_epoch", "best_valid_nll")}}
+        rows.append(candidate_row(name, model.config, info["train_config"], history, valid))
+        results[name] = info["results"]
+    table = choose(rows)
     chosen = next(row["name"] for row in table if row["chosen"])
     source = run_dir / CANDIDATES_DIR / chosen
-    results = {**metas[chosen]["results"], "chosen": chosen, "candidates": table}
+    results = {**results[chosen], "chosen": chosen, "candidates": table}
     try:
         for name in (METRICS_NAME, "loss.png", "samples.png", CHECKPOINT_NAME):
             with open(source / name, "rb") as src, atomic_file(run_dir / name, "wb") as dst:
@@ -403,10 +409,10 @@ def _keep_chosen(run_dir: Path, quiet: bool) -> None:
         update_checkpoint_meta(run_dir / CHECKPOINT_NAME, results=results)
     except OSError as exc:
         raise UserError(_write_failed(exc, run_dir)) from None
-    if not quiet:
+    if not o["quiet"]:
         for line in table_lines(table):
             say(line)
-        say(f"kept {chosen} (the lower best validation NLL): wrote its {CHECKPOINT_NAME}, metrics.csv, loss.png, "
+        say(f"kept {chosen} (the lower validation NLL): wrote its {CHECKPOINT_NAME}, metrics.csv, loss.png, "
             f"samples.png, results.json in {run_dir}")
 
 
