@@ -154,7 +154,8 @@ def _progress(epoch: int, n_batches: int):
 @click.option("--degrees", type=click.Choice(DEGREE_RULES), default="random",
               help="How hidden degrees m^l(k) are drawn (random: the paper's rule).")
 @click.option("--num-masks", default=None,
-              show_default=f"{SMALL_DATA_MASKS} for training sets under {SMALL_DATA_ROWS:,} rows, 32 for 2d, else 1",
+              show_default=f"{SMALL_DATA_MASKS} or inf, chosen by validation, for training sets under "
+                           f"{SMALL_DATA_ROWS:,} rows; 32 for 2d, else 1",
               help="Size of the mask bank: 1 (fixed mask), K, or inf (a fresh mask at every resample).")
 @click.option("--order-agnostic/--no-order-agnostic", default=True,
               help="Masks beyond mask 0 draw a fresh ordering (paper Sec. 4.1); matters when --num-masks != 1.")
@@ -251,6 +252,11 @@ def train(ctx, **o):
     and averaged over masks when the bank has more than one. One run at a time
     writes to a run folder. Ctrl-C keeps the last finished epoch; continue it with
     --resume.
+
+    Small binary or categorical data (under 10,000 training rows) with none of --num-masks,
+    --lr, --lr-schedule, --optimizer, --preset given: trains a bank of 16 masks and a fresh
+    mask per minibatch, each a run folder of its own in OUT/candidates/, and keeps the one
+    with the lower validation NLL (its test ensemble's) in OUT, with both in results.json.
     """
     _ignore_sigxfsz()
     where = {"run_dir": None}  # the run folder once it is held: what an interruption reports on
