@@ -76,7 +76,8 @@ def candidate_row(name: str, model_config: MADEConfig, train_config: TrainConfig
 def choose(table: list) -> list:
     """``table`` with ``"chosen"`` set on the row of the lowest ``valid_nll`` (``best_valid_nll`` for a
     row without one; the first of a tie)."""
-    best = min(range(len(table)), key=lambda i: (table[i].get("valid_nll", table[i]["best_valid_nll"]), i))
+    figure = [row["valid_nll"] if "valid_nll" in row else row["best_valid_nll"] for row in table]
+    best = min(range(len(table)), key=lambda i: (figure[i], i))
     return [{**row, "chosen": i == best} for i, row in enumerate(table)]
 
 

@@ -43,6 +43,7 @@ def test_choose_keeps_the_lower_validation_nll_and_the_first_of_a_tie():
     rows = [{"name": "a", "best_valid_nll": 5.0, "valid_nll": 3.0}, {"name": "b", "best_valid_nll": 1.0, "valid_nll": 4.0}]
     assert [r["chosen"] for r in choose(rows)] == [True, False]  # the figure under the test ensemble decides
     assert [r["chosen"] for r in choose([{"best_valid_nll": 2.0}, {"best_valid_nll": 2.0}])] == [True, False]
+    assert [r["chosen"] for r in choose([{"valid_nll": 2.0}, {"valid_nll": 1.0}])] == [False, True]
 
 
 def test_the_test_split_never_influences_the_choice(tmp_path):
