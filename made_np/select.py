@@ -10,7 +10,7 @@ lower validation NLL; the test split plays no part in the choice.
 The NLLs compared are each candidate's at its best weights under the ensemble it is tested
 with (``eval_masks``: its 16 masks for the bank, 1,000 for a fresh mask per minibatch), not
 the validation figure of training (16 masks for both): a fresh-mask model's 16-mask figure
-is 1-1.5 nats above its 1,000-mask one (NIPS-0-12: 277.06 against 275.49), and choosing by
+is 0.2-1.6 nats above its 1,000-mask one (NIPS-0-12: 277.06 against 275.49), and choosing by
 it kept the bank there, 0.9 test nats worse.
 """
 from __future__ import annotations
