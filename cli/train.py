@@ -544,8 +544,9 @@ def _write_failed(exc: OSError, run_dir: Path) -> str:
     reason = exc.strerror or one_line(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         reason += " (free some space, or raise the file size limit)"
+    resume = run_dir.parent.parent if run_dir.parent.name == CANDIDATES_DIR else run_dir  # a candidate: its run
     kept = (f"the last checkpoint is kept in {run_dir / CHECKPOINT_NAME}: continue with  made-np train --resume "
-            f"{run_dir}" if (run_dir / CHECKPOINT_NAME).is_file() else "nothing was saved")
+            f"{resume}" if (run_dir / CHECKPOINT_NAME).is_file() else "nothing was saved")
     return f"cannot write {name}: {reason}; {kept}"
 
 

@@ -140,3 +140,19 @@ def test_a_folder_holding_candidates_is_not_a_new_run(tmp_path):
     assert r.exit_code == 2 and "candidates" in r.output
     r = run("train", "--resume", out)
     assert r.exit_code == 2 and "nothing to resume" in r.output
+
+
+def test_a_full_disk_inside_a_candidate_says_to_resume_the_run(tmp_path, monkeypatch):
+    from made_np.cli import train as cli_train
+
+    out = tmp_path / "run"
+    real = cli_train.write_json
+
+    def full(path, obj):
+        if path.parent.name == "fresh":
+            raise OSError(28, "No space left on device", str(path))
+        return real(path, obj)
+
+    monkeypatch.setattr(cli_train, "write_json", full)
+    r = run("train", "--dataset", _npz(tmp_path), "--hidden", 8, "--epochs", 2, "--threads", 1, "--out", out)
+    assert r.exit_code == 2 and f"continue with  made-np train --resume {out}\n" in r.output
