@@ -155,4 +155,4 @@ def test_a_full_disk_inside_a_candidate_says_to_resume_the_run(tmp_path, monkeyp
 
     monkeypatch.setattr(cli_train, "write_json", full)
     r = run("train", "--dataset", _npz(tmp_path), "--hidden", 8, "--epochs", 2, "--threads", 1, "--out", out)
-    assert r.exit_code == 2 and f"continue with  made-np train --resume {out}\n" in r.output
+    assert r.exit_code == 2 and f"made-np train --resume {out}\n" in r.output
