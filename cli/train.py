@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
 import errno
+import shutil
 import math
 import signal
 import sys
@@ -368,7 +367,7 @@ def _model_line(model, cfg, xp, run_dir: Path) -> str:
 def _choose(ctx, o, where, run_dir: Path, ds, mcfg, cfg, spec, xp) -> None:
     """The recipe for small data: train each candidate (:func:`made_np.candidates`) as a run folder of
     its own, ``RUN/candidates/<name>`` (resuming one that is saved unfinished, skipping a finished one),
-    then give ``run_dir`` the files of the one with the lowest best validation NLL (:func:`_keep_chosen`)."""
+    then give ``run_dir`` the files of the one with the lower validation NLL (:func:`_keep_chosen`)."""
     if not o["quiet"]:
         say(CHOOSING)
     for name, m, c in candidates(mcfg, cfg):
