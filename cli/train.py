@@ -414,11 +414,10 @@ def _keep_chosen(run_dir: Path, ds, o) -> None:
         update_checkpoint_meta(run_dir / CHECKPOINT_NAME, results=results)
     except OSError as exc:
         raise UserError(_write_failed(exc, run_dir)) from None
-    if not o["quiet"]:
-        for line in table_lines(table):
-            say(line)
-        say(f"kept {chosen} (the lower validation NLL): wrote its {CHECKPOINT_NAME}, metrics.csv, loss.png, "
-            f"samples.png, results.json in {run_dir}")
+    for line in table_lines(table):  # the final result, printed with --quiet too
+        say(line)
+    say(f"kept {chosen} (the lower validation NLL): wrote its {CHECKPOINT_NAME}, metrics.csv, loss.png, "
+        f"samples.png, results.json in {run_dir}")
 
 
 def _hold_new(stack: contextlib.ExitStack, run_dir: Path, where: dict) -> None:
