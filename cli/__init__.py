@@ -54,7 +54,7 @@ from .train import parse_hidden, parse_num_masks, train as train_cmd  # noqa: E4
 def cli():
     """MADE (Masked Autoencoder for Distribution Estimation, Germain et al. 2015) in NumPy/CuPy.
 
-    Start with `made-np train` (binarized 8x8 digits, about 25 s on two idle CPU cores).
+    Start with `made-np train` (binarized 8x8 digits, about 35 s on two idle CPU cores).
     """
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import shutil
 import math
 import signal
 import sys
@@ -11,14 +12,15 @@ from pathlib import Path
 
 import click
 
-from made_np import (ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES,
+from made_np import (CANDIDATES, CHOOSING, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES,
                      DTYPES, ENCODINGS, ENGINES, HEADS, MAX_COMPONENTS, EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS,
                      MAX_EVAL_MASKS, METRICS_NAME, NAMES, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PRESETS, RESULTS_NAME,
                      SMALL_DATA_MASKS, SMALL_DATA_ROWS, UNLIMITED, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig,
                      RunFolderError, TrainConfig, balanced_labels, check_api, check_resume_state, device_of,
                      expand_path, figure_samples, finished_run_blocker, fit, get_xp, load_dataset, parse_threads,
                      read_checkpoint_meta, recipe_summary, resolve_checkpoint_path, run_lock, sample, to_host, training_parts,
-                     update_checkpoint_meta, write_json)
+                     update_checkpoint_meta, write_json, atomic_file, candidates, candidate_row, choose, selects,
+                     table_lines, validation_nll)
 
 from .common import (PATH_NAMES, PathParam, UserError, check_dataset_path, dataset_path_option, device_option,
                      evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
@@ -30,6 +32,9 @@ RUN_OUTPUTS = (METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png")
 # Options that a resumed run may change; every other option comes from the checkpoint.
 RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads",
                       "max_memory"}
+
+#: The folder of a run's candidates when the recipe for small data chooses (``RUN/candidates/<name>``).
+CANDIDATES_DIR = "candidates"
 
 #: Exit status of a run stopped by a non-finite loss.
 EXIT_DIVERGED = 3
@@ -148,7 +153,8 @@ def _progress(epoch: int, n_batches: int):
 @click.option("--degrees", type=click.Choice(DEGREE_RULES), default="random",
               help="How hidden degrees m^l(k) are drawn (random: the paper's rule).")
 @click.option("--num-masks", default=None,
-              show_default=f"{SMALL_DATA_MASKS} for training sets under {SMALL_DATA_ROWS:,} rows, 32 for 2d, else 1",
+              show_default=f"{SMALL_DATA_MASKS} or inf, chosen by validation, for training sets under "
+                           f"{SMALL_DATA_ROWS:,} rows; 32 for 2d, else 1",
               help="Size of the mask bank: 1 (fixed mask), K, or inf (a fresh mask at every resample).")
 @click.option("--order-agnostic/--no-order-agnostic", default=True,
               help="Masks beyond mask 0 draw a fresh ordering (paper Sec. 4.1); matters when --num-masks != 1.")
@@ -246,6 +252,11 @@ def train(ctx, **o):
     and averaged over masks when the bank has more than one. One run at a time
     writes to a run folder. Ctrl-C keeps the last finished epoch; continue it with
     --resume.
+
+    Small binary or categorical data (under 10,000 training rows) with none of --num-masks,
+    --lr, --lr-schedule, --optimizer, --preset given: trains a bank of 16 masks and a fresh
+    mask per minibatch, each a run folder of its own in OUT/candidates/, and keeps the one
+    with the lower validation NLL (its test ensemble's) in OUT, with both in results.json.
     """
     _ignore_sigxfsz()
     where = {"run_dir": None}  # the run folder once it is held: what an interruption reports on
@@ -281,6 +292,10 @@ def _hold(stack: contextlib.ExitStack, run_dir: Path, option: str, where: dict) 
 def _interrupted(run_dir) -> str:
     """What an interruption leaves: the line printed for Ctrl-C."""
     ckpt = None if run_dir is None else run_dir / CHECKPOINT_NAME
+    if run_dir is not None and run_dir.parent.name == CANDIDATES_DIR and (
+            run_dir.parent / next(iter(CANDIDATES)) / CHECKPOINT_NAME).is_file():
+        return (f"interrupted while choosing the recipe for small data; continue with  made-np train --resume "
+                f"{run_dir.parent.parent}")
     if ckpt is None or not ckpt.is_file():
         return "interrupted before the first epoch finished: nothing was saved"
     try:
@@ -325,18 +340,85 @@ def _new_run(ctx, o, where) -> None:
         with user_values():
             model = MADE(mcfg, xp)
         if not quiet:
-            masks = {0: "no limit", 1: "1 (fixed)"}.get(mcfg.num_masks, str(mcfg.num_masks))
             kind = "real-valued" if ds.classes == 0 else f"{ds.classes} classes"
             say(f"data {ds.name}: D = {ds.D}, {kind}, train/valid/test "
                        f"{ds.train.shape[0]}/{ds.valid.shape[0]}/{ds.test.shape[0]}"
                        + (f", context {o['context']} ({ds.context_width}, {ds.context_encoding})"
                           if ds.context_width else "") + f"; {recipe_summary(ds)}")
-            say(f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
-                       f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g} {cfg.lr_schedule}, "
-                       f"{cfg.engine} engine, device {device_of(xp)}; writing {run_dir}")
             if mcfg.discrete_columns:
                 say(discrete_line(mcfg, ds.columns))
+        fixed = [key for key in CHOSEN_SETTINGS if given(ctx, key)] + (["preset"] if o["preset"] else [])
+        if selects(ds, fixed):
+            _choose(ctx, o, where, run_dir, ds, mcfg, cfg, None, xp)
+            return
+        if not quiet:
+            say(_model_line(model, cfg, xp, run_dir))
         _train_and_report(ctx, model, ds, cfg, run_dir, None, quiet, o["threads"])
+
+
+def _model_line(model, cfg, xp, run_dir: Path) -> str:
+    """The line that says what trains: the network, its masks, the optimiser, the engine, the folder."""
+    mcfg = model.config
+    masks = {0: "no limit", 1: "1 (fixed)"}.get(mcfg.num_masks, str(mcfg.num_masks))
+    return (f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
+            f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g} {cfg.lr_schedule}, "
+            f"{cfg.engine} engine, device {device_of(xp)}; writing {run_dir}")
+
+
+def _choose(ctx, o, where, run_dir: Path, ds, mcfg, cfg, spec, xp) -> None:
+    """The recipe for small data: train each candidate (:func:`made_np.candidates`) as a run folder of
+    its own, ``RUN/candidates/<name>`` (resuming one that is saved unfinished, skipping a finished one),
+    then give ``run_dir`` the files of the one with the lower validation NLL (:func:`_keep_chosen`)."""
+    if not o["quiet"]:
+        say(CHOOSING)
+    for name, m, c in candidates(mcfg, cfg):
+        folder = run_dir / CANDIDATES_DIR / name
+        meta = read_checkpoint_meta(folder / CHECKPOINT_NAME) if (folder / CHECKPOINT_NAME).is_file() else None
+        if meta is not None and (meta.get("state") or {}).get("finished") and meta.get("results") is not None:
+            continue
+        if meta is not None:
+            _resume(ctx, {**o, "resume": str(folder), "out": None}, where)
+        else:
+            with contextlib.ExitStack() as stack:
+                _hold(stack, folder, "--out", where)
+                with user_values():
+                    model = MADE(m, xp)
+                if not o["quiet"]:
+                    say(f"candidate {name}: {_model_line(model, c, xp, folder)}")
+                _train_and_report(ctx, model, ds, c, folder, spec, o["quiet"], o["threads"])
+        where["run_dir"] = run_dir
+    _keep_chosen(run_dir, ds, o)
+
+
+def _keep_chosen(run_dir: Path, ds, o) -> None:
+    """Compare the candidates' validation NLLs (:func:`made_np.validation_nll`, at their best weights), then
+    copy the chosen one's outputs into ``run_dir`` (each file atomically, the checkpoint last: its presence
+    means the choice is written), with the candidates' table in results.json."""
+    rows, results = [], {}
+    for name in CANDIDATES:
+        model, info, _ = load_run(run_dir / CANDIDATES_DIR / name / CHECKPOINT_NAME, o["device"], o["max_memory"])
+        with user_values():
+            valid = validation_nll(model, ds, info["train_config"])
+        history = {**info["history"], **{k: info["state"][k] for k in ("best_epoch", "best_valid_nll")}}
+        rows.append(candidate_row(name, model.config, info["train_config"], history, valid))
+        results[name] = info["results"]
+    table = choose(rows)
+    chosen = next(row["name"] for row in table if row["chosen"])
+    source = run_dir / CANDIDATES_DIR / chosen
+    results = {**results[chosen], "chosen": chosen, "candidates": table}
+    try:
+        for name in (METRICS_NAME, "loss.png", "samples.png", CHECKPOINT_NAME):
+            with open(source / name, "rb") as src, atomic_file(run_dir / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            if name == "samples.png":
+                write_json(run_dir / RESULTS_NAME, results)
+        update_checkpoint_meta(run_dir / CHECKPOINT_NAME, results=results)
+    except OSError as exc:
+        raise UserError(_write_failed(exc, run_dir)) from None
+    for line in table_lines(table):  # the final result, printed with --quiet too
+        say(line)
+    say(f"kept {chosen} (the lower validation NLL): wrote its {CHECKPOINT_NAME}, metrics.csv, loss.png, "
+        f"samples.png, results.json in {run_dir}")
 
 
 def _hold_new(stack: contextlib.ExitStack, run_dir: Path, where: dict) -> None:
@@ -346,7 +428,7 @@ def _hold_new(stack: contextlib.ExitStack, run_dir: Path, where: dict) -> None:
     if (run_dir / CHECKPOINT_NAME).exists():
         raise UserError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): continue it with "
                         f"--resume {run_dir} or choose another --out")
-    left = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    left = [name for name in (*RUN_OUTPUTS, CANDIDATES_DIR) if (run_dir / name).exists()]
     if left:
         raise UserError(f"{run_dir} already holds {', '.join(left)} of an earlier run (without its "
                         f"{CHECKPOINT_NAME}); a new run would overwrite them: choose another --out")
@@ -364,6 +446,10 @@ def _resume(ctx, o, where) -> None:
         raise UserError(f"{', '.join(fixed)}: cannot change a resumed run (its configuration is in its checkpoint); "
                         "only --epochs, --patience, --device, --dataset-path, --threads, --max-memory and --quiet "
                         "may be given")
+    folder = expand_path(o["resume"])
+    if (folder / CANDIDATES_DIR).is_dir() and not (folder / CHECKPOINT_NAME).exists():
+        _resume_choice(ctx, o, where, folder)
+        return
     ckpt = resolve_checkpoint_path(o["resume"])
     run_dir = ckpt.parent
     if o["out"] and Path(o["out"]).expanduser().resolve() != run_dir.resolve():
@@ -385,11 +471,7 @@ def _resume(ctx, o, where) -> None:
             raise UserError(f"{ckpt}: this run finished at epoch {state['epoch']} and its results are written; "
                             f"nothing to resume (train it on with --epochs more than {state['epoch']}, "
                             "or start a new run with --out)")
-        spec = dict(info["dataset"] or {})
-        ds, _ = load_split(info, "train", o["dataset_path"])
-        if o["dataset_path"]:  # where the data lie now, for the checkpoints to come and later commands
-            moved = str(expand_path(o["dataset_path"]).resolve())
-            spec["path" if str(spec.get("spec")).lower() in PATH_NAMES else "spec"] = moved
+        ds, spec = _data_of(info, o["dataset_path"])
         if results_only:
             if not o["quiet"]:
                 say(f"the training of {ckpt} finished at epoch {state['epoch']}; writing its results")
@@ -409,6 +491,33 @@ def _resume(ctx, o, where) -> None:
             if model.config.discrete_columns:
                 say(discrete_line(model.config, ds.columns))
         _train_and_report(ctx, model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
+
+
+def _data_of(info: dict, dataset_path):
+    """The training data of a checkpoint's run, and its data spec (with ``--dataset-path``: where they lie now)."""
+    spec = dict(info["dataset"] or {})
+    ds, _ = load_split(info, "train", dataset_path)
+    if dataset_path:  # where the data lie now, for the checkpoints to come and later commands
+        moved = str(expand_path(dataset_path).resolve())
+        spec["path" if str(spec.get("spec")).lower() in PATH_NAMES else "spec"] = moved
+    return ds, spec
+
+
+def _resume_choice(ctx, o, where, run_dir: Path) -> None:
+    """``--resume RUN`` of a run choosing the recipe for small data: the candidates' configurations come
+    from the first one's checkpoint (the recipe's), the unfinished one trains on, then the choice is made."""
+    first = run_dir / CANDIDATES_DIR / next(iter(CANDIDATES)) / CHECKPOINT_NAME
+    with contextlib.ExitStack() as stack:
+        _hold(stack, run_dir, "--resume", where)
+        if not first.is_file():
+            raise UserError(f"--resume {run_dir}: no candidate of this run saved an epoch (no {first}); "
+                            "nothing to resume: start a new run with another --out")
+        model, info, _ = load_run(first, o["device"], o["max_memory"], best=False)
+        more = {name: o[name] for name in ("epochs", "patience") if given(ctx, name)}
+        with user_values():
+            cfg = TrainConfig.from_dict({**info["train_config"].to_dict(), **more})
+        ds, spec = _data_of(info, o["dataset_path"])
+        _choose(ctx, o, where, run_dir, ds, model.config, cfg, spec, get_xp(o["device"]))
 
 
 def _cannot_train_on(ckpt: Path, state: dict, cfg: TrainConfig) -> str:
@@ -434,8 +543,9 @@ def _write_failed(exc: OSError, run_dir: Path) -> str:
     reason = exc.strerror or one_line(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         reason += " (free some space, or raise the file size limit)"
+    resume = run_dir.parent.parent if run_dir.parent.name == CANDIDATES_DIR else run_dir  # a candidate: its run
     kept = (f"the last checkpoint is kept in {run_dir / CHECKPOINT_NAME}: continue with  made-np train --resume "
-            f"{run_dir}" if (run_dir / CHECKPOINT_NAME).is_file() else "nothing was saved")
+            f"{resume}" if (run_dir / CHECKPOINT_NAME).is_file() else "nothing was saved")
     return f"cannot write {name}: {reason}; {kept}"
 
 

@@ -10,13 +10,16 @@ Data (train / valid / test rows x D, fixed):
   from one of three first-order Markov chains (random transition rows, Dirichlet(0.5)), each
   with its own conserved motif of 8 symbols in the middle, coded in 3 bits a symbol (A, C, G: a
   one-hot bit, T: none), drawn from ``default_rng(2024)``;
+* a path to an ``.npz`` (train_data/valid_data/test_data), e.g. the UCI sets of the MADE paper's code;
 * ``2d-N``: N rows drawn from the 2-D table (200 classes per variable, the generic recipe: not
   the ``2d`` defaults), validated and tested on 2,000 rows each of the same draw.
 
 Settings (model and training overrides over the recipe's ``for_data``; every other field the
 recipe's, epochs its budget of ~25,000 updates, patience 30): ``k16``/``inf`` a bank of 16 or a
 fresh order- and connectivity-agnostic mask every minibatch (``--num-masks inf``), then the
-optimiser, learning rate and schedule. A bank with no limit is tested on the ensemble of 128
+optimiser, learning rate and schedule; ``select`` the recipe's choice between the two
+(``made_np/select.py``), one line with both candidates (each evaluated with the recipe's
+ensemble: 1,000 masks for a fresh mask per minibatch). A bank with no limit is tested on the ensemble of 128
 masks (``eval_masks``: the recipe's 1,000 passes over the test set cost too much time here), a bank
 of 16 on its 16; ``default`` is the recipe as it stands (with its own evaluation). Each run is
 one JSON line (data, setting, seed, epochs run, best epoch, test NLL in nats and its standard
@@ -44,7 +47,8 @@ from made_np.fast import prefer_short_blas_spin  # noqa: E402
 
 prefer_short_blas_spin()
 
-from made_np import MADE, MADEConfig, TrainConfig, evaluate, fit, load_dataset  # noqa: E402
+from made_np import (MADE, MADEConfig, TrainConfig, candidates, choose, evaluate, fit, load_dataset,  # noqa: E402
+                     validation_nll)
 from made_np.data import Dataset  # noqa: E402
 
 _ADAM_COS = {"optimizer": "adam", "lr": 2e-3, "lr_schedule": "cosine"}
@@ -58,6 +62,7 @@ SETTINGS = {
     "inf-adam2e-3-cos": (_INF, {**_ADAM_COS, "eval_masks": 128}),
     "inf-adam1e-2-const": (_INF, {**_ADAM_CONST, "eval_masks": 128}),
     "inf-adagrad1e-2-const": (_INF, {**_ADAGRAD, "eval_masks": 128}),
+    "select": None,  # the recipe's choice between a bank of 16 and a fresh mask: run_select
 }
 MNIST_VALID, MNIST_TEST = 500, 2000
 
@@ -87,7 +92,26 @@ def load(name: str) -> Dataset:
         ds = load_dataset("2d")
         n = int(name[3:])
         return Dataset(name, ds.train[:n], ds.valid[:2000], ds.test[:2000], ds.classes, None)
-    return markov() if name == "markov" else load_dataset(name)
+    return markov() if name == "markov" else load_dataset(name)  # a named set or a file (.npz: the UCI sets)
+
+
+def run_select(ds: Dataset, seed: int) -> dict:
+    """The recipe's choice (made_np/select.py, as ``made-np train`` makes it): each candidate trained, its
+    validation NLL under its test ensemble (the figure compared) and, for the record only, its test NLL."""
+    rows = []
+    for name, m, c in candidates(MADEConfig.for_data(ds, seed=seed), TrainConfig.for_data(ds, seed=seed)):
+        model, t0 = MADE(m), time.perf_counter()
+        hist = fit(model, ds, c, threads=1)
+        seconds = time.perf_counter() - t0
+        valid, test = validation_nll(model, ds, c), evaluate(model, ds.test, eval_masks=c.eval_masks)
+        rows.append({"name": name, "epochs_run": len(hist["rows"]), "best_epoch": hist["best_epoch"],
+                     "valid_nll": round(valid["nll"], 4), "test_nll": round(test["nll"], 4),
+                     "stderr": round(test["stderr"], 4), "eval_masks": test["masks"], "train_seconds": round(seconds, 1)})
+    rows = choose(rows)
+    chosen = next(r for r in rows if r["chosen"])
+    return {"data": ds.name, "setting": "select", "seed": seed, "n_train": int(ds.train.shape[0]), "D": ds.D,
+            "chosen": chosen["name"], "test_nll": chosen["test_nll"], "epochs_run": chosen["epochs_run"],
+            "candidates": rows}
 
 
 def run(ds: Dataset, setting: str, seed: int) -> dict:
@@ -149,7 +173,7 @@ def main(argv=None) -> None:
         ds = load(data_name)
         for setting in list(SETTINGS) if args.settings == "all" else args.settings.split(","):
             for seed in seeds(args.seeds):
-                print(json.dumps(run(ds, setting, seed)), flush=True)
+                print(json.dumps(run_select(ds, seed) if setting == "select" else run(ds, setting, seed)), flush=True)
 
 
 if __name__ == "__main__":

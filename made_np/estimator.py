@@ -79,7 +79,10 @@ class MADEDensity(BaseEstimator):
         1 is a single fixed mask, ``float("inf")`` (or ``"inf"``) means no limit (a fresh mask per
         update; 0, its older spelling, means the same);
         ``None``: the library's recipe (:func:`made_np.config.default_num_masks`: a bank
-        of 16 for fewer than 10,000 training rows, else 1), as ``made-np train``.
+        of 16 for fewer than 10,000 training rows, else 1). Unlike ``made-np train`` and
+        :func:`made_np.fit_selected`, the estimator does not choose between a bank of 16 and a
+        fresh mask per minibatch by validation: it trains the one configuration it is given (a
+        scikit-learn search such as ``GridSearchCV`` over ``num_masks`` does the choosing).
         With more than one mask, :meth:`score_samples` and :meth:`sample` use the
         mixture over ``eval_masks`` masks (paper Sec. 4.2).
     order_agnostic : bool, default=True

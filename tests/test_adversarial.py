@@ -160,7 +160,7 @@ def test_a_new_run_never_overwrites_the_files_of_an_earlier_one(tmp_path):
                    "choose another --out")
     assert (folder / "results.json").read_text() == '{"nll": 1}'
     (folder / "results.json").unlink()  # other files of the user's are no obstacle
-    assert run("train", "--epochs", 1, "--hidden", 4, "--out", folder, "-q").exit_code == 0
+    assert run("train", "--epochs", 1, "--hidden", 4, "--num-masks", 16, "--out", folder, "-q").exit_code == 0
     assert (folder / "notes.txt").read_text() == "mine"
 
 

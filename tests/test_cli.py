@@ -234,7 +234,7 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
         return real_fit(*args, callback=cb, **kwargs)
 
     monkeypatch.setattr("made_np.cli.train.fit", interrupted_fit)
-    first = run("train", "--epochs", 3, "--hidden", 32, "--out", out)
+    first = run("train", "--epochs", 3, "--hidden", 32, "--num-masks", 16, "--out", out)  # one run: no choice
     assert first.exit_code == 130 and "--resume" in first.output
     monkeypatch.setattr("made_np.cli.train.fit", real_fit)
     second = run("train", "--resume", out)

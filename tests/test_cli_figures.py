@@ -106,7 +106,7 @@ def test_2d_figures_share_the_tables_orientation(tmp_path, figures):
     x[rng.random(3000) < 0.8] = (1, 9)
     np.save(tmp_path / "peak.npy", x)
     out = tmp_path / "run"
-    run("train", "--dataset", tmp_path / "peak.npy", "--epochs", 30, "--hidden", 16, "--out", out, "-q")
+    run("train", "--dataset", tmp_path / "peak.npy", "--epochs", 30, "--hidden", 16, "--num-masks", 16, "--out", out, "-q")
     (samples,) = [a for a in figures["samples.png"] if a["images"]]  # (the other axes: the colour bar)
     assert samples["title"] == "100000 samples, mixture of masks 0..15"
     counts, extent, origin = samples["images"][0]

@@ -37,6 +37,15 @@ ROOT = Path(__file__).resolve().parents[1]
 D = 8
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_run_folder():
+    """These tests are about one run folder: a small data set trains the recipe's one run here, not the
+    choice between a bank of 16 and a fresh mask (its folders and faults: tests/test_select.py)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("made_np.cli.train.selects", lambda *args, **kwargs: False)
+        yield
+
+
 @pytest.fixture(scope="module")
 def chain():
     return chain_dataset()
@@ -185,7 +194,7 @@ def test_two_trainings_into_one_folder_and_a_real_ctrl_c(tmp_path, small_npy):
     once naming the other run's pid; Ctrl-C (SIGINT) then stops the first with exit 130."""
     out = tmp_path / "run"
     child = subprocess.Popen(
-        [sys.executable, "-m", "made_np", "train", "--dataset", str(small_npy), "--out", str(out), "--hidden", "8",
+        [sys.executable, "-m", "made_np", "train", "--dataset", str(small_npy), "--out", str(out), "--hidden", "8", "--num-masks", "16",
          "--epochs", "100000", "--patience", "0", "-q"],
         env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -616,7 +625,7 @@ def test_a_file_size_limit_is_one_line(tmp_path, small_npy):
 
     out = tmp_path / "run"
     child = subprocess.run([sys.executable, "-m", "made_np", "train", "--dataset", str(small_npy), "--out", str(out),
-                            "--hidden", "8", "--epochs", "2", "-q"], env=subprocess_env(), preexec_fn=limit,
+                            "--hidden", "8", "--num-masks", "16", "--epochs", "2", "-q"], env=subprocess_env(), preexec_fn=limit,
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == 2, child.stderr
     one_error_line(child.stderr, f"cannot write {out / 'model.npz'}", os.strerror(errno.EFBIG))
@@ -829,7 +838,7 @@ def test_an_unwritable_standard_output_does_not_stop_a_training(tmp_path, small_
     out = tmp_path / "run"
     with open("/dev/full", "w") as full:
         child = subprocess.run([sys.executable, "-m", "made_np", "train", "--dataset", str(small_npy), "--out",
-                                str(out), "--hidden", "8", "--epochs", "3"], env=subprocess_env(), stdout=full,
+                                str(out), "--hidden", "8", "--num-masks", "16", "--epochs", "3"], env=subprocess_env(), stdout=full,
                                stderr=subprocess.PIPE, text=True, timeout=120)
     assert child.returncode == 0, child.stderr
     assert child.stderr.strip() == ("made-np: standard output cannot be written (No space left on device); "

@@ -14,6 +14,15 @@ from made_np.checkpoint import update_checkpoint_meta
 from made_np.runfolder import RunFolderError
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_run_folder():
+    """These tests are about one run folder: a small data set trains the recipe's one run here, not the
+    choice between a bank of 16 and a fresh mask (its folders and faults: tests/test_select.py)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("made_np.cli.train.selects", lambda *args, **kwargs: False)
+        yield
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Two finished runs, A and B, of a small binary data set (1 epoch, 4 hidden units)."""
