@@ -280,6 +280,19 @@ def test_auto_ties_to_one_thread_and_a_slow_first_step_does_not_decide():
     assert c.current == 1  # the median of 3 leaves the outlier out
 
 
+def test_auto_probes_again_once_warm():
+    """The first probe is on a process's slowest steps (cold caches: two threads tie with one), so it
+    is taken again after ``first`` = 50 steps, then every 500."""
+    c, _, steps = chooser(lambda n, i: 1.0 if i < 6 else (1.0 if n == 1 else 0.7))
+    used = run_steps(c, steps, 6 + 50 + 6 + 10)
+    assert used[6:56] == [1] * 50 and used[-10:] == [2] * 10
+    assert [d[:2] for d in c.decisions] == [(6, 1), (62, 2)]
+    run_steps(c, steps, 62 + 500 - 72)
+    assert len(c.decisions) == 2  # then every 500 steps
+    run_steps(c, steps, 6)
+    assert [d[:2] for d in c.decisions][-1] == (62 + 500 + 6, 2)
+
+
 def test_auto_follows_a_load_that_starts_and_stops():
     load = {"on": False}
 

@@ -353,7 +353,7 @@ class ThreadChooser:
     the count with the lower median step time is kept, a tie (within ``margin``) going to 1. Then the steps run
     on it while the median of the last ``window`` step times is watched: when it moves away
     from the kept median by more than a factor ``drift`` (a load that starts or stops), or
-    ``every`` steps after the decision, the candidates are probed again. Every probe step is
+    ``every`` steps after the decision (``first`` after the first one), the candidates are probed again. Every probe step is
     a real training step (none is repeated); the cost of a probe is the slower count's extra
     time on ``probe_steps`` steps. With one candidate (a fixed ``--threads k``, or one usable
     core) nothing is ever probed or switched. The count changes no number of the run
@@ -376,6 +376,9 @@ class ThreadChooser:
         The factor of the window's median against the kept median that starts a probe.
     every : int, default 500
         Steps after a decision when the next probe starts whatever the times.
+    first : int, default 50
+        The same for the first decision, which is taken on a process's first steps, the slowest
+        (cold caches and buffers).
     margin : float, default 0.05
         N is kept only when its median is below 1's by more than this fraction: within it the
         counts tie (the work may not split at all: a small model's update) and 1 is kept.
@@ -389,11 +392,11 @@ class ThreadChooser:
     """
 
     def __init__(self, candidates, switch=None, clock=None, probe_steps: int = 3,
-                 window: int = 16, drift: float = 1.5, every: int = 500, margin: float = 0.05):
+                 window: int = 16, drift: float = 1.5, every: int = 500, margin: float = 0.05, first: int = 50):
         self.candidates = tuple(candidates)
         self.current = self._applied = self._last = self.candidates[0]
         self.switch, self.clock = switch, clock or time.perf_counter
-        self.probe_steps, self.window, self.drift, self.every = probe_steps, window, drift, every
+        self.probe_steps, self.window, self.drift, self.every, self.first = probe_steps, window, drift, every, first
         self.margin = margin
         self.decisions, self.counts, self._steps = [], {}, 0
         self._plan, self._times, self._recent, self._reference, self._since = [], {}, [], None, 0
@@ -431,7 +434,7 @@ class ThreadChooser:
         self._recent = (self._recent + [seconds])[-self.window:]
         self._since += 1
         ratio = _median(self._recent) / self._reference if self._reference > 0 else 1.0
-        if self._since >= self.every or (len(self._recent) == self.window
+        if self._since >= (self.first if len(self.decisions) == 1 else self.every) or (len(self._recent) == self.window
                                          and not 1 / self.drift <= ratio <= self.drift):
             self._probe()
 
