@@ -221,7 +221,7 @@ def test_auto_keeps_n_threads_only_strictly_beyond_the_margin_and_takes_medians_
 
 
 def test_auto_probes_again_every_n_steps_and_when_a_load_stops():
-    c = fed(probe_steps=1, every=3, window=2, drift=1.5)
+    c = fed(probe_steps=1, every=3, first=3, window=2, drift=1.5)
     c.record(1, 1.0), c.record(2, 0.5)  # decided: 2 threads at 0.5 s
     assert c.current == 2 and not c._plan
     c.record(2, 0.5), c.record(2, 0.5), c.record(2, 0.5)  # the 3rd step after the decision re-probes
