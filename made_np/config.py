@@ -526,9 +526,9 @@ def _discrete_choice(dataset, head, columns) -> dict:
     mixed head, their levels the distinct values over every split of ``dataset`` (missing entries
     aside); none, ``{}`` (the recipe's mog)."""
     if isinstance(columns, str):
-        if columns != "auto":
-            raise ValueError(f"discrete_columns must be 'auto', a list of column indices or (), got {columns!r}")
-        columns = getattr(dataset, "discrete_columns", ()) if head in (None, "mixed") else ()
+        if columns not in ("auto", "none"):
+            raise ValueError(f"discrete_columns must be 'auto', 'none', a list of column indices or (), got {columns!r}")
+        columns = getattr(dataset, "discrete_columns", ()) if head in (None, "mixed") and columns == "auto" else ()
     D = int(dataset.D)
     columns = tuple(sorted({check_int("discrete_columns entries", d, 0, D - 1) for d in columns}))
     if not columns:

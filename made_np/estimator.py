@@ -125,11 +125,11 @@ class MADEDensity(BaseEstimator):
         their NLLs are in the data's units.
     components : int or None, default=None
         Gaussians per variable of the mog head; ``None``: the library's default.
-    discrete_columns : "auto", sequence of int or (), default="auto"
+    discrete_columns : "auto", "none", sequence of int or (), default="auto"
         Real-valued ``X``: the columns (counted from 0) that get a softmax over their distinct values
         (the mixed head, docs/math.md Sec. 13); "auto": those of at most 10 distinct values
-        (:func:`made_np.data.find_discrete_columns`), unless ``head`` names another head; ``()``:
-        every column continuous.
+        (:func:`made_np.data.find_discrete_columns`), unless ``head`` names another head; ``()`` or
+        "none" (as ``--discrete-columns none``): every column continuous.
     random_state : int, numpy.random.RandomState, numpy.random.Generator or None, default=None
         Seeds the weights, the masks, the validation split and the shuffling
         (three integers drawn with :func:`sklearn.utils.check_random_state`, or

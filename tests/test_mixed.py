@@ -312,6 +312,7 @@ def test_estimator_models_a_binary_column_with_a_softmax():
     draws = est.sample(50, random_state=0)
     assert set(np.unique(draws[:, 1])) <= {0.0, 1.0} and not np.all(draws[:, 0] == np.round(draws[:, 0]))
     assert MADEDensity(hidden=(8,), epochs=1, random_state=0, discrete_columns=()).fit(X).model_.config.head == "mog"
+    assert MADEDensity(hidden=(8,), epochs=1, random_state=0, discrete_columns="none").fit(X).model_.config.head == "mog"
     assert MADEDensity(hidden=(8,), epochs=1, random_state=0, head="mog").fit(X).model_.config.head == "mog"
     with pytest.raises(ValueError, match="column 1"):
         est.score_samples(np.array([[0.0, 0.5, 0.0]]))
