@@ -173,6 +173,15 @@ def randomize_weights(model: MADE, seed: int, scale: float = 1.0, bias_mean: flo
     return state
 
 
+@pytest.fixture(scope="module")
+def one_run_folder():
+    """Tests about one run folder: a small data set trains the recipe's one run, not the choice
+    between a bank of 16 and a fresh mask (its folders and faults: tests/test_select.py)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("made_np.cli.train.selects", lambda *args, **kwargs: False)
+        yield
+
+
 @pytest.fixture
 def trained_weights():
     """The :func:`randomize_weights` helper, as a fixture for non-Hypothesis tests."""

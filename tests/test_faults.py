@@ -37,13 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 D = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_run_folder():
-    """These tests are about one run folder: a small data set trains the recipe's one run here, not the
-    choice between a bank of 16 and a fresh mask (its folders and faults: tests/test_select.py)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("made_np.cli.train.selects", lambda *args, **kwargs: False)
-        yield
+pytestmark = pytest.mark.usefixtures("one_run_folder")  # conftest: one run, not the choice of two
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,7 @@ from made_np.checkpoint import update_checkpoint_meta
 from made_np.runfolder import RunFolderError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_run_folder():
-    """These tests are about one run folder: a small data set trains the recipe's one run here, not the
-    choice between a bank of 16 and a fresh mask (its folders and faults: tests/test_select.py)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("made_np.cli.train.selects", lambda *args, **kwargs: False)
-        yield
+pytestmark = pytest.mark.usefixtures("one_run_folder")  # conftest: one run, not the choice of two
 
 
 @pytest.fixture(scope="module")
