@@ -289,13 +289,21 @@ def _hold(stack: contextlib.ExitStack, run_dir: Path, option: str, where: dict) 
     where["run_dir"] = run_dir
 
 
+def _choosing_run(run_dir):
+    """The run folder of a run that chooses its recipe and has a candidate saved (``run_dir`` is that
+    folder or one of its candidates), else None."""
+    if run_dir is None:
+        return None
+    root = run_dir.parent.parent if run_dir.parent.name == CANDIDATES_DIR else run_dir
+    return root if (root / CANDIDATES_DIR / next(iter(CANDIDATES)) / CHECKPOINT_NAME).is_file() else None
+
+
 def _interrupted(run_dir) -> str:
     """What an interruption leaves: the line printed for Ctrl-C."""
     ckpt = None if run_dir is None else run_dir / CHECKPOINT_NAME
-    if run_dir is not None and run_dir.parent.name == CANDIDATES_DIR and (
-            run_dir.parent / next(iter(CANDIDATES)) / CHECKPOINT_NAME).is_file():
-        return (f"interrupted while choosing the recipe for small data; continue with  made-np train --resume "
-                f"{run_dir.parent.parent}")
+    root = _choosing_run(run_dir)
+    if root is not None and not (root / CHECKPOINT_NAME).is_file():
+        return f"interrupted while choosing the recipe for small data; continue with  made-np train --resume {root}"
     if ckpt is None or not ckpt.is_file():
         return "interrupted before the first epoch finished: nothing was saved"
     try:
@@ -543,9 +551,12 @@ def _write_failed(exc: OSError, run_dir: Path) -> str:
     reason = exc.strerror or one_line(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         reason += " (free some space, or raise the file size limit)"
-    resume = run_dir.parent.parent if run_dir.parent.name == CANDIDATES_DIR else run_dir  # a candidate: its run
+    root = _choosing_run(run_dir)
+    resume = root or run_dir  # a candidate, or the run choosing between them: that run
     kept = (f"the last checkpoint is kept in {run_dir / CHECKPOINT_NAME}: continue with  made-np train --resume "
-            f"{resume}" if (run_dir / CHECKPOINT_NAME).is_file() else "nothing was saved")
+            f"{resume}" if (run_dir / CHECKPOINT_NAME).is_file() else
+            f"the candidates are kept in {root / CANDIDATES_DIR}: continue with  made-np train --resume {root}"
+            if root is not None else "nothing was saved")
     return f"cannot write {name}: {reason}; {kept}"
 
 

@@ -534,7 +534,8 @@ def _load_path(p: Path, seed: int, allow_nan: bool = False, real: bool = False) 
         if missing:
             raise DataError(f"{p}: not a data file, and the folder lacks {', '.join(missing)} "
                             "(expected .npz, .npy, or a folder of binarized_mnist_{train,valid,test}.amat)")
-        return _make_dataset(p.name, {f"file {n}": read_text_matrix(p / n) for n in AMAT_FILES}, p)
+        return _make_dataset(p.name, {f"file {n}": read_text_matrix(p / n) for n in AMAT_FILES}, p, allow_nan,
+                             real=real)
     head = magic(p)
     if head.startswith(b"PK"):
         return _make_dataset(p.stem, {f"key '{k}'": a for k, a in read_npz(p, SPLIT_KEYS).items()}, p, allow_nan,

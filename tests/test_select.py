@@ -156,3 +156,23 @@ def test_a_full_disk_inside_a_candidate_says_to_resume_the_run(tmp_path, monkeyp
     monkeypatch.setattr(cli_train, "write_json", full)
     r = run("train", "--dataset", _npz(tmp_path), "--hidden", 8, "--epochs", 2, "--threads", 1, "--out", out)
     assert r.exit_code == 2 and f"made-np train --resume {out}\n" in r.output
+
+
+def test_an_interrupted_or_failed_choice_names_the_run_to_resume(tmp_path):
+    """Between the candidates and the copy of the winner the run folder has no model.npz, but the
+    candidates are saved: Ctrl-C and a failed write say to resume the run, not 'nothing was saved'."""
+    import errno
+
+    from made_np.cli.train import _interrupted, _write_failed
+
+    run = tmp_path / "run"
+    (run / "candidates" / "bank16").mkdir(parents=True)
+    assert "nothing was saved" in _interrupted(run)
+    (run / "candidates" / "bank16" / "model.npz").write_bytes(b"")
+    for folder in (run, run / "candidates" / "fresh"):
+        assert _interrupted(folder) == ("interrupted while choosing the recipe for small data; continue with  "
+                                        f"made-np train --resume {run}")
+    full = OSError(errno.ENOSPC, "No space left on device", str(run / "model.npz"))
+    assert _write_failed(full, run).endswith(f"the candidates are kept in {run / 'candidates'}: continue with  "
+                                             f"made-np train --resume {run}")
+    assert _write_failed(full, tmp_path / "other").endswith("nothing was saved")

@@ -377,7 +377,7 @@ class ThreadChooser:
     every : int, default 500
         Steps after a decision when the next probe starts whatever the times.
     first : int, default 50
-        The same for the first decision, which is taken on a process's first steps, the slowest
+        The same for the first decision, which is taken on a fit's first steps, the slowest
         (cold caches and buffers).
     margin : float, default 0.05
         N is kept only when its median is below 1's by more than this fraction: within it the
