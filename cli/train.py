@@ -425,6 +425,8 @@ def _keep_chosen(run_dir: Path, ds, o) -> None:
         raise UserError(_write_failed(exc, run_dir)) from None
     for line in table_lines(table):  # the final result, printed with --quiet too
         say(line)
+    for line in result_lines(results, "test"):  # the run's figures, last, as a run without a choice ends
+        say(line)
     say(f"kept {chosen} (the lower validation NLL): wrote its {CHECKPOINT_NAME}, metrics.csv, loss.png, "
         f"samples.png, results.json in {run_dir}")
 

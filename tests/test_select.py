@@ -96,6 +96,8 @@ def test_train_chooses_and_evaluate_gives_the_winners_numbers(tmp_path):
         [(c["name"], pytest.approx(c["valid_nll"], abs=1e-9), c["chosen"]) for c in res["candidates"]]
     own = _table(out / "candidates" / winner)
     assert res["ensemble"] == own["ensemble"] and res["single"] == own["single"]
+    last = r.output.strip().splitlines()[-3:]  # the run ends with the kept candidate's test figures
+    assert last[1].startswith("test NLL, ensemble of ") and f"{own['ensemble']['nll']:.3f} ± " in last[1]
     assert (out / "metrics.csv").read_text() == (out / "candidates" / winner / "metrics.csv").read_text()
     ev = run("evaluate", out, "--json")
     assert ev.exit_code == 0, ev.output
