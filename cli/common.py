@@ -340,7 +340,7 @@ def load_split(info: dict, split: str, dataset_path=None):
         check_dataset_path(source, dataset_path)
     try:
         ds = load_dataset(source, path=path, seed=int(spec.get("seed") or 0), context=spec.get("context"),
-                          real=bool(spec.get("real")))
+                          real=bool(spec.get("real")), allow_nan=bool(spec.get("allow_nan")))
     except DataError as exc:
         hint = "" if dataset_path is not None else ("; pass its file with --dataset-path" if named else
                                                    "; if the file has moved, give its new place with --dataset-path")
@@ -437,5 +437,8 @@ def result_lines(res: dict, split: str) -> list:
     if e is not None:
         labels.append(f"{split} NLL, ensemble of {e['masks']} mask{'s' if e['masks'] != 1 else ''}")
     width = max(len(label) for label in labels)
-    return [f"{label:<{width}} : {format_nats(r['nll'], r['stderr'], r['n'], r['D'])}" for label, r in zip(labels, (s, e))]
+    missing = s.get("missing_rows", 0)  # results.json of older runs lack it
+    return ([f"{label:<{width}} : {format_nats(r['nll'], r['stderr'], r['n'], r['D'])}" for label, r in zip(labels, (s, e))]
+            + ([f"({missing} of {s['n']} rows have missing entries: scored on their observed entries, -log p(x_o))"]
+               if missing else []))
 

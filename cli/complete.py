@@ -144,8 +144,11 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
         parts += png_parts(images, model.config.D, image_shape, "--png", ncols=num_completions + 2)
     check_api(model_parts(model.config) + parts)
     obs, what = observed_mask(model, info, N, observed, occlude, seed)
+    if input_path is None and x.dtype.kind == "f":  # the run's data set's own missing entries stay missing
+        obs = obs & ~np.isnan(x)
     t0 = time.perf_counter()
-    with user_values({"x": f"--input {input_path}", "observed": f"--observed {observed}"}):
+    source = f"--input {input_path}" if input_path is not None else f"the {split} split of {info['path']}"
+    with user_values({"x": source, "observed": f"--observed {observed}"}):
         with row_progress(N, "completions") as progress:
             comps, log_po = complete_rows(model, x, obs, num_completions, masks=masks, seed=seed, context=y,
                                           method=method, progress=progress)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from made_np import (CANDIDATES, CHOOSING, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES,
                      DTYPES, ENCODINGS, ENGINES, HEADS, MAX_COMPONENTS, EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS,
@@ -146,6 +147,10 @@ def _progress(epoch: int, n_batches: int):
               help="Condition on a context per example, p(x | y): labels (the digit classes, one-hot) or "
                    "file (the train_context/valid_context/test_context keys of an .npz: (N,) labels or "
                    "(N, C) float rows).")
+@click.option("--allow-missing", is_flag=True,
+              help="Real-valued data may hold missing entries (NaN, an empty CSV cell): each such row trains "
+                   "and is scored on its observed entries (an order-agnostic model; with many rows a fresh "
+                   "mask every minibatch), ready for `made-np impute`.")
 @click.option("--hidden", default=None, show_default="500; 100,100 for 2d",
               help="Hidden widths, comma-separated (500,500 for two layers; 0 or '' for none).")
 @click.option("--ordering", type=click.Choice(ORDERINGS), default="natural",
@@ -333,7 +338,8 @@ def _new_run(ctx, o, where) -> None:
             raise UserError("--dataset: empty; give digits, binarized-mnist, 2d or a data file")
         check_dataset_path(o["dataset"], o["dataset_path"])
         ds = load_dataset(o["dataset"], path=o["dataset_path"], seed=o["data_seed"], context=o["context"],
-                          real=bool(o["head"]) and HEADS[o["head"]].real)  # --head mog: whole numbers as measurements
+                          real=bool(o["head"]) and HEADS[o["head"]].real,  # --head mog: whole numbers as measurements
+                          allow_nan=o["allow_missing"])
         for key in [*PRESETS[o["preset"]][0], *PRESETS[o["preset"]][1]] if o["preset"] else ():
             o[key] = o[key] if given(ctx, key) else None  # what a preset sets is the preset's unless given
         o.update(hidden=parse_hidden(o["hidden"]), num_masks=parse_num_masks(o["num_masks"]),
@@ -360,17 +366,19 @@ def _new_run(ctx, o, where) -> None:
             _choose(ctx, o, where, run_dir, ds, mcfg, cfg, None, xp)
             return
         if not quiet:
-            say(_model_line(model, cfg, xp, run_dir))
+            say(_model_line(model, cfg, xp, run_dir, missing=ds.is_real and bool(np.isnan(ds.train).any())))
         _train_and_report(ctx, model, ds, cfg, run_dir, None, quiet, o["threads"])
 
 
-def _model_line(model, cfg, xp, run_dir: Path) -> str:
-    """The line that says what trains: the network, its masks, the optimiser, the engine, the folder."""
+def _model_line(model, cfg, xp, run_dir: Path, missing: bool = False) -> str:
+    """The line that says what trains: the network, its masks, the optimiser, the engine (the reference one
+    for rows with ``missing`` entries: fit's only form of their observed-first masks), the folder."""
     mcfg = model.config
     masks = {0: "no limit", 1: "1 (fixed)"}.get(mcfg.num_masks, str(mcfg.num_masks))
     return (f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
             f"{mcfg.head} head, {mcfg.input_encoding} inputs, {cfg.optimizer} lr {cfg.lr:g} {cfg.lr_schedule}, "
-            f"{cfg.engine} engine, device {device_of(xp)}; writing {run_dir}")
+            f"{'reference engine (rows with missing entries)' if missing else cfg.engine + ' engine'}, "
+            f"device {device_of(xp)}; writing {run_dir}")
 
 
 def _choose(ctx, o, where, run_dir: Path, ds, mcfg, cfg, spec, xp) -> None:

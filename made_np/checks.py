@@ -454,6 +454,25 @@ def _check_missing_rows(model, seen, name: str, start: int = 0) -> None:
                          f"learn from; drop such rows ({empty.size} in this block)")
 
 
+def check_data_or_missing(model, x, name: str = "x") -> tuple:
+    """:func:`check_data` of rows that may hold missing entries (NaN, float rows): allowed for an
+    order-agnostic model, none all missing (:func:`_check_missing_rows`), the observed values checked.
+
+    Returns
+    -------
+    (x, observed)
+        ``x`` on the model's device, 0 in its missing entries; ``observed`` (N, D) host bool, or None
+        when nothing is missing.
+    """
+    xp = model.xp
+    x = check_rows(model, x, name)
+    if backend.dtype_kind(xp, x.dtype) != "f" or not bool(xp.any(xp.isnan(x))):
+        return check_data(model, x, name), None
+    seen = ~backend.to_host(xp.isnan(x))
+    _check_missing_rows(model, seen, name)
+    return check_data(model, xp.where(xp.isnan(x), xp.zeros_like(x), x), name, where=seen), seen
+
+
 def _split_context(model, dataset, split: str):
     if not model.config.context:
         return None

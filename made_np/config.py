@@ -15,7 +15,8 @@ from dataclasses import MISSING, asdict, dataclass, fields, replace
 import numpy as np
 
 from . import backend
-from .checks import MAX_SEED, check_choice, check_int, describe, is_int, is_real, range_message, short
+from .checks import (MAX_SEED, check_choice, check_int, describe, is_int, is_real, observed_entries, range_message,
+                     short)
 from .data import MAX_CLASSES  # noqa: F401  (most classes per variable: each value is a one-hot input)
 from .heads import HEADS, default_head
 from .layers import ACTIVATIONS, INITS
@@ -169,8 +170,12 @@ def recipe_summary(dataset) -> str:
 
 def default_num_masks(dataset) -> int:
     """The recipe's mask bank for ``dataset`` (:func:`size_recipe`): :data:`SMALL_DATA_MASKS` masks
-    for a small training set, else 1."""
-    return SMALL_DATA_MASKS if size_recipe(dataset) == "small" else 1
+    for a small training set, else 1; a training set with missing entries (NaN), which trains
+    through observed-first masks, no limit (a fresh order-agnostic mask every minibatch, as
+    :class:`made_np.MADEImputer`) in place of the one mask."""
+    if size_recipe(dataset) == "small":
+        return SMALL_DATA_MASKS
+    return 1 if observed_entries(getattr(dataset, "train", None)) is None else UNLIMITED
 
 
 def default_patience(dataset, batch_size: int) -> int:

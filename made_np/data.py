@@ -330,6 +330,10 @@ def _check_shape(arr: np.ndarray, file, what: str) -> np.ndarray:
     return arr
 
 
+#: How data with missing entries (NaN) train: on each row's observed entries.
+TRAIN_ON_OBSERVED = "train on the observed entries (made-np train --allow-missing; load_dataset(..., allow_nan=True))"
+
+
 def _check_array(arr: np.ndarray, file, what: str, names=(), lines=None) -> np.ndarray:
     """Check one split of category indices (whole numbers 0 .. MAX_CLASSES - 1, as :func:`is_real`
     leaves them): 2-D, rows, no NaN/inf. Returns it (bool -> uint8). A bad value is named as
@@ -340,7 +344,8 @@ def _check_array(arr: np.ndarray, file, what: str, names=(), lines=None) -> np.n
         r, c = np.unravel_index(np.argmax(bad), arr.shape)
         n = int(np.count_nonzero(bad))
         raise DataError(f"{file}: {what} has {n} NaN/inf value{'s' if n != 1 else ''}, the first {_fmt(arr[r, c])} "
-                        f"at {_at(r, c, names, lines)}; expected integers >= 0: drop or impute the missing entries")
+                        f"at {_at(r, c, names, lines)}; expected integers >= 0: drop or impute the missing entries, "
+                        f"or {TRAIN_ON_OBSERVED}")
     return arr
 
 
@@ -359,6 +364,12 @@ def is_real(arrays) -> bool:
             return a.size > 0 and (a.min() < 0 or a.max() >= MAX_CLASSES)
         return a.dtype.kind == "f" and bool(np.any(np.isfinite(a) & ((a != np.floor(a)) | (a < 0) | (a >= MAX_CLASSES))))
     return any(real(a) for a in arrays)
+
+
+def _takes_real(arrays, real: bool, allow_nan: bool) -> bool:
+    """Whether data load as real-valued: ``real``, :func:`is_real`, or a NaN (``allow_nan``: a
+    missing entry, trained around with the discrete columns' softmax, :func:`find_discrete_columns`)."""
+    return real or is_real(arrays) or allow_nan and any(a.dtype.kind == "f" and bool(np.isnan(a).any()) for a in arrays)
 
 
 def _column(c: int, names=()) -> str:
@@ -385,7 +396,7 @@ def _check_real(arr: np.ndarray, file, what: str, allow_nan: bool = False, names
     arr = _check_shape(arr, file, what).astype(np.float64, copy=False)
     for bad, label, fix in ((lambda: np.isinf(arr), "infinite", "replace them by finite numbers or drop those rows"),
                             (lambda: None if allow_nan else np.isnan(arr), "missing (NaN)",
-                             "drop those rows or fill them in (only imputation accepts missing values)"),
+                             f"drop those rows, fill them in, or {TRAIN_ON_OBSERVED}"),
                             (lambda: np.abs(arr) > np.finfo(np.float32).max, "huge",
                              f"values beyond float32's range (|x| > {np.finfo(np.float32).max:.3g}); rescale "
                              "that column")):
@@ -433,8 +444,9 @@ def _split_rows(n: int, seed: int) -> tuple:
 
 def _make_dataset(name: str, splits: dict, file, allow_nan: bool = False, names=(), real: bool = False) -> Dataset:
     """Check the splits (``{label: array}``, train/valid/test order) and build a Dataset:
-    real-valued when ``real`` or :func:`is_real`, else integer data as before."""
-    if real or is_real(a for a in splits.values() if isinstance(a, np.ndarray)):
+    real-valued when ``real`` or :func:`is_real` or (``allow_nan``) a NaN, the discrete columns found
+    (:func:`find_discrete_columns`), else integer data as before."""
+    if _takes_real([a for a in splits.values() if isinstance(a, np.ndarray)], real, allow_nan):
         return _make_real(name, splits, file, allow_nan, names)
     arrays = [_check_array(a, file, label) for label, a in splits.items()]
     _check_widths(arrays, splits, file)
@@ -548,8 +560,8 @@ def _load_path(p: Path, seed: int, allow_nan: bool = False, real: bool = False) 
     else:
         raise DataError(f"{p}: not an .npz or .npy file (expected keys {', '.join(SPLIT_KEYS)} in an .npz, "
                         "one (N, D) array in an .npy or a .csv, or a folder of binarized_mnist_{train,valid,test}.amat)")
-    arr = (_check_real(arr, p, "array", allow_nan, names, lines) if real or is_real([arr])
-           else _check_array(arr, p, "array", names, lines))
+    real = _takes_real([arr], real, allow_nan)
+    arr = _check_real(arr, p, "array", allow_nan, names, lines) if real else _check_array(arr, p, "array", names, lines)
     n = arr.shape[0]
     if n < 10:
         raise DataError(f"{p}: array has only {n} row{'s' if n != 1 else ''}; need at least 10 to split 80/10/10")
@@ -790,7 +802,9 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
         keys ``train_context``, ``valid_context``, ``test_context`` of an ``.npz`` ``spec``
         ((N,) integer labels or (N, C) float rows). None or ``"none"``: no context.
     allow_nan : bool, default False
-        Accept NaN (missing values; an empty CSV cell) in real-valued data, for imputation.
+        Accept NaN (missing values; an empty CSV cell) in real-valued data: :func:`made_np.fit`
+        trains on such rows' observed entries (order-agnostic models), :func:`made_np.evaluate`
+        scores them, and imputation fills them. Recorded in the ``spec``, so a run's data reload alike.
         Integer data never hold NaN (their splits are ``uint8``).
     real : bool, default False
         Take a data file of whole numbers as real-valued (``float64``, ``classes == 0``), for the
@@ -846,7 +860,7 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
     ds = _load(spec, path, seed, context, bool(allow_nan), bool(real))
     where = {"spec": spec if is_named(spec) else str(expand_path(spec).resolve()),
              "path": str(expand_path(path).resolve()) if path else None, "seed": int(seed),
-             "context": context, **({"real": True} if real else {})}
+             "context": context, **({"real": True} if real else {}), **({"allow_nan": True} if allow_nan else {})}
     return replace(ds, spec=where)
 
 

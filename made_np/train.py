@@ -24,9 +24,8 @@ import numpy as np
 
 from . import backend
 from .checkpoint import check_info, check_resume_state, finished_run_blocker, save_checkpoint
-from .checks import (check_context, check_data, check_dataset, check_fit_arguments, check_int, check_mask_index,
-                     observed_entries,
-                     check_model, check_real_columns)
+from .checks import (check_context, check_data_or_missing, check_dataset, check_fit_arguments, check_int,
+                     check_mask_index, check_model, check_real_columns, observed_entries)
 from .config import MAX_EVAL_MASKS, TrainConfig
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
@@ -96,8 +95,11 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     Parameters
     ----------
     model : MADE
-    x : array, shape (N, D), uint8 or int (host or device)
-        Data; moved to the model's device once.
+    x : array, shape (N, D), uint8 or int, float64 for a real head (host or device)
+        Data; moved to the model's device once. Float rows may hold missing entries (NaN)
+        for an order-agnostic model: such a row scores ``-log p(x_o)``, the NLL of its
+        observed entries under the ensemble of its observed-first masks, as :func:`fit`
+        validates it (docs/math.md Sec. 12).
     ensemble : bool or None
         Average the masks' probabilities (paper Sec. 4.2):
         ``-log((1/K) sum_k p_k(x))``. ``None``: ensemble when the bank has more
@@ -118,12 +120,14 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         ``nll`` (mean NLL, nats per example), ``stderr`` (its standard error,
         ``std / sqrt(N)`` with ``ddof=1``; None for one example, where it is undefined: ``null`` in
         JSON), ``nll_per_dim`` and ``stderr_per_dim`` (divided by D), ``n`` (N), ``D``, ``masks`` (number of masks used),
-        ``ensemble`` (bool) and ``mask_index`` (the single mask, or None).
+        ``ensemble`` (bool), ``mask_index`` (the single mask, or None) and ``missing_rows`` (rows
+        scored on their observed entries only).
 
     Raises
     ------
     ValueError
-        ``x`` that is not data of the model (:func:`made_np.checks.check_data`) or has no rows,
+        ``x`` that is not data of the model (:func:`made_np.checks.check_data_or_missing`: missing
+        entries for a single-ordering model, a row with every entry missing) or has no rows,
         ``ensemble`` not a bool or None, ``eval_masks`` outside 1..100,000, ``batch_size < 1``,
         a ``mask_index`` outside the bank, or a context that does not fit.
     """
@@ -137,7 +141,7 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         eval_masks = check_int("eval_masks", eval_masks, 1, MAX_EVAL_MASKS)
     batch_size = check_int("batch_size", batch_size, 1)
     single = check_mask_index(mask_index, model.config.num_masks)  # checked even when the ensemble is scored
-    x = check_data(model, backend.to_device(x, xp, device=model.device))
+    x, observed = check_data_or_missing(model, backend.to_device(x, xp, device=model.device))
     if x.shape[0] == 0:
         raise ValueError("evaluate: x has no rows (a mean NLL needs at least one example)")
     y = check_context(model, context, x.shape[0])
@@ -146,7 +150,10 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         ensemble = K != 1
     if K == 1:
         ensemble = False
-    if ensemble:
+    if observed is not None:  # rows with missing entries: their observed entries' NLL, as fit validates them
+        indices = model.eval_mask_indices(eval_masks) if ensemble else [single]
+        nll, masks, single = _rows_nll(model, x, indices, batch_size, y, observed), len(indices), None if ensemble else single
+    elif ensemble:
         indices = model.eval_mask_indices(eval_masks)
         nll = model._ensemble_nll(x, indices, batch_size, y)
         masks, single = len(indices), None
@@ -158,6 +165,7 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     return {
         "nll": mean, "stderr": stderr, "nll_per_dim": mean / D, "stderr_per_dim": None if stderr is None else stderr / D,
         "n": n, "D": D, "masks": masks, "ensemble": bool(ensemble), "mask_index": single,
+        "missing_rows": 0 if observed is None else int((~observed).any(axis=1).sum()),
     }
 
 
@@ -170,17 +178,21 @@ def mean_and_stderr(values) -> tuple:
     return float(values.mean()), (float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else None)
 
 
-def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None, observed=None) -> float:
-    """Mean NLL (nats) of device data: the fixed mask when ``num_masks == 1``, else the ensemble of ``indices``;
+def _rows_nll(model: MADE, x, indices: list, batch_size: int, context=None, observed=None):
+    """Per-row NLL (N,) in nats of device data under the ensemble of ``indices`` (one index: that mask's own NLL);
     rows with missing entries (host ``observed``) score ``-log p(x_o)`` of the ensemble of their observed-first
     masks (docs/math.md Sec. 12)."""
     if observed is None:
-        nll = model._ensemble_nll(x, indices, batch_size, context)  # one mask: log K = 0, the mask's own NLL
-    else:
-        nll = math.log(len(indices)) - functools.reduce(model.xp.logaddexp, [model.xp.concat([
-            -model._observed_nll(x[s, ...], observed[s], k, None if context is None else context[s, ...])
-            for s in backend.row_blocks(x.shape[0], batch_size)]) for k in indices])
-    return float(model.xp.mean(model.xp.astype(nll, model.xp.float64)))
+        return model._ensemble_nll(x, indices, batch_size, context)  # one mask: log K = 0, the mask's own NLL
+    return math.log(len(indices)) - functools.reduce(model.xp.logaddexp, [model.xp.concat([
+        -model._observed_nll(x[s, ...], observed[s], k, None if context is None else context[s, ...])
+        for s in backend.row_blocks(x.shape[0], batch_size)]) for k in indices])
+
+
+def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None, observed=None) -> float:
+    """Mean of :func:`_rows_nll` (nats per example)."""
+    return float(model.xp.mean(model.xp.astype(_rows_nll(model, x, indices, batch_size, context, observed),
+                                                model.xp.float64)))
 
 
 # =========================================================================== training

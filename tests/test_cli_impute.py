@@ -95,3 +95,45 @@ def test_observed_cells_are_written_as_they_were_read(tmp_path):
     assert out[0] == text.splitlines()[0] and out[1].startswith("0.12573,")
     y = np.loadtxt(tmp_path / "y.csv", delimiter=",", skiprows=1)
     assert not np.isnan(y).any() and y[0, 0] == 0.12573 and np.array_equal(y[0, 2:], x[0, 2:])
+
+
+def test_train_allow_missing_trains_on_the_observed_entries_and_impute_fills_them(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=150)
+    x = np.c_[a, 2 * a + 0.3 * rng.normal(size=150), rng.integers(0, 3, 150), np.exp(rng.normal(size=150))]
+    x[rng.random(x.shape) < 0.1] = np.nan
+    write_csv(tmp_path / "t.csv", x)
+    x = np.genfromtxt(tmp_path / "t.csv", delimiter=",", skip_header=1)  # as written: 6 digits
+    one_line_error(run_cli("train", "--dataset", tmp_path / "t.csv", "--out", tmp_path / "no"),
+                   "t.csv", "missing (NaN)", "--allow-missing")
+    assert not (tmp_path / "no").exists()
+    result = run_cli("train", "--dataset", tmp_path / "t.csv", "--out", tmp_path / "run", "--allow-missing",
+                     "--hidden", 8, "--epochs", 2)
+    assert result.exit_code == 0, result.output
+    assert "reference engine (rows with missing entries)" in result.output
+    assert "discrete columns (softmax over their levels): 2 c2 {0, 1, 2}" in result.output
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    test = load_dataset(tmp_path / "t.csv", allow_nan=True).test
+    assert res["ensemble"]["missing_rows"] == int(np.isnan(test).any(axis=1).sum()) > 0
+    shown = f"({res['ensemble']['missing_rows']} of {len(test)} rows have missing entries"
+    assert shown in result.output
+    again = run_cli("evaluate", tmp_path / "run", "--json")  # the run's data reload with their missing entries
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["ensemble"]["nll"] == res["ensemble"]["nll"]
+    done = run_cli("impute", tmp_path / "run", "--input", tmp_path / "t.csv", "--out", tmp_path / "y.csv")
+    assert done.exit_code == 0, done.output
+    y = np.loadtxt(tmp_path / "y.csv", delimiter=",", skiprows=1)
+    assert not np.isnan(y).any() and np.array_equal(y[~np.isnan(x)], x[~np.isnan(x)])
+    assert set(np.unique(y[:, 2])) <= {0.0, 1.0, 2.0}  # the discrete column filled with one of its levels
+
+
+def test_allow_missing_takes_whole_numbers_with_blanks_as_discrete_columns(tmp_path):
+    x = (np.random.default_rng(1).random((60, 5)) < 0.4).astype(float)
+    x[np.random.default_rng(2).random(x.shape) < 0.1] = np.nan
+    write_csv(tmp_path / "b.csv", x)
+    one_line_error(run_cli("train", "--dataset", tmp_path / "b.csv", "--out", tmp_path / "no"),
+                   "b.csv", "expected integers >= 0", "--allow-missing")
+    result = run_cli("train", "--dataset", tmp_path / "b.csv", "--out", tmp_path / "run", "--allow-missing",
+                     "--hidden", 8, "--epochs", 1)
+    assert result.exit_code == 0, result.output
+    assert "mixed head" in result.output and "4 c4 {0, 1}" in result.output

@@ -79,3 +79,13 @@ def test_the_estimators_leave_patience_to_the_recipe():
     est = MADEDensity(hidden=(4,), epochs=40, random_state=0).fit(x)  # 54 training rows: 1 update an epoch
     rows = est.history_["rows"]
     assert est.history_["stop_reason"] == "epochs" and len(rows) == 40  # a patience of 30 could have stopped it
+
+
+@pytest.mark.parametrize("rows, missing, masks", [(12_000, False, 1), (12_000, True, 0),  # 0: no limit
+                                                  (500, True, 16), (500, False, 16)])
+def test_a_large_training_set_with_missing_entries_gets_a_fresh_mask_every_minibatch(rows, missing, masks):
+    train = np.random.default_rng(0).normal(size=(rows, 6))
+    if missing:
+        train[3, 2] = np.nan  # one missing entry: training needs observed-first (order-agnostic) masks
+    ds = SimpleNamespace(D=6, classes=0, name="x", train=train, discrete_columns=())
+    assert MADEConfig.for_data(ds).num_masks == masks
