@@ -216,7 +216,8 @@ def test_nan_is_kept_only_with_allow_nan(tmp_path):
     x[7, 2] = np.nan
     np.save(tmp_path / "m.npy", x)
     with pytest.raises(DataError, match=r"m\.npy: array has 1 missing \(NaN\) value, the first nan at row 7, "
-                                        r"column 2; drop those rows or fill them in"):
+                                        r"column 2; drop those rows, fill them in, or train on the observed entries \(made-np train "
+                                        r"--allow-missing"):
         load_dataset(tmp_path / "m.npy")
     ds = load_dataset(tmp_path / "m.npy", allow_nan=True)
     both = np.concatenate([ds.train, ds.valid, ds.test])
