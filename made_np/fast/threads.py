@@ -88,7 +88,7 @@ class WorkPool:
         except BaseException as exc:
             error = exc
         for _ in fns[1:]:
-            exc = self._done.get()
+            exc = self._done.get()  # every worker's answer is taken, so the next run starts clean
             error = error or exc
         if error is not None:
             raise error
@@ -130,15 +130,6 @@ def default_cpu_threads() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 and blas_leaves_cores_idle() else 1
 
 
-def positive_int(text) -> int:
-    """``text`` as a positive integer, or 0 when it is not one (callers word the error)."""
-    try:
-        n = int(str(text).strip())
-    except ValueError:
-        return 0
-    return max(n, 0)
-
-
 def max_threads() -> int:
     """The most threads a thread count may ask for: the number of CPU cores."""
     return max(1, os.cpu_count() or 1)
@@ -154,7 +145,10 @@ def parse_threads(text, what: str = "--threads") -> int:
     """
     if str(text).strip().lower() == "auto":
         return 0
-    n = positive_int(text)
+    try:
+        n = int(str(text).strip())
+    except ValueError:
+        n = 0
     if n < 1:
         raise ThreadError(f"{what}: expected a positive integer or auto, got {text!r}")
     if n > max_threads():
