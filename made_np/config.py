@@ -445,14 +445,12 @@ class MADEConfig(StrictConfig):
         width = getattr(getattr(dataset, "train", None), "shape", (None, D))[-1]
         if width != D:
             raise ValueError(f"dataset.D = {D}, but its train data have {width} columns")
-        values = {"D": D, "classes": classes,
-                  "input_encoding": default_encoding(classes),
-                  "direct": DEFAULT_DIRECT, "num_masks": default_num_masks(dataset)}
+        values = {"D": D, "classes": classes, "input_encoding": default_encoding(classes), "direct": DEFAULT_DIRECT,
+                  "num_masks": default_num_masks(dataset)}
         if classes == 0 and size_recipe(dataset) == "large":
             values.update(LARGE_REAL_DEFAULTS, **({"num_masks": UNLIMITED} if D <= FEW_ORDERINGS_D else {}))
         if int(getattr(dataset, "context_width", 0) or 0) > 0:
-            values["context"] = int(dataset.context_width)
-            values["context_encoding"] = dataset.context_encoding
+            values.update(context=int(dataset.context_width), context_encoding=dataset.context_encoding)
         values.update(DATASET_DEFAULTS.get(getattr(dataset, "name", None), {}))
         values.update(_preset(preset, 0))
         values.update({k: v for k, v in overrides.items() if v is not None})

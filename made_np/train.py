@@ -24,9 +24,9 @@ import numpy as np
 
 from . import backend
 from .checkpoint import check_info, check_resume_state, finished_run_blocker, save_checkpoint
-from .checks import (check_context, check_data, check_dataset, check_fit_arguments, check_int, check_mask_index,
-                     check_model, check_real_columns, observed_entries)
-from .config import MAX_EVAL_MASKS, TrainConfig
+from .checks import (check_choice, check_context, check_data, check_dataset, check_fit_arguments, check_int,
+                     check_mask_index, check_model, check_real_columns, observed_entries)
+from .config import ENGINES, MAX_EVAL_MASKS, TrainConfig
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
 from .optim import make_optimizer
@@ -250,15 +250,11 @@ def make_engine(model: MADE, name: str = "fast"):
     ValueError
         Unknown name.
     """
-    if name == "fast" and backend.native(model.xp) is None:
+    if check_choice("engine", name, ENGINES) == "fast" and backend.native(model.xp) is None:
         warnings.warn(f"the fast engine runs on NumPy and CuPy: training on {backend.device_of(model.xp)} "
                       "with the reference engine", ReferenceEngineWarning, stacklevel=2)
         name = "reference"
-    if name == "reference":
-        return ReferenceEngine(model)
-    if name == "fast":
-        return speed_form("engine")(model)
-    raise ValueError(f"unknown engine {name!r}: choose fast or reference")
+    return ReferenceEngine(model) if name == "reference" else speed_form("engine")(model)
 
 
 # =========================================================================== training
