@@ -10,7 +10,7 @@ set implies, and :meth:`TrainConfig.resolved` the defaults left open.
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -201,11 +201,18 @@ def default_encoding(classes: int) -> str:
     return "binary" if classes == 2 else "raw" if classes == 0 else "onehot"
 
 
+def _field(default, kind, lo=None, hi=None):
+    """A configuration field and what it holds, checked by :meth:`StrictConfig._check_types`: ``kind``
+    int, real, bool, masks (a bank's size or inf), ints (a list of ints) or levels, with ``?`` when None
+    is allowed, or the registry of the names it may take; integers within ``lo..hi``."""
+    return field(default=default, metadata={"kind": kind, "lo": lo, "hi": hi})
+
+
 class StrictConfig:
     """What the configuration dataclasses share: first-failure validation and a strict ``from_dict``.
 
-    Subclasses are dataclasses that set ``_kind`` (used in error messages) and build
-    their list of ``(ok, message)`` checks in ``validate``.
+    Subclasses are dataclasses that set ``_kind`` (used in error messages), declare each field with
+    :func:`_field` and build their list of ``(ok, message)`` checks across fields in ``validate``.
     """
 
     _kind = "configuration"
@@ -235,9 +242,10 @@ class StrictConfig:
 
     def _check_types(self) -> None:
         """Raise ValueError naming the first field whose value has the wrong type, lies outside
-        its bounds or is not one of its names (see ``_fields``); NumPy integers and bools become
-        Python ones, lists of integers tuples."""
-        for name, kind, lo, hi in self._fields():
+        its bounds or is not one of its names (as declared by :func:`_field`); NumPy integers and bools
+        become Python ones, lists of integers tuples."""
+        for f in fields(self):
+            name, kind, lo, hi = f.name, f.metadata["kind"], f.metadata["lo"], f.metadata["hi"]
             value = getattr(self, name)
             if not isinstance(kind, str):  # a registry of names
                 if not isinstance(value, str):
@@ -259,6 +267,8 @@ class StrictConfig:
                     raise ValueError(f"{name} must be a number, got {describe(value)}")
                 if not math.isfinite(value):
                     raise ValueError(f"{name} must be finite, got {value}")
+            elif kind == "levels":
+                setattr(self, name, _check_levels(value))
             elif kind == "bool":
                 if not isinstance(value, (bool, np.bool_)):
                     raise ValueError(f"{name} must be true or false, got {describe(value)}")
@@ -273,12 +283,6 @@ class StrictConfig:
                 if out:
                     raise ValueError(range_message(f"{name} entries", out[0], lo, hi))
                 setattr(self, name, tuple(int(v) for v in value))
-
-    @classmethod
-    def _fields(cls):
-        """``(name, kind, low, high)`` of every field; kind is int, real, bool, masks or ints (a list
-        of ints), with ``?`` when None is allowed, or the registry of the names it may take."""
-        return ()
 
 
 @dataclass
@@ -344,43 +348,30 @@ class MADEConfig(StrictConfig):
         :data:`MAX_CLASSES` of them.
     """
 
-    D: int
-    hidden: tuple = (500,)
-    classes: int = 2
-    head: str = "bernoulli"
-    input_encoding: str = "binary"
-    ordering: str = "natural"
-    given_ordering: tuple | None = None
-    degrees: str = "random"
-    num_masks: int = 1
-    order_agnostic: bool = True
-    connectivity_agnostic: bool = True
-    direct: bool = False
-    activation: str = "relu"
-    init: str = "uniform"
-    seed: int = 0
-    dtype: str = "float32"
-    context: int = 0
-    context_encoding: str = "onehot"
-    orderings: str = "uniform"
-    components: int = DEFAULT_COMPONENTS
-    discrete_columns: tuple = ()
-    levels: tuple = ()
+    D: int = _field(MISSING, "int", 1, MAX_D)
+    hidden: tuple = _field((500,), "ints", 1, MAX_WIDTH)
+    classes: int = _field(2, "int", 0, MAX_CLASSES)
+    head: str = _field("bernoulli", HEADS)
+    input_encoding: str = _field("binary", ENCODINGS)
+    ordering: str = _field("natural", ORDERINGS)
+    given_ordering: tuple | None = _field(None, "ints?", 1, MAX_D)
+    degrees: str = _field("random", DEGREE_RULES)
+    num_masks: int = _field(1, "masks", 0, MAX_NUM_MASKS)
+    order_agnostic: bool = _field(True, "bool")
+    connectivity_agnostic: bool = _field(True, "bool")
+    direct: bool = _field(False, "bool")
+    activation: str = _field("relu", ACTIVATIONS)
+    init: str = _field("uniform", INITS)
+    seed: int = _field(0, "int", 0, MAX_SEED)
+    dtype: str = _field("float32", backend.DTYPES)
+    context: int = _field(0, "int", 0, MAX_WIDTH)
+    context_encoding: str = _field("onehot", CONTEXT_ENCODINGS)
+    orderings: str = _field("uniform", BANK_ORDERINGS)
+    components: int = _field(DEFAULT_COMPONENTS, "int", 1, MAX_COMPONENTS)
+    discrete_columns: tuple = _field((), "ints", 0, MAX_D - 1)
+    levels: tuple = _field((), "levels")
 
     _kind = "model"
-
-    @classmethod
-    def _fields(cls):
-        return (("D", "int", 1, MAX_D), ("hidden", "ints", 1, MAX_WIDTH), ("classes", "int", 0, MAX_CLASSES),
-                ("head", HEADS, None, None), ("input_encoding", ENCODINGS, None, None),
-                ("ordering", ORDERINGS, None, None), ("given_ordering", "ints?", 1, MAX_D),
-                ("degrees", DEGREE_RULES, None, None), ("num_masks", "masks", 0, MAX_NUM_MASKS),
-                ("order_agnostic", "bool", None, None), ("connectivity_agnostic", "bool", None, None),
-                ("direct", "bool", None, None), ("activation", ACTIVATIONS, None, None),
-                ("init", INITS, None, None), ("seed", "int", 0, MAX_SEED), ("dtype", backend.DTYPES, None, None),
-                ("context", "int", 0, MAX_WIDTH), ("context_encoding", CONTEXT_ENCODINGS, None, None),
-                ("orderings", BANK_ORDERINGS, None, None), ("components", "int", 1, MAX_COMPONENTS),
-                ("discrete_columns", "ints", 0, MAX_D - 1))
 
     def __post_init__(self):
         self.validate()
@@ -392,7 +383,6 @@ class MADEConfig(StrictConfig):
         an unknown name."""
         self.num_masks = _stored_num_masks(self.num_masks)
         self._check_types()
-        self.levels = _check_levels(self.levels)
         checks = [
             (len(self.hidden) <= MAX_LAYERS, f"hidden has {len(self.hidden)} layers; at most {MAX_LAYERS}"),
             (self.given_ordering is None or sorted(self.given_ordering) == list(range(1, self.D + 1)),
@@ -581,35 +571,24 @@ class TrainConfig(StrictConfig):
         this field existed read as ``"zero"``.
     """
 
-    epochs: int | None = None
-    batch_size: int = 100
-    optimizer: str = "adam"
-    lr: float | None = None
-    weight_decay: float = 0.0
-    patience: int | None = None
-    resample_every: int = 1
-    valid_masks: int | None = None
-    eval_masks: int | None = None
-    lr_schedule: str = "cosine"
-    lr_step: int = 50
-    seed: int = 0
-    log_every: int = 20
-    eval_batch_size: int = 1000
-    engine: str = "fast"
-    output_bias: str = "marginals"
+    epochs: int | None = _field(None, "int?", 1, MAX_EPOCHS)
+    batch_size: int = _field(100, "int", 1, MAX_COUNT)
+    optimizer: str = _field("adam", OPTIMIZERS)
+    lr: float | None = _field(None, "real?")
+    weight_decay: float = _field(0.0, "real")
+    patience: int | None = _field(None, "int?", 0, MAX_EPOCHS)
+    resample_every: int = _field(1, "int", 1, MAX_COUNT)
+    valid_masks: int | None = _field(None, "int?", 1, MAX_EVAL_MASKS)
+    eval_masks: int | None = _field(None, "int?", 1, MAX_EVAL_MASKS)
+    lr_schedule: str = _field("cosine", LR_SCHEDULES)
+    lr_step: int = _field(50, "int", 1, MAX_EPOCHS)
+    seed: int = _field(0, "int", 0, MAX_SEED)
+    log_every: int = _field(20, "int", 1, MAX_COUNT)
+    eval_batch_size: int = _field(1000, "int", 1, MAX_COUNT)
+    engine: str = _field("fast", ENGINES)
+    output_bias: str = _field("marginals", OUTPUT_BIASES)
 
     _kind = "training"
-
-    @classmethod
-    def _fields(cls):
-        return (("epochs", "int?", 1, MAX_EPOCHS), ("batch_size", "int", 1, MAX_COUNT),
-                ("optimizer", OPTIMIZERS, None, None), ("lr", "real?", None, None),
-                ("weight_decay", "real", None, None), ("patience", "int?", 0, MAX_EPOCHS),
-                ("resample_every", "int", 1, MAX_COUNT), ("valid_masks", "int?", 1, MAX_EVAL_MASKS),
-                ("eval_masks", "int?", 1, MAX_EVAL_MASKS), ("lr_schedule", LR_SCHEDULES, None, None),
-                ("lr_step", "int", 1, MAX_EPOCHS), ("seed", "int", 0, MAX_SEED),
-                ("log_every", "int", 1, MAX_COUNT), ("eval_batch_size", "int", 1, MAX_COUNT),
-                ("engine", ENGINES, None, None), ("output_bias", OUTPUT_BIASES, None, None))
 
     def __post_init__(self):
         self.validate()
