@@ -199,8 +199,8 @@ def check_thread_variables() -> None:
     """
     env = os.environ
     for name in THREAD_VARIABLES:
-        value = env.get(name)
-        if value is not None and value.strip() and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", value):
+        value = env.get(name, "")
+        if value.strip() and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", value):
             raise ThreadError(f"${name}={value!r}: expected a whole number of threads (OpenMP also takes a "
                               f"list such as 4,2); set it to one, or unset it")
     if env.get("MADE_NP_THREADS", "").strip():
@@ -225,9 +225,8 @@ def check_thread_variables() -> None:
     saved = {name: env.get(name) for name in ("NUMEXPR_MAX_THREADS", "NUMEXPR_NUM_THREADS")}
     env.update({k: str(v) for k, v in (("NUMEXPR_MAX_THREADS", pool), ("NUMEXPR_NUM_THREADS", threads)) if v})
     try:
-        import numexpr  # noqa: F401  (it reads them now, and only now)
-    except ImportError:  # not installed: nothing reads them
-        pass
+        with contextlib.suppress(ImportError):  # not installed: nothing reads them
+            import numexpr  # noqa: F401  (it reads them now, and only now)
     finally:
         for name, value in saved.items():
             if value is None:
