@@ -127,13 +127,12 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         a ``mask_index`` outside the bank, or a context that does not fit.
     """
     check_model(model)
-    xp = model.xp
     if ensemble is not None and not isinstance(ensemble, (bool, np.bool_)):
         raise ValueError(f"ensemble must be True, False or None, got {ensemble!r}")
     eval_masks = None if eval_masks is None else check_int("eval_masks", eval_masks, 1, MAX_EVAL_MASKS)
     batch_size = check_int("batch_size", batch_size, 1)
     single = check_mask_index(mask_index, model.config.num_masks)  # checked even when the ensemble is scored
-    x = check_data(model, backend.to_device(x, xp, device=model.device))
+    x = check_data(model, backend.to_device(x, model.xp, device=model.device))
     if x.shape[0] == 0:
         raise ValueError("evaluate: x has no rows (a mean NLL needs at least one example)")
     y = check_context(model, context, x.shape[0])
