@@ -98,7 +98,9 @@ PRESETS = {
 
 
 def _preset(name, part: int) -> dict:
-    return {} if name is None else dict(PRESETS[check_choice("preset", name, PRESETS)][part])
+    if name is None:
+        return {}
+    return dict(PRESETS[check_choice("preset", name, PRESETS)][part])
 #: Real-valued training sets of at least :data:`SMALL_DATA_ROWS` rows (the 2-D densities: 20,000
 #: rows) get two hidden layers of 256 units and 20 Gaussians per variable; with at most
 #: :data:`FEW_ORDERINGS_D` variables (at most 24 orderings) also a fresh order-agnostic mask every
@@ -435,12 +437,14 @@ class MADEConfig(StrictConfig):
         width = getattr(getattr(dataset, "train", None), "shape", (None, D))[-1]
         if width != D:
             raise ValueError(f"dataset.D = {D}, but its train data have {width} columns")
-        values = {"D": D, "classes": classes, "input_encoding": default_encoding(classes), "direct": DEFAULT_DIRECT,
-                  "num_masks": default_num_masks(dataset)}
+        values = {"D": D, "classes": classes,
+                  "input_encoding": default_encoding(classes),
+                  "direct": DEFAULT_DIRECT, "num_masks": default_num_masks(dataset)}
         if classes == 0 and size_recipe(dataset) == "large":
             values.update(LARGE_REAL_DEFAULTS, **({"num_masks": UNLIMITED} if D <= FEW_ORDERINGS_D else {}))
         if int(getattr(dataset, "context_width", 0) or 0) > 0:
-            values.update(context=int(dataset.context_width), context_encoding=dataset.context_encoding)
+            values["context"] = int(dataset.context_width)
+            values["context_encoding"] = dataset.context_encoding
         values.update(DATASET_DEFAULTS.get(getattr(dataset, "name", None), {}))
         values.update(_preset(preset, 0))
         values.update({k: v for k, v in overrides.items() if v is not None})
