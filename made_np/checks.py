@@ -84,8 +84,7 @@ def check_positive(name: str, value) -> float:
 
 def check_optimizer(lr, weight_decay) -> None:
     """An optimiser's learning rate ``> 0`` and weight decay ``>= 0``."""
-    if not lr > 0:
-        raise ValueError(f"learning rate must be > 0, got {lr}")
+    check_positive("learning rate", lr)
     if not weight_decay >= 0:
         raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
 
@@ -270,9 +269,8 @@ def _real_values(xp, x, name: str, where=None, row0: int = 0, moments=None):
     """``x`` (N, D) of a real-head model as float64, after checking its entries (those where ``where``
     is True, when given) are finite numbers, and with ``moments = (shift, scale)`` (D,) within
     :data:`MAX_STANDARDISED` standard deviations of the shift; the message names the first bad
-    row (counted from ``row0``: ``x`` may be a block of a split) and column."""
-    if backend.dtype_kind(xp, x.dtype) not in "biuf":
-        raise ValueError(f"{name} has dtype {x.dtype}; expected real numbers (the model's head is real-valued)")
+    row (counted from ``row0``: ``x`` may be a block of a split) and column; its dtype is
+    :func:`check_rows`'s to check."""
     x = xp.astype(x, xp.float64, copy=False)
     checks = [(lambda: ~xp.isfinite(x), "real-valued data must be finite; drop or impute that row")]
     if moments is not None:

@@ -10,7 +10,7 @@ set implies, and :meth:`TrainConfig.resolved` the defaults left open.
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -202,20 +202,24 @@ def _train_rows(dataset) -> int:
     return int(train.shape[0]) if getattr(train, "ndim", 0) == 2 else 0
 
 
-_OK = object()
-
-
 def default_encoding(classes: int) -> str:
     """How a variable of ``classes`` classes enters the network by default: binary for 0/1
     data, raw (its standardised value) for real values (classes 0), onehot otherwise."""
     return "binary" if classes == 2 else "raw" if classes == 0 else "onehot"
 
 
+def _field(default, kind, lo=None, hi=None):
+    """A configuration field and what it holds, checked by :meth:`StrictConfig._check_types`: ``kind``
+    int, real, bool, masks (a bank's size or inf), ints (a list of ints) or levels, with ``?`` when None
+    is allowed, or the registry of the names it may take; integers within ``lo..hi``."""
+    return field(default=default, metadata={"kind": kind, "lo": lo, "hi": hi})
+
+
 class StrictConfig:
     """What the configuration dataclasses share: first-failure validation and a strict ``from_dict``.
 
-    Subclasses are dataclasses that set ``_kind`` (used in error messages) and build
-    their list of ``(ok, message)`` checks in ``validate``.
+    Subclasses are dataclasses that set ``_kind`` (used in error messages), declare each field with
+    :func:`_field` and build their list of ``(ok, message)`` checks across fields in ``validate``.
     """
 
     _kind = "configuration"
@@ -237,18 +241,24 @@ class StrictConfig:
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown {cls._kind} configuration keys: {sorted(map(str, unknown))}")
-        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
-        missing = [name for name in required if name not in d]
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+                   and f.name not in d]
         if missing:
             raise ValueError(f"the {cls._kind} configuration lacks {missing[0]!r}")
         return cls(**d)
 
     def _check_types(self) -> None:
-        """Raise ValueError naming the first field whose value has the wrong type or lies
-        outside its absolute bounds (see ``_fields``); NumPy integers and bools become
-        Python ones."""
-        for name, kind, lo, hi in self._fields():
+        """Raise ValueError naming the first field whose value has the wrong type, lies outside
+        its bounds or is not one of its names (as declared by :func:`_field`); NumPy integers and bools
+        become Python ones, lists of integers tuples."""
+        for f in fields(self):
+            name, kind, lo, hi = f.name, f.metadata["kind"], f.metadata["lo"], f.metadata["hi"]
             value = getattr(self, name)
+            if not isinstance(kind, str):  # a registry of names
+                if not isinstance(value, str):
+                    raise ValueError(f"{name} must be a string, got {describe(value)}")
+                check_choice(name, value, kind)
+                continue
             if value is None and kind.endswith("?"):
                 continue
             kind = kind.rstrip("?")
@@ -264,28 +274,22 @@ class StrictConfig:
                     raise ValueError(f"{name} must be a number, got {describe(value)}")
                 if not math.isfinite(value):
                     raise ValueError(f"{name} must be finite, got {value}")
+            elif kind == "levels":
+                setattr(self, name, _check_levels(value))
             elif kind == "bool":
                 if not isinstance(value, (bool, np.bool_)):
                     raise ValueError(f"{name} must be true or false, got {describe(value)}")
                 setattr(self, name, bool(value))
-            elif kind == "str":
-                if not isinstance(value, str):
-                    raise ValueError(f"{name} must be a string, got {describe(value)}")
-            elif kind == "ints":  # a list or tuple of integers in lo..hi
+            else:  # "ints": a list or tuple of integers in lo..hi
                 if not isinstance(value, (list, tuple)):
                     raise ValueError(f"{name} must be a list of integers, got {describe(value)}")
-                bad = next((v for v in value if not is_int(v)), _OK)
-                if bad is not _OK:
-                    raise ValueError(f"{name} must hold integers, got {describe(bad)} in {short(value)}")
-                out = next((v for v in value if v < lo or hi is not None and v > hi), _OK)
-                if out is not _OK:
-                    raise ValueError(range_message(f"{name} entries", out, lo, hi))
-
-    @classmethod
-    def _fields(cls):
-        """``(name, kind, low, high)`` of every field; kind is int, real, bool, str or ints
-        (a list of ints), with ``?`` when None is allowed."""
-        return ()
+                bad = [v for v in value if not is_int(v)]
+                if bad:
+                    raise ValueError(f"{name} must hold integers, got {describe(bad[0])} in {short(value)}")
+                out = [v for v in value if v < lo or hi is not None and v > hi]
+                if out:
+                    raise ValueError(range_message(f"{name} entries", out[0], lo, hi))
+                setattr(self, name, tuple(int(v) for v in value))
 
 
 @dataclass
@@ -351,52 +355,32 @@ class MADEConfig(StrictConfig):
         :data:`MAX_CLASSES` of them.
     """
 
-    D: int
-    hidden: tuple = (500,)
-    classes: int = 2
-    head: str = "bernoulli"
-    input_encoding: str = "binary"
-    ordering: str = "natural"
-    given_ordering: tuple | None = None
-    degrees: str = "random"
-    num_masks: int = 1
-    order_agnostic: bool = True
-    connectivity_agnostic: bool = True
-    direct: bool = False
-    activation: str = "relu"
-    init: str = "uniform"
-    seed: int = 0
-    dtype: str = "float32"
-    context: int = 0
-    context_encoding: str = "onehot"
-    orderings: str = "uniform"
-    components: int = DEFAULT_COMPONENTS
-    discrete_columns: tuple = ()
-    levels: tuple = ()
+    D: int = _field(MISSING, "int", 1, MAX_D)
+    hidden: tuple = _field((500,), "ints", 1, MAX_WIDTH)
+    classes: int = _field(2, "int", 0, MAX_CLASSES)
+    head: str = _field("bernoulli", HEADS)
+    input_encoding: str = _field("binary", ENCODINGS)
+    ordering: str = _field("natural", ORDERINGS)
+    given_ordering: tuple | None = _field(None, "ints?", 1, MAX_D)
+    degrees: str = _field("random", DEGREE_RULES)
+    num_masks: int = _field(1, "masks", 0, MAX_NUM_MASKS)
+    order_agnostic: bool = _field(True, "bool")
+    connectivity_agnostic: bool = _field(True, "bool")
+    direct: bool = _field(False, "bool")
+    activation: str = _field("relu", ACTIVATIONS)
+    init: str = _field("uniform", INITS)
+    seed: int = _field(0, "int", 0, MAX_SEED)
+    dtype: str = _field("float32", backend.DTYPES)
+    context: int = _field(0, "int", 0, MAX_WIDTH)
+    context_encoding: str = _field("onehot", CONTEXT_ENCODINGS)
+    orderings: str = _field("uniform", BANK_ORDERINGS)
+    components: int = _field(DEFAULT_COMPONENTS, "int", 1, MAX_COMPONENTS)
+    discrete_columns: tuple = _field((), "ints", 0, MAX_D - 1)
+    levels: tuple = _field((), "levels")
 
     _kind = "model"
 
-    @classmethod
-    def _fields(cls):
-        return (("D", "int", 1, MAX_D), ("hidden", "ints", 1, MAX_WIDTH), ("classes", "int", 0, MAX_CLASSES),
-                ("head", "str", None, None), ("input_encoding", "str", None, None),
-                ("ordering", "str", None, None), ("given_ordering", "ints?", 1, MAX_D),
-                ("degrees", "str", None, None), ("num_masks", "masks", 0, MAX_NUM_MASKS),
-                ("order_agnostic", "bool", None, None), ("connectivity_agnostic", "bool", None, None),
-                ("direct", "bool", None, None), ("activation", "str", None, None),
-                ("init", "str", None, None), ("seed", "int", 0, MAX_SEED), ("dtype", "str", None, None),
-                ("context", "int", 0, MAX_WIDTH), ("context_encoding", "str", None, None),
-                ("orderings", "str", None, None), ("components", "int", 1, MAX_COMPONENTS),
-                ("discrete_columns", "ints", 0, MAX_D - 1))
-
     def __post_init__(self):
-        self.num_masks = _stored_num_masks(self.num_masks)
-        self._check_types()
-        self.hidden = tuple(int(h) for h in self.hidden)
-        self.discrete_columns = tuple(int(d) for d in self.discrete_columns)
-        self.levels = _check_levels(self.levels)
-        if self.given_ordering is not None:
-            self.given_ordering = tuple(int(o) for o in self.given_ordering)
         self.validate()
 
     def validate(self) -> None:
@@ -406,25 +390,16 @@ class MADEConfig(StrictConfig):
         an unknown name."""
         self.num_masks = _stored_num_masks(self.num_masks)
         self._check_types()
-        for what, name, choices in (("head", self.head, HEADS), ("input encoding", self.input_encoding, ENCODINGS),
-                                    ("ordering", self.ordering, ORDERINGS), ("degree rule", self.degrees, DEGREE_RULES),
-                                    ("activation", self.activation, ACTIVATIONS), ("init", self.init, INITS),
-                                    ("context encoding", self.context_encoding, CONTEXT_ENCODINGS),
-                                    ("bank orderings", self.orderings, BANK_ORDERINGS)):
-            check_choice(what, name, choices)
         checks = [
             (len(self.hidden) <= MAX_LAYERS, f"hidden has {len(self.hidden)} layers; at most {MAX_LAYERS}"),
             (self.given_ordering is None or sorted(self.given_ordering) == list(range(1, self.D + 1)),
              f"given_ordering must be a permutation of 1..{self.D}, got {short(self.given_ordering)}"),
-            (self.D >= 1, f"D must be >= 1, got {self.D}"),
-            (all(h >= 1 for h in self.hidden), f"hidden widths must be >= 1, got {self.hidden}"),
             (self.classes >= 2 or self.classes == 0, f"classes must be >= 2 (or 0: real values), got {self.classes}"),
             (self.classes != 0 or self.input_encoding == "raw",
              f"real-valued data (classes 0) enter as they are: input encoding 'raw', got {self.input_encoding!r}"),
             (self.input_encoding != "binary" or self.classes == 2,
              f"input encoding 'binary' needs 2 classes, got {self.classes}: use onehot, raw or scaled"),
             (HEADS[self.head].check_classes(self.classes) is None, HEADS[self.head].check_classes(self.classes)),
-            (self.context >= 0, f"context width must be >= 0 (0: no context), got {self.context}"),
             (self.head != "mixed" or self.discrete_columns,
              "the mixed head needs discrete_columns (at least one); with none use the mog head"),
             (self.head == "mixed" or not self.discrete_columns,
@@ -433,12 +408,10 @@ class MADEConfig(StrictConfig):
              f"discrete_columns must be increasing column indices without repeats, got {short(self.discrete_columns)}"),
             (all(d < self.D for d in self.discrete_columns),
              f"discrete_columns must lie in 0..{self.D - 1} (D = {self.D}), got {short(self.discrete_columns)}"),
-            (len(_check_levels(self.levels)) == len(self.discrete_columns),
+            (len(self.levels) == len(self.discrete_columns),
              f"levels must hold one list per discrete column ({len(self.discrete_columns)}), got {len(self.levels)}"),
         ]
         self._raise_first(checks)
-        if self.dtype not in backend.DTYPES:
-            raise ValueError(f"unsupported dtype {self.dtype!r}: choose one of {', '.join(backend.DTYPES)}")
 
     @classmethod
     def for_data(cls, dataset, preset: str | None = None, **overrides) -> "MADEConfig":
@@ -607,35 +580,24 @@ class TrainConfig(StrictConfig):
         this field existed read as ``"zero"``.
     """
 
-    epochs: int | None = None
-    batch_size: int = 100
-    optimizer: str = "adam"
-    lr: float | None = None
-    weight_decay: float = 0.0
-    patience: int | None = None
-    resample_every: int = 1
-    valid_masks: int | None = None
-    eval_masks: int | None = None
-    lr_schedule: str = "cosine"
-    lr_step: int = 50
-    seed: int = 0
-    log_every: int = 20
-    eval_batch_size: int = 1000
-    engine: str = "fast"
-    output_bias: str = "marginals"
+    epochs: int | None = _field(None, "int?", 1, MAX_EPOCHS)
+    batch_size: int = _field(100, "int", 1, MAX_COUNT)
+    optimizer: str = _field("adam", OPTIMIZERS)
+    lr: float | None = _field(None, "real?")
+    weight_decay: float = _field(0.0, "real")
+    patience: int | None = _field(None, "int?", 0, MAX_EPOCHS)
+    resample_every: int = _field(1, "int", 1, MAX_COUNT)
+    valid_masks: int | None = _field(None, "int?", 1, MAX_EVAL_MASKS)
+    eval_masks: int | None = _field(None, "int?", 1, MAX_EVAL_MASKS)
+    lr_schedule: str = _field("cosine", LR_SCHEDULES)
+    lr_step: int = _field(50, "int", 1, MAX_EPOCHS)
+    seed: int = _field(0, "int", 0, MAX_SEED)
+    log_every: int = _field(20, "int", 1, MAX_COUNT)
+    eval_batch_size: int = _field(1000, "int", 1, MAX_COUNT)
+    engine: str = _field("fast", ENGINES)
+    output_bias: str = _field("marginals", OUTPUT_BIASES)
 
     _kind = "training"
-
-    @classmethod
-    def _fields(cls):
-        return (("epochs", "int?", None, MAX_EPOCHS), ("batch_size", "int", None, MAX_COUNT),
-                ("optimizer", "str", None, None), ("lr", "real?", None, None),
-                ("weight_decay", "real", None, None), ("patience", "int?", None, MAX_EPOCHS),
-                ("resample_every", "int", None, MAX_COUNT), ("valid_masks", "int?", None, MAX_EVAL_MASKS),
-                ("eval_masks", "int?", None, MAX_EVAL_MASKS), ("lr_schedule", "str", None, None),
-                ("lr_step", "int", None, MAX_EPOCHS), ("seed", "int", 0, MAX_SEED),
-                ("log_every", "int", None, MAX_COUNT), ("eval_batch_size", "int", None, MAX_COUNT),
-                ("engine", "str", None, None), ("output_bias", "str", None, None))
 
     def __post_init__(self):
         self.validate()
@@ -646,26 +608,9 @@ class TrainConfig(StrictConfig):
         bounds (:data:`MAX_EPOCHS`, :data:`MAX_COUNT`, :data:`MAX_EVAL_MASKS`, :data:`MAX_SEED`),
         or an unknown name."""
         self._check_types()
-        for what, name, choices in (("optimizer", self.optimizer, OPTIMIZERS), ("lr schedule", self.lr_schedule, LR_SCHEDULES),
-                                    ("engine", self.engine, ENGINES), ("output_bias", self.output_bias, OUTPUT_BIASES)):
-            check_choice(what, name, choices)
-        checks = [
-            (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (self.lr is None or 0 < self.lr < math.inf,
-             f"lr (the learning rate) must be a finite number > 0, got {self.lr}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
-            (self.patience is None or self.patience >= 0, f"patience must be >= 0 (0 disables early stopping), got {self.patience}"),
-            (self.resample_every >= 1, f"resample_every must be >= 1, got {self.resample_every}"),
-            (self.valid_masks is None or self.valid_masks >= 1,
-             f"valid_masks must be >= 1, got {self.valid_masks}"),
-            (self.eval_masks is None or self.eval_masks >= 1,
-             f"eval_masks must be >= 1, got {self.eval_masks}"),
-            (self.lr_step >= 1, f"lr_step must be >= 1, got {self.lr_step}"),
-            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
-            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
-        ]
-        self._raise_first(checks)
+        self._raise_first([
+            (self.lr is None or self.lr > 0, f"lr (the learning rate) must be a finite number > 0, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")])
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""

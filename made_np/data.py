@@ -339,14 +339,24 @@ def _check_array(arr: np.ndarray, file, what: str, names=(), lines=None) -> np.n
     leaves them): 2-D, rows, no NaN/inf. Returns it (bool -> uint8). A bad value is named as
     :func:`_check_real` names it (:func:`_at`: a text file's line, the column's name)."""
     arr = _check_shape(arr, file, what)
-    bad = ~np.isfinite(arr) if arr.dtype.kind == "f" else None
-    if bad is not None and bad.any():
-        r, c = np.unravel_index(np.argmax(bad), arr.shape)
-        n = int(np.count_nonzero(bad))
-        raise DataError(f"{file}: {what} has {n} NaN/inf value{'s' if n != 1 else ''}, the first {_fmt(arr[r, c])} "
-                        f"at {_at(r, c, names, lines)}; expected integers >= 0: drop or impute the missing entries, "
-                        f"or {TRAIN_ON_OBSERVED}")
+    if arr.dtype.kind == "f":
+        _refuse(arr, file, what, names, lines, (lambda: ~np.isfinite(arr), "NaN/inf",
+                                                f"expected integers >= 0: drop or impute the missing entries, "
+                                                f"or {TRAIN_ON_OBSERVED}"))
     return arr
+
+
+def _refuse(arr, file, what: str, names, lines, *checks) -> None:
+    """Raise DataError at the first of ``checks``, ``(mask of arr's bad values or None, label, fix)``
+    with a bad value: how many, the first and where (:func:`_at`). The masks are made one at a
+    time: a split may be large."""
+    for bad, label, fix in checks:
+        bad = bad()
+        if bad is not None and bad.any():
+            r, c = np.unravel_index(np.argmax(bad), arr.shape)
+            n = int(np.count_nonzero(bad))
+            raise DataError(f"{file}: {what} has {n} {label} value{'s' if n != 1 else ''}, the first "
+                            f"{_fmt(arr[r, c])} at {_at(r, c, names, lines)}; {fix}")
 
 
 def _fmt(value) -> str:
@@ -394,18 +404,12 @@ def _check_real(arr: np.ndarray, file, what: str, allow_nan: bool = False, names
     no infinite values, no NaN unless ``allow_nan``, none beyond float32's range (a float32
     model would see infinities). Returns it as float64."""
     arr = _check_shape(arr, file, what).astype(np.float64, copy=False)
-    for bad, label, fix in ((lambda: np.isinf(arr), "infinite", "replace them by finite numbers or drop those rows"),
-                            (lambda: None if allow_nan else np.isnan(arr), "missing (NaN)",
-                             f"drop those rows, fill them in, or {TRAIN_ON_OBSERVED}"),
-                            (lambda: np.abs(arr) > np.finfo(np.float32).max, "huge",
-                             f"values beyond float32's range (|x| > {np.finfo(np.float32).max:.3g}); rescale "
-                             "that column")):
-        bad = bad()  # masks made one at a time: a split may be large
-        if bad is not None and bad.any():
-            r, c = np.unravel_index(np.argmax(bad), arr.shape)
-            n = int(np.count_nonzero(bad))
-            raise DataError(f"{file}: {what} has {n} {label} value{'s' if n != 1 else ''}, the first "
-                            f"{_fmt(arr[r, c])} at {_at(r, c, names, lines)}; {fix}")
+    _refuse(arr, file, what, names, lines,
+            (lambda: np.isinf(arr), "infinite", "replace them by finite numbers or drop those rows"),
+            (lambda: None if allow_nan else np.isnan(arr), "missing (NaN)",
+             f"drop those rows, fill them in, or {TRAIN_ON_OBSERVED}"),
+            (lambda: np.abs(arr) > np.finfo(np.float32).max, "huge",
+             f"values beyond float32's range (|x| > {np.finfo(np.float32).max:.3g}); rescale that column"))
     return arr
 
 
@@ -598,9 +602,8 @@ def with_context(ds: Dataset, train, valid, test, where: str = "context") -> Dat
         Rows that do not match the splits, mixed or wrong shapes, non-finite, negative,
         non-integer labels, or too many classes.
     """
-    arrays = {}
-    for split, a in zip(SPLITS, (train, valid, test)):
-        a = np.asarray(a)
+    arrays = {split: np.asarray(a) for split, a in zip(SPLITS, (train, valid, test))}
+    for split, a in arrays.items():
         what = f"{where}: {split} context"
         if a.dtype.kind not in "biuf":
             raise DataError(f"{what} has dtype {a.dtype}; expected integers (class labels) or floats")
@@ -614,7 +617,6 @@ def with_context(ds: Dataset, train, valid, test, where: str = "context") -> Dat
         if a.size and np.abs(a).max() > np.finfo(np.float32).max:  # inf once a float32 model casts them
             raise DataError(f"{what} has values beyond float32's range (|y| up to {np.abs(a).max():.3g}); "
                             "rescale them")
-        arrays[split] = a
     dims = {a.ndim for a in arrays.values()}
     if len(dims) != 1:
         raise DataError(f"{where}: the splits mix (N,) labels and (N, C) rows")
@@ -847,8 +849,7 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
         not a number, rows of different lengths (each named by its line and column); an
         unknown ``context``, ``"labels"`` for another data set than digits, ``"file"`` without an .npz holding the context keys, or an invalid context.
     """
-    if isinstance(spec, os.PathLike):
-        spec = os.fspath(spec)
+    spec = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
     if not isinstance(spec, str):
         raise DataError(f"the data set must be a name ({', '.join(NAMES)}) or a path, got {spec!r}")
     if not is_int(seed) or seed < 0:

@@ -97,9 +97,7 @@ def default_limit() -> int:
         pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return FALLBACK_LIMIT
-    if pages > 0 and size > 0:
-        return pages * size // 2
-    return FALLBACK_LIMIT
+    return pages * size // 2 if pages > 0 and size > 0 else FALLBACK_LIMIT
 
 
 _LIMIT_IN_USE = None
@@ -131,10 +129,6 @@ def memory_limit(option=None) -> int:
     return default_limit()
 
 
-def limit_hint() -> str:
-    return f"(--max-memory or ${ENV} raises it)"
-
-
 def check_api(parts) -> int:
     """:func:`check` against :func:`memory_limit` (``$MADE_NP_MAX_MEMORY``, else half the RAM):
     the Python API's guard before a large allocation (a new model, samples, completions).
@@ -144,9 +138,8 @@ def check_api(parts) -> int:
     LimitError
         A ValueError naming the argument, the estimate and the limit.
     """
-    if _LIMIT_IN_USE is not None:  # within a command: its --max-memory
-        return check(parts, memory_limit())
-    return check(parts, memory_limit(), f"(${ENV} raises it, e.g. {ENV}=64G)")
+    # within a command (:func:`use_limit`) the hint names its --max-memory
+    return check(parts, memory_limit(), None if _LIMIT_IN_USE is not None else f"(${ENV} raises it, e.g. {ENV}=64G)")
 
 
 # --------------------------------------------------------------------------- estimates
@@ -180,7 +173,7 @@ def check(parts, limit: int, hint: str | None = None) -> int:
         mostly = f"mostly for {big.what}" if len(parts) > 1 else f"for {big.what}"
         share = f" ({fmt_bytes(big.nbytes)})" if len(parts) > 1 else ""
         raise LimitError(f"{big.option} needs about {fmt_bytes(total)} of memory, {mostly}{share}; the limit "
-                         f"is {fmt_bytes(limit)} {hint or limit_hint()}")
+                         f"is {fmt_bytes(limit)} {hint or f'(--max-memory or ${ENV} raises it)'}")
     return total
 
 
@@ -254,11 +247,6 @@ def rows_parts(cfg, rows: int, option: str, what: str, factor: int = 3) -> list:
     widths = layer_widths(cfg)
     per_row = sum(widths) * itemsize(cfg) * factor + cfg.D * (cfg.classes * itemsize(cfg) + 16)
     return [Part(option, what, rows * per_row)]
-
-
-def data_parts(n_rows: int, D: int, option: str) -> list:
-    """A data split moved to the device and shuffled (uint8, two copies)."""
-    return [Part(option, "the training data", 2 * n_rows * D)]
 
 
 #: Bytes of a sampler's activations at a time: :func:`made_np.sampling.sample` draws in blocks of rows.
@@ -348,6 +336,6 @@ def training_parts(mcfg, cfg, ds, dataset_option: str) -> list:
                          "the activations of a minibatch", factor=5)
             + rows_parts(mcfg, min(cfg.eval_batch_size, n_eval), f"--dataset {dataset_option}",
                          "the evaluation batches")
-            + data_parts(n_train, ds.D, f"--dataset {dataset_option}")
+            + [Part(f"--dataset {dataset_option}", "the training data", 2 * n_train * ds.D)]  # moved and shuffled
             + sample_parts(mcfg, figure_samples(ds), "samples.png with", png=True, image_shape=ds.image_shape,
                            blocked=True))

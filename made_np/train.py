@@ -24,9 +24,9 @@ import numpy as np
 
 from . import backend
 from .checkpoint import check_info, check_resume_state, finished_run_blocker, save_checkpoint
-from .checks import (check_context, check_data_or_missing, check_dataset, check_fit_arguments, check_int,
-                     check_mask_index, check_model, check_real_columns, observed_entries)
-from .config import MAX_EVAL_MASKS, TrainConfig
+from .checks import (check_choice, check_context, check_data_or_missing, check_dataset, check_fit_arguments,
+                     check_int, check_mask_index, check_model, check_real_columns, observed_entries)
+from .config import ENGINES, MAX_EVAL_MASKS, TrainConfig
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
 from .optim import make_optimizer
@@ -132,24 +132,16 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         a ``mask_index`` outside the bank, or a context that does not fit.
     """
     check_model(model)
-    xp = model.xp
-    if ensemble is not None:
-        if not isinstance(ensemble, (bool, np.bool_)):
-            raise ValueError(f"ensemble must be True, False or None, got {ensemble!r}")
-        ensemble = bool(ensemble)
-    if eval_masks is not None:
-        eval_masks = check_int("eval_masks", eval_masks, 1, MAX_EVAL_MASKS)
+    if ensemble is not None and not isinstance(ensemble, (bool, np.bool_)):
+        raise ValueError(f"ensemble must be True, False or None, got {ensemble!r}")
+    eval_masks = None if eval_masks is None else check_int("eval_masks", eval_masks, 1, MAX_EVAL_MASKS)
     batch_size = check_int("batch_size", batch_size, 1)
     single = check_mask_index(mask_index, model.config.num_masks)  # checked even when the ensemble is scored
-    x, observed = check_data_or_missing(model, backend.to_device(x, xp, device=model.device))
+    x, observed = check_data_or_missing(model, backend.to_device(x, model.xp, device=model.device))
     if x.shape[0] == 0:
         raise ValueError("evaluate: x has no rows (a mean NLL needs at least one example)")
     y = check_context(model, context, x.shape[0])
-    K = model.config.num_masks
-    if ensemble is None:
-        ensemble = K != 1
-    if K == 1:
-        ensemble = False
+    ensemble = model.config.num_masks != 1 and (ensemble is None or bool(ensemble))  # one mask: nothing to ensemble
     if observed is not None:  # rows with missing entries: their observed entries' NLL, as fit validates them
         indices = model.eval_mask_indices(eval_masks) if ensemble else [single]
         nll, masks, single = _rows_nll(model, x, indices, batch_size, y, observed), len(indices), None if ensemble else single
@@ -159,12 +151,11 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         masks, single = len(indices), None
     else:
         nll, masks = model._nll(x, model._mask(single)[1], batch_size, y), 1
-    values = backend.to_host(nll).astype(np.float64)
-    n, D = int(values.shape[0]), model.config.D
-    mean, stderr = mean_and_stderr(values)
+    mean, stderr = mean_and_stderr(backend.to_host(nll))
+    D = model.config.D
     return {
         "nll": mean, "stderr": stderr, "nll_per_dim": mean / D, "stderr_per_dim": None if stderr is None else stderr / D,
-        "n": n, "D": D, "masks": masks, "ensemble": bool(ensemble), "mask_index": single,
+        "n": int(x.shape[0]), "D": D, "masks": masks, "ensemble": ensemble, "mask_index": single,
         "missing_rows": 0 if observed is None else int((~observed).any(axis=1).sum()),
     }
 
@@ -193,9 +184,6 @@ def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None, obse
     """Mean of :func:`_rows_nll` (nats per example)."""
     return float(model.xp.mean(model.xp.astype(_rows_nll(model, x, indices, batch_size, context, observed),
                                                 model.xp.float64)))
-
-
-# =========================================================================== training
 
 
 # =========================================================================== engines
@@ -274,15 +262,11 @@ def make_engine(model: MADE, name: str = "fast"):
     ValueError
         Unknown name.
     """
-    if name == "fast" and backend.native(model.xp) is None:
+    if check_choice("engine", name, ENGINES) == "fast" and backend.native(model.xp) is None:
         warnings.warn(f"the fast engine runs on NumPy and CuPy: training on {backend.device_of(model.xp)} "
                       "with the reference engine", ReferenceEngineWarning, stacklevel=2)
         name = "reference"
-    if name == "reference":
-        return ReferenceEngine(model)
-    if name == "fast":
-        return speed_form("engine")(model)
-    raise ValueError(f"unknown engine {name!r}: choose fast or reference")
+    return ReferenceEngine(model) if name == "reference" else speed_form("engine")(model)
 
 
 # =========================================================================== training
@@ -596,12 +580,15 @@ class _Run:
             self.save(False)
             if callback is not None and callback(row):
                 stop_reason = "callback"
-        if self.best is not None:
-            for p, b in zip(self.model.params, self.best):
-                p[...] = b
+        self._restore_best()
         self.history["stop_reason"] = stop_reason
         self.save(True)
         return self.history
+
+    def _restore_best(self) -> None:
+        """The best weights so far (if any were kept) back into the MADE."""
+        for p, b in zip(self.model.params, self.best or ()):
+            p[...] = b
 
     def _use_threads(self, n: int) -> None:
         """Run the next steps on ``n`` CPU threads (the chooser's switch)."""
@@ -625,9 +612,7 @@ class _Run:
     def _diverged(self, epoch: int, what: str, value: float) -> None:
         """Stop at a non-finite loss: nothing saved (the last checkpoint is the previous epoch's),
         the best weights back in the model, :class:`DivergenceError` raised."""
-        if self.best is not None:
-            for p, b in zip(self.model.params, self.best):
-                p[...] = b
+        self._restore_best()
         saved = epoch - 1 if self.out is not None and epoch > 1 else None
         raise DivergenceError(epoch, what, value, self.opt.lr, saved)
 
@@ -643,7 +628,7 @@ class _Run:
         bar = progress(epoch, self.n_batches) if progress is not None else contextlib.nullcontext()
         with bar as pbar, engine.epoch():
             for b, batch in enumerate(backend.row_blocks(self.n_train, cfg.batch_size)):
-                mask = mask_for_step(step, K, cfg.resample_every) if K != 1 else 0
+                mask = mask_for_step(step, K, cfg.resample_every)
                 rows = perm[batch]
                 xb = xp.take(self.x_train, rows, axis=0)
                 yb = None if self.c_train is None else xp.take(self.c_train, rows, axis=0)

@@ -191,7 +191,7 @@ def test_encode_context_shapes_and_errors():
         check_context(MADE(MADEConfig(D=3)), [1])
     with pytest.raises(ValueError, match="context must be >= 0"):
         MADEConfig(D=3, context=-1)
-    with pytest.raises(ValueError, match="context encoding"):
+    with pytest.raises(ValueError, match="unknown context_encoding 'label'"):
         MADEConfig(D=3, context=2, context_encoding="label")
 
 

@@ -133,7 +133,7 @@ def test_the_environment_limit_reaches_every_command(tmp_path):
     ({"D": 4, "init": "glorot"}, "unknown init 'glorot': choose one of uniform, orthogonal"),
     ({"D": 4, "init": 0}, "init must be a string"),
     ({"D": 4, "given_ordering": [1, 2, 3, 3]}, "permutation of 1..4"),
-    ({"D": 4, "dtype": "float16"}, "unsupported dtype"),
+    ({"D": 4, "dtype": "float16"}, "unknown dtype 'float16': choose one of float32, float64"),
 ])
 def test_model_config_is_type_strict(kwargs, fragment):
     with pytest.raises(ValueError) as exc:

@@ -58,7 +58,7 @@ def test_the_model_and_config_take_the_option():
     expected = draw_masks(12, (16,), seed=0, index=3, order_agnostic=True, connectivity_agnostic=True,
                           orderings="segments")
     assert np.array_equal(model.mask(3)[0].ordering, expected.ordering)
-    with pytest.raises(ValueError, match="bank orderings"):
+    with pytest.raises(ValueError, match="unknown orderings 'blocks': choose one of uniform, segments"):
         MADEConfig(D=3, orderings="blocks")
     with pytest.raises(MaskError, match="bank orderings"):
         draw_masks(3, (), index=1, order_agnostic=True, orderings="blocks")

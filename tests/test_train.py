@@ -10,7 +10,7 @@ from made_np.data import Dataset
 from made_np.model import MADE, MADEConfig
 from made_np import checkpoint as checkpoint_mod
 from made_np.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from made_np.train import TrainConfig, evaluate, fit, mask_for_step
+from made_np.train import TrainConfig, evaluate, fit, make_engine, mask_for_step
 from made_np.fast.engine import FastEngine
 
 D = 8
@@ -186,6 +186,19 @@ def test_early_stopping_restores_the_best_weights(chain):
     assert rows[-1]["valid_nll"] > best  # it overfitted after the best epoch...
     now = float(model.nll(chain.valid).astype(np.float64).mean())
     assert now == pytest.approx(best, abs=1e-9)  # ...and the best weights are back
+
+
+def test_a_callback_that_returns_true_stops_the_run_at_its_best_weights(chain):
+    model, seen = small_model(), []
+    history = fit(model, chain, TrainConfig(epochs=10, patience=0),
+                  callback=lambda row: seen.append(row["epoch"]) or row["epoch"] == 3)
+    assert seen == [1, 2, 3] and len(history["rows"]) == 3 and history["stop_reason"] == "callback"
+    assert evaluate(model, chain.valid)["nll"] == pytest.approx(history["best_valid_nll"], rel=1e-6)
+
+
+def test_make_engine_refuses_an_unknown_engine_by_name():
+    with pytest.raises(ValueError, match="unknown engine 'turbo': choose one of fast, reference"):
+        make_engine(small_model(), "turbo")
 
 
 def test_patience_zero_never_stops(chain):

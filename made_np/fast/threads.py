@@ -88,7 +88,7 @@ class WorkPool:
         except BaseException as exc:
             error = exc
         for _ in fns[1:]:
-            exc = self._done.get()
+            exc = self._done.get()  # every worker's answer is taken, so the next run starts clean
             error = error or exc
         if error is not None:
             raise error
@@ -130,15 +130,6 @@ def default_cpu_threads() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 and blas_leaves_cores_idle() else 1
 
 
-def positive_int(text) -> int:
-    """``text`` as a positive integer, or 0 when it is not one (callers word the error)."""
-    try:
-        n = int(str(text).strip())
-    except ValueError:
-        return 0
-    return max(n, 0)
-
-
 def max_threads() -> int:
     """The most threads a thread count may ask for: the number of CPU cores."""
     return max(1, os.cpu_count() or 1)
@@ -154,7 +145,10 @@ def parse_threads(text, what: str = "--threads") -> int:
     """
     if str(text).strip().lower() == "auto":
         return 0
-    n = positive_int(text)
+    try:
+        n = int(str(text).strip())
+    except ValueError:
+        n = 0
     if n < 1:
         raise ThreadError(f"{what}: expected a positive integer or auto, got {text!r}")
     if n > max_threads():
@@ -205,8 +199,8 @@ def check_thread_variables() -> None:
     """
     env = os.environ
     for name in THREAD_VARIABLES:
-        value = env.get(name)
-        if value is not None and value.strip() and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", value):
+        value = env.get(name, "")
+        if value.strip() and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", value):
             raise ThreadError(f"${name}={value!r}: expected a whole number of threads (OpenMP also takes a "
                               f"list such as 4,2); set it to one, or unset it")
     if env.get("MADE_NP_THREADS", "").strip():
@@ -231,9 +225,8 @@ def check_thread_variables() -> None:
     saved = {name: env.get(name) for name in ("NUMEXPR_MAX_THREADS", "NUMEXPR_NUM_THREADS")}
     env.update({k: str(v) for k, v in (("NUMEXPR_MAX_THREADS", pool), ("NUMEXPR_NUM_THREADS", threads)) if v})
     try:
-        import numexpr  # noqa: F401  (it reads them now, and only now)
-    except ImportError:  # not installed: nothing reads them
-        pass
+        with contextlib.suppress(ImportError):  # not installed: nothing reads them
+            import numexpr  # noqa: F401  (it reads them now, and only now)
     finally:
         for name, value in saved.items():
             if value is None:
