@@ -87,14 +87,12 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @click.option("--input", "input_path", type=PathParam(dir_okay=False), default=None,
               show_default="the run's data set: --split, --first",
               help="A .npy of examples (N, D): integers in 0..classes-1 (real values for a real-valued run) where "
-                   "observed; the missing entries "
-                   "are never read (any value, -1 or NaN included).")
+                   "observed; the missing entries are never read (any value, -1 or NaN included).")
 @observed_options("none: give --occlude", ", 0 = to complete")
 @click.option("--split", type=click.Choice(SPLITS), default="test",
               help="Without --input: the split of the run's data set to take examples from.")
 @click.option("--first", type=click.IntRange(min=1), default=16, help="Without --input: how many examples.")
-@click.option("-n", "--num-completions", type=click.IntRange(min=1), default=8,
-              help="Completions per example.")
+@click.option("-n", "--num-completions", type=click.IntRange(min=1), default=8, help="Completions per example.")
 @seed_option("Seed of the masks, the mixture draws, the noise and random:P occlusions.")
 @click.option("--method", type=click.Choice(COMPLETION_METHODS), default="fast",
               help="fast: the degree-ordered sampler from the observed prefix; naive: one forward pass per "
