@@ -30,8 +30,7 @@ from .common import (PATH_NAMES, PathParam, UserError, check_dataset_path, datas
 RUN_OUTPUTS = (METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png")
 
 # Options that a resumed run may change; every other option comes from the checkpoint.
-RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads",
-                      "max_memory"}
+RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads", "max_memory"}
 
 #: The folder of a run's candidates when the recipe for small data chooses (``RUN/candidates/<name>``).
 CANDIDATES_DIR = "candidates"
@@ -558,9 +557,8 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
     def on_epoch(row):
         if not quiet:
             mark = "*" if row["best"] else " "
-            say(f"epoch {row['epoch']:4d}  train NLL {row['train_nll']:9.4f}  "
-                       f"valid NLL {row['valid_nll']:9.4f} {mark} {row['seconds']:7.2f} s  "
-                       f"{row['threads']} thread{'s' if row['threads'] != 1 else ''}")
+            say(f"epoch {row['epoch']:4d}  train NLL {row['train_nll']:9.4f}  valid NLL {row['valid_nll']:9.4f} {mark} "
+                f"{row['seconds']:7.2f} s  {row['threads']} thread{'s' if row['threads'] != 1 else ''}")
 
     t0 = time.perf_counter()
     with _writes(run_dir), user_values():

@@ -463,8 +463,7 @@ def panels_2d_figure(true_density, train_samples, model_samples, model_density) 
         if true_density.shape != (C, C):
             raise ValueError(f"plot_2d_panels: true_density shape {true_density.shape} != ({C}, {C})")
         panels.append(("true distribution", true_density))
-    for title, samples in (("training samples (N = {})", train_samples),
-                           ("model samples (M = {})", model_samples)):
+    for title, samples in (("training samples (N = {})", train_samples), ("model samples (M = {})", model_samples)):
         try:
             counts = histogram2d(samples, C)
         except ValueError as exc:
