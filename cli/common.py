@@ -258,9 +258,8 @@ def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
         if other is not None and _same_file(out, other):
             raise UserError(f"{option} {out}: is an input of this command ({other}); writing it would "
                             "overwrite it: choose another file name")
-    existing = out.parent  # the nearest folder that exists on the way up: a folder a file can be created in
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    # the nearest folder that exists on the way up: a folder a file can be created in
+    existing = next((p for p in (out.parent, *out.parent.parents) if p.exists()), out.parent)
     if not existing.is_dir():
         raise UserError(f"{option} {out}: {existing} is a file, not a folder; choose another path")
     try:
