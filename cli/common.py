@@ -158,19 +158,27 @@ max_memory_option = click.option(
     help="Refuse work estimated to need more memory than this: 2G, 500M, or bytes.")
 
 
+def options(*decorators):
+    """One decorator applying ``decorators`` as if stacked in this order (the first is first in --help)."""
+    return lambda f: functools.reduce(lambda f, option: option(f), reversed(decorators), f)
+
+
+#: ``--device``, ``--dataset-path``, ``--max-memory``: of the commands that read a run and its data set.
+run_data_options = options(device_option, dataset_path_option, max_memory_option)
+
+
 def observed_options(default: str, observed: str, masks: str = ""):
     """``--observed``, ``--occlude`` and ``--masks`` (of ``complete`` and ``evaluate``): the observed entries
     of partly observed examples, and the observed-first masks of their mixture. ``default``: what the
     command does without them; ``observed`` ends the help of --observed, ``masks`` follows 'mixture' in --masks'."""
-    options = [click.option("--observed", type=PathParam(dir_okay=False), default=None, show_default=default,
-                            help=f"A .npy (N, D) (or (D,) for every row) of 0/1: 1 = observed{observed}."),
-               click.option("--occlude", default=None, show_default="none",
-                            help="Hide part of every example instead of --observed: top, bottom, left, right (half "
-                                 "of an image) or random:P (each variable with probability P, seeded by --seed)."),
-               click.option("--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16,
-                            help=f"Observed-first masks in the mixture{masks} (order-agnostic models: a bank with "
-                                 "--order-agnostic or --num-masks inf); a single-ordering model uses its own mask(s).")]
-    return lambda f: functools.reduce(lambda f, option: option(f), reversed(options), f)
+    return options(click.option("--observed", type=PathParam(dir_okay=False), default=None, show_default=default,
+                                help=f"A .npy (N, D) (or (D,) for every row) of 0/1: 1 = observed{observed}."),
+                   click.option("--occlude", default=None, show_default="none",
+                                help="Hide part of every example instead of --observed: top, bottom, left, right (half "
+                                     "of an image) or random:P (each variable with probability P, seeded by --seed)."),
+                   click.option("--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16,
+                                help=f"Observed-first masks in the mixture{masks} (order-agnostic models: a bank with "
+                                     "--order-agnostic or --num-masks inf); a single-ordering model uses its own mask(s)."))
 
 
 #: ``--json``: one JSON object instead of text.

@@ -15,8 +15,8 @@ from made_np import (COMPLETION_METHODS, LimitError, check_api, check_png_count,
                      complete as                      complete_rows, complete_parts, mean_and_stderr, mixture_size,
                      model_parts, occlusion_mask, png_parts, read_array, to_host)
 
-from .common import (PathParam, UserError, row_progress, dataset_path_option, device_option, format_nats, given, image_shape_of,
-                     json_option, load_run, load_split, max_memory_option, observed_options, parse_context, report,
+from .common import (PathParam, UserError, row_progress, format_nats, given, image_shape_of, json_option, load_run,
+                     load_split, observed_options, parse_context, report, run_data_options,
                      seed_option, user_values, write_arrays, writing)
 
 SPLITS = ("test", "valid", "train")
@@ -104,9 +104,7 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @click.option("--png", type=PathParam(dir_okay=False), default=None, show_default="no drawing",
               help="Also draw a grid, one example a row: original | observed (missing part in orange) | completions.")
 @json_option
-@device_option
-@dataset_path_option
-@max_memory_option
+@run_data_options
 @click.pass_context
 def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_completions, masks, seed, method,
              context, out, png, as_json, device, dataset_path, max_memory):

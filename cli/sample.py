@@ -7,8 +7,8 @@ import numpy as np
 from made_np import (DEFAULT_METHOD, MAX_EVAL_MASKS, MAX_PNG_IMAGES, METHODS, check_api, check_png_count, entropy,
                      kl_divergence, log_density_table, model_parts, sample as draw, sample_parts, to_host)
 
-from .common import (PathParam, UserError, dataset_path_option, device_option, given, image_shape_of, load_run,
-                     load_split, max_memory_option, parse_context, seed_option, user_values, write_arrays, writing)
+from .common import (PathParam, UserError, device_option, given, image_shape_of, load_run, load_split, max_memory_option,
+                     parse_context, run_data_options, seed_option, user_values, write_arrays, writing)
 
 
 @click.command()
@@ -85,9 +85,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
 @click.option("-n", "--num-samples", type=click.IntRange(min=1), default=100_000,
               help="Model samples for the histogram panel (2-D categorical runs).")
 @seed_option("Seed of the sampling noise.")
-@device_option
-@dataset_path_option
-@max_memory_option
+@run_data_options
 @click.pass_context
 def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_memory):
     """The density of a 2-D CHECKPOINT: categorical (such as --dataset 2d) or real-valued (such as
