@@ -45,8 +45,7 @@ def observed_mask(model, info, n_rows: int, observed, occlude, seed: int) -> tup
         with user_values(prefix=f"--occlude {occlude}: "):
             return occlusion_mask(occlude, D, image_shape_of(info), n_rows, seed), f"{occlude} occluded"
     o = read_array(observed, "--observed")
-    if o.ndim == 1:
-        o = np.broadcast_to(o, (n_rows, o.shape[0]))
+    o = np.broadcast_to(o, (n_rows, o.shape[0])) if o.ndim == 1 else o  # one row for every row
     if o.shape != (n_rows, D):
         raise UserError(f"--observed {observed}: expected shape ({n_rows}, {D}) (or ({D},) for every row), "
                         f"got {o.shape}")

@@ -265,10 +265,8 @@ def train(ctx, **o):
 
 def _ignore_sigxfsz() -> None:
     """A write beyond ``ulimit -f`` fails with EFBIG (reported in one line) instead of killing the process."""
-    sig = getattr(signal, "SIGXFSZ", None)
-    if sig is not None:
-        with contextlib.suppress(ValueError, OSError):  # not the main thread: leave it
-            signal.signal(sig, signal.SIG_IGN)
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # no such signal here, or not the main thread
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def _hold(stack: contextlib.ExitStack, run_dir: Path, option: str, where: dict) -> None:
