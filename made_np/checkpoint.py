@@ -454,11 +454,9 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
     best_params = ({n: arrays[f"best_{n}"] for n in model.param_names}  # all of them or none (_check_entries)
                    if f"best_{model.param_names[0]}" in arrays else None)
     use_best = best and best_params is not None
-    try:
-        model.load_state_dict(best_params if use_best else {n: arrays[n] for n in model.param_names},
-                              prefix="best_" if use_best else "")
-    except ValueError as exc:
-        raise CheckpointError(f"{p}: {exc}") from None
+    # names, shapes and finite values were checked as they were read (_check_entries, _read_entry)
+    model.load_state_dict(best_params if use_best else {n: arrays[n] for n in model.param_names},
+                          prefix="best_" if use_best else "")
     if model.head.real:
         _check_standardisation(p, arrays["shift"], arrays["scale"])
         model.set_standardisation(arrays["shift"], arrays["scale"])
