@@ -12,15 +12,16 @@ from pathlib import Path
 
 import click
 
-from made_np import (CANDIDATES, CHOOSING, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES,
-                     DTYPES, ENCODINGS, ENGINES, HEADS, MAX_COMPONENTS, EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS,
-                     MAX_EVAL_MASKS, METRICS_NAME, NAMES, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PRESETS, RESULTS_NAME,
-                     SMALL_DATA_MASKS, SMALL_DATA_ROWS, UNLIMITED, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig,
+from made_np import (CANDIDATES, CHOOSING, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME,
+                     CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES, DTYPES, ENCODINGS, ENGINES, HEADS, MAX_COMPONENTS,
+                     EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS, MAX_EVAL_MASKS, METRICS_NAME,
+                     NAMES, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PRESETS, RESULTS_NAME, SMALL_DATA_MASKS,
+                     SMALL_DATA_ROWS, UNLIMITED, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig,
                      RunFolderError, TrainConfig, balanced_labels, check_api, check_resume_state, device_of,
                      expand_path, figure_samples, finished_run_blocker, fit, get_xp, load_dataset, parse_threads,
-                     read_checkpoint_meta, recipe_summary, resolve_checkpoint_path, run_lock, sample, to_host, training_parts,
-                     update_checkpoint_meta, write_json, atomic_file, candidates, candidate_row, choose, selects,
-                     table_lines, validation_nll)
+                     read_checkpoint_meta, recipe_summary, resolve_checkpoint_path, run_lock, sample, to_host,
+                     training_parts, update_checkpoint_meta, write_json, atomic_file, candidates, candidate_row,
+                     choose, selects, table_lines, validation_nll)
 
 from .common import (PATH_NAMES, PathParam, UserError, check_dataset_path, dataset_path_option, device_option,
                      evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
@@ -477,9 +478,8 @@ def _resume(ctx, o, where) -> None:
             _write_results(model, ds, cfg, run_dir, history, seconds, o["quiet"])
             return
         if not o["quiet"]:
-            verb = "training on" if state["finished"] else "resuming"
-            say(f"{verb} {ckpt} after epoch {state['epoch']} (best valid NLL "
-                       f"{state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
+            say(f"{'training on' if state['finished'] else 'resuming'} {ckpt} after epoch {state['epoch']} (best valid "
+                f"NLL {state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
             if model.config.discrete_columns:
                 say(discrete_line(model.config, ds.columns))
         _train_and_report(ctx, model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
