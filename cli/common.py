@@ -353,8 +353,7 @@ def load_split(info: dict, split: str, dataset_path=None):
                                                    "; if the file has moved, give its new place with --dataset-path")
         raise UserError(f"{info['path']}: cannot load the data set it was trained on: {one_line(exc)}{hint}") from None
     D, C = info["model_config"].D, info["model_config"].classes
-    with user_values():
-        check_same_data(spec, ds, str(info["path"]), source=None if dataset_path is None else f"--dataset-path {dataset_path}")
+    check_same_data(spec, ds, str(info["path"]), source=None if dataset_path is None else f"--dataset-path {dataset_path}")
     if ds.D != D:
         raise UserError(f"data set {spec['spec']!r} has D = {ds.D}, but the checkpoint's model has D = {D}")
     if ds.classes > C:
