@@ -158,19 +158,27 @@ max_memory_option = click.option(
     help="Refuse work estimated to need more memory than this: 2G, 500M, or bytes.")
 
 
+def options(*decorators):
+    """One decorator applying ``decorators`` as if stacked in this order (the first is first in --help)."""
+    return lambda f: functools.reduce(lambda f, option: option(f), reversed(decorators), f)
+
+
+#: ``--device``, ``--dataset-path``, ``--max-memory``: of the commands that read a run and its data set.
+run_data_options = options(device_option, dataset_path_option, max_memory_option)
+
+
 def observed_options(default: str, observed: str, masks: str = ""):
     """``--observed``, ``--occlude`` and ``--masks`` (of ``complete`` and ``evaluate``): the observed entries
     of partly observed examples, and the observed-first masks of their mixture. ``default``: what the
     command does without them; ``observed`` ends the help of --observed, ``masks`` follows 'mixture' in --masks'."""
-    options = [click.option("--observed", type=PathParam(dir_okay=False), default=None, show_default=default,
-                            help=f"A .npy (N, D) (or (D,) for every row) of 0/1: 1 = observed{observed}."),
-               click.option("--occlude", default=None, show_default="none",
-                            help="Hide part of every example instead of --observed: top, bottom, left, right (half "
-                                 "of an image) or random:P (each variable with probability P, seeded by --seed)."),
-               click.option("--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16,
-                            help=f"Observed-first masks in the mixture{masks} (order-agnostic models: a bank with "
-                                 "--order-agnostic or --num-masks inf); a single-ordering model uses its own mask(s).")]
-    return lambda f: functools.reduce(lambda f, option: option(f), reversed(options), f)
+    return options(click.option("--observed", type=PathParam(dir_okay=False), default=None, show_default=default,
+                                help=f"A .npy (N, D) (or (D,) for every row) of 0/1: 1 = observed{observed}."),
+                   click.option("--occlude", default=None, show_default="none",
+                                help="Hide part of every example instead of --observed: top, bottom, left, right (half "
+                                     "of an image) or random:P (each variable with probability P, seeded by --seed)."),
+                   click.option("--masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=16,
+                                help=f"Observed-first masks in the mixture{masks} (order-agnostic models: a bank with "
+                                     "--order-agnostic or --num-masks inf); a single-ordering model uses its own mask(s)."))
 
 
 #: ``--json``: one JSON object instead of text.
@@ -258,9 +266,8 @@ def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
         if other is not None and _same_file(out, other):
             raise UserError(f"{option} {out}: is an input of this command ({other}); writing it would "
                             "overwrite it: choose another file name")
-    existing = out.parent  # the nearest folder that exists on the way up: a folder a file can be created in
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    # the nearest folder that exists on the way up: a folder a file can be created in
+    existing = next((p for p in (out.parent, *out.parent.parents) if p.exists()), out.parent)
     if not existing.is_dir():
         raise UserError(f"{option} {out}: {existing} is a file, not a folder; choose another path")
     try:
@@ -346,8 +353,7 @@ def load_split(info: dict, split: str, dataset_path=None):
                                                    "; if the file has moved, give its new place with --dataset-path")
         raise UserError(f"{info['path']}: cannot load the data set it was trained on: {one_line(exc)}{hint}") from None
     D, C = info["model_config"].D, info["model_config"].classes
-    with user_values():
-        check_same_data(spec, ds, str(info["path"]), source=None if dataset_path is None else f"--dataset-path {dataset_path}")
+    check_same_data(spec, ds, str(info["path"]), source=None if dataset_path is None else f"--dataset-path {dataset_path}")
     if ds.D != D:
         raise UserError(f"data set {spec['spec']!r} has D = {ds.D}, but the checkpoint's model has D = {D}")
     if ds.classes > C:

@@ -15,8 +15,8 @@ from made_np import (COMPLETION_METHODS, LimitError, check_api, check_png_count,
                      complete as                      complete_rows, complete_parts, mean_and_stderr, mixture_size,
                      model_parts, occlusion_mask, png_parts, read_array, to_host)
 
-from .common import (PathParam, UserError, row_progress, dataset_path_option, device_option, format_nats, given, image_shape_of,
-                     json_option, load_run, load_split, max_memory_option, observed_options, parse_context, report,
+from .common import (PathParam, UserError, row_progress, format_nats, given, image_shape_of, json_option, load_run,
+                     load_split, observed_options, parse_context, report, run_data_options,
                      seed_option, user_values, write_arrays, writing)
 
 SPLITS = ("test", "valid", "train")
@@ -45,8 +45,7 @@ def observed_mask(model, info, n_rows: int, observed, occlude, seed: int) -> tup
         with user_values(prefix=f"--occlude {occlude}: "):
             return occlusion_mask(occlude, D, image_shape_of(info), n_rows, seed), f"{occlude} occluded"
     o = read_array(observed, "--observed")
-    if o.ndim == 1:
-        o = np.broadcast_to(o, (n_rows, o.shape[0]))
+    o = np.broadcast_to(o, (n_rows, o.shape[0])) if o.ndim == 1 else o  # one row for every row
     if o.shape != (n_rows, D):
         raise UserError(f"--observed {observed}: expected shape ({n_rows}, {D}) (or ({D},) for every row), "
                         f"got {o.shape}")
@@ -87,14 +86,12 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @click.option("--input", "input_path", type=PathParam(dir_okay=False), default=None,
               show_default="the run's data set: --split, --first",
               help="A .npy of examples (N, D): integers in 0..classes-1 (real values for a real-valued run) where "
-                   "observed; the missing entries "
-                   "are never read (any value, -1 or NaN included).")
+                   "observed; the missing entries are never read (any value, -1 or NaN included).")
 @observed_options("none: give --occlude", ", 0 = to complete")
 @click.option("--split", type=click.Choice(SPLITS), default="test",
               help="Without --input: the split of the run's data set to take examples from.")
 @click.option("--first", type=click.IntRange(min=1), default=16, help="Without --input: how many examples.")
-@click.option("-n", "--num-completions", type=click.IntRange(min=1), default=8,
-              help="Completions per example.")
+@click.option("-n", "--num-completions", type=click.IntRange(min=1), default=8, help="Completions per example.")
 @seed_option("Seed of the masks, the mixture draws, the noise and random:P occlusions.")
 @click.option("--method", type=click.Choice(COMPLETION_METHODS), default="fast",
               help="fast: the degree-ordered sampler from the observed prefix; naive: one forward pass per "
@@ -106,9 +103,7 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @click.option("--png", type=PathParam(dir_okay=False), default=None, show_default="no drawing",
               help="Also draw a grid, one example a row: original | observed (missing part in orange) | completions.")
 @json_option
-@device_option
-@dataset_path_option
-@max_memory_option
+@run_data_options
 @click.pass_context
 def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_completions, masks, seed, method,
              context, out, png, as_json, device, dataset_path, max_memory):

@@ -17,8 +17,7 @@ def data():
 @data.command("fetch")
 @click.argument("name", type=click.Choice(tuple(SOURCES)))
 @click.option("--cache-dir", type=PathParam(file_okay=False), default=None,
-              show_default="$XDG_CACHE_HOME/made-np or ~/.cache/made-np",
-              help="Folder to download into.")
+              show_default="$XDG_CACHE_HOME/made-np or ~/.cache/made-np", help="Folder to download into.")
 @click.option("--url", default=None, show_default="the public https sources",
               help="A mirror: an https:// or file:// URL of the file (for binarized MNIST an .npz, or "
                    "an .amat URL with {split} in it).")

@@ -7,9 +7,8 @@ import numpy as np
 from made_np import (MAX_EVAL_MASKS, Part, check_api, log_marginal, mean_and_stderr, mixture_size, model_parts,
                      rows_parts, to_host)
 
-from .common import (PathParam, UserError, row_progress, dataset_path_option, device_option, evaluate_both, format_nats, given,
-                     json_option, load_run, load_split, max_memory_option, observed_options, report, result_lines,
-                     seed_option, user_values)
+from .common import (PathParam, UserError, row_progress, evaluate_both, format_nats, given, json_option, load_run,
+                     load_split, observed_options, report, result_lines, run_data_options, seed_option, user_values)
 
 
 @click.command("evaluate")
@@ -24,9 +23,7 @@ from .common import (PathParam, UserError, row_progress, dataset_path_option, de
                   "(exact, made_np.conditional)", " of --observed/--occlude")
 @seed_option("With --observed/--occlude: seed of the masks and of random:P.")
 @json_option
-@device_option
-@dataset_path_option
-@max_memory_option
+@run_data_options
 @click.pass_context
 def evaluate_cmd(ctx, checkpoint, split, eval_masks, mask_index, observed, occlude, masks, seed, as_json, device,
                  dataset_path, max_memory):

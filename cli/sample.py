@@ -7,8 +7,8 @@ import numpy as np
 from made_np import (DEFAULT_METHOD, MAX_EVAL_MASKS, MAX_PNG_IMAGES, METHODS, check_api, check_png_count, entropy,
                      kl_divergence, log_density_table, model_parts, sample as draw, sample_parts, to_host)
 
-from .common import (PathParam, UserError, dataset_path_option, device_option, given, image_shape_of, load_run,
-                     load_split, max_memory_option, parse_context, seed_option, user_values, write_arrays, writing)
+from .common import (PathParam, UserError, device_option, given, image_shape_of, load_run, load_split, max_memory_option,
+                     parse_context, run_data_options, seed_option, user_values, write_arrays, writing)
 
 
 @click.command()
@@ -85,9 +85,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
 @click.option("-n", "--num-samples", type=click.IntRange(min=1), default=100_000,
               help="Model samples for the histogram panel (2-D categorical runs).")
 @seed_option("Seed of the sampling noise.")
-@device_option
-@dataset_path_option
-@max_memory_option
+@run_data_options
 @click.pass_context
 def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_memory):
     """The density of a 2-D CHECKPOINT: categorical (such as --dataset 2d) or real-valued (such as
@@ -104,7 +102,6 @@ def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_m
     from made_np import plots
 
     model, info, (out,) = load_run(checkpoint, device, max_memory, outputs=[("--out", out, (".png",))])
-    real = (info.get("dataset") or {}).get("classes") == 0
     if model.config.D != 2:
         raise UserError(f"{info['path']}: density needs a model of D = 2 variables (trained on a 2-D real-valued "
                         f"data set such as moons, or a 2-D categorical one such as 2d), this one has "
@@ -112,7 +109,7 @@ def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_m
     if model.config.context:
         raise UserError(f"{info['path']}: density draws the table of an unconditional model; this one is "
                         "conditioned on a context (use sample --context for its conditionals)")
-    if real:
+    if (info.get("dataset") or {}).get("classes") == 0:  # a real-valued run
         unused = [o for o, name in (("-n", "num_samples"), ("--seed", "seed")) if given(ctx, name)]
         if unused:
             raise UserError(f"{' and '.join(unused)}: the density of a real-valued run is drawn on a grid, "
@@ -123,24 +120,23 @@ def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_m
             click.echo(f"test NLL: {-float(np.mean(to_host(model.log_prob(test)))):.4f} nats")
             with writing(out, "--out"):
                 plots.plot_density(lambda points: to_host(model.log_prob(points)), test, out)
-        click.echo(f"wrote {out}")
-        return
-    check_api(model_parts(model.config) + sample_parts(model.config, num_samples, blocked=True))
-    ds, test = load_split(info, "test", dataset_path)
-    cfg = info["train_config"]
-    masks = None if model.config.num_masks == 1 else model.eval_mask_indices(cfg.eval_masks if cfg else None)
-    with user_values():
-        log_q = log_density_table(model, mask_indices=masks)
-    x = np.asarray(test, dtype=np.int64)
-    click.echo(f"{info['path']}: exact table of {log_q.size} cells"
-               + (f", ensemble of {len(masks)} mask{'s' if len(masks) != 1 else ''}" if masks else ""))
-    click.echo(f"test NLL (exact table)    : {float(-log_q[x[:, 0], x[:, 1]].mean()):.4f} nats")
-    if ds.true_density is not None:
-        click.echo(f"entropy of the true table : {entropy(ds.true_density):.4f} nats (test NLL lower bound)")
-        click.echo(f"KL(p_true || p_model)     : {kl_divergence(ds.true_density, log_q):.4f} nats")
     else:
-        click.echo("no true table for this data set: KL and entropy skipped")
-    xs = to_host(draw(model, num_samples, seed=seed, masks=masks))
-    with writing(out, "--out"):
-        plots.plot_2d_panels(ds.true_density, ds.train, xs, np.exp(log_q), out)
+        check_api(model_parts(model.config) + sample_parts(model.config, num_samples, blocked=True))
+        ds, test = load_split(info, "test", dataset_path)
+        cfg = info["train_config"]
+        masks = None if model.config.num_masks == 1 else model.eval_mask_indices(cfg.eval_masks if cfg else None)
+        with user_values():
+            log_q = log_density_table(model, mask_indices=masks)
+        x = np.asarray(test, dtype=np.int64)
+        click.echo(f"{info['path']}: exact table of {log_q.size} cells"
+                   + (f", ensemble of {len(masks)} mask{'s' if len(masks) != 1 else ''}" if masks else ""))
+        click.echo(f"test NLL (exact table)    : {float(-log_q[x[:, 0], x[:, 1]].mean()):.4f} nats")
+        if ds.true_density is not None:
+            click.echo(f"entropy of the true table : {entropy(ds.true_density):.4f} nats (test NLL lower bound)")
+            click.echo(f"KL(p_true || p_model)     : {kl_divergence(ds.true_density, log_q):.4f} nats")
+        else:
+            click.echo("no true table for this data set: KL and entropy skipped")
+        xs = to_host(draw(model, num_samples, seed=seed, masks=masks))
+        with writing(out, "--out"):
+            plots.plot_2d_panels(ds.true_density, ds.train, xs, np.exp(log_q), out)
     click.echo(f"wrote {out}")

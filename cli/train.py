@@ -13,15 +13,16 @@ from pathlib import Path
 import click
 import numpy as np
 
-from made_np import (CANDIDATES, CHOOSING, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME, CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES,
-                     DTYPES, ENCODINGS, ENGINES, HEADS, MAX_COMPONENTS, EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS,
-                     MAX_EVAL_MASKS, METRICS_NAME, NAMES, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PRESETS, RESULTS_NAME,
-                     SMALL_DATA_MASKS, SMALL_DATA_ROWS, UNLIMITED, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig,
+from made_np import (CANDIDATES, CHOOSING, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME,
+                     CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES, DTYPES, ENCODINGS, ENGINES, HEADS, MAX_COMPONENTS,
+                     EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS, MAX_EVAL_MASKS, METRICS_NAME,
+                     NAMES, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PRESETS, RESULTS_NAME, SMALL_DATA_MASKS,
+                     SMALL_DATA_ROWS, UNLIMITED, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig,
                      RunFolderError, TrainConfig, balanced_labels, check_api, check_resume_state, device_of,
                      expand_path, figure_samples, finished_run_blocker, fit, get_xp, load_dataset, parse_threads,
-                     read_checkpoint_meta, recipe_summary, resolve_checkpoint_path, run_lock, sample, to_host, training_parts,
-                     update_checkpoint_meta, write_json, atomic_file, candidates, candidate_row, choose, selects,
-                     table_lines, validation_nll)
+                     read_checkpoint_meta, recipe_summary, resolve_checkpoint_path, run_lock, sample, to_host,
+                     training_parts, update_checkpoint_meta, write_json, atomic_file, candidates, candidate_row,
+                     choose, selects, table_lines, validation_nll)
 
 from .common import (PATH_NAMES, PathParam, UserError, check_dataset_path, dataset_path_option, device_option,
                      evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
@@ -31,8 +32,7 @@ from .common import (PATH_NAMES, PathParam, UserError, check_dataset_path, datas
 RUN_OUTPUTS = (METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png")
 
 # Options that a resumed run may change; every other option comes from the checkpoint.
-RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads",
-                      "max_memory"}
+RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads", "max_memory"}
 
 #: The folder of a run's candidates when the recipe for small data chooses (``RUN/candidates/<name>``).
 CANDIDATES_DIR = "candidates"
@@ -130,10 +130,8 @@ OPTIONS = {"lr": "--lr", "weight_decay": "--weight-decay", "weight decay": "--we
 
 
 def _progress(epoch: int, n_batches: int):
-    return click.progressbar(
-        length=n_batches, label=f"epoch {epoch:4d}", file=sys.stderr, show_eta=False,
-        item_show_func=lambda loss: None if loss is None else f"train NLL {loss:.4f}",
-    )
+    return click.progressbar(length=n_batches, label=f"epoch {epoch:4d}", file=sys.stderr, show_eta=False,
+                             item_show_func=lambda loss: None if loss is None else f"train NLL {loss:.4f}")
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -144,13 +142,12 @@ def _progress(epoch: int, n_batches: int):
 @dataset_path_option
 @seed_option("Seed of the digits shuffle, the .npy split and the 2d samples (fixes the test set).", "--data-seed")
 @click.option("--context", type=click.Choice(CONTEXT_SOURCES), default="none",
-              help="Condition on a context per example, p(x | y): labels (the digit classes, one-hot) or "
-                   "file (the train_context/valid_context/test_context keys of an .npz: (N,) labels or "
-                   "(N, C) float rows).")
+              help="Condition on a context per example, p(x | y): labels (the digit classes, one-hot) or file (the "
+                   "train_context/valid_context/test_context keys of an .npz: (N,) labels or (N, C) float rows).")
 @click.option("--allow-missing", is_flag=True,
-              help="Real-valued data may hold missing entries (NaN, an empty CSV cell): each such row trains "
-                   "and is scored on its observed entries (an order-agnostic model; with many rows a fresh "
-                   "mask every minibatch), ready for `made-np impute`.")
+              help="Real-valued data may hold missing entries (NaN, an empty CSV cell): each such row trains and is "
+                   "scored on its observed entries (an order-agnostic model; with many rows a fresh mask every "
+                   "minibatch), ready for `made-np impute`.")
 @click.option("--hidden", default=None, show_default="500; 100,100 for 2d",
               help="Hidden widths, comma-separated (500,500 for two layers; 0 or '' for none).")
 @click.option("--ordering", type=click.Choice(ORDERINGS), default="natural",
@@ -175,11 +172,9 @@ def _progress(epoch: int, n_batches: int):
               show_default="the bank, at most 16",
               help="Masks in the validation ensemble during training (when --num-masks != 1).")
 @click.option("--eval-masks", type=click.IntRange(1, MAX_EVAL_MASKS), default=None,
-              show_default="the bank, at most 1000",
-              help="Masks in the final test ensemble (when --num-masks != 1).")
+              show_default="the bank, at most 1000", help="Masks in the final test ensemble (when --num-masks != 1).")
 @click.option("--direct-connections/--no-direct-connections", "direct", default=None,
-              show_default="on" if DEFAULT_DIRECT else "off",
-              help="Direct input-to-output connections (paper eq. 11).")
+              show_default="on" if DEFAULT_DIRECT else "off", help="Direct input-to-output connections (paper eq. 11).")
 @click.option("--head", type=click.Choice(tuple(HEADS)), default=None,
               show_default="bernoulli for 0/1 data, categorical for other classes, mog for real values (mixed with "
                            "discrete columns)",
@@ -210,8 +205,7 @@ def _progress(epoch: int, n_batches: int):
               help="Optimiser (the paper used adagrad).")
 @click.option("--lr", type=float, default=None, show_default="adam 2e-3, adagrad 1e-2, sgd 1e-2",
               help="Base learning rate.")
-@click.option("--weight-decay", type=float, default=TrainConfig.weight_decay,
-              help="L2 coefficient.")
+@click.option("--weight-decay", type=float, default=TrainConfig.weight_decay, help="L2 coefficient.")
 @click.option("--patience", type=click.IntRange(0, MAX_EPOCHS), default=None,
               show_default="30; for small real-valued data at least 500 updates",
               help="Stop after this many epochs without a better validation NLL (0: never).")
@@ -233,8 +227,7 @@ def _progress(epoch: int, n_batches: int):
 @device_option
 @click.option("--dtype", type=click.Choice(DTYPES), default="float32",
               help="Floating point type of parameters and activations.")
-@click.option("--out", type=PathParam(file_okay=False), default=None,
-              show_default="runs/<dataset>-<YYYYmmdd-HHMMSS>",
+@click.option("--out", type=PathParam(file_okay=False), default=None, show_default="runs/<dataset>-<YYYYmmdd-HHMMSS>",
               help="Run folder for model.npz, metrics.csv, loss.png, samples.png, results.json.")
 @click.option("--resume", type=PathParam(), default=None, show_default="start a new run",
               help="Continue the run in this folder (its options come from its checkpoint; "
@@ -246,8 +239,7 @@ def _progress(epoch: int, n_batches: int):
                    "timed again when the step time drifts or every 500 steps; BLAS on one thread, so the "
                    "numbers are those of --threads 1). The epoch line shows the threads most steps used.")
 @max_memory_option
-@click.option("--quiet", "-q", is_flag=True, default=False,
-              help="Print only the final results (off by default).")
+@click.option("--quiet", "-q", is_flag=True, default=False, help="Print only the final results (off by default).")
 @click.pass_context
 def train(ctx, **o):
     """Train a MADE and write a run folder.
@@ -279,10 +271,8 @@ def train(ctx, **o):
 
 def _ignore_sigxfsz() -> None:
     """A write beyond ``ulimit -f`` fails with EFBIG (reported in one line) instead of killing the process."""
-    sig = getattr(signal, "SIGXFSZ", None)
-    if sig is not None:
-        with contextlib.suppress(ValueError, OSError):  # not the main thread: leave it
-            signal.signal(sig, signal.SIG_IGN)
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # no such signal here, or not the main thread
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def _hold(stack: contextlib.ExitStack, run_dir: Path, option: str, where: dict) -> None:
@@ -355,10 +345,9 @@ def _new_run(ctx, o, where) -> None:
             model = MADE(mcfg, xp)
         if not quiet:
             kind = "real-valued" if ds.classes == 0 else f"{ds.classes} classes"
-            say(f"data {ds.name}: D = {ds.D}, {kind}, train/valid/test "
-                       f"{ds.train.shape[0]}/{ds.valid.shape[0]}/{ds.test.shape[0]}"
-                       + (f", context {o['context']} ({ds.context_width}, {ds.context_encoding})"
-                          if ds.context_width else "") + f"; {recipe_summary(ds)}")
+            say(f"data {ds.name}: D = {ds.D}, {kind}, train/valid/test {ds.train.shape[0]}/{ds.valid.shape[0]}/"
+                f"{ds.test.shape[0]}" + (f", context {o['context']} ({ds.context_width}, {ds.context_encoding})"
+                                         if ds.context_width else "") + f"; {recipe_summary(ds)}")
             if mcfg.discrete_columns:
                 say(discrete_line(mcfg, ds.columns))
         fixed = [key for key in CHOSEN_SETTINGS if given(ctx, key)] + (["preset"] if o["preset"] else [])
@@ -420,20 +409,16 @@ def _keep_chosen(run_dir: Path, ds, o) -> None:
         results[name] = info["results"]
     table = choose(rows)
     chosen = next(row["name"] for row in table if row["chosen"])
-    source = run_dir / CANDIDATES_DIR / chosen
     results = {**results[chosen], "chosen": chosen, "candidates": table}
-    try:
+    with _writes(run_dir):
         for name in (METRICS_NAME, "loss.png", "samples.png", CHECKPOINT_NAME):
-            with open(source / name, "rb") as src, atomic_file(run_dir / name, "wb") as dst:
+            with open(run_dir / CANDIDATES_DIR / chosen / name, "rb") as src, atomic_file(run_dir / name, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             if name == "samples.png":
                 write_json(run_dir / RESULTS_NAME, results)
         update_checkpoint_meta(run_dir / CHECKPOINT_NAME, results=results)
-    except OSError as exc:
-        raise UserError(_write_failed(exc, run_dir)) from None
-    for line in table_lines(table):  # the final result, printed with --quiet too
-        say(line)
-    for line in result_lines(results, "test"):  # the run's figures, last, as a run without a choice ends
+    # the final result, printed with --quiet too; the run's figures last, as a run without a choice ends
+    for line in [*table_lines(table), *result_lines(results, "test")]:
         say(line)
     say(f"kept {chosen} (the lower validation NLL): wrote its {CHECKPOINT_NAME}, metrics.csv, loss.png, "
         f"samples.png, results.json in {run_dir}")
@@ -494,18 +479,15 @@ def _resume(ctx, o, where) -> None:
             if not o["quiet"]:
                 say(f"the training of {ckpt} finished at epoch {state['epoch']}; writing its results")
             if spec != (info["dataset"] or {}):
-                try:
+                with _writes(run_dir):
                     update_checkpoint_meta(ckpt, dataset=spec)
-                except OSError as exc:
-                    raise UserError(_write_failed(exc, run_dir)) from None
             history = {**info["history"], "best_epoch": state["best_epoch"], "best_valid_nll": state["best_valid_nll"]}
             seconds = float(sum(r["seconds"] for r in history["rows"]))
             _write_results(model, ds, cfg, run_dir, history, seconds, o["quiet"])
             return
         if not o["quiet"]:
-            verb = "training on" if state["finished"] else "resuming"
-            say(f"{verb} {ckpt} after epoch {state['epoch']} (best valid NLL "
-                       f"{state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
+            say(f"{'training on' if state['finished'] else 'resuming'} {ckpt} after epoch {state['epoch']} (best valid "
+                f"NLL {state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
             if model.config.discrete_columns:
                 say(discrete_line(model.config, ds.columns))
         _train_and_report(ctx, model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
@@ -555,19 +537,22 @@ def _smaller_steps(cfg: TrainConfig) -> str:
                                                         if cfg.weight_decay else "")
 
 
-def _write_failed(exc: OSError, run_dir: Path) -> str:
-    """The one line for a write that failed (a full disk, ``ulimit -f``): the file, the OS error, what is kept."""
-    name = exc.filename or run_dir
-    reason = exc.strerror or one_line(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        reason += " (free some space, or raise the file size limit)"
-    root = _choosing_run(run_dir)
-    resume = root or run_dir  # a candidate, or the run choosing between them: that run
-    kept = (f"the last checkpoint is kept in {run_dir / CHECKPOINT_NAME}: continue with  made-np train --resume "
-            f"{resume}" if (run_dir / CHECKPOINT_NAME).is_file() else
-            f"the candidates are kept in {root / CANDIDATES_DIR}: continue with  made-np train --resume {root}"
-            if root is not None else "nothing was saved")
-    return f"cannot write {name}: {reason}; {kept}"
+@contextlib.contextmanager
+def _writes(run_dir: Path):
+    """A write of the run in ``run_dir`` that fails (a full disk, ``ulimit -f``) becomes one line: the file,
+    the OS error, what is kept."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or one_line(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            reason += " (free some space, or raise the file size limit)"
+        root = _choosing_run(run_dir)  # a candidate, or the run choosing between them: resume that run
+        kept = (f"the last checkpoint is kept in {run_dir / CHECKPOINT_NAME}: continue with  made-np train --resume "
+                f"{root or run_dir}" if (run_dir / CHECKPOINT_NAME).is_file() else
+                f"the candidates are kept in {root / CANDIDATES_DIR}: continue with  made-np train --resume {root}"
+                if root is not None else "nothing was saved")
+        raise UserError(f"cannot write {exc.filename or run_dir}: {reason}; {kept}") from None
 
 
 def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, threads: str = "auto",
@@ -578,24 +563,20 @@ def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: boo
     def on_epoch(row):
         if not quiet:
             mark = "*" if row["best"] else " "
-            say(f"epoch {row['epoch']:4d}  train NLL {row['train_nll']:9.4f}  "
-                       f"valid NLL {row['valid_nll']:9.4f} {mark} {row['seconds']:7.2f} s  "
-                       f"{row['threads']} thread{'s' if row['threads'] != 1 else ''}")
+            say(f"epoch {row['epoch']:4d}  train NLL {row['train_nll']:9.4f}  valid NLL {row['valid_nll']:9.4f} {mark} "
+                f"{row['seconds']:7.2f} s  {row['threads']} thread{'s' if row['threads'] != 1 else ''}")
 
     t0 = time.perf_counter()
-    try:
-        with user_values():
-            try:
-                history = fit(model, ds, cfg, out_dir=run_dir, callback=on_epoch, resume_state=resume_state,
-                              progress=_progress if show_bar else None, dataset_spec=spec, threads=threads,
-                              resume_checked=True)  # by _resume, before it loaded the data
-            except DivergenceError as exc:
-                kept = (f"{run_dir / CHECKPOINT_NAME} keeps epoch {exc.saved_epoch}" if exc.saved_epoch
-                        else "nothing was saved")
-                raise Diverged(f"training diverged in epoch {exc.epoch}: the {exc.what} is {exc.value}; {kept}; "
-                               f"start a new run with {_smaller_steps(cfg)}") from None
-    except OSError as exc:
-        raise UserError(_write_failed(exc, run_dir)) from None
+    with _writes(run_dir), user_values():
+        try:
+            history = fit(model, ds, cfg, out_dir=run_dir, callback=on_epoch, resume_state=resume_state,
+                          progress=_progress if show_bar else None, dataset_spec=spec, threads=threads,
+                          resume_checked=True)  # by _resume, before it loaded the data
+        except DivergenceError as exc:
+            kept = (f"{run_dir / CHECKPOINT_NAME} keeps epoch {exc.saved_epoch}" if exc.saved_epoch
+                    else "nothing was saved")
+            raise Diverged(f"training diverged in epoch {exc.epoch}: the {exc.what} is {exc.value}; {kept}; "
+                           f"start a new run with {_smaller_steps(cfg)}") from None
     seconds = time.perf_counter() - t0
     if not quiet:
         reason = {"patience": f"no better validation NLL for {cfg.patience} epochs",
@@ -615,7 +596,7 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
     them gets them from ``--resume``).
     """
     ckpt = run_dir / CHECKPOINT_NAME
-    try:
+    with _writes(run_dir):
         res = evaluate_both(model, ds.test, cfg.eval_masks, cfg.eval_batch_size, context=ds.context_of("test"))
         bad = [r["nll"] for r in res.values() if r is not None and not math.isfinite(r["nll"])]
         if bad:  # NaN never reaches results.json
@@ -625,9 +606,8 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
             say(line)
         meta = read_checkpoint_meta(ckpt)  # the run as saved: its configuration and its data's fingerprints
         results = {"split": "test", **res, "train_seconds": seconds,
-                   "best_epoch": history["best_epoch"], "best_valid_nll": history["best_valid_nll"],
-                   "made_np_version": meta["made_np_version"], "model": meta["model"], "train": meta["train"],
-                   "dataset": meta["dataset"]}
+                   **{k: history[k] for k in ("best_epoch", "best_valid_nll")},
+                   **{k: meta[k] for k in ("made_np_version", "model", "train", "dataset")}}
         write_json(run_dir / RESULTS_NAME, results)
         from made_np import plots  # matplotlib: imported only when drawing
 
@@ -645,7 +625,5 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
         plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes,
                                title=f"{n} samples, {which}{given}")
         update_checkpoint_meta(ckpt, results=results)
-    except OSError as exc:
-        raise UserError(_write_failed(exc, run_dir)) from None
     if not quiet:
         say(f"wrote {ckpt.name}, metrics.csv, loss.png, samples.png, results.json in {run_dir}")

@@ -54,11 +54,10 @@ RESUME_FIXED = ("batch_size", "resample_every", "seed", "weight_decay", "lr_sche
 CHECKPOINT_FORMAT = "made-np-checkpoint"
 CHECKPOINT_VERSION = 1
 
-def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = None,
-                    dataset_spec: dict | None = None, optimizer=None, optimizer_state: dict | None = None,
-                    best_params=None,
-                    history: dict | None = None, train_state: dict | None = None,
-                    results: dict | None = None) -> Path:
+
+def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = None, dataset_spec: dict | None = None,
+                    optimizer=None, optimizer_state: dict | None = None, best_params=None, history: dict | None = None,
+                    train_state: dict | None = None, results: dict | None = None) -> Path:
     """Write a checkpoint ``.npz`` atomically (temporary file in the same folder, then ``os.replace``).
 
     Parameters
@@ -103,45 +102,35 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
         ``model`` is not a MADE.
     """
     check_model(model)
-    path = Path(path)
-    if path.is_dir():  # a run folder, as load_checkpoint takes one
-        path = path / CHECKPOINT_NAME
+    path = Path(path) / CHECKPOINT_NAME if Path(path).is_dir() else Path(path)  # a run folder: its checkpoint
     live = (path.parent / LOCK_NAME).exists() and not _holds(path.parent)
     why = other_run(path, own=path.parent)
     with run_lock(path.parent) if live else contextlib.nullcontext():  # refused while another run holds it
         if why:
             raise RunFolderError(f"{path}: {why}" + ("" if path.is_symlink() else
                                  " (or, to replace it, save it inside made_np.run_lock(folder) as the run's writer)"))
-        return _save(path, model, train_config, dataset_spec, optimizer, optimizer_state, best_params, history,
-                     train_state, results)
-
-
-def _save(path, model, train_config, dataset_spec, optimizer, optimizer_state, best_params, history, train_state,
-          results) -> Path:
-    arrays = dict(model.state_dict())
-    if model.head.real:
-        arrays.update(shift=backend.to_host(model.shift), scale=backend.to_host(model.scale))
-    if optimizer is not None:
-        for k, v in (optimizer_state if optimizer_state is not None else optimizer.state_dict()).items():
-            arrays[f"opt_{k}"] = np.asarray(v)
-    if best_params is not None:
-        for name, p in zip(model.param_names, best_params):
-            arrays[f"best_{name}"] = backend.to_host(p)
-    bad = next((n for n, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()), None)
-    if bad is not None:  # weights, optimiser state (an overflowing Adagrad sum) and best weights alike
-        raise CheckpointError(f"{path}: not written: entry {bad!r} holds NaN or infinity, and a checkpoint "
-                              "must load (a diverged model keeps its last good checkpoint)")
-    meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "made_np_version": __version__,
-            "model": model.config.to_dict(), "train": train_config.to_dict() if train_config is not None else None,
-            "dataset": dataset_spec, "optimizer": None if optimizer is None else type(optimizer).__name__.lower(),
-            "state": train_state, "history": history, "results": results}
-    try:
-        text = json.dumps(meta, default=_json_default, allow_nan=True)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not written: the configuration is not JSON ({one_line(exc)})") from None
-    _check_meta(path, json.loads(text))  # what load_checkpoint will check: never write what it refuses
-    arrays["config"] = np.array(text)
-    return _write_npz_atomic(path, arrays)
+        arrays = dict(model.state_dict())
+        if model.head.real:
+            arrays.update(shift=backend.to_host(model.shift), scale=backend.to_host(model.scale))
+        if optimizer is not None:
+            for k, v in (optimizer_state if optimizer_state is not None else optimizer.state_dict()).items():
+                arrays[f"opt_{k}"] = np.asarray(v)
+        arrays.update({f"best_{name}": backend.to_host(p) for name, p in zip(model.param_names, best_params or ())})
+        bad = next((n for n, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()), None)
+        if bad is not None:  # weights, optimiser state (an overflowing Adagrad sum) and best weights alike
+            raise CheckpointError(f"{path}: not written: entry {bad!r} holds NaN or infinity, and a checkpoint "
+                                  "must load (a diverged model keeps its last good checkpoint)")
+        meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "made_np_version": __version__,
+                "model": model.config.to_dict(), "train": train_config.to_dict() if train_config is not None else None,
+                "dataset": dataset_spec, "optimizer": None if optimizer is None else type(optimizer).__name__.lower(),
+                "state": train_state, "history": history, "results": results}
+        try:
+            text = json.dumps(meta, default=_json_default, allow_nan=True)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not written: the configuration is not JSON ({one_line(exc)})") from None
+        _check_meta(path, json.loads(text))  # what load_checkpoint will check: never write what it refuses
+        arrays["config"] = np.array(text)
+        return _write_npz_atomic(path, arrays)
 
 
 def _write_npz_atomic(path: Path, arrays: dict) -> Path:
@@ -465,11 +454,9 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
     best_params = ({n: arrays[f"best_{n}"] for n in model.param_names}  # all of them or none (_check_entries)
                    if f"best_{model.param_names[0]}" in arrays else None)
     use_best = best and best_params is not None
-    try:
-        model.load_state_dict(best_params if use_best else {n: arrays[n] for n in model.param_names},
-                              prefix="best_" if use_best else "")
-    except ValueError as exc:
-        raise CheckpointError(f"{p}: {exc}") from None
+    # names, shapes and finite values were checked as they were read (_check_entries, _read_entry)
+    model.load_state_dict(best_params if use_best else {n: arrays[n] for n in model.param_names},
+                          prefix="best_" if use_best else "")
     if model.head.real:
         _check_standardisation(p, arrays["shift"], arrays["scale"])
         model.set_standardisation(arrays["shift"], arrays["scale"])

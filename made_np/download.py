@@ -30,10 +30,7 @@ DIST_FILE = "distribution.npy"
 AMAT_FILES = tuple(f"binarized_mnist_{s}.amat" for s in ("train", "valid", "test"))
 MNIST_NPZ_URL = "https://github.com/mgermain/MADE/releases/download/ICML2015/binarized_mnist.npz"
 #: Larochelle's text files; ``{split}`` is ``train``, ``valid`` or ``test``.
-MNIST_AMAT_URL = (
-    "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
-    "binarized_mnist_{split}.amat"
-)
+MNIST_AMAT_URL = "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{split}.amat"
 MNIST_AMAT_URLS = tuple(MNIST_AMAT_URL.format(split=s) for s in ("train", "valid", "test"))
 DIST_URL = "https://github.com/mindis/berkeley-ul-hw-2019/raw/master/hw1/distribution.npy"
 MNIST_SHAPES = ((50000, 784), (10000, 784), (10000, 784))
@@ -127,8 +124,7 @@ def _verify_cached_table(file: Path, src: Source | None = None) -> None:
     with reading(file) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    digest = h.hexdigest()
-    if digest != src.sha256:
+    if (digest := h.hexdigest()) != src.sha256:
         raise DataError(f"{file}: cached file fails its checksum (sha256 {digest[:16]}..., expected "
                         f"{src.sha256[:16]}...); delete it and run `made-np data fetch 2d`")
 
@@ -175,10 +171,7 @@ def _file_downloader(url, output_file, pooch=None, check_only=False):
 
 def _download(url: str, folder: Path, fname: str, known_hash, progress: bool, timeout: float) -> Path:
     """Download ``url`` to ``folder / fname`` with pooch; every failure is a one-line DataError."""
-    try:
-        import pooch
-    except ImportError:  # pragma: no cover - pooch is an install requirement
-        raise DataError("downloads need the pooch package; run `pip install pooch`") from None
+    import pooch  # an install requirement, imported only to download
     downloader = _file_downloader if _check_url(url) == "file" else pooch.HTTPDownloader(  # its bar needs tqdm
         progressbar=bool(progress) and importlib.util.find_spec("tqdm") is not None, timeout=timeout)
     logger = pooch.get_logger()
@@ -199,8 +192,9 @@ def _download(url: str, folder: Path, fname: str, known_hash, progress: bool, ti
 
 def _fetch_into(src: Source, url: str, folder: Path, target: Path, progress: bool, timeout: float) -> None:
     """Download ``url`` into a temporary folder inside ``folder``, verify, then os.replace onto target."""
-    tmpdir = Path(tempfile.mkdtemp(dir=folder, prefix=f".{src.filename}.", suffix=".part"))
-    try:
+    with tempfile.TemporaryDirectory(dir=folder, prefix=f".{src.filename}.", suffix=".part",
+                                     ignore_cleanup_errors=True) as tmp:
+        tmpdir = Path(tmp)
         if src.kind == "file":
             os.replace(_download(url, tmpdir, "download", f"sha256:{src.sha256}", progress, timeout), target)
             return
@@ -210,8 +204,7 @@ def _fetch_into(src: Source, url: str, folder: Path, target: Path, progress: boo
                          for s in ("train", "valid", "test")]
                 arrays = dict(zip(SPLIT_KEYS, (read_text_matrix(f) for f in files)))
             else:
-                got = _download(url, tmpdir, "download.npz", None, progress, timeout)
-                arrays = read_npz(got, SPLIT_KEYS)
+                arrays = read_npz(_download(url, tmpdir, "download.npz", None, progress, timeout), SPLIT_KEYS)
         except DataError as exc:  # name the URL, not the temporary file
             msg = str(exc)
             for f in tmpdir.iterdir():
@@ -220,8 +213,6 @@ def _fetch_into(src: Source, url: str, folder: Path, target: Path, progress: boo
         arrays = _verify_mnist(arrays, src, url, fix=_MIRROR_FIX)
         np.savez_compressed(tmpdir / "verified.npz", **arrays)
         os.replace(tmpdir / "verified.npz", target)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def fetch(name: str, *, cache_dir=None, url=None, progress: bool = False, timeout: float = 60.0) -> Path:

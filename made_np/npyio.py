@@ -182,8 +182,7 @@ class _Source:
 
 def read_npy(file, error=DataError, fix: str = "re-create or re-download it") -> np.ndarray:
     """Read a standalone ``.npy`` file with the checks of this module."""
-    st = require_regular(file, error)
-    return _Source(lambda: open(file, "rb"), st.st_size, str(file), error, fix).read()
+    return _Source(lambda: open(file, "rb"), require_regular(file, error).st_size, str(file), error, fix).read()
 
 
 class Npz:
@@ -344,8 +343,7 @@ def read_csv(file, error=DataError):
     body = re.sub(r'(^|,)[ \t]*""[ \t]*(?=,|$)', r"\1", body, flags=re.M)  # a quoted empty cell: empty
     body = re.sub(r"^[ \t]*(?=,)|(?<=,)[ \t]*(?=,|$)", "nan", body, flags=re.M)  # empty cells: missing
     try:
-        values = np.loadtxt(io.StringIO(body), dtype=np.float64, delimiter=",", ndmin=2, comments=None,
-                            quotechar='"')
+        values = np.loadtxt(io.StringIO(body), dtype=np.float64, delimiter=",", ndmin=2, comments=None, quotechar='"')
     except ValueError as exc:
         raise error(_csv_problem(file, body, lines, names, head) or f"{file}: cannot read ({one_line(exc)})") from None
     if names and values.shape[1] != len(names):

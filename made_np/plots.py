@@ -63,6 +63,12 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
+def _axes(width: float, height: float):
+    """A figure of one axes: ``(figure, axes)``."""
+    fig = _figure(width, height)
+    return fig, fig.add_subplot()
+
+
 def _save(fig: Figure, out_path) -> Path:
     from .runfolder import atomic_file  # a failed write keeps any earlier figure of that name
 
@@ -101,16 +107,12 @@ def loss_curves_figure(metrics, valid_masks: int = 1) -> Figure:
     if not rows:
         raise ValueError("plot_loss_curves: no metrics rows")
     epoch = _column(rows, ("epoch",))
-    if epoch is None:
-        epoch = np.arange(1, len(rows) + 1, dtype=float)
+    epoch = np.arange(1, len(rows) + 1, dtype=float) if epoch is None else epoch
     valid_label = f"valid (ensemble of {valid_masks} masks)" if valid_masks > 1 else "valid"
     curves = {"train": _column(rows, TRAIN_KEYS), valid_label: _column(rows, VALID_KEYS)}
     if all(c is None for c in curves.values()):
-        raise ValueError(
-            f"plot_loss_curves: no NLL column; expected one of {TRAIN_KEYS + VALID_KEYS}"
-        )
-    fig = _figure(6, 4)
-    ax = fig.add_subplot()
+        raise ValueError(f"plot_loss_curves: no NLL column; expected one of {TRAIN_KEYS + VALID_KEYS}")
+    fig, ax = _axes(6, 4)
     for label, y in curves.items():
         if y is not None:
             ok = np.isfinite(y) & np.isfinite(epoch)
@@ -121,10 +123,8 @@ def loss_curves_figure(metrics, valid_masks: int = 1) -> Figure:
         if ok.any():
             # the first lowest valid NLL: the epoch whose weights training restores
             k = np.flatnonzero(ok)[np.argmin(valid[ok])]
-            best = epoch[k]
-            ax.axvline(best, color="0.5", linestyle="--", linewidth=1,
-                       label=f"best epoch {best:g}")
-            ax.plot([best], [valid[k]], marker="*", markersize=12, color="C3", linestyle="none",
+            ax.axvline(epoch[k], color="0.5", linestyle="--", linewidth=1, label=f"best epoch {epoch[k]:g}")
+            ax.plot([epoch[k]], [valid[k]], marker="*", markersize=12, color="C3", linestyle="none",
                     label=f"best valid NLL {valid[k]:.4g}")
     ax.xaxis.set_major_locator(WholeTicks())  # epochs are whole numbers
     ax.set_xlabel("epoch")
@@ -193,8 +193,7 @@ def histogram2d(samples, classes: int) -> np.ndarray:
     x = np.asarray(samples)
     if x.ndim != 2 or x.shape[1] != 2:
         raise ValueError(f"samples must be (N, 2), got {x.shape}")
-    x = x.astype(np.int64)
-    C = int(classes)
+    x, C = x.astype(np.int64), int(classes)
     if x.size and (x.min() < 0 or x.max() >= C):
         raise ValueError(f"sample values must lie in 0..{C - 1}")
     return np.bincount(x[:, 0] * C + x[:, 1], minlength=C * C).reshape(C, C)
@@ -240,8 +239,7 @@ def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | Non
     n, D = x.shape
     if image_shape is None:
         if D == 2 and classes == 0:  # real values (classes 0): the points themselves
-            fig = _figure(5, 4.5)
-            ax = fig.add_subplot()
+            fig, ax = _axes(5, 4.5)
             ax.scatter(x[:, 0], x[:, 1], s=4, alpha=0.5)
             ax.set_title(title or f"{n} samples", fontsize=10)
             return fig
@@ -255,8 +253,7 @@ def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | Non
             draw_table(fig, fig.add_subplot(), counts, title or f"{n} samples on the {C} x {C} grid",
                        "samples per cell")
             return fig
-        fig = _figure(5, 4)
-        ax = fig.add_subplot()
+        fig, ax = _axes(5, 4)
         im = ax.imshow(x, aspect="auto", interpolation="nearest", cmap="gray")
         ax.set_title(title or f"{n} samples", fontsize=10)
         ax.set_xlabel("dimension")
@@ -281,8 +278,7 @@ def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | Non
         r, c = divmod(i, ncols)
         grid[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = tile
     width = min(12.0, max(2.0, 0.8 * ncols))  # inches
-    fig = _figure(width, width * grid.shape[0] / grid.shape[1])
-    ax = fig.add_subplot()
+    fig, ax = _axes(width, width * grid.shape[0] / grid.shape[1])
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title or f"{n} samples", fontsize=10)
@@ -352,12 +348,9 @@ def masks_figure(masks, titles=None, degrees=None, axis_names=None) -> Figure:
     masks = [np.asarray(m, dtype=float) for m in masks]
     if not masks:
         raise ValueError("plot_masks: no masks")
-    if titles is not None and len(titles) != len(masks):
-        raise ValueError(f"plot_masks: {len(titles)} titles for {len(masks)} masks")
-    if degrees is not None and len(degrees) != len(masks):
-        raise ValueError(f"plot_masks: {len(degrees)} degree pairs for {len(masks)} masks")
-    if axis_names is not None and len(axis_names) != len(masks):
-        raise ValueError(f"plot_masks: {len(axis_names)} axis name pairs for {len(masks)} masks")
+    for what, given in (("titles", titles), ("degree pairs", degrees), ("axis name pairs", axis_names)):
+        if given is not None and len(given) != len(masks):
+            raise ValueError(f"plot_masks: {len(given)} {what} for {len(masks)} masks")
     fig = _figure(3.2 * len(masks) + 1.4, 3.6)
     for k, m in enumerate(masks):
         if m.ndim != 2:
@@ -365,9 +358,8 @@ def masks_figure(masks, titles=None, degrees=None, axis_names=None) -> Figure:
         title = titles[k] if titles is not None else f"mask {k} ({m.shape[0]} x {m.shape[1]})"
         rows, cols = axis_names[k] if axis_names is not None else ("input unit", "output unit")
         if degrees is not None and degrees[k] is not None:
-            row_deg, col_deg = degrees[k]
-            r = _sort_order(row_deg, m.shape[0], f"the rows of mask {k}")
-            c = _sort_order(col_deg, m.shape[1], f"the columns of mask {k}")
+            r = _sort_order(degrees[k][0], m.shape[0], f"the rows of mask {k}")
+            c = _sort_order(degrees[k][1], m.shape[1], f"the columns of mask {k}")
             m = m[np.ix_(r, c)]
             rows, cols = f"{rows}, sorted by degree", f"{cols}, sorted by degree"
         ax = fig.add_subplot(1, len(masks), k + 1)
@@ -442,32 +434,21 @@ def maskset_panels(ordering, degrees, hidden, output, direct=None) -> dict:
     dict
         ``masks``, ``titles``, ``degrees``, ``axis_names``: pass as ``plot_masks(**panels, out_path=...)``.
     """
-    ordering = np.asarray(ordering)
-    degrees = [np.asarray(d) for d in degrees]
+    ordering, degrees = np.asarray(ordering), [np.asarray(d) for d in degrees]
     if len(degrees) != len(hidden):
         raise ValueError(f"maskset_panels: {len(degrees)} degree arrays for {len(hidden)} hidden masks")
     layer_degrees = [ordering] + degrees
     layer_names = ["inputs (m^0)"] + [f"hidden layer {l} (m^{l})" for l in range(1, len(degrees) + 1)]
-    masks, titles, pairs, names = [], [], [], []
-    for l, m in enumerate(hidden, start=1):
-        m = np.asarray(m)
-        masks.append(m)
-        titles.append(f"W{l}: layer {l - 1} -> {l} ({m.shape[0]} x {m.shape[1]})")
-        pairs.append((layer_degrees[l - 1], layer_degrees[l]))
-        names.append((layer_names[l - 1], layer_names[l]))
-    out = np.asarray(output)
-    masks.append(out)
+    # one panel a mask: (mask, title, (row degrees, column degrees), (row name, column name))
+    panels = [(m, f"W{l}: layer {l - 1} -> {l}", layer_degrees[l - 1:l + 1], layer_names[l - 1:l + 1])
+              for l, m in enumerate(hidden, start=1)]
     source = f"layer {len(degrees)}" if degrees else "inputs"
-    titles.append(f"V: {source} -> outputs ({out.shape[0]} x {out.shape[1]})")
-    pairs.append((layer_degrees[-1], ordering))
-    names.append((layer_names[-1], "outputs (m^0)"))
+    panels.append((output, f"V: {source} -> outputs", (layer_degrees[-1], ordering), (layer_names[-1], "outputs (m^0)")))
     if direct is not None:
-        a = np.asarray(direct)
-        masks.append(a)
-        titles.append(f"A: inputs -> outputs ({a.shape[0]} x {a.shape[1]})")
-        pairs.append((ordering, ordering))
-        names.append(("inputs (m^0)", "outputs (m^0)"))
-    return {"masks": masks, "titles": titles, "degrees": pairs, "axis_names": names}
+        panels.append((direct, "A: inputs -> outputs", (ordering, ordering), ("inputs (m^0)", "outputs (m^0)")))
+    masks = [np.asarray(m) for m, *_ in panels]
+    return {"masks": masks, "titles": [f"{p[1]} ({m.shape[0]} x {m.shape[1]})" for m, p in zip(masks, panels)],
+            "degrees": [tuple(p[2]) for p in panels], "axis_names": [tuple(p[3]) for p in panels]}
 
 
 def panels_2d_figure(true_density, train_samples, model_samples, model_density) -> Figure:
@@ -480,12 +461,9 @@ def panels_2d_figure(true_density, train_samples, model_samples, model_density) 
     if true_density is not None:
         true_density = np.asarray(true_density, dtype=float)
         if true_density.shape != (C, C):
-            raise ValueError(
-                f"plot_2d_panels: true_density shape {true_density.shape} != ({C}, {C})"
-            )
+            raise ValueError(f"plot_2d_panels: true_density shape {true_density.shape} != ({C}, {C})")
         panels.append(("true distribution", true_density))
-    for title, samples in (("training samples (N = {})", train_samples),
-                           ("model samples (M = {})", model_samples)):
+    for title, samples in (("training samples (N = {})", train_samples), ("model samples (M = {})", model_samples)):
         try:
             counts = histogram2d(samples, C)
         except ValueError as exc:

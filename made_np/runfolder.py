@@ -84,8 +84,7 @@ def other_run(path, own=None) -> str:
     (:data:`ATOMIC_FILES`), its own run's included: ``sample A --out A/loss.png`` replaced A's loss
     curve, even while A trained. A new file in a run's folder is fine. ``train --resume A`` whose
     ``model.npz`` was a link to run B's rewrote B without its lock."""
-    path = Path(path)
-    target = Path(os.path.realpath(path))
+    path, target = Path(path), Path(os.path.realpath(path))
     folder = target.parent
     if not (folder / CHECKPOINT_NAME).is_file() or _holds(folder):
         return ""
@@ -159,24 +158,22 @@ def write_metrics(path, rows: list) -> Path:
     """Write ``metrics.csv`` atomically, lines ending in ``\n``: columns epoch, train_nll,
     valid_nll, seconds (the epoch's), train_seconds and valid_seconds (its steps', its
     validation's), lr (the epoch's learning rate) and threads (the CPU threads most of its steps ran on)."""
-    path = Path(path)
     with atomic_file(path, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(METRICS_COLUMNS + tuple(name for name, _ in METRICS_EXTRA))
         for r in rows:
             writer.writerow([r["epoch"], f"{r['train_nll']:.6f}", f"{r['valid_nll']:.6f}", f"{r['seconds']:.3f}"]
                             + [form.format(r[name]) if r.get(name) is not None else "" for name, form in METRICS_EXTRA])
-    return path
+    return Path(path)
 
 
 def write_json(path, obj) -> Path:
     """Write ``obj`` as indented JSON (e.g. ``results.json``) atomically (:func:`json_text`: nothing
     is written when a value is NaN or infinite)."""
-    path = Path(path)
     text = json_text(obj, str(path), indent=2)
     with atomic_file(path, "w") as f:
         f.write(text)
-    return path
+    return Path(path)
 
 
 def json_text(obj, what: str, **kwargs) -> str:
@@ -358,8 +355,7 @@ def run_lock(folder):
     path = folder / LOCK_NAME
     fd = _take_flock(path, folder)
     try:
-        owner = {"pid": os.getpid(), "host": socket.gethostname(),
-                 "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         try:
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps(owner).encode())

@@ -396,8 +396,26 @@ def test_one_test_example_stores_a_null_standard_error(tmp_path):
             assert res[which]["n"] == 1 and res[which]["stderr"] is None and res[which]["stderr_per_dim"] is None
 
 
-def test_evaluate_refuses_an_ensemble_size_for_a_single_mask(single_run):
-    """--eval-masks on a single-mask run was silently ignored (sample --mixture refuses the same)."""
+def test_evaluate_refuses_an_ensemble_size_for_a_single_mask(single_run, tmp_path):
+    """--eval-masks on a single-mask run was silently ignored (sample --mixture refuses the same, and
+    sample -n 0, and a resumed run's --out elsewhere)."""
     out, _ = single_run
     r = CliRunner().invoke(cli, ["evaluate", str(out), "--eval-masks", "4"])
     assert r.exit_code == 2 and "--eval-masks 4: this model has a single mask" in r.output
+    assert_user_error(run("sample", out, "--mixture", 2, "--out", tmp_path / "s.npy"),
+                      "--mixture 2: this model has a single mask (num_masks = 1)", "leave --mixture out")
+    assert_user_error(run("sample", out, "-n", 0, "--out", tmp_path / "s.npy"), "-n: expected a positive number")
+    assert_user_error(run("train", "--resume", out, "--out", tmp_path / "elsewhere"),
+                      "--out: a resumed run writes into its own folder")
+    assert not (tmp_path / "s.npy").exists() and not (tmp_path / "elsewhere").exists()
+
+
+def test_a_checkpoint_without_its_data_set_is_evaluated_on_nothing(tmp_path):
+    """A checkpoint saved by the library without a dataset_spec names no data set: evaluate says so in
+    one line; sample, which needs none, draws from it."""
+    from made_np import MADE, MADEConfig, save_checkpoint
+
+    save_checkpoint(tmp_path / "m.npz", MADE(MADEConfig(D=4, hidden=(3,))))
+    assert_user_error(run("evaluate", tmp_path / "m.npz"), "m.npz: the checkpoint names no data set to evaluate on")
+    r = run("sample", tmp_path / "m.npz", "-n", 3, "--out", tmp_path / "s.npy")  # sampling needs no data
+    assert r.exit_code == 0 and np.load(tmp_path / "s.npy").shape == (3, 4)

@@ -695,6 +695,18 @@ CORRUPTIONS = {
                              "'state.epoch' is 1000000000000000000000000000000, more than the 10000000 epochs"),
     "negative second moment": (dict(arrays={"opt_v0": -np.ones((6, 8), np.float32)}),
                                "'opt_v0' holds negative values"),
+    "best epoch after the last": (dict(meta=lambda c: c["state"].update(best_epoch=5)),
+                                  "'state.best_epoch' is 5, after the run's epoch 2"),
+    "another optimiser's buffer": (dict(arrays={"opt_q0": np.zeros((6, 8), np.float32)}),
+                                   "'opt_q0' is not part of the state of optimizer 'adam'"),
+    "negative opt_t": (dict(arrays={"opt_t": np.array(-1)}), "'opt_t' is -1, expected an integer >= 0"),
+    "zero opt_lr": (dict(arrays={"opt_lr": np.array(0.0)}), "'opt_lr' is 0.0, expected a finite number > 0"),
+    "boolean buffer": (dict(arrays={"opt_m0": np.zeros((6, 8), bool)}),
+                       "'opt_m0' has dtype bool, expected floating point numbers"),
+    "rows not a list": (dict(meta=lambda c: c["history"].update(rows=5)), "'history.rows' is 5, expected a list"),
+    "rows not epochs": (dict(meta=lambda c: c["history"].update(rows=[1, 2])), "'history.rows' is a list of 2 items"),
+    "a row's NLL a string": (dict(meta=lambda c: c["history"]["rows"][0].update(train_nll="x")),
+                             "'history.rows[0].train_nll' is 'x', expected a number"),
 }
 
 

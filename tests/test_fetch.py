@@ -236,6 +236,9 @@ def test_bare_path_and_other_schemes_are_refused(tmp_path):
         fetch("2d", cache_dir=tmp_path, url=str(tmp_path / "distribution.npy"))
     with pytest.raises(DataError, match=r"scheme ftp"):
         fetch("2d", cache_dir=tmp_path, url="ftp://example.org/distribution.npy")
+    with pytest.raises(DataError, match=r"file:// URL names host 'example\.org'; use file:///absolute/path"):
+        fetch("2d", cache_dir=tmp_path, url="file://example.org/distribution.npy")
+    assert list(tmp_path.iterdir()) == []  # no temporary folder left
     with pytest.raises(DataError, match=r"cannot fetch 'digits': choose one of binarized-mnist, 2d"):
         fetch("digits", cache_dir=tmp_path)
 

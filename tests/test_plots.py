@@ -279,3 +279,30 @@ def test_2d_panels_share_one_colour_scale(with_truth):
     assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "probability"  # one bar for every panel
     assert images[-1].colorbar.extend == "max"  # the histograms' cells above the scale saturate
     assert plt.get_fignums() == []
+
+
+@pytest.mark.parametrize("draw, message", [
+    (lambda: plots.loss_curves_figure([]), "no metrics rows"),
+    (lambda: plots.histogram2d(np.zeros((3, 3)), 4), r"samples must be \(N, 2\), got \(3, 3\)"),
+    (lambda: plots.sample_grid_figure(np.zeros((0, 4)), (2, 2)), r"samples must be \(n, D\) with n > 0"),
+    (lambda: plots.masks_figure([]), "plot_masks: no masks"),
+    (lambda: plots.masks_figure([np.ones((2, 3))], degrees=[None, None]), "2 degree pairs for 1 masks"),
+    (lambda: plots.masks_figure([np.ones((2, 3))], axis_names=[]), "0 axis name pairs for 1 masks"),
+    (lambda: plots.masks_figure([np.ones(3)]), r"mask 0 is not 2-D \(shape \(3,\)\)"),
+    (lambda: plots.maskset_panels([0, 1], [[0]], [], np.ones((2, 2))), "1 degree arrays for 0 hidden masks"),
+    (lambda: plots.panels_2d_figure(None, np.zeros((1, 2)), np.zeros((1, 2)), np.ones((2, 3))),
+     r"model_density must be \(C, C\), got \(2, 3\)"),
+    (lambda: plots.panels_2d_figure(np.ones((3, 3)), np.zeros((1, 2)), np.zeros((1, 2)), np.ones((2, 2))),
+     r"true_density shape \(3, 3\) != \(2, 2\)"),
+])
+def test_bad_arguments_are_one_line_value_errors(draw, message):
+    """Each refusal of the figures names what is wrong (they were unreached by the suite)."""
+    with pytest.raises(ValueError, match=message):
+        draw()
+    assert plt.get_fignums() == []
+
+
+def test_masks_with_degrees_of_one_side_only_keep_the_other_in_place():
+    """A ``None`` in a degree pair leaves that axis in its natural order; the other is sorted."""
+    fig = plots.masks_figure([np.array([[1, 0, 0], [1, 1, 0]])], degrees=[(None, [2, 0, 1])])
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), [[0, 0, 1], [1, 0, 1]])  # columns 1, 2, 0

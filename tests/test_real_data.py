@@ -417,3 +417,34 @@ def test_density_refuses_real_runs_it_cannot_draw(monkeypatch, tmp_path):
     one_line_error(run_cli("density", tmp_path / "run"), "needs a model of D = 2", "such as moons", "D = 13")
     fake_real_run(monkeypatch, tmp_path, context=3)
     one_line_error(run_cli("density", tmp_path / "run"), "unconditional model")
+
+
+def test_the_safe_reader_refuses_in_one_line_what_it_cannot_read(tmp_path):
+    """Files the suite did not reach: a CSV that is not UTF-8, an .npy of an unknown format version, and
+    .npz members that are encrypted or compressed in a way NumPy never writes."""
+    import zipfile
+
+    from made_np.npyio import DataError, Npz, read_npy
+
+    (tmp_path / "latin.csv").write_bytes("x,y\n1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin\.csv: not a UTF-8 text file"):
+        read_csv(tmp_path / "latin.csv")
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    raw = bytearray((tmp_path / "a.npy").read_bytes())
+    raw[6] = 9  # format version 9.0
+    (tmp_path / "v9.npy").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"v9\.npy: not a valid \.npy array \(.*9"):
+        read_npy(tmp_path / "v9.npy")
+    with zipfile.ZipFile(tmp_path / "bz.npz", "w", compression=zipfile.ZIP_BZIP2) as z:
+        z.write(tmp_path / "a.npy", "train_data.npy")
+    with Npz(tmp_path / "bz.npz") as archive, pytest.raises(DataError, match="zip compression method 12"):
+        archive.read("train_data")
+    with zipfile.ZipFile(tmp_path / "enc.npz", "w") as z:
+        z.write(tmp_path / "a.npy", "train_data.npy")
+    raw = bytearray((tmp_path / "enc.npz").read_bytes())
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # the encrypted flag in the local and central headers
+        at = raw.index(header) + (6 if header == b"PK\x03\x04" else 8)
+        raw[at] |= 1
+    (tmp_path / "enc.npz").write_bytes(bytes(raw))
+    with Npz(tmp_path / "enc.npz") as archive, pytest.raises(DataError, match="encrypted"):
+        archive.read("train_data")

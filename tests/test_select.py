@@ -165,7 +165,13 @@ def test_an_interrupted_or_failed_choice_names_the_run_to_resume(tmp_path):
     candidates are saved: Ctrl-C and a failed write say to resume the run, not 'nothing was saved'."""
     import errno
 
-    from made_np.cli.train import _interrupted, _write_failed
+    from made_np.cli.common import UserError
+    from made_np.cli.train import _interrupted, _writes
+
+    def _write_failed(exc, run_dir):  # the one line of a write of the run in run_dir that failed
+        with pytest.raises(UserError) as error, _writes(run_dir):
+            raise exc
+        return error.value.message
 
     run = tmp_path / "run"
     (run / "candidates" / "bank16").mkdir(parents=True)
