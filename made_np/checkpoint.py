@@ -455,8 +455,7 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
                    if f"best_{model.param_names[0]}" in arrays else None)
     use_best = best and best_params is not None
     # names, shapes and finite values were checked as they were read (_check_entries, _read_entry)
-    model.load_state_dict(best_params if use_best else {n: arrays[n] for n in model.param_names},
-                          prefix="best_" if use_best else "")
+    model._load_state(best_params if use_best else arrays)
     if model.head.real:
         _check_standardisation(p, arrays["shift"], arrays["scale"])
         model.set_standardisation(arrays["shift"], arrays["scale"])

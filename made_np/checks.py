@@ -162,18 +162,18 @@ def check_mask(model, which):
     return which
 
 
-def check_state(model, state: dict, prefix: str = "") -> None:
-    """Every parameter of ``model`` is in ``state`` with its shape (naming ``prefix + name``)."""
+def check_state(model, state: dict) -> None:
+    """Every parameter of ``model`` is in ``state`` with its shape and finite in the model's dtype."""
     for name, p in zip(model.param_names, model.params):
         if name not in state:
-            raise ValueError(f"parameter {prefix + name!r} missing from the state")
+            raise ValueError(f"parameter {name!r} missing from the state")
         a = backend.to_host(state[name])
         if tuple(a.shape) != tuple(p.shape):
-            raise ValueError(f"parameter {prefix + name!r} has shape {tuple(a.shape)}, expected {tuple(p.shape)}")
+            raise ValueError(f"parameter {name!r} has shape {tuple(a.shape)}, expected {tuple(p.shape)}")
         with np.errstate(over="ignore"):  # 1e300 is inf in float32: refused below, not warned about
             finite = a.dtype.kind in "biuf" and bool(np.isfinite(a.astype(model.config.dtype)).all())
         if not finite:
-            raise ValueError(f"parameter {prefix + name!r} must hold finite numbers in the model's {model.dtype.name}, "
+            raise ValueError(f"parameter {name!r} must hold finite numbers in the model's {model.dtype.name}, "
                              f"got dtype {a.dtype}" + ("" if a.dtype.kind not in "biuf" else " with NaN, inf or a "
                                                        "value beyond the dtype's range"))
 

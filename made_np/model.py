@@ -651,23 +651,26 @@ class MADE:
         """Host copies of the parameters, keyed by :attr:`param_names`."""
         return {n: backend.to_host(p).copy() for n, p in zip(self.param_names, self.params)}
 
-    def load_state_dict(self, state: dict, prefix: str = "") -> None:
+    def load_state_dict(self, state: dict) -> None:
         """Copy parameters in place from host arrays.
 
         Parameters
         ----------
         state : dict
-            ``{name: array}`` keyed by :attr:`param_names`.
-        prefix : str, default ""
-            How the caller's entries are named, for error messages: with ``"best_"`` a
-            wrong ``W0`` is reported as ``'best_W0'``.
+            ``{name: array}`` keyed by :attr:`param_names`, each of the parameter's shape.
 
         Raises
         ------
         ValueError
-            A missing name or a shape that does not match (naming ``prefix + name``).
+            A missing name, a shape that does not match, or a value that is not finite in the
+            model's dtype (naming the parameter).
         """
-        check_state(self, state, prefix)
+        check_state(self, state)
+        self._load_state(state)
+
+    def _load_state(self, state: dict) -> None:
+        """:meth:`load_state_dict` without its checks: for a reader that checked every entry as it
+        read it (:func:`~made_np.checkpoint.load_checkpoint`)."""
         for name, p in zip(self.param_names, self.params):
             p[...] = self._on_device(state[name], self.dtype)
         self._mask_fixed_weights()

@@ -826,6 +826,22 @@ def test_a_cli_resume_checks_the_resume_state_once(unfinished, tmp_path, monkeyp
     assert sorted(checked) == once
 
 
+def test_loading_a_checkpoint_checks_its_weights_once(unfinished, monkeypatch):
+    """The reader checks every entry as it reads it; the model took them without checking again."""
+    import made_np.model as model_mod
+
+    calls, real = [], model_mod.check_state
+    monkeypatch.setattr(model_mod, "check_state", lambda *a: calls.append(a) or real(*a))
+    with np.load(unfinished / "model.npz") as stored:
+        for best in (False, True):
+            model, _ = load_checkpoint(unfinished, best=best)
+            for name, p in model.state_dict().items():
+                assert np.array_equal(p, stored["best_" * best + name]), name
+    assert calls == []
+    model.load_state_dict(model.state_dict())  # the public load checks what a caller gives
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("args", [("train", "--resume", ""), ("evaluate", " "), ("train", "--dataset", "2d",
                                                                                  "--dataset-path", ""),
                                   ("sample", "run", "--out", "")])
