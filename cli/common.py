@@ -45,8 +45,8 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
-def one_line(message) -> str:
-    return " ".join(str(message).split())
+#: An exception's or a message's text on one line, all of it (the library's messages are short already).
+one_line = functools.partial(made_np.one_line, limit=None)
 
 
 @contextlib.contextmanager

@@ -51,10 +51,11 @@ class DataError(ValueError):
     """Unusable data; the message is one user-facing line naming file, key and problem."""
 
 
-def one_line(exc, limit: int = 300) -> str:
-    """An exception's text on one line of at most ``limit`` characters (its type's name when empty)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def one_line(exc, limit: int | None = 300) -> str:
+    """An exception's (or a message's) text on one line of at most ``limit`` characters (``None``:
+    all of it); an exception without text is named by its type."""
+    text = " ".join(str(exc).split()) or (type(exc).__name__ if isinstance(exc, BaseException) else "")
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 def expand_path(path) -> Path:

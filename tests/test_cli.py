@@ -267,6 +267,18 @@ def test_bad_inputs_are_one_line_errors(tmp_path, single_run):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
+def test_one_line_cuts_the_librarys_reasons_and_keeps_the_command_lines_whole():
+    """One rule for both (made_np.one_line): the library cuts a quoted reason at 300 characters;
+    the command line prints its whole message (a message, not an exception, stays as it is)."""
+    from made_np import one_line
+    from made_np.cli.common import one_line as cli_one_line
+
+    long = ValueError("word\n  " * 100)
+    assert one_line(long) == ("word " * 60)[:297] + "..." and len(one_line(long)) == 300
+    assert cli_one_line(long) == " ".join(["word"] * 100)
+    assert one_line(OSError()) == cli_one_line(OSError()) == "OSError" and cli_one_line("") == ""
+
+
 def test_cuda_without_cupy_is_a_one_line_error():
     assert_user_error(run("train", "--device", "cuda"), "CuPy")
 
