@@ -18,10 +18,10 @@ from pathlib import Path
 import click
 
 import made_np
-from made_np import (CHECKPOINT_NAME, DEVICES, DIST_FILE, MAX_EVAL_MASKS, MAX_SEED, MNIST_FILE, BackendError,
-                     BackendChoiceError, CheckpointError, DataError, LimitError, MaskError, ThreadError, atomic_file,
-                     balanced_labels, check_context, check_same_data, check_thread_variables, evaluate, find_data_file, is_named,
-                     json_text, load_checkpoint, load_dataset, other_run, read_array, to_host)
+from made_np import (CHECKPOINT_NAME, DEVICES, DIST_FILE, MAX_EVAL_MASKS, MAX_SEED, MNIST_FILE, PATH_NAMES,
+                     BackendError, BackendChoiceError, CheckpointError, DataError, LimitError, MaskError, ThreadError,
+                     atomic_file, balanced_labels, check_context, check_same_data, check_thread_variables, evaluate,
+                     find_data_file, is_named, json_text, load_checkpoint, load_dataset, other_run, read_array, to_host)
 
 #: Exceptions that are the user's doing: shown as one line, exit status 2.
 USER_ERRORS = (DataError, BackendError, BackendChoiceError, CheckpointError, MaskError, ThreadError, LimitError)
@@ -315,10 +315,6 @@ def check_dataset_path(dataset: str, dataset_path) -> None:
     if dataset_path is not None and str(dataset).lower() not in PATH_NAMES:
         raise UserError(f"--dataset-path {dataset_path}: only binarized-mnist and 2d are looked for there; "
                         f"the data set {dataset!r} needs none (leave --dataset-path out)")
-
-
-#: The named data sets whose file ``--dataset-path`` gives.
-PATH_NAMES = ("binarized-mnist", "binarized_mnist", "mnist", "2d")
 
 
 def load_split(info: dict, split: str, dataset_path=None):

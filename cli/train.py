@@ -16,15 +16,15 @@ import numpy as np
 from made_np import (CANDIDATES, CHOOSING, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME,
                      CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES, DTYPES, ENCODINGS, ENGINES, HEADS, MAX_COMPONENTS,
                      EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS, MAX_EVAL_MASKS, METRICS_NAME,
-                     NAMES, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PRESETS, RESULTS_NAME, SMALL_DATA_MASKS,
-                     SMALL_DATA_ROWS, UNLIMITED, UPDATES_BUDGET, CheckpointError, DivergenceError, MADEConfig,
-                     RunFolderError, TrainConfig, balanced_labels, check_api, check_resume_state, device_of,
+                     NAMES, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PATH_NAMES, PRESETS, RESULTS_NAME,
+                     SMALL_DATA_MASKS, SMALL_DATA_ROWS, UNLIMITED, UPDATES_BUDGET, CheckpointError, DivergenceError,
+                     MADEConfig, RunFolderError, TrainConfig, balanced_labels, check_api, check_resume_state, device_of,
                      expand_path, figure_samples, finished_run_blocker, fit, get_xp, load_dataset, parse_threads,
                      read_checkpoint_meta, recipe_summary, resolve_checkpoint_path, run_lock, sample, to_host,
                      training_parts, update_checkpoint_meta, write_json, atomic_file, candidates, candidate_row,
                      choose, selects, table_lines, validation_nll)
 
-from .common import (PATH_NAMES, PathParam, UserError, check_dataset_path, dataset_path_option, device_option,
+from .common import (PathParam, UserError, check_dataset_path, dataset_path_option, device_option,
                      evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
                      result_lines, say, seed_option, user_values)
 

@@ -74,6 +74,8 @@ TABLES = ("wine", "breast-cancer", "diabetes", "iris", "digits-real")
 TOYS = ("moons", "8gaussians", "checkerboard", "pinwheel", "2spirals")
 TOY_SPLIT = (20_000, 5_000, 5_000)
 NAMES = ("digits", "binarized-mnist", "mnist", "2d") + TABLES + TOYS
+#: The named sets read from a file (``load_dataset(path=...)``, the cache, or the download), in every spelling.
+PATH_NAMES = ("binarized-mnist", "binarized_mnist", "mnist", "2d")
 #: A column of real-valued data whose values over all splits are at most this many distinct
 #: numbers is reported as discrete (:attr:`Dataset.discrete_columns`), e.g. diabetes' ``sex``: a
 #: density on so few values is unbounded (it can pile up on them), a softmax over them is not.
@@ -875,10 +877,8 @@ def _load(spec: str, path, seed: int, context: str, allow_nan: bool = False, rea
         raise DataError(f"{spec}: context 'file' needs a path to an .npz holding {', '.join(CONTEXT_KEYS)}")
     if name == "digits":
         return _load_digits(seed, labels=context == "labels")
-    if name in ("binarized-mnist", "binarized_mnist", "mnist"):
-        return _load_mnist(path, seed)
-    if name == "2d":
-        return _load_2d(path, seed)
+    if name in PATH_NAMES:
+        return _load_2d(path, seed) if name == "2d" else _load_mnist(path, seed)
     if name in TABLES:
         return _load_sklearn_table(name, seed)
     if name in TOYS:
