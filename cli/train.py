@@ -468,8 +468,9 @@ def _resume(ctx, o, where) -> None:
             cfg = TrainConfig.from_dict({**info["train_config"].to_dict(), **more})
         check_resume_state(model, cfg, info)
         results_only = state["finished"] and not more
-        if state["finished"] and more and finished_run_blocker(state, cfg) is not None:
-            raise UserError(_cannot_train_on(ckpt, state, cfg))
+        blocker = finished_run_blocker(state, cfg) if state["finished"] and more else None
+        if blocker is not None:
+            raise UserError(_cannot_train_on(ckpt, state, cfg, blocker[0]))
         if results_only and info["results"] is not None:
             raise UserError(f"{ckpt}: this run finished at epoch {state['epoch']} and its results are written; "
                             f"nothing to resume (train it on with --epochs more than {state['epoch']}, "
@@ -520,10 +521,11 @@ def _resume_choice(ctx, o, where, run_dir: Path) -> None:
         _choose(ctx, o, where, run_dir, ds, model.config, cfg, spec, get_xp(o["device"]))
 
 
-def _cannot_train_on(ckpt: Path, state: dict, cfg: TrainConfig) -> str:
-    """The one line refusing to train a finished run on: names the option to change."""
+def _cannot_train_on(ckpt: Path, state: dict, cfg: TrainConfig, field: str) -> str:
+    """The one line refusing to train a finished run on, naming the option of the ``field`` that
+    :func:`finished_run_blocker` blames (``epochs`` or ``patience``)."""
     epoch, best = state["epoch"], state["best_epoch"]
-    if cfg.epochs <= epoch:
+    if field == "epochs":
         return (f"--epochs {cfg.epochs}: the run of {ckpt} has already trained {epoch} epochs; "
                 f"give more than {epoch} to train it on")
     return (f"--patience {cfg.patience}: the run of {ckpt} stopped early at epoch {epoch}, {epoch - best} epochs "

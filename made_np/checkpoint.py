@@ -618,11 +618,16 @@ def finished_run_blocker(state: dict, cfg: TrainConfig):
 
     It does when ``cfg.epochs`` exceeds the epochs it trained and its patience would
     not stop it at once.
+
+    Returns
+    -------
+    (str, str) or None
+        The field of ``cfg`` to raise (``"epochs"`` or ``"patience"``) and why, in words.
     """
     epoch, best_epoch = int(state["epoch"]), int(state["best_epoch"])
     if cfg.epochs <= epoch:
-        return f"it trained {epoch} epochs, and {cfg.epochs} are asked for"
+        return "epochs", f"it trained {epoch} epochs, and {cfg.epochs} are asked for"
     if cfg.patience and epoch - best_epoch >= cfg.patience:
-        return (f"it stopped early at epoch {epoch}, {epoch - best_epoch} epochs after its best epoch "
-                f"{best_epoch}, and the patience is {cfg.patience}")
+        return "patience", (f"it stopped early at epoch {epoch}, {epoch - best_epoch} epochs after its best epoch "
+                            f"{best_epoch}, and the patience is {cfg.patience}")
     return None

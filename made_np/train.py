@@ -510,9 +510,9 @@ class _Run:
         (or of a finished one that ``cfg`` gives more epochs: its weights are its best ones)."""
         old = info["state"]
         if old["finished"]:
-            why = finished_run_blocker(old, self.cfg)
-            if why is not None:
-                raise ValueError(f"this checkpoint is of a finished run; there is nothing to resume ({why})")
+            blocker = finished_run_blocker(old, self.cfg)
+            if blocker is not None:
+                raise ValueError(f"this checkpoint is of a finished run; there is nothing to resume ({blocker[1]})")
         self.state.update({k: old[k] for k in ("epoch", "step", "best_epoch", "best_valid_nll")})
         if info.get("optimizer"):
             self.opt.load_state_dict(self._optimizer_state(info["optimizer"], to_natural=False))

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from made_np import checkpoint as checkpoint_mod, runfolder
 from made_np.checkpoint import (CheckpointError, check_resume_state, finished_run_blocker, load_checkpoint,
-                                read_checkpoint_meta)
+                                read_checkpoint_meta, update_checkpoint_meta)
 from made_np.runfolder import RunFolderError, RunLockedError, run_lock
 from made_np.cli import cli
 from made_np.config import TrainConfig
@@ -451,6 +451,11 @@ def test_resume_trains_a_finished_run_on_with_more_epochs(tmp_path, small_npy):
     assert run("train", "--dataset", small_npy, "--out", out, "--hidden", 8, "--epochs", 2, "-q").exit_code == 0
     user_error(run("train", "--resume", out, "--epochs", 2), "--epochs 2", "already trained 2 epochs")
     before = load_checkpoint(out)[1]
+    early = Path(shutil.copytree(out, tmp_path / "early"))  # as if its patience had stopped it after epoch 2
+    update_checkpoint_meta(early, state={**before["state"], "best_epoch": 1})
+    user_error(run("train", "--resume", early, "--epochs", 3, "--patience", 1),
+               f"--patience 1: the run of {early / 'model.npz'} stopped early at epoch 2, 1 epochs after its best "
+               "epoch 1; give --patience more than 1 (or 0) to train it on")
     more = run("train", "--resume", out, "--epochs", 3)
     assert more.exit_code == 0, more.output
     assert re.search(r"^epoch +3 ", more.output, re.M) and not re.search(r"^epoch +[12] ", more.output, re.M)
@@ -465,8 +470,10 @@ def test_finished_run_blocker():
     state = {"epoch": 10, "best_epoch": 4}
     assert finished_run_blocker(state, TrainConfig(epochs=12, patience=0)) is None
     assert finished_run_blocker(state, TrainConfig(epochs=12, patience=7)) is None
-    assert "trained 10 epochs" in finished_run_blocker(state, TrainConfig(epochs=10, patience=0))
-    assert "stopped early" in finished_run_blocker(state, TrainConfig(epochs=20, patience=6))
+    field, why = finished_run_blocker(state, TrainConfig(epochs=10, patience=0))
+    assert field == "epochs" and "trained 10 epochs" in why
+    field, why = finished_run_blocker(state, TrainConfig(epochs=20, patience=6))
+    assert field == "patience" and "stopped early" in why
 
 
 # =========================================================================== divergence
