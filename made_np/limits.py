@@ -41,10 +41,10 @@ MAX_PNG_POINTS = 200_000
 #: Parameter copies of a loaded model: weights, masks, gradients and the masked-product buffer
 #: (:class:`made_np.layers.MaskedDense`), plus the arrays read from the checkpoint.
 MODEL_COPIES = 6
-#: Extra parameter copies while training, by optimiser: its state buffers, the in-place
-#: optimiser's scratch buffer, the block-sparse form, the best weights and the checkpoint's copies.
-TRAIN_EXTRA_COPIES = {"adam": 2 + 1 + 2 + 1 + 4, "adagrad": 1 + 1 + 2 + 1 + 3, "sgd": 1 + 2 + 1 + 2}
-OPTIMIZER_WORDS = {"adam": "Adam's state", "adagrad": "Adagrad's state", "sgd": "copies"}
+#: Extra parameter copies while training, besides the optimiser's state buffers and their copies in
+#: the checkpoint (:func:`model_parts`): the in-place optimiser's scratch buffer, the block-sparse
+#: form (2), the best weights, and the checkpoint's copies of the weights and the best weights.
+TRAIN_EXTRA_COPIES = 1 + 2 + 1 + 2
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:e(\d+))?\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
 
@@ -213,7 +213,8 @@ def model_label(cfg, hidden_option: str = "--hidden") -> str:
 
 
 def model_parts(cfg, *, label: str | None = None, optimizer: str | None = None, drawing: bool | None = None) -> list:
-    """The parameters of a model and their copies: loaded (``optimizer=None``) or being trained.
+    """The parameters of a model and their copies: loaded (``optimizer=None``) or being trained with
+    the optimiser registered as ``optimizer`` (with the state buffers its class declares, ``state_names``).
     ``drawing``: whether its initial weights are drawn here (default: when it is trained)."""
     size = itemsize(cfg)
     label = label or model_label(cfg)
@@ -221,9 +222,11 @@ def model_parts(cfg, *, label: str | None = None, optimizer: str | None = None, 
     if optimizer is None:
         parts = [Part(label, "parameters, masks and gradients", P * size * MODEL_COPIES)]
     else:
-        copies = MODEL_COPIES + TRAIN_EXTRA_COPIES.get(optimizer, 10)
-        words = OPTIMIZER_WORDS.get(optimizer, "optimiser state")
-        parts = [Part(label, f"parameters, gradients and {words}", P * size * copies)]
+        from .optim import optimizer_class
+
+        cls = optimizer_class(optimizer)
+        copies = MODEL_COPIES + TRAIN_EXTRA_COPIES + 2 * len(cls.state_names)  # a buffer, and its checkpoint copy
+        parts = [Part(label, f"parameters, gradients and {cls.__name__}'s state", P * size * copies)]
     widths = layer_widths(cfg)
     biggest = max(a * b for a, b in zip(widths[:-1], widths[1:]))
     # drawn in float64, then cast (a loaded model draws nothing: the term is a margin there); a new

@@ -72,6 +72,25 @@ def test_refusal_names_the_option_the_estimate_and_the_fix():
     assert limits.check(limits.model_parts(small, optimizer="adam"), 2**30) < 100 * 2**20
 
 
+def test_training_copies_come_from_the_optimisers_class(monkeypatch):
+    """A trained model's copies: 6 of a loaded model, 6 more (scratch, block-sparse form, best weights,
+    the checkpoint's weights) and two per state buffer its optimiser class declares (the buffer and its
+    checkpoint copy), so an optimiser defined here (three buffers) gets its own estimate."""
+    from made_np.optim import OPTIMIZERS, Optimizer
+
+    class Three(Optimizer):
+        state_names = ("a", "b", "c")
+
+    monkeypatch.setitem(OPTIMIZERS, "three", Three)
+    cfg = MADEConfig(D=10, hidden=(20,), dtype="float32")
+    one_copy = limits.num_params(cfg) * 4
+    for name, copies, words in [("adam", 16, "Adam's state"), ("adagrad", 14, "Adagrad's state"),
+                                ("sgd", 14, "SGD's state"), ("three", 18, "Three's state")]:
+        part = limits.model_parts(cfg, optimizer=name)[0]
+        assert part.nbytes == copies * one_copy and part.what == f"parameters, gradients and {words}", name
+    assert limits.model_parts(cfg)[0].nbytes == 6 * one_copy
+
+
 def test_png_count_and_sample_estimates():
     limits.check_png_count(limits.MAX_PNG_IMAGES, (28, 28))
     with pytest.raises(limits.LimitError, match=r"-n 2501: at most 2500 images .* \.npy"):
