@@ -364,14 +364,14 @@ def image_shape_of(info: dict):
     return tuple(stored) if stored else (math.isqrt(D),) * 2 if math.isqrt(D) ** 2 == D else None
 
 
-def format_nats(mean: float, stderr, n: int, D: int | None = None) -> str:
-    """``mean ± stderr nats``, with ``D`` followed by ``(mean/D ± stderr/D nats/dim)``; of one example
-    (``n < 2``, ``stderr`` None) the standard error is undefined: ``mean ± n/a nats (...; one example:
-    no standard error)``."""
+def format_nats(mean: float, stderr, n: int, per_dim: tuple | None = None) -> str:
+    """``mean ± stderr nats``, with ``per_dim`` (evaluate's ``nll_per_dim``, ``stderr_per_dim``) followed by
+    ``(... ± ... nats/dim)``; of one example (``n < 2``, ``stderr`` None) the standard error is undefined:
+    ``mean ± n/a nats (...; one example: no standard error)``."""
     if n < 2 or stderr is None:
-        per_dim = f"{mean / D:.5f} ± n/a nats/dim; " if D else ""
-        return f"{mean:.3f} ± n/a nats ({per_dim}one example: no standard error)"
-    return f"{mean:.3f} ± {stderr:.3f} nats" + (f" ({mean / D:.5f} ± {stderr / D:.5f} nats/dim)" if D else "")
+        shown = f"{per_dim[0]:.5f} ± n/a nats/dim; " if per_dim else ""
+        return f"{mean:.3f} ± n/a nats ({shown}one example: no standard error)"
+    return f"{mean:.3f} ± {stderr:.3f} nats" + (f" ({per_dim[0]:.5f} ± {per_dim[1]:.5f} nats/dim)" if per_dim else "")
 
 
 def evaluate_both(model, x, eval_masks=None, batch_size: int = 1000, mask_index: int = 0, context=None) -> dict:
@@ -440,7 +440,8 @@ def result_lines(res: dict, split: str) -> list:
         labels.append(f"{split} NLL, ensemble of {e['masks']} mask{'s' if e['masks'] != 1 else ''}")
     width = max(len(label) for label in labels)
     missing = s.get("missing_rows", 0)  # results.json of older runs lack it
-    return ([f"{label:<{width}} : {format_nats(r['nll'], r['stderr'], r['n'], r['D'])}" for label, r in zip(labels, (s, e))]
-            + ([f"({missing} of {s['n']} rows have missing entries: scored on their observed entries, -log p(x_o))"]
+    return ([f"{label:<{width}} : {format_nats(r['nll'], r['stderr'], r['n'], (r['nll_per_dim'], r['stderr_per_dim']))}" for label, r in zip(labels, (s, e))]
+            + ([f"({missing} of {s['n']} rows have missing entries: scored on their observed entries, -log p(x_o); "
+                 "nats/dim per observed entry)"]
                if missing else []))
 

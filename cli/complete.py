@@ -34,22 +34,24 @@ def read_data(path, model) -> np.ndarray:
     return x  # its observed entries are checked with the observed mask (made_np.conditional)
 
 
-def observed_mask(model, info, n_rows: int, observed, occlude, seed: int) -> tuple:
-    """The (N, D) observed mask from ``--observed`` or ``--occlude`` (its values are the library's
-    to check), and a description of it."""
-    D = model.config.D
+def observed_mask(model, info, x, observed, occlude, seed: int) -> tuple:
+    """The (N, D) observed mask of the examples ``x`` from ``--observed`` or ``--occlude`` (its values are
+    the library's to check), their own missing entries (NaN) set unobserved; and a description of it."""
+    D, n_rows = model.config.D, x.shape[0]
     if (observed is None) == (occlude is None):
         raise UserError("give exactly one of --observed O.npy (1 = observed) and --occlude "
                         "top|bottom|left|right|random:P")
     if occlude is not None:
         with user_values(prefix=f"--occlude {occlude}: "):
-            return occlusion_mask(occlude, D, image_shape_of(info), n_rows, seed), f"{occlude} occluded"
-    o = read_array(observed, "--observed")
-    o = np.broadcast_to(o, (n_rows, o.shape[0])) if o.ndim == 1 else o  # one row for every row
-    if o.shape != (n_rows, D):
-        raise UserError(f"--observed {observed}: expected shape ({n_rows}, {D}) (or ({D},) for every row), "
-                        f"got {o.shape}")
-    return o, f"observed as in {observed}"
+            o, what = occlusion_mask(occlude, D, image_shape_of(info), n_rows, seed), f"{occlude} occluded"
+    else:
+        o = read_array(observed, "--observed")
+        o = np.broadcast_to(o, (n_rows, o.shape[0])) if o.ndim == 1 else o  # one row for every row
+        if o.shape != (n_rows, D):
+            raise UserError(f"--observed {observed}: expected shape ({n_rows}, {D}) (or ({D},) for every row), "
+                            f"got {o.shape}")
+        what = f"observed as in {observed}"
+    return (np.where(np.isnan(x), 0, o) if x.dtype.kind == "f" else o), what
 
 
 def examples_and_context(model, info, input_path, split, first, context, dataset_path):
@@ -86,7 +88,8 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @click.option("--input", "input_path", type=PathParam(dir_okay=False), default=None,
               show_default="the run's data set: --split, --first",
               help="A .npy of examples (N, D): integers in 0..classes-1 (real values for a real-valued run) where "
-                   "observed; the missing entries are never read (any value, -1 or NaN included).")
+                   "observed; the missing entries are never read (any value, -1 or NaN included); a NaN is missing "
+                   "whatever --observed/--occlude say.")
 @observed_options("none: give --occlude", ", 0 = to complete")
 @click.option("--split", type=click.Choice(SPLITS), default="test",
               help="Without --input: the split of the run's data set to take examples from.")
@@ -138,9 +141,7 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
                             "(the .npz holds them all)") from None
         parts += png_parts(images, model.config.D, image_shape, "--png", ncols=num_completions + 2)
     check_api(model_parts(model.config) + parts)
-    obs, what = observed_mask(model, info, N, observed, occlude, seed)
-    if input_path is None and x.dtype.kind == "f":  # the run's data set's own missing entries stay missing
-        obs = obs & ~np.isnan(x)
+    obs, what = observed_mask(model, info, x, observed, occlude, seed)
     t0 = time.perf_counter()
     source = f"--input {input_path}" if input_path is not None else f"the {split} split of {info['path']}"
     with user_values({"x": source, "observed": f"--observed {observed}"}):

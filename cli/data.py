@@ -39,16 +39,19 @@ def data_fetch(name, cache_dir, url):
               show_default="search $MADE_NP_DATA, the cache, ../shared/data",
               help="The data file (or a folder holding it) for binarized-mnist or 2d.")
 @seed_option("Seed of shuffles and splits.")
-def data_info(spec, dataset_path, seed):
+@click.option("--allow-missing", is_flag=True,
+              help="The data may hold missing entries (NaN, an empty CSV cell), as with `made-np train "
+                   "--allow-missing`; each column then shows how many.")
+def data_info(spec, dataset_path, seed, allow_missing):
     """Print the splits' shapes of SPEC (a named set such as digits, wine or moons, or a path), and
     for real-valued data each column's type: real (its range) or discrete (its values)."""
     check_dataset_path(spec, dataset_path)
-    ds = load_dataset(spec, path=dataset_path, seed=seed)
+    ds = load_dataset(spec, path=dataset_path, seed=seed, allow_nan=allow_missing)
     kind = "binary" if ds.is_binary else "real-valued" if ds.is_real else f"categorical, {ds.classes} classes"
     click.echo(f"{ds.name}: D = {ds.D} ({kind}), image shape {ds.image_shape}")
     for split in ("train", "valid", "test"):
         a = getattr(ds, split)
-        click.echo(f"  {split:5s} {str(a.shape):14s} {a.dtype}  mean value {float(a.mean()):.4f}")
+        click.echo(f"  {split:5s} {str(a.shape):14s} {a.dtype}  mean value {float(np.nanmean(a)):.4f}")
     if ds.is_real:
         x = np.concatenate([ds.train, ds.valid, ds.test])
         lo, hi = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
@@ -59,4 +62,5 @@ def data_info(spec, dataset_path, seed):
                 kind = f"discrete, {values.size} values: {', '.join(f'{v:g}' for v in values)}"
             else:
                 kind = f"real, {lo[c]:.6g} .. {hi[c]:.6g}"
-            click.echo(f"  column {c}{name}: {kind}")
+            missing = int(np.isnan(x[:, c]).sum())
+            click.echo(f"  column {c}{name}: {kind}" + (f"; {missing} missing" if missing else ""))

@@ -70,7 +70,7 @@ def _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed,
     """Mean ``-log p(x_o)`` ± standard error over the split (:func:`made_np.conditional.log_marginal`)."""
     from .complete import observed_mask
 
-    obs, what = observed_mask(model, info, x.shape[0], observed, occlude, seed)
+    obs, what = observed_mask(model, info, x, observed, occlude, seed)
     with user_values({"observed": f"--observed {observed}"}), row_progress(x.shape[0], "marginals") as progress:
         nll = -to_host(log_marginal(model, x, obs, masks=masks, seed=seed, context=y,
                                     progress=progress)).astype(np.float64)

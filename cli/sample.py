@@ -116,8 +116,13 @@ def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_m
                             "from no samples; leave them out")
         check_api(model_parts(model.config))
         _, test = load_split(info, "test", dataset_path)
+        left = int(np.isnan(test).any(axis=1).sum())  # rows with missing entries (--allow-missing): not points
+        if left == len(test):
+            raise UserError(f"{info['path']}: every test row has a missing entry: no point to draw beside the density")
+        test = test[~np.isnan(test).any(axis=1)]
         with user_values():
-            click.echo(f"test NLL: {-float(np.mean(to_host(model.log_prob(test)))):.4f} nats")
+            click.echo(f"test NLL: {-float(np.mean(to_host(model.log_prob(test)))):.4f} nats"
+                       + (f" ({len(test)} complete test rows; {left} with missing entries left out)" if left else ""))
             with writing(out, "--out"):
                 plots.plot_density(lambda points: to_host(model.log_prob(points)), test, out)
     else:

@@ -145,9 +145,10 @@ def _progress(epoch: int, n_batches: int):
               help="Condition on a context per example, p(x | y): labels (the digit classes, one-hot) or file (the "
                    "train_context/valid_context/test_context keys of an .npz: (N,) labels or (N, C) float rows).")
 @click.option("--allow-missing", is_flag=True,
-              help="Real-valued data may hold missing entries (NaN, an empty CSV cell): each such row trains and is "
-                   "scored on its observed entries (an order-agnostic model; with many rows a fresh mask every "
-                   "minibatch), ready for `made-np impute`.")
+              help="The data may hold missing entries (NaN, an empty CSV cell): each such row trains and is scored "
+                   "on its observed entries (an order-agnostic model; with many rows a fresh mask every minibatch), "
+                   "ready for `made-np impute`. Whole numbers with blanks load as real-valued data whose discrete "
+                   "columns get a softmax (the mixed head).")
 @click.option("--hidden", default=None, show_default="500; 100,100 for 2d",
               help="Hidden widths, comma-separated (500,500 for two layers; 0 or '' for none).")
 @click.option("--ordering", type=click.Choice(ORDERINGS), default="natural",

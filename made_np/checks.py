@@ -440,16 +440,18 @@ def observed_entries(x):
 
 
 def _check_missing_rows(model, seen, name: str, start: int = 0) -> None:
-    """Training rows with missing entries: an order-agnostic model (a row's loss is the marginal of
-    its observed entries under an observed-first mask) and no row with every entry missing."""
+    """Rows with missing entries, to train on or score: an order-agnostic model (a row's NLL is the
+    marginal of its observed entries under observed-first masks) and no row with every entry missing."""
     c = model.config
     if not c.order_agnostic or c.num_masks == 1:
-        raise ValueError(f"{name} has missing entries (NaN): training on them needs an order-agnostic model "
-                         "(num_masks != 1 and order_agnostic=True), whose observed-first masks give their marginal")
+        raise ValueError(f"{name} has missing entries (NaN): training on them or scoring them needs an order-agnostic "
+                         "model (num_masks != 1 and order_agnostic=True; made-np train: no --num-masks 1 nor "
+                         "--no-order-agnostic), whose observed-first masks give their marginal")
     empty = np.flatnonzero(~seen.any(axis=1))
     if empty.size:
         raise ValueError(f"{name} row {start + int(empty[0])} has every entry missing (NaN): it holds nothing to "
-                         f"learn from; drop such rows ({empty.size} in this block)")
+                         f"learn from or to score; drop such rows ({empty.size} among rows "
+                         f"{start}..{start + len(seen) - 1})")
 
 
 def check_data_or_missing(model, x, name: str = "x") -> tuple:

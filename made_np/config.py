@@ -170,12 +170,13 @@ def recipe_summary(dataset) -> str:
 
 def default_num_masks(dataset) -> int:
     """The recipe's mask bank for ``dataset`` (:func:`size_recipe`): :data:`SMALL_DATA_MASKS` masks
-    for a small training set, else 1; a training set with missing entries (NaN), which trains
-    through observed-first masks, no limit (a fresh order-agnostic mask every minibatch, as
+    for a small training set, else 1; data with missing entries (NaN) in any split, which train and
+    are scored through observed-first masks, no limit (a fresh order-agnostic mask every minibatch, as
     :class:`made_np.MADEImputer`) in place of the one mask."""
     if size_recipe(dataset) == "small":
         return SMALL_DATA_MASKS
-    return 1 if observed_entries(getattr(dataset, "train", None)) is None else UNLIMITED
+    missing = any(observed_entries(getattr(dataset, split, None)) is not None for split in ("train", "valid", "test"))
+    return UNLIMITED if missing else 1
 
 
 def default_patience(dataset, batch_size: int) -> int:

@@ -342,9 +342,9 @@ def _check_array(arr: np.ndarray, file, what: str, names=(), lines=None) -> np.n
     :func:`_check_real` names it (:func:`_at`: a text file's line, the column's name)."""
     arr = _check_shape(arr, file, what)
     if arr.dtype.kind == "f":
-        _refuse(arr, file, what, names, lines, (lambda: ~np.isfinite(arr), "NaN/inf",
-                                                f"expected integers >= 0: drop or impute the missing entries, "
-                                                f"or {TRAIN_ON_OBSERVED}"))
+        fix = (f"drop or impute the missing entries, or {TRAIN_ON_OBSERVED}" if np.isnan(arr).any()
+               else "replace the infinite values by finite numbers or drop those rows")
+        _refuse(arr, file, what, names, lines, (lambda: ~np.isfinite(arr), "NaN/inf", f"expected integers >= 0: {fix}"))
     return arr
 
 
@@ -412,6 +412,12 @@ def _check_real(arr: np.ndarray, file, what: str, allow_nan: bool = False, names
              f"drop those rows, fill them in, or {TRAIN_ON_OBSERVED}"),
             (lambda: np.abs(arr) > np.finfo(np.float32).max, "huge",
              f"values beyond float32's range (|x| > {np.finfo(np.float32).max:.3g}); rescale that column"))
+    empty = np.flatnonzero(np.isnan(arr).all(axis=1)) if allow_nan else ()
+    if len(empty):
+        r = int(empty[0])
+        raise DataError(f"{file}: {what} has {len(empty)} row{'s' if len(empty) != 1 else ''} with every entry missing "
+                        f"(NaN), the first at {'row ' + str(r) if lines is None else 'line ' + str(lines[r])}: nothing "
+                        "in them to learn from or to score; drop those rows")
     return arr
 
 
@@ -424,6 +430,10 @@ def _make_real(name: str, splits: dict, file, allow_nan: bool = False, names=(),
         warnings.simplefilter("ignore", RuntimeWarning)
         train, label = arrays[0], next(iter(splits))
         constant = ~(np.nanmax(train, axis=0) > np.nanmin(train, axis=0))
+    unseen = np.isnan(train).all(axis=0)
+    if unseen.any():
+        raise DataError(f"{file}: {_column(int(np.argmax(unseen)), names)} of {label} has no observed value (every "
+                        "entry missing, NaN): nothing of it to learn; drop that column")
     if constant.any():
         c = int(np.argmax(constant))
         raise DataError(f"{file}: {_column(c, names)} of {label} is constant "

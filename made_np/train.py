@@ -119,7 +119,8 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     dict
         ``nll`` (mean NLL, nats per example), ``stderr`` (its standard error,
         ``std / sqrt(N)`` with ``ddof=1``; None for one example, where it is undefined: ``null`` in
-        JSON), ``nll_per_dim`` and ``stderr_per_dim`` (divided by D), ``n`` (N), ``D``, ``masks`` (number of masks used),
+        JSON), ``nll_per_dim`` and ``stderr_per_dim`` (divided by D; with missing entries, by the
+        observed entries per row: nats per observed entry), ``n`` (N), ``D``, ``masks`` (number of masks used),
         ``ensemble`` (bool), ``mask_index`` (the single mask, or None) and ``missing_rows`` (rows
         scored on their observed entries only).
 
@@ -144,7 +145,8 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     ensemble = model.config.num_masks != 1 and (ensemble is None or bool(ensemble))  # one mask: nothing to ensemble
     if observed is not None:  # rows with missing entries: their observed entries' NLL, as fit validates them
         indices = model.eval_mask_indices(eval_masks) if ensemble else [single]
-        nll, masks, single = _rows_nll(model, x, indices, batch_size, y, observed), len(indices), None if ensemble else single
+        nll, masks = _rows_nll(model, x, indices, batch_size, y, observed), len(indices)
+        single = None if ensemble else single
     elif ensemble:
         indices = model.eval_mask_indices(eval_masks)
         nll = model._ensemble_nll(x, indices, batch_size, y)
@@ -153,8 +155,10 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         nll, masks = model._nll(x, model._mask(single)[1], batch_size, y), 1
     mean, stderr = mean_and_stderr(backend.to_host(nll))
     D = model.config.D
+    per_row = D if observed is None else int(observed.sum()) / x.shape[0]  # observed entries per row
     return {
-        "nll": mean, "stderr": stderr, "nll_per_dim": mean / D, "stderr_per_dim": None if stderr is None else stderr / D,
+        "nll": mean, "stderr": stderr, "nll_per_dim": mean / per_row,
+        "stderr_per_dim": None if stderr is None else stderr / per_row,
         "n": int(x.shape[0]), "D": D, "masks": masks, "ensemble": ensemble, "mask_index": single,
         "missing_rows": 0 if observed is None else int((~observed).any(axis=1).sum()),
     }
@@ -173,9 +177,18 @@ def _rows_nll(model: MADE, x, indices: list, batch_size: int, context=None, obse
     """Per-row NLL (N,) in nats of device data under the ensemble of ``indices`` (one index: that mask's own NLL);
     rows with missing entries (host ``observed``) score ``-log p(x_o)`` of the ensemble of their observed-first
     masks (docs/math.md Sec. 12)."""
-    if observed is None:
+    xp = model.xp
+    partial = None if observed is None else ~observed.all(axis=1)
+    if partial is None or not partial.any():
         return model._ensemble_nll(x, indices, batch_size, context)  # one mask: log K = 0, the mask's own NLL
-    return math.log(len(indices)) - functools.reduce(model.xp.logaddexp, [model.xp.concat([
+    if not partial.all():  # the complete rows by the ordinary (faster) passes, the others by their own masks
+        rows = [np.flatnonzero(~partial), np.flatnonzero(partial)]
+        take = [(xp.asarray(r, device=model.device), r) for r in rows]
+        parts = [_rows_nll(model, xp.take(x, i, axis=0), indices, batch_size,
+                           None if context is None else xp.take(context, i, axis=0), observed[r]) for i, r in take]
+        back = xp.asarray(np.argsort(np.concatenate(rows)), device=model.device)
+        return xp.take(xp.concat(parts), back, axis=0)
+    return math.log(len(indices)) - functools.reduce(xp.logaddexp, [xp.concat([
         -model._observed_nll(x[s, ...], observed[s], k, None if context is None else context[s, ...])
         for s in backend.row_blocks(x.shape[0], batch_size)]) for k in indices])
 

@@ -276,8 +276,8 @@ def test_fit_checks_its_arguments_and_never_overwrites_a_run(binrun, tmp_path):
     cfg = TrainConfig(epochs=1, patience=0)
     for train, fragment in [(np.full((20, 6), 7, np.uint8), r"dataset.train must hold integers in 0..1"),
                             (np.zeros((0, 6)), r"dataset.train must be a non-empty array"),
-                            (np.full((20, 6), np.nan), "dataset.train has missing entries .NaN.: training on them needs an "
-                                                       "order-agnostic model")]:
+                            (np.full((20, 6), np.nan), "dataset.train has missing entries .NaN.: training on them or "
+                                                       "scoring them needs an order-agnostic model")]:
         with pytest.raises(ValueError, match=fragment):
             fit(model, SimpleNamespace(train=train, valid=good), cfg)
     with pytest.raises(ValueError, match="has no .valid"):

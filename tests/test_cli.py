@@ -384,8 +384,8 @@ def test_one_example_shows_no_standard_error():
     """A 10-row file splits 8/1/1: a test NLL of one example used to print "± 0.000"."""
     from made_np.cli.common import format_nats
 
-    assert format_nats(4.2, None, 1, 6) == "4.200 ± n/a nats (0.70000 ± n/a nats/dim; one example: no standard error)"
-    assert format_nats(4.2, 0.6, 2, 6) == "4.200 ± 0.600 nats (0.70000 ± 0.10000 nats/dim)"
+    assert format_nats(4.2, None, 1, (0.7, None)) == "4.200 ± n/a nats (0.70000 ± n/a nats/dim; one example: no standard error)"
+    assert format_nats(4.2, 0.6, 2, (0.7, 0.1)) == "4.200 ± 0.600 nats (0.70000 ± 0.10000 nats/dim)"
     assert format_nats(1.0174, None, 1) == "1.017 ± n/a nats (one example: no standard error)"  # complete, evaluate --observed
     assert format_nats(1.0174, 0.25, 3) == "1.017 ± 0.250 nats"
 

@@ -137,3 +137,53 @@ def test_allow_missing_takes_whole_numbers_with_blanks_as_discrete_columns(tmp_p
                      "--hidden", 8, "--epochs", 1)
     assert result.exit_code == 0, result.output
     assert "mixed head" in result.output and "4 c4 {0, 1}" in result.output
+
+
+def test_missing_rows_columns_and_infinities_are_refused_at_the_file(tmp_path):
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    x[6] = np.nan  # a blank row: nothing to learn from or to score, in whichever split it falls
+    write_csv(tmp_path / "row.csv", x)
+    one_line_error(run_cli("train", "--dataset", tmp_path / "row.csv", "--allow-missing", "--out", tmp_path / "r"),
+                   "row.csv: array has 1 row with every entry missing (NaN), the first at line 8", "drop those rows")
+    y = np.random.default_rng(1).normal(size=(40, 3))
+    y[:, 1] = np.nan
+    write_csv(tmp_path / "col.csv", y)
+    one_line_error(run_cli("train", "--dataset", tmp_path / "col.csv", "--allow-missing", "--out", tmp_path / "r"),
+                   "column 1 ('c1') of array (train part) has no observed value", "drop that column")
+    ints = np.ones((40, 3))
+    ints[2, 2] = np.inf
+    np.save(tmp_path / "inf.npy", ints)
+    result = run_cli("train", "--dataset", tmp_path / "inf.npy", "--allow-missing", "--out", tmp_path / "r")
+    one_line_error(result, "inf.npy: array has 1 NaN/inf value", "replace the infinite values by finite numbers")
+    assert "--allow-missing" not in result.output  # no advice to pass the flag already given
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_with_missing_entries_takes_them_as_unobserved_everywhere(tmp_path):
+    from made_np import log_marginal
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=200)
+    x = np.c_[a, a + 0.5 * rng.normal(size=200)]
+    x[rng.random(x.shape) < 0.15] = np.nan
+    x[np.isnan(x).all(axis=1), 0] = 0.5
+    np.save(tmp_path / "m.npy", x)
+    assert run_cli("train", "--dataset", tmp_path / "m.npy", "--allow-missing", "--hidden", 8, "--epochs", 2,
+                   "--out", tmp_path / "run").exit_code == 0
+    info = run_cli("data", "info", tmp_path / "m.npy", "--allow-missing")
+    assert info.exit_code == 0 and f"; {int(np.isnan(x[:, 0]).sum())} missing" in info.output
+    marginal = run_cli("evaluate", tmp_path / "run", "--occlude", "random:0.3", "--seed", 4, "--json")
+    assert marginal.exit_code == 0, marginal.output
+    model, test = load_checkpoint(tmp_path / "run")[0], load_dataset(tmp_path / "m.npy", allow_nan=True).test
+    from made_np import occlusion_mask
+    obs = occlusion_mask("random:0.3", 2, None, len(test), 4) & ~np.isnan(test)  # the data's own NaN: unobserved
+    want = -log_marginal(model, np.where(obs, test, 0), obs, masks=16, seed=4)
+    assert json.loads(marginal.output)["neg_log_px_o"] == pytest.approx(float(np.mean(want)), rel=1e-12)
+    drawn = run_cli("density", tmp_path / "run", "--out", tmp_path / "d.png")
+    left = int(np.isnan(test).any(axis=1).sum())
+    assert drawn.exit_code == 0 and f"{len(test) - left} complete test rows; {left} with missing" in drawn.output
+    np.save(tmp_path / "in.npy", test[:5])  # NaN where --occlude says observed: missing all the same
+    done = run_cli("complete", tmp_path / "run", "--input", tmp_path / "in.npy", "--occlude", "random:0.1",
+                   "-n", 2, "--out", tmp_path / "c.npz")
+    assert done.exit_code == 0, done.output
+    assert not np.load(tmp_path / "c.npz")["observed"][np.isnan(test[:5])].any()

@@ -135,6 +135,10 @@ def test_evaluate_scores_a_row_with_missing_entries_by_the_ensemble_of_its_obser
     want = -(np.logaddexp.reduce(-per_mask, axis=0) - np.log(K))
     got = evaluate(model, x, eval_masks=K, batch_size=3)
     assert got["nll"] == pytest.approx(want.mean(), rel=1e-12) and got["n"] == 8
+    assert got["nll_per_dim"] == pytest.approx(want.sum() / obs.sum(), rel=1e-12)  # nats per observed entry
+    from made_np.train import _rows_nll  # row by row: the complete rows (ordinary passes) back in their places
+    rows = _rows_nll(model, np.where(obs, x, 0), model.eval_mask_indices(K), 3, None, obs)
+    assert np.allclose(rows, want, rtol=1e-12, atol=0)
     assert got["missing_rows"] == int((~obs).any(axis=1).sum()) > 0
     single = evaluate(model, x, ensemble=False, mask_index=2)
     assert single["nll"] == pytest.approx(per_mask[2].mean(), rel=1e-12) and single["mask_index"] == 2

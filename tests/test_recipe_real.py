@@ -81,11 +81,13 @@ def test_the_estimators_leave_patience_to_the_recipe():
     assert est.history_["stop_reason"] == "epochs" and len(rows) == 40  # a patience of 30 could have stopped it
 
 
-@pytest.mark.parametrize("rows, missing, masks", [(12_000, False, 1), (12_000, True, 0),  # 0: no limit
-                                                  (500, True, 16), (500, False, 16)])
-def test_a_large_training_set_with_missing_entries_gets_a_fresh_mask_every_minibatch(rows, missing, masks):
-    train = np.random.default_rng(0).normal(size=(rows, 6))
+@pytest.mark.parametrize("rows, missing, masks", [(12_000, None, 1), (12_000, "train", 0),  # 0: no limit
+                                                  (12_000, "valid", 0), (12_000, "test", 0), (500, "train", 16),
+                                                  (500, None, 16)])
+def test_large_data_with_missing_entries_get_a_fresh_mask_every_minibatch(rows, missing, masks):
+    rng = np.random.default_rng(0)
+    splits = {"train": rng.normal(size=(rows, 6)), "valid": rng.normal(size=(9, 6)), "test": rng.normal(size=(9, 6))}
     if missing:
-        train[3, 2] = np.nan  # one missing entry: training needs observed-first (order-agnostic) masks
-    ds = SimpleNamespace(D=6, classes=0, name="x", train=train, discrete_columns=())
+        splits[missing][3, 2] = np.nan  # one missing entry: training or scoring needs observed-first masks
+    ds = SimpleNamespace(D=6, classes=0, name="x", discrete_columns=(), **splits)
     assert MADEConfig.for_data(ds).num_masks == masks
