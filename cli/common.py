@@ -440,7 +440,8 @@ def result_lines(res: dict, split: str) -> list:
         labels.append(f"{split} NLL, ensemble of {e['masks']} mask{'s' if e['masks'] != 1 else ''}")
     width = max(len(label) for label in labels)
     missing = s.get("missing_rows", 0)  # results.json of older runs lack it
-    return ([f"{label:<{width}} : {format_nats(r['nll'], r['stderr'], r['n'], (r['nll_per_dim'], r['stderr_per_dim']))}" for label, r in zip(labels, (s, e))]
+    return ([f"{label:<{width}} : {format_nats(r['nll'], r['stderr'], r['n'], (r['nll_per_dim'], r['stderr_per_dim']))}"
+             for label, r in zip(labels, (s, e))]
             + ([f"({missing} of {s['n']} rows have missing entries: scored on their observed entries, -log p(x_o); "
                  "nats/dim per observed entry)"]
                if missing else []))
