@@ -469,6 +469,11 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
         K, the observed-first masks of the mixture each row is completed from.
     draws : int, default=100
         Completions per row behind each estimate (``>= 2``).
+    discrete : {"mode", "mean"}, default="mode"
+        The estimate of a discrete entry (classes, and a mixed head's discrete columns such as a
+        binary column of real-valued data): the posterior mode, a valid class or level, or the
+        posterior mean, the fill of least expected squared error
+        (:func:`made_np.conditional.posterior_summary`).
 
     Attributes
     ----------
@@ -489,7 +494,8 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
     def __init__(self, hidden=(500,), num_masks=UNLIMITED, order_agnostic=True, connectivity_agnostic=True,
                  direct=None, ordering="natural", epochs=None, batch_size=100, lr=None,
                  optimizer="adam", patience=None, validation_fraction=0.1, eval_masks=None,
-                 random_state=None, head=None, components=None, discrete_columns="auto", masks=16, draws=100):
+                 random_state=None, head=None, components=None, discrete_columns="auto", masks=16, draws=100,
+                 discrete="mode"):
         super().__init__(hidden=hidden, num_masks=num_masks, order_agnostic=order_agnostic,
                          connectivity_agnostic=connectivity_agnostic, direct=direct, ordering=ordering,
                          epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, patience=patience,
@@ -498,6 +504,7 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
                          discrete_columns=discrete_columns)
         self.masks = masks
         self.draws = draws
+        self.discrete = discrete
 
     def __sklearn_tags__(self):
         """NaN allowed (the entries to fill); real values as well as classes, negative ones included."""
@@ -563,7 +570,8 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
             raise ValueError(f"X has the value {int(np.nanmax(X))}, outside the classes 0..{self.n_classes_ - 1} "
                              f"seen in fit")
         (seed,) = _seeds(self.random_state, 1)
-        out = _impute(self.model_, X, masks=self.masks, draws=draws, seed=seed, samples=self.draws)
+        out = _impute(self.model_, X, masks=self.masks, draws=draws, seed=seed, samples=self.draws,
+                      discrete=self.discrete)
         return Imputation(*(None if a is None else backend.to_host(a) for a in out))
 
     def transform(self, X):
