@@ -187,7 +187,8 @@ def impute(name: str, seed: int, fraction: float = 0.2, masks: int = 16, ds=None
     seconds = time.perf_counter() - t0
     loglik = made_np.conditional.log_conditional(imp.model_, ds.test, ~hidden, masks=masks, seed=seed)
     mean = np.where(hidden, train.mean(0), ds.test)
-    other = {f"made:{label}": rmse(imp.set_params(**{"masks": masks, **v}).transform(x_missing))
+    base = imp.get_params()
+    other = {f"made:{label}": rmse(imp.set_params(**{**base, **v}).transform(x_missing))
              for label, v in (variants or {}).items()}
     return {"part": "impute", "data": name, "seed": seed, "hidden": int(hidden.sum()), **other,
             "made": rmse(filled), "made_loglik_per_entry": float(np.sum(loglik) / hidden.sum()),
