@@ -1,7 +1,7 @@
 """``made-np impute``: fill the missing entries of a table (made_np.conditional.impute).
 
 The math is the library's: completions from the exact conditional of the mixture of
-observed-first masks, and the posterior mean (real-valued heads) or mode (discrete heads)
+observed-first masks, and the posterior mean (real-valued heads) or mode (classes)
 with the predictive standard deviation (docs/math.md, "Imputation"). This module only reads
 the table, checks the columns against the model and writes the outputs.
 """
@@ -59,9 +59,10 @@ def write_table(path: Path, x: np.ndarray, columns) -> None:
 @click.option("--masks", type=click.IntRange(1, None), default=16,
               help="Observed-first masks in the mixture (order-agnostic models); a single-ordering model uses its own "
                    "mask(s) and imputes only rows whose observed entries come first in its ordering.")
-@click.option("--discrete", type=click.Choice(DISCRETE_ESTIMATES), default="mode", show_default=True,
+@click.option("--discrete", type=click.Choice(DISCRETE_ESTIMATES), default="auto", show_default=True,
               help="A discrete entry's estimate (discrete data, and the discrete columns of mixed data): its posterior "
-                   "mode (a valid value) or mean (least squared error, between the values).")
+                   "mode (a valid value) or mean (least squared error, between the values); auto: the mean for "
+                   "real-valued data, the mode for classes.")
 @seed_option("Seed of the masks, the mixture draws and the noise.")
 @click.option("--method", type=click.Choice(COMPLETION_METHODS), default="fast",
               help="fast: the degree-ordered sampler; naive: one forward pass per missing variable (the same draws).")
@@ -74,9 +75,9 @@ def impute(checkpoint, input_path, out, draws, samples, masks, discrete, seed, m
            max_memory):
     """Fill the missing entries of a table with the model of CHECKPOINT, with their uncertainty.
 
-    Every missing entry gets the posterior mean (real-valued data) or the posterior mode
-    (discrete data, and the discrete columns of mixed data: the most frequent drawn value;
-    --discrete mean: their mean) of its exact conditional given the row's
+    Every missing entry gets the posterior mean (real-valued data, their discrete columns
+    included) or the posterior mode (classes: the most frequent drawn value; --discrete
+    chooses) of its exact conditional given the row's
     observed entries, estimated from --samples completions; the .std file holds each entry's
     predictive standard deviation. Observed entries are copied unchanged.
     """

@@ -70,7 +70,7 @@ def parse_setting(name: str):
             model[key] = tuple(int(w) for w in value.split("x")) if value else ()
         elif key in ("components", "num_masks"):
             model[key] = UNLIMITED if value == "inf" else int(value)
-        elif key in ("patience", "batch_size", "eval_masks", "valid_masks", "epochs"):
+        elif key in ("patience", "batch_size", "eval_masks", "valid_masks", "epochs", "extra_eval"):
             train[key] = int(value)
         else:
             train[key] = float(value)
@@ -121,6 +121,7 @@ def run(name: str, seed: int, setting: str) -> dict:
         per_epoch = -(-len(ds.train) // train_over.get("batch_size", 100))
         pu = int(train_over.pop("pu"))
         train_over = {**train_over, "patience": max(30, -(-pu // per_epoch))}
+    extra = train_over.pop("extra_eval", None)  # also the test NLL under an ensemble of this many masks
     model = MADE(MADEConfig.for_data(ds, seed=seed, **model_over))
     cfg = TrainConfig.for_data(ds, seed=seed, **train_over)
     t0 = time.perf_counter()
@@ -132,7 +133,8 @@ def run(name: str, seed: int, setting: str) -> dict:
     return {"part": "recipe", "data": name, "seed": seed, "setting": setting, "n_train": len(ds.train), "D": ds.D,
             "hidden": list(c.hidden), "components": c.components, "num_masks": c.num_masks,
             "weight_decay": cfg.weight_decay, "valid": valid, "test": test["nll"],
-            "epochs_run": len(hist["rows"]), "best_epoch": hist["best_epoch"], "seconds": round(seconds, 1)}
+            "epochs_run": len(hist["rows"]), "best_epoch": hist["best_epoch"], "seconds": round(seconds, 1),
+            **({} if extra is None else {f"test_eval{extra}": evaluate(model, ds.test, eval_masks=extra)["nll"]})}
 
 
 def _params(setting: str) -> dict:

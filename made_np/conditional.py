@@ -422,8 +422,9 @@ def log_conditional(model, x, observed, masks: int = 16, seed: int = 0, batch_si
 
 #: How :func:`complete` draws: ``fast`` the degree-ordered sampler from the observed prefix, ``naive`` the reference.
 COMPLETION_METHODS = ("fast", "naive")
-#: How :func:`impute` estimates a discrete entry from its draws (:func:`posterior_summary`).
-DISCRETE_ESTIMATES = ("mode", "mean")
+#: How :func:`impute` estimates a discrete entry from its draws (:func:`posterior_summary`): ``auto``
+#: is the mean for real-valued data (a mixed head's discrete columns) and the mode for classes.
+DISCRETE_ESTIMATES = ("auto", "mode", "mean")
 
 
 def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_size: int = 1000,
@@ -550,7 +551,7 @@ class Imputation(NamedTuple):
     draws: object
 
 
-def posterior_summary(model, comps, discrete: str = "mode"):
+def posterior_summary(model, comps, discrete: str = "auto"):
     """The estimate and the standard deviation of every entry from S completions of each row.
 
     Real-valued heads (a class attribute ``real = True``) give the posterior mean, estimated by
@@ -559,7 +560,10 @@ def posterior_summary(model, comps, discrete: str = "mode"):
     frequent drawn class or level (ties to the lower; for binary data the sample mean rounded,
     ties to 0): always a valid value; or the posterior **mean** ``x̄`` of its drawn values, the
     estimate of least expected squared error (a level between the levels; for classes the
-    mean class index, meaningful where the classes are ordered or binary). The spread is the sample standard deviation
+    mean class index, meaningful where the classes are ordered or binary). ``auto``: the mean
+    for a real-valued head, whose discrete columns are measured numbers (diabetes' sex, a 1-5
+    scale) estimated like the real ones, and the mode for a discrete head, whose classes are
+    labels. The spread is the sample standard deviation
     ``s = sqrt(sum_s (x^(s) - x̄)^2 / (S - 1))`` of the drawn values, for every head (binary:
     ``sqrt(p (1 - p) S / (S - 1))`` with ``p`` the drawn frequency of 1). docs/math.md Sec. 10,
     "Imputation".
@@ -570,7 +574,7 @@ def posterior_summary(model, comps, discrete: str = "mode"):
         Gives the head and the classes ``C``.
     comps : array on ``model.xp``, shape (N, S, D), S >= 2
         Completions (:func:`complete`).
-    discrete : {"mode", "mean"}, default "mode"
+    discrete : {"auto", "mode", "mean"}, default "auto"
         The estimate of a discrete entry (:data:`DISCRETE_ESTIMATES`).
 
     Returns
@@ -579,10 +583,10 @@ def posterior_summary(model, comps, discrete: str = "mode"):
     """
     xp = model.xp
     v = xp.astype(comps, xp.float64)
-    std, mean = xp.std(v, axis=1, correction=1), xp.mean(v, axis=1)
-    if discrete == "mean":
+    std, mean, real = xp.std(v, axis=1, correction=1), xp.mean(v, axis=1), getattr(model.head, "real", False)
+    if discrete == "mean" or (discrete == "auto" and real):
         return mean, std
-    if not getattr(model.head, "real", False):
+    if not real:
         return _mode(xp, comps, range(model.config.classes)), std
     for d, levels in zip(model.head.discrete_columns, model.head.levels):  # a mixed head's: their mode
         mean[:, d] = _mode(xp, v[:, :, d], levels)
@@ -603,7 +607,7 @@ def _mode(xp, comps, values):
 
 def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: int = 100,
            batch_size: int = 1000, context=None, method: str = "fast", progress=None,
-           discrete: str = "mode") -> Imputation:
+           discrete: str = "auto") -> Imputation:
     """Fill the missing entries (NaN) of every row, with their predictive standard deviation.
 
     Each row's missing entries are completed ``S = max(samples, draws)`` times from the exact
@@ -611,9 +615,9 @@ def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: in
     a mask ``k`` drawn with weight ``w_k ∝ p_k(x_o)``, then ancestral sampling from the
     observed prefix), rows grouped by their missing pattern. From the S completions,
     :func:`posterior_summary` estimates each missing entry: the **posterior mean** for a
-    real-valued head (``real = True``), the **posterior mode** for a discrete head (the most
-    frequent drawn class; for binary data, the mean rounded; or, with ``discrete="mean"``, the
-    posterior mean of every entry, discrete ones included), and its standard deviation.
+    real-valued head (``real = True``, a mixed head's discrete columns included), the
+    **posterior mode** for a discrete head (the most frequent drawn class; for binary data, the
+    mean rounded); ``discrete`` may choose either for the discrete entries. And its standard deviation.
     Monte Carlo error: the mean's standard error is ``std / sqrt(S)`` (docs/math.md Sec. 10,
     "Imputation").
 
@@ -640,10 +644,10 @@ def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: in
         The sampler (:data:`COMPLETION_METHODS`).
     progress : callable, optional
         ``progress(n)`` after each group of ``n`` rows sharing a missing pattern.
-    discrete : {"mode", "mean"}, default "mode"
+    discrete : {"auto", "mode", "mean"}, default "auto"
         The estimate of a discrete entry (a discrete head's, a mixed head's discrete columns):
-        the posterior mode (a valid class or level) or mean (least expected squared error)
-        (:func:`posterior_summary`).
+        the posterior mode (a valid class or level) or mean (least expected squared error);
+        ``auto``: the mean for a real-valued head, the mode for classes (:func:`posterior_summary`).
 
     Returns
     -------

@@ -48,6 +48,7 @@ def test_csv_in_csv_out_equals_the_api(run_and_table):
     mean = np.loadtxt(tmp / "m.csv", delimiter=",", skiprows=1)
     assert np.array_equal(mean, impute(model, x, seed=2, discrete="mean").filled)  # the classes' posterior mean
     assert not np.array_equal(mean, y) and np.array_equal(mean[~np.isnan(x)], x[~np.isnan(x)])
+    assert np.array_equal(y, impute(model, x, seed=2, discrete="mode").filled)  # auto: the mode for classes
 
 
 def test_npy_in_npy_out_without_header(run_and_table):
