@@ -11,7 +11,7 @@ head models the discrete columns by probabilities.
 
 Imputation: 20% of the test entries hidden completely at random (the split's seed), filled by
 ``made_np.MADEImputer`` with its defaults (fitted on train + valid; the posterior mean over the
-mixture of observed-first masks), scikit-learn's
+mixture of observed-first masks, discrete columns included), scikit-learn's
 ``IterativeImputer`` (default estimator), ``KNNImputer`` and the training column mean; RMSE in
 standardised units (the training split's scale) over the hidden entries, and the model's
 log-likelihood of the hidden true values (nats per hidden entry), which the imputers cannot give.
@@ -19,7 +19,7 @@ log-likelihood of the hidden true values (nats per hidden entry), which the impu
 Every (data set, seed) is one JSON line; ``table`` turns the lines into the Markdown tables of
 docs/experiments.md (mean over seeds and its standard error).
 
-    python experiments/real_data.py density --data wine,iris --seeds 0-4 >> density.jsonl
+    python experiments/real_data.py density --data wine,iris --seeds 0-4 --peer-cache /tmp/peers.json >> density.jsonl
     python experiments/real_data.py impute --data wine,iris --seeds 0-4 >> impute.jsonl
     python experiments/real_data.py table density.jsonl impute.jsonl
 """
