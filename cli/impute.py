@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from made_np import COMPLETION_METHODS, DISCRETE_ESTIMATES, check_api, complete_parts, impute as impute_rows, mixture_size, \
-    model_parts, read_table, to_host
+from made_np import COMPLETION_METHODS, DISCRETE_ESTIMATES, check_api, complete_parts, impute as impute_rows, \
+    mixture_size, model_parts, read_table, to_host
 
 from .common import (PathParam, UserError, device_option, json_option, load_run, max_memory_option,
                      parse_context, report, row_progress, seed_option, user_values, write_arrays)

@@ -617,7 +617,7 @@ def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: in
     :func:`posterior_summary` estimates each missing entry: the **posterior mean** for a
     real-valued head (``real = True``, a mixed head's discrete columns included), the
     **posterior mode** for a discrete head (the most frequent drawn class; for binary data, the
-    mean rounded); ``discrete`` may choose either for the discrete entries. And its standard deviation.
+    mean rounded; ``discrete`` chooses either for the discrete entries), and its standard deviation.
     Monte Carlo error: the mean's standard error is ``std / sqrt(S)`` (docs/math.md Sec. 10,
     "Imputation").
 
@@ -660,8 +660,8 @@ def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: in
     ValueError
         ``x`` not (N, D) numbers or an observed value outside the model's, a count out of
         range, an unknown method or discrete estimate, a context that does not fit, a
-        single-ordering model and a missing pattern whose observed variables are not a prefix of its ordering, or more
-        memory than the limit allows (:func:`made_np.limits.complete_parts`).
+        single-ordering model and a missing pattern whose observed variables are not a prefix
+        of its ordering, or more memory than the limit allows (:func:`made_np.limits.complete_parts`).
     """
     check_model(model)
     masks, seed, batch_size = _counts(masks, seed, batch_size)

@@ -563,7 +563,8 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
             Called before :meth:`fit`.
         ValueError
             Wrong number of columns, inf, non-integer or negative values (a model of classes), a
-            class not seen in fit, a value outside a discrete column's levels, or ``masks``/``draws`` out of range.
+            class not seen in fit, a value outside a discrete column's levels, ``masks``/``draws`` out of range,
+            or an unknown ``discrete``.
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
