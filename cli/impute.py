@@ -1,7 +1,7 @@
 """``made-np impute``: fill the missing entries of a table (made_np.conditional.impute).
 
 The math is the library's: completions from the exact conditional of the mixture of
-observed-first masks, and the posterior mean (real-valued heads) or mode (discrete heads)
+observed-first masks, and the posterior mean (real-valued heads) or mode (classes)
 with the predictive standard deviation (docs/math.md, "Imputation"). This module only reads
 the table, checks the columns against the model and writes the outputs.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from made_np import COMPLETION_METHODS, check_api, complete_parts, impute as impute_rows, mixture_size, \
-    model_parts, read_table, to_host
+from made_np import COMPLETION_METHODS, DISCRETE_ESTIMATES, check_api, complete_parts, impute as impute_rows, \
+    mixture_size, model_parts, read_table, to_host
 
 from .common import (PathParam, UserError, device_option, json_option, load_run, max_memory_option,
                      parse_context, report, row_progress, seed_option, user_values, write_arrays)
@@ -55,6 +55,10 @@ def write_table(path: Path, x: np.ndarray, columns) -> None:
 @click.option("--masks", type=click.IntRange(1, None), default=16,
               help="Observed-first masks in the mixture (order-agnostic models); a single-ordering model uses its own "
                    "mask(s) and imputes only rows whose observed entries come first in its ordering.")
+@click.option("--discrete", type=click.Choice(DISCRETE_ESTIMATES), default="auto", show_default=True,
+              help="A discrete entry's estimate (discrete data, and the discrete columns of mixed data): its posterior "
+                   "mode (a valid value) or mean (least squared error, between the values); auto: the mean for "
+                   "real-valued data, the mode for classes.")
 @seed_option("Seed of the masks, the mixture draws and the noise.")
 @click.option("--method", type=click.Choice(COMPLETION_METHODS), default="fast",
               help="fast: the degree-ordered sampler; naive: one forward pass per missing variable (the same draws).")
@@ -63,12 +67,13 @@ def write_table(path: Path, x: np.ndarray, columns) -> None:
 @json_option
 @device_option
 @max_memory_option
-def impute(checkpoint, input_path, out, draws, samples, masks, seed, method, context, as_json, device, max_memory):
+def impute(checkpoint, input_path, out, draws, samples, masks, discrete, seed, method, context, as_json, device,
+           max_memory):
     """Fill the missing entries of a table with the model of CHECKPOINT, with their uncertainty.
 
-    Every missing entry gets the posterior mean (real-valued data) or the posterior mode
-    (discrete data, and the discrete columns of mixed data: the most frequent drawn value) of
-    its exact conditional given the row's
+    Every missing entry gets the posterior mean (real-valued data, their discrete columns
+    included) or the posterior mode (classes: the most frequent drawn value; --discrete
+    chooses) of its exact conditional given the row's
     observed entries, estimated from --samples completions; the .std file holds each entry's
     predictive standard deviation. Observed entries are copied unchanged.
     """
@@ -91,7 +96,7 @@ def impute(checkpoint, input_path, out, draws, samples, masks, seed, method, con
     with user_values({"x": f"--input {input_path}", "masks": "--masks", "samples": "--samples"}):
         with row_progress(N, "imputing") as progress:
             filled, std, drawn = impute_rows(model, x, masks=masks, draws=draws, seed=seed, samples=samples,
-                                             context=y, method=method, progress=progress)
+                                             context=y, method=method, progress=progress, discrete=discrete)
     seconds = time.perf_counter() - t0
     filled, std = to_host(filled), to_host(std)
     write_table(out, filled, columns)
@@ -102,7 +107,7 @@ def impute(checkpoint, input_path, out, draws, samples, masks, seed, method, con
     K = mixture_size(model, masks)
     wrote = [str(p) for p in (out, std_out, draws_out) if p is not None]
     result = {"checkpoint": info["path"], "rows": N, "missing": missing, "masks": K, "samples": max(samples, draws),
-              "draws": draws, "method": method, "seconds": seconds,
+              "draws": draws, "method": method, "discrete": discrete, "seconds": seconds,
               "mean_std": float(std[np.isnan(x)].mean()) if missing else 0.0, "out": wrote}
     report(result, as_json, f"imputed {missing} missing entries in {N} rows ({method}, mixture of {K} mask(s), "
            f"{max(samples, draws)} samples a row) in {seconds:.2f} s",

@@ -11,7 +11,7 @@ head models the discrete columns by probabilities.
 
 Imputation: 20% of the test entries hidden completely at random (the split's seed), filled by
 ``made_np.MADEImputer`` with its defaults (fitted on train + valid; the posterior mean over the
-mixture of observed-first masks), scikit-learn's
+mixture of observed-first masks, discrete columns included), scikit-learn's
 ``IterativeImputer`` (default estimator), ``KNNImputer`` and the training column mean; RMSE in
 standardised units (the training split's scale) over the hidden entries, and the model's
 log-likelihood of the hidden true values (nats per hidden entry), which the imputers cannot give.
@@ -19,7 +19,7 @@ log-likelihood of the hidden true values (nats per hidden entry), which the impu
 Every (data set, seed) is one JSON line; ``table`` turns the lines into the Markdown tables of
 docs/experiments.md (mean over seeds and its standard error).
 
-    python experiments/real_data.py density --data wine,iris --seeds 0-4 >> density.jsonl
+    python experiments/real_data.py density --data wine,iris --seeds 0-4 --peer-cache /tmp/peers.json >> density.jsonl
     python experiments/real_data.py impute --data wine,iris --seeds 0-4 >> impute.jsonl
     python experiments/real_data.py table density.jsonl impute.jsonl
 """
@@ -135,16 +135,26 @@ def kde_nll(ds) -> tuple:
     return best[1], best[2]
 
 
-def density(name: str, seed: int) -> dict:
+def peers(ds, name: str, seed: int, cache=None) -> dict:
+    """The tuned GaussianMixture and KernelDensity of ``ds`` (test NLL and choice), read from the
+    JSON file ``cache`` (``{"name:seed": {...}}``) when it holds them, else fitted and added to it."""
+    path, key = Path(cache) if cache else None, f"{name}:{seed}"
+    known = json.loads(path.read_text()) if path and path.exists() else {}
+    if key not in known:
+        (gmm, gmm_choice), (kde, bw) = gmm_nll(ds, seed), kde_nll(ds)
+        known[key] = {"gmm": gmm, "gmm_choice": gmm_choice, "kde": kde, "kde_bandwidth": bw}
+        if path:
+            path.write_text(json.dumps({**(json.loads(path.read_text()) if path.exists() else {}), key: known[key]}))
+    return known[key]
+
+
+def density(name: str, seed: int, cache=None) -> dict:
     ds = load_dataset(name, seed=seed)
     model, cfg, hist, seconds = train_made(ds, seed)
     res = evaluate(model, ds.test, eval_masks=cfg.eval_masks)
-    gmm, gmm_choice = gmm_nll(ds, seed)
-    kde, bw = kde_nll(ds)
     return {"part": "density", "data": name, "seed": seed, "n_train": len(ds.train), "D": ds.D,
             "head": model.config.head, "made": res["nll"], "made_stderr": res["stderr"],
-            "epochs_run": len(hist["rows"]), "seconds": round(seconds, 1),
-            "gmm": gmm, "gmm_choice": gmm_choice, "kde": kde, "kde_bandwidth": bw}
+            "epochs_run": len(hist["rows"]), "seconds": round(seconds, 1), **peers(ds, name, seed, cache)}
 
 
 def hide(x, fraction: float, rng):
@@ -157,11 +167,13 @@ def hide(x, fraction: float, rng):
     return out, hidden
 
 
-def impute(name: str, seed: int, fraction: float = 0.2, masks: int = 16, **params) -> dict:
-    """MADEImputer (its defaults, or ``params`` over them) against the imputers."""
+def impute(name: str, seed: int, fraction: float = 0.2, masks: int = 16, ds=None, variants=None, **params) -> dict:
+    """MADEImputer (its defaults, or ``params`` over them) against the imputers. ``variants``
+    (``{label: params}``): the same fitted imputer with other transform parameters (``masks``,
+    ``draws``, ``discrete``), its RMSE as ``made:label``. ``ds``: the data (default the named set)."""
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer, KNNImputer
-    ds = load_dataset(name, seed=seed)
+    ds = load_dataset(name, seed=seed) if ds is None else ds
     x_missing, hidden = hide(ds.test, fraction, np.random.default_rng(1000 + seed))
     sd = ds.train.std(0)
 
@@ -175,7 +187,10 @@ def impute(name: str, seed: int, fraction: float = 0.2, masks: int = 16, **param
     seconds = time.perf_counter() - t0
     loglik = made_np.conditional.log_conditional(imp.model_, ds.test, ~hidden, masks=masks, seed=seed)
     mean = np.where(hidden, train.mean(0), ds.test)
-    return {"part": "impute", "data": name, "seed": seed, "hidden": int(hidden.sum()),
+    base = imp.get_params()
+    other = {f"made:{label}": rmse(imp.set_params(**{**base, **v}).transform(x_missing))
+             for label, v in (variants or {}).items()}
+    return {"part": "impute", "data": name, "seed": seed, "hidden": int(hidden.sum()), **other,
             "made": rmse(filled), "made_loglik_per_entry": float(np.sum(loglik) / hidden.sum()),
             "iterative": rmse(IterativeImputer(random_state=seed).fit(train).transform(x_missing)),
             "knn": rmse(KNNImputer().fit(train).transform(x_missing)),
@@ -215,6 +230,8 @@ def main(argv=None) -> None:
     ap.add_argument("files", nargs="*", help="for table: the JSON-lines files")
     ap.add_argument("--data", default=None, help="comma-separated data set names")
     ap.add_argument("--seeds", default="0-4", help="the splits, e.g. 0-4")
+    ap.add_argument("--peer-cache", default=None, help="density: a JSON file that keeps the peers' figures "
+                                                       "per (data, seed), fitted once")
     args = ap.parse_args(argv)
     if args.part == "table":
         return table(args.files)
@@ -222,7 +239,8 @@ def main(argv=None) -> None:
     run = density if args.part == "density" else impute
     for name in (args.data.split(",") if args.data else default):
         for seed in seeds(args.seeds):
-            print(json.dumps(run(name, seed)), flush=True)
+            print(json.dumps(run(name, seed, **({"cache": args.peer_cache} if args.part == "density" else {}))),
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ Data: the named sets of ``made_np.data.TABLES`` and generated ones, ``NAME-N`` (
 80/10/10 by the seed as the named tables are): the toys (``moons-300``, ``pinwheel-2000``...),
 ``scurve-N`` (scikit-learn's ``make_s_curve``, noise 0.1), ``swissroll-N`` (``make_swiss_roll``,
 noise 0.5), ``gauss8-N`` (a Gaussian in 8-D with a random covariance ``A A^T / 8 + 0.1 I``), and
-``digits-real-N`` (the first N rows of a permutation of digits-real).
+``digits-real-N`` (the first N rows of a permutation of digits-real); mixed ones: ``mixgauss-N`` (a 6-D
+Gaussian, random covariance, columns 0 and 1 cut to 2 and 3 levels) and ``moonslabel-N`` (two moons
+and each point's moon, 0 or 1).
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ from made_np import data as mdata  # noqa: E402
 from made_np.config import UNLIMITED, MADEConfig, TrainConfig  # noqa: E402
 from made_np.model import MADE  # noqa: E402
 from made_np.train import evaluate, fit  # noqa: E402
-from real_data import gmm_nll, impute, kde_nll, seeds, summary  # noqa: E402
+from real_data import impute, seeds, summary  # noqa: E402
+from real_data import peers as peer_nlls  # noqa: E402
 
 #: ``name: (model overrides, training overrides)``; ``old`` is the recipe before the small-data rule
 #: (what the recipe gave every real set under 10,000 rows: patience 30 epochs), ``recipe`` whatever it
@@ -67,7 +70,7 @@ def parse_setting(name: str):
             model[key] = tuple(int(w) for w in value.split("x")) if value else ()
         elif key in ("components", "num_masks"):
             model[key] = UNLIMITED if value == "inf" else int(value)
-        elif key in ("patience", "batch_size", "eval_masks", "valid_masks"):
+        elif key in ("patience", "batch_size", "eval_masks", "valid_masks", "epochs", "extra_eval"):
             train[key] = int(value)
         else:
             train[key] = float(value)
@@ -87,6 +90,14 @@ def _generated(kind: str, n: int, seed: int) -> np.ndarray:
     if kind == "gauss8":
         a = np.random.default_rng(99).standard_normal((8, 8))  # one covariance for every split seed
         return rng.multivariate_normal(np.zeros(8), a @ a.T / 8 + 0.1 * np.eye(8), n)
+    if kind == "mixgauss":  # mixed: a 6-D Gaussian (random covariance) whose columns 0, 1 are cut to 2 and 3 levels
+        a = np.random.default_rng(98).standard_normal((6, 6))
+        z = rng.multivariate_normal(np.zeros(6), a @ a.T / 6 + 0.1 * np.eye(6), n)
+        return np.column_stack([1.0 + (z[:, 0] > 0), np.digitize(z[:, 1], [-0.5, 0.5]), z[:, 2:]])
+    if kind == "moonslabel":  # mixed: two moons and the moon (0/1) of each point
+        from sklearn.datasets import make_moons
+        x, y = make_moons(n, noise=0.1, random_state=seed)
+        return np.column_stack([x, y])
     if kind == "digits-real":
         x = mdata.load_dataset("digits-real", seed=seed)
         x = np.concatenate([x.train, x.valid, x.test])
@@ -110,6 +121,7 @@ def run(name: str, seed: int, setting: str) -> dict:
         per_epoch = -(-len(ds.train) // train_over.get("batch_size", 100))
         pu = int(train_over.pop("pu"))
         train_over = {**train_over, "patience": max(30, -(-pu // per_epoch))}
+    extra = train_over.pop("extra_eval", None)  # also the test NLL under an ensemble of this many masks
     model = MADE(MADEConfig.for_data(ds, seed=seed, **model_over))
     cfg = TrainConfig.for_data(ds, seed=seed, **train_over)
     t0 = time.perf_counter()
@@ -121,25 +133,35 @@ def run(name: str, seed: int, setting: str) -> dict:
     return {"part": "recipe", "data": name, "seed": seed, "setting": setting, "n_train": len(ds.train), "D": ds.D,
             "hidden": list(c.hidden), "components": c.components, "num_masks": c.num_masks,
             "weight_decay": cfg.weight_decay, "valid": valid, "test": test["nll"],
-            "epochs_run": len(hist["rows"]), "best_epoch": hist["best_epoch"], "seconds": round(seconds, 1)}
+            "epochs_run": len(hist["rows"]), "best_epoch": hist["best_epoch"], "seconds": round(seconds, 1),
+            **({} if extra is None else {f"test_eval{extra}": evaluate(model, ds.test, eval_masks=extra)["nll"]})}
 
 
-def impute_setting(name: str, seed: int, setting: str) -> dict:
-    """``real_data.impute`` with the MADEImputer parameters of ``setting`` (``key=value+...``:
-    hidden=100, num_masks=16 or inf, patience, masks, draws; ``default``: none)."""
+def _params(setting: str) -> dict:
+    """MADEImputer parameters spelled ``key=value+...`` (hidden=100, num_masks=16 or inf, patience,
+    masks, draws, discrete=mean; ``default``: none)."""
     params = {}
     for part in ([] if setting == "default" else setting.split("+")):
         key, _, value = part.partition("=")
-        params[key] = (tuple(int(w) for w in value.split("x")) if key == "hidden" else
+        params[key] = (tuple(int(w) for w in value.split("x")) if key == "hidden" else value if key == "discrete" else
                        float("inf") if value == "inf" else None if value == "None" else int(value))
-    row = impute(name, seed, **params)
+    return params
+
+
+def impute_setting(name: str, seed: int, setting: str, variants: str = "") -> dict:
+    """``real_data.impute`` with the MADEImputer parameters of ``setting`` (:func:`_params`), and the
+    same fitted imputer under each of the comma-separated transform settings ``variants``
+    (``masks=64+draws=400,discrete=mean``: columns ``made:SETTING``)."""
+    row = impute(name, seed, ds=load(name, seed), **_params(setting),
+                 variants={v: _params(v) for v in variants.split(",") if v})
     return {**row, "part": "impute-recipe", "setting": setting, "test": row["made"]}
 
 
-def peers(name: str, seed: int) -> dict:
+def peers(name: str, seed: int, cache=None) -> dict:
     ds = load(name, seed)
+    got = peer_nlls(ds, name, seed, cache)
     return {"part": "recipe", "data": name, "seed": seed, "setting": "peer", "n_train": len(ds.train), "D": ds.D,
-            "valid": None, "test": min(gmm_nll(ds, seed)[0], kde_nll(ds)[0])}
+            "valid": None, "test": min(got["gmm"], got["kde"]), **got}
 
 
 def table(files, column: str = "test", part: str = "recipe") -> None:
@@ -175,6 +197,9 @@ def main(argv=None) -> None:
     ap.add_argument("--settings", default="old,recipe", help="names of SETTINGS or key=value+key=value")
     ap.add_argument("--seeds", default="0-4")
     ap.add_argument("--column", default="test", choices=("test", "valid"))
+    ap.add_argument("--variants", default="", help="for impute: transform settings of the same fit, e.g. "
+                                                    "discrete=mean,masks=64+draws=400")
+    ap.add_argument("--peer-cache", default=None, help="for peers: the JSON file of real_data.peers")
     ap.add_argument("--rows", default="recipe", choices=("recipe", "impute-recipe"), help="for table: which rows")
     args = ap.parse_args(argv)
     if args.part == "table":
@@ -182,11 +207,11 @@ def main(argv=None) -> None:
     for name in args.data.split(","):
         for seed in seeds(args.seeds):
             if args.part == "peers":
-                print(json.dumps(peers(name, seed)), flush=True)
+                print(json.dumps(peers(name, seed, args.peer_cache)), flush=True)
                 continue
             if args.part == "impute":
                 for setting in args.settings.split(","):
-                    print(json.dumps(impute_setting(name, seed, setting)), flush=True)
+                    print(json.dumps(impute_setting(name, seed, setting, args.variants)), flush=True)
                 continue
             for setting in args.settings.split(","):
                 print(json.dumps(run(name, seed, setting)), flush=True)

@@ -24,7 +24,8 @@ _MODULES = {
     "made_np.train": "fit evaluate mean_and_stderr DivergenceError",
     "made_np.select": "fit_selected selects candidates candidate_row choose table_lines validation_nll CANDIDATES CHOOSING CHOSEN_SETTINGS",
     "made_np.sampling": "sample balanced_labels METHODS DEFAULT_METHOD",
-    "made_np.conditional": "complete impute log_marginal mixture_size occlusion_mask COMPLETION_METHODS",
+    "made_np.conditional": "complete impute log_marginal mixture_size occlusion_mask COMPLETION_METHODS "
+                           "DISCRETE_ESTIMATES",
     "made_np.density": "log_density_table entropy kl_divergence",
     "made_np.estimator": "MADEDensity MADEImputer",
     "made_np.checks": "MAX_SEED check_context",

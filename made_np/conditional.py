@@ -422,6 +422,9 @@ def log_conditional(model, x, observed, masks: int = 16, seed: int = 0, batch_si
 
 #: How :func:`complete` draws: ``fast`` the degree-ordered sampler from the observed prefix, ``naive`` the reference.
 COMPLETION_METHODS = ("fast", "naive")
+#: How :func:`impute` estimates a discrete entry from its draws (:func:`posterior_summary`): ``auto``
+#: is the mean for real-valued data (a mixed head's discrete columns) and the mode for classes.
+DISCRETE_ESTIMATES = ("auto", "mode", "mean")
 
 
 def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_size: int = 1000,
@@ -548,14 +551,19 @@ class Imputation(NamedTuple):
     draws: object
 
 
-def posterior_summary(model, comps):
+def posterior_summary(model, comps, discrete: str = "auto"):
     """The estimate and the standard deviation of every entry from S completions of each row.
 
     Real-valued heads (a class attribute ``real = True``) give the posterior mean, estimated by
-    the sample mean ``x̄ = (1/S) sum_s x^(s)`` (a mixed head's discrete columns: the mode of their
-    levels); discrete heads the posterior mode, estimated by
-    the most frequent drawn class (ties to the lower class; for binary data the sample mean
-    rounded, ties to 0). The spread is the sample standard deviation
+    the sample mean ``x̄ = (1/S) sum_s x^(s)``. A discrete entry (a discrete head's, or a mixed
+    head's discrete column) gets, by ``discrete``, the posterior **mode**, estimated by the most
+    frequent drawn class or level (ties to the lower; for binary data the sample mean rounded,
+    ties to 0): always a valid value; or the posterior **mean** ``x̄`` of its drawn values, the
+    estimate of least expected squared error (a level between the levels; for classes the
+    mean class index, meaningful where the classes are ordered or binary). ``auto``: the mean
+    for a real-valued head, whose discrete columns are measured numbers (diabetes' sex, a 1-5
+    scale) estimated like the real ones, and the mode for a discrete head, whose classes are
+    labels. The spread is the sample standard deviation
     ``s = sqrt(sum_s (x^(s) - x̄)^2 / (S - 1))`` of the drawn values, for every head (binary:
     ``sqrt(p (1 - p) S / (S - 1))`` with ``p`` the drawn frequency of 1). docs/math.md Sec. 10,
     "Imputation".
@@ -566,6 +574,8 @@ def posterior_summary(model, comps):
         Gives the head and the classes ``C``.
     comps : array on ``model.xp``, shape (N, S, D), S >= 2
         Completions (:func:`complete`).
+    discrete : {"auto", "mode", "mean"}, default "auto"
+        The estimate of a discrete entry (:data:`DISCRETE_ESTIMATES`).
 
     Returns
     -------
@@ -573,10 +583,11 @@ def posterior_summary(model, comps):
     """
     xp = model.xp
     v = xp.astype(comps, xp.float64)
-    std = xp.std(v, axis=1, correction=1)
-    if not getattr(model.head, "real", False):
+    std, mean, real = xp.std(v, axis=1, correction=1), xp.mean(v, axis=1), getattr(model.head, "real", False)
+    if discrete == "mean" or (discrete == "auto" and real):
+        return mean, std
+    if not real:
         return _mode(xp, comps, range(model.config.classes)), std
-    mean = xp.mean(v, axis=1)
     for d, levels in zip(model.head.discrete_columns, model.head.levels):  # a mixed head's: their mode
         mean[:, d] = _mode(xp, v[:, :, d], levels)
     return mean, std
@@ -595,7 +606,8 @@ def _mode(xp, comps, values):
 
 
 def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: int = 100,
-           batch_size: int = 1000, context=None, method: str = "fast", progress=None) -> Imputation:
+           batch_size: int = 1000, context=None, method: str = "fast", progress=None,
+           discrete: str = "auto") -> Imputation:
     """Fill the missing entries (NaN) of every row, with their predictive standard deviation.
 
     Each row's missing entries are completed ``S = max(samples, draws)`` times from the exact
@@ -603,8 +615,9 @@ def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: in
     a mask ``k`` drawn with weight ``w_k ∝ p_k(x_o)``, then ancestral sampling from the
     observed prefix), rows grouped by their missing pattern. From the S completions,
     :func:`posterior_summary` estimates each missing entry: the **posterior mean** for a
-    real-valued head (``real = True``), the **posterior mode** for a discrete head (the most
-    frequent drawn class; for binary data, the mean rounded), and its standard deviation.
+    real-valued head (``real = True``, a mixed head's discrete columns included), the
+    **posterior mode** for a discrete head (the most frequent drawn class; for binary data, the
+    mean rounded; ``discrete`` chooses either for the discrete entries), and its standard deviation.
     Monte Carlo error: the mean's standard error is ``std / sqrt(S)`` (docs/math.md Sec. 10,
     "Imputation").
 
@@ -631,6 +644,10 @@ def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: in
         The sampler (:data:`COMPLETION_METHODS`).
     progress : callable, optional
         ``progress(n)`` after each group of ``n`` rows sharing a missing pattern.
+    discrete : {"auto", "mode", "mean"}, default "auto"
+        The estimate of a discrete entry (a discrete head's, a mixed head's discrete columns):
+        the posterior mode (a valid class or level) or mean (least expected squared error);
+        ``auto``: the mean for a real-valued head, the mode for classes (:func:`posterior_summary`).
 
     Returns
     -------
@@ -642,15 +659,16 @@ def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: in
     ------
     ValueError
         ``x`` not (N, D) numbers or an observed value outside the model's, a count out of
-        range, an unknown method, a context that does not fit, a single-ordering model and a
-        missing pattern whose observed variables are not a prefix of its ordering, or more
-        memory than the limit allows (:func:`made_np.limits.complete_parts`).
+        range, an unknown method or discrete estimate, a context that does not fit, a
+        single-ordering model and a missing pattern whose observed variables are not a prefix
+        of its ordering, or more memory than the limit allows (:func:`made_np.limits.complete_parts`).
     """
     check_model(model)
     masks, seed, batch_size = _counts(masks, seed, batch_size)
     draws, samples = check_int("draws", draws, 0), check_int("samples", samples, 2)
     check_callable("progress", progress)
     draw = sampling.METHODS[check_choice("completion method", method, COMPLETION_METHODS)]
+    check_choice("discrete estimate", discrete, DISCRETE_ESTIMATES)
     xp = model.xp
     x, observed = check_missing(model, x)
     xd, obs, _, _ = _inputs(model, x, observed, read_missing=False)
@@ -665,7 +683,7 @@ def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: in
         comps[_rows(model, todo, N)] = _completions(model, xp.take(xd, r, axis=0), obs[todo], patterns,
                                                     inverse.reshape(-1), S, masks, seed, batch_size,
                                                     None if y is None else xp.take(y, r, axis=0), draw, progress)[0]
-    estimate, std = posterior_summary(model, comps)
+    estimate, std = posterior_summary(model, comps, discrete)
     o = model._on_device(obs)
     return Imputation(xp.where(o, x, estimate), xp.where(o, 0.0, std), comps[:, :draws] if draws else None)
 

@@ -452,8 +452,8 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
     ``fit(X)`` trains an order-agnostic MADE on the rows of ``X``, which may hold NaN: each
     row's loss is ``-log p(x_o)`` of its observed entries under an observed-first mask
     (docs/math.md Sec. 12, "Rows with missing entries"). ``transform(X)`` fills the NaN of
-    every row with the posterior mode (classes, and a mixed head's discrete columns) or mean
-    (real values) of its exact conditional given the row's observed entries
+    every row with the posterior mode (classes) or mean (real values, a mixed head's discrete
+    columns included; see ``discrete``) of its exact conditional given the row's observed entries
     (:func:`made_np.conditional.impute`: the most frequent value or the mean of ``draws``
     completions drawn from the mixture of ``masks`` observed-first masks), and leaves the observed entries
     as they are. Usable in a :class:`sklearn.pipeline.Pipeline` before any estimator.
@@ -469,6 +469,12 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
         K, the observed-first masks of the mixture each row is completed from.
     draws : int, default=100
         Completions per row behind each estimate (``>= 2``).
+    discrete : {"auto", "mode", "mean"}, default="auto"
+        The estimate of a discrete entry (classes, and a mixed head's discrete columns such as a
+        binary column of real-valued data): the posterior mode, a valid class or level, or the
+        posterior mean, the fill of least expected squared error; ``auto``: the mean on
+        real-valued data (every entry then gets its posterior mean), the mode on classes
+        (:func:`made_np.conditional.posterior_summary`; docs/experiments.md, "Real-valued data").
 
     Attributes
     ----------
@@ -489,7 +495,8 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
     def __init__(self, hidden=(500,), num_masks=UNLIMITED, order_agnostic=True, connectivity_agnostic=True,
                  direct=None, ordering="natural", epochs=None, batch_size=100, lr=None,
                  optimizer="adam", patience=None, validation_fraction=0.1, eval_masks=None,
-                 random_state=None, head=None, components=None, discrete_columns="auto", masks=16, draws=100):
+                 random_state=None, head=None, components=None, discrete_columns="auto", masks=16, draws=100,
+                 discrete="auto"):
         super().__init__(hidden=hidden, num_masks=num_masks, order_agnostic=order_agnostic,
                          connectivity_agnostic=connectivity_agnostic, direct=direct, ordering=ordering,
                          epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, patience=patience,
@@ -498,6 +505,7 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
                          discrete_columns=discrete_columns)
         self.masks = masks
         self.draws = draws
+        self.discrete = discrete
 
     def __sklearn_tags__(self):
         """NaN allowed (the entries to fill); real values as well as classes, negative ones included."""
@@ -555,7 +563,8 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
             Called before :meth:`fit`.
         ValueError
             Wrong number of columns, inf, non-integer or negative values (a model of classes), a
-            class not seen in fit, a value outside a discrete column's levels, or ``masks``/``draws`` out of range.
+            class not seen in fit, a value outside a discrete column's levels, ``masks``/``draws`` out of range,
+            or an unknown ``discrete``.
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
@@ -563,11 +572,12 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
             raise ValueError(f"X has the value {int(np.nanmax(X))}, outside the classes 0..{self.n_classes_ - 1} "
                              f"seen in fit")
         (seed,) = _seeds(self.random_state, 1)
-        out = _impute(self.model_, X, masks=self.masks, draws=draws, seed=seed, samples=self.draws)
+        out = _impute(self.model_, X, masks=self.masks, draws=draws, seed=seed, samples=self.draws,
+                      discrete=self.discrete)
         return Imputation(*(None if a is None else backend.to_host(a) for a in out))
 
     def transform(self, X):
-        """``X`` with every NaN replaced by its imputed value (the posterior mode or mean; see :meth:`impute`).
+        """``X`` with every NaN replaced by its imputed value (the posterior mode or mean: ``discrete``).
 
         Returns
         -------

@@ -43,6 +43,12 @@ def test_csv_in_csv_out_equals_the_api(run_and_table):
     assert np.array_equal(y, want.filled) and np.allclose(std, want.std, rtol=1e-15)
     assert np.array_equal(draws, want.draws) and draws.shape == (12, 3, 64)
     assert np.array_equal(y[~np.isnan(x)], x[~np.isnan(x)]) and np.all(std[~np.isnan(x)] == 0)
+    assert run_cli("impute", tmp / "run", "--input", tmp / "x.csv", "--out", tmp / "m.csv", "--seed", 2,
+                   "--discrete", "mean").exit_code == 0
+    mean = np.loadtxt(tmp / "m.csv", delimiter=",", skiprows=1)
+    assert np.array_equal(mean, impute(model, x, seed=2, discrete="mean").filled)  # the classes' posterior mean
+    assert not np.array_equal(mean, y) and np.array_equal(mean[~np.isnan(x)], x[~np.isnan(x)])
+    assert np.array_equal(y, impute(model, x, seed=2, discrete="mode").filled)  # auto: the mode for classes
 
 
 def test_npy_in_npy_out_without_header(run_and_table):

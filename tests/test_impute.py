@@ -58,6 +58,11 @@ def test_impute_estimates_the_exact_posterior_within_monte_carlo_error():
     assert sure.sum() >= 3
     assert np.array_equal(filled[sure], (p[sure] > 0.5).astype(float))  # the mode: the mean rounded
     assert np.allclose(std[~obs], np.sqrt(q * (1 - q) * S / (S - 1))[~obs])  # the sample std of 0/1 draws
+    assert np.array_equal(impute(model, np.where(obs, x, np.nan), masks=4, seed=1, samples=S, discrete="mode").filled,
+                          filled)  # the default ("auto") is the mode for classes
+    mean = impute(model, np.where(obs, x, np.nan), masks=4, seed=1, samples=S, discrete="mean").filled
+    np.testing.assert_allclose(mean[~obs], q[~obs], rtol=1e-12)  # discrete="mean": p(x_d = 1 | x_o), estimated
+    assert np.all(np.abs(mean - p)[~obs] <= 4.5 * se[~obs]) and np.array_equal(mean[obs], x[obs])
     assert np.allclose(std[~obs], np.sqrt(p * (1 - p))[~obs], atol=0.03)
     assert np.array_equal(draws[obs[:, None, :].repeat(S, 1)], np.repeat(x[:, None], S, 1)[obs[:, None, :].repeat(S, 1)])
 

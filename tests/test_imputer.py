@@ -126,3 +126,25 @@ def test_takes_every_parameter_of_made_density():
     head = imp.fit(X).model_.head
     assert (head.name, head.K, head.discrete_columns) == ("mog", 2, ())
     assert not np.isnan(imp.transform(X)).any()
+
+
+def test_discrete_mean_fills_a_binary_level_column_with_a_fraction_whose_rounding_is_the_mode():
+    """Levels 1 and 2 (a mixed head): ``discrete="mode"`` fills 1 or 2, ``"mean"`` (the default ``"auto"``
+    on real-valued data) the mean of the same draws, in [1, 2] and off the levels where the draws
+    disagree; the mode is that mean rounded (ties to the lower level), and the real columns are the
+    same either way."""
+    rng = np.random.default_rng(0)
+    s = rng.integers(1, 3, size=300).astype(float)
+    X = np.stack([3 * s + rng.normal(size=300), s, rng.normal(size=300)], axis=1)
+    x = holes(X, 0.3, 1)
+    imp = MADEImputer(hidden=(16,), epochs=3, random_state=0, draws=40).fit(x)
+    assert imp.model_.head.discrete_columns == (1,)
+    mean, mode = imp.transform(x), imp.set_params(discrete="mode").transform(x)
+    np.testing.assert_array_equal(imp.set_params(discrete="mean").transform(x), mean)
+    miss = np.isnan(x[:, 1])
+    assert set(np.unique(mode[miss, 1])) == {1.0, 2.0} and np.all((mean[:, 1] >= 1) & (mean[:, 1] <= 2))
+    assert not np.isin(mean[miss, 1], (1.0, 2.0)).all()
+    np.testing.assert_array_equal(mode[:, 1], np.where(mean[:, 1] > 1.5, 2.0, 1.0))
+    np.testing.assert_array_equal(mode[:, [0, 2]], mean[:, [0, 2]])
+    with pytest.raises(ValueError, match="unknown discrete estimate 'median'"):
+        imp.set_params(discrete="median").transform(x)

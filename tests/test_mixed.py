@@ -337,9 +337,42 @@ def test_imputation_gives_a_level_for_a_discrete_column_and_a_mean_for_a_real_on
     x = random_data(model.config, 6, 0)
     x[:3, 1] = np.nan
     x[3:, 0] = np.nan
-    out = impute(model, x, masks=4, samples=200, seed=0)
+    out = impute(model, x, masks=4, samples=200, seed=0, discrete="mode")
     assert set(np.unique(out.filled[:3, 1])) <= {0.0, 1.0, 3.0}
     assert not np.all(out.filled[3:, 0] == np.round(out.filled[3:, 0]))
     comps = impute(model, x, masks=4, samples=200, draws=200, seed=0).draws
     counts = (comps[:3, :, 1][..., None] == np.array([0.0, 1.0, 3.0])).sum(axis=1)
     np.testing.assert_array_equal(out.filled[:3, 1], np.array([0.0, 1.0, 3.0])[counts.argmax(axis=1)])
+
+
+def test_discrete_mean_fills_a_discrete_column_with_the_mean_of_its_drawn_levels():
+    """``discrete="mean"`` (and ``"auto"``, the default, on real-valued data): the discrete column's estimate
+    is the sample mean of its S drawn levels (least squared error, between the levels); the real column and
+    every std are those of the mode's run."""
+    model = mixed_model(D=3, discrete=(1,), levels=((0.0, 1.0, 3.0),), num_masks=4, ordering="natural")
+    randomize_weights(model, 3)
+    x = random_data(model.config, 6, 0)
+    x[:3, 1] = np.nan
+    x[3:, 0] = np.nan
+    mode = impute(model, x, masks=4, samples=200, seed=0, discrete="mode")
+    mean = impute(model, x, masks=4, samples=200, draws=200, seed=0, discrete="mean")
+    np.testing.assert_array_equal(impute(model, x, masks=4, samples=200, seed=0).filled, mean.filled)
+    np.testing.assert_allclose(mean.filled[:3, 1], mean.draws[:3, :, 1].mean(axis=1), rtol=1e-12)
+    assert not set(np.unique(mean.filled[:3, 1])) & {0.0, 1.0, 3.0}
+    np.testing.assert_array_equal(mean.filled[3:], mode.filled[3:])
+    np.testing.assert_array_equal(mean.std, mode.std)
+    with pytest.raises(ValueError, match="unknown discrete estimate 'median': choose one of auto, mode, mean"):
+        impute(model, x, masks=4, discrete="median")
+
+
+def test_posterior_summary_of_a_discrete_column_by_mode_and_by_mean():
+    """Draws 1, 2, 2 of a level column (1, 2) and 0, 3, 9 of a real one: mode 2 or mean 5/3; the real
+    column's mean 4 either way; the std the sample std (ddof 1) either way."""
+    from made_np.conditional import posterior_summary
+    model = mixed_model(D=2, discrete=(0,), levels=((1.0, 2.0),), hidden=(4,))
+    comps = np.array([[[1.0, 0.0], [2.0, 3.0], [2.0, 9.0]]])  # (N = 1, S = 3, D = 2)
+    std = [[np.sqrt(1 / 3), np.sqrt(21.0)]]
+    for discrete, want in (("mode", [[2.0, 4.0]]), ("mean", [[5 / 3, 4.0]]), ("auto", [[5 / 3, 4.0]])):
+        got, spread = posterior_summary(model, comps, discrete)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_allclose(spread, std, rtol=1e-12)
