@@ -39,7 +39,7 @@ from .limits import Part, check_api
 from .model import MADE
 from .optim import OPTIMIZERS
 from .sampling import sample as _sample
-from .train import fit as _fit
+from .train import _rows_nll, fit as _fit
 _SEED_HIGH = 2**31 - 1
 
 
@@ -350,13 +350,16 @@ class MADEDensity(BaseEstimator):
 
         With a bank of masks this is the mixture over :attr:`eval_masks` masks,
         ``log p(x) = logsumexp_k log p_k(x) - log K`` (paper Sec. 4.2); with a
-        single mask, ``log p(x)`` under it.
+        single mask, ``log p(x)`` under it. A row with missing entries (NaN, which
+        :class:`MADEImputer` accepts) scores the marginal of its observed entries,
+        ``log p(x_o)``, under each mask made observed-first (docs/math.md Sec. 12), as
+        :func:`made_np.evaluate` scores it.
 
         Parameters
         ----------
         X : array-like or scipy.sparse matrix of shape (n_samples, n_features_in_)
             Integer-valued data with values in ``0..n_classes_-1``; real values when
-            ``n_classes_ == 0``.
+            ``n_classes_ == 0``; NaN where missing for :class:`MADEImputer`.
 
         Returns
         -------
@@ -380,10 +383,15 @@ class MADEDensity(BaseEstimator):
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
-        if self.n_classes_ and X.size and int(X.max()) >= self.n_classes_:
-            raise ValueError(f"X has the value {int(X.max())}, outside the classes 0..{self.n_classes_ - 1} "
+        seen = ~np.isnan(X) if X.dtype.kind == "f" else np.ones(X.shape, bool)
+        top = X[seen].max() if seen.any() else 0
+        if self.n_classes_ and int(top) >= self.n_classes_:
+            raise ValueError(f"X has the value {int(top)}, outside the classes 0..{self.n_classes_ - 1} "
                              f"seen in fit")
         model, indices = self.model_, self._mask_indices()
+        if not seen.all():  # rows with missing entries (MADEImputer): log p(x_o), the complete rows as below
+            x = backend.to_device(np.where(seen, X, 0), model.xp)
+            return -backend.to_host(_rows_nll(model, x, indices, 1000, None, seen)).astype(np.float64)
         x = backend.to_device(X, model.xp)
         nll = model.nll(x) if indices is None else model.ensemble_nll(x, indices)
         return -backend.to_host(nll).astype(np.float64)

@@ -148,3 +148,15 @@ def test_discrete_mean_fills_a_binary_level_column_with_a_fraction_whose_roundin
     np.testing.assert_array_equal(mode[:, [0, 2]], mean[:, [0, 2]])
     with pytest.raises(ValueError, match="unknown discrete estimate 'median'"):
         imp.set_params(discrete="median").transform(x)
+
+
+def test_score_samples_gives_rows_with_missing_entries_the_marginal_of_their_observed_entries(chain_fit):
+    from made_np import evaluate
+
+    imp, test, missing = chain_fit
+    scores = imp.score_samples(missing)
+    complete = ~np.isnan(missing).any(axis=1)
+    assert np.array_equal(scores[complete], imp.score_samples(test[complete]))  # the ordinary ensemble, unchanged
+    K = len(imp._mask_indices())
+    assert scores.mean() == pytest.approx(-evaluate(imp.model_, missing, eval_masks=K)["nll"], rel=1e-12)
+    assert imp.score(missing) == pytest.approx(scores.mean(), rel=1e-12)
