@@ -130,7 +130,12 @@ def test_train_allow_missing_trains_on_the_observed_entries_and_impute_fills_the
     assert done.exit_code == 0, done.output
     y = np.loadtxt(tmp_path / "y.csv", delimiter=",", skiprows=1)
     assert not np.isnan(y).any() and np.array_equal(y[~np.isnan(x)], x[~np.isnan(x)])
-    assert set(np.unique(y[:, 2])) <= {0.0, 1.0, 2.0}  # the discrete column filled with one of its levels
+    assert y[:, 2].min() >= 0 and y[:, 2].max() <= 2  # the discrete column's posterior mean, between its levels
+    mode = run_cli("impute", tmp_path / "run", "--input", tmp_path / "t.csv", "--out", tmp_path / "z.csv",
+                   "--discrete", "mode")
+    assert mode.exit_code == 0, mode.output
+    z = np.loadtxt(tmp_path / "z.csv", delimiter=",", skiprows=1)
+    assert set(np.unique(z[:, 2])) <= {0.0, 1.0, 2.0}  # --discrete mode: one of its levels
 
 
 def test_allow_missing_takes_whole_numbers_with_blanks_as_discrete_columns(tmp_path):
