@@ -331,12 +331,18 @@ def test_marginal_of_the_real_column_sums_the_discrete_one_out():
     np.testing.assert_allclose(got, logsumexp(joint, axis=0), rtol=1e-10)
 
 
-def test_imputation_gives_a_level_for_a_discrete_column_and_a_mean_for_a_real_one():
+def mixed_with_holes():
+    """A mixed model (column 1 discrete, levels 0, 1, 3) and 6 rows: the first 3 lack column 1, the others column 0."""
     model = mixed_model(D=3, discrete=(1,), levels=((0.0, 1.0, 3.0),), num_masks=4, ordering="natural")
     randomize_weights(model, 3)
     x = random_data(model.config, 6, 0)
     x[:3, 1] = np.nan
     x[3:, 0] = np.nan
+    return model, x
+
+
+def test_imputation_gives_a_level_for_a_discrete_column_and_a_mean_for_a_real_one():
+    model, x = mixed_with_holes()
     out = impute(model, x, masks=4, samples=200, seed=0, discrete="mode")
     assert set(np.unique(out.filled[:3, 1])) <= {0.0, 1.0, 3.0}
     assert not np.all(out.filled[3:, 0] == np.round(out.filled[3:, 0]))
@@ -349,11 +355,7 @@ def test_discrete_mean_fills_a_discrete_column_with_the_mean_of_its_drawn_levels
     """``discrete="mean"`` (and ``"auto"``, the default, on real-valued data): the discrete column's estimate
     is the sample mean of its S drawn levels (least squared error, between the levels); the real column and
     every std are those of the mode's run."""
-    model = mixed_model(D=3, discrete=(1,), levels=((0.0, 1.0, 3.0),), num_masks=4, ordering="natural")
-    randomize_weights(model, 3)
-    x = random_data(model.config, 6, 0)
-    x[:3, 1] = np.nan
-    x[3:, 0] = np.nan
+    model, x = mixed_with_holes()
     mode = impute(model, x, masks=4, samples=200, seed=0, discrete="mode")
     mean = impute(model, x, masks=4, samples=200, draws=200, seed=0, discrete="mean")
     np.testing.assert_array_equal(impute(model, x, masks=4, samples=200, seed=0).filled, mean.filled)
