@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Issue 20's measure: the share of code lines that validate or handle errors: lines of `if ...: raise` blocks, raise statements,
-try/except handlers, and statements calling check_*; over code lines (docstrings/comments excluded)."""
+try/except handlers, and statements calling check_*; over code lines (docstrings/comments excluded).
+
+    python tools/validation_share.py made_np/{masks,layers,heads,model,optim,sampling,backend}.py
+"""
 import ast, sys, io, tokenize
 def code_lines(src):
     tree = ast.parse(src); doc = set()
