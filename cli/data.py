@@ -52,8 +52,10 @@ def data_info(spec, dataset_path, seed, allow_missing):
     for split in ("train", "valid", "test"):
         a = getattr(ds, split)
         click.echo(f"  {split:5s} {str(a.shape):14s} {a.dtype}  mean value {float(np.nanmean(a)):.4f}")
+    x = np.concatenate([ds.train, ds.valid, ds.test])
+    if not ds.is_real and x.dtype.kind == "f":  # categories with missing entries (--allow-missing)
+        click.echo(f"  missing entries: {int(np.isnan(x).sum())} of {x.size}")
     if ds.is_real:
-        x = np.concatenate([ds.train, ds.valid, ds.test])
         lo, hi = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
         for c in range(ds.D):
             name = f" ('{ds.columns[c]}')" if ds.columns else ""

@@ -77,6 +77,16 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
                f"to {out}")
 
 
+def _complete_rows(info, test) -> tuple:
+    """The test rows without a missing entry (a run trained with --allow-missing keeps NaN in its data) and
+    the words that say how many were left out (none: an empty string)."""
+    keep = ~np.isnan(test).any(axis=1) if test.dtype.kind == "f" else np.ones(len(test), bool)
+    if not keep.any():
+        raise UserError(f"{info['path']}: every test row has a missing entry: no complete row to score or draw")
+    left = int((~keep).sum())
+    return test[keep], (f" ({len(test) - left} complete test rows; {left} with missing entries left out)" if left else "")
+
+
 @click.command()
 @click.argument("checkpoint", type=PathParam())
 @click.option("--out", type=PathParam(dir_okay=False), default="density.png",
@@ -115,19 +125,15 @@ def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_m
             raise UserError(f"{' and '.join(unused)}: the density of a real-valued run is drawn on a grid, "
                             "from no samples; leave them out")
         check_api(model_parts(model.config))
-        _, test = load_split(info, "test", dataset_path)
-        left = int(np.isnan(test).any(axis=1).sum())  # rows with missing entries (--allow-missing): not points
-        if left == len(test):
-            raise UserError(f"{info['path']}: every test row has a missing entry: no point to draw beside the density")
-        test = test[~np.isnan(test).any(axis=1)]
+        test, note = _complete_rows(info, load_split(info, "test", dataset_path)[1])
         with user_values():
-            click.echo(f"test NLL: {-float(np.mean(to_host(model.log_prob(test)))):.4f} nats"
-                       + (f" ({len(test)} complete test rows; {left} with missing entries left out)" if left else ""))
+            click.echo(f"test NLL: {-float(np.mean(to_host(model.log_prob(test)))):.4f} nats{note}")
             with writing(out, "--out"):
                 plots.plot_density(lambda points: to_host(model.log_prob(points)), test, out)
     else:
         check_api(model_parts(model.config) + sample_parts(model.config, num_samples, blocked=True))
         ds, test = load_split(info, "test", dataset_path)
+        test, note = _complete_rows(info, test)
         cfg = info["train_config"]
         masks = None if model.config.num_masks == 1 else model.eval_mask_indices(cfg.eval_masks if cfg else None)
         with user_values():
@@ -135,7 +141,7 @@ def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_m
         x = np.asarray(test, dtype=np.int64)
         click.echo(f"{info['path']}: exact table of {log_q.size} cells"
                    + (f", ensemble of {len(masks)} mask{'s' if len(masks) != 1 else ''}" if masks else ""))
-        click.echo(f"test NLL (exact table)    : {float(-log_q[x[:, 0], x[:, 1]].mean()):.4f} nats")
+        click.echo(f"test NLL (exact table)    : {float(-log_q[x[:, 0], x[:, 1]].mean()):.4f} nats{note}")
         if ds.true_density is not None:
             click.echo(f"entropy of the true table : {entropy(ds.true_density):.4f} nats (test NLL lower bound)")
             click.echo(f"KL(p_true || p_model)     : {kl_divergence(ds.true_density, log_q):.4f} nats")
@@ -143,5 +149,6 @@ def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_m
             click.echo("no true table for this data set: KL and entropy skipped")
         xs = to_host(draw(model, num_samples, seed=seed, masks=masks))
         with writing(out, "--out"):
-            plots.plot_2d_panels(ds.true_density, ds.train, xs, np.exp(log_q), out)
+            train = ds.train[~np.isnan(ds.train).any(axis=1)] if ds.train.dtype.kind == "f" else ds.train
+            plots.plot_2d_panels(ds.true_density, train, xs, np.exp(log_q), out)  # the histogram of complete rows
     click.echo(f"wrote {out}")

@@ -147,8 +147,8 @@ def _progress(epoch: int, n_batches: int):
 @click.option("--allow-missing", is_flag=True,
               help="The data may hold missing entries (NaN, an empty CSV cell): each such row trains and is scored "
                    "on its observed entries (an order-agnostic model; with many rows a fresh mask every minibatch), "
-                   "ready for `made-np impute`. Whole numbers with blanks load as real-valued data whose discrete "
-                   "columns get a softmax (the mixed head).")
+                   "ready for `made-np impute`. Whole numbers with blanks stay categories, as MADEImputer takes "
+                   "them.")
 @click.option("--hidden", default=None, show_default="500; 100,100 for 2d",
               help="Hidden widths, comma-separated (500,500 for two layers; 0 or '' for none).")
 @click.option("--ordering", type=click.Choice(ORDERINGS), default="natural",
@@ -356,13 +356,14 @@ def _new_run(ctx, o, where) -> None:
             _choose(ctx, o, where, run_dir, ds, mcfg, cfg, None, xp)
             return
         if not quiet:
-            say(_model_line(model, cfg, xp, run_dir, missing=ds.is_real and bool(np.isnan(ds.train).any())))
+            say(_model_line(model, cfg, xp, run_dir, ds))
         _train_and_report(ctx, model, ds, cfg, run_dir, None, quiet, o["threads"])
 
 
-def _model_line(model, cfg, xp, run_dir: Path, missing: bool = False) -> str:
+def _model_line(model, cfg, xp, run_dir: Path, ds) -> str:
     """The line that says what trains: the network, its masks, the optimiser, the engine (the reference one
-    for rows with ``missing`` entries: fit's only form of their observed-first masks), the folder."""
+    for training rows with missing entries: fit's only form of their observed-first masks), the folder."""
+    missing = ds.train.dtype.kind == "f" and bool(np.isnan(ds.train).any())
     mcfg = model.config
     masks = {0: "no limit", 1: "1 (fixed)"}.get(mcfg.num_masks, str(mcfg.num_masks))
     return (f"MADE hidden {list(mcfg.hidden)}, {model.num_params} parameters, masks {masks}, "
@@ -390,7 +391,7 @@ def _choose(ctx, o, where, run_dir: Path, ds, mcfg, cfg, spec, xp) -> None:
                 with user_values():
                     model = MADE(m, xp)
                 if not o["quiet"]:
-                    say(f"candidate {name}: {_model_line(model, c, xp, folder)}")
+                    say(f"candidate {name}: {_model_line(model, c, xp, folder, ds)}")
                 _train_and_report(ctx, model, ds, c, folder, spec, o["quiet"], o["threads"])
         where["run_dir"] = run_dir
     _keep_chosen(run_dir, ds, o)

@@ -336,16 +336,30 @@ def _check_shape(arr: np.ndarray, file, what: str) -> np.ndarray:
 TRAIN_ON_OBSERVED = "train on the observed entries (made-np train --allow-missing; load_dataset(..., allow_nan=True))"
 
 
-def _check_array(arr: np.ndarray, file, what: str, names=(), lines=None) -> np.ndarray:
+def _check_array(arr: np.ndarray, file, what: str, names=(), lines=None, allow_nan: bool = False) -> np.ndarray:
     """Check one split of category indices (whole numbers 0 .. MAX_CLASSES - 1, as :func:`is_real`
-    leaves them): 2-D, rows, no NaN/inf. Returns it (bool -> uint8). A bad value is named as
-    :func:`_check_real` names it (:func:`_at`: a text file's line, the column's name)."""
+    leaves them): 2-D, rows, no inf, no NaN unless ``allow_nan`` (then no row all missing).
+    Returns it (bool -> uint8). A bad value is named as :func:`_check_real` names it (:func:`_at`:
+    a text file's line, the column's name)."""
     arr = _check_shape(arr, file, what)
     if arr.dtype.kind == "f":
-        fix = (f"drop or impute the missing entries, or {TRAIN_ON_OBSERVED}" if np.isnan(arr).any()
+        nan = not allow_nan and np.isnan(arr).any()
+        fix = (f"drop or impute the missing entries, or {TRAIN_ON_OBSERVED}" if nan
                else "replace the infinite values by finite numbers or drop those rows")
-        _refuse(arr, file, what, names, lines, (lambda: ~np.isfinite(arr), "NaN/inf", f"expected integers >= 0: {fix}"))
+        _refuse(arr, file, what, names, lines, (lambda: np.isinf(arr) if allow_nan else ~np.isfinite(arr),
+                                                "NaN/inf", f"expected integers >= 0: {fix}"))
+        _refuse_blank_rows(arr, file, what, lines)
     return arr
+
+
+def _refuse_blank_rows(arr, file, what: str, lines=None) -> None:
+    """A row with every entry missing (NaN) holds nothing to learn from or to score: DataError."""
+    empty = np.flatnonzero(np.isnan(arr).all(axis=1))
+    if len(empty):
+        r = int(empty[0])
+        raise DataError(f"{file}: {what} has {len(empty)} row{'s' if len(empty) != 1 else ''} with every entry missing "
+                        f"(NaN), the first at {'row ' + str(r) if lines is None else 'line ' + str(lines[r])}: nothing "
+                        "in them to learn from or to score; drop those rows")
 
 
 def _refuse(arr, file, what: str, names, lines, *checks) -> None:
@@ -378,12 +392,6 @@ def is_real(arrays) -> bool:
     return any(real(a) for a in arrays)
 
 
-def _takes_real(arrays, real: bool, allow_nan: bool) -> bool:
-    """Whether data load as real-valued: ``real``, :func:`is_real`, or a NaN (``allow_nan``: a
-    missing entry, trained around with the discrete columns' softmax, :func:`find_discrete_columns`)."""
-    return real or is_real(arrays) or allow_nan and any(a.dtype.kind == "f" and bool(np.isnan(a).any()) for a in arrays)
-
-
 def _column(c: int, names=()) -> str:
     """``column c`` (counted from 0), with its name where known."""
     return f"column {c}" + (f" ('{names[c]}')" if len(names) > c else "")
@@ -412,12 +420,7 @@ def _check_real(arr: np.ndarray, file, what: str, allow_nan: bool = False, names
              f"drop those rows, fill them in, or {TRAIN_ON_OBSERVED}"),
             (lambda: np.abs(arr) > np.finfo(np.float32).max, "huge",
              f"values beyond float32's range (|x| > {np.finfo(np.float32).max:.3g}); rescale that column"))
-    empty = np.flatnonzero(np.isnan(arr).all(axis=1)) if allow_nan else ()
-    if len(empty):
-        r = int(empty[0])
-        raise DataError(f"{file}: {what} has {len(empty)} row{'s' if len(empty) != 1 else ''} with every entry missing "
-                        f"(NaN), the first at {'row ' + str(r) if lines is None else 'line ' + str(lines[r])}: nothing "
-                        "in them to learn from or to score; drop those rows")
+    _refuse_blank_rows(arr, file, what, lines)
     return arr
 
 
@@ -460,16 +463,17 @@ def _split_rows(n: int, seed: int) -> tuple:
 
 def _make_dataset(name: str, splits: dict, file, allow_nan: bool = False, names=(), real: bool = False) -> Dataset:
     """Check the splits (``{label: array}``, train/valid/test order) and build a Dataset:
-    real-valued when ``real`` or :func:`is_real` or (``allow_nan``) a NaN, the discrete columns found
-    (:func:`find_discrete_columns`), else integer data as before."""
-    if _takes_real([a for a in splits.values() if isinstance(a, np.ndarray)], real, allow_nan):
+    real-valued when ``real`` or :func:`is_real`, else integer data as before: ``uint8``, or
+    ``float64`` with NaN where missing (``allow_nan``, as :class:`made_np.MADEImputer` takes them)."""
+    if real or is_real(a for a in splits.values() if isinstance(a, np.ndarray)):
         return _make_real(name, splits, file, allow_nan, names)
-    arrays = [_check_array(a, file, label) for label, a in splits.items()]
+    arrays = [_check_array(a, file, label, allow_nan=allow_nan) for label, a in splits.items()]
     _check_widths(arrays, splits, file)
-    top = max(float(a.max()) for a in arrays)
+    top = max(float(np.nanmax(a)) for a in arrays)
     classes = 2 if top <= 1 else int(top) + 1  # <= MAX_CLASSES: is_real takes larger values as real
+    missing = any(a.dtype.kind == "f" and np.isnan(a).any() for a in arrays)
     k = math.isqrt(arrays[0].shape[1])
-    return Dataset(name, *(a.astype(np.uint8, copy=False) for a in arrays), classes,
+    return Dataset(name, *(a.astype(np.float64 if missing else np.uint8, copy=False) for a in arrays), classes,
                    (k, k) if k * k == arrays[0].shape[1] else None)
 
 
@@ -576,8 +580,8 @@ def _load_path(p: Path, seed: int, allow_nan: bool = False, real: bool = False) 
     else:
         raise DataError(f"{p}: not an .npz or .npy file (expected keys {', '.join(SPLIT_KEYS)} in an .npz, "
                         "one (N, D) array in an .npy or a .csv, or a folder of binarized_mnist_{train,valid,test}.amat)")
-    real = _takes_real([arr], real, allow_nan)
-    arr = _check_real(arr, p, "array", allow_nan, names, lines) if real else _check_array(arr, p, "array", names, lines)
+    arr = (_check_real(arr, p, "array", allow_nan, names, lines) if real or is_real([arr])
+           else _check_array(arr, p, "array", names, lines, allow_nan))
     n = arr.shape[0]
     if n < 10:
         raise DataError(f"{p}: array has only {n} row{'s' if n != 1 else ''}; need at least 10 to split 80/10/10")
@@ -816,10 +820,10 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
         keys ``train_context``, ``valid_context``, ``test_context`` of an ``.npz`` ``spec``
         ((N,) integer labels or (N, C) float rows). None or ``"none"``: no context.
     allow_nan : bool, default False
-        Accept NaN (missing values; an empty CSV cell) in real-valued data: :func:`made_np.fit`
+        Accept NaN (missing values; an empty CSV cell; integer data then come as ``float64``
+        holding NaN): :func:`made_np.fit`
         trains on such rows' observed entries (order-agnostic models), :func:`made_np.evaluate`
         scores them, and imputation fills them. Recorded in the ``spec``, so a run's data reload alike.
-        Integer data never hold NaN (their splits are ``uint8``).
     real : bool, default False
         Take a data file of whole numbers as real-valued (``float64``, ``classes == 0``), for the
         real heads (``gaussian``, ``mog``, ``mixed``), as files of fractions and of whole numbers

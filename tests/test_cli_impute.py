@@ -138,7 +138,7 @@ def test_train_allow_missing_trains_on_the_observed_entries_and_impute_fills_the
     assert set(np.unique(z[:, 2])) <= {0.0, 1.0, 2.0}  # --discrete mode: one of its levels
 
 
-def test_allow_missing_takes_whole_numbers_with_blanks_as_discrete_columns(tmp_path):
+def test_allow_missing_keeps_whole_numbers_with_blanks_as_categories_as_the_imputer_does(tmp_path):
     x = (np.random.default_rng(1).random((60, 5)) < 0.4).astype(float)
     x[np.random.default_rng(2).random(x.shape) < 0.1] = np.nan
     write_csv(tmp_path / "b.csv", x)
@@ -147,7 +147,12 @@ def test_allow_missing_takes_whole_numbers_with_blanks_as_discrete_columns(tmp_p
     result = run_cli("train", "--dataset", tmp_path / "b.csv", "--out", tmp_path / "run", "--allow-missing",
                      "--hidden", 8, "--epochs", 1)
     assert result.exit_code == 0, result.output
-    assert "mixed head" in result.output and "4 c4 {0, 1}" in result.output
+    assert "bernoulli head" in result.output and "reference engine (rows with missing entries)" in result.output
+    assert load_dataset(tmp_path / "b.csv", allow_nan=True).classes == 2
+    filled = run_cli("impute", tmp_path / "run", "--input", tmp_path / "b.csv", "--out", tmp_path / "y.npy")
+    assert filled.exit_code == 0, filled.output
+    y = np.load(tmp_path / "y.npy")
+    assert set(np.unique(y)) <= {0.0, 1.0}  # classes: the posterior mode, as MADEImputer fills them
 
 
 def test_missing_rows_columns_and_infinities_are_refused_at_the_file(tmp_path):
