@@ -348,13 +348,13 @@ def _check_array(arr: np.ndarray, file, what: str, names=(), lines=None, allow_n
                else "replace the infinite values by finite numbers or drop those rows")
         _refuse(arr, file, what, names, lines, (lambda: np.isinf(arr) if allow_nan else ~np.isfinite(arr),
                                                 "NaN/inf", f"expected integers >= 0: {fix}"))
-        _refuse_blank_rows(arr, file, what, lines)
     return arr
 
 
 def _refuse_blank_rows(arr, file, what: str, lines=None) -> None:
-    """A row with every entry missing (NaN) holds nothing to learn from or to score: DataError."""
-    empty = np.flatnonzero(np.isnan(arr).all(axis=1))
+    """A data set's row with every entry missing (NaN) holds nothing to learn from or to score: DataError.
+    (A table to impute may hold one: :func:`read_table`.)"""
+    empty = np.flatnonzero(np.isnan(arr).all(axis=1)) if arr.dtype.kind == "f" else ()
     if len(empty):
         r = int(empty[0])
         raise DataError(f"{file}: {what} has {len(empty)} row{'s' if len(empty) != 1 else ''} with every entry missing "
@@ -420,7 +420,6 @@ def _check_real(arr: np.ndarray, file, what: str, allow_nan: bool = False, names
              f"drop those rows, fill them in, or {TRAIN_ON_OBSERVED}"),
             (lambda: np.abs(arr) > np.finfo(np.float32).max, "huge",
              f"values beyond float32's range (|x| > {np.finfo(np.float32).max:.3g}); rescale that column"))
-    _refuse_blank_rows(arr, file, what, lines)
     return arr
 
 
@@ -429,6 +428,8 @@ def _make_real(name: str, splits: dict, file, allow_nan: bool = False, names=(),
     float64, ``classes == 0``, :attr:`Dataset.discrete_columns` found over all splits."""
     arrays = [_check_real(a, file, label, allow_nan, names) for label, a in splits.items()]
     _check_widths(arrays, splits, file)
+    for label, a in zip(splits, arrays):
+        _refuse_blank_rows(a, file, label)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():  # an all-NaN column: constant too
         warnings.simplefilter("ignore", RuntimeWarning)
         train, label = arrays[0], next(iter(splits))
@@ -469,6 +470,8 @@ def _make_dataset(name: str, splits: dict, file, allow_nan: bool = False, names=
         return _make_real(name, splits, file, allow_nan, names)
     arrays = [_check_array(a, file, label, allow_nan=allow_nan) for label, a in splits.items()]
     _check_widths(arrays, splits, file)
+    for label, a in zip(splits, arrays):
+        _refuse_blank_rows(a, file, label)
     top = max(float(np.nanmax(a)) for a in arrays)
     classes = 2 if top <= 1 else int(top) + 1  # <= MAX_CLASSES: is_real takes larger values as real
     missing = any(a.dtype.kind == "f" and np.isnan(a).any() for a in arrays)
@@ -582,6 +585,7 @@ def _load_path(p: Path, seed: int, allow_nan: bool = False, real: bool = False) 
                         "one (N, D) array in an .npy or a .csv, or a folder of binarized_mnist_{train,valid,test}.amat)")
     arr = (_check_real(arr, p, "array", allow_nan, names, lines) if real or is_real([arr])
            else _check_array(arr, p, "array", names, lines, allow_nan))
+    _refuse_blank_rows(arr, p, "array", lines)
     n = arr.shape[0]
     if n < 10:
         raise DataError(f"{p}: array has only {n} row{'s' if n != 1 else ''}; need at least 10 to split 80/10/10")

@@ -30,7 +30,7 @@ except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
                       "upgrade with: pip install -U scikit-learn") from exc
 
 from . import backend
-from .checks import check_choice, check_int
+from .checks import check_choice, check_data_or_missing, check_int
 from .conditional import Imputation, impute as _impute
 from .data import find_discrete_columns, is_real
 from .config import MAX_CLASSES, MAX_EVAL_MASKS, UNLIMITED, MADEConfig, TrainConfig
@@ -390,7 +390,7 @@ class MADEDensity(BaseEstimator):
                              f"seen in fit")
         model, indices = self.model_, self._mask_indices()
         if not seen.all():  # rows with missing entries (MADEImputer): log p(x_o), the complete rows as below
-            x = backend.to_device(np.where(seen, X, 0), model.xp)
+            x, seen = check_data_or_missing(model, backend.to_device(X, model.xp), "X")  # evaluate's checks
             return -backend.to_host(_rows_nll(model, x, indices, 1000, None, seen)).astype(np.float64)
         x = backend.to_device(X, model.xp)
         nll = model.nll(x) if indices is None else model.ensemble_nll(x, indices)

@@ -166,6 +166,16 @@ def test_missing_rows_columns_and_infinities_are_refused_at_the_file(tmp_path):
     write_csv(tmp_path / "col.csv", y)
     one_line_error(run_cli("train", "--dataset", tmp_path / "col.csv", "--allow-missing", "--out", tmp_path / "r"),
                    "column 1 ('c1') of array (train part) has no observed value", "drop that column")
+    run = tmp_path / "ok"
+    assert run_cli("train", "--dataset", tmp_path / "col.csv", "--allow-missing", "--discrete-columns", "none",
+                   "--out", run, "--hidden", 4, "--epochs", 1).exit_code == 2  # the blank column again
+    y[:, 1] = 1.0 + np.random.default_rng(2).normal(size=40)
+    write_csv(tmp_path / "ok.csv", y)
+    assert run_cli("train", "--dataset", tmp_path / "ok.csv", "--out", run, "--hidden", 4, "--epochs", 1).exit_code == 0
+    write_csv(tmp_path / "blank.csv", np.array([[np.nan] * 3, [0.1, 0.2, 0.3]]))
+    filled = run_cli("impute", run, "--input", tmp_path / "blank.csv", "--out", tmp_path / "f.npy")
+    assert filled.exit_code == 0, filled.output  # a table to impute may hold a blank row: its marginals fill it
+    assert np.isfinite(np.load(tmp_path / "f.npy")).all()
     ints = np.ones((40, 3))
     ints[2, 2] = np.inf
     np.save(tmp_path / "inf.npy", ints)

@@ -160,3 +160,14 @@ def test_score_samples_gives_rows_with_missing_entries_the_marginal_of_their_obs
     K = len(imp._mask_indices())
     assert scores.mean() == pytest.approx(-evaluate(imp.model_, missing, eval_masks=K)["nll"], rel=1e-12)
     assert imp.score(missing) == pytest.approx(scores.mean(), rel=1e-12)
+
+
+def test_score_samples_checks_the_observed_values_of_rows_with_missing_entries():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=200)
+    X = np.c_[a, a + 0.3 * rng.normal(size=200), rng.integers(0, 3, 200)]  # column 2: levels 0, 1, 2
+    X[rng.random(X.shape) < 0.1] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 0.0
+    imp = MADEImputer(hidden=(8,), epochs=2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="X has 1.5 at row 0, column 2, a discrete column whose levels are"):
+        imp.score_samples(np.array([[0.1, np.nan, 1.5], [0.1, 0.2, 1.0]]))  # not a level, beside a NaN
