@@ -149,8 +149,9 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
             comps, log_po = complete_rows(model, x, obs, num_completions, masks=masks, seed=seed, context=y,
                                           method=method, progress=progress)
         comps = to_host(comps)
-    obs = obs.astype(bool)  # the missing entries of x (never read: any value) are written as 0
-    x = np.where(obs, x, 0).astype(model.head.sample_dtype)
+    obs = obs.astype(bool)  # x as written: the run's own examples whole (their hidden originals shown beside
+    known = obs if input_path is not None else np.ones_like(obs)  # the completions); --input's missing entries 0
+    x = np.where(known & ~np.isnan(x) if x.dtype.kind == "f" else known, x, 0).astype(model.head.sample_dtype)
     seconds = time.perf_counter() - t0
     lp = to_host(log_po).astype(np.float64)
     write_arrays(out, "--out", np.savez, completions=comps, log_px_o=lp, x=x, observed=obs)

@@ -65,6 +65,7 @@ def test_complete_writes_completions_and_the_marginals(runs, tmp_path):
     x, obs, comps = z["x"], z["observed"], z["completions"]
     assert comps.shape == (6, 3, 64) and obs.shape == (6, 64) and z["log_px_o"].shape == (6,)
     assert obs[:, :32].all() and not obs[:, 32:].any()  # the bottom half hidden
+    assert np.array_equal(x, load_dataset("digits").test[:6])  # the originals, the hidden half included
     assert np.array_equal(comps[:, :, :32], np.repeat(x[:, None, :32], 3, axis=1))  # observed: copied
     model, _ = load_checkpoint(runs / "oa")
     lm = conditional.log_marginal(model, x, obs, masks=4, seed=0)
