@@ -359,9 +359,12 @@ def load_split(info: dict, split: str, dataset_path=None):
 
 
 def image_shape_of(info: dict):
-    """The image shape stored with a checkpoint's data set, else a square one when D is a square."""
-    stored, D = (info.get("dataset") or {}).get("image_shape"), info["model_config"].D
-    return tuple(stored) if stored else (math.isqrt(D),) * 2 if math.isqrt(D) ** 2 == D else None
+    """The image shape stored with a checkpoint's data set, else a square one when D is a square and the
+    data are categories (a table of real values is no image: None)."""
+    stored, cfg = (info.get("dataset") or {}).get("image_shape"), info["model_config"]
+    if stored or cfg.classes == 0:
+        return tuple(stored) if stored else None
+    return (math.isqrt(cfg.D),) * 2 if math.isqrt(cfg.D) ** 2 == cfg.D else None
 
 
 def format_nats(mean: float, stderr, n: int, per_dim: tuple | None = None) -> str:

@@ -42,8 +42,12 @@ def observed_mask(model, info, x, observed, occlude, seed: int) -> tuple:
         raise UserError("give exactly one of --observed O.npy (1 = observed) and --occlude "
                         "top|bottom|left|right|random:P")
     if occlude is not None:
+        shape = image_shape_of(info)
+        if shape is None and not occlude.strip().lower().startswith("random"):
+            raise UserError(f"--occlude {occlude}: this run's data are no images (D = {D} columns), so they have no "
+                            "top, bottom, left or right: give random:P or --observed O.npy")
         with user_values(prefix=f"--occlude {occlude}: "):
-            o, what = occlusion_mask(occlude, D, image_shape_of(info), n_rows, seed), f"{occlude} occluded"
+            o, what = occlusion_mask(occlude, D, shape, n_rows, seed), f"{occlude} occluded"
     else:
         o = read_array(observed, "--observed")
         o = np.broadcast_to(o, (n_rows, o.shape[0])) if o.ndim == 1 else o  # one row for every row

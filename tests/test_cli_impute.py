@@ -123,6 +123,8 @@ def test_train_allow_missing_trains_on_the_observed_entries_and_impute_fills_the
     assert res["ensemble"]["missing_rows"] == int(np.isnan(test).any(axis=1).sum()) > 0
     shown = f"({res['ensemble']['missing_rows']} of {len(test)} rows have missing entries"
     assert shown in result.output
+    one_line_error(run_cli("evaluate", tmp_path / "run", "--occlude", "top"),  # a 4-column table: no 2x2 image
+                   "--occlude top: this run's data are no images (D = 4 columns)", "random:P")
     again = run_cli("evaluate", tmp_path / "run", "--json")  # the run's data reload with their missing entries
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["ensemble"]["nll"] == res["ensemble"]["nll"]
