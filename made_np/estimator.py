@@ -31,7 +31,7 @@ except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
 
 from . import backend
 from .checks import check_choice, check_data_or_missing, check_int
-from .conditional import Imputation, impute as _impute
+from .conditional import DISCRETE_ESTIMATES, Imputation, impute as _impute
 from .data import find_discrete_columns, is_real
 from .config import MAX_CLASSES, MAX_EVAL_MASKS, UNLIMITED, MADEConfig, TrainConfig
 from .heads import HEADS
@@ -525,6 +525,8 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
     def _check_X(self, X, reset: bool) -> np.ndarray:
         """``X`` as float64 with NaN where missing, its observed entries whole numbers ``>= 0``; in
         :meth:`fit` (``reset``) no row all missing."""
+        if reset:  # a parameter of transform, checked at fit as the others are
+            check_choice("discrete", self.discrete, DISCRETE_ESTIMATES)
         X = _dense(validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan",
                                  accept_sparse=("csr", "csc", "coo"), ensure_min_samples=2 if reset else 1))
         if X.dtype.kind == "c":

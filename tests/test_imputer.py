@@ -171,3 +171,8 @@ def test_score_samples_checks_the_observed_values_of_rows_with_missing_entries()
     imp = MADEImputer(hidden=(8,), epochs=2, random_state=0).fit(X)
     with pytest.raises(ValueError, match="X has 1.5 at row 0, column 2, a discrete column whose levels are"):
         imp.score_samples(np.array([[0.1, np.nan, 1.5], [0.1, 0.2, 1.0]]))  # not a level, beside a NaN
+
+
+def test_an_unknown_discrete_estimate_is_refused_at_fit():
+    with pytest.raises(ValueError, match="discrete.*'foo'.*auto, mode, mean"):
+        MADEImputer(discrete="foo").fit(np.random.default_rng(0).random((20, 3)))
