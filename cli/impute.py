@@ -75,7 +75,8 @@ def impute(checkpoint, input_path, out, draws, samples, masks, discrete, seed, m
     included) or the posterior mode (classes: the most frequent drawn value; --discrete
     chooses) of its exact conditional given the row's
     observed entries, estimated from --samples completions; the .std file holds each entry's
-    predictive standard deviation. Observed entries are copied unchanged.
+    predictive standard deviation. Observed entries are copied unchanged. A .csv header must name
+    the columns of the training file's header (where it had one), in its order.
     """
     out = Path(out)
     std_out, draws_out = sibling(out, "std"), sibling(out, "draws", ".npy") if draws else None
@@ -88,6 +89,10 @@ def impute(checkpoint, input_path, out, draws, samples, masks, discrete, seed, m
     if x.shape[1] != D:
         raise UserError(f"--input {input_path}: has {x.shape[1]} columns, but the model has D = {D} variables; "
                         f"give one column per variable, in the order the model was trained on")
+    trained = (info.get("dataset") or {}).get("columns")  # the training file's header, where it had one
+    if columns and trained and list(columns) != list(trained):
+        raise UserError(f"--input {input_path}: its header names the columns {', '.join(columns)}, but the model "
+                        f"was trained on {', '.join(trained)}: give the columns in that order")
     N = x.shape[0]
     check_api(model_parts(model.config) + complete_parts(model.config, N, max(samples, draws),
                                                          mixture_size(model, masks), "--samples", "--masks"))

@@ -191,7 +191,7 @@ def resolve_checkpoint_path(path) -> Path:
 MAX_CONFIG_CHARS = 2**24
 #: Keys of the ``dataset`` spec and the types they must have (``None`` is allowed for each).
 _DATASET_KEYS = {"spec": str, "path": str, "seed": int, "name": str, "D": int, "classes": int,
-                 "image_shape": list, "sizes": list, "sha256": dict, "context_sha256": dict}
+                 "image_shape": list, "sizes": list, "sha256": dict, "context_sha256": dict, "columns": list}
 _OPT_ENTRY = re.compile(r"^opt_[A-Za-z_]+[0-9]*$")
 #: Top-level entries of the JSON ``config`` and their kinds (``None`` is allowed for each but ``model``).
 _META_KINDS = {"model": dict, "train": dict, "state": dict, "history": dict, "results": dict, "dataset": dict,

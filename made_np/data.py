@@ -881,7 +881,8 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
     ds = _load(spec, path, seed, context, bool(allow_nan), bool(real))
     where = {"spec": spec if is_named(spec) else str(expand_path(spec).resolve()),
              "path": str(expand_path(path).resolve()) if path else None, "seed": int(seed),
-             "context": context, **({"real": True} if real else {}), **({"allow_nan": True} if allow_nan else {})}
+             "context": context, **({"real": True} if real else {}), **({"allow_nan": True} if allow_nan else {}),
+             **({"columns": list(ds.columns)} if ds.columns and not is_named(spec) else {})}  # a file's header
     return replace(ds, spec=where)
 
 

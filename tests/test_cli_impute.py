@@ -138,6 +138,10 @@ def test_train_allow_missing_trains_on_the_observed_entries_and_impute_fills_the
     assert mode.exit_code == 0, mode.output
     z = np.loadtxt(tmp_path / "z.csv", delimiter=",", skiprows=1)
     assert set(np.unique(z[:, 2])) <= {0.0, 1.0, 2.0}  # --discrete mode: one of its levels
+    text = (tmp_path / "t.csv").read_text().split("\n", 1)
+    (tmp_path / "swapped.csv").write_text("c1,c0,c2,c3\n" + text[1])  # a header that names another order
+    one_line_error(run_cli("impute", tmp_path / "run", "--input", tmp_path / "swapped.csv", "--out", tmp_path / "s.csv"),
+                   "--input", "its header names the columns c1, c0, c2, c3, but the model was trained on c0, c1, c2, c3")
 
 
 def test_allow_missing_keeps_whole_numbers_with_blanks_as_categories_as_the_imputer_does(tmp_path):
