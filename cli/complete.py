@@ -12,8 +12,8 @@ import click
 import numpy as np
 
 from made_np import (COMPLETION_METHODS, LimitError, check_api, check_png_count,
-                     complete as                      complete_rows, complete_parts, mean_and_stderr, mixture_size,
-                     model_parts, occlusion_mask, png_parts, read_array, to_host)
+                     complete as complete_rows, complete_parts, mean_and_stderr, mixture_size,
+                     model_parts, occlusion_mask, png_parts, read_array, read_table, to_host)
 
 from .common import (PathParam, UserError, row_progress, format_nats, given, image_shape_of, json_option, load_run,
                      load_split, observed_options, parse_context, report, run_data_options,
@@ -23,9 +23,10 @@ SPLITS = ("test", "valid", "train")
 
 
 def read_data(path, model) -> np.ndarray:
-    """``--input X.npy``: (N, D) (or one (D,) example) integer values in 0..classes-1, as the model's dtype."""
+    """``--input X.npy`` or ``X.csv``: (N, D) (or one (D,) example) integer values in 0..classes-1 (real values
+    for a real-valued run), a .csv's empty cells NaN."""
     c = model.config
-    x = read_array(path, "--input")
+    x = read_table(path, "--input")[0] if str(path).lower().endswith(".csv") else read_array(path, "--input")
     x = x.reshape(1, -1) if x.ndim == 1 else x
     if x.ndim != 2 or x.shape[1] != c.D:
         raise UserError(f"--input {path}: expected shape (N, {c.D}), got {x.shape}")
@@ -38,9 +39,12 @@ def observed_mask(model, info, x, observed, occlude, seed: int) -> tuple:
     """The (N, D) observed mask of the examples ``x`` from ``--observed`` or ``--occlude`` (its values are
     the library's to check), their own missing entries (NaN) set unobserved; and a description of it."""
     D, n_rows = model.config.D, x.shape[0]
+    nan = np.isnan(x) if x.dtype.kind == "f" else np.zeros(x.shape, bool)
+    if observed is None and occlude is None and nan.any():  # the examples' own missing entries are the pattern
+        return ~nan, "their missing entries (NaN)"
     if (observed is None) == (occlude is None):
         raise UserError("give exactly one of --observed O.npy (1 = observed) and --occlude "
-                        "top|bottom|left|right|random:P")
+                        "top|bottom|left|right|random:P (or examples with NaN where missing)")
     if occlude is not None:
         shape = image_shape_of(info)
         if shape is None and not occlude.strip().lower().startswith("random"):
@@ -55,7 +59,7 @@ def observed_mask(model, info, x, observed, occlude, seed: int) -> tuple:
             raise UserError(f"--observed {observed}: expected shape ({n_rows}, {D}) (or ({D},) for every row), "
                             f"got {o.shape}")
         what = f"observed as in {observed}"
-    return (np.where(np.isnan(x), 0, o) if x.dtype.kind == "f" else o), what
+    return np.where(nan, 0, o), what
 
 
 def examples_and_context(model, info, input_path, split, first, context, dataset_path):
@@ -91,7 +95,7 @@ def completion_grid(x, obs, comps) -> np.ndarray:
 @click.argument("checkpoint", type=PathParam())
 @click.option("--input", "input_path", type=PathParam(dir_okay=False), default=None,
               show_default="the run's data set: --split, --first",
-              help="A .npy of examples (N, D): integers in 0..classes-1 (real values for a real-valued run) where "
+              help="A .npy or .csv of examples (N, D): integers in 0..classes-1 (real values for a real-valued run) where "
                    "observed; the missing entries are never read (any value, -1 or NaN included); a NaN is missing "
                    "whatever --observed/--occlude say.")
 @observed_options("none: give --occlude", ", 0 = to complete")

@@ -219,3 +219,19 @@ def test_a_run_with_missing_entries_takes_them_as_unobserved_everywhere(tmp_path
                    "-n", 2, "--out", tmp_path / "c.npz")
     assert done.exit_code == 0, done.output
     assert not np.load(tmp_path / "c.npz")["observed"][np.isnan(test[:5])].any()
+
+
+def test_complete_takes_a_csv_whose_blanks_are_the_pattern(tmp_path):
+    ds = load_dataset("wine")
+    fit(MADE(MADEConfig.for_data(ds, hidden=(8,), num_masks=0)), ds, TrainConfig(epochs=1, valid_masks=2, eval_masks=2),
+        out_dir=tmp_path / "run")
+    x = ds.test[:3].copy()
+    x[0, 1], x[2, 4] = np.nan, np.nan
+    write_csv(tmp_path / "x.csv", x)
+    done = run_cli("complete", tmp_path / "run", "--input", tmp_path / "x.csv", "-n", 2, "--out", tmp_path / "c.npz")
+    assert done.exit_code == 0, done.output  # no --observed nor --occlude: the blanks say what is missing
+    z = np.load(tmp_path / "c.npz")
+    assert np.array_equal(z["observed"], ~np.isnan(x)) and z["completions"].shape == (3, 2, 13)
+    np.save(tmp_path / "full.npy", ds.test[:3])  # nothing missing and no pattern: refused, naming the options
+    one_line_error(run_cli("complete", tmp_path / "run", "--input", tmp_path / "full.npy", "--out", tmp_path / "d.npz"),
+                   "give exactly one of --observed", "or examples with NaN where missing")
