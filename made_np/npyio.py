@@ -353,6 +353,10 @@ def read_csv(file, error=DataError):
     return values, lines, names
 
 
+#: How other tools spell a missing value in a text cell (made-np reads an empty cell or ``nan``).
+MISSING_SPELLINGS = ("na", "n/a", "null", "none", "?", "-", "missing", "#n/a")
+
+
 def _csv_problem(file, body: str, lines, names, head: int) -> str | None:
     """Why ``np.loadtxt`` refused ``body``: the first row of another width, or the first cell that
     is not a number (a loop over the rows, run only once reading has failed)."""
@@ -373,6 +377,8 @@ def _csv_problem(file, body: str, lines, names, head: int) -> str | None:
             name, cell = f" ('{names[bad]}')" if names else "", cells[bad].strip()
             fix = ("separate the values by commas" if ";" in cell or "\t" in cell
                    else "write numbers without thousands separators" if "," in cell or "_" in cell
-                   else "give numbers separated by commas (a header on the first line only)")
+                   else "leave a missing value's cell empty (or write nan)" if cell.lower() in MISSING_SPELLINGS
+                   else "give numbers separated by commas (a header on the first line only; categories coded "
+                        "0..K-1)")
             return f"{file}: line {line}, column {bad}{name}: {cell!r} is not a number; {fix}"
     return None

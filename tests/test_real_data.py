@@ -448,3 +448,12 @@ def test_the_safe_reader_refuses_in_one_line_what_it_cannot_read(tmp_path):
     (tmp_path / "enc.npz").write_bytes(bytes(raw))
     with Npz(tmp_path / "enc.npz") as archive, pytest.raises(DataError, match="encrypted"):
         archive.read("train_data")
+
+
+@pytest.mark.parametrize("cell, fix", [("NA", "leave a missing value's cell empty (or write nan)"),
+                                       ("null", "leave a missing value's cell empty"),
+                                       ("red", "categories coded 0..K-1")])
+def test_a_csv_cell_that_is_no_number_gets_the_fix_its_spelling_suggests(tmp_path, cell, fix):
+    (tmp_path / "c.csv").write_text("a,b\n" + "".join(f"{i}.5,1\n" for i in range(12)) + f"{cell},2\n")
+    with pytest.raises(DataError, match=rf"line 14, column 0 \('a'\): '{cell}' is not a number; .*{re.escape(fix)}"):
+        load_dataset(tmp_path / "c.csv")
