@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import re
 import sys
@@ -21,7 +20,8 @@ import made_np
 from made_np import (CHECKPOINT_NAME, DEVICES, DIST_FILE, MAX_EVAL_MASKS, MAX_SEED, MNIST_FILE, PATH_NAMES,
                      BackendError, BackendChoiceError, CheckpointError, DataError, LimitError, MaskError, ThreadError,
                      atomic_file, balanced_labels, check_context, check_same_data, check_thread_variables, evaluate,
-                     find_data_file, is_named, json_text, load_checkpoint, load_dataset, other_run, read_array, to_host)
+                     find_data_file, is_named, json_text, load_checkpoint, load_dataset, other_run, read_array,
+                     square_image_shape, to_host)
 
 #: Exceptions that are the user's doing: shown as one line, exit status 2.
 USER_ERRORS = (DataError, BackendError, BackendChoiceError, CheckpointError, MaskError, ThreadError, LimitError)
@@ -359,12 +359,19 @@ def load_split(info: dict, split: str, dataset_path=None):
 
 
 def image_shape_of(info: dict):
-    """The image shape stored with a checkpoint's data set, else a square one when D is a square and the
-    data are categories (a table of real values is no image: None)."""
-    stored, cfg = (info.get("dataset") or {}).get("image_shape"), info["model_config"]
-    if stored or cfg.classes == 0:
-        return tuple(stored) if stored else None
-    return (math.isqrt(cfg.D),) * 2 if math.isqrt(cfg.D) ** 2 == cfg.D else None
+    """The image shape stored with a checkpoint's data set, else that of a square D (:func:`made_np.square_image_shape`:
+    a side of at least 4; a 4- or 9-column table is no image): None."""
+    stored = (info.get("dataset") or {}).get("image_shape")
+    return tuple(stored) if stored else square_image_shape(info["model_config"].D)
+
+
+def check_header(info: dict, columns, path) -> None:
+    """``--input``'s .csv header (``columns``, empty without one) against the header of the file the run
+    trained on (where it had one): the same names in the same order, or a UserError."""
+    trained = [str(c) for c in (info.get("dataset") or {}).get("columns") or ()]
+    if columns and trained and list(columns) != trained:
+        raise UserError(f"--input {path}: its header names the columns {', '.join(columns)}, but the model was "
+                        f"trained on {', '.join(trained)}: give the columns in that order")
 
 
 def format_nats(mean: float, stderr, n: int, per_dim: tuple | None = None) -> str:

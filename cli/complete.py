@@ -15,18 +15,22 @@ from made_np import (COMPLETION_METHODS, LimitError, check_api, check_png_count,
                      complete as complete_rows, complete_parts, mean_and_stderr, mixture_size,
                      model_parts, occlusion_mask, png_parts, read_array, read_table, to_host)
 
-from .common import (PathParam, UserError, row_progress, format_nats, given, image_shape_of, json_option, load_run,
+from .common import (PathParam, UserError, check_header, row_progress, format_nats, given, image_shape_of, json_option, load_run,
                      load_split, observed_options, parse_context, report, run_data_options,
                      seed_option, user_values, write_arrays, writing)
 
 SPLITS = ("test", "valid", "train")
 
 
-def read_data(path, model) -> np.ndarray:
+def read_data(path, model, info) -> np.ndarray:
     """``--input X.npy`` or ``X.csv``: (N, D) (or one (D,) example) integer values in 0..classes-1 (real values
-    for a real-valued run), a .csv's empty cells NaN."""
+    for a real-valued run), a .csv's empty cells NaN and its header that of the training file (:func:`check_header`)."""
     c = model.config
-    x = read_table(path, "--input")[0] if str(path).lower().endswith(".csv") else read_array(path, "--input")
+    if str(path).lower().endswith(".csv"):
+        x, columns = read_table(path, "--input")
+        check_header(info, columns, path)
+    else:
+        x = read_array(path, "--input")
     x = x.reshape(1, -1) if x.ndim == 1 else x
     if x.ndim != 2 or x.shape[1] != c.D:
         raise UserError(f"--input {path}: expected shape (N, {c.D}), got {x.shape}")
@@ -69,7 +73,7 @@ def examples_and_context(model, info, input_path, split, first, context, dataset
         if dataset_path is not None:
             raise UserError(f"--dataset-path {dataset_path}: the examples come from --input {input_path}; "
                             "leave --dataset-path out (it locates the run's data set, read without --input)")
-        x = read_data(input_path, model)
+        x = read_data(input_path, model, info)
         if model.config.context and context is None:
             raise UserError("this model is conditional: with --input give its --context (a label or a .npy)")
         return x, parse_context(model, context, x.shape[0], unit="examples")[0]
@@ -157,9 +161,13 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
             comps, log_po = complete_rows(model, x, obs, num_completions, masks=masks, seed=seed, context=y,
                                           method=method, progress=progress)
         comps = to_host(comps)
-    obs = obs.astype(bool)  # x as written: the run's own examples whole (their hidden originals shown beside
-    known = obs if input_path is not None else np.ones_like(obs)  # the completions); --input's missing entries 0
-    x = np.where(known & ~np.isnan(x) if x.dtype.kind == "f" else known, x, 0).astype(model.head.sample_dtype)
+    # x as written: the run's own examples whole (their hidden originals beside the completions), --input's
+    # missing entries 0; NaN, missing in the data themselves, 0
+    obs = obs.astype(bool)
+    known = obs if input_path is not None else np.ones_like(obs)
+    if x.dtype.kind == "f":
+        known = known & ~np.isnan(x)
+    x = np.where(known, x, 0).astype(model.head.sample_dtype)
     seconds = time.perf_counter() - t0
     lp = to_host(log_po).astype(np.float64)
     write_arrays(out, "--out", np.savez, completions=comps, log_px_o=lp, x=x, observed=obs)

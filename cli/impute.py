@@ -16,7 +16,7 @@ import numpy as np
 from made_np import COMPLETION_METHODS, DISCRETE_ESTIMATES, check_api, complete_parts, impute as impute_rows, \
     mixture_size, model_parts, read_table, to_host
 
-from .common import (PathParam, UserError, device_option, json_option, load_run, max_memory_option,
+from .common import (PathParam, UserError, check_header, device_option, json_option, load_run, max_memory_option,
                      parse_context, report, row_progress, seed_option, user_values, write_arrays)
 
 SUFFIXES = (".csv", ".npy")
@@ -89,10 +89,7 @@ def impute(checkpoint, input_path, out, draws, samples, masks, discrete, seed, m
     if x.shape[1] != D:
         raise UserError(f"--input {input_path}: has {x.shape[1]} columns, but the model has D = {D} variables; "
                         f"give one column per variable, in the order the model was trained on")
-    trained = (info.get("dataset") or {}).get("columns")  # the training file's header, where it had one
-    if columns and trained and list(columns) != list(trained):
-        raise UserError(f"--input {input_path}: its header names the columns {', '.join(columns)}, but the model "
-                        f"was trained on {', '.join(trained)}: give the columns in that order")
+    check_header(info, columns, input_path)
     N = x.shape[0]
     check_api(model_parts(model.config) + complete_parts(model.config, N, max(samples, draws),
                                                          mixture_size(model, masks), "--samples", "--masks"))

@@ -36,7 +36,7 @@ _MODULES = {
     "made_np.heads": "HEADS",
     "made_np.npyio": "DataError expand_path one_line",
     "made_np.download": "fetch SOURCES DIST_FILE MNIST_FILE",
-    "made_np.data": "load_dataset read_array read_table is_named check_same_data CONTEXT_SOURCES NAMES PATH_NAMES find_data_file",
+    "made_np.data": "square_image_shape MIN_IMAGE_SIDE load_dataset read_array read_table is_named check_same_data CONTEXT_SOURCES NAMES PATH_NAMES find_data_file",
     "made_np.checkpoint": "load_checkpoint save_checkpoint read_checkpoint_meta update_checkpoint_meta "
                           "resolve_checkpoint_path check_resume_state finished_run_blocker",
     "made_np.runfolder": "CHECKPOINT_NAME METRICS_NAME RESULTS_NAME CheckpointError RunFolderError run_lock "

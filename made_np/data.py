@@ -359,7 +359,7 @@ def _refuse_blank_rows(arr, file, what: str, lines=None) -> None:
         r = int(empty[0])
         raise DataError(f"{file}: {what} has {len(empty)} row{'s' if len(empty) != 1 else ''} with every entry missing "
                         f"(NaN), the first at {'row ' + str(r) if lines is None else 'line ' + str(lines[r])}: nothing "
-                        "in them to learn from or to score; drop those rows")
+                        "in such a row to learn from or to score; drop those rows")
 
 
 def _refuse(arr, file, what: str, names, lines, *checks) -> None:
@@ -434,10 +434,7 @@ def _make_real(name: str, splits: dict, file, allow_nan: bool = False, names=(),
         warnings.simplefilter("ignore", RuntimeWarning)
         train, label = arrays[0], next(iter(splits))
         constant = ~(np.nanmax(train, axis=0) > np.nanmin(train, axis=0))
-    unseen = np.isnan(train).all(axis=0)
-    if unseen.any():
-        raise DataError(f"{file}: {_column(int(np.argmax(unseen)), names)} of {label} has no observed value (every "
-                        "entry missing, NaN): nothing of it to learn; drop that column")
+    _refuse_unseen_columns(train, file, label, names)
     if constant.any():
         c = int(np.argmax(constant))
         raise DataError(f"{file}: {_column(c, names)} of {label} is constant "
@@ -467,7 +464,8 @@ def _make_dataset(name: str, splits: dict, file, allow_nan: bool = False, names=
     real-valued when ``real`` or :func:`is_real`, else integer data as before: ``uint8``, or
     ``float64`` with NaN where missing (``allow_nan``, as :class:`made_np.MADEImputer` takes them)."""
     if real or is_real(a for a in splits.values() if isinstance(a, np.ndarray)):
-        return _make_real(name, splits, file, allow_nan, names)
+        width = next(iter(splits.values())).shape[-1]
+        return _make_real(name, splits, file, allow_nan, names, square_image_shape(width))
     arrays = [_check_array(a, file, label, allow_nan=allow_nan) for label, a in splits.items()]
     _check_widths(arrays, splits, file)
     for label, a in zip(splits, arrays):
@@ -475,9 +473,28 @@ def _make_dataset(name: str, splits: dict, file, allow_nan: bool = False, names=
     top = max(float(np.nanmax(a)) for a in arrays)
     classes = 2 if top <= 1 else int(top) + 1  # <= MAX_CLASSES: is_real takes larger values as real
     missing = any(a.dtype.kind == "f" and np.isnan(a).any() for a in arrays)
-    k = math.isqrt(arrays[0].shape[1])
+    _refuse_unseen_columns(arrays[0], file, next(iter(splits)), names)
     return Dataset(name, *(a.astype(np.float64 if missing else np.uint8, copy=False) for a in arrays), classes,
-                   (k, k) if k * k == arrays[0].shape[1] else None)
+                   square_image_shape(arrays[0].shape[1]), columns=tuple(names))
+
+
+#: The smallest side of a square image: a file of D = s * s columns with s >= this is taken for
+#: images (a 4- or 9-column table is a table, not a 2 x 2 or 3 x 3 image).
+MIN_IMAGE_SIDE = 4
+
+
+def square_image_shape(D: int):
+    """``(s, s)`` when ``D = s * s`` with ``s >= MIN_IMAGE_SIDE`` (the data may be images), else None."""
+    s = math.isqrt(int(D))
+    return (s, s) if s * s == D and s >= MIN_IMAGE_SIDE else None
+
+
+def _refuse_unseen_columns(train, file, label: str, names=()) -> None:
+    """A training column with no observed value (every entry NaN) has nothing to learn: DataError."""
+    unseen = np.isnan(train).all(axis=0) if train.dtype.kind == "f" else ()
+    if np.any(unseen):
+        raise DataError(f"{file}: {_column(int(np.argmax(unseen)), names)} of {label} has no observed value (every "
+                        "entry missing, NaN): nothing of it to learn; drop that column")
 
 
 # --------------------------------------------------------------------------- file formats

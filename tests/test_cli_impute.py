@@ -235,3 +235,27 @@ def test_complete_takes_a_csv_whose_blanks_are_the_pattern(tmp_path):
     np.save(tmp_path / "full.npy", ds.test[:3])  # nothing missing and no pattern: refused, naming the options
     one_line_error(run_cli("complete", tmp_path / "run", "--input", tmp_path / "full.npy", "--out", tmp_path / "d.npz"),
                    "give exactly one of --observed", "or examples with NaN where missing")
+
+
+def test_whole_number_tables_keep_their_header_and_are_no_images(tmp_path):
+    from made_np import square_image_shape
+
+    assert [square_image_shape(D) for D in (4, 9, 15, 16, 64, 784)] == [None, None, None, (4, 4), (8, 8), (28, 28)]
+    x = np.random.default_rng(0).integers(0, 3, (80, 4)).astype(float)
+    x[np.random.default_rng(1).random(x.shape) < 0.1] = np.nan
+    x[np.isnan(x).all(axis=1), 0] = 1.0
+    write_csv(tmp_path / "w.csv", x)
+    ds = load_dataset(tmp_path / "w.csv", allow_nan=True)
+    assert ds.columns == ("c0", "c1", "c2", "c3") and ds.image_shape is None and ds.classes == 3
+    assert run_cli("train", "--dataset", tmp_path / "w.csv", "--allow-missing", "--hidden", 4, "--epochs", 1,
+                   "--out", tmp_path / "run").exit_code == 0
+    one_line_error(run_cli("evaluate", tmp_path / "run", "--occlude", "left"), "no images (D = 4 columns)")
+    text = (tmp_path / "w.csv").read_text().split("\n", 1)
+    (tmp_path / "s.csv").write_text("c1,c0,c2,c3\n" + text[1])
+    for command in ("impute", "complete"):  # a header in another order: refused by both readers of a table
+        one_line_error(run_cli(command, tmp_path / "run", "--input", tmp_path / "s.csv", "--out", tmp_path / "o.npz"
+                               if command == "complete" else tmp_path / "o.csv"), "its header names the columns c1, c0")
+    x[:, 2] = np.nan
+    write_csv(tmp_path / "blank.csv", x)
+    one_line_error(run_cli("train", "--dataset", tmp_path / "blank.csv", "--allow-missing", "--out", tmp_path / "b"),
+                   "column 2 ('c2') of array (train part) has no observed value")

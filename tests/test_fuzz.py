@@ -617,7 +617,7 @@ def test_messages_name_the_option(work, run_dir, tiny_data):
         (("train", "--dataset", tiny_data, "--eval-masks", "1000000000"), ("--eval-masks",)),
         (("sample", run_dir, "--seed", "-1"), ("--seed",)),
         (("sample", run_dir, "-n", "10000000000", "--out", fresh(work, "s.npy")), ("-n 10000000000", "--max-memory")),
-        (("sample", run_dir, "-n", "20000", "--out", fresh(work, "s.png")), ("-n 20000", ".npy")),
+        (("sample", run_dir, "-n", "300000", "--out", fresh(work, "s.png")), ("-n 300000", ".npy")),  # D = 4: no image
         (("sample", run_dir, "--mask-index", "5", "--out", fresh(work, "s.npy")), ("--mask-index 5",
                                                                                    "outside the bank of 2")),
         (("evaluate", run_dir, "--max-memory", "lots"), ("--max-memory",)),
