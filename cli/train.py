@@ -374,14 +374,19 @@ def _model_line(model, cfg, xp, run_dir: Path, ds) -> str:
 
 def _choose(ctx, o, where, run_dir: Path, ds, mcfg, cfg, spec, xp) -> None:
     """The recipe for small data: train each candidate (:func:`made_np.candidates`) as a run folder of
-    its own, ``RUN/candidates/<name>`` (resuming one that is saved unfinished, skipping a finished one),
-    then give ``run_dir`` the files of the one with the lower validation NLL (:func:`_keep_chosen`)."""
+    its own, ``RUN/candidates/<name>`` (resuming one that is saved unfinished, or finished when --epochs
+    gives it room, as ``cfg`` says; keeping a finished one as it is, and saying so), then give ``run_dir``
+    the files of the one with the lower validation NLL (:func:`_keep_chosen`)."""
     if not o["quiet"]:
         say(CHOOSING)
     for name, m, c in candidates(mcfg, cfg):
         folder = run_dir / CANDIDATES_DIR / name
         meta = read_checkpoint_meta(folder / CHECKPOINT_NAME) if (folder / CHECKPOINT_NAME).is_file() else None
-        if meta is not None and (meta.get("state") or {}).get("finished") and meta.get("results") is not None:
+        state = (meta or {}).get("state") or {}
+        blocker = finished_run_blocker(state, c) if state.get("finished") and meta.get("results") is not None else None
+        if blocker is not None:  # nothing more to train: compared as it is
+            if not o["quiet"]:
+                say(f"candidate {name}: finished at epoch {state['epoch']}; kept as trained ({blocker[1]})")
             continue
         if meta is not None:
             _resume(ctx, {**o, "resume": str(folder), "out": None}, where)

@@ -129,10 +129,34 @@ def test_resume_in_the_middle_of_the_second_candidate_continues_it_then_chooses(
     monkeypatch.setattr("made_np.cli.train.fit", real_fit)
     second = run("train", "--resume", out)
     assert second.exit_code == 0, second.output
-    assert "resuming" in second.output and "candidate bank16" not in second.output
+    assert "resuming" in second.output and "candidate bank16: MADE" not in second.output  # not trained again
+    assert "candidate bank16: finished at epoch 4; kept as trained (it trained 4 epochs, and 4 are asked for)" \
+        in second.output
     assert re.search(r"epoch +3 ", second.output) and not re.search(r"epoch +1 ", second.output)
     assert _table(out)["candidates"] == _table(tmp_path / "whole")["candidates"]
     assert _table(out)["ensemble"] == _table(tmp_path / "whole")["ensemble"]
+
+
+def test_resume_with_more_epochs_trains_a_finished_candidate_on_too(tmp_path, monkeypatch):
+    from made_np import train as train_mod
+
+    path, out, real_fit = _npz(tmp_path), tmp_path / "run", train_mod.fit
+
+    def interrupted_fit(model, *args, callback=None, **kwargs):
+        def cb(row):
+            callback(row)
+            if model.config.num_masks == 0 and row["epoch"] == 2:
+                raise KeyboardInterrupt
+        return real_fit(model, *args, callback=cb, **kwargs)
+
+    monkeypatch.setattr("made_np.cli.train.fit", interrupted_fit)
+    assert run("train", "--dataset", path, "--hidden", 16, "--epochs", 4, "--threads", 1, "--out", out).exit_code == 130
+    monkeypatch.setattr("made_np.cli.train.fit", real_fit)
+    more = run("train", "--resume", out, "--epochs", 6, "--threads", 1)
+    assert more.exit_code == 0, more.output
+    assert "kept as trained" not in more.output  # both candidates compared after the same 6 epochs
+    rows = {name: [r for r in _table(out)["candidates"] if r["name"] == name][0] for name in ("bank16", "fresh")}
+    assert rows["bank16"]["epochs_run"] == rows["fresh"]["epochs_run"] == 6, rows
 
 
 def test_a_folder_holding_candidates_is_not_a_new_run(tmp_path):
