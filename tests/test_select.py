@@ -107,13 +107,12 @@ def test_train_chooses_and_evaluate_gives_the_winners_numbers(tmp_path):
     assert run("sample", out, "-n", 3, "--out", tmp_path / "s.npy").exit_code == 0
 
 
-def test_resume_in_the_middle_of_the_second_candidate_continues_it_then_chooses(tmp_path, monkeypatch):
+def _interrupt_choice(path, out, monkeypatch):
+    """``made-np train`` of ``path`` into ``out`` (4 epochs), stopped by Ctrl-C at the fresh candidate's
+    epoch 2: the bank has finished, the choice is not made. Returns the first run's result."""
     from made_np import train as train_mod
 
-    path = _npz(tmp_path)
-    whole = run("train", "--dataset", path, "--hidden", 16, "--epochs", 4, "--threads", 1, "--out", tmp_path / "whole", "-q")
-    assert whole.exit_code == 0 and "kept " in whole.output, whole.output  # --quiet: the choice is the final result
-    real_fit, out = train_mod.fit, tmp_path / "run"
+    real_fit = train_mod.fit
 
     def interrupted_fit(model, *args, callback=None, **kwargs):
         def cb(row):
@@ -124,9 +123,17 @@ def test_resume_in_the_middle_of_the_second_candidate_continues_it_then_chooses(
 
     monkeypatch.setattr("made_np.cli.train.fit", interrupted_fit)
     first = run("train", "--dataset", path, "--hidden", 16, "--epochs", 4, "--threads", 1, "--out", out)
+    monkeypatch.setattr("made_np.cli.train.fit", real_fit)
+    return first
+
+
+def test_resume_in_the_middle_of_the_second_candidate_continues_it_then_chooses(tmp_path, monkeypatch):
+    path, out = _npz(tmp_path), tmp_path / "run"
+    whole = run("train", "--dataset", path, "--hidden", 16, "--epochs", 4, "--threads", 1, "--out", tmp_path / "whole", "-q")
+    assert whole.exit_code == 0 and "kept " in whole.output, whole.output  # --quiet: the choice is the final result
+    first = _interrupt_choice(path, out, monkeypatch)
     assert first.exit_code == 130 and f"--resume {out}" in first.output
     assert (out / "candidates" / "bank16" / "results.json").exists() and not (out / "model.npz").exists()
-    monkeypatch.setattr("made_np.cli.train.fit", real_fit)
     second = run("train", "--resume", out)
     assert second.exit_code == 0, second.output
     assert "resuming" in second.output and "candidate bank16: MADE" not in second.output  # not trained again
@@ -138,20 +145,8 @@ def test_resume_in_the_middle_of_the_second_candidate_continues_it_then_chooses(
 
 
 def test_resume_with_more_epochs_trains_a_finished_candidate_on_too(tmp_path, monkeypatch):
-    from made_np import train as train_mod
-
-    path, out, real_fit = _npz(tmp_path), tmp_path / "run", train_mod.fit
-
-    def interrupted_fit(model, *args, callback=None, **kwargs):
-        def cb(row):
-            callback(row)
-            if model.config.num_masks == 0 and row["epoch"] == 2:
-                raise KeyboardInterrupt
-        return real_fit(model, *args, callback=cb, **kwargs)
-
-    monkeypatch.setattr("made_np.cli.train.fit", interrupted_fit)
-    assert run("train", "--dataset", path, "--hidden", 16, "--epochs", 4, "--threads", 1, "--out", out).exit_code == 130
-    monkeypatch.setattr("made_np.cli.train.fit", real_fit)
+    out = tmp_path / "run"
+    assert _interrupt_choice(_npz(tmp_path), out, monkeypatch).exit_code == 130
     more = run("train", "--resume", out, "--epochs", 6, "--threads", 1)
     assert more.exit_code == 0, more.output
     assert "kept as trained" not in more.output  # both candidates compared after the same 6 epochs
