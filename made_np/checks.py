@@ -466,11 +466,12 @@ def check_data_or_missing(model, x, name: str = "x") -> tuple:
     """
     xp = model.xp
     x = check_rows(model, x, name)
-    if backend.dtype_kind(xp, x.dtype) != "f" or not bool(xp.any(xp.isnan(x))):
+    nan = xp.isnan(x) if backend.dtype_kind(xp, x.dtype) == "f" else None
+    if nan is None or not bool(xp.any(nan)):
         return check_data(model, x, name), None
-    seen = ~backend.to_host(xp.isnan(x))
+    seen = ~backend.to_host(nan)
     _check_missing_rows(model, seen, name)
-    return check_data(model, xp.where(xp.isnan(x), xp.zeros_like(x), x), name, where=seen), seen
+    return check_data(model, xp.where(nan, xp.zeros_like(x), x), name, where=seen), seen
 
 
 def _split_context(model, dataset, split: str):
