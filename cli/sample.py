@@ -77,14 +77,19 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
                f"to {out}")
 
 
+def _without_missing(rows):
+    """The rows without a missing entry (a run trained with --allow-missing keeps NaN in its data)."""
+    return rows[~np.isnan(rows).any(axis=1)] if rows.dtype.kind == "f" else rows
+
+
 def _complete_rows(info, test) -> tuple:
-    """The test rows without a missing entry (a run trained with --allow-missing keeps NaN in its data) and
-    the words that say how many were left out (none: an empty string)."""
-    keep = ~np.isnan(test).any(axis=1) if test.dtype.kind == "f" else np.ones(len(test), bool)
-    if not keep.any():
+    """The complete test rows (:func:`_without_missing`) and the words that say how many were left out
+    (none: an empty string)."""
+    kept = _without_missing(test)
+    if not len(kept):
         raise UserError(f"{info['path']}: every test row has a missing entry: no complete row to score or draw")
-    left = int((~keep).sum())
-    return test[keep], (f" ({len(test) - left} complete test rows; {left} with missing entries left out)" if left else "")
+    left = len(test) - len(kept)
+    return kept, (f" ({len(kept)} complete test rows; {left} with missing entries left out)" if left else "")
 
 
 @click.command()
@@ -149,6 +154,5 @@ def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_m
             click.echo("no true table for this data set: KL and entropy skipped")
         xs = to_host(draw(model, num_samples, seed=seed, masks=masks))
         with writing(out, "--out"):
-            train = ds.train[~np.isnan(ds.train).any(axis=1)] if ds.train.dtype.kind == "f" else ds.train
-            plots.plot_2d_panels(ds.true_density, train, xs, np.exp(log_q), out)  # the histogram of complete rows
+            plots.plot_2d_panels(ds.true_density, _without_missing(ds.train), xs, np.exp(log_q), out)
     click.echo(f"wrote {out}")
