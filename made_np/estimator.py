@@ -547,6 +547,10 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
         if reset and empty.size:
             raise ValueError(f"X row {empty[0]} has every entry missing (NaN): it holds nothing to learn from; "
                              f"drop such rows ({empty.size} of them) before fit")
+        if reset and (self.num_masks == 1 or self.order_agnostic is False) and seen.size < X.size:
+            raise ValueError(f"X has missing entries (NaN): MADEImputer(num_masks={self.num_masks!r}, order_agnostic="
+                             f"{self.order_agnostic!r}) cannot train on them (their marginal needs observed-first "
+                             "masks); use num_masks > 1 or inf with order_agnostic=True")
         return X
 
     def impute(self, X, draws: int = 0):

@@ -81,8 +81,10 @@ def test_fit_refuses_rows_all_missing_and_unseen_classes(chain_fit):
 
 def test_a_single_mask_model_cannot_train_on_missing_entries():
     x = holes(markov_chain(50, 0), 0.2, 0)
-    with pytest.raises(ValueError, match="needs an order-agnostic model"):
-        MADEImputer(**{**SMALL, "num_masks": 1, "epochs": 1}).fit(x)
+    for bad in ({"num_masks": 1}, {"order_agnostic": False}):  # named as the estimator's parameters
+        with pytest.raises(ValueError, match=r"X has missing entries \(NaN\): MADEImputer\(num_masks=.*use num_masks > 1"):
+            MADEImputer(**{**SMALL, **bad, "epochs": 1}).fit(x)
+    MADEImputer(**{**SMALL, "num_masks": 1, "epochs": 1}).fit(markov_chain(50, 0))  # complete rows train
     ds = Dataset("chain", x[:40], x[40:], x[40:], 2, None)
     model = MADE(MADEConfig(D=8, hidden=(8,), num_masks=0, order_agnostic=True))
     x_all = ds.train.copy()
