@@ -29,11 +29,14 @@ def sibling(out: Path, part: str, suffix: str | None = None) -> Path:
 
 def write_table(path: Path, x: np.ndarray, columns) -> None:
     """``x`` (N, D) into ``path``: a .csv (the input's header, if it had one; each value in the
-    shortest digits that read back to it, so an observed cell is written as it was read; NaN as
-    nan) or a .npy, by its suffix, atomically."""
+    shortest digits that read back to it, a whole number without ".0", so an observed cell is written
+    as it was read; NaN as nan) or a .npy, by its suffix, atomically."""
+    def cell(v: float) -> str:
+        return repr(v).removesuffix(".0")
+
     def save_csv(f, a):
         header = ",".join(columns) + "\n" if columns else ""
-        f.write((header + "".join(",".join(map(repr, row)) + "\n" for row in a.astype(float).tolist())).encode())
+        f.write((header + "".join(",".join(map(cell, row)) + "\n" for row in a.astype(float).tolist())).encode())
 
     write_arrays(path, "--out", np.save if path.suffix.lower() == ".npy" else save_csv, x)
 

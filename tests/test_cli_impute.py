@@ -93,12 +93,13 @@ def test_observed_cells_are_written_as_they_were_read(tmp_path):
     fit(MADE(MADEConfig.for_data(ds, hidden=(8,), num_masks=0)), ds, TrainConfig(epochs=1, valid_masks=2, eval_masks=2),
         out_dir=tmp_path / "run")
     x = ds.test[:2].copy()
-    x[0, 0], x[0, 1], x[1, 0] = 0.12573, np.nan, np.nan
+    x[0, 0], x[0, 1], x[1, 0], x[1, 1], x[1, 2] = 0.12573, np.nan, np.nan, 14.0, -0.0
     write_csv(tmp_path / "x.csv", x)
     text = (tmp_path / "x.csv").read_text()
     assert run_cli("impute", tmp_path / "run", "--input", tmp_path / "x.csv", "--out", tmp_path / "y.csv").exit_code == 0
     out = (tmp_path / "y.csv").read_text().splitlines()
     assert out[0] == text.splitlines()[0] and out[1].startswith("0.12573,")
+    assert out[2].split(",")[1:3] == ["14", "-0"]  # whole numbers as a table holds them, not 14.0
     y = np.loadtxt(tmp_path / "y.csv", delimiter=",", skiprows=1)
     assert not np.isnan(y).any() and y[0, 0] == 0.12573 and np.array_equal(y[0, 2:], x[0, 2:])
 
