@@ -79,7 +79,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
 
 def _without_missing(rows):
     """The rows without a missing entry (a run trained with --allow-missing keeps NaN in its data)."""
-    return rows[~np.isnan(rows).any(axis=1)] if rows.dtype.kind == "f" else rows
+    return rows[~np.isnan(rows).any(axis=1)]
 
 
 def _complete_rows(info, test) -> tuple:

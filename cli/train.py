@@ -37,11 +37,6 @@ RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "
 #: The folder of a run's candidates when the recipe for small data chooses (``RUN/candidates/<name>``).
 CANDIDATES_DIR = "candidates"
 
-#: Exit status of a run stopped by a non-finite loss.
-EXIT_DIVERGED = 3
-#: Exit status of a run interrupted with Ctrl-C.
-EXIT_INTERRUPTED = 130
-
 EXIT_CODES_HELP = """\b
 Exit status:
   0    the run is complete (model.npz, metrics.csv, loss.png, samples.png, results.json)
@@ -58,17 +53,14 @@ Exit status:
 class Diverged(click.ClickException):
     """Training stopped at a non-finite loss (exit status 3)."""
 
-    exit_code = EXIT_DIVERGED
+    exit_code = 3
 
 
 def parse_hidden(text):
     """``"500"`` -> (500,), ``"500,500"`` -> (500, 500), ``""`` or ``"0"`` -> (); None stays None.
     (The widths' bounds are the configuration's.)"""
-    if text is None:
-        return None
-    t = text.strip()
     try:
-        return () if t in ("", "0") else tuple(int(w) for w in t.split(","))
+        return None if text is None else () if text.strip() in ("", "0") else tuple(int(w) for w in text.split(","))
     except ValueError:
         raise UserError(f"--hidden: expected comma-separated positive widths like 500 or 500,500 "
                         f"(or 0 for no hidden layer), got {text[:60]!r}") from None
@@ -80,10 +72,8 @@ def parse_num_masks(text):
     if text is None:
         return None
     t = text.strip().lower()
-    if t in ("inf", "infinite"):
-        return UNLIMITED
     try:
-        k = int(t)
+        k = UNLIMITED if t in ("inf", "infinite") else int(t)
     except ValueError:
         k = 0
     if k < 1:  # 0 is not a silent "inf"
@@ -122,10 +112,9 @@ MODEL_OPTIONS = ("hidden", "head", "components", "discrete_columns", "input_enco
 TRAIN_OPTIONS = ("preset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "patience", "resample_every",
                  "valid_masks", "eval_masks", "lr_schedule", "lr_step", "seed", "engine", "output_bias")
 #: The library's names of the arguments that ``train``'s options give, for its messages.
-OPTIONS = {"lr": "--lr", "weight_decay": "--weight-decay", "weight decay": "--weight-decay",
-           "hidden": "--hidden", "num_masks": "--num-masks", "discrete_columns": "--discrete-columns",
-           "components": "--components",
-           "discrete column": "--discrete-columns column",
+OPTIONS = {**{name: "--" + name.replace("_", "-") for name in ("lr", "weight_decay", "hidden", "num_masks", "components",
+                                                               "discrete_columns")},
+           "weight decay": "--weight-decay", "discrete column": "--discrete-columns column",
            **{f"the {h} head": f"--head {h}: the {h} head" for h in HEADS}}  # a head that cannot model the data
 
 
@@ -256,7 +245,9 @@ def train(ctx, **o):
     mask per minibatch, each a run folder of its own in OUT/candidates/, and keeps the one
     with the lower validation NLL (its test ensemble's) in OUT, with both in results.json.
     """
-    _ignore_sigxfsz()
+    # a write beyond ``ulimit -f`` fails with EFBIG (reported in one line) instead of killing the process
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # no such signal here, or not the main thread
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     where = {"run_dir": None}  # the run folder once it is held: what an interruption reports on
     try:
         with user_values():
@@ -267,13 +258,7 @@ def train(ctx, **o):
             _new_run(ctx, o, where)
     except KeyboardInterrupt:
         click.echo(f"\n{_interrupted(where['run_dir'])}", err=True)
-        ctx.exit(EXIT_INTERRUPTED)
-
-
-def _ignore_sigxfsz() -> None:
-    """A write beyond ``ulimit -f`` fails with EFBIG (reported in one line) instead of killing the process."""
-    with contextlib.suppress(AttributeError, ValueError, OSError):  # no such signal here, or not the main thread
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        ctx.exit(130)
 
 
 def _hold(stack: contextlib.ExitStack, run_dir: Path, option: str, where: dict) -> None:
@@ -357,7 +342,7 @@ def _new_run(ctx, o, where) -> None:
             return
         if not quiet:
             say(_model_line(model, cfg, xp, run_dir, ds))
-        _train_and_report(ctx, model, ds, cfg, run_dir, None, quiet, o["threads"])
+        _train_and_report(model, ds, cfg, run_dir, None, quiet, o["threads"])
 
 
 def _model_line(model, cfg, xp, run_dir: Path, ds) -> str:
@@ -397,7 +382,7 @@ def _choose(ctx, o, where, run_dir: Path, ds, mcfg, cfg, spec, xp) -> None:
                     model = MADE(m, xp)
                 if not o["quiet"]:
                     say(f"candidate {name}: {_model_line(model, c, xp, folder, ds)}")
-                _train_and_report(ctx, model, ds, c, folder, spec, o["quiet"], o["threads"])
+                _train_and_report(model, ds, c, folder, spec, o["quiet"], o["threads"])
         where["run_dir"] = run_dir
     _keep_chosen(run_dir, ds, o)
 
@@ -498,7 +483,7 @@ def _resume(ctx, o, where) -> None:
                 f"NLL {state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
             if model.config.discrete_columns:
                 say(discrete_line(model.config, ds.columns))
-        _train_and_report(ctx, model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
+        _train_and_report(model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
 
 
 def _data_of(info: dict, dataset_path):
@@ -564,7 +549,7 @@ def _writes(run_dir: Path):
         raise UserError(f"cannot write {exc.filename or run_dir}: {reason}; {kept}") from None
 
 
-def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, threads: str = "auto",
+def _train_and_report(model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, threads: str = "auto",
                       resume_state=None):
     """Run :func:`fit` (under ``--threads``), then write the results (:func:`_write_results`)."""
     show_bar = not quiet and sys.stderr.isatty()
