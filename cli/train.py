@@ -28,9 +28,6 @@ from .common import (PathParam, UserError, check_dataset_path, dataset_path_opti
                      evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
                      result_lines, say, seed_option, user_values)
 
-#: What a run writes into its folder besides the checkpoint.
-RUN_OUTPUTS = (METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png")
-
 # Options that a resumed run may change; every other option comes from the checkpoint.
 RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads", "max_memory"}
 
@@ -423,7 +420,8 @@ def _hold_new(stack: contextlib.ExitStack, run_dir: Path, where: dict) -> None:
     if (run_dir / CHECKPOINT_NAME).exists():
         raise UserError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): continue it with "
                         f"--resume {run_dir} or choose another --out")
-    left = [name for name in (*RUN_OUTPUTS, CANDIDATES_DIR) if (run_dir / name).exists()]
+    left = [name for name in (METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png", CANDIDATES_DIR)
+            if (run_dir / name).exists()]
     if left:
         raise UserError(f"{run_dir} already holds {', '.join(left)} of an earlier run (without its "
                         f"{CHECKPOINT_NAME}); a new run would overwrite them: choose another --out")
@@ -606,16 +604,15 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
         from made_np import plots  # matplotlib: imported only when drawing
 
         plots.plot_loss_curves(history["rows"], run_dir / "loss.png", valid_masks=history.get("valid_masks", 1))
-        n = figure_samples(ds)
-        y = None  # a conditional model: labels spread over the classes (a row per class), or test contexts
-        if model.config.context:
-            y = (balanced_labels(n, model.config.context) if model.config.context_encoding == "onehot"
-                 else ds.test_context[[i % len(ds.test_context) for i in range(n)]])
+        n, c = figure_samples(ds), model.config
+        # a conditional model: labels spread over the classes (a row per class), or the test contexts in turn
+        y = (None if not c.context else balanced_labels(n, c.context) if c.context_encoding == "onehot"
+             else ds.test_context[np.arange(n) % len(ds.test_context)])
         samples = to_host(sample(model, n, seed=cfg.seed, context=y))
         masks = model.eval_mask_indices()  # what sample() drew from: the test ensemble of a bank, else mask 0
         which = f"mask {masks[0]}" if len(masks) == 1 else f"mixture of masks 0..{masks[-1]}"
-        given = ("" if y is None else ", labels spread over the classes"
-                 if model.config.context_encoding == "onehot" else ", the test split's contexts")
+        given = ("" if y is None else ", labels spread over the classes" if c.context_encoding == "onehot"
+                 else ", the test split's contexts")
         plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes,
                                title=f"{n} samples, {which}{given}")
         update_checkpoint_meta(ckpt, results=results)
