@@ -271,7 +271,9 @@ def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
     if not existing.is_dir():
         raise UserError(f"{option} {out}: {existing} is a file, not a folder; choose another path")
     try:
-        tempfile.TemporaryFile(dir=existing).close()
+        fd, tmp = tempfile.mkstemp(dir=existing, prefix=".made-np-write-test-")
+        os.close(fd)
+        os.unlink(tmp)
     except OSError as exc:
         raise UserError(f"{option} {out}: cannot write into {existing} ({one_line(exc.strerror or exc)}); "
                         "choose another path") from None
