@@ -43,7 +43,7 @@ def observed_mask(model, info, x, observed, occlude, seed: int) -> tuple:
     """The (N, D) observed mask of the examples ``x`` from ``--observed`` or ``--occlude`` (its values are
     the library's to check), their own missing entries (NaN) set unobserved; and a description of it."""
     D, n_rows = model.config.D, x.shape[0]
-    nan = np.isnan(x) if x.dtype.kind == "f" else np.zeros(x.shape, bool)
+    nan = np.isnan(x)
     if observed is None and occlude is None and nan.any():  # the examples' own missing entries are the pattern
         return ~nan, "their missing entries (NaN)"
     if (observed is None) == (occlude is None):
@@ -164,10 +164,7 @@ def complete(ctx, checkpoint, input_path, observed, occlude, split, first, num_c
     # x as written: the run's own examples whole (their hidden originals beside the completions), --input's
     # missing entries 0; NaN, missing in the data themselves, 0
     obs = obs.astype(bool)
-    known = obs if input_path is not None else np.ones_like(obs)
-    if x.dtype.kind == "f":
-        known = known & ~np.isnan(x)
-    x = np.where(known, x, 0).astype(model.head.sample_dtype)
+    x = np.where((obs if input_path is not None else True) & ~np.isnan(x), x, 0).astype(model.head.sample_dtype)
     seconds = time.perf_counter() - t0
     lp = to_host(log_po).astype(np.float64)
     write_arrays(out, "--out", np.savez, completions=comps, log_px_o=lp, x=x, observed=obs)

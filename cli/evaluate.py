@@ -53,8 +53,7 @@ def evaluate_cmd(ctx, checkpoint, split, eval_masks, mask_index, observed, occlu
         _evaluate_marginal(model, info, x, y, split, observed, occlude, masks, seed, as_json)
         return
     cfg = info["train_config"]
-    if eval_masks is None and cfg is not None:
-        eval_masks = cfg.eval_masks
+    eval_masks = cfg.eval_masks if eval_masks is None and cfg is not None else eval_masks
     batch_size = cfg.eval_batch_size if cfg else 1000
     check_api(model_parts(model.config) + rows_parts(model.config, min(batch_size, x.shape[0]),
                                                      "the evaluation batch size", "evaluation activations")

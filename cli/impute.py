@@ -31,12 +31,9 @@ def write_table(path: Path, x: np.ndarray, columns) -> None:
     """``x`` (N, D) into ``path``: a .csv (the input's header, if it had one; each value in the
     shortest digits that read back to it, a whole number without ".0", so an observed cell is written
     as it was read; NaN as nan) or a .npy, by its suffix, atomically."""
-    def cell(v: float) -> str:
-        return repr(v).removesuffix(".0")
-
     def save_csv(f, a):
-        header = ",".join(columns) + "\n" if columns else ""
-        f.write((header + "".join(",".join(map(cell, row)) + "\n" for row in a.astype(float).tolist())).encode())
+        rows = "".join(",".join(repr(v).removesuffix(".0") for v in row) + "\n" for row in a.astype(float).tolist())
+        f.write(((",".join(columns) + "\n" if columns else "") + rows).encode())
 
     write_arrays(path, "--out", np.save if path.suffix.lower() == ".npy" else save_csv, x)
 
@@ -93,9 +90,8 @@ def impute(checkpoint, input_path, out, draws, samples, masks, discrete, seed, m
         raise UserError(f"--input {input_path}: has {x.shape[1]} columns, but the model has D = {D} variables; "
                         f"give one column per variable, in the order the model was trained on")
     check_header(info, columns, input_path)
-    N = x.shape[0]
-    check_api(model_parts(model.config) + complete_parts(model.config, N, max(samples, draws),
-                                                         mixture_size(model, masks), "--samples", "--masks"))
+    N, K = x.shape[0], mixture_size(model, masks)
+    check_api(model_parts(model.config) + complete_parts(model.config, N, max(samples, draws), K, "--samples", "--masks"))
     y = parse_context(model, context, N, unit="rows")[0]
     t0 = time.perf_counter()
     with user_values({"x": f"--input {input_path}", "masks": "--masks", "samples": "--samples"}):
@@ -109,7 +105,6 @@ def impute(checkpoint, input_path, out, draws, samples, masks, discrete, seed, m
     if draws_out is not None:
         write_arrays(draws_out, "--out", np.save, to_host(drawn))
     missing = int(np.isnan(x).sum())
-    K = mixture_size(model, masks)
     wrote = [str(p) for p in (out, std_out, draws_out) if p is not None]
     result = {"checkpoint": info["path"], "rows": N, "missing": missing, "masks": K, "samples": max(samples, draws),
               "draws": draws, "method": method, "discrete": discrete, "seconds": seconds,

@@ -79,7 +79,7 @@ def sample(ctx, checkpoint, num_samples, out, seed, method, mask_index, mixture,
 
 def _without_missing(rows):
     """The rows without a missing entry (a run trained with --allow-missing keeps NaN in its data)."""
-    return rows[~np.isnan(rows).any(axis=1)] if rows.dtype.kind == "f" else rows
+    return rows[~np.isnan(rows).any(axis=1)]
 
 
 def _complete_rows(info, test) -> tuple:
@@ -124,21 +124,20 @@ def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_m
     if model.config.context:
         raise UserError(f"{info['path']}: density draws the table of an unconditional model; this one is "
                         "conditioned on a context (use sample --context for its conditionals)")
-    if (info.get("dataset") or {}).get("classes") == 0:  # a real-valued run
-        unused = [o for o, name in (("-n", "num_samples"), ("--seed", "seed")) if given(ctx, name)]
-        if unused:
-            raise UserError(f"{' and '.join(unused)}: the density of a real-valued run is drawn on a grid, "
-                            "from no samples; leave them out")
-        check_api(model_parts(model.config))
-        test, note = _complete_rows(info, load_split(info, "test", dataset_path)[1])
+    real = (info.get("dataset") or {}).get("classes") == 0
+    unused = [o for o, name in (("-n", "num_samples"), ("--seed", "seed")) if real and given(ctx, name)]
+    if unused:
+        raise UserError(f"{' and '.join(unused)}: the density of a real-valued run is drawn on a grid, "
+                        "from no samples; leave them out")
+    check_api(model_parts(model.config) + ([] if real else sample_parts(model.config, num_samples, blocked=True)))
+    ds, test = load_split(info, "test", dataset_path)
+    test, note = _complete_rows(info, test)
+    if real:
         with user_values():
             click.echo(f"test NLL: {-float(np.mean(to_host(model.log_prob(test)))):.4f} nats{note}")
             with writing(out, "--out"):
                 plots.plot_density(lambda points: to_host(model.log_prob(points)), test, out)
     else:
-        check_api(model_parts(model.config) + sample_parts(model.config, num_samples, blocked=True))
-        ds, test = load_split(info, "test", dataset_path)
-        test, note = _complete_rows(info, test)
         cfg = info["train_config"]
         masks = None if model.config.num_masks == 1 else model.eval_mask_indices(cfg.eval_masks if cfg else None)
         with user_values():

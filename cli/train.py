@@ -28,19 +28,11 @@ from .common import (PathParam, UserError, check_dataset_path, dataset_path_opti
                      evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
                      result_lines, say, seed_option, user_values)
 
-#: What a run writes into its folder besides the checkpoint.
-RUN_OUTPUTS = (METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png")
-
 # Options that a resumed run may change; every other option comes from the checkpoint.
 RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads", "max_memory"}
 
 #: The folder of a run's candidates when the recipe for small data chooses (``RUN/candidates/<name>``).
 CANDIDATES_DIR = "candidates"
-
-#: Exit status of a run stopped by a non-finite loss.
-EXIT_DIVERGED = 3
-#: Exit status of a run interrupted with Ctrl-C.
-EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """\b
 Exit status:
@@ -58,17 +50,14 @@ Exit status:
 class Diverged(click.ClickException):
     """Training stopped at a non-finite loss (exit status 3)."""
 
-    exit_code = EXIT_DIVERGED
+    exit_code = 3
 
 
 def parse_hidden(text):
     """``"500"`` -> (500,), ``"500,500"`` -> (500, 500), ``""`` or ``"0"`` -> (); None stays None.
     (The widths' bounds are the configuration's.)"""
-    if text is None:
-        return None
-    t = text.strip()
     try:
-        return () if t in ("", "0") else tuple(int(w) for w in t.split(","))
+        return None if text is None else () if text.strip() in ("", "0") else tuple(int(w) for w in text.split(","))
     except ValueError:
         raise UserError(f"--hidden: expected comma-separated positive widths like 500 or 500,500 "
                         f"(or 0 for no hidden layer), got {text[:60]!r}") from None
@@ -80,10 +69,8 @@ def parse_num_masks(text):
     if text is None:
         return None
     t = text.strip().lower()
-    if t in ("inf", "infinite"):
-        return UNLIMITED
     try:
-        k = int(t)
+        k = UNLIMITED if t in ("inf", "infinite") else int(t)
     except ValueError:
         k = 0
     if k < 1:  # 0 is not a silent "inf"
@@ -122,10 +109,9 @@ MODEL_OPTIONS = ("hidden", "head", "components", "discrete_columns", "input_enco
 TRAIN_OPTIONS = ("preset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "patience", "resample_every",
                  "valid_masks", "eval_masks", "lr_schedule", "lr_step", "seed", "engine", "output_bias")
 #: The library's names of the arguments that ``train``'s options give, for its messages.
-OPTIONS = {"lr": "--lr", "weight_decay": "--weight-decay", "weight decay": "--weight-decay",
-           "hidden": "--hidden", "num_masks": "--num-masks", "discrete_columns": "--discrete-columns",
-           "components": "--components",
-           "discrete column": "--discrete-columns column",
+OPTIONS = {**{name: "--" + name.replace("_", "-") for name in ("lr", "weight_decay", "hidden", "num_masks", "components",
+                                                               "discrete_columns")},
+           "weight decay": "--weight-decay", "discrete column": "--discrete-columns column",
            **{f"the {h} head": f"--head {h}: the {h} head" for h in HEADS}}  # a head that cannot model the data
 
 
@@ -256,7 +242,9 @@ def train(ctx, **o):
     mask per minibatch, each a run folder of its own in OUT/candidates/, and keeps the one
     with the lower validation NLL (its test ensemble's) in OUT, with both in results.json.
     """
-    _ignore_sigxfsz()
+    # a write beyond ``ulimit -f`` fails with EFBIG (reported in one line) instead of killing the process
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # no such signal here, or not the main thread
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     where = {"run_dir": None}  # the run folder once it is held: what an interruption reports on
     try:
         with user_values():
@@ -267,13 +255,7 @@ def train(ctx, **o):
             _new_run(ctx, o, where)
     except KeyboardInterrupt:
         click.echo(f"\n{_interrupted(where['run_dir'])}", err=True)
-        ctx.exit(EXIT_INTERRUPTED)
-
-
-def _ignore_sigxfsz() -> None:
-    """A write beyond ``ulimit -f`` fails with EFBIG (reported in one line) instead of killing the process."""
-    with contextlib.suppress(AttributeError, ValueError, OSError):  # no such signal here, or not the main thread
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        ctx.exit(130)
 
 
 def _hold(stack: contextlib.ExitStack, run_dir: Path, option: str, where: dict) -> None:
@@ -357,7 +339,7 @@ def _new_run(ctx, o, where) -> None:
             return
         if not quiet:
             say(_model_line(model, cfg, xp, run_dir, ds))
-        _train_and_report(ctx, model, ds, cfg, run_dir, None, quiet, o["threads"])
+        _train_and_report(model, ds, cfg, run_dir, None, quiet, o["threads"])
 
 
 def _model_line(model, cfg, xp, run_dir: Path, ds) -> str:
@@ -397,7 +379,7 @@ def _choose(ctx, o, where, run_dir: Path, ds, mcfg, cfg, spec, xp) -> None:
                     model = MADE(m, xp)
                 if not o["quiet"]:
                     say(f"candidate {name}: {_model_line(model, c, xp, folder, ds)}")
-                _train_and_report(ctx, model, ds, c, folder, spec, o["quiet"], o["threads"])
+                _train_and_report(model, ds, c, folder, spec, o["quiet"], o["threads"])
         where["run_dir"] = run_dir
     _keep_chosen(run_dir, ds, o)
 
@@ -438,7 +420,8 @@ def _hold_new(stack: contextlib.ExitStack, run_dir: Path, where: dict) -> None:
     if (run_dir / CHECKPOINT_NAME).exists():
         raise UserError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): continue it with "
                         f"--resume {run_dir} or choose another --out")
-    left = [name for name in (*RUN_OUTPUTS, CANDIDATES_DIR) if (run_dir / name).exists()]
+    left = [name for name in (METRICS_NAME, RESULTS_NAME, "loss.png", "samples.png", CANDIDATES_DIR)
+            if (run_dir / name).exists()]
     if left:
         raise UserError(f"{run_dir} already holds {', '.join(left)} of an earlier run (without its "
                         f"{CHECKPOINT_NAME}); a new run would overwrite them: choose another --out")
@@ -498,7 +481,7 @@ def _resume(ctx, o, where) -> None:
                 f"NLL {state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
             if model.config.discrete_columns:
                 say(discrete_line(model.config, ds.columns))
-        _train_and_report(ctx, model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
+        _train_and_report(model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
 
 
 def _data_of(info: dict, dataset_path):
@@ -564,7 +547,7 @@ def _writes(run_dir: Path):
         raise UserError(f"cannot write {exc.filename or run_dir}: {reason}; {kept}") from None
 
 
-def _train_and_report(ctx, model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, threads: str = "auto",
+def _train_and_report(model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, threads: str = "auto",
                       resume_state=None):
     """Run :func:`fit` (under ``--threads``), then write the results (:func:`_write_results`)."""
     show_bar = not quiet and sys.stderr.isatty()
@@ -621,16 +604,15 @@ def _write_results(model, ds, cfg, run_dir: Path, history: dict, seconds: float,
         from made_np import plots  # matplotlib: imported only when drawing
 
         plots.plot_loss_curves(history["rows"], run_dir / "loss.png", valid_masks=history.get("valid_masks", 1))
-        n = figure_samples(ds)
-        y = None  # a conditional model: labels spread over the classes (a row per class), or test contexts
-        if model.config.context:
-            y = (balanced_labels(n, model.config.context) if model.config.context_encoding == "onehot"
-                 else ds.test_context[[i % len(ds.test_context) for i in range(n)]])
+        n, c = figure_samples(ds), model.config
+        # a conditional model: labels spread over the classes (a row per class), or the test contexts in turn
+        y = (None if not c.context else balanced_labels(n, c.context) if c.context_encoding == "onehot"
+             else ds.test_context[np.arange(n) % len(ds.test_context)])
         samples = to_host(sample(model, n, seed=cfg.seed, context=y))
         masks = model.eval_mask_indices()  # what sample() drew from: the test ensemble of a bank, else mask 0
         which = f"mask {masks[0]}" if len(masks) == 1 else f"mixture of masks 0..{masks[-1]}"
-        given = ("" if y is None else ", labels spread over the classes"
-                 if model.config.context_encoding == "onehot" else ", the test split's contexts")
+        given = ("" if y is None else ", labels spread over the classes" if c.context_encoding == "onehot"
+                 else ", the test split's contexts")
         plots.plot_sample_grid(samples, ds.image_shape, run_dir / "samples.png", classes=ds.classes,
                                title=f"{n} samples, {which}{given}")
         update_checkpoint_meta(ckpt, results=results)

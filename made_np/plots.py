@@ -94,16 +94,12 @@ def _to_float(value) -> float:
         return math.nan
 
 
-def _read_rows(metrics) -> list[dict]:
-    if isinstance(metrics, (str, Path)):
-        with open(metrics, newline="") as f:
-            return list(csv.DictReader(f))
-    return list(metrics)
-
-
 def loss_curves_figure(metrics, valid_masks: int = 1) -> Figure:
     """The figure of :func:`plot_loss_curves` (same parameters, no file written)."""
-    rows = _read_rows(metrics)
+    if isinstance(metrics, (str, Path)):
+        with open(metrics, newline="") as f:
+            metrics = list(csv.DictReader(f))
+    rows = list(metrics)
     if not rows:
         raise ValueError("plot_loss_curves: no metrics rows")
     epoch = _column(rows, ("epoch",))
@@ -118,14 +114,12 @@ def loss_curves_figure(metrics, valid_masks: int = 1) -> Figure:
             ok = np.isfinite(y) & np.isfinite(epoch)
             ax.plot(epoch[ok], y[ok], marker="." if ok.sum() < 30 else None, label=label)
     valid = curves[valid_label]
-    if valid is not None:
-        ok = np.isfinite(valid) & np.isfinite(epoch)
-        if ok.any():
-            # the first lowest valid NLL: the epoch whose weights training restores
-            k = np.flatnonzero(ok)[np.argmin(valid[ok])]
-            ax.axvline(epoch[k], color="0.5", linestyle="--", linewidth=1, label=f"best epoch {epoch[k]:g}")
-            ax.plot([epoch[k]], [valid[k]], marker="*", markersize=12, color="C3", linestyle="none",
-                    label=f"best valid NLL {valid[k]:.4g}")
+    ok = np.isfinite(epoch) & (False if valid is None else np.isfinite(valid))
+    if ok.any():  # the first lowest valid NLL: the epoch whose weights training restores
+        k = np.flatnonzero(ok)[np.argmin(valid[ok])]
+        ax.axvline(epoch[k], color="0.5", linestyle="--", linewidth=1, label=f"best epoch {epoch[k]:g}")
+        ax.plot([epoch[k]], [valid[k]], marker="*", markersize=12, color="C3", linestyle="none",
+                label=f"best valid NLL {valid[k]:.4g}")
     ax.xaxis.set_major_locator(WholeTicks())  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("negative log-likelihood (nats per example)")
@@ -170,7 +164,7 @@ def plot_loss_curves(metrics, out_path, valid_masks: int = 1) -> Path:
     return _save(loss_curves_figure(metrics, valid_masks), out_path)
 
 
-def histogram2d(samples, classes: int) -> np.ndarray:
+def histogram2d(samples, classes: int, caller: str = "") -> np.ndarray:
     """Counts ``h[i, j]`` of the samples with ``(x1, x2) = (i, j)``: the orientation of the tables.
 
     Parameters
@@ -179,6 +173,8 @@ def histogram2d(samples, classes: int) -> np.ndarray:
         Integer samples in ``0..classes-1``.
     classes : int
         Values per variable C; the histogram is ``(C, C)``.
+    caller : str, optional
+        Starts the error messages (``"plot_sample_grid: "``).
 
     Returns
     -------
@@ -192,10 +188,10 @@ def histogram2d(samples, classes: int) -> np.ndarray:
     """
     x = np.asarray(samples)
     if x.ndim != 2 or x.shape[1] != 2:
-        raise ValueError(f"samples must be (N, 2), got {x.shape}")
+        raise ValueError(f"{caller}samples must be (N, 2), got {x.shape}")
     x, C = x.astype(np.int64), int(classes)
     if x.size and (x.min() < 0 or x.max() >= C):
-        raise ValueError(f"sample values must lie in 0..{C - 1}")
+        raise ValueError(f"{caller}sample values must lie in 0..{C - 1}")
     return np.bincount(x[:, 0] * C + x[:, 1], minlength=C * C).reshape(C, C)
 
 
@@ -237,30 +233,29 @@ def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | Non
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"plot_sample_grid: samples must be (n, D) with n > 0, got {x.shape}")
     n, D = x.shape
-    if image_shape is None:
-        if D == 2 and classes == 0:  # real values (classes 0): the points themselves
-            fig, ax = _axes(5, 4.5)
-            ax.scatter(x[:, 0], x[:, 1], s=4, alpha=0.5)
-            ax.set_title(title or f"{n} samples", fontsize=10)
-            return fig
-        if D == 2:
-            C = int(classes) if classes is not None else int(x.max()) + 1
-            try:
-                counts = histogram2d(x, C)
-            except ValueError as exc:
-                raise ValueError(f"plot_sample_grid: {exc}") from None
-            fig = _figure(5.5, 4.5)
-            draw_table(fig, fig.add_subplot(), counts, title or f"{n} samples on the {C} x {C} grid",
-                       "samples per cell")
-            return fig
+    if image_shape is None and D == 2 and classes != 0:  # 2-D classes: their histogram
+        C = int(classes) if classes is not None else int(x.max()) + 1
+        fig = _figure(5.5, 4.5)
+        draw_table(fig, fig.add_subplot(), histogram2d(x, C, "plot_sample_grid: "),
+                   title or f"{n} samples on the {C} x {C} grid", "samples per cell")
+        return fig
+    if image_shape is None and D == 2:  # real values (classes 0): the points themselves
+        fig, ax = _axes(5, 4.5)
+        ax.scatter(x[:, 0], x[:, 1], s=4, alpha=0.5)
+    elif image_shape is None:
         fig, ax = _axes(5, 4)
-        im = ax.imshow(x, aspect="auto", interpolation="nearest", cmap="gray")
-        ax.set_title(title or f"{n} samples", fontsize=10)
+        fig.colorbar(ax.imshow(x, aspect="auto", interpolation="nearest", cmap="gray"), ax=ax)
         ax.set_xlabel("dimension")
         ax.set_ylabel("sample")
-        fig.colorbar(im, ax=ax)
-        return fig
-    h, w = image_shape
+    else:
+        fig, ax = _image_grid(x, image_shape, ncols)
+    ax.set_title(title or f"{n} samples", fontsize=10)
+    return fig
+
+
+def _image_grid(x, image_shape, ncols: int):
+    """The figure of :func:`sample_grid_figure` for images: ``(figure, axes)``."""
+    (n, D), (h, w) = x.shape, image_shape
     if h * w != D:
         raise ValueError(f"plot_sample_grid: image_shape {image_shape} does not match D = {D}")
     ncols = max(1, min(ncols, n))
@@ -272,20 +267,18 @@ def sample_grid_figure(samples, image_shape, ncols: int = 10, classes: int | Non
     # grey levels 0..top, grid lines GRID_COLOUR, missing (NaN) pixels MISSING_COLOUR.
     tiles = matplotlib.colormaps["gray"](images / top, bytes=True)
     tiles[missing] = to_rgba_array(MISSING_COLOUR, alpha=1) * 255
-    grid = np.empty((nrows * (h + 1) - 1, ncols * (w + 1) - 1, 4), np.uint8)
-    grid[:] = to_rgba_array(GRID_COLOUR) * 255
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, ncols)
-        grid[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = tile
+    cells = np.empty((nrows * ncols, h + 1, w + 1, 4), np.uint8)  # each image with its grid lines right and below
+    cells[:] = to_rgba_array(GRID_COLOUR) * 255
+    cells[:n, :h, :w] = tiles
+    grid = cells.reshape(nrows, ncols, h + 1, w + 1, 4).swapaxes(1, 2).reshape(nrows * (h + 1), -1, 4)[:-1, :-1]
     width = min(12.0, max(2.0, 0.8 * ncols))  # inches
     fig, ax = _axes(width, width * grid.shape[0] / grid.shape[1])
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(title or f"{n} samples", fontsize=10)
     if missing.any():
         ax.legend(handles=[Patch(facecolor=MISSING_COLOUR, label="missing (not observed)")],
                   loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False)
-    return fig
+    return fig, ax
 
 
 def plot_sample_grid(samples, image_shape, out_path, ncols: int = 10, classes: int | None = None,
@@ -464,11 +457,7 @@ def panels_2d_figure(true_density, train_samples, model_samples, model_density) 
             raise ValueError(f"plot_2d_panels: true_density shape {true_density.shape} != ({C}, {C})")
         panels.append(("true distribution", true_density))
     for title, samples in (("training samples (N = {})", train_samples), ("model samples (M = {})", model_samples)):
-        try:
-            counts = histogram2d(samples, C)
-        except ValueError as exc:
-            raise ValueError(f"plot_2d_panels: {exc}") from None
-        panels.append((title.format(len(samples)), counts / max(1, len(samples))))
+        panels.append((title.format(len(samples)), histogram2d(samples, C, "plot_2d_panels: ") / max(1, len(samples))))
     panels.append(("model density", model_density))
     # every panel is a probability table: one colour scale, set by the exact tables (the noisy
     # histograms' peaks above it saturate), and one colour bar, so the panels compare
