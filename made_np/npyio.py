@@ -186,7 +186,7 @@ def read_npy(file, error=DataError, fix: str = "re-create or re-download it") ->
     return _Source(lambda: open(file, "rb"), require_regular(file, error).st_size, str(file), error, fix).read()
 
 
-class Npz:
+class Npz(contextlib.AbstractContextManager):
     """An ``.npz`` opened lazily: its members' headers are read and checked first, an array only
     when asked for (:meth:`header`, :meth:`read`); usable as a context manager.
 
@@ -212,17 +212,11 @@ class Npz:
         for info in self.zf.infolist():
             name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
             if name in self.members:
-                self.close()
+                self.zf.close()
                 raise error(f"{file}: {entry} '{name}' appears twice (which one to read?); {fix}")
             self.members[name] = info
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, *exc):
-        self.close()
-
-    def close(self) -> None:
         self.zf.close()
 
     def _source(self, name: str) -> _Source:
