@@ -113,8 +113,8 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
         if model.head.real:
             arrays.update(shift=backend.to_host(model.shift), scale=backend.to_host(model.scale))
         if optimizer is not None:
-            for k, v in (optimizer_state if optimizer_state is not None else optimizer.state_dict()).items():
-                arrays[f"opt_{k}"] = np.asarray(v)
+            state = optimizer_state if optimizer_state is not None else optimizer.state_dict()
+            arrays.update({f"opt_{k}": np.asarray(v) for k, v in state.items()})
         arrays.update({f"best_{name}": backend.to_host(p) for name, p in zip(model.param_names, best_params or ())})
         bad = next((n for n, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()), None)
         if bad is not None:  # weights, optimiser state (an overflowing Adagrad sum) and best weights alike

@@ -241,8 +241,7 @@ class StrictConfig:
         """Inverse of ``to_dict``; unknown keys, missing required keys and values of the wrong
         type are an error (ValueError naming the key)."""
         if not isinstance(d, dict):
-            raise ValueError(f"the {cls._kind} configuration must be a JSON object (dict), "
-                             f"got {describe(d)}")
+            raise ValueError(f"the {cls._kind} configuration must be a JSON object (dict), got {describe(d)}")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown {cls._kind} configuration keys: {sorted(map(str, unknown))}")

@@ -642,8 +642,7 @@ def with_context(ds: Dataset, train, valid, test, where: str = "context") -> Dat
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise DataError(f"{what} has NaN/inf values")
         if a.size and np.abs(a).max() > np.finfo(np.float32).max:  # inf once a float32 model casts them
-            raise DataError(f"{what} has values beyond float32's range (|y| up to {np.abs(a).max():.3g}); "
-                            "rescale them")
+            raise DataError(f"{what} has values beyond float32's range (|y| up to {np.abs(a).max():.3g}); rescale them")
     dims = {a.ndim for a in arrays.values()}
     if len(dims) != 1:
         raise DataError(f"{where}: the splits mix (N,) labels and (N, C) rows")

@@ -31,7 +31,6 @@ AMAT_FILES = tuple(f"binarized_mnist_{s}.amat" for s in ("train", "valid", "test
 MNIST_NPZ_URL = "https://github.com/mgermain/MADE/releases/download/ICML2015/binarized_mnist.npz"
 #: Larochelle's text files; ``{split}`` is ``train``, ``valid`` or ``test``.
 MNIST_AMAT_URL = "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{split}.amat"
-MNIST_AMAT_URLS = tuple(MNIST_AMAT_URL.format(split=s) for s in ("train", "valid", "test"))
 DIST_URL = "https://github.com/mindis/berkeley-ul-hw-2019/raw/master/hw1/distribution.npy"
 MNIST_SHAPES = ((50000, 784), (10000, 784), (10000, 784))
 #: sha256 of ``np.ascontiguousarray(split, dtype=np.uint8).tobytes()`` per split: the
