@@ -323,9 +323,9 @@ def param_shapes(cfg: MADEConfig) -> dict:
     return shapes
 
 
-def _check_entries(archive: Npz, cfg: MADEConfig) -> dict:
+def _check_entries(archive: Npz, cfg: MADEConfig) -> None:
     """Check every entry's name and declared shape and dtype against the model of ``cfg``, reading
-    headers only. Returns ``{name: shape}`` of the parameters."""
+    headers only."""
     p, shapes = archive.file, param_shapes(cfg)
     real = HEADS[cfg.head].real
     known = set(shapes) | {f"best_{n}" for n in shapes} | {"config"} | ({"shift", "scale"} if real else set())
@@ -357,7 +357,6 @@ def _check_entries(archive: Npz, cfg: MADEConfig) -> dict:
         if shape != expected:
             raise CheckpointError(f"{where} has shape {shape}, but the model's configuration (D = {cfg.D}, "
                                   f"hidden {list(cfg.hidden)}, {cfg.classes} classes) needs {expected}")
-    return shapes
 
 
 def _read_entry(archive: Npz, name: str, dtype: str) -> np.ndarray:

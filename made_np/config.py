@@ -448,8 +448,7 @@ class MADEConfig(StrictConfig):
         width = getattr(getattr(dataset, "train", None), "shape", (None, D))[-1]
         if width != D:
             raise ValueError(f"dataset.D = {D}, but its train data have {width} columns")
-        values = {"D": D, "classes": classes,
-                  "input_encoding": default_encoding(classes),
+        values = {"D": D, "classes": classes, "input_encoding": default_encoding(classes),
                   "direct": DEFAULT_DIRECT, "num_masks": default_num_masks(dataset)}
         if classes == 0 and size_recipe(dataset) == "large":
             values.update(LARGE_REAL_DEFAULTS, **({"num_masks": UNLIMITED} if D <= FEW_ORDERINGS_D else {}))
@@ -617,9 +616,8 @@ class TrainConfig(StrictConfig):
         ValueError
             An invalid field, an unknown override or an unknown preset.
         """
-        values = _preset(preset, 1)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(values).resolved(dataset)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return cls.from_dict({**_preset(preset, 1), **given}).resolved(dataset)
 
     def resolved(self, dataset=None) -> "TrainConfig":
         """A copy with the defaults left open filled in from the recipe.
