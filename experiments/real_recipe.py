@@ -111,7 +111,8 @@ def load(name: str, seed: int):
         return mdata.load_dataset(name, seed=seed)
     kind, _, n = name.rpartition("-")
     x = _generated(kind, int(n), seed)
-    return mdata._make_real(name, dict(zip(mdata.SPLITS, (x[i] for i in mdata._split_rows(len(x), seed)))), name)
+    return mdata._make_dataset(name, dict(zip(mdata.SPLITS, (x[i] for i in mdata._split_rows(len(x), seed)))), name,
+                               real=True)
 
 
 def run(name: str, seed: int, setting: str) -> dict:

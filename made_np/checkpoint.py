@@ -113,8 +113,8 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
         if model.head.real:
             arrays.update(shift=backend.to_host(model.shift), scale=backend.to_host(model.scale))
         if optimizer is not None:
-            for k, v in (optimizer_state if optimizer_state is not None else optimizer.state_dict()).items():
-                arrays[f"opt_{k}"] = np.asarray(v)
+            state = optimizer_state if optimizer_state is not None else optimizer.state_dict()
+            arrays.update({f"opt_{k}": np.asarray(v) for k, v in state.items()})
         arrays.update({f"best_{name}": backend.to_host(p) for name, p in zip(model.param_names, best_params or ())})
         bad = next((n for n, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()), None)
         if bad is not None:  # weights, optimiser state (an overflowing Adagrad sum) and best weights alike
@@ -323,9 +323,9 @@ def param_shapes(cfg: MADEConfig) -> dict:
     return shapes
 
 
-def _check_entries(archive: Npz, cfg: MADEConfig) -> dict:
+def _check_entries(archive: Npz, cfg: MADEConfig) -> None:
     """Check every entry's name and declared shape and dtype against the model of ``cfg``, reading
-    headers only. Returns ``{name: shape}`` of the parameters."""
+    headers only."""
     p, shapes = archive.file, param_shapes(cfg)
     real = HEADS[cfg.head].real
     known = set(shapes) | {f"best_{n}" for n in shapes} | {"config"} | ({"shift", "scale"} if real else set())
@@ -357,7 +357,6 @@ def _check_entries(archive: Npz, cfg: MADEConfig) -> dict:
         if shape != expected:
             raise CheckpointError(f"{where} has shape {shape}, but the model's configuration (D = {cfg.D}, "
                                   f"hidden {list(cfg.hidden)}, {cfg.classes} classes) needs {expected}")
-    return shapes
 
 
 def _read_entry(archive: Npz, name: str, dtype: str) -> np.ndarray:

@@ -99,9 +99,7 @@ PRESETS = {
 
 
 def _preset(name, part: int) -> dict:
-    if name is None:
-        return {}
-    return dict(PRESETS[check_choice("preset", name, PRESETS)][part])
+    return {} if name is None else dict(PRESETS[check_choice("preset", name, PRESETS)][part])
 #: Real-valued training sets of at least :data:`SMALL_DATA_ROWS` rows (the 2-D densities: 20,000
 #: rows) get two hidden layers of 256 units and 20 Gaussians per variable; with at most
 #: :data:`FEW_ORDERINGS_D` variables (at most 24 orderings) also a fresh order-agnostic mask every
@@ -225,6 +223,12 @@ class StrictConfig:
 
     _kind = "configuration"
 
+    def to_dict(self) -> dict:
+        """JSON-ready dict (tuples, such as ``hidden`` and ``levels``, become lists)."""
+        def plain(v):
+            return [plain(a) for a in v] if isinstance(v, tuple) else v
+        return {k: plain(v) for k, v in asdict(self).items()}
+
     @staticmethod
     def _raise_first(checks) -> None:
         """Raise ValueError with the message of the first failed ``(ok, message)`` check."""
@@ -237,8 +241,7 @@ class StrictConfig:
         """Inverse of ``to_dict``; unknown keys, missing required keys and values of the wrong
         type are an error (ValueError naming the key)."""
         if not isinstance(d, dict):
-            raise ValueError(f"the {cls._kind} configuration must be a JSON object (dict), "
-                             f"got {describe(d)}")
+            raise ValueError(f"the {cls._kind} configuration must be a JSON object (dict), got {describe(d)}")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown {cls._kind} configuration keys: {sorted(map(str, unknown))}")
@@ -389,7 +392,9 @@ class MADEConfig(StrictConfig):
         field given 64.5, "64" or true), outside its bounds (:data:`MAX_D`, :data:`MAX_WIDTH`,
         :data:`MAX_LAYERS`, :data:`MAX_CLASSES`, :data:`MAX_NUM_MASKS`, :data:`MAX_SEED`), or
         an unknown name."""
-        self.num_masks = _stored_num_masks(self.num_masks)
+        n = self.num_masks  # inf (or "inf" in any case) is stored as 0, the stored no limit; others checked next
+        if isinstance(n, str) and n.strip().lower() == "inf" or is_real(n) and n == UNLIMITED:
+            self.num_masks = 0
         self._check_types()
         checks = [
             (len(self.hidden) <= MAX_LAYERS, f"hidden has {len(self.hidden)} layers; at most {MAX_LAYERS}"),
@@ -443,8 +448,7 @@ class MADEConfig(StrictConfig):
         width = getattr(getattr(dataset, "train", None), "shape", (None, D))[-1]
         if width != D:
             raise ValueError(f"dataset.D = {D}, but its train data have {width} columns")
-        values = {"D": D, "classes": classes,
-                  "input_encoding": default_encoding(classes),
+        values = {"D": D, "classes": classes, "input_encoding": default_encoding(classes),
                   "direct": DEFAULT_DIRECT, "num_masks": default_num_masks(dataset)}
         if classes == 0 and size_recipe(dataset) == "large":
             values.update(LARGE_REAL_DEFAULTS, **({"num_masks": UNLIMITED} if D <= FEW_ORDERINGS_D else {}))
@@ -460,21 +464,6 @@ class MADEConfig(StrictConfig):
         _check_components_used(values["head"], overrides.get("components"), classes)
         return cls.from_dict(values)
 
-    def to_dict(self) -> dict:
-        """JSON-ready dict (tuples become lists)."""
-        d = asdict(self)
-        d["hidden"] = list(self.hidden)
-        d["given_ordering"] = None if self.given_ordering is None else list(self.given_ordering)
-        d["discrete_columns"], d["levels"] = list(self.discrete_columns), [list(v) for v in self.levels]
-        return d
-
-
-def _stored_num_masks(value):
-    """``num_masks`` as a configuration stores it: :data:`UNLIMITED` (``inf``, or the text ``"inf"`` in
-    any case) as 0, the stored no limit; anything else as given (checked as an integer next)."""
-    if isinstance(value, str) and value.strip().lower() == "inf" or is_real(value) and value == UNLIMITED:
-        return 0
-    return value
 
 
 def _check_levels(levels) -> tuple:
@@ -613,9 +602,6 @@ class TrainConfig(StrictConfig):
             (self.lr is None or self.lr > 0, f"lr (the learning rate) must be a finite number > 0, got {self.lr}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")])
 
-    def to_dict(self) -> dict:
-        """JSON-ready dict."""
-        return asdict(self)
 
     @classmethod
     def for_data(cls, dataset, preset: str | None = None, **overrides) -> "TrainConfig":
@@ -630,9 +616,8 @@ class TrainConfig(StrictConfig):
         ValueError
             An invalid field, an unknown override or an unknown preset.
         """
-        values = _preset(preset, 1)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(values).resolved(dataset)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return cls.from_dict({**_preset(preset, 1), **given}).resolved(dataset)
 
     def resolved(self, dataset=None) -> "TrainConfig":
         """A copy with the defaults left open filled in from the recipe.

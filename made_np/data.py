@@ -402,13 +402,6 @@ def _at(r: int, c: int, names=(), lines=None) -> str:
     return f"{'row ' + str(r) if lines is None else 'line ' + str(lines[r])}, {_column(c, names)}"
 
 
-def _check_widths(arrays, labels, file) -> None:
-    widths = [a.shape[1] for a in arrays]
-    if len(set(widths)) > 1:
-        desc = ", ".join(f"{label} {w}" for label, w in zip(labels, widths))
-        raise DataError(f"{file}: splits have different widths ({desc})")
-
-
 def _check_real(arr: np.ndarray, file, what: str, allow_nan: bool = False, names=(), lines=None) -> np.ndarray:
     """Check one split (or a whole file before its split) of real-valued data: numbers, 2-D,
     no infinite values, no NaN unless ``allow_nan``, none beyond float32's range (a float32
@@ -421,27 +414,6 @@ def _check_real(arr: np.ndarray, file, what: str, allow_nan: bool = False, names
             (lambda: np.abs(arr) > np.finfo(np.float32).max, "huge",
              f"values beyond float32's range (|x| > {np.finfo(np.float32).max:.3g}); rescale that column"))
     return arr
-
-
-def _make_real(name: str, splits: dict, file, allow_nan: bool = False, names=(), image_shape=None) -> Dataset:
-    """Check real-valued splits (``{label: array}``, train/valid/test order) and build a Dataset:
-    float64, ``classes == 0``, :attr:`Dataset.discrete_columns` found over all splits."""
-    arrays = [_check_real(a, file, label, allow_nan, names) for label, a in splits.items()]
-    _check_widths(arrays, splits, file)
-    for label, a in zip(splits, arrays):
-        _refuse_blank_rows(a, file, label)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():  # an all-NaN column: constant too
-        warnings.simplefilter("ignore", RuntimeWarning)
-        train, label = arrays[0], next(iter(splits))
-        constant = ~(np.nanmax(train, axis=0) > np.nanmin(train, axis=0))
-    _refuse_unseen_columns(train, file, label, names)
-    if constant.any():
-        c = int(np.argmax(constant))
-        raise DataError(f"{file}: {_column(c, names)} of {label} is constant "
-                        f"({_fmt(train[0, c])} in every row): a column of zero variance has no density to learn "
-                        "and cannot be standardised; drop that column")
-    return Dataset(name, *arrays, 0, image_shape, discrete_columns=find_discrete_columns(np.concatenate(arrays)),
-                   columns=tuple(names))
 
 
 def find_discrete_columns(x) -> tuple:
@@ -460,22 +432,40 @@ def _split_rows(n: int, seed: int) -> tuple:
 
 
 def _make_dataset(name: str, splits: dict, file, allow_nan: bool = False, names=(), real: bool = False) -> Dataset:
-    """Check the splits (``{label: array}``, train/valid/test order) and build a Dataset:
-    real-valued when ``real`` or :func:`is_real`, else integer data as before: ``uint8``, or
-    ``float64`` with NaN where missing (``allow_nan``, as :class:`made_np.MADEImputer` takes them)."""
-    if real or is_real(a for a in splits.values() if isinstance(a, np.ndarray)):
-        width = next(iter(splits.values())).shape[-1]
-        return _make_real(name, splits, file, allow_nan, names, square_image_shape(width))
-    arrays = [_check_array(a, file, label, allow_nan=allow_nan) for label, a in splits.items()]
-    _check_widths(arrays, splits, file)
+    """Check the splits (``{label: array}``, train/valid/test order) and build a Dataset.
+
+    Real-valued when ``real`` or :func:`is_real`: float64, ``classes == 0``, no column constant over
+    the training split, :attr:`Dataset.discrete_columns` found over all splits. Else integer data:
+    ``uint8``, or ``float64`` with NaN where missing (``allow_nan``, as :class:`made_np.MADEImputer`
+    takes them)."""
+    real = real or is_real(a for a in splits.values() if isinstance(a, np.ndarray))
+    check = _check_real if real else _check_array
+    arrays = [check(a, file, label, allow_nan=allow_nan, names=names) for label, a in splits.items()]
+    widths = [a.shape[1] for a in arrays]
+    if len(set(widths)) > 1:
+        desc = ", ".join(f"{label} {w}" for label, w in zip(splits, widths))
+        raise DataError(f"{file}: splits have different widths ({desc})")
     for label, a in zip(splits, arrays):
         _refuse_blank_rows(a, file, label)
-    top = max(float(np.nanmax(a)) for a in arrays)
-    classes = 2 if top <= 1 else int(top) + 1  # <= MAX_CLASSES: is_real takes larger values as real
-    missing = any(a.dtype.kind == "f" and np.isnan(a).any() for a in arrays)
-    _refuse_unseen_columns(arrays[0], file, next(iter(splits)), names)
-    return Dataset(name, *(a.astype(np.float64 if missing else np.uint8, copy=False) for a in arrays), classes,
-                   square_image_shape(arrays[0].shape[1]), columns=tuple(names))
+    train, label = arrays[0], next(iter(splits))
+    _refuse_unseen_columns(train, file, label, names)
+    image_shape = square_image_shape(train.shape[1])
+    if not real:
+        top = max(float(np.nanmax(a)) for a in arrays)
+        classes = 2 if top <= 1 else int(top) + 1  # <= MAX_CLASSES: is_real takes larger values as real
+        missing = any(a.dtype.kind == "f" and np.isnan(a).any() for a in arrays)
+        return Dataset(name, *(a.astype(np.float64 if missing else np.uint8, copy=False) for a in arrays), classes,
+                       image_shape, columns=tuple(names))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():  # an all-NaN column: constant too
+        warnings.simplefilter("ignore", RuntimeWarning)
+        constant = ~(np.nanmax(train, axis=0) > np.nanmin(train, axis=0))
+    if constant.any():
+        c = int(np.argmax(constant))
+        raise DataError(f"{file}: {_column(c, names)} of {label} is constant "
+                        f"({_fmt(train[0, c])} in every row): a column of zero variance has no density to learn "
+                        "and cannot be standardised; drop that column")
+    return Dataset(name, *arrays, 0, image_shape, discrete_columns=find_discrete_columns(np.concatenate(arrays)),
+                   columns=tuple(names))
 
 
 #: The smallest side of a square image: a file of D = s * s columns with s >= this is taken for
@@ -652,8 +642,7 @@ def with_context(ds: Dataset, train, valid, test, where: str = "context") -> Dat
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise DataError(f"{what} has NaN/inf values")
         if a.size and np.abs(a).max() > np.finfo(np.float32).max:  # inf once a float32 model casts them
-            raise DataError(f"{what} has values beyond float32's range (|y| up to {np.abs(a).max():.3g}); "
-                            "rescale them")
+            raise DataError(f"{what} has values beyond float32's range (|y| up to {np.abs(a).max():.3g}); rescale them")
     dims = {a.ndim for a in arrays.values()}
     if len(dims) != 1:
         raise DataError(f"{where}: the splits mix (N,) labels and (N, C) rows")
@@ -695,18 +684,16 @@ def _load_sklearn_table(name: str, seed: int) -> Dataset:
     """One of :data:`TABLES`: scikit-learn's bundled data, split 80/10/10 by :func:`_split_rows`."""
     from sklearn import datasets
 
-    image_shape = None
     if name == "digits-real":  # dequantized: (x + u) / 17 with u ~ U[0, 1), the noise drawn from the seed
         x = datasets.load_digits().data
-        x = (x + np.random.default_rng([seed, 1]).random(x.shape)) / 17.0
-        names, image_shape = (), (8, 8)
+        x, names = (x + np.random.default_rng([seed, 1]).random(x.shape)) / 17.0, ()
     else:
         loader = {"wine": datasets.load_wine, "breast-cancer": datasets.load_breast_cancer,
                   "diabetes": lambda: datasets.load_diabetes(scaled=False), "iris": datasets.load_iris}[name]
         bunch = loader()
         x, names = bunch.data, tuple(map(str, bunch.feature_names))
-    return _make_real(name, {split: x[i] for split, i in zip(SPLITS, _split_rows(x.shape[0], seed))}, name,
-                      names=names, image_shape=image_shape)
+    return _make_dataset(name, {split: x[i] for split, i in zip(SPLITS, _split_rows(x.shape[0], seed))}, name,
+                         names=names, real=True)  # image_shape: digits-real's (8, 8) by its 64 columns
 
 
 def _moons(rng, n: int) -> np.ndarray:
@@ -758,7 +745,7 @@ def _load_toy(name: str, seed: int) -> Dataset:
     generate = {"moons": _moons, "8gaussians": _8gaussians, "checkerboard": _checkerboard,
                 "pinwheel": _pinwheel, "2spirals": _2spirals}[name]
     x = generate(np.random.default_rng(seed), sum(TOY_SPLIT))
-    return _make_real(name, dict(zip(SPLITS, np.split(x, np.cumsum(TOY_SPLIT)[:2]))), name)
+    return _make_dataset(name, dict(zip(SPLITS, np.split(x, np.cumsum(TOY_SPLIT)[:2]))), name, real=True)
 
 
 def _load_table(file: Path) -> np.ndarray:

@@ -31,7 +31,6 @@ AMAT_FILES = tuple(f"binarized_mnist_{s}.amat" for s in ("train", "valid", "test
 MNIST_NPZ_URL = "https://github.com/mgermain/MADE/releases/download/ICML2015/binarized_mnist.npz"
 #: Larochelle's text files; ``{split}`` is ``train``, ``valid`` or ``test``.
 MNIST_AMAT_URL = "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{split}.amat"
-MNIST_AMAT_URLS = tuple(MNIST_AMAT_URL.format(split=s) for s in ("train", "valid", "test"))
 DIST_URL = "https://github.com/mindis/berkeley-ul-hw-2019/raw/master/hw1/distribution.npy"
 MNIST_SHAPES = ((50000, 784), (10000, 784), (10000, 784))
 #: sha256 of ``np.ascontiguousarray(split, dtype=np.uint8).tobytes()`` per split: the
@@ -156,17 +155,15 @@ def _check_url(url: str) -> str:
                     f"file:// mirror such as {local}")
 
 
-def _file_downloader(url, output_file, pooch=None, check_only=False):
-    """pooch downloader for ``file://`` URLs (local mirrors, offline tests)."""
+def _file_downloader(url, output_file, pooch=None):
+    """pooch downloader for ``file://`` URLs (local mirrors, offline tests); :func:`pooch.retrieve` calls it
+    with these three arguments (the ``check_only`` of ``Pooch.is_available`` is never asked for here)."""
     parts = urllib.parse.urlsplit(url)
     if parts.netloc not in ("", "localhost"):
         raise DataError(f"{url}: file:// URL names host {parts.netloc!r}; use file:///absolute/path")
     src = Path(urllib.request.url2pathname(parts.path))
-    if check_only:
-        return src.is_file()
     require_regular(src)
     shutil.copyfile(src, output_file)  # pooch passes the name of its temporary file
-    return None
 
 
 def _download(url: str, folder: Path, fname: str, known_hash, progress: bool, timeout: float) -> Path:

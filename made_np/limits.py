@@ -187,14 +187,12 @@ def layer_widths(cfg) -> list:
     return [cfg.D * in_repeat, *cfg.hidden, cfg.D * out_repeat]
 
 
-def num_weights(cfg) -> int:
-    """Entries of the weight matrices (the masked ones included), direct connections and context
-    blocks too."""
-    w = layer_widths(cfg)
-    n = sum(a * b for a, b in zip(w[:-1], w[1:]))
-    context = getattr(cfg, "context", 0)
-    n += (context * w[1] if context and cfg.hidden else 0) + context * w[-1]
-    return n + (w[0] * w[-1] if cfg.direct else 0)
+def num_weights(cfg, context: bool = True) -> int:
+    """Entries of the weight matrices (the masked ones included) and direct connections, and with
+    ``context`` the context blocks (which carry no mask)."""
+    w, c = layer_widths(cfg), getattr(cfg, "context", 0) if context else 0
+    return (sum(a * b for a, b in zip(w[:-1], w[1:])) + (c * w[1] if c and cfg.hidden else 0) + c * w[-1]
+            + (w[0] * w[-1] if cfg.direct else 0))
 
 
 def num_params(cfg) -> int:
@@ -206,19 +204,12 @@ def itemsize(cfg) -> int:
     return 8 if cfg.dtype == "float64" else 4
 
 
-def model_label(cfg, hidden_option: str = "--hidden") -> str:
-    """``--hidden 500,500 (D = 784, 2 classes)``: the option a model's size comes from."""
-    hidden = ",".join(str(h) for h in cfg.hidden) or "0"
-    return f"{hidden_option} {hidden} (D = {cfg.D}, {cfg.classes} classes)"
-
-
 def model_parts(cfg, *, label: str | None = None, optimizer: str | None = None, drawing: bool | None = None) -> list:
     """The parameters of a model and their copies: loaded (``optimizer=None``) or being trained with
     the optimiser registered as ``optimizer`` (with the state buffers its class declares, ``state_names``).
     ``drawing``: whether its initial weights are drawn here (default: when it is trained)."""
-    size = itemsize(cfg)
-    label = label or model_label(cfg)
-    P, W = num_params(cfg), num_weights(cfg)
+    size, P = itemsize(cfg), num_params(cfg)
+    label = label or f"--hidden {','.join(map(str, cfg.hidden)) or '0'} (D = {cfg.D}, {cfg.classes} classes)"
     if optimizer is None:
         parts = [Part(label, "parameters, masks and gradients", P * size * MODEL_COPIES)]
     else:
@@ -235,9 +226,7 @@ def model_parts(cfg, *, label: str | None = None, optimizer: str | None = None, 
     drawing = optimizer is not None if drawing is None else drawing
     draws = 5.5 if drawing and getattr(cfg, "init", "uniform") == "orthogonal" else 1
     parts.append(Part(label, "the initial weights", int(biggest * 8 * draws)))
-    context = getattr(cfg, "context", 0)  # the context blocks carry no mask
-    masked = W - ((context * widths[1] if context and cfg.hidden else 0) + context * widths[-1])
-    mask_bytes = cfg.num_masks * masked * (1 if cfg.num_masks != 1 else size)  # a bank's masks are bool
+    mask_bytes = cfg.num_masks * num_weights(cfg, context=False) * (1 if cfg.num_masks != 1 else size)  # bank: bool
     if cfg.num_masks >= 1 and mask_bytes <= MASK_CACHE_BYTES:
         parts.append(Part(label, "the mask cache", mask_bytes))
     if cfg.input_encoding == "onehot":

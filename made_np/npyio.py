@@ -142,51 +142,44 @@ def read_npy_header(fp):
     raise ValueError(f"unknown .npy format version {version}")
 
 
-class _Source:
-    """What reads one ``.npy`` stream: opened by ``open()``, ``size`` bytes long, named ``where``."""
+def _npy_header(open_, size: int, where: str, error, fix: str):
+    """``(shape, dtype)`` of the ``.npy`` stream that ``open_()`` opens (``size`` bytes, named ``where``),
+    checked: no Python objects, no more bytes than the stream holds or than the memory limit
+    allows. Nothing else is read."""
+    try:
+        with open_() as fp:
+            shape, _, dtype = read_npy_header(fp)
+            left = size - fp.tell()
+    except READ_ERRORS as exc:
+        raise error(f"{where}: not a valid .npy array ({one_line(exc)}); {fix}") from None
+    if dtype.hasobject:
+        raise error(f"{where}: cannot read: it holds Python objects (dtype {dtype}); pickled "
+                    f"data is refused for safety, save numeric arrays instead")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > left:
+        raise error(f"{where}: header declares shape {tuple(shape)} of {dtype} ({fmt_bytes(declared)}) but only "
+                    f"{fmt_bytes(max(left, 0))} follow: truncated or corrupt; {fix}")
+    check_memory(declared, where, f"its array of shape {tuple(shape)}", error)
+    return tuple(shape), dtype
 
-    def __init__(self, open_, size: int, where: str, error, fix: str):
-        self.open, self.size, self.where, self.error, self.fix = open_, size, where, error, fix
-        self.shape = self.dtype = None
 
-    def header(self):
-        """``(shape, dtype)``, checked: no Python objects, no more bytes than the source holds or
-        than the memory limit allows. Nothing else is read."""
-        if self.dtype is None:
-            try:
-                with self.open() as fp:
-                    shape, _, dtype = read_npy_header(fp)
-                    left = self.size - fp.tell()
-            except READ_ERRORS as exc:
-                raise self.error(f"{self.where}: not a valid .npy array ({one_line(exc)}); {self.fix}") from None
-            if dtype.hasobject:
-                raise self.error(f"{self.where}: cannot read: it holds Python objects (dtype {dtype}); pickled "
-                                 f"data is refused for safety, save numeric arrays instead")
-            declared = math.prod(shape) * dtype.itemsize
-            if declared > left:
-                raise self.error(f"{self.where}: header declares shape {tuple(shape)} of {dtype} "
-                                 f"({fmt_bytes(declared)}) but only {fmt_bytes(max(left, 0))} follow: truncated "
-                                 f"or corrupt; {self.fix}")
-            check_memory(declared, self.where, f"its array of shape {tuple(shape)}", self.error)
-            self.shape, self.dtype = tuple(shape), dtype
-        return self.shape, self.dtype
-
-    def read(self) -> np.ndarray:
-        self.header()
-        try:
-            with self.open() as fp, warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return np.lib.format.read_array(fp, allow_pickle=False)
-        except READ_ERRORS as exc:
-            raise self.error(f"{self.where}: cannot read the array data ({one_line(exc)}); {self.fix}") from None
+def _npy_array(open_, where: str, error, fix: str) -> np.ndarray:
+    """The array of the ``.npy`` stream that ``open_()`` opens, once :func:`_npy_header` accepted it."""
+    try:
+        with open_() as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.lib.format.read_array(fp, allow_pickle=False)
+    except READ_ERRORS as exc:
+        raise error(f"{where}: cannot read the array data ({one_line(exc)}); {fix}") from None
 
 
 def read_npy(file, error=DataError, fix: str = "re-create or re-download it") -> np.ndarray:
     """Read a standalone ``.npy`` file with the checks of this module."""
-    return _Source(lambda: open(file, "rb"), require_regular(file, error).st_size, str(file), error, fix).read()
+    _npy_header(lambda: open(file, "rb"), require_regular(file, error).st_size, str(file), error, fix)
+    return _npy_array(lambda: open(file, "rb"), str(file), error, fix)
 
 
-class Npz:
+class Npz(contextlib.AbstractContextManager):
     """An ``.npz`` opened lazily: its members' headers are read and checked first, an array only
     when asked for (:meth:`header`, :meth:`read`); usable as a context manager.
 
@@ -208,25 +201,21 @@ class Npz:
             self.zf = zipfile.ZipFile(file)
         except READ_ERRORS as exc:
             raise error(f"{file}: not a valid .npz archive ({one_line(exc)}); {fix}") from None
-        self.members, self._sources = {}, {}
+        self.members, self._headers = {}, {}
         for info in self.zf.infolist():
             name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
             if name in self.members:
-                self.close()
+                self.zf.close()
                 raise error(f"{file}: {entry} '{name}' appears twice (which one to read?); {fix}")
             self.members[name] = info
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, *exc):
-        self.close()
-
-    def close(self) -> None:
         self.zf.close()
 
-    def _source(self, name: str) -> _Source:
-        if name not in self._sources:
+    def header(self, name: str):
+        """``(shape, dtype)`` of member ``name`` from its ``.npy`` header, checked (nothing else is read).
+        The zip entry is checked first: plain, stored or deflated, and of a size deflate can reach."""
+        if name not in self._headers:
             info, where = self.members[name], f"{self.file}: {self.entry} '{name}'"
             if info.flag_bits & 0x1:
                 raise self.error(f"{where}: encrypted (NumPy writes plain .npz files); {self.fix}")
@@ -239,16 +228,14 @@ class Npz:
                 raise self.error(f"{where}: not a valid .npz archive (member declares {fmt_bytes(info.file_size)} "
                                  f"from {fmt_bytes(info.compress_size)} of a {fmt_bytes(self.size)} file); "
                                  f"{self.fix}")
-            self._sources[name] = _Source(lambda: self.zf.open(info), info.file_size, where, self.error, self.fix)
-        return self._sources[name]
-
-    def header(self, name: str):
-        """``(shape, dtype)`` of member ``name`` from its ``.npy`` header, checked (nothing else is read)."""
-        return self._source(name).header()
+            self._headers[name] = _npy_header(lambda: self.zf.open(info), info.file_size, where, self.error, self.fix)
+        return self._headers[name]
 
     def read(self, name: str) -> np.ndarray:
         """Member ``name`` as an array, its header checked first."""
-        return self._source(name).read()
+        self.header(name)
+        return _npy_array(lambda: self.zf.open(self.members[name]), f"{self.file}: {self.entry} '{name}'", self.error,
+                          self.fix)
 
 
 def read_npz(file, keys, error=DataError) -> dict:

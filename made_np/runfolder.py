@@ -109,7 +109,9 @@ def atomic_file(path, mode: str, **kwargs):
     path, tmp = Path(path), None
     try:
         target = _write_target(path)
-        permissions = 0o666 & ~_umask()  # mkstemp makes 0600 files; a new one gets the usual permissions
+        umask = os.umask(0o022)  # read it (there is no other way), then put it back
+        os.umask(umask)
+        permissions = 0o666 & ~umask  # mkstemp makes 0600 files; a new one gets the usual permissions
         if os.path.exists(target):
             if not os.access(target, os.W_OK):
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
@@ -210,17 +212,9 @@ def _non_finite(obj, key: str = ""):
 
 def _json_default(o):
     """NumPy numbers and arrays as JSON's (``json.dumps``' ``default``)."""
-    if isinstance(o, (np.integer, np.floating)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return list(o.tolist())
+    if isinstance(o, (np.integer, np.floating)) or isinstance(o, np.ndarray) and o.ndim:
+        return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 
