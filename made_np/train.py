@@ -143,23 +143,16 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         raise ValueError("evaluate: x has no rows (a mean NLL needs at least one example)")
     y = check_context(model, context, x.shape[0])
     ensemble = model.config.num_masks != 1 and (ensemble is None or bool(ensemble))  # one mask: nothing to ensemble
-    if observed is not None:  # rows with missing entries: their observed entries' NLL, as fit validates them
-        indices = model.eval_mask_indices(eval_masks) if ensemble else [single]
-        nll, masks = _rows_nll(model, x, indices, batch_size, y, observed), len(indices)
-        single = None if ensemble else single
-    elif ensemble:
-        indices = model.eval_mask_indices(eval_masks)
-        nll = model._ensemble_nll(x, indices, batch_size, y)
-        masks, single = len(indices), None
-    else:
-        nll, masks = model._nll(x, model._mask(single)[1], batch_size, y), 1
-    mean, stderr = mean_and_stderr(backend.to_host(nll))
+    indices = model.eval_mask_indices(eval_masks) if ensemble else [single]
+    # rows with missing entries score their observed entries' NLL, as fit validates them
+    mean, stderr = mean_and_stderr(backend.to_host(_rows_nll(model, x, indices, batch_size, y, observed)))
     D = model.config.D
     per_row = D if observed is None else int(observed.sum()) / x.shape[0]  # observed entries per row
     return {
         "nll": mean, "stderr": stderr, "nll_per_dim": mean / per_row,
         "stderr_per_dim": None if stderr is None else stderr / per_row,
-        "n": int(x.shape[0]), "D": D, "masks": masks, "ensemble": ensemble, "mask_index": single,
+        "n": int(x.shape[0]), "D": D, "masks": len(indices), "ensemble": ensemble,
+        "mask_index": None if ensemble else single,
         "missing_rows": 0 if observed is None else int((~observed).any(axis=1).sum()),
     }
 
@@ -191,12 +184,6 @@ def _rows_nll(model: MADE, x, indices: list, batch_size: int, context=None, obse
     return math.log(len(indices)) - functools.reduce(xp.logaddexp, [xp.concat([
         -model._observed_nll(x[s, ...], observed[s], k, None if context is None else context[s, ...])
         for s in backend.row_blocks(x.shape[0], batch_size)]) for k in indices])
-
-
-def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None, observed=None) -> float:
-    """Mean of :func:`_rows_nll` (nats per example)."""
-    return float(model.xp.mean(model.xp.astype(_rows_nll(model, x, indices, batch_size, context, observed),
-                                                model.xp.float64)))
 
 
 # =========================================================================== engines
@@ -664,17 +651,13 @@ class _Run:
 
     def validate(self, epoch: int) -> tuple:
         """Validation NLL (nats) of the MADE, and whether it is the best so far (then kept)."""
-        state = self.state
-        valid_nll = _mean_nll(self.model, self.x_valid, self.v_indices, self.cfg.eval_batch_size, self.c_valid,
-                              self.o_valid)
+        state, xp = self.state, self.xp
+        nll = _rows_nll(self.model, self.x_valid, self.v_indices, self.cfg.eval_batch_size, self.c_valid, self.o_valid)
+        valid_nll = float(xp.mean(xp.astype(nll, xp.float64)))
         improved = valid_nll < state["best_valid_nll"]
         if improved:
             state["best_valid_nll"], state["best_epoch"] = valid_nll, epoch
-            if self.best is None:
-                self.best = [self.xp.asarray(p, copy=True) for p in self.model.params]
-            else:
-                for dst, src in zip(self.best, self.model.params):
-                    dst[...] = src
+            self.best = [xp.asarray(p, copy=True) for p in self.model.params]
         state["epoch"] = epoch
         backend.synchronize(self.xp)
         return valid_nll, improved
