@@ -387,9 +387,10 @@ class MADEDensity(BaseEstimator):
         training folds raises here (GridSearchCV then records ``error_score``).
         """
         X, model = self._check_fitted_X(X), self.model_
-        # evaluate's checks and scores: rows with missing entries (MADEImputer) give log p(x_o)
-        x, seen = check_data_or_missing(model, backend.to_device(X, model.xp), "X")
-        return -backend.to_host(_rows_nll(model, x, self._mask_indices(), 1000, None, seen)).astype(np.float64)
+        if X.dtype.kind == "f" and np.isnan(X).any():  # rows with missing entries (MADEImputer): log p(x_o)
+            x, seen = check_data_or_missing(model, backend.to_device(X, model.xp), "X")  # evaluate's checks
+            return -backend.to_host(_rows_nll(model, x, self._mask_indices(), 1000, None, seen)).astype(np.float64)
+        return -backend.to_host(model.ensemble_nll(backend.to_device(X, model.xp), self._mask_indices())).astype(np.float64)
 
     def score(self, X, y=None):
         """Mean log-likelihood of the rows of ``X`` (nats per row).
