@@ -339,10 +339,7 @@ class MADEDensity(BaseEstimator):
             patience=self.patience, valid_masks=self.eval_masks, eval_masks=self.eval_masks, seed=train_seed,
         )
         model = MADE(mcfg, backend.get_xp("cpu"))
-        history = _fit(model, data, cfg)
-        self.n_classes_ = classes
-        self.model_ = model
-        self.history_ = history
+        self.history_, self.n_classes_, self.model_ = _fit(model, data, cfg), classes, model  # once fit succeeded
         return self
 
     # ------------------------------------------------------------------ scoring
@@ -443,10 +440,9 @@ class MADEDensity(BaseEstimator):
             ``n_samples`` is not a positive integer.
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, (int, np.integer)) or isinstance(n_samples, bool) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        n_samples = check_int("n_samples", n_samples, 1)
         (seed,) = _seeds(random_state, 1)
-        out = _sample(self.model_, int(n_samples), seed=seed, masks=self._mask_indices())
+        out = _sample(self.model_, n_samples, seed=seed, masks=self._mask_indices())
         return backend.to_host(out).astype(np.float64 if self.n_classes_ == 0 else np.int64)
 
 

@@ -38,11 +38,7 @@ DEFAULT_VALID_MASKS = 16
 
 def valid_mask_indices(model: MADE, cfg: TrainConfig) -> list:
     """Masks of the validation ensemble: ``[0]`` for a single mask, else see :attr:`TrainConfig.valid_masks`."""
-    K = model.config.num_masks
-    if K == 1:
-        return [0]
-    n = cfg.valid_masks or (min(K, DEFAULT_VALID_MASKS) if K else DEFAULT_VALID_MASKS)
-    return model.eval_mask_indices(n)
+    return model.eval_mask_indices(cfg.valid_masks or DEFAULT_VALID_MASKS)  # at most the bank
 
 
 def mask_for_step(step: int, num_masks: int, resample_every: int) -> int:
@@ -51,8 +47,6 @@ def mask_for_step(step: int, num_masks: int, resample_every: int) -> int:
     ``0`` for a single mask; ``(step // resample_every) % K`` for a bank of ``K >= 2``;
     ``step // resample_every`` (a fresh mask each time) when the bank has no limit.
     """
-    if num_masks == 1:
-        return 0
     index = step // resample_every
     return index % num_masks if num_masks else index
 
@@ -381,18 +375,8 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         if resume_state is not None and not resume_checked:
             check_resume_state(model, cfg, resume_state)
         with thread_policy(threads) as n:
-            if verbose:
-                callback = _printing(callback)
-            return _Run(model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state, n).train(callback, progress)
-
-
-def _printing(callback):
-    """``callback`` (or nothing) after a printed line of the epoch's row."""
-    def on_epoch(row):
-        print(f"epoch {row['epoch']:4d}  train NLL {row['train_nll']:.4f}  valid NLL {row['valid_nll']:.4f} nats  "
-              f"({row['seconds']:.1f} s)", flush=True)
-        return callback(row) if callback is not None else None
-    return on_epoch
+            run = _Run(model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state, n)
+            return run.train(callback, progress, verbose)
 
 
 def start_at_marginals(model: MADE, x, observed=None) -> bool:
@@ -550,8 +534,9 @@ class _Run:
                             history=self.history, train_state=self.state)
             write_metrics(self.out / METRICS_NAME, self.history["rows"])
 
-    def train(self, callback, progress) -> dict:
-        """Epochs until the budget, the patience or the callback stops them; then the best weights."""
+    def train(self, callback, progress, verbose: bool = False) -> dict:
+        """Epochs until the budget, the patience or the callback stops them (each printed in a line
+        with ``verbose``); then the best weights."""
         cfg, state = self.cfg, self.state
         stop_reason = "epochs"
         if cfg.patience and state["epoch"] > 0 and state["epoch"] - state["best_epoch"] >= cfg.patience:
@@ -578,6 +563,9 @@ class _Run:
             if cfg.patience and epoch - state["best_epoch"] >= cfg.patience:
                 stop_reason = "patience"
             self.save(False)
+            if verbose:
+                print(f"epoch {epoch:4d}  train NLL {train_nll:.4f}  valid NLL {valid_nll:.4f} nats  "
+                      f"({row['seconds']:.1f} s)", flush=True)
             if callback is not None and callback(row):
                 stop_reason = "callback"
         self._restore_best()
