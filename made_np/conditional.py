@@ -124,11 +124,6 @@ def observed_first_maskset(model, observed_row, rng) -> MaskSet:
                    output=output_mask(degs[-1], m0), direct=direct_mask(m0))
 
 
-def _is_prefix(ordering, row) -> bool:
-    """Whether the observed variables are those at positions 1..|o| of ``ordering``."""
-    return bool(np.array_equal(ordering <= row.sum(), row))
-
-
 def _mask_handles(model, row, masks: int, seed: int) -> list:
     """The masks of one observed pattern: bank indices (int) or MaskSets.
 
@@ -138,7 +133,7 @@ def _mask_handles(model, row, masks: int, seed: int) -> list:
         if masks < 1:
             raise ValueError(f"masks must be >= 1, got {masks}")
         return [observed_first_maskset(model, row, backend.host_rng(seed, k)) for k in range(masks)]
-    if not _is_prefix(model.maskset_at(0).ordering, row):
+    if not np.array_equal(model.maskset_at(0).ordering <= row.sum(), row):  # observed: positions 1..|o|
         raise ValueError("this single-ordering model gives exact marginals only when the observed variables are "
                          f"a prefix of its ordering; {FIX_HINT}")
     return [0] if model.config.num_masks == 1 else model.eval_mask_indices(masks)

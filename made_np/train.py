@@ -36,11 +36,6 @@ from .runfolder import CHECKPOINT_NAME, METRICS_NAME, RunFolderError, interrupts
 DEFAULT_VALID_MASKS = 16
 
 
-def valid_mask_indices(model: MADE, cfg: TrainConfig) -> list:
-    """Masks of the validation ensemble: ``[0]`` for a single mask, else see :attr:`TrainConfig.valid_masks`."""
-    return model.eval_mask_indices(cfg.valid_masks or DEFAULT_VALID_MASKS)  # at most the bank
-
-
 def mask_for_step(step: int, num_masks: int, resample_every: int) -> int:
     """Mask index of minibatch ``step`` (0-based, counted over the whole run).
 
@@ -201,13 +196,8 @@ class ReferenceEngine:
     def __init__(self, model: MADE):
         self.model = model
 
-    @property
-    def params(self) -> list:
-        return self.model.params
-
-    @property
-    def grads(self) -> list:
-        return self.model.grads
+    params = property(lambda self: self.model.params)
+    grads = property(lambda self: self.model.grads)
 
     def make_optimizer(self, cfg: TrainConfig):
         """The optimiser of ``cfg`` over :attr:`params`."""
@@ -275,7 +265,7 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     ``cfg.batch_size``, one optimiser step each, the mask changed every
     ``cfg.resample_every`` minibatches (:func:`mask_for_step`); then the
     validation NLL (single mask when ``num_masks == 1``, else the ensemble of
-    :func:`valid_mask_indices`), best-weights tracking, and, with ``out_dir``,
+    :attr:`TrainConfig.valid_masks`), best-weights tracking, and, with ``out_dir``,
     the checkpoint ``model.npz`` and ``metrics.csv``. At the end the best weights
     are restored into ``model`` (and saved as the final checkpoint).
 
@@ -454,7 +444,8 @@ class _Run:
         xp = model.xp
         self.model, self.cfg, self.xp = model, cfg, xp
         self.c_train, self.c_valid = contexts  # a conditional model's, encoded once: rows gathered with the data's
-        self.v_indices = valid_mask_indices(model, cfg)
+        # the validation ensemble (TrainConfig.valid_masks; [0] for a single mask, at most the bank)
+        self.v_indices = model.eval_mask_indices(cfg.valid_masks or DEFAULT_VALID_MASKS)
         self.spec = dict(dataset_spec) if dataset_spec else _default_spec(dataset)
         fingerprints = split_fingerprints(dataset)
         if resume_state is not None:  # the data it was trained on, not a file changed since

@@ -76,15 +76,10 @@ def relabel(maskset: MaskSet, input_perm, hidden_perms) -> MaskSet:
         if p.shape != (n,) or not np.array_equal(np.sort(p), np.arange(n)):
             raise MaskError(f"not a permutation of 0..{n - 1}: {list(p)[:10]}")
     pi = perms[0]
-    hidden = tuple(m[perms[i]][:, perms[i + 1]] for i, m in enumerate(maskset.hidden))
-    return MaskSet(
-        index=maskset.index,
-        ordering=maskset.ordering[pi],
-        degrees=tuple(m[p] for m, p in zip(maskset.degrees, perms[1:])),
-        hidden=hidden,
-        output=maskset.output[perms[-1]][:, pi],
-        direct=maskset.direct[pi][:, pi],
-    )
+    return MaskSet(index=maskset.index, ordering=maskset.ordering[pi],
+                   degrees=tuple(m[p] for m, p in zip(maskset.degrees, perms[1:])),
+                   hidden=tuple(m[perms[i]][:, perms[i + 1]] for i, m in enumerate(maskset.hidden)),
+                   output=maskset.output[perms[-1]][:, pi], direct=maskset.direct[pi][:, pi])
 
 
 
@@ -119,8 +114,7 @@ def sorting_permutations(maskset: MaskSet) -> tuple:
     hidden_perms : tuple of ndarray of int64, shapes (H_l,)
         Stable argsorts (ties keep their order).
     """
-    return (np.argsort(maskset.ordering, kind="stable"),
-            tuple(np.argsort(m, kind="stable") for m in maskset.degrees))
+    return (np.argsort(maskset.ordering, kind="stable"), tuple(np.argsort(m, kind="stable") for m in maskset.degrees))
 
 
 @dataclass(frozen=True)
@@ -198,8 +192,7 @@ def block_plan(mask: np.ndarray, width: int = 128) -> BlockPlan:
     r = cuts(n_in)
     rows = tuple((r0, r1) + _live_range(live[r0:r1].any(axis=0)) for r0, r1 in zip(r, r[1:]))
     area = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in columns)
-    return BlockPlan(shape=(n_in, n_out), columns=columns, rows=rows,
-                     coverage=area / max(n_in * n_out, 1))
+    return BlockPlan(shape=(n_in, n_out), columns=columns, rows=rows, coverage=area / max(n_in * n_out, 1))
 
 
 class BlockedDense(_Dense):
@@ -479,8 +472,7 @@ def param_permutations(model: MADE, input_perm, hidden_perms) -> list:
         own columns and do not move), at the level of columns (one-hot inputs and
         categorical logits move in blocks of ``classes``).
     """
-    sides = [expand_columns(input_perm, model.in_repeat), *hidden_perms,
-             expand_columns(input_perm, model.out_repeat)]
+    sides = [expand_columns(input_perm, model.in_repeat), *hidden_perms, expand_columns(input_perm, model.out_repeat)]
     perms = []
     for i, layer in enumerate(model.layers):
         perms.append((sides[i], sides[i + 1]))

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import backend
 from ..heads import _HALF_LOG_2PI, BernoulliHead, MixtureHead, log_scale
+from ..layers import ReLU
 from . import threads
 
 _FUSED_CACHE: dict = {}
@@ -303,12 +304,9 @@ def fast_head(head):
     return fused.from_head(head) if fused is not None else head
 
 
-class FastReLU:
+class FastReLU(ReLU):
     """:class:`made_np.layers.ReLU` with a broadcast row of zeros: NumPy's ``maximum``
     against an array is 2-3x faster than against the scalar 0 (whose loop is not vectorised)."""
-
-    def __init__(self, xp):
-        self.xp = xp
 
     def forward(self, a, keep: bool = False):
         """a : array (batch, H), overwritten. Returns h, same shape (kept for :meth:`backward` with ``keep``)."""

@@ -60,8 +60,7 @@ class WorkPool:
         self._inboxes = [queue.SimpleQueue() for _ in range(self.threads - 1)]
         self._done = queue.SimpleQueue()
         for inbox in self._inboxes:
-            threading.Thread(target=self._work, args=(inbox,), daemon=True,
-                             name="made-np-worker").start()
+            threading.Thread(target=self._work, args=(inbox,), daemon=True, name="made-np-worker").start()
 
     def _work(self, inbox) -> None:
         while True:
@@ -171,9 +170,8 @@ def cpu_threads() -> int:
     if _LIMIT and _LIMIT[-1]:
         return _LIMIT[-1]
     value = os.environ.get("MADE_NP_THREADS", "")
-    if value.strip():  # empty (or blanks): unset
-        return parse_threads(value, "$MADE_NP_THREADS") or default_cpu_threads()
-    return default_cpu_threads()
+    n = parse_threads(value, "$MADE_NP_THREADS") if value.strip() else 0  # empty (or blanks): unset
+    return n or default_cpu_threads()
 
 
 #: Environment variables that libraries we load read as thread counts, and fail on (numexpr,
