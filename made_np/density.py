@@ -99,10 +99,8 @@ def log_density_table(model, batch_size: int = 4096, mask_indices=None) -> np.nd
         raise ValueError("log_density_table: this model is conditional (a table per context); "
                          "tables are of unconditional models")
     if C ** D > MAX_TABLE_SIZE:
-        raise ValueError(
-            f"density table of {C}^{D} = {C ** D:.3g} configurations exceeds the limit "
-            f"of {MAX_TABLE_SIZE:.0e}; exact tables are only for small D"
-        )
+        raise ValueError(f"density table of {C}^{D} = {C ** D:.3g} configurations exceeds the limit "
+                         f"of {MAX_TABLE_SIZE:.0e}; exact tables are only for small D")
     mask_indices = [check_mask(model, k) for k in (model.eval_mask_indices() if mask_indices is None else mask_indices)]
     if not mask_indices:
         raise ValueError("log_density_table needs at least one mask index")

@@ -327,17 +327,14 @@ class MADEDensity(BaseEstimator):
         # the library's recipe, as made-np train applies it; None leaves a choice to the recipe. The
         # parameters go to the configurations as they are, whose checks refuse 2.9 epochs or "no"
         # for a flag (int() and bool() would have made them 2 and True)
-        mcfg = MADEConfig.for_data(
-            data, hidden=hidden, ordering=self.ordering, num_masks=self.num_masks,
-            order_agnostic=self.order_agnostic, connectivity_agnostic=self.connectivity_agnostic,
-            direct=self.direct, seed=model_seed, head=self.head, components=self.components,
-            discrete_columns=None if isinstance(self.discrete_columns, str) and self.discrete_columns == "auto"
-            else self.discrete_columns,
-        )
-        cfg = TrainConfig.for_data(
-            data, epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-            patience=self.patience, valid_masks=self.eval_masks, eval_masks=self.eval_masks, seed=train_seed,
-        )
+        auto = isinstance(self.discrete_columns, str) and self.discrete_columns == "auto"
+        mcfg = MADEConfig.for_data(data, hidden=hidden, ordering=self.ordering, num_masks=self.num_masks,
+                                   order_agnostic=self.order_agnostic, connectivity_agnostic=self.connectivity_agnostic,
+                                   direct=self.direct, seed=model_seed, head=self.head, components=self.components,
+                                   discrete_columns=None if auto else self.discrete_columns)
+        cfg = TrainConfig.for_data(data, epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+                                   lr=self.lr, patience=self.patience, valid_masks=self.eval_masks,
+                                   eval_masks=self.eval_masks, seed=train_seed)
         model = MADE(mcfg, backend.get_xp("cpu"))
         self.history_, self.n_classes_, self.model_ = _fit(model, data, cfg), classes, model  # once fit succeeded
         return self

@@ -547,8 +547,7 @@ class _Run:
             t2 = time.perf_counter()
             row = {"epoch": epoch, "train_nll": train_nll, "valid_nll": valid_nll, "seconds": t2 - t0,
                    "train_seconds": t1 - t0, "valid_seconds": t2 - t1, "lr": self.opt.lr,
-                   "threads": self.chooser.epoch_threads(),
-                   "best": improved}
+                   "threads": self.chooser.epoch_threads(), "best": improved}
             self.history["rows"].append(row)
             self.history["best_epoch"], self.history["best_valid_nll"] = state["best_epoch"], state["best_valid_nll"]
             if cfg.patience and epoch - state["best_epoch"] >= cfg.patience:

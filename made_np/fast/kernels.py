@@ -40,8 +40,7 @@ def fused_kernels(xp, enabled: bool | None = None):
         ``adagrad(p, g, s, lr, eps, weight_decay)`` updating ``p``, ``m``, ``v``, ``s`` in place.
     """
     if enabled is None:
-        default = "0" if xp is np else "1"
-        enabled = os.environ.get("MADE_NP_FUSED", default) != "0"
+        enabled = os.environ.get("MADE_NP_FUSED", "0" if xp is np else "1") != "0"
     if not enabled:
         return None
     key = backend.device_of(xp)
@@ -214,8 +213,7 @@ class FusedBernoulliHead(BernoulliHead):
     def _by_rows(self, z, rows_fn):
         """``rows_fn(a, b)`` (the NLL of rows a..b) over all rows of ``z``: in blocks of
         rows on the threads of the CPU work pool for large arrays, else in one call."""
-        pool = self.pool
-        n = z.shape[0]
+        pool, n = self.pool, z.shape[0]
         if pool is None or z.size < SPLIT_MIN_SIZE or n < pool.threads:
             return rows_fn(0, n)
         k = pool.threads
