@@ -610,12 +610,10 @@ class _Run:
                 rows = perm[batch]
                 xb = xp.take(self.x_train, rows, axis=0)
                 yb = None if self.c_train is None else xp.take(self.c_train, rows, axis=0)
+                # rows with missing entries: their observed entries (engines without them take no such argument)
+                seen = {} if self.o_train is None else {"observed": self.o_train[host_perm[batch]]}
                 with self.chooser.step():
-                    if self.o_train is None:
-                        loss = engine.loss_and_grad(xb, mask, yb)
-                    else:
-                        rows_seen = self.o_train[host_perm[batch]]
-                        loss = engine.loss_and_grad(xb, mask, yb, observed=rows_seen)
+                    loss = engine.loss_and_grad(xb, mask, yb, **seen)
                     self.opt.step(engine.grads)
                 running += loss * xb.shape[0]
                 step += 1
