@@ -325,8 +325,7 @@ def check_real_columns(xp, x, name: str = "dataset.train", skip=()) -> tuple:
     ValueError
         Naming the first constant column and the fix.
     """
-    kept = np.ones(x.shape[1], dtype=bool)
-    kept[list(skip)] = False
+    kept = ~np.isin(np.arange(x.shape[1]), list(skip))  # the columns to standardise
     seen = ~xp.isnan(x)
     varies = xp.max(xp.where(seen, x, -xp.inf), axis=0) > xp.min(xp.where(seen, x, xp.inf), axis=0)
     flat = np.flatnonzero(~backend.to_host(varies) & kept)

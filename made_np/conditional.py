@@ -113,9 +113,7 @@ def observed_first_maskset(model, observed_row, rng) -> MaskSet:
     if row.shape != (c.D,):
         raise ValueError(f"observed_row must have shape ({c.D},), got {row.shape}")
     seq = np.concatenate([rng.permutation(np.flatnonzero(row)), rng.permutation(np.flatnonzero(~row))])
-    m0 = np.empty(c.D, dtype=np.int64)
-    m0[seq] = np.arange(1, c.D + 1)
-    m0 = input_ordering(c.D, given=m0)
+    m0 = input_ordering(c.D, given=np.argsort(seq) + 1)  # variable seq[k] at position k + 1
     base = None if c.connectivity_agnostic else model.maskset_at(0).degrees
     degs = [m0]  # the input degrees, then each hidden layer's (drawn from the previous layer's)
     for i, width in enumerate(c.hidden):

@@ -41,20 +41,17 @@ def _single_mask_table(model, batch_size: int, mask=0):
     xp, c = model.xp, model.config
     D, C = c.D, c.classes
     maskset, masks = model._mask(mask)
-    ordering = backend.to_host(maskset.ordering)
-    last = int(np.argmax(ordering))  # the variable with m^0 = D: no output depends on it
-    others = model._on_device(np.array([d for d in range(D) if d != last], dtype=np.int64))
+    last = int(np.argmax(backend.to_host(maskset.ordering)))  # the variable with m^0 = D: no output depends on it
+    others = model._on_device(np.delete(np.arange(D, dtype=np.int64), last))
     n_prefix = C ** (D - 1)
     # All configurations of the other variables, in C-order (first of `others` slowest): digit j of k in base C.
     powers = model._on_device(C ** np.arange(D - 2, -1, -1, dtype=np.int64))
     prefix = (xp.arange(n_prefix, dtype=xp.int64, device=model.device)[:, None] // powers) % C  # (C^(D-1), D-1)
     dtype = xp.uint8 if C <= 256 else xp.int64
     table = xp.empty((n_prefix, C), dtype=xp.float64, device=model.device)
-    rows = max(1, int(batch_size))
-    for block in backend.row_blocks(n_prefix, rows):
+    for block in backend.row_blocks(n_prefix, max(1, int(batch_size))):
         pre = prefix[block, ...]
-        n = pre.shape[0]
-        blank = xp.zeros((n, 1), dtype=dtype, device=model.device)  # the last variable: any value
+        blank = xp.zeros((pre.shape[0], 1), dtype=dtype, device=model.device)  # the last variable: any value
         x = xp.concat([xp.astype(pre[:, :last], dtype), blank, xp.astype(pre[:, last:], dtype)], axis=1)
         # every head states its conditionals as softmax logits (Head.class_logits; the Bernoulli
         # head's single logit z becomes the pair (0, z)), so all heads share one code path
