@@ -325,8 +325,7 @@ def check_real_columns(xp, x, name: str = "dataset.train", skip=()) -> tuple:
     ValueError
         Naming the first constant column and the fix.
     """
-    kept = np.ones(x.shape[1], dtype=bool)
-    kept[list(skip)] = False
+    kept = ~np.isin(np.arange(x.shape[1]), list(skip))  # the columns to standardise
     seen = ~xp.isnan(x)
     varies = xp.max(xp.where(seen, x, -xp.inf), axis=0) > xp.min(xp.where(seen, x, xp.inf), axis=0)
     flat = np.flatnonzero(~backend.to_host(varies) & kept)
@@ -414,12 +413,7 @@ def check_dataset(model, dataset) -> tuple:
                              f"{'shape ' + str(tuple(shape)) if shape is not None else type(x).__name__}")
         rows = max(1, (1 << 20) // max(1, shape[1]))  # blocks of about a million entries
         for start in range(0, shape[0], rows):
-            block = np.asarray(backend.to_host(x[start:start + rows]))
-            seen = observed_entries(block)
-            if seen is not None:  # rows with missing entries (NaN): their observed values are checked
-                _check_missing_rows(model, seen, f"dataset.{split}", start)
-                block = np.where(seen, block, 0)
-            check_data(model, block, f"dataset.{split}", where=seen, row0=start)
+            check_data_or_missing(model, np.asarray(backend.to_host(x[start:start + rows])), f"dataset.{split}", start)
     if model.head.real and not model.standardised:  # the splits against the standardisation fit will set
         moments = check_real_columns(model.xp, model._on_device(dataset.train, "float64"),
                                      skip=model.head.discrete_columns)
@@ -454,9 +448,10 @@ def _check_missing_rows(model, seen, name: str, start: int = 0) -> None:
                          f"{start}..{start + len(seen) - 1})")
 
 
-def check_data_or_missing(model, x, name: str = "x") -> tuple:
+def check_data_or_missing(model, x, name: str = "x", row0: int = 0) -> tuple:
     """:func:`check_data` of rows that may hold missing entries (NaN, float rows): allowed for an
-    order-agnostic model, none all missing (:func:`_check_missing_rows`), the observed values checked.
+    order-agnostic model, none all missing (:func:`_check_missing_rows`), the observed values checked
+    (``row0`` numbers the rows of a block in the messages).
 
     Returns
     -------
@@ -468,10 +463,10 @@ def check_data_or_missing(model, x, name: str = "x") -> tuple:
     x = check_rows(model, x, name)
     nan = xp.isnan(x) if backend.dtype_kind(xp, x.dtype) == "f" else None
     if nan is None or not bool(xp.any(nan)):
-        return check_data(model, x, name), None
+        return check_data(model, x, name, row0=row0), None
     seen = ~backend.to_host(nan)
-    _check_missing_rows(model, seen, name)
-    return check_data(model, xp.where(nan, xp.zeros_like(x), x), name, where=seen), seen
+    _check_missing_rows(model, seen, name, row0)
+    return check_data(model, xp.where(nan, xp.zeros_like(x), x), name, where=seen, row0=row0), seen
 
 
 def _split_context(model, dataset, split: str):

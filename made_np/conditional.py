@@ -113,23 +113,13 @@ def observed_first_maskset(model, observed_row, rng) -> MaskSet:
     if row.shape != (c.D,):
         raise ValueError(f"observed_row must have shape ({c.D},), got {row.shape}")
     seq = np.concatenate([rng.permutation(np.flatnonzero(row)), rng.permutation(np.flatnonzero(~row))])
-    m0 = np.empty(c.D, dtype=np.int64)
-    m0[seq] = np.arange(1, c.D + 1)
-    m0 = input_ordering(c.D, given=m0)
+    m0 = input_ordering(c.D, given=np.argsort(seq) + 1)  # variable seq[k] at position k + 1
     base = None if c.connectivity_agnostic else model.maskset_at(0).degrees
-    degs, masks, prev = [], [], m0
+    degs = [m0]  # the input degrees, then each hidden layer's (drawn from the previous layer's)
     for i, width in enumerate(c.hidden):
-        m = hidden_degrees(prev, width, c.D, c.degrees, rng) if base is None else base[i]
-        masks.append(hidden_mask(prev, m))
-        degs.append(m)
-        prev = m
-    return MaskSet(index=-1, ordering=m0, degrees=tuple(degs), hidden=tuple(masks),
-                   output=output_mask(prev, m0), direct=direct_mask(m0))
-
-
-def _is_prefix(ordering, row) -> bool:
-    """Whether the observed variables are those at positions 1..|o| of ``ordering``."""
-    return bool(np.array_equal(ordering <= row.sum(), row))
+        degs.append(hidden_degrees(degs[-1], width, c.D, c.degrees, rng) if base is None else base[i])
+    return MaskSet(index=-1, ordering=m0, degrees=tuple(degs[1:]), hidden=tuple(map(hidden_mask, degs, degs[1:])),
+                   output=output_mask(degs[-1], m0), direct=direct_mask(m0))
 
 
 def _mask_handles(model, row, masks: int, seed: int) -> list:
@@ -141,7 +131,7 @@ def _mask_handles(model, row, masks: int, seed: int) -> list:
         if masks < 1:
             raise ValueError(f"masks must be >= 1, got {masks}")
         return [observed_first_maskset(model, row, backend.host_rng(seed, k)) for k in range(masks)]
-    if not _is_prefix(model.maskset_at(0).ordering, row):
+    if not np.array_equal(model.maskset_at(0).ordering <= row.sum(), row):  # observed: positions 1..|o|
         raise ValueError("this single-ordering model gives exact marginals only when the observed variables are "
                          f"a prefix of its ordering; {FIX_HINT}")
     return [0] if model.config.num_masks == 1 else model.eval_mask_indices(masks)
@@ -251,14 +241,17 @@ def _inputs(model, x, observed, read_missing: bool = True):
     return xd, obs, patterns, inverse.reshape(-1)
 
 
-def _groups(model, patterns, inverse, masks: int, seed: int, progress=None):
-    """``(row, rows, handles)`` per observed pattern: the pattern, its rows (host indices) and its
-    masks, built when the pattern is reached (one pattern's K masks in memory at a time, however
-    many patterns there are); ``progress(rows done)`` after each. Raises ValueError as
-    :func:`_mask_handles`."""
+def _groups(model, xd, y, patterns, inverse, masks: int, seed: int, progress=None):
+    """``(row, rows, xg, yg, handles)`` per observed pattern: the pattern, its rows (host indices),
+    their data and encoded context (device; ``yg`` None without a context) and its masks, built
+    when the pattern is reached (one pattern's K masks in memory at a time, however many patterns
+    there are); ``progress(rows done)`` after each. Raises ValueError as :func:`_mask_handles`."""
+    xp = model.xp
     for g, row in enumerate(patterns):
         rows = np.flatnonzero(inverse == g)
-        yield row, rows, _mask_handles(model, row, masks, seed)
+        r = model._on_device(rows)
+        yg = None if y is None else xp.take(y, r, axis=0)
+        yield row, rows, xp.take(xd, r, axis=0), yg, _mask_handles(model, row, masks, seed)
         if progress is not None:
             progress(rows.size)
 
@@ -282,24 +275,6 @@ def _rows(model, rows, N: int):
     mask = np.zeros(N, dtype=bool)
     mask[rows] = True
     return model._on_device(mask)
-
-
-def _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y=None, progress=None):
-    """(N, K) device arrays ``log p_k(x_o)`` and ``log p_k(x_m | x_o)`` for rows grouped by pattern."""
-    xp = model.xp
-    log_po = log_pm = None
-    for row, rows, handles in _groups(model, patterns, inverse, masks, seed, progress):
-        if log_po is None:  # every pattern has the same number of masks
-            log_po = xp.zeros((obs.shape[0], len(handles)), dtype=xp.float64, device=model.device)
-            log_pm = xp.zeros_like(log_po)
-        r = model._on_device(rows)
-        po, pm = _pattern_log_probs(model, xp.take(xd, r, axis=0), row, handles, batch_size,
-                                    None if y is None else xp.take(y, r, axis=0))
-        at = _rows(model, rows, obs.shape[0])
-        log_po[at], log_pm[at] = po, pm
-    if log_po is None:
-        log_po = log_pm = xp.zeros((0, 1), dtype=xp.float64, device=model.device)
-    return log_po, log_pm
 
 
 def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None,
@@ -344,8 +319,13 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
     masks, seed, batch_size = _counts(masks, seed, batch_size)
     check_callable("progress", progress)
     xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing)
-    y = check_context(model, context, obs.shape[0])
-    return _group_log_probs(model, xd, obs, patterns, inverse, masks, seed, batch_size, y, progress)
+    y, xp = check_context(model, context, obs.shape[0]), model.xp
+    log_po = xp.zeros((obs.shape[0], mixture_size(model, masks)), dtype=xp.float64, device=model.device)
+    log_pm = xp.zeros_like(log_po)
+    for row, rows, xg, yg, handles in _groups(model, xd, y, patterns, inverse, masks, seed, progress):
+        at = _rows(model, rows, obs.shape[0])
+        log_po[at], log_pm[at] = _pattern_log_probs(model, xg, row, handles, batch_size, yg)
+    return log_po, log_pm
 
 
 def _logsumexp(xp, a):
@@ -483,16 +463,22 @@ def complete(model, x, observed, n: int, masks: int = 16, seed: int = 0, batch_s
         ``n < 1``, an unknown method, shapes differ, or a single-ordering model and a
         non-prefix observed set.
     """
-    check_model(model)
+    masks, seed, batch_size, draw = _completion_arguments(model, masks, seed, batch_size, method, progress)
     n = check_int("n", n, 1)
-    masks, seed, batch_size = _counts(masks, seed, batch_size)
-    check_callable("progress", progress)
-    draw = sampling.METHODS[check_choice("completion method", method, COMPLETION_METHODS)]
     xd, obs, patterns, inverse = _inputs(model, x, observed, read_missing=False)
     limits.check_api(limits.complete_parts(model.config, obs.shape[0], n, mixture_size(model, masks), "n =",
                                            "masks ="))
     y = check_context(model, context, obs.shape[0])
     return _completions(model, xd, obs, patterns, inverse, n, masks, seed, batch_size, y, draw, progress)
+
+
+def _completion_arguments(model, masks, seed, batch_size, method, progress) -> tuple:
+    """The checked arguments :func:`complete` and :func:`impute` share: the counts
+    (:func:`_counts`) and the draw function of ``method``."""
+    check_model(model)
+    counts = _counts(masks, seed, batch_size)
+    check_callable("progress", progress)
+    return (*counts, sampling.METHODS[check_choice("completion method", method, COMPLETION_METHODS)])
 
 
 def _completions(model, xd, obs, patterns, inverse, n, masks, seed, batch_size, y, draw, progress):
@@ -504,10 +490,8 @@ def _completions(model, xd, obs, patterns, inverse, n, masks, seed, batch_size, 
     noise = rng.random((N, n, D))
     out = xp.reshape(xp.repeat(xd[:, None, :], n, axis=1), (N * n, D))  # completion j of row i: row i n + j
     log_px_o = xp.zeros(N, dtype=xp.float64, device=model.device)
-    for row, rows, handles in _groups(model, patterns, inverse, masks, seed, progress):
-        r = model._on_device(rows)
-        yr = None if y is None else xp.take(y, r, axis=0)
-        log_po, _ = _pattern_log_probs(model, xp.take(xd, r, axis=0), row, handles, batch_size, yr)
+    for row, rows, xg, yg, handles in _groups(model, xd, y, patterns, inverse, masks, seed, progress):
+        log_po, _ = _pattern_log_probs(model, xg, row, handles, batch_size, yg)
         K = log_po.shape[1]
         log_px_o[_rows(model, rows, N)] = _logsumexp(xp, log_po) - math.log(K)
         # choice of mask per (row, completion) on the host: inverse CDF of w
@@ -663,11 +647,8 @@ def impute(model, x, masks: int = 16, draws: int = 0, seed: int = 0, samples: in
         single-ordering model and a missing pattern whose observed variables are not a prefix
         of its ordering, or more memory than the limit allows (:func:`made_np.limits.complete_parts`).
     """
-    check_model(model)
-    masks, seed, batch_size = _counts(masks, seed, batch_size)
+    masks, seed, batch_size, draw = _completion_arguments(model, masks, seed, batch_size, method, progress)
     draws, samples = check_int("draws", draws, 0), check_int("samples", samples, 2)
-    check_callable("progress", progress)
-    draw = sampling.METHODS[check_choice("completion method", method, COMPLETION_METHODS)]
     check_choice("discrete estimate", discrete, DISCRETE_ESTIMATES)
     xp = model.xp
     x, observed = check_missing(model, x)
@@ -743,10 +724,8 @@ def occlusion_mask(kind: str, D: int, image_shape=None, N: int = 1, rng=None) ->
             raise ValueError(f"occlusion {kind!r}: P must be a number, e.g. random:0.5") from None
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"occlusion {kind!r}: P must be in [0, 1]")
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        return ~(rng.random((N, D)) < p)
-    if kind not in ("top", "bottom", "left", "right"):
-        raise ValueError(f"unknown occlusion {kind!r}: choose one of {', '.join(OCCLUSIONS)}")
+        return ~(np.random.default_rng(rng).random((N, D)) < p)  # a Generator is used as it is
+    check_choice("occlusion", kind, OCCLUSIONS)
     if image_shape is None:
         s = math.isqrt(D)
         if s * s != D:
@@ -757,12 +736,6 @@ def occlusion_mask(kind: str, D: int, image_shape=None, N: int = 1, rng=None) ->
     if H * W != D:
         raise ValueError(f"image_shape {tuple(image_shape)} does not hold D={D} variables")
     hide = np.zeros((H, W), dtype=bool)
-    if kind == "top":
-        hide[:H // 2] = True
-    elif kind == "bottom":
-        hide[H - H // 2:] = True
-    elif kind == "left":
-        hide[:, :W // 2] = True
-    else:
-        hide[:, W - W // 2:] = True
+    hide[{"top": np.s_[:H // 2], "bottom": np.s_[H - H // 2:], "left": np.s_[:, :W // 2],
+          "right": np.s_[:, W - W // 2:]}[kind]] = True
     return np.repeat(~hide.reshape(1, D), N, axis=0)

@@ -18,6 +18,7 @@ a float32 model. Tables are returned on the host (NumPy), in nats.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -35,37 +36,26 @@ def _log_softmax64(xp, z):
     return s - xp.log(xp.sum(xp.exp(s), axis=-1, keepdims=True))
 
 
-def _conditional_logits(model, x, masks):
-    """Logits of every variable's conditional as (batch, D, C) for inputs x (batch, D) under the arrays ``masks``.
-
-    Every head states its conditionals as softmax logits (:meth:`made_np.heads.Head.class_logits`;
-    the Bernoulli head's single logit ``z`` becomes the pair ``(0, z)``), so all heads share one
-    code path.
-    """
-    return model.head.class_logits(model._forward_pass(model.encode(x)[0], masks))
-
-
 def _single_mask_table(model, batch_size: int, mask=0):
     """Flat float64 device table (C^D,) of ``log p(x)`` under ``mask``, C-order over variables."""
     xp, c = model.xp, model.config
     D, C = c.D, c.classes
     maskset, masks = model._mask(mask)
-    ordering = backend.to_host(maskset.ordering)
-    last = int(np.argmax(ordering))  # the variable with m^0 = D: no output depends on it
-    others = model._on_device(np.array([d for d in range(D) if d != last], dtype=np.int64))
+    last = int(np.argmax(backend.to_host(maskset.ordering)))  # the variable with m^0 = D: no output depends on it
+    others = model._on_device(np.delete(np.arange(D, dtype=np.int64), last))
     n_prefix = C ** (D - 1)
     # All configurations of the other variables, in C-order (first of `others` slowest): digit j of k in base C.
     powers = model._on_device(C ** np.arange(D - 2, -1, -1, dtype=np.int64))
     prefix = (xp.arange(n_prefix, dtype=xp.int64, device=model.device)[:, None] // powers) % C  # (C^(D-1), D-1)
     dtype = xp.uint8 if C <= 256 else xp.int64
     table = xp.empty((n_prefix, C), dtype=xp.float64, device=model.device)
-    rows = max(1, int(batch_size))
-    for block in backend.row_blocks(n_prefix, rows):
+    for block in backend.row_blocks(n_prefix, max(1, int(batch_size))):
         pre = prefix[block, ...]
-        n = pre.shape[0]
-        blank = xp.zeros((n, 1), dtype=dtype, device=model.device)  # the last variable: any value
+        blank = xp.zeros((pre.shape[0], 1), dtype=dtype, device=model.device)  # the last variable: any value
         x = xp.concat([xp.astype(pre[:, :last], dtype), blank, xp.astype(pre[:, last:], dtype)], axis=1)
-        lp = _log_softmax64(xp, _conditional_logits(model, x, masks))  # (n, D, C)
+        # every head states its conditionals as softmax logits (Head.class_logits; the Bernoulli
+        # head's single logit z becomes the pair (0, z)), so all heads share one code path
+        lp = _log_softmax64(xp, model.head.class_logits(model._forward_pass(model.encode(x)[0], masks)))  # (n, D, C)
         picked = xp.take_along_axis(xp.take(lp, others, axis=1), pre[..., None], axis=2)[..., 0]  # (n, D-1)
         table[block, :] = xp.sum(picked, axis=1)[:, None] + lp[:, last, :]
     # Axes are (others..., last); put `last` back in its place among the variables.
@@ -106,22 +96,13 @@ def log_density_table(model, batch_size: int = 4096, mask_indices=None) -> np.nd
         raise ValueError("log_density_table: this model is conditional (a table per context); "
                          "tables are of unconditional models")
     if C ** D > MAX_TABLE_SIZE:
-        raise ValueError(
-            f"density table of {C}^{D} = {C ** D:.3g} configurations exceeds the limit "
-            f"of {MAX_TABLE_SIZE:.0e}; exact tables are only for small D"
-        )
-    if mask_indices is None and model.config.num_masks == 1:
-        flat = _single_mask_table(model, batch_size)
-    else:
-        mask_indices = model.eval_mask_indices() if mask_indices is None else mask_indices
-        mask_indices = [check_mask(model, k) for k in mask_indices]
-        if not mask_indices:
-            raise ValueError("log_density_table needs at least one mask index")
-        flat = None
-        for k in mask_indices:
-            t = _single_mask_table(model, batch_size, k)
-            flat = t if flat is None else xp.logaddexp(flat, t)
-        flat -= math.log(len(mask_indices))
+        raise ValueError(f"density table of {C}^{D} = {C ** D:.3g} configurations exceeds the limit "
+                         f"of {MAX_TABLE_SIZE:.0e}; exact tables are only for small D")
+    mask_indices = [check_mask(model, k) for k in (model.eval_mask_indices() if mask_indices is None else mask_indices)]
+    if not mask_indices:
+        raise ValueError("log_density_table needs at least one mask index")
+    flat = functools.reduce(xp.logaddexp, (_single_mask_table(model, batch_size, k) for k in mask_indices))
+    flat -= math.log(len(mask_indices))  # the mixture's 1/K (log 1 = 0: a single mask's own table)
     return backend.to_host(flat).reshape((C,) * D)
 
 

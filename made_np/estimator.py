@@ -247,16 +247,24 @@ class MADEDensity(BaseEstimator):
                              "missing entries (NaN) with MADEImputer, or drop those rows")
         if self._real(X) if reset else self.n_classes_ == 0:
             return np.ascontiguousarray(X, dtype=np.float64)
-        if X.dtype.kind == "f" or X.dtype.kind == "c":
-            if X.dtype.kind == "c" or not np.all(X == np.floor(X)):
-                raise ValueError("MADEDensity needs integer-valued data (classes 0..C-1 in every column); "
-                                 "X has non-integer values")
+        if X.dtype.kind == "c" or X.dtype.kind == "f" and not np.all(X == np.floor(X)):
+            raise ValueError("MADEDensity needs integer-valued data (classes 0..C-1 in every column); "
+                             "X has non-integer values")
         if X.size and X.min() < 0:
             raise ValueError(f"Negative values in data passed to MADEDensity: it needs classes 0..C-1, "
                              f"X has the value {X.min()}")
         top = int(X.max()) if X.size else 0
         dtype = np.uint8 if top < 256 else (np.int32 if top < 2**31 else np.int64)
         return np.ascontiguousarray(X, dtype=dtype)
+
+    def _check_fitted_X(self, X) -> np.ndarray:
+        """``X`` of a fitted estimator, checked by :meth:`_check_X`, with no class above those seen in fit."""
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        if self.n_classes_ and np.nanmax(X, initial=0) >= self.n_classes_:
+            raise ValueError(f"X has the value {int(np.nanmax(X))}, outside the classes 0..{self.n_classes_ - 1} "
+                             f"seen in fit")
+        return X
 
     def _split(self, X, seed: int):
         """Seeded train / validation rows of ``X``."""
@@ -319,31 +327,22 @@ class MADEDensity(BaseEstimator):
         # the library's recipe, as made-np train applies it; None leaves a choice to the recipe. The
         # parameters go to the configurations as they are, whose checks refuse 2.9 epochs or "no"
         # for a flag (int() and bool() would have made them 2 and True)
-        mcfg = MADEConfig.for_data(
-            data, hidden=hidden, ordering=self.ordering, num_masks=self.num_masks,
-            order_agnostic=self.order_agnostic, connectivity_agnostic=self.connectivity_agnostic,
-            direct=self.direct, seed=model_seed, head=self.head, components=self.components,
-            discrete_columns=None if isinstance(self.discrete_columns, str) and self.discrete_columns == "auto"
-            else self.discrete_columns,
-        )
-        cfg = TrainConfig.for_data(
-            data, epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-            patience=self.patience, valid_masks=self.eval_masks, eval_masks=self.eval_masks, seed=train_seed,
-        )
+        auto = isinstance(self.discrete_columns, str) and self.discrete_columns == "auto"
+        mcfg = MADEConfig.for_data(data, hidden=hidden, ordering=self.ordering, num_masks=self.num_masks,
+                                   order_agnostic=self.order_agnostic, connectivity_agnostic=self.connectivity_agnostic,
+                                   direct=self.direct, seed=model_seed, head=self.head, components=self.components,
+                                   discrete_columns=None if auto else self.discrete_columns)
+        cfg = TrainConfig.for_data(data, epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+                                   lr=self.lr, patience=self.patience, valid_masks=self.eval_masks,
+                                   eval_masks=self.eval_masks, seed=train_seed)
         model = MADE(mcfg, backend.get_xp("cpu"))
-        history = _fit(model, data, cfg)
-        self.n_classes_ = classes
-        self.model_ = model
-        self.history_ = history
+        self.history_, self.n_classes_, self.model_ = _fit(model, data, cfg), classes, model  # once fit succeeded
         return self
 
     # ------------------------------------------------------------------ scoring
-    def _mask_indices(self) -> list | None:
-        """Masks of the mixture, or None for a single fixed mask."""
-        if self.model_.config.num_masks == 1:
-            return None
-        eval_masks = None if self.eval_masks is None else check_int("eval_masks", self.eval_masks, 1, MAX_EVAL_MASKS)
-        return self.model_.eval_mask_indices(eval_masks)
+    def _mask_indices(self) -> list:
+        """Masks of the mixture (``[0]`` for a single fixed mask)."""
+        return [0] if self.model_.config.num_masks == 1 else self.model_.eval_mask_indices(self.eval_masks)
 
     def score_samples(self, X):
         """Log-density of each row under the model.
@@ -381,20 +380,11 @@ class MADEDensity(BaseEstimator):
         categorical data, a held-out fold holding a value above every value of its
         training folds raises here (GridSearchCV then records ``error_score``).
         """
-        check_is_fitted(self)
-        X = self._check_X(X, reset=False)
-        seen = ~np.isnan(X) if X.dtype.kind == "f" else np.ones(X.shape, bool)
-        top = X[seen].max() if seen.any() else 0
-        if self.n_classes_ and int(top) >= self.n_classes_:
-            raise ValueError(f"X has the value {int(top)}, outside the classes 0..{self.n_classes_ - 1} "
-                             f"seen in fit")
-        model, indices = self.model_, self._mask_indices()
-        if not seen.all():  # rows with missing entries (MADEImputer): log p(x_o), the complete rows as below
+        X, model = self._check_fitted_X(X), self.model_
+        if X.dtype.kind == "f" and np.isnan(X).any():  # rows with missing entries (MADEImputer): log p(x_o)
             x, seen = check_data_or_missing(model, backend.to_device(X, model.xp), "X")  # evaluate's checks
-            return -backend.to_host(_rows_nll(model, x, indices, 1000, None, seen)).astype(np.float64)
-        x = backend.to_device(X, model.xp)
-        nll = model.nll(x) if indices is None else model.ensemble_nll(x, indices)
-        return -backend.to_host(nll).astype(np.float64)
+            return -backend.to_host(_rows_nll(model, x, self._mask_indices(), 1000, None, seen)).astype(np.float64)
+        return -backend.to_host(model.ensemble_nll(backend.to_device(X, model.xp), self._mask_indices())).astype(np.float64)
 
     def score(self, X, y=None):
         """Mean log-likelihood of the rows of ``X`` (nats per row).
@@ -447,10 +437,9 @@ class MADEDensity(BaseEstimator):
             ``n_samples`` is not a positive integer.
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, (int, np.integer)) or isinstance(n_samples, bool) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        n_samples = check_int("n_samples", n_samples, 1)
         (seed,) = _seeds(random_state, 1)
-        out = _sample(self.model_, int(n_samples), seed=seed, masks=self._mask_indices())
+        out = _sample(self.model_, n_samples, seed=seed, masks=self._mask_indices())
         return backend.to_host(out).astype(np.float64 if self.n_classes_ == 0 else np.int64)
 
 
@@ -580,11 +569,7 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
             class not seen in fit, a value outside a discrete column's levels, ``masks``/``draws`` out of range,
             or an unknown ``discrete``.
         """
-        check_is_fitted(self)
-        X = self._check_X(X, reset=False)
-        if self.n_classes_ and X.size and np.nanmax(X, initial=0) >= self.n_classes_:
-            raise ValueError(f"X has the value {int(np.nanmax(X))}, outside the classes 0..{self.n_classes_ - 1} "
-                             f"seen in fit")
+        X = self._check_fitted_X(X)
         (seed,) = _seeds(self.random_state, 1)
         out = _impute(self.model_, X, masks=self.masks, draws=draws, seed=seed, samples=self.draws,
                       discrete=self.discrete)

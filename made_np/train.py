@@ -36,23 +36,12 @@ from .runfolder import CHECKPOINT_NAME, METRICS_NAME, RunFolderError, interrupts
 DEFAULT_VALID_MASKS = 16
 
 
-def valid_mask_indices(model: MADE, cfg: TrainConfig) -> list:
-    """Masks of the validation ensemble: ``[0]`` for a single mask, else see :attr:`TrainConfig.valid_masks`."""
-    K = model.config.num_masks
-    if K == 1:
-        return [0]
-    n = cfg.valid_masks or (min(K, DEFAULT_VALID_MASKS) if K else DEFAULT_VALID_MASKS)
-    return model.eval_mask_indices(n)
-
-
 def mask_for_step(step: int, num_masks: int, resample_every: int) -> int:
     """Mask index of minibatch ``step`` (0-based, counted over the whole run).
 
     ``0`` for a single mask; ``(step // resample_every) % K`` for a bank of ``K >= 2``;
     ``step // resample_every`` (a fresh mask each time) when the bank has no limit.
     """
-    if num_masks == 1:
-        return 0
     index = step // resample_every
     return index % num_masks if num_masks else index
 
@@ -143,23 +132,16 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
         raise ValueError("evaluate: x has no rows (a mean NLL needs at least one example)")
     y = check_context(model, context, x.shape[0])
     ensemble = model.config.num_masks != 1 and (ensemble is None or bool(ensemble))  # one mask: nothing to ensemble
-    if observed is not None:  # rows with missing entries: their observed entries' NLL, as fit validates them
-        indices = model.eval_mask_indices(eval_masks) if ensemble else [single]
-        nll, masks = _rows_nll(model, x, indices, batch_size, y, observed), len(indices)
-        single = None if ensemble else single
-    elif ensemble:
-        indices = model.eval_mask_indices(eval_masks)
-        nll = model._ensemble_nll(x, indices, batch_size, y)
-        masks, single = len(indices), None
-    else:
-        nll, masks = model._nll(x, model._mask(single)[1], batch_size, y), 1
-    mean, stderr = mean_and_stderr(backend.to_host(nll))
+    indices = model.eval_mask_indices(eval_masks) if ensemble else [single]
+    # rows with missing entries score their observed entries' NLL, as fit validates them
+    mean, stderr = mean_and_stderr(backend.to_host(_rows_nll(model, x, indices, batch_size, y, observed)))
     D = model.config.D
     per_row = D if observed is None else int(observed.sum()) / x.shape[0]  # observed entries per row
     return {
         "nll": mean, "stderr": stderr, "nll_per_dim": mean / per_row,
         "stderr_per_dim": None if stderr is None else stderr / per_row,
-        "n": int(x.shape[0]), "D": D, "masks": masks, "ensemble": ensemble, "mask_index": single,
+        "n": int(x.shape[0]), "D": D, "masks": len(indices), "ensemble": ensemble,
+        "mask_index": None if ensemble else single,
         "missing_rows": 0 if observed is None else int((~observed).any(axis=1).sum()),
     }
 
@@ -193,12 +175,6 @@ def _rows_nll(model: MADE, x, indices: list, batch_size: int, context=None, obse
         for s in backend.row_blocks(x.shape[0], batch_size)]) for k in indices])
 
 
-def _mean_nll(model: MADE, x, indices: list, batch_size: int, context=None, observed=None) -> float:
-    """Mean of :func:`_rows_nll` (nats per example)."""
-    return float(model.xp.mean(model.xp.astype(_rows_nll(model, x, indices, batch_size, context, observed),
-                                                model.xp.float64)))
-
-
 # =========================================================================== engines
 
 
@@ -220,13 +196,8 @@ class ReferenceEngine:
     def __init__(self, model: MADE):
         self.model = model
 
-    @property
-    def params(self) -> list:
-        return self.model.params
-
-    @property
-    def grads(self) -> list:
-        return self.model.grads
+    params = property(lambda self: self.model.params)
+    grads = property(lambda self: self.model.grads)
 
     def make_optimizer(self, cfg: TrainConfig):
         """The optimiser of ``cfg`` over :attr:`params`."""
@@ -294,7 +265,7 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     ``cfg.batch_size``, one optimiser step each, the mask changed every
     ``cfg.resample_every`` minibatches (:func:`mask_for_step`); then the
     validation NLL (single mask when ``num_masks == 1``, else the ensemble of
-    :func:`valid_mask_indices`), best-weights tracking, and, with ``out_dir``,
+    :attr:`TrainConfig.valid_masks`), best-weights tracking, and, with ``out_dir``,
     the checkpoint ``model.npz`` and ``metrics.csv``. At the end the best weights
     are restored into ``model`` (and saved as the final checkpoint).
 
@@ -394,18 +365,8 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
         if resume_state is not None and not resume_checked:
             check_resume_state(model, cfg, resume_state)
         with thread_policy(threads) as n:
-            if verbose:
-                callback = _printing(callback)
-            return _Run(model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state, n).train(callback, progress)
-
-
-def _printing(callback):
-    """``callback`` (or nothing) after a printed line of the epoch's row."""
-    def on_epoch(row):
-        print(f"epoch {row['epoch']:4d}  train NLL {row['train_nll']:.4f}  valid NLL {row['valid_nll']:.4f} nats  "
-              f"({row['seconds']:.1f} s)", flush=True)
-        return callback(row) if callback is not None else None
-    return on_epoch
+            run = _Run(model, dataset, contexts, cfg, out_dir, dataset_spec, resume_state, n)
+            return run.train(callback, progress, verbose)
 
 
 def start_at_marginals(model: MADE, x, observed=None) -> bool:
@@ -483,7 +444,8 @@ class _Run:
         xp = model.xp
         self.model, self.cfg, self.xp = model, cfg, xp
         self.c_train, self.c_valid = contexts  # a conditional model's, encoded once: rows gathered with the data's
-        self.v_indices = valid_mask_indices(model, cfg)
+        # the validation ensemble (TrainConfig.valid_masks; [0] for a single mask, at most the bank)
+        self.v_indices = model.eval_mask_indices(cfg.valid_masks or DEFAULT_VALID_MASKS)
         self.spec = dict(dataset_spec) if dataset_spec else _default_spec(dataset)
         fingerprints = split_fingerprints(dataset)
         if resume_state is not None:  # the data it was trained on, not a file changed since
@@ -563,8 +525,9 @@ class _Run:
                             history=self.history, train_state=self.state)
             write_metrics(self.out / METRICS_NAME, self.history["rows"])
 
-    def train(self, callback, progress) -> dict:
-        """Epochs until the budget, the patience or the callback stops them; then the best weights."""
+    def train(self, callback, progress, verbose: bool = False) -> dict:
+        """Epochs until the budget, the patience or the callback stops them (each printed in a line
+        with ``verbose``); then the best weights."""
         cfg, state = self.cfg, self.state
         stop_reason = "epochs"
         if cfg.patience and state["epoch"] > 0 and state["epoch"] - state["best_epoch"] >= cfg.patience:
@@ -584,13 +547,15 @@ class _Run:
             t2 = time.perf_counter()
             row = {"epoch": epoch, "train_nll": train_nll, "valid_nll": valid_nll, "seconds": t2 - t0,
                    "train_seconds": t1 - t0, "valid_seconds": t2 - t1, "lr": self.opt.lr,
-                   "threads": self.chooser.epoch_threads(),
-                   "best": improved}
+                   "threads": self.chooser.epoch_threads(), "best": improved}
             self.history["rows"].append(row)
             self.history["best_epoch"], self.history["best_valid_nll"] = state["best_epoch"], state["best_valid_nll"]
             if cfg.patience and epoch - state["best_epoch"] >= cfg.patience:
                 stop_reason = "patience"
             self.save(False)
+            if verbose:
+                print(f"epoch {epoch:4d}  train NLL {train_nll:.4f}  valid NLL {valid_nll:.4f} nats  "
+                      f"({row['seconds']:.1f} s)", flush=True)
             if callback is not None and callback(row):
                 stop_reason = "callback"
         self._restore_best()
@@ -645,12 +610,10 @@ class _Run:
                 rows = perm[batch]
                 xb = xp.take(self.x_train, rows, axis=0)
                 yb = None if self.c_train is None else xp.take(self.c_train, rows, axis=0)
+                # rows with missing entries: their observed entries (engines without them take no such argument)
+                seen = {} if self.o_train is None else {"observed": self.o_train[host_perm[batch]]}
                 with self.chooser.step():
-                    if self.o_train is None:
-                        loss = engine.loss_and_grad(xb, mask, yb)
-                    else:
-                        rows_seen = self.o_train[host_perm[batch]]
-                        loss = engine.loss_and_grad(xb, mask, yb, observed=rows_seen)
+                    loss = engine.loss_and_grad(xb, mask, yb, **seen)
                     self.opt.step(engine.grads)
                 running += loss * xb.shape[0]
                 step += 1
@@ -664,17 +627,13 @@ class _Run:
 
     def validate(self, epoch: int) -> tuple:
         """Validation NLL (nats) of the MADE, and whether it is the best so far (then kept)."""
-        state = self.state
-        valid_nll = _mean_nll(self.model, self.x_valid, self.v_indices, self.cfg.eval_batch_size, self.c_valid,
-                              self.o_valid)
+        state, xp = self.state, self.xp
+        nll = _rows_nll(self.model, self.x_valid, self.v_indices, self.cfg.eval_batch_size, self.c_valid, self.o_valid)
+        valid_nll = float(xp.mean(xp.astype(nll, xp.float64)))
         improved = valid_nll < state["best_valid_nll"]
         if improved:
             state["best_valid_nll"], state["best_epoch"] = valid_nll, epoch
-            if self.best is None:
-                self.best = [self.xp.asarray(p, copy=True) for p in self.model.params]
-            else:
-                for dst, src in zip(self.best, self.model.params):
-                    dst[...] = src
+            self.best = [xp.asarray(p, copy=True) for p in self.model.params]
         state["epoch"] = epoch
         backend.synchronize(self.xp)
         return valid_nll, improved

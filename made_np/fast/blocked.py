@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,15 +76,10 @@ def relabel(maskset: MaskSet, input_perm, hidden_perms) -> MaskSet:
         if p.shape != (n,) or not np.array_equal(np.sort(p), np.arange(n)):
             raise MaskError(f"not a permutation of 0..{n - 1}: {list(p)[:10]}")
     pi = perms[0]
-    hidden = tuple(m[perms[i]][:, perms[i + 1]] for i, m in enumerate(maskset.hidden))
-    return MaskSet(
-        index=maskset.index,
-        ordering=maskset.ordering[pi],
-        degrees=tuple(m[p] for m, p in zip(maskset.degrees, perms[1:])),
-        hidden=hidden,
-        output=maskset.output[perms[-1]][:, pi],
-        direct=maskset.direct[pi][:, pi],
-    )
+    return MaskSet(index=maskset.index, ordering=maskset.ordering[pi],
+                   degrees=tuple(m[p] for m, p in zip(maskset.degrees, perms[1:])),
+                   hidden=tuple(m[perms[i]][:, perms[i + 1]] for i, m in enumerate(maskset.hidden)),
+                   output=maskset.output[perms[-1]][:, pi], direct=maskset.direct[pi][:, pi])
 
 
 
@@ -100,10 +96,7 @@ def expand_columns(perm, repeat: int) -> np.ndarray:
 
 def invert_permutation(perm) -> np.ndarray:
     """The inverse of a permutation of 0..n-1: ``inv[perm[k]] = k``, int64, shape (n,)."""
-    perm = np.asarray(perm, dtype=np.int64)
-    inv = np.empty_like(perm)
-    inv[perm] = np.arange(perm.size)
-    return inv
+    return np.argsort(np.asarray(perm, dtype=np.int64))
 
 
 def sorting_permutations(maskset: MaskSet) -> tuple:
@@ -121,8 +114,7 @@ def sorting_permutations(maskset: MaskSet) -> tuple:
     hidden_perms : tuple of ndarray of int64, shapes (H_l,)
         Stable argsorts (ties keep their order).
     """
-    return (np.argsort(maskset.ordering, kind="stable"),
-            tuple(np.argsort(m, kind="stable") for m in maskset.degrees))
+    return (np.argsort(maskset.ordering, kind="stable"), tuple(np.argsort(m, kind="stable") for m in maskset.degrees))
 
 
 @dataclass(frozen=True)
@@ -200,8 +192,7 @@ def block_plan(mask: np.ndarray, width: int = 128) -> BlockPlan:
     r = cuts(n_in)
     rows = tuple((r0, r1) + _live_range(live[r0:r1].any(axis=0)) for r0, r1 in zip(r, r[1:]))
     area = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in columns)
-    return BlockPlan(shape=(n_in, n_out), columns=columns, rows=rows,
-                     coverage=area / max(n_in * n_out, 1))
+    return BlockPlan(shape=(n_in, n_out), columns=columns, rows=rows, coverage=area / max(n_in * n_out, 1))
 
 
 class BlockedDense(_Dense):
@@ -260,9 +251,7 @@ class BlockedDense(_Dense):
         blocks = plan.rows if self.by == "rows" else plan.columns
         self.index = [(slice(r0, r1), slice(c0, c1)) for r0, r1, c0, c1 in blocks if r1 > r0 and c1 > c0]
         sizes = [(r.stop - r.start) * (c.stop - c.start) for r, c in self.index]
-        self.offsets = [0]
-        for n in sizes:
-            self.offsets.append(self.offsets[-1] + n)
+        self.offsets = list(itertools.accumulate(sizes, initial=0))
         self.W = xp.zeros(self.offsets[-1], dtype=dtype)
         self.dW = xp.zeros_like(self.W)
         self.M = self.pack(M)
@@ -270,10 +259,8 @@ class BlockedDense(_Dense):
         self.db = xp.zeros_like(self.b) if bias else None
         self._W, self._dW, self._M = self._views(self.W), self._views(self.dW), self._views(self.M)
         # per block, the rows where its mask has a zero (a staircase's band): dW *= M there only
-        self._bands = []
-        for m in self._M:
-            band = slice(*_live_range(backend.to_host(m).min(axis=1) == 0))
-            self._bands.append((band, m[band]))
+        bands = [slice(*_live_range(backend.to_host(m).min(axis=1) == 0)) for m in self._M]
+        self._bands = [(band, m[band]) for band, m in zip(bands, self._M)]
         self.set_pool(None)
         self._groups = [g for g in self._share_out(SUM_GROUPS) if g] or [[]]
         # union products for inputs with many all-zero columns (data layers, column blocks, NumPy)
@@ -329,11 +316,8 @@ class BlockedDense(_Dense):
 
     def _pairs(self, part, transpose: bool) -> list:
         """``((src, dst), w)`` of the blocks ``part``: ``a[:, src] w`` goes to ``out[:, dst]``."""
-        pairs = []
-        for i in part:
-            (rows, cols), w = self.index[i], self._W[i]
-            pairs.append(((cols, rows), w.T) if transpose else ((rows, cols), w))
-        return pairs
+        pairs = [(self.index[i], self._W[i]) for i in part]
+        return [((cols, rows), w.T) for (rows, cols), w in pairs] if transpose else pairs
 
     def _live_columns(self, x) -> None:
         """Find the columns of the input ``x`` that are nonzero somewhere, when they are few.
@@ -488,8 +472,7 @@ def param_permutations(model: MADE, input_perm, hidden_perms) -> list:
         own columns and do not move), at the level of columns (one-hot inputs and
         categorical logits move in blocks of ``classes``).
     """
-    sides = [expand_columns(input_perm, model.in_repeat), *hidden_perms,
-             expand_columns(input_perm, model.out_repeat)]
+    sides = [expand_columns(input_perm, model.in_repeat), *hidden_perms, expand_columns(input_perm, model.out_repeat)]
     perms = []
     for i, layer in enumerate(model.layers):
         perms.append((sides[i], sides[i + 1]))
@@ -677,19 +660,13 @@ class BlockedMADE:
 
     def to_compute(self, arrays) -> list:
         """Parameter-shaped device arrays of ``model`` (natural form) in the compute form of :attr:`params`."""
-        out = []
-        for a, (rows, cols), packer in zip(arrays, self._forward_perms, self._packers):
-            moved = self._permute(self.xp, a, rows, cols)
-            out.append(packer.pack(moved) if packer is not None else moved)
-        return out
+        moved = [self._permute(self.xp, a, rows, cols) for a, (rows, cols) in zip(arrays, self._forward_perms)]
+        return [a if packer is None else packer.pack(a) for a, packer in zip(moved, self._packers)]
 
     def to_natural(self, arrays) -> list:
         """Inverse of :meth:`to_compute`: arrays shaped like :attr:`params` as ``model``'s (new arrays)."""
-        out = []
-        for a, (rows, cols), packer in zip(arrays, self._inverse_perms, self._packers):
-            full = packer.unpack(a) if packer is not None else a
-            out.append(self._permute(self.xp, full, rows, cols))
-        return out
+        full = [a if packer is None else packer.unpack(a) for a, packer in zip(arrays, self._packers)]
+        return [self._permute(self.xp, a, rows, cols) for a, (rows, cols) in zip(full, self._inverse_perms)]
 
     def read_from(self, model: MADE | None = None) -> None:
         """Copy the parameters of ``model`` (default: the wrapped MADE) in, and its standardisation

@@ -51,13 +51,8 @@ class FastEngine(ReferenceEngine):
         self.head = fast_head(model.head)
         self.split = None  # the work pool a bank's products are cut over (set_threads)
 
-    @property
-    def params(self) -> list:
-        return self.net.params if self.net is not None else self.model.params
-
-    @property
-    def grads(self) -> list:
-        return self.net.grads if self.net is not None else self.model.grads
+    params = property(lambda self: (self.model if self.net is None else self.net).params)
+    grads = property(lambda self: (self.model if self.net is None else self.net).grads)
 
     def make_optimizer(self, cfg):
         self.opt = make_fast_optimizer(cfg.optimizer, self.params, backend.native(self.model.xp), lr=cfg.lr,

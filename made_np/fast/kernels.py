@@ -5,12 +5,14 @@ tests/test_speedpaths.py checks that each form here computes the same numbers.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
 
 from .. import backend
 from ..heads import _HALF_LOG_2PI, BernoulliHead, MixtureHead, log_scale
+from ..layers import ReLU
 from . import threads
 
 _FUSED_CACHE: dict = {}
@@ -38,13 +40,12 @@ def fused_kernels(xp, enabled: bool | None = None):
         ``adagrad(p, g, s, lr, eps, weight_decay)`` updating ``p``, ``m``, ``v``, ``s`` in place.
     """
     if enabled is None:
-        default = "0" if xp is np else "1"
-        enabled = os.environ.get("MADE_NP_FUSED", default) != "0"
+        enabled = os.environ.get("MADE_NP_FUSED", "0" if xp is np else "1") != "0"
     if not enabled:
         return None
     key = backend.device_of(xp)
     if key not in _FUSED_CACHE:
-        _FUSED_CACHE[key] = _NumexprKernels.create() if xp is np else _CupyKernels.create(xp)
+        _FUSED_CACHE[key] = _NumexprKernels.create() if xp is np else _CupyKernels(xp)
     return _FUSED_CACHE[key]
 
 
@@ -53,21 +54,16 @@ class _NumexprKernels:
 
     @classmethod
     def create(cls):
-        try:
-            import numexpr
-        except ImportError:
-            return None
-        return cls(numexpr)
+        numexpr = threads.numexpr_module()
+        return None if numexpr is None else cls(numexpr)
 
     def __init__(self, ne):
         self.ne = ne
 
     def adam(self, p, g, m, v, beta1, beta2, step, eps, weight_decay):
-        ev = self.ne.evaluate
-        c1 = p.dtype.type(1.0 - beta1)
-        c2 = p.dtype.type(1.0 - beta2)
-        b1, b2, wd = p.dtype.type(beta1), p.dtype.type(beta2), p.dtype.type(weight_decay)
-        s, e = p.dtype.type(step), p.dtype.type(eps)
+        ev, t = self.ne.evaluate, p.dtype.type  # numexpr reads these names from the frame
+        b1, b2, c1, c2 = t(beta1), t(beta2), t(1.0 - beta1), t(1.0 - beta2)
+        s, e, wd = t(step), t(eps), t(weight_decay)
         if weight_decay:
             ev("b1 * m + c1 * (g + wd * p)", out=m, casting="same_kind")
             ev("b2 * v + c2 * (g + wd * p) ** 2", out=v, casting="same_kind")
@@ -118,10 +114,6 @@ class _CupyKernels:
     """CuPy ``ElementwiseKernel`` versions of the optimiser updates (:data:`CUDA_KERNELS`), each one
     kernel launch on the current stream: no host copy, no synchronisation."""
 
-    @classmethod
-    def create(cls, cp):
-        return cls(cp)
-
     def __init__(self, cp):
         self._adam, self._adagrad = (cp.ElementwiseKernel(*CUDA_KERNELS[name], name)
                                      for name in ("made_np_adam", "made_np_adagrad"))
@@ -137,6 +129,15 @@ class _CupyKernels:
 
 #: Logit arrays with at least this many entries are split by rows over the CPU work pool.
 SPLIT_MIN_SIZE = 1 << 18
+
+
+def zero_row(owner, a):
+    """A row of zeros of ``a``'s last axis and dtype, kept on ``owner`` (``owner._zeros``) for the next
+    call: NumPy's ``maximum`` against an array is 2-3x faster than against the scalar 0."""
+    zeros = getattr(owner, "_zeros", None)
+    if zeros is None or zeros.shape[0] != a.shape[-1] or zeros.dtype != a.dtype:
+        zeros = owner._zeros = owner.xp.zeros(a.shape[-1:], dtype=a.dtype)
+    return zeros
 
 
 class FusedBernoulliHead(BernoulliHead):
@@ -175,19 +176,13 @@ class FusedBernoulliHead(BernoulliHead):
         xp.negative(e, out=e)
         return xp.exp(e, out=e)
 
-    def _zero_row(self, z):
-        zeros = getattr(self, "_zeros", None)
-        if zeros is None or zeros.shape[0] != z.shape[-1] or zeros.dtype != z.dtype:
-            zeros = self._zeros = self.xp.zeros(z.shape[-1:], dtype=z.dtype)
-        return zeros
-
     def _linear_part(self, z, x, scratch):
         """``sum_d [max(z_d, 0) - x_d z_d]`` per row (terms >= 0 for x in [0, 1]: no cancellation).
 
         ``scratch`` (same shape as ``z``) is overwritten.
         """
         xp = self.xp
-        t = xp.maximum(z, self._zero_row(z))
+        t = xp.maximum(z, zero_row(self, z))
         t -= xp.multiply(x, z, out=scratch)
         return t.sum(axis=1)
 
@@ -205,25 +200,20 @@ class FusedBernoulliHead(BernoulliHead):
             factors *= 2
         return xp.log(f[:, :width].astype(xp.float64)).sum(axis=1)
 
-    def _nll_from(self, z, x, e, scratch):
-        """The NLL per row, in ``z.dtype``, from ``e = exp(-|z|)`` (both ``e`` and ``scratch`` overwritten)."""
-        nll = self._linear_part(z, x, scratch)
-        e += 1.0
-        return (nll + self._sum_log(e)).astype(z.dtype, copy=False)
-
     def nll(self, z, x):
         """Negative log-likelihood in nats, shape (batch,), of logits ``z`` and targets ``x`` (batch, D)."""
         return self._by_rows(z, lambda a, b: self._nll_rows(z[a:b], x[a:b]))
 
     def _nll_rows(self, z, x):
         e = self._exp_neg_abs(z)
-        return self._nll_from(z, x, e, self.xp.empty_like(e))
+        nll = self._linear_part(z, x, self.xp.empty_like(e))
+        e += 1.0
+        return (nll + self._sum_log(e)).astype(z.dtype, copy=False)
 
     def _by_rows(self, z, rows_fn):
         """``rows_fn(a, b)`` (the NLL of rows a..b) over all rows of ``z``: in blocks of
         rows on the threads of the CPU work pool for large arrays, else in one call."""
-        pool = self.pool
-        n = z.shape[0]
+        pool, n = self.pool, z.shape[0]
         if pool is None or z.size < SPLIT_MIN_SIZE or n < pool.threads:
             return rows_fn(0, n)
         k = pool.threads
@@ -231,11 +221,9 @@ class FusedBernoulliHead(BernoulliHead):
         parts = [None] * k
 
         def block(i):
-            def run():
-                parts[i] = rows_fn(bounds[i], bounds[i + 1])
-            return run
+            parts[i] = rows_fn(bounds[i], bounds[i + 1])
 
-        pool.run([block(i) for i in range(k)])
+        pool.run([functools.partial(block, i) for i in range(k)])
         return self.xp.concatenate(parts)
 
     def nll_and_grad(self, z, x):
@@ -314,20 +302,13 @@ def fast_head(head):
     return fused.from_head(head) if fused is not None else head
 
 
-class FastReLU:
+class FastReLU(ReLU):
     """:class:`made_np.layers.ReLU` with a broadcast row of zeros: NumPy's ``maximum``
     against an array is 2-3x faster than against the scalar 0 (whose loop is not vectorised)."""
 
-    def __init__(self, xp):
-        self.xp = xp
-        self._zeros = None
-
     def forward(self, a, keep: bool = False):
         """a : array (batch, H), overwritten. Returns h, same shape (kept for :meth:`backward` with ``keep``)."""
-        zeros = self._zeros
-        if zeros is None or zeros.shape[-1] != a.shape[-1] or zeros.dtype != a.dtype:
-            zeros = self._zeros = self.xp.zeros(a.shape[-1:], dtype=a.dtype)
-        h = self.xp.maximum(a, zeros, out=a)
+        h = self.xp.maximum(a, zero_row(self, a), out=a)
         if keep:
             self.h = h
         return h

@@ -57,7 +57,8 @@ class _InPlace:
     :func:`made_np.fast.kernels.fused_kernels`).
     """
 
-    def _setup(self, fused) -> None:
+    def __init__(self, *args, fused=None, **kwargs):
+        super().__init__(*args, **kwargs)  # the reference optimiser's parameters and checks
         xp = self.xp
         self.kernels = kernels.fused_kernels(xp, fused)
         self._tmp = [xp.empty_like(p) for p in self.params]
@@ -128,10 +129,6 @@ class FastSGD(_InPlace, optim.SGD):
     are on it runs unsplit); equal to the reference up to rounding (docs/math.md Sec. 6).
     ``grads`` serve as scratch (:meth:`step`)."""
 
-    def __init__(self, params, xp, lr=None, momentum=0.0, weight_decay=0.0, fused=None):
-        super().__init__(params, xp, lr, momentum, weight_decay)
-        self._setup(fused)
-
     def _update(self, i, p, g, rows=Ellipsis):
         g = self._decay(p, g, self._tmp[i][rows])
         if self.momentum:
@@ -147,10 +144,6 @@ class FastAdam(_InPlace, optim.Adam):
     bias-corrected form, ``p -= lr_t m / (sqrt(v) + eps_t)``, updated in place: one fused kernel
     when available, else cache-sized chunks split over CPU threads. Algebraically the reference
     update, equal to it up to rounding (docs/math.md Sec. 6). ``grads`` serve as scratch (:meth:`step`)."""
-
-    def __init__(self, params, xp, lr=None, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=None):
-        super().__init__(params, xp, lr, betas, eps, weight_decay)
-        self._setup(fused)
 
     def _prepare(self) -> None:
         c2 = math.sqrt(1.0 - self.beta2 ** self.t)
@@ -190,10 +183,6 @@ class FastAdagrad(_InPlace, optim.Adagrad):
     root), updated in place: one fused kernel when available, else cache-sized chunks split over
     CPU threads. Equal to the reference up to rounding (docs/math.md Sec. 6). ``grads`` serve as
     scratch (:meth:`step`)."""
-
-    def __init__(self, params, xp, lr=None, eps=1e-6, weight_decay=0.0, fused=None):
-        super().__init__(params, xp, lr, eps, weight_decay)
-        self._setup(fused)
 
     def _update(self, i, p, g, rows=Ellipsis):
         s = self.state["sum_sq"][i][rows]

@@ -156,12 +156,10 @@ def draw_fast(model, u, y=None, given=None, n_given: int = 0, mask=0):
 
     # ---- sorted, masked, transposed and bias-augmented weights; the input buffer's
     # ---- products (first hidden layer, or the output layer without one) skip the context rows
-    def context_block(i):
-        return model.context_hidden.W if i == 0 and model.context_hidden is not None else None
-
+    UH = None if model.context_hidden is None else model.context_hidden.W  # the context's block into layer 1
     WT = [
         _augmented_transpose(xp, layer.masked_weight(masks[i]), layer.b, perms[i], perms[i + 1], dtype,
-                             context_block(i), Cw if i == 0 else 0)
+                             UH if i == 0 else None, Cw if i == 0 else 0)
         for i, layer in enumerate(model.layers[:-1])
     ]
     out_layer = model.layers[-1]
@@ -175,16 +173,13 @@ def draw_fast(model, u, y=None, given=None, n_given: int = 0, mask=0):
 
     # ---- buffers, feature-major with a leading row of ones (then the context, then the inputs)
     XT = xp.zeros((1 + Cw + D * Rin, n), dtype=dtype)
-    XT[0] = 1
     if Cw:
         XT[1:1 + Cw] = y.T
     X_at = 1 + Cw  # row of the first input column
-    HT = []
-    for width in c.hidden:
-        h = xp.empty((1 + width, n), dtype=dtype)
-        h[0] = 1
-        HT.append(h)
+    HT = [xp.empty((1 + width, n), dtype=dtype) for width in c.hidden]
     bufs = [XT] + HT
+    for buf in bufs:
+        buf[0] = 1
     acts = [_inplace_activation(a, xp) for a in model.activations]
 
     # per layer and position p: first unit of degree >= p, and first of degree > p
@@ -208,12 +203,8 @@ def draw_fast(model, u, y=None, given=None, n_given: int = 0, mask=0):
         hidden_ops.append(ops)
         q = known(len(HT), p)
         qx = (X_at + p * Rin) if model.direct is not None else X_at
-        rows = slice(p * Rout, (p + 1) * Rout)
-        v = VT[p, :q] if Rout == 1 else VT[rows, :q]
-        a = None
-        if AT is not None:
-            a = AT[p, :qx] if Rout == 1 else AT[rows, :qx]
-        out_ops.append((v, bufs[-1][:q], a, XT[:qx]))
+        rows = p if Rout == 1 else slice(p * Rout, (p + 1) * Rout)
+        out_ops.append((VT[rows, :q], bufs[-1][:q], None if AT is None else AT[rows, :qx], XT[:qx]))
 
     matmul = xp.matmul
 

@@ -21,6 +21,7 @@ import contextlib
 import os
 import queue
 import re
+import statistics
 import sys
 import threading
 import time
@@ -59,8 +60,7 @@ class WorkPool:
         self._inboxes = [queue.SimpleQueue() for _ in range(self.threads - 1)]
         self._done = queue.SimpleQueue()
         for inbox in self._inboxes:
-            threading.Thread(target=self._work, args=(inbox,), daemon=True,
-                             name="made-np-worker").start()
+            threading.Thread(target=self._work, args=(inbox,), daemon=True, name="made-np-worker").start()
 
     def _work(self, inbox) -> None:
         while True:
@@ -170,9 +170,8 @@ def cpu_threads() -> int:
     if _LIMIT and _LIMIT[-1]:
         return _LIMIT[-1]
     value = os.environ.get("MADE_NP_THREADS", "")
-    if value.strip():  # empty (or blanks): unset
-        return parse_threads(value, "$MADE_NP_THREADS") or default_cpu_threads()
-    return default_cpu_threads()
+    n = parse_threads(value, "$MADE_NP_THREADS") if value.strip() else 0  # empty (or blanks): unset
+    return n or default_cpu_threads()
 
 
 #: Environment variables that libraries we load read as thread counts, and fail on (numexpr,
@@ -225,14 +224,22 @@ def check_thread_variables() -> None:
     saved = {name: env.get(name) for name in ("NUMEXPR_MAX_THREADS", "NUMEXPR_NUM_THREADS")}
     env.update({k: str(v) for k, v in (("NUMEXPR_MAX_THREADS", pool), ("NUMEXPR_NUM_THREADS", threads)) if v})
     try:
-        with contextlib.suppress(ImportError):  # not installed: nothing reads them
-            import numexpr  # noqa: F401  (it reads them now, and only now)
+        numexpr_module()  # it reads them now, and only now (not installed: nothing reads them)
     finally:
         for name, value in saved.items():
             if value is None:
                 env.pop(name, None)
             else:
                 env[name] = value
+
+
+def numexpr_module():
+    """The numexpr module (imported on first use), or None when it is not installed."""
+    try:
+        import numexpr
+    except ImportError:
+        return None
+    return numexpr
 
 
 def work_pool(xp, threads: int | None = None):
@@ -331,11 +338,9 @@ def use_threads(n: int) -> None:
     """Size the work pool (:func:`cpu_threads`) and numexpr's threads to ``n`` inside the
     innermost :func:`thread_policy` (BLAS is left as the policy set it)."""
     _LIMIT[-1] = n
-    try:
-        import numexpr
-    except ImportError:
-        return
-    numexpr.set_num_threads(n)
+    numexpr = numexpr_module()
+    if numexpr is not None:
+        numexpr.set_num_threads(n)
 
 
 class ThreadChooser:
@@ -426,13 +431,13 @@ class ThreadChooser:
             return
         self._recent = (self._recent + [seconds])[-self.window:]
         self._since += 1
-        ratio = _median(self._recent) / self._reference if self._reference > 0 else 1.0
+        ratio = statistics.median(self._recent) / self._reference if self._reference > 0 else 1.0
         if self._since >= (self.first if len(self.decisions) == 1 else self.every) or (len(self._recent) == self.window
                                          and not 1 / self.drift <= ratio <= self.drift):
             self._probe()
 
     def _decide(self) -> None:
-        medians = {n: _median(t) for n, t in self._times.items()}
+        medians = {n: statistics.median(t) for n, t in self._times.items()}
         one, many = self.candidates
         self.current = many if medians[many] < (1 - self.margin) * medians[one] else one
         self._reference, self._recent, self._since = medians[self.current], [], 0
@@ -444,11 +449,6 @@ class ThreadChooser:
         if not counts or counts.get(self._last) == max(counts.values()):
             return self._last
         return max(counts, key=counts.get)
-
-
-def _median(values) -> float:
-    v = sorted(values)
-    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
 
 
 def chooser_for(n: int, switch=None, measure: bool = True) -> ThreadChooser:
@@ -485,10 +485,7 @@ def thread_policy(threads="auto"):
     n = parse_threads(threads)
     from threadpoolctl import threadpool_limits
 
-    try:
-        import numexpr
-    except ImportError:
-        numexpr = None
+    numexpr = numexpr_module()
     before = numexpr.set_num_threads(n or 1) if numexpr is not None else None
     _LIMIT.append(n or 1)
     _BLAS.append(n or 1)
