@@ -59,7 +59,7 @@ from . import backend, limits, sampling
 from .checks import (MAX_SEED, check_callable, check_choice, check_context, check_data, check_int, check_missing,
                      check_model)
 from .config import MAX_EVAL_MASKS
-from .masks import MaskSet, direct_mask, hidden_degrees, hidden_mask, input_ordering, output_mask
+from .masks import MaskSet, hidden_degrees, input_ordering, maskset_of
 
 OCCLUSIONS = ("top", "bottom", "left", "right", "random:P")
 FIX_HINT = "train order-agnostic: --num-masks inf or a bank with --order-agnostic"
@@ -100,8 +100,7 @@ def observed_first_maskset(model, observed_row, rng) -> MaskSet:
     -------
     made_np.masks.MaskSet
         ``ordering[d] <= |o|`` exactly for the observed ``d``; ``index`` is -1 (not a
-        mask of the bank). Masks from :func:`made_np.masks.hidden_mask`,
-        :func:`~made_np.masks.output_mask` and :func:`~made_np.masks.direct_mask`.
+        mask of the bank). Masks from :func:`made_np.masks.maskset_of`.
 
     Raises
     ------
@@ -118,8 +117,7 @@ def observed_first_maskset(model, observed_row, rng) -> MaskSet:
     degs = [m0]  # the input degrees, then each hidden layer's (drawn from the previous layer's)
     for i, width in enumerate(c.hidden):
         degs.append(hidden_degrees(degs[-1], width, c.D, c.degrees, rng) if base is None else base[i])
-    return MaskSet(index=-1, ordering=m0, degrees=tuple(degs[1:]), hidden=tuple(map(hidden_mask, degs, degs[1:])),
-                   output=output_mask(degs[-1], m0), direct=direct_mask(m0))
+    return maskset_of(-1, m0, degs[1:])
 
 
 def _mask_handles(model, row, masks: int, seed: int) -> list:

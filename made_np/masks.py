@@ -382,20 +382,18 @@ def draw_masks(
     else:
         raise MaskError(f"unknown bank orderings {orderings!r}: choose one of {', '.join(BANK_ORDERINGS)}")
     c_rng = np.random.default_rng([seed, c_index, 1])
-    degs, masks, prev = [], [], m0
+    degs = [m0]  # the input degrees, then each hidden layer's (drawn from the previous layer's)
     for width in hidden:
-        m = hidden_degrees(prev, width, D, degrees, c_rng)
-        masks.append(hidden_mask(prev, m))
-        degs.append(m)
-        prev = m
-    return MaskSet(
-        index=index,
-        ordering=m0,
-        degrees=tuple(degs),
-        hidden=tuple(masks),
-        output=output_mask(prev, m0),
-        direct=direct_mask(m0),
-    )
+        degs.append(hidden_degrees(degs[-1], width, D, degrees, c_rng))
+    return maskset_of(index, m0, degs[1:])
+
+
+def maskset_of(index: int, ordering, degrees) -> MaskSet:
+    """The :class:`MaskSet` of an ordering m^0 (shape (D,)) and the hidden layers' degrees m^l (each
+    (H_l,)): every layer's mask from the degrees it joins (paper eqs. 12-13, direct eq. 11)."""
+    degs = (ordering, *degrees)
+    return MaskSet(index=index, ordering=ordering, degrees=tuple(degrees), hidden=tuple(map(hidden_mask, degs, degs[1:])),
+                   output=output_mask(degs[-1], ordering), direct=direct_mask(ordering))
 
 
 def path_matrix(maskset: MaskSet, direct: bool = False) -> np.ndarray:
