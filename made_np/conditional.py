@@ -59,6 +59,7 @@ from . import backend, limits, sampling
 from .checks import (MAX_SEED, check_callable, check_choice, check_context, check_data, check_int, check_missing,
                      check_model)
 from .config import MAX_EVAL_MASKS
+from .heads import logsumexp
 from .masks import MaskSet, hidden_degrees, input_ordering, maskset_of
 
 OCCLUSIONS = ("top", "bottom", "left", "right", "random:P")
@@ -326,13 +327,6 @@ def mask_log_probs(model, x, observed, masks: int = 16, seed: int = 0, batch_siz
     return log_po, log_pm
 
 
-def _logsumexp(xp, a):
-    """``log sum exp`` over the last axis, float64."""
-    m = xp.max(a, axis=-1, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0.0)
-    return (m + xp.log(xp.sum(xp.exp(a - m), axis=-1, keepdims=True)))[..., 0]
-
-
 def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None,
                  progress=None):
     """``log p(x_o)``: the exact marginal of the observed entries under the mixture of K masks.
@@ -369,7 +363,7 @@ def log_marginal(model, x, observed, masks: int = 16, seed: int = 0, batch_size:
     check_model(model)
     log_po, _ = mask_log_probs(model, x, observed, masks, seed, batch_size, context, read_missing=False,
                                progress=progress)
-    return _logsumexp(model.xp, log_po) - math.log(log_po.shape[1])
+    return logsumexp(model.xp, log_po) - math.log(log_po.shape[1])
 
 
 def log_conditional(model, x, observed, masks: int = 16, seed: int = 0, batch_size: int = 1000, context=None,
@@ -395,7 +389,7 @@ def log_conditional(model, x, observed, masks: int = 16, seed: int = 0, batch_si
     check_model(model)
     xp = model.xp
     log_po, log_pm = mask_log_probs(model, x, observed, masks, seed, batch_size, context, progress=progress)
-    return _logsumexp(xp, log_po + log_pm) - _logsumexp(xp, log_po)
+    return logsumexp(xp, log_po + log_pm) - logsumexp(xp, log_po)
 
 
 #: How :func:`complete` draws: ``fast`` the degree-ordered sampler from the observed prefix, ``naive`` the reference.
@@ -491,7 +485,7 @@ def _completions(model, xd, obs, patterns, inverse, n, masks, seed, batch_size, 
     for row, rows, xg, yg, handles in _groups(model, xd, y, patterns, inverse, masks, seed, progress):
         log_po, _ = _pattern_log_probs(model, xg, row, handles, batch_size, yg)
         K = log_po.shape[1]
-        log_px_o[_rows(model, rows, N)] = _logsumexp(xp, log_po) - math.log(K)
+        log_px_o[_rows(model, rows, N)] = logsumexp(xp, log_po) - math.log(K)
         # choice of mask per (row, completion) on the host: inverse CDF of w
         lp = backend.to_host(log_po)
         w = np.exp(lp - lp.max(axis=1, keepdims=True))

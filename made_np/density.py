@@ -25,15 +25,9 @@ import numpy as np
 
 from . import backend
 from .checks import check_mask
+from .heads import log_softmax
 
 MAX_TABLE_SIZE = 10**7
-
-
-def _log_softmax64(xp, z):
-    """``log softmax`` over the last axis, in float64. z : (..., C). Returns float64 (..., C)."""
-    z = xp.astype(z, xp.float64)
-    s = z - xp.max(z, axis=-1, keepdims=True)
-    return s - xp.log(xp.sum(xp.exp(s), axis=-1, keepdims=True))
 
 
 def _single_mask_table(model, batch_size: int, mask=0):
@@ -55,7 +49,8 @@ def _single_mask_table(model, batch_size: int, mask=0):
         x = xp.concat([xp.astype(pre[:, :last], dtype), blank, xp.astype(pre[:, last:], dtype)], axis=1)
         # every head states its conditionals as softmax logits (Head.class_logits; the Bernoulli
         # head's single logit z becomes the pair (0, z)), so all heads share one code path
-        lp = _log_softmax64(xp, model.head.class_logits(model._forward_pass(model.encode(x)[0], masks)))  # (n, D, C)
+        z = model.head.class_logits(model._forward_pass(model.encode(x)[0], masks))
+        lp = log_softmax(xp, xp.astype(z, xp.float64))  # (n, D, C)
         picked = xp.take_along_axis(xp.take(lp, others, axis=1), pre[..., None], axis=2)[..., 0]  # (n, D-1)
         table[block, :] = xp.sum(picked, axis=1)[:, None] + lp[:, last, :]
     # Axes are (others..., last); put `last` back in its place among the variables.

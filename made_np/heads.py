@@ -65,6 +65,21 @@ def sigmoid(xp, z):
     return xp.where(z >= 0, 1.0, e) / (1.0 + e)
 
 
+def log_softmax(xp, z, axis: int = -1):
+    """Stable ``log softmax`` along ``axis``: ``s - log sum exp(s)`` with ``s = z - max(z)``
+    (docs/math.md Sec. 4). z : any shape, float; returns its shape and dtype."""
+    s = z - xp.max(z, axis=axis, keepdims=True)
+    return s - xp.log(xp.sum(xp.exp(s), axis=axis, keepdims=True))
+
+
+def logsumexp(xp, a, axis: int = -1):
+    """``log sum exp`` along ``axis`` (removed), stable: ``m + log sum exp(a - m)`` with ``m = max(a)``,
+    ``m = 0`` where it is not finite (so all ``-inf`` gives ``-inf``). a : any shape, float."""
+    m = xp.max(a, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    return xp.squeeze(m + xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True)), axis=axis)
+
+
 class Head:
     """What every head declares (see :data:`HEADS`).
 
@@ -284,13 +299,6 @@ class CategoricalHead(Head):
         is unchanged by a constant per variable, so log-probabilities are logits)."""
         return self.xp.reshape(self.smoothed_log_marginals(counts), (-1,))
 
-    def log_softmax(self, z):
-        """Stable ``log softmax`` over the last axis of ``z`` (any leading shape):
-        ``s - log sum exp(s)`` with ``s = z - max(z)``."""
-        xp = self.xp
-        s = z - xp.max(z, axis=-1, keepdims=True)
-        return s - xp.log(xp.sum(xp.exp(s), axis=-1, keepdims=True))
-
     def _onehot(self, x):
         """``onehot(x)``, shape (batch, D, C), bool, of class indices ``x`` (batch, D)."""
         return x[..., None] == self.xp.arange(self.C, device=backend.device(x))
@@ -305,7 +313,7 @@ class CategoricalHead(Head):
         x : array, shape (batch, D), int in 0..C-1
         """
         xp, (n, D) = self.xp, x.shape
-        lp = self.log_softmax(xp.reshape(z, (n, D, self.C)))
+        lp = log_softmax(xp, xp.reshape(z, (n, D, self.C)))
         return -xp.sum(lp * xp.astype(self._onehot(x), lp.dtype), axis=-1)
 
     def nll_and_grad(self, z, x):
@@ -333,7 +341,7 @@ class CategoricalHead(Head):
             ``z`` without ``D * C`` columns for the ``D`` columns of ``x`` (from ``reshape``).
         """
         xp, (n, D) = self.xp, x.shape
-        lp = self.log_softmax(xp.reshape(z, (n, D, self.C)))
+        lp = log_softmax(xp, xp.reshape(z, (n, D, self.C)))
         onehot = xp.astype(self._onehot(x), lp.dtype)
         nll = -xp.sum(lp * onehot, axis=(1, 2))
         grad = xp.exp(lp) - onehot
@@ -356,7 +364,7 @@ class CategoricalHead(Head):
         """
         xp = self.xp
         n, k = u.shape
-        p = xp.exp(self.log_softmax(xp.reshape(z, (n, k, self.C))))
+        p = xp.exp(log_softmax(xp, xp.reshape(z, (n, k, self.C))))
         below = xp.cumulative_sum(p, axis=-1) <= u[..., None]
         return xp.astype(xp.minimum(xp.count_nonzero(below, axis=-1), self.C - 1), xp.int64)
 
@@ -537,26 +545,15 @@ class MixtureHead(RealHead):
         blocks = self._blocks(z)
         return blocks[0, ...], blocks[1, ...], blocks[2, ...]
 
-    @staticmethod
-    def _log_normalise(xp, w):
-        """``w - logsumexp_k w`` over the leading (component) axis."""
-        w = w - xp.max(w, axis=0)
-        return w - xp.log(xp.sum(xp.exp(w), axis=0))
-
     def _terms(self, z, x):
         """Log-weights, standardised residuals ``r_k``, log-scales and their derivatives, and the
         joint ``l_k = log pi_k + log N_k`` (each (K, batch, D))."""
         xp = self.xp
         w, mu, s = self._split_blocks(z)
-        logpi = self._log_normalise(xp, w)
+        logpi = log_softmax(xp, w, axis=0)
         a, da = log_scale(xp, s)
         r = (x - mu) * xp.exp(-a)
         return logpi, r, a, da, logpi - a - 0.5 * r * r - _HALF_LOG_2PI
-
-    def _logsumexp(self, l):
-        xp = self.xp
-        top = xp.max(l, axis=0)
-        return top + xp.log(xp.sum(xp.exp(l - top), axis=0))
 
     def nll_per_variable(self, z, x):
         """``-log sum_k pi_k N(x_d; mu_k, sigma_k^2)`` in nats, shape (batch, D), by log-sum-exp.
@@ -566,7 +563,7 @@ class MixtureHead(RealHead):
         z : array, shape (batch, 3 K D), float
         x : array, shape (batch, D), float: standardised values (:meth:`targets`)
         """
-        return -self._logsumexp(self._terms(z, x)[-1])
+        return -logsumexp(self.xp, self._terms(z, x)[-1], axis=0)
 
     def nll_and_grad(self, z, x):
         """Per-example NLL and its gradient through the responsibilities
@@ -585,7 +582,7 @@ class MixtureHead(RealHead):
         """
         xp = self.xp
         logpi, r, a, da, l = self._terms(z, x)
-        lse = self._logsumexp(l)
+        lse = logsumexp(self.xp, l, axis=0)
         rho = xp.exp(l - lse)
         grad = xp.stack([xp.exp(logpi) - rho, -rho * r * xp.exp(-a), rho * (1.0 - r * r) * da])  # (3, K, batch, D)
         return -xp.sum(lse, axis=1), xp.astype(xp.reshape(xp.permute_dims(grad, (2, 3, 0, 1)), z.shape), z.dtype)
@@ -607,7 +604,7 @@ class MixtureHead(RealHead):
         """
         xp, K = self.xp, self.K
         w, mu, s = self._split_blocks(xp.astype(z, xp.float64))
-        p = xp.exp(self._log_normalise(xp, w))
+        p = xp.exp(log_softmax(xp, w, axis=0))
         F = xp.cumulative_sum(p, axis=0)
         u = xp.astype(u, xp.float64)
         k = xp.minimum(xp.count_nonzero(F <= u, axis=0), K - 1)[None, ...]  # (1, n, k): the component drawn
@@ -627,7 +624,7 @@ class MixedHead(RealHead):
     Every variable has ``R = max(3 K, largest number of levels)`` outputs, variable-major, so that
     the masks' ``out_repeat`` is uniform: a real column reads the first ``3 K`` of its block as
     :class:`MixtureHead` does, a discrete column with ``L`` levels the first ``L`` as softmax logits
-    (:meth:`CategoricalHead.log_softmax`). The other outputs of a block are unused: they enter no
+    (:func:`log_softmax`). The other outputs of a block are unused: they enter no
     NLL and get a zero gradient. The targets of a discrete column are its level indices; its values
     enter the network raw (the model keeps its shift 0 and scale 1, so it adds nothing to the
     log-determinant: its NLL is a probability, in nats).
@@ -737,7 +734,7 @@ class MixedHead(RealHead):
         zz = xp.reshape(z, (z.shape[0], -1, self.logits_per_variable))
         zr = xp.reshape(xp.take(zz, self._I, axis=1)[:, :, :3 * self.K], (z.shape[0], -1))
         L = self.level_values.shape[1]
-        lp = CategoricalHead.log_softmax(self, xp.where(self._valid, xp.take(zz, self._J, axis=1)[:, :, :L], -xp.inf))
+        lp = log_softmax(xp, xp.where(self._valid, xp.take(zz, self._J, axis=1)[:, :, :L], -xp.inf))
         return zr, lp
 
     def _picked(self, lp, x):
@@ -815,7 +812,7 @@ class MixedHead(RealHead):
             rows = dev(self._row[cols[disc]])
             L = self.level_values.shape[1]
             valid = xp.take(self._valid, rows, axis=0)
-            lp = CategoricalHead.log_softmax(self, xp.where(valid, xp.take(zz, d, axis=1)[:, :, :L], -xp.inf))
+            lp = log_softmax(xp, xp.where(valid, xp.take(zz, d, axis=1)[:, :, :L], -xp.inf))
             below = xp.cumulative_sum(xp.exp(lp), axis=-1) <= xp.take(u, d, axis=1)[..., None]
             index = xp.minimum(xp.count_nonzero(below, axis=-1), xp.take(self._top, rows))
             values = xp.broadcast_to(xp.take(self.level_values, rows, axis=0)[None, ...], (n, *lp.shape[1:]))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from made_np import backend
-from made_np.heads import LOG_SCALE_BOUND, U_MARGIN, GaussianHead, MixedHead, MixtureHead, log_scale
+from made_np.heads import LOG_SCALE_BOUND, U_MARGIN, GaussianHead, MixedHead, MixtureHead, log_scale, log_softmax
 
 EDGE = backend.ndtri(np, np.array([U_MARGIN]))[0]  # Phi^-1(2^-53) = -8.12: the most extreme draw
 
@@ -27,7 +27,7 @@ def test_noise_at_0_and_1_draws_phi_inverse_of_2_to_the_minus_53():
 
 
 def test_mixture_weights_of_huge_logits_are_normalised_stably():
-    """_log_normalise subtracts the largest logit first: logits of 1000 give weights, not NaN."""
+    """log_softmax subtracts the largest logit first: logits of 1000 give weights, not NaN."""
     z = np.array([[1000.0, 999.0, 0.0, 0.0, 0.0, 0.0]])  # K = 2: logits, means, raw log-scales
     nll = MixtureHead(np, 0, 2).nll_per_variable(z, np.zeros((1, 1)))
     assert np.isclose(nll[0, 0], 0.5 * np.log(2 * np.pi))
@@ -50,7 +50,7 @@ def test_noise_just_below_1_draws_from_the_last_component_when_weights_sum_below
     logits = rng.normal(size=(n, K)) * 3
     z = np.concatenate([logits, np.tile([-10.0, 0.0, 10.0], (n, 1)), np.zeros((n, K))], axis=1)
     head = MixtureHead(np, 0, K)
-    F = np.cumsum(np.exp(head._log_normalise(np, head._blocks(z)[0])), axis=0)[-1, :, 0]
+    F = np.cumsum(np.exp(log_softmax(np, head._blocks(z)[0], axis=0)), axis=0)[-1, :, 0]
     u = np.full((n, 1), np.nextafter(1.0, 0.0))
     assert (F < u[:, 0]).any()  # the case is present
     assert (head.sample(z, u)[:, 0] > 5).all()
