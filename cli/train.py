@@ -355,7 +355,7 @@ def _choose(o, where, run_dir: Path, ds, spec, mcfg, cfg, more: dict) -> None:
         with contextlib.ExitStack() as stack:
             _hold(stack, out_dir, "--out" if resume_state is None else "--resume", where)
             if resume_state is not None:
-                _train_on(model, resume_state, more, lambda: (ds, spec), o)
+                _train_on(model, resume_state, more, o, (ds, spec))
             else:
                 if not quiet:
                     say(f"candidate {out_dir.name}: {_model_line(model, c, xp, out_dir, ds)}")
@@ -408,14 +408,14 @@ def _resume(ctx, o, where) -> None:
         if choice:  # the candidates' configurations are the first one's (the recipe's)
             _choose(o, where, folder, *_data_of(info, o["dataset_path"]), model.config, info["train_config"], more)
         else:
-            _train_on(model, info, more, lambda: _data_of(info, o["dataset_path"]), o)
+            _train_on(model, info, more, o)
 
 
-def _train_on(model, info: dict, more: dict, data, o) -> None:
+def _train_on(model, info: dict, more: dict, o, data=None) -> None:
     """Go on with the run of the checkpoint ``info`` (``model`` at its last weights): an unfinished run
     trains on; a finished one trains on when ``more`` (--epochs, --patience) gives it room, else gets its
-    missing results written; one with its results has nothing to resume. ``data()`` gives the data and
-    their spec (:func:`_data_of`): called once the state is checked."""
+    missing results written; one with its results has nothing to resume. The data and their spec are
+    ``data``, or else loaded (:func:`_data_of`) once the state is checked."""
     ckpt, state = Path(info["path"]), info.get("state") or {}
     run_dir, epoch, best = ckpt.parent, state.get("epoch"), state.get("best_epoch")
     if info["train_config"] is None or not state:
@@ -435,7 +435,7 @@ def _train_on(model, info: dict, more: dict, data, o) -> None:
         raise UserError(f"{ckpt}: this run finished at epoch {state['epoch']} and its results are written; "
                         f"nothing to resume (train it on with --epochs more than {state['epoch']}, "
                         "or start a new run with --out)")
-    ds, spec = data()
+    ds, spec = data or _data_of(info, o["dataset_path"])
     if results_only:
         if not o["quiet"]:
             say(f"the training of {ckpt} finished at epoch {state['epoch']}; writing its results")
