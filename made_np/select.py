@@ -111,7 +111,8 @@ def first_checkpoint(out_dir) -> Path:
 def fit_choice(dataset, model_config: MADEConfig, train_config: TrainConfig, out_dir=None, *, xp=None,
                more: dict | None = None, train=None, say=None, **fit_kwargs) -> tuple:
     """Train each of :data:`CANDIDATES` over ``model_config`` and ``train_config`` and keep the one with
-    the lower validation NLL at its best weights under its test ensemble (:func:`validation_nll`).
+    the lower validation NLL (nats per example) at its best weights under its test ensemble
+    (:func:`validation_nll`).
 
     With ``out_dir`` each candidate is a run folder of its own, ``out_dir/candidates/<name>``
     (:data:`CANDIDATES_DIR`), and the choice goes on where it stopped: a candidate saved unfinished
@@ -178,8 +179,8 @@ def fit_choice(dataset, model_config: MADEConfig, train_config: TrainConfig, out
             history = (train or partial(fit, **fit_kwargs))(model, dataset, c, out_dir=folder, resume_state=info)
         if folder is not None:  # compared as saved, at its best weights
             model, info = load_checkpoint(folder, device, best=True, memory_limit=limit)
-            c, history = info["train_config"], {**info["history"], **{k: info["state"][k] for k in
-                                                                      ("best_epoch", "best_valid_nll")}}
+            c, state = info["train_config"], info["state"]
+            history = {**info["history"], "best_epoch": state["best_epoch"], "best_valid_nll": state["best_valid_nll"]}
         trained[name] = (model, history, info)
         table.append(candidate_row(name, model.config, c, history, validation_nll(model, dataset, c)))
     table = choose(table)
