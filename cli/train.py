@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import shutil
 import math
 import signal
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from made_np import (CANDIDATES, CHOOSING, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME,
+from made_np import (CANDIDATES_DIR, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME,
                      CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES, DTYPES, ENCODINGS, ENGINES, HEADS, MAX_COMPONENTS,
                      EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS, MAX_EVAL_MASKS, METRICS_NAME,
                      NAMES, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PATH_NAMES, PRESETS, RESULTS_NAME,
@@ -21,8 +20,8 @@ from made_np import (CANDIDATES, CHOOSING, CHOSEN_SETTINGS, ACTIVATIONS, BANK_OR
                      MADEConfig, RunFolderError, TrainConfig, balanced_labels, check_api, check_resume_state, device_of,
                      expand_path, figure_samples, finished_run_blocker, fit, get_xp, load_dataset, parse_threads,
                      read_checkpoint_meta, recipe_summary, resolve_checkpoint_path, run_lock, sample, to_host,
-                     training_parts, update_checkpoint_meta, write_json, atomic_file, candidates, candidate_row,
-                     choose, selects, table_lines, validation_nll)
+                     training_parts, update_checkpoint_meta, write_json, first_checkpoint, fit_choice, selects,
+                     table_lines)
 
 from .common import (PathParam, UserError, check_dataset_path, dataset_path_option, device_option,
                      evaluate_both, given, load_run, load_split, max_memory_option, memory_limit, one_line,
@@ -30,9 +29,6 @@ from .common import (PathParam, UserError, check_dataset_path, dataset_path_opti
 
 # Options that a resumed run may change; every other option comes from the checkpoint.
 RESUME_OVERRIDABLE = {"epochs", "patience", "device", "quiet", "dataset_path", "resume", "out", "threads", "max_memory"}
-
-#: The folder of a run's candidates when the recipe for small data chooses (``RUN/candidates/<name>``).
-CANDIDATES_DIR = "candidates"
 
 EXIT_CODES_HELP = """\b
 Exit status:
@@ -113,11 +109,6 @@ OPTIONS = {**{name: "--" + name.replace("_", "-") for name in ("lr", "weight_dec
                                                                "discrete_columns")},
            "weight decay": "--weight-decay", "discrete column": "--discrete-columns column",
            **{f"the {h} head": f"--head {h}: the {h} head" for h in HEADS}}  # a head that cannot model the data
-
-
-def _progress(epoch: int, n_batches: int):
-    return click.progressbar(length=n_batches, label=f"epoch {epoch:4d}", file=sys.stderr, show_eta=False,
-                             item_show_func=lambda loss: None if loss is None else f"train NLL {loss:.4f}")
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -273,7 +264,7 @@ def _choosing_run(run_dir):
     if run_dir is None:
         return None
     root = run_dir.parent.parent if run_dir.parent.name == CANDIDATES_DIR else run_dir
-    return root if (root / CANDIDATES_DIR / next(iter(CANDIDATES)) / CHECKPOINT_NAME).is_file() else None
+    return root if first_checkpoint(root).is_file() else None
 
 
 def _interrupted(run_dir) -> str:
@@ -335,7 +326,7 @@ def _new_run(ctx, o, where) -> None:
                 say(discrete_line(mcfg, ds.columns))
         fixed = [key for key in CHOSEN_SETTINGS if given(ctx, key)] + (["preset"] if o["preset"] else [])
         if selects(ds, fixed):
-            _choose(ctx, o, where, run_dir, ds, mcfg, cfg, None, xp)
+            _choose(o, where, run_dir, ds, None, mcfg, cfg, {})
             return
         if not quiet:
             say(_model_line(model, cfg, xp, run_dir, ds))
@@ -354,62 +345,29 @@ def _model_line(model, cfg, xp, run_dir: Path, ds) -> str:
             f"device {device_of(xp)}; writing {run_dir}")
 
 
-def _choose(ctx, o, where, run_dir: Path, ds, mcfg, cfg, spec, xp) -> None:
-    """The recipe for small data: train each candidate (:func:`made_np.candidates`) as a run folder of
-    its own, ``RUN/candidates/<name>`` (resuming one that is saved unfinished, or finished when --epochs
-    gives it room, as ``cfg`` says; keeping a finished one as it is, and saying so), then give ``run_dir``
-    the files of the one with the lower validation NLL (:func:`_keep_chosen`)."""
-    if not o["quiet"]:
-        say(CHOOSING)
-    for name, m, c in candidates(mcfg, cfg):
-        folder = run_dir / CANDIDATES_DIR / name
-        meta = read_checkpoint_meta(folder / CHECKPOINT_NAME) if (folder / CHECKPOINT_NAME).is_file() else None
-        state = (meta or {}).get("state") or {}
-        blocker = finished_run_blocker(state, c) if state.get("finished") and meta.get("results") is not None else None
-        if blocker is not None:  # nothing more to train: compared as it is
-            if not o["quiet"]:
-                say(f"candidate {name}: finished at epoch {state['epoch']}; kept as trained ({blocker[1]})")
-            continue
-        if meta is not None:
-            _resume(ctx, {**o, "resume": str(folder), "out": None}, where)
-        else:
-            with contextlib.ExitStack() as stack:
-                _hold(stack, folder, "--out", where)
-                with user_values():
-                    model = MADE(m, xp)
-                if not o["quiet"]:
-                    say(f"candidate {name}: {_model_line(model, c, xp, folder, ds)}")
-                _train_and_report(model, ds, c, folder, spec, o["quiet"], o["threads"])
+def _choose(o, where, run_dir: Path, ds, spec, mcfg, cfg, more: dict) -> None:
+    """The recipe for small data (:func:`made_np.fit_choice`): each candidate trains as a run of its own in
+    ``RUN/candidates/<name>``, printed and with its results as a run's (a saved one goes on as ``--resume``
+    would), then the table and the kept one's test figures, printed with --quiet too."""
+    quiet, xp = o["quiet"], get_xp(o["device"])
+
+    def train(model, ds, c, out_dir: Path, resume_state):
+        with contextlib.ExitStack() as stack:
+            _hold(stack, out_dir, "--out" if resume_state is None else "--resume", where)
+            if resume_state is not None:
+                _train_on(model, resume_state, more, o, (ds, spec))
+            else:
+                if not quiet:
+                    say(f"candidate {out_dir.name}: {_model_line(model, c, xp, out_dir, ds)}")
+                _train_and_report(model, ds, c, out_dir, spec, quiet, o["threads"])
         where["run_dir"] = run_dir
-    _keep_chosen(run_dir, ds, o)
 
-
-def _keep_chosen(run_dir: Path, ds, o) -> None:
-    """Compare the candidates' validation NLLs (:func:`made_np.validation_nll`, at their best weights), then
-    copy the chosen one's outputs into ``run_dir`` (each file atomically, the checkpoint last: its presence
-    means the choice is written), with the candidates' table in results.json."""
-    rows, results = [], {}
-    for name in CANDIDATES:
-        model, info, _ = load_run(run_dir / CANDIDATES_DIR / name / CHECKPOINT_NAME, o["device"], o["max_memory"])
-        with user_values():
-            valid = validation_nll(model, ds, info["train_config"])
-        history = {**info["history"], **{k: info["state"][k] for k in ("best_epoch", "best_valid_nll")}}
-        rows.append(candidate_row(name, model.config, info["train_config"], history, valid))
-        results[name] = info["results"]
-    table = choose(rows)
-    chosen = next(row["name"] for row in table if row["chosen"])
-    results = {**results[chosen], "chosen": chosen, "candidates": table}
-    with _writes(run_dir):
-        for name in (METRICS_NAME, "loss.png", "samples.png", CHECKPOINT_NAME):
-            with open(run_dir / CANDIDATES_DIR / chosen / name, "rb") as src, atomic_file(run_dir / name, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            if name == "samples.png":
-                write_json(run_dir / RESULTS_NAME, results)
-        update_checkpoint_meta(run_dir / CHECKPOINT_NAME, results=results)
-    # the final result, printed with --quiet too; the run's figures last, as a run without a choice ends
-    for line in [*table_lines(table), *result_lines(results, "test")]:
+    with _writes(run_dir), user_values():
+        _, _, table = fit_choice(ds, mcfg, cfg, run_dir, xp=xp, more=more, train=train, say=None if quiet else say)
+    results = read_checkpoint_meta(run_dir / CHECKPOINT_NAME)["results"]
+    for line in [*table_lines(table), *result_lines(results, "test")]:  # as a run without a choice ends
         say(line)
-    say(f"kept {chosen} (the lower validation NLL): wrote its {CHECKPOINT_NAME}, metrics.csv, loss.png, "
+    say(f"kept {results['chosen']} (the lower validation NLL): wrote its {CHECKPOINT_NAME}, metrics.csv, loss.png, "
         f"samples.png, results.json in {run_dir}")
 
 
@@ -428,60 +386,72 @@ def _hold_new(stack: contextlib.ExitStack, run_dir: Path, where: dict) -> None:
 
 
 def _resume(ctx, o, where) -> None:
-    """``--resume DIR``: continue a run with the options of its checkpoint.
-
-    An unfinished run trains on; a finished one trains on when --epochs (--patience)
-    gives it room, else gets its missing results written; one with its results has
-    nothing to resume. The state is checked before the data are loaded.
-    """
+    """``--resume DIR``: continue a run with the options of its checkpoint (:func:`_train_on`), or the
+    choice of a run choosing the recipe for small data (:func:`_choose`)."""
     fixed = sorted(p.opts[0] for p in ctx.command.params if p.name not in RESUME_OVERRIDABLE and given(ctx, p.name))
     if fixed:
         raise UserError(f"{', '.join(fixed)}: cannot change a resumed run (its configuration is in its checkpoint); "
                         "only --epochs, --patience, --device, --dataset-path, --threads, --max-memory and --quiet "
                         "may be given")
+    more = {name: o[name] for name in ("epochs", "patience") if given(ctx, name)}
     folder = expand_path(o["resume"])
-    if (folder / CANDIDATES_DIR).is_dir() and not (folder / CHECKPOINT_NAME).exists():
-        _resume_choice(ctx, o, where, folder)
-        return
-    ckpt = resolve_checkpoint_path(o["resume"])
-    run_dir = ckpt.parent
-    if o["out"] and Path(o["out"]).expanduser().resolve() != run_dir.resolve():
+    choice = (folder / CANDIDATES_DIR).is_dir() and not (folder / CHECKPOINT_NAME).exists()
+    ckpt = first_checkpoint(folder) if choice else resolve_checkpoint_path(o["resume"])
+    if not choice and o["out"] and Path(o["out"]).expanduser().resolve() != ckpt.parent.resolve():
         raise UserError("--out: a resumed run writes into its own folder; leave --out out")
     with contextlib.ExitStack() as stack:
-        _hold(stack, run_dir, "--resume", where)
+        _hold(stack, folder if choice else ckpt.parent, "--resume", where)
+        if choice and not ckpt.is_file():
+            raise UserError(f"--resume {folder}: no candidate of this run saved an epoch (no {ckpt}); "
+                            "nothing to resume: start a new run with another --out")
         model, info, _ = load_run(ckpt, o["device"], o["max_memory"], best=False)
-        state = info.get("state") or {}
-        if info["train_config"] is None or not state:
-            raise UserError(f"{ckpt}: the checkpoint holds no training state to resume")
-        more = {name: o[name] for name in ("epochs", "patience") if given(ctx, name)}
-        with user_values():
-            cfg = TrainConfig.from_dict({**info["train_config"].to_dict(), **more})
-        check_resume_state(model, cfg, info)
-        results_only = state["finished"] and not more
-        blocker = finished_run_blocker(state, cfg) if state["finished"] and more else None
-        if blocker is not None:
-            raise UserError(_cannot_train_on(ckpt, state, cfg, blocker[0]))
-        if results_only and info["results"] is not None:
-            raise UserError(f"{ckpt}: this run finished at epoch {state['epoch']} and its results are written; "
-                            f"nothing to resume (train it on with --epochs more than {state['epoch']}, "
-                            "or start a new run with --out)")
-        ds, spec = _data_of(info, o["dataset_path"])
-        if results_only:
-            if not o["quiet"]:
-                say(f"the training of {ckpt} finished at epoch {state['epoch']}; writing its results")
-            if spec != (info["dataset"] or {}):
-                with _writes(run_dir):
-                    update_checkpoint_meta(ckpt, dataset=spec)
-            history = {**info["history"], "best_epoch": state["best_epoch"], "best_valid_nll": state["best_valid_nll"]}
-            seconds = float(sum(r["seconds"] for r in history["rows"]))
-            _write_results(model, ds, cfg, run_dir, history, seconds, o["quiet"])
-            return
+        if choice:  # the candidates' configurations are the first one's (the recipe's)
+            _choose(o, where, folder, *_data_of(info, o["dataset_path"]), model.config, info["train_config"], more)
+        else:
+            _train_on(model, info, more, o)
+
+
+def _train_on(model, info: dict, more: dict, o, data=None) -> None:
+    """Go on with the run of the checkpoint ``info`` (``model`` at its last weights): an unfinished run
+    trains on; a finished one trains on when ``more`` (--epochs, --patience) gives it room, else gets its
+    missing results written; one with its results has nothing to resume. The data and their spec are
+    ``data``, or else loaded (:func:`_data_of`) once the state is checked."""
+    ckpt, state = Path(info["path"]), info.get("state") or {}
+    run_dir, epoch, best = ckpt.parent, state.get("epoch"), state.get("best_epoch")
+    if info["train_config"] is None or not state:
+        raise UserError(f"{ckpt}: the checkpoint holds no training state to resume")
+    with user_values():
+        cfg = TrainConfig.from_dict({**info["train_config"].to_dict(), **more})
+    check_resume_state(model, cfg, info)
+    results_only = state["finished"] and not more
+    blocker = finished_run_blocker(state, cfg) if state["finished"] and more else None
+    if blocker is not None:  # one line naming the option to raise
+        raise UserError(f"--epochs {cfg.epochs}: the run of {ckpt} has already trained {epoch} epochs; give more than "
+                        f"{epoch} to train it on" if blocker[0] == "epochs" else
+                        f"--patience {cfg.patience}: the run of {ckpt} stopped early at epoch {epoch}, {epoch - best} "
+                        f"epochs after its best epoch {best}; give --patience more than {epoch - best} (or 0) to "
+                        "train it on")
+    if results_only and info["results"] is not None:
+        raise UserError(f"{ckpt}: this run finished at epoch {state['epoch']} and its results are written; "
+                        f"nothing to resume (train it on with --epochs more than {state['epoch']}, "
+                        "or start a new run with --out)")
+    ds, spec = data or _data_of(info, o["dataset_path"])
+    if results_only:
         if not o["quiet"]:
-            say(f"{'training on' if state['finished'] else 'resuming'} {ckpt} after epoch {state['epoch']} (best valid "
-                f"NLL {state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
-            if model.config.discrete_columns:
-                say(discrete_line(model.config, ds.columns))
-        _train_and_report(model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
+            say(f"the training of {ckpt} finished at epoch {state['epoch']}; writing its results")
+        if spec != (info["dataset"] or {}):
+            with _writes(run_dir):
+                update_checkpoint_meta(ckpt, dataset=spec)
+        history = {**info["history"], "best_epoch": state["best_epoch"], "best_valid_nll": state["best_valid_nll"]}
+        seconds = float(sum(r["seconds"] for r in history["rows"]))
+        _write_results(model, ds, cfg, run_dir, history, seconds, o["quiet"])
+        return
+    if not o["quiet"]:
+        say(f"{'training on' if state['finished'] else 'resuming'} {ckpt} after epoch {state['epoch']} (best valid "
+            f"NLL {state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
+        if model.config.discrete_columns:
+            say(discrete_line(model.config, ds.columns))
+    _train_and_report(model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
 
 
 def _data_of(info: dict, dataset_path):
@@ -492,34 +462,6 @@ def _data_of(info: dict, dataset_path):
         moved = str(expand_path(dataset_path).resolve())
         spec["path" if str(spec.get("spec")).lower() in PATH_NAMES else "spec"] = moved
     return ds, spec
-
-
-def _resume_choice(ctx, o, where, run_dir: Path) -> None:
-    """``--resume RUN`` of a run choosing the recipe for small data: the candidates' configurations come
-    from the first one's checkpoint (the recipe's), the unfinished one trains on, then the choice is made."""
-    first = run_dir / CANDIDATES_DIR / next(iter(CANDIDATES)) / CHECKPOINT_NAME
-    with contextlib.ExitStack() as stack:
-        _hold(stack, run_dir, "--resume", where)
-        if not first.is_file():
-            raise UserError(f"--resume {run_dir}: no candidate of this run saved an epoch (no {first}); "
-                            "nothing to resume: start a new run with another --out")
-        model, info, _ = load_run(first, o["device"], o["max_memory"], best=False)
-        more = {name: o[name] for name in ("epochs", "patience") if given(ctx, name)}
-        with user_values():
-            cfg = TrainConfig.from_dict({**info["train_config"].to_dict(), **more})
-        ds, spec = _data_of(info, o["dataset_path"])
-        _choose(ctx, o, where, run_dir, ds, model.config, cfg, spec, get_xp(o["device"]))
-
-
-def _cannot_train_on(ckpt: Path, state: dict, cfg: TrainConfig, field: str) -> str:
-    """The one line refusing to train a finished run on, naming the option of the ``field`` that
-    :func:`finished_run_blocker` blames (``epochs`` or ``patience``)."""
-    epoch, best = state["epoch"], state["best_epoch"]
-    if field == "epochs":
-        return (f"--epochs {cfg.epochs}: the run of {ckpt} has already trained {epoch} epochs; "
-                f"give more than {epoch} to train it on")
-    return (f"--patience {cfg.patience}: the run of {ckpt} stopped early at epoch {epoch}, {epoch - best} epochs "
-            f"after its best epoch {best}; give --patience more than {epoch - best} (or 0) to train it on")
 
 
 def _smaller_steps(cfg: TrainConfig) -> str:
@@ -550,7 +492,9 @@ def _writes(run_dir: Path):
 def _train_and_report(model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, threads: str = "auto",
                       resume_state=None):
     """Run :func:`fit` (under ``--threads``), then write the results (:func:`_write_results`)."""
-    show_bar = not quiet and sys.stderr.isatty()
+    def progress(epoch: int, n_batches: int):  # a bar on a terminal
+        return click.progressbar(length=n_batches, label=f"epoch {epoch:4d}", file=sys.stderr, show_eta=False,
+                                 item_show_func=lambda loss: None if loss is None else f"train NLL {loss:.4f}")
 
     def on_epoch(row):
         if not quiet:
@@ -562,7 +506,7 @@ def _train_and_report(model, ds, cfg, run_dir: Path, spec: dict, quiet: bool, th
     with _writes(run_dir), user_values():
         try:
             history = fit(model, ds, cfg, out_dir=run_dir, callback=on_epoch, resume_state=resume_state,
-                          progress=_progress if show_bar else None, dataset_spec=spec, threads=threads,
+                          progress=None if quiet or not sys.stderr.isatty() else progress, dataset_spec=spec, threads=threads,
                           resume_checked=True)  # by _resume, before it loaded the data
         except DivergenceError as exc:
             kept = (f"{run_dir / CHECKPOINT_NAME} keeps epoch {exc.saved_epoch}" if exc.saved_epoch

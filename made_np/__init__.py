@@ -22,7 +22,8 @@ _MODULES = {
     "made_np.config": "MADEConfig TrainConfig UNLIMITED MAX_EVAL_MASKS MAX_COUNT MAX_EPOCHS EPOCHS_RANGE UPDATES_BUDGET "
                       "SMALL_DATA_MASKS SMALL_DATA_ROWS recipe_summary DEFAULT_DIRECT MAX_COMPONENTS ENCODINGS ENGINES LR_SCHEDULES OUTPUT_BIASES PRESETS",
     "made_np.train": "fit evaluate mean_and_stderr DivergenceError",
-    "made_np.select": "fit_selected selects candidates candidate_row choose table_lines validation_nll CANDIDATES CHOOSING CHOSEN_SETTINGS",
+    "made_np.select": "fit_selected fit_choice first_checkpoint selects candidates candidate_row choose table_lines validation_nll "
+                      "CANDIDATES CANDIDATES_DIR CHOOSING CHOSEN_SETTINGS",
     "made_np.sampling": "sample balanced_labels METHODS DEFAULT_METHOD",
     "made_np.conditional": "complete impute log_marginal mixture_size occlusion_mask COMPLETION_METHODS "
                            "DISCRETE_ESTIMATES",

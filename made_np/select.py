@@ -15,11 +15,17 @@ it kept the bank there, 0.9 test nats worse.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
+from .backend import device_of
+from .checkpoint import finished_run_blocker, load_checkpoint, update_checkpoint_meta
 from .config import SMALL_DATA_MASKS, UNLIMITED, MADEConfig, TrainConfig, size_recipe
+from .limits import memory_limit
 from .model import MADE
+from .runfolder import CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME, atomic_file, write_json
 from .train import evaluate, fit
 
 #: The candidates of the small-data recipe, in the order they train: name -> (model settings,
@@ -33,6 +39,8 @@ CANDIDATES = {
 }
 #: The settings the candidates differ in: a caller who fixes one of them trains that one run.
 CHOSEN_SETTINGS = ("num_masks", "lr", "lr_schedule", "optimizer")
+#: The folder of a run's candidates, each a run folder of its own: ``out_dir/candidates/<name>``.
+CANDIDATES_DIR = "candidates"
 #: What a run's output says while it chooses.
 CHOOSING = (f"small data: choosing between a bank of {SMALL_DATA_MASKS} and a fresh mask per minibatch "
             "by validation NLL")
@@ -94,6 +102,101 @@ def table_lines(table: list) -> list:
     return lines
 
 
+def first_checkpoint(out_dir) -> Path:
+    """The checkpoint of the first of :data:`CANDIDATES` in the run folder ``out_dir``: there once a
+    choice has saved an epoch; its configurations are the recipe's."""
+    return Path(out_dir) / CANDIDATES_DIR / next(iter(CANDIDATES)) / CHECKPOINT_NAME
+
+
+def fit_choice(dataset, model_config: MADEConfig, train_config: TrainConfig, out_dir=None, *, xp=None,
+               more: dict | None = None, train=None, say=None, **fit_kwargs) -> tuple:
+    """Train each of :data:`CANDIDATES` over ``model_config`` and ``train_config`` and keep the one with
+    the lower validation NLL (nats per example) at its best weights under its test ensemble
+    (:func:`validation_nll`).
+
+    With ``out_dir`` each candidate is a run folder of its own, ``out_dir/candidates/<name>``
+    (:data:`CANDIDATES_DIR`), and the choice goes on where it stopped: a candidate saved unfinished
+    trains on, a finished one trains on when ``more`` gives it room
+    (:func:`~made_np.checkpoint.finished_run_blocker`) and is kept as trained otherwise; then the
+    candidates are compared as their checkpoints hold them and ``out_dir`` gets the chosen one's
+    checkpoint, ``metrics.csv`` and figures, its ``results`` (in the checkpoint and ``results.json``)
+    extended by ``chosen`` and ``candidates`` (the table). The test split is never read.
+
+    Parameters
+    ----------
+    dataset : made_np.data.Dataset
+        ``train`` and ``valid`` arrays of shape (N, D) (the codes of the classes).
+    model_config, train_config : MADEConfig, TrainConfig
+        The recipe's configurations (:meth:`MADEConfig.for_data`; of an interrupted choice, its
+        first candidate's, :func:`first_checkpoint`); the candidates differ in :data:`CHOSEN_SETTINGS`.
+    out_dir : str or os.PathLike, optional
+        The run folder; without it the candidates train in memory.
+    xp : module, optional
+        The array module (:func:`made_np.backend.get_xp`) of the new models and of the checkpoints read.
+    more : dict, optional
+        ``epochs`` and ``patience`` over the configurations (those of the saved candidates included).
+    train : callable, optional
+        Called as :func:`made_np.train.fit` is, ``train(model, dataset, cfg, out_dir=folder,
+        resume_state=info)``, for each candidate to train: ``model`` new (``info`` None) or loaded at its
+        last weights (``info`` of :func:`~made_np.checkpoint.load_checkpoint`). ``made-np train`` writes
+        the candidate's results too, and a finished candidate without them comes back to it. Default:
+        ``fit`` with ``fit_kwargs``.
+    say : callable, optional
+        ``say(line)`` for what the choice does (:data:`CHOOSING`, a candidate kept as trained).
+    **fit_kwargs
+        Passed to :func:`made_np.train.fit` (``threads``, ``callback``, ``verbose``, ...).
+
+    Returns
+    -------
+    model : MADE
+        The chosen candidate's model, at its best weights.
+    history : dict
+        Its history (:func:`made_np.train.fit`).
+    table : list of dict
+        One row per candidate (:func:`candidate_row`, with ``"chosen"``).
+
+    Raises
+    ------
+    ValueError
+        Invalid ``more``, and whatever :func:`made_np.train.fit` and
+        :func:`~made_np.checkpoint.load_checkpoint` raise.
+    """
+    say, more = say or (lambda line: None), dict(more or {})
+    say(CHOOSING)
+    device, limit = None if xp is None else device_of(xp), memory_limit()
+    train_config = TrainConfig.from_dict({**train_config.to_dict(), **more}) if more else train_config
+    trained, table = {}, []
+    for name, m, c in candidates(model_config, train_config):
+        folder = None if out_dir is None else Path(out_dir) / CANDIDATES_DIR / name
+        saved = folder is not None and (folder / CHECKPOINT_NAME).is_file()
+        model, info = load_checkpoint(folder, device, memory_limit=limit) if saved else (MADE(m, xp), None)
+        c = TrainConfig.from_dict({**(info["train_config"] or c).to_dict(), **more}) if saved else c  # its own
+        state = (info or {}).get("state") or {}
+        blocker = finished_run_blocker(state, c) if state.get("finished") else None
+        if blocker is not None and (info["results"] is not None or train is None):  # nothing more to train
+            say(f"candidate {name}: finished at epoch {state['epoch']}; kept as trained ({blocker[1]})")
+        else:
+            history = (train or partial(fit, **fit_kwargs))(model, dataset, c, out_dir=folder, resume_state=info)
+        if folder is not None:  # compared as saved, at its best weights
+            model, info = load_checkpoint(folder, device, best=True, memory_limit=limit)
+            c, state = info["train_config"], info["state"]
+            history = {**info["history"], "best_epoch": state["best_epoch"], "best_valid_nll": state["best_valid_nll"]}
+        trained[name] = (model, history, info)
+        table.append(candidate_row(name, model.config, c, history, validation_nll(model, dataset, c)))
+    table = choose(table)
+    chosen = next(row["name"] for row in table if row["chosen"])
+    if out_dir is not None:  # each file atomically, the checkpoint last: its presence means the choice is made
+        out, results = Path(out_dir), {**(trained[chosen][2]["results"] or {}), "chosen": chosen, "candidates": table}
+        for name in (METRICS_NAME, "loss.png", "samples.png", RESULTS_NAME, CHECKPOINT_NAME):
+            if name == RESULTS_NAME:
+                write_json(out / name, results)
+            elif (out / CANDIDATES_DIR / chosen / name).is_file():  # the files its run has
+                with open(out / CANDIDATES_DIR / chosen / name, "rb") as src, atomic_file(out / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        update_checkpoint_meta(out / CHECKPOINT_NAME, results=results)
+    return trained[chosen][:2] + (table,)
+
+
 def fit_selected(dataset, model_options: dict | None = None, train_options: dict | None = None, *, xp=None,
                  out_dir=None, **fit_kwargs) -> tuple:
     """Train the recipe for ``dataset``, choosing between :data:`CANDIDATES` by validation on small data.
@@ -101,9 +204,10 @@ def fit_selected(dataset, model_options: dict | None = None, train_options: dict
     The configurations are :meth:`MADEConfig.for_data` and :meth:`TrainConfig.for_data` of
     ``dataset`` with ``model_options`` and ``train_options`` on top. When :func:`selects` (a small
     training set of binary or categorical data, and none of :data:`CHOSEN_SETTINGS` nor a ``preset``
-    given a value other than ``None``), each candidate trains with :func:`made_np.train.fit` and the
-    one with the lowest validation NLL at its best weights under its test ensemble
-    (:func:`validation_nll`) is kept; the test split is never read. Otherwise the one configured run trains, as ``fit`` would.
+    given a value other than ``None``), :func:`fit_choice` trains each candidate with
+    :func:`made_np.train.fit` and keeps the one with the lowest validation NLL at its best weights
+    under its test ensemble (:func:`validation_nll`); the test split is never read. Otherwise the one
+    configured run trains, as ``fit`` would.
     :class:`made_np.MADEDensity` does not choose: it trains the configuration it is given.
 
     Parameters
@@ -116,20 +220,17 @@ def fit_selected(dataset, model_options: dict | None = None, train_options: dict
     xp : module, optional
         The array module (:func:`made_np.backend.get_xp`); NumPy by default.
     out_dir : str or os.PathLike, optional
-        A folder for the checkpoints: a candidate writes its run folder ``out_dir/candidates/<name>``,
-        a single run ``out_dir`` itself.
+        The run folder: a candidate writes its own, ``out_dir/candidates/<name>``, and ``out_dir`` gets
+        the chosen one's checkpoint and metrics (:func:`fit_choice`; a call on an interrupted choice goes
+        on with it); a single run writes ``out_dir`` itself.
     **fit_kwargs
         Passed to :func:`made_np.train.fit` (``threads``, ``callback``, ``verbose``, ...).
 
     Returns
     -------
-    model : MADE
-        The chosen candidate's model, at its best weights.
-    history : dict
-        Its history (:func:`made_np.train.fit`).
-    table : list of dict
-        One row per candidate trained (:func:`candidate_row`, with ``"chosen"``); a single row
-        when nothing was chosen.
+    model, history, table
+        As :func:`fit_choice` returns them: the chosen model at its best weights, its history, the
+        candidates' table; a single row (``"given"``) when nothing was chosen.
 
     Raises
     ------
@@ -138,17 +239,10 @@ def fit_selected(dataset, model_options: dict | None = None, train_options: dict
         and whatever :func:`made_np.train.fit` raises.
     """
     model_options, train_options = dict(model_options or {}), dict(train_options or {})
-    mcfg = MADEConfig.for_data(dataset, **model_options)
-    cfg = TrainConfig.for_data(dataset, **train_options)
+    mcfg, cfg = MADEConfig.for_data(dataset, **model_options), TrainConfig.for_data(dataset, **train_options)
     fixed = [k for k, v in {**model_options, **train_options}.items() if v is not None]
-    runs = candidates(mcfg, cfg) if selects(dataset, fixed) else [("given", mcfg, cfg)]
-    trained, table = [], []
-    for name, m, c in runs:
-        model = MADE(m, xp)
-        folder = None if out_dir is None else Path(out_dir) / "candidates" / name if len(runs) > 1 else out_dir
-        history = fit(model, dataset, c, out_dir=folder, **fit_kwargs)
-        trained.append((model, history))
-        table.append(candidate_row(name, m, c, history, validation_nll(model, dataset, c) if len(runs) > 1 else None))
-    table = choose(table)
-    model, history = next(t for t, row in zip(trained, table) if row["chosen"])
-    return model, history, table
+    if selects(dataset, fixed):
+        return fit_choice(dataset, mcfg, cfg, out_dir, xp=xp, **fit_kwargs)
+    model = MADE(mcfg, xp)
+    history = fit(model, dataset, cfg, out_dir=out_dir, **fit_kwargs)
+    return model, history, choose([candidate_row("given", mcfg, cfg, history)])

@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from made_np import MADE, MADEConfig, TrainConfig, candidates, choose, fit, fit_selected, load_checkpoint, selects
+from made_np import (CHOOSING, MADE, MADEConfig, TrainConfig, candidates, choose, fit, fit_choice, fit_selected,
+                     load_checkpoint, selects)
 from made_np.data import Dataset
 
 from conftest import chain_dataset, markov_chain, run_cli as run
@@ -203,3 +204,35 @@ def test_an_interrupted_or_failed_choice_names_the_run_to_resume(tmp_path):
     assert _write_failed(full, run).endswith(f"the candidates are kept in {run / 'candidates'}: continue with  "
                                              f"made-np train --resume {run}")
     assert _write_failed(full, tmp_path / "other").endswith("nothing was saved")
+
+
+def test_the_library_goes_on_with_an_interrupted_choice_and_keeps_the_winner_in_its_folder(tmp_path):
+    """fit_choice in a run folder: Ctrl-C in the second candidate, then the same call goes on with it
+    (the first kept as trained), gives the uninterrupted table and writes the winner into the folder;
+    ``more`` trains both candidates on."""
+    ds = chain_dataset()
+    mcfg, cfg = MADEConfig.for_data(ds, hidden=(16,)), TrainConfig.for_data(ds, epochs=2)
+    _, _, whole = fit_choice(ds, mcfg, cfg, threads=1)
+    epochs = []
+
+    def stop_in_fresh(row):
+        epochs.append(row["epoch"])
+        if len(epochs) == 3:  # the bank's 2 epochs, then the fresh mask's first
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_choice(ds, mcfg, cfg, tmp_path, threads=1, callback=stop_in_fresh)
+    assert epochs == [1, 2, 1] and not (tmp_path / "model.npz").exists()
+    said = []
+    model, history, table = fit_choice(ds, mcfg, cfg, tmp_path, threads=1, callback=stop_in_fresh, say=said.append)
+    assert said == [CHOOSING, "candidate bank16: finished at epoch 2; kept as trained (it trained 2 epochs, "
+                              "and 2 are asked for)"]
+    assert epochs == [1, 2, 1, 2] and table == whole  # the fresh mask's epoch 2 only: the same figures
+    chosen = next(r["name"] for r in table if r["chosen"])
+    assert _table(tmp_path)["chosen"] == chosen and _table(tmp_path)["candidates"] == table
+    kept, info = load_checkpoint(tmp_path)
+    assert info["history"]["rows"] == history["rows"]
+    np.testing.assert_array_equal(kept.ensemble_nll(ds.valid, kept.eval_mask_indices()),
+                                  model.ensemble_nll(ds.valid, model.eval_mask_indices()))
+    _, _, more = fit_choice(ds, mcfg, cfg, tmp_path, more={"epochs": 3}, threads=1)
+    assert [r["epochs_run"] for r in more] == [3, 3]
