@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from made_np import (CANDIDATES_DIR, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME,
+from made_np import (ATOM_SHARE, CANDIDATES_DIR, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME,
                      CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES, DTYPES, ENCODINGS, ENGINES, HEADS, MAX_COMPONENTS,
                      EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS, MAX_EVAL_MASKS, METRICS_NAME,
                      NAMES, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PATH_NAMES, PRESETS, RESULTS_NAME,
@@ -90,13 +90,19 @@ def parse_discrete_columns(text):
     return cols
 
 
-def discrete_line(mcfg, names=()) -> str:
-    """One line naming each discrete column of a mixed head (index, name when known, levels)."""
-    def levels(v):
+def column_lines(mcfg, names=()) -> list:
+    """Lines naming each discrete column of a mixed head and each column with atoms (index, name
+    when known, levels or atoms)."""
+    def values(v):
         return ", ".join(f"{a:g}" for a in v) if len(v) <= 10 else f"{len(v)} levels {v[0]:g}..{v[-1]:g}"
-    parts = [f"{d}" + (f" {names[d]}" if d < len(names) and names[d] else "") + " {" + levels(v) + "}"
-             for d, v in zip(mcfg.discrete_columns, mcfg.levels)]
-    return "discrete columns (softmax over their levels): " + "; ".join(parts)
+
+    def parts(columns, sets):
+        return "; ".join(f"{d}" + (f" {names[d]}" if d < len(names) and names[d] else "") + " {" + values(v) + "}"
+                         for d, v in zip(columns, sets))
+    return ([f"discrete columns (softmax over their levels): {parts(mcfg.discrete_columns, mcfg.levels)}"]
+            * bool(mcfg.discrete_columns)
+            + [f"atoms (values held by {ATOM_SHARE:.0%} of the rows or more, each a pinned component): "
+               f"{parts(mcfg.atom_columns, mcfg.atoms)}"] * bool(mcfg.atom_columns))
 
 
 #: The options that give the model's configuration and the training's.
@@ -322,8 +328,8 @@ def _new_run(ctx, o, where) -> None:
             say(f"data {ds.name}: D = {ds.D}, {kind}, train/valid/test {ds.train.shape[0]}/{ds.valid.shape[0]}/"
                 f"{ds.test.shape[0]}" + (f", context {o['context']} ({ds.context_width}, {ds.context_encoding})"
                                          if ds.context_width else "") + f"; {recipe_summary(ds)}")
-            if mcfg.discrete_columns:
-                say(discrete_line(mcfg, ds.columns))
+            for line in column_lines(mcfg, ds.columns):
+                say(line)
         fixed = [key for key in CHOSEN_SETTINGS if given(ctx, key)] + (["preset"] if o["preset"] else [])
         if selects(ds, fixed):
             _choose(o, where, run_dir, ds, None, mcfg, cfg, {})
@@ -449,8 +455,8 @@ def _train_on(model, info: dict, more: dict, o, data=None) -> None:
     if not o["quiet"]:
         say(f"{'training on' if state['finished'] else 'resuming'} {ckpt} after epoch {state['epoch']} (best valid "
             f"NLL {state['best_valid_nll']:.4f} at epoch {state['best_epoch']})")
-        if model.config.discrete_columns:
-            say(discrete_line(model.config, ds.columns))
+        for line in column_lines(model.config, ds.columns):
+            say(line)
     _train_and_report(model, ds, cfg, run_dir, spec, o["quiet"], o["threads"], resume_state=info)
 
 

@@ -372,6 +372,9 @@ class CategoricalHead(Head):
 #: The bound ``L`` of the soft clamp of the log-scales, ``log sigma = L tanh(s / L)``: scales of the
 #: standardised data within ``exp(+-7)`` = [9e-4, 1097] standard deviations (docs/math.md Sec. 13).
 LOG_SCALE_BOUND = 7.0
+#: The raw log-scale of an atom's pinned component (:meth:`made_np.model.MADE.set_standardisation`):
+#: ``log sigma = L tanh(-4) = -6.995``, the narrowest scale the head gives (docs/math.md Sec. 13, "Atoms").
+PINNED_RAW_SCALE = -4.0 * LOG_SCALE_BOUND
 #: How far the uniforms of the inverse-CDF draws stay from 0 and 1: ``Phi^-1`` of them is +-8.2.
 U_MARGIN = 2.0 ** -53
 _HALF_LOG_2PI = 0.9189385332046727

@@ -29,7 +29,7 @@ from .checks import (check_context, check_data, check_int, check_mask, check_mas
                      check_model_config,
                      check_state)
 from .config import MAX_EVAL_MASKS, MADEConfig  # noqa: F401  (MADEConfig: part of this module's API)
-from .heads import head_class
+from .heads import PINNED_RAW_SCALE, head_class
 from .layers import Dense, MaskedDense, make_activation
 from .masks import MaskSet, draw_masks, observed_first_rows
 
@@ -150,6 +150,8 @@ class MADE:
             z += self.direct.forward(inputs, masks[-1], keep)
         if self.context_output is not None:
             z += self.context_output.forward(context, keep)
+        if self._pins is not None:  # the atoms' components: constant outputs (docs/math.md Sec. 13, "Atoms")
+            z = self.xp.where(self._pins[0], self._pins[1], z)
         return z
 
     def _backprop(self, dz, masks) -> None:
@@ -226,6 +228,8 @@ class MADE:
         inputs, targets = self.encode(x)
         z = self._forward_pass(inputs, masks, self._encode_context(context, x.shape[0]), keep=True)
         nll, dz = (head or self.head).nll_and_grad(z, targets)
+        if self._pins is not None:  # a pinned output is a constant: no gradient flows into the network
+            dz = self.xp.where(self._pins[0], 0.0, dz)
         if observed is not None:  # the missing entries' conditionals are no part of -log p_k(x_o)
             nll = self._observed_sum(z, targets, observed)
             dz *= self.xp.repeat(self._on_device(observed, dz.dtype), self.out_repeat, axis=1)
@@ -522,12 +526,27 @@ class MADE:
         """Set :attr:`shift` and :attr:`scale` (each (D,), positive finite scales; copied as
         float64 on ``xp``; not checked: :func:`made_np.checks.check_dataset` refuses columns of
         zero variance) and the log-determinant ``sum_d log scale_d`` (nats) every NLL adds. A mixed
-        head's discrete columns keep shift 0 and scale 1 whatever is given (their values are levels)."""
-        xp = self.xp
+        head's discrete columns keep shift 0 and scale 1 whatever is given (their values are levels).
+
+        Also the atoms' pins (``config.atoms``, docs/math.md Sec. 13, "Atoms"): component ``j`` of
+        atom column ``d`` gets the constant mean ``(a_j - shift_d) / scale_d`` and raw log-scale
+        :data:`made_np.heads.PINNED_RAW_SCALE` in place of the network's outputs (:meth:`_forward_pass`)."""
+        xp, c = self.xp, self.config
         keep = ~backend.to_device(self._discrete, xp, device=self.device)
         self.shift = xp.where(keep, self._on_device(shift, "float64"), 0.0)  # new arrays: copies
         self.scale = xp.where(keep, self._on_device(scale, "float64"), 1.0)
         self._log_det = float(xp.sum(xp.log(self.scale)))
+        self._pins = None
+        if c.atom_columns:
+            np, R, K = backend.get_xp("cpu"), self.out_repeat, c.components
+            pinned, values = np.zeros(c.D * R, dtype=bool), np.zeros(c.D * R)
+            shift, scale = backend.to_host(self.shift), backend.to_host(self.scale)
+            for d, atoms in zip(c.atom_columns, c.atoms):  # once per model: a loop over the atom columns
+                j = np.arange(len(atoms))
+                pinned[d * R + K + j] = pinned[d * R + 2 * K + j] = True
+                values[d * R + K + j] = (np.asarray(atoms) - shift[d]) / scale[d]
+                values[d * R + 2 * K + j] = PINNED_RAW_SCALE
+            self._pins = self._on_device(pinned), self._on_device(values, c.dtype)
 
     @property
     def _discrete(self):

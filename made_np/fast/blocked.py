@@ -584,6 +584,7 @@ class BlockedMADE:
         self._packers = [layer if (isinstance(layer, BlockedDense) and j == 0) else None
                          for layer in self._all_layers for j in range(len(layer.params))]
         self._input_perm_device = xp.asarray(self.input_perm)
+        self._output_columns = xp.asarray(expand_columns(self.input_perm, model.out_repeat))
         self.read_from(model)
 
     @property
@@ -670,12 +671,13 @@ class BlockedMADE:
 
     def read_from(self, model: MADE | None = None) -> None:
         """Copy the parameters of ``model`` (default: the wrapped MADE) in, and its standardisation
-        with the columns relabelled (the encoding acts on each column alone)."""
+        and pinned outputs with the columns relabelled (the encoding acts on each column alone)."""
         model = model or self.model
         for dst, src in zip(self.params, self.to_compute(model.params)):
             dst[...] = src
         self.shift, self.scale = (a[self._input_perm_device] for a in (model.shift, model.scale))
         self._log_det = model._log_det
+        self._pins = None if model._pins is None else tuple(a[self._output_columns] for a in model._pins)
 
     def write_to(self, model: MADE | None = None) -> None:
         """Copy the parameters out into ``model`` (default: the wrapped MADE), natural form, in place."""

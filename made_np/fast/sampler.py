@@ -230,6 +230,9 @@ def draw_fast(model, u, y=None, given=None, n_given: int = 0, mask=0):
         z = matmul(v, s)
         if a is not None:
             z += matmul(a, sx)
+        if model._pins is not None:  # an atom's pinned outputs (docs/math.md Sec. 13, "Atoms")
+            at = slice(var_at[p] * Rout, (var_at[p] + 1) * Rout)
+            z = xp.where(model._pins[0][at, None], model._pins[1][at, None], z)
         return z
 
     if model.head.binary:
