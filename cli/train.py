@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from made_np import (ATOM_SHARE, CANDIDATES_DIR, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME,
+from made_np import (CANDIDATES_DIR, CHOSEN_SETTINGS, ACTIVATIONS, BANK_ORDERINGS, CHECKPOINT_NAME,
                      CONTEXT_SOURCES, DEFAULT_DIRECT, DEGREE_RULES, DTYPES, ENCODINGS, ENGINES, HEADS, MAX_COMPONENTS,
                      EPOCHS_RANGE, INITS, LR_SCHEDULES, MADE, MAX_COUNT, MAX_EPOCHS, MAX_EVAL_MASKS, METRICS_NAME,
                      NAMES, OPTIMIZERS, ORDERINGS, OUTPUT_BIASES, PATH_NAMES, PRESETS, RESULTS_NAME,
@@ -101,8 +101,8 @@ def column_lines(mcfg, names=()) -> list:
                          for d, v in zip(columns, sets))
     return ([f"discrete columns (softmax over their levels): {parts(mcfg.discrete_columns, mcfg.levels)}"]
             * bool(mcfg.discrete_columns)
-            + [f"atoms (values held by {ATOM_SHARE:.0%} of the rows or more, each a pinned component): "
-               f"{parts(mcfg.atom_columns, mcfg.atoms)}"] * bool(mcfg.atom_columns))
+            + [f"atoms (values many rows hold exactly, each a pinned component): {parts(mcfg.atom_columns, mcfg.atoms)}"]
+            * bool(mcfg.atom_columns))
 
 
 #: The options that give the model's configuration and the training's.

@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 _MODULES = {
     "made_np.model": "MADE",
     "made_np.config": "MADEConfig TrainConfig UNLIMITED MAX_EVAL_MASKS MAX_COUNT MAX_EPOCHS EPOCHS_RANGE UPDATES_BUDGET "
-                      "SMALL_DATA_MASKS SMALL_DATA_ROWS ATOM_SHARE recipe_summary DEFAULT_DIRECT MAX_COMPONENTS ENCODINGS ENGINES LR_SCHEDULES OUTPUT_BIASES PRESETS",
+                      "SMALL_DATA_MASKS SMALL_DATA_ROWS ATOM_SHARE ATOM_RATIO recipe_summary DEFAULT_DIRECT MAX_COMPONENTS ENCODINGS ENGINES LR_SCHEDULES OUTPUT_BIASES PRESETS",
     "made_np.train": "fit evaluate mean_and_stderr DivergenceError",
     "made_np.select": "fit_selected fit_choice first_checkpoint selects candidates candidate_row choose table_lines validation_nll "
                       "CANDIDATES CANDIDATES_DIR CHOOSING CHOSEN_SETTINGS",

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import random_data, randomize_weights
-from made_np import ATOM_SHARE, MADEConfig, TrainConfig, fit, load_checkpoint, save_checkpoint
+from made_np import ATOM_RATIO, ATOM_SHARE, MADEConfig, TrainConfig, fit, load_checkpoint, save_checkpoint
 from made_np.data import Dataset
 from made_np.fast import blocked as blocked_mod
 from made_np.fast.blocked import BlockedMADE, block_plan
@@ -55,13 +55,26 @@ def test_the_recipe_finds_the_values_a_share_of_the_rows_hold():
 
 def test_at_most_k_minus_1_atoms_the_most_frequent_and_none_below_the_share():
     rng = np.random.default_rng(0)
-    col = np.repeat([1.0, 2.0, 3.0, 4.0, 7.5], [320, 240, 120, 80, 40])  # 40, 30, 15, 10, 5% of 800 rows
+    col = np.concatenate([np.repeat([1.0, 2.0, 3.0, 4.0, 7.5], [320, 240, 96, 80, 24]),  # 40, 30, 12, 10, 3%
+                          rng.normal(size=40)])  # and continuous values: the median value's count is 1
     x = np.stack([rng.normal(size=1000), np.concatenate([rng.permutation(col), rng.normal(size=200)])], axis=1)
     ds = Dataset("c", x[:800], x[800:900], x[900:], 0, None)
-    assert ATOM_SHARE == 0.1
+    assert ATOM_SHARE == 0.1 and ATOM_RATIO == 10
     assert MADEConfig.for_data(ds, components=3).atoms == ((1.0, 2.0),)  # the two most frequent
-    assert MADEConfig.for_data(ds, components=9).atoms == ((1.0, 2.0, 3.0, 4.0),)  # 7.5 holds 5%
+    assert MADEConfig.for_data(ds, components=9).atoms == ((1.0, 2.0, 3.0, 4.0),)  # 7.5 holds 3%
     assert MADEConfig.for_data(ds, head="gaussian").atom_columns == ()  # one Gaussian: nothing to pin
+
+
+def test_the_peak_of_a_column_recorded_on_a_grid_is_no_atom():
+    """Values rounded to 0.1: the most frequent holds over 10% of the rows but under 10 times the
+    median value's rows (a grid's peak, not a point mass); a point mass on the same grid is one."""
+    rng = np.random.default_rng(3)
+    grid = np.round(rng.normal(0, 0.25, 1000), 1)
+    assert np.mean(grid == 0.0) > ATOM_SHARE
+    spiked = np.where(rng.random(1000) < 0.3, 9.0, np.round(rng.normal(0, 3, 1000), 1))
+    x = np.stack([grid, spiked], axis=1)
+    ds = Dataset("g", x[:800], x[800:900], x[900:], 0, None)
+    assert MADEConfig.for_data(ds).atom_columns == (1,) and MADEConfig.for_data(ds).atoms == ((9.0,),)
 
 
 def test_a_discrete_column_is_no_atom_column():
