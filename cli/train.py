@@ -170,6 +170,9 @@ OPTIONS = {**{name: "--" + name.replace("_", "-") for name in ("lr", "weight_dec
               help="Real-valued data: the columns (counted from 0, e.g. 1,3) that get a softmax over their "
                    "distinct values (the mixed head); 'auto': those of at most 10 distinct values; 'none': "
                    "every column continuous (so does --head mog).")
+@click.option("--atoms/--no-atoms", default=True, show_default="on",
+              help="Real-valued data: a mixture component pinned on each value that many rows of a column hold "
+                   "exactly (a point mass, such as the zeros of a zero-inflated column; docs/math.md Sec. 13.2).")
 @click.option("--input-encoding", type=click.Choice(ENCODINGS), default=None,
               show_default="binary for 0/1 data, scaled for 2d, raw for real values, onehot for other categorical data",
               help="How a variable enters the network.")
@@ -315,7 +318,8 @@ def _new_run(ctx, o, where) -> None:
         o.update(hidden=parse_hidden(o["hidden"]), num_masks=parse_num_masks(o["num_masks"]),
                  discrete_columns=parse_discrete_columns(o["discrete_columns"]))
         with user_values(OPTIONS):
-            mcfg = MADEConfig.for_data(ds, **{key: o[key] for key in MODEL_OPTIONS})
+            mcfg = MADEConfig.for_data(ds, **{key: o[key] for key in MODEL_OPTIONS},
+                                       **({} if o["atoms"] else {"atoms": (), "atom_columns": ()}))
             cfg = TrainConfig.for_data(ds, **{key: o[key] for key in TRAIN_OPTIONS})
         if run_dir is None:
             run_dir = Path("runs") / f"{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -191,3 +191,21 @@ def test_a_zero_inflated_column_trains_to_its_spike():
         nll[pinned] = float(np.mean(model.nll(ds.test)))
     assert mcfg.atom_columns == () and MADEConfig.for_data(ds).atom_columns == (1,)
     assert nll[True] < nll[False] - 1.0, nll
+
+
+def test_train_names_the_atoms_and_no_atoms_turns_them_off(tmp_path):
+    from click.testing import CliRunner
+
+    from made_np.cli import cli
+    ds = zero_inflated(1000, seed=4)
+    np.save(tmp_path / "zi.npy", np.concatenate([ds.train, ds.valid, ds.test]))
+    args = ["train", "--dataset", str(tmp_path / "zi.npy"), "--hidden", "8", "--epochs", "1", "--num-masks", "1"]
+    on = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "on")])
+    assert on.exit_code == 0, on.output
+    assert "atoms (values many rows hold exactly, each a pinned component): 1 {0}" in on.output
+    assert load_checkpoint(tmp_path / "on")[0].config.atoms == ((0.0,),)
+    off = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "off"), "--no-atoms"])
+    assert off.exit_code == 0 and "atoms (" not in off.output
+    assert load_checkpoint(tmp_path / "off")[0].config.atom_columns == ()
+    again = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "on"), "--no-atoms"])
+    assert again.exit_code == 2 and "--atoms: cannot change a resumed run" in again.output
