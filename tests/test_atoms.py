@@ -113,6 +113,19 @@ def test_pinned_outputs_are_the_atoms_standardised_mean_and_the_narrowest_scale(
     assert log_scale(np, PINNED_RAW_SCALE)[0] == pytest.approx(-LOG_SCALE_BOUND, abs=0.005)
 
 
+def test_the_pins_hold_on_the_strict_stand_in_for_a_device(stand):
+    """No host array and no function outside the standard in the pinned passes (as on CuPy)."""
+    cfg = atom_model(atom_columns=(2,), ordering="natural").config
+    model = stand.made(cfg)
+    randomize_weights(model, 4)
+    model.set_standardisation(stand.put(np.array([0.5, -1.0, 2.0])), stand.put(np.array([1.0, 2.0, 0.5])))
+    x = stand.put(random_data(cfg, 6, 0))
+    z = stand.get(model.logits(x)).reshape(6, -1)[:, 2 * model.out_repeat:]
+    np.testing.assert_allclose(z[:, 3:5], np.tile([(0.0 - 2.0) / 0.5, (2.5 - 2.0) / 0.5], (6, 1)))
+    assert np.isfinite(float(stand.get(model.loss_and_grad(x))))
+    assert not stand.get(model.layers[-1].db)[2 * model.out_repeat + 3:2 * model.out_repeat + 5].any()
+
+
 @pytest.mark.parametrize("head", ["mog", "mixed"])
 @pytest.mark.parametrize("direct", [False, True])
 def test_gradients_match_finite_differences(head, direct):
