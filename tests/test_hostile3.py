@@ -34,3 +34,29 @@ def test_outputs_never_replace_a_pipe_or_device(ckpt, tmp_path):
         save_checkpoint(fifo, MADE(MADEConfig(D=6, hidden=(8,))))
     assert fifo.exists() and not fifo.is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npz", "out.npy"]  # no temporary file left
+
+
+def test_an_npy_header_that_reads_only_part_of_its_data_is_refused(tmp_path):
+    """A header declaring (100, 16) over the bytes of (200, 16) read the first half of the rows, silently;
+    inside an .npz as well."""
+    import io
+    import zipfile
+
+    from made_np import DataError, load_dataset, read_table
+
+    x = (np.random.default_rng(0).random((200, 16)) < 0.5).astype(np.int64)
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<i8", "fortran_order": False, "shape": (100, 16)})
+    lie = buf.getvalue() + x.tobytes()
+    (tmp_path / "half.npy").write_bytes(lie)
+    for load in (load_dataset, read_table):
+        with pytest.raises(DataError, match=r"half\.npy: header declares shape \(100, 16\) of int64 \(12.5 KiB\) "
+                                            r"but 25.0 KiB follow: truncated or corrupt"):
+            load(str(tmp_path / "half.npy"))
+    with zipfile.ZipFile(tmp_path / "half.npz", "w") as z:
+        for key in ("train_data", "valid_data", "test_data"):
+            z.writestr(f"{key}.npy", lie)
+    with pytest.raises(DataError, match=r"half\.npz: key 'train_data': header declares shape \(100, 16\)"):
+        load_dataset(str(tmp_path / "half.npz"))
+    np.save(tmp_path / "whole.npy", x)  # what numpy.save writes: exactly the declared bytes
+    assert read_table(tmp_path / "whole.npy")[0].shape == (200, 16)
