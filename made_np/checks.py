@@ -180,6 +180,20 @@ def check_state(model, state: dict) -> None:
 
 # --------------------------------------------------------------------------- data
 
+def check_unmasked(x, name: str = "x") -> None:
+    """Refuse a masked array (:mod:`numpy.ma`) with masked entries: made an array, it loses its mask,
+    and the values under the mask would be read as data.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the count of masked entries and the fix (``x.filled(np.nan)``: missing entries).
+    """
+    if isinstance(x, np.ma.MaskedArray) and np.ma.getmaskarray(x).any():
+        raise ValueError(f"{name} is a masked array with {int(np.ma.getmaskarray(x).sum())} masked entries, whose "
+                         "values would be read as data: pass x.filled(np.nan) to mark them missing (NaN), or drop them")
+
+
 def check_rows(model, x, name: str = "x"):
     """``x`` as an array on the model's device of shape (N, D) and a real or integer dtype, its
     values unchecked (:func:`check_data` checks them; :func:`check_missing` first finds the NaN).
@@ -187,10 +201,11 @@ def check_rows(model, x, name: str = "x"):
     Raises
     ------
     ValueError
-        Naming ``name``: not an array or list of rows, ragged rows, a shape other than (N, D), or
-        a dtype that holds no numbers (strings, objects, complex).
+        Naming ``name``: not an array or list of rows, ragged rows, a shape other than (N, D), a
+        dtype that holds no numbers (strings, objects, complex), or masked entries (:func:`check_unmasked`).
     """
     xp, c = model.xp, model.config
+    check_unmasked(x, name)
     if not (hasattr(x, "__array__") or hasattr(x, "__cuda_array_interface__") or isinstance(x, (list, tuple))):
         fix = ": pass x.toarray()" if hasattr(x, "toarray") else " (a generator or iterator: make it a list or an array)"
         raise ValueError(f"{name} must be an array of shape (N, {c.D}) (NumPy, CuPy, or a list of rows), "
@@ -407,6 +422,7 @@ def check_dataset(model, dataset) -> tuple:
         if x is None:
             raise ValueError(f"dataset must have .train and .valid arrays (N, D), e.g. a made_np.data.Dataset; "
                              f"it has no .{split}")
+        check_unmasked(x, f"dataset.{split}")
         shape = getattr(x, "shape", None)
         if shape is None or len(shape) != 2 or shape[0] == 0:
             raise ValueError(f"dataset.{split} must be a non-empty array (N, D), got "

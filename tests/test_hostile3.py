@@ -60,3 +60,29 @@ def test_an_npy_header_that_reads_only_part_of_its_data_is_refused(tmp_path):
         load_dataset(str(tmp_path / "half.npz"))
     np.save(tmp_path / "whole.npy", x)  # what numpy.save writes: exactly the declared bytes
     assert read_table(tmp_path / "whole.npy")[0].shape == (200, 16)
+
+
+def test_a_masked_array_with_masked_entries_is_refused_not_read_through(tmp_path):
+    """numpy.ma arrays lost their mask on the way in: evaluate, fit and the estimators read the values
+    under it as data (a fully masked x scored like the values beneath)."""
+    from made_np import MADEDensity, MADEImputer, TrainConfig, evaluate, fit, log_marginal
+
+    model = MADE(MADEConfig(D=6, hidden=(8,), num_masks=4))
+    x = (np.random.default_rng(0).random((20, 6)) < 0.5).astype(np.int64)
+    hidden = np.ma.masked_array(x, mask=x == 1)
+    fragment = r"is a masked array with \d+ masked entries, whose values would be read as data: pass x\.filled\(np\.nan\)"
+    for name, call in (("x", lambda: evaluate(model, hidden)), ("x", lambda: model.nll(hidden)),
+                       ("x", lambda: log_marginal(model, hidden, x >= 0)),
+                       ("X", lambda: MADEDensity(hidden=(4,), epochs=1).fit(hidden)),
+                       ("X", lambda: MADEImputer(hidden=(4,), epochs=1).fit(hidden))):
+        with pytest.raises(ValueError, match=f"{name} {fragment}"):
+            call()
+    ds = type("Data", (), {"train": hidden, "valid": x})()
+    with pytest.raises(ValueError, match="dataset.train " + fragment):
+        fit(model, ds, TrainConfig(epochs=1))
+    est = MADEDensity(hidden=(4,), epochs=1, random_state=0).fit(x)
+    with pytest.raises(ValueError, match="X " + fragment):
+        est.score_samples(hidden)
+    nothing_masked = np.ma.masked_array(x, mask=False)  # a masked array whose mask hides nothing: its values
+    assert evaluate(model, nothing_masked)["nll"] == evaluate(model, x)["nll"]
+    assert est.score_samples(nothing_masked) == pytest.approx(est.score_samples(x))
