@@ -504,19 +504,31 @@ def check_callable(name: str, fn) -> None:
         raise ValueError(f"{name} must be a function (or None), got {short(fn)}")
 
 
+def check_train_config(cfg, name: str = "cfg", none: str = " for the recipe") -> None:
+    """``cfg`` is None or a :class:`made_np.config.TrainConfig` (a dict is named with its fix)."""
+    if cfg is not None and type(cfg).__name__ != "TrainConfig":
+        fix = ": build one with TrainConfig.from_dict(d)" if isinstance(cfg, dict) else ""
+        raise ValueError(f"{name} must be a made_np.TrainConfig (or None{none}), got {type(cfg).__name__}{fix}")
+
+
+def check_path_name(path, name: str, fix: str) -> None:
+    """``path`` is not an empty (or blank) name, which a path would take for the current folder."""
+    if not str(path).strip():
+        raise ValueError(f"{name} is an empty name; {fix}")
+
+
 def check_fit_arguments(model, cfg, out_dir, callback, progress=None, dataset_spec=None) -> None:
     """What :func:`made_np.train.fit` is given, before anything is allocated or written: the kinds
     of its arguments."""
     check_model(model)
-    if cfg is not None and type(cfg).__name__ != "TrainConfig":
-        raise ValueError(f"cfg must be a made_np.TrainConfig (or None for the recipe), got {type(cfg).__name__}")
+    check_train_config(cfg)
     check_callable("callback", callback)  # not after the first epoch
     check_callable("progress", progress)
     if dataset_spec is not None and not isinstance(dataset_spec, dict):
         raise ValueError(f"dataset_spec must be a dict such as {{'spec': 'digits', 'path': None, 'seed': 0}} (or None), "
                          f"got {short(dataset_spec)}")
-    if out_dir is not None and not str(out_dir).strip():
-        raise ValueError("out_dir is an empty name; give the run folder, or None to write nothing")
+    if out_dir is not None:
+        check_path_name(out_dir, "out_dir", "give the run folder, or None to write nothing")
 
 
 def check_noise(model, noise):

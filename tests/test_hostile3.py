@@ -86,3 +86,34 @@ def test_a_masked_array_with_masked_entries_is_refused_not_read_through(tmp_path
     nothing_masked = np.ma.masked_array(x, mask=False)  # a masked array whose mask hides nothing: its values
     assert evaluate(model, nothing_masked)["nll"] == evaluate(model, x)["nll"]
     assert est.score_samples(nothing_masked) == pytest.approx(est.score_samples(x))
+
+
+def test_save_checkpoint_checks_its_arguments_and_path(tmp_path, monkeypatch):
+    """``train_config={}`` or ``optimizer="adam"`` were an AttributeError from inside the writer; best
+    weights of another count or shape were written, and load_checkpoint refused the file; an empty
+    path wrote ./model.npz (``Path('')`` is the current folder)."""
+    model = MADE(MADEConfig(D=6, hidden=(8,)))
+    for kwargs, message in ((dict(best_params=[np.zeros((6, 8))]), r"not written: best_params have shapes \[\(6, 8\)\], "
+                                                                   r"the model's parameters \(W0, b0, W1, b1\) \[\(6, 8\), "),
+                            (dict(best_params=[np.zeros(3)] * 4), r"best_params have shapes \[\(3,\), \(3,\)"),
+                            (dict(optimizer="adam"), r"optimizer must be a made_np.optim.Optimizer \(or None\), got "
+                                                     r"'adam' \(string\)")):
+        with pytest.raises(ValueError, match=message):
+            save_checkpoint(tmp_path / "m.npz", model, **kwargs)
+    with pytest.raises(ValueError, match=r"train_config must be a made_np.TrainConfig \(or None\), got dict: build one "
+                                         r"with TrainConfig.from_dict\(d\)"):
+        save_checkpoint(tmp_path / "m.npz", model, train_config={"epochs": 3})
+    monkeypatch.chdir(tmp_path)
+    for path in ("", " "):
+        with pytest.raises(ValueError, match="path is an empty name; give the checkpoint's file"):
+            save_checkpoint(path, model)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_data_seed_beyond_what_a_checkpoint_stores_is_refused_when_loading():
+    """load_dataset took seed 2**64, and the run's first checkpoint refused it in its data spec."""
+    from made_np import DataError, load_dataset
+
+    with pytest.raises(DataError, match=r"data seed 18446744073709551616 is not allowed: --data-seed must be in "
+                                        r"0\.\.9223372036854775807"):
+        load_dataset("digits", seed=2**64)
