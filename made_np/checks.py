@@ -531,19 +531,21 @@ def check_fit_arguments(model, cfg, out_dir, callback, progress=None, dataset_sp
         check_path_name(out_dir, "out_dir", "give the run folder, or None to write nothing")
 
 
-def check_noise(model, noise):
-    """Given uniform noise (n, D), values in [0, 1) indexed by variable, on the model's device.
+def check_noise(model, noise, n: int | None = None):
+    """Given uniform noise (n, D), values in [0, 1) indexed by variable, on the model's device; ``n``,
+    when given too, its number of rows.
 
     Raises
     ------
     ValueError
-        Noise of another shape or with values outside [0, 1) (NaN included).
+        Noise of another shape (or rows other than ``n``) or with values outside [0, 1) (NaN included).
     """
     xp = model.xp
     u = xp.asarray(noise, device=model.device)
     D = model.config.D
-    if u.ndim != 2 or u.shape[1] != D:
-        raise ValueError(f"noise must have shape (n, {D}), got {tuple(u.shape)}")
+    if u.ndim != 2 or u.shape[1] != D or n is not None and u.shape[0] != n:
+        raise ValueError(f"noise must have shape ({'n' if n is None else n}, {D}), got {tuple(u.shape)}"
+                         + ("" if n is None else ": give n or noise, or both of the same rows"))
     if backend.dtype_kind(xp, u.dtype) not in "iuf":  # complex (its imaginary part dropped), strings
         raise ValueError(f"noise must hold real numbers in [0, 1), got dtype {u.dtype}")
     if u.size and not bool(xp.all((u >= 0) & (u < 1))):

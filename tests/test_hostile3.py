@@ -117,3 +117,15 @@ def test_a_data_seed_beyond_what_a_checkpoint_stores_is_refused_when_loading():
     with pytest.raises(DataError, match=r"data seed 18446744073709551616 is not allowed: --data-seed must be in "
                                         r"0\.\.9223372036854775807"):
         load_dataset("digits", seed=2**64)
+
+
+@pytest.mark.parametrize("method", ["fast", "naive"])
+def test_n_and_noise_of_other_rows_are_refused(method):
+    """``sample(model, 3, noise=(2, D))`` drew 2 samples, silently ignoring n."""
+    from made_np import sample
+
+    model = MADE(MADEConfig(D=6, hidden=(8,), num_masks=4))
+    u = np.random.default_rng(0).random((2, 6))
+    with pytest.raises(ValueError, match=r"noise must have shape \(3, 6\), got \(2, 6\): give n or noise, or both"):
+        sample(model, 3, noise=u, method=method)
+    assert (sample(model, 2, noise=u, method=method) == sample(model, noise=u, method=method)).all()
