@@ -514,7 +514,7 @@ def read_array(path, what: str = "array") -> np.ndarray:
     """
     p = expand_path(path)
     if not p.exists():
-        raise DataError(f"{what} {p}: no such file")
+        raise DataError(f"{what} {_missing(p)}")
     return _npy(p, f"{what} {p}", " (save it with numpy.save)")
 
 
@@ -549,7 +549,7 @@ def read_table(path, what: str = "array") -> tuple:
     p = expand_path(path)
     label, lines = f"{what} {p}", None
     if not p.exists():
-        raise DataError(f"{label}: no such file")
+        raise DataError(f"{what} {_missing(p)}")
     if p.suffix.lower() == ".npy":
         x = _npy(p, label, " (save it with numpy.save)")
         if x.dtype.kind not in "biuf":

@@ -129,3 +129,17 @@ def test_n_and_noise_of_other_rows_are_refused(method):
     with pytest.raises(ValueError, match=r"noise must have shape \(3, 6\), got \(2, 6\): give n or noise, or both"):
         sample(model, 3, noise=u, method=method)
     assert (sample(model, 2, noise=u, method=method) == sample(model, noise=u, method=method)).all()
+
+
+def test_an_input_through_a_broken_link_is_named_as_such(ckpt, tmp_path):
+    """--input / --observed / --context files behind a dangling link or a loop of links were 'no such
+    file', while the data set loader named the link."""
+    from made_np import DataError, read_array, read_table
+
+    (tmp_path / "loop.npy").symlink_to(tmp_path / "loop.npy")
+    (tmp_path / "gone.csv").symlink_to(tmp_path / "nothing.csv")
+    for read, name in ((read_table, "gone.csv"), (read_table, "loop.npy"), (read_array, "loop.npy")):
+        with pytest.raises(DataError, match=f"--input .*{name}: a symbolic link to a missing file .or a loop of links."):
+            read(tmp_path / name, "--input")
+    one_line_error(run("complete", ckpt, "--input", tmp_path / "loop.npy", "--occlude", "top"), "--input",
+                   "a symbolic link to a missing file")
