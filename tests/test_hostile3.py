@@ -143,3 +143,17 @@ def test_an_input_through_a_broken_link_is_named_as_such(ckpt, tmp_path):
             read(tmp_path / name, "--input")
     one_line_error(run("complete", ckpt, "--input", tmp_path / "loop.npy", "--occlude", "top"), "--input",
                    "a symbolic link to a missing file")
+
+
+def test_a_header_declaring_more_bytes_than_a_float_holds_is_refused(tmp_path):
+    """A shape of a 400-digit int was an OverflowError while wording the refusal (fmt_bytes' float)."""
+    from made_np import DataError, load_dataset
+    from made_np.limits import fmt_bytes
+
+    text = "{'descr': '<i8', 'fortran_order': False, 'shape': (" + "9" * 400 + ", 4), }"
+    text += " " * (63 - (10 + len(text)) % 64) + "\n"
+    (tmp_path / "big.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode() + bytes(64))
+    with pytest.raises(DataError, match=r"big\.npy: header declares shape \(9+, 4\) of int64 \(more than 1e308 bytes\) "
+                                        r"but only 64 bytes follow"):
+        load_dataset(str(tmp_path / "big.npy"))
+    assert (fmt_bytes(10**400), fmt_bytes(1536), fmt_bytes(2**61)) == ("more than 1e308 bytes", "1.5 KiB", "2.0 EiB")
