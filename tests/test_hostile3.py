@@ -157,3 +157,21 @@ def test_a_header_declaring_more_bytes_than_a_float_holds_is_refused(tmp_path):
                                         r"but only 64 bytes follow"):
         load_dataset(str(tmp_path / "big.npy"))
     assert (fmt_bytes(10**400), fmt_bytes(1536), fmt_bytes(2**61)) == ("more than 1e308 bytes", "1.5 KiB", "2.0 EiB")
+
+
+def test_a_data_spec_whose_context_contradicts_the_model_is_refused(tmp_path):
+    """A checkpoint of an unconditional model whose data spec said context 'labels' loaded, and
+    train --resume then failed with a ValueError traceback from inside the training loop."""
+    from made_np import CheckpointError, load_checkpoint
+
+    model = MADE(MADEConfig(D=6, hidden=(8,)))
+    for spec, fragment in (({"spec": "digits", "context": "labels"}, r"'labels' \(string\) does not fit the model's context of width 0: none expected"),
+                           ({"spec": "digits", "context": "bogus"}, r"'bogus' \(string\) does not fit")):
+        with pytest.raises(CheckpointError, match=r"dataset\.context " + fragment):
+            save_checkpoint(tmp_path / "m.npz", model, dataset_spec=spec)
+    conditional = MADE(MADEConfig(D=6, hidden=(8,), context=3))
+    with pytest.raises(CheckpointError, match="context of width 3: labels or file expected"):
+        save_checkpoint(tmp_path / "m.npz", conditional, dataset_spec={"spec": "digits", "context": "none"})
+    assert not (tmp_path / "m.npz").exists()
+    save_checkpoint(tmp_path / "m.npz", conditional, dataset_spec={"spec": "digits", "context": "labels"})
+    assert load_checkpoint(tmp_path / "m.npz")[1]["dataset"]["context"] == "labels"
