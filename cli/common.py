@@ -247,10 +247,11 @@ def load_run(checkpoint, device=None, max_memory=None, *, best: bool = True, out
 
 
 def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
-    """Check an output file before any work: its extension (any case), that it is not a folder,
-    that it is none of the command's ``inputs`` (the checkpoint, data files: writing over one would
-    lose it), and that its folder exists or can be created, and can be written to. Returns the path,
-    to be written under exactly that name (its folder is created only when writing).
+    """Check an output file before any work: its extension (any case), that it is not a folder, a
+    device, a pipe or a socket (links followed), that it is none of the command's ``inputs`` (the
+    checkpoint, data files: writing over one would lose it), and that its folder exists or can be
+    created, and can be written to. Returns the path, to be written under exactly that name (its
+    folder is created only when writing).
 
     Raises
     ------
@@ -262,6 +263,8 @@ def output_path(path, option: str, suffixes: tuple, inputs: tuple = ()) -> Path:
         raise UserError(f"{option} {out}: expected a {' or '.join(suffixes)} file name")
     if out.is_dir():
         raise UserError(f"{option} {out}: is a folder; give a file name")
+    if out.exists() and not out.is_file():  # a rename onto it would replace the device (/dev/null) itself
+        raise UserError(f"{option} {out}: is not a regular file (a device, a pipe or a socket); give a file name")
     for other in inputs:
         if other is not None and _same_file(out, other):
             raise UserError(f"{option} {out}: is an input of this command ({other}); writing it would "

@@ -35,8 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, backend
-from .checks import MAX_SEED, check_int, check_model, describe, is_int, is_real, short
+from .checks import MAX_SEED, check_int, check_model, check_path_name, check_train_config, describe, is_int, is_real, short
 from .config import MAX_EPOCHS, MADEConfig, TrainConfig
+from .data import CONTEXT_SOURCES
 from .heads import HEADS
 from .limits import LimitError, check, layer_widths, model_parts
 from .model import MADE
@@ -99,10 +100,19 @@ def save_checkpoint(path, model: MADE, *, train_config: TrainConfig | None = Non
         The run's own writer may: :func:`made_np.train.fit` resuming it, or a caller inside
         ``run_lock(folder)``.
     ValueError
-        ``model`` is not a MADE.
+        ``model`` is not a MADE, ``train_config`` not a TrainConfig, ``optimizer`` not an optimiser,
+        ``path`` an empty name (a :class:`CheckpointError`: ``best_params`` of other shapes than the model's).
     """
     check_model(model)
+    check_train_config(train_config, "train_config", "")
+    check_path_name(path, "path", "give the checkpoint's file (or its run folder)")
+    if optimizer is not None and not callable(getattr(optimizer, "state_dict", None)):
+        raise ValueError(f"optimizer must be a made_np.optim.Optimizer (or None), got {describe(optimizer)}")
     path = Path(path) / CHECKPOINT_NAME if Path(path).is_dir() else Path(path)  # a run folder: its checkpoint
+    shapes, expected = [tuple(np.shape(b)) for b in best_params or ()], [tuple(p.shape) for p in model.params]
+    if best_params is not None and shapes != expected:  # load_checkpoint would refuse them
+        raise CheckpointError(f"{path}: not written: best_params have shapes {shapes}, the model's parameters "
+                              f"({', '.join(model.param_names)}) {expected}")
     live = (path.parent / LOCK_NAME).exists() and not _holds(path.parent)
     why = other_run(path, own=path.parent)
     with run_lock(path.parent) if live else contextlib.nullcontext():  # refused while another run holds it
@@ -260,16 +270,20 @@ def _check_meta(p: Path, meta: dict):
 
 
 def _check_dataset_spec(where: str, spec, cfg: MADEConfig) -> None:
-    """Types of the ``dataset`` spec, and its D, classes and image shape against the model's."""
+    """Types of the ``dataset`` spec, and its D, classes, image shape and context against the model's."""
     if spec is None:
         return
     for key, kind in _DATASET_KEYS.items():
         value = spec.get(key)
         if value is not None and not (is_int(value) if kind is int else isinstance(value, kind)):
             raise CheckpointError(f"{where}: dataset.{key} must be {kind.__name__} or null, got {describe(value)}")
-    seed, D, classes, shape, sizes = (spec.get(k) for k in ("seed", "D", "classes", "image_shape", "sizes"))
+    seed, D, classes, shape, sizes, context = (spec.get(k) for k in ("seed", "D", "classes", "image_shape", "sizes",
+                                                                     "context"))
     for ok, message in (
             (seed is None or 0 <= seed <= MAX_SEED, f"dataset.seed must be in 0..{MAX_SEED}, got {seed}"),
+            (context is None or context in CONTEXT_SOURCES and (context != "none") == bool(cfg.context),
+             f"dataset.context {describe(context)} does not fit the model's context of width {cfg.context}: "
+             f"{'labels or file' if cfg.context else 'none'} expected"),
             (D is None or D == cfg.D, f"dataset.D = {D} but the model has D = {cfg.D}"),
             (classes is None or classes == cfg.classes,
              f"dataset.classes = {classes} but the model has {cfg.classes} classes"),

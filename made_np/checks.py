@@ -180,6 +180,20 @@ def check_state(model, state: dict) -> None:
 
 # --------------------------------------------------------------------------- data
 
+def check_unmasked(x, name: str = "x") -> None:
+    """Refuse a masked array (:mod:`numpy.ma`) with masked entries: made an array, it loses its mask,
+    and the values under the mask would be read as data.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the count of masked entries and the fix (``x.filled(np.nan)``: missing entries).
+    """
+    if isinstance(x, np.ma.MaskedArray) and np.ma.getmaskarray(x).any():
+        raise ValueError(f"{name} is a masked array with {int(np.ma.getmaskarray(x).sum())} masked entries, whose "
+                         "values would be read as data: pass x.filled(np.nan) to mark them missing (NaN), or drop them")
+
+
 def check_rows(model, x, name: str = "x"):
     """``x`` as an array on the model's device of shape (N, D) and a real or integer dtype, its
     values unchecked (:func:`check_data` checks them; :func:`check_missing` first finds the NaN).
@@ -187,10 +201,11 @@ def check_rows(model, x, name: str = "x"):
     Raises
     ------
     ValueError
-        Naming ``name``: not an array or list of rows, ragged rows, a shape other than (N, D), or
-        a dtype that holds no numbers (strings, objects, complex).
+        Naming ``name``: not an array or list of rows, ragged rows, a shape other than (N, D), a
+        dtype that holds no numbers (strings, objects, complex), or masked entries (:func:`check_unmasked`).
     """
     xp, c = model.xp, model.config
+    check_unmasked(x, name)
     if not (hasattr(x, "__array__") or hasattr(x, "__cuda_array_interface__") or isinstance(x, (list, tuple))):
         fix = ": pass x.toarray()" if hasattr(x, "toarray") else " (a generator or iterator: make it a list or an array)"
         raise ValueError(f"{name} must be an array of shape (N, {c.D}) (NumPy, CuPy, or a list of rows), "
@@ -407,6 +422,7 @@ def check_dataset(model, dataset) -> tuple:
         if x is None:
             raise ValueError(f"dataset must have .train and .valid arrays (N, D), e.g. a made_np.data.Dataset; "
                              f"it has no .{split}")
+        check_unmasked(x, f"dataset.{split}")
         shape = getattr(x, "shape", None)
         if shape is None or len(shape) != 2 or shape[0] == 0:
             raise ValueError(f"dataset.{split} must be a non-empty array (N, D), got "
@@ -488,34 +504,48 @@ def check_callable(name: str, fn) -> None:
         raise ValueError(f"{name} must be a function (or None), got {short(fn)}")
 
 
+def check_train_config(cfg, name: str = "cfg", none: str = " for the recipe") -> None:
+    """``cfg`` is None or a :class:`made_np.config.TrainConfig` (a dict is named with its fix)."""
+    if cfg is not None and type(cfg).__name__ != "TrainConfig":
+        fix = ": build one with TrainConfig.from_dict(d)" if isinstance(cfg, dict) else ""
+        raise ValueError(f"{name} must be a made_np.TrainConfig (or None{none}), got {type(cfg).__name__}{fix}")
+
+
+def check_path_name(path, name: str, fix: str) -> None:
+    """``path`` is not an empty (or blank) name, which a path would take for the current folder."""
+    if not str(path).strip():
+        raise ValueError(f"{name} is an empty name; {fix}")
+
+
 def check_fit_arguments(model, cfg, out_dir, callback, progress=None, dataset_spec=None) -> None:
     """What :func:`made_np.train.fit` is given, before anything is allocated or written: the kinds
     of its arguments."""
     check_model(model)
-    if cfg is not None and type(cfg).__name__ != "TrainConfig":
-        raise ValueError(f"cfg must be a made_np.TrainConfig (or None for the recipe), got {type(cfg).__name__}")
+    check_train_config(cfg)
     check_callable("callback", callback)  # not after the first epoch
     check_callable("progress", progress)
     if dataset_spec is not None and not isinstance(dataset_spec, dict):
         raise ValueError(f"dataset_spec must be a dict such as {{'spec': 'digits', 'path': None, 'seed': 0}} (or None), "
                          f"got {short(dataset_spec)}")
-    if out_dir is not None and not str(out_dir).strip():
-        raise ValueError("out_dir is an empty name; give the run folder, or None to write nothing")
+    if out_dir is not None:
+        check_path_name(out_dir, "out_dir", "give the run folder, or None to write nothing")
 
 
-def check_noise(model, noise):
-    """Given uniform noise (n, D), values in [0, 1) indexed by variable, on the model's device.
+def check_noise(model, noise, n: int | None = None):
+    """Given uniform noise (n, D), values in [0, 1) indexed by variable, on the model's device; ``n``,
+    when given too, its number of rows.
 
     Raises
     ------
     ValueError
-        Noise of another shape or with values outside [0, 1) (NaN included).
+        Noise of another shape (or rows other than ``n``) or with values outside [0, 1) (NaN included).
     """
     xp = model.xp
     u = xp.asarray(noise, device=model.device)
     D = model.config.D
-    if u.ndim != 2 or u.shape[1] != D:
-        raise ValueError(f"noise must have shape (n, {D}), got {tuple(u.shape)}")
+    if u.ndim != 2 or u.shape[1] != D or n is not None and u.shape[0] != n:
+        raise ValueError(f"noise must have shape ({'n' if n is None else n}, {D}), got {tuple(u.shape)}"
+                         + ("" if n is None else ": give n or noise, or both of the same rows"))
     if backend.dtype_kind(xp, u.dtype) not in "iuf":  # complex (its imaginary part dropped), strings
         raise ValueError(f"noise must hold real numbers in [0, 1), got dtype {u.dtype}")
     if u.size and not bool(xp.all((u >= 0) & (u < 1))):

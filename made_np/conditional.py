@@ -57,7 +57,7 @@ import numpy as np
 
 from . import backend, limits, sampling
 from .checks import (MAX_SEED, check_callable, check_choice, check_context, check_data, check_int, check_missing,
-                     check_model)
+                     check_model, check_unmasked)
 from .config import MAX_EVAL_MASKS
 from .heads import logsumexp
 from .masks import MaskSet, hidden_degrees, input_ordering, maskset_of
@@ -223,6 +223,7 @@ def _inputs(model, x, observed, read_missing: bool = True):
     (-1, 255, NaN): they are set to class 0, which observed-first masks never read for
     ``p_k(x_o)`` and the sampler overwrites; otherwise every entry must be a value of the model."""
     xp, c = model.xp, model.config
+    check_unmasked(x)  # before asarray drops the mask
     obs = np.asarray(backend.to_host(observed))
     x = xp.asarray(x, device=model.device)
     if obs.ndim != 2 or obs.shape[1] != c.D or tuple(x.shape) != obs.shape:

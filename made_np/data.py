@@ -59,7 +59,7 @@ import numpy as np
 from .backend import to_host
 from .download import (AMAT_FILES, DIST_FILE, MNIST_FILE, SOURCES, SPLIT_KEYS, _REFETCH_FIX, _verify_cached_table,
                        _verify_mnist, cache_dir, fetch, fetch_binarized_mnist)  # noqa: F401 (made_np.data.fetch)
-from .checks import is_int
+from .checks import MAX_SEED, is_int
 from .npyio import DataError, expand_path, magic, read_csv, read_npy, read_npz, read_text_matrix
 
 CONTEXT_KEYS = ("train_context", "valid_context", "test_context")
@@ -514,7 +514,7 @@ def read_array(path, what: str = "array") -> np.ndarray:
     """
     p = expand_path(path)
     if not p.exists():
-        raise DataError(f"{what} {p}: no such file")
+        raise DataError(f"{what} {_missing(p)}")
     return _npy(p, f"{what} {p}", " (save it with numpy.save)")
 
 
@@ -549,7 +549,7 @@ def read_table(path, what: str = "array") -> tuple:
     p = expand_path(path)
     label, lines = f"{what} {p}", None
     if not p.exists():
-        raise DataError(f"{label}: no such file")
+        raise DataError(f"{what} {_missing(p)}")
     if p.suffix.lower() == ".npy":
         x = _npy(p, label, " (save it with numpy.save)")
         if x.dtype.kind not in "biuf":
@@ -862,7 +862,7 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
     Raises
     ------
     DataError
-        Negative seed, unknown name, missing file, not a regular file (FIFO,
+        A seed outside 0..MAX_SEED, unknown name, missing file, not a regular file (FIFO,
         device), unreadable format or a header that declares more data than
         the file holds, pickled objects, missing key, array not 2-D, zero rows
         or columns, splits of different widths; in integer data NaN/inf; a binarized-mnist file
@@ -876,8 +876,8 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
     spec = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
     if not isinstance(spec, str):
         raise DataError(f"the data set must be a name ({', '.join(NAMES)}) or a path, got {spec!r}")
-    if not is_int(seed) or seed < 0:
-        raise DataError(f"data seed {seed!r} is not allowed: --data-seed must be >= 0 (an integer seed of "
+    if not is_int(seed) or not 0 <= seed <= MAX_SEED:  # a checkpoint refuses larger seeds in its data spec
+        raise DataError(f"data seed {seed!r} is not allowed: --data-seed must be in 0..{MAX_SEED} (an integer seed of "
                         "numpy.random.default_rng for the shuffles, splits and 2-D samples)")
     context = "none" if context is None else str(context).lower()
     if context not in CONTEXT_SOURCES:

@@ -30,7 +30,7 @@ except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
                       "upgrade with: pip install -U scikit-learn") from exc
 
 from . import backend
-from .checks import check_choice, check_data_or_missing, check_int
+from .checks import check_choice, check_data_or_missing, check_int, check_unmasked
 from .conditional import DISCRETE_ESTIMATES, Imputation, impute as _impute
 from .data import find_discrete_columns, is_real
 from .config import MAX_CLASSES, MAX_EVAL_MASKS, UNLIMITED, MADEConfig, TrainConfig
@@ -238,6 +238,7 @@ class MADEDensity(BaseEstimator):
     def _check_X(self, X, reset: bool) -> np.ndarray:
         """Validate ``X`` and return it as a C-contiguous integer array (uint8, int32 or int64), or
         float64 for real-valued data (fractions in a float ``X`` in :meth:`fit`, a real head)."""
+        check_unmasked(X, "X")
         X = _dense(validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite=False,
                                  accept_sparse=("csr", "csc", "coo"), ensure_min_samples=2 if reset else 1))
         bad = np.argwhere(~np.isfinite(X)) if X.dtype.kind in "fc" else ()
@@ -516,6 +517,7 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
         :meth:`fit` (``reset``) no row all missing."""
         if reset:  # a parameter of transform, checked at fit as the others are
             check_choice("discrete", self.discrete, DISCRETE_ESTIMATES)
+        check_unmasked(X, "X")
         X = _dense(validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan",
                                  accept_sparse=("csr", "csc", "coo"), ensure_min_samples=2 if reset else 1))
         if X.dtype.kind == "c":

@@ -61,7 +61,9 @@ class LimitError(ValueError):
 
 
 def fmt_bytes(n: float) -> str:
-    """``1536`` -> ``"1.5 KiB"``; binary units up to EiB."""
+    """``1536`` -> ``"1.5 KiB"``; binary units up to EiB (an int beyond float's range: ``"more than 1e308 bytes"``)."""
+    if n > 1e308:  # a file header may declare any integer: float(n) would raise
+        return "more than 1e308 bytes"
     n = float(n)
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n < 1024:

@@ -5,8 +5,8 @@ Data sets (:mod:`made_np.data`, :mod:`made_np.download`) and checkpoints
 
 * only regular files are opened (a FIFO blocks ``open``, a device can be endless);
 * ``.npy`` headers, alone or inside an ``.npz``, are read and checked before any data:
-  Python objects (pickles) are refused, and so is a declared size larger than what the
-  file (or the zip member) holds, or than the memory limit (:func:`made_np.limits.memory_limit`);
+  Python objects (pickles) are refused, and so is a declared size other than what the
+  file (or the zip member) holds, or larger than the memory limit (:func:`made_np.limits.memory_limit`);
 * a zip member names its compression (stored or deflate, as NumPy writes) and a size that
   deflate can reach; an ``.npz`` naming an entry twice is refused (which one would be read?);
 * a text matrix is refused when parsing it would need more than the memory limit.
@@ -144,8 +144,8 @@ def read_npy_header(fp):
 
 def _npy_header(open_, size: int, where: str, error, fix: str):
     """``(shape, dtype)`` of the ``.npy`` stream that ``open_()`` opens (``size`` bytes, named ``where``),
-    checked: no Python objects, no more bytes than the stream holds or than the memory limit
-    allows. Nothing else is read."""
+    checked: no Python objects, exactly the bytes the stream holds (a shape that reads less would
+    silently drop the rest), no more than the memory limit allows. Nothing else is read."""
     try:
         with open_() as fp:
             shape, _, dtype = read_npy_header(fp)
@@ -156,9 +156,9 @@ def _npy_header(open_, size: int, where: str, error, fix: str):
         raise error(f"{where}: cannot read: it holds Python objects (dtype {dtype}); pickled "
                     f"data is refused for safety, save numeric arrays instead")
     declared = math.prod(shape) * dtype.itemsize
-    if declared > left:
-        raise error(f"{where}: header declares shape {tuple(shape)} of {dtype} ({fmt_bytes(declared)}) but only "
-                    f"{fmt_bytes(max(left, 0))} follow: truncated or corrupt; {fix}")
+    if declared != left:  # fewer bytes: truncated; more: a shape that reads only part of the data
+        raise error(f"{where}: header declares shape {tuple(shape)} of {dtype} ({fmt_bytes(declared)}) but "
+                    f"{'only ' if declared > left else ''}{fmt_bytes(max(left, 0))} follow: truncated or corrupt; {fix}")
     check_memory(declared, where, f"its array of shape {tuple(shape)}", error)
     return tuple(shape), dtype
 

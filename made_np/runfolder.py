@@ -57,13 +57,17 @@ class RunLockedError(RunFolderError):
 
 def _write_target(path: Path) -> Path:
     """The file a write to ``path`` replaces: ``path``, or the regular file (existing or not) that
-    the symbolic link ``path`` leads to. A loop of links, or a link to a folder, a device or a
-    pipe, is an ``OSError`` naming ``path`` (a rename would replace the device itself); a link into
-    another run's folder is a :class:`RunFolderError` (:func:`other_run`)."""
+    the symbolic link ``path`` leads to. A loop of links, or ``path`` or a link to a folder, a
+    device, a pipe or a socket, is an ``OSError`` naming ``path`` (a rename would replace the
+    device itself: ``/dev/null``); a link into another run's folder is a :class:`RunFolderError`
+    (:func:`other_run`)."""
     why = other_run(path)
     if why:
         raise RunFolderError(f"{path}: {why}")
     if not path.is_symlink():
+        if path.exists() and not path.is_file():
+            raise OSError(errno.EINVAL, "not a regular file (a folder, a device, a pipe or a socket), which a "
+                                        "write would replace", str(path))
         return path
     try:
         target = Path(os.path.realpath(path, strict=True))

@@ -56,7 +56,7 @@ def noise_for(model, n, noise, seed, blocked: bool = False):
     seed = check_seed(seed)
     n = None if n is None else check_int("n", n, 0)
     if noise is not None:
-        return check_noise(model, noise)
+        return check_noise(model, noise, n)
     if n is None:
         raise ValueError("give n (the number of samples) or noise (n, D)")
     limits.check_api(limits.sample_parts(model.config, n, "n =", blocked=blocked))
@@ -77,7 +77,7 @@ def sample_naive(model, n: int | None = None, *, noise=None, seed: int | None = 
     ----------
     model : made_np.model.MADE
     n : int
-        Number of samples (ignored when ``noise`` is given; required otherwise).
+        Number of samples (required without ``noise``; with it, its number of rows).
     noise : array on ``model.xp``, shape (n, D), float, optional
         Uniform noise in [0, 1), indexed by variable: variable ``d`` is drawn from column
         ``d``. Drawn from ``seed`` when absent (float64, :func:`draw_noise`).
@@ -178,7 +178,7 @@ def sample(model, n: int | None = None, *, noise=None, seed: int | None = None,
     ----------
     model : made_np.model.MADE
     n : int
-        Number of samples (ignored when ``noise`` is given).
+        Number of samples (when ``noise`` is given too, its number of rows).
     noise : array, shape (n, D), optional
         Uniform noise in [0, 1), indexed by variable; drawn from ``seed`` when absent.
     seed : int, optional

@@ -25,7 +25,7 @@ import numpy as np
 from . import backend
 from .checkpoint import check_info, check_resume_state, finished_run_blocker, save_checkpoint
 from .checks import (check_choice, check_context, check_data_or_missing, check_dataset, check_fit_arguments,
-                     check_int, check_mask_index, check_model, check_real_columns, observed_entries)
+                     check_int, check_mask_index, check_model, check_real_columns, check_unmasked, observed_entries)
 from .config import ENGINES, MAX_EVAL_MASKS, TrainConfig
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
 from .model import MADE
@@ -127,6 +127,7 @@ def evaluate(model: MADE, x, *, ensemble: bool | None = None, eval_masks: int | 
     eval_masks = None if eval_masks is None else check_int("eval_masks", eval_masks, 1, MAX_EVAL_MASKS)
     batch_size = check_int("batch_size", batch_size, 1)
     single = check_mask_index(mask_index, model.config.num_masks)  # checked even when the ensemble is scored
+    check_unmasked(x)  # before to_device drops the mask
     x, observed = check_data_or_missing(model, backend.to_device(x, model.xp, device=model.device))
     if x.shape[0] == 0:
         raise ValueError("evaluate: x has no rows (a mean NLL needs at least one example)")

@@ -418,7 +418,7 @@ def test_wrong_file_for_binarized_mnist(tmp_path):
 
 @pytest.mark.parametrize("spec", ["digits", "2d", "mnist", "some.npz"])
 def test_negative_seed_names_the_data_seed(spec):
-    with pytest.raises(DataError, match=r"data seed -1 .*--data-seed must be >= 0"):
+    with pytest.raises(DataError, match=r"data seed -1 .*--data-seed must be in 0\.\."):
         load_dataset(spec, seed=-1)
 
 

@@ -103,7 +103,7 @@ def sample_fast(model, n: int | None = None, *, noise=None, seed: int | None = N
         Any head, input encoding, ordering, depth, activation, with or without direct
         connections or a context.
     n : int
-        Number of samples (ignored when ``noise`` is given; required otherwise).
+        Number of samples (required without ``noise``; with it, its number of rows).
     noise : array on ``model.xp``, shape (n, D), float, optional
         Uniform noise in [0, 1), indexed by variable; drawn from ``seed`` when absent
         (float64, :func:`made_np.sampling.draw_noise`).
