@@ -1,5 +1,7 @@
 """Hostile and careless inputs found by review: each case once gave a traceback, lost a file, or
 wrote something other than what was printed (CliRunner, tiny runs on small generated data)."""
+import importlib.util
+
 import numpy as np
 import pytest
 from conftest import one_line_error, run_cli as run
@@ -510,3 +512,15 @@ def test_the_hostile_inputs_of_this_round_are_one_valueerror_each():
         load_checkpoint("nowhere", memory_limit="2G")
     with pytest.raises(ValueError, match="dataset_spec must be a dict"):
         fit(model, None, dataset_spec="digits")
+
+
+@pytest.mark.parametrize("value, fused", [("abc", None), ("2", None), (" 1 ", True), ("0", False)])
+def test_the_fused_kernels_variable_is_0_or_1(value, fused, monkeypatch):
+    """$MADE_NP_FUSED=abc turned the kernels on silently (anything but "0" did)."""
+    from made_np.fast.kernels import fused_kernels
+    monkeypatch.setenv("MADE_NP_FUSED", value)
+    if fused is None:
+        with pytest.raises(ValueError, match=r"\$MADE_NP_FUSED must be 0 or 1"):
+            fused_kernels(np)
+    else:
+        assert (fused_kernels(np) is not None) == fused or fused and importlib.util.find_spec("numexpr") is None

@@ -38,9 +38,17 @@ def fused_kernels(xp, enabled: bool | None = None):
     object or None
         An object with ``adam(p, g, m, v, beta1, beta2, step, eps, weight_decay)``,
         ``adagrad(p, g, s, lr, eps, weight_decay)`` updating ``p``, ``m``, ``v``, ``s`` in place.
+
+    Raises
+    ------
+    ValueError
+        ``$MADE_NP_FUSED`` other than 0 or 1.
     """
     if enabled is None:
-        enabled = os.environ.get("MADE_NP_FUSED", "0" if xp is np else "1") != "0"
+        value = os.environ.get("MADE_NP_FUSED", "0" if xp is np else "1").strip()
+        if value not in ("0", "1"):
+            raise ValueError(f"$MADE_NP_FUSED must be 0 or 1, got {value[:20]!r}: unset it, or 1 for the fused kernels")
+        enabled = value == "1"
     if not enabled:
         return None
     key = backend.device_of(xp)
