@@ -350,3 +350,18 @@ def test_marginals_and_completions_report_their_progress_by_pattern():
         done = []
         call(done.append)
         assert sorted(done) == [1, 2, 3]
+
+
+def test_completions_of_an_improbable_observed_value_choose_their_masks_without_underflow():
+    """Observed x_0 = 1000 standard deviations out gives log p_k(x_o) near -5e5 under every mask: the mixture
+    weights w_k are taken relative to the largest (exp(-5e5) underflows to 0), so the completions are
+    finite and the marginal is the ensemble's."""
+    model = MADE(MADEConfig(D=2, hidden=(6,), classes=0, head="gaussian", input_encoding="raw", num_masks=0,
+                            order_agnostic=True, dtype="float64", seed=2))
+    randomize_weights(model, 2)
+    x = np.array([[1000.0, 0.0]])
+    obs = np.array([[True, False]])
+    comps, log_px_o = complete(model, x, obs, n=5, masks=3, seed=0)
+    assert np.all(np.isfinite(comps)) and np.all(comps[0, :, 0] == 1000.0)
+    assert float(log_px_o[0]) < -1e4
+    assert float(log_px_o[0]) == pytest.approx(float(log_marginal(model, x, obs, masks=3, seed=0)[0]), rel=1e-12)

@@ -188,7 +188,8 @@ def test_gaussian_draw_is_the_inverse_cdf_of_its_noise():
 
 def test_mixture_is_unchanged_by_a_constant_added_to_its_weight_logits():
     """The weights are a softmax: adding 1000 to every weight logit (exp(1000) overflows) changes neither the
-    NLL, nor the gradient, nor a draw."""
+    NLL, nor the gradient (the reference's and the fused head's), nor a draw."""
+    from made_np.fast.kernels import fast_head
     h = MixtureHead(np, 0, 3)
     rng = np.random.default_rng(4)
     z = rng.normal(size=(5, 2 * 9))  # two variables, K = 3
@@ -201,6 +202,9 @@ def test_mixture_is_unchanged_by_a_constant_added_to_its_weight_logits():
     np.testing.assert_allclose(nll_s, nll, rtol=1e-12)
     np.testing.assert_allclose(g_s, g, atol=1e-12)
     np.testing.assert_allclose(h.nll(shifted, x), nll, rtol=1e-12)
+    nll_f, g_f = fast_head(h).nll_and_grad(shifted, x)
+    np.testing.assert_allclose(nll_f, nll, rtol=1e-12)
+    np.testing.assert_allclose(g_f, g, atol=1e-12)
     u = rng.random((5, 2))
     np.testing.assert_allclose(h.sample(shifted, u), h.sample(z, u), rtol=1e-9)
 
