@@ -365,3 +365,19 @@ def test_completions_of_an_improbable_observed_value_choose_their_masks_without_
     assert np.all(np.isfinite(comps)) and np.all(comps[0, :, 0] == 1000.0)
     assert float(log_px_o[0]) < -1e4
     assert float(log_px_o[0]) == pytest.approx(float(log_marginal(model, x, obs, masks=3, seed=0)[0]), rel=1e-12)
+
+
+def test_each_of_the_k_masks_of_a_pattern_is_drawn_from_its_own_stream():
+    """Mask k of an order-agnostic model is ``observed_first_maskset(model, row, host_rng(seed, k))``: K
+    different observed-first orderings, not K copies of the first (which would make the mixture one mask)."""
+    from made_np.backend import host_rng
+
+    model = MADE(MADEConfig(D=6, hidden=(8,), num_masks=0, order_agnostic=True, seed=3))
+    row = np.array([True, False, True, False, False, True])
+    sets = completion_masksets(model, row, masks=4, seed=7)
+    for k, ms in enumerate(sets):
+        want = observed_first_maskset(model, row, host_rng(7, k))
+        assert np.array_equal(ms.ordering, want.ordering)
+        assert all(np.array_equal(a, b) for a, b in zip(ms.degrees, want.degrees))
+        assert set(np.flatnonzero(ms.ordering <= 3)) == {0, 2, 5}  # the observed variables first
+    assert len({ms.ordering.tobytes() for ms in sets}) > 1
