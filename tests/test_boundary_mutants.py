@@ -188,3 +188,17 @@ def test_thread_policy_puts_numexprs_threads_back():  # TH3
     with thread_policy(1):
         pass
     assert numexpr.set_num_threads(2) == 2
+
+
+def test_the_largest_seed_is_accepted():  # mutate3 K27: the bound moved by one refused 2**63 - 1
+    model = bank()
+    a = sample(model, 2, seed=2**63 - 1, method="naive")
+    assert a.shape == (2, 5) and np.array_equal(a, sample(model, 2, seed=2**63 - 1, method="naive"))
+    assert np.array_equal(sample_naive(model, 2, seed=2**63 - 1), sample_naive(model, noise=draw_noise(2, 5, 2**63 - 1, np)))
+
+
+def test_a_given_prefix_of_too_few_rows_is_refused_with_the_shape():  # mutate3 K29: an IndexError instead
+    model = bank()
+    for sampler in (sample_naive, sample_fast):
+        with pytest.raises(ValueError, match=r"given must have shape \(3, 5\) when n_given > 0, got \(2, 5\)"):
+            sampler(model, noise=draw_noise(3, 5, 0, np), given=np.zeros((2, 5), dtype=np.uint8), n_given=2)

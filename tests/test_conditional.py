@@ -350,3 +350,34 @@ def test_marginals_and_completions_report_their_progress_by_pattern():
         done = []
         call(done.append)
         assert sorted(done) == [1, 2, 3]
+
+
+def test_completions_of_an_improbable_observed_value_choose_their_masks_without_underflow():
+    """Observed x_0 = 1000 standard deviations out gives log p_k(x_o) near -5e5 under every mask: the mixture
+    weights w_k are taken relative to the largest (exp(-5e5) underflows to 0), so the completions are
+    finite and the marginal is the ensemble's."""
+    model = MADE(MADEConfig(D=2, hidden=(6,), classes=0, head="gaussian", input_encoding="raw", num_masks=0,
+                            order_agnostic=True, dtype="float64", seed=2))
+    randomize_weights(model, 2)
+    x = np.array([[1000.0, 0.0]])
+    obs = np.array([[True, False]])
+    comps, log_px_o = complete(model, x, obs, n=5, masks=3, seed=0)
+    assert np.all(np.isfinite(comps)) and np.all(comps[0, :, 0] == 1000.0)
+    assert float(log_px_o[0]) < -1e4
+    assert float(log_px_o[0]) == pytest.approx(float(log_marginal(model, x, obs, masks=3, seed=0)[0]), rel=1e-12)
+
+
+def test_each_of_the_k_masks_of_a_pattern_is_drawn_from_its_own_stream():
+    """Mask k of an order-agnostic model is ``observed_first_maskset(model, row, host_rng(seed, k))``: K
+    different observed-first orderings, not K copies of the first (which would make the mixture one mask)."""
+    from made_np.backend import host_rng
+
+    model = MADE(MADEConfig(D=6, hidden=(8,), num_masks=0, order_agnostic=True, seed=3))
+    row = np.array([True, False, True, False, False, True])
+    sets = completion_masksets(model, row, masks=4, seed=7)
+    for k, ms in enumerate(sets):
+        want = observed_first_maskset(model, row, host_rng(7, k))
+        assert np.array_equal(ms.ordering, want.ordering)
+        assert all(np.array_equal(a, b) for a, b in zip(ms.degrees, want.degrees))
+        assert set(np.flatnonzero(ms.ordering <= 3)) == {0, 2, 5}  # the observed variables first
+    assert len({ms.ordering.tobytes() for ms in sets}) > 1

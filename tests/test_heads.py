@@ -95,6 +95,14 @@ def test_bernoulli_sample_thresholds():
     assert head.sample(z[:, 4:], np.array([[0.7501]])).tolist() == [[0]]
 
 
+def test_bernoulli_thresholds_are_the_logits_of_u_and_finite_at_zero():
+    """``t = log u - log1p(-u)``; u = 0 is clipped to the smallest normal double (t = -708.4), not -inf with
+    a divide-by-zero warning."""
+    t = BernoulliHead(np).thresholds(np.array([0.0, 0.25, 0.5, 0.75]))
+    tiny = 2.2250738585072014e-308
+    np.testing.assert_allclose(t, [math.log(tiny), -math.log(3.0), 0.0, math.log(3.0)], rtol=1e-15, atol=1e-15)
+
+
 # --------------------------------------------------------------------------- categorical
 
 
@@ -167,6 +175,15 @@ def test_categorical_inverse_cdf_sampling_on_fixed_u():
     assert head.sample(z3[:, 3:], np.array([[0.25]])).tolist() == [[1]]
     assert head.sample(z3[:, 3:], np.array([[0.75]])).tolist() == [[2]]
     assert head.sample(z3[:, 3:], np.array([[0.0]])).tolist() == [[0]]
+
+
+def test_categorical_draw_stays_a_class_when_float32_probabilities_sum_below_u():
+    """float32 softmax probabilities (0.7434, 0.2548, 1.8e-3) sum to 1 - 1.2e-7: a u above that sum draws the
+    last class (C - 1), not the class index C."""
+    head = CategoricalHead(np, 3)
+    z = np.array([[3.9120001792907715, 2.841242790222168, -2.111205816268921]], dtype=np.float32)
+    assert float(np.cumsum(np.exp(head.log_softmax(z)))[-1]) < 1 - 1e-7
+    assert head.sample(z, np.array([[1 - 1e-9]])).tolist() == [[2]]
 
 
 def test_make_head_and_errors():

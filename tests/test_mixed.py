@@ -149,6 +149,15 @@ def test_draws_of_a_discrete_column_follow_its_conditional():
     assert np.all(np.abs(freq - p) < 4 * np.sqrt(p * (1 - p) / n) + 1e-9)
 
 
+def test_a_discrete_draw_on_a_cumulative_probability_takes_the_next_level():
+    """The inverse CDF over a column's levels (as the categorical head's): the first level whose cumulative
+    probability exceeds u, so u = 1/2 of two equal logits draws the second level, and u just below it the first."""
+    head = MixedHead(np, 0, 1, D=2, discrete_columns=(1,), levels=((1.0, 2.0),))
+    z = np.zeros((3, 3))  # one variable's R = 3 outputs: the two level logits (equal) and an unused one
+    u = np.array([[np.nextafter(0.5, 0)], [0.5], [0.75]])
+    assert head.sample_at(z, u, [1])[:, 0].tolist() == [1.0, 2.0, 2.0]
+
+
 @pytest.mark.parametrize("direct", [False, True])
 @pytest.mark.parametrize("num_masks", [1, 3])
 def test_fast_sampler_equals_the_naive_one_for_the_same_noise(direct, num_masks):

@@ -62,3 +62,13 @@ def test_the_model_and_config_take_the_option():
         MADEConfig(D=3, orderings="blocks")
     with pytest.raises(MaskError, match="bank orderings"):
         draw_masks(3, (), index=1, order_agnostic=True, orderings="blocks")
+
+
+def test_segment_orderings_cut_inside_and_put_either_end_first():
+    """The cut lies in 1..D-1 (never a uniform permutation: a cut at 0 would put every variable in one
+    'segment'), and a fair coin puts the segment of variable 0 or the one of variable D-1 first."""
+    rng = np.random.default_rng(0)
+    orders = [segment_ordering(5, rng) for _ in range(400)]
+    assert all(segment_first(m0) for m0 in orders)
+    zero_first = np.mean([m0[0] < m0[-1] for m0 in orders])  # variable 0 before variable D-1: its segment led
+    assert 0.4 < zero_first < 0.6

@@ -176,6 +176,39 @@ def test_mixture_draws_follow_the_mixture_cdf():
     assert h.nll(z[:1], np.array([[0.7]]))[0] == pytest.approx(-np.log(dens), rel=1e-12)
 
 
+def test_gaussian_draw_is_the_inverse_cdf_of_its_noise():
+    """``x = mu + sigma Phi^-1(u)``: increasing in u (u = 0.975 gives mu + 1.96 sigma, not mu - 1.96 sigma)."""
+    h = GaussianHead(np, 0)
+    raw = LOG_SCALE_BOUND * np.arctanh(np.log(0.3) / LOG_SCALE_BOUND)  # sigma = 0.3
+    u = np.array([[0.025], [0.5], [0.975]])
+    x = h.sample(np.tile([[1.5, raw]], (3, 1)), u)[:, 0]
+    np.testing.assert_allclose(x, 1.5 + 0.3 * norm.ppf(u[:, 0]), rtol=1e-12)
+    assert x[2] == pytest.approx(1.5 + 0.3 * 1.959963984540054, rel=1e-12)
+
+
+def test_mixture_is_unchanged_by_a_constant_added_to_its_weight_logits():
+    """The weights are a softmax: adding 1000 to every weight logit (exp(1000) overflows) changes neither the
+    NLL, nor the gradient (the reference's and the fused head's), nor a draw."""
+    from made_np.fast.kernels import fast_head
+    h = MixtureHead(np, 0, 3)
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(5, 2 * 9))  # two variables, K = 3
+    x = rng.normal(size=(5, 2))
+    shifted = z.copy()
+    for d in range(2):
+        shifted[:, 9 * d:9 * d + 3] += 1000.0
+    nll, g = h.nll_and_grad(z, x)
+    nll_s, g_s = h.nll_and_grad(shifted, x)
+    np.testing.assert_allclose(nll_s, nll, rtol=1e-12)
+    np.testing.assert_allclose(g_s, g, atol=1e-12)
+    np.testing.assert_allclose(h.nll(shifted, x), nll, rtol=1e-12)
+    nll_f, g_f = fast_head(h).nll_and_grad(shifted, x)
+    np.testing.assert_allclose(nll_f, nll, rtol=1e-12)
+    np.testing.assert_allclose(g_f, g, atol=1e-12)
+    u = rng.random((5, 2))
+    np.testing.assert_allclose(h.sample(shifted, u), h.sample(z, u), rtol=1e-9)
+
+
 @pytest.mark.parametrize("head", HEADS)
 def test_draws_at_the_edges_of_the_noise_are_finite(head):
     h = make_head(head, np, 0, 3)

@@ -301,3 +301,16 @@ def test_the_strict_device_draws_the_samples_numpy_draws(head, classes, encoding
             out.append(stand.get(sample(model, 50, seed=3, method="naive", context=stand.put(y))))
     assert out[0].dtype == out[1].dtype and np.unique(out[0], axis=0).shape[0] > 5
     np.testing.assert_allclose(out[1], out[0], rtol=1e-12, atol=0)
+
+
+def test_the_given_value_at_the_last_given_position_is_checked():
+    """``n_given = k`` reads the variables at positions 1..k, so a value outside the classes at position k
+    itself (the others valid) is refused, by both samplers, before anything is drawn."""
+    model = MADE(MADEConfig(D=5, hidden=(8,), ordering="random", seed=4, dtype="float64"))
+    k = 3
+    given = np.zeros((2, 5), dtype=np.int64)
+    given[:, int(np.flatnonzero(model.mask(0)[0].ordering == k)[0])] = 2  # the variable at position k
+    for sampler in (sample_naive, sample_fast):
+        with pytest.raises(ValueError, match=r"given must hold integers in 0\.\.1"):
+            sampler(model, noise=draw_noise(2, 5, 0, np), given=given, n_given=k)
+        sampler(model, noise=draw_noise(2, 5, 0, np), given=given, n_given=k - 1)  # position k not read: accepted
