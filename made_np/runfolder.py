@@ -336,7 +336,8 @@ def run_lock(folder):
     RunLockedError
         Another run holds the lock (the message names the folder and its pid).
     RunFolderError
-        The folder cannot be created (a path under a file) or written (read-only).
+        The folder cannot be created (a path under a file) or written (read-only), or a file the run
+        writes (:data:`ATOMIC_FILES`) is a folder, a device, a pipe, a loop of links or another run's.
     """
     folder = Path(folder).expanduser()
     created = _create_folder(folder)
@@ -346,10 +347,11 @@ def run_lock(folder):
     if _holds(folder):  # this thread holds it already (made-np train around fit)
         yield folder
         return
-    for name in ATOMIC_FILES:  # refused now, not at the first checkpoint
-        why = other_run(folder / name)
-        if why:
-            raise RunFolderError(f"{folder / name}: {why}")
+    for name in ATOMIC_FILES:  # refused now, not at the first checkpoint (nor after the training)
+        try:
+            _write_target(folder / name)  # another run's file (RunFolderError), a folder, a device, a loop
+        except OSError as exc:
+            raise RunFolderError(f"{folder / name}: {exc.strerror}: remove or rename it") from None
     path = folder / LOCK_NAME
     fd = _take_flock(path, folder)
     try:

@@ -175,3 +175,15 @@ def test_a_data_spec_whose_context_contradicts_the_model_is_refused(tmp_path):
     assert not (tmp_path / "m.npz").exists()
     save_checkpoint(tmp_path / "m.npz", conditional, dataset_spec={"spec": "digits", "context": "labels"})
     assert load_checkpoint(tmp_path / "m.npz")[1]["dataset"]["context"] == "labels"
+
+
+@pytest.mark.parametrize("name", ["results.json", "metrics.csv", "loss.png"])
+def test_a_run_file_that_is_a_folder_is_refused_before_training(name, tmp_path):
+    """results.json a folder: --resume trained to the end, then failed to write its results."""
+    run_dir = tmp_path / "r"
+    assert run("train", "--epochs", 1, "--hidden", 4, "--num-masks", 1, "--out", run_dir, "-q").exit_code == 0
+    (run_dir / name).unlink()
+    (run_dir / name).mkdir()
+    before = (run_dir / "model.npz").read_bytes()
+    one_line_error(run("train", "--resume", run_dir, "--epochs", 3), f"{name}: not a regular file", "remove or rename it")
+    assert (run_dir / "model.npz").read_bytes() == before  # nothing trained
