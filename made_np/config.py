@@ -462,7 +462,9 @@ class MADEConfig(StrictConfig):
         from ``dataset`` (anything with ``D``, ``classes``, ``name`` and ``train``, e.g.
         :class:`made_np.data.Dataset`), then the data set's entry of
         :data:`DATASET_DEFAULTS`, then the ``preset`` (:data:`PRESETS`), then ``overrides``
-        (``None`` values are left to the recipe).
+        (``None`` values are left to the recipe); last, for real-valued data with a mixture head,
+        the discrete columns' levels and the atoms (:func:`_atom_choice`) unless ``overrides`` give
+        them (``atoms=(), atom_columns=()``: no atom).
 
         Raises
         ------
@@ -491,7 +493,7 @@ class MADEConfig(StrictConfig):
         if classes == 0 and "levels" not in values:
             values.update(_discrete_choice(dataset, values.get("head"), values.pop("discrete_columns", "auto")))
         values.setdefault("head", default_head(classes))
-        if classes == 0 and "atoms" not in values:
+        if classes == 0 and "atoms" not in values and "atom_columns" not in values:
             values.update(_atom_choice(dataset, values))
         _check_components_used(values["head"], overrides.get("components"), classes)
         return cls.from_dict(values)
