@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from made_np import (SOURCES, fetch, load_dataset)
+from made_np import MADEConfig, SOURCES, fetch, load_dataset
 
 from .common import (Group, PathParam, check_dataset_path, seed_option)
 
@@ -44,7 +44,7 @@ def data_fetch(name, cache_dir, url):
                    "--allow-missing`; each column then shows how many.")
 def data_info(spec, dataset_path, seed, allow_missing):
     """Print the splits' shapes of SPEC (a named set such as digits, wine or moons, or a path), and
-    for real-valued data each column's type: real (its range) or discrete (its values)."""
+    for real-valued data each column's type: real (its range, and its atoms) or discrete (its values)."""
     check_dataset_path(spec, dataset_path)
     ds = load_dataset(spec, path=dataset_path, seed=seed, allow_nan=allow_missing)
     kind = "binary" if ds.is_binary else "real-valued" if ds.is_real else f"categorical, {ds.classes} classes"
@@ -57,12 +57,15 @@ def data_info(spec, dataset_path, seed, allow_missing):
         click.echo(f"  missing entries: {int(np.isnan(x).sum())} of {x.size}")
     if ds.is_real:
         lo, hi = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
+        cfg = MADEConfig.for_data(ds)  # the recipe's atoms (docs/math.md Sec. 13.2)
+        atoms = dict(zip(cfg.atom_columns, cfg.atoms))
         for c in range(ds.D):
             name = f" ('{ds.columns[c]}')" if ds.columns else ""
             if c in ds.discrete_columns:
                 values = np.unique(x[:, c][~np.isnan(x[:, c])])
                 kind = f"discrete, {values.size} values: {', '.join(f'{v:g}' for v in values)}"
             else:
-                kind = f"real, {lo[c]:.6g} .. {hi[c]:.6g}"
+                kind = f"real, {lo[c]:.6g} .. {hi[c]:.6g}" + "".join(
+                    f"; atom {a:g} ({np.mean(ds.train[:, c] == a):.1%} of the training rows)" for a in atoms.get(c, ()))
             missing = int(np.isnan(x[:, c]).sum())
             click.echo(f"  column {c}{name}: {kind}" + (f"; {missing} missing" if missing else ""))

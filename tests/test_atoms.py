@@ -222,3 +222,17 @@ def test_train_names_the_atoms_and_no_atoms_turns_them_off(tmp_path):
     assert load_checkpoint(tmp_path / "off")[0].config.atom_columns == ()
     again = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "on"), "--no-atoms"])
     assert again.exit_code == 2 and "--atoms: cannot change a resumed run" in again.output
+
+
+def test_data_info_names_a_columns_atoms(tmp_path):
+    from click.testing import CliRunner
+
+    from made_np.cli import cli
+    ds = zero_inflated(1000, seed=4)
+    np.save(tmp_path / "zi.npy", np.concatenate([ds.train, ds.valid, ds.test]))
+    out = CliRunner().invoke(cli, ["data", "info", str(tmp_path / "zi.npy")])
+    assert out.exit_code == 0, out.output
+    from made_np import load_dataset
+    share = np.mean(load_dataset(str(tmp_path / "zi.npy")).train[:, 1] == 0)
+    assert f"column 1: real, 0 .. " in out.output and f"; atom 0 ({share:.1%} of the training rows)" in out.output
+    assert "column 0: real" in out.output and out.output.count("atom ") == 1
