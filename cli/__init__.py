@@ -49,7 +49,7 @@ from .train import parse_hidden, parse_num_masks, train as train_cmd  # noqa: E4
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100,
-                                          "show_default": True})
+                                          "show_default": True, "token_normalize_func": str.lower})
 @click.version_option(__version__, "--version", prog_name="made-np", message="%(prog)s %(version)s")
 def cli():
     """MADE (Masked Autoencoder for Distribution Estimation, Germain et al. 2015) in NumPy/CuPy.

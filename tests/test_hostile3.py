@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import one_line_error, run_cli as run
 
-from made_np import MADE, MADEConfig, save_checkpoint
+from made_np import MADE, MADEConfig, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +187,12 @@ def test_a_run_file_that_is_a_folder_is_refused_before_training(name, tmp_path):
     before = (run_dir / "model.npz").read_bytes()
     one_line_error(run("train", "--resume", run_dir, "--epochs", 3), f"{name}: not a regular file", "remove or rename it")
     assert (run_dir / "model.npz").read_bytes() == before  # nothing trained
+
+
+def test_choices_and_option_names_take_any_case(tmp_path):
+    """--head BERNOULLI was refused while --dataset DIGITS and --num-masks Inf were taken."""
+    res = run("train", "--head", "BERNOULLI", "--Epochs", 1, "--hidden", 4, "--num-masks", 1, "--out", tmp_path / "r",
+              "--Optimizer", "ADAM", "-q")
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(tmp_path / "r")[0].config.head == "bernoulli"
+    assert run("sample", tmp_path / "r", "-n", 2, "--method", "Naive", "--out", tmp_path / "s.npy").exit_code == 0
