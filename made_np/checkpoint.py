@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, backend
-from .checks import MAX_SEED, check_int, check_model, check_path_name, check_train_config, describe, is_int, is_real, short
+from .checks import MAX_SEED, check_bool, check_int, check_model, check_path_name, check_train_config, describe, is_int, is_real, short
 from .config import MAX_EPOCHS, MADEConfig, TrainConfig
 from .data import CONTEXT_SOURCES
 from .heads import HEADS
@@ -461,6 +461,7 @@ def load_checkpoint(path, device: str | None = None, *, best: bool = False, memo
         ``device="cuda"`` without CuPy or a usable GPU.
     """
     memory_limit = None if memory_limit is None else check_int("memory_limit (bytes)", memory_limit, 1)
+    best = check_bool("best", best)
     p = resolve_checkpoint_path(path)
     arrays, meta, model_config, train_config = _read_checkpoint(p, memory_limit=memory_limit)
     model = MADE(model_config, backend.get_xp(device), draw_weights=False)

@@ -51,6 +51,20 @@ def range_message(name: str, value, lo, hi) -> str:
     return f"{name} must be at most {hi}, got {short(value)}"
 
 
+def check_bool(name: str, value) -> bool:
+    """``value`` as a Python bool, for a flag of the API (``best``, ``allow_nan``, ``verbose``): a
+    string such as ``"no"`` or a number would count as true.
+
+    Raises
+    ------
+    ValueError
+        Anything but ``True``, ``False`` or a NumPy bool, naming ``name``.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {describe(value)}")
+    return bool(value)
+
+
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
     """``value`` as a Python int, for an integer argument of the API (a batch size, a count of
     samples or masks, a mask index, a seed).

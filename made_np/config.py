@@ -15,7 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 import numpy as np
 
 from . import backend
-from .checks import (MAX_SEED, check_choice, check_int, describe, is_int, is_real, observed_entries, range_message,
+from .checks import (MAX_SEED, check_bool, check_choice, check_int, describe, is_int, is_real, observed_entries, range_message,
                      short)
 from .data import MAX_CLASSES  # noqa: F401  (most classes per variable: each value is a one-hot input)
 from .heads import HEADS, default_head
@@ -291,9 +291,7 @@ class StrictConfig:
             elif kind == "levels":
                 setattr(self, name, _check_levels(value, name))
             elif kind == "bool":
-                if not isinstance(value, (bool, np.bool_)):
-                    raise ValueError(f"{name} must be true or false, got {describe(value)}")
-                setattr(self, name, bool(value))
+                setattr(self, name, check_bool(name, value))
             else:  # "ints": a list or tuple of integers in lo..hi
                 if not isinstance(value, (list, tuple)):
                     raise ValueError(f"{name} must be a list of integers, got {describe(value)}")

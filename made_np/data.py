@@ -59,7 +59,7 @@ import numpy as np
 from .backend import to_host
 from .download import (AMAT_FILES, DIST_FILE, MNIST_FILE, SOURCES, SPLIT_KEYS, _REFETCH_FIX, _verify_cached_table,
                        _verify_mnist, cache_dir, fetch, fetch_binarized_mnist)  # noqa: F401 (made_np.data.fetch)
-from .checks import MAX_SEED, is_int
+from .checks import MAX_SEED, check_bool, is_int
 from .npyio import DataError, expand_path, magic, read_csv, read_npy, read_npz, read_text_matrix
 
 CONTEXT_KEYS = ("train_context", "valid_context", "test_context")
@@ -879,6 +879,7 @@ def load_dataset(spec: str = "digits", *, path=None, seed: int = 0, context: str
     if not is_int(seed) or not 0 <= seed <= MAX_SEED:  # a checkpoint refuses larger seeds in its data spec
         raise DataError(f"data seed {seed!r} is not allowed: --data-seed must be in 0..{MAX_SEED} (an integer seed of "
                         "numpy.random.default_rng for the shuffles, splits and 2-D samples)")
+    allow_nan, real = check_bool("allow_nan", allow_nan), check_bool("real", real)
     context = "none" if context is None else str(context).lower()
     if context not in CONTEXT_SOURCES:
         raise DataError(f"unknown context {context!r}: choose one of {', '.join(CONTEXT_SOURCES)}")

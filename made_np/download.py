@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import check_bool
 from .npyio import DataError, expand_path, one_line, read_npz, read_text_matrix, reading, require_regular
 
 SPLIT_KEYS = ("train_data", "valid_data", "test_data")
@@ -249,6 +250,7 @@ def fetch(name: str, *, cache_dir=None, url=None, progress: bool = False, timeou
         reason and the fix. A cached file is never replaced by a download that
         failed its checks, and no temporary file is left behind.
     """
+    progress = check_bool("progress", progress)
     key = FETCH_ALIASES.get(str(name).lower(), str(name).lower())
     if key not in SOURCES:
         raise DataError(f"cannot fetch {name!r}: choose one of {', '.join(SOURCES)}")

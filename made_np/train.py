@@ -24,7 +24,7 @@ import numpy as np
 
 from . import backend
 from .checkpoint import check_info, check_resume_state, finished_run_blocker, save_checkpoint
-from .checks import (check_choice, check_context, check_data_or_missing, check_dataset, check_fit_arguments,
+from .checks import (check_bool, check_choice, check_context, check_data_or_missing, check_dataset, check_fit_arguments,
                      check_int, check_mask_index, check_model, check_real_columns, check_unmasked, observed_entries)
 from .config import ENGINES, MAX_EVAL_MASKS, TrainConfig
 from .data import check_same_data, class_counts, split_fingerprints, split_sizes
@@ -356,6 +356,7 @@ def fit(model: MADE, dataset, cfg: TrainConfig | None = None, *, out_dir=None, c
     from .fast.threads import thread_policy
 
     check_fit_arguments(model, cfg, out_dir, callback, progress, dataset_spec)
+    verbose, resume_checked = check_bool("verbose", verbose), check_bool("resume_checked", resume_checked)
     if resume_state is not None:  # before the folder check reads it
         check_info(resume_state)
     lock = run_lock(out_dir) if out_dir is not None else contextlib.nullcontext()

@@ -196,3 +196,19 @@ def test_choices_and_option_names_take_any_case(tmp_path):
     assert res.exit_code == 0, res.output
     assert load_checkpoint(tmp_path / "r")[0].config.head == "bernoulli"
     assert run("sample", tmp_path / "r", "-n", 2, "--method", "Naive", "--out", tmp_path / "s.npy").exit_code == 0
+
+
+def test_the_api_flags_are_true_or_false(tmp_path, ckpt):
+    """load_checkpoint(best="yes") and load_dataset(allow_nan="no") took any truthy value."""
+    from made_np import fetch, fit, load_dataset
+    with pytest.raises(ValueError, match="best must be true or false, got 'yes'"):
+        load_checkpoint(ckpt, best="yes")
+    with pytest.raises(ValueError, match="allow_nan must be true or false, got 'no'"):
+        load_dataset("digits", allow_nan="no")
+    with pytest.raises(ValueError, match="real must be true or false, got 1"):
+        load_dataset("digits", real=1)
+    with pytest.raises(ValueError, match="verbose must be true or false, got 'yes'"):
+        fit(MADE(MADEConfig(D=3, hidden=(4,))), load_dataset("digits"), verbose="yes")
+    with pytest.raises(ValueError, match="progress must be true or false"):
+        fetch("binarized-mnist", cache_dir=tmp_path, progress="yes")
+    assert load_checkpoint(ckpt, best=np.bool_(False))[0].config.D >= 1
