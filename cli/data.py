@@ -66,6 +66,7 @@ def data_info(spec, dataset_path, seed, allow_missing):
                 kind = f"discrete, {values.size} values: {', '.join(f'{v:g}' for v in values)}"
             else:
                 kind = f"real, {lo[c]:.6g} .. {hi[c]:.6g}" + "".join(
-                    f"; atom {a:g} ({np.mean(ds.train[:, c] == a):.1%} of the training rows)" for a in atoms.get(c, ()))
+                    f"; atom {a:g} ({np.sum(ds.train[:, c] == a) / np.sum(~np.isnan(ds.train[:, c])):.1%} of the observed "
+                    "training rows)" for a in atoms.get(c, ()))
             missing = int(np.isnan(x[:, c]).sum())
             click.echo(f"  column {c}{name}: {kind}" + (f"; {missing} missing" if missing else ""))

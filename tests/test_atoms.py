@@ -234,5 +234,5 @@ def test_data_info_names_a_columns_atoms(tmp_path):
     assert out.exit_code == 0, out.output
     from made_np import load_dataset
     share = np.mean(load_dataset(str(tmp_path / "zi.npy")).train[:, 1] == 0)
-    assert f"column 1: real, 0 .. " in out.output and f"; atom 0 ({share:.1%} of the training rows)" in out.output
+    assert f"column 1: real, 0 .. " in out.output and f"; atom 0 ({share:.1%} of the observed training rows)" in out.output
     assert "column 0: real" in out.output and out.output.count("atom ") == 1

@@ -60,3 +60,14 @@ def test_occlusion_mask_and_the_sample_grid_are_documented_public_api():
     finder = doctest.DocTestFinder()
     (examples,) = finder.find(conditional.occlusion_mask, globs={"occlusion_mask": conditional.occlusion_mask})
     assert examples.examples and doctest.DocTestRunner().run(examples).failed == 0
+
+
+def test_the_docs_hold_no_control_characters():
+    """A backslash escape read by a Python string (\\t of \\tanh, \\f of \\frac, \\a of \\approx)
+    put control characters into docs/math.md's LaTeX."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        bad = [(i + 1, repr(ch)) for i, line in enumerate(text.split("\n")) for ch in line if ord(ch) < 32]
+        assert not bad, f"{doc.name}: control characters at lines {bad[:5]}"
