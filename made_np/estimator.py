@@ -30,7 +30,7 @@ except ImportError as exc:  # setup.cfg still allows scikit-learn >= 1.1
                       "upgrade with: pip install -U scikit-learn") from exc
 
 from . import backend
-from .checks import check_choice, check_data_or_missing, check_int, check_unmasked
+from .checks import check_bool, check_choice, check_data_or_missing, check_int, check_unmasked
 from .conditional import DISCRETE_ESTIMATES, Imputation, impute as _impute
 from .data import find_discrete_columns, is_real
 from .config import MAX_CLASSES, MAX_EVAL_MASKS, UNLIMITED, MADEConfig, TrainConfig
@@ -130,6 +130,10 @@ class MADEDensity(BaseEstimator):
         (the mixed head, docs/math.md Sec. 13); "auto": those of at most 10 distinct values
         (:func:`made_np.data.find_discrete_columns`), unless ``head`` names another head; ``()`` or
         "none" (as ``--discrete-columns none``): every column continuous.
+    atoms : bool, default=True
+        Real-valued ``X`` with a mixture head: a component pinned on each value that many rows of a
+        column hold exactly (a point mass, such as the zeros of a zero-inflated column;
+        docs/math.md Sec. 13.2); False (as ``--no-atoms``): none.
     random_state : int, numpy.random.RandomState, numpy.random.Generator or None, default=None
         Seeds the weights, the masks, the validation split and the shuffling
         (three integers drawn with :func:`sklearn.utils.check_random_state`, or
@@ -167,7 +171,7 @@ class MADEDensity(BaseEstimator):
     def __init__(self, hidden=(500,), num_masks=None, order_agnostic=True, connectivity_agnostic=True,
                  direct=None, ordering="natural", epochs=None, batch_size=100, lr=None,
                  optimizer="adam", patience=None, validation_fraction=0.1, eval_masks=None,
-                 random_state=None, head=None, components=None, discrete_columns="auto"):
+                 random_state=None, head=None, components=None, discrete_columns="auto", atoms=True):
         self.hidden = hidden
         self.num_masks = num_masks
         self.order_agnostic = order_agnostic
@@ -185,6 +189,7 @@ class MADEDensity(BaseEstimator):
         self.head = head
         self.components = components
         self.discrete_columns = discrete_columns
+        self.atoms = atoms
 
     def __sklearn_tags__(self):
         """Declare the input: whole numbers (categorical), sparse matrices taken (densified); negative
@@ -332,7 +337,8 @@ class MADEDensity(BaseEstimator):
         mcfg = MADEConfig.for_data(data, hidden=hidden, ordering=self.ordering, num_masks=self.num_masks,
                                    order_agnostic=self.order_agnostic, connectivity_agnostic=self.connectivity_agnostic,
                                    direct=self.direct, seed=model_seed, head=self.head, components=self.components,
-                                   discrete_columns=None if auto else self.discrete_columns)
+                                   discrete_columns=None if auto else self.discrete_columns,
+                                   **({} if check_bool("atoms", self.atoms) else {"atoms": (), "atom_columns": ()}))
         cfg = TrainConfig.for_data(data, epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
                                    lr=self.lr, patience=self.patience, valid_masks=self.eval_masks,
                                    eval_masks=self.eval_masks, seed=train_seed)
@@ -458,7 +464,7 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
 
     Parameters
     ----------
-    hidden, order_agnostic, connectivity_agnostic, direct, ordering, epochs, batch_size, lr, optimizer, patience, validation_fraction, eval_masks, random_state, head, components, discrete_columns
+    hidden, order_agnostic, connectivity_agnostic, direct, ordering, epochs, batch_size, lr, optimizer, patience, validation_fraction, eval_masks, random_state, head, components, discrete_columns, atoms
         As :class:`MADEDensity` (``random_state`` also seeds the completions of :meth:`transform`).
     num_masks : int or inf, default=inf
         As :class:`MADEDensity`; ``inf`` (a fresh ordering at every update) by default: imputing any
@@ -493,14 +499,14 @@ class MADEImputer(OneToOneFeatureMixin, TransformerMixin, MADEDensity):
     def __init__(self, hidden=(500,), num_masks=UNLIMITED, order_agnostic=True, connectivity_agnostic=True,
                  direct=None, ordering="natural", epochs=None, batch_size=100, lr=None,
                  optimizer="adam", patience=None, validation_fraction=0.1, eval_masks=None,
-                 random_state=None, head=None, components=None, discrete_columns="auto", masks=16, draws=100,
-                 discrete="auto"):
+                 random_state=None, head=None, components=None, discrete_columns="auto", atoms=True, masks=16,
+                 draws=100, discrete="auto"):
         super().__init__(hidden=hidden, num_masks=num_masks, order_agnostic=order_agnostic,
                          connectivity_agnostic=connectivity_agnostic, direct=direct, ordering=ordering,
                          epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, patience=patience,
                          validation_fraction=validation_fraction, eval_masks=eval_masks,
                          random_state=random_state, head=head, components=components,
-                         discrete_columns=discrete_columns)
+                         discrete_columns=discrete_columns, atoms=atoms)
         self.masks = masks
         self.draws = draws
         self.discrete = discrete

@@ -236,3 +236,17 @@ def test_data_info_names_a_columns_atoms(tmp_path):
     share = np.mean(load_dataset(str(tmp_path / "zi.npy")).train[:, 1] == 0)
     assert f"column 1: real, 0 .. " in out.output and f"; atom 0 ({share:.1%} of the observed training rows)" in out.output
     assert "column 0: real" in out.output and out.output.count("atom ") == 1
+
+
+@pytest.mark.parametrize("cls", ["MADEDensity", "MADEImputer"])
+def test_the_estimators_pin_atoms_unless_told_not_to(cls):
+    import made_np
+    from sklearn.base import clone
+    x = np.concatenate([zero_inflated(600, seed=5).train, zero_inflated(600, seed=6).train])
+    est = getattr(made_np, cls)(hidden=(8,), epochs=1, random_state=0)
+    assert est.get_params()["atoms"] is True
+    assert est.fit(x).model_.config.atoms == ((0.0,),)
+    off = clone(est).set_params(atoms=False).fit(x)
+    assert off.model_.config.atom_columns == ()
+    with pytest.raises(ValueError, match="atoms must be true or false"):
+        clone(est).set_params(atoms="no").fit(x)

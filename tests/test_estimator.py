@@ -362,7 +362,7 @@ def test_get_set_params_clone():
     assert set(params) == {"hidden", "num_masks", "order_agnostic", "connectivity_agnostic", "direct",
                            "ordering", "epochs", "batch_size", "lr", "optimizer", "patience",
                            "validation_fraction", "eval_masks", "random_state", "head", "components",
-                           "discrete_columns"}
+                           "discrete_columns", "atoms"}
     assert est.set_params(hidden=(4,), patience=0) is est
     assert est.get_params()["hidden"] == (4,) and est.patience == 0
     twin = clone(est)
