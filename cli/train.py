@@ -99,10 +99,12 @@ def column_lines(mcfg, names=()) -> list:
     def parts(columns, sets):
         return "; ".join(f"{d}" + (f" {names[d]}" if d < len(names) and names[d] else "") + " {" + values(v) + "}"
                          for d, v in zip(columns, sets))
-    return ([f"discrete columns (softmax over their levels): {parts(mcfg.discrete_columns, mcfg.levels)}"]
-            * bool(mcfg.discrete_columns)
-            + [f"atoms (values many rows hold exactly, each a pinned component): {parts(mcfg.atom_columns, mcfg.atoms)}"]
-            * bool(mcfg.atom_columns))
+    lines = []
+    if mcfg.discrete_columns:
+        lines.append(f"discrete columns (softmax over their levels): {parts(mcfg.discrete_columns, mcfg.levels)}")
+    if mcfg.atom_columns:
+        lines.append(f"atoms (values many rows hold exactly, each a pinned component): {parts(mcfg.atom_columns, mcfg.atoms)}")
+    return lines
 
 
 #: The options that give the model's configuration and the training's.
