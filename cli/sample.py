@@ -135,6 +135,9 @@ def density(ctx, checkpoint, out, num_samples, seed, device, dataset_path, max_m
     if real:
         with user_values():
             click.echo(f"test NLL: {-float(np.mean(to_host(model.log_prob(test)))):.4f} nats{note}")
+            for d, atoms in zip(model.config.atom_columns, model.config.atoms):
+                click.echo(f"atoms of x{d + 1} at {', '.join(f'{a:g}' for a in atoms)}: spikes narrower than the "
+                           "grid's cells, so the model panel's mass on the grid leaves theirs out")
             with writing(out, "--out"):
                 plots.plot_density(lambda points: to_host(model.log_prob(points)), test, out)
     else:

@@ -250,3 +250,17 @@ def test_the_estimators_pin_atoms_unless_told_not_to(cls):
     assert off.model_.config.atom_columns == ()
     with pytest.raises(ValueError, match="atoms must be true or false"):
         clone(est).set_params(atoms="no").fit(x)
+
+
+def test_density_says_the_grid_leaves_out_the_atoms(tmp_path):
+    from click.testing import CliRunner
+
+    from made_np.cli import cli
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.normal(size=1000), np.where(rng.random(1000) < 0.3, 0.0, rng.gamma(2.0, 3.0, 1000))], axis=1)
+    np.save(tmp_path / "two.npy", x)
+    assert CliRunner().invoke(cli, ["train", "--dataset", str(tmp_path / "two.npy"), "--hidden", "8", "--epochs", "1",
+                                    "--out", str(tmp_path / "r"), "-q"]).exit_code == 0
+    out = CliRunner().invoke(cli, ["density", str(tmp_path / "r"), "--out", str(tmp_path / "d.png")])
+    assert out.exit_code == 0, out.output
+    assert "atoms of x2 at 0: spikes narrower than the grid's cells" in out.output and (tmp_path / "d.png").exists()
