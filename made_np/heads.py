@@ -614,8 +614,9 @@ class MixtureHead(RealHead):
 
         def at_k(a):
             return xp.take_along_axis(a, k, axis=0)[0, ...]
-        pk = at_k(p)
-        return at_k(mu) + xp.exp(log_scale(xp, at_k(s))[0]) * backend.ndtri(xp, self._uniform((u - (at_k(F) - pk)) / pk))
+        pk, sk = at_k(p), at_k(s)
+        spread = xp.exp(log_scale(xp, sk)[0]) * backend.ndtri(xp, self._uniform((u - (at_k(F) - pk)) / pk))
+        return at_k(mu) + xp.where(sk == PINNED_RAW_SCALE, 0.0, spread)  # an atom's component draws its mean
 
 
 class MixedHead(RealHead):

@@ -536,7 +536,7 @@ class MADE:
         self.shift = xp.where(keep, self._on_device(shift, "float64"), 0.0)  # new arrays: copies
         self.scale = xp.where(keep, self._on_device(scale, "float64"), 1.0)
         self._log_det = float(xp.sum(xp.log(self.scale)))
-        self._pins = None
+        self._pins, self._atom_draws = None, {}
         if c.atom_columns:
             np, R, K = backend.get_xp("cpu"), self.out_repeat, c.components
             pinned, values = np.zeros(c.D * R, dtype=bool), np.zeros(c.D * R)
@@ -547,6 +547,9 @@ class MADE:
                 values[d * R + K + j] = (np.asarray(atoms) - shift[d]) / scale[d]
                 values[d * R + 2 * K + j] = PINNED_RAW_SCALE
             self._pins = self._on_device(pinned), self._on_device(values, c.dtype)
+            drawn = backend.to_host(self._pins[1]).astype(np.float64)  # a pinned mean as the head draws it
+            self._atom_draws = {d: (drawn[d * R + K:d * R + K + len(atoms)], np.asarray(atoms))
+                                for d, atoms in zip(c.atom_columns, c.atoms)}
 
     @property
     def _discrete(self):
@@ -564,9 +567,22 @@ class MADE:
         return (x - self.shift) / self.scale if self.head.real else x
 
     def _unstandardise(self, v, cols=slice(None)):
-        """Standardised values ``v`` (n, D) (or (n,) of column ``cols``) in the data's units,
-        ``v * scale + shift``, for a real head; ``v`` itself for a discrete one."""
-        return v * self.scale[cols, ...] + self.shift[cols, ...] if self.head.real else v
+        """Draws ``v`` (n, D) (or (n,) of column ``cols``), standardised, in the data's units,
+        ``v * scale + shift``, for a real head (an atom's pinned mean, as drawn, gives the atom itself,
+        exactly); ``v`` itself for a discrete one."""
+        if not self.head.real:
+            return v
+        x = v * self.scale[cols, ...] + self.shift[cols, ...]
+        for d, (drawn, atoms) in self._atom_draws.items():
+            if isinstance(cols, slice) or cols == d:
+                col, at = (x[:, d], v[:, d]) if isinstance(cols, slice) else (x, v)
+                for mean, atom in zip(drawn.tolist(), atoms.tolist()):
+                    col = self.xp.where(at == mean, atom, col)
+                if isinstance(cols, slice):
+                    x[:, d] = col
+                else:
+                    x = col
+        return x
 
     def encode(self, x):
         """Encode data for the network and the head.

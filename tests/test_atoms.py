@@ -174,9 +174,23 @@ def test_the_fast_sampler_draws_the_atoms_of_the_naive_one():
     u = np.random.default_rng(3).random((200, 3))
     a, b = sample_naive(model, noise=u), sample_fast(model, noise=u)
     np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)
-    at_atom = np.isin(np.round(a[:, 1], 1), [0.0, 2.5])
-    assert at_atom.mean() > 0.8  # drawn within the narrowest scale of an atom
-    np.testing.assert_allclose(a[at_atom, 1], np.round(a[at_atom, 1], 1), atol=0.05)
+    at_atom = np.isin(a[:, 1], [0.0, 2.5])  # a pinned component draws its atom exactly
+    assert at_atom.mean() > 0.8 and np.array_equal(at_atom, np.isin(b[:, 1], [0.0, 2.5]))
+    assert np.isin(a[:, 0], [1.0]).any() and not np.isin(a[:, 2], [0.0, 2.5, 1.0]).any()
+
+
+def test_float32_draws_give_the_atoms_exactly_on_both_samplers():
+    cfg = atom_model().config
+    model = MADE(MADEConfig.from_dict({**cfg.to_dict(), "dtype": "float32"}))
+    randomize_weights(model, 4)
+    model.set_standardisation(np.array([0.3, 4.7, -2.0]), np.array([1.5, 3.1, 0.7]))
+    V = model.layers[-1]
+    V.b[model.out_repeat:model.out_repeat + 3] = [6.0, 6.0, -6.0]
+    u = np.random.default_rng(8).random((300, 3))
+    a, b = sample_naive(model, noise=u), sample_fast(model, noise=u)
+    hit = np.isin(a[:, 1], [0.0, 2.5])
+    assert hit.mean() > 0.8 and np.array_equal(hit, np.isin(b[:, 1], [0.0, 2.5]))
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
 
 
 def test_a_checkpoint_keeps_the_atoms(tmp_path):
