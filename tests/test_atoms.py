@@ -124,6 +124,8 @@ def test_the_pins_hold_on_the_strict_stand_in_for_a_device(stand):
     np.testing.assert_allclose(z[:, 3:5], np.tile([(0.0 - 2.0) / 0.5, (2.5 - 2.0) / 0.5], (6, 1)))
     assert np.isfinite(float(stand.get(model.loss_and_grad(x))))
     assert not stand.get(model.layers[-1].db)[2 * model.out_repeat + 3:2 * model.out_repeat + 5].any()
+    draws = stand.get(sample_naive(model, noise=stand.put(np.random.default_rng(1).random((40, 3)))))
+    assert np.isin(draws[:, 2], [0.0, 2.5]).sum() >= 10 and np.isfinite(draws).all()
 
 
 @pytest.mark.parametrize("head", ["mog", "mixed"])
