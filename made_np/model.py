@@ -573,15 +573,13 @@ class MADE:
         if not self.head.real:
             return v
         x = v * self.scale[cols, ...] + self.shift[cols, ...]
+        every = isinstance(cols, slice)
         for d, (drawn, atoms) in self._atom_draws.items():
-            if isinstance(cols, slice) or cols == d:
-                col, at = (x[:, d], v[:, d]) if isinstance(cols, slice) else (x, v)
+            if every or cols == d:
+                col = x[:, d] if every else x
                 for mean, atom in zip(drawn.tolist(), atoms.tolist()):
-                    col = self.xp.where(at == mean, atom, col)
-                if isinstance(cols, slice):
-                    x[:, d] = col
-                else:
-                    x = col
+                    col = self.xp.where((v[:, d] if every else v) == mean, atom, col)
+                x = self.xp.concat([x[:, :d], col[:, None], x[:, d + 1:]], axis=1) if every else col
         return x
 
     def encode(self, x):
